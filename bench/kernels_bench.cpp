@@ -1,0 +1,109 @@
+// Kernel throughput through the Backend interface, as the runtime calls it: matmul as a
+// decode GEMV (T=1, bound by weight bytes) and as a prefill (T=64, bound by FLOPs) at the
+// size of a ~100M-parameter model (K=768, N=2048/3072), plus decode attention.
+// ref runs only a small case: it is the f64 reference, orders of magnitude slower.
+//
+// Counters: FLOP/s (2*T*N*K per matmul) and bytes_per_second (weights + activations read
+// and written once).
+#include <benchmark/benchmark.h>
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backends/cpu/cpu_backend.h"
+#include "backends/ref/ref_backend.h"
+#include "core/dtype.h"
+
+namespace tapml {
+namespace {
+
+std::unique_ptr<Backend> open(const std::string& uri) {
+  BackendUri u = BackendUri::parse(uri);
+  return u.scheme == "ref" ? make_ref_backend(u) : make_cpu_backend(u);
+}
+
+// A device tensor filled with small random values of `dtype`.
+DeviceTensor upload(Backend& be, DType dtype, Shape shape, uint32_t seed) {
+  std::mt19937 gen(seed);
+  std::uniform_real_distribution<float> dist(-0.5f, 0.5f);
+  const int64_t n = shape.numel();
+  std::vector<std::byte> bytes(size_t(n) * dtype_size(dtype));
+  for (int64_t i = 0; i < n; ++i) {
+    float v = dist(gen);
+    if (dtype == DType::F32) {
+      std::memcpy(bytes.data() + 4 * i, &v, 4);
+    } else {
+      uint16_t h = dtype == DType::F16 ? f32_to_f16(v) : f32_to_bf16(v);
+      std::memcpy(bytes.data() + 2 * i, &h, 2);
+    }
+  }
+  DeviceTensor t{be.alloc(bytes.size()), 0, dtype, std::move(shape)};
+  be.write(t.buffer, 0, bytes.data(), bytes.size());
+  return t;
+}
+
+void BM_Matmul(benchmark::State& state, const char* uri, DType wt) {
+  const int64_t T = state.range(0), K = state.range(1), N = state.range(2);
+  auto be = open(uri);
+  OpCall call{"matmul", {}, {}, {}, "bench"};
+  call.inputs = {upload(*be, DType::F32, Shape{T, K}, 1), upload(*be, wt, Shape{N, K}, 2)};
+  call.outputs = {{be->alloc(size_t(T * N) * 4), 0, DType::F32, Shape{T, N}}};
+  for (auto _ : state) {
+    be->run(call);
+    be->sync();
+  }
+  const double flops = 2.0 * double(T) * double(N) * double(K);
+  const double bytes = double(N * K) * double(dtype_size(wt)) + double(T * K + T * N) * 4;
+  state.counters["FLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetBytesProcessed(int64_t(bytes) * state.iterations());
+  state.SetLabel(be->info().device);
+}
+
+void BM_AttentionDecode(benchmark::State& state, const char* uri) {
+  const int64_t P = state.range(0), H = 12, KV = 12, hd = 64;
+  auto be = open(uri);
+  OpCall call{"attention",
+              {{"n_heads", double(H)}, {"n_kv_heads", double(KV)}, {"head_dim", double(hd)},
+               {"scale", 1.0 / std::sqrt(double(hd))}},
+              {}, {}, "bench"};
+  call.inputs = {upload(*be, DType::F32, Shape{1, H * hd}, 1),
+                 upload(*be, DType::F32, Shape{P, KV * hd}, 2),
+                 upload(*be, DType::F32, Shape{P, KV * hd}, 3)};
+  call.outputs = {{be->alloc(size_t(H * hd) * 4), 0, DType::F32, Shape{1, H * hd}}};
+  for (auto _ : state) {
+    be->run(call);
+    be->sync();
+  }
+  const double flops = 4.0 * double(H) * double(P) * double(hd);  // q.k and p*v
+  state.counters["FLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetBytesProcessed(int64_t(2 * P * KV * hd * 4) * state.iterations());
+  state.SetLabel(be->info().device);
+}
+
+void model_sizes(benchmark::internal::Benchmark* b, int64_t T) {
+  b->Args({T, 768, 2048})->Args({T, 768, 3072})->UseRealTime()->Unit(benchmark::kMicrosecond);
+}
+
+BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_f32, "cpu", DType::F32)->Apply([](auto* b) { model_sizes(b, 1); });
+BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_f16, "cpu", DType::F16)->Apply([](auto* b) { model_sizes(b, 1); });
+BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_bf16, "cpu", DType::BF16)->Apply([](auto* b) { model_sizes(b, 1); });
+BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu1_f32, "cpu?threads=1", DType::F32)->Apply([](auto* b) { model_sizes(b, 1); });
+BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu1_f16, "cpu?threads=1", DType::F16)->Apply([](auto* b) { model_sizes(b, 1); });
+BENCHMARK_CAPTURE(BM_Matmul, prefill_cpu_f32, "cpu", DType::F32)->Apply([](auto* b) { model_sizes(b, 64); });
+BENCHMARK_CAPTURE(BM_Matmul, prefill_cpu_f16, "cpu", DType::F16)->Apply([](auto* b) { model_sizes(b, 64); });
+BENCHMARK_CAPTURE(BM_Matmul, prefill_cpu1_f32, "cpu?threads=1", DType::F32)->Apply([](auto* b) { model_sizes(b, 64); });
+BENCHMARK_CAPTURE(BM_Matmul, gemv_ref_f32, "ref", DType::F32)
+    ->Args({1, 768, 256})->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Matmul, gemv_ref_f16, "ref", DType::F16)
+    ->Args({1, 768, 256})->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_small_f32, "cpu", DType::F32)
+    ->Args({1, 768, 256})->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_AttentionDecode, cpu, "cpu")->Arg(512)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_AttentionDecode, ref, "ref")->Arg(512)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+}  // namespace
+}  // namespace tapml

@@ -1,0 +1,89 @@
+#include "backend/host_backend.h"
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+
+#include "core/error.h"
+
+namespace tapml {
+
+namespace {
+// 64-byte alignment keeps every row start usable by wide SIMD loads.
+constexpr size_t kAlign = 64;
+void free_aligned(std::byte* p) { std::free(p); }
+}  // namespace
+
+BufferId HostBackend::alloc(size_t bytes) {
+  require(bytes <= info_.max_buffer_bytes,
+          info_.name + ": buffer of " + std::to_string(bytes) + " bytes exceeds the limit of " +
+              std::to_string(info_.max_buffer_bytes));
+  size_t rounded = (std::max<size_t>(bytes, 1) + kAlign - 1) / kAlign * kAlign;
+  auto* p = static_cast<std::byte*>(std::aligned_alloc(kAlign, rounded));
+  require(p != nullptr, info_.name + ": out of host memory allocating " + std::to_string(bytes) + " bytes");
+  BufferId id = next_id_++;
+  Block& b = blocks_[id];
+  b.bytes = {p, free_aligned};
+  b.size = bytes;
+  allocated_ += bytes;
+  return id;
+}
+
+void HostBackend::free(BufferId id) {
+  auto it = blocks_.find(id);
+  require(it != blocks_.end(), info_.name + ": free of unknown buffer " + std::to_string(id));
+  allocated_ -= it->second.size;
+  blocks_.erase(it);
+}
+
+const HostBackend::Block& HostBackend::block(BufferId id, const char* what) const {
+  auto it = blocks_.find(id);
+  require(it != blocks_.end(), info_.name + ": " + what + " of unknown buffer " + std::to_string(id));
+  return it->second;
+}
+
+void HostBackend::write(BufferId id, size_t offset, const void* src, size_t bytes) {
+  const Block& b = block(id, "write");
+  require(offset <= b.size && bytes <= b.size - offset, info_.name + ": write past the end of buffer " + std::to_string(id));
+  if (bytes) std::memcpy(b.bytes.get() + offset, src, bytes);
+}
+
+void HostBackend::read(BufferId id, size_t offset, void* dst, size_t bytes) {
+  const Block& b = block(id, "read");
+  require(offset <= b.size && bytes <= b.size - offset, info_.name + ": read past the end of buffer " + std::to_string(id));
+  if (bytes) std::memcpy(dst, b.bytes.get() + offset, bytes);
+}
+
+Support HostBackend::supports(const OpCall& call) const {
+  try {
+    const OpDef& def = op_def(call.op);
+    std::vector<TensorType> in;
+    for (auto& t : call.inputs) in.push_back(t.type());
+    auto out = def.infer(in, call.attrs);
+    if (out.size() != call.outputs.size()) return Support::no(call.op + ": wrong number of outputs");
+    for (size_t i = 0; i < out.size(); ++i)
+      if (!(out[i] == call.outputs[i].type()))
+        return Support::no(call.op + ": output " + std::to_string(i) + " has the wrong type");
+  } catch (const Error& e) {
+    return Support::no(e.what());
+  }
+  return supports_op(call);
+}
+
+std::byte* HostBackend::ptr(const DeviceTensor& t) const {
+  return block(t.buffer, "access").bytes.get() + t.offset;
+}
+
+void HostBackend::run(const OpCall& call) {
+  auto check = [&](const DeviceTensor& t) {
+    const Block& b = block(t.buffer, "run");
+    require(t.offset <= b.size && t.nbytes() <= b.size - t.offset,
+            info_.name + ": " + call.op + " tensor " + t.shape.str() + " at offset " +
+                std::to_string(t.offset) + " lies outside buffer " + std::to_string(t.buffer));
+  };
+  for (auto& t : call.inputs) check(t);
+  for (auto& t : call.outputs) check(t);
+  compute(call);
+}
+
+}  // namespace tapml

@@ -1,0 +1,48 @@
+// A base for backends whose buffers live in host memory (ref, cpu): buffer bookkeeping,
+// bounds-checked access, and catalog-based support checks. Subclasses implement compute().
+#pragma once
+#include <cstddef>
+#include <memory>
+#include <unordered_map>
+
+#include "backend/backend.h"
+
+namespace tapml {
+
+class HostBackend : public Backend {
+ public:
+  explicit HostBackend(BackendInfo info) : info_(std::move(info)) {}
+  const BackendInfo& info() const override { return info_; }
+
+  BufferId alloc(size_t bytes) override;
+  void free(BufferId id) override;
+  void write(BufferId id, size_t offset, const void* src, size_t bytes) override;
+  void read(BufferId id, size_t offset, void* dst, size_t bytes) override;
+  // Catalog shape/dtype check, then supports_op().
+  Support supports(const OpCall& call) const override;
+  // Checks that every tensor lies inside its buffer, then compute().
+  void run(const OpCall& call) override;
+
+  size_t bytes_allocated() const { return allocated_; }
+
+ protected:
+  // The host address of a tensor (already bounds-checked by run()).
+  std::byte* ptr(const DeviceTensor& t) const;
+  template <class T> T* data(const DeviceTensor& t) const { return reinterpret_cast<T*>(ptr(t)); }
+  virtual Support supports_op(const OpCall& call) const { return Support::yes(); }
+  virtual void compute(const OpCall& call) = 0;
+
+  BackendInfo info_;
+
+ private:
+  struct Block {
+    std::unique_ptr<std::byte[], void (*)(std::byte*)> bytes{nullptr, nullptr};
+    size_t size = 0;
+  };
+  const Block& block(BufferId id, const char* what) const;
+  std::unordered_map<BufferId, Block> blocks_;
+  BufferId next_id_ = 1;
+  size_t allocated_ = 0;
+};
+
+}  // namespace tapml

@@ -1,0 +1,38 @@
+// Builds backends from URIs: "ref", "cpu?threads=4", "vulkan:0", "tcp://host:port?token=T",
+// "faulty:cpu?fault=rope_pairing". The scheme picks the factory; the rest is the factory's.
+// The registry is TapML's only global state.
+#pragma once
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+
+namespace tapml {
+
+struct BackendUri {
+  std::string text;    // the whole URI
+  std::string scheme;  // "cpu"
+  std::string target;  // what follows "scheme:" (or "scheme://") up to '?'
+  std::map<std::string, std::string> params;  // query parameters
+
+  static BackendUri parse(const std::string& uri);
+  // Parameter as integer/string with a default; throws Error for a malformed integer.
+  int64_t int_param(const std::string& key, int64_t fallback) const;
+  std::string param(const std::string& key, const std::string& fallback) const;
+  // Throws Error naming any parameter not in `known`.
+  void allow_params(const std::vector<std::string>& known) const;
+};
+
+using BackendFactory = std::function<std::unique_ptr<Backend>(const BackendUri&)>;
+
+void register_backend(const std::string& scheme, const std::string& description,
+                      BackendFactory factory);
+// Every registered scheme with its description.
+std::vector<std::pair<std::string, std::string>> registered_backends();
+// Creates the backend; throws Error for an unknown scheme (listing the known ones).
+std::unique_ptr<Backend> make_backend(const std::string& uri);
+
+}  // namespace tapml

@@ -1,0 +1,25 @@
+#include "backends/builtin.h"
+
+#include <mutex>
+
+#include "backend/registry.h"
+#include "backends/cpu/cpu_backend.h"
+#include "backends/ref/ref_backend.h"
+
+namespace tapml {
+
+void register_builtin_backends() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    register_backend("ref", "reference: plain loops, f64 accumulation (the source platform)",
+                     make_ref_backend);
+    register_backend("cpu", "host CPU: multi-threaded, SIMD; cpu?threads=N", make_cpu_backend);
+  });
+}
+
+std::unique_ptr<Backend> open_backend(const std::string& uri) {
+  register_builtin_backends();
+  return make_backend(uri);
+}
+
+}  // namespace tapml

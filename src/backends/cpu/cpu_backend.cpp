@@ -1,0 +1,238 @@
+// The cpu backend: the catalog's ops on host memory, split over a thread pool and vectorized
+// by the kernels in kernels.cpp. This file decodes calls, validates what the catalog cannot
+// (token ids, cache positions) and decides how to split the work; the arithmetic lives in
+// the kernels. rope is computed in f64 scalar code like ref, so it matches ref exactly.
+#include "backends/cpu/cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backend/host_backend.h"
+#include "backends/cpu/kernels.h"
+#include "core/error.h"
+#include "core/thread_pool.h"
+
+namespace tapml {
+
+namespace {
+
+using cpu::WeightType;
+
+std::optional<WeightType> weight_type(DType t) {
+  switch (t) {
+    case DType::F32: return WeightType::F32;
+    case DType::F16: return WeightType::F16;
+    case DType::BF16: return WeightType::BF16;
+    default: return std::nullopt;
+  }
+}
+
+// Below this much work (roughly: elements touched, or multiply-adds) a call runs on the
+// calling thread: waking the pool costs a few microseconds, more than the op itself.
+constexpr int64_t kInlineWork = 64 * 1024;
+
+const char* const kOps[] = {"embedding", "rmsnorm", "matmul", "rope", "kv_store",
+                            "attention", "swiglu", "add"};
+
+class CpuBackend final : public HostBackend {
+ public:
+  CpuBackend(const std::string& uri, int threads)
+      : HostBackend({uri, "cpu",
+                     "host CPU, " + std::to_string(threads) + " thread" +
+                         (threads == 1 ? "" : "s") + ", SIMD " + cpu::simd_target()}),
+        pool_(threads) {}
+
+ protected:
+  Support supports_op(const OpCall& c) const override {
+    if (std::find_if(std::begin(kOps), std::end(kOps), [&](const char* n) { return c.op == n; }) ==
+        std::end(kOps))
+      return Support::no("cpu: no kernel for op '" + c.op + "'");
+    return Support::yes();
+  }
+
+  void compute(const OpCall& c) override {
+    if (c.op == "embedding") return embedding(c);
+    if (c.op == "rmsnorm") return rmsnorm(c);
+    if (c.op == "matmul") return matmul(c);
+    if (c.op == "rope") return rope(c);
+    if (c.op == "kv_store") return kv_store(c);
+    if (c.op == "attention") return attention(c);
+    if (c.op == "swiglu") return swiglu(c);
+    if (c.op == "add") return add(c);
+    throw Error("cpu: no kernel for op '" + c.op + "'");
+  }
+
+ private:
+  // fn(begin, end) over [0, units), on the pool only when the total work is worth it.
+  template <class F>
+  void split(int64_t units, int64_t work_per_unit, F&& fn) {
+    if (units <= 0) return;
+    if (units * work_per_unit < kInlineWork) fn(int64_t(0), units);
+    else pool_.parallel_for(units, fn);
+  }
+
+  static WeightType wtype(const DeviceTensor& t) {
+    auto w = weight_type(t.dtype);
+    require(w.has_value(), "cpu: weight must be f32, f16 or bf16, got " + std::string(dtype_name(t.dtype)));
+    return *w;
+  }
+
+  // An elementwise op over the whole tensor, in pieces of whole cache lines.
+  template <class F>
+  void elementwise(int64_t n, int64_t cost, F&& fn) {
+    constexpr int64_t kPiece = 64;
+    split((n + kPiece - 1) / kPiece, kPiece * cost, [&](int64_t b, int64_t e) {
+      fn(b * kPiece, std::min(n, e * kPiece));
+    });
+  }
+
+  void embedding(const OpCall& c) {
+    const DeviceTensor& table = c.inputs[0];
+    const int32_t* ids = data<int32_t>(c.inputs[1]);
+    float* out = data<float>(c.outputs[0]);
+    const int64_t T = c.inputs[1].shape[0], V = table.shape[0], D = table.shape[1];
+    // Checked before anything is written, so a bad id leaves the output untouched.
+    for (int64_t t = 0; t < T; ++t)
+      require(ids[t] >= 0 && ids[t] < V, "embedding: token id " + std::to_string(ids[t]) +
+                                             " outside the vocabulary of " + std::to_string(V));
+    const WeightType type = wtype(table);
+    const size_t row_bytes = size_t(D) * dtype_size(table.dtype);
+    const std::byte* base = ptr(table);
+    split(T, D, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t)
+        cpu::convert_to_f32(base + size_t(ids[t]) * row_bytes, type, D, out + t * D);
+    });
+  }
+
+  void rmsnorm(const OpCall& c) {
+    const float* x = data<float>(c.inputs[0]);
+    float* out = data<float>(c.outputs[0]);
+    const int64_t T = c.inputs[0].shape[0], D = c.inputs[0].shape[1];
+    const double eps = c.attrs.get("eps");
+    const float* w = weights_f32(c.inputs[1], D);
+    split(T, 2 * D, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        const double ss = cpu::sum_squares(x + t * D, D);
+        const float inv = float(1.0 / std::sqrt(ss / double(D) + eps));
+        cpu::scale_mul(x + t * D, inv, w, out + t * D, D);
+      }
+    });
+  }
+
+  // A weight vector as f32: the tensor itself, or a widened copy in scratch_.
+  const float* weights_f32(const DeviceTensor& t, int64_t n) {
+    if (t.dtype == DType::F32) return data<float>(t);
+    scratch_.resize(size_t(n));
+    cpu::convert_to_f32(ptr(t), wtype(t), n, scratch_.data());
+    return scratch_.data();
+  }
+
+  void matmul(const OpCall& c) {
+    const DeviceTensor& w = c.inputs[1];
+    cpu::MatmulArgs a{data<float>(c.inputs[0]), ptr(w), wtype(w), data<float>(c.outputs[0]),
+                      c.inputs[0].shape[0], c.inputs[0].shape[1], w.shape[0]};
+    if (a.T == 0) return;
+    // Split over output features in groups of 4 rows, the kernels' tile height.
+    constexpr int64_t kGroup = 4;
+    split((a.N + kGroup - 1) / kGroup, kGroup * a.T * a.K, [&](int64_t b, int64_t e) {
+      cpu::matmul_range(a, b * kGroup, std::min(a.N, e * kGroup));
+    });
+  }
+
+  void rope(const OpCall& c) {
+    const float* x = data<float>(c.inputs[0]);
+    const int32_t* pos = data<int32_t>(c.inputs[1]);
+    float* out = data<float>(c.outputs[0]);
+    const int64_t T = c.inputs[0].shape[0], W = c.inputs[0].shape[1];
+    const int64_t H = c.attrs.get_int("n_heads"), hd = c.attrs.get_int("head_dim");
+    const int64_t half = c.attrs.get_int("rope_dim") / 2;
+    const double rd = double(2 * half), base = c.attrs.get("base");
+    const bool neox = c.attrs.get_int("pairing") == 1;
+    std::vector<double> freq(static_cast<size_t>(half));
+    for (int64_t i = 0; i < half; ++i) freq[size_t(i)] = std::pow(base, -2.0 * double(i) / rd);
+    split(T, 4 * W, [&](int64_t b, int64_t e) {
+      std::vector<double> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+      std::vector<float> row(static_cast<size_t>(W));
+      for (int64_t t = b; t < e; ++t) {
+        // One sin/cos per pair and row, shared by all heads.
+        for (int64_t i = 0; i < half; ++i) {
+          const double theta = double(pos[t]) * freq[size_t(i)];
+          cs[size_t(i)] = std::cos(theta);
+          sn[size_t(i)] = std::sin(theta);
+        }
+        std::memcpy(row.data(), x + t * W, size_t(W) * 4);  // out may alias x
+        for (int64_t h = 0; h < H; ++h) {
+          const float* r = row.data() + h * hd;
+          float* o = out + t * W + h * hd;
+          if (o != r) std::memcpy(o, r, size_t(hd) * 4);
+          for (int64_t i = 0; i < half; ++i) {
+            const int64_t p = neox ? i : 2 * i, q = neox ? i + half : 2 * i + 1;
+            o[p] = float(r[p] * cs[size_t(i)] - r[q] * sn[size_t(i)]);
+            o[q] = float(r[p] * sn[size_t(i)] + r[q] * cs[size_t(i)]);
+          }
+        }
+      }
+    });
+  }
+
+  void kv_store(const OpCall& c) {
+    const int64_t S = c.inputs[0].shape[0], C = c.inputs[0].shape[1], T = c.inputs[2].shape[0];
+    const int64_t p = data<int32_t>(c.inputs[4])[0];
+    require(p >= 0 && p + T <= S, "kv_store: rows " + std::to_string(p) + ".." +
+                                      std::to_string(p + T) + " do not fit a cache of " +
+                                      std::to_string(S));
+    for (int cache = 0; cache < 2; ++cache)
+      std::memmove(data<float>(c.outputs[cache]) + p * C, data<float>(c.inputs[2 + cache]),
+                   size_t(T * C) * 4);
+  }
+
+  void attention(const OpCall& c) {
+    cpu::AttentionArgs a{data<float>(c.inputs[0]), data<float>(c.inputs[1]),
+                         data<float>(c.inputs[2]), data<float>(c.outputs[0]),
+                         c.inputs[0].shape[0], c.inputs[1].shape[0],
+                         c.attrs.get_int("n_heads"), c.attrs.get_int("n_kv_heads"),
+                         c.attrs.get_int("head_dim"), float(c.attrs.get("scale"))};
+    // Tasks are (row, head); a task reads up to P keys and values of head_dim each.
+    split(a.T * a.H, 2 * a.P * a.hd, [&](int64_t b, int64_t e) { cpu::attention_range(a, b, e); });
+  }
+
+  void swiglu(const OpCall& c) {
+    const float* g = data<float>(c.inputs[0]);
+    const float* u = data<float>(c.inputs[1]);
+    float* out = data<float>(c.outputs[0]);
+    elementwise(c.inputs[0].shape.numel(), 8,
+                [&](int64_t b, int64_t e) { cpu::swiglu(g + b, u + b, out + b, e - b); });
+  }
+
+  void add(const OpCall& c) {
+    const float* a = data<float>(c.inputs[0]);
+    const float* b = data<float>(c.inputs[1]);
+    float* out = data<float>(c.outputs[0]);
+    elementwise(c.inputs[0].shape.numel(), 1,
+                [&](int64_t i, int64_t e) { cpu::add(a + i, b + i, out + i, e - i); });
+  }
+
+  ThreadPool pool_;
+  std::vector<float> scratch_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(const BackendUri& uri) {
+  uri.allow_params({"threads"});
+  require(uri.target.empty(), "backend URI '" + uri.text + "': cpu takes no device name ('" +
+                                  uri.target + "'); use cpu or cpu?threads=N");
+  const int64_t hw = std::max<int64_t>(1, std::thread::hardware_concurrency());
+  const int64_t threads = uri.int_param("threads", hw);
+  require(threads >= 1 && threads <= 1024, "backend URI '" + uri.text + "': threads=" +
+                                               std::to_string(threads) +
+                                               " is out of range (1..1024)");
+  return std::make_unique<CpuBackend>(uri.text, int(threads));
+}
+
+}  // namespace tapml

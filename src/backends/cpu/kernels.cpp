@@ -1,0 +1,362 @@
+// SIMD kernels of the cpu backend, compiled once per instruction set by Highway's
+// foreach_target and dispatched at run time to the best one the CPU supports.
+//
+// SSSE3 adds little over SSE4 and the sizeless SVE/RVV vectors would forbid the arrays of
+// accumulators the matmul tiles keep, so those targets are not compiled; that also keeps
+// the build short (baseline + SSE4 + AVX2 + AVX-512).
+#ifndef HWY_DISABLED_TARGETS
+#define HWY_DISABLED_TARGETS \
+  (HWY_SSSE3 | HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128 | HWY_RVV)
+#endif
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "backends/cpu/kernels.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+#include <hwy/contrib/math/math-inl.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "backends/cpu/kernels.h"
+#include "core/dtype.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace tapml::cpu {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+// Weight rows a matmul tile reads at once when it has several x rows: x86 with AVX-512 has
+// 32 vector registers (4 x rows * 4 weight rows = 16 accumulators fit), others 16.
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr int kTileN = 4;
+#else
+constexpr int kTileN = 2;
+#endif
+// x rows per tile: each weight vector loaded (and converted) once serves this many tokens.
+constexpr int kTileT = 4;
+// A GEMV (one x row) reads 4 weight rows at once: independent accumulator chains.
+constexpr int kGemvN = 4;
+
+// Lanes of the widest vector any target has; sizes the stack buffers of partial vectors.
+constexpr size_t kMaxLanes = HWY_MAX_BYTES / sizeof(float);
+
+HWY_INLINE float scalar_weight(const float* p) { return *p; }
+HWY_INLINE float scalar_weight(const hwy::float16_t* p) {
+  uint16_t bits;
+  std::memcpy(&bits, p, 2);
+  return f16_to_f32(bits);
+}
+HWY_INLINE float scalar_weight(const hwy::bfloat16_t* p) {
+  uint16_t bits;
+  std::memcpy(&bits, p, 2);
+  return bf16_to_f32(bits);
+}
+
+// One vector of weights as f32: 16-bit types are widened in-register.
+HWY_INLINE VF load_weights(DF df, const float* p) { return hn::LoadU(df, p); }
+HWY_INLINE VF load_weights(DF df, const hwy::float16_t* p) {
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  return hn::PromoteTo(df, hn::LoadU(dh, p));
+}
+HWY_INLINE VF load_weights(DF df, const hwy::bfloat16_t* p) {
+  const hn::Rebind<hwy::bfloat16_t, DF> dh;
+  return hn::PromoteTo(df, hn::LoadU(dh, p));
+}
+
+HWY_INLINE float sum_lanes(DF df, VF v) { return hn::GetLane(hn::SumOfLanes(df, v)); }
+
+// out[t * ldo + r] = dot(x row t, w row r) for RT x rows and RN weight rows, all of length K.
+template <int RT, int RN, class W>
+HWY_INLINE void tile(const float* HWY_RESTRICT x, const W* HWY_RESTRICT w, int64_t K,
+                     float* HWY_RESTRICT out, int64_t ldo) {
+  const DF df;
+  const int64_t L = int64_t(hn::Lanes(df));
+  VF acc[RT][RN];
+  for (int t = 0; t < RT; ++t)
+    for (int r = 0; r < RN; ++r) acc[t][r] = hn::Zero(df);
+  int64_t k = 0;
+  if constexpr (RT * RN <= 4) {
+    // Few accumulators: a second set hides the FMA latency.
+    VF acc2[RT][RN];
+    for (int t = 0; t < RT; ++t)
+      for (int r = 0; r < RN; ++r) acc2[t][r] = hn::Zero(df);
+    for (; k + 2 * L <= K; k += 2 * L) {
+      VF w0[RN], w1[RN];
+      for (int r = 0; r < RN; ++r) {
+        w0[r] = load_weights(df, w + r * K + k);
+        w1[r] = load_weights(df, w + r * K + k + L);
+      }
+      for (int t = 0; t < RT; ++t) {
+        const VF x0 = hn::LoadU(df, x + t * K + k), x1 = hn::LoadU(df, x + t * K + k + L);
+        for (int r = 0; r < RN; ++r) {
+          acc[t][r] = hn::MulAdd(x0, w0[r], acc[t][r]);
+          acc2[t][r] = hn::MulAdd(x1, w1[r], acc2[t][r]);
+        }
+      }
+    }
+    for (int t = 0; t < RT; ++t)
+      for (int r = 0; r < RN; ++r) acc[t][r] = hn::Add(acc[t][r], acc2[t][r]);
+  }
+  for (; k + L <= K; k += L) {
+    VF wv[RN];
+    for (int r = 0; r < RN; ++r) wv[r] = load_weights(df, w + r * K + k);
+    for (int t = 0; t < RT; ++t) {
+      const VF xv = hn::LoadU(df, x + t * K + k);
+      for (int r = 0; r < RN; ++r) acc[t][r] = hn::MulAdd(xv, wv[r], acc[t][r]);
+    }
+  }
+  for (int t = 0; t < RT; ++t)
+    for (int r = 0; r < RN; ++r) {
+      float s = sum_lanes(df, acc[t][r]);
+      for (int64_t kk = k; kk < K; ++kk) s += x[t * K + kk] * scalar_weight(w + r * K + kk);
+      out[t * ldo + r] = s;
+    }
+}
+
+// Columns [n0, n1) of `rt` (1..kTileT) x rows, RN weight rows at a time.
+template <int RN, class W>
+HWY_INLINE void tile_columns(int rt, const float* x, const W* w, int64_t K, int64_t n0,
+                             int64_t n1, float* out, int64_t ldo) {
+  auto run = [&](auto rt_tag) {
+    constexpr int RT = decltype(rt_tag)::value;
+    int64_t n = n0;
+    for (; n + RN <= n1; n += RN) tile<RT, RN>(x, w + n * K, K, out + n, ldo);
+    for (; n < n1; ++n) tile<RT, 1>(x, w + n * K, K, out + n, ldo);
+  };
+  switch (rt) {
+    case 1: return run(std::integral_constant<int, 1>());
+    case 2: return run(std::integral_constant<int, 2>());
+    case 3: return run(std::integral_constant<int, 3>());
+    default: return run(std::integral_constant<int, 4>());
+  }
+}
+
+template <class W>
+HWY_INLINE void widen(const W* src, int64_t n, float* dst) {
+  const DF df;
+  const int64_t L = int64_t(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + L <= n; i += L) hn::StoreU(load_weights(df, src + i), df, dst + i);
+  for (; i < n; ++i) dst[i] = scalar_weight(src + i);
+}
+
+template <class W>
+void matmul_typed(const MatmulArgs& a, const W* w, int64_t n0, int64_t n1) {
+  const int64_t T = a.T, K = a.K, N = a.N;
+  if (T == 1) return tile_columns<kGemvN>(1, a.x, w, K, n0, n1, a.out, N);
+  if (T <= kTileT) return tile_columns<kTileN>(int(T), a.x, w, K, n0, n1, a.out, N);
+  // Prefill: take the weights a chunk of rows at a time, small enough to stay in L2 while
+  // every block of x rows passes over it, so each weight is fetched from memory once.
+  // 16-bit weights are widened once per chunk instead of once per block of x rows.
+  constexpr int64_t kChunkBytes = 96 * 1024;
+  const int64_t chunk = std::max<int64_t>(kTileN, kChunkBytes / (K * 4) / kTileN * kTileN);
+  thread_local std::vector<float> widened;
+  for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
+    const int64_t c1 = std::min(n1, c0 + chunk);
+    const float* wc;
+    if constexpr (std::is_same_v<W, float>) {
+      wc = w + c0 * K;
+    } else {
+      widened.resize(size_t((c1 - c0) * K));
+      widen(w + c0 * K, (c1 - c0) * K, widened.data());
+      wc = widened.data();
+    }
+    for (int64_t t = 0; t < T; t += kTileT) {
+      const int rt = int(std::min<int64_t>(kTileT, T - t));
+      // wc holds rows c0..c1; shift so that column indices stay absolute.
+      tile_columns<kTileN>(rt, a.x + t * K, wc - c0 * K, K, c0, c1, a.out + t * N, N);
+    }
+  }
+}
+
+void MatmulRange(const MatmulArgs& a, int64_t n0, int64_t n1) {
+  switch (a.wtype) {
+    case WeightType::F32:
+      return matmul_typed(a, static_cast<const float*>(a.w), n0, n1);
+    case WeightType::F16:
+      return matmul_typed(a, static_cast<const hwy::float16_t*>(a.w), n0, n1);
+    case WeightType::BF16:
+      return matmul_typed(a, static_cast<const hwy::bfloat16_t*>(a.w), n0, n1);
+  }
+}
+
+HWY_INLINE float dot(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, int64_t n) {
+  const DF df;
+  const int64_t L = int64_t(hn::Lanes(df));
+  VF s0 = hn::Zero(df), s1 = hn::Zero(df), s2 = hn::Zero(df), s3 = hn::Zero(df);
+  int64_t i = 0;
+  for (; i + 4 * L <= n; i += 4 * L) {
+    s0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), s0);
+    s1 = hn::MulAdd(hn::LoadU(df, a + i + L), hn::LoadU(df, b + i + L), s1);
+    s2 = hn::MulAdd(hn::LoadU(df, a + i + 2 * L), hn::LoadU(df, b + i + 2 * L), s2);
+    s3 = hn::MulAdd(hn::LoadU(df, a + i + 3 * L), hn::LoadU(df, b + i + 3 * L), s3);
+  }
+  for (; i + L <= n; i += L) s0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), s0);
+  float s = sum_lanes(df, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3)));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// out[i] = inv * sum_j p[j] * v[j * ldv + i] for i < hd.
+HWY_INLINE void weighted_rows(const float* HWY_RESTRICT p, int64_t n, const float* HWY_RESTRICT v,
+                              int64_t ldv, int64_t hd, float inv, float* HWY_RESTRICT out) {
+  const DF df;
+  const int64_t L = int64_t(hn::Lanes(df));
+  const VF vinv = hn::Set(df, inv);
+  int64_t i = 0;
+  for (; i + 4 * L <= hd; i += 4 * L) {
+    VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
+    for (int64_t j = 0; j < n; ++j) {
+      const VF pj = hn::Set(df, p[j]);
+      const float* vr = v + j * ldv + i;
+      a0 = hn::MulAdd(pj, hn::LoadU(df, vr), a0);
+      a1 = hn::MulAdd(pj, hn::LoadU(df, vr + L), a1);
+      a2 = hn::MulAdd(pj, hn::LoadU(df, vr + 2 * L), a2);
+      a3 = hn::MulAdd(pj, hn::LoadU(df, vr + 3 * L), a3);
+    }
+    hn::StoreU(hn::Mul(a0, vinv), df, out + i);
+    hn::StoreU(hn::Mul(a1, vinv), df, out + i + L);
+    hn::StoreU(hn::Mul(a2, vinv), df, out + i + 2 * L);
+    hn::StoreU(hn::Mul(a3, vinv), df, out + i + 3 * L);
+  }
+  for (; i + L <= hd; i += L) {
+    VF a0 = hn::Zero(df);
+    for (int64_t j = 0; j < n; ++j) a0 = hn::MulAdd(hn::Set(df, p[j]), hn::LoadU(df, v + j * ldv + i), a0);
+    hn::StoreU(hn::Mul(a0, vinv), df, out + i);
+  }
+  for (; i < hd; ++i) {
+    float s = 0;
+    for (int64_t j = 0; j < n; ++j) s += p[j] * v[j * ldv + i];
+    out[i] = s * inv;
+  }
+}
+
+void AttentionRange(const AttentionArgs& a, int64_t task_begin, int64_t task_end) {
+  const DF df;
+  const int64_t L = int64_t(hn::Lanes(df));
+  const int64_t qw = a.H * a.hd, kw = a.KV * a.hd, group = a.H / a.KV;
+  thread_local std::vector<float> scores;
+  // Rounded up to whole vectors: the softmax runs over full vectors and masks the rest.
+  scores.resize(size_t((a.P + L - 1) / L * L));
+  float* s = scores.data();
+  for (int64_t task = task_begin; task < task_end; ++task) {
+    const int64_t t = task / a.H, h = task % a.H, kh = h / group;
+    const int64_t n = a.P - a.T + t + 1;  // causal: keys 0 .. P-T+t
+    const float* qh = a.q + t * qw + h * a.hd;
+    const float* kb = a.k + kh * a.hd;
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n; ++j) {
+      s[j] = dot(qh, kb + j * kw, a.hd) * a.scale;
+      mx = std::max(mx, s[j]);
+    }
+    const VF vmx = hn::Set(df, mx);
+    VF vsum = hn::Zero(df);
+    for (int64_t j = 0; j < n; j += L) {
+      const VF e = hn::Exp(df, hn::Sub(hn::LoadU(df, s + j), vmx));
+      hn::StoreU(e, df, s + j);
+      vsum = hn::Add(vsum, hn::IfThenElseZero(hn::FirstN(df, size_t(n - j)), e));
+    }
+    const float inv = 1.0f / sum_lanes(df, vsum);
+    weighted_rows(s, n, a.v + kh * a.hd, kw, a.hd, inv, a.out + t * qw + h * a.hd);
+  }
+}
+
+void ConvertToF32(const void* src, WeightType type, int64_t n, float* dst) {
+  switch (type) {
+    case WeightType::F32: std::memcpy(dst, src, size_t(n) * 4); return;
+    case WeightType::F16: return widen(static_cast<const hwy::float16_t*>(src), n, dst);
+    case WeightType::BF16: return widen(static_cast<const hwy::bfloat16_t*>(src), n, dst);
+  }
+}
+
+float SumSquares(const float* x, int64_t n) { return dot(x, x, n); }
+
+void ScaleMul(const float* x, float s, const float* w, float* out, int64_t n) {
+  const DF df;
+  const int64_t L = int64_t(hn::Lanes(df));
+  const VF vs = hn::Set(df, s);
+  int64_t i = 0;
+  for (; i + L <= n; i += L)
+    hn::StoreU(hn::Mul(hn::Mul(hn::LoadU(df, x + i), vs), hn::LoadU(df, w + i)), df, out + i);
+  for (; i < n; ++i) out[i] = x[i] * s * w[i];
+}
+
+HWY_INLINE VF swiglu_vec(DF df, VF g, VF u) {
+  // exp(-g) overflows f32 beyond 88; clamping there still yields ~0 for such g.
+  const VF e = hn::Exp(df, hn::Min(hn::Neg(g), hn::Set(df, 88.0f)));
+  return hn::Mul(hn::Div(g, hn::Add(hn::Set(df, 1.0f), e)), u);
+}
+
+void Swiglu(const float* g, const float* u, float* out, int64_t n) {
+  const DF df;
+  const int64_t L = int64_t(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + L <= n; i += L)
+    hn::StoreU(swiglu_vec(df, hn::LoadU(df, g + i), hn::LoadU(df, u + i)), df, out + i);
+  if (i < n) {
+    // The tail goes through the same vector code, so every element is computed alike.
+    HWY_ALIGN float gb[kMaxLanes] = {}, ub[kMaxLanes] = {}, ob[kMaxLanes];
+    std::memcpy(gb, g + i, size_t(n - i) * 4);
+    std::memcpy(ub, u + i, size_t(n - i) * 4);
+    hn::Store(swiglu_vec(df, hn::Load(df, gb), hn::Load(df, ub)), df, ob);
+    std::memcpy(out + i, ob, size_t(n - i) * 4);
+  }
+}
+
+void Add(const float* a, const float* b, float* out, int64_t n) {
+  const DF df;
+  const int64_t L = int64_t(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + L <= n; i += L)
+    hn::StoreU(hn::Add(hn::LoadU(df, a + i), hn::LoadU(df, b + i)), df, out + i);
+  for (; i < n; ++i) out[i] = a[i] + b[i];
+}
+
+const char* SimdTarget() { return hwy::TargetName(HWY_TARGET); }
+
+}  // namespace HWY_NAMESPACE
+}  // namespace tapml::cpu
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace tapml::cpu {
+
+HWY_EXPORT(MatmulRange);
+HWY_EXPORT(AttentionRange);
+HWY_EXPORT(ConvertToF32);
+HWY_EXPORT(SumSquares);
+HWY_EXPORT(ScaleMul);
+HWY_EXPORT(Swiglu);
+HWY_EXPORT(Add);
+HWY_EXPORT(SimdTarget);
+
+void matmul_range(const MatmulArgs& a, int64_t n_begin, int64_t n_end) {
+  HWY_DYNAMIC_DISPATCH(MatmulRange)(a, n_begin, n_end);
+}
+void attention_range(const AttentionArgs& a, int64_t task_begin, int64_t task_end) {
+  HWY_DYNAMIC_DISPATCH(AttentionRange)(a, task_begin, task_end);
+}
+void convert_to_f32(const void* src, WeightType type, int64_t n, float* dst) {
+  HWY_DYNAMIC_DISPATCH(ConvertToF32)(src, type, n, dst);
+}
+float sum_squares(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(SumSquares)(x, n); }
+void scale_mul(const float* x, float s, const float* w, float* out, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(ScaleMul)(x, s, w, out, n);
+}
+void swiglu(const float* g, const float* u, float* out, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(Swiglu)(g, u, out, n);
+}
+void add(const float* a, const float* b, float* out, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(Add)(a, b, out, n);
+}
+const char* simd_target() { return HWY_DYNAMIC_DISPATCH(SimdTarget)(); }
+
+}  // namespace tapml::cpu
+#endif  // HWY_ONCE

@@ -1,0 +1,49 @@
+// The cpu backend's SIMD kernels (private to backends/cpu). Each function is compiled for
+// several instruction sets with Highway and picks the best one the running CPU has. They
+// work on plain host pointers and ranges; threading and validation are the caller's job.
+// All reductions accumulate in f32 with several independent accumulators.
+#pragma once
+#include <cstdint>
+
+namespace tapml::cpu {
+
+// Weight element types, matching the catalog's float dtypes.
+enum class WeightType : int { F32, F16, BF16 };
+
+// out[t][n] = sum_k x[t][k] * w[n][k] for all t < T and n in [n_begin, n_end).
+struct MatmulArgs {
+  const float* x;  // [T, K]
+  const void* w;   // [N, K] of `wtype`
+  WeightType wtype;
+  float* out;      // [T, N]
+  int64_t T, K, N;
+};
+void matmul_range(const MatmulArgs& a, int64_t n_begin, int64_t n_end);
+
+// Causal grouped-query attention for the (row, head) tasks [task_begin, task_end), task =
+// t * n_heads + h (see the catalog's attention).
+struct AttentionArgs {
+  const float* q;  // [T, H*hd]
+  const float* k;  // [P, KV*hd]
+  const float* v;  // [P, KV*hd]
+  float* out;      // [T, H*hd]
+  int64_t T, P, H, KV, hd;
+  float scale;
+};
+void attention_range(const AttentionArgs& a, int64_t task_begin, int64_t task_end);
+
+// dst[i] = src[i] as f32.
+void convert_to_f32(const void* src, WeightType type, int64_t n, float* dst);
+// Sum of x[i]^2.
+float sum_squares(const float* x, int64_t n);
+// out[i] = x[i] * s * w[i]; out may alias x.
+void scale_mul(const float* x, float s, const float* w, float* out, int64_t n);
+// out[i] = g[i] * sigmoid(g[i]) * u[i].
+void swiglu(const float* g, const float* u, float* out, int64_t n);
+// out[i] = a[i] + b[i].
+void add(const float* a, const float* b, float* out, int64_t n);
+
+// The instruction set the kernels run with on this CPU ("AVX2", "AVX3", ...).
+const char* simd_target();
+
+}  // namespace tapml::cpu

@@ -1,0 +1,187 @@
+#include "backends/ref/ref_backend.h"
+
+#include <cmath>
+#include <vector>
+
+#include "backend/host_backend.h"
+#include "core/error.h"
+
+namespace tapml {
+
+namespace {
+
+class RefBackend final : public HostBackend {
+ public:
+  RefBackend() : HostBackend({"ref", "ref", "reference (host, f64 accumulation)"}) {}
+
+ protected:
+  void compute(const OpCall& c) override {
+    if (c.op == "embedding") return embedding(c);
+    if (c.op == "rmsnorm") return rmsnorm(c);
+    if (c.op == "matmul") return matmul(c);
+    if (c.op == "rope") return rope(c);
+    if (c.op == "kv_store") return kv_store(c);
+    if (c.op == "attention") return attention(c);
+    if (c.op == "swiglu") return swiglu(c);
+    if (c.op == "add") return add(c);
+    throw Error("ref: no kernel for op '" + c.op + "'");
+  }
+
+ private:
+  // Reads elements of a weight tensor of any float dtype as f64.
+  struct Weights {
+    const std::byte* p;
+    DType dtype;
+    double operator()(int64_t i) const {
+      switch (dtype) {
+        case DType::F32: return reinterpret_cast<const float*>(p)[i];
+        case DType::F16: return f16_to_f32(reinterpret_cast<const uint16_t*>(p)[i]);
+        case DType::BF16: return bf16_to_f32(reinterpret_cast<const uint16_t*>(p)[i]);
+        case DType::I32: break;
+      }
+      throw Error("ref: weight must be a float type");
+    }
+  };
+  Weights weights(const DeviceTensor& t) const { return {ptr(t), t.dtype}; }
+
+  void embedding(const OpCall& c) {
+    const DeviceTensor& table = c.inputs[0];
+    Weights weight = weights(table);
+    const int32_t* ids = data<int32_t>(c.inputs[1]);
+    float* out = data<float>(c.outputs[0]);
+    int64_t T = c.inputs[1].shape[0], V = table.shape[0], D = table.shape[1];
+    for (int64_t t = 0; t < T; ++t) {
+      require(ids[t] >= 0 && ids[t] < V, "embedding: token id " + std::to_string(ids[t]) +
+                                             " outside the vocabulary of " + std::to_string(V));
+      for (int64_t d = 0; d < D; ++d) out[t * D + d] = float(weight(ids[t] * D + d));
+    }
+  }
+
+  void rmsnorm(const OpCall& c) {
+    const float* x = data<float>(c.inputs[0]);
+    float* out = data<float>(c.outputs[0]);
+    int64_t T = c.inputs[0].shape[0], D = c.inputs[0].shape[1];
+    double eps = c.attrs.get("eps");
+    Weights weight = weights(c.inputs[1]);
+    for (int64_t t = 0; t < T; ++t) {
+      double ss = 0;
+      for (int64_t d = 0; d < D; ++d) ss += double(x[t * D + d]) * x[t * D + d];
+      double inv = 1.0 / std::sqrt(ss / double(D) + eps);
+      for (int64_t d = 0; d < D; ++d)
+        out[t * D + d] = float(x[t * D + d] * inv * weight(d));
+    }
+  }
+
+  void matmul(const OpCall& c) {
+    const float* x = data<float>(c.inputs[0]);
+    Weights w = weights(c.inputs[1]);
+    float* out = data<float>(c.outputs[0]);
+    int64_t T = c.inputs[0].shape[0], K = c.inputs[0].shape[1], N = c.inputs[1].shape[0];
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t n = 0; n < N; ++n) {
+        double acc = 0;
+        for (int64_t k = 0; k < K; ++k) acc += double(x[t * K + k]) * w(n * K + k);
+        out[t * N + n] = float(acc);
+      }
+  }
+
+  void rope(const OpCall& c) {
+    const float* x = data<float>(c.inputs[0]);
+    const int32_t* pos = data<int32_t>(c.inputs[1]);
+    float* out = data<float>(c.outputs[0]);
+    int64_t T = c.inputs[0].shape[0], W = c.inputs[0].shape[1];
+    int64_t H = c.attrs.get_int("n_heads"), hd = c.attrs.get_int("head_dim");
+    int64_t rd = c.attrs.get_int("rope_dim");
+    double base = c.attrs.get("base");
+    bool neox = c.attrs.get_int("pairing") == 1;
+    std::vector<float> row(static_cast<size_t>(W));
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t i = 0; i < W; ++i) row[size_t(i)] = x[t * W + i];  // out may alias x
+      for (int64_t h = 0; h < H; ++h) {
+        float* o = out + t * W + h * hd;
+        const float* r = row.data() + h * hd;
+        for (int64_t i = 0; i < hd; ++i) o[i] = r[i];
+        for (int64_t i = 0; i < rd / 2; ++i) {
+          double theta = double(pos[t]) * std::pow(base, -2.0 * double(i) / double(rd));
+          double cs = std::cos(theta), sn = std::sin(theta);
+          int64_t a = neox ? i : 2 * i, b = neox ? i + rd / 2 : 2 * i + 1;
+          o[a] = float(r[a] * cs - r[b] * sn);
+          o[b] = float(r[a] * sn + r[b] * cs);
+        }
+      }
+    }
+  }
+
+  void kv_store(const OpCall& c) {
+    int64_t S = c.inputs[0].shape[0], C = c.inputs[0].shape[1], T = c.inputs[2].shape[0];
+    int64_t p = data<int32_t>(c.inputs[4])[0];
+    require(p >= 0 && p + T <= S, "kv_store: rows " + std::to_string(p) + ".." +
+                                      std::to_string(p + T) + " do not fit a cache of " +
+                                      std::to_string(S));
+    for (int cache = 0; cache < 2; ++cache) {
+      float* dst = data<float>(c.outputs[cache]);
+      const float* src = data<float>(c.inputs[2 + cache]);
+      for (int64_t i = 0; i < T * C; ++i) dst[p * C + i] = src[i];
+    }
+  }
+
+  void attention(const OpCall& c) {
+    const float* q = data<float>(c.inputs[0]);
+    const float* k = data<float>(c.inputs[1]);
+    const float* v = data<float>(c.inputs[2]);
+    float* out = data<float>(c.outputs[0]);
+    int64_t T = c.inputs[0].shape[0], P = c.inputs[1].shape[0];
+    int64_t H = c.attrs.get_int("n_heads"), KV = c.attrs.get_int("n_kv_heads");
+    int64_t hd = c.attrs.get_int("head_dim");
+    double scale = c.attrs.get("scale");
+    int64_t qw = H * hd, kw = KV * hd, group = H / KV;
+    std::vector<double> score(static_cast<size_t>(P));
+    for (int64_t t = 0; t < T; ++t) {
+      int64_t last = P - T + t;  // causal: keys 0..last
+      for (int64_t h = 0; h < H; ++h) {
+        const float* qh = q + t * qw + h * hd;
+        int64_t kh = h / group;
+        double mx = -INFINITY;
+        for (int64_t j = 0; j <= last; ++j) {
+          double s = 0;
+          for (int64_t i = 0; i < hd; ++i) s += double(qh[i]) * k[j * kw + kh * hd + i];
+          score[size_t(j)] = s * scale;
+          mx = std::max(mx, score[size_t(j)]);
+        }
+        double sum = 0;
+        for (int64_t j = 0; j <= last; ++j) sum += (score[size_t(j)] = std::exp(score[size_t(j)] - mx));
+        for (int64_t i = 0; i < hd; ++i) {
+          double acc = 0;
+          for (int64_t j = 0; j <= last; ++j) acc += score[size_t(j)] * v[j * kw + kh * hd + i];
+          out[t * qw + h * hd + i] = float(acc / sum);
+        }
+      }
+    }
+  }
+
+  void swiglu(const OpCall& c) {
+    const float* g = data<float>(c.inputs[0]);
+    const float* u = data<float>(c.inputs[1]);
+    float* out = data<float>(c.outputs[0]);
+    for (int64_t i = 0; i < c.inputs[0].shape.numel(); ++i) {
+      double x = g[i];
+      out[i] = float(x / (1.0 + std::exp(-x)) * u[i]);
+    }
+  }
+
+  void add(const OpCall& c) {
+    const float* a = data<float>(c.inputs[0]);
+    const float* b = data<float>(c.inputs[1]);
+    float* out = data<float>(c.outputs[0]);
+    for (int64_t i = 0; i < c.inputs[0].shape.numel(); ++i) out[i] = float(double(a[i]) + b[i]);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_ref_backend(const BackendUri& uri) {
+  uri.allow_params({});
+  return std::make_unique<RefBackend>();
+}
+
+}  // namespace tapml

@@ -1,0 +1,72 @@
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "backend/registry.h"
+#include "backends/builtin.h"
+#include "cli/commands.h"
+#include "core/error.h"
+#include "model/model_file.h"
+
+namespace tapml::cli {
+
+namespace {
+struct InfoArgs {
+  std::string model;
+  bool json = false, backends = false;
+};
+
+void info(const InfoArgs& a) {
+  if (a.backends) {
+    register_builtin_backends();
+    for (auto& [scheme, desc] : registered_backends()) std::printf("%-8s %s\n", scheme.c_str(), desc.c_str());
+    if (a.model.empty()) return;
+  }
+  require(!a.model.empty(), "info: give --model PATH or --backends");
+  ModelFile m = load_model(a.model);
+  const LlamaConfig& c = m.config;
+  if (a.json) {
+    nlohmann::json j;
+    j["path"] = m.path;
+    j["format"] = m.format;
+    j["arch"] = m.arch;
+    j["config"] = {{"dim", c.dim}, {"hidden_dim", c.hidden_dim}, {"n_layers", c.n_layers},
+                   {"n_heads", c.n_heads}, {"n_kv_heads", c.n_kv_heads},
+                   {"vocab_size", c.vocab_size}, {"max_seq_len", c.max_seq_len},
+                   {"head_dim", c.head_dim}, {"rope_dim", c.rope_dim},
+                   {"rope_base", c.rope_base}, {"rms_eps", c.rms_eps},
+                   {"rope_pairing", c.rope_pairing == RopePairing::NeoX ? "neox" : "adjacent"},
+                   {"shared_classifier", c.shared_classifier}};
+    nlohmann::json ts = nlohmann::json::array();
+    for (auto& [name, t] : m.weights)
+      ts.push_back({{"name", name}, {"dtype", dtype_name(t.dtype())}, {"shape", t.shape().dims()}});
+    j["tensors"] = ts;
+    std::puts(j.dump(1).c_str());
+    return;
+  }
+  int64_t params = 0, bytes = 0;
+  for (auto& [name, t] : m.weights) params += t.numel(), bytes += int64_t(t.nbytes());
+  std::printf("%s\n  format %s, architecture %s\n", m.path.c_str(), m.format.c_str(), m.arch.c_str());
+  std::printf("  dim %d, hidden %d, layers %d, heads %d, kv heads %d, head dim %d\n", c.dim,
+              c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim);
+  std::printf("  vocab %d, context %d, rope dim %d base %g (%s pairs), rms eps %g%s\n",
+              c.vocab_size, c.max_seq_len, c.rope_dim, c.rope_base,
+              c.rope_pairing == RopePairing::NeoX ? "neox" : "adjacent", c.rms_eps,
+              c.shared_classifier ? ", classifier shared with the embedding" : "");
+  std::printf("  %zu tensors, %lld parameters, %.2f MiB\n", m.weights.size(), (long long)params,
+              bytes / 1048576.0);
+  for (auto& [name, t] : m.weights)
+    std::printf("    %-28s %-5s %s\n", name.c_str(), std::string(dtype_name(t.dtype())).c_str(),
+                t.shape().str().c_str());
+}
+}  // namespace
+
+void add_info(CLI::App& app) {
+  auto a = std::make_shared<InfoArgs>();
+  CLI::App* c = app.add_subcommand("info", "Describe a model file, or the available backends");
+  c->add_option("--model", a->model, "model file: GGUF or llama2.c checkpoint");
+  c->add_flag("--backends", a->backends, "list the backends this build can open");
+  c->add_flag("--json", a->json, "print JSON");
+  c->callback([a] { info(*a); });
+}
+
+}  // namespace tapml::cli

@@ -1,0 +1,41 @@
+#include <cstdio>
+#include <exception>
+#include <string>
+
+#include "cli/commands.h"
+#include "core/error.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "tapml: bring LLMs up on new compute platforms top-down.\n"
+      "Run a model on a trusted backend, place any op on another, and compare."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "tapml 0.1");
+  tapml::cli::add_run(app);
+  tapml::cli::add_tokenize(app);
+  tapml::cli::add_info(app);
+  std::string names;
+  bool known = false;
+  for (const CLI::App* sub : app.get_subcommands({})) {
+    names += (names.empty() ? "" : ", ") + sub->get_name();
+    known = known || (argc > 1 && sub->get_name() == argv[1]);
+  }
+  if (argc > 1 && argv[1][0] != '-' && !known) {
+    std::fprintf(stderr, "tapml: unknown command '%s' (commands: %s; see --help)\n", argv[1], names.c_str());
+    return 1;
+  }
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    std::fprintf(stderr, "tapml: %s (see --help)\n", e.what());
+    return e.get_exit_code();
+  } catch (const tapml::Error& e) {
+    std::fprintf(stderr, "tapml: %s\n", e.what());
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "tapml: internal error: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}

@@ -1,0 +1,120 @@
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "model/model_file.h"
+#include "runtime/generate.h"
+#include "runtime/session.h"
+#include "tokenizer/load.h"
+
+namespace tapml::cli {
+
+namespace {
+struct RunArgs {
+  std::string model, tokenizer, prompt, backend = "cpu", logits_out;
+  std::vector<std::string> place;
+  int steps = 256;
+  float temperature = 0, top_p = 1;
+  uint64_t seed = 0;
+  bool json = false;
+};
+
+void write_logits(const std::string& path, const std::vector<float>& logits) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    require(bool(f), path + ": cannot write");
+    f.write(reinterpret_cast<const char*>(logits.data()), std::streamsize(logits.size() * 4));
+    require(bool(f), path + ": write failed");
+  }
+  require(std::rename(tmp.c_str(), path.c_str()) == 0, path + ": cannot rename into place");
+}
+
+void run(const RunArgs& a) {
+  ModelFile model = load_model(a.model);
+  Tokenizer tok = load_tokenizer(a.tokenizer, model.gguf.get(), model.config.vocab_size);
+  Placement placement(a.backend);
+  for (const std::string& rule : a.place) placement.add_rule(rule);
+  int context = model.config.max_seq_len;
+  if (a.steps > context) {
+    std::fprintf(stderr, "note: %s declares a context of %d positions; running %d\n",
+                 a.model.c_str(), context, a.steps);
+    context = a.steps;
+  }
+  Session session(model, placement, context);
+
+  GenerateOptions o;
+  o.steps = a.steps;
+  o.temperature = a.temperature;
+  o.top_p = a.top_p;
+  o.seed = a.seed;
+  o.keep_logits = !a.logits_out.empty();
+  o.stop_tokens = {tok.vocab().eos};
+  // llama2.c checkpoints separate stories with BOS, so BOS ends a generation there.
+  if (model.format == "llama2c") o.stop_tokens.push_back(tok.vocab().bos);
+  std::vector<int> prompt = tok.encode(a.prompt, true);
+  int prev = prompt.back();
+  if (!a.json) {
+    std::fputs(tok.decode(prompt).c_str(), stdout);
+    std::fflush(stdout);
+    o.on_token = [&](int t) {
+      std::fputs(tok.decode_token(prev, t).c_str(), stdout);
+      std::fflush(stdout);
+      prev = t;
+    };
+  }
+  GenerateResult r = generate(session, prompt, o);
+  if (!a.logits_out.empty()) write_logits(a.logits_out, r.logits);
+
+  double prefill_tps = r.prefill_seconds > 0 ? r.prompt_tokens / r.prefill_seconds : 0;
+  double decode_tps = r.decode_seconds > 0 ? r.decode_tokens / r.decode_seconds : 0;
+  if (a.json) {
+    nlohmann::json j;
+    j["model"] = a.model;
+    j["backend"] = a.backend;
+    j["place"] = a.place;
+    j["steps"] = a.steps;
+    j["prompt"] = a.prompt;
+    j["token_ids"] = r.token_ids;
+    j["text"] = tok.decode(r.token_ids);
+    j["positions"] = r.positions;
+    j["prompt_tokens"] = r.prompt_tokens;
+    j["prefill_tokens_per_s"] = prefill_tps;
+    j["decode_tokens_per_s"] = decode_tps;
+    std::puts(j.dump(1).c_str());
+  } else {
+    std::fputc('\n', stdout);
+    std::fprintf(stderr, "[%d positions; prefill %d tokens at %.1f tok/s, decode %d tokens at %.1f tok/s]\n",
+                 r.positions, r.prompt_tokens, prefill_tps, r.decode_tokens, decode_tps);
+  }
+}
+}  // namespace
+
+void add_run(CLI::App& app) {
+  auto a = std::make_shared<RunArgs>();
+  CLI::App* c = app.add_subcommand("run", "Generate text with a model");
+  c->footer(
+      "Examples:\n"
+      "  tapml run --model stories260K.bin --tokenizer tok512.bin --prompt 'Once upon a time'\n"
+      "  tapml run --model stories260K.gguf --backend ref --place 'matmul=cpu' --json\n"
+      "  tapml run --model m.gguf --place 'blk\\.1\\.=cpu' --steps 64 --logits-out l.f32\n"
+      "Placement rules are REGEX=BACKEND, searched in each site name (token_embd, blk.N.attn_q,\n"
+      "blk.N.rope_q, blk.N.kv_store, blk.N.attn, blk.N.ffn_act, output, ...) and op name\n"
+      "(embedding, rmsnorm, matmul, rope, kv_store, attention, swiglu, add); first match wins.");
+  c->add_option("--model", a->model, "model file: GGUF or llama2.c checkpoint")->required();
+  c->add_option("--tokenizer", a->tokenizer, "tokenizer file (llama2.c tokenizer.bin or GGUF); default: the one in the GGUF");
+  c->add_option("--prompt", a->prompt, "prompt text (default: empty, start from BOS)");
+  c->add_option("--steps", a->steps, "positions to run, prompt included (as llama2.c -n)")->check(CLI::Range(1, 1 << 20))->capture_default_str();
+  c->add_option("--temperature", a->temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0))->capture_default_str();
+  c->add_option("--top-p", a->top_p, "nucleus sampling cut, (0, 1]")->check(CLI::Range(1e-6, 1.0))->capture_default_str();
+  c->add_option("--seed", a->seed, "random seed for sampling")->capture_default_str();
+  c->add_option("--backend", a->backend, "default backend URI (ref, cpu, cpu?threads=N)")->capture_default_str();
+  c->add_option("--place", a->place, "placement rule REGEX=BACKEND (repeatable)");
+  c->add_flag("--json", a->json, "print one JSON object (token_ids, text, speeds)");
+  c->add_option("--logits-out", a->logits_out, "write every position's f32 logits, row-major [positions, vocab]");
+  c->callback([a] { run(*a); });
+}
+
+}  // namespace tapml::cli

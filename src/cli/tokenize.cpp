@@ -1,0 +1,63 @@
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "cli/commands.h"
+#include "model/gguf.h"
+#include "model/model_file.h"
+#include "tokenizer/load.h"
+
+namespace tapml::cli {
+
+namespace {
+struct TokenizeArgs {
+  std::string model, tokenizer, text;
+  bool json = false, bos = false;
+};
+
+void tokenize(const TokenizeArgs& a) {
+  // A vocabulary-only GGUF has no weights, so only the GGUF header is needed here.
+  std::shared_ptr<const gguf::File> file;
+  int vocab_size = 0;
+  char magic[4] = {};
+  if (FILE* f = std::fopen(a.model.c_str(), "rb")) {
+    if (std::fread(magic, 1, 4, f) != 4) magic[0] = 0;
+    std::fclose(f);
+  }
+  if (std::string(magic, 4) == "GGUF") {
+    file = std::make_shared<gguf::File>(gguf::File::open(a.model));
+    if (a.tokenizer.empty()) vocab_size = int(file->get_array("tokenizer.ggml.tokens").size());
+  }
+  ModelFile model;
+  if (!file || !a.tokenizer.empty()) {
+    model = load_model(a.model);
+    vocab_size = model.config.vocab_size;
+  }
+  Tokenizer tok = load_tokenizer(a.tokenizer, file.get(), vocab_size);
+  std::vector<int> ids = tok.encode(a.text, a.bos);
+  if (a.json) {
+    nlohmann::json j;
+    j["token_ids"] = ids;
+    nlohmann::json pieces = nlohmann::json::array();
+    for (int id : ids) pieces.push_back(tok.vocab().pieces[size_t(id)]);
+    j["pieces"] = pieces;
+    std::puts(j.dump().c_str());
+  } else {
+    for (size_t i = 0; i < ids.size(); ++i) std::printf(i ? " %d" : "%d", ids[i]);
+    std::puts("");
+  }
+}
+}  // namespace
+
+void add_tokenize(CLI::App& app) {
+  auto a = std::make_shared<TokenizeArgs>();
+  CLI::App* c = app.add_subcommand("tokenize", "Print the token ids of a text");
+  c->footer("Example:\n  tapml tokenize --model stories260K.bin --tokenizer tok512.bin --text 'Once upon a time'");
+  c->add_option("--model", a->model, "model file, or a vocabulary-only GGUF")->required();
+  c->add_option("--tokenizer", a->tokenizer, "tokenizer file; default: the one in the GGUF");
+  c->add_option("--text", a->text, "text to tokenize")->required();
+  c->add_flag("--bos", a->bos, "put BOS first");
+  c->add_flag("--json", a->json, "print JSON: token_ids and pieces");
+  c->callback([a] { tokenize(*a); });
+}
+
+}  // namespace tapml::cli

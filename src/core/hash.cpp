@@ -1,0 +1,38 @@
+#include "core/hash.h"
+
+#include <xxhash.h>
+
+#include <cstdio>
+#include <memory>
+#include <vector>
+
+#include "core/error.h"
+
+namespace tapml {
+
+namespace {
+std::string hex(XXH128_hash_t h) {
+  char buf[33];
+  std::snprintf(buf, sizeof buf, "%016llx%016llx", (unsigned long long)h.high64,
+                (unsigned long long)h.low64);
+  return buf;
+}
+}  // namespace
+
+std::string content_hash(const void* data, size_t size) { return hex(XXH3_128bits(data, size)); }
+
+std::string file_hash(const std::string& path) {
+  std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+  require(f != nullptr, path + ": cannot open for hashing");
+  std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> st(XXH3_createState(),
+                                                                     &XXH3_freeState);
+  XXH3_128bits_reset(st.get());
+  std::vector<char> buf(1 << 20);
+  size_t n;
+  while ((n = std::fread(buf.data(), 1, buf.size(), f.get())) > 0)
+    XXH3_128bits_update(st.get(), buf.data(), n);
+  require(!std::ferror(f.get()), path + ": read error while hashing");
+  return hex(XXH3_128bits_digest(st.get()));
+}
+
+}  // namespace tapml

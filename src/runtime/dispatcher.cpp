@@ -1,0 +1,254 @@
+#include "runtime/dispatcher.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "backends/builtin.h"
+#include "core/error.h"
+
+namespace tapml {
+
+// The bytes behind one or more values. A valid copy may sit on the host (weights and step
+// inputs start there) and on any number of backends; a write on one backend makes that the
+// only valid copy.
+struct Dispatcher::Storage {
+  enum class Kind { Weight, Input, Activation, Persistent };
+  Kind kind = Kind::Activation;
+  std::string name;
+  size_t bytes = 0;
+  Tensor host;          // a valid host copy, when not empty
+  bool zero = false;    // contents are all zero and exist nowhere yet
+  std::map<Backend*, BufferId> copies;
+
+  ~Storage() {
+    for (auto& [b, id] : copies) {
+      try { b->free(id); } catch (...) {}  // a dead remote device must not abort teardown
+    }
+  }
+  // Keeps only the copy on `keep` (after it was written there).
+  void written_on(Backend* keep) {
+    for (auto it = copies.begin(); it != copies.end();) {
+      if (it->first == keep) { ++it; continue; }
+      try { it->first->free(it->second); } catch (...) {}
+      it = copies.erase(it);
+    }
+    host = Tensor();
+    zero = false;
+  }
+};
+
+namespace {
+int layer_of(const std::string& site) {
+  if (site.rfind("blk.", 0) != 0) return -1;
+  int n = 0;
+  size_t i = 4;
+  if (i >= site.size() || !std::isdigit(static_cast<unsigned char>(site[i]))) return -1;
+  while (i < site.size() && std::isdigit(static_cast<unsigned char>(site[i]))) n = n * 10 + (site[i++] - '0');
+  return n;
+}
+}  // namespace
+
+Dispatcher::Dispatcher(const std::map<std::string, Tensor>& weights, Placement placement)
+    : weights_(weights), placement_(std::move(placement)) {}
+
+Dispatcher::~Dispatcher() {
+  // Values hold buffers on backends: release them while the backends still exist.
+  values_.clear();
+  weight_vals_.clear();
+}
+
+Backend& Dispatcher::backend(const std::string& uri) {
+  auto it = backends_.find(uri);
+  if (it == backends_.end()) {
+    it = backends_.emplace(uri, open_backend(uri)).first;
+    stats_[uri];
+  }
+  return *it->second;
+}
+
+Val Dispatcher::add_value(Value v) {
+  values_.push_back(std::move(v));
+  Val id{uint32_t(values_.size())};
+  if (values_.back().step_scoped) step_values_.push_back(id.id);
+  return id;
+}
+
+Dispatcher::Value& Dispatcher::value(Val v) {
+  require(v.id >= 1 && v.id <= values_.size() && values_[v.id - 1].storage,
+          "internal: use of a freed or unknown value " + std::to_string(v.id));
+  return values_[v.id - 1];
+}
+const Dispatcher::Value& Dispatcher::value(Val v) const {
+  return const_cast<Dispatcher*>(this)->value(v);
+}
+
+TensorType Dispatcher::type(Val v) const { return value(v).type; }
+
+Val Dispatcher::weight(const std::string& name) {
+  if (auto it = weight_vals_.find(name); it != weight_vals_.end()) return it->second;
+  auto it = weights_.find(name);
+  require(it != weights_.end(), "the model has no weight '" + name + "'");
+  auto s = std::make_shared<Storage>();
+  s->kind = Storage::Kind::Weight;
+  s->name = name;
+  s->bytes = it->second.nbytes();
+  s->host = it->second;
+  Val v = add_value({{it->second.dtype(), it->second.shape()}, s, 0, false});
+  weight_vals_[name] = v;
+  return v;
+}
+
+Val Dispatcher::input(const std::string& name, Tensor data) {
+  auto s = std::make_shared<Storage>();
+  s->kind = Storage::Kind::Input;
+  s->name = name;
+  s->bytes = data.nbytes();
+  TensorType t{data.dtype(), data.shape()};
+  s->host = std::move(data);
+  return add_value({t, s, 0, true});
+}
+
+Val Dispatcher::persistent(const std::string& name, DType dtype, Shape shape) {
+  auto s = std::make_shared<Storage>();
+  s->kind = Storage::Kind::Persistent;
+  s->name = name;
+  s->bytes = size_t(shape.numel()) * dtype_size(dtype);
+  s->zero = true;
+  return add_value({{dtype, std::move(shape)}, s, 0, false});
+}
+
+Val Dispatcher::rows(Val v, int64_t row_begin, int64_t n) {
+  Value src = value(v);
+  require(src.type.shape.rank() >= 1 && row_begin >= 0 && n >= 0 &&
+              row_begin + n <= src.type.shape[0],
+          "rows " + std::to_string(row_begin) + "+" + std::to_string(n) + " outside " +
+              src.type.shape.str());
+  size_t row_bytes = size_t(src.type.shape.numel() / std::max<int64_t>(src.type.shape[0], 1)) *
+                     dtype_size(src.type.dtype);
+  Value view = src;
+  view.type.shape[0] = n;
+  view.offset += size_t(row_begin) * row_bytes;
+  view.step_scoped = true;
+  return add_value(std::move(view));
+}
+
+void Dispatcher::end_step() {
+  for (uint32_t id : step_values_) values_[id - 1].storage.reset();
+  step_values_.clear();
+  // Drop freed slots at the tail so ids stay small across many steps.
+  while (!values_.empty() && !values_.back().storage) values_.pop_back();
+}
+
+DeviceTensor Dispatcher::place(Val v, const std::string& uri) {
+  Value& val = value(v);
+  Storage& s = *val.storage;
+  Backend& b = backend(uri);
+  auto it = s.copies.find(&b);
+  if (it == s.copies.end()) {
+    BufferId id = b.alloc(s.bytes);
+    TransferStats& st = stats_[uri];
+    try {
+      if (!s.host.empty()) {
+        b.write(id, 0, s.host.bytes(), s.bytes);
+        if (s.kind == Storage::Kind::Weight) {
+          st.weight_uploads++;
+          st.weight_bytes += int64_t(s.bytes);
+        } else {
+          st.input_uploads++;
+          st.input_bytes += int64_t(s.bytes);
+        }
+      } else if (s.zero) {
+        std::vector<std::byte> zeros(std::min<size_t>(s.bytes, size_t(1) << 22));
+        for (size_t off = 0; off < s.bytes; off += zeros.size())
+          b.write(id, off, zeros.data(), std::min(zeros.size(), s.bytes - off));
+      } else {
+        require(!s.copies.empty(), "internal: value '" + s.name + "' holds no data anywhere");
+        auto [src, src_id] = *s.copies.begin();
+        std::vector<std::byte> tmp(s.bytes);
+        src->sync();
+        src->read(src_id, 0, tmp.data(), s.bytes);
+        b.write(id, 0, tmp.data(), s.bytes);
+        st.activation_moves++;
+        st.activation_bytes += int64_t(s.bytes);
+      }
+    } catch (...) {
+      b.free(id);
+      throw;
+    }
+    it = s.copies.emplace(&b, id).first;
+  }
+  return DeviceTensor{it->second, val.offset, val.type.dtype, val.type.shape};
+}
+
+std::vector<Val> Dispatcher::call(const std::string& site, const std::string& op,
+                                  const Attrs& attrs, const std::vector<Val>& inputs) {
+  const std::string& uri = placement_.uri_for(site, op);
+  const OpDef& def = op_def(op);
+  std::vector<TensorType> in_types;
+  for (Val v : inputs) in_types.push_back(type(v));
+  std::vector<TensorType> out_types;
+  try {
+    out_types = def.infer(in_types, attrs);
+  } catch (const Error& e) {
+    throw Error(site + ": " + e.what());
+  }
+
+  Backend& b = backend(uri);
+  OpCall c{op, attrs, {}, {}, site};
+  for (Val v : inputs) c.inputs.push_back(place(v, uri));
+
+  std::vector<Val> outputs;
+  for (size_t i = 0; i < out_types.size(); ++i) {
+    int alias = def.inplace_of[i];
+    if (alias >= 0) {
+      Value shared = value(inputs[size_t(alias)]);
+      shared.step_scoped = true;
+      outputs.push_back(add_value(std::move(shared)));
+      c.outputs.push_back(c.inputs[size_t(alias)]);
+    } else {
+      auto s = std::make_shared<Storage>();
+      s->kind = Storage::Kind::Activation;
+      s->name = site;
+      s->bytes = size_t(out_types[i].shape.numel()) * dtype_size(out_types[i].dtype);
+      BufferId id = b.alloc(s->bytes);
+      s->copies.emplace(&b, id);
+      outputs.push_back(add_value({out_types[i], s, 0, true}));
+      c.outputs.push_back(DeviceTensor{id, 0, out_types[i].dtype, out_types[i].shape});
+    }
+  }
+
+  Support sup = b.supports(c);
+  if (!sup.ok) throw Error(site + ": backend '" + uri + "' cannot run " + op + ": " + sup.reason);
+
+  CallEvent ev{next_call_++, site, layer_of(site), phase_, uri, &c, inputs, outputs};
+  for (CallObserver* o : observers_) o->before_call(ev, *this);
+  b.run(c);
+  stats_[uri].calls++;
+  for (size_t i = 0; i < outputs.size(); ++i)
+    if (def.inplace_of[i] >= 0) value(outputs[i]).storage->written_on(&b);
+  for (CallObserver* o : observers_) o->after_call(ev, *this);
+  return outputs;
+}
+
+Tensor Dispatcher::read(Val v) {
+  const Value& val = value(v);
+  const Storage& s = *val.storage;
+  Tensor out(val.type.dtype, val.type.shape);
+  if (!s.host.empty()) {
+    std::memcpy(out.mutable_bytes(), s.host.bytes() + val.offset, out.nbytes());
+  } else if (s.zero) {
+    // already zero
+  } else {
+    require(!s.copies.empty(), "internal: value '" + s.name + "' holds no data anywhere");
+    auto [b, id] = *s.copies.begin();
+    b->sync();
+    b->read(id, val.offset, out.mutable_bytes(), out.nbytes());
+  }
+  return out;
+}
+
+void Dispatcher::remove_observer(CallObserver* o) {
+  observers_.erase(std::remove(observers_.begin(), observers_.end(), o), observers_.end());
+}
+
+}  // namespace tapml

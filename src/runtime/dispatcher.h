@@ -1,0 +1,110 @@
+// The Dispatcher runs a model's op calls: it looks each site up in the Placement, makes sure
+// the inputs live on that backend (weights are uploaded once per backend; activations move
+// only when their consumer lives elsewhere), tells observers before the call (inputs
+// readable, before any in-place write) and after it (outputs readable), and runs it.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "backend/backend.h"
+#include "model/emitter.h"
+#include "model/model_file.h"
+#include "runtime/placement.h"
+
+namespace tapml {
+
+class Dispatcher;
+
+// One op call as observers see it.
+struct CallEvent {
+  uint64_t index = 0;      // call number since the dispatcher was made
+  std::string site;        // "blk.3.attn_q"
+  int layer = -1;          // 3 for blk.3.*, -1 elsewhere
+  std::string phase;       // "prefill", "decode_1", ... as set by the session
+  std::string backend;     // URI of the backend that runs it
+  const OpCall* call = nullptr;  // device tensors on that backend
+  std::vector<Val> inputs, outputs;
+};
+
+class CallObserver {
+ public:
+  virtual ~CallObserver() = default;
+  // Inputs are readable through d.read(); in-place outputs still hold their old contents.
+  virtual void before_call(const CallEvent& e, Dispatcher& d) {}
+  // Outputs are readable through d.read().
+  virtual void after_call(const CallEvent& e, Dispatcher& d) {}
+};
+
+// Bytes and counts that crossed into each backend, by kind.
+struct TransferStats {
+  int64_t weight_uploads = 0, weight_bytes = 0;          // host -> backend, weights
+  int64_t input_uploads = 0, input_bytes = 0;            // host -> backend, step inputs
+  int64_t activation_moves = 0, activation_bytes = 0;    // backend -> backend, via host
+  int64_t calls = 0;
+};
+
+class Dispatcher final : public Emitter {
+ public:
+  // `weights` must outlive the dispatcher. Backends are opened on first use.
+  Dispatcher(const std::map<std::string, Tensor>& weights, Placement placement);
+  ~Dispatcher() override;
+
+  // Emitter.
+  Val weight(const std::string& name) override;
+  Val input(const std::string& name, Tensor data) override;
+  Val rows(Val v, int64_t row_begin, int64_t rows) override;
+  std::vector<Val> call(const std::string& site, const std::string& op, const Attrs& attrs,
+                        const std::vector<Val>& inputs) override;
+  TensorType type(Val v) const override;
+
+  // A zero-filled value that survives end_step() (the KV cache).
+  Val persistent(const std::string& name, DType dtype, Shape shape);
+  // Frees every value made since the last end_step() that is not persistent or a weight.
+  void end_step();
+
+  // Copies a value to the host (from wherever a valid copy lives).
+  Tensor read(Val v);
+
+  void set_phase(std::string phase) { phase_ = std::move(phase); }
+  const std::string& phase() const { return phase_; }
+  void add_observer(CallObserver* o) { observers_.push_back(o); }
+  void remove_observer(CallObserver* o);
+
+  const Placement& placement() const { return placement_; }
+  // Opens (once) and returns the backend for a URI.
+  Backend& backend(const std::string& uri);
+  const std::map<std::string, TransferStats>& stats() const { return stats_; }
+  uint64_t calls_made() const { return next_call_; }
+
+ private:
+  struct Storage;  // bytes of a value on the backends that hold a valid copy
+  struct Value {
+    TensorType type;
+    std::shared_ptr<Storage> storage;
+    size_t offset = 0;  // bytes into the storage
+    bool step_scoped = true;
+  };
+
+  Val add_value(Value v);
+  Value& value(Val v);
+  const Value& value(Val v) const;
+  // A device tensor for `v` on backend `uri`, moving bytes there first if needed.
+  DeviceTensor place(Val v, const std::string& uri);
+
+  const std::map<std::string, Tensor>& weights_;
+  Placement placement_;
+  std::map<std::string, std::unique_ptr<Backend>> backends_;
+  std::map<std::string, TransferStats> stats_;
+  std::vector<Value> values_;  // index = Val.id - 1; freed slots keep an empty storage
+  std::vector<uint32_t> step_values_;
+  std::unordered_map<std::string, Val> weight_vals_;
+  std::vector<CallObserver*> observers_;
+  std::string phase_ = "prefill";
+  uint64_t next_call_ = 0;
+};
+
+}  // namespace tapml

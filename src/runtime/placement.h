@@ -1,0 +1,33 @@
+// Which backend runs each site: ordered rules "REGEX=URI" searched in the site name and in
+// the op name (first match wins), and a default backend for everything else.
+#pragma once
+#include <regex>
+#include <string>
+#include <vector>
+
+namespace tapml {
+
+class Placement {
+ public:
+  explicit Placement(std::string default_uri = "cpu") : default_(std::move(default_uri)) {}
+  // Parses "REGEX=URI", split at the first '=' that is not escaped or inside brackets (the
+  // URI may carry '=' in its query). Throws Error for a bad regex or a missing '='.
+  void add_rule(const std::string& rule);
+  void add_rule(const std::string& pattern, const std::string& uri);
+
+  const std::string& uri_for(const std::string& site, const std::string& op) const;
+  const std::string& default_uri() const { return default_; }
+  // Every URI this placement may use (default first).
+  std::vector<std::string> uris() const;
+
+ private:
+  struct Rule {
+    std::string pattern;
+    std::regex re;
+    std::string uri;
+  };
+  std::string default_;
+  std::vector<Rule> rules_;
+};
+
+}  // namespace tapml

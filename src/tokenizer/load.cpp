@@ -1,0 +1,34 @@
+#include "tokenizer/load.h"
+
+#include <fstream>
+
+#include "core/error.h"
+#include "model/gguf.h"
+
+namespace tapml {
+
+Tokenizer load_tokenizer(const std::string& tokenizer_path, const gguf::File* embedded,
+                         int model_vocab_size) {
+  Vocab vocab;
+  if (!tokenizer_path.empty()) {
+    char magic[4] = {};
+    if (std::ifstream f{tokenizer_path, std::ios::binary}) f.read(magic, 4);
+    if (std::string(magic, 4) == "GGUF")
+      vocab = load_gguf_vocab(gguf::File::open(tokenizer_path));
+    else
+      vocab = load_llama2c_vocab(tokenizer_path, model_vocab_size);
+  } else {
+    require(embedded != nullptr,
+            "this model file holds no tokenizer: pass --tokenizer PATH (e.g. tokenizer.bin)");
+    require(embedded->has("tokenizer.ggml.tokens"),
+            embedded->path() + " holds no tokenizer (tokenizer.ggml.tokens): pass --tokenizer PATH");
+    vocab = load_gguf_vocab(*embedded);
+  }
+  std::string from = tokenizer_path.empty() ? embedded->path() : tokenizer_path;
+  require(vocab.size() == model_vocab_size,
+          from + ": the tokenizer has " + std::to_string(vocab.size()) +
+              " tokens, the model expects " + std::to_string(model_vocab_size));
+  return Tokenizer(std::move(vocab));
+}
+
+}  // namespace tapml

@@ -1,0 +1,260 @@
+// SentencePiece-style BPE as llama.cpp's SPM tokenizer and llama2.c run it: characters are
+// merged pairwise, always the adjacent pair whose concatenation is the best-scoring piece
+// (leftmost on ties), until no pair forms a piece; what is left becomes ids, with byte
+// fallback for characters the vocabulary lacks.
+#include "tokenizer/tokenizer.h"
+
+#include <cstdint>
+#include <queue>
+
+#include "core/error.h"
+
+namespace tapml {
+
+namespace {
+
+bool is_continuation(unsigned char c) { return (c & 0xC0) == 0x80; }
+
+// Length of the well-formed UTF-8 character at s[pos], or 1 when it is not one, so that a
+// stray byte becomes a symbol of its own (and falls back to a byte token) instead of
+// swallowing the valid characters after it.
+size_t utf8_char_len(std::string_view s, size_t pos) {
+  auto c0 = static_cast<unsigned char>(s[pos]);
+  size_t len = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
+  if (c0 < 0x80) return 1;
+  else if (c0 >= 0xC2 && c0 <= 0xDF) len = 2;
+  else if (c0 >= 0xE0 && c0 <= 0xEF) {
+    len = 3;
+    if (c0 == 0xE0) lo = 0xA0;  // overlong
+    if (c0 == 0xED) hi = 0x9F;  // surrogates
+  } else if (c0 >= 0xF0 && c0 <= 0xF4) {
+    len = 4;
+    if (c0 == 0xF0) lo = 0x90;  // overlong
+    if (c0 == 0xF4) hi = 0x8F;  // beyond U+10FFFF
+  } else {
+    return 1;
+  }
+  if (pos + len > s.size()) return 1;
+  auto c1 = static_cast<unsigned char>(s[pos + 1]);
+  if (c1 < lo || c1 > hi) return 1;
+  for (size_t i = 2; i < len; ++i) {
+    if (!is_continuation(static_cast<unsigned char>(s[pos + i]))) return 1;
+  }
+  return len;
+}
+
+int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  return -1;
+}
+
+// The byte of a "<0xNN>" piece, or -1.
+int byte_of_piece(const std::string& piece) {
+  if (piece.size() != 6 || piece.compare(0, 3, "<0x") != 0 || piece[5] != '>') return -1;
+  int hi = hex_digit(piece[3]), lo = hex_digit(piece[4]);
+  if (hi < 0 || lo < 0) return -1;
+  return hi * 16 + lo;
+}
+
+// A run of text in the linked list of symbols being merged; len 0 marks a symbol that was
+// merged into its left neighbour.
+struct Symbol {
+  uint32_t start;
+  uint32_t len;
+  int prev;
+  int next;
+};
+
+// A candidate merge. `size` is the byte length of left+right when it was queued: if either
+// side has changed since, the sizes no longer add up and the entry is stale.
+struct Candidate {
+  float score;
+  int left;
+  int right;
+  uint32_t size;
+};
+
+struct WorseCandidate {
+  bool operator()(const Candidate& a, const Candidate& b) const {
+    return a.score < b.score || (a.score == b.score && a.left > b.left);
+  }
+};
+
+}  // namespace
+
+Tokenizer::Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
+  const size_t n = vocab_.pieces.size();
+  require(n > 0, "tokenizer: the vocabulary is empty");
+  require(n <= size_t(INT32_MAX), "tokenizer: the vocabulary is too large");
+  require(vocab_.scores.size() == n && vocab_.kinds.size() == n,
+          "tokenizer: the vocabulary has " + std::to_string(n) + " pieces but " +
+              std::to_string(vocab_.scores.size()) + " scores and " +
+              std::to_string(vocab_.kinds.size()) + " kinds");
+  auto check_id = [&](int id, const char* what) {
+    require(id >= 0 && size_t(id) < n, std::string("tokenizer: the ") + what + " id " +
+                                           std::to_string(id) + " is outside the vocabulary of " +
+                                           std::to_string(n) + " pieces");
+  };
+  check_id(vocab_.bos, "BOS");
+  check_id(vocab_.eos, "EOS");
+  check_id(vocab_.unk, "unknown-token");
+  require(!vocab_.space.empty(), "tokenizer: the vocabulary's space symbol is empty");
+
+  byte_ids_.fill(-1);
+  index_.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    const std::string& piece = vocab_.pieces[i];
+    const TokenKind kind = vocab_.kinds[i];
+    if (kind == TokenKind::Normal || kind == TokenKind::UserDefined) {
+      // Later duplicates win, as in llama.cpp's token_to_id.
+      index_.insert_or_assign(piece, int(i));
+    }
+    int b = byte_of_piece(piece);
+    // Prefer a piece marked Byte over a look-alike of another kind.
+    if (b >= 0 && (byte_ids_[size_t(b)] < 0 || kind == TokenKind::Byte)) {
+      byte_ids_[size_t(b)] = int(i);
+    }
+  }
+}
+
+std::vector<int> Tokenizer::encode(std::string_view text, bool add_bos) const {
+  std::vector<int> out;
+  if (add_bos) out.push_back(vocab_.bos);
+  // No dummy prefix for empty text: "" encodes to nothing (llama2.c, SentencePiece).
+  if (text.empty()) return out;
+
+  std::string s;
+  s.reserve(text.size() + vocab_.space.size() * 4);
+  if (vocab_.add_space_prefix) s += vocab_.space;
+  for (char c : text) {
+    if (c == ' ') s += vocab_.space;
+    else s += c;
+  }
+  require(s.size() <= UINT32_MAX, "tokenizer: text of " + std::to_string(text.size()) +
+                                      " bytes is too long to encode");
+
+  std::vector<Symbol> symbols;
+  symbols.reserve(s.size());
+  for (size_t pos = 0; pos < s.size();) {
+    size_t len = utf8_char_len(s, pos);
+    int index = int(symbols.size());
+    symbols.push_back({uint32_t(pos), uint32_t(len), index - 1,
+                       pos + len == s.size() ? -1 : index + 1});
+    pos += len;
+  }
+
+  std::vector<Candidate> storage;
+  storage.reserve(symbols.size());
+  std::priority_queue<Candidate, std::vector<Candidate>, WorseCandidate> queue(
+      WorseCandidate{}, std::move(storage));
+  std::string joined;
+  auto consider = [&](int left, int right) {
+    if (left < 0 || right < 0) return;
+    const Symbol& a = symbols[size_t(left)];
+    const Symbol& b = symbols[size_t(right)];
+    joined.assign(s, a.start, a.len + b.len);
+    auto it = index_.find(joined);
+    if (it == index_.end()) return;
+    queue.push({vocab_.scores[size_t(it->second)], left, right, a.len + b.len});
+  };
+
+  for (int i = 1; i < int(symbols.size()); ++i) consider(i - 1, i);
+
+  while (!queue.empty()) {
+    Candidate c = queue.top();
+    queue.pop();
+    Symbol& left = symbols[size_t(c.left)];
+    Symbol& right = symbols[size_t(c.right)];
+    if (left.len == 0 || right.len == 0 || left.len + right.len != c.size) continue;
+    left.len += right.len;
+    right.len = 0;
+    left.next = right.next;
+    if (right.next >= 0) symbols[size_t(right.next)].prev = c.left;
+    consider(left.prev, c.left);
+    consider(c.left, left.next);
+  }
+
+  for (int i = 0; i >= 0; i = symbols[size_t(i)].next) {
+    const Symbol& sym = symbols[size_t(i)];
+    joined.assign(s, sym.start, sym.len);
+    auto it = index_.find(joined);
+    if (it != index_.end()) {
+      out.push_back(it->second);
+      continue;
+    }
+    // Only single characters get here: every merge produced a piece.
+    for (char ch : joined) {
+      int id = byte_ids_[static_cast<unsigned char>(ch)];
+      out.push_back(id >= 0 ? id : vocab_.unk);
+    }
+  }
+  return out;
+}
+
+std::string Tokenizer::decode_token(int prev, int token) const {
+  require(token >= 0 && token < vocab_.size(),
+          "tokenizer: token id " + std::to_string(token) + " is outside the vocabulary of " +
+              std::to_string(vocab_.size()) + " pieces");
+  const std::string& piece = vocab_.pieces[size_t(token)];
+  switch (vocab_.kinds[size_t(token)]) {
+    case TokenKind::Control:
+    case TokenKind::Unused:
+      return "";
+    case TokenKind::Byte: {
+      int b = byte_of_piece(piece);
+      return b >= 0 ? std::string(1, char(b)) : piece;
+    }
+    case TokenKind::Unknown:
+    case TokenKind::UserDefined:
+      return piece;
+    case TokenKind::Normal:
+      break;
+  }
+  std::string_view rest = piece;
+  const std::string& space = vocab_.space;
+  // After BOS the first piece carries the dummy-prefix space, which was never in the text.
+  if (prev == vocab_.bos && vocab_.add_space_prefix && rest.starts_with(space)) {
+    rest.remove_prefix(space.size());
+  }
+  if (space == " ") return std::string(rest);
+  std::string text;
+  text.reserve(rest.size());
+  for (size_t pos = 0; pos < rest.size();) {
+    if (rest.compare(pos, space.size(), space) == 0) {
+      text += ' ';
+      pos += space.size();
+    } else {
+      text += rest[pos++];
+    }
+  }
+  return text;
+}
+
+std::string Tokenizer::decode(const std::vector<int>& tokens) const {
+  std::string text;
+  size_t i = 0;
+  int prev = -1;
+  // The first token of the text proper (after a leading BOS) begins with the dummy-prefix
+  // space; drop it whatever kind of token carries it, so that decode(encode(x)) == x.
+  if (!tokens.empty() && tokens[0] == vocab_.bos) {
+    text += decode_token(prev, tokens[0]);
+    prev = tokens[0];
+    i = 1;
+  }
+  if (i < tokens.size()) {
+    std::string first = decode_token(-1, tokens[i]);
+    if (vocab_.add_space_prefix && !first.empty() && first[0] == ' ') first.erase(0, 1);
+    text += first;
+    prev = tokens[i++];
+  }
+  for (; i < tokens.size(); ++i) {
+    text += decode_token(prev, tokens[i]);
+    prev = tokens[i];
+  }
+  return text;
+}
+
+}  // namespace tapml

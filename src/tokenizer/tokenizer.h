@@ -1,0 +1,37 @@
+// SentencePiece-style BPE (score-driven merges) with byte fallback and the dummy-prefix
+// space, as llama2.c and llama.cpp's "llama" (SPM) vocabulary do it.
+#pragma once
+#include <array>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "tokenizer/vocab.h"
+
+namespace tapml {
+
+class Tokenizer {
+ public:
+  explicit Tokenizer(Vocab vocab);
+
+  // Token ids of `text`; BOS first when add_bos.
+  std::vector<int> encode(std::string_view text, bool add_bos) const;
+  // The text of one token following `prev` (drops the dummy-prefix space after BOS, turns
+  // byte tokens into raw bytes).
+  std::string decode_token(int prev, int token) const;
+  // The text of a whole sequence, byte tokens joined back into UTF-8.
+  std::string decode(const std::vector<int>& tokens) const;
+
+  const Vocab& vocab() const { return vocab_; }
+
+ private:
+  Vocab vocab_;
+  // Pieces that text can turn into by merging: Normal and UserDefined only, so a literal
+  // "<s>" or "<0x0A>" in the input stays text instead of becoming a special token.
+  std::unordered_map<std::string, int> index_;
+  // Byte fallback: the id of piece "<0xNN>" for each byte, -1 where the vocabulary has none.
+  std::array<int, 256> byte_ids_{};
+};
+
+}  // namespace tapml

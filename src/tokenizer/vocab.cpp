@@ -1,0 +1,195 @@
+// Vocabulary loaders: llama2.c tokenizer.bin and GGUF tokenizer.ggml.* metadata.
+// Both validate before trusting a length or a count, so a damaged file gives an Error that
+// names the file and the defect rather than a crash or a huge allocation.
+#include "tokenizer/vocab.h"
+
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <string_view>
+
+#include "core/error.h"
+#include "model/gguf.h"
+
+namespace tapml {
+
+namespace {
+
+// "<0xNN>" with two uppercase hex digits: how SentencePiece and llama2.c write byte pieces.
+bool is_byte_piece(std::string_view piece) {
+  auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'); };
+  return piece.size() == 6 && piece.substr(0, 3) == "<0x" && hex(piece[3]) && hex(piece[4]) &&
+         piece[5] == '>';
+}
+
+// Kinds for a vocabulary that does not store them: the special ids, byte pieces, the rest
+// normal. Without this, byte fallback would decode to "<0xNN>" text.
+std::vector<TokenKind> inferred_kinds(const Vocab& v) {
+  std::vector<TokenKind> kinds(v.pieces.size(), TokenKind::Normal);
+  for (size_t i = 0; i < v.pieces.size(); ++i) {
+    if (is_byte_piece(v.pieces[i])) kinds[i] = TokenKind::Byte;
+  }
+  auto mark = [&](int id, TokenKind k) {
+    if (id >= 0 && id < v.size()) kinds[size_t(id)] = k;
+  };
+  mark(v.unk, TokenKind::Unknown);
+  mark(v.bos, TokenKind::Control);
+  mark(v.eos, TokenKind::Control);
+  return kinds;
+}
+
+// A cursor over the bytes of tokenizer.bin that reports short reads instead of reading past.
+struct Reader {
+  const std::string& bytes;
+  size_t pos = 0;
+
+  size_t left() const { return bytes.size() - pos; }
+  bool read(void* out, size_t n) {
+    if (left() < n) return false;
+    std::memcpy(out, bytes.data() + pos, n);
+    pos += n;
+    return true;
+  }
+};
+
+}  // namespace
+
+Vocab load_llama2c_vocab(const std::string& path, int vocab_size) {
+  require(vocab_size > 0, path + ": the model's vocab_size is " + std::to_string(vocab_size) +
+                              ", it must be positive");
+  std::ifstream in(path, std::ios::binary);
+  require(bool(in), path + ": cannot open the tokenizer file (" + std::strerror(errno) + ")");
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  require(!in.bad(), path + ": read error");
+
+  Reader r{bytes};
+  int32_t max_len = 0;
+  require(r.read(&max_len, 4),
+          path + ": not a llama2.c tokenizer: " + std::to_string(bytes.size()) +
+              " bytes, too short for the max_token_length header");
+  // A piece longer than the header's bound would overflow llama2.c's own merge buffer, so
+  // the bound is part of the format; 1 MiB is far beyond any real tokenizer.
+  require(max_len > 0 && max_len <= (1 << 20),
+          path + ": max_token_length is " + std::to_string(max_len) +
+              ", not a llama2.c tokenizer.bin");
+
+  Vocab v;
+  v.space = " ";
+  v.add_space_prefix = true;  // llama2.c always adds the dummy prefix
+  v.bos = 1;
+  v.eos = 2;
+  v.unk = 0;
+  v.pieces.reserve(size_t(vocab_size));
+  v.scores.reserve(size_t(vocab_size));
+
+  // Reads one token; false at a clean end of file, Error on a partial token.
+  auto read_token = [&](int index, float& score, std::string& piece) {
+    if (r.left() == 0) return false;
+    int32_t len = 0;
+    require(r.read(&score, 4) && r.read(&len, 4),
+            path + ": truncated in the header of token " + std::to_string(index));
+    require(!std::isnan(score), path + ": token " + std::to_string(index) + " has a NaN score");
+    require(len >= 0 && len <= max_len,
+            path + ": token " + std::to_string(index) + " has length " + std::to_string(len) +
+                " (max_token_length is " + std::to_string(max_len) + ")");
+    require(r.left() >= size_t(len),
+            path + ": truncated in token " + std::to_string(index) + " (needs " +
+                std::to_string(len) + " bytes, " + std::to_string(r.left()) + " left)");
+    piece.assign(bytes.data() + r.pos, size_t(len));
+    r.pos += size_t(len);
+    return true;
+  };
+
+  float score = 0;
+  std::string piece;
+  while (v.size() < vocab_size && read_token(v.size(), score, piece)) {
+    v.pieces.push_back(piece);
+    v.scores.push_back(score);
+  }
+  require(v.size() == vocab_size, path + ": tokenizer has " + std::to_string(v.size()) +
+                                      " tokens, the model expects " +
+                                      std::to_string(vocab_size));
+  // Extra tokens mean the tokenizer belongs to another model; count them for the message.
+  int extra = 0;
+  while (read_token(vocab_size + extra, score, piece)) ++extra;
+  require(extra == 0, path + ": tokenizer has " + std::to_string(vocab_size + extra) +
+                          " tokens, the model expects " + std::to_string(vocab_size));
+
+  v.kinds = inferred_kinds(v);
+  return v;
+}
+
+Vocab load_gguf_vocab(const gguf::File& file) {
+  const std::string& path = file.path();
+  require(file.has("tokenizer.ggml.model"),
+          path + ": no tokenizer.ggml.model: the file has no embedded tokenizer");
+  const std::string& model = file.get_string("tokenizer.ggml.model");
+  require(model == "llama", path + ": tokenizer model is \"" + model +
+                                "\"; only SentencePiece \"llama\" vocabularies are supported "
+                                "so far");
+
+  const gguf::Array& tokens = file.get_array("tokenizer.ggml.tokens");
+  require(!tokens.empty(), path + ": tokenizer.ggml.tokens is empty");
+  require(tokens.size() <= size_t(INT32_MAX), path + ": tokenizer.ggml.tokens is too long");
+  const size_t n = tokens.size();
+
+  Vocab v;
+  v.pieces.reserve(n);
+  for (size_t i = 0; i < n; ++i) {
+    const auto* s = std::get_if<std::string>(&tokens[i].v);
+    require(s != nullptr,
+            path + ": tokenizer.ggml.tokens[" + std::to_string(i) + "] is not a string");
+    v.pieces.push_back(*s);
+  }
+
+  v.scores.assign(n, 0.0f);
+  if (file.has("tokenizer.ggml.scores")) {
+    const gguf::Array& scores = file.get_array("tokenizer.ggml.scores");
+    require(scores.size() == n, path + ": tokenizer.ggml.scores has " +
+                                    std::to_string(scores.size()) + " entries for " +
+                                    std::to_string(n) + " tokens");
+    for (size_t i = 0; i < n; ++i) {
+      const auto* d = std::get_if<double>(&scores[i].v);
+      require(d != nullptr && !std::isnan(*d),
+              path + ": tokenizer.ggml.scores[" + std::to_string(i) + "] is not a number");
+      v.scores[i] = float(*d);
+    }
+  }
+
+  auto id_or = [&](const std::string& key, int fallback) {
+    uint64_t id = file.get_uint_or(key, uint64_t(fallback));
+    require(id < n, path + ": " + key + " is " + std::to_string(id) + ", the vocabulary has " +
+                        std::to_string(n) + " tokens");
+    return int(id);
+  };
+  v.bos = id_or("tokenizer.ggml.bos_token_id", 1);
+  v.eos = id_or("tokenizer.ggml.eos_token_id", 2);
+  v.unk = id_or("tokenizer.ggml.unknown_token_id", 0);
+  v.add_space_prefix = file.get_bool_or("tokenizer.ggml.add_space_prefix", true);
+  v.space = "\xE2\x96\x81";
+
+  if (file.has("tokenizer.ggml.token_type")) {
+    const gguf::Array& types = file.get_array("tokenizer.ggml.token_type");
+    require(types.size() == n, path + ": tokenizer.ggml.token_type has " +
+                                   std::to_string(types.size()) + " entries for " +
+                                   std::to_string(n) + " tokens");
+    v.kinds.resize(n);
+    for (size_t i = 0; i < n; ++i) {
+      int64_t t = -1;
+      if (const auto* s = std::get_if<int64_t>(&types[i].v)) t = *s;
+      else if (const auto* u = std::get_if<uint64_t>(&types[i].v)) t = int64_t(*u);
+      require(t >= 0 && t <= 6, path + ": tokenizer.ggml.token_type[" + std::to_string(i) +
+                                    "] is " + std::to_string(t) + ", expected 0..6");
+      // 0 is llama.cpp's "undefined"; it behaves as a normal piece there too.
+      v.kinds[i] = t == 0 ? TokenKind::Normal : TokenKind(int(t));
+    }
+  } else {
+    v.kinds = inferred_kinds(v);
+  }
+  return v;
+}
+
+}  // namespace tapml

@@ -1,0 +1,346 @@
+// The cpu backend against ref: every op on random inputs at ordinary and awkward sizes,
+// f16/bf16 weights, threading on and off, and the URI's threads parameter.
+#include "backends/cpu/cpu_backend.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backends/ref/ref_backend.h"
+#include "core/error.h"
+
+namespace tapml {
+namespace {
+
+// A host-side tensor to feed a backend.
+struct Input {
+  DType dtype = DType::F32;
+  Shape shape;
+  std::vector<std::byte> bytes;
+};
+
+Input from_f32(Shape shape, const std::vector<float>& v, DType dtype = DType::F32) {
+  Input in{dtype, std::move(shape), {}};
+  in.bytes.resize(v.size() * dtype_size(dtype));
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (dtype == DType::F32) {
+      std::memcpy(in.bytes.data() + 4 * i, &v[i], 4);
+    } else {
+      uint16_t h = dtype == DType::F16 ? f32_to_f16(v[i]) : f32_to_bf16(v[i]);
+      std::memcpy(in.bytes.data() + 2 * i, &h, 2);
+    }
+  }
+  return in;
+}
+
+Input from_i32(Shape shape, const std::vector<int32_t>& v) {
+  Input in{DType::I32, std::move(shape), {}};
+  in.bytes.resize(v.size() * 4);
+  std::memcpy(in.bytes.data(), v.data(), in.bytes.size());
+  return in;
+}
+
+class Rng {
+ public:
+  explicit Rng(uint32_t seed) : gen_(seed) {}
+  std::vector<float> normal(int64_t n, float stddev = 1.0f) {
+    std::normal_distribution<float> dist(0.0f, stddev);
+    std::vector<float> v(static_cast<size_t>(n));
+    for (auto& x : v) x = dist(gen_);
+    return v;
+  }
+  std::vector<int32_t> ints(int64_t n, int32_t lo, int32_t hi) {
+    std::uniform_int_distribution<int32_t> dist(lo, hi);
+    std::vector<int32_t> v(static_cast<size_t>(n));
+    for (auto& x : v) x = dist(gen_);
+    return v;
+  }
+
+ private:
+  std::mt19937 gen_;
+};
+
+// Runs one op on `be` and returns every output as f32 values. In-place outputs (kv_store)
+// come back as the whole updated input.
+std::vector<std::vector<float>> run_op(Backend& be, const std::string& op, const Attrs& attrs,
+                                       const std::vector<Input>& inputs) {
+  const OpDef& def = op_def(op);
+  OpCall call{op, attrs, {}, {}, "test"};
+  std::vector<BufferId> buffers;
+  std::vector<TensorType> types;
+  for (const Input& in : inputs) {
+    // An offset inside the buffer catches kernels that ignore DeviceTensor::offset.
+    const size_t offset = 64;
+    BufferId id = be.alloc(offset + in.bytes.size());
+    buffers.push_back(id);
+    be.write(id, offset, in.bytes.data(), in.bytes.size());
+    call.inputs.push_back({id, offset, in.dtype, in.shape});
+    types.push_back({in.dtype, in.shape});
+  }
+  auto out_types = def.infer(types, attrs);
+  for (size_t i = 0; i < out_types.size(); ++i) {
+    if (def.inplace_of[i] >= 0) {
+      call.outputs.push_back(call.inputs[size_t(def.inplace_of[i])]);
+      continue;
+    }
+    DeviceTensor t{be.alloc(out_types[i].shape.numel() * 4), 0, DType::F32, out_types[i].shape};
+    buffers.push_back(t.buffer);
+    call.outputs.push_back(t);
+  }
+  Support s = be.supports(call);
+  EXPECT_TRUE(s.ok) << s.reason;
+  be.run(call);
+  be.sync();
+  std::vector<std::vector<float>> result;
+  for (const DeviceTensor& t : call.outputs) {
+    std::vector<float> v(static_cast<size_t>(t.shape.numel()));
+    be.read(t.buffer, t.offset, v.data(), v.size() * 4);
+    result.push_back(std::move(v));
+  }
+  for (BufferId id : buffers) be.free(id);
+  return result;
+}
+
+// max |got - want| must be within rel_tol of the output's scale (its largest magnitude).
+void expect_close(const std::vector<float>& got, const std::vector<float>& want, double rel_tol,
+                  const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  double scale = 0, err = 0;
+  size_t worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(got[i])) << what << ": element " << i << " is " << got[i];
+    scale = std::max(scale, std::fabs(double(want[i])));
+    double e = std::fabs(double(got[i]) - double(want[i]));
+    if (e > err) err = e, worst = i;
+  }
+  EXPECT_LE(err, rel_tol * std::max(scale, 1e-30))
+      << what << ": worst element " << worst << " got " << got[worst] << " want " << want[worst]
+      << " (output scale " << scale << ")";
+}
+
+class CpuVsRef : public ::testing::Test {
+ protected:
+  void compare(const std::string& op, const Attrs& attrs, const std::vector<Input>& inputs,
+               const std::string& what, double rel_tol = 1e-5) {
+    auto want = run_op(*ref_, op, attrs, inputs);
+    auto got = run_op(*cpu_, op, attrs, inputs);
+    ASSERT_EQ(got.size(), want.size());
+    for (size_t i = 0; i < got.size(); ++i) expect_close(got[i], want[i], rel_tol, op + " " + what);
+  }
+
+  std::unique_ptr<Backend> cpu_ = make_cpu_backend(BackendUri::parse("cpu?threads=3"));
+  std::unique_ptr<Backend> ref_ = make_ref_backend(BackendUri::parse("ref"));
+  Rng rng_{1234};
+};
+
+const DType kWeightTypes[] = {DType::F32, DType::F16, DType::BF16};
+
+std::string dims(std::initializer_list<std::pair<const char*, int64_t>> items) {
+  std::string s;
+  for (auto& [k, v] : items) s += std::string(s.empty() ? "" : " ") + k + "=" + std::to_string(v);
+  return s;
+}
+
+TEST_F(CpuVsRef, Matmul) {
+  for (DType wt : kWeightTypes)
+    for (int64_t T : {1, 2, 3, 4, 5, 7, 13})
+      for (int64_t K : {1, 7, 16, 67, 256})
+        for (int64_t N : {1, 5, 33}) {
+          auto x = rng_.normal(T * K), w = rng_.normal(N * K);
+          compare("matmul", {}, {from_f32({T, K}, x), from_f32({N, K}, w, wt)},
+                  std::string(dtype_name(wt)) + " " + dims({{"T", T}, {"K", K}, {"N", N}}));
+        }
+}
+
+TEST_F(CpuVsRef, MatmulLargeEnoughToThread) {
+  // Several weight chunks per thread (prefill path), ranges not aligned to chunks, K with a
+  // remainder after whole vectors.
+  for (DType wt : kWeightTypes)
+    for (auto [T, K, N] : {std::tuple<int64_t, int64_t, int64_t>{1, 768, 301}, {64, 200, 150},
+                           {9, 1030, 70}, {6, 24, 2000}}) {
+      auto x = rng_.normal(T * K), w = rng_.normal(N * K, 0.05f);
+      compare("matmul", {}, {from_f32({T, K}, x), from_f32({N, K}, w, wt)},
+              std::string(dtype_name(wt)) + " " + dims({{"T", T}, {"K", K}, {"N", N}}));
+    }
+}
+
+TEST_F(CpuVsRef, Embedding) {
+  for (DType wt : kWeightTypes)
+    for (int64_t D : {1, 7, 64, 100})
+      for (int64_t T : {1, 7, 300}) {
+        const int64_t V = 50;
+        compare("embedding", {},
+                {from_f32({V, D}, rng_.normal(V * D), wt), from_i32({T}, rng_.ints(T, 0, V - 1))},
+                std::string(dtype_name(wt)) + " " + dims({{"T", T}, {"D", D}}), 0);
+      }
+}
+
+TEST_F(CpuVsRef, EmbeddingRejectsBadIds) {
+  for (int32_t bad : {-1, 10, 1 << 30}) {
+    auto run = [&] {
+      run_op(*cpu_, "embedding", {},
+             {from_f32({10, 4}, rng_.normal(40)), from_i32({3}, {0, bad, 2})});
+    };
+    EXPECT_THROW(run(), Error) << bad;
+  }
+}
+
+TEST_F(CpuVsRef, Rmsnorm) {
+  for (DType wt : kWeightTypes)
+    for (int64_t D : {1, 7, 64, 257, 4096})
+      for (int64_t T : {1, 7, 40})
+        for (double eps : {1e-5, 1e-6}) {
+          Attrs attrs{{"eps", eps}};
+          compare("rmsnorm", attrs,
+                  {from_f32({T, D}, rng_.normal(T * D, 3.0f)), from_f32({D}, rng_.normal(D), wt)},
+                  std::string(dtype_name(wt)) + " " + dims({{"T", T}, {"D", D}}));
+        }
+}
+
+TEST_F(CpuVsRef, Rope) {
+  struct Case { int64_t H, hd, rd; };
+  for (int pairing : {0, 1})
+    for (Case c : {Case{4, 16, 16}, Case{8, 64, 64}, Case{3, 20, 8}, Case{2, 128, 64}, Case{1, 2, 2}})
+      for (int64_t T : {1, 7, 200}) {
+        Attrs attrs{{"n_heads", double(c.H)}, {"head_dim", double(c.hd)}, {"rope_dim", double(c.rd)},
+                    {"base", 10000.0}, {"pairing", double(pairing)}};
+        compare("rope", attrs,
+                {from_f32({T, c.H * c.hd}, rng_.normal(T * c.H * c.hd)),
+                 from_i32({T}, rng_.ints(T, 0, 5000))},
+                dims({{"pairing", pairing}, {"H", c.H}, {"hd", c.hd}, {"rd", c.rd}, {"T", T}}),
+                1e-6);
+      }
+}
+
+TEST_F(CpuVsRef, KvStore) {
+  const int64_t S = 16, C = 12;
+  for (int64_t T : {1, 3, 16})
+    for (int32_t pos : {0, 5, int32_t(S - T)}) {
+      if (pos + T > S) continue;
+      compare("kv_store", {},
+              {from_f32({S, C}, rng_.normal(S * C)), from_f32({S, C}, rng_.normal(S * C)),
+               from_f32({T, C}, rng_.normal(T * C)), from_f32({T, C}, rng_.normal(T * C)),
+               from_i32({1}, {pos})},
+              dims({{"T", T}, {"pos", pos}}), 0);
+    }
+}
+
+TEST_F(CpuVsRef, KvStoreRejectsBadPositions) {
+  const int64_t S = 8, C = 4, T = 3;
+  for (int32_t pos : {-1, 6, 100}) {
+    auto run = [&] {
+      run_op(*cpu_, "kv_store", {},
+             {from_f32({S, C}, rng_.normal(S * C)), from_f32({S, C}, rng_.normal(S * C)),
+              from_f32({T, C}, rng_.normal(T * C)), from_f32({T, C}, rng_.normal(T * C)),
+              from_i32({1}, {pos})});
+    };
+    EXPECT_THROW(run(), Error) << pos;
+  }
+}
+
+TEST_F(CpuVsRef, Attention) {
+  struct Case { int64_t H, KV, hd; };
+  for (Case c : {Case{8, 4, 16}, Case{8, 2, 20}, Case{8, 8, 64}, Case{4, 1, 3}, Case{2, 2, 128}})
+    for (int64_t T : {1, 7})
+      for (int64_t extra : {0, 5, 33}) {
+        const int64_t P = T + extra;
+        Attrs attrs{{"n_heads", double(c.H)}, {"n_kv_heads", double(c.KV)},
+                    {"head_dim", double(c.hd)}, {"scale", 1.0 / std::sqrt(double(c.hd))}};
+        compare("attention", attrs,
+                {from_f32({T, c.H * c.hd}, rng_.normal(T * c.H * c.hd)),
+                 from_f32({P, c.KV * c.hd}, rng_.normal(P * c.KV * c.hd)),
+                 from_f32({P, c.KV * c.hd}, rng_.normal(P * c.KV * c.hd))},
+                dims({{"H", c.H}, {"KV", c.KV}, {"hd", c.hd}, {"T", T}, {"P", P}}));
+      }
+}
+
+TEST_F(CpuVsRef, AttentionWithPeakedScores) {
+  // Large scores make the softmax nearly one-hot: checks the max subtraction.
+  const int64_t H = 4, KV = 2, hd = 32, T = 3, P = 50;
+  Attrs attrs{{"n_heads", double(H)}, {"n_kv_heads", double(KV)}, {"head_dim", double(hd)},
+              {"scale", 1.0}};
+  compare("attention", attrs,
+          {from_f32({T, H * hd}, rng_.normal(T * H * hd, 3.0f)),
+           from_f32({P, KV * hd}, rng_.normal(P * KV * hd, 3.0f)),
+           from_f32({P, KV * hd}, rng_.normal(P * KV * hd))},
+          "peaked", 1e-4);
+}
+
+TEST_F(CpuVsRef, Swiglu) {
+  for (auto [T, F] : {std::pair<int64_t, int64_t>{1, 1}, {1, 7}, {7, 64}, {3, 1000}, {9, 8000}}) {
+    auto g = rng_.normal(T * F, 4.0f);
+    if (T * F > 2) g[0] = -120.0f, g[1] = 120.0f;  // exp overflow territory
+    compare("swiglu", {}, {from_f32({T, F}, g), from_f32({T, F}, rng_.normal(T * F))},
+            dims({{"T", T}, {"F", F}}));
+  }
+}
+
+TEST_F(CpuVsRef, Add) {
+  for (auto [T, D] : {std::pair<int64_t, int64_t>{1, 1}, {1, 7}, {7, 64}, {3, 1000}, {17, 8000}})
+    compare("add", {}, {from_f32({T, D}, rng_.normal(T * D)), from_f32({T, D}, rng_.normal(T * D))},
+            dims({{"T", T}, {"D", D}}), 1e-7);
+}
+
+TEST_F(CpuVsRef, ZeroRows) {
+  compare("matmul", {}, {from_f32({0, 8}, {}), from_f32({4, 8}, rng_.normal(32))}, "T=0");
+  compare("rmsnorm", {{"eps", 1e-5}}, {from_f32({0, 8}, {}), from_f32({8}, rng_.normal(8))}, "T=0");
+  compare("add", {}, {from_f32({0, 8}, {}), from_f32({0, 8}, {})}, "T=0");
+}
+
+TEST(CpuBackend, OneThreadMatchesThree) {
+  auto one = make_cpu_backend(BackendUri::parse("cpu?threads=1"));
+  auto three = make_cpu_backend(BackendUri::parse("cpu?threads=3"));
+  Rng rng(99);
+  for (DType wt : kWeightTypes) {
+    const int64_t T = 11, K = 300, N = 97;
+    std::vector<Input> in = {from_f32({T, K}, rng.normal(T * K)), from_f32({N, K}, rng.normal(N * K), wt)};
+    expect_close(run_op(*three, "matmul", {}, in)[0], run_op(*one, "matmul", {}, in)[0], 1e-6,
+                 "matmul");
+  }
+  const int64_t H = 8, KV = 2, hd = 64, T = 9, P = 120;
+  Attrs attrs{{"n_heads", double(H)}, {"n_kv_heads", double(KV)}, {"head_dim", double(hd)},
+              {"scale", 0.125}};
+  std::vector<Input> in = {from_f32({T, H * hd}, rng.normal(T * H * hd)),
+                           from_f32({P, KV * hd}, rng.normal(P * KV * hd)),
+                           from_f32({P, KV * hd}, rng.normal(P * KV * hd))};
+  expect_close(run_op(*three, "attention", attrs, in)[0], run_op(*one, "attention", attrs, in)[0],
+               1e-6, "attention");
+  std::vector<Input> big = {from_f32({40, 4000}, rng.normal(160000)), from_f32({4000}, rng.normal(4000))};
+  expect_close(run_op(*three, "rmsnorm", {{"eps", 1e-6}}, big)[0],
+               run_op(*one, "rmsnorm", {{"eps", 1e-6}}, big)[0], 1e-6, "rmsnorm");
+}
+
+TEST(CpuBackend, ThreadsParameter) {
+  auto be = make_cpu_backend(BackendUri::parse("cpu?threads=2"));
+  EXPECT_EQ(be->info().name, "cpu");
+  EXPECT_NE(be->info().device.find("2 threads"), std::string::npos) << be->info().device;
+  EXPECT_NO_THROW(make_cpu_backend(BackendUri::parse("cpu")));
+  for (const char* bad : {"cpu?threads=0", "cpu?threads=-2", "cpu?threads=1025", "cpu?threads=two",
+                          "cpu?threads=", "cpu?thread=2", "cpu:0"}) {
+    try {
+      make_cpu_backend(BackendUri::parse(bad));
+      ADD_FAILURE() << bad << " was accepted";
+    } catch (const Error& e) {
+      std::string msg = e.what();
+      EXPECT_NE(msg.find(bad), std::string::npos) << "message does not name the URI: " << msg;
+    }
+  }
+}
+
+TEST(CpuBackend, SupportsEveryCatalogOp) {
+  auto be = make_cpu_backend(BackendUri::parse("cpu?threads=1"));
+  OpCall call{"matmul", {}, {}, {}, ""};
+  call.inputs = {{1, 0, DType::F32, Shape{2, 8}}, {2, 0, DType::BF16, Shape{3, 8}}};
+  call.outputs = {{3, 0, DType::F32, Shape{2, 3}}};
+  EXPECT_TRUE(be->supports(call).ok) << be->supports(call).reason;
+  call.op = "softmax_of_doom";
+  EXPECT_FALSE(be->supports(call).ok);
+}
+
+}  // namespace
+}  // namespace tapml

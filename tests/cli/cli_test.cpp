@@ -1,0 +1,192 @@
+// The tapml command as a user meets it: outputs, and one clear line for every bad input.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "model/gguf.h"
+#include "support/golden.h"
+#include "support/shared.h"
+
+namespace tapml {
+namespace {
+
+using testing::run_command;
+using testing::shared_path;
+using testing::shell_quote;
+
+std::string tapml(const std::string& args) { return shell_quote(testing::tapml_binary()) + " " + args; }
+std::string q(const std::string& s) { return shell_quote(s); }
+
+std::string stories_bin() { return shared_path("models/stories260K/stories260K.bin"); }
+std::string stories_gguf() { return shared_path("models/stories260K/stories260K.gguf"); }
+std::string tok512() { return shared_path("models/stories260K/tok512.bin"); }
+
+// A failing command must say what is wrong in exactly one line on stderr.
+void expect_one_line_error(const testing::CommandResult& r, const std::string& needle) {
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_FALSE(r.err.empty());
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "stderr is not one line: " << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << "stderr: " << r.err;
+}
+
+std::string write_file(const std::string& name, const std::string& bytes) {
+  std::string path = testing::temp_dir() + "/" + name;
+  std::ofstream(path, std::ios::binary) << bytes;
+  return path;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+TEST(Cli, RunJsonGivesGoldenTokens) {
+  testing::Golden g = testing::stories_goldens().at(2);
+  for (const char* backend : {"ref", "cpu"}) {
+    auto r = run_command(tapml("run --model " + q(stories_bin()) + " --tokenizer " + q(tok512()) +
+                               " --prompt " + q(g.prompt) + " --steps " + std::to_string(g.steps) +
+                               " --json --backend " + backend));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    auto j = nlohmann::json::parse(r.out);
+    EXPECT_EQ(j.at("token_ids").get<std::vector<int>>(), g.token_ids) << backend;
+    EXPECT_EQ(j.at("text").get<std::string>(), g.text);
+  }
+}
+
+TEST(Cli, RunGgufWithPlacementAndLogits) {
+  std::vector<float> want;
+  testing::Golden g = testing::stories_logits_golden(&want);
+  std::string out = testing::temp_dir() + "/logits.f32";
+  auto r = run_command(tapml("run --model " + q(stories_gguf()) + " --prompt " + q(g.prompt) +
+                             " --steps 64 --json --backend ref --place 'matmul=cpu' --logits-out " + q(out)));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(nlohmann::json::parse(r.out).at("token_ids").get<std::vector<int>>(), g.token_ids);
+  std::string bytes = read_file(out);
+  ASSERT_EQ(bytes.size(), want.size() * 4);
+  const float* got = reinterpret_cast<const float*>(bytes.data());
+  float worst = 0, largest = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    worst = std::max(worst, std::fabs(got[i] - want[i]));
+    largest = std::max(largest, std::fabs(want[i]));
+  }
+  EXPECT_LE(worst, 1e-4f * largest);
+}
+
+TEST(Cli, RunTextModeStreamsTheStory) {
+  auto r = run_command(tapml("run --model " + q(stories_bin()) + " --tokenizer " + q(tok512()) +
+                             " --prompt 'Once upon a time' --steps 40"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.rfind("Once upon a time, there was a little girl named Lily.", 0), 0u) << r.out;
+  EXPECT_NE(r.err.find("tok/s"), std::string::npos);
+}
+
+TEST(Cli, RunsTheF16TinyRandomModel) {
+  auto r = run_command(tapml("run --model " + q(shared_path("models/tiny-random/llama-2-tiny-random.gguf")) +
+                             " --prompt 'Hello world' --steps 16 --json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto ids = nlohmann::json::parse(r.out).at("token_ids").get<std::vector<int>>();
+  EXPECT_GE(ids.size(), 4u);
+  EXPECT_EQ(ids[0], 1);
+}
+
+std::vector<int> ids_of(const std::string& line) {
+  std::istringstream in(line);
+  std::vector<int> ids;
+  for (int id; in >> id;) ids.push_back(id);
+  return ids;
+}
+
+TEST(Cli, TokenizePassesLlamaSpmVectors) {
+  std::string inp = read_file(shared_path("vocab/ggml-vocab-llama-spm.gguf.inp"));
+  std::string out = read_file(shared_path("vocab/ggml-vocab-llama-spm.gguf.out"));
+  const std::string sep = "\n__ggml_vocab_test__\n";
+  std::vector<std::string> inputs, outputs;
+  for (size_t pos = 0;;) {
+    size_t next = inp.find(sep, pos);
+    if (next == std::string::npos) break;
+    inputs.push_back(inp.substr(pos, next - pos));
+    pos = next + sep.size();
+  }
+  std::istringstream lines(out);
+  for (std::string line; std::getline(lines, line);) outputs.push_back(line);
+  ASSERT_EQ(inputs.size(), outputs.size());
+  ASSERT_GT(inputs.size(), 20u);
+  std::string vocab = shared_path("vocab/ggml-vocab-llama-spm.gguf");
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    auto r = run_command(tapml("tokenize --model " + q(vocab) + " --text " + q(inputs[i])));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(ids_of(r.out), ids_of(outputs[i])) << "input " << i << ": '" << inputs[i] << "'";
+  }
+}
+
+TEST(Cli, InfoDescribesTheModel) {
+  auto r = run_command(tapml("info --model " + q(stories_gguf()) + " --json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["config"]["n_kv_heads"], 4);
+  EXPECT_EQ(j["tensors"].size(), 48u);
+  r = run_command(tapml("info --backends"));
+  EXPECT_NE(r.out.find("ref"), std::string::npos);
+  EXPECT_NE(r.out.find("cpu"), std::string::npos);
+}
+
+TEST(CliErrors, MissingModelFile) {
+  expect_one_line_error(run_command(tapml("run --model /nonexistent/model.gguf")), "/nonexistent/model.gguf");
+}
+
+TEST(CliErrors, WrongMagic) {
+  std::string p = write_file("junk.bin", std::string(4096, 'x'));
+  expect_one_line_error(run_command(tapml("run --model " + q(p))), p);
+}
+
+TEST(CliErrors, TruncatedGguf) {
+  std::string bytes = read_file(stories_gguf());
+  for (size_t cut : {size_t(10), size_t(300), bytes.size() / 2, bytes.size() - 1}) {
+    std::string p = write_file("cut" + std::to_string(cut) + ".gguf", bytes.substr(0, cut));
+    auto r = run_command(tapml("run --model " + q(p) + " --steps 4"));
+    expect_one_line_error(r, p);
+    EXPECT_TRUE(r.err.find("truncated") != std::string::npos ||
+                r.err.find("past the end") != std::string::npos) << r.err;
+  }
+}
+
+TEST(CliErrors, UnknownArchitecture) {
+  gguf::Writer w;
+  w.set_string("general.architecture", "gpt2");
+  std::string p = testing::temp_dir() + "/gpt2.gguf";
+  w.write(p);
+  expect_one_line_error(run_command(tapml("run --model " + q(p))), "gpt2");
+}
+
+TEST(CliErrors, TokenizerSizeDiffersFromModel) {
+  auto r = run_command(tapml("run --model " + q(shared_path("models/tiny-random/llama-2-tiny-random.gguf")) +
+                             " --tokenizer " + q(tok512())));
+  expect_one_line_error(r, "32000");
+}
+
+TEST(CliErrors, LlamaCheckpointWithoutTokenizer) {
+  expect_one_line_error(run_command(tapml("run --model " + q(stories_bin()))), "--tokenizer");
+}
+
+TEST(CliErrors, BadFlagsAndUris) {
+  auto base = "run --model " + q(stories_gguf()) + " ";
+  expect_one_line_error(run_command(tapml(base + "--steps 8 --backend nosuch")), "unknown backend");
+  expect_one_line_error(run_command(tapml(base + "--steps 8 --backend 'cpu?threads=zero'")), "threads");
+  expect_one_line_error(run_command(tapml(base + "--steps 8 --backend 'cpu?thread=2'")), "unknown parameter");
+  expect_one_line_error(run_command(tapml(base + "--steps 8 --place 'matmul'")), "REGEX=BACKEND");
+  expect_one_line_error(run_command(tapml(base + "--steps 8 --place '*x=cpu'")), "regular expression");
+  expect_one_line_error(run_command(tapml(base + "--steps 8 --place 'matmul=nosuch'")), "unknown backend");
+  expect_one_line_error(run_command(tapml(base + "--steps 10000000")), "--steps");
+  expect_one_line_error(run_command(tapml(base + "--prompt 'a long prompt here' --steps 2")), "prompt");
+  expect_one_line_error(run_command(tapml(base + "--no-such-flag")), "--no-such-flag");
+  expect_one_line_error(run_command(tapml("frobnicate")), "frobnicate");
+  expect_one_line_error(run_command(tapml(base + "--steps many")), "--steps");
+}
+
+}  // namespace
+}  // namespace tapml

@@ -1,0 +1,232 @@
+// The tokenizer on GGUF vocabularies, against llama.cpp's tokenizer test vectors
+// (ggml-vocab-*.gguf.inp/.out, as its test-tokenizer-0 reads them).
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <sstream>
+
+#include "core/error.h"
+#include "model/gguf.h"
+#include "support/shared.h"
+#include "tokenizer/tokenizer.h"
+#include "tokenizer/vocab.h"
+
+namespace tapml {
+namespace {
+
+using testing::shared_path;
+
+std::string file_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+struct Vector {
+  std::string text;
+  std::vector<int> ids;
+};
+
+// .inp: every input followed by "\n__ggml_vocab_test__\n" (inputs may be empty, hold
+// newlines or start and end with spaces); .out: one line of ids per input.
+std::vector<Vector> read_vectors(const std::string& vocab_file) {
+  const std::string sep = "\n__ggml_vocab_test__\n";
+  std::string inp = file_text(shared_path(vocab_file + ".inp"));
+  std::vector<Vector> vectors;
+  size_t pos = 0;
+  for (size_t end; (end = inp.find(sep, pos)) != std::string::npos; pos = end + sep.size()) {
+    vectors.push_back({inp.substr(pos, end - pos), {}});
+  }
+  EXPECT_EQ(pos, inp.size()) << vocab_file << ".inp does not end with the separator";
+
+  std::ifstream out(shared_path(vocab_file + ".out"));
+  std::string line;
+  size_t n = 0;
+  for (; std::getline(out, line); ++n) {
+    if (n >= vectors.size()) break;
+    std::istringstream ids(line);
+    for (int id; ids >> id;) vectors[n].ids.push_back(id);
+  }
+  EXPECT_EQ(n, vectors.size()) << vocab_file << ": .out lines differ from .inp inputs";
+  return vectors;
+}
+
+Tokenizer gguf_tokenizer(const std::string& vocab_file) {
+  return Tokenizer(load_gguf_vocab(gguf::File::open(shared_path(vocab_file))));
+}
+
+// Encodes every vector without BOS; returns how many match.
+int check_vectors(const std::string& vocab_file) {
+  Tokenizer tok = gguf_tokenizer(vocab_file);
+  std::vector<Vector> vectors = read_vectors(vocab_file);
+  EXPECT_GT(vectors.size(), 40u);
+  int passed = 0;
+  for (const Vector& v : vectors) {
+    std::vector<int> got = tok.encode(v.text, false);
+    EXPECT_EQ(got, v.ids) << vocab_file << ": input [" << v.text << "]";
+    passed += got == v.ids;
+  }
+  std::cout << vocab_file << ": " << passed << "/" << vectors.size() << " vectors\n";
+  return passed;
+}
+
+// decode(encode(x)) gives x back with and without BOS: the dummy-prefix space that encode
+// adds is the one decode drops, so leading spaces of x survive. The one loss is U+2581
+// itself, which the vocabulary cannot tell from an escaped space.
+void check_round_trips(const std::string& vocab_file) {
+  Tokenizer tok = gguf_tokenizer(vocab_file);
+  const std::string lower_block = "\xE2\x96\x81";
+  for (const Vector& v : read_vectors(vocab_file)) {
+    std::string expected = v.text;
+    for (size_t p; (p = expected.find(lower_block)) != std::string::npos;) {
+      expected.replace(p, lower_block.size(), " ");
+    }
+    EXPECT_EQ(tok.decode(tok.encode(v.text, false)), expected) << "[" << v.text << "]";
+    EXPECT_EQ(tok.decode(tok.encode(v.text, true)), expected) << "[" << v.text << "]";
+  }
+}
+
+TEST(GgufVocab, LoadsLlamaSpm) {
+  Tokenizer tok = gguf_tokenizer("vocab/ggml-vocab-llama-spm.gguf");
+  const Vocab& v = tok.vocab();
+  ASSERT_EQ(v.size(), 32000);
+  EXPECT_EQ(v.bos, 1);
+  EXPECT_EQ(v.eos, 2);
+  EXPECT_EQ(v.unk, 0);
+  EXPECT_TRUE(v.add_space_prefix);
+  EXPECT_EQ(v.space, "\xE2\x96\x81");
+  EXPECT_EQ(v.kinds[0], TokenKind::Unknown);
+  EXPECT_EQ(v.kinds[1], TokenKind::Control);
+  EXPECT_EQ(v.pieces[3], "<0x00>");
+  EXPECT_EQ(v.kinds[3], TokenKind::Byte);
+  EXPECT_EQ(v.kinds[1000], TokenKind::Normal);
+}
+
+TEST(GgufTokenizer, LlamaSpmVectors) {
+  EXPECT_EQ(check_vectors("vocab/ggml-vocab-llama-spm.gguf"), 46);
+}
+
+// Phi-3 keeps Llama 2's 32000 pieces and adds 11 control tokens (<|assistant|>, ...) and 53
+// [PADn] pieces of kind Unknown, none of which plain text produces, so llama.cpp's vectors
+// for it are the same as for llama-spm.
+TEST(GgufTokenizer, Phi3Vectors) {
+  EXPECT_EQ(check_vectors("vocab/ggml-vocab-phi-3.gguf"), 46);
+}
+
+TEST(GgufTokenizer, LlamaSpmRoundTrips) { check_round_trips("vocab/ggml-vocab-llama-spm.gguf"); }
+TEST(GgufTokenizer, Phi3RoundTrips) { check_round_trips("vocab/ggml-vocab-phi-3.gguf"); }
+
+TEST(GgufTokenizer, DecodeDropsOnlyTheDummyPrefix) {
+  Tokenizer tok = gguf_tokenizer("vocab/ggml-vocab-llama-spm.gguf");
+  std::vector<int> hello = tok.encode(" Hello world", false);
+  // "▁▁Hello": the dummy prefix plus the text's own space.
+  EXPECT_EQ(hello, (std::vector<int>{29871, 15043, 3186}));
+  EXPECT_EQ(tok.decode(hello), " Hello world");
+  EXPECT_EQ(tok.decode_token(1, 15043), "Hello");       // "▁Hello" after BOS
+  EXPECT_EQ(tok.decode_token(15043, 3186), " world");
+  EXPECT_EQ(tok.encode("", true), std::vector<int>{1});
+  EXPECT_TRUE(tok.encode("", false).empty());
+}
+
+// The tiny random Llama carries the real Llama 2 tokenizer: the same pieces as llama-spm.
+TEST(GgufTokenizer, EmbeddedLlama2Tokenizer) {
+  Tokenizer tiny = Tokenizer(load_gguf_vocab(
+      gguf::File::open(shared_path("models/tiny-random/llama-2-tiny-random.gguf"))));
+  Tokenizer spm = gguf_tokenizer("vocab/ggml-vocab-llama-spm.gguf");
+  EXPECT_EQ(tiny.vocab().pieces, spm.vocab().pieces);
+  const std::string text = "Hello world! Ünïcödé 🙂 and\nnew lines";
+  EXPECT_EQ(tiny.encode(text, true), spm.encode(text, true));
+}
+
+// A GGUF vocabulary written here, to pin the defaults for keys a file may leave out.
+std::string small_vocab_gguf(const std::string& name,
+                             const std::function<void(gguf::Writer&)>& adjust) {
+  gguf::Writer w;
+  w.set_string("general.architecture", "llama");
+  w.set_string("tokenizer.ggml.model", "llama");
+  w.set_string_array("tokenizer.ggml.tokens", {"<unk>", "<s>", "</s>", "<0x0A>",
+                                               "\xE2\x96\x81", "a", "b", "ab", "\xE2\x96\x81" "a"});
+  adjust(w);
+  std::string path = testing::temp_dir() + "/" + name;
+  w.write(path);
+  return path;
+}
+
+TEST(GgufVocab, DefaultsForOptionalKeys) {
+  std::string path = small_vocab_gguf("small.gguf", [](gguf::Writer& w) {
+    w.set_bool("tokenizer.ggml.add_space_prefix", false);
+  });
+  Tokenizer tok(load_gguf_vocab(gguf::File::open(path)));
+  const Vocab& v = tok.vocab();
+  EXPECT_FALSE(v.add_space_prefix);
+  EXPECT_EQ(v.scores, std::vector<float>(9, 0.0f));
+  // Without token_type the kinds follow from the special ids and the byte pieces.
+  EXPECT_EQ(v.kinds, (std::vector<TokenKind>{TokenKind::Unknown, TokenKind::Control,
+                                             TokenKind::Control, TokenKind::Byte,
+                                             TokenKind::Normal, TokenKind::Normal,
+                                             TokenKind::Normal, TokenKind::Normal,
+                                             TokenKind::Normal}));
+  // No dummy prefix; equal scores merge leftmost first ("ab" before "▁a").
+  std::vector<int> ids = tok.encode("ab a\n", false);
+  EXPECT_EQ(ids, (std::vector<int>{7, 8, 3}));
+  EXPECT_EQ(tok.decode(ids), "ab a\n");
+  EXPECT_EQ(tok.decode_token(1, 8), " a");  // no dummy prefix to drop
+  EXPECT_EQ(tok.encode("c", true), (std::vector<int>{1, 0}));  // no piece, no byte: unk
+}
+
+TEST(GgufVocabErrors, InconsistentMetadata) {
+  auto message = [](const std::string& path) {
+    try {
+      load_gguf_vocab(gguf::File::open(path));
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no Error");
+  };
+  std::string path = small_vocab_gguf("scores.gguf", [](gguf::Writer& w) {
+    w.set_f32_array("tokenizer.ggml.scores", {0.0f, 1.0f});
+  });
+  EXPECT_NE(message(path).find("tokenizer.ggml.scores has 2 entries for 9 tokens"),
+            std::string::npos)
+      << message(path);
+  path = small_vocab_gguf("types.gguf", [](gguf::Writer& w) {
+    w.set_i32_array("tokenizer.ggml.token_type", {2, 3, 3, 6, 1, 1, 1, 1, 9});
+  });
+  EXPECT_NE(message(path).find("tokenizer.ggml.token_type[8] is 9"), std::string::npos)
+      << message(path);
+  path = small_vocab_gguf("bos.gguf", [](gguf::Writer& w) {
+    w.set_u32("tokenizer.ggml.bos_token_id", 9);
+  });
+  EXPECT_NE(message(path).find("tokenizer.ggml.bos_token_id is 9"), std::string::npos)
+      << message(path);
+  // A model file without a tokenizer at all.
+  gguf::Writer bare;
+  bare.set_string("general.architecture", "llama");
+  path = testing::temp_dir() + "/bare.gguf";
+  bare.write(path);
+  EXPECT_NE(message(path).find("no tokenizer.ggml.model"), std::string::npos) << message(path);
+}
+
+TEST(GgufVocabErrors, RejectsByteLevelBpe) {
+  std::string path = shared_path("vocab/ggml-vocab-gpt-2.gguf");
+  gguf::File file = gguf::File::open(path);
+  try {
+    load_gguf_vocab(file);
+    FAIL() << "gpt2 vocabulary accepted";
+  } catch (const Error& e) {
+    std::string msg = e.what();
+    EXPECT_NE(msg.find(path), std::string::npos) << msg;
+    EXPECT_NE(msg.find("\"gpt2\""), std::string::npos) << msg;
+    EXPECT_NE(msg.find("only SentencePiece \"llama\" vocabularies are supported"),
+              std::string::npos)
+        << msg;
+  }
+}
+
+TEST(GgufVocabErrors, MissingFile) {
+  EXPECT_THROW(gguf::File::open("/nonexistent/vocab.gguf"), Error);
+}
+
+}  // namespace
+}  // namespace tapml
