@@ -29,6 +29,10 @@ constexpr int kMaxArrayDepth = 8;        // real files nest at most 2 deep
 // Counts and lengths that would need more bytes than this are called corrupt rather than
 // truncated: no file is that large (256 TiB).
 constexpr uint64_t kImpossibleBytes = uint64_t(1) << 48;
+// A parsed value takes ~50 bytes of memory however few it took in the file, so the total is
+// capped to keep a hostile file from costing 50x its size. Real files hold well under a
+// million (the largest vocabularies: ~300k tokens and merges).
+constexpr uint64_t kMaxValues = uint64_t(1) << 24;
 
 // Every ggml type id the GGUF specification has named, with its block geometry so the
 // directory can be bounds-checked even for types TapML cannot compute with. A block of 0
@@ -40,19 +44,19 @@ struct GgmlType {
   uint32_t block_bytes;  // bytes per block
 };
 constexpr GgmlType kGgmlTypes[] = {
-    {0, "F32", 1, 4},          {1, "F16", 1, 2},          {2, "Q4_0", 32, 18},
-    {3, "Q4_1", 32, 20},       {4, "Q4_2", 0, 0},         {5, "Q4_3", 0, 0},
-    {6, "Q5_0", 32, 22},       {7, "Q5_1", 32, 24},       {8, "Q8_0", 32, 34},
-    {9, "Q8_1", 32, 36},       {10, "Q2_K", 256, 84},     {11, "Q3_K", 256, 110},
-    {12, "Q4_K", 256, 144},    {13, "Q5_K", 256, 176},    {14, "Q6_K", 256, 210},
-    {15, "Q8_K", 256, 292},    {16, "IQ2_XXS", 256, 66},  {17, "IQ2_XS", 256, 74},
-    {18, "IQ3_XXS", 256, 98},  {19, "IQ1_S", 256, 50},    {20, "IQ4_NL", 32, 18},
-    {21, "IQ3_S", 256, 110},   {22, "IQ2_S", 256, 82},    {23, "IQ4_XS", 256, 136},
-    {24, "I8", 1, 1},          {25, "I16", 1, 2},         {26, "I32", 1, 4},
-    {27, "I64", 1, 8},         {28, "F64", 1, 8},         {29, "IQ1_M", 256, 56},
-    {30, "BF16", 1, 2},        {31, "Q4_0_4_4", 0, 0},    {32, "Q4_0_4_8", 0, 0},
-    {33, "Q4_0_8_8", 0, 0},    {34, "TQ1_0", 256, 54},    {35, "TQ2_0", 256, 66},
-    {36, "IQ4_NL_4_4", 0, 0},  {37, "IQ4_NL_4_8", 0, 0},  {38, "IQ4_NL_8_8", 0, 0},
+    {0, "F32", 1, 4},         {1, "F16", 1, 2},         {2, "Q4_0", 32, 18},
+    {3, "Q4_1", 32, 20},      {4, "Q4_2", 0, 0},        {5, "Q4_3", 0, 0},
+    {6, "Q5_0", 32, 22},      {7, "Q5_1", 32, 24},      {8, "Q8_0", 32, 34},
+    {9, "Q8_1", 32, 36},      {10, "Q2_K", 256, 84},    {11, "Q3_K", 256, 110},
+    {12, "Q4_K", 256, 144},   {13, "Q5_K", 256, 176},   {14, "Q6_K", 256, 210},
+    {15, "Q8_K", 256, 292},   {16, "IQ2_XXS", 256, 66}, {17, "IQ2_XS", 256, 74},
+    {18, "IQ3_XXS", 256, 98}, {19, "IQ1_S", 256, 50},   {20, "IQ4_NL", 32, 18},
+    {21, "IQ3_S", 256, 110},  {22, "IQ2_S", 256, 82},   {23, "IQ4_XS", 256, 136},
+    {24, "I8", 1, 1},         {25, "I16", 1, 2},        {26, "I32", 1, 4},
+    {27, "I64", 1, 8},        {28, "F64", 1, 8},        {29, "IQ1_M", 256, 56},
+    {30, "BF16", 1, 2},       {31, "Q4_0_4_4", 0, 0},   {32, "Q4_0_4_8", 0, 0},
+    {33, "Q4_0_8_8", 0, 0},   {34, "TQ1_0", 256, 54},   {35, "TQ2_0", 256, 66},
+    {36, "IQ4_NL_4_4", 0, 0}, {37, "IQ4_NL_4_8", 0, 0}, {38, "IQ4_NL_8_8", 0, 0},
     {39, "MXFP4", 32, 17},
 };
 
@@ -64,10 +68,14 @@ const GgmlType* find_ggml_type(uint32_t id) {
 
 std::optional<DType> readable_dtype(uint32_t type) {
   switch (type) {
-    case uint32_t(TensorType::F32): return DType::F32;
-    case uint32_t(TensorType::F16): return DType::F16;
-    case uint32_t(TensorType::BF16): return DType::BF16;
-    default: return std::nullopt;
+    case uint32_t(TensorType::F32):
+      return DType::F32;
+    case uint32_t(TensorType::F16):
+      return DType::F16;
+    case uint32_t(TensorType::BF16):
+      return DType::BF16;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -85,12 +93,25 @@ bool is_integer(ValueType t) { return is_unsigned(t) || is_signed(t); }
 // bytes left before anything is allocated for it.
 uint64_t min_encoded_size(ValueType t) {
   switch (t) {
-    case ValueType::U8: case ValueType::I8: case ValueType::BOOL: return 1;
-    case ValueType::U16: case ValueType::I16: return 2;
-    case ValueType::U32: case ValueType::I32: case ValueType::F32: return 4;
-    case ValueType::U64: case ValueType::I64: case ValueType::F64: return 8;
-    case ValueType::STRING: return 8;   // the length
-    case ValueType::ARRAY: return 12;   // element type + count
+    case ValueType::U8:
+    case ValueType::I8:
+    case ValueType::BOOL:
+      return 1;
+    case ValueType::U16:
+    case ValueType::I16:
+      return 2;
+    case ValueType::U32:
+    case ValueType::I32:
+    case ValueType::F32:
+      return 4;
+    case ValueType::U64:
+    case ValueType::I64:
+    case ValueType::F64:
+      return 8;
+    case ValueType::STRING:
+      return 8;  // the length
+    case ValueType::ARRAY:
+      return 12;  // element type + count
   }
   return 1;
 }
@@ -162,10 +183,10 @@ class Parser {
     uint64_t n = read<uint64_t>(field);
     if (n > left()) {
       if (n > kImpossibleBytes)
-        fail(context_ + ": " + field + " string length " + str(n) + " at offset " +
-             str(pos_ - 8) + " is impossibly large (the file has " + str(size_) + " bytes)");
-      fail("truncated: " + context_ + " " + field + " string of " + str(n) +
-           " bytes at offset " + str(pos_) + ", only " + str(left()) + " left");
+        fail(context_ + ": " + field + " string length " + str(n) + " at offset " + str(pos_ - 8) +
+             " is impossibly large (the file has " + str(size_) + " bytes)");
+      fail("truncated: " + context_ + " " + field + " string of " + str(n) + " bytes at offset " +
+           str(pos_) + ", only " + str(left()) + " left");
     }
     std::string s(reinterpret_cast<const char*>(data_ + pos_), size_t(n));
     pos_ += n;
@@ -185,16 +206,36 @@ class Parser {
     Value v;
     v.type = t;
     switch (t) {
-      case ValueType::U8: v.v = uint64_t(read<uint8_t>("value")); break;
-      case ValueType::I8: v.v = int64_t(read<int8_t>("value")); break;
-      case ValueType::U16: v.v = uint64_t(read<uint16_t>("value")); break;
-      case ValueType::I16: v.v = int64_t(read<int16_t>("value")); break;
-      case ValueType::U32: v.v = uint64_t(read<uint32_t>("value")); break;
-      case ValueType::I32: v.v = int64_t(read<int32_t>("value")); break;
-      case ValueType::U64: v.v = read<uint64_t>("value"); break;
-      case ValueType::I64: v.v = read<int64_t>("value"); break;
-      case ValueType::F32: v.v = double(read<float>("value")); break;
-      case ValueType::F64: v.v = read<double>("value"); break;
+      case ValueType::U8:
+        v.v = uint64_t(read<uint8_t>("value"));
+        break;
+      case ValueType::I8:
+        v.v = int64_t(read<int8_t>("value"));
+        break;
+      case ValueType::U16:
+        v.v = uint64_t(read<uint16_t>("value"));
+        break;
+      case ValueType::I16:
+        v.v = int64_t(read<int16_t>("value"));
+        break;
+      case ValueType::U32:
+        v.v = uint64_t(read<uint32_t>("value"));
+        break;
+      case ValueType::I32:
+        v.v = int64_t(read<int32_t>("value"));
+        break;
+      case ValueType::U64:
+        v.v = read<uint64_t>("value");
+        break;
+      case ValueType::I64:
+        v.v = read<int64_t>("value");
+        break;
+      case ValueType::F32:
+        v.v = double(read<float>("value"));
+        break;
+      case ValueType::F64:
+        v.v = read<double>("value");
+        break;
       case ValueType::BOOL: {
         uint8_t b = read<uint8_t>("value");
         if (b > 1)
@@ -203,15 +244,20 @@ class Parser {
         v.v = b == 1;
         break;
       }
-      case ValueType::STRING: v.v = read_string("value"); break;
+      case ValueType::STRING:
+        v.v = read_string("value");
+        break;
       case ValueType::ARRAY: {
         if (depth >= kMaxArrayDepth)
-          fail(context_ + ": arrays nested more than " + str(kMaxArrayDepth) +
-               " deep at offset " + str(pos_));
+          fail(context_ + ": arrays nested more than " + str(kMaxArrayDepth) + " deep at offset " +
+               str(pos_));
         v.elem_type = read_value_type("array element type");
         uint64_t n = read<uint64_t>("array count");
-        need_items(n, min_encoded_size(v.elem_type),
-                   "array of " + value_type_name(v.elem_type));
+        need_items(n, min_encoded_size(v.elem_type), "array of " + value_type_name(v.elem_type));
+        if (n > kMaxValues - values_)
+          fail(context_ + ": array of " + str(n) + " items at offset " + str(pos_) +
+               " would take the metadata past " + str(kMaxValues) + " values in all");
+        values_ += n;
         Array items;
         items.reserve(size_t(n));
         for (uint64_t i = 0; i < n; ++i) items.push_back(read_value(v.elem_type, depth + 1));
@@ -226,11 +272,14 @@ class Parser {
   const uint8_t* data_;
   uint64_t size_;
   uint64_t pos_ = 0;
+  uint64_t values_ = 0;  // array items parsed so far, against kMaxValues
   const std::string& path_;
   std::string context_ = "header";
 };
 
-bool checked_mul(uint64_t a, uint64_t b, uint64_t* out) { return !__builtin_mul_overflow(a, b, out); }
+bool checked_mul(uint64_t a, uint64_t b, uint64_t* out) {
+  return !__builtin_mul_overflow(a, b, out);
+}
 
 std::string type_label(uint32_t type) {
   std::string_view n = tensor_type_name(type);
@@ -240,7 +289,7 @@ std::string type_label(uint32_t type) {
 }  // namespace
 
 std::string value_type_name(ValueType t) {
-  static const char* const names[] = {"U8",  "I8",     "U16",   "I16", "U32", "I32", "F32",
+  static const char* const names[] = {"U8",   "I8",     "U16",   "I16", "U32", "I32", "F32",
                                       "BOOL", "STRING", "ARRAY", "U64", "I64", "F64"};
   uint32_t i = uint32_t(t);
   return i < std::size(names) ? names[i] : "type " + str(i);
@@ -372,8 +421,8 @@ File File::from_memory(std::shared_ptr<const void> owner, const uint8_t* data, s
       p.fail(where + " has type " + type_label(ti.type) +
              ", which ggml no longer stores in GGUF files; re-convert the model");
     if (ti.ne[0] % gt->block != 0)
-      p.fail(where + " has ne[0] = " + str(ti.ne[0]) + ", not a multiple of the " +
-             str(gt->block) + "-element blocks of " + gt->name);
+      p.fail(where + " has ne[0] = " + str(ti.ne[0]) + ", not a multiple of the " + str(gt->block) +
+             "-element blocks of " + gt->name);
     if (!checked_mul(numel / gt->block, gt->block_bytes, &ti.nbytes))
       p.fail(where + " is too large: its byte size overflows");
     ti.offset = p.read<uint64_t>("data offset");
@@ -543,8 +592,8 @@ void check_value(const std::string& key, const Value& v, int depth) {
       uint64_t max = bits == 64 ? ~uint64_t(0) : (uint64_t(1) << bits) - 1;
       fits = u ? *u <= max : (*s >= 0 && uint64_t(*s) <= max);
     } else {
-      int64_t max = bits == 64 ? std::numeric_limits<int64_t>::max()
-                               : (int64_t(1) << (bits - 1)) - 1;
+      int64_t max =
+          bits == 64 ? std::numeric_limits<int64_t>::max() : (int64_t(1) << (bits - 1)) - 1;
       int64_t min = -max - 1;
       fits = s ? (*s >= min && *s <= max) : *u <= uint64_t(max);
     }
@@ -554,7 +603,8 @@ void check_value(const std::string& key, const Value& v, int depth) {
   switch (v.type) {
     case ValueType::F32:
     case ValueType::F64:
-      if (!std::holds_alternative<double>(v.v)) bad(value_type_name(v.type) + " must hold a double");
+      if (!std::holds_alternative<double>(v.v))
+        bad(value_type_name(v.type) + " must hold a double");
       return;
     case ValueType::BOOL:
       if (!std::holds_alternative<bool>(v.v)) bad("BOOL must hold a bool");
@@ -575,17 +625,22 @@ void check_value(const std::string& key, const Value& v, int depth) {
       }
       return;
     }
-    default: return;
+    default:
+      return;
   }
 }
 
 uint32_t ggml_type_of(DType t) {
   switch (t) {
-    case DType::F32: return uint32_t(TensorType::F32);
-    case DType::F16: return uint32_t(TensorType::F16);
-    case DType::BF16: return uint32_t(TensorType::BF16);
-    default: throw Error("gguf writer: dtype " + std::string(dtype_name(t)) +
-                         " cannot be written (F32, F16 or BF16)");
+    case DType::F32:
+      return uint32_t(TensorType::F32);
+    case DType::F16:
+      return uint32_t(TensorType::F16);
+    case DType::BF16:
+      return uint32_t(TensorType::BF16);
+    default:
+      throw Error("gguf writer: dtype " + std::string(dtype_name(t)) +
+                  " cannot be written (F32, F16 or BF16)");
   }
 }
 
@@ -611,7 +666,9 @@ class Sink {
     }
   }
   template <class T>
-  void put_le(T x) { put(&x, sizeof x); }
+  void put_le(T x) {
+    put(&x, sizeof x);
+  }
   void put_string(const std::string& s) {
     put_le<uint64_t>(s.size());
     put(s.data(), s.size());
@@ -660,14 +717,34 @@ void put_value(Sink& s, const Value& v) {
     return uint64_t(std::get<int64_t>(v.v));
   };
   switch (v.type) {
-    case ValueType::U8: case ValueType::I8: s.put_le(uint8_t(as_u())); break;
-    case ValueType::U16: case ValueType::I16: s.put_le(uint16_t(as_u())); break;
-    case ValueType::U32: case ValueType::I32: s.put_le(uint32_t(as_u())); break;
-    case ValueType::U64: case ValueType::I64: s.put_le(as_u()); break;
-    case ValueType::F32: s.put_le(float(std::get<double>(v.v))); break;
-    case ValueType::F64: s.put_le(std::get<double>(v.v)); break;
-    case ValueType::BOOL: s.put_le(uint8_t(std::get<bool>(v.v) ? 1 : 0)); break;
-    case ValueType::STRING: s.put_string(std::get<std::string>(v.v)); break;
+    case ValueType::U8:
+    case ValueType::I8:
+      s.put_le(uint8_t(as_u()));
+      break;
+    case ValueType::U16:
+    case ValueType::I16:
+      s.put_le(uint16_t(as_u()));
+      break;
+    case ValueType::U32:
+    case ValueType::I32:
+      s.put_le(uint32_t(as_u()));
+      break;
+    case ValueType::U64:
+    case ValueType::I64:
+      s.put_le(as_u());
+      break;
+    case ValueType::F32:
+      s.put_le(float(std::get<double>(v.v)));
+      break;
+    case ValueType::F64:
+      s.put_le(std::get<double>(v.v));
+      break;
+    case ValueType::BOOL:
+      s.put_le(uint8_t(std::get<bool>(v.v) ? 1 : 0));
+      break;
+    case ValueType::STRING:
+      s.put_string(std::get<std::string>(v.v));
+      break;
     case ValueType::ARRAY: {
       const Array& a = std::get<Array>(v.v);
       s.put_le(uint32_t(v.elem_type));
@@ -752,8 +829,7 @@ void Writer::add_tensor(const std::string& name, const Tensor& t) {
   tensors_.push_back({name, t.dtype(), t.shape(), t, nullptr});
 }
 
-void Writer::add_tensor(const std::string& name, DType dtype, const Shape& shape,
-                        TensorFill fill) {
+void Writer::add_tensor(const std::string& name, DType dtype, const Shape& shape, TensorFill fill) {
   require(bool(fill), "gguf writer: tensor '" + name + "' has no fill function");
   check_new_tensor(name, dtype, shape);
   tensors_.push_back({name, dtype, shape, Tensor(), std::move(fill)});

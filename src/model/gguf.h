@@ -1,6 +1,9 @@
 // GGUF v2/v3 files (little-endian): metadata key/values, tensor directory and tensor data.
 // Reading validates everything against the file size before trusting it, so a truncated or
 // hostile file gives an Error naming the problem, never a crash or a huge allocation.
+// Beyond the specification's own rules (names <= 64 bytes, <= 4 dims, aligned offsets) it
+// refuses zero dims, overlapping tensors, arrays nested over 8 deep and more than 2^24
+// array items in all (each costs ~50 bytes of memory).
 // The writer makes GGUF v3 files (tests, benchmarks, exports).
 #pragma once
 #include <cstdint>

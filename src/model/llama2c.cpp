@@ -41,7 +41,8 @@ std::string header_problem(const Header& h) {
                           {"vocab_size", h.vocab_size < 0 ? -int64_t(h.vocab_size) : h.vocab_size},
                           {"seq_len", h.seq_len}};
   for (const Field& f : fields) {
-    if (f.value <= 0) return std::string(f.name) + " " + std::to_string(f.value) + " is not positive";
+    if (f.value <= 0)
+      return std::string(f.name) + " " + std::to_string(f.value) + " is not positive";
     if (f.value > kMaxField)
       return std::string(f.name) + " " + std::to_string(f.value) + " is absurdly large (limit " +
              std::to_string(kMaxField) + ")";
@@ -83,8 +84,8 @@ std::string llama2c_header_problem(const uint8_t* data, size_t size) {
   return header_problem(read_header(data));
 }
 
-ModelFile load_llama2c_memory(std::shared_ptr<const void> owner, const uint8_t* data,
-                              size_t size, std::string name) {
+ModelFile load_llama2c_memory(std::shared_ptr<const void> owner, const uint8_t* data, size_t size,
+                              std::string name) {
   require(data != nullptr || size == 0, name + ": no data");
   if (size >= 8) {
     uint32_t magic;
@@ -113,18 +114,18 @@ ModelFile load_llama2c_memory(std::shared_ptr<const void> owner, const uint8_t* 
   const uint64_t kv_dim = head_size * kv_heads;
 
   ByteCount count;
-  count.add({vocab, dim});                 // token_embedding
-  count.add({layers, dim});                // rms_att
-  count.add({layers, dim, dim});           // wq
-  count.add({layers, kv_dim, dim});        // wk
-  count.add({layers, kv_dim, dim});        // wv
-  count.add({layers, dim, dim});           // wo
-  count.add({layers, dim});                // rms_ffn
-  count.add({layers, hidden, dim});        // w1
-  count.add({layers, dim, hidden});        // w2
-  count.add({layers, hidden, dim});        // w3
-  count.add({dim});                        // rms_final
-  count.add({2, seq, head_size / 2});      // freq_cis_real, freq_cis_imag
+  count.add({vocab, dim});             // token_embedding
+  count.add({layers, dim});            // rms_att
+  count.add({layers, dim, dim});       // wq
+  count.add({layers, kv_dim, dim});    // wk
+  count.add({layers, kv_dim, dim});    // wv
+  count.add({layers, dim, dim});       // wo
+  count.add({layers, dim});            // rms_ffn
+  count.add({layers, hidden, dim});    // w1
+  count.add({layers, dim, hidden});    // w2
+  count.add({layers, hidden, dim});    // w3
+  count.add({dim});                    // rms_final
+  count.add({2, seq, head_size / 2});  // freq_cis_real, freq_cis_imag
   if (separate_classifier) count.add({vocab, dim});
   uint64_t expected = 0;
   if (count.overflow() || __builtin_mul_overflow(count.floats(), 4, &expected) ||

@@ -87,7 +87,9 @@ std::string error_of(Fn fn) {
   return "";
 }
 
-std::string parse_error(const Bytes& b) { return error_of([&] { parse(b); }); }
+std::string parse_error(const Bytes& b) {
+  return error_of([&] { parse(b); });
+}
 
 std::vector<uint8_t> read_file(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
@@ -145,7 +147,8 @@ TEST(GgufWriter, RoundTripsEveryValueTypeAndTensorDtype) {
   put("t.empty_string", s(""));
   put("t.empty_array", arr(ValueType::I32, {}));
   put("t.u8_array", arr(ValueType::U8, {u(ValueType::U8, 0), u(ValueType::U8, 7)}));
-  put("t.bool_array", arr(ValueType::BOOL, {Value{ValueType::BOOL, false}, Value{ValueType::BOOL, true}}));
+  put("t.bool_array",
+      arr(ValueType::BOOL, {Value{ValueType::BOOL, false}, Value{ValueType::BOOL, true}}));
   put("t.f64_array", arr(ValueType::F64, {Value{ValueType::F64, -2.5}}));
   put("t.nested", arr(ValueType::ARRAY, {arr(ValueType::STRING, {s("a"), s("bc")}),
                                          arr(ValueType::I64, {i(ValueType::I64, -1)}),
@@ -252,23 +255,34 @@ TEST(GgufWriter, RejectsWhatCannotBeWritten) {
   Writer w;
   EXPECT_TRUE(contains(error_of([&] { w.set("k", u(ValueType::U8, 256)); }), "does not fit U8"));
   EXPECT_TRUE(contains(error_of([&] { w.set("k", i(ValueType::I16, 40000)); }), "does not fit"));
-  EXPECT_TRUE(contains(error_of([&] { w.set("k", Value{ValueType::STRING, uint64_t(1)}); }), "STRING"));
-  EXPECT_TRUE(contains(error_of([&] { w.set("k", arr(ValueType::U32, {s("x")})); }), "array of U32 holds a STRING"));
+  EXPECT_TRUE(contains(error_of([&] {
+                         w.set("k", Value{ValueType::STRING, uint64_t(1)});
+                       }),
+                       "STRING"));
+  EXPECT_TRUE(contains(error_of([&] { w.set("k", arr(ValueType::U32, {s("x")})); }),
+                       "array of U32 holds a STRING"));
   EXPECT_TRUE(contains(error_of([&] { w.set("", s("x")); }), "empty"));
   EXPECT_TRUE(contains(error_of([&] { w.set_alignment(48); }), "power of two"));
-  EXPECT_TRUE(contains(error_of([&] { w.add_tensor("i", Tensor::from_i32({1}, std::vector<int32_t>{1})); }), "i32"));
+  EXPECT_TRUE(contains(
+      error_of([&] { w.add_tensor("i", Tensor::from_i32({1}, std::vector<int32_t>{1})); }), "i32"));
   w.add_tensor("t", f32_tensor({2}, 0));
   EXPECT_TRUE(contains(error_of([&] { w.add_tensor("t", f32_tensor({2}, 0)); }), "duplicate"));
-  EXPECT_TRUE(contains(error_of([&] { w.add_tensor(std::string(65, 'n'), f32_tensor({2}, 0)); }), "longer than 64"));
-  EXPECT_TRUE(contains(error_of([&] { w.add_tensor("r5", f32_tensor({1, 1, 1, 1, 1}, 0)); }), "rank 5"));
-  EXPECT_TRUE(contains(error_of([&] { w.write(testing::temp_dir() + "/no/such/dir/x.gguf"); }), "cannot create a temporary file"));
+  EXPECT_TRUE(contains(error_of([&] { w.add_tensor(std::string(65, 'n'), f32_tensor({2}, 0)); }),
+                       "longer than 64"));
+  EXPECT_TRUE(contains(error_of([&] {
+                         w.add_tensor("r5", f32_tensor({1, 1, 1, 1, 1}, 0));
+                       }),
+                       "rank 5"));
+  EXPECT_TRUE(contains(error_of([&] { w.write(testing::temp_dir() + "/no/such/dir/x.gguf"); }),
+                       "cannot create a temporary file"));
 }
 
 // ---------------------------------------------------------------------------------------
 // Opening
 
 TEST(GgufFile, MissingFileAndDirectory) {
-  EXPECT_TRUE(contains(error_of([] { File::open("/nonexistent/model.gguf"); }), "/nonexistent/model.gguf: cannot open: no such file"));
+  EXPECT_TRUE(contains(error_of([] { File::open("/nonexistent/model.gguf"); }),
+                       "/nonexistent/model.gguf: cannot open: no such file"));
   std::string dir = testing::temp_dir();
   EXPECT_TRUE(contains(error_of([&] { File::open(dir); }), dir + ": is a directory"));
 }
@@ -376,6 +390,14 @@ TEST(GgufFile, RejectsAbsurdArrayCount) {
   EXPECT_TRUE(contains(parse_error(t), "truncated: metadata 1 of 1 'k': 40 array of U8 need"));
 }
 
+TEST(GgufFile, RejectsMoreMetadataValuesThanItWouldHold) {
+  // Each parsed value costs ~50 bytes of memory against 1 byte of file: capped.
+  Bytes b = header(0, 1);
+  const uint64_t n = (uint64_t(1) << 24) + 1;
+  b.str("k").u32(uint32_t(ValueType::ARRAY)).u32(uint32_t(ValueType::U8)).u64(n).zeros(n);
+  EXPECT_TRUE(contains(parse_error(b), "would take the metadata past 16777216 values"));
+}
+
 TEST(GgufFile, RejectsAbsurdCounts) {
   EXPECT_TRUE(contains(parse_error(header(uint64_t(1) << 60, 0)), "tensor infos count"));
   EXPECT_TRUE(contains(parse_error(header(0, ~uint64_t(0))), "metadata entries count"));
@@ -451,8 +473,9 @@ TEST(GgufFile, RejectsMisalignedAndOverlappingTensors) {
   Bytes mis = header(1, 0);
   tensor_info(mis, "w", {4}, 0, 8);
   mis.pad_to(32).zeros(64);
-  EXPECT_TRUE(contains(parse_error(mis), "tensor 'w' data offset 8 is not a multiple of the "
-                                          "alignment 32"));
+  EXPECT_TRUE(contains(parse_error(mis),
+                       "tensor 'w' data offset 8 is not a multiple of the "
+                       "alignment 32"));
 
   Bytes ov = header(2, 0);
   tensor_info(ov, "a", {16}, 0, 0);
@@ -478,8 +501,8 @@ TEST(GgufFile, RejectsBadAlignment) {
   for (uint32_t a : {0u, 3u, 48u}) {
     Bytes b = header(0, 1);
     b.str("general.alignment").u32(uint32_t(ValueType::U32)).u32(a);
-    EXPECT_TRUE(contains(parse_error(b), "general.alignment " + std::to_string(a) +
-                                          " is not a power of two"));
+    EXPECT_TRUE(contains(parse_error(b),
+                         "general.alignment " + std::to_string(a) + " is not a power of two"));
   }
   Bytes str = header(0, 1);
   str.str("general.alignment").u32(uint32_t(ValueType::STRING)).str("32");
@@ -539,9 +562,11 @@ TEST(GgufFile, TypedGetters) {
   EXPECT_EQ(f.get_float_or("absent", 0.5), 0.5);
   EXPECT_EQ(f.get_string_or("absent", "d"), "d");
   EXPECT_FALSE(f.get_bool_or("absent", false));
-  EXPECT_TRUE(contains(error_of([&] { f.get_uint("neg"); }), "'neg' is -3, expected a non-negative"));
+  EXPECT_TRUE(
+      contains(error_of([&] { f.get_uint("neg"); }), "'neg' is -3, expected a non-negative"));
   EXPECT_TRUE(contains(error_of([&] { f.get_int("big"); }), "too large for int64"));
-  EXPECT_TRUE(contains(error_of([&] { f.get_uint("s"); }), "x.gguf: metadata 's' is STRING, expected an unsigned integer"));
+  EXPECT_TRUE(contains(error_of([&] { f.get_uint("s"); }),
+                       "x.gguf: metadata 's' is STRING, expected an unsigned integer"));
   EXPECT_TRUE(contains(error_of([&] { f.get_string("u"); }), "'u' is U16, expected STRING"));
   EXPECT_TRUE(contains(error_of([&] { f.get_array("u"); }), "expected ARRAY"));
   EXPECT_TRUE(contains(error_of([&] { f.get_bool("f"); }), "expected BOOL"));

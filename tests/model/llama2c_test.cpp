@@ -28,8 +28,8 @@ std::string error_of(Fn fn) {
 }
 
 struct Header {
-  int32_t dim = 8, hidden_dim = 12, n_layers = 2, n_heads = 4, n_kv_heads = 2,
-          vocab_size = 10, seq_len = 6;
+  int32_t dim = 8, hidden_dim = 12, n_layers = 2, n_heads = 4, n_kv_heads = 2, vocab_size = 10,
+          seq_len = 6;
 };
 
 // A checkpoint whose float number k holds the value k, so every tensor's first element
@@ -87,22 +87,14 @@ TEST(Llama2c, NamesAndOrdersTheWeights) {
     float first;
   };
   const Expect expected[] = {
-      {"token_embd.weight", {10, 8}, 0},
-      {"blk.0.attn_norm.weight", {8}, 80},
-      {"blk.1.attn_norm.weight", {8}, 88},
-      {"blk.0.attn_q.weight", {8, 8}, 96},
-      {"blk.1.attn_q.weight", {8, 8}, 160},
-      {"blk.0.attn_k.weight", {4, 8}, 224},
-      {"blk.1.attn_k.weight", {4, 8}, 256},
-      {"blk.0.attn_v.weight", {4, 8}, 288},
-      {"blk.0.attn_output.weight", {8, 8}, 352},
-      {"blk.1.attn_output.weight", {8, 8}, 416},
-      {"blk.0.ffn_norm.weight", {8}, 480},
-      {"blk.0.ffn_gate.weight", {12, 8}, 496},
-      {"blk.1.ffn_gate.weight", {12, 8}, 592},
-      {"blk.0.ffn_down.weight", {8, 12}, 688},
-      {"blk.0.ffn_up.weight", {12, 8}, 880},
-      {"blk.1.ffn_up.weight", {12, 8}, 976},
+      {"token_embd.weight", {10, 8}, 0},         {"blk.0.attn_norm.weight", {8}, 80},
+      {"blk.1.attn_norm.weight", {8}, 88},       {"blk.0.attn_q.weight", {8, 8}, 96},
+      {"blk.1.attn_q.weight", {8, 8}, 160},      {"blk.0.attn_k.weight", {4, 8}, 224},
+      {"blk.1.attn_k.weight", {4, 8}, 256},      {"blk.0.attn_v.weight", {4, 8}, 288},
+      {"blk.0.attn_output.weight", {8, 8}, 352}, {"blk.1.attn_output.weight", {8, 8}, 416},
+      {"blk.0.ffn_norm.weight", {8}, 480},       {"blk.0.ffn_gate.weight", {12, 8}, 496},
+      {"blk.1.ffn_gate.weight", {12, 8}, 592},   {"blk.0.ffn_down.weight", {8, 12}, 688},
+      {"blk.0.ffn_up.weight", {12, 8}, 880},     {"blk.1.ffn_up.weight", {12, 8}, 976},
       {"output_norm.weight", {8}, 1072},
   };
   for (const Expect& e : expected) {
@@ -121,7 +113,8 @@ TEST(Llama2c, SeparateClassifierFollowsTheRopeTables) {
   Header h;
   h.vocab_size = -10;
   size_t n = floats_of(h);
-  ModelFile m = load(checkpoint(h, n));
+  std::vector<uint8_t> b = checkpoint(h, n);  // the weights borrow it
+  ModelFile m = load(b);
   EXPECT_FALSE(m.config.shared_classifier);
   EXPECT_EQ(m.config.vocab_size, 10);
   ASSERT_EQ(m.weights.count("output.weight"), 1u);
@@ -140,9 +133,9 @@ TEST(Llama2c, RejectsTruncatedAndOverlongFiles) {
                 std::to_string(b.size() - 4));
   std::vector<uint8_t> long_by_8 = b;
   long_by_8.resize(b.size() + 8);
-  EXPECT_TRUE(contains(error_of([&] { load(long_by_8); }),
-                       "m.bin: 8 extra bytes after the weights (expected " +
-                           std::to_string(b.size()) + " bytes"));
+  EXPECT_TRUE(contains(
+      error_of([&] { load(long_by_8); }),
+      "m.bin: 8 extra bytes after the weights (expected " + std::to_string(b.size()) + " bytes"));
 }
 
 TEST(Llama2c, EveryTruncationIsAnError) {
@@ -207,8 +200,8 @@ TEST(Llama2c, LoadsFromAFileAndKeepsItMapped) {
   Header h;
   std::vector<uint8_t> b = checkpoint(h, floats_of(h));
   std::string path = testing::temp_dir() + "/m.bin";
-  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(b.data()),
-                                              std::streamsize(b.size()));
+  std::ofstream(path, std::ios::binary)
+      .write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
   Tensor q;
   {
     ModelFile m = load_llama2c(path);

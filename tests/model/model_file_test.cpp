@@ -130,17 +130,35 @@ TEST(ModelFile, WeightsOutliveTheModelFile) {
 struct TinyLlama {
   std::string arch = "llama";
   bool classifier = true;
-  std::string drop;          // a tensor to leave out
-  std::string misshape;      // a tensor to give a wrong shape
-  bool block_count = true;   // write llama.block_count
+  std::string drop;         // a tensor to leave out
+  std::string misshape;     // a tensor to give a wrong shape
+  bool block_count = true;  // write llama.block_count
   uint32_t layers = 2;
 
-  TinyLlama& with_arch(std::string a) { arch = std::move(a); return *this; }
-  TinyLlama& without_classifier() { classifier = false; return *this; }
-  TinyLlama& dropping(std::string name) { drop = std::move(name); return *this; }
-  TinyLlama& misshaping(std::string name) { misshape = std::move(name); return *this; }
-  TinyLlama& without_block_count() { block_count = false; return *this; }
-  TinyLlama& with_layers(uint32_t n) { layers = n; return *this; }
+  TinyLlama& with_arch(std::string a) {
+    arch = std::move(a);
+    return *this;
+  }
+  TinyLlama& without_classifier() {
+    classifier = false;
+    return *this;
+  }
+  TinyLlama& dropping(std::string name) {
+    drop = std::move(name);
+    return *this;
+  }
+  TinyLlama& misshaping(std::string name) {
+    misshape = std::move(name);
+    return *this;
+  }
+  TinyLlama& without_block_count() {
+    block_count = false;
+    return *this;
+  }
+  TinyLlama& with_layers(uint32_t n) {
+    layers = n;
+    return *this;
+  }
 };
 
 // dim 32, hidden 64, 4 heads of 8, 2 KV heads, vocab 16: F16 matrices, F32 norms.
@@ -219,8 +237,8 @@ TEST(ModelFile, RejectsMissingOrBadHyperparameters) {
   EXPECT_EQ(error_of([&] { load_model(path); }),
             path + ": metadata 'llama.block_count' is missing");
   std::string zero = write_tiny_llama(TinyLlama().with_layers(0), "zero.gguf");
-  EXPECT_TRUE(contains(error_of([&] { load_model(zero); }),
-                       "llama.block_count = 0 is out of range"));
+  EXPECT_TRUE(
+      contains(error_of([&] { load_model(zero); }), "llama.block_count = 0 is out of range"));
 }
 
 TEST(ModelFile, ValidationNamesTheFirstProblem) {
@@ -303,8 +321,7 @@ TEST(ModelFile, LoadModelReportsDamagedFilesOfEitherFormat) {
   write_bytes(cut, g);
   EXPECT_TRUE(contains(error_of([&] { load_model(cut); }), "past the end of the file"));
 
-  std::vector<uint8_t> b =
-      read_bytes(testing::shared_path("models/stories260K/stories260K.bin"));
+  std::vector<uint8_t> b = read_bytes(testing::shared_path("models/stories260K/stories260K.bin"));
   b.resize(b.size() - 100);
   std::string bin = testing::temp_dir() + "/cut.bin";
   write_bytes(bin, b);

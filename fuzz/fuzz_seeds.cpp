@@ -1,0 +1,122 @@
+// Writes small valid files into the seed corpora: fuzz_seeds GGUF_DIR LLAMA2C_DIR.
+// Mutating a valid file reaches the deep parts of a reader much sooner than random bytes;
+// the shared models are too large to be whole seeds (fuzz/run.sh adds their first bytes).
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "model/gguf.h"
+
+using namespace tapml;
+
+namespace {
+
+Tensor ramp(DType dt, Shape shape) {
+  Tensor t(dt, std::move(shape));
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    float x = float(i % 13) * 0.25f - 1.0f;
+    if (dt == DType::F32) t.mutable_data<float>()[i] = x;
+    if (dt == DType::F16) t.mutable_data<uint16_t>()[i] = f32_to_f16(x);
+    if (dt == DType::BF16) t.mutable_data<uint16_t>()[i] = f32_to_bf16(x);
+  }
+  return t;
+}
+
+// dim 8, hidden 16, 4 heads (2 KV), vocab 6: a model that passes validate_llama.
+void write_llama(const std::string& path, DType matrices, uint32_t alignment, bool classifier) {
+  gguf::Writer w;
+  w.set_string("general.architecture", "llama");
+  w.set_u32("llama.embedding_length", 8);
+  w.set_u32("llama.feed_forward_length", 16);
+  w.set_u32("llama.block_count", 1);
+  w.set_u32("llama.attention.head_count", 4);
+  w.set_u32("llama.attention.head_count_kv", 2);
+  w.set_u32("llama.context_length", 32);
+  w.set_u32("llama.rope.dimension_count", 2);
+  w.set_f32("llama.rope.freq_base", 10000.0f);
+  w.set_f32("llama.attention.layer_norm_rms_epsilon", 1e-5f);
+  w.set_string("tokenizer.ggml.model", "llama");
+  w.set_string_array("tokenizer.ggml.tokens", {"<unk>", "<s>", "</s>", "a", "b", "ab"});
+  w.set_f32_array("tokenizer.ggml.scores", {0, 0, 0, -1, -2, -3});
+  w.set_i32_array("tokenizer.ggml.token_type", {2, 3, 3, 1, 1, 1});
+  if (alignment != 32) w.set_alignment(alignment);
+  w.add_tensor("token_embd.weight", ramp(matrices, {6, 8}));
+  w.add_tensor("blk.0.attn_norm.weight", ramp(DType::F32, {8}));
+  w.add_tensor("blk.0.attn_q.weight", ramp(matrices, {8, 8}));
+  w.add_tensor("blk.0.attn_k.weight", ramp(matrices, {4, 8}));
+  w.add_tensor("blk.0.attn_v.weight", ramp(matrices, {4, 8}));
+  w.add_tensor("blk.0.attn_output.weight", ramp(matrices, {8, 8}));
+  w.add_tensor("blk.0.ffn_norm.weight", ramp(DType::F32, {8}));
+  w.add_tensor("blk.0.ffn_gate.weight", ramp(matrices, {16, 8}));
+  w.add_tensor("blk.0.ffn_down.weight", ramp(matrices, {8, 16}));
+  w.add_tensor("blk.0.ffn_up.weight", ramp(matrices, {16, 8}));
+  w.add_tensor("output_norm.weight", ramp(DType::F32, {8}));
+  if (classifier) w.add_tensor("output.weight", ramp(matrices, {6, 8}));
+  w.write(path);
+}
+
+// Every metadata type, nested arrays, and tensors of rank 1 to 4.
+void write_kitchen_sink(const std::string& path) {
+  using gguf::Value;
+  using gguf::ValueType;
+  gguf::Writer w;
+  w.set("a.u8", Value{ValueType::U8, uint64_t(200)});
+  w.set("a.i8", Value{ValueType::I8, int64_t(-100)});
+  w.set("a.u16", Value{ValueType::U16, uint64_t(60000)});
+  w.set("a.i16", Value{ValueType::I16, int64_t(-30000)});
+  w.set("a.u64", Value{ValueType::U64, uint64_t(1) << 40});
+  w.set("a.i64", Value{ValueType::I64, int64_t(-1) << 40});
+  w.set("a.f64", Value{ValueType::F64, 2.5});
+  w.set_bool("a.bool", true);
+  w.set("a.nested", Value{ValueType::ARRAY,
+                          gguf::Array{Value{ValueType::ARRAY,
+                                            gguf::Array{Value{ValueType::STRING, std::string("x")}},
+                                            ValueType::STRING},
+                                      Value{ValueType::ARRAY, gguf::Array{}, ValueType::U8}},
+                          ValueType::ARRAY});
+  w.add_tensor("r1", ramp(DType::F32, {3}));
+  w.add_tensor("r2", ramp(DType::F16, {2, 3}));
+  w.add_tensor("r3", ramp(DType::BF16, {2, 1, 3}));
+  w.add_tensor("r4", ramp(DType::F32, {1, 2, 1, 2}));
+  w.write(path);
+}
+
+void write_llama2c(const std::string& path, bool separate_classifier) {
+  // dim 8, hidden 12, 1 layer, 4 heads, 2 KV heads, vocab 6, seq_len 4.
+  const int32_t header[7] = {8, 12, 1, 4, 2, separate_classifier ? -6 : 6, 4};
+  const size_t D = 8, H = 12, KV = 4, V = 6, S = 4, hs = 2;
+  size_t n = V * D + D + D * D + 2 * KV * D + D * D + D + 3 * H * D + D + 2 * S * (hs / 2);
+  if (separate_classifier) n += V * D;
+  std::vector<float> w(n);
+  for (size_t i = 0; i < n; ++i) w[i] = float(i % 17) * 0.125f;
+  std::ofstream f(path, std::ios::binary);
+  f.write(reinterpret_cast<const char*>(header), sizeof header);
+  f.write(reinterpret_cast<const char*>(w.data()), std::streamsize(n * 4));
+  if (!f) throw Error(path + ": cannot write");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc != 3) {
+    std::fprintf(stderr, "usage: fuzz_seeds GGUF_DIR LLAMA2C_DIR\n");
+    return 2;
+  }
+  try {
+    std::string g = argv[1], l = argv[2];
+    write_llama(g + "/llama_f16.gguf", DType::F16, 32, true);
+    write_llama(g + "/llama_bf16_shared.gguf", DType::BF16, 32, false);
+    write_llama(g + "/llama_f32_align1.gguf", DType::F32, 1, true);
+    write_llama(g + "/llama_f32_align64.gguf", DType::F32, 64, false);
+    write_kitchen_sink(g + "/kitchen_sink.gguf");
+    write_llama2c(l + "/shared.bin", false);
+    write_llama2c(l + "/separate.bin", true);
+  } catch (const Error& e) {
+    std::fprintf(stderr, "fuzz_seeds: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
