@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/errors.h"
+
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -17,14 +19,12 @@
 namespace tapml::gguf {
 namespace {
 
+using testing::error_of;
+using testing::contains;
+
 namespace fs = std::filesystem;
 
 // The message and the part it should contain, both shown on failure.
-::testing::AssertionResult contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\n  message: " << text << "\n  lacks:   " << part;
-}
-
 // Little-endian byte building for hand-made files.
 struct Bytes {
   std::vector<uint8_t> b;
@@ -73,18 +73,6 @@ void tensor_info(Bytes& b, const std::string& name, std::vector<uint64_t> ne, ui
 
 File parse(const Bytes& b, const std::string& name = "x.gguf") {
   return File::from_memory(nullptr, b.b.data(), b.b.size(), name);
-}
-
-// Runs `fn`, which must throw Error, and returns the message.
-template <class Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected tapml::Error";
-  return "";
 }
 
 std::string parse_error(const Bytes& b) {

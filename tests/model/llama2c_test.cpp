@@ -1,6 +1,8 @@
 // load_llama2c: weight order and naming, header validation, exact file size.
 #include <gtest/gtest.h>
 
+#include "support/errors.h"
+
 #include <cstring>
 #include <fstream>
 
@@ -11,21 +13,8 @@
 namespace tapml {
 namespace {
 
-::testing::AssertionResult contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\n  message: " << text << "\n  lacks:   " << part;
-}
-
-template <class Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected tapml::Error";
-  return "";
-}
+using testing::error_of;
+using testing::contains;
 
 struct Header {
   int32_t dim = 8, hidden_dim = 12, n_layers = 2, n_heads = 4, n_kv_heads = 2, vocab_size = 10,

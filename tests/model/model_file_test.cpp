@@ -2,6 +2,8 @@
 #include "model/model_file.h"
 
 #include <gtest/gtest.h>
+
+#include "support/errors.h"
 #include <unistd.h>
 
 #include <algorithm>
@@ -17,23 +19,10 @@
 namespace tapml {
 namespace {
 
+using testing::error_of;
+using testing::contains;
+
 namespace fs = std::filesystem;
-
-::testing::AssertionResult contains(const std::string& text, const std::string& part) {
-  if (text.find(part) != std::string::npos) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << "\n  message: " << text << "\n  lacks:   " << part;
-}
-
-template <class Fn>
-std::string error_of(Fn fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "expected tapml::Error";
-  return "";
-}
 
 void write_bytes(const std::string& path, const std::vector<uint8_t>& b) {
   std::ofstream(path, std::ios::binary)

@@ -2,6 +2,8 @@
 // that llama2.c's own encoder produced in the golden runs, decodings their printed text.
 #include <gtest/gtest.h>
 
+#include "support/errors.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -17,6 +19,8 @@
 
 namespace tapml {
 namespace {
+
+using testing::error_of;
 
 using testing::shared_path;
 
@@ -56,18 +60,6 @@ std::string tokenizer_bin(const std::vector<std::string>& pieces, int32_t max_le
     put(pieces[i].data(), pieces[i].size());
   }
   return b;
-}
-
-// The message of the Error that `f` throws; fails the test when it throws none.
-template <typename F>
-std::string error_of(F f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  ADD_FAILURE() << "no Error thrown";
-  return "";
 }
 
 TEST(Llama2cVocab, LoadsTok512) {
