@@ -7,10 +7,15 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <cstdio>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
+#include <hwy/targets.h>
+
+#include "backends/cpu/kernels.h"
 #include "backends/ref/ref_backend.h"
 #include "core/error.h"
 
@@ -290,6 +295,69 @@ TEST_F(CpuVsRef, ZeroRows) {
   compare("matmul", {}, {from_f32({0, 8}, {}), from_f32({4, 8}, rng_.normal(32))}, "T=0");
   compare("rmsnorm", {{"eps", 1e-5}}, {from_f32({0, 8}, {}), from_f32({8}, rng_.normal(8))}, "T=0");
   compare("add", {}, {from_f32({0, 8}, {}), from_f32({0, 8}, {})}, "T=0");
+}
+
+// f16 inf, -inf and NaN weights stay inf, -inf and NaN through embedding and matmul.
+void expect_special_f16_survive(Backend& cpu, const std::string& what) {
+  const int64_t D = 40;  // whole vectors and a tail
+  std::vector<uint16_t> table(size_t(2 * D), f32_to_f16(0.5f));
+  table[3] = 0x7C00, table[D - 1] = 0xFC00, table[17] = 0x7E00, table[D + 5] = 0x7C00;
+  Input t{DType::F16, Shape{2, D}, std::vector<std::byte>(table.size() * 2)};
+  std::memcpy(t.bytes.data(), table.data(), t.bytes.size());
+  auto e = run_op(cpu, "embedding", {}, {t, from_i32({2}, {0, 1})})[0];
+  EXPECT_TRUE(std::isinf(e[3]) && e[3] > 0) << what << " " << e[3];
+  EXPECT_TRUE(std::isinf(e[D - 1]) && e[D - 1] < 0) << what << " " << e[D - 1];
+  EXPECT_TRUE(std::isnan(e[17])) << what << " " << e[17];
+  EXPECT_EQ(e[4], 0.5f) << what;
+  auto m = run_op(cpu, "matmul", {}, {from_f32({1, D}, std::vector<float>(size_t(D), 1.0f)), t})[0];
+  EXPECT_TRUE(std::isnan(m[0])) << what << " " << m[0];  // inf + -inf + NaN
+  EXPECT_TRUE(std::isinf(m[1]) && m[1] > 0) << what << " " << m[1];
+}
+
+TEST_F(CpuVsRef, EveryCompiledSimdTarget) {
+  // The kernels are compiled for several instruction sets; the machine running the tests
+  // picks one. Pretend to be older CPUs in turn so every compiled variant gets checked.
+  struct Restore {
+    ~Restore() { hwy::SetSupportedTargetsForTest(0); }
+  } restore;
+  const int64_t supported = hwy::SupportedTargets();
+  std::set<std::string> seen;
+  for (int64_t rest = supported; rest != 0; rest &= rest - 1) {
+    const int64_t target = rest & -rest;
+    // This target and every worse one (on x86, worse targets have higher bits); the static
+    // target is always compiled, so dispatch always finds one.
+    hwy::SetSupportedTargetsForTest((supported & ~(target - 1)) | HWY_STATIC_TARGET);
+    const std::string name = cpu::simd_target();
+    if (!seen.insert(name).second) continue;
+    cpu_ = make_cpu_backend(BackendUri::parse("cpu?threads=2"));
+    for (DType wt : kWeightTypes)
+      for (int64_t T : {1, 3, 7}) {
+        const int64_t K = 67, N = 37;
+        compare("matmul", {},
+                {from_f32({T, K}, rng_.normal(T * K)), from_f32({N, K}, rng_.normal(N * K), wt)},
+                name + " " + std::string(dtype_name(wt)) + " T=" + std::to_string(T));
+        compare("rmsnorm", {{"eps", 1e-5}},
+                {from_f32({T, 45}, rng_.normal(T * 45)), from_f32({45}, rng_.normal(45), wt)},
+                name + " " + std::string(dtype_name(wt)));
+        compare("embedding", {},
+                {from_f32({9, 45}, rng_.normal(9 * 45), wt), from_i32({T}, rng_.ints(T, 0, 8))},
+                name + " " + std::string(dtype_name(wt)), 0);
+      }
+    expect_special_f16_survive(*cpu_, name);
+    Attrs attrs{{"n_heads", 4.0}, {"n_kv_heads", 2.0}, {"head_dim", 36.0}, {"scale", 0.2}};
+    compare("attention", attrs,
+            {from_f32({3, 144}, rng_.normal(3 * 144)), from_f32({20, 72}, rng_.normal(20 * 72)),
+             from_f32({20, 72}, rng_.normal(20 * 72))},
+            name);
+    compare("swiglu", {}, {from_f32({3, 29}, rng_.normal(87, 4.0f)), from_f32({3, 29}, rng_.normal(87))},
+            name);
+    compare("add", {}, {from_f32({3, 29}, rng_.normal(87)), from_f32({3, 29}, rng_.normal(87))},
+            name, 1e-7);
+  }
+  EXPECT_GE(seen.size(), 1u);
+  std::string names;
+  for (auto& n : seen) names += " " + n;
+  std::printf("checked SIMD targets:%s\n", names.c_str());
 }
 
 TEST(CpuBackend, OneThreadMatchesThree) {

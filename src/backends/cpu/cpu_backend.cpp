@@ -33,7 +33,7 @@ std::optional<WeightType> weight_type(DType t) {
 }
 
 // Below this much work (roughly: elements touched, or multiply-adds) a call runs on the
-// calling thread: waking the pool costs a few microseconds, more than the op itself.
+// calling thread: a pool dispatch costs about a microsecond, more than such an op.
 constexpr int64_t kInlineWork = 64 * 1024;
 
 const char* const kOps[] = {"embedding", "rmsnorm", "matmul", "rope", "kv_store",
@@ -197,7 +197,7 @@ class CpuBackend final : public HostBackend {
                          c.inputs[0].shape[0], c.inputs[1].shape[0],
                          c.attrs.get_int("n_heads"), c.attrs.get_int("n_kv_heads"),
                          c.attrs.get_int("head_dim"), float(c.attrs.get("scale"))};
-    // Tasks are (row, head); a task reads up to P keys and values of head_dim each.
+    // Tasks are (head, row); a task reads up to P keys and values of head_dim each.
     split(a.T * a.H, 2 * a.P * a.hd, [&](int64_t b, int64_t e) { cpu::attention_range(a, b, e); });
   }
 

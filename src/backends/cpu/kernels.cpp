@@ -9,6 +9,12 @@
   (HWY_SSSE3 | HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128 | HWY_RVV)
 #endif
 
+// Highway 1.0 rejects a build whose baseline (e.g. -march=native on Ice Lake or later) is
+// AVX3_DL unless that target is also wanted for dynamic dispatch.
+#if defined(__AVX512VBMI2__) && !defined(HWY_WANT_AVX3_DL)
+#define HWY_WANT_AVX3_DL
+#endif
+
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "backends/cpu/kernels.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
@@ -62,8 +68,25 @@ HWY_INLINE float scalar_weight(const hwy::bfloat16_t* p) {
 // One vector of weights as f32: 16-bit types are widened in-register.
 HWY_INLINE VF load_weights(DF df, const float* p) { return hn::LoadU(df, p); }
 HWY_INLINE VF load_weights(DF df, const hwy::float16_t* p) {
+#if HWY_TARGET == HWY_SCALAR
+  return hn::Set(df, scalar_weight(p));  // Highway's scalar widening turns inf/NaN finite
+#elif HWY_ARCH_X86 && HWY_TARGET >= HWY_SSE4
+  // Without F16C Highway widens in software and maps inf/NaN (exponent 31) to finite
+  // values; a weight that is inf must stay inf, or the oracle's Inf/NaN checks go blind.
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  const hn::Rebind<uint16_t, DF> du16;
+  const hn::RebindToUnsigned<DF> du32;
+  const auto bits = hn::PromoteTo(du32, hn::LoadU(du16, reinterpret_cast<const uint16_t*>(p)));
+  const auto exp_mask = hn::Set(du32, 0x7C00);
+  const auto special = hn::Or(hn::Or(hn::ShiftLeft<16>(hn::And(bits, hn::Set(du32, 0x8000))),
+                                     hn::Set(du32, 0x7F800000)),
+                              hn::ShiftLeft<13>(hn::And(bits, hn::Set(du32, 0x3FF))));
+  return hn::IfThenElse(hn::RebindMask(df, hn::Eq(hn::And(bits, exp_mask), exp_mask)),
+                        hn::BitCast(df, special), hn::PromoteTo(df, hn::LoadU(dh, p)));
+#else
   const hn::Rebind<hwy::float16_t, DF> dh;
   return hn::PromoteTo(df, hn::LoadU(dh, p));
+#endif
 }
 HWY_INLINE VF load_weights(DF df, const hwy::bfloat16_t* p) {
   const hn::Rebind<hwy::bfloat16_t, DF> dh;
@@ -71,6 +94,41 @@ HWY_INLINE VF load_weights(DF df, const hwy::bfloat16_t* p) {
 }
 
 HWY_INLINE float sum_lanes(DF df, VF v) { return hn::GetLane(hn::SumOfLanes(df, v)); }
+
+#if HWY_TARGET != HWY_SCALAR
+// Adds the 128-bit blocks of v and stores the resulting four lanes.
+template <class D>
+HWY_INLINE void store_block_sum(D d, hn::Vec<D> v, float* out) {
+  if constexpr (hn::MaxLanes(D()) > 4) {
+    const hn::Half<D> dh;
+    store_block_sum(dh, hn::Add(hn::LowerHalf(dh, v), hn::UpperHalf(dh, v)), out);
+  } else {
+    hn::StoreU(v, d, out);
+  }
+}
+#endif
+
+// out[i] = sum of the lanes of v[i], for i < n. Groups of four are reduced together by a
+// transposing reduction (interleave and add), about a third of the shuffles of reducing
+// each vector on its own; this matters for the matmul tiles, which reduce 16 at a time.
+template <int n>
+HWY_INLINE void sum_lanes_of(DF df, const VF* v, float* out) {
+  int i = 0;
+#if HWY_TARGET != HWY_SCALAR
+  const hn::RepartitionToWide<hn::RebindToUnsigned<DF>> du64;
+  for (; i + 4 <= n; i += 4) {
+    // Per block: ab = [a0+a2, b0+b2, a1+a3, b1+b3], cd likewise; then pair up 64-bit halves.
+    const VF ab = hn::Add(hn::InterleaveLower(v[i], v[i + 1]), hn::InterleaveUpper(df, v[i], v[i + 1]));
+    const VF cd = hn::Add(hn::InterleaveLower(v[i + 2], v[i + 3]),
+                          hn::InterleaveUpper(df, v[i + 2], v[i + 3]));
+    const auto ab64 = hn::BitCast(du64, ab), cd64 = hn::BitCast(du64, cd);
+    const VF s = hn::Add(hn::BitCast(df, hn::InterleaveLower(ab64, cd64)),
+                         hn::BitCast(df, hn::InterleaveUpper(du64, ab64, cd64)));
+    store_block_sum(df, s, out + i);
+  }
+#endif
+  for (; i < n; ++i) out[i] = sum_lanes(df, v[i]);
+}
 
 // out[t * ldo + r] = dot(x row t, w row r) for RT x rows and RN weight rows, all of length K.
 template <int RT, int RN, class W>
@@ -112,9 +170,11 @@ HWY_INLINE void tile(const float* HWY_RESTRICT x, const W* HWY_RESTRICT w, int64
       for (int r = 0; r < RN; ++r) acc[t][r] = hn::MulAdd(xv, wv[r], acc[t][r]);
     }
   }
+  float sums[RT * RN];
+  sum_lanes_of<RT * RN>(df, &acc[0][0], sums);
   for (int t = 0; t < RT; ++t)
     for (int r = 0; r < RN; ++r) {
-      float s = sum_lanes(df, acc[t][r]);
+      float s = sums[t * RN + r];
       for (int64_t kk = k; kk < K; ++kk) s += x[t * K + kk] * scalar_weight(w + r * K + kk);
       out[t * ldo + r] = s;
     }
@@ -247,7 +307,7 @@ void AttentionRange(const AttentionArgs& a, int64_t task_begin, int64_t task_end
   scores.resize(size_t((a.P + L - 1) / L * L));
   float* s = scores.data();
   for (int64_t task = task_begin; task < task_end; ++task) {
-    const int64_t t = task / a.H, h = task % a.H, kh = h / group;
+    const int64_t h = task / a.T, t = task % a.T, kh = h / group;
     const int64_t n = a.P - a.T + t + 1;  // causal: keys 0 .. P-T+t
     const float* qh = a.q + t * qw + h * a.hd;
     const float* kb = a.k + kh * a.hd;

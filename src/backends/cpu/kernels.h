@@ -20,8 +20,9 @@ struct MatmulArgs {
 };
 void matmul_range(const MatmulArgs& a, int64_t n_begin, int64_t n_end);
 
-// Causal grouped-query attention for the (row, head) tasks [task_begin, task_end), task =
-// t * n_heads + h (see the catalog's attention).
+// Causal grouped-query attention for the (head, row) tasks [task_begin, task_end), task =
+// h * T + t (see the catalog's attention). Head-major, so that a contiguous range of tasks
+// holds whole causal triangles (balanced work) and shares K/V rows.
 struct AttentionArgs {
   const float* q;  // [T, H*hd]
   const float* k;  // [P, KV*hd]
