@@ -15,12 +15,13 @@ void free_aligned(std::byte* p) { std::free(p); }
 }  // namespace
 
 BufferId HostBackend::alloc(size_t bytes) {
-  require(bytes <= info_.max_buffer_bytes,
-          info_.name + ": buffer of " + std::to_string(bytes) + " bytes exceeds the limit of " +
-              std::to_string(info_.max_buffer_bytes));
+  require(bytes <= info_.max_buffer_bytes, info_.name + ": buffer of " + std::to_string(bytes) +
+                                               " bytes exceeds the limit of " +
+                                               std::to_string(info_.max_buffer_bytes));
   size_t rounded = (std::max<size_t>(bytes, 1) + kAlign - 1) / kAlign * kAlign;
   auto* p = static_cast<std::byte*>(std::aligned_alloc(kAlign, rounded));
-  require(p != nullptr, info_.name + ": out of host memory allocating " + std::to_string(bytes) + " bytes");
+  require(p != nullptr,
+          info_.name + ": out of host memory allocating " + std::to_string(bytes) + " bytes");
   BufferId id = next_id_++;
   Block& b = blocks_[id];
   b.bytes = {p, free_aligned};
@@ -31,26 +32,30 @@ BufferId HostBackend::alloc(size_t bytes) {
 
 void HostBackend::free(BufferId id) {
   auto it = blocks_.find(id);
-  require(it != blocks_.end(), info_.name + ": free of unknown buffer " + std::to_string(id));
+  if (!(it != blocks_.end()))
+    throw Error(info_.name + ": free of unknown buffer " + std::to_string(id));
   allocated_ -= it->second.size;
   blocks_.erase(it);
 }
 
 const HostBackend::Block& HostBackend::block(BufferId id, const char* what) const {
   auto it = blocks_.find(id);
-  require(it != blocks_.end(), info_.name + ": " + what + " of unknown buffer " + std::to_string(id));
+  if (!(it != blocks_.end()))
+    throw Error(info_.name + ": " + what + " of unknown buffer " + std::to_string(id));
   return it->second;
 }
 
 void HostBackend::write(BufferId id, size_t offset, const void* src, size_t bytes) {
   const Block& b = block(id, "write");
-  require(offset <= b.size && bytes <= b.size - offset, info_.name + ": write past the end of buffer " + std::to_string(id));
+  if (!(offset <= b.size && bytes <= b.size - offset))
+    throw Error(info_.name + ": write past the end of buffer " + std::to_string(id));
   if (bytes) std::memcpy(b.bytes.get() + offset, src, bytes);
 }
 
 void HostBackend::read(BufferId id, size_t offset, void* dst, size_t bytes) {
   const Block& b = block(id, "read");
-  require(offset <= b.size && bytes <= b.size - offset, info_.name + ": read past the end of buffer " + std::to_string(id));
+  if (!(offset <= b.size && bytes <= b.size - offset))
+    throw Error(info_.name + ": read past the end of buffer " + std::to_string(id));
   if (bytes) std::memcpy(dst, b.bytes.get() + offset, bytes);
 }
 
@@ -60,7 +65,8 @@ Support HostBackend::supports(const OpCall& call) const {
     std::vector<TensorType> in;
     for (auto& t : call.inputs) in.push_back(t.type());
     auto out = def.infer(in, call.attrs);
-    if (out.size() != call.outputs.size()) return Support::no(call.op + ": wrong number of outputs");
+    if (out.size() != call.outputs.size())
+      return Support::no(call.op + ": wrong number of outputs");
     for (size_t i = 0; i < out.size(); ++i)
       if (!(out[i] == call.outputs[i].type()))
         return Support::no(call.op + ": output " + std::to_string(i) + " has the wrong type");
@@ -77,9 +83,9 @@ std::byte* HostBackend::ptr(const DeviceTensor& t) const {
 void HostBackend::run(const OpCall& call) {
   auto check = [&](const DeviceTensor& t) {
     const Block& b = block(t.buffer, "run");
-    require(t.offset <= b.size && t.nbytes() <= b.size - t.offset,
-            info_.name + ": " + call.op + " tensor " + t.shape.str() + " at offset " +
-                std::to_string(t.offset) + " lies outside buffer " + std::to_string(t.buffer));
+    if (t.offset > b.size || t.nbytes() > b.size - t.offset)
+      throw Error(info_.name + ": " + call.op + " tensor " + t.shape.str() + " at offset " +
+                  std::to_string(t.offset) + " lies outside buffer " + std::to_string(t.buffer));
   };
   for (auto& t : call.inputs) check(t);
   for (auto& t : call.outputs) check(t);

@@ -12,9 +12,9 @@ Val llama_forward(const LlamaConfig& cfg, Emitter& e, const LlamaCache& cache,
                   std::span<const int32_t> tokens, int pos, bool all_logits) {
   const int64_t T = int64_t(tokens.size());
   require(T > 0, "forward: no tokens");
-  require(pos >= 0 && pos + T <= cfg.max_seq_len,
-          "forward: positions " + std::to_string(pos) + ".." + std::to_string(pos + T - 1) +
-              " exceed the context length " + std::to_string(cfg.max_seq_len));
+  if (!(pos >= 0 && pos + T <= cfg.max_seq_len))
+    throw Error("forward: positions " + std::to_string(pos) + ".." + std::to_string(pos + T - 1) +
+                " exceed the context length " + std::to_string(cfg.max_seq_len));
 
   std::vector<int32_t> positions(static_cast<size_t>(T));
   std::iota(positions.begin(), positions.end(), pos);
@@ -25,11 +25,16 @@ Val llama_forward(const LlamaConfig& cfg, Emitter& e, const LlamaCache& cache,
 
   const Attrs norm{{"eps", cfg.rms_eps}};
   auto rope_attrs = [&](int heads) {
-    return Attrs{{"n_heads", heads}, {"head_dim", cfg.head_dim}, {"rope_dim", cfg.rope_dim},
-                 {"base", cfg.rope_base}, {"pairing", double(int(cfg.rope_pairing))}};
+    return Attrs{{"n_heads", heads},
+                 {"head_dim", cfg.head_dim},
+                 {"rope_dim", cfg.rope_dim},
+                 {"base", cfg.rope_base},
+                 {"pairing", double(int(cfg.rope_pairing))}};
   };
-  const Attrs attn{{"n_heads", cfg.n_heads}, {"n_kv_heads", cfg.n_kv_heads},
-                   {"head_dim", cfg.head_dim}, {"scale", 1.0 / std::sqrt(double(cfg.head_dim))}};
+  const Attrs attn{{"n_heads", cfg.n_heads},
+                   {"n_kv_heads", cfg.n_kv_heads},
+                   {"head_dim", cfg.head_dim},
+                   {"scale", 1.0 / std::sqrt(double(cfg.head_dim))}};
   auto one = [&](const std::string& site, const std::string& op, const Attrs& a,
                  const std::vector<Val>& in) { return e.call(site, op, a, in)[0]; };
 

@@ -39,9 +39,11 @@ std::string desc(const TensorType& t) {
   return std::string(dtype_name(t.dtype)) + " " + t.shape.str();
 }
 
-void expect(bool ok, std::string_view op, const std::string& what) {
-  if (!ok) throw Error(std::string(op) + ": " + what);
-}
+// A macro so the message is built only when the check fails: these run on every call.
+#define expect(ok, op, what)                                                  \
+  do {                                                                        \
+    if (!(ok)) throw Error(std::string(op) + ": " + (what));                  \
+  } while (0)
 
 void expect_count(Types in, size_t n, std::string_view op) {
   expect(in.size() == n, op, "takes " + std::to_string(n) + " inputs, got " + std::to_string(in.size()));

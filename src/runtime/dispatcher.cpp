@@ -16,20 +16,29 @@ struct Dispatcher::Storage {
   Kind kind = Kind::Activation;
   std::string name;
   size_t bytes = 0;
-  Tensor host;          // a valid host copy, when not empty
-  bool zero = false;    // contents are all zero and exist nowhere yet
+  Tensor host;        // a valid host copy, when not empty
+  bool zero = false;  // contents are all zero and exist nowhere yet
   std::map<Backend*, BufferId> copies;
 
   ~Storage() {
     for (auto& [b, id] : copies) {
-      try { b->free(id); } catch (...) {}  // a dead remote device must not abort teardown
+      try {
+        b->free(id);
+      } catch (...) {
+      }  // a dead remote device must not abort teardown
     }
   }
   // Keeps only the copy on `keep` (after it was written there).
   void written_on(Backend* keep) {
     for (auto it = copies.begin(); it != copies.end();) {
-      if (it->first == keep) { ++it; continue; }
-      try { it->first->free(it->second); } catch (...) {}
+      if (it->first == keep) {
+        ++it;
+        continue;
+      }
+      try {
+        it->first->free(it->second);
+      } catch (...) {
+      }
       it = copies.erase(it);
     }
     host = Tensor();
@@ -43,7 +52,8 @@ int layer_of(const std::string& site) {
   int n = 0;
   size_t i = 4;
   if (i >= site.size() || !std::isdigit(static_cast<unsigned char>(site[i]))) return -1;
-  while (i < site.size() && std::isdigit(static_cast<unsigned char>(site[i]))) n = n * 10 + (site[i++] - '0');
+  while (i < site.size() && std::isdigit(static_cast<unsigned char>(site[i])))
+    n = n * 10 + (site[i++] - '0');
   return n;
 }
 }  // namespace
@@ -74,8 +84,8 @@ Val Dispatcher::add_value(Value v) {
 }
 
 Dispatcher::Value& Dispatcher::value(Val v) {
-  require(v.id >= 1 && v.id <= values_.size() && values_[v.id - 1].storage,
-          "internal: use of a freed or unknown value " + std::to_string(v.id));
+  if (!(v.id >= 1 && v.id <= values_.size() && values_[v.id - 1].storage))
+    throw Error("internal: use of a freed or unknown value " + std::to_string(v.id));
   return values_[v.id - 1];
 }
 const Dispatcher::Value& Dispatcher::value(Val v) const {
@@ -119,10 +129,10 @@ Val Dispatcher::persistent(const std::string& name, DType dtype, Shape shape) {
 
 Val Dispatcher::rows(Val v, int64_t row_begin, int64_t n) {
   Value src = value(v);
-  require(src.type.shape.rank() >= 1 && row_begin >= 0 && n >= 0 &&
-              row_begin + n <= src.type.shape[0],
-          "rows " + std::to_string(row_begin) + "+" + std::to_string(n) + " outside " +
-              src.type.shape.str());
+  if (!(src.type.shape.rank() >= 1 && row_begin >= 0 && n >= 0 &&
+        row_begin + n <= src.type.shape[0]))
+    throw Error("rows " + std::to_string(row_begin) + "+" + std::to_string(n) + " outside " +
+                src.type.shape.str());
   size_t row_bytes = size_t(src.type.shape.numel() / std::max<int64_t>(src.type.shape[0], 1)) *
                      dtype_size(src.type.dtype);
   Value view = src;
