@@ -11,21 +11,35 @@ namespace tapml {
 namespace {
 // 64-byte alignment keeps every row start usable by wide SIMD loads.
 constexpr size_t kAlign = 64;
+constexpr size_t kSpareLimit = size_t(256) << 20;
 void free_aligned(std::byte* p) { std::free(p); }
 }  // namespace
+
+HostBackend::~HostBackend() {
+  for (auto& [size, ptrs] : spare_)
+    for (std::byte* p : ptrs) std::free(p);
+}
 
 BufferId HostBackend::alloc(size_t bytes) {
   require(bytes <= info_.max_buffer_bytes, info_.name + ": buffer of " + std::to_string(bytes) +
                                                " bytes exceeds the limit of " +
                                                std::to_string(info_.max_buffer_bytes));
   size_t rounded = (std::max<size_t>(bytes, 1) + kAlign - 1) / kAlign * kAlign;
-  auto* p = static_cast<std::byte*>(std::aligned_alloc(kAlign, rounded));
+  std::byte* p = nullptr;
+  if (auto it = spare_.find(rounded); it != spare_.end() && !it->second.empty()) {
+    p = it->second.back();
+    it->second.pop_back();
+    spare_bytes_ -= rounded;
+  } else {
+    p = static_cast<std::byte*>(std::aligned_alloc(kAlign, rounded));
+  }
   require(p != nullptr,
           info_.name + ": out of host memory allocating " + std::to_string(bytes) + " bytes");
   BufferId id = next_id_++;
   Block& b = blocks_[id];
   b.bytes = {p, free_aligned};
   b.size = bytes;
+  b.capacity = rounded;
   allocated_ += bytes;
   return id;
 }
@@ -34,7 +48,12 @@ void HostBackend::free(BufferId id) {
   auto it = blocks_.find(id);
   if (!(it != blocks_.end()))
     throw Error(info_.name + ": free of unknown buffer " + std::to_string(id));
-  allocated_ -= it->second.size;
+  Block& b = it->second;
+  allocated_ -= b.size;
+  if (spare_bytes_ + b.capacity <= kSpareLimit) {
+    spare_[b.capacity].push_back(b.bytes.release());
+    spare_bytes_ += b.capacity;
+  }
   blocks_.erase(it);
 }
 

@@ -12,6 +12,7 @@ namespace tapml {
 class HostBackend : public Backend {
  public:
   explicit HostBackend(BackendInfo info) : info_(std::move(info)) {}
+  ~HostBackend() override;
   const BackendInfo& info() const override { return info_; }
 
   BufferId alloc(size_t bytes) override;
@@ -38,11 +39,16 @@ class HostBackend : public Backend {
   struct Block {
     std::unique_ptr<std::byte[], void (*)(std::byte*)> bytes{nullptr, nullptr};
     size_t size = 0;
+    size_t capacity = 0;  // rounded allocation size
   };
   const Block& block(BufferId id, const char* what) const;
   std::unordered_map<BufferId, Block> blocks_;
   BufferId next_id_ = 1;
   size_t allocated_ = 0;
+  // Freed allocations kept for reuse by capacity: a decode step frees and allocates the
+  // same activation sizes every time, and the C allocator dominated small models.
+  std::unordered_map<size_t, std::vector<std::byte*>> spare_;
+  size_t spare_bytes_ = 0;
 };
 
 }  // namespace tapml
