@@ -1,12 +1,14 @@
 // Kernel throughput through the Backend interface, as the runtime calls it: matmul as a
 // decode GEMV (T=1, bound by weight bytes) and as a prefill (T=64, bound by FLOPs) at the
-// size of a ~100M-parameter model (K=768, N=2048/3072), plus decode attention.
+// size of a ~100M-parameter model (K=768, N=2048/3072), plus decode attention and the
+// thread pool's dispatch cost.
 // ref runs only a small case: it is the f64 reference, orders of magnitude slower.
 //
 // Counters: FLOP/s (2*T*N*K per matmul) and bytes_per_second (weights + activations read
 // and written once).
 #include <benchmark/benchmark.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <memory>
@@ -17,6 +19,7 @@
 #include "backends/cpu/cpu_backend.h"
 #include "backends/ref/ref_backend.h"
 #include "core/dtype.h"
+#include "core/thread_pool.h"
 
 namespace tapml {
 namespace {
@@ -84,6 +87,15 @@ void BM_AttentionDecode(benchmark::State& state, const char* uri) {
   state.SetLabel(be->info().device);
 }
 
+// The cost of waking the pool for a trivial loop: what every multi-threaded op of a decode
+// step pays on top of its work.
+void BM_PoolDispatch(benchmark::State& state) {
+  ThreadPool pool(int(state.range(0)));
+  std::atomic<int64_t> sink{0};
+  for (auto _ : state) pool.parallel_for(pool.size(), [&](int64_t b, int64_t e) { sink += e - b; });
+  benchmark::DoNotOptimize(sink.load());
+}
+
 void model_sizes(benchmark::internal::Benchmark* b, int64_t T) {
   b->Args({T, 768, 2048})->Args({T, 768, 3072})->UseRealTime()->Unit(benchmark::kMicrosecond);
 }
@@ -102,6 +114,7 @@ BENCHMARK_CAPTURE(BM_Matmul, gemv_ref_f16, "ref", DType::F16)
     ->Args({1, 768, 256})->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_small_f32, "cpu", DType::F32)
     ->Args({1, 768, 256})->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_PoolDispatch)->Arg(2)->Arg(4)->UseRealTime();
 BENCHMARK_CAPTURE(BM_AttentionDecode, cpu, "cpu")->Arg(512)->UseRealTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_AttentionDecode, ref, "ref")->Arg(512)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
