@@ -86,6 +86,7 @@ void run(const RunArgs& a) {
     std::puts(j.dump(1).c_str());
   } else {
     std::fputc('\n', stdout);
+    std::fflush(stdout);
     std::fprintf(stderr, "[%d positions; prefill %d tokens at %.1f tok/s, decode %d tokens at %.1f tok/s]\n",
                  r.positions, r.prompt_tokens, prefill_tps, r.decode_tokens, decode_tps);
   }
