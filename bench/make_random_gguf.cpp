@@ -101,15 +101,15 @@ Vocab make_vocab(int n) {
 }
 
 void check(const Options& o) {
-  require(!o.out.empty(), "--out is required");
-  require(o.dim > 0 && o.layers > 0 && o.heads > 0 && o.kv_heads > 0 && o.hidden > 0 &&
+  TAPML_REQUIRE(!o.out.empty(), "--out is required");
+  TAPML_REQUIRE(o.dim > 0 && o.layers > 0 && o.heads > 0 && o.kv_heads > 0 && o.hidden > 0 &&
               o.context > 0,
           "sizes must be positive");
-  require(o.dim % o.heads == 0, "--dim must be a multiple of --heads");
-  require(o.heads % o.kv_heads == 0, "--heads must be a multiple of --kv-heads");
-  require((o.dim / o.heads) % 2 == 0, "the head size (dim / heads) must be even for RoPE");
-  require(o.vocab >= 260, "--vocab must hold at least the 3 special and 256 byte pieces and one more");
-  require(o.dtype == "f32" || o.dtype == "f16", "--dtype must be f32 or f16");
+  TAPML_REQUIRE(o.dim % o.heads == 0, "--dim must be a multiple of --heads");
+  TAPML_REQUIRE(o.heads % o.kv_heads == 0, "--heads must be a multiple of --kv-heads");
+  TAPML_REQUIRE((o.dim / o.heads) % 2 == 0, "the head size (dim / heads) must be even for RoPE");
+  TAPML_REQUIRE(o.vocab >= 260, "--vocab must hold at least the 3 special and 256 byte pieces and one more");
+  TAPML_REQUIRE(o.dtype == "f32" || o.dtype == "f16", "--dtype must be f32 or f16");
 }
 
 int64_t parameter_count(const Options& o) {

@@ -21,9 +21,9 @@ HostBackend::~HostBackend() {
 }
 
 BufferId HostBackend::alloc(size_t bytes) {
-  require(bytes <= info_.max_buffer_bytes, info_.name + ": buffer of " + std::to_string(bytes) +
-                                               " bytes exceeds the limit of " +
-                                               std::to_string(info_.max_buffer_bytes));
+  TAPML_REQUIRE(bytes <= info_.max_buffer_bytes,
+                info_.name + ": buffer of " + std::to_string(bytes) +
+                    " bytes exceeds the limit of " + std::to_string(info_.max_buffer_bytes));
   size_t rounded = (std::max<size_t>(bytes, 1) + kAlign - 1) / kAlign * kAlign;
   std::byte* p = nullptr;
   if (auto it = spare_.find(rounded); it != spare_.end() && !it->second.empty()) {
@@ -33,8 +33,8 @@ BufferId HostBackend::alloc(size_t bytes) {
   } else {
     p = static_cast<std::byte*>(std::aligned_alloc(kAlign, rounded));
   }
-  require(p != nullptr,
-          info_.name + ": out of host memory allocating " + std::to_string(bytes) + " bytes");
+  TAPML_REQUIRE(p != nullptr,
+                info_.name + ": out of host memory allocating " + std::to_string(bytes) + " bytes");
   BufferId id = next_id_++;
   Block& b = blocks_[id];
   b.bytes = {p, free_aligned};
@@ -46,8 +46,7 @@ BufferId HostBackend::alloc(size_t bytes) {
 
 void HostBackend::free(BufferId id) {
   auto it = blocks_.find(id);
-  if (!(it != blocks_.end()))
-    throw Error(info_.name + ": free of unknown buffer " + std::to_string(id));
+  TAPML_REQUIRE(it != blocks_.end(), info_.name + ": free of unknown buffer " + std::to_string(id));
   Block& b = it->second;
   allocated_ -= b.size;
   if (spare_bytes_ + b.capacity <= kSpareLimit) {
@@ -59,22 +58,22 @@ void HostBackend::free(BufferId id) {
 
 const HostBackend::Block& HostBackend::block(BufferId id, const char* what) const {
   auto it = blocks_.find(id);
-  if (!(it != blocks_.end()))
-    throw Error(info_.name + ": " + what + " of unknown buffer " + std::to_string(id));
+  TAPML_REQUIRE(it != blocks_.end(),
+                info_.name + ": " + what + " of unknown buffer " + std::to_string(id));
   return it->second;
 }
 
 void HostBackend::write(BufferId id, size_t offset, const void* src, size_t bytes) {
   const Block& b = block(id, "write");
-  if (!(offset <= b.size && bytes <= b.size - offset))
-    throw Error(info_.name + ": write past the end of buffer " + std::to_string(id));
+  TAPML_REQUIRE(offset <= b.size && bytes <= b.size - offset,
+                info_.name + ": write past the end of buffer " + std::to_string(id));
   if (bytes) std::memcpy(b.bytes.get() + offset, src, bytes);
 }
 
 void HostBackend::read(BufferId id, size_t offset, void* dst, size_t bytes) {
   const Block& b = block(id, "read");
-  if (!(offset <= b.size && bytes <= b.size - offset))
-    throw Error(info_.name + ": read past the end of buffer " + std::to_string(id));
+  TAPML_REQUIRE(offset <= b.size && bytes <= b.size - offset,
+                info_.name + ": read past the end of buffer " + std::to_string(id));
   if (bytes) std::memcpy(dst, b.bytes.get() + offset, bytes);
 }
 

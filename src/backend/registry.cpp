@@ -23,7 +23,7 @@ std::mutex& table_mutex() {
 }  // namespace
 
 BackendUri BackendUri::parse(const std::string& uri) {
-  require(!uri.empty(), "empty backend URI");
+  TAPML_REQUIRE(!uri.empty(), "empty backend URI");
   BackendUri u;
   u.text = uri;
   std::string head = uri, query;
@@ -38,7 +38,7 @@ BackendUri BackendUri::parse(const std::string& uri) {
     u.target = head.substr(colon + 1);
     if (u.target.rfind("//", 0) == 0) u.target = u.target.substr(2);
   }
-  require(!u.scheme.empty(), "backend URI '" + uri + "' has no scheme");
+  TAPML_REQUIRE(!u.scheme.empty(), "backend URI '" + uri + "' has no scheme");
   size_t start = 0;
   while (start < query.size()) {
     size_t amp = query.find('&', start);
@@ -46,7 +46,7 @@ BackendUri BackendUri::parse(const std::string& uri) {
     start = amp == std::string::npos ? query.size() : amp + 1;
     if (kv.empty()) continue;
     auto eq = kv.find('=');
-    require(eq != std::string::npos && eq > 0,
+    TAPML_REQUIRE(eq != std::string::npos && eq > 0,
             "backend URI '" + uri + "': parameter '" + kv + "' is not KEY=VALUE");
     u.params[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
@@ -58,7 +58,7 @@ int64_t BackendUri::int_param(const std::string& key, int64_t fallback) const {
   if (it == params.end()) return fallback;
   int64_t v = 0;
   auto [p, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
-  require(ec == std::errc() && p == it->second.data() + it->second.size(),
+  TAPML_REQUIRE(ec == std::errc() && p == it->second.data() + it->second.size(),
           "backend URI '" + text + "': " + key + "=" + it->second + " is not an integer");
   return v;
 }

@@ -21,7 +21,7 @@ void info(const InfoArgs& a) {
     for (auto& [scheme, desc] : registered_backends()) std::printf("%-8s %s\n", scheme.c_str(), desc.c_str());
     if (a.model.empty()) return;
   }
-  require(!a.model.empty(), "info: give --model PATH or --backends");
+  TAPML_REQUIRE(!a.model.empty(), "info: give --model PATH or --backends");
   ModelFile m = load_model(a.model);
   const LlamaConfig& c = m.config;
   if (a.json) {

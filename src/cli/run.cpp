@@ -25,11 +25,11 @@ void write_logits(const std::string& path, const std::vector<float>& logits) {
   std::string tmp = path + ".tmp";
   {
     std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    require(bool(f), path + ": cannot write");
+    TAPML_REQUIRE(bool(f), path + ": cannot write");
     f.write(reinterpret_cast<const char*>(logits.data()), std::streamsize(logits.size() * 4));
-    require(bool(f), path + ": write failed");
+    TAPML_REQUIRE(bool(f), path + ": write failed");
   }
-  require(std::rename(tmp.c_str(), path.c_str()) == 0, path + ": cannot rename into place");
+  TAPML_REQUIRE(std::rename(tmp.c_str(), path.c_str()) == 0, path + ": cannot rename into place");
 }
 
 void run(const RunArgs& a) {

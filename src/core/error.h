@@ -10,9 +10,11 @@ class Error : public std::runtime_error {
   explicit Error(const std::string& message) : std::runtime_error(message) {}
 };
 
-// Throws Error(message) when cond is false. For validating untrusted input.
-inline void require(bool cond, const std::string& message) {
-  if (!cond) throw Error(message);
-}
+// Throws Error(message) when cond is false. A macro so that the message, often built from
+// several strings, costs nothing unless the check fails: checks run on every op call.
+#define TAPML_REQUIRE(cond, message)                             \
+  do {                                                           \
+    if (!(cond)) throw ::tapml::Error(message);                  \
+  } while (0)
 
 }  // namespace tapml

@@ -23,7 +23,7 @@ std::string content_hash(const void* data, size_t size) { return hex(XXH3_128bit
 
 std::string file_hash(const std::string& path) {
   std::unique_ptr<FILE, int (*)(FILE*)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
-  require(f != nullptr, path + ": cannot open for hashing");
+  TAPML_REQUIRE(f != nullptr, path + ": cannot open for hashing");
   std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> st(XXH3_createState(),
                                                                      &XXH3_freeState);
   XXH3_128bits_reset(st.get());
@@ -31,7 +31,7 @@ std::string file_hash(const std::string& path) {
   size_t n;
   while ((n = std::fread(buf.data(), 1, buf.size(), f.get())) > 0)
     XXH3_128bits_update(st.get(), buf.data(), n);
-  require(!std::ferror(f.get()), path + ": read error while hashing");
+  TAPML_REQUIRE(!std::ferror(f.get()), path + ": read error while hashing");
   return hex(XXH3_128bits_digest(st.get()));
 }
 

@@ -34,7 +34,7 @@ const uint8_t kEmpty[1] = {0};
 }  // namespace
 
 std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
-  require(!path.empty(), "empty file path");
+  TAPML_REQUIRE(!path.empty(), "empty file path");
   Descriptor d;
   do {
     d.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);

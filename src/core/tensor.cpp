@@ -7,7 +7,7 @@
 namespace tapml {
 
 Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape)) {
-  require(shape_.numel() >= 0, "tensor with negative dimension " + shape_.str());
+  TAPML_REQUIRE(shape_.numel() >= 0, "tensor with negative dimension " + shape_.str());
   auto storage = std::make_shared<std::vector<std::byte>>(nbytes() ? nbytes() : 1);
   data_ = storage->data();
   owner_ = storage;
@@ -20,20 +20,20 @@ Tensor::Tensor(DType dtype, Shape shape, const void* data, std::shared_ptr<const
 
 Tensor Tensor::from_f32(Shape shape, std::span<const float> values) {
   Tensor t(DType::F32, std::move(shape));
-  require(size_t(t.numel()) == values.size(), "from_f32: value count does not match shape");
+  TAPML_REQUIRE(size_t(t.numel()) == values.size(), "from_f32: value count does not match shape");
   std::memcpy(t.mutable_bytes(), values.data(), t.nbytes());
   return t;
 }
 
 Tensor Tensor::from_i32(Shape shape, std::span<const int32_t> values) {
   Tensor t(DType::I32, std::move(shape));
-  require(size_t(t.numel()) == values.size(), "from_i32: value count does not match shape");
+  TAPML_REQUIRE(size_t(t.numel()) == values.size(), "from_i32: value count does not match shape");
   std::memcpy(t.mutable_bytes(), values.data(), t.nbytes());
   return t;
 }
 
 std::byte* Tensor::mutable_bytes() {
-  require(owns_, "tensor is a read-only borrowed view");
+  TAPML_REQUIRE(owns_, "tensor is a read-only borrowed view");
   return const_cast<std::byte*>(data_);
 }
 
@@ -64,14 +64,14 @@ Tensor Tensor::clone() const {
 }
 
 Tensor Tensor::reshaped(Shape shape) const {
-  require(shape.numel() == numel(), "reshape " + shape_.str() + " to " + shape.str());
+  TAPML_REQUIRE(shape.numel() == numel(), "reshape " + shape_.str() + " to " + shape.str());
   Tensor t = *this;
   t.shape_ = std::move(shape);
   return t;
 }
 
 Tensor Tensor::slice_rows(int64_t begin, int64_t end) const {
-  require(shape_.rank() >= 1 && 0 <= begin && begin <= end && end <= shape_[0],
+  TAPML_REQUIRE(shape_.rank() >= 1 && 0 <= begin && begin <= end && end <= shape_[0],
           "slice_rows out of range");
   Tensor t = *this;
   size_t row_bytes = shape_[0] ? nbytes() / size_t(shape_[0]) : 0;

@@ -31,7 +31,7 @@ constexpr auto kSpinTime = std::chrono::microseconds(200);
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) : threads_(threads) {
-  require(threads >= 1 && threads <= 1024,
+  TAPML_REQUIRE(threads >= 1 && threads <= 1024,
           "thread pool: " + std::to_string(threads) + " threads is out of range (1..1024)");
   workers_.reserve(size_t(threads - 1));
   for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });

@@ -334,7 +334,7 @@ File File::from_memory(std::shared_ptr<const void> owner, const uint8_t* data, s
                        std::string name) {
   File f;
   f.path_ = std::move(name);
-  require(data != nullptr || size == 0, f.path_ + ": no data");
+  TAPML_REQUIRE(data != nullptr || size == 0, f.path_ + ": no data");
   f.mapping_ = std::move(owner);
   f.base_ = data;
   f.size_ = size;
@@ -758,14 +758,14 @@ void put_value(Sink& s, const Value& v) {
 }  // namespace
 
 void Writer::set(const std::string& key, Value value) {
-  require(!key.empty(), "gguf writer: empty metadata key");
-  require(key.size() <= kMaxKey, "gguf writer: metadata key longer than 65535 bytes");
+  TAPML_REQUIRE(!key.empty(), "gguf writer: empty metadata key");
+  TAPML_REQUIRE(key.size() <= kMaxKey, "gguf writer: metadata key longer than 65535 bytes");
   check_value(key, value, 0);
   if (key == "general.alignment") {
     const uint64_t* u = std::get_if<uint64_t>(&value.v);
     const int64_t* s = std::get_if<int64_t>(&value.v);
     uint64_t x = u ? *u : (s && *s > 0 ? uint64_t(*s) : 0);
-    require(value.type == ValueType::U32 && std::has_single_bit(x),
+    TAPML_REQUIRE(value.type == ValueType::U32 && std::has_single_bit(x),
             "gguf writer: general.alignment must be a U32 power of two");
     alignment_ = uint32_t(x);
   }
@@ -811,26 +811,26 @@ void Writer::set_i32_array(const std::string& key, const std::vector<int32_t>& x
 void Writer::set_alignment(uint32_t a) { set_u32("general.alignment", a); }
 
 void Writer::check_new_tensor(const std::string& name, DType dtype, const Shape& shape) const {
-  require(!name.empty(), "gguf writer: empty tensor name");
-  require(name.size() <= kMaxTensorName,
+  TAPML_REQUIRE(!name.empty(), "gguf writer: empty tensor name");
+  TAPML_REQUIRE(name.size() <= kMaxTensorName,
           "gguf writer: tensor name '" + name + "' is longer than 64 bytes");
   ggml_type_of(dtype);
-  require(shape.rank() >= 1 && shape.rank() <= kMaxDims,
+  TAPML_REQUIRE(shape.rank() >= 1 && shape.rank() <= kMaxDims,
           "gguf writer: tensor '" + name + "' has rank " + str(shape.rank()) + " (1 to 4)");
   for (int64_t d : shape.dims())
-    require(d >= 1, "gguf writer: tensor '" + name + "' has shape " + shape.str());
+    TAPML_REQUIRE(d >= 1, "gguf writer: tensor '" + name + "' has shape " + shape.str());
   for (const PendingTensor& t : tensors_)
-    require(t.name != name, "gguf writer: duplicate tensor '" + name + "'");
+    TAPML_REQUIRE(t.name != name, "gguf writer: duplicate tensor '" + name + "'");
 }
 
 void Writer::add_tensor(const std::string& name, const Tensor& t) {
-  require(!t.empty(), "gguf writer: tensor '" + name + "' has no data");
+  TAPML_REQUIRE(!t.empty(), "gguf writer: tensor '" + name + "' has no data");
   check_new_tensor(name, t.dtype(), t.shape());
   tensors_.push_back({name, t.dtype(), t.shape(), t, nullptr});
 }
 
 void Writer::add_tensor(const std::string& name, DType dtype, const Shape& shape, TensorFill fill) {
-  require(bool(fill), "gguf writer: tensor '" + name + "' has no fill function");
+  TAPML_REQUIRE(bool(fill), "gguf writer: tensor '" + name + "' has no fill function");
   check_new_tensor(name, dtype, shape);
   tensors_.push_back({name, dtype, shape, Tensor(), std::move(fill)});
 }

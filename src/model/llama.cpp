@@ -11,10 +11,10 @@ namespace tapml {
 Val llama_forward(const LlamaConfig& cfg, Emitter& e, const LlamaCache& cache,
                   std::span<const int32_t> tokens, int pos, bool all_logits) {
   const int64_t T = int64_t(tokens.size());
-  require(T > 0, "forward: no tokens");
-  if (!(pos >= 0 && pos + T <= cfg.max_seq_len))
-    throw Error("forward: positions " + std::to_string(pos) + ".." + std::to_string(pos + T - 1) +
-                " exceed the context length " + std::to_string(cfg.max_seq_len));
+  TAPML_REQUIRE(T > 0, "forward: no tokens");
+  TAPML_REQUIRE(pos >= 0 && pos + T <= cfg.max_seq_len,
+                "forward: positions " + std::to_string(pos) + ".." + std::to_string(pos + T - 1) +
+                    " exceed the context length " + std::to_string(cfg.max_seq_len));
 
   std::vector<int32_t> positions(static_cast<size_t>(T));
   std::iota(positions.begin(), positions.end(), pos);

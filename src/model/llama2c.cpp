@@ -86,7 +86,7 @@ std::string llama2c_header_problem(const uint8_t* data, size_t size) {
 
 ModelFile load_llama2c_memory(std::shared_ptr<const void> owner, const uint8_t* data, size_t size,
                               std::string name) {
-  require(data != nullptr || size == 0, name + ": no data");
+  TAPML_REQUIRE(data != nullptr || size == 0, name + ": no data");
   if (size >= 8) {
     uint32_t magic;
     std::memcpy(&magic, data, 4);

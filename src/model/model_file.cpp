@@ -36,7 +36,7 @@ std::string magic_hex(const uint8_t* data, size_t size) {
 }  // namespace
 
 ModelFile model_from_gguf(std::shared_ptr<const gguf::File> file) {
-  require(file != nullptr, "model_from_gguf: no file");
+  TAPML_REQUIRE(file != nullptr, "model_from_gguf: no file");
   const gguf::File& f = *file;
   if (!f.has("general.architecture"))
     throw Error(f.path() + ": general.architecture is missing (a vocabulary-only GGUF?)");

@@ -26,7 +26,7 @@ double Attrs::get(std::string_view name) const {
 
 int64_t Attrs::get_int(std::string_view name) const {
   double v = get(name);
-  require(std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 9e15,
+  TAPML_REQUIRE(std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 9e15,
           "attribute '" + std::string(name) + "' must be an integer");
   return int64_t(v);
 }
@@ -39,11 +39,8 @@ std::string desc(const TensorType& t) {
   return std::string(dtype_name(t.dtype)) + " " + t.shape.str();
 }
 
-// A macro so the message is built only when the check fails: these run on every call.
-#define expect(ok, op, what)                                                  \
-  do {                                                                        \
-    if (!(ok)) throw Error(std::string(op) + ": " + (what));                  \
-  } while (0)
+// Prefixes the op's name; lazy like TAPML_REQUIRE, as these checks run on every call.
+#define expect(ok, op, what) TAPML_REQUIRE(ok, std::string(op) + ": " + (what))
 
 void expect_count(Types in, size_t n, std::string_view op) {
   expect(in.size() == n, op, "takes " + std::to_string(n) + " inputs, got " + std::to_string(in.size()));

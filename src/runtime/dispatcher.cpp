@@ -84,8 +84,8 @@ Val Dispatcher::add_value(Value v) {
 }
 
 Dispatcher::Value& Dispatcher::value(Val v) {
-  if (!(v.id >= 1 && v.id <= values_.size() && values_[v.id - 1].storage))
-    throw Error("internal: use of a freed or unknown value " + std::to_string(v.id));
+  TAPML_REQUIRE(v.id >= 1 && v.id <= values_.size() && values_[v.id - 1].storage,
+                "internal: use of a freed or unknown value " + std::to_string(v.id));
   return values_[v.id - 1];
 }
 const Dispatcher::Value& Dispatcher::value(Val v) const {
@@ -97,7 +97,7 @@ TensorType Dispatcher::type(Val v) const { return value(v).type; }
 Val Dispatcher::weight(const std::string& name) {
   if (auto it = weight_vals_.find(name); it != weight_vals_.end()) return it->second;
   auto it = weights_.find(name);
-  require(it != weights_.end(), "the model has no weight '" + name + "'");
+  TAPML_REQUIRE(it != weights_.end(), "the model has no weight '" + name + "'");
   auto s = std::make_shared<Storage>();
   s->kind = Storage::Kind::Weight;
   s->name = name;
@@ -129,10 +129,10 @@ Val Dispatcher::persistent(const std::string& name, DType dtype, Shape shape) {
 
 Val Dispatcher::rows(Val v, int64_t row_begin, int64_t n) {
   Value src = value(v);
-  if (!(src.type.shape.rank() >= 1 && row_begin >= 0 && n >= 0 &&
-        row_begin + n <= src.type.shape[0]))
-    throw Error("rows " + std::to_string(row_begin) + "+" + std::to_string(n) + " outside " +
-                src.type.shape.str());
+  TAPML_REQUIRE(
+      src.type.shape.rank() >= 1 && row_begin >= 0 && n >= 0 && row_begin + n <= src.type.shape[0],
+      "rows " + std::to_string(row_begin) + "+" + std::to_string(n) + " outside " +
+          src.type.shape.str());
   size_t row_bytes = size_t(src.type.shape.numel() / std::max<int64_t>(src.type.shape[0], 1)) *
                      dtype_size(src.type.dtype);
   Value view = src;
@@ -172,7 +172,7 @@ DeviceTensor Dispatcher::place(Val v, const std::string& uri) {
         for (size_t off = 0; off < s.bytes; off += zeros.size())
           b.write(id, off, zeros.data(), std::min(zeros.size(), s.bytes - off));
       } else {
-        require(!s.copies.empty(), "internal: value '" + s.name + "' holds no data anywhere");
+        TAPML_REQUIRE(!s.copies.empty(), "internal: value '" + s.name + "' holds no data anywhere");
         auto [src, src_id] = *s.copies.begin();
         std::vector<std::byte> tmp(s.bytes);
         src->sync();
@@ -249,7 +249,7 @@ Tensor Dispatcher::read(Val v) {
   } else if (s.zero) {
     // already zero
   } else {
-    require(!s.copies.empty(), "internal: value '" + s.name + "' holds no data anywhere");
+    TAPML_REQUIRE(!s.copies.empty(), "internal: value '" + s.name + "' holds no data anywhere");
     auto [b, id] = *s.copies.begin();
     b->sync();
     b->read(id, val.offset, out.mutable_bytes(), out.nbytes());

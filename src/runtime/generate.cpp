@@ -11,11 +11,11 @@ namespace tapml {
 GenerateResult generate(Session& session, const std::vector<int>& prompt,
                         const GenerateOptions& o) {
   const int ctx = session.context();
-  require(!prompt.empty(), "the prompt holds no tokens (not even BOS)");
-  require(o.steps >= int(prompt.size()),
+  TAPML_REQUIRE(!prompt.empty(), "the prompt holds no tokens (not even BOS)");
+  TAPML_REQUIRE(o.steps >= int(prompt.size()),
           "--steps " + std::to_string(o.steps) + " is shorter than the prompt's " +
               std::to_string(prompt.size()) + " tokens (steps count positions, prompt included)");
-  require(o.steps <= ctx, "--steps " + std::to_string(o.steps) +
+  TAPML_REQUIRE(o.steps <= ctx, "--steps " + std::to_string(o.steps) +
                               " exceeds the session's context length " + std::to_string(ctx));
   Sampler sampler(o.temperature, o.top_p, o.seed);
   using clock = std::chrono::steady_clock;

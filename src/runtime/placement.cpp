@@ -21,8 +21,8 @@ void Placement::add_rule(const std::string& rule) {
 }
 
 void Placement::add_rule(const std::string& pattern, const std::string& uri) {
-  require(!pattern.empty(), "placement rule with an empty pattern");
-  require(!uri.empty(), "placement rule '" + pattern + "=' names no backend");
+  TAPML_REQUIRE(!pattern.empty(), "placement rule with an empty pattern");
+  TAPML_REQUIRE(!uri.empty(), "placement rule '" + pattern + "=' names no backend");
   try {
     rules_.push_back({pattern, std::regex(pattern, std::regex::ECMAScript | std::regex::optimize), uri});
   } catch (const std::regex_error& e) {

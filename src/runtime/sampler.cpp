@@ -11,12 +11,12 @@ namespace tapml {
 
 Sampler::Sampler(float temperature, float top_p, uint64_t seed)
     : temperature_(temperature), top_p_(top_p), state_(seed ? seed : 0x9E3779B97F4A7C15ull) {
-  require(temperature >= 0 && std::isfinite(temperature), "temperature must be >= 0");
-  require(top_p > 0 && top_p <= 1, "top-p must be in (0, 1]");
+  TAPML_REQUIRE(temperature >= 0 && std::isfinite(temperature), "temperature must be >= 0");
+  TAPML_REQUIRE(top_p > 0 && top_p <= 1, "top-p must be in (0, 1]");
 }
 
 int argmax(std::span<const float> xs) {
-  require(!xs.empty(), "argmax of nothing");
+  TAPML_REQUIRE(!xs.empty(), "argmax of nothing");
   return int(std::max_element(xs.begin(), xs.end()) - xs.begin());
 }
 

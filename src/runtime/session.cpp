@@ -9,8 +9,8 @@ Session::Session(const ModelFile& model, Placement placement, int context)
       dispatcher_(model.weights, std::move(placement)),
       config_(model.config),
       context_(context ? context : model.config.max_seq_len) {
-  require(context_ > 0 && context_ <= (1 << 20),
-          "context length " + std::to_string(context_) + " is out of range");
+  TAPML_REQUIRE(context_ > 0 && context_ <= (1 << 20),
+                "context length " + std::to_string(context_) + " is out of range");
   config_.max_seq_len = context_;
   const LlamaConfig& c = config_;
   Shape cache_shape{c.max_seq_len, int64_t(c.n_kv_heads) * c.head_dim};
@@ -24,14 +24,14 @@ Session::Session(const ModelFile& model, Placement placement, int context)
 
 std::vector<float> Session::forward(std::span<const int32_t> tokens, bool all_logits) {
   for (int32_t t : tokens)
-    if (!(t >= 0 && t < model_.config.vocab_size))
-      throw Error("token id " + std::to_string(t) + " is outside the vocabulary of " +
-                  std::to_string(model_.config.vocab_size));
+    TAPML_REQUIRE(t >= 0 && t < model_.config.vocab_size,
+                  "token id " + std::to_string(t) + " is outside the vocabulary of " +
+                      std::to_string(model_.config.vocab_size));
   // The phase names which part of a generation a call belongs to: the prompt batch or the
   // K-th single-token step after it.
-  dispatcher_.set_phase(
-      pos_ == 0 || tokens.size() > 1 ? "prefill" : "decode_" + std::to_string(++decode_steps_));
   if (pos_ == 0) decode_steps_ = 0;
+  const bool prefill = pos_ == 0 || tokens.size() > 1;
+  dispatcher_.set_phase(prefill ? "prefill" : "decode_" + std::to_string(++decode_steps_));
   std::vector<float> logits;
   try {
     Val out = llama_forward(config_, dispatcher_, cache_, tokens, pos_, all_logits);

@@ -18,14 +18,14 @@ Tokenizer load_tokenizer(const std::string& tokenizer_path, const gguf::File* em
     else
       vocab = load_llama2c_vocab(tokenizer_path, model_vocab_size);
   } else {
-    require(embedded != nullptr,
+    TAPML_REQUIRE(embedded != nullptr,
             "this model file holds no tokenizer: pass --tokenizer PATH (e.g. tokenizer.bin)");
-    require(embedded->has("tokenizer.ggml.tokens"),
+    TAPML_REQUIRE(embedded->has("tokenizer.ggml.tokens"),
             embedded->path() + " holds no tokenizer (tokenizer.ggml.tokens): pass --tokenizer PATH");
     vocab = load_gguf_vocab(*embedded);
   }
   std::string from = tokenizer_path.empty() ? embedded->path() : tokenizer_path;
-  require(vocab.size() == model_vocab_size,
+  TAPML_REQUIRE(vocab.size() == model_vocab_size,
           from + ": the tokenizer has " + std::to_string(vocab.size()) +
               " tokens, the model expects " + std::to_string(model_vocab_size));
   return Tokenizer(std::move(vocab));

@@ -87,21 +87,21 @@ struct WorseCandidate {
 
 Tokenizer::Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
   const size_t n = vocab_.pieces.size();
-  require(n > 0, "tokenizer: the vocabulary is empty");
-  require(n <= size_t(INT32_MAX), "tokenizer: the vocabulary is too large");
-  require(vocab_.scores.size() == n && vocab_.kinds.size() == n,
+  TAPML_REQUIRE(n > 0, "tokenizer: the vocabulary is empty");
+  TAPML_REQUIRE(n <= size_t(INT32_MAX), "tokenizer: the vocabulary is too large");
+  TAPML_REQUIRE(vocab_.scores.size() == n && vocab_.kinds.size() == n,
           "tokenizer: the vocabulary has " + std::to_string(n) + " pieces but " +
               std::to_string(vocab_.scores.size()) + " scores and " +
               std::to_string(vocab_.kinds.size()) + " kinds");
   auto check_id = [&](int id, const char* what) {
-    require(id >= 0 && size_t(id) < n, std::string("tokenizer: the ") + what + " id " +
+    TAPML_REQUIRE(id >= 0 && size_t(id) < n, std::string("tokenizer: the ") + what + " id " +
                                            std::to_string(id) + " is outside the vocabulary of " +
                                            std::to_string(n) + " pieces");
   };
   check_id(vocab_.bos, "BOS");
   check_id(vocab_.eos, "EOS");
   check_id(vocab_.unk, "unknown-token");
-  require(!vocab_.space.empty(), "tokenizer: the vocabulary's space symbol is empty");
+  TAPML_REQUIRE(!vocab_.space.empty(), "tokenizer: the vocabulary's space symbol is empty");
 
   byte_ids_.fill(-1);
   index_.reserve(n);
@@ -133,7 +133,7 @@ std::vector<int> Tokenizer::encode(std::string_view text, bool add_bos) const {
     if (c == ' ') s += vocab_.space;
     else s += c;
   }
-  require(s.size() <= UINT32_MAX, "tokenizer: text of " + std::to_string(text.size()) +
+  TAPML_REQUIRE(s.size() <= UINT32_MAX, "tokenizer: text of " + std::to_string(text.size()) +
                                       " bytes is too long to encode");
 
   std::vector<Symbol> symbols;
@@ -195,7 +195,7 @@ std::vector<int> Tokenizer::encode(std::string_view text, bool add_bos) const {
 }
 
 std::string Tokenizer::decode_token(int prev, int token) const {
-  require(token >= 0 && token < vocab_.size(),
+  TAPML_REQUIRE(token >= 0 && token < vocab_.size(),
           "tokenizer: token id " + std::to_string(token) + " is outside the vocabulary of " +
               std::to_string(vocab_.size()) + " pieces");
   const std::string& piece = vocab_.pieces[size_t(token)];

@@ -58,21 +58,21 @@ struct Reader {
 }  // namespace
 
 Vocab load_llama2c_vocab(const std::string& path, int vocab_size) {
-  require(vocab_size > 0, path + ": the model's vocab_size is " + std::to_string(vocab_size) +
+  TAPML_REQUIRE(vocab_size > 0, path + ": the model's vocab_size is " + std::to_string(vocab_size) +
                               ", it must be positive");
   std::ifstream in(path, std::ios::binary);
-  require(bool(in), path + ": cannot open the tokenizer file (" + std::strerror(errno) + ")");
+  TAPML_REQUIRE(bool(in), path + ": cannot open the tokenizer file (" + std::strerror(errno) + ")");
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  require(!in.bad(), path + ": read error");
+  TAPML_REQUIRE(!in.bad(), path + ": read error");
 
   Reader r{bytes};
   int32_t max_len = 0;
-  require(r.read(&max_len, 4),
+  TAPML_REQUIRE(r.read(&max_len, 4),
           path + ": not a llama2.c tokenizer: " + std::to_string(bytes.size()) +
               " bytes, too short for the max_token_length header");
   // A piece longer than the header's bound would overflow llama2.c's own merge buffer, so
   // the bound is part of the format; 1 MiB is far beyond any real tokenizer.
-  require(max_len > 0 && max_len <= (1 << 20),
+  TAPML_REQUIRE(max_len > 0 && max_len <= (1 << 20),
           path + ": max_token_length is " + std::to_string(max_len) +
               ", not a llama2.c tokenizer.bin");
 
@@ -89,13 +89,13 @@ Vocab load_llama2c_vocab(const std::string& path, int vocab_size) {
   auto read_token = [&](int index, float& score, std::string& piece) {
     if (r.left() == 0) return false;
     int32_t len = 0;
-    require(r.read(&score, 4) && r.read(&len, 4),
+    TAPML_REQUIRE(r.read(&score, 4) && r.read(&len, 4),
             path + ": truncated in the header of token " + std::to_string(index));
-    require(!std::isnan(score), path + ": token " + std::to_string(index) + " has a NaN score");
-    require(len >= 0 && len <= max_len,
+    TAPML_REQUIRE(!std::isnan(score), path + ": token " + std::to_string(index) + " has a NaN score");
+    TAPML_REQUIRE(len >= 0 && len <= max_len,
             path + ": token " + std::to_string(index) + " has length " + std::to_string(len) +
                 " (max_token_length is " + std::to_string(max_len) + ")");
-    require(r.left() >= size_t(len),
+    TAPML_REQUIRE(r.left() >= size_t(len),
             path + ": truncated in token " + std::to_string(index) + " (needs " +
                 std::to_string(len) + " bytes, " + std::to_string(r.left()) + " left)");
     piece.assign(bytes.data() + r.pos, size_t(len));
@@ -109,13 +109,13 @@ Vocab load_llama2c_vocab(const std::string& path, int vocab_size) {
     v.pieces.push_back(piece);
     v.scores.push_back(score);
   }
-  require(v.size() == vocab_size, path + ": tokenizer has " + std::to_string(v.size()) +
+  TAPML_REQUIRE(v.size() == vocab_size, path + ": tokenizer has " + std::to_string(v.size()) +
                                       " tokens, the model expects " +
                                       std::to_string(vocab_size));
   // Extra tokens mean the tokenizer belongs to another model; count them for the message.
   int extra = 0;
   while (read_token(vocab_size + extra, score, piece)) ++extra;
-  require(extra == 0, path + ": tokenizer has " + std::to_string(vocab_size + extra) +
+  TAPML_REQUIRE(extra == 0, path + ": tokenizer has " + std::to_string(vocab_size + extra) +
                           " tokens, the model expects " + std::to_string(vocab_size));
 
   v.kinds = inferred_kinds(v);
@@ -124,23 +124,23 @@ Vocab load_llama2c_vocab(const std::string& path, int vocab_size) {
 
 Vocab load_gguf_vocab(const gguf::File& file) {
   const std::string& path = file.path();
-  require(file.has("tokenizer.ggml.model"),
+  TAPML_REQUIRE(file.has("tokenizer.ggml.model"),
           path + ": no tokenizer.ggml.model: the file has no embedded tokenizer");
   const std::string& model = file.get_string("tokenizer.ggml.model");
-  require(model == "llama", path + ": tokenizer model is \"" + model +
+  TAPML_REQUIRE(model == "llama", path + ": tokenizer model is \"" + model +
                                 "\"; only SentencePiece \"llama\" vocabularies are supported "
                                 "so far");
 
   const gguf::Array& tokens = file.get_array("tokenizer.ggml.tokens");
-  require(!tokens.empty(), path + ": tokenizer.ggml.tokens is empty");
-  require(tokens.size() <= size_t(INT32_MAX), path + ": tokenizer.ggml.tokens is too long");
+  TAPML_REQUIRE(!tokens.empty(), path + ": tokenizer.ggml.tokens is empty");
+  TAPML_REQUIRE(tokens.size() <= size_t(INT32_MAX), path + ": tokenizer.ggml.tokens is too long");
   const size_t n = tokens.size();
 
   Vocab v;
   v.pieces.reserve(n);
   for (size_t i = 0; i < n; ++i) {
     const auto* s = std::get_if<std::string>(&tokens[i].v);
-    require(s != nullptr,
+    TAPML_REQUIRE(s != nullptr,
             path + ": tokenizer.ggml.tokens[" + std::to_string(i) + "] is not a string");
     v.pieces.push_back(*s);
   }
@@ -148,12 +148,12 @@ Vocab load_gguf_vocab(const gguf::File& file) {
   v.scores.assign(n, 0.0f);
   if (file.has("tokenizer.ggml.scores")) {
     const gguf::Array& scores = file.get_array("tokenizer.ggml.scores");
-    require(scores.size() == n, path + ": tokenizer.ggml.scores has " +
+    TAPML_REQUIRE(scores.size() == n, path + ": tokenizer.ggml.scores has " +
                                     std::to_string(scores.size()) + " entries for " +
                                     std::to_string(n) + " tokens");
     for (size_t i = 0; i < n; ++i) {
       const auto* d = std::get_if<double>(&scores[i].v);
-      require(d != nullptr && !std::isnan(*d),
+      TAPML_REQUIRE(d != nullptr && !std::isnan(*d),
               path + ": tokenizer.ggml.scores[" + std::to_string(i) + "] is not a number");
       v.scores[i] = float(*d);
     }
@@ -161,7 +161,7 @@ Vocab load_gguf_vocab(const gguf::File& file) {
 
   auto id_or = [&](const std::string& key, int fallback) {
     uint64_t id = file.get_uint_or(key, uint64_t(fallback));
-    require(id < n, path + ": " + key + " is " + std::to_string(id) + ", the vocabulary has " +
+    TAPML_REQUIRE(id < n, path + ": " + key + " is " + std::to_string(id) + ", the vocabulary has " +
                         std::to_string(n) + " tokens");
     return int(id);
   };
@@ -173,7 +173,7 @@ Vocab load_gguf_vocab(const gguf::File& file) {
 
   if (file.has("tokenizer.ggml.token_type")) {
     const gguf::Array& types = file.get_array("tokenizer.ggml.token_type");
-    require(types.size() == n, path + ": tokenizer.ggml.token_type has " +
+    TAPML_REQUIRE(types.size() == n, path + ": tokenizer.ggml.token_type has " +
                                    std::to_string(types.size()) + " entries for " +
                                    std::to_string(n) + " tokens");
     v.kinds.resize(n);
@@ -181,7 +181,7 @@ Vocab load_gguf_vocab(const gguf::File& file) {
       int64_t t = -1;
       if (const auto* s = std::get_if<int64_t>(&types[i].v)) t = *s;
       else if (const auto* u = std::get_if<uint64_t>(&types[i].v)) t = int64_t(*u);
-      require(t >= 0 && t <= 6, path + ": tokenizer.ggml.token_type[" + std::to_string(i) +
+      TAPML_REQUIRE(t >= 0 && t <= 6, path + ": tokenizer.ggml.token_type[" + std::to_string(i) +
                                     "] is " + std::to_string(t) + ", expected 0..6");
       // 0 is llama.cpp's "undefined"; it behaves as a normal piece there too.
       v.kinds[i] = t == 0 ? TokenKind::Normal : TokenKind(int(t));

@@ -78,7 +78,7 @@ class CpuBackend final : public HostBackend {
 
   static WeightType wtype(const DeviceTensor& t) {
     auto w = weight_type(t.dtype);
-    require(w.has_value(), "cpu: weight must be f32, f16 or bf16, got " + std::string(dtype_name(t.dtype)));
+    TAPML_REQUIRE(w.has_value(), "cpu: weight must be f32, f16 or bf16, got " + std::string(dtype_name(t.dtype)));
     return *w;
   }
 
@@ -98,7 +98,7 @@ class CpuBackend final : public HostBackend {
     const int64_t T = c.inputs[1].shape[0], V = table.shape[0], D = table.shape[1];
     // Checked before anything is written, so a bad id leaves the output untouched.
     for (int64_t t = 0; t < T; ++t)
-      require(ids[t] >= 0 && ids[t] < V, "embedding: token id " + std::to_string(ids[t]) +
+      TAPML_REQUIRE(ids[t] >= 0 && ids[t] < V, "embedding: token id " + std::to_string(ids[t]) +
                                              " outside the vocabulary of " + std::to_string(V));
     const WeightType type = wtype(table);
     const size_t row_bytes = size_t(D) * dtype_size(table.dtype);
@@ -183,7 +183,7 @@ class CpuBackend final : public HostBackend {
   void kv_store(const OpCall& c) {
     const int64_t S = c.inputs[0].shape[0], C = c.inputs[0].shape[1], T = c.inputs[2].shape[0];
     const int64_t p = data<int32_t>(c.inputs[4])[0];
-    require(p >= 0 && p + T <= S, "kv_store: rows " + std::to_string(p) + ".." +
+    TAPML_REQUIRE(p >= 0 && p + T <= S, "kv_store: rows " + std::to_string(p) + ".." +
                                       std::to_string(p + T) + " do not fit a cache of " +
                                       std::to_string(S));
     for (int cache = 0; cache < 2; ++cache)
@@ -225,11 +225,11 @@ class CpuBackend final : public HostBackend {
 
 std::unique_ptr<Backend> make_cpu_backend(const BackendUri& uri) {
   uri.allow_params({"threads"});
-  require(uri.target.empty(), "backend URI '" + uri.text + "': cpu takes no device name ('" +
+  TAPML_REQUIRE(uri.target.empty(), "backend URI '" + uri.text + "': cpu takes no device name ('" +
                                   uri.target + "'); use cpu or cpu?threads=N");
   const int64_t hw = std::max<int64_t>(1, std::thread::hardware_concurrency());
   const int64_t threads = uri.int_param("threads", hw);
-  require(threads >= 1 && threads <= 1024, "backend URI '" + uri.text + "': threads=" +
+  TAPML_REQUIRE(threads >= 1 && threads <= 1024, "backend URI '" + uri.text + "': threads=" +
                                                std::to_string(threads) +
                                                " is out of range (1..1024)");
   return std::make_unique<CpuBackend>(uri.text, int(threads));

@@ -51,7 +51,7 @@ class RefBackend final : public HostBackend {
     float* out = data<float>(c.outputs[0]);
     int64_t T = c.inputs[1].shape[0], V = table.shape[0], D = table.shape[1];
     for (int64_t t = 0; t < T; ++t) {
-      require(ids[t] >= 0 && ids[t] < V, "embedding: token id " + std::to_string(ids[t]) +
+      TAPML_REQUIRE(ids[t] >= 0 && ids[t] < V, "embedding: token id " + std::to_string(ids[t]) +
                                              " outside the vocabulary of " + std::to_string(V));
       for (int64_t d = 0; d < D; ++d) out[t * D + d] = float(weight(ids[t] * D + d));
     }
@@ -115,7 +115,7 @@ class RefBackend final : public HostBackend {
   void kv_store(const OpCall& c) {
     int64_t S = c.inputs[0].shape[0], C = c.inputs[0].shape[1], T = c.inputs[2].shape[0];
     int64_t p = data<int32_t>(c.inputs[4])[0];
-    require(p >= 0 && p + T <= S, "kv_store: rows " + std::to_string(p) + ".." +
+    TAPML_REQUIRE(p >= 0 && p + T <= S, "kv_store: rows " + std::to_string(p) + ".." +
                                       std::to_string(p + T) + " do not fit a cache of " +
                                       std::to_string(S));
     for (int cache = 0; cache < 2; ++cache) {
