@@ -15,6 +15,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "model/gguf.h"
+#include "model/model_file.h"
 
 namespace {
 
@@ -112,19 +113,25 @@ void check(const Options& o) {
   TAPML_REQUIRE(o.dtype == "f32" || o.dtype == "f16", "--dtype must be f32 or f16");
 }
 
+LlamaConfig config_of(const Options& o) {
+  LlamaConfig c;
+  c.dim = o.dim, c.hidden_dim = o.hidden, c.n_layers = o.layers;
+  c.n_heads = o.heads, c.n_kv_heads = o.kv_heads, c.vocab_size = o.vocab;
+  c.max_seq_len = o.context;
+  c.head_dim = c.rope_dim = o.dim / o.heads;
+  c.shared_classifier = o.tie_embeddings;
+  return c;
+}
+
 int64_t parameter_count(const Options& o) {
-  const int64_t head_dim = o.dim / o.heads, kv_dim = head_dim * o.kv_heads;
-  int64_t per_layer = 2 * int64_t(o.dim)                          // attn_norm, ffn_norm
-                      + 2 * int64_t(o.dim) * o.dim                 // q, output
-                      + 2 * kv_dim * o.dim                         // k, v
-                      + 3 * int64_t(o.dim) * o.hidden;             // gate, up, down
-  int64_t embed = int64_t(o.vocab) * o.dim;
-  return embed + (o.tie_embeddings ? 0 : embed) + o.dim + per_layer * o.layers;
+  int64_t n = 0;
+  for (const WeightSpec& spec : llama_weight_specs(config_of(o))) n += spec.shape.numel();
+  return n;
 }
 
 void write_model(const Options& o) {
   const DType wtype = o.dtype == "f16" ? DType::F16 : DType::F32;
-  const int head_dim = o.dim / o.heads, kv_dim = head_dim * o.kv_heads;
+  const int head_dim = o.dim / o.heads;
 
   gguf::Writer w;
   w.set_string("general.architecture", "llama");
@@ -182,21 +189,10 @@ void write_model(const Options& o) {
     });
   };
 
-  add_random("token_embd.weight", o.vocab, o.dim);
-  for (int l = 0; l < o.layers; ++l) {
-    const std::string b = "blk." + std::to_string(l) + ".";
-    add_ones(b + "attn_norm.weight", o.dim);
-    add_random(b + "attn_q.weight", o.dim, o.dim);
-    add_random(b + "attn_k.weight", kv_dim, o.dim);
-    add_random(b + "attn_v.weight", kv_dim, o.dim);
-    add_random(b + "attn_output.weight", o.dim, o.dim);
-    add_ones(b + "ffn_norm.weight", o.dim);
-    add_random(b + "ffn_gate.weight", o.hidden, o.dim);
-    add_random(b + "ffn_up.weight", o.hidden, o.dim);
-    add_random(b + "ffn_down.weight", o.dim, o.hidden);
+  for (const WeightSpec& spec : llama_weight_specs(config_of(o))) {
+    if (spec.norm) add_ones(spec.name, spec.shape[0]);
+    else add_random(spec.name, spec.shape[0], spec.shape[1]);
   }
-  add_ones("output_norm.weight", o.dim);
-  if (!o.tie_embeddings) add_random("output.weight", o.vocab, o.dim);
   w.write(o.out);
 }
 

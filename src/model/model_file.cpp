@@ -141,33 +141,37 @@ void validate_llama(const ModelFile& m) {
   if (!(std::isfinite(c.rope_base) && c.rope_base > 0))
     fail("rope_base " + std::to_string(c.rope_base) + " must be a positive number");
 
-  auto expect = [&](const std::string& name, Shape shape) {
-    auto it = m.weights.find(name);
-    if (it == m.weights.end()) fail("missing tensor " + name);
+  for (const WeightSpec& spec : llama_weight_specs(c)) {
+    auto it = m.weights.find(spec.name);
+    if (it == m.weights.end()) fail("missing tensor " + spec.name);
     const Tensor& t = it->second;
-    if (t.shape() != shape)
-      fail(name + " has shape " + t.shape().str() + ", expected " + shape.str());
+    if (t.shape() != spec.shape)
+      fail(spec.name + " has shape " + t.shape().str() + ", expected " + spec.shape.str());
     if (t.dtype() != DType::F32 && t.dtype() != DType::F16 && t.dtype() != DType::BF16)
-      fail(name + " has dtype " + std::string(dtype_name(t.dtype())) +
+      fail(spec.name + " has dtype " + std::string(dtype_name(t.dtype())) +
            ", expected f32, f16 or bf16");
-  };
+  }
+}
+
+std::vector<WeightSpec> llama_weight_specs(const LlamaConfig& c) {
   const int64_t D = c.dim, H = c.hidden_dim, V = c.vocab_size;
   const int64_t Q = int64_t(c.n_heads) * c.head_dim, KV = int64_t(c.n_kv_heads) * c.head_dim;
-  expect("token_embd.weight", {V, D});
+  std::vector<WeightSpec> specs{{"token_embd.weight", {V, D}}};
   for (int l = 0; l < c.n_layers; ++l) {
-    std::string b = "blk." + std::to_string(l) + ".";
-    expect(b + "attn_norm.weight", {D});
-    expect(b + "attn_q.weight", {Q, D});
-    expect(b + "attn_k.weight", {KV, D});
-    expect(b + "attn_v.weight", {KV, D});
-    expect(b + "attn_output.weight", {D, Q});
-    expect(b + "ffn_norm.weight", {D});
-    expect(b + "ffn_gate.weight", {H, D});
-    expect(b + "ffn_down.weight", {D, H});
-    expect(b + "ffn_up.weight", {H, D});
+    const std::string b = "blk." + std::to_string(l) + ".";
+    specs.push_back({b + "attn_norm.weight", {D}, true});
+    specs.push_back({b + "attn_q.weight", {Q, D}});
+    specs.push_back({b + "attn_k.weight", {KV, D}});
+    specs.push_back({b + "attn_v.weight", {KV, D}});
+    specs.push_back({b + "attn_output.weight", {D, Q}});
+    specs.push_back({b + "ffn_norm.weight", {D}, true});
+    specs.push_back({b + "ffn_gate.weight", {H, D}});
+    specs.push_back({b + "ffn_up.weight", {H, D}});
+    specs.push_back({b + "ffn_down.weight", {D, H}});
   }
-  expect("output_norm.weight", {D});
-  if (!c.shared_classifier) expect("output.weight", {V, D});
+  specs.push_back({"output_norm.weight", {D}, true});
+  if (!c.shared_classifier) specs.push_back({"output.weight", {V, D}});
+  return specs;
 }
 
 }  // namespace tapml

@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/tensor.h"
 #include "model/gguf.h"
@@ -61,6 +62,17 @@ ModelFile load_gguf(const std::string& path);
 ModelFile model_from_gguf(std::shared_ptr<const gguf::File> file);
 // Picks the reader from the file's magic. Throws Error with a message naming the path.
 ModelFile load_model(const std::string& path);
+
+// One weight the llama forward pass reads: its GGUF name and [out, in] shape. `norm` marks
+// the 1-D normalization weights (converters keep them f32).
+struct WeightSpec {
+  std::string name;
+  Shape shape;
+  bool norm = false;
+};
+// Every weight of a llama model with this config, in GGUF order (token_embd, then per layer
+// attention and feed-forward, output_norm, and output unless the classifier is shared).
+std::vector<WeightSpec> llama_weight_specs(const LlamaConfig& c);
 
 // Checks that every weight the llama forward pass needs exists with the right shape and a
 // supported dtype; throws Error naming the first problem.
