@@ -4,6 +4,7 @@
 #include "backend/registry.h"
 #include "backends/builtin.h"
 #include "cli/commands.h"
+#include "cli/json_output.h"
 #include "core/error.h"
 #include "model/model_file.h"
 
@@ -40,7 +41,7 @@ void info(const InfoArgs& a) {
     for (auto& [name, t] : m.weights)
       ts.push_back({{"name", name}, {"dtype", dtype_name(t.dtype())}, {"shape", t.shape().dims()}});
     j["tensors"] = ts;
-    std::puts(j.dump(1).c_str());
+    print_json(j);
     return;
   }
   int64_t params = 0, bytes = 0;

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/json_output.h"
 #include "core/error.h"
 #include "model/model_file.h"
 #include "runtime/generate.h"
@@ -83,7 +84,7 @@ void run(const RunArgs& a) {
     j["prompt_tokens"] = r.prompt_tokens;
     j["prefill_tokens_per_s"] = prefill_tps;
     j["decode_tokens_per_s"] = decode_tps;
-    std::puts(j.dump(1).c_str());
+    print_json(j);
   } else {
     std::fputc('\n', stdout);
     std::fflush(stdout);

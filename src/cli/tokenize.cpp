@@ -2,6 +2,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/json_output.h"
 #include "model/gguf.h"
 #include "model/model_file.h"
 #include "tokenizer/load.h"
@@ -40,7 +41,7 @@ void tokenize(const TokenizeArgs& a) {
     nlohmann::json pieces = nlohmann::json::array();
     for (int id : ids) pieces.push_back(tok.vocab().pieces[size_t(id)]);
     j["pieces"] = pieces;
-    std::puts(j.dump().c_str());
+    print_json(j, -1);
   } else {
     for (size_t i = 0; i < ids.size(); ++i) std::printf(i ? " %d" : "%d", ids[i]);
     std::puts("");

@@ -77,6 +77,16 @@ TEST(Cli, RunGgufWithPlacementAndLogits) {
   EXPECT_LE(worst, 1e-4f * largest);
 }
 
+TEST(Cli, RunJsonSurvivesTextThatIsNotUtf8) {
+  // 0xFF becomes a byte token; the prompt and the decoded text then hold a lone 0xFF.
+  auto r = run_command(tapml("run --model " + q(stories_gguf()) + " --prompt \"$(printf 'a\\377')\" --steps 8 --json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_NE(j.at("prompt").get<std::string>().find("\xEF\xBF\xBD"), std::string::npos);
+  auto ids = j.at("token_ids").get<std::vector<int>>();
+  EXPECT_NE(std::find(ids.begin(), ids.end(), 3 + 0xFF), ids.end());  // the <0xFF> byte token
+}
+
 TEST(Cli, RunTextModeStreamsTheStory) {
   auto r = run_command(tapml("run --model " + q(stories_bin()) + " --tokenizer " + q(tok512()) +
                              " --prompt 'Once upon a time' --steps 40"));
