@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "model/model_file.h"
+#include "runtime/generate.h"
 #include "runtime/placement.h"
 #include "runtime/session.h"
 
@@ -26,47 +27,17 @@ using namespace tapml;
 using Clock = std::chrono::steady_clock;
 
 // Kept identical to promptTokens() in node/llama_bench.mjs.
-std::vector<int32_t> prompt_tokens(int n, int vocab) {
-  std::vector<int32_t> ids(static_cast<size_t>(n));
+std::vector<int> prompt_tokens(int n, int vocab) {
+  std::vector<int> ids(static_cast<size_t>(n));
   ids[0] = 1;  // BOS in both the stories260K and the generated vocabularies
-  for (int i = 1; i < n; ++i) ids[size_t(i)] = int32_t((int64_t(i) * 7919) % (vocab - 3) + 3);
+  for (int i = 1; i < n; ++i) ids[size_t(i)] = int((int64_t(i) * 7919) % (vocab - 3) + 3);
   return ids;
-}
-
-int argmax(const std::vector<float>& logits, int vocab) {
-  const float* row = logits.data() + (logits.size() - size_t(vocab));
-  return int(std::max_element(row, row + vocab) - row);
 }
 
 double median(std::vector<double> xs) {
   std::sort(xs.begin(), xs.end());
   size_t n = xs.size();
   return n % 2 ? xs[n / 2] : (xs[n / 2 - 1] + xs[n / 2]) / 2;
-}
-
-struct Run {
-  double prefill_s = 0, decode_s = 0;
-  std::vector<int> generated;
-};
-
-Run generate_once(Session& s, const std::vector<int32_t>& prompt, int gen_tokens) {
-  const int V = s.config().vocab_size;
-  Run r;
-  s.reset();
-  auto t0 = Clock::now();
-  std::vector<float> logits = s.forward(prompt, false);
-  int32_t next = argmax(logits, V);
-  auto t1 = Clock::now();
-  r.generated.push_back(next);
-  for (int i = 0; i < gen_tokens; ++i) {
-    logits = s.forward(std::span<const int32_t>(&next, 1), false);
-    next = argmax(logits, V);
-    r.generated.push_back(next);
-  }
-  auto t2 = Clock::now();
-  r.prefill_s = std::chrono::duration<double>(t1 - t0).count();
-  r.decode_s = std::chrono::duration<double>(t2 - t1).count();
-  return r;
 }
 
 }  // namespace
@@ -89,23 +60,25 @@ int main(int argc, char** argv) {
   try {
     auto t_load = Clock::now();
     ModelFile model = load_model(model_path);
-    validate_llama(model);
     double load_s = std::chrono::duration<double>(Clock::now() - t_load).count();
     const int V = model.config.vocab_size;
-    const std::vector<int32_t> prompt = prompt_tokens(prompt_len, V);
+    const std::vector<int> prompt = prompt_tokens(prompt_len, V);
+    // Prefill of P tokens, then G single-token decode steps, greedy, never stopping early.
+    GenerateOptions run;
+    run.steps = prompt_len + gen_tokens;
     // The session's cache holds exactly the positions a run uses; a file that declares a
     // shorter context is run past it, as `tapml run` allows.
-    const int context = prompt_len + gen_tokens + 1;
+    const int context = run.steps;
 
     for (const std::string& uri : backends) {
       Session session(model, Placement(uri), context);
-      for (int i = 0; i < warmup; ++i) generate_once(session, prompt, gen_tokens);
+      for (int i = 0; i < warmup; ++i) generate(session, prompt, run);
       std::vector<double> prefill, decode;
-      Run last;
+      GenerateResult last;
       for (int i = 0; i < reps; ++i) {
-        last = generate_once(session, prompt, gen_tokens);
-        prefill.push_back(prompt_len / last.prefill_s);
-        decode.push_back(gen_tokens / last.decode_s);
+        last = generate(session, prompt, run);
+        prefill.push_back(prompt_len / last.prefill_seconds);
+        decode.push_back(last.decode_tokens / last.decode_seconds);
       }
       nlohmann::json j;
       j["engine"] = "tapml";
@@ -120,8 +93,9 @@ int main(int argc, char** argv) {
       j["decode_runs"] = decode;
       j["load_s"] = load_s;
       // The greedy continuation, so a reader can see both engines computed the same thing.
-      j["greedy"] = std::vector<int>(last.generated.begin(),
-                                     last.generated.begin() + std::min<size_t>(16, last.generated.size()));
+      auto generated = last.token_ids.begin() + prompt_len;
+      j["greedy"] = std::vector<int>(
+          generated, generated + std::min<ptrdiff_t>(16, last.token_ids.end() - generated));
       std::puts(j.dump().c_str());
       std::fflush(stdout);
     }
