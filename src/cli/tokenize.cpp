@@ -19,14 +19,11 @@ void tokenize(const TokenizeArgs& a) {
   // A vocabulary-only GGUF has no weights, so only the GGUF header is needed here.
   std::shared_ptr<const gguf::File> file;
   int vocab_size = 0;
-  char magic[4] = {};
-  if (FILE* f = std::fopen(a.model.c_str(), "rb")) {
-    if (std::fread(magic, 1, 4, f) != 4) magic[0] = 0;
-    std::fclose(f);
-  }
-  if (std::string(magic, 4) == "GGUF") {
+  if (gguf::File::has_magic(a.model)) {
     file = std::make_shared<gguf::File>(gguf::File::open(a.model));
-    if (a.tokenizer.empty()) vocab_size = int(file->get_array("tokenizer.ggml.tokens").size());
+    // Without tokens load_tokenizer below says the file holds no tokenizer.
+    if (a.tokenizer.empty() && file->has("tokenizer.ggml.tokens"))
+      vocab_size = int(file->get_array("tokenizer.ggml.tokens").size());
   }
   ModelFile model;
   if (!file || !a.tokenizer.empty()) {

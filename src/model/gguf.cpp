@@ -323,6 +323,15 @@ std::string describe(const Value& v, size_t max_items) {
 // ---------------------------------------------------------------------------------------
 // File
 
+bool File::has_magic(const std::string& path) {
+  char magic[4] = {};
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  size_t n = std::fread(magic, 1, 4, f);
+  std::fclose(f);
+  return n == 4 && std::memcmp(magic, "GGUF", 4) == 0;
+}
+
 File File::open(const std::string& path) {
   std::shared_ptr<const MappedFile> m = MappedFile::open(path);
   const uint8_t* data = m->data();

@@ -65,6 +65,8 @@ class File {
  public:
   // Maps and parses `path`. Throws Error ("PATH: what is wrong") on any defect.
   static File open(const std::string& path);
+  // Whether the file at `path` starts with the GGUF magic (false when unreadable).
+  static bool has_magic(const std::string& path);
   // Parses `size` bytes at `data`, which `owner` keeps alive (may be null when the caller
   // guarantees the bytes outlive the File and its tensors, as a fuzzer does). `name` stands
   // for the path in messages.

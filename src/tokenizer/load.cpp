@@ -1,6 +1,5 @@
 #include "tokenizer/load.h"
 
-#include <fstream>
 
 #include "core/error.h"
 #include "model/gguf.h"
@@ -11,9 +10,7 @@ Tokenizer load_tokenizer(const std::string& tokenizer_path, const gguf::File* em
                          int model_vocab_size) {
   Vocab vocab;
   if (!tokenizer_path.empty()) {
-    char magic[4] = {};
-    if (std::ifstream f{tokenizer_path, std::ios::binary}) f.read(magic, 4);
-    if (std::string(magic, 4) == "GGUF")
+    if (gguf::File::has_magic(tokenizer_path))
       vocab = load_gguf_vocab(gguf::File::open(tokenizer_path));
     else
       vocab = load_llama2c_vocab(tokenizer_path, model_vocab_size);
