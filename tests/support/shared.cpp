@@ -39,15 +39,30 @@ std::string shell_quote(const std::string& arg) {
   return q + "'";
 }
 
-std::string temp_dir() {
-  static fs::path base = [] {
+namespace {
+// The process's scratch folder, removed with everything in it when the process exits.
+class ScratchRoot {
+ public:
+  ScratchRoot() {
     std::string tmpl = (fs::temp_directory_path() / "tapml_test_XXXXXX").string();
     if (!mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    fs::path p = tmpl;
-    return p;
-  }();
+    path_ = tmpl;
+  }
+  ~ScratchRoot() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+}  // namespace
+
+std::string temp_dir() {
+  static ScratchRoot root;
   static int counter = 0;
-  fs::path p = base / std::to_string(counter++);
+  fs::path p = root.path() / std::to_string(counter++);
   fs::create_directories(p);
   return p.string();
 }

@@ -19,7 +19,7 @@ struct CommandResult {
 CommandResult run_command(const std::string& command_line);
 // Quotes one argument for /bin/sh.
 std::string shell_quote(const std::string& arg);
-// A fresh empty directory under the system temp dir, removed at process exit.
+// A fresh empty directory under the system temp dir; all of them are removed at exit.
 std::string temp_dir();
 
 }  // namespace tapml::testing
