@@ -48,11 +48,20 @@ int main(int argc, char** argv) {
   int prompt_len = 128, gen_tokens = 32, reps = 5, warmup = 1;
   CLI::App app{"End-to-end prefill/decode tokens per second of TapML backends"};
   app.add_option("--model", model_path, "GGUF or llama2.c model")->required();
-  app.add_option("--backend", backends, "backend URI (repeatable), e.g. 'cpu?threads=2', ref")->required();
-  app.add_option("--prompt-tokens,-p", prompt_len, "prompt length P (one prefill batch)")->check(CLI::Range(1, 1 << 16))->capture_default_str();
-  app.add_option("--gen-tokens,-g", gen_tokens, "decode steps G")->check(CLI::Range(1, 1 << 16))->capture_default_str();
-  app.add_option("--reps,-r", reps, "measured repetitions R")->check(CLI::Range(1, 1000))->capture_default_str();
-  app.add_option("--warmup", warmup, "unmeasured repetitions first")->check(CLI::Range(0, 100))->capture_default_str();
+  app.add_option("--backend", backends, "backend URI (repeatable), e.g. 'cpu?threads=2', ref")
+      ->required();
+  app.add_option("--prompt-tokens,-p", prompt_len, "prompt length P (one prefill batch)")
+      ->check(CLI::Range(1, 1 << 16))
+      ->capture_default_str();
+  app.add_option("--gen-tokens,-g", gen_tokens, "decode steps G")
+      ->check(CLI::Range(1, 1 << 16))
+      ->capture_default_str();
+  app.add_option("--reps,-r", reps, "measured repetitions R")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  app.add_option("--warmup", warmup, "unmeasured repetitions first")
+      ->check(CLI::Range(0, 100))
+      ->capture_default_str();
   app.add_option("--label", label, "model label for the output (default: the path)");
   CLI11_PARSE(app, argc, argv);
   if (label.empty()) label = model_path;

@@ -61,7 +61,8 @@ void BM_Matmul(benchmark::State& state, const char* uri, DType wt) {
   }
   const double flops = 2.0 * double(T) * double(N) * double(K);
   const double bytes = double(N * K) * double(dtype_size(wt)) + double(T * K + T * N) * 4;
-  state.counters["FLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["FLOP/s"] =
+      benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
   state.SetBytesProcessed(int64_t(bytes) * state.iterations());
   state.SetLabel(be->info().device);
 }
@@ -70,9 +71,13 @@ void BM_AttentionDecode(benchmark::State& state, const char* uri) {
   const int64_t P = state.range(0), H = 12, KV = 12, hd = 64;
   auto be = open(uri);
   OpCall call{"attention",
-              {{"n_heads", double(H)}, {"n_kv_heads", double(KV)}, {"head_dim", double(hd)},
+              {{"n_heads", double(H)},
+               {"n_kv_heads", double(KV)},
+               {"head_dim", double(hd)},
                {"scale", 1.0 / std::sqrt(double(hd))}},
-              {}, {}, "bench"};
+              {},
+              {},
+              "bench"};
   call.inputs = {upload(*be, DType::F32, Shape{1, H * hd}, 1),
                  upload(*be, DType::F32, Shape{P, KV * hd}, 2),
                  upload(*be, DType::F32, Shape{P, KV * hd}, 3)};
@@ -82,7 +87,8 @@ void BM_AttentionDecode(benchmark::State& state, const char* uri) {
     be->sync();
   }
   const double flops = 4.0 * double(H) * double(P) * double(hd);  // q.k and p*v
-  state.counters["FLOP/s"] = benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["FLOP/s"] =
+      benchmark::Counter(flops, benchmark::Counter::kIsIterationInvariantRate);
   state.SetBytesProcessed(int64_t(2 * P * KV * hd * 4) * state.iterations());
   state.SetLabel(be->info().device);
 }
@@ -100,23 +106,51 @@ void model_sizes(benchmark::internal::Benchmark* b, int64_t T) {
   b->Args({T, 768, 2048})->Args({T, 768, 3072})->UseRealTime()->Unit(benchmark::kMicrosecond);
 }
 
-BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_f32, "cpu", DType::F32)->Apply([](auto* b) { model_sizes(b, 1); });
-BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_f16, "cpu", DType::F16)->Apply([](auto* b) { model_sizes(b, 1); });
-BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_bf16, "cpu", DType::BF16)->Apply([](auto* b) { model_sizes(b, 1); });
-BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu1_f32, "cpu?threads=1", DType::F32)->Apply([](auto* b) { model_sizes(b, 1); });
-BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu1_f16, "cpu?threads=1", DType::F16)->Apply([](auto* b) { model_sizes(b, 1); });
-BENCHMARK_CAPTURE(BM_Matmul, prefill_cpu_f32, "cpu", DType::F32)->Apply([](auto* b) { model_sizes(b, 64); });
-BENCHMARK_CAPTURE(BM_Matmul, prefill_cpu_f16, "cpu", DType::F16)->Apply([](auto* b) { model_sizes(b, 64); });
-BENCHMARK_CAPTURE(BM_Matmul, prefill_cpu1_f32, "cpu?threads=1", DType::F32)->Apply([](auto* b) { model_sizes(b, 64); });
+BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_f32, "cpu", DType::F32)->Apply([](auto* b) {
+  model_sizes(b, 1);
+});
+BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_f16, "cpu", DType::F16)->Apply([](auto* b) {
+  model_sizes(b, 1);
+});
+BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_bf16, "cpu", DType::BF16)->Apply([](auto* b) {
+  model_sizes(b, 1);
+});
+BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu1_f32, "cpu?threads=1", DType::F32)->Apply([](auto* b) {
+  model_sizes(b, 1);
+});
+BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu1_f16, "cpu?threads=1", DType::F16)->Apply([](auto* b) {
+  model_sizes(b, 1);
+});
+BENCHMARK_CAPTURE(BM_Matmul, prefill_cpu_f32, "cpu", DType::F32)->Apply([](auto* b) {
+  model_sizes(b, 64);
+});
+BENCHMARK_CAPTURE(BM_Matmul, prefill_cpu_f16, "cpu", DType::F16)->Apply([](auto* b) {
+  model_sizes(b, 64);
+});
+BENCHMARK_CAPTURE(BM_Matmul, prefill_cpu1_f32, "cpu?threads=1", DType::F32)->Apply([](auto* b) {
+  model_sizes(b, 64);
+});
 BENCHMARK_CAPTURE(BM_Matmul, gemv_ref_f32, "ref", DType::F32)
-    ->Args({1, 768, 256})->UseRealTime()->Unit(benchmark::kMicrosecond);
+    ->Args({1, 768, 256})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_Matmul, gemv_ref_f16, "ref", DType::F16)
-    ->Args({1, 768, 256})->UseRealTime()->Unit(benchmark::kMicrosecond);
+    ->Args({1, 768, 256})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_small_f32, "cpu", DType::F32)
-    ->Args({1, 768, 256})->UseRealTime()->Unit(benchmark::kMicrosecond);
+    ->Args({1, 768, 256})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_PoolDispatch)->Arg(2)->Arg(4)->UseRealTime();
-BENCHMARK_CAPTURE(BM_AttentionDecode, cpu, "cpu")->Arg(512)->UseRealTime()->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_AttentionDecode, ref, "ref")->Arg(512)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_AttentionDecode, cpu, "cpu")
+    ->Arg(512)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_AttentionDecode, ref, "ref")
+    ->Arg(512)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 }  // namespace
 }  // namespace tapml

@@ -103,13 +103,14 @@ Vocab make_vocab(int n) {
 
 void check(const Options& o) {
   TAPML_REQUIRE(!o.out.empty(), "--out is required");
-  TAPML_REQUIRE(o.dim > 0 && o.layers > 0 && o.heads > 0 && o.kv_heads > 0 && o.hidden > 0 &&
-              o.context > 0,
-          "sizes must be positive");
+  TAPML_REQUIRE(
+      o.dim > 0 && o.layers > 0 && o.heads > 0 && o.kv_heads > 0 && o.hidden > 0 && o.context > 0,
+      "sizes must be positive");
   TAPML_REQUIRE(o.dim % o.heads == 0, "--dim must be a multiple of --heads");
   TAPML_REQUIRE(o.heads % o.kv_heads == 0, "--heads must be a multiple of --kv-heads");
   TAPML_REQUIRE((o.dim / o.heads) % 2 == 0, "the head size (dim / heads) must be even for RoPE");
-  TAPML_REQUIRE(o.vocab >= 260, "--vocab must hold at least the 3 special and 256 byte pieces and one more");
+  TAPML_REQUIRE(o.vocab >= 260,
+                "--vocab must hold at least the 3 special and 256 byte pieces and one more");
   TAPML_REQUIRE(o.dtype == "f32" || o.dtype == "f16", "--dtype must be f32 or f16");
 }
 
@@ -135,8 +136,8 @@ void write_model(const Options& o) {
 
   gguf::Writer w;
   w.set_string("general.architecture", "llama");
-  w.set_string("general.name", "random-llama-" + std::to_string(parameter_count(o) / 1000000) +
-                                   "M-" + o.dtype);
+  w.set_string("general.name",
+               "random-llama-" + std::to_string(parameter_count(o) / 1000000) + "M-" + o.dtype);
   // llama.cpp's llama_ftype: 0 = all F32, 1 = mostly F16 (norms stay F32).
   w.set_u32("general.file_type", wtype == DType::F16 ? 1 : 0);
   w.set_u32("llama.context_length", uint32_t(o.context));
@@ -166,19 +167,21 @@ void write_model(const Options& o) {
     const uint64_t key = splitmix64(o.seed ^ fnv1a(name));
     const float sd = o.stddev;
     const DType dt = wtype;
-    w.add_tensor(name, dt, Shape{rows, cols}, [key, sd, dt](uint64_t offset, std::span<std::byte> chunk) {
-      const size_t es = dtype_size(dt);
-      const uint64_t first = offset / es;
-      const size_t n = chunk.size() / es;
-      if (dt == DType::F32) {
-        float* p = reinterpret_cast<float*>(chunk.data());
-        for (size_t i = 0; i < n; ++i) p[i] = normal_from_bits(splitmix64(key + first + i), sd);
-      } else {
-        uint16_t* p = reinterpret_cast<uint16_t*>(chunk.data());
-        for (size_t i = 0; i < n; ++i)
-          p[i] = f32_to_f16(normal_from_bits(splitmix64(key + first + i), sd));
-      }
-    });
+    w.add_tensor(name, dt, Shape{rows, cols},
+                 [key, sd, dt](uint64_t offset, std::span<std::byte> chunk) {
+                   const size_t es = dtype_size(dt);
+                   const uint64_t first = offset / es;
+                   const size_t n = chunk.size() / es;
+                   if (dt == DType::F32) {
+                     float* p = reinterpret_cast<float*>(chunk.data());
+                     for (size_t i = 0; i < n; ++i)
+                       p[i] = normal_from_bits(splitmix64(key + first + i), sd);
+                   } else {
+                     uint16_t* p = reinterpret_cast<uint16_t*>(chunk.data());
+                     for (size_t i = 0; i < n; ++i)
+                       p[i] = f32_to_f16(normal_from_bits(splitmix64(key + first + i), sd));
+                   }
+                 });
   };
   // Norm weights are ones and stay f32 whatever --dtype says, as llama.cpp's converters
   // keep every 1-D tensor in f32.
@@ -190,8 +193,10 @@ void write_model(const Options& o) {
   };
 
   for (const WeightSpec& spec : llama_weight_specs(config_of(o))) {
-    if (spec.norm) add_ones(spec.name, spec.shape[0]);
-    else add_random(spec.name, spec.shape[0], spec.shape[1]);
+    if (spec.norm)
+      add_ones(spec.name, spec.shape[0]);
+    else
+      add_random(spec.name, spec.shape[0], spec.shape[1]);
   }
   w.write(o.out);
 }
@@ -205,14 +210,16 @@ int main(int argc, char** argv) {
   app.add_option("--dim", o.dim, "embedding width")->capture_default_str();
   app.add_option("--layers", o.layers, "transformer blocks")->capture_default_str();
   app.add_option("--heads", o.heads, "attention heads")->capture_default_str();
-  app.add_option("--kv-heads", o.kv_heads, "key/value heads (grouped-query attention)")->capture_default_str();
+  app.add_option("--kv-heads", o.kv_heads, "key/value heads (grouped-query attention)")
+      ->capture_default_str();
   app.add_option("--hidden", o.hidden, "feed-forward width")->capture_default_str();
   app.add_option("--vocab", o.vocab, "vocabulary size (>= 260)")->capture_default_str();
   app.add_option("--context", o.context, "declared context length")->capture_default_str();
   app.add_option("--dtype", o.dtype, "weight matrices: f32 or f16")->capture_default_str();
   app.add_option("--seed", o.seed, "random seed")->capture_default_str();
   app.add_option("--stddev", o.stddev, "standard deviation of the weights")->capture_default_str();
-  app.add_flag("--tie-embeddings", o.tie_embeddings, "no output.weight: logits use token_embd.weight");
+  app.add_flag("--tie-embeddings", o.tie_embeddings,
+               "no output.weight: logits use token_embd.weight");
   CLI11_PARSE(app, argc, argv);
   try {
     check(o);

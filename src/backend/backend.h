@@ -45,9 +45,9 @@ struct Support {
 };
 
 struct BackendInfo {
-  std::string uri;          // as given to open_backend
-  std::string name;         // "ref", "cpu", ...
-  std::string device;       // human-readable device description
+  std::string uri;     // as given to open_backend
+  std::string name;    // "ref", "cpu", ...
+  std::string device;  // human-readable device description
   size_t max_buffer_bytes = SIZE_MAX;
   size_t memory_bytes = 0;  // 0 = unknown
 };

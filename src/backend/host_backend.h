@@ -29,7 +29,10 @@ class HostBackend : public Backend {
  protected:
   // The host address of a tensor (already bounds-checked by run()).
   std::byte* ptr(const DeviceTensor& t) const;
-  template <class T> T* data(const DeviceTensor& t) const { return reinterpret_cast<T*>(ptr(t)); }
+  template <class T>
+  T* data(const DeviceTensor& t) const {
+    return reinterpret_cast<T*>(ptr(t));
+  }
   virtual Support supports_op(const OpCall& call) const { return Support::yes(); }
   virtual void compute(const OpCall& call) = 0;
 

@@ -42,12 +42,13 @@ BackendUri BackendUri::parse(const std::string& uri) {
   size_t start = 0;
   while (start < query.size()) {
     size_t amp = query.find('&', start);
-    std::string kv = query.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
+    std::string kv =
+        query.substr(start, amp == std::string::npos ? std::string::npos : amp - start);
     start = amp == std::string::npos ? query.size() : amp + 1;
     if (kv.empty()) continue;
     auto eq = kv.find('=');
     TAPML_REQUIRE(eq != std::string::npos && eq > 0,
-            "backend URI '" + uri + "': parameter '" + kv + "' is not KEY=VALUE");
+                  "backend URI '" + uri + "': parameter '" + kv + "' is not KEY=VALUE");
     u.params[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
   return u;
@@ -59,7 +60,7 @@ int64_t BackendUri::int_param(const std::string& key, int64_t fallback) const {
   int64_t v = 0;
   auto [p, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
   TAPML_REQUIRE(ec == std::errc() && p == it->second.data() + it->second.size(),
-          "backend URI '" + text + "': " + key + "=" + it->second + " is not an integer");
+                "backend URI '" + text + "': " + key + "=" + it->second + " is not an integer");
   return v;
 }
 

@@ -13,9 +13,9 @@
 namespace tapml {
 
 struct BackendUri {
-  std::string text;    // the whole URI
-  std::string scheme;  // "cpu"
-  std::string target;  // what follows "scheme:" (or "scheme://") up to '?'
+  std::string text;                           // the whole URI
+  std::string scheme;                         // "cpu"
+  std::string target;                         // what follows "scheme:" (or "scheme://") up to '?'
   std::map<std::string, std::string> params;  // query parameters
 
   static BackendUri parse(const std::string& uri);

@@ -19,7 +19,8 @@ struct InfoArgs {
 void info(const InfoArgs& a) {
   if (a.backends) {
     register_builtin_backends();
-    for (auto& [scheme, desc] : registered_backends()) std::printf("%-8s %s\n", scheme.c_str(), desc.c_str());
+    for (auto& [scheme, desc] : registered_backends())
+      std::printf("%-8s %s\n", scheme.c_str(), desc.c_str());
     if (a.model.empty()) return;
   }
   TAPML_REQUIRE(!a.model.empty(), "info: give --model PATH or --backends");
@@ -30,11 +31,17 @@ void info(const InfoArgs& a) {
     j["path"] = m.path;
     j["format"] = m.format;
     j["arch"] = m.arch;
-    j["config"] = {{"dim", c.dim}, {"hidden_dim", c.hidden_dim}, {"n_layers", c.n_layers},
-                   {"n_heads", c.n_heads}, {"n_kv_heads", c.n_kv_heads},
-                   {"vocab_size", c.vocab_size}, {"max_seq_len", c.max_seq_len},
-                   {"head_dim", c.head_dim}, {"rope_dim", c.rope_dim},
-                   {"rope_base", c.rope_base}, {"rms_eps", c.rms_eps},
+    j["config"] = {{"dim", c.dim},
+                   {"hidden_dim", c.hidden_dim},
+                   {"n_layers", c.n_layers},
+                   {"n_heads", c.n_heads},
+                   {"n_kv_heads", c.n_kv_heads},
+                   {"vocab_size", c.vocab_size},
+                   {"max_seq_len", c.max_seq_len},
+                   {"head_dim", c.head_dim},
+                   {"rope_dim", c.rope_dim},
+                   {"rope_base", c.rope_base},
+                   {"rms_eps", c.rms_eps},
                    {"rope_pairing", c.rope_pairing == RopePairing::NeoX ? "neox" : "adjacent"},
                    {"shared_classifier", c.shared_classifier}};
     nlohmann::json ts = nlohmann::json::array();
@@ -46,7 +53,8 @@ void info(const InfoArgs& a) {
   }
   int64_t params = 0, bytes = 0;
   for (auto& [name, t] : m.weights) params += t.numel(), bytes += int64_t(t.nbytes());
-  std::printf("%s\n  format %s, architecture %s\n", m.path.c_str(), m.format.c_str(), m.arch.c_str());
+  std::printf("%s\n  format %s, architecture %s\n", m.path.c_str(), m.format.c_str(),
+              m.arch.c_str());
   std::printf("  dim %d, hidden %d, layers %d, heads %d, kv heads %d, head dim %d\n", c.dim,
               c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim);
   std::printf("  vocab %d, context %d, rope dim %d base %g (%s pairs), rms eps %g%s\n",

@@ -21,7 +21,8 @@ int main(int argc, char** argv) {
     known = known || (argc > 1 && sub->get_name() == argv[1]);
   }
   if (argc > 1 && argv[1][0] != '-' && !known) {
-    std::fprintf(stderr, "tapml: unknown command '%s' (commands: %s; see --help)\n", argv[1], names.c_str());
+    std::fprintf(stderr, "tapml: unknown command '%s' (commands: %s; see --help)\n", argv[1],
+                 names.c_str());
     return 1;
   }
   try {

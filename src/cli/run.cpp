@@ -88,8 +88,9 @@ void run(const RunArgs& a) {
   } else {
     std::fputc('\n', stdout);
     std::fflush(stdout);
-    std::fprintf(stderr, "[%d positions; prefill %d tokens at %.1f tok/s, decode %d tokens at %.1f tok/s]\n",
-                 r.positions, r.prompt_tokens, prefill_tps, r.decode_tokens, decode_tps);
+    std::fprintf(
+        stderr, "[%d positions; prefill %d tokens at %.1f tok/s, decode %d tokens at %.1f tok/s]\n",
+        r.positions, r.prompt_tokens, prefill_tps, r.decode_tokens, decode_tps);
   }
 }
 }  // namespace
@@ -106,16 +107,25 @@ void add_run(CLI::App& app) {
       "blk.N.rope_q, blk.N.kv_store, blk.N.attn, blk.N.ffn_act, output, ...) and op name\n"
       "(embedding, rmsnorm, matmul, rope, kv_store, attention, swiglu, add); first match wins.");
   c->add_option("--model", a->model, "model file: GGUF or llama2.c checkpoint")->required();
-  c->add_option("--tokenizer", a->tokenizer, "tokenizer file (llama2.c tokenizer.bin or GGUF); default: the one in the GGUF");
+  c->add_option("--tokenizer", a->tokenizer,
+                "tokenizer file (llama2.c tokenizer.bin or GGUF); default: the one in the GGUF");
   c->add_option("--prompt", a->prompt, "prompt text (default: empty, start from BOS)");
-  c->add_option("--steps", a->steps, "positions to run, prompt included (as llama2.c -n)")->check(CLI::Range(1, 1 << 20))->capture_default_str();
-  c->add_option("--temperature", a->temperature, "0 = greedy")->check(CLI::Range(0.0, 100.0))->capture_default_str();
-  c->add_option("--top-p", a->top_p, "nucleus sampling cut, (0, 1]")->check(CLI::Range(1e-6, 1.0))->capture_default_str();
+  c->add_option("--steps", a->steps, "positions to run, prompt included (as llama2.c -n)")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  c->add_option("--temperature", a->temperature, "0 = greedy")
+      ->check(CLI::Range(0.0, 100.0))
+      ->capture_default_str();
+  c->add_option("--top-p", a->top_p, "nucleus sampling cut, (0, 1]")
+      ->check(CLI::Range(1e-6, 1.0))
+      ->capture_default_str();
   c->add_option("--seed", a->seed, "random seed for sampling")->capture_default_str();
-  c->add_option("--backend", a->backend, "default backend URI (ref, cpu, cpu?threads=N)")->capture_default_str();
+  c->add_option("--backend", a->backend, "default backend URI (ref, cpu, cpu?threads=N)")
+      ->capture_default_str();
   c->add_option("--place", a->place, "placement rule REGEX=BACKEND (repeatable)");
   c->add_flag("--json", a->json, "print one JSON object (token_ids, text, speeds)");
-  c->add_option("--logits-out", a->logits_out, "write every position's f32 logits, row-major [positions, vocab]");
+  c->add_option("--logits-out", a->logits_out,
+                "write every position's f32 logits, row-major [positions, vocab]");
   c->callback([a] { run(*a); });
 }
 

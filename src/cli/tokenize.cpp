@@ -49,7 +49,9 @@ void tokenize(const TokenizeArgs& a) {
 void add_tokenize(CLI::App& app) {
   auto a = std::make_shared<TokenizeArgs>();
   CLI::App* c = app.add_subcommand("tokenize", "Print the token ids of a text");
-  c->footer("Example:\n  tapml tokenize --model stories260K.bin --tokenizer tok512.bin --text 'Once upon a time'");
+  c->footer(
+      "Example:\n  tapml tokenize --model stories260K.bin --tokenizer tok512.bin --text 'Once upon "
+      "a time'");
   c->add_option("--model", a->model, "model file, or a vocabulary-only GGUF")->required();
   c->add_option("--tokenizer", a->tokenizer, "tokenizer file; default: the one in the GGUF");
   c->add_option("--text", a->text, "text to tokenize")->required();

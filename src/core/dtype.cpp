@@ -9,20 +9,28 @@ namespace tapml {
 
 size_t dtype_size(DType t) {
   switch (t) {
-    case DType::F32: return 4;
-    case DType::F16: return 2;
-    case DType::BF16: return 2;
-    case DType::I32: return 4;
+    case DType::F32:
+      return 4;
+    case DType::F16:
+      return 2;
+    case DType::BF16:
+      return 2;
+    case DType::I32:
+      return 4;
   }
   return 0;
 }
 
 std::string_view dtype_name(DType t) {
   switch (t) {
-    case DType::F32: return "f32";
-    case DType::F16: return "f16";
-    case DType::BF16: return "bf16";
-    case DType::I32: return "i32";
+    case DType::F32:
+      return "f32";
+    case DType::F16:
+      return "f16";
+    case DType::BF16:
+      return "bf16";
+    case DType::I32:
+      return "i32";
   }
   return "?";
 }
@@ -45,7 +53,10 @@ float f16_to_f32(uint16_t h) {
       bits = sign;
     } else {  // subnormal: renormalize
       int e = -1;
-      do { mant <<= 1; ++e; } while ((mant & 0x400) == 0);
+      do {
+        mant <<= 1;
+        ++e;
+      } while ((mant & 0x400) == 0);
       bits = sign | uint32_t(127 - 15 - e) << 23 | (mant & 0x3ff) << 13;
     }
   } else if (exp == 31) {
@@ -65,7 +76,7 @@ uint16_t f32_to_f16(float f) {
   uint32_t ax = x & 0x7fffffffu;
   if (ax >= 0x7f800000u) return sign | 0x7c00 | (ax > 0x7f800000u ? 0x200 : 0);  // Inf / NaN
   if (ax >= 0x477ff000u) return sign | 0x7c00;  // rounds to >= 65520: overflow to Inf
-  if (ax < 0x38800000u) {  // below the smallest normal half: subnormal or zero
+  if (ax < 0x38800000u) {                       // below the smallest normal half: subnormal or zero
     float a;
     std::memcpy(&a, &ax, 4);
     // a * 2^24 rounded to nearest even gives the subnormal mantissa directly.

@@ -12,9 +12,9 @@ class Error : public std::runtime_error {
 
 // Throws Error(message) when cond is false. A macro so that the message, often built from
 // several strings, costs nothing unless the check fails: checks run on every op call.
-#define TAPML_REQUIRE(cond, message)                             \
-  do {                                                           \
-    if (!(cond)) throw ::tapml::Error(message);                  \
+#define TAPML_REQUIRE(cond, message)            \
+  do {                                          \
+    if (!(cond)) throw ::tapml::Error(message); \
   } while (0)
 
 }  // namespace tapml

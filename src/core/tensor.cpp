@@ -15,7 +15,9 @@ Tensor::Tensor(DType dtype, Shape shape) : dtype_(dtype), shape_(std::move(shape
 }
 
 Tensor::Tensor(DType dtype, Shape shape, const void* data, std::shared_ptr<const void> owner)
-    : dtype_(dtype), shape_(std::move(shape)), data_(static_cast<const std::byte*>(data)),
+    : dtype_(dtype),
+      shape_(std::move(shape)),
+      data_(static_cast<const std::byte*>(data)),
       owner_(std::move(owner)) {}
 
 Tensor Tensor::from_f32(Shape shape, std::span<const float> values) {
@@ -39,10 +41,14 @@ std::byte* Tensor::mutable_bytes() {
 
 float Tensor::get_f32(int64_t i) const {
   switch (dtype_) {
-    case DType::F32: return data<float>()[i];
-    case DType::F16: return f16_to_f32(data<uint16_t>()[i]);
-    case DType::BF16: return bf16_to_f32(data<uint16_t>()[i]);
-    case DType::I32: return float(data<int32_t>()[i]);
+    case DType::F32:
+      return data<float>()[i];
+    case DType::F16:
+      return f16_to_f32(data<uint16_t>()[i]);
+    case DType::BF16:
+      return bf16_to_f32(data<uint16_t>()[i]);
+    case DType::I32:
+      return float(data<int32_t>()[i]);
   }
   return 0;
 }
@@ -72,7 +78,7 @@ Tensor Tensor::reshaped(Shape shape) const {
 
 Tensor Tensor::slice_rows(int64_t begin, int64_t end) const {
   TAPML_REQUIRE(shape_.rank() >= 1 && 0 <= begin && begin <= end && end <= shape_[0],
-          "slice_rows out of range");
+                "slice_rows out of range");
   Tensor t = *this;
   size_t row_bytes = shape_[0] ? nbytes() / size_t(shape_[0]) : 0;
   t.data_ = data_ + size_t(begin) * row_bytes;

@@ -34,8 +34,14 @@ class Tensor {
   const std::byte* bytes() const { return data_; }
   // Writable access; only for tensors that own their storage (throws otherwise).
   std::byte* mutable_bytes();
-  template <class T> const T* data() const { return reinterpret_cast<const T*>(data_); }
-  template <class T> T* mutable_data() { return reinterpret_cast<T*>(mutable_bytes()); }
+  template <class T>
+  const T* data() const {
+    return reinterpret_cast<const T*>(data_);
+  }
+  template <class T>
+  T* mutable_data() {
+    return reinterpret_cast<T*>(mutable_bytes());
+  }
 
   // Element i converted to f32 (f32/f16/bf16/i32).
   float get_f32(int64_t i) const;

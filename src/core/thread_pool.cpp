@@ -32,7 +32,7 @@ constexpr auto kSpinTime = std::chrono::microseconds(200);
 
 ThreadPool::ThreadPool(int threads) : threads_(threads) {
   TAPML_REQUIRE(threads >= 1 && threads <= 1024,
-          "thread pool: " + std::to_string(threads) + " threads is out of range (1..1024)");
+                "thread pool: " + std::to_string(threads) + " threads is out of range (1..1024)");
   workers_.reserve(size_t(threads - 1));
   for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
@@ -70,8 +70,10 @@ void ThreadPool::dispatch(int64_t n, Task task, void* ctx) {
 
   // Ranges are near-equal, so the wait for the last worker is short: spin, then yield.
   for (int spins = 0; done_.load(std::memory_order_acquire) < ranges; ++spins) {
-    if (spins < 4096) cpu_relax();
-    else std::this_thread::yield();
+    if (spins < 4096)
+      cpu_relax();
+    else
+      std::this_thread::yield();
   }
   if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
 }

@@ -38,8 +38,9 @@ class ThreadPool {
       return;
     }
     using Fn = std::remove_reference_t<F>;
-    dispatch(n, [](void* ctx, int64_t b, int64_t e) { (*static_cast<Fn*>(ctx))(b, e); },
-             const_cast<void*>(static_cast<const void*>(&fn)));
+    dispatch(
+        n, [](void* ctx, int64_t b, int64_t e) { (*static_cast<Fn*>(ctx))(b, e); },
+        const_cast<void*>(static_cast<const void*>(&fn)));
   }
 
  private:

@@ -775,7 +775,7 @@ void Writer::set(const std::string& key, Value value) {
     const int64_t* s = std::get_if<int64_t>(&value.v);
     uint64_t x = u ? *u : (s && *s > 0 ? uint64_t(*s) : 0);
     TAPML_REQUIRE(value.type == ValueType::U32 && std::has_single_bit(x),
-            "gguf writer: general.alignment must be a U32 power of two");
+                  "gguf writer: general.alignment must be a U32 power of two");
     alignment_ = uint32_t(x);
   }
   for (auto& [k, v] : kv_) {
@@ -822,10 +822,10 @@ void Writer::set_alignment(uint32_t a) { set_u32("general.alignment", a); }
 void Writer::check_new_tensor(const std::string& name, DType dtype, const Shape& shape) const {
   TAPML_REQUIRE(!name.empty(), "gguf writer: empty tensor name");
   TAPML_REQUIRE(name.size() <= kMaxTensorName,
-          "gguf writer: tensor name '" + name + "' is longer than 64 bytes");
+                "gguf writer: tensor name '" + name + "' is longer than 64 bytes");
   ggml_type_of(dtype);
   TAPML_REQUIRE(shape.rank() >= 1 && shape.rank() <= kMaxDims,
-          "gguf writer: tensor '" + name + "' has rank " + str(shape.rank()) + " (1 to 4)");
+                "gguf writer: tensor '" + name + "' has rank " + str(shape.rank()) + " (1 to 4)");
   for (int64_t d : shape.dims())
     TAPML_REQUIRE(d >= 1, "gguf writer: tensor '" + name + "' has shape " + shape.str());
   for (const PendingTensor& t : tensors_)

@@ -23,8 +23,19 @@ namespace tapml::gguf {
 
 // GGUF metadata value types, numbered as in the specification.
 enum class ValueType : uint32_t {
-  U8 = 0, I8 = 1, U16 = 2, I16 = 3, U32 = 4, I32 = 5, F32 = 6, BOOL = 7, STRING = 8,
-  ARRAY = 9, U64 = 10, I64 = 11, F64 = 12,
+  U8 = 0,
+  I8 = 1,
+  U16 = 2,
+  I16 = 3,
+  U32 = 4,
+  I32 = 5,
+  F32 = 6,
+  BOOL = 7,
+  STRING = 8,
+  ARRAY = 9,
+  U64 = 10,
+  I64 = 11,
+  F64 = 12,
 };
 
 struct Value;
@@ -113,7 +124,7 @@ class File {
   std::map<std::string, Value> kv_;
   std::vector<TensorInfo> tensors_;
   std::map<std::string, size_t> tensor_index_;  // name -> position in tensors_
-  std::shared_ptr<const void> mapping_;  // keeps the file mapped
+  std::shared_ptr<const void> mapping_;         // keeps the file mapped
   const uint8_t* base_ = nullptr;
   uint64_t size_ = 0;
   uint64_t data_offset_ = 0;
@@ -148,8 +159,8 @@ class Writer {
     std::string name;
     DType dtype;
     Shape shape;
-    Tensor data;       // set for add_tensor(name, t)
-    TensorFill fill;   // set for the streaming overload
+    Tensor data;      // set for add_tensor(name, t)
+    TensorFill fill;  // set for the streaming overload
   };
   void check_new_tensor(const std::string& name, DType dtype, const Shape& shape) const;
 

@@ -18,15 +18,15 @@ enum class RopePairing : int {
 };
 
 struct LlamaConfig {
-  int dim = 0;           // embedding width
-  int hidden_dim = 0;    // feed-forward width
+  int dim = 0;         // embedding width
+  int hidden_dim = 0;  // feed-forward width
   int n_layers = 0;
   int n_heads = 0;
   int n_kv_heads = 0;
   int vocab_size = 0;
-  int max_seq_len = 0;   // context length
-  int head_dim = 0;      // dim / n_heads unless the file says otherwise
-  int rope_dim = 0;      // rotated dimensions per head (<= head_dim)
+  int max_seq_len = 0;  // context length
+  int head_dim = 0;     // dim / n_heads unless the file says otherwise
+  int rope_dim = 0;     // rotated dimensions per head (<= head_dim)
   float rope_base = 10000.0f;
   float rms_eps = 1e-5f;
   RopePairing rope_pairing = RopePairing::Adjacent;
@@ -50,8 +50,8 @@ ModelFile load_llama2c(const std::string& path);
 // The same from `size` bytes at `data`, which `owner` keeps alive (may be null when the
 // caller keeps the bytes alive for as long as the weights are used, as a fuzzer does).
 // `name` stands for the path in messages.
-ModelFile load_llama2c_memory(std::shared_ptr<const void> owner, const uint8_t* data,
-                              size_t size, std::string name);
+ModelFile load_llama2c_memory(std::shared_ptr<const void> owner, const uint8_t* data, size_t size,
+                              std::string name);
 // Why `data` does not start with a plausible llama2.c v0 header, or "" when it does (used to
 // tell a llama2.c checkpoint from other files, which have no magic number to go by).
 std::string llama2c_header_problem(const uint8_t* data, size_t size);

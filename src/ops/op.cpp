@@ -8,7 +8,10 @@ namespace tapml {
 
 void Attrs::set(const std::string& name, double value) {
   for (auto& [k, v] : items_)
-    if (k == name) { v = value; return; }
+    if (k == name) {
+      v = value;
+      return;
+    }
   items_.emplace_back(name, value);
 }
 
@@ -27,7 +30,7 @@ double Attrs::get(std::string_view name) const {
 int64_t Attrs::get_int(std::string_view name) const {
   double v = get(name);
   TAPML_REQUIRE(std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 9e15,
-          "attribute '" + std::string(name) + "' must be an integer");
+                "attribute '" + std::string(name) + "' must be an integer");
   return int64_t(v);
 }
 
@@ -43,7 +46,8 @@ std::string desc(const TensorType& t) {
 #define expect(ok, op, what) TAPML_REQUIRE(ok, std::string(op) + ": " + (what))
 
 void expect_count(Types in, size_t n, std::string_view op) {
-  expect(in.size() == n, op, "takes " + std::to_string(n) + " inputs, got " + std::to_string(in.size()));
+  expect(in.size() == n, op,
+         "takes " + std::to_string(n) + " inputs, got " + std::to_string(in.size()));
 }
 
 void expect_matrix(const TensorType& t, std::string_view op, const char* name) {
@@ -71,7 +75,8 @@ std::vector<TensorType> infer_embedding(Types in, const Attrs&) {
   expect_count(in, 2, op);
   expect_matrix(in[0], op, "table");
   expect_weight(in[0], op, "table");
-  expect(in[1].dtype == DType::I32 && in[1].shape.rank() == 1, op, "ids must be i32 [T], got " + desc(in[1]));
+  expect(in[1].dtype == DType::I32 && in[1].shape.rank() == 1, op,
+         "ids must be i32 [T], got " + desc(in[1]));
   return {{DType::F32, Shape{in[1].shape[0], in[0].shape[1]}}};
 }
 
@@ -81,7 +86,8 @@ std::vector<TensorType> infer_rmsnorm(Types in, const Attrs& a) {
   expect_matrix(in[0], op, "x");
   expect_f32(in[0], op, "x");
   expect_weight(in[1], op, "weight");
-  expect(in[1].shape == Shape{in[0].shape[1]}, op, "weight " + desc(in[1]) + " does not fit x " + desc(in[0]));
+  expect(in[1].shape == Shape{in[0].shape[1]}, op,
+         "weight " + desc(in[1]) + " does not fit x " + desc(in[0]));
   double eps = a.get("eps");
   expect(eps >= 0 && std::isfinite(eps), op, "eps must be finite and non-negative");
   return {in[0]};
@@ -125,7 +131,8 @@ std::vector<TensorType> infer_kv_store(Types in, const Attrs&) {
   }
   expect(in[0].shape == in[1].shape, op, "k_cache and v_cache differ");
   expect(in[2].shape == in[3].shape, op, "k and v differ");
-  expect(in[2].shape[1] == in[0].shape[1], op, "k " + desc(in[2]) + " does not fit cache " + desc(in[0]));
+  expect(in[2].shape[1] == in[0].shape[1], op,
+         "k " + desc(in[2]) + " does not fit cache " + desc(in[0]));
   expect(in[2].shape[0] <= in[0].shape[0], op, "more rows than the cache holds");
   expect(in[4].dtype == DType::I32 && in[4].shape == Shape{1}, op, "pos must be i32 [1]");
   return {in[0], in[1]};
@@ -171,12 +178,27 @@ const std::vector<OpDef>& catalog() {
       {"embedding", {"table", "ids"}, {"out"}, {}, {-1}, infer_embedding, no_reduction},
       {"rmsnorm", {"x", "weight"}, {"out"}, {"eps"}, {-1}, infer_rmsnorm, reduce_cols},
       {"matmul", {"x", "w"}, {"out"}, {}, {-1}, infer_matmul, reduce_cols},
-      {"rope", {"x", "pos"}, {"out"}, {"n_heads", "head_dim", "rope_dim", "base", "pairing"},
-       {-1}, infer_rope, no_reduction},
-      {"kv_store", {"k_cache", "v_cache", "k", "v", "pos"}, {"k_cache", "v_cache"}, {},
-       {0, 1}, infer_kv_store, no_reduction},
-      {"attention", {"q", "k", "v"}, {"out"}, {"n_heads", "n_kv_heads", "head_dim", "scale"},
-       {-1}, infer_attention, reduce_attention},
+      {"rope",
+       {"x", "pos"},
+       {"out"},
+       {"n_heads", "head_dim", "rope_dim", "base", "pairing"},
+       {-1},
+       infer_rope,
+       no_reduction},
+      {"kv_store",
+       {"k_cache", "v_cache", "k", "v", "pos"},
+       {"k_cache", "v_cache"},
+       {},
+       {0, 1},
+       infer_kv_store,
+       no_reduction},
+      {"attention",
+       {"q", "k", "v"},
+       {"out"},
+       {"n_heads", "n_kv_heads", "head_dim", "scale"},
+       {-1},
+       infer_attention,
+       reduce_attention},
       {"swiglu", {"gate", "up"}, {"out"}, {}, {-1}, infer_swiglu, no_reduction},
       {"add", {"a", "b"}, {"out"}, {}, {-1}, infer_add, no_reduction},
   };

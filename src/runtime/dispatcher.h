@@ -21,11 +21,11 @@ class Dispatcher;
 
 // One op call as observers see it.
 struct CallEvent {
-  uint64_t index = 0;      // call number since the dispatcher was made
-  std::string site;        // "blk.3.attn_q"
-  int layer = -1;          // 3 for blk.3.*, -1 elsewhere
-  std::string phase;       // "prefill", "decode_1", ... as set by the session
-  std::string backend;     // URI of the backend that runs it
+  uint64_t index = 0;            // call number since the dispatcher was made
+  std::string site;              // "blk.3.attn_q"
+  int layer = -1;                // 3 for blk.3.*, -1 elsewhere
+  std::string phase;             // "prefill", "decode_1", ... as set by the session
+  std::string backend;           // URI of the backend that runs it
   const OpCall* call = nullptr;  // device tensors on that backend
   std::vector<Val> inputs, outputs;
 };
@@ -41,9 +41,9 @@ class CallObserver {
 
 // Bytes and counts that crossed into each backend, by kind.
 struct TransferStats {
-  int64_t weight_uploads = 0, weight_bytes = 0;          // host -> backend, weights
-  int64_t input_uploads = 0, input_bytes = 0;            // host -> backend, step inputs
-  int64_t activation_moves = 0, activation_bytes = 0;    // backend -> backend, via host
+  int64_t weight_uploads = 0, weight_bytes = 0;        // host -> backend, weights
+  int64_t input_uploads = 0, input_bytes = 0;          // host -> backend, step inputs
+  int64_t activation_moves = 0, activation_bytes = 0;  // backend -> backend, via host
   int64_t calls = 0;
 };
 

@@ -13,10 +13,11 @@ GenerateResult generate(Session& session, const std::vector<int>& prompt,
   const int ctx = session.context();
   TAPML_REQUIRE(!prompt.empty(), "the prompt holds no tokens (not even BOS)");
   TAPML_REQUIRE(o.steps >= int(prompt.size()),
-          "--steps " + std::to_string(o.steps) + " is shorter than the prompt's " +
-              std::to_string(prompt.size()) + " tokens (steps count positions, prompt included)");
+                "--steps " + std::to_string(o.steps) + " is shorter than the prompt's " +
+                    std::to_string(prompt.size()) +
+                    " tokens (steps count positions, prompt included)");
   TAPML_REQUIRE(o.steps <= ctx, "--steps " + std::to_string(o.steps) +
-                              " exceeds the session's context length " + std::to_string(ctx));
+                                    " exceeds the session's context length " + std::to_string(ctx));
   Sampler sampler(o.temperature, o.top_p, o.seed);
   using clock = std::chrono::steady_clock;
   const int V = session.config().vocab_size;

@@ -12,7 +12,10 @@ void Placement::add_rule(const std::string& rule) {
   int depth = 0;
   for (size_t i = 0; i < rule.size(); ++i) {
     char c = rule[i];
-    if (c == '\\') { ++i; continue; }
+    if (c == '\\') {
+      ++i;
+      continue;
+    }
     if (c == '[' || c == '(') ++depth;
     if ((c == ']' || c == ')') && depth > 0) --depth;
     if (c == '=' && depth == 0) return add_rule(rule.substr(0, i), rule.substr(i + 1));
@@ -24,7 +27,8 @@ void Placement::add_rule(const std::string& pattern, const std::string& uri) {
   TAPML_REQUIRE(!pattern.empty(), "placement rule with an empty pattern");
   TAPML_REQUIRE(!uri.empty(), "placement rule '" + pattern + "=' names no backend");
   try {
-    rules_.push_back({pattern, std::regex(pattern, std::regex::ECMAScript | std::regex::optimize), uri});
+    rules_.push_back(
+        {pattern, std::regex(pattern, std::regex::ECMAScript | std::regex::optimize), uri});
   } catch (const std::regex_error& e) {
     throw Error("placement rule '" + pattern + "': bad regular expression (" + e.what() + ")");
   }

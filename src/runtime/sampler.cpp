@@ -39,7 +39,9 @@ int Sampler::sample(std::span<const float> logits) {
   std::iota(order.begin(), order.end(), 0);
   size_t keep = p.size();
   if (top_p_ < 1) {
-    std::sort(order.begin(), order.end(), [&](int a, int b) { return p[size_t(a)] > p[size_t(b)] || (p[size_t(a)] == p[size_t(b)] && a < b); });
+    std::sort(order.begin(), order.end(), [&](int a, int b) {
+      return p[size_t(a)] > p[size_t(b)] || (p[size_t(a)] == p[size_t(b)] && a < b);
+    });
     double cum = 0;
     for (keep = 0; keep < order.size();) {
       cum += p[size_t(order[keep++])];

@@ -7,7 +7,9 @@
 
 namespace tapml {
 
-namespace gguf { class File; }
+namespace gguf {
+class File;
+}
 
 // `tokenizer_path` may be empty when `embedded` holds a vocabulary. Throws Error when there
 // is no tokenizer to be had or its size differs from `model_vocab_size`.

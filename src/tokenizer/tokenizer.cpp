@@ -22,8 +22,10 @@ size_t utf8_char_len(std::string_view s, size_t pos) {
   auto c0 = static_cast<unsigned char>(s[pos]);
   size_t len = 0;
   unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-  if (c0 < 0x80) return 1;
-  else if (c0 >= 0xC2 && c0 <= 0xDF) len = 2;
+  if (c0 < 0x80)
+    return 1;
+  else if (c0 >= 0xC2 && c0 <= 0xDF)
+    len = 2;
   else if (c0 >= 0xE0 && c0 <= 0xEF) {
     len = 3;
     if (c0 == 0xE0) lo = 0xA0;  // overlong
@@ -90,13 +92,13 @@ Tokenizer::Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
   TAPML_REQUIRE(n > 0, "tokenizer: the vocabulary is empty");
   TAPML_REQUIRE(n <= size_t(INT32_MAX), "tokenizer: the vocabulary is too large");
   TAPML_REQUIRE(vocab_.scores.size() == n && vocab_.kinds.size() == n,
-          "tokenizer: the vocabulary has " + std::to_string(n) + " pieces but " +
-              std::to_string(vocab_.scores.size()) + " scores and " +
-              std::to_string(vocab_.kinds.size()) + " kinds");
+                "tokenizer: the vocabulary has " + std::to_string(n) + " pieces but " +
+                    std::to_string(vocab_.scores.size()) + " scores and " +
+                    std::to_string(vocab_.kinds.size()) + " kinds");
   auto check_id = [&](int id, const char* what) {
-    TAPML_REQUIRE(id >= 0 && size_t(id) < n, std::string("tokenizer: the ") + what + " id " +
-                                           std::to_string(id) + " is outside the vocabulary of " +
-                                           std::to_string(n) + " pieces");
+    TAPML_REQUIRE(id >= 0 && size_t(id) < n,
+                  std::string("tokenizer: the ") + what + " id " + std::to_string(id) +
+                      " is outside the vocabulary of " + std::to_string(n) + " pieces");
   };
   check_id(vocab_.bos, "BOS");
   check_id(vocab_.eos, "EOS");
@@ -130,26 +132,28 @@ std::vector<int> Tokenizer::encode(std::string_view text, bool add_bos) const {
   s.reserve(text.size() + vocab_.space.size() * 4);
   if (vocab_.add_space_prefix) s += vocab_.space;
   for (char c : text) {
-    if (c == ' ') s += vocab_.space;
-    else s += c;
+    if (c == ' ')
+      s += vocab_.space;
+    else
+      s += c;
   }
   TAPML_REQUIRE(s.size() <= UINT32_MAX, "tokenizer: text of " + std::to_string(text.size()) +
-                                      " bytes is too long to encode");
+                                            " bytes is too long to encode");
 
   std::vector<Symbol> symbols;
   symbols.reserve(s.size());
   for (size_t pos = 0; pos < s.size();) {
     size_t len = utf8_char_len(s, pos);
     int index = int(symbols.size());
-    symbols.push_back({uint32_t(pos), uint32_t(len), index - 1,
-                       pos + len == s.size() ? -1 : index + 1});
+    symbols.push_back(
+        {uint32_t(pos), uint32_t(len), index - 1, pos + len == s.size() ? -1 : index + 1});
     pos += len;
   }
 
   std::vector<Candidate> storage;
   storage.reserve(symbols.size());
-  std::priority_queue<Candidate, std::vector<Candidate>, WorseCandidate> queue(
-      WorseCandidate{}, std::move(storage));
+  std::priority_queue<Candidate, std::vector<Candidate>, WorseCandidate> queue(WorseCandidate{},
+                                                                               std::move(storage));
   std::string joined;
   auto consider = [&](int left, int right) {
     if (left < 0 || right < 0) return;
@@ -196,8 +200,8 @@ std::vector<int> Tokenizer::encode(std::string_view text, bool add_bos) const {
 
 std::string Tokenizer::decode_token(int prev, int token) const {
   TAPML_REQUIRE(token >= 0 && token < vocab_.size(),
-          "tokenizer: token id " + std::to_string(token) + " is outside the vocabulary of " +
-              std::to_string(vocab_.size()) + " pieces");
+                "tokenizer: token id " + std::to_string(token) + " is outside the vocabulary of " +
+                    std::to_string(vocab_.size()) + " pieces");
   const std::string& piece = vocab_.pieces[size_t(token)];
   switch (vocab_.kinds[size_t(token)]) {
     case TokenKind::Control:

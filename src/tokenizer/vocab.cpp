@@ -59,7 +59,7 @@ struct Reader {
 
 Vocab load_llama2c_vocab(const std::string& path, int vocab_size) {
   TAPML_REQUIRE(vocab_size > 0, path + ": the model's vocab_size is " + std::to_string(vocab_size) +
-                              ", it must be positive");
+                                    ", it must be positive");
   std::ifstream in(path, std::ios::binary);
   TAPML_REQUIRE(bool(in), path + ": cannot open the tokenizer file (" + std::strerror(errno) + ")");
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -68,13 +68,13 @@ Vocab load_llama2c_vocab(const std::string& path, int vocab_size) {
   Reader r{bytes};
   int32_t max_len = 0;
   TAPML_REQUIRE(r.read(&max_len, 4),
-          path + ": not a llama2.c tokenizer: " + std::to_string(bytes.size()) +
-              " bytes, too short for the max_token_length header");
+                path + ": not a llama2.c tokenizer: " + std::to_string(bytes.size()) +
+                    " bytes, too short for the max_token_length header");
   // A piece longer than the header's bound would overflow llama2.c's own merge buffer, so
   // the bound is part of the format; 1 MiB is far beyond any real tokenizer.
-  TAPML_REQUIRE(max_len > 0 && max_len <= (1 << 20),
-          path + ": max_token_length is " + std::to_string(max_len) +
-              ", not a llama2.c tokenizer.bin");
+  TAPML_REQUIRE(
+      max_len > 0 && max_len <= (1 << 20),
+      path + ": max_token_length is " + std::to_string(max_len) + ", not a llama2.c tokenizer.bin");
 
   Vocab v;
   v.space = " ";
@@ -90,14 +90,15 @@ Vocab load_llama2c_vocab(const std::string& path, int vocab_size) {
     if (r.left() == 0) return false;
     int32_t len = 0;
     TAPML_REQUIRE(r.read(&score, 4) && r.read(&len, 4),
-            path + ": truncated in the header of token " + std::to_string(index));
-    TAPML_REQUIRE(!std::isnan(score), path + ": token " + std::to_string(index) + " has a NaN score");
+                  path + ": truncated in the header of token " + std::to_string(index));
+    TAPML_REQUIRE(!std::isnan(score),
+                  path + ": token " + std::to_string(index) + " has a NaN score");
     TAPML_REQUIRE(len >= 0 && len <= max_len,
-            path + ": token " + std::to_string(index) + " has length " + std::to_string(len) +
-                " (max_token_length is " + std::to_string(max_len) + ")");
-    TAPML_REQUIRE(r.left() >= size_t(len),
-            path + ": truncated in token " + std::to_string(index) + " (needs " +
-                std::to_string(len) + " bytes, " + std::to_string(r.left()) + " left)");
+                  path + ": token " + std::to_string(index) + " has length " + std::to_string(len) +
+                      " (max_token_length is " + std::to_string(max_len) + ")");
+    TAPML_REQUIRE(r.left() >= size_t(len), path + ": truncated in token " + std::to_string(index) +
+                                               " (needs " + std::to_string(len) + " bytes, " +
+                                               std::to_string(r.left()) + " left)");
     piece.assign(bytes.data() + r.pos, size_t(len));
     r.pos += size_t(len);
     return true;
@@ -110,13 +111,13 @@ Vocab load_llama2c_vocab(const std::string& path, int vocab_size) {
     v.scores.push_back(score);
   }
   TAPML_REQUIRE(v.size() == vocab_size, path + ": tokenizer has " + std::to_string(v.size()) +
-                                      " tokens, the model expects " +
-                                      std::to_string(vocab_size));
+                                            " tokens, the model expects " +
+                                            std::to_string(vocab_size));
   // Extra tokens mean the tokenizer belongs to another model; count them for the message.
   int extra = 0;
   while (read_token(vocab_size + extra, score, piece)) ++extra;
   TAPML_REQUIRE(extra == 0, path + ": tokenizer has " + std::to_string(vocab_size + extra) +
-                          " tokens, the model expects " + std::to_string(vocab_size));
+                                " tokens, the model expects " + std::to_string(vocab_size));
 
   v.kinds = inferred_kinds(v);
   return v;
@@ -125,11 +126,11 @@ Vocab load_llama2c_vocab(const std::string& path, int vocab_size) {
 Vocab load_gguf_vocab(const gguf::File& file) {
   const std::string& path = file.path();
   TAPML_REQUIRE(file.has("tokenizer.ggml.model"),
-          path + ": no tokenizer.ggml.model: the file has no embedded tokenizer");
+                path + ": no tokenizer.ggml.model: the file has no embedded tokenizer");
   const std::string& model = file.get_string("tokenizer.ggml.model");
   TAPML_REQUIRE(model == "llama", path + ": tokenizer model is \"" + model +
-                                "\"; only SentencePiece \"llama\" vocabularies are supported "
-                                "so far");
+                                      "\"; only SentencePiece \"llama\" vocabularies are supported "
+                                      "so far");
 
   const gguf::Array& tokens = file.get_array("tokenizer.ggml.tokens");
   TAPML_REQUIRE(!tokens.empty(), path + ": tokenizer.ggml.tokens is empty");
@@ -141,7 +142,7 @@ Vocab load_gguf_vocab(const gguf::File& file) {
   for (size_t i = 0; i < n; ++i) {
     const auto* s = std::get_if<std::string>(&tokens[i].v);
     TAPML_REQUIRE(s != nullptr,
-            path + ": tokenizer.ggml.tokens[" + std::to_string(i) + "] is not a string");
+                  path + ": tokenizer.ggml.tokens[" + std::to_string(i) + "] is not a string");
     v.pieces.push_back(*s);
   }
 
@@ -149,20 +150,20 @@ Vocab load_gguf_vocab(const gguf::File& file) {
   if (file.has("tokenizer.ggml.scores")) {
     const gguf::Array& scores = file.get_array("tokenizer.ggml.scores");
     TAPML_REQUIRE(scores.size() == n, path + ": tokenizer.ggml.scores has " +
-                                    std::to_string(scores.size()) + " entries for " +
-                                    std::to_string(n) + " tokens");
+                                          std::to_string(scores.size()) + " entries for " +
+                                          std::to_string(n) + " tokens");
     for (size_t i = 0; i < n; ++i) {
       const auto* d = std::get_if<double>(&scores[i].v);
       TAPML_REQUIRE(d != nullptr && !std::isnan(*d),
-              path + ": tokenizer.ggml.scores[" + std::to_string(i) + "] is not a number");
+                    path + ": tokenizer.ggml.scores[" + std::to_string(i) + "] is not a number");
       v.scores[i] = float(*d);
     }
   }
 
   auto id_or = [&](const std::string& key, int fallback) {
     uint64_t id = file.get_uint_or(key, uint64_t(fallback));
-    TAPML_REQUIRE(id < n, path + ": " + key + " is " + std::to_string(id) + ", the vocabulary has " +
-                        std::to_string(n) + " tokens");
+    TAPML_REQUIRE(id < n, path + ": " + key + " is " + std::to_string(id) +
+                              ", the vocabulary has " + std::to_string(n) + " tokens");
     return int(id);
   };
   v.bos = id_or("tokenizer.ggml.bos_token_id", 1);
@@ -174,15 +175,17 @@ Vocab load_gguf_vocab(const gguf::File& file) {
   if (file.has("tokenizer.ggml.token_type")) {
     const gguf::Array& types = file.get_array("tokenizer.ggml.token_type");
     TAPML_REQUIRE(types.size() == n, path + ": tokenizer.ggml.token_type has " +
-                                   std::to_string(types.size()) + " entries for " +
-                                   std::to_string(n) + " tokens");
+                                         std::to_string(types.size()) + " entries for " +
+                                         std::to_string(n) + " tokens");
     v.kinds.resize(n);
     for (size_t i = 0; i < n; ++i) {
       int64_t t = -1;
-      if (const auto* s = std::get_if<int64_t>(&types[i].v)) t = *s;
-      else if (const auto* u = std::get_if<uint64_t>(&types[i].v)) t = int64_t(*u);
+      if (const auto* s = std::get_if<int64_t>(&types[i].v))
+        t = *s;
+      else if (const auto* u = std::get_if<uint64_t>(&types[i].v))
+        t = int64_t(*u);
       TAPML_REQUIRE(t >= 0 && t <= 6, path + ": tokenizer.ggml.token_type[" + std::to_string(i) +
-                                    "] is " + std::to_string(t) + ", expected 0..6");
+                                          "] is " + std::to_string(t) + ", expected 0..6");
       // 0 is llama.cpp's "undefined"; it behaves as a normal piece there too.
       v.kinds[i] = t == 0 ? TokenKind::Normal : TokenKind(int(t));
     }

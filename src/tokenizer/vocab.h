@@ -6,16 +6,25 @@
 
 namespace tapml {
 
-namespace gguf { class File; }
+namespace gguf {
+class File;
+}
 
-enum class TokenKind : int { Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 };
+enum class TokenKind : int {
+  Normal = 1,
+  Unknown = 2,
+  Control = 3,
+  UserDefined = 4,
+  Unused = 5,
+  Byte = 6
+};
 
 struct Vocab {
   std::vector<std::string> pieces;  // as stored: SentencePiece "▁" for spaces, or " "
   std::vector<float> scores;
   std::vector<TokenKind> kinds;
   int bos = 1, eos = 2, unk = 0;
-  bool add_space_prefix = true;     // SentencePiece's dummy prefix
+  bool add_space_prefix = true;        // SentencePiece's dummy prefix
   std::string space = "\xE2\x96\x81";  // what a space is written as in pieces
 
   int size() const { return int(pieces.size()); }

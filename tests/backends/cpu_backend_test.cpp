@@ -3,17 +3,16 @@
 #include "backends/cpu/cpu_backend.h"
 
 #include <gtest/gtest.h>
+#include <hwy/targets.h>
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <set>
 #include <string>
 #include <vector>
-
-#include <hwy/targets.h>
 
 #include "backends/cpu/kernels.h"
 #include "backends/ref/ref_backend.h"
@@ -166,8 +165,10 @@ TEST_F(CpuVsRef, MatmulLargeEnoughToThread) {
   // Several weight chunks per thread (prefill path), ranges not aligned to chunks, K with a
   // remainder after whole vectors.
   for (DType wt : kWeightTypes)
-    for (auto [T, K, N] : {std::tuple<int64_t, int64_t, int64_t>{1, 768, 301}, {64, 200, 150},
-                           {9, 1030, 70}, {6, 24, 2000}}) {
+    for (auto [T, K, N] : {std::tuple<int64_t, int64_t, int64_t>{1, 768, 301},
+                           {64, 200, 150},
+                           {9, 1030, 70},
+                           {6, 24, 2000}}) {
       auto x = rng_.normal(T * K), w = rng_.normal(N * K, 0.05f);
       compare("matmul", {}, {from_f32({T, K}, x), from_f32({N, K}, w, wt)},
               std::string(dtype_name(wt)) + " " + dims({{"T", T}, {"K", K}, {"N", N}}));
@@ -208,12 +209,18 @@ TEST_F(CpuVsRef, Rmsnorm) {
 }
 
 TEST_F(CpuVsRef, Rope) {
-  struct Case { int64_t H, hd, rd; };
+  struct Case {
+    int64_t H, hd, rd;
+  };
   for (int pairing : {0, 1})
-    for (Case c : {Case{4, 16, 16}, Case{8, 64, 64}, Case{3, 20, 8}, Case{2, 128, 64}, Case{1, 2, 2}})
+    for (Case c :
+         {Case{4, 16, 16}, Case{8, 64, 64}, Case{3, 20, 8}, Case{2, 128, 64}, Case{1, 2, 2}})
       for (int64_t T : {1, 7, 200}) {
-        Attrs attrs{{"n_heads", double(c.H)}, {"head_dim", double(c.hd)}, {"rope_dim", double(c.rd)},
-                    {"base", 10000.0}, {"pairing", double(pairing)}};
+        Attrs attrs{{"n_heads", double(c.H)},
+                    {"head_dim", double(c.hd)},
+                    {"rope_dim", double(c.rd)},
+                    {"base", 10000.0},
+                    {"pairing", double(pairing)}};
         compare("rope", attrs,
                 {from_f32({T, c.H * c.hd}, rng_.normal(T * c.H * c.hd)),
                  from_i32({T}, rng_.ints(T, 0, 5000))},
@@ -249,13 +256,17 @@ TEST_F(CpuVsRef, KvStoreRejectsBadPositions) {
 }
 
 TEST_F(CpuVsRef, Attention) {
-  struct Case { int64_t H, KV, hd; };
+  struct Case {
+    int64_t H, KV, hd;
+  };
   for (Case c : {Case{8, 4, 16}, Case{8, 2, 20}, Case{8, 8, 64}, Case{4, 1, 3}, Case{2, 2, 128}})
     for (int64_t T : {1, 7})
       for (int64_t extra : {0, 5, 33}) {
         const int64_t P = T + extra;
-        Attrs attrs{{"n_heads", double(c.H)}, {"n_kv_heads", double(c.KV)},
-                    {"head_dim", double(c.hd)}, {"scale", 1.0 / std::sqrt(double(c.hd))}};
+        Attrs attrs{{"n_heads", double(c.H)},
+                    {"n_kv_heads", double(c.KV)},
+                    {"head_dim", double(c.hd)},
+                    {"scale", 1.0 / std::sqrt(double(c.hd))}};
         compare("attention", attrs,
                 {from_f32({T, c.H * c.hd}, rng_.normal(T * c.H * c.hd)),
                  from_f32({P, c.KV * c.hd}, rng_.normal(P * c.KV * c.hd)),
@@ -267,8 +278,8 @@ TEST_F(CpuVsRef, Attention) {
 TEST_F(CpuVsRef, AttentionWithPeakedScores) {
   // Large scores make the softmax nearly one-hot: checks the max subtraction.
   const int64_t H = 4, KV = 2, hd = 32, T = 3, P = 50;
-  Attrs attrs{{"n_heads", double(H)}, {"n_kv_heads", double(KV)}, {"head_dim", double(hd)},
-              {"scale", 1.0}};
+  Attrs attrs{
+      {"n_heads", double(H)}, {"n_kv_heads", double(KV)}, {"head_dim", double(hd)}, {"scale", 1.0}};
   compare("attention", attrs,
           {from_f32({T, H * hd}, rng_.normal(T * H * hd, 3.0f)),
            from_f32({P, KV * hd}, rng_.normal(P * KV * hd, 3.0f)),
@@ -349,8 +360,8 @@ TEST_F(CpuVsRef, EveryCompiledSimdTarget) {
             {from_f32({3, 144}, rng_.normal(3 * 144)), from_f32({20, 72}, rng_.normal(20 * 72)),
              from_f32({20, 72}, rng_.normal(20 * 72))},
             name);
-    compare("swiglu", {}, {from_f32({3, 29}, rng_.normal(87, 4.0f)), from_f32({3, 29}, rng_.normal(87))},
-            name);
+    compare("swiglu", {},
+            {from_f32({3, 29}, rng_.normal(87, 4.0f)), from_f32({3, 29}, rng_.normal(87))}, name);
     compare("add", {}, {from_f32({3, 29}, rng_.normal(87)), from_f32({3, 29}, rng_.normal(87))},
             name, 1e-7);
   }
@@ -366,19 +377,23 @@ TEST(CpuBackend, OneThreadMatchesThree) {
   Rng rng(99);
   for (DType wt : kWeightTypes) {
     const int64_t T = 11, K = 300, N = 97;
-    std::vector<Input> in = {from_f32({T, K}, rng.normal(T * K)), from_f32({N, K}, rng.normal(N * K), wt)};
+    std::vector<Input> in = {from_f32({T, K}, rng.normal(T * K)),
+                             from_f32({N, K}, rng.normal(N * K), wt)};
     expect_close(run_op(*three, "matmul", {}, in)[0], run_op(*one, "matmul", {}, in)[0], 1e-6,
                  "matmul");
   }
   const int64_t H = 8, KV = 2, hd = 64, T = 9, P = 120;
-  Attrs attrs{{"n_heads", double(H)}, {"n_kv_heads", double(KV)}, {"head_dim", double(hd)},
+  Attrs attrs{{"n_heads", double(H)},
+              {"n_kv_heads", double(KV)},
+              {"head_dim", double(hd)},
               {"scale", 0.125}};
   std::vector<Input> in = {from_f32({T, H * hd}, rng.normal(T * H * hd)),
                            from_f32({P, KV * hd}, rng.normal(P * KV * hd)),
                            from_f32({P, KV * hd}, rng.normal(P * KV * hd))};
   expect_close(run_op(*three, "attention", attrs, in)[0], run_op(*one, "attention", attrs, in)[0],
                1e-6, "attention");
-  std::vector<Input> big = {from_f32({40, 4000}, rng.normal(160000)), from_f32({4000}, rng.normal(4000))};
+  std::vector<Input> big = {from_f32({40, 4000}, rng.normal(160000)),
+                            from_f32({4000}, rng.normal(4000))};
   expect_close(run_op(*three, "rmsnorm", {{"eps", 1e-6}}, big)[0],
                run_op(*one, "rmsnorm", {{"eps", 1e-6}}, big)[0], 1e-6, "rmsnorm");
 }

@@ -17,7 +17,9 @@ using testing::run_command;
 using testing::shared_path;
 using testing::shell_quote;
 
-std::string tapml(const std::string& args) { return shell_quote(testing::tapml_binary()) + " " + args; }
+std::string tapml(const std::string& args) {
+  return shell_quote(testing::tapml_binary()) + " " + args;
+}
 std::string q(const std::string& s) { return shell_quote(s); }
 
 std::string stories_bin() { return shared_path("models/stories260K/stories260K.bin"); }
@@ -63,7 +65,8 @@ TEST(Cli, RunGgufWithPlacementAndLogits) {
   testing::Golden g = testing::stories_logits_golden(&want);
   std::string out = testing::temp_dir() + "/logits.f32";
   auto r = run_command(tapml("run --model " + q(stories_gguf()) + " --prompt " + q(g.prompt) +
-                             " --steps 64 --json --backend ref --place 'matmul=cpu' --logits-out " + q(out)));
+                             " --steps 64 --json --backend ref --place 'matmul=cpu' --logits-out " +
+                             q(out)));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(nlohmann::json::parse(r.out).at("token_ids").get<std::vector<int>>(), g.token_ids);
   std::string bytes = read_file(out);
@@ -79,7 +82,8 @@ TEST(Cli, RunGgufWithPlacementAndLogits) {
 
 TEST(Cli, RunJsonSurvivesTextThatIsNotUtf8) {
   // 0xFF becomes a byte token; the prompt and the decoded text then hold a lone 0xFF.
-  auto r = run_command(tapml("run --model " + q(stories_gguf()) + " --prompt \"$(printf 'a\\377')\" --steps 8 --json"));
+  auto r = run_command(tapml("run --model " + q(stories_gguf()) +
+                             " --prompt \"$(printf 'a\\377')\" --steps 8 --json"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto j = nlohmann::json::parse(r.out);
   EXPECT_NE(j.at("prompt").get<std::string>().find("\xEF\xBF\xBD"), std::string::npos);
@@ -96,7 +100,8 @@ TEST(Cli, RunTextModeStreamsTheStory) {
 }
 
 TEST(Cli, RunsTheF16TinyRandomModel) {
-  auto r = run_command(tapml("run --model " + q(shared_path("models/tiny-random/llama-2-tiny-random.gguf")) +
+  auto r = run_command(tapml("run --model " +
+                             q(shared_path("models/tiny-random/llama-2-tiny-random.gguf")) +
                              " --prompt 'Hello world' --steps 16 --json"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   auto ids = nlohmann::json::parse(r.out).at("token_ids").get<std::vector<int>>();
@@ -146,7 +151,8 @@ TEST(Cli, InfoDescribesTheModel) {
 }
 
 TEST(CliErrors, MissingModelFile) {
-  expect_one_line_error(run_command(tapml("run --model /nonexistent/model.gguf")), "/nonexistent/model.gguf");
+  expect_one_line_error(run_command(tapml("run --model /nonexistent/model.gguf")),
+                        "/nonexistent/model.gguf");
 }
 
 TEST(CliErrors, WrongMagic) {
@@ -161,7 +167,8 @@ TEST(CliErrors, TruncatedGguf) {
     auto r = run_command(tapml("run --model " + q(p) + " --steps 4"));
     expect_one_line_error(r, p);
     EXPECT_TRUE(r.err.find("truncated") != std::string::npos ||
-                r.err.find("past the end") != std::string::npos) << r.err;
+                r.err.find("past the end") != std::string::npos)
+        << r.err;
   }
 }
 
@@ -174,7 +181,8 @@ TEST(CliErrors, UnknownArchitecture) {
 }
 
 TEST(CliErrors, TokenizerSizeDiffersFromModel) {
-  auto r = run_command(tapml("run --model " + q(shared_path("models/tiny-random/llama-2-tiny-random.gguf")) +
+  auto r = run_command(tapml("run --model " +
+                             q(shared_path("models/tiny-random/llama-2-tiny-random.gguf")) +
                              " --tokenizer " + q(tok512())));
   expect_one_line_error(r, "32000");
 }
@@ -186,13 +194,18 @@ TEST(CliErrors, LlamaCheckpointWithoutTokenizer) {
 TEST(CliErrors, BadFlagsAndUris) {
   auto base = "run --model " + q(stories_gguf()) + " ";
   expect_one_line_error(run_command(tapml(base + "--steps 8 --backend nosuch")), "unknown backend");
-  expect_one_line_error(run_command(tapml(base + "--steps 8 --backend 'cpu?threads=zero'")), "threads");
-  expect_one_line_error(run_command(tapml(base + "--steps 8 --backend 'cpu?thread=2'")), "unknown parameter");
+  expect_one_line_error(run_command(tapml(base + "--steps 8 --backend 'cpu?threads=zero'")),
+                        "threads");
+  expect_one_line_error(run_command(tapml(base + "--steps 8 --backend 'cpu?thread=2'")),
+                        "unknown parameter");
   expect_one_line_error(run_command(tapml(base + "--steps 8 --place 'matmul'")), "REGEX=BACKEND");
-  expect_one_line_error(run_command(tapml(base + "--steps 8 --place '*x=cpu'")), "regular expression");
-  expect_one_line_error(run_command(tapml(base + "--steps 8 --place 'matmul=nosuch'")), "unknown backend");
+  expect_one_line_error(run_command(tapml(base + "--steps 8 --place '*x=cpu'")),
+                        "regular expression");
+  expect_one_line_error(run_command(tapml(base + "--steps 8 --place 'matmul=nosuch'")),
+                        "unknown backend");
   expect_one_line_error(run_command(tapml(base + "--steps 10000000")), "--steps");
-  expect_one_line_error(run_command(tapml(base + "--prompt 'a long prompt here' --steps 2")), "prompt");
+  expect_one_line_error(run_command(tapml(base + "--prompt 'a long prompt here' --steps 2")),
+                        "prompt");
   expect_one_line_error(run_command(tapml(base + "--no-such-flag")), "--no-such-flag");
   expect_one_line_error(run_command(tapml("frobnicate")), "frobnicate");
   expect_one_line_error(run_command(tapml(base + "--steps many")), "--steps");

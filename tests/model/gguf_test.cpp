@@ -5,8 +5,6 @@
 
 #include <gtest/gtest.h>
 
-#include "support/errors.h"
-
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -14,13 +12,14 @@
 #include <limits>
 
 #include "core/error.h"
+#include "support/errors.h"
 #include "support/shared.h"
 
 namespace tapml::gguf {
 namespace {
 
-using testing::error_of;
 using testing::contains;
+using testing::error_of;
 
 namespace fs = std::filesystem;
 

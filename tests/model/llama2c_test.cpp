@@ -1,20 +1,19 @@
 // load_llama2c: weight order and naming, header validation, exact file size.
 #include <gtest/gtest.h>
 
-#include "support/errors.h"
-
 #include <cstring>
 #include <fstream>
 
 #include "core/error.h"
 #include "model/model_file.h"
+#include "support/errors.h"
 #include "support/shared.h"
 
 namespace tapml {
 namespace {
 
-using testing::error_of;
 using testing::contains;
+using testing::error_of;
 
 struct Header {
   int32_t dim = 8, hidden_dim = 12, n_layers = 2, n_heads = 4, n_kv_heads = 2, vocab_size = 10,

@@ -2,8 +2,6 @@
 #include "model/model_file.h"
 
 #include <gtest/gtest.h>
-
-#include "support/errors.h"
 #include <unistd.h>
 
 #include <algorithm>
@@ -14,13 +12,14 @@
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "support/errors.h"
 #include "support/shared.h"
 
 namespace tapml {
 namespace {
 
-using testing::error_of;
 using testing::contains;
+using testing::error_of;
 
 namespace fs = std::filesystem;
 

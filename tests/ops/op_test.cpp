@@ -7,7 +7,8 @@
 namespace tapml {
 namespace {
 
-std::vector<TensorType> infer(const std::string& op, std::vector<TensorType> in, const Attrs& a = {}) {
+std::vector<TensorType> infer(const std::string& op, std::vector<TensorType> in,
+                              const Attrs& a = {}) {
   return op_def(op).infer(in, a);
 }
 
@@ -34,25 +35,39 @@ TEST(OpCatalog, MatmulTakesWeightsOfEveryFloatType) {
 TEST(OpCatalog, KvStoreWritesTheCachesInPlace) {
   const OpDef& d = op_def("kv_store");
   EXPECT_EQ(d.inplace_of, (std::vector<int>{0, 1}));
-  auto out = infer("kv_store", {{DType::F32, {16, 8}}, {DType::F32, {16, 8}}, {DType::F32, {3, 8}},
-                                {DType::F32, {3, 8}}, {DType::I32, {1}}});
+  auto out = infer("kv_store", {{DType::F32, {16, 8}},
+                                {DType::F32, {16, 8}},
+                                {DType::F32, {3, 8}},
+                                {DType::F32, {3, 8}},
+                                {DType::I32, {1}}});
   EXPECT_EQ(out[0].shape, (Shape{16, 8}));
-  EXPECT_THROW(infer("kv_store", {{DType::F32, {2, 8}}, {DType::F32, {2, 8}}, {DType::F32, {3, 8}},
-                                  {DType::F32, {3, 8}}, {DType::I32, {1}}}),
+  EXPECT_THROW(infer("kv_store", {{DType::F32, {2, 8}},
+                                  {DType::F32, {2, 8}},
+                                  {DType::F32, {3, 8}},
+                                  {DType::F32, {3, 8}},
+                                  {DType::I32, {1}}}),
                Error);
 }
 
 TEST(OpCatalog, AttentionChecksGroupedHeads) {
   Attrs a{{"n_heads", 8}, {"n_kv_heads", 4}, {"head_dim", 8}, {"scale", 0.35}};
-  auto out = infer("attention", {{DType::F32, {2, 64}}, {DType::F32, {5, 32}}, {DType::F32, {5, 32}}}, a);
+  auto out =
+      infer("attention", {{DType::F32, {2, 64}}, {DType::F32, {5, 32}}, {DType::F32, {5, 32}}}, a);
   EXPECT_EQ(out[0].shape, (Shape{2, 64}));
-  EXPECT_EQ(op_def("attention").reduction_length(
-                std::vector<TensorType>{{DType::F32, {2, 64}}, {DType::F32, {5, 32}}, {DType::F32, {5, 32}}}, a),
+  EXPECT_EQ(op_def("attention")
+                .reduction_length(
+                    std::vector<TensorType>{
+                        {DType::F32, {2, 64}}, {DType::F32, {5, 32}}, {DType::F32, {5, 32}}},
+                    a),
             40);
   Attrs bad{{"n_heads", 8}, {"n_kv_heads", 3}, {"head_dim", 8}, {"scale", 0.35}};
-  EXPECT_THROW(infer("attention", {{DType::F32, {2, 64}}, {DType::F32, {5, 24}}, {DType::F32, {5, 24}}}, bad), Error);
+  EXPECT_THROW(infer("attention",
+                     {{DType::F32, {2, 64}}, {DType::F32, {5, 24}}, {DType::F32, {5, 24}}}, bad),
+               Error);
   // more query rows than keys cannot be causal attention over a cache prefix
-  EXPECT_THROW(infer("attention", {{DType::F32, {6, 64}}, {DType::F32, {5, 32}}, {DType::F32, {5, 32}}}, a), Error);
+  EXPECT_THROW(
+      infer("attention", {{DType::F32, {6, 64}}, {DType::F32, {5, 32}}, {DType::F32, {5, 32}}}, a),
+      Error);
 }
 
 TEST(OpCatalog, RopeChecksItsAttributes) {
@@ -70,7 +85,7 @@ TEST(OpCatalog, RopeChecksItsAttributes) {
 TEST(Dtype, HalfConversionsRoundTrip) {
   for (float x : {0.0f, 1.0f, -2.5f, 65504.0f, 6.1035156e-05f, 5.9604645e-08f, 0.333251953125f})
     EXPECT_EQ(f16_to_f32(f32_to_f16(x)), x) << x;
-  EXPECT_EQ(f32_to_f16(70000.0f), 0x7c00);         // overflow to +Inf
+  EXPECT_EQ(f32_to_f16(70000.0f), 0x7c00);            // overflow to +Inf
   EXPECT_EQ(f32_to_f16(1.0f + 1.0f / 4096), 0x3c00);  // ties round to even
   EXPECT_EQ(bf16_to_f32(f32_to_bf16(3.140625f)), 3.140625f);
   EXPECT_EQ(dtype_from_name("bf16"), DType::BF16);

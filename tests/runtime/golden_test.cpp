@@ -1,5 +1,7 @@
 // End-to-end: stories260K must reproduce llama2.c's greedy generations exactly on every
 // backend and from both file formats, and its logits within 1e-4 of the largest logit.
+#include "support/golden.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -7,7 +9,6 @@
 #include "model/model_file.h"
 #include "runtime/generate.h"
 #include "runtime/session.h"
-#include "support/golden.h"
 #include "support/shared.h"
 #include "tokenizer/load.h"
 
@@ -34,8 +35,8 @@ class StoriesGolden : public ::testing::TestWithParam<Variant> {
     model_ = load_model(shared_path(bin ? "models/stories260K/stories260K.bin"
                                         : "models/stories260K/stories260K.gguf"));
     tokenizer_ = std::make_unique<Tokenizer>(
-        load_tokenizer(bin ? shared_path("models/stories260K/tok512.bin") : "",
-                       model_.gguf.get(), model_.config.vocab_size));
+        load_tokenizer(bin ? shared_path("models/stories260K/tok512.bin") : "", model_.gguf.get(),
+                       model_.config.vocab_size));
   }
   GenerateOptions options(int steps, bool logits) const {
     GenerateOptions o;
@@ -68,7 +69,8 @@ TEST_P(StoriesGolden, LogitsMatchLlama2c) {
   ASSERT_EQ(r.logits.size(), want.size());
   float largest = 0, worst = 0;
   for (float x : want) largest = std::max(largest, std::fabs(x));
-  for (size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::fabs(r.logits[i] - want[i]));
+  for (size_t i = 0; i < want.size(); ++i)
+    worst = std::max(worst, std::fabs(r.logits[i] - want[i]));
   EXPECT_LE(worst, 1e-4f * largest) << "largest |logit| " << largest;
   EXPECT_GT(largest, 1.0f);  // the file really holds logits
 }
@@ -83,8 +85,8 @@ TEST(StoriesPlacement, MixedPlacementsGiveTheGoldenTokens) {
   Tokenizer tok = load_tokenizer("", m.gguf.get(), m.config.vocab_size);
   testing::Golden g = testing::stories_goldens().at(1);
   std::vector<std::vector<std::string>> rule_sets = {
-      {"matmul=cpu"}, {"blk\\.1\\.=cpu"}, {"attention=cpu", "rope=cpu"}, {"^output$=cpu"},
-      {"kv_store=cpu"}, {"blk\\.[024]\\.=cpu", "token_embd=cpu"}};
+      {"matmul=cpu"},   {"blk\\.1\\.=cpu"}, {"attention=cpu", "rope=cpu"},
+      {"^output$=cpu"}, {"kv_store=cpu"},   {"blk\\.[024]\\.=cpu", "token_embd=cpu"}};
   for (const auto& rules : rule_sets) {
     Placement p("ref");
     for (const auto& r : rules) p.add_rule(r);

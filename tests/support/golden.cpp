@@ -37,7 +37,8 @@ std::vector<Golden> stories_goldens() {
 
 Golden stories_logits_golden(std::vector<float>* logits) {
   Golden g = read_golden(shared_path("golden/stories260K/greedy_logits_64.json"));
-  std::ifstream f(shared_path("golden/stories260K/logits_once_upon_a_time_64.f32"), std::ios::binary);
+  std::ifstream f(shared_path("golden/stories260K/logits_once_upon_a_time_64.f32"),
+                  std::ios::binary);
   logits->assign(64 * 512, 0.0f);
   f.read(reinterpret_cast<char*>(logits->data()), std::streamsize(logits->size() * 4));
   if (!f) throw std::runtime_error("short logits file");

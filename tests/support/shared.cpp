@@ -20,8 +20,8 @@ std::string shared_path(const std::string& relative) {
   fs::path root = env && *env ? fs::path(env) : fs::path(TAPML_SOURCE_DIR) / ".." / "shared";
   fs::path p = root / relative;
   if (!fs::exists(p)) {
-    std::string msg = "shared data missing: " + p.string() +
-                      " (set TAPML_SHARED to the shared/ folder)";
+    std::string msg =
+        "shared data missing: " + p.string() + " (set TAPML_SHARED to the shared/ folder)";
     ADD_FAILURE() << msg;
     throw std::runtime_error(msg);
   }
@@ -33,8 +33,10 @@ std::string tapml_binary() { return TAPML_BINARY; }
 std::string shell_quote(const std::string& arg) {
   std::string q = "'";
   for (char c : arg) {
-    if (c == '\'') q += "'\\''";
-    else q += c;
+    if (c == '\'')
+      q += "'\\''";
+    else
+      q += c;
   }
   return q + "'";
 }

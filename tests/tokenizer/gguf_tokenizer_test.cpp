@@ -110,9 +110,7 @@ TEST(GgufTokenizer, LlamaSpmVectors) {
 // Phi-3 keeps Llama 2's 32000 pieces and adds 11 control tokens (<|assistant|>, ...) and 53
 // [PADn] pieces of kind Unknown, none of which plain text produces, so llama.cpp's vectors
 // for it are the same as for llama-spm.
-TEST(GgufTokenizer, Phi3Vectors) {
-  EXPECT_EQ(check_vectors("vocab/ggml-vocab-phi-3.gguf"), 46);
-}
+TEST(GgufTokenizer, Phi3Vectors) { EXPECT_EQ(check_vectors("vocab/ggml-vocab-phi-3.gguf"), 46); }
 
 TEST(GgufTokenizer, LlamaSpmRoundTrips) { check_round_trips("vocab/ggml-vocab-llama-spm.gguf"); }
 TEST(GgufTokenizer, Phi3RoundTrips) { check_round_trips("vocab/ggml-vocab-phi-3.gguf"); }
@@ -123,7 +121,7 @@ TEST(GgufTokenizer, DecodeDropsOnlyTheDummyPrefix) {
   // "▁▁Hello": the dummy prefix plus the text's own space.
   EXPECT_EQ(hello, (std::vector<int>{29871, 15043, 3186}));
   EXPECT_EQ(tok.decode(hello), " Hello world");
-  EXPECT_EQ(tok.decode_token(1, 15043), "Hello");       // "▁Hello" after BOS
+  EXPECT_EQ(tok.decode_token(1, 15043), "Hello");  // "▁Hello" after BOS
   EXPECT_EQ(tok.decode_token(15043, 3186), " world");
   EXPECT_EQ(tok.encode("", true), std::vector<int>{1});
   EXPECT_TRUE(tok.encode("", false).empty());
@@ -145,8 +143,10 @@ std::string small_vocab_gguf(const std::string& name,
   gguf::Writer w;
   w.set_string("general.architecture", "llama");
   w.set_string("tokenizer.ggml.model", "llama");
-  w.set_string_array("tokenizer.ggml.tokens", {"<unk>", "<s>", "</s>", "<0x0A>",
-                                               "\xE2\x96\x81", "a", "b", "ab", "\xE2\x96\x81" "a"});
+  w.set_string_array("tokenizer.ggml.tokens",
+                     {"<unk>", "<s>", "</s>", "<0x0A>", "\xE2\x96\x81", "a", "b", "ab",
+                      "\xE2\x96\x81"
+                      "a"});
   adjust(w);
   std::string path = testing::temp_dir() + "/" + name;
   w.write(path);
@@ -154,24 +154,22 @@ std::string small_vocab_gguf(const std::string& name,
 }
 
 TEST(GgufVocab, DefaultsForOptionalKeys) {
-  std::string path = small_vocab_gguf("small.gguf", [](gguf::Writer& w) {
-    w.set_bool("tokenizer.ggml.add_space_prefix", false);
-  });
+  std::string path = small_vocab_gguf(
+      "small.gguf", [](gguf::Writer& w) { w.set_bool("tokenizer.ggml.add_space_prefix", false); });
   Tokenizer tok(load_gguf_vocab(gguf::File::open(path)));
   const Vocab& v = tok.vocab();
   EXPECT_FALSE(v.add_space_prefix);
   EXPECT_EQ(v.scores, std::vector<float>(9, 0.0f));
   // Without token_type the kinds follow from the special ids and the byte pieces.
-  EXPECT_EQ(v.kinds, (std::vector<TokenKind>{TokenKind::Unknown, TokenKind::Control,
-                                             TokenKind::Control, TokenKind::Byte,
-                                             TokenKind::Normal, TokenKind::Normal,
-                                             TokenKind::Normal, TokenKind::Normal,
-                                             TokenKind::Normal}));
+  EXPECT_EQ(v.kinds,
+            (std::vector<TokenKind>{TokenKind::Unknown, TokenKind::Control, TokenKind::Control,
+                                    TokenKind::Byte, TokenKind::Normal, TokenKind::Normal,
+                                    TokenKind::Normal, TokenKind::Normal, TokenKind::Normal}));
   // No dummy prefix; equal scores merge leftmost first ("ab" before "▁a").
   std::vector<int> ids = tok.encode("ab a\n", false);
   EXPECT_EQ(ids, (std::vector<int>{7, 8, 3}));
   EXPECT_EQ(tok.decode(ids), "ab a\n");
-  EXPECT_EQ(tok.decode_token(1, 8), " a");  // no dummy prefix to drop
+  EXPECT_EQ(tok.decode_token(1, 8), " a");                     // no dummy prefix to drop
   EXPECT_EQ(tok.encode("c", true), (std::vector<int>{1, 0}));  // no piece, no byte: unk
 }
 
@@ -195,9 +193,8 @@ TEST(GgufVocabErrors, InconsistentMetadata) {
   });
   EXPECT_NE(message(path).find("tokenizer.ggml.token_type[8] is 9"), std::string::npos)
       << message(path);
-  path = small_vocab_gguf("bos.gguf", [](gguf::Writer& w) {
-    w.set_u32("tokenizer.ggml.bos_token_id", 9);
-  });
+  path = small_vocab_gguf("bos.gguf",
+                          [](gguf::Writer& w) { w.set_u32("tokenizer.ggml.bos_token_id", 9); });
   EXPECT_NE(message(path).find("tokenizer.ggml.bos_token_id is 9"), std::string::npos)
       << message(path);
   // A model file without a tokenizer at all.

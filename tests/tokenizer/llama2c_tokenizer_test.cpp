@@ -2,8 +2,6 @@
 // that llama2.c's own encoder produced in the golden runs, decodings their printed text.
 #include <gtest/gtest.h>
 
-#include "support/errors.h"
-
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -13,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "support/errors.h"
 #include "support/shared.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/vocab.h"
@@ -110,9 +109,9 @@ TEST(Llama2cTokenizer, DecodeTokenFollowsLlama2c) {
   const Tokenizer& t = tok512();
   std::vector<int> ids = t.encode("Once upon", true);
   ASSERT_EQ(ids.size(), 3u);
-  EXPECT_EQ(t.decode_token(1, ids[1]), "Once");     // the dummy prefix goes after BOS
+  EXPECT_EQ(t.decode_token(1, ids[1]), "Once");  // the dummy prefix goes after BOS
   EXPECT_EQ(t.decode_token(ids[1], ids[2]), " upon");
-  EXPECT_EQ(t.decode_token(ids[2], 1), "");         // control tokens print nothing
+  EXPECT_EQ(t.decode_token(ids[2], 1), "");  // control tokens print nothing
   EXPECT_EQ(t.decode_token(ids[2], 2), "");
   EXPECT_EQ(t.decode_token(ids[2], 3 + 0x0A), "\n");  // byte tokens print their byte
   EXPECT_THROW(t.decode_token(1, 512), Error);
@@ -173,8 +172,8 @@ TEST(Llama2cTokenizer, LongTextIsNotQuadratic) {
     auto t0 = std::chrono::steady_clock::now();
     std::vector<int> ids = t.encode(*s, true);
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    std::cout << "encode " << s->size() << " bytes -> " << ids.size() << " tokens in "
-              << secs * 1e3 << " ms\n";
+    std::cout << "encode " << s->size() << " bytes -> " << ids.size() << " tokens in " << secs * 1e3
+              << " ms\n";
     EXPECT_EQ(t.decode(ids), *s);
   }
 }

@@ -25,10 +25,14 @@ using cpu::WeightType;
 
 std::optional<WeightType> weight_type(DType t) {
   switch (t) {
-    case DType::F32: return WeightType::F32;
-    case DType::F16: return WeightType::F16;
-    case DType::BF16: return WeightType::BF16;
-    default: return std::nullopt;
+    case DType::F32:
+      return WeightType::F32;
+    case DType::F16:
+      return WeightType::F16;
+    case DType::BF16:
+      return WeightType::BF16;
+    default:
+      return std::nullopt;
   }
 }
 
@@ -36,8 +40,8 @@ std::optional<WeightType> weight_type(DType t) {
 // calling thread: a pool dispatch costs about a microsecond, more than such an op.
 constexpr int64_t kInlineWork = 64 * 1024;
 
-const char* const kOps[] = {"embedding", "rmsnorm", "matmul", "rope", "kv_store",
-                            "attention", "swiglu", "add"};
+const char* const kOps[] = {"embedding", "rmsnorm",   "matmul", "rope",
+                            "kv_store",  "attention", "swiglu", "add"};
 
 class CpuBackend final : public HostBackend {
  public:
@@ -72,13 +76,16 @@ class CpuBackend final : public HostBackend {
   template <class F>
   void split(int64_t units, int64_t work_per_unit, F&& fn) {
     if (units <= 0) return;
-    if (units * work_per_unit < kInlineWork) fn(int64_t(0), units);
-    else pool_.parallel_for(units, fn);
+    if (units * work_per_unit < kInlineWork)
+      fn(int64_t(0), units);
+    else
+      pool_.parallel_for(units, fn);
   }
 
   static WeightType wtype(const DeviceTensor& t) {
     auto w = weight_type(t.dtype);
-    TAPML_REQUIRE(w.has_value(), "cpu: weight must be f32, f16 or bf16, got " + std::string(dtype_name(t.dtype)));
+    TAPML_REQUIRE(w.has_value(),
+                  "cpu: weight must be f32, f16 or bf16, got " + std::string(dtype_name(t.dtype)));
     return *w;
   }
 
@@ -86,9 +93,8 @@ class CpuBackend final : public HostBackend {
   template <class F>
   void elementwise(int64_t n, int64_t cost, F&& fn) {
     constexpr int64_t kPiece = 64;
-    split((n + kPiece - 1) / kPiece, kPiece * cost, [&](int64_t b, int64_t e) {
-      fn(b * kPiece, std::min(n, e * kPiece));
-    });
+    split((n + kPiece - 1) / kPiece, kPiece * cost,
+          [&](int64_t b, int64_t e) { fn(b * kPiece, std::min(n, e * kPiece)); });
   }
 
   void embedding(const OpCall& c) {
@@ -99,7 +105,8 @@ class CpuBackend final : public HostBackend {
     // Checked before anything is written, so a bad id leaves the output untouched.
     for (int64_t t = 0; t < T; ++t)
       TAPML_REQUIRE(ids[t] >= 0 && ids[t] < V, "embedding: token id " + std::to_string(ids[t]) +
-                                             " outside the vocabulary of " + std::to_string(V));
+                                                   " outside the vocabulary of " +
+                                                   std::to_string(V));
     const WeightType type = wtype(table);
     const size_t row_bytes = size_t(D) * dtype_size(table.dtype);
     const std::byte* base = ptr(table);
@@ -134,8 +141,13 @@ class CpuBackend final : public HostBackend {
 
   void matmul(const OpCall& c) {
     const DeviceTensor& w = c.inputs[1];
-    cpu::MatmulArgs a{data<float>(c.inputs[0]), ptr(w), wtype(w), data<float>(c.outputs[0]),
-                      c.inputs[0].shape[0], c.inputs[0].shape[1], w.shape[0]};
+    cpu::MatmulArgs a{data<float>(c.inputs[0]),
+                      ptr(w),
+                      wtype(w),
+                      data<float>(c.outputs[0]),
+                      c.inputs[0].shape[0],
+                      c.inputs[0].shape[1],
+                      w.shape[0]};
     if (a.T == 0) return;
     // Split over output features in groups of 4 rows, the kernels' tile height.
     constexpr int64_t kGroup = 4;
@@ -184,18 +196,18 @@ class CpuBackend final : public HostBackend {
     const int64_t S = c.inputs[0].shape[0], C = c.inputs[0].shape[1], T = c.inputs[2].shape[0];
     const int64_t p = data<int32_t>(c.inputs[4])[0];
     TAPML_REQUIRE(p >= 0 && p + T <= S, "kv_store: rows " + std::to_string(p) + ".." +
-                                      std::to_string(p + T) + " do not fit a cache of " +
-                                      std::to_string(S));
+                                            std::to_string(p + T) + " do not fit a cache of " +
+                                            std::to_string(S));
     for (int cache = 0; cache < 2; ++cache)
       std::memmove(data<float>(c.outputs[cache]) + p * C, data<float>(c.inputs[2 + cache]),
                    size_t(T * C) * 4);
   }
 
   void attention(const OpCall& c) {
-    cpu::AttentionArgs a{data<float>(c.inputs[0]), data<float>(c.inputs[1]),
-                         data<float>(c.inputs[2]), data<float>(c.outputs[0]),
-                         c.inputs[0].shape[0], c.inputs[1].shape[0],
-                         c.attrs.get_int("n_heads"), c.attrs.get_int("n_kv_heads"),
+    cpu::AttentionArgs a{data<float>(c.inputs[0]),    data<float>(c.inputs[1]),
+                         data<float>(c.inputs[2]),    data<float>(c.outputs[0]),
+                         c.inputs[0].shape[0],        c.inputs[1].shape[0],
+                         c.attrs.get_int("n_heads"),  c.attrs.get_int("n_kv_heads"),
                          c.attrs.get_int("head_dim"), float(c.attrs.get("scale"))};
     // Tasks are (head, row); a task reads up to P keys and values of head_dim each.
     split(a.T * a.H, 2 * a.P * a.hd, [&](int64_t b, int64_t e) { cpu::attention_range(a, b, e); });
@@ -226,12 +238,12 @@ class CpuBackend final : public HostBackend {
 std::unique_ptr<Backend> make_cpu_backend(const BackendUri& uri) {
   uri.allow_params({"threads"});
   TAPML_REQUIRE(uri.target.empty(), "backend URI '" + uri.text + "': cpu takes no device name ('" +
-                                  uri.target + "'); use cpu or cpu?threads=N");
+                                        uri.target + "'); use cpu or cpu?threads=N");
   const int64_t hw = std::max<int64_t>(1, std::thread::hardware_concurrency());
   const int64_t threads = uri.int_param("threads", hw);
-  TAPML_REQUIRE(threads >= 1 && threads <= 1024, "backend URI '" + uri.text + "': threads=" +
-                                               std::to_string(threads) +
-                                               " is out of range (1..1024)");
+  TAPML_REQUIRE(threads >= 1 && threads <= 1024, "backend URI '" + uri.text +
+                                                     "': threads=" + std::to_string(threads) +
+                                                     " is out of range (1..1024)");
   return std::make_unique<CpuBackend>(uri.text, int(threads));
 }
 

@@ -5,8 +5,7 @@
 // accumulators the matmul tiles keep, so those targets are not compiled; that also keeps
 // the build short (baseline + SSE4 + AVX2 + AVX-512).
 #ifndef HWY_DISABLED_TARGETS
-#define HWY_DISABLED_TARGETS \
-  (HWY_SSSE3 | HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128 | HWY_RVV)
+#define HWY_DISABLED_TARGETS (HWY_SSSE3 | HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128 | HWY_RVV)
 #endif
 
 // Highway 1.0 rejects a build whose baseline (e.g. -march=native on Ice Lake or later) is
@@ -15,6 +14,9 @@
 #define HWY_WANT_AVX3_DL
 #endif
 
+// The include order below is Highway's protocol (foreach_target re-includes this file per
+// target before highway.h), so it is kept out of clang-format's include sorting.
+// clang-format off
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "backends/cpu/kernels.cpp"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
@@ -29,6 +31,7 @@
 
 #include "backends/cpu/kernels.h"
 #include "core/dtype.h"
+// clang-format on
 
 HWY_BEFORE_NAMESPACE();
 namespace tapml::cpu {
@@ -78,9 +81,9 @@ HWY_INLINE VF load_weights(DF df, const hwy::float16_t* p) {
   const hn::RebindToUnsigned<DF> du32;
   const auto bits = hn::PromoteTo(du32, hn::LoadU(du16, reinterpret_cast<const uint16_t*>(p)));
   const auto exp_mask = hn::Set(du32, 0x7C00);
-  const auto special = hn::Or(hn::Or(hn::ShiftLeft<16>(hn::And(bits, hn::Set(du32, 0x8000))),
-                                     hn::Set(du32, 0x7F800000)),
-                              hn::ShiftLeft<13>(hn::And(bits, hn::Set(du32, 0x3FF))));
+  const auto special = hn::Or(
+      hn::Or(hn::ShiftLeft<16>(hn::And(bits, hn::Set(du32, 0x8000))), hn::Set(du32, 0x7F800000)),
+      hn::ShiftLeft<13>(hn::And(bits, hn::Set(du32, 0x3FF))));
   return hn::IfThenElse(hn::RebindMask(df, hn::Eq(hn::And(bits, exp_mask), exp_mask)),
                         hn::BitCast(df, special), hn::PromoteTo(df, hn::LoadU(dh, p)));
 #else
@@ -118,7 +121,8 @@ HWY_INLINE void sum_lanes_of(DF df, const VF* v, float* out) {
   const hn::RepartitionToWide<hn::RebindToUnsigned<DF>> du64;
   for (; i + 4 <= n; i += 4) {
     // Per block: ab = [a0+a2, b0+b2, a1+a3, b1+b3], cd likewise; then pair up 64-bit halves.
-    const VF ab = hn::Add(hn::InterleaveLower(v[i], v[i + 1]), hn::InterleaveUpper(df, v[i], v[i + 1]));
+    const VF ab =
+        hn::Add(hn::InterleaveLower(v[i], v[i + 1]), hn::InterleaveUpper(df, v[i], v[i + 1]));
     const VF cd = hn::Add(hn::InterleaveLower(v[i + 2], v[i + 3]),
                           hn::InterleaveUpper(df, v[i + 2], v[i + 3]));
     const auto ab64 = hn::BitCast(du64, ab), cd64 = hn::BitCast(du64, cd);
@@ -182,8 +186,8 @@ HWY_INLINE void tile(const float* HWY_RESTRICT x, const W* HWY_RESTRICT w, int64
 
 // Columns [n0, n1) of `rt` (1..kTileT) x rows, RN weight rows at a time.
 template <int RN, class W>
-HWY_INLINE void tile_columns(int rt, const float* x, const W* w, int64_t K, int64_t n0,
-                             int64_t n1, float* out, int64_t ldo) {
+HWY_INLINE void tile_columns(int rt, const float* x, const W* w, int64_t K, int64_t n0, int64_t n1,
+                             float* out, int64_t ldo) {
   auto run = [&](auto rt_tag) {
     constexpr int RT = decltype(rt_tag)::value;
     int64_t n = n0;
@@ -191,10 +195,14 @@ HWY_INLINE void tile_columns(int rt, const float* x, const W* w, int64_t K, int6
     for (; n < n1; ++n) tile<RT, 1>(x, w + n * K, K, out + n, ldo);
   };
   switch (rt) {
-    case 1: return run(std::integral_constant<int, 1>());
-    case 2: return run(std::integral_constant<int, 2>());
-    case 3: return run(std::integral_constant<int, 3>());
-    default: return run(std::integral_constant<int, 4>());
+    case 1:
+      return run(std::integral_constant<int, 1>());
+    case 2:
+      return run(std::integral_constant<int, 2>());
+    case 3:
+      return run(std::integral_constant<int, 3>());
+    default:
+      return run(std::integral_constant<int, 4>());
   }
 }
 
@@ -288,7 +296,8 @@ HWY_INLINE void weighted_rows(const float* HWY_RESTRICT p, int64_t n, const floa
   }
   for (; i + L <= hd; i += L) {
     VF a0 = hn::Zero(df);
-    for (int64_t j = 0; j < n; ++j) a0 = hn::MulAdd(hn::Set(df, p[j]), hn::LoadU(df, v + j * ldv + i), a0);
+    for (int64_t j = 0; j < n; ++j)
+      a0 = hn::MulAdd(hn::Set(df, p[j]), hn::LoadU(df, v + j * ldv + i), a0);
     hn::StoreU(hn::Mul(a0, vinv), df, out + i);
   }
   for (; i < hd; ++i) {
@@ -330,9 +339,13 @@ void AttentionRange(const AttentionArgs& a, int64_t task_begin, int64_t task_end
 
 void ConvertToF32(const void* src, WeightType type, int64_t n, float* dst) {
   switch (type) {
-    case WeightType::F32: std::memcpy(dst, src, size_t(n) * 4); return;
-    case WeightType::F16: return widen(static_cast<const hwy::float16_t*>(src), n, dst);
-    case WeightType::BF16: return widen(static_cast<const hwy::bfloat16_t*>(src), n, dst);
+    case WeightType::F32:
+      std::memcpy(dst, src, size_t(n) * 4);
+      return;
+    case WeightType::F16:
+      return widen(static_cast<const hwy::float16_t*>(src), n, dst);
+    case WeightType::BF16:
+      return widen(static_cast<const hwy::bfloat16_t*>(src), n, dst);
   }
 }
 

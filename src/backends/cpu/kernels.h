@@ -15,7 +15,7 @@ struct MatmulArgs {
   const float* x;  // [T, K]
   const void* w;   // [N, K] of `wtype`
   WeightType wtype;
-  float* out;      // [T, N]
+  float* out;  // [T, N]
   int64_t T, K, N;
 };
 void matmul_range(const MatmulArgs& a, int64_t n_begin, int64_t n_end);

@@ -34,10 +34,14 @@ class RefBackend final : public HostBackend {
     DType dtype;
     double operator()(int64_t i) const {
       switch (dtype) {
-        case DType::F32: return reinterpret_cast<const float*>(p)[i];
-        case DType::F16: return f16_to_f32(reinterpret_cast<const uint16_t*>(p)[i]);
-        case DType::BF16: return bf16_to_f32(reinterpret_cast<const uint16_t*>(p)[i]);
-        case DType::I32: break;
+        case DType::F32:
+          return reinterpret_cast<const float*>(p)[i];
+        case DType::F16:
+          return f16_to_f32(reinterpret_cast<const uint16_t*>(p)[i]);
+        case DType::BF16:
+          return bf16_to_f32(reinterpret_cast<const uint16_t*>(p)[i]);
+        case DType::I32:
+          break;
       }
       throw Error("ref: weight must be a float type");
     }
@@ -52,7 +56,8 @@ class RefBackend final : public HostBackend {
     int64_t T = c.inputs[1].shape[0], V = table.shape[0], D = table.shape[1];
     for (int64_t t = 0; t < T; ++t) {
       TAPML_REQUIRE(ids[t] >= 0 && ids[t] < V, "embedding: token id " + std::to_string(ids[t]) +
-                                             " outside the vocabulary of " + std::to_string(V));
+                                                   " outside the vocabulary of " +
+                                                   std::to_string(V));
       for (int64_t d = 0; d < D; ++d) out[t * D + d] = float(weight(ids[t] * D + d));
     }
   }
@@ -67,8 +72,7 @@ class RefBackend final : public HostBackend {
       double ss = 0;
       for (int64_t d = 0; d < D; ++d) ss += double(x[t * D + d]) * x[t * D + d];
       double inv = 1.0 / std::sqrt(ss / double(D) + eps);
-      for (int64_t d = 0; d < D; ++d)
-        out[t * D + d] = float(x[t * D + d] * inv * weight(d));
+      for (int64_t d = 0; d < D; ++d) out[t * D + d] = float(x[t * D + d] * inv * weight(d));
     }
   }
 
@@ -116,8 +120,8 @@ class RefBackend final : public HostBackend {
     int64_t S = c.inputs[0].shape[0], C = c.inputs[0].shape[1], T = c.inputs[2].shape[0];
     int64_t p = data<int32_t>(c.inputs[4])[0];
     TAPML_REQUIRE(p >= 0 && p + T <= S, "kv_store: rows " + std::to_string(p) + ".." +
-                                      std::to_string(p + T) + " do not fit a cache of " +
-                                      std::to_string(S));
+                                            std::to_string(p + T) + " do not fit a cache of " +
+                                            std::to_string(S));
     for (int cache = 0; cache < 2; ++cache) {
       float* dst = data<float>(c.outputs[cache]);
       const float* src = data<float>(c.inputs[2 + cache]);
@@ -149,7 +153,8 @@ class RefBackend final : public HostBackend {
           mx = std::max(mx, score[size_t(j)]);
         }
         double sum = 0;
-        for (int64_t j = 0; j <= last; ++j) sum += (score[size_t(j)] = std::exp(score[size_t(j)] - mx));
+        for (int64_t j = 0; j <= last; ++j)
+          sum += (score[size_t(j)] = std::exp(score[size_t(j)] - mx));
         for (int64_t i = 0; i < hd; ++i) {
           double acc = 0;
           for (int64_t j = 0; j <= last; ++j) acc += score[size_t(j)] * v[j * kw + kh * hd + i];
