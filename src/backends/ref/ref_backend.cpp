@@ -1,6 +1,8 @@
 #include "backends/ref/ref_backend.h"
 
 #include <cmath>
+#include <string>
+#include <type_traits>
 #include <vector>
 
 #include "backend/host_backend.h"
@@ -10,9 +12,15 @@ namespace tapml {
 
 namespace {
 
+// A is the accumulation type: double for the source platform, float for the plain-f32
+// computation whose distance from the source is a test's noise floor.
+template <class A>
 class RefBackend final : public HostBackend {
  public:
-  RefBackend() : HostBackend({"ref", "ref", "reference (host, f64 accumulation)"}) {}
+  explicit RefBackend(const std::string& uri)
+      : HostBackend({uri, "ref",
+                     std::is_same_v<A, double> ? "reference (host, f64 accumulation)"
+                                               : "reference loops with f32 accumulation"}) {}
 
  protected:
   void compute(const OpCall& c) override {
@@ -32,7 +40,7 @@ class RefBackend final : public HostBackend {
   struct Weights {
     const std::byte* p;
     DType dtype;
-    double operator()(int64_t i) const {
+    A operator()(int64_t i) const {
       switch (dtype) {
         case DType::F32:
           return reinterpret_cast<const float*>(p)[i];
@@ -66,12 +74,12 @@ class RefBackend final : public HostBackend {
     const float* x = data<float>(c.inputs[0]);
     float* out = data<float>(c.outputs[0]);
     int64_t T = c.inputs[0].shape[0], D = c.inputs[0].shape[1];
-    double eps = c.attrs.get("eps");
+    A eps = c.attrs.get("eps");
     Weights weight = weights(c.inputs[1]);
     for (int64_t t = 0; t < T; ++t) {
-      double ss = 0;
-      for (int64_t d = 0; d < D; ++d) ss += double(x[t * D + d]) * x[t * D + d];
-      double inv = 1.0 / std::sqrt(ss / double(D) + eps);
+      A ss = 0;
+      for (int64_t d = 0; d < D; ++d) ss += A(x[t * D + d]) * x[t * D + d];
+      A inv = 1.0 / std::sqrt(ss / A(D) + eps);
       for (int64_t d = 0; d < D; ++d) out[t * D + d] = float(x[t * D + d] * inv * weight(d));
     }
   }
@@ -83,8 +91,8 @@ class RefBackend final : public HostBackend {
     int64_t T = c.inputs[0].shape[0], K = c.inputs[0].shape[1], N = c.inputs[1].shape[0];
     for (int64_t t = 0; t < T; ++t)
       for (int64_t n = 0; n < N; ++n) {
-        double acc = 0;
-        for (int64_t k = 0; k < K; ++k) acc += double(x[t * K + k]) * w(n * K + k);
+        A acc = 0;
+        for (int64_t k = 0; k < K; ++k) acc += A(x[t * K + k]) * w(n * K + k);
         out[t * N + n] = float(acc);
       }
   }
@@ -96,7 +104,7 @@ class RefBackend final : public HostBackend {
     int64_t T = c.inputs[0].shape[0], W = c.inputs[0].shape[1];
     int64_t H = c.attrs.get_int("n_heads"), hd = c.attrs.get_int("head_dim");
     int64_t rd = c.attrs.get_int("rope_dim");
-    double base = c.attrs.get("base");
+    A base = c.attrs.get("base");
     bool neox = c.attrs.get_int("pairing") == 1;
     std::vector<float> row(static_cast<size_t>(W));
     for (int64_t t = 0; t < T; ++t) {
@@ -106,8 +114,8 @@ class RefBackend final : public HostBackend {
         const float* r = row.data() + h * hd;
         for (int64_t i = 0; i < hd; ++i) o[i] = r[i];
         for (int64_t i = 0; i < rd / 2; ++i) {
-          double theta = double(pos[t]) * std::pow(base, -2.0 * double(i) / double(rd));
-          double cs = std::cos(theta), sn = std::sin(theta);
+          A theta = A(pos[t]) * std::pow(base, -2.0 * A(i) / A(rd));
+          A cs = std::cos(theta), sn = std::sin(theta);
           int64_t a = neox ? i : 2 * i, b = neox ? i + rd / 2 : 2 * i + 1;
           o[a] = float(r[a] * cs - r[b] * sn);
           o[b] = float(r[a] * sn + r[b] * cs);
@@ -137,26 +145,26 @@ class RefBackend final : public HostBackend {
     int64_t T = c.inputs[0].shape[0], P = c.inputs[1].shape[0];
     int64_t H = c.attrs.get_int("n_heads"), KV = c.attrs.get_int("n_kv_heads");
     int64_t hd = c.attrs.get_int("head_dim");
-    double scale = c.attrs.get("scale");
+    A scale = c.attrs.get("scale");
     int64_t qw = H * hd, kw = KV * hd, group = H / KV;
-    std::vector<double> score(static_cast<size_t>(P));
+    std::vector<A> score(static_cast<size_t>(P));
     for (int64_t t = 0; t < T; ++t) {
       int64_t last = P - T + t;  // causal: keys 0..last
       for (int64_t h = 0; h < H; ++h) {
         const float* qh = q + t * qw + h * hd;
         int64_t kh = h / group;
-        double mx = -INFINITY;
+        A mx = -INFINITY;
         for (int64_t j = 0; j <= last; ++j) {
-          double s = 0;
-          for (int64_t i = 0; i < hd; ++i) s += double(qh[i]) * k[j * kw + kh * hd + i];
+          A s = 0;
+          for (int64_t i = 0; i < hd; ++i) s += A(qh[i]) * k[j * kw + kh * hd + i];
           score[size_t(j)] = s * scale;
           mx = std::max(mx, score[size_t(j)]);
         }
-        double sum = 0;
+        A sum = 0;
         for (int64_t j = 0; j <= last; ++j)
           sum += (score[size_t(j)] = std::exp(score[size_t(j)] - mx));
         for (int64_t i = 0; i < hd; ++i) {
-          double acc = 0;
+          A acc = 0;
           for (int64_t j = 0; j <= last; ++j) acc += score[size_t(j)] * v[j * kw + kh * hd + i];
           out[t * qw + h * hd + i] = float(acc / sum);
         }
@@ -169,7 +177,7 @@ class RefBackend final : public HostBackend {
     const float* u = data<float>(c.inputs[1]);
     float* out = data<float>(c.outputs[0]);
     for (int64_t i = 0; i < c.inputs[0].shape.numel(); ++i) {
-      double x = g[i];
+      A x = g[i];
       out[i] = float(x / (1.0 + std::exp(-x)) * u[i]);
     }
   }
@@ -178,15 +186,19 @@ class RefBackend final : public HostBackend {
     const float* a = data<float>(c.inputs[0]);
     const float* b = data<float>(c.inputs[1]);
     float* out = data<float>(c.outputs[0]);
-    for (int64_t i = 0; i < c.inputs[0].shape.numel(); ++i) out[i] = float(double(a[i]) + b[i]);
+    for (int64_t i = 0; i < c.inputs[0].shape.numel(); ++i) out[i] = float(A(a[i]) + b[i]);
   }
 };
 
 }  // namespace
 
 std::unique_ptr<Backend> make_ref_backend(const BackendUri& uri) {
-  uri.allow_params({});
-  return std::make_unique<RefBackend>();
+  uri.allow_params({"acc"});
+  TAPML_REQUIRE(uri.target.empty(), "backend URI '" + uri.text + "': ref takes no device name");
+  const std::string acc = uri.param("acc", "f64");
+  if (acc == "f64") return std::make_unique<RefBackend<double>>(uri.text);
+  if (acc == "f32") return std::make_unique<RefBackend<float>>(uri.text);
+  throw Error("backend URI '" + uri.text + "': acc=" + acc + " (use f64 or f32)");
 }
 
 }  // namespace tapml

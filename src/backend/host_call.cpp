@@ -1,0 +1,106 @@
+#include "backend/host_call.h"
+
+#include <cstring>
+#include <memory>
+
+#include "core/error.h"
+
+namespace tapml {
+
+namespace {
+
+constexpr size_t kGuardBytes = 256;
+constexpr uint8_t kGuardByte = 0xA5;
+// A quiet NaN with a recognizable payload: an output element never written stays NaN.
+constexpr uint32_t kPoison = 0x7FC0DEAD;
+
+// A buffer on the backend holding one tensor between two guard regions.
+class GuardedBuffer {
+ public:
+  GuardedBuffer(Backend& b, const Tensor& contents, bool poison) : b_(b), bytes_(contents.nbytes()) {
+    std::vector<uint8_t> image(bytes_ + 2 * kGuardBytes, kGuardByte);
+    if (poison) {
+      for (size_t i = 0; i + 4 <= bytes_; i += 4) std::memcpy(&image[kGuardBytes + i], &kPoison, 4);
+    } else if (bytes_) {
+      std::memcpy(&image[kGuardBytes], contents.bytes(), bytes_);
+    }
+    id_ = b_.alloc(image.size());
+    try {
+      b_.write(id_, 0, image.data(), image.size());
+    } catch (...) {
+      b_.free(id_);
+      throw;
+    }
+  }
+  ~GuardedBuffer() {
+    try {
+      b_.free(id_);
+    } catch (...) {
+    }
+  }
+  GuardedBuffer(const GuardedBuffer&) = delete;
+  GuardedBuffer& operator=(const GuardedBuffer&) = delete;
+
+  DeviceTensor tensor(DType dtype, const Shape& shape) const {
+    return DeviceTensor{id_, kGuardBytes, dtype, shape};
+  }
+  // Reads the tensor into `out`; returns whether both guards are intact.
+  bool read(Tensor& out) {
+    std::vector<uint8_t> image(bytes_ + 2 * kGuardBytes);
+    b_.read(id_, 0, image.data(), image.size());
+    if (bytes_) std::memcpy(out.mutable_bytes(), &image[kGuardBytes], bytes_);
+    for (size_t i = 0; i < kGuardBytes; ++i)
+      if (image[i] != kGuardByte || image[kGuardBytes + bytes_ + i] != kGuardByte) return false;
+    return true;
+  }
+
+ private:
+  Backend& b_;
+  size_t bytes_;
+  BufferId id_ = 0;
+};
+
+}  // namespace
+
+HostCallResult run_host_call(Backend& backend, const std::string& op, const Attrs& attrs,
+                             const std::vector<Tensor>& inputs, const std::string& site) {
+  const OpDef& def = op_def(op);
+  std::vector<TensorType> in_types;
+  for (const Tensor& t : inputs) in_types.push_back({t.dtype(), t.shape()});
+  std::vector<TensorType> out_types = def.infer(in_types, attrs);
+
+  std::vector<std::unique_ptr<GuardedBuffer>> in_bufs, out_bufs;
+  OpCall call{op, attrs, {}, {}, site};
+  for (const Tensor& t : inputs) {
+    in_bufs.push_back(std::make_unique<GuardedBuffer>(backend, t, false));
+    call.inputs.push_back(in_bufs.back()->tensor(t.dtype(), t.shape()));
+  }
+  for (size_t i = 0; i < out_types.size(); ++i) {
+    int alias = def.inplace_of[i];
+    if (alias >= 0) {
+      call.outputs.push_back(call.inputs[size_t(alias)]);
+      continue;
+    }
+    Tensor shape_only(out_types[i].dtype, out_types[i].shape);
+    out_bufs.push_back(std::make_unique<GuardedBuffer>(backend, shape_only, true));
+    call.outputs.push_back(out_bufs.back()->tensor(out_types[i].dtype, out_types[i].shape));
+  }
+
+  Support s = backend.supports(call);
+  TAPML_REQUIRE(s.ok, backend.info().name + " cannot run " + op + ": " + s.reason);
+  backend.run(call);
+  backend.sync();
+
+  HostCallResult r;
+  size_t fresh = 0;
+  for (size_t i = 0; i < out_types.size(); ++i) {
+    Tensor out(out_types[i].dtype, out_types[i].shape);
+    int alias = def.inplace_of[i];
+    GuardedBuffer& buf = alias >= 0 ? *in_bufs[size_t(alias)] : *out_bufs[fresh++];
+    r.guards_intact.push_back(buf.read(out));
+    r.outputs.push_back(std::move(out));
+  }
+  return r;
+}
+
+}  // namespace tapml

@@ -1,0 +1,28 @@
+// Runs one op call on any backend with host tensors in and out: uploads the inputs, makes
+// the outputs, runs, reads everything back, frees the buffers. Used wherever a single call
+// is executed outside a model run (carving's noise calibration, replay, isolated
+// comparison). Every output buffer is surrounded by guard bytes, and a fresh output is
+// first filled with a poison pattern (NaN bits), so an out-of-bounds write or an output
+// element never written shows up in the result.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "core/tensor.h"
+
+namespace tapml {
+
+struct HostCallResult {
+  std::vector<Tensor> outputs;
+  // Per output: true when the guard bytes before and after it are untouched.
+  std::vector<bool> guards_intact;
+};
+
+// Validates the call against the catalog (Error naming the problem) and the backend's
+// supports() (Error with its reason) before running. In-place outputs are returned as the
+// final contents of the input they overwrite.
+HostCallResult run_host_call(Backend& backend, const std::string& op, const Attrs& attrs,
+                             const std::vector<Tensor>& inputs, const std::string& site = "");
+
+}  // namespace tapml
