@@ -257,6 +257,11 @@ Tensor Dispatcher::read(Val v) {
   return out;
 }
 
+std::string Dispatcher::weight_name(Val v) const {
+  const Storage& s = *value(v).storage;
+  return s.kind == Storage::Kind::Weight ? s.name : std::string();
+}
+
 void Dispatcher::remove_observer(CallObserver* o) {
   observers_.erase(std::remove(observers_.begin(), observers_.end(), o), observers_.end());
 }

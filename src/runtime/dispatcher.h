@@ -68,6 +68,8 @@ class Dispatcher final : public Emitter {
 
   // Copies a value to the host (from wherever a valid copy lives).
   Tensor read(Val v);
+  // The model weight a value is (its GGUF name), or "" for anything else.
+  std::string weight_name(Val v) const;
 
   void set_phase(std::string phase) { phase_ = std::move(phase); }
   const std::string& phase() const { return phase_; }

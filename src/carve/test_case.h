@@ -1,0 +1,40 @@
+// One carved operator test: an op call recorded on the source platform with its exact
+// inputs (taken before the call) and outputs, and where in the model it happened.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/tensor.h"
+#include "ops/op.h"
+
+namespace tapml {
+
+struct TestCase {
+  int64_t id = 0;        // corpus row id (0 until stored)
+  std::string op;
+  Attrs attrs;
+  std::string site;      // "blk.3.attn_q"
+  int layer = -1;
+  std::string phase;     // "prefill", "decode_7"
+  int64_t call_index = 0;
+  int prompt_index = 0;  // which carve prompt produced it
+  std::vector<Tensor> inputs;
+  std::vector<Tensor> outputs;  // the source platform's (ref's) results
+  // Per input: the model weight it is ("blk.0.attn_q.weight"), or "" for activations.
+  std::vector<std::string> input_weights;
+  // Per output: the noise floor, i.e. the oracle's error measure of a plain-f32 computation
+  // of this very call against the source's f64-accumulating result. -1 = not calibrated.
+  std::vector<double> noise;
+  // Why pruning kept it: "first", "max_input", "late_decode", ...
+  std::string kept_because;
+
+  // op, attributes, and the dtype and shape of every tensor: calls with equal signatures
+  // are the same test up to values.
+  std::string signature() const;
+};
+
+std::string call_signature(const std::string& op, const Attrs& attrs,
+                           const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs);
+
+}  // namespace tapml
