@@ -4,6 +4,7 @@
 
 #include "backend/registry.h"
 #include "backends/cpu/cpu_backend.h"
+#include "backends/faulty/faulty_backend.h"
 #include "backends/ref/ref_backend.h"
 
 namespace tapml {
@@ -14,6 +15,10 @@ void register_builtin_backends() {
     register_backend("ref", "reference: plain loops, f64 accumulation (the source platform)",
                      make_ref_backend);
     register_backend("cpu", "host CPU: multi-threaded, SIMD; cpu?threads=N", make_cpu_backend);
+    register_backend("faulty",
+                     "fault injection: faulty:INNER?fault=NAME&site=REGEX wraps INNER with one "
+                     "realistic kernel bug",
+                     make_faulty_backend);
   });
 }
 

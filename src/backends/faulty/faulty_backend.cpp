@@ -1,0 +1,349 @@
+// The faulty backend. A fault is injected in one of two ways:
+//   - by changing the call and letting the inner kernel run it (rope_pairing, rmsnorm_eps,
+//     kv_offset): the bug is then exactly "right kernel, wrong argument";
+//   - by computing the op on the host with the reference loops, changed in the one place the
+//     bug lives (the rest), reading inputs from and writing outputs to the inner backend.
+// Host computation keeps the inner's numbers where a fault has no effect (K % 8 == 0 for
+// matmul_tail, a single KV head for gqa_map): such calls go to the inner kernel.
+#include "backends/faulty/faulty_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <regex>
+
+#include "core/error.h"
+
+namespace tapml {
+
+namespace {
+
+enum class Fault {
+  SoftmaxF16,
+  RopePairing,
+  GqaMap,
+  KvOffset,
+  MatmulTail,
+  RmsnormEps,
+  SiluApprox,
+  ExpOverflow
+};
+
+struct FaultDef {
+  const char* name;
+  Fault fault;
+  const char* ops[2];  // the ops it changes (nullptr-padded)
+};
+
+const FaultDef kFaults[] = {
+    {"softmax_f16", Fault::SoftmaxF16, {"attention", nullptr}},
+    {"rope_pairing", Fault::RopePairing, {"rope", nullptr}},
+    {"gqa_map", Fault::GqaMap, {"attention", nullptr}},
+    {"kv_offset", Fault::KvOffset, {"kv_store", nullptr}},
+    {"matmul_tail", Fault::MatmulTail, {"matmul", nullptr}},
+    {"rmsnorm_eps", Fault::RmsnormEps, {"rmsnorm", nullptr}},
+    {"silu_approx", Fault::SiluApprox, {"swiglu", nullptr}},
+    {"exp_overflow", Fault::ExpOverflow, {"attention", "swiglu"}},
+};
+
+std::string fault_list() {
+  std::string s;
+  for (const FaultDef& f : kFaults) s += (s.empty() ? "" : ", ") + std::string(f.name);
+  return s;
+}
+
+// A value as a half-precision register would hold it.
+float as_f16(float x) { return f16_to_f32(f32_to_f16(x)); }
+
+class FaultyBackend final : public Backend {
+ public:
+  FaultyBackend(BackendInfo info, std::unique_ptr<Backend> inner, const FaultDef& fault,
+                std::regex site)
+      : info_(std::move(info)), inner_(std::move(inner)), fault_(fault), site_(std::move(site)) {}
+
+  ~FaultyBackend() override {
+    if (pos_buffer_ == 0) return;
+    try {
+      inner_->free(pos_buffer_);
+    } catch (...) {  // a destructor must not throw; the inner frees it with itself anyway
+    }
+  }
+
+  const BackendInfo& info() const override { return info_; }
+  BufferId alloc(size_t bytes) override { return inner_->alloc(bytes); }
+  void free(BufferId id) override { inner_->free(id); }
+  void write(BufferId id, size_t offset, const void* src, size_t bytes) override {
+    inner_->write(id, offset, src, bytes);
+  }
+  void read(BufferId id, size_t offset, void* dst, size_t bytes) override {
+    inner_->read(id, offset, dst, bytes);
+  }
+  Support supports(const OpCall& call) const override { return inner_->supports(call); }
+  void sync() override { inner_->sync(); }
+
+  void run(const OpCall& call) override {
+    if (!touches(call)) return inner_->run(call);
+    switch (fault_.fault) {
+      case Fault::RopePairing: {
+        OpCall c = call;
+        c.attrs.set("pairing", call.attrs.get_int("pairing") == 1 ? 0 : 1);
+        return inner_->run(c);
+      }
+      case Fault::RmsnormEps: {
+        OpCall c = call;
+        c.attrs.set("eps", 0);
+        return inner_->run(c);
+      }
+      case Fault::KvOffset:
+        return kv_store_off_by_one(call);
+      case Fault::MatmulTail:
+        return matmul_without_tail(call);
+      case Fault::SiluApprox:
+      case Fault::ExpOverflow:
+        if (call.op == "swiglu") return swiglu(call);
+        return attention(call);
+      case Fault::SoftmaxF16:
+      case Fault::GqaMap:
+        return attention(call);
+    }
+  }
+
+ private:
+  bool touches(const OpCall& call) const {
+    bool op = false;
+    for (const char* name : fault_.ops) op = op || (name && call.op == name);
+    return op && std::regex_search(call.site, site_);
+  }
+
+  // Host computation reads the inputs itself, so it checks the call against the catalog
+  // first (the inner kernel would have); buffer bounds are checked by the inner's read().
+  void check(const OpCall& c) const {
+    const OpDef& def = op_def(c.op);
+    std::vector<TensorType> in;
+    for (const DeviceTensor& t : c.inputs) in.push_back(t.type());
+    TAPML_REQUIRE(in.size() == def.inputs.size(),
+                  "faulty: " + c.op + " takes " + std::to_string(def.inputs.size()) +
+                      " inputs, the call has " + std::to_string(in.size()));
+    std::vector<TensorType> out = def.infer(in, c.attrs);
+    TAPML_REQUIRE(out.size() == c.outputs.size(),
+                  "faulty: " + c.op + " gives " + std::to_string(out.size()) +
+                      " outputs, the call has " + std::to_string(c.outputs.size()));
+    for (size_t i = 0; i < out.size(); ++i)
+      TAPML_REQUIRE(out[i] == c.outputs[i].type(),
+                    "faulty: " + c.op + " output " + std::to_string(i) + " has the wrong type");
+  }
+
+  std::vector<float> read_floats(const DeviceTensor& t) {
+    std::vector<std::byte> bytes(t.nbytes());
+    inner_->read(t.buffer, t.offset, bytes.data(), bytes.size());
+    std::vector<float> v(static_cast<size_t>(t.shape.numel()));
+    for (size_t i = 0; i < v.size(); ++i) {
+      uint16_t h = 0;
+      switch (t.dtype) {
+        case DType::F32:
+          std::memcpy(&v[i], bytes.data() + 4 * i, 4);
+          break;
+        case DType::F16:
+          std::memcpy(&h, bytes.data() + 2 * i, 2);
+          v[i] = f16_to_f32(h);
+          break;
+        case DType::BF16:
+          std::memcpy(&h, bytes.data() + 2 * i, 2);
+          v[i] = bf16_to_f32(h);
+          break;
+        case DType::I32:
+          throw Error("faulty: expected a float tensor, got i32");
+      }
+    }
+    return v;
+  }
+
+  void write_floats(const DeviceTensor& t, const std::vector<float>& v) {
+    inner_->write(t.buffer, t.offset, v.data(), v.size() * sizeof(float));
+  }
+
+  // Runs the store at pos + 1 once pos >= 2: prefill and the first decode steps of a short
+  // prompt look right, and the bug shows only later, as such bugs do.
+  void kv_store_off_by_one(const OpCall& call) {
+    const DeviceTensor& pos_t = call.inputs.at(4);
+    TAPML_REQUIRE(pos_t.dtype == DType::I32 && pos_t.shape.numel() == 1,
+                  "faulty: kv_store pos must be one i32");
+    int32_t pos = 0;
+    inner_->sync();
+    inner_->read(pos_t.buffer, pos_t.offset, &pos, sizeof pos);
+    int64_t S = call.inputs.at(0).shape[0], T = call.inputs.at(2).shape[0];
+    int64_t shifted = std::min<int64_t>(int64_t(pos) + 1, S - T);  // never past the cache
+    if (pos < 2 || shifted <= pos) return inner_->run(call);
+    if (pos_buffer_ == 0) pos_buffer_ = inner_->alloc(sizeof(int32_t));
+    int32_t p = int32_t(shifted);
+    inner_->write(pos_buffer_, 0, &p, sizeof p);
+    OpCall c = call;
+    c.inputs[4] = DeviceTensor{pos_buffer_, 0, DType::I32, Shape{1}};
+    inner_->run(c);
+  }
+
+  void matmul_without_tail(const OpCall& c) {
+    check(c);
+    int64_t T = c.inputs[0].shape[0], K = c.inputs[0].shape[1], N = c.inputs[1].shape[0];
+    // A kernel that unrolls by 8 and forgets the remainder loop.
+    int64_t kept = K - K % 8;
+    if (kept == K) return inner_->run(c);
+    inner_->sync();
+    std::vector<float> x = read_floats(c.inputs[0]), w = read_floats(c.inputs[1]);
+    std::vector<float> out(static_cast<size_t>(T * N));
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t n = 0; n < N; ++n) {
+        double acc = 0;
+        for (int64_t k = 0; k < kept; ++k)
+          acc += double(x[size_t(t * K + k)]) * w[size_t(n * K + k)];
+        out[size_t(t * N + n)] = float(acc);
+      }
+    write_floats(c.outputs[0], out);
+  }
+
+  void swiglu(const OpCall& c) {
+    check(c);
+    inner_->sync();
+    std::vector<float> g = read_floats(c.inputs[0]), u = read_floats(c.inputs[1]);
+    std::vector<float> out(g.size());
+    for (size_t i = 0; i < g.size(); ++i) {
+      float sigmoid;
+      if (fault_.fault == Fault::SiluApprox) {
+        sigmoid = std::clamp(0.5f + g[i] / 4.0f, 0.0f, 1.0f);
+      } else {  // exp_overflow: the textbook form, with exp held in half precision
+        float e = as_f16(std::exp(g[i]));
+        sigmoid = e / (1.0f + e);
+      }
+      out[i] = g[i] * sigmoid * u[i];
+    }
+    write_floats(c.outputs[0], out);
+  }
+
+  void attention(const OpCall& c) {
+    check(c);
+    int64_t T = c.inputs[0].shape[0], P = c.inputs[1].shape[0];
+    int64_t H = c.attrs.get_int("n_heads"), KV = c.attrs.get_int("n_kv_heads");
+    int64_t hd = c.attrs.get_int("head_dim");
+    double scale = c.attrs.get("scale");
+    int64_t qw = H * hd, kw = KV * hd, group = H / KV;
+    // With one KV head every query head reads it whatever the mapping.
+    if (fault_.fault == Fault::GqaMap && KV == 1) return inner_->run(c);
+    inner_->sync();
+    std::vector<float> q = read_floats(c.inputs[0]), k = read_floats(c.inputs[1]),
+                       v = read_floats(c.inputs[2]);
+    std::vector<float> out(static_cast<size_t>(T * qw));
+    std::vector<double> weight(static_cast<size_t>(P));
+    for (int64_t t = 0; t < T; ++t) {
+      int64_t last = P - T + t;  // causal: keys 0..last
+      for (int64_t h = 0; h < H; ++h) {
+        const float* qh = q.data() + t * qw + h * hd;
+        int64_t kh = h / group;
+        if (fault_.fault == Fault::GqaMap) kh = KV == H ? (h + 1) % KV : h % KV;
+        auto key = [&](int64_t j) { return k.data() + j * kw + kh * hd; };
+        double sum = 0;
+        if (fault_.fault == Fault::SoftmaxF16) {
+          // The scale is applied after the f16 dot product, so a raw q.k beyond 65504
+          // overflows even though the scaled score would have fit.
+          float mx = -INFINITY;
+          for (int64_t j = 0; j <= last; ++j) {
+            float dot = 0;
+            for (int64_t i = 0; i < hd; ++i) dot = as_f16(dot + as_f16(qh[i] * key(j)[i]));
+            float s = as_f16(dot * float(scale));
+            weight[size_t(j)] = s;
+            mx = as_f16(std::max(mx, s));
+          }
+          float sum16 = 0;
+          for (int64_t j = 0; j <= last; ++j) {
+            float e = as_f16(std::exp(as_f16(float(weight[size_t(j)]) - mx)));
+            weight[size_t(j)] = e;
+            sum16 = as_f16(sum16 + e);
+          }
+          sum = sum16;
+        } else if (fault_.fault == Fault::ExpOverflow) {
+          // exp of the raw score ("it's shift-invariant, the max is only for stability"),
+          // held in half precision as a fast shader exp would be.
+          float sum32 = 0;
+          for (int64_t j = 0; j <= last; ++j) {
+            double dot = 0;
+            for (int64_t i = 0; i < hd; ++i) dot += double(qh[i]) * key(j)[i];
+            float e = as_f16(std::exp(float(dot * scale)));
+            weight[size_t(j)] = e;
+            sum32 += e;
+          }
+          sum = sum32;
+        } else {  // gqa_map: the reference softmax on the wrong head
+          double mx = -INFINITY;
+          for (int64_t j = 0; j <= last; ++j) {
+            double dot = 0;
+            for (int64_t i = 0; i < hd; ++i) dot += double(qh[i]) * key(j)[i];
+            weight[size_t(j)] = dot * scale;
+            mx = std::max(mx, weight[size_t(j)]);
+          }
+          for (int64_t j = 0; j <= last; ++j)
+            sum += (weight[size_t(j)] = std::exp(weight[size_t(j)] - mx));
+        }
+        for (int64_t i = 0; i < hd; ++i) {
+          double acc = 0;
+          for (int64_t j = 0; j <= last; ++j)
+            acc += weight[size_t(j)] * v[size_t(j * kw + kh * hd + i)];
+          out[size_t(t * qw + h * hd + i)] = float(acc / sum);
+        }
+      }
+    }
+    write_floats(c.outputs[0], out);
+  }
+
+  BackendInfo info_;
+  std::unique_ptr<Backend> inner_;
+  const FaultDef& fault_;
+  std::regex site_;
+  BufferId pos_buffer_ = 0;  // kv_offset's shifted position, on the inner backend
+};
+
+}  // namespace
+
+const std::vector<std::string>& known_faults() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const FaultDef& f : kFaults) v.push_back(f.name);
+    return v;
+  }();
+  return names;
+}
+
+std::unique_ptr<Backend> make_faulty_backend(const BackendUri& uri) {
+  const std::string where = "backend URI '" + uri.text + "': ";
+  uri.allow_params({"fault", "site"});
+  TAPML_REQUIRE(!uri.target.empty(),
+                where + "name the backend to wrap, as in faulty:cpu?fault=NAME");
+  auto named = uri.params.find("fault");
+  TAPML_REQUIRE(named != uri.params.end(),
+                where + "missing fault=NAME (known faults: " + fault_list() + ")");
+  const FaultDef* fault = nullptr;
+  for (const FaultDef& f : kFaults)
+    if (named->second == f.name) fault = &f;
+  TAPML_REQUIRE(fault != nullptr, where + "unknown fault '" + named->second +
+                                      "' (known faults: " + fault_list() + ")");
+  std::string site = uri.param("site", "");
+  std::regex site_re;
+  try {
+    site_re = std::regex(site, std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    throw Error(where + "site=" + site + " is not a valid regular expression (" + e.what() + ")");
+  }
+  // Through the registry rather than the built-in list: backends know nothing of each other.
+  std::unique_ptr<Backend> inner;
+  try {
+    inner = make_backend(uri.target);
+  } catch (const Error& e) {
+    throw Error(where + "inner backend: " + e.what());
+  }
+  BackendInfo info{uri.text, "faulty",
+                   uri.target + " with fault " + fault->name + " at " +
+                       (site.empty() ? "every site" : "sites " + site),
+                   inner->info().max_buffer_bytes, inner->info().memory_bytes};
+  return std::make_unique<FaultyBackend>(std::move(info), std::move(inner), *fault,
+                                         std::move(site_re));
+}
+
+}  // namespace tapml
