@@ -8,5 +8,14 @@ namespace tapml::cli {
 void add_run(CLI::App& app);
 void add_tokenize(CLI::App& app);
 void add_info(CLI::App& app);
+void add_corpus(CLI::App& app);
+void add_carve(CLI::App& app);
+void add_test(CLI::App& app);
+
+// Thrown by a command to end with this exit status after it has said everything itself
+// (e.g. tests failed and the summary is printed).
+struct ExitCode {
+  int code;
+};
 
 }  // namespace tapml::cli

@@ -14,6 +14,9 @@ int main(int argc, char** argv) {
   tapml::cli::add_run(app);
   tapml::cli::add_tokenize(app);
   tapml::cli::add_info(app);
+  tapml::cli::add_corpus(app);
+  tapml::cli::add_carve(app);
+  tapml::cli::add_test(app);
   std::string names;
   bool known = false;
   for (const CLI::App* sub : app.get_subcommands({})) {
@@ -31,6 +34,8 @@ int main(int argc, char** argv) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
     std::fprintf(stderr, "tapml: %s (see --help)\n", e.what());
     return e.get_exit_code();
+  } catch (const tapml::cli::ExitCode& e) {
+    return e.code;
   } catch (const tapml::Error& e) {
     std::fprintf(stderr, "tapml: %s\n", e.what());
     return 1;

@@ -1,0 +1,146 @@
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <unistd.h>
+
+#include "backends/builtin.h"
+#include "carve/corpus.h"
+#include "carve/recorder.h"
+#include "cli/commands.h"
+#include "cli/json_output.h"
+#include "core/error.h"
+#include "core/hash.h"
+#include "model/model_file.h"
+#include "replay/replay.h"
+#include "runtime/generate.h"
+#include "runtime/session.h"
+#include "tokenizer/load.h"
+
+namespace tapml::cli {
+
+namespace {
+struct CarveArgs {
+  std::string model, tokenizer, out, source = "ref";
+  std::vector<std::string> prompts, prompt_files;
+  int steps = 256, keep = 3;
+  bool json = false, overwrite = false, by_reference = false;
+};
+
+std::vector<std::string> all_prompts(const CarveArgs& a) {
+  std::vector<std::string> prompts = a.prompts;
+  for (const std::string& path : a.prompt_files) {
+    std::ifstream f(path);
+    TAPML_REQUIRE(bool(f), path + ": cannot read the prompts file");
+    for (std::string line; std::getline(f, line);)
+      if (!line.empty()) prompts.push_back(line);
+  }
+  TAPML_REQUIRE(!prompts.empty(), "carve: give at least one --prompt TEXT or --prompts FILE");
+  return prompts;
+}
+
+void carve(const CarveArgs& a) {
+  using clock = std::chrono::steady_clock;
+  auto t0 = clock::now();
+  std::vector<std::string> prompts = all_prompts(a);
+  ModelFile model = load_model(a.model);
+  Tokenizer tok = load_tokenizer(a.tokenizer, model.gguf.get(), model.config.vocab_size);
+
+  Corpus corpus = Corpus::create(a.out, a.overwrite);
+  nlohmann::json prompt_list = prompts;
+  corpus.set_meta("model", a.model);
+  corpus.set_meta("model_hash", file_hash(a.model));
+  corpus.set_meta("source", a.source);
+  corpus.set_meta("prompts", prompt_list.dump());
+  corpus.set_meta("steps", std::to_string(a.steps));
+  corpus.set_meta("keep", std::to_string(a.keep));
+  if (a.by_reference) corpus.store_weights_by_reference(a.model);
+
+  std::unique_ptr<Backend> plain_f32 = open_backend("ref?acc=f32");
+  Recorder recorder(corpus, a.keep, [&](TestCase& t) { calibrate_noise(t, *plain_f32); });
+  Session session(model, Placement(a.source), std::max(model.config.max_seq_len, a.steps));
+  session.dispatcher().add_observer(&recorder);
+
+  const bool tty = isatty(2);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    recorder.set_prompt_index(int(i));
+    GenerateOptions o;
+    o.steps = a.steps;
+    o.stop_tokens = {tok.vocab().eos};
+    if (model.format == "llama2c") o.stop_tokens.push_back(tok.vocab().bos);
+    int produced = 0;
+    o.on_token = [&](int) {
+      if (tty && ++produced % 8 == 0)
+        std::fprintf(stderr, "\rcarving prompt %zu/%zu: %d tokens, %lld calls seen", i + 1,
+                     prompts.size(), produced, (long long)recorder.stats().calls_seen);
+    };
+    generate(session, tok.encode(prompts[i], true), o);
+    if (tty) std::fputc('\r', stderr);
+    std::fprintf(stderr, "carved prompt %zu/%zu: %lld calls seen so far, %lld tests stored\n",
+                 i + 1, prompts.size(), (long long)recorder.stats().calls_seen,
+                 (long long)recorder.stats().tests_kept);
+  }
+  recorder.finish();
+  session.dispatcher().remove_observer(&recorder);
+
+  const CarveStats& st = recorder.stats();
+  corpus.set_meta("calls_seen", std::to_string(st.calls_seen));
+  corpus.set_meta("signatures", std::to_string(st.signatures));
+  CorpusSummary sum = corpus.summary();
+  double seconds = std::chrono::duration<double>(clock::now() - t0).count();
+  if (a.json) {
+    nlohmann::json j;
+    j["corpus"] = a.out;
+    j["calls_seen"] = st.calls_seen;
+    j["signatures"] = st.signatures;
+    j["tests_kept"] = st.tests_kept;
+    j["calls_per_op"] = st.calls_per_op;
+    j["tests_per_op"] = st.tests_per_op;
+    j["blob_bytes"] = sum.blob_bytes;
+    j["file_bytes"] = sum.file_bytes;
+    j["seconds"] = seconds;
+    print_json(j);
+    return;
+  }
+  std::printf("%s: %lld calls seen, %lld signatures, %lld tests kept (keep %d)\n", a.out.c_str(),
+              (long long)st.calls_seen, (long long)st.signatures, (long long)st.tests_kept, a.keep);
+  std::printf("  %-10s %10s %8s\n", "op", "calls", "tests");
+  for (auto& [op, n] : st.calls_per_op)
+    std::printf("  %-10s %10lld %8lld\n", op.c_str(), (long long)n,
+                (long long)(st.tests_per_op.count(op) ? st.tests_per_op.at(op) : 0));
+  std::printf("  tensor bytes stored %.2f MiB (%lld distinct values), file %.2f MiB, %.1f s\n",
+              sum.blob_bytes / 1048576.0, (long long)sum.blobs, sum.file_bytes / 1048576.0,
+              seconds);
+}
+}  // namespace
+
+void add_carve(CLI::App& app) {
+  auto a = std::make_shared<CarveArgs>();
+  CLI::App* c = app.add_subcommand("carve", "Record a model run's op calls as a corpus of tests");
+  c->footer(
+      "Runs the model on the source backend (ref) over every prompt, prefill and each decode\n"
+      "step, recording every op call; keeps a few representatives per signature (op,\n"
+      "attributes, dtypes, shapes) and calibrates each test's noise floor.\n"
+      "Example:\n"
+      "  tapml carve --model stories260K.bin --tokenizer tok512.bin --prompt 'Once upon a time'\n"
+      "              --prompt 'Lily and Tom' --out stories.corpus");
+  c->add_option("--model", a->model, "model file: GGUF or llama2.c checkpoint")->required();
+  c->add_option("--tokenizer", a->tokenizer, "tokenizer file; default: the one in the GGUF");
+  c->add_option("--prompt", a->prompts, "a prompt (repeatable; \"\" starts from BOS)");
+  c->add_option("--prompts", a->prompt_files, "a file with one prompt per line (repeatable)");
+  c->add_option("--steps", a->steps, "positions per prompt, prompt included")
+      ->check(CLI::Range(1, 1 << 20))
+      ->capture_default_str();
+  c->add_option("--out", a->out, "corpus file to create")->required();
+  c->add_option("--keep", a->keep, "tests kept per signature")
+      ->check(CLI::Range(1, 1000))
+      ->capture_default_str();
+  c->add_option("--source", a->source, "source backend URI")->capture_default_str();
+  c->add_flag("--overwrite", a->overwrite, "replace an existing corpus file");
+  c->add_flag("--weights-by-reference", a->by_reference,
+              "store weights as references to the model file instead of copies");
+  c->add_flag("--json", a->json, "print the summary as JSON");
+  c->callback([a] { carve(*a); });
+}
+
+}  // namespace tapml::cli

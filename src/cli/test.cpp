@@ -1,0 +1,161 @@
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "backends/builtin.h"
+#include "carve/corpus.h"
+#include "cli/commands.h"
+#include "cli/json_output.h"
+#include "core/error.h"
+#include "replay/replay.h"
+#include "report/test_report.h"
+
+namespace tapml::cli {
+
+namespace {
+struct TestArgs {
+  std::string corpus, backend, op, site, json_out, junit_out, shard;
+  std::vector<int64_t> ids;
+  std::vector<std::string> merge;
+  bool fail_fast = false, synthetic = false;
+  uint64_t seed = 1;
+};
+
+void write_text(const std::string& path, const std::string& text) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    TAPML_REQUIRE(bool(f), path + ": cannot write");
+    f << text;
+    TAPML_REQUIRE(bool(f), path + ": write failed");
+  }
+  TAPML_REQUIRE(std::rename(tmp.c_str(), path.c_str()) == 0, path + ": cannot rename into place");
+}
+
+std::pair<int, int> parse_shard(const std::string& s) {
+  int k = 0, n = 0;
+  char extra = 0;
+  TAPML_REQUIRE(std::sscanf(s.c_str(), "%d/%d%c", &k, &n, &extra) == 2 && n >= 1 && k >= 1 && k <= n,
+                "--shard " + s + ": expected K/N with 1 <= K <= N (e.g. 2/4)");
+  return {k, n};
+}
+
+// Prints the per-op table; returns the number of failed tests.
+int64_t print_summary(const ReplayRun& run) {
+  int64_t failed = 0, total = 0;
+  std::printf("%-10s %7s %7s %7s %12s\n", "op", "tests", "passed", "failed", "worst/tol");
+  for (auto& [op, s] : summarize(run.results)) {
+    std::printf("%-10s %7lld %7lld %7lld %12.3g\n", op.c_str(), (long long)s.tests,
+                (long long)s.passed, (long long)s.failed, s.worst_ratio);
+    failed += s.failed;
+    total += s.tests;
+  }
+  std::printf("%lld passed, %lld failed\n", (long long)(total - failed), (long long)failed);
+  return failed;
+}
+
+void finish(const TestArgs& a, const ReplayRun& run) {
+  if (!a.json_out.empty()) write_text(a.json_out, to_json(run).dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  if (!a.junit_out.empty()) write_text(a.junit_out, junit_xml(run));
+  if (print_summary(run) > 0) throw ExitCode(1);
+}
+
+void merge(const TestArgs& a) {
+  std::vector<ReplayRun> shards;
+  for (const std::string& path : a.merge) {
+    std::ifstream f(path);
+    TAPML_REQUIRE(bool(f), path + ": cannot read");
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(f);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(path + ": not JSON (" + e.what() + ")");
+    }
+    shards.push_back(replay_run_from_json(j, path));
+  }
+  finish(a, merge_runs(shards));
+}
+
+void test(const TestArgs& a) {
+  if (!a.merge.empty()) return merge(a);
+  TAPML_REQUIRE(!a.corpus.empty() && !a.backend.empty(),
+                "test: give --corpus PATH and --backend URI (or --merge REPORT...)");
+  auto [shard, shards] = a.shard.empty() ? std::pair{1, 1} : parse_shard(a.shard);
+  Corpus corpus = Corpus::open(a.corpus);
+  std::unique_ptr<Backend> target = open_backend(a.backend);
+  std::unique_ptr<Backend> source, plain_f32;
+  if (a.synthetic) {
+    source = open_backend("ref");
+    plain_f32 = open_backend("ref?acc=f32");
+  }
+
+  std::vector<TestInfo> tests = corpus.list(a.op, a.site);
+  if (!a.ids.empty()) {
+    std::vector<TestInfo> chosen;
+    for (int64_t id : a.ids) {
+      auto it = std::find_if(tests.begin(), tests.end(), [&](const TestInfo& t) { return t.id == id; });
+      TAPML_REQUIRE(it != tests.end(), a.corpus + ": no test " + std::to_string(id) + " (matching the filters)");
+      chosen.push_back(*it);
+    }
+    tests = chosen;
+  }
+  std::vector<TestInfo> mine;
+  for (size_t i = 0; i < tests.size(); ++i)
+    if (int(i % size_t(shards)) == shard - 1) mine.push_back(tests[i]);
+
+  ReplayRun run{a.corpus, a.backend, a.synthetic, shard, shards, {}};
+  TolerancePolicy policy;
+  const bool tty = isatty(2);
+  for (size_t i = 0; i < mine.size(); ++i) {
+    TestCase t = corpus.load(mine[i].id);
+    if (a.synthetic) t = synthesize(t, a.seed, *source, *plain_f32);
+    TestResult r = replay_test(*target, t, policy);
+    if (tty) std::fprintf(stderr, "\r[%zu/%zu] %-24s", i + 1, mine.size(), t.site.c_str());
+    if (!r.pass) {
+      if (tty) std::fputc('\n', stderr);
+      std::string what = r.error.empty() ? std::string(check_name(r.verdict.failed)) + ": " + r.verdict.detail
+                                         : "error: " + r.error;
+      std::printf("FAIL #%lld %s (%s, %s): %s\n  replay: tapml test --corpus '%s' --backend '%s' --id %lld%s\n",
+                  (long long)r.id, r.site.c_str(), r.op.c_str(), r.phase.c_str(), what.c_str(),
+                  a.corpus.c_str(), a.backend.c_str(), (long long)r.id,
+                  a.synthetic ? (" --synthetic --seed " + std::to_string(a.seed)).c_str() : "");
+    }
+    run.results.push_back(std::move(r));
+    if (!run.results.back().pass && a.fail_fast) break;
+  }
+  if (tty) std::fprintf(stderr, "\r%*s\r", 40, "");
+  finish(a, run);
+}
+}  // namespace
+
+void add_test(CLI::App& app) {
+  auto a = std::make_shared<TestArgs>();
+  CLI::App* c = app.add_subcommand("test", "Replay a carved corpus on a backend and judge every test");
+  c->footer(
+      "Every test runs with guarded, poisoned output buffers and is judged by the oracle\n"
+      "(shape/dtype, guard bytes, NaN, Inf, then error against a tolerance calibrated from\n"
+      "the test's measured f32 noise). Exit status 0 only when every test passes.\n"
+      "Examples:\n"
+      "  tapml test --corpus stories.corpus --backend cpu\n"
+      "  tapml test --corpus stories.corpus --backend 'faulty:cpu?fault=rope_pairing' --op rope\n"
+      "  tapml test --corpus c --backend cpu --shard 2/4 --json s2.json   (then --merge s*.json)");
+  c->add_option("--corpus", a->corpus, "corpus file made by tapml carve");
+  c->add_option("--backend", a->backend, "target backend URI");
+  c->add_option("--op", a->op, "only tests whose op matches this regular expression");
+  c->add_option("--site", a->site, "only tests whose site matches this regular expression");
+  c->add_option("--id", a->ids, "only this test (repeatable)");
+  c->add_option("--json", a->json_out, "write the canonical JSON report here");
+  c->add_option("--junit", a->junit_out, "write JUnit XML here");
+  c->add_option("--shard", a->shard, "run shard K of N (K/N), for spreading a corpus over machines");
+  c->add_option("--merge", a->merge, "merge these shard JSON reports instead of running")->expected(1, -1);
+  c->add_flag("--fail-fast", a->fail_fast, "stop at the first failure");
+  c->add_flag("--synthetic", a->synthetic,
+              "bottom-up baseline: same signatures, uniform random inputs in [-1, 1]");
+  c->add_option("--seed", a->seed, "seed of --synthetic inputs")->capture_default_str();
+  c->callback([a] { test(*a); });
+}
+
+}  // namespace tapml::cli

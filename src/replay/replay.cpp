@@ -1,0 +1,83 @@
+#include "replay/replay.h"
+
+#include <chrono>
+#include <random>
+
+#include "backend/host_call.h"
+#include "core/error.h"
+
+namespace tapml {
+
+namespace {
+int64_t reduction_length(const TestCase& t) {
+  std::vector<TensorType> types;
+  for (const Tensor& x : t.inputs) types.push_back({x.dtype(), x.shape()});
+  return op_def(t.op).reduction_length(types, t.attrs);
+}
+}  // namespace
+
+TestResult replay_test(Backend& target, const TestCase& test, const TolerancePolicy& policy) {
+  TestResult r;
+  r.id = test.id;
+  r.op = test.op;
+  r.site = test.site;
+  r.phase = test.phase;
+  auto t0 = std::chrono::steady_clock::now();
+  try {
+    HostCallResult got = run_host_call(target, test.op, test.attrs, test.inputs, test.site);
+    r.verdict = judge(policy, test.op, reduction_length(test), test.outputs, got.outputs,
+                      got.guards_intact, test.noise);
+    r.pass = r.verdict.pass;
+  } catch (const std::exception& e) {
+    r.error = e.what();
+    r.pass = false;
+  }
+  r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+void calibrate_noise(TestCase& test, Backend& plain_f32) {
+  HostCallResult got = run_host_call(plain_f32, test.op, test.attrs, test.inputs, test.site);
+  test.noise.clear();
+  for (size_t i = 0; i < got.outputs.size(); ++i)
+    test.noise.push_back(measure(test.outputs[i], got.outputs[i], 0).error);
+}
+
+TestCase synthesize(const TestCase& carved, uint64_t seed, Backend& source, Backend& plain_f32) {
+  TestCase t = carved;
+  t.kept_because = "synthetic";
+  t.input_weights.resize(t.inputs.size());
+  std::mt19937_64 rng(seed ^ (uint64_t(carved.id) * 0x9E3779B97F4A7C15ull));
+  std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
+  for (size_t i = 0; i < t.inputs.size(); ++i) {
+    const Tensor& src = carved.inputs[i];
+    if (src.dtype() == DType::I32) {
+      // Token ids index the table (input 0 of embedding); positions keep their real values,
+      // which the op's contract constrains (cache rows, causal offsets).
+      if (carved.op == "embedding" && i == 1) {
+        Tensor ids(DType::I32, src.shape());
+        std::uniform_int_distribution<int32_t> id(0, int32_t(carved.inputs[0].shape()[0]) - 1);
+        for (int64_t j = 0; j < ids.numel(); ++j) ids.mutable_data<int32_t>()[j] = id(rng);
+        t.inputs[i] = ids;
+      }
+      continue;
+    }
+    Tensor x(src.dtype(), src.shape());
+    for (int64_t j = 0; j < x.numel(); ++j) {
+      float v = uniform(rng);
+      switch (x.dtype()) {
+        case DType::F32: x.mutable_data<float>()[j] = v; break;
+        case DType::F16: x.mutable_data<uint16_t>()[j] = f32_to_f16(v); break;
+        case DType::BF16: x.mutable_data<uint16_t>()[j] = f32_to_bf16(v); break;
+        case DType::I32: break;
+      }
+    }
+    t.inputs[i] = x;
+    t.input_weights[i].clear();
+  }
+  t.outputs = run_host_call(source, t.op, t.attrs, t.inputs, t.site).outputs;
+  calibrate_noise(t, plain_f32);
+  return t;
+}
+
+}  // namespace tapml

@@ -1,0 +1,36 @@
+// Replay: runs carved tests on a backend and judges them with the oracle; also the two
+// things a test needs besides a carve: its noise floor (the same call computed with plain
+// f32 accumulation) and a bottom-up "synthetic" twin with uniform random inputs.
+#pragma once
+#include <cstdint>
+#include <string>
+
+#include "backend/backend.h"
+#include "carve/test_case.h"
+#include "check/oracle.h"
+
+namespace tapml {
+
+struct TestResult {
+  int64_t id = 0;
+  std::string op, site, phase;
+  bool pass = false;
+  Verdict verdict;
+  std::string error;  // set when the backend refused or failed the call (then pass = false)
+  double seconds = 0;
+};
+
+// Runs `test` on `target` (outputs guarded and poisoned) and judges it against the test's
+// expected outputs and noise floors. Never throws for a failing backend: the error becomes
+// the result.
+TestResult replay_test(Backend& target, const TestCase& test, const TolerancePolicy& policy);
+
+// Fills test.noise: the oracle's error of `plain_f32` (ref?acc=f32) against test.outputs.
+void calibrate_noise(TestCase& test, Backend& plain_f32);
+
+// The same signature with inputs drawn uniformly from [-1, 1] (float tensors, rounded to
+// their dtype; token ids uniform over the table; positions kept), outputs computed on
+// `source` and noise on `plain_f32`. Deterministic in (test, seed).
+TestCase synthesize(const TestCase& carved, uint64_t seed, Backend& source, Backend& plain_f32);
+
+}  // namespace tapml

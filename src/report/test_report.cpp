@@ -1,0 +1,181 @@
+#include "report/test_report.h"
+
+#include <algorithm>
+#include <cmath>
+#include <set>
+
+#include "core/error.h"
+
+namespace tapml {
+
+std::map<std::string, OpSummary> summarize(const std::vector<TestResult>& results) {
+  std::map<std::string, OpSummary> out;
+  for (const TestResult& r : results) {
+    OpSummary& s = out[r.op];
+    s.tests++;
+    (r.pass ? s.passed : s.failed)++;
+    s.worst_ratio = std::max(s.worst_ratio, r.verdict.worst_ratio);
+  }
+  return out;
+}
+
+nlohmann::json to_json(const ReplayRun& run) {
+  nlohmann::json tests = nlohmann::json::array();
+  for (const TestResult& r : run.results) {
+    nlohmann::json t{{"id", r.id},          {"op", r.op},
+                     {"site", r.site},      {"phase", r.phase},
+                     {"pass", r.pass},      {"check", check_name(r.verdict.failed)},
+                     {"ratio", r.verdict.worst_ratio},
+                     {"detail", r.error.empty() ? r.verdict.detail : r.error},
+                     {"seconds", r.seconds}};
+    if (!r.error.empty()) t["check"] = "error";
+    nlohmann::json outs = nlohmann::json::array();
+    for (const OutputVerdict& o : r.verdict.outputs)
+      outs.push_back({{"check", check_name(o.failed)},
+                      {"error", o.metrics.error},
+                      {"tolerance", o.tolerance},
+                      {"ratio", o.ratio},
+                      {"noise", o.noise},
+                      {"noise_multiple", o.noise_multiple},
+                      {"max_abs", o.metrics.max_abs},
+                      {"max_rel", o.metrics.max_rel},
+                      {"nmse", o.metrics.nmse},
+                      {"cosine", o.metrics.cosine},
+                      {"frac_out", o.metrics.frac_out},
+                      {"nan", o.metrics.nan},
+                      {"pos_inf", o.metrics.pos_inf},
+                      {"neg_inf", o.metrics.neg_inf}});
+    t["outputs"] = outs;
+    tests.push_back(t);
+  }
+  nlohmann::json per_op = nlohmann::json::object();
+  int64_t failed = 0;
+  for (auto& [op, s] : summarize(run.results)) {
+    per_op[op] = {{"tests", s.tests}, {"passed", s.passed}, {"failed", s.failed},
+                  {"worst_ratio", s.worst_ratio}};
+    failed += s.failed;
+  }
+  return {{"format", "tapml-test-report"},
+          {"version", kTestReportVersion},
+          {"corpus", run.corpus},
+          {"backend", run.backend},
+          {"synthetic", run.synthetic},
+          {"shard", run.shard},
+          {"shards", run.shards},
+          {"summary",
+           {{"tests", run.results.size()}, {"failed", failed}, {"per_op", per_op}}},
+          {"tests", tests}};
+}
+
+ReplayRun replay_run_from_json(const nlohmann::json& j, const std::string& from) {
+  try {
+    TAPML_REQUIRE(j.value("format", "") == "tapml-test-report",
+                  from + ": not a tapml test report");
+    int version = j.at("version");
+    TAPML_REQUIRE(version == kTestReportVersion,
+                  from + ": report version " + std::to_string(version) + ", this build reads " +
+                      std::to_string(kTestReportVersion));
+    ReplayRun run;
+    run.corpus = j.at("corpus");
+    run.backend = j.at("backend");
+    run.synthetic = j.at("synthetic");
+    run.shard = j.at("shard");
+    run.shards = j.at("shards");
+    for (const auto& t : j.at("tests")) {
+      TestResult r;
+      r.id = t.at("id");
+      r.op = t.at("op");
+      r.site = t.at("site");
+      r.phase = t.at("phase");
+      r.pass = t.at("pass");
+      r.seconds = t.at("seconds");
+      r.verdict.pass = r.pass;
+      // JSON has no infinity: a non-numeric failure's ratio is written as null.
+      r.verdict.worst_ratio = t.at("ratio").is_null() ? INFINITY : t.at("ratio").get<double>();
+      std::string check = t.at("check");
+      if (check == "error") r.error = t.at("detail");
+      else r.verdict.detail = t.at("detail");
+      for (CheckKind k : {CheckKind::Pass, CheckKind::Shape, CheckKind::Dtype, CheckKind::Guard,
+                          CheckKind::NaN, CheckKind::Inf, CheckKind::Numeric, CheckKind::Exact})
+        if (check == check_name(k)) r.verdict.failed = k;
+      run.results.push_back(std::move(r));
+    }
+    return run;
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(from + ": malformed test report (" + e.what() + ")");
+  }
+}
+
+ReplayRun merge_runs(const std::vector<ReplayRun>& shards) {
+  TAPML_REQUIRE(!shards.empty(), "nothing to merge");
+  ReplayRun all = shards[0];
+  all.results.clear();
+  all.shard = 1;
+  all.shards = 1;
+  std::set<int64_t> seen;
+  for (const ReplayRun& s : shards) {
+    TAPML_REQUIRE(s.corpus == all.corpus && s.backend == all.backend && s.synthetic == all.synthetic,
+                  "reports to merge come from different runs (" + s.corpus + " on " + s.backend +
+                      " vs " + all.corpus + " on " + all.backend + ")");
+    for (const TestResult& r : s.results) {
+      TAPML_REQUIRE(seen.insert(r.id).second,
+                    "test " + std::to_string(r.id) + " appears in two reports to merge");
+      all.results.push_back(r);
+    }
+  }
+  std::sort(all.results.begin(), all.results.end(),
+            [](const TestResult& a, const TestResult& b) { return a.id < b.id; });
+  return all;
+}
+
+namespace {
+std::string xml_escape(const std::string& s) {
+  std::string o;
+  for (unsigned char c : s) {
+    switch (c) {
+      case '&': o += "&amp;"; break;
+      case '<': o += "&lt;"; break;
+      case '>': o += "&gt;"; break;
+      case '"': o += "&quot;"; break;
+      case '\'': o += "&apos;"; break;
+      default:
+        // Control characters are not allowed in XML 1.0.
+        if (c < 0x20 && c != '\n' && c != '\t') o += ' ';
+        else o += char(c);
+    }
+  }
+  return o;
+}
+}  // namespace
+
+std::string junit_xml(const ReplayRun& run) {
+  std::map<std::string, std::vector<const TestResult*>> by_op;
+  for (const TestResult& r : run.results) by_op[r.op].push_back(&r);
+  std::string x = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"tapml " +
+                  xml_escape(run.backend) + "\">\n";
+  for (auto& [op, rs] : by_op) {
+    int64_t failures = 0;
+    double seconds = 0;
+    for (auto* r : rs) failures += !r->pass, seconds += r->seconds;
+    x += "  <testsuite name=\"" + xml_escape(op) + "\" tests=\"" + std::to_string(rs.size()) +
+         "\" failures=\"" + std::to_string(failures) + "\" time=\"" + std::to_string(seconds) +
+         "\">\n";
+    for (auto* r : rs) {
+      x += "    <testcase classname=\"" + xml_escape(op) + "\" name=\"" +
+           xml_escape("#" + std::to_string(r->id) + " " + r->site + " " + r->phase) +
+           "\" time=\"" + std::to_string(r->seconds) + "\"";
+      if (r->pass) {
+        x += "/>\n";
+        continue;
+      }
+      std::string what = r->error.empty() ? r->verdict.detail : r->error;
+      x += ">\n      <failure type=\"" +
+           xml_escape(r->error.empty() ? check_name(r->verdict.failed) : "error") +
+           "\" message=\"" + xml_escape(what) + "\"/>\n    </testcase>\n";
+    }
+    x += "  </testsuite>\n";
+  }
+  return x + "</testsuites>\n";
+}
+
+}  // namespace tapml

@@ -1,0 +1,36 @@
+// Reports of a replay: the canonical JSON (versioned; shards of one corpus merge by
+// concatenating their results), a per-op summary, and JUnit XML for CI dashboards.
+#pragma once
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "replay/replay.h"
+
+namespace tapml {
+
+struct ReplayRun {
+  std::string corpus, backend;
+  bool synthetic = false;
+  int shard = 1, shards = 1;
+  std::vector<TestResult> results;
+};
+
+struct OpSummary {
+  int64_t tests = 0, passed = 0, failed = 0;
+  double worst_ratio = 0;  // the largest error as a multiple of its tolerance
+};
+
+std::map<std::string, OpSummary> summarize(const std::vector<TestResult>& results);
+
+constexpr int kTestReportVersion = 1;
+nlohmann::json to_json(const ReplayRun& run);
+// Reads a report written by to_json. Error for another format or version.
+ReplayRun replay_run_from_json(const nlohmann::json& j, const std::string& from);
+// Combines shard reports of one corpus and backend. Error if they disagree or overlap.
+ReplayRun merge_runs(const std::vector<ReplayRun>& shards);
+
+std::string junit_xml(const ReplayRun& run);
+
+}  // namespace tapml

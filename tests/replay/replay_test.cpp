@@ -1,0 +1,91 @@
+#include "replay/replay.h"
+
+#include <gtest/gtest.h>
+
+#include "backends/builtin.h"
+#include "carve/recorder.h"
+#include "runtime/generate.h"
+#include "runtime/session.h"
+#include "support/shared.h"
+#include "support/tiny_model.h"
+
+namespace tapml {
+namespace {
+
+// A calibrated corpus of the tiny model (f16 weights to cover weight conversion).
+std::string tiny_corpus() {
+  static std::string path = [] {
+    std::string p = testing::temp_dir() + "/tiny.corpus";
+    static ModelFile m = testing::make_tiny_llama(31, DType::F16);
+    Corpus corpus = Corpus::create(p);
+    auto plain = open_backend("ref?acc=f32");
+    Recorder rec(corpus, 3, [&](TestCase& t) { calibrate_noise(t, *plain); });
+    Session s(m, Placement("ref"));
+    s.dispatcher().add_observer(&rec);
+    GenerateOptions o;
+    o.steps = 20;
+    generate(s, {1, 3, 5, 7}, o);
+    rec.finish();
+    return p;
+  }();
+  return path;
+}
+
+TEST(Replay, CorrectBackendsPassEveryTest) {
+  Corpus c = Corpus::open(tiny_corpus());
+  TolerancePolicy policy;
+  for (const char* uri : {"ref", "cpu?threads=2", "cpu?threads=1"}) {
+    auto b = open_backend(uri);
+    for (const TestInfo& info : c.list()) {
+      TestResult r = replay_test(*b, c.load(info.id), policy);
+      EXPECT_TRUE(r.pass) << uri << " #" << info.id << " " << info.site << ": "
+                          << (r.error.empty() ? r.verdict.detail : r.error);
+    }
+  }
+}
+
+TEST(Replay, SyntheticTwinsPassOnCorrectBackends) {
+  Corpus c = Corpus::open(tiny_corpus());
+  auto ref = open_backend("ref"), plain = open_backend("ref?acc=f32"), cpu = open_backend("cpu");
+  TolerancePolicy policy;
+  for (const TestInfo& info : c.list()) {
+    TestCase carved = c.load(info.id);
+    TestCase t = synthesize(carved, 7, *ref, *plain);
+    EXPECT_EQ(t.signature(), carved.signature());
+    TestResult r = replay_test(*cpu, t, policy);
+    EXPECT_TRUE(r.pass) << info.site << ": " << r.verdict.detail << r.error;
+    // Deterministic in the seed.
+    TestCase again = synthesize(carved, 7, *ref, *plain);
+    ASSERT_EQ(again.inputs.size(), t.inputs.size());
+    for (size_t i = 0; i < t.inputs.size(); ++i)
+      EXPECT_EQ(again.inputs[i].to_f32(), t.inputs[i].to_f32());
+  }
+}
+
+TEST(Replay, NoiseFloorsAreMeasured) {
+  Corpus c = Corpus::open(tiny_corpus());
+  bool some_nonzero = false;
+  for (const TestInfo& info : c.list()) {
+    TestCase t = c.load(info.id);
+    ASSERT_EQ(t.noise.size(), t.outputs.size()) << info.site;
+    for (double n : t.noise) {
+      EXPECT_GE(n, 0.0);
+      EXPECT_LT(n, 1e-3) << info.site;
+      some_nonzero |= n > 0;
+    }
+  }
+  EXPECT_TRUE(some_nonzero);
+}
+
+TEST(Replay, AFailingBackendBecomesAResultNotAnException) {
+  Corpus c = Corpus::open(tiny_corpus());
+  auto ref = open_backend("ref");
+  TestCase t = c.load(c.list("embedding").at(0).id);
+  t.inputs[1].mutable_data<int32_t>()[0] = 100000;  // outside the vocabulary
+  TestResult r = replay_test(*ref, t, TolerancePolicy{});
+  EXPECT_FALSE(r.pass);
+  EXPECT_NE(r.error.find("vocabulary"), std::string::npos) << r.error;
+}
+
+}  // namespace
+}  // namespace tapml
