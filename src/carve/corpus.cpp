@@ -17,6 +17,7 @@
 #include <sstream>
 
 #include "carve/safetensors.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/hash.h"
 #include "model/model_file.h"
@@ -850,8 +851,7 @@ void Corpus::export_test(int64_t id, const std::string& folder) const {
                       {"site", t.site},
                       {"signature", t.signature()}});
   std::string text = m.dump(2, ' ', false, ordered_json::error_handler_t::replace) + "\n";
-  std::span<const std::byte> piece = std::as_bytes(std::span(text.data(), text.size()));
-  safetensors::write_file_atomically((fs::path(folder) / kManifest).string(), std::span(&piece, 1));
+  write_file_atomically((fs::path(folder) / kManifest).string(), text);
 }
 
 TestCase Corpus::import_test(const std::string& folder) {

@@ -12,6 +12,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
 
@@ -47,52 +48,12 @@ bool dtype_of_file_name(const std::string& s, DType* out) {
   return false;
 }
 
-struct TempFile {
-  std::string path;
-  int fd = -1;
-  bool committed = false;
-  ~TempFile() {
-    if (fd >= 0) ::close(fd);
-    if (!committed) ::unlink(path.c_str());
-  }
-};
-
 }  // namespace
 
 const Tensor* Contents::find(const std::string& name) const {
   for (const Entry& e : tensors)
     if (e.name == name) return &e.tensor;
   return nullptr;
-}
-
-void write_file_atomically(const std::string& path,
-                           std::span<const std::span<const std::byte>> pieces) {
-  TempFile tmp{path + ".tmp.XXXXXX"};
-  tmp.fd = ::mkstemp(tmp.path.data());
-  if (tmp.fd < 0) {
-    tmp.committed = true;  // nothing was created
-    throw Error(path + ": cannot create a temporary file beside it: " + std::strerror(errno));
-  }
-  // mkstemp makes the file private; an export is ordinary data.
-  ::fchmod(tmp.fd, 0644);
-  for (std::span<const std::byte> piece : pieces) {
-    const std::byte* p = piece.data();
-    size_t left = piece.size();
-    while (left > 0) {
-      ssize_t n = ::write(tmp.fd, p, std::min<size_t>(left, size_t(1) << 30));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) throw Error(path + ": write failed: " + std::strerror(errno));
-      p += n;
-      left -= size_t(n);
-    }
-  }
-  // Flushed before the rename so that a power cut cannot leave an empty file under the name.
-  if (::fsync(tmp.fd) != 0) throw Error(path + ": fsync failed: " + std::strerror(errno));
-  ::close(tmp.fd);
-  tmp.fd = -1;
-  if (::rename(tmp.path.c_str(), path.c_str()) != 0)
-    throw Error(path + ": cannot rename into place: " + std::strerror(errno));
-  tmp.committed = true;
 }
 
 void write(const std::string& path, const std::vector<Entry>& tensors,

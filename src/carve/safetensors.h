@@ -33,9 +33,5 @@ void write(const std::string& path, const std::vector<Entry>& tensors,
 // Reads a whole file; the tensors own copies of their bytes.
 Contents read(const std::string& path);
 
-// Writes the concatenation of `pieces` to `path` through a temporary file beside it that is
-// renamed into place, so a reader sees the old file or the whole new one, never a part.
-void write_file_atomically(const std::string& path,
-                           std::span<const std::span<const std::byte>> pieces);
 
 }  // namespace tapml::safetensors

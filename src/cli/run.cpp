@@ -1,9 +1,9 @@
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "cli/json_output.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "model/model_file.h"
 #include "runtime/generate.h"
@@ -21,17 +21,6 @@ struct RunArgs {
   uint64_t seed = 0;
   bool json = false;
 };
-
-void write_logits(const std::string& path, const std::vector<float>& logits) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    TAPML_REQUIRE(bool(f), path + ": cannot write");
-    f.write(reinterpret_cast<const char*>(logits.data()), std::streamsize(logits.size() * 4));
-    TAPML_REQUIRE(bool(f), path + ": write failed");
-  }
-  TAPML_REQUIRE(std::rename(tmp.c_str(), path.c_str()) == 0, path + ": cannot rename into place");
-}
 
 void run(const RunArgs& a) {
   ModelFile model = load_model(a.model);
@@ -67,7 +56,10 @@ void run(const RunArgs& a) {
     };
   }
   GenerateResult r = generate(session, prompt, o);
-  if (!a.logits_out.empty()) write_logits(a.logits_out, r.logits);
+  if (!a.logits_out.empty()) {
+    std::span<const std::byte> bytes = std::as_bytes(std::span(r.logits));
+    write_file_atomically(a.logits_out, std::span(&bytes, 1));
+  }
 
   double prefill_tps = r.prefill_seconds > 0 ? r.prompt_tokens / r.prefill_seconds : 0;
   double decode_tps = r.decode_seconds > 0 ? r.decode_tokens / r.decode_seconds : 0;

@@ -9,6 +9,7 @@
 #include "carve/corpus.h"
 #include "cli/commands.h"
 #include "cli/json_output.h"
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "replay/replay.h"
 #include "report/test_report.h"
@@ -24,22 +25,12 @@ struct TestArgs {
   uint64_t seed = 1;
 };
 
-void write_text(const std::string& path, const std::string& text) {
-  std::string tmp = path + ".tmp";
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    TAPML_REQUIRE(bool(f), path + ": cannot write");
-    f << text;
-    TAPML_REQUIRE(bool(f), path + ": write failed");
-  }
-  TAPML_REQUIRE(std::rename(tmp.c_str(), path.c_str()) == 0, path + ": cannot rename into place");
-}
-
 std::pair<int, int> parse_shard(const std::string& s) {
   int k = 0, n = 0;
   char extra = 0;
-  TAPML_REQUIRE(std::sscanf(s.c_str(), "%d/%d%c", &k, &n, &extra) == 2 && n >= 1 && k >= 1 && k <= n,
-                "--shard " + s + ": expected K/N with 1 <= K <= N (e.g. 2/4)");
+  TAPML_REQUIRE(
+      std::sscanf(s.c_str(), "%d/%d%c", &k, &n, &extra) == 2 && n >= 1 && k >= 1 && k <= n,
+      "--shard " + s + ": expected K/N with 1 <= K <= N (e.g. 2/4)");
   return {k, n};
 }
 
@@ -58,8 +49,11 @@ int64_t print_summary(const ReplayRun& run) {
 }
 
 void finish(const TestArgs& a, const ReplayRun& run) {
-  if (!a.json_out.empty()) write_text(a.json_out, to_json(run).dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
-  if (!a.junit_out.empty()) write_text(a.junit_out, junit_xml(run));
+  if (!a.json_out.empty())
+    write_file_atomically(
+        a.json_out,
+        to_json(run).dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  if (!a.junit_out.empty()) write_file_atomically(a.junit_out, junit_xml(run));
   if (print_summary(run) > 0) throw ExitCode(1);
 }
 
@@ -96,8 +90,10 @@ void test(const TestArgs& a) {
   if (!a.ids.empty()) {
     std::vector<TestInfo> chosen;
     for (int64_t id : a.ids) {
-      auto it = std::find_if(tests.begin(), tests.end(), [&](const TestInfo& t) { return t.id == id; });
-      TAPML_REQUIRE(it != tests.end(), a.corpus + ": no test " + std::to_string(id) + " (matching the filters)");
+      auto it =
+          std::find_if(tests.begin(), tests.end(), [&](const TestInfo& t) { return t.id == id; });
+      TAPML_REQUIRE(it != tests.end(),
+                    a.corpus + ": no test " + std::to_string(id) + " (matching the filters)");
       chosen.push_back(*it);
     }
     tests = chosen;
@@ -116,12 +112,15 @@ void test(const TestArgs& a) {
     if (tty) std::fprintf(stderr, "\r[%zu/%zu] %-24s", i + 1, mine.size(), t.site.c_str());
     if (!r.pass) {
       if (tty) std::fputc('\n', stderr);
-      std::string what = r.error.empty() ? std::string(check_name(r.verdict.failed)) + ": " + r.verdict.detail
-                                         : "error: " + r.error;
-      std::printf("FAIL #%lld %s (%s, %s): %s\n  replay: tapml test --corpus '%s' --backend '%s' --id %lld%s\n",
-                  (long long)r.id, r.site.c_str(), r.op.c_str(), r.phase.c_str(), what.c_str(),
-                  a.corpus.c_str(), a.backend.c_str(), (long long)r.id,
-                  a.synthetic ? (" --synthetic --seed " + std::to_string(a.seed)).c_str() : "");
+      std::string what = r.error.empty()
+                             ? std::string(check_name(r.verdict.failed)) + ": " + r.verdict.detail
+                             : "error: " + r.error;
+      std::printf(
+          "FAIL #%lld %s (%s, %s): %s\n  replay: tapml test --corpus '%s' --backend '%s' --id "
+          "%lld%s\n",
+          (long long)r.id, r.site.c_str(), r.op.c_str(), r.phase.c_str(), what.c_str(),
+          a.corpus.c_str(), a.backend.c_str(), (long long)r.id,
+          a.synthetic ? (" --synthetic --seed " + std::to_string(a.seed)).c_str() : "");
     }
     run.results.push_back(std::move(r));
     if (!run.results.back().pass && a.fail_fast) break;
@@ -133,7 +132,8 @@ void test(const TestArgs& a) {
 
 void add_test(CLI::App& app) {
   auto a = std::make_shared<TestArgs>();
-  CLI::App* c = app.add_subcommand("test", "Replay a carved corpus on a backend and judge every test");
+  CLI::App* c =
+      app.add_subcommand("test", "Replay a carved corpus on a backend and judge every test");
   c->footer(
       "Every test runs with guarded, poisoned output buffers and is judged by the oracle\n"
       "(shape/dtype, guard bytes, NaN, Inf, then error against a tolerance calibrated from\n"
@@ -149,8 +149,10 @@ void add_test(CLI::App& app) {
   c->add_option("--id", a->ids, "only this test (repeatable)");
   c->add_option("--json", a->json_out, "write the canonical JSON report here");
   c->add_option("--junit", a->junit_out, "write JUnit XML here");
-  c->add_option("--shard", a->shard, "run shard K of N (K/N), for spreading a corpus over machines");
-  c->add_option("--merge", a->merge, "merge these shard JSON reports instead of running")->expected(1, -1);
+  c->add_option("--shard", a->shard,
+                "run shard K of N (K/N), for spreading a corpus over machines");
+  c->add_option("--merge", a->merge, "merge these shard JSON reports instead of running")
+      ->expected(1, -1);
   c->add_flag("--fail-fast", a->fail_fast, "stop at the first failure");
   c->add_flag("--synthetic", a->synthetic,
               "bottom-up baseline: same signatures, uniform random inputs in [-1, 1]");

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <limits>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
 
@@ -844,32 +845,9 @@ void Writer::add_tensor(const std::string& name, DType dtype, const Shape& shape
   tensors_.push_back({name, dtype, shape, Tensor(), std::move(fill)});
 }
 
-namespace {
-
-// The temporary file a write goes to; removed unless it was renamed into place.
-struct TempFile {
-  std::string path;
-  int fd = -1;
-  bool committed = false;
-  ~TempFile() {
-    if (fd >= 0) ::close(fd);
-    if (!committed) ::unlink(path.c_str());
-  }
-};
-
-}  // namespace
-
 void Writer::write(const std::string& path) const {
-  TempFile tmp{path + ".tmp.XXXXXX"};
-  tmp.fd = ::mkstemp(tmp.path.data());
-  if (tmp.fd < 0) {
-    tmp.committed = true;  // nothing was created
-    throw Error(path + ": cannot create a temporary file beside it: " + std::strerror(errno));
-  }
-  // mkstemp makes the file private; a model file is ordinary data.
-  ::fchmod(tmp.fd, 0644);
-
-  Sink s(tmp.fd);
+  AtomicFile file(path);
+  Sink s(file.fd());
   s.put_le(kMagic);
   s.put_le(uint32_t(3));
   s.put_le(uint64_t(tensors_.size()));
@@ -908,13 +886,7 @@ void Writer::write(const std::string& path) const {
   }
   s.flush();
   if (s.error()) throw Error(path + ": cannot write: " + std::strerror(s.error()));
-  if (::fsync(tmp.fd) != 0) throw Error(path + ": cannot sync: " + std::strerror(errno));
-  int fd = tmp.fd;
-  tmp.fd = -1;
-  if (::close(fd) != 0) throw Error(path + ": cannot close: " + std::strerror(errno));
-  if (::rename(tmp.path.c_str(), path.c_str()) != 0)
-    throw Error(path + ": cannot rename the temporary file into place: " + std::strerror(errno));
-  tmp.committed = true;
+  file.commit();
 }
 
 }  // namespace tapml::gguf
