@@ -25,9 +25,7 @@ using testing::run_command;
 using testing::shared_path;
 using testing::shell_quote;
 
-std::string tapml(const std::string& args) {
-  return shell_quote(testing::tapml_binary()) + " " + args;
-}
+std::string tapml(const std::string& args) { return testing::tapml_command(args); }
 std::string q(const std::string& s) { return shell_quote(s); }
 
 uintmax_t file_size_or_zero(const std::string& p) {

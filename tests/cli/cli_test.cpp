@@ -17,9 +17,7 @@ using testing::run_command;
 using testing::shared_path;
 using testing::shell_quote;
 
-std::string tapml(const std::string& args) {
-  return shell_quote(testing::tapml_binary()) + " " + args;
-}
+std::string tapml(const std::string& args) { return testing::tapml_command(args); }
 std::string q(const std::string& s) { return shell_quote(s); }
 
 std::string stories_bin() { return shared_path("models/stories260K/stories260K.bin"); }

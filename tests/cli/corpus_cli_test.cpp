@@ -15,9 +15,7 @@ namespace {
 using testing::run_command;
 using testing::shell_quote;
 
-std::string tapml(const std::string& args) {
-  return shell_quote(testing::tapml_binary()) + " " + args;
-}
+std::string tapml(const std::string& args) { return testing::tapml_command(args); }
 std::string q(const std::string& s) { return shell_quote(s); }
 
 void expect_one_line_error(const testing::CommandResult& r, const std::string& needle) {

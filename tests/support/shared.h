@@ -19,6 +19,10 @@ struct CommandResult {
 CommandResult run_command(const std::string& command_line);
 // Quotes one argument for /bin/sh.
 std::string shell_quote(const std::string& arg);
+// A shell command line running the tapml binary with `args` (already quoted).
+inline std::string tapml_command(const std::string& args) {
+  return shell_quote(tapml_binary()) + " " + args;
+}
 // A fresh empty directory under the system temp dir; all of them are removed at exit.
 std::string temp_dir();
 
