@@ -6,15 +6,12 @@
 
 #include "backends/builtin.h"
 #include "carve/corpus.h"
-#include "carve/recorder.h"
+#include "carve/carve_run.h"
 #include "cli/commands.h"
 #include "cli/json_output.h"
 #include "core/error.h"
-#include "core/hash.h"
 #include "model/model_file.h"
 #include "replay/replay.h"
-#include "runtime/generate.h"
-#include "runtime/session.h"
 #include "tokenizer/load.h"
 
 namespace tapml::cli {
@@ -47,45 +44,25 @@ void carve(const CarveArgs& a) {
   Tokenizer tok = load_tokenizer(a.tokenizer, model.gguf.get(), model.config.vocab_size);
 
   Corpus corpus = Corpus::create(a.out, a.overwrite);
-  nlohmann::json prompt_list = prompts;
-  corpus.set_meta("model", a.model);
-  corpus.set_meta("model_hash", file_hash(a.model));
-  corpus.set_meta("source", a.source);
-  corpus.set_meta("prompts", prompt_list.dump());
-  corpus.set_meta("steps", std::to_string(a.steps));
-  corpus.set_meta("keep", std::to_string(a.keep));
   if (a.by_reference) corpus.store_weights_by_reference(a.model);
-
   std::unique_ptr<Backend> plain_f32 = open_backend("ref?acc=f32");
-  Recorder recorder(corpus, a.keep, [&](TestCase& t) { calibrate_noise(t, *plain_f32); });
-  Session session(model, Placement(a.source), std::max(model.config.max_seq_len, a.steps));
-  session.dispatcher().add_observer(&recorder);
-
-  const bool tty = isatty(2);
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    recorder.set_prompt_index(int(i));
-    GenerateOptions o;
-    o.steps = a.steps;
-    o.stop_tokens = {tok.vocab().eos};
-    if (model.format == "llama2c") o.stop_tokens.push_back(tok.vocab().bos);
-    int produced = 0;
-    o.on_token = [&](int) {
-      if (tty && ++produced % 8 == 0)
-        std::fprintf(stderr, "\rcarving prompt %zu/%zu: %d tokens, %lld calls seen", i + 1,
-                     prompts.size(), produced, (long long)recorder.stats().calls_seen);
+  CarveOptions o;
+  o.source = a.source;
+  o.steps = a.steps;
+  o.keep = a.keep;
+  o.stop_tokens = {tok.vocab().eos};
+  if (model.format == "llama2c") o.stop_tokens.push_back(tok.vocab().bos);
+  o.before_store = [&](TestCase& t) { calibrate_noise(t, *plain_f32); };
+  if (isatty(2))
+    o.progress = [](size_t i, size_t n, int produced, const CarveStats& st) {
+      if (produced % 8 == 0)
+        std::fprintf(stderr, "\rcarving prompt %zu/%zu: %d tokens, %lld calls seen, %lld tests stored",
+                     i + 1, n, produced, (long long)st.calls_seen, (long long)st.tests_kept);
     };
-    generate(session, tok.encode(prompts[i], true), o);
-    if (tty) std::fputc('\r', stderr);
-    std::fprintf(stderr, "carved prompt %zu/%zu: %lld calls seen so far, %lld tests stored\n",
-                 i + 1, prompts.size(), (long long)recorder.stats().calls_seen,
-                 (long long)recorder.stats().tests_kept);
-  }
-  recorder.finish();
-  session.dispatcher().remove_observer(&recorder);
-
-  const CarveStats& st = recorder.stats();
-  corpus.set_meta("calls_seen", std::to_string(st.calls_seen));
-  corpus.set_meta("signatures", std::to_string(st.signatures));
+  std::vector<std::vector<int>> ids;
+  for (const std::string& p : prompts) ids.push_back(tok.encode(p, true));
+  CarveStats st = carve_model(model, ids, prompts, o, corpus);
+  if (isatty(2)) std::fputc('\n', stderr);
   CorpusSummary sum = corpus.summary();
   double seconds = std::chrono::duration<double>(clock::now() - t0).count();
   if (a.json) {

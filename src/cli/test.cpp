@@ -1,12 +1,10 @@
 #include <unistd.h>
 
-#include <algorithm>
+#include <tuple>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "backends/builtin.h"
-#include "carve/corpus.h"
 #include "cli/commands.h"
 #include "cli/json_output.h"
 #include "core/atomic_file.h"
@@ -77,54 +75,28 @@ void test(const TestArgs& a) {
   if (!a.merge.empty()) return merge(a);
   TAPML_REQUIRE(!a.corpus.empty() && !a.backend.empty(),
                 "test: give --corpus PATH and --backend URI (or --merge REPORT...)");
-  auto [shard, shards] = a.shard.empty() ? std::pair{1, 1} : parse_shard(a.shard);
-  Corpus corpus = Corpus::open(a.corpus);
-  std::unique_ptr<Backend> target = open_backend(a.backend);
-  std::unique_ptr<Backend> source, plain_f32;
-  if (a.synthetic) {
-    source = open_backend("ref");
-    plain_f32 = open_backend("ref?acc=f32");
-  }
-
-  std::vector<TestInfo> tests = corpus.list(a.op, a.site);
-  if (!a.ids.empty()) {
-    std::vector<TestInfo> chosen;
-    for (int64_t id : a.ids) {
-      auto it =
-          std::find_if(tests.begin(), tests.end(), [&](const TestInfo& t) { return t.id == id; });
-      TAPML_REQUIRE(it != tests.end(),
-                    a.corpus + ": no test " + std::to_string(id) + " (matching the filters)");
-      chosen.push_back(*it);
-    }
-    tests = chosen;
-  }
-  std::vector<TestInfo> mine;
-  for (size_t i = 0; i < tests.size(); ++i)
-    if (int(i % size_t(shards)) == shard - 1) mine.push_back(tests[i]);
-
-  ReplayRun run{a.corpus, a.backend, a.synthetic, shard, shards, {}};
-  TolerancePolicy policy;
+  ReplayOptions o;
+  std::tie(o.shard, o.shards) = a.shard.empty() ? std::pair{1, 1} : parse_shard(a.shard);
+  o.op_regex = a.op;
+  o.site_regex = a.site;
+  o.ids = a.ids;
+  o.synthetic = a.synthetic;
+  o.seed = a.seed;
+  o.fail_fast = a.fail_fast;
   const bool tty = isatty(2);
-  for (size_t i = 0; i < mine.size(); ++i) {
-    TestCase t = corpus.load(mine[i].id);
-    if (a.synthetic) t = synthesize(t, a.seed, *source, *plain_f32);
-    TestResult r = replay_test(*target, t, policy);
-    if (tty) std::fprintf(stderr, "\r[%zu/%zu] %-24s", i + 1, mine.size(), t.site.c_str());
-    if (!r.pass) {
-      if (tty) std::fputc('\n', stderr);
-      std::string what = r.error.empty()
-                             ? std::string(check_name(r.verdict.failed)) + ": " + r.verdict.detail
-                             : "error: " + r.error;
-      std::printf(
-          "FAIL #%lld %s (%s, %s): %s\n  replay: tapml test --corpus '%s' --backend '%s' --id "
-          "%lld%s\n",
-          (long long)r.id, r.site.c_str(), r.op.c_str(), r.phase.c_str(), what.c_str(),
-          a.corpus.c_str(), a.backend.c_str(), (long long)r.id,
-          a.synthetic ? (" --synthetic --seed " + std::to_string(a.seed)).c_str() : "");
-    }
-    run.results.push_back(std::move(r));
-    if (!run.results.back().pass && a.fail_fast) break;
-  }
+  o.on_result = [&](size_t done, size_t total, const TestResult& r) {
+    if (tty) std::fprintf(stderr, "\r[%zu/%zu] %-24s", done, total, r.site.c_str());
+    if (r.pass) return;
+    if (tty) std::fputc('\n', stderr);
+    std::string what = r.error.empty()
+                           ? std::string(check_name(r.verdict.failed)) + ": " + r.verdict.detail
+                           : "error: " + r.error;
+    std::printf("FAIL #%lld %s (%s, %s): %s\n  replay: tapml test --corpus '%s' --backend '%s' --id %lld%s\n",
+                (long long)r.id, r.site.c_str(), r.op.c_str(), r.phase.c_str(), what.c_str(),
+                a.corpus.c_str(), a.backend.c_str(), (long long)r.id,
+                a.synthetic ? (" --synthetic --seed " + std::to_string(a.seed)).c_str() : "");
+  };
+  ReplayRun run = replay_corpus(a.corpus, a.backend, o);
   if (tty) std::fprintf(stderr, "\r%*s\r", 40, "");
   finish(a, run);
 }

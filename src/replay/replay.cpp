@@ -1,9 +1,12 @@
 #include "replay/replay.h"
 
+#include <algorithm>
 #include <chrono>
 #include <random>
 
 #include "backend/host_call.h"
+#include "backends/builtin.h"
+#include "carve/corpus.h"
 #include "core/error.h"
 
 namespace tapml {
@@ -78,6 +81,47 @@ TestCase synthesize(const TestCase& carved, uint64_t seed, Backend& source, Back
   t.outputs = run_host_call(source, t.op, t.attrs, t.inputs, t.site).outputs;
   calibrate_noise(t, plain_f32);
   return t;
+}
+
+}  // namespace tapml
+
+namespace tapml {
+
+ReplayRun replay_corpus(const std::string& corpus_path, const std::string& target_uri,
+                        const ReplayOptions& o) {
+  TAPML_REQUIRE(o.shards >= 1 && o.shard >= 1 && o.shard <= o.shards,
+                "shard " + std::to_string(o.shard) + "/" + std::to_string(o.shards) + " is out of range");
+  Corpus corpus = Corpus::open(corpus_path);
+  std::unique_ptr<Backend> target = open_backend(target_uri);
+  std::unique_ptr<Backend> source, plain_f32;
+  if (o.synthetic) {
+    source = open_backend("ref");
+    plain_f32 = open_backend("ref?acc=f32");
+  }
+  std::vector<TestInfo> tests = corpus.list(o.op_regex, o.site_regex);
+  if (!o.ids.empty()) {
+    std::vector<TestInfo> chosen;
+    for (int64_t id : o.ids) {
+      auto it = std::find_if(tests.begin(), tests.end(), [&](const TestInfo& t) { return t.id == id; });
+      TAPML_REQUIRE(it != tests.end(), corpus_path + ": no test " + std::to_string(id) + " (matching the filters)");
+      chosen.push_back(*it);
+    }
+    tests = chosen;
+  }
+  std::vector<TestInfo> mine;
+  for (size_t i = 0; i < tests.size(); ++i)
+    if (int(i % size_t(o.shards)) == o.shard - 1) mine.push_back(tests[i]);
+
+  ReplayRun run{corpus_path, target_uri, o.synthetic, o.shard, o.shards, {}};
+  TolerancePolicy policy;
+  for (size_t i = 0; i < mine.size(); ++i) {
+    TestCase t = corpus.load(mine[i].id);
+    if (o.synthetic) t = synthesize(t, o.seed, *source, *plain_f32);
+    run.results.push_back(replay_test(*target, t, policy));
+    if (o.on_result) o.on_result(i + 1, mine.size(), run.results.back());
+    if (!run.results.back().pass && o.fail_fast) break;
+  }
+  return run;
 }
 
 }  // namespace tapml

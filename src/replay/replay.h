@@ -3,7 +3,9 @@
 // f32 accumulation) and a bottom-up "synthetic" twin with uniform random inputs.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "backend/backend.h"
 #include "carve/test_case.h"
@@ -19,6 +21,29 @@ struct TestResult {
   std::string error;  // set when the backend refused or failed the call (then pass = false)
   double seconds = 0;
 };
+
+// One replay of (a shard of) a corpus on a backend.
+struct ReplayRun {
+  std::string corpus, backend;
+  bool synthetic = false;
+  int shard = 1, shards = 1;
+  std::vector<TestResult> results;
+};
+
+struct ReplayOptions {
+  std::string op_regex, site_regex;
+  std::vector<int64_t> ids;  // only these tests (they must match the filters)
+  int shard = 1, shards = 1; // every shards-th test, starting at shard - 1
+  bool synthetic = false;
+  uint64_t seed = 1;
+  bool fail_fast = false;
+  // Called after each test with (done, total, result).
+  std::function<void(size_t, size_t, const TestResult&)> on_result;
+};
+
+// Replays the selected tests of `corpus` (opened from `corpus_path`) on `target`.
+ReplayRun replay_corpus(const std::string& corpus_path, const std::string& target_uri,
+                        const ReplayOptions& options);
 
 // Runs `test` on `target` (outputs guarded and poisoned) and judges it against the test's
 // expected outputs and noise floors. Never throws for a failing backend: the error becomes

@@ -10,13 +10,6 @@
 
 namespace tapml {
 
-struct ReplayRun {
-  std::string corpus, backend;
-  bool synthetic = false;
-  int shard = 1, shards = 1;
-  std::vector<TestResult> results;
-};
-
 struct OpSummary {
   int64_t tests = 0, passed = 0, failed = 0;
   double worst_ratio = 0;  // the largest error as a multiple of its tolerance
