@@ -1,0 +1,160 @@
+#include "migrate/isolated.h"
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "backend/host_call.h"
+#include "core/error.h"
+
+namespace tapml {
+
+namespace {
+
+bool bit_identical(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i].dtype() != b[i].dtype() || a[i].shape() != b[i].shape()) return false;
+    if (a[i].nbytes() && std::memcmp(a[i].bytes(), b[i].bytes(), a[i].nbytes()) != 0)
+      return false;
+  }
+  return true;
+}
+
+// The target's own answer to "can you run this?", asked with the call's types only: no
+// bytes are moved for a call that will be refused anyway. A supports() that throws is
+// treated as "yes" so run_host_call gets to report what is wrong.
+Support ask_support(const Backend& target, const OpCall& source_call) {
+  OpCall probe = source_call;
+  for (DeviceTensor& t : probe.inputs) t.buffer = 0, t.offset = 0;
+  for (DeviceTensor& t : probe.outputs) t.buffer = 0, t.offset = 0;
+  try {
+    return target.supports(probe);
+  } catch (const std::exception&) {
+    return Support::yes();
+  }
+}
+
+}  // namespace
+
+IsolatedComparator::IsolatedComparator(Backend& target, Backend& plain_f32,
+                                       TolerancePolicy policy)
+    : target_(target), plain_f32_(plain_f32), policy_(policy) {}
+
+void IsolatedComparator::restrict_sites(const std::string& regex) {
+  try {
+    site_filter_.emplace(regex, std::regex::ECMAScript);
+  } catch (const std::regex_error& e) {
+    throw Error("site filter '" + regex + "' is not a valid regular expression: " + e.what());
+  }
+}
+
+void IsolatedComparator::before_call(const CallEvent& e, Dispatcher& d) {
+  pending_ = !site_filter_ || std::regex_search(e.site, *site_filter_);
+  pending_inputs_.clear();
+  if (!pending_) return;
+  // Taken now, not after the call: kv_store overwrites its cache inputs in place, and the
+  // target must start from the cache as the source saw it.
+  for (Val v : e.inputs) {
+    std::string weight = d.weight_name(v);
+    if (weight.empty()) {
+      pending_inputs_.push_back(d.read(v));
+      continue;
+    }
+    auto [it, fresh] = weights_.try_emplace(weight);
+    if (fresh) it->second = d.read(v);
+    pending_inputs_.push_back(it->second);
+  }
+}
+
+SiteLocal& IsolatedComparator::site(const CallEvent& e) {
+  auto [it, fresh] = site_index_.try_emplace(e.site, sites_.size());
+  if (fresh) {
+    SiteLocal s;
+    s.site = e.site;
+    s.op = e.call->op;
+    s.layer = e.layer;
+    sites_.push_back(std::move(s));
+  }
+  return sites_[it->second];
+}
+
+void IsolatedComparator::after_call(const CallEvent& e, Dispatcher& d) {
+  if (!pending_) return;
+  pending_ = false;
+  SiteLocal& s = site(e);
+  s.calls++;
+  compare(e, d, s);
+  pending_inputs_.clear();
+}
+
+void IsolatedComparator::compare(const CallEvent& e, Dispatcher& d, SiteLocal& s) {
+  const OpCall& call = *e.call;
+  auto unsupported = [&](const std::string& reason) {
+    s.unsupported++;
+    if (s.unsupported_reason.empty()) s.unsupported_reason = reason;
+  };
+  Support sup = ask_support(target_, call);
+  if (!sup.ok) return unsupported(sup.reason);
+
+  std::vector<Tensor> expected;
+  for (Val v : e.outputs) expected.push_back(d.read(v));
+
+  // The first judged call of a site sets its worst, so worst_phase always names a call.
+  auto record = [&](double ratio, double error, CheckKind check, std::string detail,
+                    bool threw) {
+    bool first = s.calls - s.unsupported == 1;
+    if (!first && !(ratio > s.worst_ratio)) return;
+    s.worst_ratio = ratio;
+    s.worst_error = error;
+    s.worst_check = check;
+    s.worst_detail = std::move(detail);
+    s.worst_phase = e.phase;
+    s.worst_threw = threw;
+  };
+
+  HostCallResult got;
+  try {
+    got = run_host_call(target_, call.op, call.attrs, pending_inputs_, e.site);
+  } catch (const std::exception& ex) {
+    // run_host_call words a refusal "NAME cannot run OP: REASON"; a supports() that
+    // depends on more than types can refuse here although the probe passed.
+    std::string what = ex.what();
+    std::string marker = " cannot run " + call.op + ": ";
+    if (size_t at = what.find(marker); at != std::string::npos)
+      return unsupported(what.substr(at + marker.size()));
+    calls_compared_++;
+    s.failed++;
+    record(std::numeric_limits<double>::infinity(), 0, CheckKind::Pass,
+           "the target failed to run the call: " + what, true);
+    return;
+  }
+  calls_compared_++;
+
+  // A bit-identical result passes whatever the tolerance, so the noise run is not needed.
+  bool guards_ok = true;
+  for (bool g : got.guards_intact) guards_ok = guards_ok && g;
+  if (guards_ok && bit_identical(expected, got.outputs)) {
+    record(0, 0, CheckKind::Pass, "", false);
+    return;
+  }
+
+  std::vector<double> noise;
+  HostCallResult plain = run_host_call(plain_f32_, call.op, call.attrs, pending_inputs_, e.site);
+  for (size_t i = 0; i < plain.outputs.size() && i < expected.size(); ++i)
+    noise.push_back(measure(expected[i], plain.outputs[i], 0).error);
+
+  std::vector<TensorType> types;
+  for (const Tensor& x : pending_inputs_) types.push_back({x.dtype(), x.shape()});
+  int64_t k = op_def(call.op).reduction_length(types, call.attrs);
+  Verdict v = judge(policy_, call.op, k, expected, got.outputs, got.guards_intact, noise);
+  if (!v.pass) s.failed++;
+
+  // The output that set the verdict's worst ratio names the error.
+  double error = 0, worst = -1;
+  for (const OutputVerdict& o : v.outputs)
+    if (o.ratio > worst) worst = o.ratio, error = o.metrics.error;
+  record(v.worst_ratio, error, v.failed, v.detail, false);
+}
+
+}  // namespace tapml

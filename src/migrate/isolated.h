@@ -1,0 +1,70 @@
+// Isolated comparison: every op call of a run on the source is also run on the target with
+// the *source's* inputs, and the target's outputs are judged against the source's by the
+// oracle. Because each target call starts from the source's values, an op's error is its
+// own and never inherited from an earlier op: a broken rope at blk.2 fails blk.2.rope_q and
+// nothing downstream. Calls the target cannot run (its supports() refuses) are recorded as
+// not comparable, with the reason: coverage is part of the result, never silently dropped.
+// Failures do not stop the run; every site keeps its worst call.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <regex>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "check/oracle.h"
+#include "core/tensor.h"
+#include "runtime/dispatcher.h"
+
+namespace tapml {
+
+// What one site's calls did on the target.
+struct SiteLocal {
+  std::string site, op;
+  int layer = -1;
+  // calls: seen at the site (compared or not); failed: judged and failed (or the target
+  // threw while running it); unsupported: refused by the target's supports().
+  int64_t calls = 0, failed = 0, unsupported = 0;
+  double worst_ratio = 0;  // largest error/tolerance over its calls (inf for non-numeric failures)
+  double worst_error = 0;  // oracle error E at that call
+  CheckKind worst_check = CheckKind::Pass;
+  std::string worst_detail, worst_phase, unsupported_reason;
+  // The worst call did not produce outputs: the target threw (worst_detail says what).
+  bool worst_threw = false;
+  bool pass() const { return failed == 0 && unsupported == 0; }
+  int64_t compared() const { return calls - unsupported; }
+};
+
+// Observes a run on the source and re-runs every call on `target` with the source's inputs,
+// judging the target's outputs against the source's with the oracle; the noise floor of each
+// call is computed on `plain_f32` (ref?acc=f32) like carving does. Continues past failures.
+// Both backends must outlive the comparator; it must stay attached for whole calls.
+class IsolatedComparator final : public CallObserver {
+ public:
+  IsolatedComparator(Backend& target, Backend& plain_f32, TolerancePolicy policy = {});
+  // Only calls whose site matches (std::regex_search, ECMAScript) are compared; default all.
+  void restrict_sites(const std::string& regex);
+  void before_call(const CallEvent& e, Dispatcher& d) override;
+  void after_call(const CallEvent& e, Dispatcher& d) override;
+  const std::vector<SiteLocal>& sites() const { return sites_; }  // in first-call order
+  int64_t calls_compared() const { return calls_compared_; }
+
+ private:
+  SiteLocal& site(const CallEvent& e);
+  void compare(const CallEvent& e, Dispatcher& d, SiteLocal& s);
+
+  Backend& target_;
+  Backend& plain_f32_;
+  TolerancePolicy policy_;
+  std::optional<std::regex> site_filter_;
+  std::vector<SiteLocal> sites_;
+  std::map<std::string, size_t> site_index_;
+  std::map<std::string, Tensor> weights_;  // host copies, read once per weight
+  std::vector<Tensor> pending_inputs_;     // of the call in flight, taken before it runs
+  bool pending_ = false;
+  int64_t calls_compared_ = 0;
+};
+
+}  // namespace tapml
