@@ -34,7 +34,13 @@ void Placement::add_rule(const std::string& pattern, const std::string& uri) {
   }
 }
 
+void Placement::add_sites(const std::vector<std::string>& sites, const std::string& uri) {
+  TAPML_REQUIRE(!uri.empty(), "placement: no backend for the sites");
+  for (const std::string& s : sites) sites_[s] = uri;
+}
+
 const std::string& Placement::uri_for(const std::string& site, const std::string& op) const {
+  if (auto it = sites_.find(site); it != sites_.end()) return it->second;
   for (const Rule& r : rules_)
     if (std::regex_search(site, r.re) || std::regex_search(op, r.re)) return r.uri;
   return default_;
@@ -42,6 +48,8 @@ const std::string& Placement::uri_for(const std::string& site, const std::string
 
 std::vector<std::string> Placement::uris() const {
   std::vector<std::string> out{default_};
+  for (const auto& [site, uri] : sites_)
+    if (std::find(out.begin(), out.end(), uri) == out.end()) out.push_back(uri);
   for (const Rule& r : rules_)
     if (std::find(out.begin(), out.end(), r.uri) == out.end()) out.push_back(r.uri);
   return out;

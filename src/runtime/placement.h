@@ -3,6 +3,7 @@
 #pragma once
 #include <regex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace tapml {
@@ -14,6 +15,9 @@ class Placement {
   // URI may carry '=' in its query). Throws Error for a bad regex or a missing '='.
   void add_rule(const std::string& rule);
   void add_rule(const std::string& pattern, const std::string& uri);
+  // Puts exactly these sites on `uri`, ahead of every rule. Looked up by name, so a
+  // migration step can place hundreds of sites without hundreds of regular expressions.
+  void add_sites(const std::vector<std::string>& sites, const std::string& uri);
 
   const std::string& uri_for(const std::string& site, const std::string& op) const;
   const std::string& default_uri() const { return default_; }
@@ -27,6 +31,7 @@ class Placement {
     std::string uri;
   };
   std::string default_;
+  std::unordered_map<std::string, std::string> sites_;
   std::vector<Rule> rules_;
 };
 

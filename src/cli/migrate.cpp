@@ -1,0 +1,100 @@
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "cli/commands.h"
+#include "cli/json_output.h"
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "migrate/migrate.h"
+#include "model/model_file.h"
+#include "report/migrate_html.h"
+#include "report/migrate_report.h"
+#include "tokenizer/load.h"
+
+namespace tapml::cli {
+
+namespace {
+struct MigrateArgs {
+  std::string model, tokenizer, backend, source = "ref", strategy = "auto", json_out, html_out;
+  std::vector<std::string> prompts;
+  int steps = 64;
+  double nmse_threshold = 0;
+  bool quiet = false;
+};
+
+void migrate_command(const MigrateArgs& a) {
+  ModelFile model = load_model(a.model);
+  Tokenizer tok = load_tokenizer(a.tokenizer, model.gguf.get(), model.config.vocab_size);
+  MigrateOptions o;
+  o.source = a.source;
+  o.target = a.backend;
+  o.strategy = a.strategy;
+  o.steps = a.steps;
+  o.nmse_threshold = a.nmse_threshold;
+  std::vector<std::string> prompts = a.prompts.empty() ? std::vector<std::string>{""} : a.prompts;
+  for (const std::string& p : prompts) o.prompts.push_back(tok.encode(p, true));
+  o.stop_tokens = {tok.vocab().eos};
+  if (model.format == "llama2c") o.stop_tokens.push_back(tok.vocab().bos);
+  if (!a.quiet) o.progress = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+
+  MigrateReport r = migrate(model, o);
+  r.prompt_texts = prompts;
+  nlohmann::json j = to_json(r);
+  if (!a.json_out.empty())
+    write_file_atomically(a.json_out, j.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  if (!a.html_out.empty()) write_file_atomically(a.html_out, migrate_html(j));
+
+  std::printf("%s: %s -> %s, strategy %s, %d end-to-end runs", r.model.c_str(), r.source.c_str(),
+              r.target.c_str(), r.strategy.c_str(), r.runs);
+  if (r.bisect_candidates)
+    std::printf(" (bisection: %d runs over %d sites)", r.bisect_runs, r.bisect_candidates);
+  std::printf(", %.1f s\n", r.seconds);
+  if (r.status == "pass") {
+    std::printf("PASS: %s\n", r.summary.c_str());
+  } else {
+    std::printf("FAIL: %s\n", r.summary.c_str());
+    for (const Culprit& c : r.culprits) std::printf("  culprit %s (%s): %s\n", c.site.c_str(), c.op.c_str(), c.evidence.c_str());
+  }
+  for (const SiteAttribution& s : r.sites)
+    if (!s.info.target_supports)
+      std::printf("  not comparable: %s (%s): %s\n", s.info.site.c_str(), s.info.op.c_str(), s.info.unsupported_reason.c_str());
+  if (!a.html_out.empty()) std::printf("HTML report: %s\n", a.html_out.c_str());
+  if (!a.json_out.empty()) std::printf("JSON report: %s\n", a.json_out.c_str());
+  if (r.status != "pass") throw ExitCode{1};
+}
+}  // namespace
+
+void add_migrate(CLI::App& app) {
+  auto a = std::make_shared<MigrateArgs>();
+  CLI::App* c = app.add_subcommand("migrate", "Move a model to a target backend step by step and pin what breaks it");
+  c->footer(
+      "Each step runs the model with some sites on the target and the rest on the source,\n"
+      "teacher-forced on the source's tokens, and compares every position's logits with the\n"
+      "all-source run (NMSE against a threshold calibrated from a plain-f32 run, KL, top-1).\n"
+      "Strategies: kinds (one op kind at a time), layers (layer by layer), bisect (delta\n"
+      "debugging over all sites), auto (kinds, then bisect inside the failing kind, then\n"
+      "isolated comparison of the culprits). Exit status 0 only for a pass.\n"
+      "Example:\n"
+      "  tapml migrate --model stories260K.gguf --backend 'faulty:cpu?fault=rope_pairing&site=blk\\.2\\.'\n"
+      "                --html report.html");
+  c->add_option("--model", a->model, "model file: GGUF or llama2.c checkpoint")->required();
+  c->add_option("--tokenizer", a->tokenizer, "tokenizer file; default: the one in the GGUF");
+  c->add_option("--backend", a->backend, "target backend URI")->required();
+  c->add_option("--source", a->source, "source backend URI")->capture_default_str();
+  c->add_option("--strategy", a->strategy, "kinds | layers | bisect | auto")
+      ->check(CLI::IsMember({"kinds", "layers", "bisect", "auto"}))
+      ->capture_default_str();
+  c->add_option("--prompt", a->prompts, "a prompt (repeatable; default: start from BOS)");
+  c->add_option("--steps", a->steps, "positions per prompt, prompt included")
+      ->check(CLI::Range(2, 1 << 20))
+      ->capture_default_str();
+  c->add_option("--nmse-threshold", a->nmse_threshold,
+                "end-to-end NMSE a step may reach (default: 100x that of a plain-f32 run)");
+  c->add_option("--json", a->json_out, "write the JSON report here");
+  c->add_option("--html", a->html_out, "write the HTML report here");
+  c->add_flag("--quiet", a->quiet, "no progress lines on stderr");
+  c->callback([a] { migrate_command(*a); });
+}
+
+}  // namespace tapml::cli

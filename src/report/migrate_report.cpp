@@ -1,0 +1,65 @@
+#include "report/migrate_report.h"
+
+#include <cmath>
+
+namespace tapml {
+
+namespace {
+nlohmann::json number(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(); }
+}  // namespace
+
+nlohmann::json to_json(const MigrateReport& r) {
+  nlohmann::json timeline = nlohmann::json::array();
+  for (const MigrationStep& s : r.timeline)
+    timeline.push_back({{"step", s.step},
+                        {"label", s.label},
+                        {"n_target_sites", s.target_sites.size()},
+                        {"target_sites", s.target_sites},
+                        {"pass", s.pass},
+                        {"nmse", number(s.e2e.nmse)},
+                        {"kl", number(s.e2e.kl)},
+                        {"top1", s.e2e.top1()},
+                        {"tokens_matching", s.e2e.top1_matching},
+                        {"tokens_total", s.e2e.positions},
+                        {"first_mismatch", s.e2e.first_mismatch},
+                        {"finite", s.e2e.finite},
+                        {"seconds", s.seconds}});
+  nlohmann::json sites = nlohmann::json::array(), unsupported = nlohmann::json::array();
+  for (const SiteAttribution& a : r.sites) {
+    if (!a.info.target_supports)
+      unsupported.push_back({{"site", a.info.site}, {"op", a.info.op}, {"reason", a.info.unsupported_reason}});
+    nlohmann::json site{{"site", a.info.site}, {"op", a.info.op}, {"layer", a.info.layer},
+                        {"supported", a.info.target_supports}};
+    if (a.compared)
+      site["local"] = {{"ratio", number(a.local_ratio)}, {"error", number(a.local_error)},
+                       {"check", a.local_check}, {"calls", a.calls}, {"failed", a.failed}};
+    if (a.propagated_measured) {
+      site["propagated"] = {{"error", number(a.propagated_error)}};
+      // How much larger the error is with everything upstream on the target than alone.
+      if (a.compared && a.local_error > 0)
+        site["amplification"] = number(a.propagated_error / a.local_error);
+    }
+    sites.push_back(site);
+  }
+  nlohmann::json culprits = nlohmann::json::array();
+  for (const Culprit& c : r.culprits)
+    culprits.push_back({{"site", c.site}, {"op", c.op}, {"evidence", c.evidence}});
+  return {{"format", "tapml-migrate-report"},
+          {"version", kMigrateReportVersion},
+          {"model", r.model},
+          {"source", r.source},
+          {"target", r.target},
+          {"strategy", r.strategy},
+          {"prompts", r.prompt_texts},
+          {"steps", r.steps},
+          {"thresholds", {{"nmse", r.nmse_threshold}, {"noise_nmse", r.noise_nmse}}},
+          {"timeline", timeline},
+          {"bisect", {{"runs", r.bisect_runs}, {"candidates", r.bisect_candidates}, {"culprits", r.bisect_culprits}}},
+          {"sites", sites},
+          {"unsupported", unsupported},
+          {"verdict", {{"status", r.status}, {"culprits", culprits}, {"culprit_ops", r.culprit_ops}, {"summary", r.summary}}},
+          {"runs", r.runs},
+          {"seconds", r.seconds}};
+}
+
+}  // namespace tapml
