@@ -1,0 +1,971 @@
+#include "report/migrate_html.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <optional>
+#include <set>
+#include <string_view>
+#include <vector>
+
+#include "core/error.h"
+
+namespace tapml {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kFormat = "tapml-migrate-report";
+constexpr int kVersion = 1;
+
+// ---- reading the report leniently: a missing or mistyped field is "absent", never an error,
+// because the page should still show whatever the rest of the report holds.
+
+const json& member(const json& obj, const char* key) {
+  static const json kAbsent;
+  if (!obj.is_object()) return kAbsent;
+  auto it = obj.find(key);
+  return it == obj.end() ? kAbsent : *it;
+}
+
+const json& list(const json& obj, const char* key) {
+  static const json kEmpty = json::array();
+  const json& v = member(obj, key);
+  return v.is_array() ? v : kEmpty;
+}
+
+bool has(const json& obj, const char* key) { return obj.is_object() && obj.contains(key); }
+
+// A number, +inf for an explicit null (JSON cannot hold Inf or NaN, so the writer stores an
+// infinite ratio as null), nullopt when absent or not a number.
+std::optional<double> number(const json& obj, const char* key) {
+  if (!has(obj, key)) return std::nullopt;
+  const json& v = obj.at(key);
+  if (v.is_null()) return INFINITY;
+  if (v.is_number()) {
+    double d = v.get<double>();
+    return std::isnan(d) ? INFINITY : d;
+  }
+  return std::nullopt;
+}
+
+std::string text(const json& v) {
+  if (v.is_string()) return v.get<std::string>();
+  if (v.is_null()) return "";
+  return v.dump();
+}
+
+std::string text(const json& obj, const char* key) { return text(member(obj, key)); }
+
+// ---- formatting
+
+std::string esc(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char c : s) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      case '\'': out += "&#39;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+std::string esc(const json& obj, const char* key) { return esc(text(obj, key)); }
+
+// Short human numbers: three significant digits in the readable range, else "2.5e-7".
+std::string fmt(double v) {
+  if (std::isnan(v)) return "NaN";
+  if (std::isinf(v)) return v > 0 ? "∞" : "−∞";
+  if (v == 0) return "0";
+  char buf[64];
+  double a = std::fabs(v);
+  if (a >= 1e-3 && a < 1e3) {
+    std::snprintf(buf, sizeof buf, "%.3g", v);
+    return buf;
+  }
+  std::snprintf(buf, sizeof buf, "%.2e", v);
+  std::string s = buf;
+  size_t e = s.find('e');
+  std::string mant = s.substr(0, e), exp = s.substr(e + 1);
+  while (mant.find('.') != std::string::npos && (mant.back() == '0' || mant.back() == '.'))
+    mant.pop_back();
+  bool neg = exp[0] == '-';
+  size_t first = exp.find_first_not_of("+-0");
+  return mant + "e" + (neg ? "-" : "") + (first == std::string::npos ? "0" : exp.substr(first));
+}
+
+std::string fmt(std::optional<double> v) { return v ? fmt(*v) : "—"; }
+
+std::string fmt_seconds(double s) {
+  if (std::isinf(s) || std::isnan(s)) return fmt(s);
+  char buf[64];
+  if (s >= 120) std::snprintf(buf, sizeof buf, "%d min %d s", int(s / 60), int(s) % 60);
+  else std::snprintf(buf, sizeof buf, "%.3g s", s);
+  return buf;
+}
+
+// SVG coordinates: one decimal is finer than a pixel.
+std::string px(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f", std::isfinite(v) ? v : 0.0);
+  return buf;
+}
+
+std::string truncate(const std::string& s, size_t n) {
+  if (s.size() <= n) return s;
+  size_t cut = n - 1;
+  while (cut > 0 && (static_cast<unsigned char>(s[cut]) & 0xC0) == 0x80) cut--;  // keep UTF-8
+  return s.substr(0, cut) + "…";
+}
+
+// ---- a log-scale axis mapping values to pixels. Zero and tiny values sit on the floor;
+// infinite ones at the top, so a NaN or guard failure is the most visible thing on a chart.
+
+struct LogAxis {
+  int lo = -12, hi = 0;  // decades shown: 10^lo .. 10^hi
+  double p_lo = 0, p_hi = 1;  // pixel positions of 10^lo and 10^hi
+  bool infinite = false;      // the top decade is reserved for infinite values, labelled "∞"
+
+  double pos(double v) const {
+    if (!(v > 0)) return p_lo;
+    if (std::isinf(v)) return p_hi;
+    double t = (std::log10(v) - lo) / double(hi - lo);
+    t = std::clamp(t, 0.0, 1.0);
+    return p_lo + t * (p_hi - p_lo);
+  }
+  int tick_step() const { return std::max(1, (hi - lo + 7) / 8); }
+  // Decades to label: up from the floor (where zeros sit), or down from the top when that is
+  // the "∞" row, so the row that matters most always has its label.
+  std::vector<int> ticks() const {
+    std::vector<int> out;
+    if (infinite)
+      for (int e = hi; e >= lo; e -= tick_step()) out.push_back(e);
+    else
+      for (int e = lo; e <= hi; e += tick_step()) out.push_back(e);
+    return out;
+  }
+  std::string label(int e) const;
+};
+
+std::string decade_label(int e) {
+  switch (e) {
+    case -2: return "0.01";
+    case -1: return "0.1";
+    case 0: return "1";
+    case 1: return "10";
+    case 2: return "100";
+    default: return "1e" + std::to_string(e);
+  }
+}
+
+std::string LogAxis::label(int e) const { return infinite && e == hi ? "∞" : decade_label(e); }
+
+LogAxis fit_axis(const std::vector<double>& values, const std::vector<double>& references) {
+  double mn = INFINITY, mx = 0;
+  bool zero = false, inf = false;
+  auto see = [&](double v) {
+    if (std::isinf(v)) inf = true;
+    else if (!(v > 0)) zero = true;
+    else mn = std::min(mn, v), mx = std::max(mx, v);
+  };
+  for (double v : values) see(v);
+  for (double v : references) see(v);
+  LogAxis a;
+  if (mx > 0) {
+    a.lo = int(std::floor(std::log10(mn)));
+    a.hi = int(std::ceil(std::log10(mx)));
+    if (a.hi == a.lo) a.hi++;
+  }
+  if (zero) a.lo--;  // room below the smallest value for exact zeros
+  if (inf) a.hi++, a.infinite = true;  // a decade above the largest finite value for "∞"
+  if (a.hi - a.lo < 2) a.lo = a.hi - 2;
+  a.lo = std::max(a.lo, a.hi - 24);  // beyond 24 decades nothing is readable; clamp the floor
+  return a;
+}
+
+// Horizontal grid lines and decade labels for a vertical log axis over [x0, x1].
+std::string y_grid(const LogAxis& a, double x0, double x1) {
+  std::string s;
+  for (int e : a.ticks()) {
+    double y = a.pos(std::pow(10.0, e));
+    s += "<line class=\"grid\" x1=\"" + px(x0) + "\" x2=\"" + px(x1) + "\" y1=\"" + px(y) +
+         "\" y2=\"" + px(y) + "\"/>";
+    s += "<text class=\"tick\" x=\"" + px(x0 - 6) + "\" y=\"" + px(y + 4) +
+         "\" text-anchor=\"end\">" + a.label(e) + "</text>";
+  }
+  return s;
+}
+
+std::string hline(double x0, double x1, double y, const std::string& cls, const std::string& label,
+                   bool label_right = true) {
+  std::string s = "<line class=\"" + cls + "\" x1=\"" + px(x0) + "\" x2=\"" + px(x1) +
+                  "\" y1=\"" + px(y) + "\" y2=\"" + px(y) + "\"/>";
+  if (!label.empty())
+    s += "<text class=\"ref-label " + cls + "-label\" x=\"" + px(label_right ? x1 - 4 : x0 + 4) +
+         "\" y=\"" + px(y - 4) + "\" text-anchor=\"" + (label_right ? "end" : "start") + "\">" +
+         esc(label) + "</text>";
+  return s;
+}
+
+std::string svg_open(const char* id, double w, double h, const std::string& label) {
+  return "<svg id=\"" + std::string(id) + "\" class=\"chart\" viewBox=\"0 0 " + px(w) + " " +
+         px(h) + "\" role=\"img\" aria-label=\"" + esc(label) + "\">";
+}
+
+// ---- what the page needs from the report, gathered once
+
+struct Culprits {
+  std::set<std::string> sites, ops;
+};
+
+Culprits culprits_of(const json& report) {
+  Culprits c;
+  const json& verdict = member(report, "verdict");
+  for (const json& e : list(verdict, "culprits")) {
+    if (e.is_string()) {
+      c.sites.insert(e.get<std::string>());
+    } else {
+      if (has(e, "site")) c.sites.insert(text(e, "site"));
+      if (has(e, "op")) c.ops.insert(text(e, "op"));
+    }
+  }
+  for (const json& op : list(verdict, "culprit_ops")) c.ops.insert(text(op));
+  for (const json& s : list(member(report, "bisect"), "culprits")) c.sites.insert(text(s));
+  return c;
+}
+
+std::string status_of(const json& report) {
+  std::string s = text(member(report, "verdict"), "status");
+  return s == "pass" || s == "fail" ? s : "unknown";
+}
+
+// A local check that is anything but "pass" (fail, nan, inf, guard, error) is a failure.
+bool local_failed(const json& site) {
+  const json& local = member(site, "local");
+  std::string check = text(local, "check");
+  if (!check.empty()) return check != "pass";
+  auto r = number(local, "ratio");
+  return r && *r > 1;
+}
+
+// ---- sections
+
+std::string header_section(const json& r) {
+  std::string s = "<header><h1>TapML migration report</h1>";
+  if (has(r, "model")) s += "<div class=\"model\">" + esc(r, "model") + "</div>";
+  s += "<dl class=\"meta\">";
+  auto item = [&](const std::string& k, const std::string& v_html) {
+    s += "<div" + std::string(k == "source → target" ? " class=\"wide\"" : "") + "><dt>" + k +
+         "</dt><dd>" + v_html + "</dd></div>";
+  };
+  if (has(r, "source") || has(r, "target"))
+    item("source → target", "<code>" + esc(r, "source") + "</code> → <code>" + esc(r, "target") +
+                                "</code>");
+  if (has(r, "strategy")) item("strategy", esc(r, "strategy"));
+  if (!list(r, "prompts").empty()) {
+    std::string p;
+    for (const json& prompt : list(r, "prompts"))
+      p += (p.empty() ? "" : "<br>") + std::string("“") + esc(text(prompt)) + "”";
+    item("prompts", p);
+  }
+  if (has(r, "steps")) item("steps", esc(r, "steps"));
+  if (has(r, "runs")) item("model runs", esc(r, "runs"));
+  if (auto t = number(r, "seconds")) item("time", esc(fmt_seconds(*t)));
+  const json& th = member(r, "thresholds");
+  if (has(th, "nmse") || has(th, "noise_nmse")) {
+    std::string v;
+    if (auto n = number(th, "nmse")) v += "NMSE ≤ " + esc(fmt(*n));
+    if (auto n = number(th, "noise_nmse")) v += (v.empty() ? "" : "; ") + std::string("noise ") +
+                                                esc(fmt(*n));
+    item("end-to-end threshold", v);
+  }
+  s += "</dl></header>";
+  return s;
+}
+
+// The timeline entry that proves a passing migration: the one with the most sites on the
+// target (the last such, which is the full-target run when the strategy ends with one).
+const json* full_target_run(const json& r) {
+  const json* best = nullptr;
+  double most = -1;
+  for (const json& step : list(r, "timeline")) {
+    double n = number(step, "n_target_sites").value_or(double(list(step, "target_sites").size()));
+    if (n >= most) most = n, best = &step;
+  }
+  return best;
+}
+
+std::string run_description(const json& step) {
+  std::string s;
+  if (has(step, "step")) s += "step " + esc(step, "step");
+  if (has(step, "label"))
+    s += s.empty() ? esc(step, "label") : " (" + esc(step, "label") + ")";
+  std::vector<std::string> facts;
+  if (auto n = number(step, "n_target_sites")) facts.push_back(fmt(*n) + " sites on the target");
+  if (auto n = number(step, "nmse")) facts.push_back("logits NMSE " + fmt(*n));
+  if (auto n = number(step, "kl")) facts.push_back("KL " + fmt(*n));
+  if (auto n = number(step, "top1")) facts.push_back("top-1 agreement " + fmt(*n));
+  if (has(step, "tokens_matching") && has(step, "tokens_total"))
+    facts.push_back("greedy tokens " + text(step, "tokens_matching") + "/" +
+                    text(step, "tokens_total") + " identical");
+  for (size_t i = 0; i < facts.size(); i++) s += (i == 0 ? ": " : ", ") + esc(facts[i]);
+  return s;
+}
+
+std::string verdict_section(const json& r, const Culprits& culprits) {
+  const json& v = member(r, "verdict");
+  std::string status = status_of(r);
+  std::string s = "<section id=\"verdict\" class=\"verdict " + status + "\" data-status=\"" +
+                  status + "\">";
+  const char* badge = status == "pass" ? "PASS" : status == "fail" ? "FAIL" : "NO VERDICT";
+  s += "<div class=\"status\">" + std::string(badge) + "</div><div class=\"verdict-body\">";
+  if (status == "pass") {
+    s += "<p class=\"headline\">The whole model runs on <code>" + esc(r, "target") +
+         "</code> and matches <code>" + esc(r, "source") + "</code>.</p>";
+  } else if (status == "fail") {
+    s += "<p class=\"headline\">The model breaks on <code>" + esc(r, "target") + "</code>.</p>";
+  } else {
+    s += "<p class=\"headline\">This report carries no verdict.</p>";
+  }
+  if (has(v, "summary")) s += "<p class=\"summary\">" + esc(v, "summary") + "</p>";
+
+  if (status == "pass") {
+    if (const json* proof = full_target_run(r))
+      s += "<p class=\"proof\"><strong>Proof:</strong> " + run_description(*proof) + ".</p>";
+  }
+  const json& listed = list(v, "culprits");
+  if (!listed.empty()) {
+    s += "<h3>Culprits</h3><ul class=\"culprits\">";
+    for (const json& c : listed) {
+      s += "<li>";
+      if (c.is_string()) {
+        s += "<code>" + esc(text(c)) + "</code>";
+      } else {
+        s += "<code>" + esc(c, "site") + "</code>";
+        if (has(c, "op")) s += " <span class=\"op-tag\">" + esc(c, "op") + "</span>";
+        if (has(c, "evidence")) s += "<div class=\"evidence\">" + esc(c, "evidence") + "</div>";
+      }
+      s += "</li>";
+    }
+    s += "</ul>";
+  } else if (status == "fail" && !culprits.sites.empty()) {
+    s += "<h3>Culprits</h3><ul class=\"culprits\">";
+    for (const std::string& site : culprits.sites) s += "<li><code>" + esc(site) + "</code></li>";
+    s += "</ul>";
+  }
+  if (!culprits.ops.empty()) {
+    s += "<p>Culprit ops: ";
+    bool first = true;
+    for (const std::string& op : culprits.ops)
+      s += (first ? "" : ", ") + std::string("<span class=\"op-tag\">") + esc(op) + "</span>",
+          first = false;
+    s += "</p>";
+  }
+  const json& b = member(r, "bisect");
+  if (number(b, "runs").value_or(0) > 0)
+    s += "<p class=\"muted\">Bisection: " + esc(b, "runs") + " runs over " + esc(b, "candidates") +
+         " candidate sites.</p>";
+  s += "</div></section>";
+  return s;
+}
+
+std::string timeline_chart(const json& r) {
+  const json& steps = list(r, "timeline");
+  const json& th = member(r, "thresholds");
+  auto threshold = number(th, "nmse");
+  auto noise = number(th, "noise_nmse");
+  const double W = 1000, L = 70, R = 24, T = 34, PH = 240, B = 120, H = T + PH + B;
+  std::vector<double> values, refs;
+  for (const json& st : steps)
+    if (auto n = number(st, "nmse")) values.push_back(*n);
+  if (threshold) refs.push_back(*threshold);
+  if (noise) refs.push_back(*noise);
+  LogAxis a = fit_axis(values, refs);
+  a.p_lo = T + PH, a.p_hi = T;
+
+  std::string s = svg_open("timeline-chart", W, H, "logits NMSE against the source per step");
+  s += "<text class=\"axis-title\" transform=\"translate(16 " + px(T + PH / 2) +
+       ") rotate(-90)\" text-anchor=\"middle\">logits NMSE (log)</text>";
+  s += y_grid(a, L, W - R);
+  if (threshold && std::isfinite(*threshold) && *threshold > 0)
+    s += hline(L, W - R, a.pos(*threshold), "threshold", "threshold " + fmt(*threshold));
+  if (noise && std::isfinite(*noise) && *noise > 0)
+    s += hline(L, W - R, a.pos(*noise), "noise", "noise floor " + fmt(*noise), false);
+  size_t n = steps.size();
+  if (n == 0) {
+    s += "<text class=\"empty\" x=\"" + px(W / 2) + "\" y=\"" + px(T + PH / 2) +
+         "\" text-anchor=\"middle\">no migration steps in this report</text>";
+  }
+  double band = (W - L - R) / double(std::max<size_t>(n, 1));
+  double bar = std::min(band * 0.62, 56.0);
+  size_t label_every = std::max<size_t>(1, (n + 39) / 40);
+  for (size_t i = 0; i < n; i++) {
+    const json& st = steps[i];
+    double cx = L + (i + 0.5) * band;
+    auto nmse = number(st, "nmse");
+    bool pass = member(st, "pass").is_boolean() ? member(st, "pass").get<bool>()
+                                                : (nmse && threshold && *nmse <= *threshold);
+    std::string tip = "step " + text(st, "step") + " · " + text(st, "label");
+    if (auto k = number(st, "n_target_sites")) tip += "\nsites on the target: " + fmt(*k);
+    tip += std::string("\n") + (pass ? "pass" : "FAIL") + " · NMSE " + fmt(nmse);
+    if (auto k = number(st, "kl")) tip += " · KL " + fmt(*k);
+    if (auto k = number(st, "top1")) tip += "\ntop-1 agreement " + fmt(*k);
+    if (has(st, "tokens_matching"))
+      tip += " · tokens " + text(st, "tokens_matching") + "/" + text(st, "tokens_total");
+    if (auto k = number(st, "seconds")) tip += "\n" + fmt_seconds(*k);
+    s += "<g class=\"step " + std::string(pass ? "pass" : "fail") + "\"><title>" + esc(tip) +
+         "</title>";
+    if (nmse) {
+      double top = a.pos(*nmse), base = a.p_lo;
+      s += "<rect x=\"" + px(cx - bar / 2) + "\" y=\"" + px(top) + "\" width=\"" + px(bar) +
+           "\" height=\"" + px(std::max(base - top, 1.5)) + "\" rx=\"2\"/>";
+      std::string mark = std::isinf(*nmse) ? "∞" : fmt(*nmse);
+      s += "<text class=\"bar-value\" x=\"" + px(cx) + "\" y=\"" + px(top - 5) +
+           "\" text-anchor=\"middle\">" + esc(mark) + "</text>";
+    } else {
+      s += "<text class=\"bar-value\" x=\"" + px(cx) + "\" y=\"" + px(a.p_lo - 5) +
+           "\" text-anchor=\"middle\">n/a</text>";
+    }
+    if (i % label_every == 0) {
+      std::string label = text(st, "label");
+      if (label.empty()) label = "step " + text(st, "step");
+      s += "<text class=\"xlabel\" transform=\"translate(" + px(cx + 4) + " " + px(T + PH + 14) +
+           ") rotate(-35)\" text-anchor=\"end\">" + esc(truncate(label, 30)) + "</text>";
+    }
+    s += "</g>";
+  }
+  s += "<line class=\"axis\" x1=\"" + px(L) + "\" x2=\"" + px(W - R) + "\" y1=\"" + px(a.p_lo) +
+       "\" y2=\"" + px(a.p_lo) + "\"/>";
+  // Legend
+  s += "<g class=\"legend\" transform=\"translate(" + px(L) + " 14)\">"
+       "<rect class=\"swatch pass\" width=\"10\" height=\"10\" y=\"-9\"/>"
+       "<text x=\"15\">step passes</text>"
+       "<rect class=\"swatch fail\" x=\"105\" width=\"10\" height=\"10\" y=\"-9\"/>"
+       "<text x=\"120\">step fails</text></g>";
+  s += "</svg>";
+  return s;
+}
+
+std::string timeline_table(const json& r) {
+  const json& steps = list(r, "timeline");
+  if (steps.empty()) return "";
+  std::string s = "<table class=\"data\"><thead><tr><th>step</th><th>moved to the target</th>"
+                  "<th class=\"num\">sites on target</th><th>result</th><th class=\"num\">NMSE</th>"
+                  "<th class=\"num\">KL</th><th class=\"num\">top-1</th><th class=\"num\">tokens"
+                  "</th><th class=\"num\">time</th></tr></thead><tbody>";
+  for (const json& st : steps) {
+    bool pass = member(st, "pass").is_boolean() && member(st, "pass").get<bool>();
+    bool known = member(st, "pass").is_boolean();
+    s += "<tr" + std::string(known && !pass ? " class=\"bad\"" : "") + "><td class=\"num\">" +
+         esc(st, "step") + "</td><td>" + esc(st, "label");
+    const json& sites = list(st, "target_sites");
+    if (!sites.empty()) {
+      std::string names;
+      for (const json& site : sites) names += (names.empty() ? "" : ", ") + esc(text(site));
+      s += "<details><summary>" + std::to_string(sites.size()) + " site" +
+           (sites.size() == 1 ? "" : "s") + "</summary><code>" + names + "</code></details>";
+    }
+    s += "</td><td class=\"num\">" + fmt(number(st, "n_target_sites")) + "</td><td>" +
+         (known ? (pass ? "<span class=\"badge pass\">pass</span>"
+                        : "<span class=\"badge fail\">fail</span>")
+                : "—") +
+         "</td><td class=\"num\">" + esc(fmt(number(st, "nmse"))) + "</td><td class=\"num\">" +
+         esc(fmt(number(st, "kl"))) + "</td><td class=\"num\">" + esc(fmt(number(st, "top1"))) +
+         "</td><td class=\"num\">" +
+         (has(st, "tokens_matching") ? esc(st, "tokens_matching") + "/" + esc(st, "tokens_total")
+                                     : "—") +
+         "</td><td class=\"num\">" +
+         (number(st, "seconds") ? esc(fmt_seconds(*number(st, "seconds"))) : "—") + "</td></tr>";
+  }
+  s += "</tbody></table>";
+  return s;
+}
+
+// Draws one series as line segments (broken where a value is missing) and points.
+std::string series(const std::vector<double>& xs, const std::vector<std::optional<double>>& ys,
+                   const LogAxis& a, const std::string& cls,
+                   const std::vector<std::string>& tips, const std::vector<bool>& bad) {
+  std::string s = "<g class=\"series " + cls + "\">";
+  std::string path;
+  bool open = false;
+  for (size_t i = 0; i < xs.size(); i++) {
+    if (!ys[i]) {
+      open = false;
+      continue;
+    }
+    path += (open ? " L" : " M") + px(xs[i]) + " " + px(a.pos(*ys[i]));
+    open = true;
+  }
+  if (!path.empty()) s += "<path class=\"line\" d=\"" + path.substr(1) + "\"/>";
+  for (size_t i = 0; i < xs.size(); i++) {
+    if (!ys[i]) continue;
+    double y = a.pos(*ys[i]);
+    s += "<g" + std::string(bad[i] ? " class=\"bad\"" : "") + "><title>" + esc(tips[i]) +
+         "</title><circle cx=\"" + px(xs[i]) + "\" cy=\"" + px(y) + "\" r=\"3.2\"/>";
+    if (std::isinf(*ys[i]))
+      s += "<text class=\"infinite\" x=\"" + px(xs[i]) + "\" y=\"" + px(y - 6) +
+           "\" text-anchor=\"middle\">∞</text>";
+    s += "</g>";
+  }
+  return s + "</g>";
+}
+
+std::string network_chart(const json& r, const Culprits& culprits) {
+  const json& sites = list(r, "sites");
+  size_t n = sites.size();
+  const double W = 1000, L = 70, R = 24, T = 40, PH = 170, GAP = 46, B = 110;
+  const double T2 = T + PH + GAP, H = T2 + PH + B;
+  double band = (W - L - R) / double(std::max<size_t>(n, 1));
+  std::vector<double> xs;
+  std::vector<std::optional<double>> local, prop;
+  std::vector<std::string> tips;
+  std::vector<bool> bad, prop_bad;
+  for (size_t i = 0; i < n; i++) {
+    const json& site = sites[i];
+    const json& lo = member(site, "local");
+    const json& pr = member(site, "propagated");
+    xs.push_back(L + (i + 0.5) * band);
+    local.push_back(number(lo, "ratio"));
+    prop.push_back(number(pr, "error"));
+    bool culprit = culprits.sites.count(text(site, "site")) > 0;
+    bad.push_back(local_failed(site) || culprit);
+    auto pr_ratio = number(pr, "ratio");
+    // Propagated error beyond one op's tolerance is normal (it accumulates); only the
+    // culprit is marked on that series.
+    prop_bad.push_back(culprit);
+    std::string tip = text(site, "site") + " (" + text(site, "op");
+    if (has(site, "layer")) tip += ", layer " + text(site, "layer");
+    tip += ")";
+    if (culprit) tip += " — CULPRIT";
+    if (has(site, "local")) {
+      tip += "\nlocal: " + fmt(number(lo, "ratio")) + " × tolerance";
+      if (has(lo, "check")) tip += " (" + text(lo, "check") + ")";
+      if (auto e = number(lo, "error")) tip += ", error " + fmt(*e);
+      if (has(lo, "calls")) tip += ", " + text(lo, "calls") + " calls";
+      if (auto f = number(lo, "failed"); f && *f > 0) tip += ", " + fmt(*f) + " failed";
+    } else {
+      tip += "\nlocal: not checked";
+    }
+    if (has(site, "propagated")) {
+      tip += "\npropagated: error " + fmt(number(pr, "error"));
+      if (pr_ratio) tip += ", " + fmt(*pr_ratio) + " × tolerance";
+    }
+    if (auto amp = number(site, "amplification")) tip += "\namplification " + fmt(*amp) + "×";
+    tips.push_back(tip);
+  }
+  auto values = [](const std::vector<std::optional<double>>& v) {
+    std::vector<double> out;
+    for (auto& x : v)
+      if (x) out.push_back(*x);
+    return out;
+  };
+  LogAxis a1 = fit_axis(values(local), {1.0});
+  a1.p_lo = T + PH, a1.p_hi = T;
+  LogAxis a2 = fit_axis(values(prop), {});
+  a2.p_lo = T2 + PH, a2.p_hi = T2;
+
+  std::string s = svg_open("network-chart", W, H, "error along the network per site");
+  // Legend
+  s += "<g class=\"legend\" transform=\"translate(" + px(L) + " 16)\">"
+       "<circle class=\"swatch-local\" cx=\"5\" cy=\"-4\" r=\"4\"/>"
+       "<text x=\"15\">local error ÷ tolerance (op fed the source's inputs)</text>"
+       "<circle class=\"swatch-prop\" cx=\"375\" cy=\"-4\" r=\"4\"/>"
+       "<text x=\"385\">propagated error (inputs from the target)</text>"
+       "<rect class=\"swatch-culprit\" x=\"680\" y=\"-10\" width=\"12\" height=\"12\"/>"
+       "<text x=\"698\">culprit</text></g>";
+  // Culprit bands first, so the data draws over them.
+  for (size_t i = 0; i < n; i++) {
+    std::string name = text(sites[i], "site");
+    if (!culprits.sites.count(name)) continue;
+    double w = std::max(band, 8.0);
+    s += "<rect class=\"culprit-band\" x=\"" + px(xs[i] - w / 2) + "\" y=\"" + px(T) +
+         "\" width=\"" + px(w) + "\" height=\"" + px(T2 + PH - T) + "\"/>";
+    const char* anchor = xs[i] < L + 120 ? "start" : xs[i] > W - R - 120 ? "end" : "middle";
+    s += "<text class=\"culprit-label\" x=\"" + px(xs[i]) + "\" y=\"" + px(T2 - 8) +
+         "\" text-anchor=\"" + anchor + "\">" + esc(name) + "</text>";
+  }
+  // Layer boundaries: faint lines; they make "where in the network" readable at a glance.
+  std::vector<std::pair<size_t, size_t>> spans;  // [first, last] site index of each layer run
+  std::vector<std::string> span_names;
+  for (size_t i = 0; i < n; i++) {
+    if (!has(sites[i], "layer") || member(sites[i], "layer").is_null()) continue;
+    std::string layer = text(sites[i], "layer");
+    if (!spans.empty() && span_names.back() == layer && spans.back().second == i - 1) {
+      spans.back().second = i;
+    } else {
+      spans.push_back({i, i});
+      span_names.push_back(layer);
+    }
+  }
+  for (auto& [first, last] : spans) {
+    double x = L + first * band;
+    s += "<line class=\"layer-sep\" x1=\"" + px(x) + "\" x2=\"" + px(x) + "\" y1=\"" + px(T) +
+         "\" y2=\"" + px(T2 + PH) + "\"/>";
+  }
+  s += "<text class=\"axis-title\" transform=\"translate(16 " + px(T + PH / 2) +
+       ") rotate(-90)\" text-anchor=\"middle\">local ÷ tolerance</text>";
+  s += "<text class=\"axis-title\" transform=\"translate(16 " + px(T2 + PH / 2) +
+       ") rotate(-90)\" text-anchor=\"middle\">propagated error</text>";
+  s += y_grid(a1, L, W - R) + y_grid(a2, L, W - R);
+  s += hline(L, W - R, a1.pos(1.0), "threshold", "tolerance (1.0)");
+  for (double y : {a1.p_lo, a2.p_lo})
+    s += "<line class=\"axis\" x1=\"" + px(L) + "\" x2=\"" + px(W - R) + "\" y1=\"" + px(y) +
+         "\" y2=\"" + px(y) + "\"/>";
+  if (n == 0) {
+    s += "<text class=\"empty\" x=\"" + px(W / 2) + "\" y=\"" + px(T + PH / 2) +
+         "\" text-anchor=\"middle\">no per-site measurements in this report</text>";
+  }
+  s += series(xs, local, a1, "local", tips, bad);
+  s += series(xs, prop, a2, "prop", tips, prop_bad);
+
+  // x labels: every site when there is room, else one label per layer plus the sites outside
+  // layers (embedding, output), which are few.
+  double ly = T2 + PH + 14;
+  auto rotated = [&](double x, const std::string& label, const std::string& cls) {
+    return "<text class=\"xlabel " + cls + "\" transform=\"translate(" + px(x + 3) + " " + px(ly) +
+           ") rotate(-45)\" text-anchor=\"end\">" + esc(truncate(label, 22)) + "</text>";
+  };
+  if (band >= 12) {
+    for (size_t i = 0; i < n; i++) {
+      std::string name = text(sites[i], "site");
+      s += rotated(xs[i], name, culprits.sites.count(name) ? "culprit-x" : "");
+    }
+  } else {
+    double min_gap = 34;
+    double last_x = -1e9;
+    for (size_t k = 0; k < spans.size(); k++) {
+      double x0 = L + spans[k].first * band, x1 = L + (spans[k].second + 1) * band;
+      double cx = (x0 + x1) / 2;
+      if (cx - last_x < min_gap) continue;
+      last_x = cx;
+      s += "<text class=\"xlabel\" x=\"" + px(cx) + "\" y=\"" + px(ly + 2) +
+           "\" text-anchor=\"middle\">blk." + esc(span_names[k]) + "</text>";
+    }
+    // Adjacent sites outside layers (output_norm, output) share one label so they don't overlap.
+    auto in_layer = [&](size_t i) {
+      return has(sites[i], "layer") && !member(sites[i], "layer").is_null();
+    };
+    for (size_t i = 0; i < n; i++) {
+      if (in_layer(i)) continue;
+      size_t j = i;
+      while (j + 1 < n && !in_layer(j + 1)) j++;
+      std::string label = text(sites[i], "site");
+      if (j > i) label += " … " + text(sites[j], "site");
+      s += rotated((xs[i] + xs[j]) / 2, label, "");
+      i = j;
+    }
+  }
+  s += "</svg>";
+  return s;
+}
+
+struct OpRow {
+  std::string op;
+  std::optional<double> worst;  // worst local ratio over the op's sites; +inf for null
+  int sites = 0, failed = 0, unsupported = 0;
+};
+
+std::vector<OpRow> op_rows(const json& r) {
+  std::vector<OpRow> rows;
+  std::map<std::string, size_t> index;
+  auto row = [&](const std::string& op) -> OpRow& {
+    auto [it, fresh] = index.emplace(op, rows.size());
+    if (fresh) rows.push_back(OpRow{op, std::nullopt});
+    return rows[it->second];
+  };
+  for (const json& site : list(r, "sites")) {
+    OpRow& o = row(text(site, "op"));
+    if (!has(site, "local")) continue;
+    o.sites++;
+    if (local_failed(site)) o.failed++;
+    if (auto ratio = number(member(site, "local"), "ratio"))
+      o.worst = o.worst ? std::max(*o.worst, *ratio) : *ratio;
+  }
+  for (const json& u : list(r, "unsupported")) row(text(u, "op")).unsupported++;
+  // Worst first: the op to look at is on top. Ops with no measurement go last.
+  std::stable_sort(rows.begin(), rows.end(), [](const OpRow& a, const OpRow& b) {
+    if (a.worst.has_value() != b.worst.has_value()) return a.worst.has_value();
+    return a.worst && *a.worst > *b.worst;
+  });
+  return rows;
+}
+
+std::string ops_chart(const json& r, const Culprits& culprits) {
+  std::vector<OpRow> rows = op_rows(r);
+  const double W = 1000, L = 150, R = 250, T = 40, ROW = 30, B = 36;
+  double H = T + ROW * std::max<size_t>(rows.size(), 1) + B;
+  std::vector<double> values;
+  for (auto& o : rows)
+    if (o.worst) values.push_back(*o.worst);
+  LogAxis a = fit_axis(values, {1.0, 10.0});
+  a.p_lo = L, a.p_hi = W - R;
+  std::string s = svg_open("ops-chart", W, H, "worst local error per op as a multiple of its "
+                                              "tolerance");
+  double y_end = T + ROW * std::max<size_t>(rows.size(), 1);
+  for (int e : a.ticks()) {
+    double x = a.pos(std::pow(10.0, e));
+    s += "<line class=\"grid\" x1=\"" + px(x) + "\" x2=\"" + px(x) + "\" y1=\"" + px(T - 6) +
+         "\" y2=\"" + px(y_end) + "\"/>";
+    s += "<text class=\"tick\" x=\"" + px(x) + "\" y=\"" + px(y_end + 16) +
+         "\" text-anchor=\"middle\">" + a.label(e) + "</text>";
+  }
+  s += "<text class=\"axis-title\" x=\"" + px((L + W - R) / 2) + "\" y=\"" + px(y_end + 32) +
+       "\" text-anchor=\"middle\">worst local error ÷ tolerance (log)</text>";
+  double tol = a.pos(1.0);
+  s += "<g class=\"legend\" transform=\"translate(" + px(L) + " 16)\">"
+       "<rect class=\"swatch pass\" width=\"10\" height=\"10\" y=\"-9\"/>"
+       "<text x=\"15\">within tolerance</text>"
+       "<rect class=\"swatch fail\" x=\"140\" width=\"10\" height=\"10\" y=\"-9\"/>"
+       "<text x=\"155\">beyond tolerance</text></g>";
+  if (rows.empty())
+    s += "<text class=\"empty\" x=\"" + px((L + W - R) / 2) + "\" y=\"" + px(T + ROW / 2 + 4) +
+         "\" text-anchor=\"middle\">no per-op measurements in this report</text>";
+  for (size_t i = 0; i < rows.size(); i++) {
+    const OpRow& o = rows[i];
+    double cy = T + (i + 0.5) * ROW;
+    bool culprit = culprits.ops.count(o.op) > 0;
+    bool over = o.worst && *o.worst > 1;
+    std::string tip = o.op + ": worst local " + fmt(o.worst) + " × tolerance over " +
+                      std::to_string(o.sites) + " site" + (o.sites == 1 ? "" : "s") + ", " +
+                      std::to_string(o.failed) + " failed";
+    if (o.unsupported) tip += "; " + std::to_string(o.unsupported) + " not supported by the target";
+    s += "<g class=\"op-row " + std::string(over ? "fail" : "pass") + "\"><title>" + esc(tip) +
+         "</title>";
+    s += "<text class=\"op-name" + std::string(culprit ? " culprit-op" : "") + "\" x=\"" +
+         px(L - 10) + "\" y=\"" + px(cy + 4) + "\" text-anchor=\"end\">" + esc(o.op) + "</text>";
+    std::string note;
+    if (o.worst) {
+      double x = a.pos(*o.worst);
+      s += "<rect x=\"" + px(L) + "\" y=\"" + px(cy - 8) + "\" width=\"" +
+           px(std::max(x - L, 1.5)) + "\" height=\"16\" rx=\"2\"/>";
+      note = (std::isinf(*o.worst) ? std::string("∞") : fmt(*o.worst)) + "×";
+    } else {
+      note = o.unsupported ? "" : "not checked";
+    }
+    if (o.sites) note += "  ·  " + std::to_string(o.sites) + " site" + (o.sites == 1 ? "" : "s");
+    if (o.failed) note += ", " + std::to_string(o.failed) + " failed";
+    if (o.unsupported)
+      note += (note.empty() ? "" : ", ") + std::to_string(o.unsupported) +
+              " not supported on the target";
+    if (culprit) note += "  ·  culprit";
+    s += "<text class=\"bar-note" + std::string(culprit ? " culprit-op" : "") + "\" x=\"" +
+         px(W - R + 10) + "\" y=\"" + px(cy + 4) + "\">" + esc(note) + "</text></g>";
+  }
+  s += "<line class=\"threshold\" x1=\"" + px(tol) + "\" x2=\"" + px(tol) + "\" y1=\"" + px(T - 6) +
+       "\" y2=\"" + px(y_end) + "\"/>";
+  s += "<text class=\"ref-label threshold-label\" x=\"" + px(tol + 4) + "\" y=\"" + px(T - 8) +
+       "\">tolerance (1.0)</text>";
+  s += "<line class=\"axis\" x1=\"" + px(L) + "\" x2=\"" + px(L) + "\" y1=\"" + px(T - 6) +
+       "\" y2=\"" + px(y_end) + "\"/>";
+  s += "</svg>";
+  return s;
+}
+
+std::string site_table(const json& r, const Culprits& culprits) {
+  const json& sites = list(r, "sites");
+  if (sites.empty()) return "<p class=\"muted\">No per-site measurements in this report.</p>";
+  std::string s = "<div class=\"scroll\"><table class=\"data sites\"><thead><tr><th>site</th>"
+                  "<th>op</th><th class=\"num\">layer</th><th class=\"num\">local ÷ tol.</th>"
+                  "<th>check</th><th class=\"num\">calls</th><th class=\"num\">failed</th>"
+                  "<th class=\"num\">local error</th><th class=\"num\">propagated error</th>"
+                  "<th class=\"num\">prop. ÷ tol.</th><th class=\"num\">amplification</th>"
+                  "</tr></thead><tbody>";
+  for (const json& site : sites) {
+    const json& lo = member(site, "local");
+    const json& pr = member(site, "propagated");
+    std::string name = text(site, "site");
+    bool culprit = culprits.sites.count(name) > 0;
+    bool failed = has(site, "local") && local_failed(site);
+    std::string cls = culprit ? "culprit" : failed ? "bad" : "";
+    s += "<tr" + (cls.empty() ? std::string() : " class=\"" + cls + "\"") + "><td><code>" +
+         esc(name) + "</code>" + (culprit ? " <span class=\"badge fail\">culprit</span>" : "") +
+         "</td><td>" + esc(site, "op") + "</td><td class=\"num\">" + esc(site, "layer") + "</td>";
+    s += "<td class=\"num\">" + esc(fmt(number(lo, "ratio"))) + "</td><td>";
+    if (has(lo, "check")) {
+      std::string check = text(lo, "check");
+      s += "<span class=\"badge " + std::string(check == "pass" ? "pass" : "fail") + "\">" +
+           esc(check) + "</span>";
+    } else {
+      s += has(site, "local") ? "" : "<span class=\"muted\">not checked</span>";
+    }
+    s += "</td><td class=\"num\">" + esc(lo, "calls") + "</td><td class=\"num\">" +
+         esc(lo, "failed") + "</td><td class=\"num\">" + esc(fmt(number(lo, "error"))) +
+         "</td><td class=\"num\">" + esc(fmt(number(pr, "error"))) + "</td><td class=\"num\">" +
+         esc(fmt(number(pr, "ratio"))) + "</td><td class=\"num\">";
+    if (auto amp = number(site, "amplification")) s += esc(fmt(*amp)) + "×";
+    else s += "—";
+    s += "</td></tr>";
+  }
+  s += "</tbody></table></div>";
+  return s;
+}
+
+std::string coverage_section(const json& r) {
+  const json& unsupported = list(r, "unsupported");
+  size_t checked = 0;
+  for (const json& site : list(r, "sites"))
+    if (has(site, "local")) checked++;
+  std::string s = "<p>" + std::to_string(checked) + " site" + (checked == 1 ? "" : "s") +
+                  " checked on the target; ";
+  if (unsupported.empty()) return s + "every site is supported by the target.</p>";
+  s += std::to_string(unsupported.size()) + " not supported by it (they stay on the source):</p>";
+  s += "<table class=\"data\"><thead><tr><th>site</th><th>op</th><th>reason</th></tr></thead>"
+       "<tbody>";
+  for (const json& u : unsupported)
+    s += "<tr><td><code>" + esc(u, "site") + "</code></td><td>" + esc(u, "op") + "</td><td>" +
+         esc(u, "reason") + "</td></tr>";
+  return s + "</tbody></table>";
+}
+
+// Inline styles only: the page must render identically offline and from a CI artifact.
+constexpr const char* kStyle = R"CSS(
+:root { --pass: #1a7f37; --fail: #cf222e; --local: #0969da; --prop: #bc4c00;
+        --ink: #1f2328; --muted: #656d76; --line: #d0d7de; --bg: #f6f8fa; }
+* { box-sizing: border-box; }
+body { margin: 0; background: var(--bg); color: var(--ink);
+       font: 14px/1.5 system-ui, -apple-system, "Segoe UI", "DejaVu Sans", sans-serif; }
+main { max-width: 1100px; margin: 0 auto; padding: 24px 20px 48px; }
+header h1 { margin: 0 0 2px; font-size: 24px; }
+header .model { font-family: ui-monospace, "DejaVu Sans Mono", monospace; color: var(--muted);
+                word-break: break-all; margin-bottom: 12px; }
+dl.meta { display: grid; grid-template-columns: repeat(auto-fill, minmax(200px, 1fr));
+          gap: 8px 16px; margin: 0 0 20px; }
+dl.meta div { background: #fff; border: 1px solid var(--line); border-radius: 6px;
+              padding: 6px 10px; min-width: 0; }
+dl.meta dt { font-size: 11px; text-transform: uppercase; letter-spacing: .04em;
+             color: var(--muted); }
+dl.meta dd { margin: 0; word-break: break-word; }
+dl.meta div.wide { grid-column: span 2; }
+code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12.5px;
+       word-break: break-all; }
+section.card, .verdict { background: #fff; border: 1px solid var(--line); border-radius: 8px;
+                         padding: 16px 20px; margin: 0 0 20px; }
+section h2 { margin: 0 0 4px; font-size: 18px; }
+section p.what { margin: 0 0 10px; color: var(--muted); }
+.verdict { display: flex; gap: 20px; align-items: flex-start; border-width: 2px; }
+.verdict .status { font-weight: 700; font-size: 22px; color: #fff; border-radius: 6px;
+                   padding: 8px 16px; white-space: nowrap; }
+.verdict.pass { border-color: var(--pass); background: #f0fff4; }
+.verdict.fail { border-color: var(--fail); background: #fff5f5; }
+.verdict.unknown { border-color: var(--muted); }
+.verdict.pass .status { background: var(--pass); }
+.verdict.fail .status { background: var(--fail); }
+.verdict.unknown .status { background: var(--muted); }
+.verdict .headline { font-size: 17px; font-weight: 600; margin: 2px 0 6px; }
+.verdict h3 { font-size: 14px; margin: 12px 0 4px; }
+.verdict p { margin: 4px 0; }
+ul.culprits { margin: 0; padding-left: 18px; }
+ul.culprits li { margin-bottom: 6px; }
+.evidence { color: var(--ink); font-size: 13px; }
+.op-tag { display: inline-block; background: #ddf4ff; color: #0550ae; border-radius: 10px;
+          padding: 0 8px; font-size: 12px; }
+.muted { color: var(--muted); }
+svg.chart { width: 100%; height: auto; display: block; font-size: 12px;
+            font-family: system-ui, "DejaVu Sans", sans-serif; }
+svg .grid { stroke: #eaeef2; stroke-width: 1; }
+svg .axis { stroke: #8c959f; stroke-width: 1; }
+svg .tick { fill: var(--muted); font-size: 11px; }
+svg .axis-title { fill: var(--muted); font-size: 12px; }
+svg .xlabel { fill: var(--ink); font-size: 11px; }
+svg .xlabel.culprit-x { fill: var(--fail); font-weight: 700; }
+svg .threshold { stroke: var(--fail); stroke-width: 1.2; stroke-dasharray: 6 4; }
+svg .noise { stroke: #8c959f; stroke-width: 1; stroke-dasharray: 2 3; }
+svg .ref-label { font-size: 11px; fill: var(--muted); }
+svg .threshold-label { fill: var(--fail); }
+svg .step.pass rect, svg .swatch.pass, svg .op-row.pass rect { fill: var(--pass); }
+svg .step.fail rect, svg .swatch.fail, svg .op-row.fail rect { fill: var(--fail); }
+svg .bar-value { font-size: 11px; fill: var(--ink); }
+svg .legend text { font-size: 12px; fill: var(--ink); }
+svg .empty { fill: var(--muted); font-style: italic; }
+svg .series .line { fill: none; stroke-width: 1.5; }
+svg .series.local .line { stroke: var(--local); }
+svg .series.prop .line { stroke: var(--prop); }
+svg .series.local circle, svg .swatch-local { fill: var(--local); }
+svg .series.prop circle, svg .swatch-prop { fill: var(--prop); }
+svg .series .bad circle { fill: var(--fail); stroke: #fff; stroke-width: 1; }
+svg .infinite { fill: var(--fail); font-weight: 700; font-size: 13px; }
+svg .culprit-band, svg .swatch-culprit { fill: var(--fail); fill-opacity: .13; }
+svg .culprit-label { fill: var(--fail); font-weight: 700; font-size: 12px; }
+svg .layer-sep { stroke: #d8dee4; stroke-dasharray: 3 3; }
+svg .op-name { font-size: 13px; fill: var(--ink);
+               font-family: ui-monospace, "DejaVu Sans Mono", monospace; }
+svg .op-name.culprit-op { fill: var(--fail); font-weight: 700; }
+svg .bar-note { font-size: 12px; fill: var(--muted); }
+svg .bar-note.culprit-op { fill: var(--fail); font-weight: 600; }
+table.data { width: 100%; border-collapse: collapse; font-size: 13px; margin-top: 10px; }
+table.data th { text-align: left; font-weight: 600; color: var(--muted); font-size: 12px;
+                border-bottom: 2px solid var(--line); padding: 4px 6px; }
+table.data td { border-bottom: 1px solid #eaeef2; padding: 3px 6px; vertical-align: top; }
+.scroll { overflow-x: auto; }
+table.data .num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+table.data tr.bad td { background: #fff5f5; }
+table.data tr.culprit td { background: #ffe3e3; font-weight: 600; }
+table.sites td:first-child code, table.data td .muted { white-space: nowrap; word-break: normal; }
+table.data details summary { color: var(--muted); cursor: pointer; font-size: 12px; }
+.badge { display: inline-block; border-radius: 10px; padding: 0 8px; font-size: 12px;
+         font-weight: 600; color: #fff; }
+.badge.pass { background: var(--pass); }
+.badge.fail { background: var(--fail); }
+footer { color: var(--muted); font-size: 12px; text-align: center; }
+)CSS";
+
+std::string card(const char* id, const std::string& title, const std::string& what,
+                 const std::string& body) {
+  return "<section class=\"card\" id=\"" + std::string(id) + "\"><h2>" + title +
+         "</h2><p class=\"what\">" + what + "</p>" + body + "</section>";
+}
+
+}  // namespace
+
+std::string migrate_html(const json& report) {
+  TAPML_REQUIRE(report.is_object(), "migrate report: expected a JSON object");
+  std::string format = text(report, "format");
+  TAPML_REQUIRE(format == kFormat, "migrate report: format '" + format + "', expected '" +
+                                       kFormat + "' (the JSON written by tapml migrate)");
+  const json& version = member(report, "version");
+  TAPML_REQUIRE(version.is_number_integer() && version.get<int64_t>() == kVersion,
+                "migrate report: version " + text(version) + ", this build reads " +
+                    std::to_string(kVersion));
+
+  Culprits culprits = culprits_of(report);
+  std::string title = "TapML migrate";
+  if (has(report, "target")) title += ": " + text(report, "target");
+  title += " — " + std::string(status_of(report));
+
+  std::string h;
+  h.reserve(64 * 1024);
+  h += "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+       // No scripts, no fetches: the report is a static artifact, and a site name that
+       // slipped past escaping still could not run.
+       "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+       "style-src 'unsafe-inline'\">"
+       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
+       "<title>" + esc(title) + "</title><style>" + kStyle + "</style></head><body><main>";
+  h += header_section(report);
+  h += verdict_section(report, culprits);
+  h += card("timeline", "Migration timeline",
+            "Each step moves more of the model to the target and runs it end to end; the bar is "
+            "the NMSE of the logits against the source. Hover a bar for details.",
+            timeline_chart(report) + timeline_table(report));
+  h += card("network", "Error along the network",
+            "Per site in model order. Top: the op's own error (fed the source's inputs) as a "
+            "multiple of its tolerance. Bottom: the error it carries when its inputs come from the "
+            "target. ∞ marks NaN, Inf or an out-of-bounds write.",
+            network_chart(report, culprits));
+  h += card("ops", "Tolerance ratios per op",
+            "The worst local error of each op over its sites, as a multiple of its tolerance.",
+            ops_chart(report, culprits));
+  h += card("sites", "Sites", "Every measured site, in model order.", site_table(report, culprits));
+  h += card("coverage", "Coverage", "Sites the target cannot run.", coverage_section(report));
+  h += "<footer>" + esc(format) + " v" + text(version) + " · written by tapml migrate</footer>";
+  h += "</main></body></html>\n";
+  return h;
+}
+
+}  // namespace tapml

@@ -1,0 +1,23 @@
+// The HTML view of a `tapml migrate` report: one self-contained page (inline CSS, charts
+// drawn as inline SVG, no scripts, nothing fetched from the network) with a header, the
+// verdict (id `verdict`, attribute `data-status` = pass | fail | unknown), the migration
+// timeline (svg `timeline-chart`), the error along the network per site (svg
+// `network-chart`), the worst tolerance ratio per op (svg `ops-chart`), a site table and
+// the list of unsupported sites.
+//
+// The input is the canonical JSON (format "tapml-migrate-report", version 1). Only
+// `format` and `version` are required; every other field may be absent and is then left
+// out of the page. A null ratio or error means infinite (NaN, Inf or a guard failure) and is
+// drawn at the top of its axis marked "∞"; zeros on a log scale sit on the axis floor. Every
+// string taken from the report is HTML-escaped.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace tapml {
+
+// Throws tapml::Error when `report` is not an object, its format is not
+// "tapml-migrate-report", or its version is not one this build reads (1).
+std::string migrate_html(const nlohmann::json& report);
+
+}  // namespace tapml
