@@ -17,6 +17,9 @@ int main(int argc, char** argv) {
   tapml::cli::add_corpus(app);
   tapml::cli::add_carve(app);
   tapml::cli::add_test(app);
+  tapml::cli::add_compare(app);
+  tapml::cli::add_migrate(app);
+  tapml::cli::add_demo(app);
   std::string names;
   bool known = false;
   for (const CLI::App* sub : app.get_subcommands({})) {
