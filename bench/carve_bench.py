@@ -14,30 +14,23 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
+
+from bench_common import DEFAULT_TAPML, shared_dir, timed
 
 FAULTS = ["softmax_f16", "rope_pairing", "gqa_map", "kv_offset", "matmul_tail",
           "rmsnorm_eps", "silu_approx", "exp_overflow"]
 
 
-def timed(cmd):
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return time.perf_counter() - t0, r
-
-
 def main():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tapml", default=os.path.join(root, "build", "tapml"))
+    ap.add_argument("--tapml", default=DEFAULT_TAPML)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--steps", type=int, default=256)
     ap.add_argument("--keep", type=int, default=3)
     a = ap.parse_args()
-    shared = os.environ.get("TAPML_SHARED", os.path.join(root, "..", "shared"))
+    shared = shared_dir()
     model = os.path.join(shared, "models/stories260K/stories260K.bin")
     tok = os.path.join(shared, "models/stories260K/tok512.bin")
     prompts = []

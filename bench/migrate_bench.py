@@ -14,10 +14,10 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
+
+from bench_common import DEFAULT_TAPML, shared_dir, timed
 
 FAULTS = [("softmax_f16", "attention", "blk.3.attn"), ("rope_pairing", "rope", "blk.2.rope_k"),
           ("gqa_map", "attention", "blk.4.attn"), ("kv_offset", "kv_store", "blk.1.kv_store"),
@@ -25,20 +25,13 @@ FAULTS = [("softmax_f16", "attention", "blk.3.attn"), ("rope_pairing", "rope", "
           ("silu_approx", "swiglu", "blk.1.ffn_act"), ("exp_overflow", "attention", "blk.0.attn")]
 
 
-def timed(cmd):
-    t0 = time.perf_counter()
-    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    return time.perf_counter() - t0, r
-
-
 def main():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ap = argparse.ArgumentParser()
-    ap.add_argument("--tapml", default=os.path.join(root, "build", "tapml"))
+    ap.add_argument("--tapml", default=DEFAULT_TAPML)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--steps", type=int, default=64)
     a = ap.parse_args()
-    shared = os.environ.get("TAPML_SHARED", os.path.join(root, "..", "shared"))
+    shared = shared_dir()
     model = os.path.join(shared, "models/stories260K/stories260K.gguf")
     work = tempfile.mkdtemp(prefix="tapml_migrate_bench_")
     corpus = os.path.join(work, "stories.corpus")

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/host_call.h"
 #include "backends/cpu/kernels.h"
 #include "backends/ref/ref_backend.h"
 #include "core/error.h"
@@ -70,43 +71,23 @@ class Rng {
 };
 
 // Runs one op on `be` and returns every output as f32 values. In-place outputs (kv_store)
-// come back as the whole updated input.
+// come back as the whole updated input. run_host_call places every tensor at an offset
+// inside its buffer (between guard bytes), which catches kernels that ignore
+// DeviceTensor::offset, and checks that nothing outside the outputs was written.
 std::vector<std::vector<float>> run_op(Backend& be, const std::string& op, const Attrs& attrs,
                                        const std::vector<Input>& inputs) {
-  const OpDef& def = op_def(op);
-  OpCall call{op, attrs, {}, {}, "test"};
-  std::vector<BufferId> buffers;
-  std::vector<TensorType> types;
+  std::vector<Tensor> tensors;
   for (const Input& in : inputs) {
-    // An offset inside the buffer catches kernels that ignore DeviceTensor::offset.
-    const size_t offset = 64;
-    BufferId id = be.alloc(offset + in.bytes.size());
-    buffers.push_back(id);
-    be.write(id, offset, in.bytes.data(), in.bytes.size());
-    call.inputs.push_back({id, offset, in.dtype, in.shape});
-    types.push_back({in.dtype, in.shape});
+    Tensor t(in.dtype, in.shape);
+    std::memcpy(t.mutable_bytes(), in.bytes.data(), in.bytes.size());
+    tensors.push_back(std::move(t));
   }
-  auto out_types = def.infer(types, attrs);
-  for (size_t i = 0; i < out_types.size(); ++i) {
-    if (def.inplace_of[i] >= 0) {
-      call.outputs.push_back(call.inputs[size_t(def.inplace_of[i])]);
-      continue;
-    }
-    DeviceTensor t{be.alloc(out_types[i].shape.numel() * 4), 0, DType::F32, out_types[i].shape};
-    buffers.push_back(t.buffer);
-    call.outputs.push_back(t);
-  }
-  Support s = be.supports(call);
-  EXPECT_TRUE(s.ok) << s.reason;
-  be.run(call);
-  be.sync();
+  HostCallResult r = run_host_call(be, op, attrs, tensors, "test");
   std::vector<std::vector<float>> result;
-  for (const DeviceTensor& t : call.outputs) {
-    std::vector<float> v(static_cast<size_t>(t.shape.numel()));
-    be.read(t.buffer, t.offset, v.data(), v.size() * 4);
-    result.push_back(std::move(v));
+  for (size_t i = 0; i < r.outputs.size(); ++i) {
+    EXPECT_TRUE(r.guards_intact[i]) << op << " wrote outside output " << i;
+    result.push_back(r.outputs[i].to_f32());
   }
-  for (BufferId id : buffers) be.free(id);
   return result;
 }
 

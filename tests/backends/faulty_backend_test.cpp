@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "backend/host_call.h"
 #include "backends/builtin.h"
 #include "model/model_file.h"
 #include "runtime/generate.h"
@@ -45,43 +46,18 @@ std::vector<float> normal(int64_t n, uint32_t seed, float stddev = 1.0f) {
   return v;
 }
 
-// Runs one call on `be` (alloc, write, run, read, free) and returns every output as f32;
-// an in-place output (kv_store's caches) comes back as the whole updated input.
+// Runs one call on `be` and returns every output as f32; an in-place output (kv_store's
+// caches) comes back as the whole updated input.
 std::vector<std::vector<float>> run_op(Backend& be, const std::string& op, const Attrs& attrs,
                                        const std::vector<Input>& inputs,
                                        const std::string& site = "blk.0.test") {
-  const OpDef& def = op_def(op);
-  OpCall call{op, attrs, {}, {}, site};
-  std::vector<TensorType> types;
-  for (const Input& in : inputs) {
-    size_t bytes = size_t(in.shape.numel()) * 4;
-    BufferId id = be.alloc(bytes);
-    be.write(id, 0, in.ints.empty() ? static_cast<const void*>(in.values.data()) : in.ints.data(),
-             bytes);
-    call.inputs.push_back({id, 0, in.dtype(), in.shape});
-    types.push_back({in.dtype(), in.shape});
-  }
-  std::vector<TensorType> out_types = def.infer(types, attrs);
-  for (size_t i = 0; i < out_types.size(); ++i) {
-    if (def.inplace_of[i] >= 0) {
-      call.outputs.push_back(call.inputs[size_t(def.inplace_of[i])]);
-    } else {
-      call.outputs.push_back(
-          {be.alloc(out_types[i].shape.numel() * 4), 0, DType::F32, out_types[i].shape});
-    }
-  }
-  EXPECT_TRUE(be.supports(call).ok);
-  be.run(call);
-  be.sync();
+  std::vector<Tensor> tensors;
+  for (const Input& in : inputs)
+    tensors.push_back(in.ints.empty() ? Tensor::from_f32(in.shape, in.values)
+                                      : Tensor::from_i32(in.shape, in.ints));
   std::vector<std::vector<float>> result;
-  for (const DeviceTensor& t : call.outputs) {
-    std::vector<float> v(static_cast<size_t>(t.shape.numel()));
-    be.read(t.buffer, t.offset, v.data(), v.size() * 4);
-    result.push_back(std::move(v));
-  }
-  for (const DeviceTensor& t : call.inputs) be.free(t.buffer);
-  for (size_t i = 0; i < call.outputs.size(); ++i)
-    if (def.inplace_of[i] < 0) be.free(call.outputs[i].buffer);
+  for (const Tensor& t : run_host_call(be, op, attrs, tensors, site).outputs)
+    result.push_back(t.to_f32());
   return result;
 }
 
