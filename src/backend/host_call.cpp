@@ -17,7 +17,8 @@ constexpr uint32_t kPoison = 0x7FC0DEAD;
 // A buffer on the backend holding one tensor between two guard regions.
 class GuardedBuffer {
  public:
-  GuardedBuffer(Backend& b, const Tensor& contents, bool poison) : b_(b), bytes_(contents.nbytes()) {
+  GuardedBuffer(Backend& b, const Tensor& contents, bool poison)
+      : b_(b), bytes_(contents.nbytes()) {
     std::vector<uint8_t> image(bytes_ + 2 * kGuardBytes, kGuardByte);
     if (poison) {
       for (size_t i = 0; i + 4 <= bytes_; i += 4) std::memcpy(&image[kGuardBytes + i], &kPoison, 4);

@@ -6,6 +6,7 @@
 #include "backends/cpu/cpu_backend.h"
 #include "backends/faulty/faulty_backend.h"
 #include "backends/ref/ref_backend.h"
+#include "rpc/tcp_backend.h"
 
 namespace tapml {
 
@@ -19,6 +20,7 @@ void register_builtin_backends() {
                      "fault injection: faulty:INNER?fault=NAME&site=REGEX wraps INNER with one "
                      "realistic kernel bug",
                      make_faulty_backend);
+    register_backend("tcp", "remote device: tcp://HOST:PORT[?token=T] (a `tapml serve` server)", make_tcp_backend);
   });
 }
 

@@ -1,12 +1,13 @@
+#include <unistd.h>
+
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
-#include <unistd.h>
 
 #include "backends/builtin.h"
-#include "carve/corpus.h"
 #include "carve/carve_run.h"
+#include "carve/corpus.h"
 #include "cli/commands.h"
 #include "cli/json_output.h"
 #include "core/error.h"
@@ -56,7 +57,8 @@ void carve(const CarveArgs& a) {
   if (isatty(2))
     o.progress = [](size_t i, size_t n, int produced, const CarveStats& st) {
       if (produced % 8 == 0)
-        std::fprintf(stderr, "\rcarving prompt %zu/%zu: %d tokens, %lld calls seen, %lld tests stored",
+        std::fprintf(stderr,
+                     "\rcarving prompt %zu/%zu: %d tokens, %lld calls seen, %lld tests stored",
                      i + 1, n, produced, (long long)st.calls_seen, (long long)st.tests_kept);
     };
   std::vector<std::vector<int>> ids;

@@ -14,6 +14,7 @@ void add_test(CLI::App& app);
 void add_compare(CLI::App& app);
 void add_migrate(CLI::App& app);
 void add_demo(CLI::App& app);
+void add_serve(CLI::App& app);
 
 // Thrown by a command to end with this exit status after it has said everything itself
 // (e.g. tests failed and the summary is printed).

@@ -39,8 +39,9 @@ std::string default_model() {
   const char* env = std::getenv("TAPML_SHARED");
   fs::path shared = env && *env ? fs::path(env) : fs::path("..") / "shared";
   fs::path m = shared / "models" / "stories260K" / "stories260K.gguf";
-  TAPML_REQUIRE(fs::exists(m), "demo: " + m.string() +
-                                   " not found; pass --model PATH or set TAPML_SHARED to the shared/ folder");
+  TAPML_REQUIRE(fs::exists(m),
+                "demo: " + m.string() +
+                    " not found; pass --model PATH or set TAPML_SHARED to the shared/ folder");
   return m.string();
 }
 
@@ -55,7 +56,8 @@ void demo(const DemoArgs& a) {
   ModelFile model = load_model(model_path);
   Tokenizer tok = load_tokenizer(a.tokenizer, model.gguf.get(), model.config.vocab_size);
   fs::create_directories(a.out);
-  const std::vector<std::string> prompts = {"Once upon a time", "Lily and Tom went to the park", ""};
+  const std::vector<std::string> prompts = {"Once upon a time", "Lily and Tom went to the park",
+                                            ""};
   std::vector<std::vector<int>> ids;
   for (const std::string& p : prompts) ids.push_back(tok.encode(p, true));
   std::vector<int> stops = {tok.vocab().eos};
@@ -89,7 +91,8 @@ void demo(const DemoArgs& a) {
   for (auto& [op, s] : summarize(run.results)) failed += s.failed;
   std::string test_json = (fs::path(a.out) / ("test-" + best + ".json")).string();
   write_file_atomically(test_json, to_json(run).dump(1) + "\n");
-  std::printf("   %zu tests, %lld failed (%s)\n", run.results.size(), (long long)failed, test_json.c_str());
+  std::printf("   %zu tests, %lld failed (%s)\n", run.results.size(), (long long)failed,
+              test_json.c_str());
 
   // 3. Migrate to the same backend with a fault injected at one site, and pin it.
   std::string target = "faulty:" + best + "?fault=" + a.fault + "&site=" + site_regex(a.site);
@@ -108,7 +111,8 @@ void demo(const DemoArgs& a) {
   std::string html_path = (fs::path(a.out) / "migrate.html").string();
   write_file_atomically(json_path, j.dump(1) + "\n");
   write_file_atomically(html_path, migrate_html(j));
-  std::printf("   verdict: %s after %d end-to-end runs (%.1f s)\n", r.status.c_str(), r.runs, r.seconds);
+  std::printf("   verdict: %s after %d end-to-end runs (%.1f s)\n", r.status.c_str(), r.runs,
+              r.seconds);
   for (const Culprit& c : r.culprits)
     std::printf("   culprit %s (%s): %s\n", c.site.c_str(), c.op.c_str(), c.evidence.c_str());
   std::printf("\nHTML report: %s\nJSON report: %s\n", fs::absolute(html_path).string().c_str(),
@@ -129,12 +133,15 @@ void add_demo(CLI::App& app) {
       "1. carves the model on ref over three prompts; 2. replays the corpus on the best\n"
       "backend this build has; 3. migrates to that backend with a kernel bug injected at one\n"
       "site and shows the bug pinned to it. Writes the corpus and JSON/HTML reports to --out.");
-  c->add_option("--model", a->model, "model (default: $TAPML_SHARED/models/stories260K/stories260K.gguf)");
+  c->add_option("--model", a->model,
+                "model (default: $TAPML_SHARED/models/stories260K/stories260K.gguf)");
   c->add_option("--tokenizer", a->tokenizer, "tokenizer file; default: the one in the GGUF");
   c->add_option("--out", a->out, "folder for the corpus and reports")->capture_default_str();
   c->add_option("--fault", a->fault, "fault to inject (see faulty backend)")->capture_default_str();
   c->add_option("--site", a->site, "the site to inject it at")->capture_default_str();
-  c->add_option("--steps", a->steps, "positions per prompt")->check(CLI::Range(2, 1 << 16))->capture_default_str();
+  c->add_option("--steps", a->steps, "positions per prompt")
+      ->check(CLI::Range(2, 1 << 16))
+      ->capture_default_str();
   c->callback([a] { demo(*a); });
 }
 

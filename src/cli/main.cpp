@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   tapml::cli::add_compare(app);
   tapml::cli::add_migrate(app);
   tapml::cli::add_demo(app);
+  tapml::cli::add_serve(app);
   std::string names;
   bool known = false;
   for (const CLI::App* sub : app.get_subcommands({})) {

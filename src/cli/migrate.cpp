@@ -1,3 +1,5 @@
+#include "migrate/migrate.h"
+
 #include <unistd.h>
 
 #include <cstdio>
@@ -6,7 +8,6 @@
 #include "cli/json_output.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
-#include "migrate/migrate.h"
 #include "model/model_file.h"
 #include "report/migrate_html.h"
 #include "report/migrate_report.h"
@@ -36,13 +37,15 @@ void migrate_command(const MigrateArgs& a) {
   for (const std::string& p : prompts) o.prompts.push_back(tok.encode(p, true));
   o.stop_tokens = {tok.vocab().eos};
   if (model.format == "llama2c") o.stop_tokens.push_back(tok.vocab().bos);
-  if (!a.quiet) o.progress = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+  if (!a.quiet)
+    o.progress = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
 
   MigrateReport r = migrate(model, o);
   r.prompt_texts = prompts;
   nlohmann::json j = to_json(r);
   if (!a.json_out.empty())
-    write_file_atomically(a.json_out, j.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+    write_file_atomically(a.json_out,
+                          j.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   if (!a.html_out.empty()) write_file_atomically(a.html_out, migrate_html(j));
 
   std::printf("%s: %s -> %s, strategy %s, %d end-to-end runs", r.model.c_str(), r.source.c_str(),
@@ -54,11 +57,13 @@ void migrate_command(const MigrateArgs& a) {
     std::printf("PASS: %s\n", r.summary.c_str());
   } else {
     std::printf("FAIL: %s\n", r.summary.c_str());
-    for (const Culprit& c : r.culprits) std::printf("  culprit %s (%s): %s\n", c.site.c_str(), c.op.c_str(), c.evidence.c_str());
+    for (const Culprit& c : r.culprits)
+      std::printf("  culprit %s (%s): %s\n", c.site.c_str(), c.op.c_str(), c.evidence.c_str());
   }
   for (const SiteAttribution& s : r.sites)
     if (!s.info.target_supports)
-      std::printf("  not comparable: %s (%s): %s\n", s.info.site.c_str(), s.info.op.c_str(), s.info.unsupported_reason.c_str());
+      std::printf("  not comparable: %s (%s): %s\n", s.info.site.c_str(), s.info.op.c_str(),
+                  s.info.unsupported_reason.c_str());
   if (!a.html_out.empty()) std::printf("HTML report: %s\n", a.html_out.c_str());
   if (!a.json_out.empty()) std::printf("JSON report: %s\n", a.json_out.c_str());
   if (r.status != "pass") throw ExitCode{1};
@@ -67,7 +72,8 @@ void migrate_command(const MigrateArgs& a) {
 
 void add_migrate(CLI::App& app) {
   auto a = std::make_shared<MigrateArgs>();
-  CLI::App* c = app.add_subcommand("migrate", "Move a model to a target backend step by step and pin what breaks it");
+  CLI::App* c = app.add_subcommand(
+      "migrate", "Move a model to a target backend step by step and pin what breaks it");
   c->footer(
       "Each step runs the model with some sites on the target and the rest on the source,\n"
       "teacher-forced on the source's tokens, and compares every position's logits with the\n"
@@ -76,7 +82,8 @@ void add_migrate(CLI::App& app) {
       "debugging over all sites), auto (kinds, then bisect inside the failing kind, then\n"
       "isolated comparison of the culprits). Exit status 0 only for a pass.\n"
       "Example:\n"
-      "  tapml migrate --model stories260K.gguf --backend 'faulty:cpu?fault=rope_pairing&site=blk\\.2\\.'\n"
+      "  tapml migrate --model stories260K.gguf --backend "
+      "'faulty:cpu?fault=rope_pairing&site=blk\\.2\\.'\n"
       "                --html report.html");
   c->add_option("--model", a->model, "model file: GGUF or llama2.c checkpoint")->required();
   c->add_option("--tokenizer", a->tokenizer, "tokenizer file; default: the one in the GGUF");

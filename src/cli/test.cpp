@@ -1,9 +1,9 @@
 #include <unistd.h>
 
-#include <tuple>
 #include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "cli/commands.h"
 #include "cli/json_output.h"
@@ -91,10 +91,12 @@ void test(const TestArgs& a) {
     std::string what = r.error.empty()
                            ? std::string(check_name(r.verdict.failed)) + ": " + r.verdict.detail
                            : "error: " + r.error;
-    std::printf("FAIL #%lld %s (%s, %s): %s\n  replay: tapml test --corpus '%s' --backend '%s' --id %lld%s\n",
-                (long long)r.id, r.site.c_str(), r.op.c_str(), r.phase.c_str(), what.c_str(),
-                a.corpus.c_str(), a.backend.c_str(), (long long)r.id,
-                a.synthetic ? (" --synthetic --seed " + std::to_string(a.seed)).c_str() : "");
+    std::printf(
+        "FAIL #%lld %s (%s, %s): %s\n  replay: tapml test --corpus '%s' --backend '%s' --id "
+        "%lld%s\n",
+        (long long)r.id, r.site.c_str(), r.op.c_str(), r.phase.c_str(), what.c_str(),
+        a.corpus.c_str(), a.backend.c_str(), (long long)r.id,
+        a.synthetic ? (" --synthetic --seed " + std::to_string(a.seed)).c_str() : "");
   };
   ReplayRun run = replay_corpus(a.corpus, a.backend, o);
   if (tty) std::fprintf(stderr, "\r%*s\r", 40, "");

@@ -15,8 +15,7 @@ bool bit_identical(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
     if (a[i].dtype() != b[i].dtype() || a[i].shape() != b[i].shape()) return false;
-    if (a[i].nbytes() && std::memcmp(a[i].bytes(), b[i].bytes(), a[i].nbytes()) != 0)
-      return false;
+    if (a[i].nbytes() && std::memcmp(a[i].bytes(), b[i].bytes(), a[i].nbytes()) != 0) return false;
   }
   return true;
 }
@@ -37,8 +36,7 @@ Support ask_support(const Backend& target, const OpCall& source_call) {
 
 }  // namespace
 
-IsolatedComparator::IsolatedComparator(Backend& target, Backend& plain_f32,
-                                       TolerancePolicy policy)
+IsolatedComparator::IsolatedComparator(Backend& target, Backend& plain_f32, TolerancePolicy policy)
     : target_(target), plain_f32_(plain_f32), policy_(policy) {}
 
 void IsolatedComparator::restrict_sites(const std::string& regex) {
@@ -101,8 +99,7 @@ void IsolatedComparator::compare(const CallEvent& e, Dispatcher& d, SiteLocal& s
   for (Val v : e.outputs) expected.push_back(d.read(v));
 
   // The first judged call of a site sets its worst, so worst_phase always names a call.
-  auto record = [&](double ratio, double error, CheckKind check, std::string detail,
-                    bool threw) {
+  auto record = [&](double ratio, double error, CheckKind check, std::string detail, bool threw) {
     bool first = s.calls - s.unsupported == 1;
     if (!first && !(ratio > s.worst_ratio)) return;
     s.worst_ratio = ratio;

@@ -77,16 +77,18 @@ class Evaluator {
     for (const auto& prompt : o.prompts) {
       sequences_.push_back(source_sequence(model, o.source, prompt, o.steps, o.stop_tokens));
       prompt_lens_.push_back(int(prompt.size()));
-      TAPML_REQUIRE(sequences_.back().size() > prompt.size() + 0,
+      TAPML_REQUIRE(sequences_.back().size() > prompt.size(),
                     "migrate: the source run produced no token after the prompt");
-      sources_.push_back(run_trace(model, Placement(o.source), sequences_.back(), prompt_lens_.back(), false));
+      sources_.push_back(
+          run_trace(model, Placement(o.source), sequences_.back(), prompt_lens_.back(), false));
     }
   }
 
   EndToEnd evaluate(const Placement& p) {
     EndToEnd all;
     for (size_t i = 0; i < sequences_.size(); ++i)
-      all.merge(compare_logits(sources_[i], run_trace(model_, p, sequences_[i], prompt_lens_[i], false)));
+      all.merge(
+          compare_logits(sources_[i], run_trace(model_, p, sequences_[i], prompt_lens_[i], false)));
     ++runs_;
     return all;
   }
@@ -128,7 +130,8 @@ std::string describe(const EndToEnd& e) {
   std::string s = "nmse " + fmt(e.nmse) + ", KL " + fmt(e.kl) + ", top-1 " +
                   std::to_string(e.top1_matching) + "/" + std::to_string(e.positions);
   if (!e.finite) s += ", non-finite logits";
-  if (e.first_mismatch >= 0) s += ", first differing token at position " + std::to_string(e.first_mismatch);
+  if (e.first_mismatch >= 0)
+    s += ", first differing token at position " + std::to_string(e.first_mismatch);
   return s;
 }
 
@@ -190,7 +193,11 @@ MigrateReport migrate(const ModelFile& model, const MigrateOptions& o) {
       next.insert(next.end(), group.begin(), group.end());
       auto ts = clock_type::now();
       EndToEnd e = ev.evaluate_sites(next);
-      MigrationStep step{int(r.timeline.size()), label, next, e, ev.passes(e),
+      MigrationStep step{int(r.timeline.size()),
+                         label,
+                         next,
+                         e,
+                         ev.passes(e),
                          std::chrono::duration<double>(clock_type::now() - ts).count()};
       say("step " + std::to_string(step.step) + " " + label + " (" + std::to_string(next.size()) +
           " sites on the target): " + (step.pass ? "pass" : "FAIL") + ", " + describe(e));
@@ -256,8 +263,10 @@ MigrateReport migrate(const ModelFile& model, const MigrateOptions& o) {
   Placement all_target(o.source);
   all_target.add_sites(supported, o.target);
   for (size_t i = 0; i < ev.sequences().size(); ++i) {
-    source_calls.push_back(run_trace(model, Placement(o.source), ev.sequences()[i], ev.prompt_lens()[i], true, &iso));
-    target_calls.push_back(run_trace(model, all_target, ev.sequences()[i], ev.prompt_lens()[i], true));
+    source_calls.push_back(
+        run_trace(model, Placement(o.source), ev.sequences()[i], ev.prompt_lens()[i], true, &iso));
+    target_calls.push_back(
+        run_trace(model, all_target, ev.sequences()[i], ev.prompt_lens()[i], true));
   }
   std::map<std::string, const SiteLocal*> local;
   for (const SiteLocal& s : iso.sites()) local[s.site] = &s;
@@ -318,11 +327,13 @@ MigrateReport migrate(const ModelFile& model, const MigrateOptions& o) {
       const SiteAttribution* a = attribution(site);
       std::string evidence;
       if (a && a->failed > 0)
-        evidence = "isolated: fails " + std::to_string(a->failed) + " of " + std::to_string(a->calls) +
-                   " calls (" + a->local_check + ", worst " + fmt(a->local_ratio) + "x tolerance)";
+        evidence = "isolated: fails " + std::to_string(a->failed) + " of " +
+                   std::to_string(a->calls) + " calls (" + a->local_check + ", worst " +
+                   fmt(a->local_ratio) + "x tolerance)";
       else if (a && a->compared)
-        evidence = "isolated: passes every call (worst " + fmt(a->local_ratio) +
-                   "x tolerance), so the error comes from state or from its interaction with other sites";
+        evidence =
+            "isolated: passes every call (worst " + fmt(a->local_ratio) +
+            "x tolerance), so the error comes from state or from its interaction with other sites";
       evidence += "; end to end, step '" + broke.label + "': " + describe(broke.e2e);
       r.culprits.push_back({site, op_of(site), evidence});
       if (std::find(r.culprit_ops.begin(), r.culprit_ops.end(), op_of(site)) == r.culprit_ops.end())
@@ -336,9 +347,11 @@ MigrateReport migrate(const ModelFile& model, const MigrateOptions& o) {
         if (const SiteAttribution* a = attribution(s); a && a->failed > 0) ++failing_alone;
       std::string scope = failing_alone == all.size() && all.size() > 1
                               ? "every " + op + " site fails in isolation"
-                              : std::to_string(failing_alone) + " of " + std::to_string(all.size()) +
-                                    " " + op + " sites fail in isolation";
-      r.summary += (r.summary.empty() ? "" : "; ") + op + " at " + join(named) + " breaks the output (" + scope + ")";
+                              : std::to_string(failing_alone) + " of " +
+                                    std::to_string(all.size()) + " " + op +
+                                    " sites fail in isolation";
+      r.summary += (r.summary.empty() ? "" : "; ") + op + " at " + join(named) +
+                   " breaks the output (" + scope + ")";
     }
   }
   r.runs = ev.runs();

@@ -21,7 +21,7 @@ namespace tapml {
 struct MigrateOptions {
   std::string source = "ref";
   std::string target;
-  std::string strategy = "auto";  // kinds | layers | bisect | auto
+  std::string strategy = "auto";          // kinds | layers | bisect | auto
   std::vector<std::vector<int>> prompts;  // token ids, BOS first
   std::vector<int> stop_tokens;
   int steps = 64;
@@ -41,12 +41,12 @@ struct MigrationStep {
 
 struct SiteAttribution {
   SiteInfo info;
-  bool compared = false;       // isolated comparison ran
-  double local_ratio = 0;      // worst isolated error / tolerance (inf for NaN/Inf/guard)
-  double local_error = 0;      // worst isolated E
+  bool compared = false;   // isolated comparison ran
+  double local_ratio = 0;  // worst isolated error / tolerance (inf for NaN/Inf/guard)
+  double local_error = 0;  // worst isolated E
   std::string local_check = "pass";
   int64_t calls = 0, failed = 0;
-  double propagated_error = 0; // worst E of this site's outputs with everything on the target
+  double propagated_error = 0;  // worst E of this site's outputs with everything on the target
   bool propagated_measured = false;
 };
 

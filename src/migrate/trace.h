@@ -45,8 +45,8 @@ std::vector<SiteInfo> list_sites(const ModelFile& model, const std::string& sour
 
 // Logits of a target run against the source's, position by position.
 struct EndToEnd {
-  double nmse = 0;     // worst over positions: sum (t - s)^2 / sum s^2
-  double kl = 0;       // worst over positions: KL(softmax(s) || softmax(t))
+  double nmse = 0;  // worst over positions: sum (t - s)^2 / sum s^2
+  double kl = 0;    // worst over positions: KL(softmax(s) || softmax(t))
   int top1_matching = 0, positions = 0;
   int first_mismatch = -1;  // first position whose argmax differs, -1 if none
   bool finite = true;       // no NaN or Inf in the target's logits

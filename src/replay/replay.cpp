@@ -69,10 +69,17 @@ TestCase synthesize(const TestCase& carved, uint64_t seed, Backend& source, Back
     for (int64_t j = 0; j < x.numel(); ++j) {
       float v = uniform(rng);
       switch (x.dtype()) {
-        case DType::F32: x.mutable_data<float>()[j] = v; break;
-        case DType::F16: x.mutable_data<uint16_t>()[j] = f32_to_f16(v); break;
-        case DType::BF16: x.mutable_data<uint16_t>()[j] = f32_to_bf16(v); break;
-        case DType::I32: break;
+        case DType::F32:
+          x.mutable_data<float>()[j] = v;
+          break;
+        case DType::F16:
+          x.mutable_data<uint16_t>()[j] = f32_to_f16(v);
+          break;
+        case DType::BF16:
+          x.mutable_data<uint16_t>()[j] = f32_to_bf16(v);
+          break;
+        case DType::I32:
+          break;
       }
     }
     t.inputs[i] = x;
@@ -89,8 +96,9 @@ namespace tapml {
 
 ReplayRun replay_corpus(const std::string& corpus_path, const std::string& target_uri,
                         const ReplayOptions& o) {
-  TAPML_REQUIRE(o.shards >= 1 && o.shard >= 1 && o.shard <= o.shards,
-                "shard " + std::to_string(o.shard) + "/" + std::to_string(o.shards) + " is out of range");
+  TAPML_REQUIRE(
+      o.shards >= 1 && o.shard >= 1 && o.shard <= o.shards,
+      "shard " + std::to_string(o.shard) + "/" + std::to_string(o.shards) + " is out of range");
   Corpus corpus = Corpus::open(corpus_path);
   std::unique_ptr<Backend> target = open_backend(target_uri);
   std::unique_ptr<Backend> source, plain_f32;
@@ -102,8 +110,10 @@ ReplayRun replay_corpus(const std::string& corpus_path, const std::string& targe
   if (!o.ids.empty()) {
     std::vector<TestInfo> chosen;
     for (int64_t id : o.ids) {
-      auto it = std::find_if(tests.begin(), tests.end(), [&](const TestInfo& t) { return t.id == id; });
-      TAPML_REQUIRE(it != tests.end(), corpus_path + ": no test " + std::to_string(id) + " (matching the filters)");
+      auto it =
+          std::find_if(tests.begin(), tests.end(), [&](const TestInfo& t) { return t.id == id; });
+      TAPML_REQUIRE(it != tests.end(),
+                    corpus_path + ": no test " + std::to_string(id) + " (matching the filters)");
       chosen.push_back(*it);
     }
     tests = chosen;

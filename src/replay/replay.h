@@ -32,8 +32,8 @@ struct ReplayRun {
 
 struct ReplayOptions {
   std::string op_regex, site_regex;
-  std::vector<int64_t> ids;  // only these tests (they must match the filters)
-  int shard = 1, shards = 1; // every shards-th test, starting at shard - 1
+  std::vector<int64_t> ids;   // only these tests (they must match the filters)
+  int shard = 1, shards = 1;  // every shards-th test, starting at shard - 1
   bool synthetic = false;
   uint64_t seed = 1;
   bool fail_fast = false;

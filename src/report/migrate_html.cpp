@@ -65,12 +65,23 @@ std::string esc(std::string_view s) {
   out.reserve(s.size());
   for (char c : s) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&#39;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -105,8 +116,10 @@ std::string fmt(std::optional<double> v) { return v ? fmt(*v) : "—"; }
 std::string fmt_seconds(double s) {
   if (std::isinf(s) || std::isnan(s)) return fmt(s);
   char buf[64];
-  if (s >= 120) std::snprintf(buf, sizeof buf, "%d min %d s", int(s / 60), int(s) % 60);
-  else std::snprintf(buf, sizeof buf, "%.3g s", s);
+  if (s >= 120)
+    std::snprintf(buf, sizeof buf, "%d min %d s", int(s / 60), int(s) % 60);
+  else
+    std::snprintf(buf, sizeof buf, "%.3g s", s);
   return buf;
 }
 
@@ -128,7 +141,7 @@ std::string truncate(const std::string& s, size_t n) {
 // infinite ones at the top, so a NaN or guard failure is the most visible thing on a chart.
 
 struct LogAxis {
-  int lo = -12, hi = 0;  // decades shown: 10^lo .. 10^hi
+  int lo = -12, hi = 0;       // decades shown: 10^lo .. 10^hi
   double p_lo = 0, p_hi = 1;  // pixel positions of 10^lo and 10^hi
   bool infinite = false;      // the top decade is reserved for infinite values, labelled "∞"
 
@@ -155,12 +168,18 @@ struct LogAxis {
 
 std::string decade_label(int e) {
   switch (e) {
-    case -2: return "0.01";
-    case -1: return "0.1";
-    case 0: return "1";
-    case 1: return "10";
-    case 2: return "100";
-    default: return "1e" + std::to_string(e);
+    case -2:
+      return "0.01";
+    case -1:
+      return "0.1";
+    case 0:
+      return "1";
+    case 1:
+      return "10";
+    case 2:
+      return "100";
+    default:
+      return "1e" + std::to_string(e);
   }
 }
 
@@ -170,9 +189,12 @@ LogAxis fit_axis(const std::vector<double>& values, const std::vector<double>& r
   double mn = INFINITY, mx = 0;
   bool zero = false, inf = false;
   auto see = [&](double v) {
-    if (std::isinf(v)) inf = true;
-    else if (!(v > 0)) zero = true;
-    else mn = std::min(mn, v), mx = std::max(mx, v);
+    if (std::isinf(v))
+      inf = true;
+    else if (!(v > 0))
+      zero = true;
+    else
+      mn = std::min(mn, v), mx = std::max(mx, v);
   };
   for (double v : values) see(v);
   for (double v : references) see(v);
@@ -182,7 +204,7 @@ LogAxis fit_axis(const std::vector<double>& values, const std::vector<double>& r
     a.hi = int(std::ceil(std::log10(mx)));
     if (a.hi == a.lo) a.hi++;
   }
-  if (zero) a.lo--;  // room below the smallest value for exact zeros
+  if (zero) a.lo--;                    // room below the smallest value for exact zeros
   if (inf) a.hi++, a.infinite = true;  // a decade above the largest finite value for "∞"
   if (a.hi - a.lo < 2) a.lo = a.hi - 2;
   a.lo = std::max(a.lo, a.hi - 24);  // beyond 24 decades nothing is readable; clamp the floor
@@ -203,9 +225,9 @@ std::string y_grid(const LogAxis& a, double x0, double x1) {
 }
 
 std::string hline(double x0, double x1, double y, const std::string& cls, const std::string& label,
-                   bool label_right = true) {
-  std::string s = "<line class=\"" + cls + "\" x1=\"" + px(x0) + "\" x2=\"" + px(x1) +
-                  "\" y1=\"" + px(y) + "\" y2=\"" + px(y) + "\"/>";
+                  bool label_right = true) {
+  std::string s = "<line class=\"" + cls + "\" x1=\"" + px(x0) + "\" x2=\"" + px(x1) + "\" y1=\"" +
+                  px(y) + "\" y2=\"" + px(y) + "\"/>";
   if (!label.empty())
     s += "<text class=\"ref-label " + cls + "-label\" x=\"" + px(label_right ? x1 - 4 : x0 + 4) +
          "\" y=\"" + px(y - 4) + "\" text-anchor=\"" + (label_right ? "end" : "start") + "\">" +
@@ -265,8 +287,8 @@ std::string header_section(const json& r) {
          "</dt><dd>" + v_html + "</dd></div>";
   };
   if (has(r, "source") || has(r, "target"))
-    item("source → target", "<code>" + esc(r, "source") + "</code> → <code>" + esc(r, "target") +
-                                "</code>");
+    item("source → target",
+         "<code>" + esc(r, "source") + "</code> → <code>" + esc(r, "target") + "</code>");
   if (has(r, "strategy")) item("strategy", esc(r, "strategy"));
   if (!list(r, "prompts").empty()) {
     std::string p;
@@ -281,8 +303,8 @@ std::string header_section(const json& r) {
   if (has(th, "nmse") || has(th, "noise_nmse")) {
     std::string v;
     if (auto n = number(th, "nmse")) v += "NMSE ≤ " + esc(fmt(*n));
-    if (auto n = number(th, "noise_nmse")) v += (v.empty() ? "" : "; ") + std::string("noise ") +
-                                                esc(fmt(*n));
+    if (auto n = number(th, "noise_nmse"))
+      v += (v.empty() ? "" : "; ") + std::string("noise ") + esc(fmt(*n));
     item("end-to-end threshold", v);
   }
   s += "</dl></header>";
@@ -304,8 +326,7 @@ const json* full_target_run(const json& r) {
 std::string run_description(const json& step) {
   std::string s;
   if (has(step, "step")) s += "step " + esc(step, "step");
-  if (has(step, "label"))
-    s += s.empty() ? esc(step, "label") : " (" + esc(step, "label") + ")";
+  if (has(step, "label")) s += s.empty() ? esc(step, "label") : " (" + esc(step, "label") + ")";
   std::vector<std::string> facts;
   if (auto n = number(step, "n_target_sites")) facts.push_back(fmt(*n) + " sites on the target");
   if (auto n = number(step, "nmse")) facts.push_back("logits NMSE " + fmt(*n));
@@ -321,8 +342,8 @@ std::string run_description(const json& step) {
 std::string verdict_section(const json& r, const Culprits& culprits) {
   const json& v = member(r, "verdict");
   std::string status = status_of(r);
-  std::string s = "<section id=\"verdict\" class=\"verdict " + status + "\" data-status=\"" +
-                  status + "\">";
+  std::string s =
+      "<section id=\"verdict\" class=\"verdict " + status + "\" data-status=\"" + status + "\">";
   const char* badge = status == "pass" ? "PASS" : status == "fail" ? "FAIL" : "NO VERDICT";
   s += "<div class=\"status\">" + std::string(badge) + "</div><div class=\"verdict-body\">";
   if (status == "pass") {
@@ -443,7 +464,8 @@ std::string timeline_chart(const json& r) {
   s += "<line class=\"axis\" x1=\"" + px(L) + "\" x2=\"" + px(W - R) + "\" y1=\"" + px(a.p_lo) +
        "\" y2=\"" + px(a.p_lo) + "\"/>";
   // Legend
-  s += "<g class=\"legend\" transform=\"translate(" + px(L) + " 14)\">"
+  s += "<g class=\"legend\" transform=\"translate(" + px(L) +
+       " 14)\">"
        "<rect class=\"swatch pass\" width=\"10\" height=\"10\" y=\"-9\"/>"
        "<text x=\"15\">step passes</text>"
        "<rect class=\"swatch fail\" x=\"105\" width=\"10\" height=\"10\" y=\"-9\"/>"
@@ -455,10 +477,11 @@ std::string timeline_chart(const json& r) {
 std::string timeline_table(const json& r) {
   const json& steps = list(r, "timeline");
   if (steps.empty()) return "";
-  std::string s = "<table class=\"data\"><thead><tr><th>step</th><th>moved to the target</th>"
-                  "<th class=\"num\">sites on target</th><th>result</th><th class=\"num\">NMSE</th>"
-                  "<th class=\"num\">KL</th><th class=\"num\">top-1</th><th class=\"num\">tokens"
-                  "</th><th class=\"num\">time</th></tr></thead><tbody>";
+  std::string s =
+      "<table class=\"data\"><thead><tr><th>step</th><th>moved to the target</th>"
+      "<th class=\"num\">sites on target</th><th>result</th><th class=\"num\">NMSE</th>"
+      "<th class=\"num\">KL</th><th class=\"num\">top-1</th><th class=\"num\">tokens"
+      "</th><th class=\"num\">time</th></tr></thead><tbody>";
   for (const json& st : steps) {
     bool pass = member(st, "pass").is_boolean() && member(st, "pass").get<bool>();
     bool known = member(st, "pass").is_boolean();
@@ -489,8 +512,8 @@ std::string timeline_table(const json& r) {
 
 // Draws one series as line segments (broken where a value is missing) and points.
 std::string series(const std::vector<double>& xs, const std::vector<std::optional<double>>& ys,
-                   const LogAxis& a, const std::string& cls,
-                   const std::vector<std::string>& tips, const std::vector<bool>& bad) {
+                   const LogAxis& a, const std::string& cls, const std::vector<std::string>& tips,
+                   const std::vector<bool>& bad) {
   std::string s = "<g class=\"series " + cls + "\">";
   std::string path;
   bool open = false;
@@ -572,7 +595,8 @@ std::string network_chart(const json& r, const Culprits& culprits) {
 
   std::string s = svg_open("network-chart", W, H, "error along the network per site");
   // Legend
-  s += "<g class=\"legend\" transform=\"translate(" + px(L) + " 16)\">"
+  s += "<g class=\"legend\" transform=\"translate(" + px(L) +
+       " 16)\">"
        "<circle class=\"swatch-local\" cx=\"5\" cy=\"-4\" r=\"4\"/>"
        "<text x=\"15\">local error ÷ tolerance (op fed the source's inputs)</text>"
        "<circle class=\"swatch-prop\" cx=\"375\" cy=\"-4\" r=\"4\"/>"
@@ -705,8 +729,9 @@ std::string ops_chart(const json& r, const Culprits& culprits) {
     if (o.worst) values.push_back(*o.worst);
   LogAxis a = fit_axis(values, {1.0, 10.0});
   a.p_lo = L, a.p_hi = W - R;
-  std::string s = svg_open("ops-chart", W, H, "worst local error per op as a multiple of its "
-                                              "tolerance");
+  std::string s = svg_open("ops-chart", W, H,
+                           "worst local error per op as a multiple of its "
+                           "tolerance");
   double y_end = T + ROW * std::max<size_t>(rows.size(), 1);
   for (int e : a.ticks()) {
     double x = a.pos(std::pow(10.0, e));
@@ -718,7 +743,8 @@ std::string ops_chart(const json& r, const Culprits& culprits) {
   s += "<text class=\"axis-title\" x=\"" + px((L + W - R) / 2) + "\" y=\"" + px(y_end + 32) +
        "\" text-anchor=\"middle\">worst local error ÷ tolerance (log)</text>";
   double tol = a.pos(1.0);
-  s += "<g class=\"legend\" transform=\"translate(" + px(L) + " 16)\">"
+  s += "<g class=\"legend\" transform=\"translate(" + px(L) +
+       " 16)\">"
        "<rect class=\"swatch pass\" width=\"10\" height=\"10\" y=\"-9\"/>"
        "<text x=\"15\">within tolerance</text>"
        "<rect class=\"swatch fail\" x=\"140\" width=\"10\" height=\"10\" y=\"-9\"/>"
@@ -770,12 +796,13 @@ std::string ops_chart(const json& r, const Culprits& culprits) {
 std::string site_table(const json& r, const Culprits& culprits) {
   const json& sites = list(r, "sites");
   if (sites.empty()) return "<p class=\"muted\">No per-site measurements in this report.</p>";
-  std::string s = "<div class=\"scroll\"><table class=\"data sites\"><thead><tr><th>site</th>"
-                  "<th>op</th><th class=\"num\">layer</th><th class=\"num\">local ÷ tol.</th>"
-                  "<th>check</th><th class=\"num\">calls</th><th class=\"num\">failed</th>"
-                  "<th class=\"num\">local error</th><th class=\"num\">propagated error</th>"
-                  "<th class=\"num\">prop. ÷ tol.</th><th class=\"num\">amplification</th>"
-                  "</tr></thead><tbody>";
+  std::string s =
+      "<div class=\"scroll\"><table class=\"data sites\"><thead><tr><th>site</th>"
+      "<th>op</th><th class=\"num\">layer</th><th class=\"num\">local ÷ tol.</th>"
+      "<th>check</th><th class=\"num\">calls</th><th class=\"num\">failed</th>"
+      "<th class=\"num\">local error</th><th class=\"num\">propagated error</th>"
+      "<th class=\"num\">prop. ÷ tol.</th><th class=\"num\">amplification</th>"
+      "</tr></thead><tbody>";
   for (const json& site : sites) {
     const json& lo = member(site, "local");
     const json& pr = member(site, "propagated");
@@ -798,8 +825,10 @@ std::string site_table(const json& r, const Culprits& culprits) {
          esc(lo, "failed") + "</td><td class=\"num\">" + esc(fmt(number(lo, "error"))) +
          "</td><td class=\"num\">" + esc(fmt(number(pr, "error"))) + "</td><td class=\"num\">" +
          esc(fmt(number(pr, "ratio"))) + "</td><td class=\"num\">";
-    if (auto amp = number(site, "amplification")) s += esc(fmt(*amp)) + "×";
-    else s += "—";
+    if (auto amp = number(site, "amplification"))
+      s += esc(fmt(*amp)) + "×";
+    else
+      s += "—";
     s += "</td></tr>";
   }
   s += "</tbody></table></div>";
@@ -926,8 +955,8 @@ std::string card(const char* id, const std::string& title, const std::string& wh
 std::string migrate_html(const json& report) {
   TAPML_REQUIRE(report.is_object(), "migrate report: expected a JSON object");
   std::string format = text(report, "format");
-  TAPML_REQUIRE(format == kFormat, "migrate report: format '" + format + "', expected '" +
-                                       kFormat + "' (the JSON written by tapml migrate)");
+  TAPML_REQUIRE(format == kFormat, "migrate report: format '" + format + "', expected '" + kFormat +
+                                       "' (the JSON written by tapml migrate)");
   const json& version = member(report, "version");
   TAPML_REQUIRE(version.is_number_integer() && version.get<int64_t>() == kVersion,
                 "migrate report: version " + text(version) + ", this build reads " +
@@ -946,7 +975,8 @@ std::string migrate_html(const json& report) {
        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
        "style-src 'unsafe-inline'\">"
        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-       "<title>" + esc(title) + "</title><style>" + kStyle + "</style></head><body><main>";
+       "<title>" +
+       esc(title) + "</title><style>" + kStyle + "</style></head><body><main>";
   h += header_section(report);
   h += verdict_section(report, culprits);
   h += card("timeline", "Migration timeline",

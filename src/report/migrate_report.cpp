@@ -27,12 +27,18 @@ nlohmann::json to_json(const MigrateReport& r) {
   nlohmann::json sites = nlohmann::json::array(), unsupported = nlohmann::json::array();
   for (const SiteAttribution& a : r.sites) {
     if (!a.info.target_supports)
-      unsupported.push_back({{"site", a.info.site}, {"op", a.info.op}, {"reason", a.info.unsupported_reason}});
-    nlohmann::json site{{"site", a.info.site}, {"op", a.info.op}, {"layer", a.info.layer},
+      unsupported.push_back(
+          {{"site", a.info.site}, {"op", a.info.op}, {"reason", a.info.unsupported_reason}});
+    nlohmann::json site{{"site", a.info.site},
+                        {"op", a.info.op},
+                        {"layer", a.info.layer},
                         {"supported", a.info.target_supports}};
     if (a.compared)
-      site["local"] = {{"ratio", number(a.local_ratio)}, {"error", number(a.local_error)},
-                       {"check", a.local_check}, {"calls", a.calls}, {"failed", a.failed}};
+      site["local"] = {{"ratio", number(a.local_ratio)},
+                       {"error", number(a.local_error)},
+                       {"check", a.local_check},
+                       {"calls", a.calls},
+                       {"failed", a.failed}};
     if (a.propagated_measured) {
       site["propagated"] = {{"error", number(a.propagated_error)}};
       // How much larger the error is with everything upstream on the target than alone.
@@ -54,10 +60,17 @@ nlohmann::json to_json(const MigrateReport& r) {
           {"steps", r.steps},
           {"thresholds", {{"nmse", r.nmse_threshold}, {"noise_nmse", r.noise_nmse}}},
           {"timeline", timeline},
-          {"bisect", {{"runs", r.bisect_runs}, {"candidates", r.bisect_candidates}, {"culprits", r.bisect_culprits}}},
+          {"bisect",
+           {{"runs", r.bisect_runs},
+            {"candidates", r.bisect_candidates},
+            {"culprits", r.bisect_culprits}}},
           {"sites", sites},
           {"unsupported", unsupported},
-          {"verdict", {{"status", r.status}, {"culprits", culprits}, {"culprit_ops", r.culprit_ops}, {"summary", r.summary}}},
+          {"verdict",
+           {{"status", r.status},
+            {"culprits", culprits},
+            {"culprit_ops", r.culprit_ops},
+            {"summary", r.summary}}},
           {"runs", r.runs},
           {"seconds", r.seconds}};
 }

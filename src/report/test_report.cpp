@@ -22,9 +22,12 @@ std::map<std::string, OpSummary> summarize(const std::vector<TestResult>& result
 nlohmann::json to_json(const ReplayRun& run) {
   nlohmann::json tests = nlohmann::json::array();
   for (const TestResult& r : run.results) {
-    nlohmann::json t{{"id", r.id},          {"op", r.op},
-                     {"site", r.site},      {"phase", r.phase},
-                     {"pass", r.pass},      {"check", check_name(r.verdict.failed)},
+    nlohmann::json t{{"id", r.id},
+                     {"op", r.op},
+                     {"site", r.site},
+                     {"phase", r.phase},
+                     {"pass", r.pass},
+                     {"check", check_name(r.verdict.failed)},
                      {"ratio", r.verdict.worst_ratio},
                      {"detail", r.error.empty() ? r.verdict.detail : r.error},
                      {"seconds", r.seconds}};
@@ -51,7 +54,9 @@ nlohmann::json to_json(const ReplayRun& run) {
   nlohmann::json per_op = nlohmann::json::object();
   int64_t failed = 0;
   for (auto& [op, s] : summarize(run.results)) {
-    per_op[op] = {{"tests", s.tests}, {"passed", s.passed}, {"failed", s.failed},
+    per_op[op] = {{"tests", s.tests},
+                  {"passed", s.passed},
+                  {"failed", s.failed},
                   {"worst_ratio", s.worst_ratio}};
     failed += s.failed;
   }
@@ -62,15 +67,13 @@ nlohmann::json to_json(const ReplayRun& run) {
           {"synthetic", run.synthetic},
           {"shard", run.shard},
           {"shards", run.shards},
-          {"summary",
-           {{"tests", run.results.size()}, {"failed", failed}, {"per_op", per_op}}},
+          {"summary", {{"tests", run.results.size()}, {"failed", failed}, {"per_op", per_op}}},
           {"tests", tests}};
 }
 
 ReplayRun replay_run_from_json(const nlohmann::json& j, const std::string& from) {
   try {
-    TAPML_REQUIRE(j.value("format", "") == "tapml-test-report",
-                  from + ": not a tapml test report");
+    TAPML_REQUIRE(j.value("format", "") == "tapml-test-report", from + ": not a tapml test report");
     int version = j.at("version");
     TAPML_REQUIRE(version == kTestReportVersion,
                   from + ": report version " + std::to_string(version) + ", this build reads " +
@@ -93,8 +96,10 @@ ReplayRun replay_run_from_json(const nlohmann::json& j, const std::string& from)
       // JSON has no infinity: a non-numeric failure's ratio is written as null.
       r.verdict.worst_ratio = t.at("ratio").is_null() ? INFINITY : t.at("ratio").get<double>();
       std::string check = t.at("check");
-      if (check == "error") r.error = t.at("detail");
-      else r.verdict.detail = t.at("detail");
+      if (check == "error")
+        r.error = t.at("detail");
+      else
+        r.verdict.detail = t.at("detail");
       for (CheckKind k : {CheckKind::Pass, CheckKind::Shape, CheckKind::Dtype, CheckKind::Guard,
                           CheckKind::NaN, CheckKind::Inf, CheckKind::Numeric, CheckKind::Exact})
         if (check == check_name(k)) r.verdict.failed = k;
@@ -114,9 +119,10 @@ ReplayRun merge_runs(const std::vector<ReplayRun>& shards) {
   all.shards = 1;
   std::set<int64_t> seen;
   for (const ReplayRun& s : shards) {
-    TAPML_REQUIRE(s.corpus == all.corpus && s.backend == all.backend && s.synthetic == all.synthetic,
-                  "reports to merge come from different runs (" + s.corpus + " on " + s.backend +
-                      " vs " + all.corpus + " on " + all.backend + ")");
+    TAPML_REQUIRE(
+        s.corpus == all.corpus && s.backend == all.backend && s.synthetic == all.synthetic,
+        "reports to merge come from different runs (" + s.corpus + " on " + s.backend + " vs " +
+            all.corpus + " on " + all.backend + ")");
     for (const TestResult& r : s.results) {
       TAPML_REQUIRE(seen.insert(r.id).second,
                     "test " + std::to_string(r.id) + " appears in two reports to merge");
@@ -133,15 +139,27 @@ std::string xml_escape(const std::string& s) {
   std::string o;
   for (unsigned char c : s) {
     switch (c) {
-      case '&': o += "&amp;"; break;
-      case '<': o += "&lt;"; break;
-      case '>': o += "&gt;"; break;
-      case '"': o += "&quot;"; break;
-      case '\'': o += "&apos;"; break;
+      case '&':
+        o += "&amp;";
+        break;
+      case '<':
+        o += "&lt;";
+        break;
+      case '>':
+        o += "&gt;";
+        break;
+      case '"':
+        o += "&quot;";
+        break;
+      case '\'':
+        o += "&apos;";
+        break;
       default:
         // Control characters are not allowed in XML 1.0.
-        if (c < 0x20 && c != '\n' && c != '\t') o += ' ';
-        else o += char(c);
+        if (c < 0x20 && c != '\n' && c != '\t')
+          o += ' ';
+        else
+          o += char(c);
     }
   }
   return o;
@@ -162,8 +180,8 @@ std::string junit_xml(const ReplayRun& run) {
          "\">\n";
     for (auto* r : rs) {
       x += "    <testcase classname=\"" + xml_escape(op) + "\" name=\"" +
-           xml_escape("#" + std::to_string(r->id) + " " + r->site + " " + r->phase) +
-           "\" time=\"" + std::to_string(r->seconds) + "\"";
+           xml_escape("#" + std::to_string(r->id) + " " + r->site + " " + r->phase) + "\" time=\"" +
+           std::to_string(r->seconds) + "\"";
       if (r->pass) {
         x += "/>\n";
         continue;

@@ -1,17 +1,17 @@
 // tapml carve and tapml test end to end on stories260K: a correct backend passes every
 // carved test, every injected fault fails tests of the op it breaks, and damaged corpora
 // give clear errors.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
-#include <fcntl.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
-#include <map>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -40,9 +40,10 @@ const std::string& stories_corpus() {
     std::string p = testing::temp_dir() + "/stories.corpus";
     std::string prompts;
     for (const auto& g : testing::stories_goldens()) prompts += " --prompt " + q(g.prompt);
-    auto r = run_command(tapml("carve --model " + q(shared_path("models/stories260K/stories260K.bin")) +
-                               " --tokenizer " + q(shared_path("models/stories260K/tok512.bin")) +
-                               prompts + " --steps 64 --out " + q(p) + " --json"));
+    auto r =
+        run_command(tapml("carve --model " + q(shared_path("models/stories260K/stories260K.bin")) +
+                          " --tokenizer " + q(shared_path("models/stories260K/tok512.bin")) +
+                          prompts + " --steps 64 --out " + q(p) + " --json"));
     if (r.exit_code != 0) throw std::runtime_error("carve failed: " + r.err);
     return p;
   }();
@@ -62,8 +63,9 @@ nlohmann::json run_test_json(const std::string& backend, const std::string& extr
 
 TEST(CarveCli, ReportsCallsSeenAndTestsKept) {
   std::string p = testing::temp_dir() + "/summary.corpus";
-  auto r = run_command(tapml("carve --model " + q(shared_path("models/stories260K/stories260K.gguf")) +
-                             " --prompt 'Once upon a time' --steps 24 --out " + q(p)));
+  auto r =
+      run_command(tapml("carve --model " + q(shared_path("models/stories260K/stories260K.gguf")) +
+                        " --prompt 'Once upon a time' --steps 24 --out " + q(p)));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_NE(r.out.find("calls seen"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("tests kept"), std::string::npos) << r.out;
@@ -121,15 +123,17 @@ TEST(CarveCli, ShardsCoverTheCorpusOnceAndMerge) {
 // failed them. Carved inputs must catch every fault, and only in tests of the op it breaks.
 TEST(CarveCli, EveryFaultFailsTestsOfTheOpItBreaks) {
   const std::map<std::string, std::string> fault_op = {
-      {"softmax_f16", "attention"}, {"rope_pairing", "rope"},     {"gqa_map", "attention"},
-      {"kv_offset", "kv_store"},    {"matmul_tail", "matmul"},    {"rmsnorm_eps", "rmsnorm"},
+      {"softmax_f16", "attention"}, {"rope_pairing", "rope"},
+      {"gqa_map", "attention"},     {"kv_offset", "kv_store"},
+      {"matmul_tail", "matmul"},    {"rmsnorm_eps", "rmsnorm"},
       {"silu_approx", "swiglu"},    {"exp_overflow", "attention|swiglu"}};
   std::string table = "fault          carved: failed (checks)       synthetic: failed (checks)\n";
   for (const auto& [fault, op] : fault_op) {
     table += fault + std::string(15 - fault.size(), ' ');
     for (bool synthetic : {false, true}) {
       int rc = -1;
-      nlohmann::json j = run_test_json("faulty:cpu?fault=" + fault, synthetic ? "--synthetic" : "", &rc);
+      nlohmann::json j =
+          run_test_json("faulty:cpu?fault=" + fault, synthetic ? "--synthetic" : "", &rc);
       std::map<std::string, int> checks;
       int failed = 0;
       for (const auto& t : j["tests"]) {
@@ -173,9 +177,9 @@ TEST(CarveCli, AKilledCarveLeavesACorpusThatReplays) {
     int devnull = open("/dev/null", O_WRONLY);
     dup2(devnull, 1);
     dup2(devnull, 2);
-    execl(cmd.c_str(), cmd.c_str(), "carve", "--model", model.c_str(), "--prompt", "Once upon a time",
-          "--prompt", "Lily and Tom", "--prompt", "The dog", "--steps", "512", "--keep", "8",
-          "--out", p.c_str(), (char*)nullptr);
+    execl(cmd.c_str(), cmd.c_str(), "carve", "--model", model.c_str(), "--prompt",
+          "Once upon a time", "--prompt", "Lily and Tom", "--prompt", "The dog", "--steps", "512",
+          "--keep", "8", "--out", p.c_str(), (char*)nullptr);
     _exit(127);
   }
   // Kill it once the corpus holds some tests, well before the carve can finish.
@@ -195,7 +199,9 @@ TEST(CarveCli, DamagedCorporaGiveOneLineErrors) {
   std::ifstream in(stories_corpus(), std::ios::binary);
   std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   std::vector<std::pair<std::string, std::string>> cases = {
-      {"missing", ""}, {"foreign", std::string(5000, 'x')}, {"truncated", bytes.substr(0, bytes.size() / 3)},
+      {"missing", ""},
+      {"foreign", std::string(5000, 'x')},
+      {"truncated", bytes.substr(0, bytes.size() / 3)},
       {"header-only", bytes.substr(0, 100)}};
   for (const auto& [name, content] : cases) {
     std::string p = dir + "/" + name + ".corpus";
@@ -209,7 +215,8 @@ TEST(CarveCli, DamagedCorporaGiveOneLineErrors) {
 }
 
 TEST(CarveCli, BadArguments) {
-  auto r = run_command(tapml("test --corpus " + q(stories_corpus()) + " --backend cpu --shard 4/3"));
+  auto r =
+      run_command(tapml("test --corpus " + q(stories_corpus()) + " --backend cpu --shard 4/3"));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("--shard"), std::string::npos);
   r = run_command(tapml("carve --model " + q(shared_path("models/stories260K/stories260K.gguf")) +

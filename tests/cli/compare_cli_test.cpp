@@ -74,9 +74,9 @@ TEST(CompareCli, FaultFailsOnlyTheCulpritAndWritesJson) {
   ASSERT_EQ(j["sites"].size(), 83u);
   int failed = 0;
   for (const auto& s : j["sites"]) {
-    for (const char* key : {"site", "op", "layer", "calls", "failed", "unsupported", "worst_ratio",
-                            "worst_error", "worst_check", "worst_detail", "worst_phase",
-                            "unsupported_reason"})
+    for (const char* key :
+         {"site", "op", "layer", "calls", "failed", "unsupported", "worst_ratio", "worst_error",
+          "worst_check", "worst_detail", "worst_phase", "unsupported_reason"})
       EXPECT_TRUE(s.contains(key)) << key;
     if (s["failed"].get<int>() == 0) continue;
     failed++;

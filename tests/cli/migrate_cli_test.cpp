@@ -24,13 +24,15 @@ TEST(MigrateCli, CorrectTargetPasses) {
 
 TEST(MigrateCli, FaultIsPinnedInTextJsonAndHtml) {
   std::string dir = testing::temp_dir();
-  auto r = run_command(tapml("migrate --model " + model() +
-                             " --backend 'faulty:cpu?fault=silu_approx&site=blk\\.3\\.ffn_act' --steps 24 "
-                             "--prompt 'Once upon a time' --json " + shell_quote(dir + "/m.json") +
-                             " --html " + shell_quote(dir + "/m.html")));
+  auto r = run_command(
+      tapml("migrate --model " + model() +
+            " --backend 'faulty:cpu?fault=silu_approx&site=blk\\.3\\.ffn_act' --steps 24 "
+            "--prompt 'Once upon a time' --json " +
+            shell_quote(dir + "/m.json") + " --html " + shell_quote(dir + "/m.html")));
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_NE(r.out.find("culprit blk.3.ffn_act (swiglu)"), std::string::npos) << r.out;
-  EXPECT_NE(r.err.find("step 0 kinds: embedding"), std::string::npos) << "progress lines: " << r.err;
+  EXPECT_NE(r.err.find("step 0 kinds: embedding"), std::string::npos)
+      << "progress lines: " << r.err;
   std::ifstream f(dir + "/m.json");
   nlohmann::json j = nlohmann::json::parse(f);
   EXPECT_EQ(j["format"], "tapml-migrate-report");

@@ -125,7 +125,9 @@ class NoAttentionBackend final : public Backend {
   void write(BufferId id, size_t off, const void* src, size_t n) override {
     inner_->write(id, off, src, n);
   }
-  void read(BufferId id, size_t off, void* dst, size_t n) override { inner_->read(id, off, dst, n); }
+  void read(BufferId id, size_t off, void* dst, size_t n) override {
+    inner_->read(id, off, dst, n);
+  }
   Support supports(const OpCall& call) const override {
     if (call.op == "attention") return Support::no("no attention kernel on this device");
     return inner_->supports(call);

@@ -31,7 +31,8 @@ MigrateReport run(const std::string& target, const std::string& strategy = "auto
 }
 
 bool names_site(const MigrateReport& r, const std::string& site) {
-  return std::any_of(r.culprits.begin(), r.culprits.end(), [&](const Culprit& c) { return c.site == site; });
+  return std::any_of(r.culprits.begin(), r.culprits.end(),
+                     [&](const Culprit& c) { return c.site == site; });
 }
 
 struct Fault {
@@ -72,7 +73,8 @@ TEST(Migrate, AFaultEverywhereNamesItsOp) {
 }
 
 TEST(Migrate, CorrectTargetsPassWithTheSourcesTokens) {
-  for (const char* target : {"cpu", "cpu?threads=1", "faulty:cpu?fault=rope_pairing&site=^nowhere$"}) {
+  for (const char* target :
+       {"cpu", "cpu?threads=1", "faulty:cpu?fault=rope_pairing&site=^nowhere$"}) {
     MigrateReport r = run(target);
     EXPECT_EQ(r.status, "pass") << target << ": " << r.summary;
     EXPECT_TRUE(r.culprits.empty());
@@ -95,11 +97,13 @@ TEST(Migrate, BisectionNeedsAboutTwoLog2SitesRuns) {
 }
 
 TEST(Migrate, KindsAndLayersNameTheFailingStep) {
-  MigrateReport kinds = run("faulty:cpu?fault=rope_pairing&site=" + escaped("blk.2.rope_q"), "kinds");
+  MigrateReport kinds =
+      run("faulty:cpu?fault=rope_pairing&site=" + escaped("blk.2.rope_q"), "kinds");
   ASSERT_EQ(kinds.status, "fail");
   EXPECT_EQ(kinds.timeline.back().label, "kinds: rope");
   EXPECT_TRUE(names_site(kinds, "blk.2.rope_q")) << kinds.summary;
-  MigrateReport layers = run("faulty:cpu?fault=rope_pairing&site=" + escaped("blk.2.rope_q"), "layers");
+  MigrateReport layers =
+      run("faulty:cpu?fault=rope_pairing&site=" + escaped("blk.2.rope_q"), "layers");
   ASSERT_EQ(layers.status, "fail");
   EXPECT_EQ(layers.timeline.back().label, "layers: blk.2");
   EXPECT_TRUE(names_site(layers, "blk.2.rope_q")) << layers.summary;
@@ -114,8 +118,8 @@ TEST(Migrate, AttributionSeparatesLocalFromPropagatedError) {
     if (a.info.site == "blk.3.attn_q") downstream = &a;
   }
   ASSERT_TRUE(culprit && downstream);
-  EXPECT_GT(culprit->failed, 0);     // wrong alone
-  EXPECT_EQ(downstream->failed, 0);  // correct alone...
+  EXPECT_GT(culprit->failed, 0);                                           // wrong alone
+  EXPECT_EQ(downstream->failed, 0);                                        // correct alone...
   EXPECT_GT(downstream->propagated_error, 100 * downstream->local_error);  // ...but inherits error
 }
 
@@ -124,7 +128,8 @@ TEST(Migrate, MinimalFailingSetFindsOneCulpritInLogarithmicRuns) {
   for (int i = 0; i < 128; ++i) sites.push_back("s" + std::to_string(i));
   int runs = 0;
   auto found = minimal_failing_set(
-      sites, [](const std::vector<std::string>& s) { return std::count(s.begin(), s.end(), "s77") > 0; },
+      sites,
+      [](const std::vector<std::string>& s) { return std::count(s.begin(), s.end(), "s77") > 0; },
       &runs);
   EXPECT_EQ(found, std::vector<std::string>{"s77"});
   EXPECT_LE(runs, 2 * 7 + 2);

@@ -46,9 +46,9 @@ TEST(MigrateHtml, FailingSampleHasEverySectionAndTheCulprit) {
     EXPECT_NE(html.find(id), std::string::npos) << id;
   EXPECT_NE(html.find("blk.2.rope_q"), std::string::npos);
   EXPECT_NE(html.find("class=\"culprit-band\""), std::string::npos);  // on the network chart
-  EXPECT_NE(html.find("2.1e5"), std::string::npos);            // the culprit's ratio
-  EXPECT_NE(html.find("head_dim 8"), std::string::npos);       // the unsupported list
-  EXPECT_NE(html.find("kinds: rope"), std::string::npos);      // a timeline label
+  EXPECT_NE(html.find("2.1e5"), std::string::npos);                   // the culprit's ratio
+  EXPECT_NE(html.find("head_dim 8"), std::string::npos);              // the unsupported list
+  EXPECT_NE(html.find("kinds: rope"), std::string::npos);             // a timeline label
   // The target URI holds '&', which must reach the page escaped.
   EXPECT_NE(html.find("fault=rope_pairing&amp;site="), std::string::npos);
   // Six timeline steps, each a bar with a hover title.
@@ -130,16 +130,21 @@ TEST(MigrateHtml, MinimalReportStillRendersEveryChart) {
 
 TEST(MigrateHtml, NullRatiosAreInfiniteAndZerosSitOnTheFloor) {
   json r = {{"format", "tapml-migrate-report"}, {"version", 1}, {"thresholds", {{"nmse", 1e-9}}}};
-  r["timeline"] = json::array(
-      {{{"step", 0}, {"label", "exact"}, {"pass", true}, {"nmse", 0.0}},
-       {{"step", 1}, {"label", "nan"}, {"pass", false}, {"nmse", nullptr}}});
-  r["sites"] = json::array(
-      {{{"site", "a"}, {"op", "add"}, {"local", {{"ratio", 0.0}, {"check", "pass"}}},
-        {"propagated", {{"error", 0.0}}}},
-       {{"site", "b"}, {"op", "attention"}, {"layer", 0},
-        {"local", {{"ratio", nullptr}, {"error", nullptr}, {"check", "nan"}}},
-        {"propagated", {{"error", nullptr}, {"ratio", nullptr}}}, {"amplification", nullptr}},
-       {{"site", "c"}, {"op", "attention"}, {"layer", 0}}});  // no measurements at all
+  r["timeline"] =
+      json::array({{{"step", 0}, {"label", "exact"}, {"pass", true}, {"nmse", 0.0}},
+                   {{"step", 1}, {"label", "nan"}, {"pass", false}, {"nmse", nullptr}}});
+  r["sites"] =
+      json::array({{{"site", "a"},
+                    {"op", "add"},
+                    {"local", {{"ratio", 0.0}, {"check", "pass"}}},
+                    {"propagated", {{"error", 0.0}}}},
+                   {{"site", "b"},
+                    {"op", "attention"},
+                    {"layer", 0},
+                    {"local", {{"ratio", nullptr}, {"error", nullptr}, {"check", "nan"}}},
+                    {"propagated", {{"error", nullptr}, {"ratio", nullptr}}},
+                    {"amplification", nullptr}},
+                   {{"site", "c"}, {"op", "attention"}, {"layer", 0}}});  // no measurements at all
   std::string html = migrate_html(r);
   // ∞ on the timeline, on both network series and on the ops chart.
   EXPECT_GE(count(html, "∞"), 4u);
@@ -179,8 +184,8 @@ void check_in_chromium(const std::string& sample, const std::string& status) {
   auto dom = run_command(chromium_command(chromium, temp_dir(), "--dump-dom", html_path));
   ASSERT_EQ(dom.exit_code, 0) << dom.err;
   EXPECT_EQ(dom.err.find("Uncaught"), std::string::npos) << dom.err;
-  for (const std::string id : {"id=\"timeline-chart\"", "id=\"network-chart\"", "id=\"ops-chart\"",
-                               "id=\"verdict\""})
+  for (const std::string id :
+       {"id=\"timeline-chart\"", "id=\"network-chart\"", "id=\"ops-chart\"", "id=\"verdict\""})
     EXPECT_NE(dom.out.find(id), std::string::npos) << id << " missing from the DOM";
   EXPECT_NE(dom.out.find("data-status=\"" + status + "\""), std::string::npos);
   // Bars and points were parsed as SVG elements, not dropped.
@@ -190,7 +195,8 @@ void check_in_chromium(const std::string& sample, const std::string& status) {
   std::string png = dir + "/report.png";
   auto shot = run_command(chromium_command(chromium, temp_dir(),
                                            "--hide-scrollbars --window-size=1280,2000 "
-                                           "--screenshot=" + shell_quote(png),
+                                           "--screenshot=" +
+                                               shell_quote(png),
                                            html_path));
   ASSERT_EQ(shot.exit_code, 0) << shot.err;
   EXPECT_EQ(shot.err.find("Uncaught"), std::string::npos) << shot.err;

@@ -53,14 +53,17 @@ TEST(TestReport, ShardsMergeAndOverlapsAreRefused) {
   other.backend = "cpu";
   EXPECT_THROW(merge_runs({a, other}), Error);
   EXPECT_THROW(replay_run_from_json(nlohmann::json{{"format", "x"}}, "x.json"), Error);
-  EXPECT_THROW(replay_run_from_json(nlohmann::json{{"format", "tapml-test-report"}, {"version", 1}}, "x.json"), Error);
+  EXPECT_THROW(replay_run_from_json(nlohmann::json{{"format", "tapml-test-report"}, {"version", 1}},
+                                    "x.json"),
+               Error);
 }
 
 TEST(TestReport, JunitEscapesAndCountsFailures) {
   ReplayRun run = sample_run(1, {result(1, "attention", false, CheckKind::NaN, INFINITY),
                                  result(2, "attention", true, CheckKind::Pass, 0.1)});
   std::string x = junit_xml(run);
-  EXPECT_NE(x.find("<testsuite name=\"attention\" tests=\"2\" failures=\"1\""), std::string::npos) << x;
+  EXPECT_NE(x.find("<testsuite name=\"attention\" tests=\"2\" failures=\"1\""), std::string::npos)
+      << x;
   EXPECT_NE(x.find("&lt;first at [0, 1]&gt; &amp; more"), std::string::npos) << x;
   EXPECT_EQ(x.find("<first"), std::string::npos);
 }

@@ -1,0 +1,385 @@
+#include "rpc/server.h"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <unordered_map>
+
+#include "core/error.h"
+#include "core/hash.h"
+
+namespace tapml::rpc {
+
+struct Server::Connection {
+  Socket socket;
+  std::thread thread;
+  std::atomic<bool> done{false};
+  bool greeted = false;
+  struct Buffer {
+    BufferId backend_id;
+    uint64_t size;
+  };
+  std::unordered_map<uint64_t, Buffer> buffers;  // client-visible id -> backend buffer
+  uint64_t next_id = 1;
+  uint64_t used = 0;
+  std::string peer;
+};
+
+namespace {
+
+// Whether [offset, offset + size) lies inside a buffer of `total` bytes, without overflow.
+bool in_range(uint64_t offset, uint64_t size, uint64_t total) {
+  return offset <= total && size <= total - offset;
+}
+
+Message error_reply(const std::string& text) {
+  Message m;
+  m.type = MsgType::Error;
+  m.text = text;
+  return m;
+}
+
+}  // namespace
+
+Server::Server(std::unique_ptr<Backend> backend, ServerOptions options)
+    : backend_(std::move(backend)), opts_(std::move(options)) {
+  TAPML_REQUIRE(backend_ != nullptr, "serve: no backend");
+  TAPML_REQUIRE(is_loopback(opts_.host) || !opts_.token.empty(),
+                "serve: listening on " + opts_.host +
+                    " exposes the device beyond this machine; give --token T (clients then "
+                    "connect with tcp://HOST:PORT?token=T)");
+  TAPML_REQUIRE(opts_.max_frame_bytes >= 4096 && opts_.max_frame_bytes <= kMaxFrameBytes,
+                "serve: frame limit must be between 4096 and " + std::to_string(kMaxFrameBytes));
+  listener_ = listen_tcp(opts_.host, opts_.port);
+  port_ = bound_port(listener_);
+}
+
+Server::~Server() {
+  stop();
+  std::lock_guard lock(conn_mutex_);
+  for (auto& c : connections_)
+    if (c->thread.joinable()) c->thread.join();
+}
+
+ServerStats Server::stats() const {
+  std::lock_guard lock(conn_mutex_);
+  return stats_;
+}
+
+void Server::stop() {
+  stopping_ = true;
+  std::lock_guard lock(conn_mutex_);
+  for (auto& c : connections_) c->socket.shutdown();
+}
+
+void Server::serve() {
+  while (!stopping_) {
+    pollfd p{listener_.fd(), POLLIN, 0};
+    int r = ::poll(&p, 1, 100);
+    {
+      // Reap finished connections so a long-lived server does not accumulate threads.
+      std::lock_guard lock(conn_mutex_);
+      for (auto it = connections_.begin(); it != connections_.end();) {
+        if ((*it)->done) {
+          (*it)->thread.join();
+          it = connections_.erase(it);
+        } else {
+          ++it;
+        }
+      }
+    }
+    if (r <= 0 || stopping_) continue;
+    int fd = ::accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC);
+    if (fd < 0) continue;
+    Socket s(fd);
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof one);
+    std::lock_guard lock(conn_mutex_);
+    if (int(connections_.size()) >= opts_.max_connections) {
+      try {
+        s.send_frame(error_reply("server busy: " + std::to_string(opts_.max_connections) +
+                                 " connections already open"),
+                     1000);
+      } catch (const Error&) {
+      }
+      continue;
+    }
+    auto c = std::make_unique<Connection>();
+    c->socket = std::move(s);
+    Connection* raw = c.get();
+    ++stats_.connections;
+    connections_.push_back(std::move(c));
+    raw->thread = std::thread([this, raw] {
+      handle(*raw);
+      raw->done = true;
+    });
+  }
+  std::lock_guard lock(conn_mutex_);
+  for (auto& c : connections_) c->socket.shutdown();
+}
+
+void Server::release(Connection& c) {
+  std::lock_guard lock(backend_mutex_);
+  for (auto& [id, b] : c.buffers) {
+    try {
+      backend_->free(b.backend_id);
+    } catch (const std::exception&) {
+      // The wrapped backend failing to free must not take the server down.
+    }
+  }
+  c.buffers.clear();
+  c.used = 0;
+}
+
+void Server::handle(Connection& c) {
+  std::vector<uint8_t> payload;
+  for (;;) {
+    Message reply;
+    bool keep = true;
+    try {
+      // Between requests a client may think for as long as it likes; within a frame not.
+      if (!c.socket.recv_frame(payload, opts_.max_frame_bytes,
+                               c.greeted ? -1 : opts_.hello_timeout_ms, opts_.frame_timeout_ms))
+        break;
+    } catch (const Error& e) {
+      // Oversized or zero frames, timeouts mid-frame: the stream cannot be trusted further.
+      {
+        std::lock_guard lock(conn_mutex_);
+        ++stats_.protocol_errors;
+      }
+      try {
+        c.socket.send_frame(error_reply(e.what()), 1000);
+      } catch (const Error&) {
+      }
+      break;
+    }
+    try {
+      Message m = decode_message(payload);
+      keep = handle_request(c, m, reply);
+    } catch (const Error& e) {
+      reply = error_reply(e.what());
+      // A message that does not decode, or arrives out of order, ends the connection.
+      keep = c.greeted && reply.text.rfind("rpc:", 0) != 0;
+      if (!keep) {
+        std::lock_guard lock(conn_mutex_);
+        ++stats_.protocol_errors;
+      }
+    } catch (const std::exception& e) {
+      reply = error_reply(std::string("internal error: ") + e.what());
+    }
+    try {
+      c.socket.send_frame(reply, opts_.frame_timeout_ms);
+    } catch (const Error&) {
+      break;
+    }
+    if (!keep) break;
+  }
+  release(c);
+  c.socket.shutdown();
+}
+
+bool Server::handle_request(Connection& c, const Message& m, Message& reply) {
+  if (!c.greeted) {
+    if (m.type != MsgType::Hello)
+      throw Error("rpc: expected HELLO first, got " + msg_name(m.type));
+    if (m.hello.version != kProtocolVersion)
+      throw Error("rpc: protocol version " + std::to_string(m.hello.version) +
+                  " not supported (this server speaks " + std::to_string(kProtocolVersion) + ")");
+    if (!opts_.token.empty() && m.hello.token != opts_.token)
+      throw Error(std::string("rpc: ") +
+                  (m.hello.token.empty() ? "this server requires a token (tcp://HOST:PORT?token=T)"
+                                         : "wrong token"));
+    c.greeted = true;
+    reply.type = MsgType::HelloOk;
+    HelloOk& h = reply.hello_ok;
+    const BackendInfo& info = backend_->info();
+    h.name = info.name.substr(0, kMaxString);
+    h.device = info.device.substr(0, kMaxString);
+    h.max_buffer_bytes = std::min<uint64_t>(info.max_buffer_bytes, opts_.max_memory);
+    h.memory_bytes = opts_.max_memory;
+    h.max_frame_bytes = opts_.max_frame_bytes;
+    h.capabilities = opts_.cache_bytes > 0 ? kCapHashProbe : 0;
+    for (const OpDef& d : all_ops()) h.ops.push_back(d.name);
+    h.dtypes = {DType::F32, DType::F16, DType::BF16, DType::I32};
+    return true;
+  }
+  if (!is_request(m.type) || m.type == MsgType::Hello)
+    throw Error("rpc: unexpected " + msg_name(m.type) + " from a client");
+
+  auto buffer = [&](uint64_t id) -> Connection::Buffer& {
+    auto it = c.buffers.find(id);
+    TAPML_REQUIRE(it != c.buffers.end(), "no buffer " + std::to_string(id) + " on this connection");
+    return it->second;
+  };
+  auto check_range = [&](const Connection::Buffer& b, uint64_t id, uint64_t offset, uint64_t size) {
+    TAPML_REQUIRE(in_range(offset, size, b.size),
+                  "bytes " + std::to_string(offset) + "+" + std::to_string(size) +
+                      " lie outside buffer " + std::to_string(id) + " of " + std::to_string(b.size) +
+                      " bytes");
+  };
+
+  reply.type = MsgType::Ok;
+  switch (m.type) {
+    case MsgType::Alloc: {
+      TAPML_REQUIRE(m.size > 0, "cannot allocate a buffer of 0 bytes");
+      TAPML_REQUIRE(m.size <= opts_.max_memory - c.used,
+                    "allocating " + std::to_string(m.size) + " bytes would pass this connection's "
+                    "memory cap of " + std::to_string(opts_.max_memory) + " bytes (" +
+                    std::to_string(c.used) + " in use)");
+      BufferId bid;
+      {
+        std::lock_guard lock(backend_mutex_);
+        bid = backend_->alloc(m.size);
+      }
+      uint64_t id = c.next_id++;
+      c.buffers[id] = {bid, m.size};
+      c.used += m.size;
+      reply.type = MsgType::Allocated;
+      reply.id = id;
+      return true;
+    }
+    case MsgType::Free: {
+      Connection::Buffer b = buffer(m.id);
+      c.buffers.erase(m.id);
+      c.used -= b.size;
+      std::lock_guard lock(backend_mutex_);
+      backend_->free(b.backend_id);
+      return true;
+    }
+    case MsgType::Write: {
+      Connection::Buffer& b = buffer(m.id);
+      check_range(b, m.id, m.offset, m.data.size());
+      std::lock_guard lock(backend_mutex_);
+      if (!m.data.empty()) backend_->write(b.backend_id, m.offset, m.data.data(), m.data.size());
+      return true;
+    }
+    case MsgType::Read: {
+      Connection::Buffer& b = buffer(m.id);
+      check_range(b, m.id, m.offset, m.size);
+      TAPML_REQUIRE(m.size <= opts_.max_frame_bytes - kChunkHeaderRoom,
+                    "read of " + std::to_string(m.size) + " bytes exceeds the frame limit; read in "
+                    "chunks of at most " + std::to_string(opts_.max_frame_bytes - kChunkHeaderRoom));
+      reply.type = MsgType::Data;
+      reply.data.resize(m.size);
+      std::lock_guard lock(backend_mutex_);
+      if (m.size) backend_->read(b.backend_id, m.offset, reply.data.data(), m.size);
+      return true;
+    }
+    case MsgType::WriteHashed: {
+      Connection::Buffer& b = buffer(m.id);
+      check_range(b, m.id, m.offset, m.size);
+      reply.type = MsgType::HashProbe;
+      std::lock_guard lock(backend_mutex_);
+      auto it = cache_.find({m.hash, m.size});
+      if (it != cache_.end()) {
+        backend_->write(b.backend_id, m.offset, it->second->data(), m.size);
+        reply.flag = true;
+        std::lock_guard l2(conn_mutex_);
+        ++stats_.cache_hits;
+        stats_.cache_hit_bytes += m.size;
+      }
+      return true;
+    }
+    case MsgType::CacheHashed: {
+      Connection::Buffer& b = buffer(m.id);
+      check_range(b, m.id, m.offset, m.size);
+      if (m.size < opts_.cache_min_bytes || m.size > opts_.cache_bytes) return true;
+      std::lock_guard lock(backend_mutex_);
+      if (cache_.count({m.hash, m.size})) return true;
+      auto bytes = std::make_shared<std::vector<uint8_t>>(m.size);
+      backend_->read(b.backend_id, m.offset, bytes->data(), m.size);
+      // The server hashes the bytes itself: a client must not be able to plant wrong bytes
+      // under a hash that another client's weights will later be looked up by.
+      TAPML_REQUIRE(content_hash(bytes->data(), m.size) == m.hash,
+                    "CACHE_HASHED: the buffer's bytes do not have hash " + m.hash);
+      while (cache_used_ + m.size > opts_.cache_bytes && !cache_order_.empty()) {
+        auto old = cache_order_.front();
+        cache_order_.pop_front();
+        cache_used_ -= cache_[old]->size();
+        cache_.erase(old);
+      }
+      cache_[{m.hash, m.size}] = bytes;
+      cache_order_.push_back({m.hash, m.size});
+      cache_used_ += m.size;
+      return true;
+    }
+    case MsgType::Supports: {
+      reply.type = MsgType::Support;
+      OpCall t;
+      try {
+        validate_call(c, m.call, t);
+      } catch (const Error& e) {
+        reply.flag = false;
+        reply.text = e.what();
+        return true;
+      }
+      std::lock_guard lock(backend_mutex_);
+      Support s = backend_->supports(t);
+      reply.flag = s.ok;
+      reply.text = s.reason.substr(0, kMaxString);
+      return true;
+    }
+    case MsgType::Run: {
+      OpCall t;
+      validate_call(c, m.call, t);
+      std::lock_guard lock(backend_mutex_);
+      Support s = backend_->supports(t);
+      TAPML_REQUIRE(s.ok, m.call.op + ": not supported by " + backend_->info().name + ": " + s.reason);
+      backend_->run(t);
+      return true;
+    }
+    case MsgType::Sync: {
+      std::lock_guard lock(backend_mutex_);
+      backend_->sync();
+      return true;
+    }
+    default:
+      throw Error("rpc: unexpected " + msg_name(m.type));
+  }
+}
+
+void Server::validate_call(Connection& c, const OpCall& call, OpCall& t) {
+  const OpDef& def = op_def(call.op);
+  TAPML_REQUIRE(call.inputs.size() == def.inputs.size() && call.outputs.size() == def.outputs.size(),
+                call.op + ": takes " + std::to_string(def.inputs.size()) + " inputs and gives " +
+                    std::to_string(def.outputs.size()) + " outputs, the call has " +
+                    std::to_string(call.inputs.size()) + " and " +
+                    std::to_string(call.outputs.size()));
+  for (auto& [k, v] : call.attrs.items())
+    TAPML_REQUIRE(std::find(def.attrs.begin(), def.attrs.end(), k) != def.attrs.end(),
+                  call.op + ": unknown attribute '" + k + "'");
+  std::vector<TensorType> in;
+  for (auto& x : call.inputs) in.push_back(x.type());
+  std::vector<TensorType> out = def.infer(in, call.attrs);
+  t = call;
+  auto place = [&](const DeviceTensor& x, DeviceTensor& y, const std::string& what) {
+    auto it = c.buffers.find(x.buffer);
+    TAPML_REQUIRE(it != c.buffers.end(), call.op + ": " + what + " names buffer " +
+                                             std::to_string(x.buffer) +
+                                             ", which this connection does not hold");
+    TAPML_REQUIRE(in_range(x.offset, x.nbytes(), it->second.size),
+                  call.op + ": " + what + " " + x.shape.str() + " at offset " +
+                      std::to_string(x.offset) + " lies outside its buffer of " +
+                      std::to_string(it->second.size) + " bytes");
+    y.buffer = it->second.backend_id;
+  };
+  for (size_t i = 0; i < call.inputs.size(); ++i)
+    place(call.inputs[i], t.inputs[i], def.inputs[i]);
+  for (size_t i = 0; i < call.outputs.size(); ++i) {
+    const DeviceTensor& o = call.outputs[i];
+    TAPML_REQUIRE(o.type() == out[i], call.op + ": output " + def.outputs[i] + " is " +
+                                          std::string(dtype_name(o.dtype)) + " " + o.shape.str() +
+                                          ", the op gives " + std::string(dtype_name(out[i].dtype)) +
+                                          " " + out[i].shape.str());
+    place(o, t.outputs[i], def.outputs[i]);
+    int k = def.inplace_of[i];
+    if (k >= 0)
+      TAPML_REQUIRE(o.buffer == call.inputs[k].buffer && o.offset == call.inputs[k].offset,
+                    call.op + ": in-place output " + def.outputs[i] + " must name the bytes of input " +
+                        def.inputs[k]);
+  }
+}
+
+}  // namespace tapml::rpc

@@ -1,0 +1,79 @@
+// The device server behind `tapml serve`: wraps one local backend and lets clients reach it
+// over TCP with the protocol of rpc/protocol.h.
+//
+// Contract: every request is validated before it reaches the wrapped backend (buffer ids
+// belong to the asking connection, byte ranges and tensors lie inside their buffers, ops,
+// attributes, dtypes and shapes agree with the op catalog). A connection sees only its own
+// buffers, is capped at `max_memory` bytes, and has its buffers freed when it goes away.
+// A malformed frame ends that connection with an ERROR message; other connections and the
+// server carry on. Calls into the wrapped backend are serialized by one mutex.
+#pragma once
+#include <atomic>
+#include <cstdint>
+#include <list>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "backend/backend.h"
+#include "rpc/socket.h"
+
+namespace tapml::rpc {
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  uint16_t port = 0;  // 0: any free port
+  std::string token;  // required of clients when not empty; required to bind off loopback
+  uint64_t max_memory = uint64_t(4) << 30;   // buffer bytes per connection
+  uint64_t cache_bytes = uint64_t(1) << 30;  // server-wide hash-probe cache
+  uint64_t cache_min_bytes = 4096;           // smaller writes are not worth a probe
+  uint32_t max_frame_bytes = kDefaultFrameBytes;
+  int max_connections = 32;
+  int frame_timeout_ms = 10000;  // a frame that has begun must arrive within this
+  int hello_timeout_ms = 10000;  // the handshake must arrive within this
+};
+
+struct ServerStats {
+  uint64_t connections = 0, protocol_errors = 0, cache_hits = 0, cache_hit_bytes = 0;
+};
+
+class Server {
+ public:
+  // Binds and listens; throws Error (e.g. a non-loopback host without a token).
+  Server(std::unique_ptr<Backend> backend, ServerOptions options);
+  ~Server();
+  uint16_t port() const { return port_; }
+  const ServerOptions& options() const { return opts_; }
+  // Accepts and serves connections until stop(); each gets its own thread.
+  void serve();
+  // Makes serve() return and closes every connection; safe from any thread.
+  void stop();
+  ServerStats stats() const;
+
+ private:
+  struct Connection;
+  void handle(Connection& c);
+  bool handle_request(Connection& c, const Message& m, Message& reply);
+  void validate_call(Connection& c, const OpCall& call, OpCall& translated);
+  void release(Connection& c);
+
+  std::unique_ptr<Backend> backend_;
+  std::mutex backend_mutex_;  // also guards the cache
+  ServerOptions opts_;
+  Socket listener_;
+  uint16_t port_ = 0;
+  std::atomic<bool> stopping_{false};
+
+  mutable std::mutex conn_mutex_;
+  std::list<std::unique_ptr<Connection>> connections_;
+  ServerStats stats_;
+
+  // Content cache: (hash, size) -> bytes, evicted oldest first.
+  std::map<std::pair<std::string, uint64_t>, std::shared_ptr<std::vector<uint8_t>>> cache_;
+  std::list<std::pair<std::string, uint64_t>> cache_order_;
+  uint64_t cache_used_ = 0;
+};
+
+}  // namespace tapml::rpc

@@ -1,0 +1,219 @@
+#include "rpc/tcp_backend.h"
+
+#include <algorithm>
+#include <mutex>
+
+#include "core/error.h"
+#include "core/hash.h"
+#include "rpc/socket.h"
+
+namespace tapml {
+
+namespace {
+
+using rpc::Message;
+using rpc::MsgType;
+
+class TcpBackend : public Backend {
+ public:
+  explicit TcpBackend(const BackendUri& uri) {
+    uri.allow_params({"token", "timeout_ms", "call_timeout_ms", "hash_min"});
+    where_ = "tcp://" + uri.target;
+    TAPML_REQUIRE(!uri.target.empty(), "backend URI '" + uri.text + "': expected tcp://HOST:PORT");
+    auto [host, port] = rpc::parse_host_port(uri.target);
+    timeout_ms_ = int(std::clamp<int64_t>(uri.int_param("timeout_ms", 5000), 1, 86400000));
+    call_timeout_ms_ =
+        int(std::clamp<int64_t>(uri.int_param("call_timeout_ms", 120000), timeout_ms_, 86400000));
+    hash_min_ = uint64_t(std::max<int64_t>(0, uri.int_param("hash_min", 4096)));
+    try {
+      socket_ = rpc::connect_tcp(host, port, timeout_ms_);
+    } catch (const Error& e) {
+      throw Error(where_ + ": " + e.what() + " (is `tapml serve` running there?)");
+    }
+    Message hello;
+    hello.type = MsgType::Hello;
+    hello.hello.client = "tapml";
+    hello.hello.token = uri.param("token", "");
+    Message r = request(hello, timeout_ms_, true);
+    if (r.type == MsgType::Error) {
+      std::string text = r.text.rfind("rpc: ", 0) == 0 ? r.text.substr(5) : r.text;
+      throw Error(where_ + ": the server refused the connection: " + text);
+    }
+    TAPML_REQUIRE(r.type == MsgType::HelloOk,
+                  where_ + ": unexpected " + rpc::msg_name(r.type) + " in reply to HELLO");
+    hello_ = r.hello_ok;
+    TAPML_REQUIRE(hello_.version == rpc::kProtocolVersion,
+                  where_ + ": server speaks protocol " + std::to_string(hello_.version) +
+                      ", this build " + std::to_string(rpc::kProtocolVersion));
+    if (!(hello_.capabilities & rpc::kCapHashProbe)) hash_min_ = 0;
+    chunk_ = hello_.max_frame_bytes - rpc::kChunkHeaderRoom;
+    info_.uri = uri.text;
+    info_.name = "tcp";
+    info_.device = hello_.name + " (" + hello_.device + ") at " + uri.target;
+    info_.max_buffer_bytes = hello_.max_buffer_bytes;
+    info_.memory_bytes = hello_.memory_bytes;
+  }
+
+  const BackendInfo& info() const override { return info_; }
+  const TcpTransferStats& stats() const { return stats_; }
+
+  BufferId alloc(size_t bytes) override {
+    Message m;
+    m.type = MsgType::Alloc;
+    m.size = bytes;
+    return expect(m, MsgType::Allocated, timeout_ms_).id;
+  }
+
+  void free(BufferId id) override {
+    std::lock_guard lock(mutex_);
+    if (!lost_.empty()) return;
+    Message m;
+    m.type = MsgType::Free;
+    m.id = id;
+    expect_locked(m, MsgType::Ok, timeout_ms_);
+  }
+
+  void write(BufferId id, size_t offset, const void* src, size_t bytes) override {
+    const uint8_t* p = static_cast<const uint8_t*>(src);
+    std::string hash;
+    if (hash_min_ > 0 && bytes >= hash_min_) {
+      hash = content_hash(src, bytes);
+      Message probe;
+      probe.type = MsgType::WriteHashed;
+      probe.id = id, probe.offset = offset, probe.size = bytes, probe.hash = hash;
+      if (expect(probe, MsgType::HashProbe, timeout_ms_).flag) {
+        std::lock_guard lock(mutex_);
+        stats_.bytes_skipped += bytes;
+        return;
+      }
+    }
+    for (size_t done = 0; done < bytes || (bytes == 0 && done == 0);) {
+      size_t n = std::min<size_t>(chunk_, bytes - done);
+      Message m;
+      m.type = MsgType::Write;
+      m.id = id, m.offset = offset + done;
+      m.data.assign(p + done, p + done + n);
+      expect(m, MsgType::Ok, call_timeout_ms_);
+      {
+        std::lock_guard lock(mutex_);
+        stats_.bytes_sent += n;
+      }
+      done += n;
+      if (bytes == 0) break;
+    }
+    if (!hash.empty()) {
+      Message m;
+      m.type = MsgType::CacheHashed;
+      m.id = id, m.offset = offset, m.size = bytes, m.hash = hash;
+      expect(m, MsgType::Ok, call_timeout_ms_);
+    }
+  }
+
+  void read(BufferId id, size_t offset, void* dst, size_t bytes) override {
+    uint8_t* p = static_cast<uint8_t*>(dst);
+    for (size_t done = 0; done < bytes;) {
+      size_t n = std::min<size_t>(chunk_, bytes - done);
+      Message m;
+      m.type = MsgType::Read;
+      m.id = id, m.offset = offset + done, m.size = n;
+      Message r = expect(m, MsgType::Data, call_timeout_ms_);
+      TAPML_REQUIRE(r.data.size() == n, where_ + ": server sent " + std::to_string(r.data.size()) +
+                                            " bytes for a read of " + std::to_string(n));
+      std::copy(r.data.begin(), r.data.end(), p + done);
+      std::lock_guard lock(mutex_);
+      stats_.bytes_received += n;
+      done += n;
+    }
+  }
+
+  Support supports(const OpCall& call) const override {
+    if (std::find(hello_.ops.begin(), hello_.ops.end(), call.op) == hello_.ops.end())
+      return Support::no(where_ + " does not offer op " + call.op);
+    Message m;
+    m.type = MsgType::Supports;
+    m.call = call;
+    try {
+      Message r = const_cast<TcpBackend*>(this)->expect(m, MsgType::Support, timeout_ms_);
+      return r.flag ? Support::yes() : Support::no(r.text);
+    } catch (const Error& e) {
+      return Support::no(e.what());
+    }
+  }
+
+  void run(const OpCall& call) override {
+    Message m;
+    m.type = MsgType::Run;
+    m.call = call;
+    expect(m, MsgType::Ok, call_timeout_ms_);
+  }
+
+  void sync() override {
+    Message m;
+    m.type = MsgType::Sync;
+    expect(m, MsgType::Ok, call_timeout_ms_);
+  }
+
+ private:
+  Message expect(const Message& m, MsgType want, int timeout_ms) {
+    std::lock_guard lock(mutex_);
+    return expect_locked(m, want, timeout_ms);
+  }
+
+  Message expect_locked(const Message& m, MsgType want, int timeout_ms) {
+    Message r = request(m, timeout_ms, false);
+    // The device's own message, unchanged: replay reports must read as they would locally.
+    if (r.type == MsgType::Error) throw Error(r.text);
+    if (r.type != want) {
+      lose("unexpected " + rpc::msg_name(r.type) + " in reply to " + rpc::msg_name(m.type));
+      throw Error(lost_);
+    }
+    return r;
+  }
+
+  // Sends one request and reads its reply; any transport failure loses the connection.
+  Message request(const Message& m, int timeout_ms, bool handshake) {
+    TAPML_REQUIRE(lost_.empty(), lost_);
+    ++stats_.requests;
+    try {
+      socket_.send_frame(m, timeout_ms);
+      std::vector<uint8_t> payload;
+      if (!socket_.recv_frame(payload, rpc::kMaxFrameBytes, timeout_ms, timeout_ms))
+        throw Error("connection closed by server");
+      Message r = rpc::decode_message(payload);
+      TAPML_REQUIRE(!rpc::is_request(r.type), "rpc: server sent a request");
+      return r;
+    } catch (const Error& e) {
+      lose(e.what());
+      throw Error(lost_);
+    }
+  }
+
+  void lose(const std::string& why) {
+    lost_ = where_ + ": connection lost (" + why + ")";
+    socket_.close();
+  }
+
+  std::string where_;
+  int timeout_ms_ = 5000, call_timeout_ms_ = 120000;
+  uint64_t hash_min_ = 4096;
+  size_t chunk_ = rpc::kDefaultFrameBytes - rpc::kChunkHeaderRoom;
+  rpc::Socket socket_;
+  rpc::HelloOk hello_;
+  BackendInfo info_;
+  std::mutex mutex_;
+  std::string lost_;  // non-empty once the connection is gone
+  TcpTransferStats stats_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_tcp_backend(const BackendUri& uri) {
+  return std::make_unique<TcpBackend>(uri);
+}
+
+const TcpTransferStats* tcp_transfer_stats(const Backend& backend) {
+  auto* t = dynamic_cast<const TcpBackend*>(&backend);
+  return t ? &t->stats() : nullptr;
+}
+
+}  // namespace tapml
