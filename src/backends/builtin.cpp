@@ -7,6 +7,9 @@
 #include "backends/faulty/faulty_backend.h"
 #include "backends/ref/ref_backend.h"
 #include "rpc/tcp_backend.h"
+#ifdef TAPML_WITH_VULKAN
+#include "backends/vulkan/vulkan_backend.h"
+#endif
 
 namespace tapml {
 
@@ -21,6 +24,12 @@ void register_builtin_backends() {
                      "realistic kernel bug",
                      make_faulty_backend);
     register_backend("tcp", "remote device: tcp://HOST:PORT[?token=T] (a `tapml serve` server)", make_tcp_backend);
+#ifdef TAPML_WITH_VULKAN
+    register_backend("vulkan",
+                     "Vulkan 1.1 compute: vulkan (device 0), vulkan:N or vulkan:NAME "
+                     "(tapml info --backends lists the devices)",
+                     make_vulkan_backend);
+#endif
   });
 }
 

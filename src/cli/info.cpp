@@ -3,6 +3,9 @@
 
 #include "backend/registry.h"
 #include "backends/builtin.h"
+#ifdef TAPML_WITH_VULKAN
+#include "backends/vulkan/vulkan_backend.h"
+#endif
 #include "cli/commands.h"
 #include "cli/json_output.h"
 #include "core/error.h"
@@ -21,6 +24,9 @@ void info(const InfoArgs& a) {
     register_builtin_backends();
     for (auto& [scheme, desc] : registered_backends())
       std::printf("%-8s %s\n", scheme.c_str(), desc.c_str());
+#ifdef TAPML_WITH_VULKAN
+    for (const std::string& line : vulkan_device_descriptions()) std::printf("  %s\n", line.c_str());
+#endif
     if (a.model.empty()) return;
   }
   TAPML_REQUIRE(!a.model.empty(), "info: give --model PATH or --backends");

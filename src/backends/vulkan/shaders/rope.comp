@@ -1,0 +1,48 @@
+#version 450
+#include "common.glsl"
+// One invocation per (row, head, i), i < hd - rd/2: i < rd/2 rotates pair i, the rest copy
+// one unrotated element. Whole pairs per invocation keep in-place calls (out == x) safe.
+// The angle pos * freq is formed and reduced modulo 2*pi in f64 where the device has it
+// (ROPE_F64), so large positions keep their accuracy; freq comes from a host-made table
+// (rd/2 doubles, then rd/2 floats). u0 = T, u1 = H, u2 = hd, u3 = rd, u4 = neox.
+#ifdef ROPE_F64
+#extension GL_ARB_gpu_shader_fp64 : enable
+#endif
+layout(local_size_x = 128) in;
+layout(binding = 0) readonly buffer X { float x[]; };
+layout(binding = 1) readonly buffer Pos { int pos[]; };
+layout(binding = 2) writeonly buffer Out { float outv[]; };
+layout(binding = 3) readonly buffer Table { uint table[]; };
+void main() {
+  uint T = pc.u[0], H = pc.u[1], hd = pc.u[2], rd = pc.u[3];
+  bool neox = pc.u[4] != 0u;
+  uint per_head = hd - rd / 2u;
+  uint idx = group_index() * 128u + gl_LocalInvocationID.x;
+  if (idx >= T * H * per_head) return;
+  uint i = idx % per_head, th = idx / per_head, t = th / H, h = th % H;
+  uint W = H * hd;
+  uint xb = pc.o[0] / 4u + t * W + h * hd, ob = pc.o[2] / 4u + t * W + h * hd;
+  if (i >= rd / 2u) {
+    uint d = rd + (i - rd / 2u);
+    outv[ob + d] = x[xb + d];
+    return;
+  }
+  int p = pos[pc.o[1] / 4u + t];
+#ifdef ROPE_F64
+  double freq = packDouble2x32(uvec2(table[2u * i], table[2u * i + 1u]));
+  double theta = double(p) * freq;
+  const double two_pi = 6.283185307179586476925286766559LF;
+  double r = theta - two_pi * floor(theta / two_pi + 0.5LF);
+  float a = float(r);
+#else
+  float freq = uintBitsToFloat(table[rd + i]);
+  float theta = float(p) * freq;
+  const float two_pi = 6.28318530717958647692;
+  float a = theta - two_pi * floor(theta / two_pi + 0.5);
+#endif
+  float cs = cos(a), sn = sin(a);
+  uint ia = neox ? i : 2u * i, ib = neox ? i + rd / 2u : 2u * i + 1u;
+  float ra = x[xb + ia], rb = x[xb + ib];
+  outv[ob + ia] = ra * cs - rb * sn;
+  outv[ob + ib] = ra * sn + rb * cs;
+}

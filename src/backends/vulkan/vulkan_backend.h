@@ -1,0 +1,28 @@
+// The vulkan backend: the catalog's ops as GLSL compute shaders (compiled to SPIR-V at build
+// time and embedded), on any Vulkan 1.1 device. f32 activations; f32, f16 and bf16 weights
+// read as packed 32-bit words, so no 16-bit storage feature is needed.
+//
+// URI: vulkan (device 0), vulkan:N (device index N), vulkan:NAME (first device whose name
+// contains NAME, case-insensitive). Calls run in order; they are batched into one command
+// buffer until write(), read(), sync() or a batch limit, so read() always sees the results
+// of every earlier run(). Limits of the device (storage buffer range, workgroup counts,
+// allocation size) are checked in supports(), which refuses a call it cannot take with the
+// reason instead of letting run() fail. TAPML_VULKAN_STATS=1 prints, when the backend is
+// destroyed, its dispatches, submissions, allocations and the seconds spent waiting.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+#include "backend/registry.h"
+
+namespace tapml {
+
+std::unique_ptr<Backend> make_vulkan_backend(const BackendUri& uri);
+
+// One line per Vulkan device this machine has ("0: NAME (type, Vulkan 1.3) limits ..."),
+// or one line saying why there are none. Never throws.
+std::vector<std::string> vulkan_device_descriptions();
+
+}  // namespace tapml

@@ -1,0 +1,324 @@
+// The vulkan backend against ref: every op at ordinary and awkward sizes (odd lengths, long
+// rows, 2-byte-aligned f16 weights), f32/f16/bf16 weights, the golden stories260K tokens,
+// device limits refused by supports(). Every test skips, saying why, where the build has no
+// Vulkan or the machine no Vulkan device (install mesa-vulkan-drivers for lavapipe).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "backend/host_call.h"
+#include "backend/registry.h"
+#include "backends/builtin.h"
+#include "backends/ref/ref_backend.h"
+#include "core/error.h"
+#ifdef TAPML_WITH_VULKAN
+#include "backends/vulkan/vulkan_backend.h"
+#include "model/model_file.h"
+#include "runtime/generate.h"
+#include "runtime/session.h"
+#include "support/golden.h"
+#include "support/shared.h"
+#include "tokenizer/load.h"
+#endif
+
+namespace tapml {
+namespace {
+
+#ifndef TAPML_WITH_VULKAN
+
+TEST(Vulkan, Skipped) { GTEST_SKIP() << "built without Vulkan (TAPML_WITH_VULKAN is off)"; }
+
+#else
+
+// The device, opened once; null with the reason when there is none.
+std::unique_ptr<Backend>& device(std::string* why = nullptr) {
+  static std::string reason;
+  static std::unique_ptr<Backend> be = [] {
+    try {
+      return make_vulkan_backend(BackendUri::parse("vulkan"));
+    } catch (const std::exception& e) {
+      reason = e.what();
+      return std::unique_ptr<Backend>();
+    }
+  }();
+  if (why) *why = reason;
+  return be;
+}
+
+#define REQUIRE_VULKAN_DEVICE()                                   \
+  do {                                                            \
+    std::string why;                                              \
+    if (!device(&why)) GTEST_SKIP() << "no Vulkan device: " << why; \
+  } while (0)
+
+Tensor f32_tensor(Shape shape, const std::vector<float>& v, DType dtype = DType::F32) {
+  Tensor t(dtype, shape);
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (dtype == DType::F32) {
+      std::memcpy(t.mutable_bytes() + 4 * i, &v[i], 4);
+    } else {
+      uint16_t h = dtype == DType::F16 ? f32_to_f16(v[i]) : f32_to_bf16(v[i]);
+      std::memcpy(t.mutable_bytes() + 2 * i, &h, 2);
+    }
+  }
+  return t;
+}
+
+Tensor i32_tensor(Shape shape, const std::vector<int32_t>& v) {
+  Tensor t(DType::I32, shape);
+  std::memcpy(t.mutable_bytes(), v.data(), v.size() * 4);
+  return t;
+}
+
+std::vector<float> normal(std::mt19937& gen, int64_t n, float sd = 1.0f) {
+  std::normal_distribution<float> d(0.0f, sd);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (auto& x : v) x = d(gen);
+  return v;
+}
+
+std::vector<int32_t> ints(std::mt19937& gen, int64_t n, int32_t lo, int32_t hi) {
+  std::uniform_int_distribution<int32_t> d(lo, hi);
+  std::vector<int32_t> v(static_cast<size_t>(n));
+  for (auto& x : v) x = d(gen);
+  return v;
+}
+
+class VulkanVsRef : public ::testing::Test {
+ protected:
+  void SetUp() override { REQUIRE_VULKAN_DEVICE(); }
+
+  // Every output within rel_tol of the output's largest magnitude, guards intact.
+  void compare(const std::string& op, const Attrs& attrs, const std::vector<Tensor>& in,
+               const std::string& what, double rel_tol = 1e-5) {
+    HostCallResult want = run_host_call(*ref_, op, attrs, in, "test");
+    HostCallResult got = run_host_call(*device(), op, attrs, in, "test");
+    ASSERT_EQ(got.outputs.size(), want.outputs.size());
+    for (size_t o = 0; o < got.outputs.size(); ++o) {
+      EXPECT_TRUE(got.guards_intact[o]) << op << " " << what << " wrote outside output " << o;
+      std::vector<float> g = got.outputs[o].to_f32(), w = want.outputs[o].to_f32();
+      ASSERT_EQ(g.size(), w.size());
+      double scale = 0, err = 0;
+      size_t worst = 0;
+      for (size_t i = 0; i < w.size(); ++i) {
+        ASSERT_TRUE(std::isfinite(g[i])) << op << " " << what << ": element " << i << " is " << g[i];
+        scale = std::max(scale, std::fabs(double(w[i])));
+        double e = std::fabs(double(g[i]) - w[i]);
+        if (e > err) err = e, worst = i;
+      }
+      EXPECT_LE(err, rel_tol * std::max(scale, 1e-30))
+          << op << " " << what << ": worst element " << worst << " got " << g[worst] << " want "
+          << w[worst];
+    }
+  }
+
+  std::unique_ptr<Backend> ref_ = make_ref_backend(BackendUri::parse("ref"));
+  std::mt19937 gen_{4321};
+};
+
+const DType kWeightTypes[] = {DType::F32, DType::F16, DType::BF16};
+
+std::string name(DType t, int64_t a, int64_t b, int64_t c = -1) {
+  return std::string(dtype_name(t)) + " " + std::to_string(a) + "x" + std::to_string(b) +
+         (c >= 0 ? "x" + std::to_string(c) : "");
+}
+
+TEST_F(VulkanVsRef, Matmul) {
+  for (DType wt : kWeightTypes)
+    for (int64_t T : {1, 3, 4, 5, 13})
+      for (int64_t K : {1, 7, 67, 256, 4099})
+        for (int64_t N : {1, 5, 33}) {
+          compare("matmul", {},
+                  {f32_tensor({T, K}, normal(gen_, T * K)),
+                   f32_tensor({N, K}, normal(gen_, N * K), wt)},
+                  name(wt, T, K, N), K > 1000 ? 2e-5 : 1e-5);
+        }
+}
+
+TEST_F(VulkanVsRef, Embedding) {
+  for (DType wt : kWeightTypes)
+    for (int64_t D : {1, 7, 64})
+      for (int64_t T : {1, 7, 300})
+        compare("embedding", {},
+                {f32_tensor({50, D}, normal(gen_, 50 * D), wt), i32_tensor({T}, ints(gen_, T, 0, 49))},
+                name(wt, T, D), 0);
+}
+
+TEST_F(VulkanVsRef, EmbeddingRejectsBadIds) {
+  for (int32_t bad : {-1, 10}) {
+    EXPECT_THROW(run_host_call(*device(), "embedding", {},
+                               {f32_tensor({10, 4}, normal(gen_, 40)), i32_tensor({3}, {0, bad, 2})}),
+                 Error)
+        << bad;
+  }
+}
+
+TEST_F(VulkanVsRef, Rmsnorm) {
+  for (DType wt : kWeightTypes)
+    for (int64_t D : {1, 7, 257, 4096, 100000})
+      for (int64_t T : {1, 7})
+        compare("rmsnorm", {{"eps", 1e-5}},
+                {f32_tensor({T, D}, normal(gen_, T * D, 3.0f)), f32_tensor({D}, normal(gen_, D), wt)},
+                name(wt, T, D));
+}
+
+TEST_F(VulkanVsRef, Rope) {
+  struct Case {
+    int64_t H, hd, rd;
+  };
+  for (int pairing : {0, 1})
+    for (Case c : {Case{4, 16, 16}, Case{8, 64, 64}, Case{3, 20, 8}, Case{2, 128, 64}, Case{1, 2, 2}})
+      for (int64_t T : {1, 7, 200}) {
+        Attrs attrs{{"n_heads", double(c.H)}, {"head_dim", double(c.hd)},
+                    {"rope_dim", double(c.rd)}, {"base", 10000.0}, {"pairing", double(pairing)}};
+        compare("rope", attrs,
+                {f32_tensor({T, c.H * c.hd}, normal(gen_, T * c.H * c.hd)),
+                 i32_tensor({T}, ints(gen_, T, 0, 5000))},
+                "pairing " + std::to_string(pairing) + " " + name(DType::F32, c.H, c.hd, c.rd), 2e-6);
+      }
+}
+
+TEST_F(VulkanVsRef, KvStore) {
+  const int64_t S = 16, C = 12;
+  for (int64_t T : {1, 3, 16})
+    for (int32_t pos : {0, 5, int32_t(S - T)}) {
+      if (pos + T > S) continue;
+      compare("kv_store", {},
+              {f32_tensor({S, C}, normal(gen_, S * C)), f32_tensor({S, C}, normal(gen_, S * C)),
+               f32_tensor({T, C}, normal(gen_, T * C)), f32_tensor({T, C}, normal(gen_, T * C)),
+               i32_tensor({1}, {pos})},
+              "T " + std::to_string(T) + " pos " + std::to_string(pos), 0);
+    }
+  EXPECT_THROW(run_host_call(*device(), "kv_store", {},
+                             {f32_tensor({4, 2}, normal(gen_, 8)), f32_tensor({4, 2}, normal(gen_, 8)),
+                              f32_tensor({2, 2}, normal(gen_, 4)), f32_tensor({2, 2}, normal(gen_, 4)),
+                              i32_tensor({1}, {3})}),
+               Error);
+}
+
+TEST_F(VulkanVsRef, Attention) {
+  struct Case {
+    int64_t H, KV, hd;
+  };
+  for (Case c : {Case{8, 4, 16}, Case{8, 2, 20}, Case{8, 8, 64}, Case{4, 1, 3}, Case{2, 2, 128},
+                 Case{2, 1, 200}})
+    for (int64_t T : {1, 7})
+      for (int64_t extra : {0, 5, 33, 1500}) {
+        const int64_t P = T + extra;
+        Attrs attrs{{"n_heads", double(c.H)}, {"n_kv_heads", double(c.KV)},
+                    {"head_dim", double(c.hd)}, {"scale", 1.0 / std::sqrt(double(c.hd))}};
+        compare("attention", attrs,
+                {f32_tensor({T, c.H * c.hd}, normal(gen_, T * c.H * c.hd)),
+                 f32_tensor({P, c.KV * c.hd}, normal(gen_, P * c.KV * c.hd)),
+                 f32_tensor({P, c.KV * c.hd}, normal(gen_, P * c.KV * c.hd))},
+                "H " + std::to_string(c.H) + " KV " + std::to_string(c.KV) + " hd " +
+                    std::to_string(c.hd) + " T " + std::to_string(T) + " P " + std::to_string(P),
+                2e-5);
+      }
+}
+
+TEST_F(VulkanVsRef, SwigluAndAdd) {
+  for (auto [T, F] : {std::pair<int64_t, int64_t>{1, 1}, {7, 64}, {9, 8000}}) {
+    auto g = normal(gen_, T * F, 4.0f);
+    if (T * F > 2) g[0] = -120.0f, g[1] = 120.0f;
+    compare("swiglu", {}, {f32_tensor({T, F}, g), f32_tensor({T, F}, normal(gen_, T * F))},
+            name(DType::F32, T, F));
+    compare("add", {}, {f32_tensor({T, F}, g), f32_tensor({T, F}, normal(gen_, T * F))},
+            name(DType::F32, T, F), 1e-7);
+  }
+}
+
+TEST_F(VulkanVsRef, ZeroRows) {
+  compare("matmul", {}, {f32_tensor({0, 8}, {}), f32_tensor({4, 8}, normal(gen_, 32))}, "T=0");
+  compare("add", {}, {f32_tensor({0, 8}, {}), f32_tensor({0, 8}, {})}, "T=0");
+}
+
+// A tensor at an odd 2-byte offset (f16) and one at an unaligned offset: the first runs, the
+// second is refused with the reason.
+TEST(Vulkan, OffsetsAndRefusals) {
+  REQUIRE_VULKAN_DEVICE();
+  Backend& be = *device();
+  auto ref = make_ref_backend(BackendUri::parse("ref"));
+  std::mt19937 gen(7);
+  const int64_t T = 2, K = 9, N = 3;
+  std::vector<float> x = normal(gen, T * K), w = normal(gen, N * K);
+  Tensor wt = f32_tensor({N, K}, w, DType::F16);
+  auto run = [&](Backend& b, size_t w_offset) {
+    BufferId bx = b.alloc(T * K * 4), bw = b.alloc(wt.nbytes() + 8), bo = b.alloc(T * N * 4);
+    b.write(bx, 0, x.data(), T * K * 4);
+    b.write(bw, w_offset, wt.bytes(), wt.nbytes());
+    OpCall c{"matmul", {}, {{bx, 0, DType::F32, {T, K}}, {bw, w_offset, DType::F16, {N, K}}},
+             {{bo, 0, DType::F32, {T, N}}}, "test"};
+    Support s = b.supports(c);
+    std::vector<float> out(size_t(T * N));
+    if (s.ok) {
+      b.run(c);
+      b.sync();
+      b.read(bo, 0, out.data(), out.size() * 4);
+    }
+    b.free(bx), b.free(bw), b.free(bo);
+    return std::make_pair(s, out);
+  };
+  auto [s_ref, want] = run(*ref, 2);
+  auto [s2, got] = run(be, 2);
+  ASSERT_TRUE(s2.ok) << s2.reason;
+  for (size_t i = 0; i < want.size(); ++i) EXPECT_NEAR(got[i], want[i], 1e-5) << i;
+
+  OpCall odd{"add", {}, {{1, 1, DType::F32, {1, 4}}, {1, 0, DType::F32, {1, 4}}},
+             {{1, 0, DType::F32, {1, 4}}}};
+  Support s = be.supports(odd);
+  EXPECT_FALSE(s.ok);
+  EXPECT_NE(s.reason.find("aligned"), std::string::npos) << s.reason;
+}
+
+TEST(Vulkan, RefusesCallsPastTheDeviceLimits) {
+  REQUIRE_VULKAN_DEVICE();
+  // A weight larger than any storage buffer window (4 GiB of f32): supports() looks at the
+  // shapes only, so nothing is allocated.
+  const int64_t N = 1 << 20, K = 1 << 10;
+  OpCall big{"matmul", {}, {{1, 0, DType::F32, {1, K}}, {2, 0, DType::F32, {N, K}}},
+             {{3, 0, DType::F32, {1, N}}}, "test"};
+  Support s = device()->supports(big);
+  EXPECT_FALSE(s.ok);
+  EXPECT_NE(s.reason.find("maxStorageBufferRange"), std::string::npos) << s.reason;
+  OpCall unknown{"softmax", {}, {}, {}, "test"};
+  EXPECT_FALSE(device()->supports(unknown).ok);
+}
+
+TEST(Vulkan, DeviceSelectionAndInfo) {
+  REQUIRE_VULKAN_DEVICE();
+  std::vector<std::string> lines = vulkan_device_descriptions();
+  ASSERT_FALSE(lines.empty());
+  EXPECT_NE(lines[0].find("storage buffer range"), std::string::npos) << lines[0];
+  EXPECT_EQ(device()->info().name, "vulkan");
+  EXPECT_NO_THROW(make_vulkan_backend(BackendUri::parse("vulkan:0")));
+  EXPECT_THROW(make_vulkan_backend(BackendUri::parse("vulkan:99")), Error);
+  EXPECT_THROW(make_vulkan_backend(BackendUri::parse("vulkan:no-such-device-name")), Error);
+  register_builtin_backends();
+  EXPECT_NO_THROW(open_backend("vulkan"));
+}
+
+TEST(Vulkan, StoriesGoldenTokens) {
+  REQUIRE_VULKAN_DEVICE();
+  ModelFile m = load_model(testing::shared_path("models/stories260K/stories260K.bin"));
+  Tokenizer tok = load_tokenizer(testing::shared_path("models/stories260K/tok512.bin"), nullptr,
+                                 m.config.vocab_size);
+  Session session(m, Placement("vulkan"), 512);
+  for (const testing::Golden& g : testing::stories_goldens()) {
+    GenerateOptions o;
+    o.steps = g.steps;
+    o.stop_tokens = {tok.vocab().eos, tok.vocab().bos};
+    GenerateResult r = generate(session, tok.encode(g.prompt, true), o);
+    EXPECT_EQ(r.token_ids, g.token_ids) << g.file;
+  }
+}
+
+#endif
+
+}  // namespace
+}  // namespace tapml
