@@ -307,7 +307,11 @@ MigrateReport migrate(const ModelFile& model, const MigrateOptions& o) {
   };
 
   // The verdict.
-  if (all_pass) {
+  if (supported.empty()) {
+    // Nothing could move, so nothing was shown to work: not a pass.
+    r.status = "fail";
+    r.summary = o.target + " supports none of the model's sites (see the coverage list)";
+  } else if (all_pass) {
     r.status = "pass";
     r.summary = "every supported site runs on " + o.target + " with the output unchanged (" +
                 describe(r.timeline.back().e2e) + " with all " + std::to_string(supported.size()) +

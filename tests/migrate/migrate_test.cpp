@@ -7,6 +7,9 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backend/registry.h"
+#include "backends/builtin.h"
+#include "core/error.h"
 #include "model/model_file.h"
 #include "support/shared.h"
 #include "tokenizer/load.h"
@@ -121,6 +124,32 @@ TEST(Migrate, AttributionSeparatesLocalFromPropagatedError) {
   EXPECT_GT(culprit->failed, 0);                                           // wrong alone
   EXPECT_EQ(downstream->failed, 0);                                        // correct alone...
   EXPECT_GT(downstream->propagated_error, 100 * downstream->local_error);  // ...but inherits error
+}
+
+// A backend that can run nothing: every site is "not comparable".
+class RefusesEverything final : public Backend {
+ public:
+  RefusesEverything() : inner_(open_backend("cpu")), info_{"nothing", "nothing", "refuses every op"} {}
+  const BackendInfo& info() const override { return info_; }
+  BufferId alloc(size_t n) override { return inner_->alloc(n); }
+  void free(BufferId id) override { inner_->free(id); }
+  void write(BufferId id, size_t o, const void* p, size_t n) override { inner_->write(id, o, p, n); }
+  void read(BufferId id, size_t o, void* p, size_t n) override { inner_->read(id, o, p, n); }
+  Support supports(const OpCall& c) const override { return Support::no("no kernel for " + c.op); }
+  void run(const OpCall&) override { throw Error("cannot run"); }
+
+ private:
+  std::unique_ptr<Backend> inner_;
+  BackendInfo info_;
+};
+
+TEST(Migrate, ATargetThatRunsNothingIsNotAPass) {
+  register_backend("nothing", "test", [](const BackendUri&) { return std::make_unique<RefusesEverything>(); });
+  MigrateReport r = run("nothing");
+  EXPECT_EQ(r.status, "fail");
+  EXPECT_TRUE(r.culprits.empty());
+  EXPECT_NE(r.summary.find("supports none"), std::string::npos) << r.summary;
+  for (const SiteAttribution& a : r.sites) EXPECT_FALSE(a.info.target_supports) << a.info.site;
 }
 
 TEST(Migrate, MinimalFailingSetFindsOneCulpritInLogarithmicRuns) {
