@@ -24,13 +24,16 @@ if [[ ! -f $build/CMakeCache.txt ]]; then
     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTAPML_BUILD_FUZZ=ON -DTAPML_BUILD_TESTS=OFF \
     -DTAPML_BUILD_BENCH=OFF >/dev/null
 fi
-targets=(fuzz_gguf fuzz_llama2c)
+targets=(fuzz_gguf fuzz_llama2c fuzz_rpc)
 cmake --build "$build" --target "${targets[@]}" fuzz_seeds
 
 seeds=$(mktemp -d)
 trap 'rm -rf "$seeds"' EXIT
-mkdir -p "$seeds/fuzz_gguf" "$seeds/fuzz_llama2c"
+mkdir -p "$seeds/fuzz_gguf" "$seeds/fuzz_llama2c" "$seeds/fuzz_rpc"
 "$build/fuzz/fuzz_seeds" "$seeds/fuzz_gguf" "$seeds/fuzz_llama2c"
+# Protocol seeds: a HELLO frame and a RUN payload (matmul on two tensors), hand-encoded.
+printf '\x12\x00\x00\x00\x01TPML\x01\x00\x00\x00\x01\x00\x00\x00x\x00\x00\x00\x00' >"$seeds/fuzz_rpc/hello"
+printf '\x09\x03\x00\x00\x00add\x00\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00' >"$seeds/fuzz_rpc/run"
 # Beginnings of the real files: their headers, metadata and tensor directories.
 if [[ -d $shared/models ]]; then
   for f in "$shared"/models/*/*.gguf "$shared"/vocab/*.gguf; do

@@ -201,8 +201,9 @@ std::string msg_name(MsgType t) {
   return "type " + std::to_string(int(t));
 }
 
-std::vector<uint8_t> encode_message(const Message& m) {
-  Writer w;
+namespace {
+// Appends the payload to w.out; `prefix` bytes already there (a frame header) don't count.
+void encode_into(Writer& w, const Message& m, size_t prefix) {
   w.u8(uint8_t(m.type));
   switch (m.type) {
     case MsgType::Hello:
@@ -236,18 +237,27 @@ std::vector<uint8_t> encode_message(const Message& m) {
     case MsgType::Support: w.u8(m.flag ? 1 : 0), w.str(m.text); break;
     case MsgType::Error: w.str(m.text.size() > kMaxString ? m.text.substr(0, kMaxString) : m.text); break;
   }
-  TAPML_REQUIRE(w.out.size() <= kMaxFrameBytes, "rpc: message of " + std::to_string(w.out.size()) +
-                                                    " bytes exceeds the frame limit");
+  TAPML_REQUIRE(w.out.size() - prefix <= kMaxFrameBytes,
+                "rpc: message of " + std::to_string(w.out.size() - prefix) +
+                    " bytes exceeds the frame limit");
+}
+}  // namespace
+
+std::vector<uint8_t> encode_message(const Message& m) {
+  Writer w;
+  encode_into(w, m, 0);
   return std::move(w.out);
 }
 
 std::vector<uint8_t> encode_frame(const Message& m) {
-  std::vector<uint8_t> payload = encode_message(m);
-  std::vector<uint8_t> frame(4 + payload.size());
-  uint32_t n = uint32_t(payload.size());
-  for (int i = 0; i < 4; ++i) frame[i] = uint8_t(n >> (8 * i));
-  std::memcpy(frame.data() + 4, payload.data(), payload.size());
-  return frame;
+  // Encoded behind a placeholder header, so bulk data is copied once, not twice.
+  Writer w;
+  w.out.reserve(4 + 64 + m.data.size());
+  w.u32(0);
+  encode_into(w, m, 4);
+  uint32_t n = uint32_t(w.out.size() - 4);
+  for (int i = 0; i < 4; ++i) w.out[i] = uint8_t(n >> (8 * i));
+  return std::move(w.out);
 }
 
 Message decode_message(std::span<const uint8_t> payload) {

@@ -1,5 +1,8 @@
 #include "rpc/server.h"
 
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -54,6 +57,8 @@ Server::Server(std::unique_ptr<Backend> backend, ServerOptions options)
                 "serve: frame limit must be between 4096 and " + std::to_string(kMaxFrameBytes));
   listener_ = listen_tcp(opts_.host, opts_.port);
   port_ = bound_port(listener_);
+  // Non-blocking, so serve() can drain every pending connection and still notice stop().
+  ::fcntl(listener_.fd(), F_SETFL, ::fcntl(listener_.fd(), F_GETFL) | O_NONBLOCK);
 }
 
 Server::~Server() {
@@ -78,43 +83,46 @@ void Server::serve() {
   while (!stopping_) {
     pollfd p{listener_.fd(), POLLIN, 0};
     int r = ::poll(&p, 1, 100);
+    // Reap finished connections so a long-lived server does not accumulate threads; the
+    // joins happen outside the lock, which connection threads also take.
+    std::list<std::unique_ptr<Connection>> finished;
     {
-      // Reap finished connections so a long-lived server does not accumulate threads.
       std::lock_guard lock(conn_mutex_);
       for (auto it = connections_.begin(); it != connections_.end();) {
-        if ((*it)->done) {
-          (*it)->thread.join();
-          it = connections_.erase(it);
-        } else {
-          ++it;
-        }
+        auto next = std::next(it);
+        if ((*it)->done) finished.splice(finished.end(), connections_, it);
+        it = next;
       }
     }
+    for (auto& c : finished) c->thread.join();
     if (r <= 0 || stopping_) continue;
-    int fd = ::accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC);
-    if (fd < 0) continue;
-    Socket s(fd);
-    int one = 1;
-    ::setsockopt(fd, IPPROTO_TCP, 1 /* TCP_NODELAY */, &one, sizeof one);
-    std::lock_guard lock(conn_mutex_);
-    if (int(connections_.size()) >= opts_.max_connections) {
-      try {
-        s.send_frame(error_reply("server busy: " + std::to_string(opts_.max_connections) +
-                                 " connections already open"),
-                     1000);
-      } catch (const Error&) {
+    // Take every pending connection, so a burst cannot fill the listen backlog.
+    for (;;) {
+      int fd = ::accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC);
+      if (fd < 0) break;
+      Socket s(fd);
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      std::lock_guard lock(conn_mutex_);
+      if (int(connections_.size()) >= opts_.max_connections) {
+        try {
+          s.send_frame(error_reply("server busy: " + std::to_string(opts_.max_connections) +
+                                   " connections already open"),
+                       100);
+        } catch (const Error&) {
+        }
+        continue;
       }
-      continue;
+      auto c = std::make_unique<Connection>();
+      c->socket = std::move(s);
+      Connection* raw = c.get();
+      ++stats_.connections;
+      connections_.push_back(std::move(c));
+      raw->thread = std::thread([this, raw] {
+        handle(*raw);
+        raw->done = true;
+      });
     }
-    auto c = std::make_unique<Connection>();
-    c->socket = std::move(s);
-    Connection* raw = c.get();
-    ++stats_.connections;
-    connections_.push_back(std::move(c));
-    raw->thread = std::thread([this, raw] {
-      handle(*raw);
-      raw->done = true;
-    });
   }
   std::lock_guard lock(conn_mutex_);
   for (auto& c : connections_) c->socket.shutdown();
@@ -307,9 +315,11 @@ bool Server::handle_request(Connection& c, const Message& m, Message& reply) {
     }
     case MsgType::Supports: {
       reply.type = MsgType::Support;
+      // Asked before any buffer exists (to plan a placement), so only the op, attributes and
+      // types are checked; the buffers are checked when the call runs.
       OpCall t;
       try {
-        validate_call(c, m.call, t);
+        validate_call(c, m.call, t, false);
       } catch (const Error& e) {
         reply.flag = false;
         reply.text = e.what();
@@ -323,7 +333,7 @@ bool Server::handle_request(Connection& c, const Message& m, Message& reply) {
     }
     case MsgType::Run: {
       OpCall t;
-      validate_call(c, m.call, t);
+      validate_call(c, m.call, t, true);
       std::lock_guard lock(backend_mutex_);
       Support s = backend_->supports(t);
       TAPML_REQUIRE(s.ok, m.call.op + ": not supported by " + backend_->info().name + ": " + s.reason);
@@ -340,7 +350,7 @@ bool Server::handle_request(Connection& c, const Message& m, Message& reply) {
   }
 }
 
-void Server::validate_call(Connection& c, const OpCall& call, OpCall& t) {
+void Server::validate_call(Connection& c, const OpCall& call, OpCall& t, bool place_buffers) {
   const OpDef& def = op_def(call.op);
   TAPML_REQUIRE(call.inputs.size() == def.inputs.size() && call.outputs.size() == def.outputs.size(),
                 call.op + ": takes " + std::to_string(def.inputs.size()) + " inputs and gives " +
@@ -355,6 +365,10 @@ void Server::validate_call(Connection& c, const OpCall& call, OpCall& t) {
   std::vector<TensorType> out = def.infer(in, call.attrs);
   t = call;
   auto place = [&](const DeviceTensor& x, DeviceTensor& y, const std::string& what) {
+    if (!place_buffers) {
+      y.buffer = 0;
+      return;
+    }
     auto it = c.buffers.find(x.buffer);
     TAPML_REQUIRE(it != c.buffers.end(), call.op + ": " + what + " names buffer " +
                                              std::to_string(x.buffer) +
@@ -375,7 +389,7 @@ void Server::validate_call(Connection& c, const OpCall& call, OpCall& t) {
                                           " " + out[i].shape.str());
     place(o, t.outputs[i], def.outputs[i]);
     int k = def.inplace_of[i];
-    if (k >= 0)
+    if (k >= 0 && place_buffers)
       TAPML_REQUIRE(o.buffer == call.inputs[k].buffer && o.offset == call.inputs[k].offset,
                     call.op + ": in-place output " + def.outputs[i] + " must name the bytes of input " +
                         def.inputs[k]);

@@ -50,13 +50,17 @@ class Server {
   void serve();
   // Makes serve() return and closes every connection; safe from any thread.
   void stop();
+  // Only flags serve() to return (within 100 ms); async-signal-safe.
+  void interrupt() { stopping_ = true; }
   ServerStats stats() const;
 
  private:
   struct Connection;
   void handle(Connection& c);
   bool handle_request(Connection& c, const Message& m, Message& reply);
-  void validate_call(Connection& c, const OpCall& call, OpCall& translated);
+  // Checks the call against the catalog; with place_buffers, also that every tensor lies in a
+  // buffer of this connection, and gives the call with the backend's buffer ids.
+  void validate_call(Connection& c, const OpCall& call, OpCall& translated, bool place_buffers);
   void release(Connection& c);
 
   std::unique_ptr<Backend> backend_;

@@ -105,6 +105,16 @@ void Socket::send_frame(const Message& m, int timeout_ms) {
   send_all(frame.data(), frame.size(), timeout_ms);
 }
 
+void Socket::send_frame_with_data(const Message& m, const void* data, size_t size,
+                                  int timeout_ms) {
+  std::vector<uint8_t> head = encode_frame(m);
+  uint64_t n = uint64_t(head.size() - 4) + size;
+  TAPML_REQUIRE(n <= kMaxFrameBytes, "rpc: frame of " + std::to_string(n) + " bytes exceeds the limit");
+  for (int i = 0; i < 4; ++i) head[i] = uint8_t(n >> (8 * i));
+  send_all(head.data(), head.size(), timeout_ms);
+  send_all(data, size, timeout_ms);
+}
+
 bool Socket::recv_frame(std::vector<uint8_t>& payload, uint32_t max_frame_bytes,
                         int first_byte_timeout_ms, int timeout_ms) {
   uint8_t header[4];
@@ -196,7 +206,7 @@ Socket listen_tcp(const std::string& host, uint16_t port) {
     if (!s.open()) continue;
     int one = 1;
     ::setsockopt(s.fd(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (::bind(s.fd(), a->ai_addr, a->ai_addrlen) == 0 && ::listen(s.fd(), 64) == 0) {
+    if (::bind(s.fd(), a->ai_addr, a->ai_addrlen) == 0 && ::listen(s.fd(), SOMAXCONN) == 0) {
       ::freeaddrinfo(res);
       return s;
     }

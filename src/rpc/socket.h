@@ -35,6 +35,9 @@ class Socket {
   bool recv_all(void* data, size_t size, int timeout_ms, bool eof_ok = false);
 
   void send_frame(const Message& m, int timeout_ms);
+  // Sends `m` (whose own data is empty) followed by `size` bytes as one frame: a WRITE or
+  // DATA without copying the bulk bytes into a message first.
+  void send_frame_with_data(const Message& m, const void* data, size_t size, int timeout_ms);
   // The next frame's payload, or false at a clean end of stream before a frame begins.
   // `first_byte_timeout_ms` bounds the wait for a frame to start, `timeout_ms` the rest.
   bool recv_frame(std::vector<uint8_t>& payload, uint32_t max_frame_bytes,

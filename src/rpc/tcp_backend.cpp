@@ -1,6 +1,7 @@
 #include "rpc/tcp_backend.h"
 
 #include <algorithm>
+#include <map>
 #include <mutex>
 
 #include "core/error.h"
@@ -92,8 +93,7 @@ class TcpBackend : public Backend {
       Message m;
       m.type = MsgType::Write;
       m.id = id, m.offset = offset + done;
-      m.data.assign(p + done, p + done + n);
-      expect(m, MsgType::Ok, call_timeout_ms_);
+      expect(m, MsgType::Ok, call_timeout_ms_, p + done, n);
       {
         std::lock_guard lock(mutex_);
         stats_.bytes_sent += n;
@@ -129,12 +129,27 @@ class TcpBackend : public Backend {
   Support supports(const OpCall& call) const override {
     if (std::find(hello_.ops.begin(), hello_.ops.end(), call.op) == hello_.ops.end())
       return Support::no(where_ + " does not offer op " + call.op);
+    // A backend's answer depends on the call's signature, not on which buffers it names, so
+    // one round trip per signature is enough (a model asks for every call it dispatches).
+    std::string key = call.op + "|";
+    for (auto& [k, v] : call.attrs.items()) key += k + "=" + std::to_string(v) + ",";
+    for (auto* list : {&call.inputs, &call.outputs}) {
+      key += "|";
+      for (auto& t : *list) key += std::string(dtype_name(t.dtype)) + t.shape.str();
+    }
+    {
+      std::lock_guard lock(mutex_);
+      if (auto it = supports_cache_.find(key); it != supports_cache_.end()) return it->second;
+    }
     Message m;
     m.type = MsgType::Supports;
     m.call = call;
     try {
       Message r = const_cast<TcpBackend*>(this)->expect(m, MsgType::Support, timeout_ms_);
-      return r.flag ? Support::yes() : Support::no(r.text);
+      Support s = r.flag ? Support::yes() : Support::no(r.text);
+      std::lock_guard lock(mutex_);
+      if (s.ok && supports_cache_.size() < 100000) supports_cache_[key] = s;
+      return s;
     } catch (const Error& e) {
       return Support::no(e.what());
     }
@@ -154,13 +169,16 @@ class TcpBackend : public Backend {
   }
 
  private:
-  Message expect(const Message& m, MsgType want, int timeout_ms) {
+  Message expect(const Message& m, MsgType want, int timeout_ms, const void* data = nullptr,
+                 size_t size = 0) {
     std::lock_guard lock(mutex_);
-    return expect_locked(m, want, timeout_ms);
+    return expect_locked(m, want, timeout_ms, data, size);
   }
 
-  Message expect_locked(const Message& m, MsgType want, int timeout_ms) {
-    Message r = request(m, timeout_ms, false);
+  // `data`, when given, follows the message's fields in the same frame (WRITE's bytes).
+  Message expect_locked(const Message& m, MsgType want, int timeout_ms, const void* data = nullptr,
+                        size_t size = 0) {
+    Message r = request(m, timeout_ms, false, data, size);
     // The device's own message, unchanged: replay reports must read as they would locally.
     if (r.type == MsgType::Error) throw Error(r.text);
     if (r.type != want) {
@@ -171,11 +189,13 @@ class TcpBackend : public Backend {
   }
 
   // Sends one request and reads its reply; any transport failure loses the connection.
-  Message request(const Message& m, int timeout_ms, bool handshake) {
+  Message request(const Message& m, int timeout_ms, bool handshake, const void* data = nullptr,
+                  size_t size = 0) {
     TAPML_REQUIRE(lost_.empty(), lost_);
     ++stats_.requests;
     try {
-      socket_.send_frame(m, timeout_ms);
+      if (data) socket_.send_frame_with_data(m, data, size, timeout_ms);
+      else socket_.send_frame(m, timeout_ms);
       std::vector<uint8_t> payload;
       if (!socket_.recv_frame(payload, rpc::kMaxFrameBytes, timeout_ms, timeout_ms))
         throw Error("connection closed by server");
@@ -200,7 +220,8 @@ class TcpBackend : public Backend {
   rpc::Socket socket_;
   rpc::HelloOk hello_;
   BackendInfo info_;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
+  mutable std::map<std::string, Support> supports_cache_;
   std::string lost_;  // non-empty once the connection is gone
   TcpTransferStats stats_;
 };

@@ -1,0 +1,62 @@
+#include <csignal>
+#include <cstdio>
+
+#include "backends/builtin.h"
+#include "cli/commands.h"
+#include "core/error.h"
+#include "rpc/server.h"
+
+namespace tapml::cli {
+
+namespace {
+struct ServeArgs {
+  std::string backend = "cpu", listen = "127.0.0.1:7411", token;
+  uint64_t max_memory = uint64_t(4) << 30, cache_memory = uint64_t(1) << 30;
+  int max_connections = 32;
+};
+
+rpc::Server* g_server = nullptr;  // for the signal handler only
+extern "C" void on_signal(int) {
+  if (g_server) g_server->interrupt();
+}
+
+void serve(const ServeArgs& a) {
+  rpc::ServerOptions o;
+  auto [host, port] = rpc::parse_host_port(a.listen);
+  o.host = host;
+  o.port = port;
+  o.token = a.token;
+  o.max_memory = a.max_memory;
+  o.cache_bytes = a.cache_memory;
+  o.max_connections = a.max_connections;
+  TAPML_REQUIRE(a.backend.rfind("tcp:", 0) != 0, "serve: --backend must be a local backend");
+  rpc::Server server(open_backend(a.backend), o);
+  // The first line names the bound port, so scripts and tests can use --listen HOST:0.
+  std::printf("listening on %s:%u\n", host.c_str(), unsigned(server.port()));
+  std::fflush(stdout);
+  g_server = &server;
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGPIPE, SIG_IGN);
+  server.serve();
+  g_server = nullptr;
+}
+}  // namespace
+
+void add_serve(CLI::App& app) {
+  auto a = std::make_shared<ServeArgs>();
+  CLI::App* c = app.add_subcommand(
+      "serve", "Offer a local backend to other machines (clients use tcp://HOST:PORT)");
+  c->add_option("--backend", a->backend, "the local backend to wrap (default cpu)");
+  c->add_option("--listen", a->listen,
+                "HOST:PORT to listen on (default 127.0.0.1:7411; port 0 picks a free one; any "
+                "non-loopback host needs --token)");
+  c->add_option("--token", a->token, "clients must present this token (?token=T)");
+  c->add_option("--max-memory", a->max_memory, "buffer bytes each connection may hold");
+  c->add_option("--cache-memory", a->cache_memory,
+                "bytes kept for the hash probe, so weights are not sent twice (0: off)");
+  c->add_option("--max-connections", a->max_connections, "connections served at once");
+  c->callback([a] { serve(*a); });
+}
+
+}  // namespace tapml::cli
