@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <memory>
 
 #include "core/error.h"
 
@@ -24,7 +25,8 @@ using Clock = std::chrono::steady_clock;
 // Milliseconds left until `deadline`, or -1 for none.
 int remaining(Clock::time_point deadline, bool forever) {
   if (forever) return -1;
-  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+  auto left =
+      std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
   return left < 0 ? 0 : int(left);
 }
 
@@ -105,11 +107,11 @@ void Socket::send_frame(const Message& m, int timeout_ms) {
   send_all(frame.data(), frame.size(), timeout_ms);
 }
 
-void Socket::send_frame_with_data(const Message& m, const void* data, size_t size,
-                                  int timeout_ms) {
+void Socket::send_frame_with_data(const Message& m, const void* data, size_t size, int timeout_ms) {
   std::vector<uint8_t> head = encode_frame(m);
   uint64_t n = uint64_t(head.size() - 4) + size;
-  TAPML_REQUIRE(n <= kMaxFrameBytes, "rpc: frame of " + std::to_string(n) + " bytes exceeds the limit");
+  TAPML_REQUIRE(n <= kMaxFrameBytes,
+                "rpc: frame of " + std::to_string(n) + " bytes exceeds the limit");
   for (int i = 0; i < 4; ++i) head[i] = uint8_t(n >> (8 * i));
   send_all(head.data(), head.size(), timeout_ms);
   send_all(data, size, timeout_ms);
@@ -147,16 +149,26 @@ bool is_loopback(const std::string& host) {
   return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
 }
 
-Socket connect_tcp(const std::string& host, uint16_t port, int timeout_ms) {
+namespace {
+using AddressList = std::unique_ptr<addrinfo, void (*)(addrinfo*)>;
+
+// The addresses of host:port, for connecting or (passive) for listening.
+AddressList resolve(const std::string& host, uint16_t port, bool passive) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
+  if (passive) hints.ai_flags = AI_PASSIVE;
   addrinfo* res = nullptr;
-  std::string ps = std::to_string(port);
-  int rc = ::getaddrinfo(host.c_str(), ps.c_str(), &hints, &res);
+  int rc = ::getaddrinfo(host.c_str(), std::to_string(port).c_str(), &hints, &res);
   TAPML_REQUIRE(rc == 0, "cannot resolve '" + host + "': " + gai_strerror(rc));
+  return AddressList(res, ::freeaddrinfo);
+}
+}  // namespace
+
+Socket connect_tcp(const std::string& host, uint16_t port, int timeout_ms) {
+  AddressList addresses = resolve(host, port, false);
   std::string last = "no address";
-  for (addrinfo* a = res; a; a = a->ai_next) {
+  for (addrinfo* a = addresses.get(); a; a = a->ai_next) {
     Socket s(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
     if (!s.open()) continue;
     int flags = ::fcntl(s.fd(), F_GETFL);
@@ -184,36 +196,25 @@ Socket connect_tcp(const std::string& host, uint16_t port, int timeout_ms) {
     }
     ::fcntl(s.fd(), F_SETFL, flags);
     set_nodelay(s.fd());
-    ::freeaddrinfo(res);
     return s;
   }
-  ::freeaddrinfo(res);
   throw Error("cannot connect: " + last);
 }
 
 Socket listen_tcp(const std::string& host, uint16_t port) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  addrinfo* res = nullptr;
-  std::string ps = std::to_string(port);
-  int rc = ::getaddrinfo(host.c_str(), ps.c_str(), &hints, &res);
-  TAPML_REQUIRE(rc == 0, "cannot resolve '" + host + "': " + gai_strerror(rc));
+  AddressList addresses = resolve(host, port, true);
   std::string last = "no address";
-  for (addrinfo* a = res; a; a = a->ai_next) {
+  for (addrinfo* a = addresses.get(); a; a = a->ai_next) {
     Socket s(::socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC, a->ai_protocol));
     if (!s.open()) continue;
     int one = 1;
     ::setsockopt(s.fd(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (::bind(s.fd(), a->ai_addr, a->ai_addrlen) == 0 && ::listen(s.fd(), SOMAXCONN) == 0) {
-      ::freeaddrinfo(res);
       return s;
     }
     last = std::strerror(errno);
   }
-  ::freeaddrinfo(res);
-  throw Error("cannot listen on " + host + ":" + ps + ": " + last);
+  throw Error("cannot listen on " + host + ":" + std::to_string(port) + ": " + last);
 }
 
 uint16_t bound_port(const Socket& s) {
