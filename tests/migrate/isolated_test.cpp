@@ -9,6 +9,7 @@
 #include <regex>
 #include <set>
 
+#include "backend/forwarding_backend.h"
 #include "backends/builtin.h"
 #include "runtime/generate.h"
 #include "runtime/session.h"
@@ -114,29 +115,18 @@ TEST(Isolated, KvOffsetFailsOnlyTheKvStoreSites) {
 }
 
 // A device without an attention kernel: every other op runs on cpu.
-class NoAttentionBackend final : public Backend {
+class NoAttentionBackend final : public ForwardingBackend {
  public:
-  NoAttentionBackend() : inner_(open_backend("cpu")), info_(inner_->info()) {
+  NoAttentionBackend() : ForwardingBackend(open_backend("cpu")), info_(inner().info()) {
     info_.uri = info_.name = "no-attention";
   }
   const BackendInfo& info() const override { return info_; }
-  BufferId alloc(size_t bytes) override { return inner_->alloc(bytes); }
-  void free(BufferId id) override { inner_->free(id); }
-  void write(BufferId id, size_t off, const void* src, size_t n) override {
-    inner_->write(id, off, src, n);
-  }
-  void read(BufferId id, size_t off, void* dst, size_t n) override {
-    inner_->read(id, off, dst, n);
-  }
   Support supports(const OpCall& call) const override {
     if (call.op == "attention") return Support::no("no attention kernel on this device");
-    return inner_->supports(call);
+    return inner().supports(call);
   }
-  void run(const OpCall& call) override { inner_->run(call); }
-  void sync() override { inner_->sync(); }
 
  private:
-  std::unique_ptr<Backend> inner_;
   BackendInfo info_;
 };
 

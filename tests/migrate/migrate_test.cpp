@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "backend/forwarding_backend.h"
 #include "backend/registry.h"
 #include "backends/builtin.h"
 #include "core/error.h"
@@ -127,24 +128,16 @@ TEST(Migrate, AttributionSeparatesLocalFromPropagatedError) {
 }
 
 // A backend that can run nothing: every site is "not comparable".
-class RefusesEverything final : public Backend {
+class RefusesEverything final : public ForwardingBackend {
  public:
-  RefusesEverything() : inner_(open_backend("cpu")), info_{"nothing", "nothing", "refuses every op"} {}
-  const BackendInfo& info() const override { return info_; }
-  BufferId alloc(size_t n) override { return inner_->alloc(n); }
-  void free(BufferId id) override { inner_->free(id); }
-  void write(BufferId id, size_t o, const void* p, size_t n) override { inner_->write(id, o, p, n); }
-  void read(BufferId id, size_t o, void* p, size_t n) override { inner_->read(id, o, p, n); }
+  RefusesEverything() : ForwardingBackend(open_backend("cpu")) {}
   Support supports(const OpCall& c) const override { return Support::no("no kernel for " + c.op); }
   void run(const OpCall&) override { throw Error("cannot run"); }
-
- private:
-  std::unique_ptr<Backend> inner_;
-  BackendInfo info_;
 };
 
 TEST(Migrate, ATargetThatRunsNothingIsNotAPass) {
-  register_backend("nothing", "test", [](const BackendUri&) { return std::make_unique<RefusesEverything>(); });
+  register_backend("nothing", "test",
+                   [](const BackendUri&) { return std::make_unique<RefusesEverything>(); });
   MigrateReport r = run("nothing");
   EXPECT_EQ(r.status, "fail");
   EXPECT_TRUE(r.culprits.empty());

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <regex>
 
+#include "backend/forwarding_backend.h"
 #include "core/error.h"
 
 namespace tapml {
@@ -55,44 +56,37 @@ std::string fault_list() {
 // A value as a half-precision register would hold it.
 float as_f16(float x) { return f16_to_f32(f32_to_f16(x)); }
 
-class FaultyBackend final : public Backend {
+class FaultyBackend final : public ForwardingBackend {
  public:
   FaultyBackend(BackendInfo info, std::unique_ptr<Backend> inner, const FaultDef& fault,
                 std::regex site)
-      : info_(std::move(info)), inner_(std::move(inner)), fault_(fault), site_(std::move(site)) {}
+      : ForwardingBackend(std::move(inner)),
+        info_(std::move(info)),
+        fault_(fault),
+        site_(std::move(site)) {}
 
   ~FaultyBackend() override {
     if (pos_buffer_ == 0) return;
     try {
-      inner_->free(pos_buffer_);
+      inner().free(pos_buffer_);
     } catch (...) {  // a destructor must not throw; the inner frees it with itself anyway
     }
   }
 
   const BackendInfo& info() const override { return info_; }
-  BufferId alloc(size_t bytes) override { return inner_->alloc(bytes); }
-  void free(BufferId id) override { inner_->free(id); }
-  void write(BufferId id, size_t offset, const void* src, size_t bytes) override {
-    inner_->write(id, offset, src, bytes);
-  }
-  void read(BufferId id, size_t offset, void* dst, size_t bytes) override {
-    inner_->read(id, offset, dst, bytes);
-  }
-  Support supports(const OpCall& call) const override { return inner_->supports(call); }
-  void sync() override { inner_->sync(); }
 
   void run(const OpCall& call) override {
-    if (!touches(call)) return inner_->run(call);
+    if (!touches(call)) return inner().run(call);
     switch (fault_.fault) {
       case Fault::RopePairing: {
         OpCall c = call;
         c.attrs.set("pairing", call.attrs.get_int("pairing") == 1 ? 0 : 1);
-        return inner_->run(c);
+        return inner().run(c);
       }
       case Fault::RmsnormEps: {
         OpCall c = call;
         c.attrs.set("eps", 0);
-        return inner_->run(c);
+        return inner().run(c);
       }
       case Fault::KvOffset:
         return kv_store_off_by_one(call);
@@ -135,7 +129,7 @@ class FaultyBackend final : public Backend {
 
   std::vector<float> read_floats(const DeviceTensor& t) {
     std::vector<std::byte> bytes(t.nbytes());
-    inner_->read(t.buffer, t.offset, bytes.data(), bytes.size());
+    inner().read(t.buffer, t.offset, bytes.data(), bytes.size());
     std::vector<float> v(static_cast<size_t>(t.shape.numel()));
     for (size_t i = 0; i < v.size(); ++i) {
       uint16_t h = 0;
@@ -159,7 +153,7 @@ class FaultyBackend final : public Backend {
   }
 
   void write_floats(const DeviceTensor& t, const std::vector<float>& v) {
-    inner_->write(t.buffer, t.offset, v.data(), v.size() * sizeof(float));
+    inner().write(t.buffer, t.offset, v.data(), v.size() * sizeof(float));
   }
 
   // Runs the store at pos + 1 once pos >= 2: prefill and the first decode steps of a short
@@ -169,17 +163,17 @@ class FaultyBackend final : public Backend {
     TAPML_REQUIRE(pos_t.dtype == DType::I32 && pos_t.shape.numel() == 1,
                   "faulty: kv_store pos must be one i32");
     int32_t pos = 0;
-    inner_->sync();
-    inner_->read(pos_t.buffer, pos_t.offset, &pos, sizeof pos);
+    inner().sync();
+    inner().read(pos_t.buffer, pos_t.offset, &pos, sizeof pos);
     int64_t S = call.inputs.at(0).shape[0], T = call.inputs.at(2).shape[0];
     int64_t shifted = std::min<int64_t>(int64_t(pos) + 1, S - T);  // never past the cache
-    if (pos < 2 || shifted <= pos) return inner_->run(call);
-    if (pos_buffer_ == 0) pos_buffer_ = inner_->alloc(sizeof(int32_t));
+    if (pos < 2 || shifted <= pos) return inner().run(call);
+    if (pos_buffer_ == 0) pos_buffer_ = inner().alloc(sizeof(int32_t));
     int32_t p = int32_t(shifted);
-    inner_->write(pos_buffer_, 0, &p, sizeof p);
+    inner().write(pos_buffer_, 0, &p, sizeof p);
     OpCall c = call;
     c.inputs[4] = DeviceTensor{pos_buffer_, 0, DType::I32, Shape{1}};
-    inner_->run(c);
+    inner().run(c);
   }
 
   void matmul_without_tail(const OpCall& c) {
@@ -187,8 +181,8 @@ class FaultyBackend final : public Backend {
     int64_t T = c.inputs[0].shape[0], K = c.inputs[0].shape[1], N = c.inputs[1].shape[0];
     // A kernel that unrolls by 8 and forgets the remainder loop.
     int64_t kept = K - K % 8;
-    if (kept == K) return inner_->run(c);
-    inner_->sync();
+    if (kept == K) return inner().run(c);
+    inner().sync();
     std::vector<float> x = read_floats(c.inputs[0]), w = read_floats(c.inputs[1]);
     std::vector<float> out(static_cast<size_t>(T * N));
     for (int64_t t = 0; t < T; ++t)
@@ -203,7 +197,7 @@ class FaultyBackend final : public Backend {
 
   void swiglu(const OpCall& c) {
     check(c);
-    inner_->sync();
+    inner().sync();
     std::vector<float> g = read_floats(c.inputs[0]), u = read_floats(c.inputs[1]);
     std::vector<float> out(g.size());
     for (size_t i = 0; i < g.size(); ++i) {
@@ -227,8 +221,8 @@ class FaultyBackend final : public Backend {
     double scale = c.attrs.get("scale");
     int64_t qw = H * hd, kw = KV * hd, group = H / KV;
     // With one KV head every query head reads it whatever the mapping.
-    if (fault_.fault == Fault::GqaMap && KV == 1) return inner_->run(c);
-    inner_->sync();
+    if (fault_.fault == Fault::GqaMap && KV == 1) return inner().run(c);
+    inner().sync();
     std::vector<float> q = read_floats(c.inputs[0]), k = read_floats(c.inputs[1]),
                        v = read_floats(c.inputs[2]);
     std::vector<float> out(static_cast<size_t>(T * qw));
@@ -294,7 +288,6 @@ class FaultyBackend final : public Backend {
   }
 
   BackendInfo info_;
-  std::unique_ptr<Backend> inner_;
   const FaultDef& fault_;
   std::regex site_;
   BufferId pos_buffer_ = 0;  // kv_offset's shifted position, on the inner backend
