@@ -14,7 +14,7 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 #include "model/model_file.h"
 
 namespace {

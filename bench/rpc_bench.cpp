@@ -12,7 +12,7 @@
 #include "backends/builtin.h"
 #include "model/model_file.h"
 #include "rpc/server.h"
-#include "rpc/tcp_backend.h"
+#include "backends/remote/tcp_backend.h"
 #include "runtime/generate.h"
 #include "runtime/placement.h"
 #include "runtime/session.h"

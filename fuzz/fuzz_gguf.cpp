@@ -6,7 +6,7 @@
 #include <memory>
 
 #include "core/error.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 #include "model/model_file.h"
 
 using namespace tapml;

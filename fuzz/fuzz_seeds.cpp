@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "core/error.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 
 using namespace tapml;
 

@@ -11,6 +11,7 @@ namespace {
 struct Entry {
   std::string description;
   BackendFactory factory;
+  DeviceEnumerator devices;
 };
 std::map<std::string, Entry>& table() {
   static std::map<std::string, Entry> t;
@@ -83,15 +84,15 @@ void BackendUri::allow_params(const std::vector<std::string>& known) const {
 }
 
 void register_backend(const std::string& scheme, const std::string& description,
-                      BackendFactory factory) {
+                      BackendFactory factory, DeviceEnumerator devices) {
   std::lock_guard lock(table_mutex());
-  table()[scheme] = Entry{description, std::move(factory)};
+  table()[scheme] = Entry{description, std::move(factory), std::move(devices)};
 }
 
-std::vector<std::pair<std::string, std::string>> registered_backends() {
+std::vector<BackendKind> registered_backends() {
   std::lock_guard lock(table_mutex());
-  std::vector<std::pair<std::string, std::string>> out;
-  for (auto& [k, e] : table()) out.emplace_back(k, e.description);
+  std::vector<BackendKind> out;
+  for (auto& [k, e] : table()) out.push_back({k, e.description, e.devices});
   return out;
 }
 

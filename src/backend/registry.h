@@ -28,10 +28,23 @@ struct BackendUri {
 
 using BackendFactory = std::function<std::unique_ptr<Backend>(const BackendUri&)>;
 
+// One device a backend kind can open: the URI that opens it and what it is.
+struct DeviceListing {
+  std::string uri;          // "vulkan:0"
+  std::string description;  // name, type and limits
+};
+// Lists a kind's devices, or says why there are none (a listing without a URI). Never throws.
+using DeviceEnumerator = std::function<std::vector<DeviceListing>()>;
+
+struct BackendKind {
+  std::string scheme, description;
+  DeviceEnumerator devices;  // empty: the kind has no devices to list (ref, cpu, wrappers)
+};
+
 void register_backend(const std::string& scheme, const std::string& description,
-                      BackendFactory factory);
-// Every registered scheme with its description.
-std::vector<std::pair<std::string, std::string>> registered_backends();
+                      BackendFactory factory, DeviceEnumerator devices = {});
+// Every registered kind, by scheme.
+std::vector<BackendKind> registered_backends();
 // Creates the backend; throws Error for an unknown scheme (listing the known ones).
 std::unique_ptr<Backend> make_backend(const std::string& uri);
 

@@ -6,7 +6,7 @@
 #include "backends/cpu/cpu_backend.h"
 #include "backends/faulty/faulty_backend.h"
 #include "backends/ref/ref_backend.h"
-#include "rpc/tcp_backend.h"
+#include "backends/remote/tcp_backend.h"
 #ifdef TAPML_WITH_VULKAN
 #include "backends/vulkan/vulkan_backend.h"
 #endif
@@ -28,7 +28,7 @@ void register_builtin_backends() {
     register_backend("vulkan",
                      "Vulkan 1.1 compute: vulkan (device 0), vulkan:N or vulkan:NAME "
                      "(tapml info --backends lists the devices)",
-                     make_vulkan_backend);
+                     make_vulkan_backend, vulkan_devices);
 #endif
   });
 }

@@ -16,7 +16,7 @@
 #include <set>
 #include <sstream>
 
-#include "carve/safetensors.h"
+#include "format/safetensors.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/hash.h"

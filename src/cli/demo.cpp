@@ -30,8 +30,8 @@ struct DemoArgs {
 std::string best_backend() {
   register_builtin_backends();
   for (const char* scheme : {"cuda", "vulkan", "opencl", "cpu"})
-    for (auto& [name, desc] : registered_backends())
-      if (name == scheme) return scheme;
+    for (const BackendKind& k : registered_backends())
+      if (k.scheme == scheme) return scheme;
   return "cpu";
 }
 

@@ -3,9 +3,6 @@
 
 #include "backend/registry.h"
 #include "backends/builtin.h"
-#ifdef TAPML_WITH_VULKAN
-#include "backends/vulkan/vulkan_backend.h"
-#endif
 #include "cli/commands.h"
 #include "cli/json_output.h"
 #include "core/error.h"
@@ -19,14 +16,31 @@ struct InfoArgs {
   bool json = false, backends = false;
 };
 
+// Every backend kind this build registered, with the devices of those that have some.
+void list_backends(bool json) {
+  register_builtin_backends();
+  nlohmann::json kinds = nlohmann::json::array();
+  for (const BackendKind& k : registered_backends()) {
+    nlohmann::json devices = nlohmann::json::array();
+    if (!json) std::printf("%-8s %s\n", k.scheme.c_str(), k.description.c_str());
+    if (k.devices)
+      for (const DeviceListing& d : k.devices()) {
+        if (json)
+          devices.push_back({{"uri", d.uri.empty() ? nlohmann::json() : nlohmann::json(d.uri)},
+                             {"description", d.description}});
+        else if (d.uri.empty())
+          std::printf("  (%s)\n", d.description.c_str());
+        else
+          std::printf("  %s  %s\n", d.uri.c_str(), d.description.c_str());
+      }
+    kinds.push_back({{"scheme", k.scheme}, {"description", k.description}, {"devices", devices}});
+  }
+  if (json) print_json({{"backends", kinds}});
+}
+
 void info(const InfoArgs& a) {
   if (a.backends) {
-    register_builtin_backends();
-    for (auto& [scheme, desc] : registered_backends())
-      std::printf("%-8s %s\n", scheme.c_str(), desc.c_str());
-#ifdef TAPML_WITH_VULKAN
-    for (const std::string& line : vulkan_device_descriptions()) std::printf("  %s\n", line.c_str());
-#endif
+    list_backends(a.json);
     if (a.model.empty()) return;
   }
   TAPML_REQUIRE(!a.model.empty(), "info: give --model PATH or --backends");

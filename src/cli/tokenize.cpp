@@ -3,7 +3,7 @@
 
 #include "cli/commands.h"
 #include "cli/json_output.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 #include "model/model_file.h"
 #include "tokenizer/load.h"
 

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "core/tensor.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 
 namespace tapml {
 

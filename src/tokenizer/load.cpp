@@ -1,7 +1,7 @@
 #include "tokenizer/load.h"
 
 #include "core/error.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 
 namespace tapml {
 

@@ -12,7 +12,7 @@
 #include <string_view>
 
 #include "core/error.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 
 namespace tapml {
 

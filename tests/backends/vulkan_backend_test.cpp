@@ -292,9 +292,11 @@ TEST(Vulkan, RefusesCallsPastTheDeviceLimits) {
 
 TEST(Vulkan, DeviceSelectionAndInfo) {
   REQUIRE_VULKAN_DEVICE();
-  std::vector<std::string> lines = vulkan_device_descriptions();
-  ASSERT_FALSE(lines.empty());
-  EXPECT_NE(lines[0].find("storage buffer range"), std::string::npos) << lines[0];
+  std::vector<DeviceListing> devices = vulkan_devices();
+  ASSERT_FALSE(devices.empty());
+  EXPECT_EQ(devices[0].uri, "vulkan:0");
+  EXPECT_NE(devices[0].description.find("storage buffer range"), std::string::npos)
+      << devices[0].description;
   EXPECT_EQ(device()->info().name, "vulkan");
   EXPECT_NO_THROW(make_vulkan_backend(BackendUri::parse("vulkan:0")));
   EXPECT_THROW(make_vulkan_backend(BackendUri::parse("vulkan:99")), Error);

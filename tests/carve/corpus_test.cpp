@@ -17,8 +17,8 @@
 #include <random>
 #include <sstream>
 
-#include "carve/safetensors.h"
-#include "model/gguf.h"
+#include "format/safetensors.h"
+#include "format/gguf.h"
 #include "support/errors.h"
 #include "support/shared.h"
 #include "support/tiny_model.h"

@@ -4,9 +4,10 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <sstream>
 
-#include "model/gguf.h"
+#include "format/gguf.h"
 #include "support/golden.h"
 #include "support/shared.h"
 
@@ -146,6 +147,15 @@ TEST(Cli, InfoDescribesTheModel) {
   r = run_command(tapml("info --backends"));
   EXPECT_NE(r.out.find("ref"), std::string::npos);
   EXPECT_NE(r.out.find("cpu"), std::string::npos);
+  r = run_command(tapml("info --backends --json"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::set<std::string> schemes;
+  const nlohmann::json listing = nlohmann::json::parse(r.out);
+  for (const auto& k : listing.at("backends")) {
+    schemes.insert(k.at("scheme").get<std::string>());
+    EXPECT_TRUE(k.at("devices").is_array());
+  }
+  for (const char* s : {"ref", "cpu", "faulty", "tcp"}) EXPECT_TRUE(schemes.count(s)) << s;
 }
 
 TEST(CliErrors, MissingModelFile) {

@@ -14,7 +14,7 @@
 #include "core/hash.h"
 #include "rpc/server.h"
 #include "rpc/socket.h"
-#include "rpc/tcp_backend.h"
+#include "backends/remote/tcp_backend.h"
 
 namespace tapml::rpc {
 namespace {

@@ -8,7 +8,7 @@
 #include <sstream>
 
 #include "core/error.h"
-#include "model/gguf.h"
+#include "format/gguf.h"
 #include "support/shared.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/vocab.h"

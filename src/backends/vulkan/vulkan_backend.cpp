@@ -857,17 +857,17 @@ std::unique_ptr<Backend> make_vulkan_backend(const BackendUri& uri) {
   return std::make_unique<VulkanBackend>(uri);
 }
 
-std::vector<std::string> vulkan_device_descriptions() {
+std::vector<DeviceListing> vulkan_devices() {
   try {
     Instance instance;
     std::vector<VkPhysicalDevice> devs = instance.devices();
-    if (devs.empty()) return {"no Vulkan 1.1 device with a compute queue"};
-    std::vector<std::string> lines;
+    if (devs.empty()) return {{"", "no Vulkan 1.1 device with a compute queue"}};
+    std::vector<DeviceListing> out;
     for (size_t i = 0; i < devs.size(); ++i)
-      lines.push_back("vulkan:" + std::to_string(i) + "  " + describe(device_facts(devs[i])));
-    return lines;
+      out.push_back({"vulkan:" + std::to_string(i), describe(device_facts(devs[i]))});
+    return out;
   } catch (const std::exception& e) {
-    return {e.what()};
+    return {{"", e.what()}};
   }
 }
 

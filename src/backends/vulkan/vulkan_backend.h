@@ -21,8 +21,8 @@ namespace tapml {
 
 std::unique_ptr<Backend> make_vulkan_backend(const BackendUri& uri);
 
-// One line per Vulkan device this machine has ("0: NAME (type, Vulkan 1.3) limits ..."),
-// or one line saying why there are none. Never throws.
-std::vector<std::string> vulkan_device_descriptions();
+// Every Vulkan device this machine has ("vulkan:0": NAME (type, Vulkan 1.3) and its limits),
+// or one listing without a URI saying why there are none. Never throws.
+std::vector<DeviceListing> vulkan_devices();
 
 }  // namespace tapml

@@ -1,4 +1,4 @@
-#include "rpc/tcp_backend.h"
+#include "backends/remote/tcp_backend.h"
 
 #include <algorithm>
 #include <map>

@@ -1,7 +1,7 @@
 // gguf::File and gguf::Writer: round trips, and one test per defect a hostile or damaged
 // file can have. Defective files are built byte by byte so each test says exactly what is
 // wrong with its input.
-#include "model/gguf.h"
+#include "format/gguf.h"
 
 #include <gtest/gtest.h>
 

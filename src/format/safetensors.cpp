@@ -1,4 +1,4 @@
-#include "carve/safetensors.h"
+#include "format/safetensors.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
