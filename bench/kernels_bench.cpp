@@ -52,7 +52,7 @@ DeviceTensor upload(Backend& be, DType dtype, Shape shape, uint32_t seed) {
 void BM_Matmul(benchmark::State& state, const char* uri, DType wt) {
   const int64_t T = state.range(0), K = state.range(1), N = state.range(2);
   auto be = open(uri);
-  OpCall call{"matmul", {}, {}, {}, "bench"};
+  OpCall call{Op::Matmul, {}, {}, {}, "bench"};
   call.inputs = {upload(*be, DType::F32, Shape{T, K}, 1), upload(*be, wt, Shape{N, K}, 2)};
   call.outputs = {{be->alloc(size_t(T * N) * 4), 0, DType::F32, Shape{T, N}}};
   for (auto _ : state) {
@@ -70,7 +70,7 @@ void BM_Matmul(benchmark::State& state, const char* uri, DType wt) {
 void BM_AttentionDecode(benchmark::State& state, const char* uri) {
   const int64_t P = state.range(0), H = 12, KV = 12, hd = 64;
   auto be = open(uri);
-  OpCall call{"attention",
+  OpCall call{Op::Attention,
               {{"n_heads", double(H)},
                {"n_kv_heads", double(KV)},
                {"head_dim", double(hd)},

@@ -10,9 +10,9 @@
 #include <vector>
 
 #include "backends/builtin.h"
+#include "backends/remote/tcp_backend.h"
 #include "model/model_file.h"
 #include "rpc/server.h"
-#include "backends/remote/tcp_backend.h"
 #include "runtime/generate.h"
 #include "runtime/placement.h"
 #include "runtime/session.h"
@@ -75,16 +75,20 @@ int main(int argc, char** argv) {
     BufferId x = b->alloc(3 * 64 * 4);
     std::vector<float> zeros(3 * 64, 0.f);
     b->write(x, 0, zeros.data(), zeros.size() * 4);
-    OpCall add{"add", {}, {{x, 0, DType::F32, Shape{1, 64}}, {x, 256, DType::F32, Shape{1, 64}}},
-               {{x, 512, DType::F32, Shape{1, 64}}}, "bench"};
+    OpCall add{Op::Add,
+               {},
+               {{x, 0, DType::F32, Shape{1, 64}}, {x, 256, DType::F32, Shape{1, 64}}},
+               {{x, 512, DType::F32, Shape{1, 64}}},
+               "bench"};
     for (int i = 0; i < calls; ++i) {
       auto t = clock_type::now();
       b->run(add);
       run_us.push_back(since(t) * 1e6);
     }
-    std::printf("latency: empty round trip (SYNC) median %.1f us; add [1, 64] (RUN) median %.1f us "
-                "(%d calls each)\n",
-                median(sync_us), median(run_us), calls);
+    std::printf(
+        "latency: empty round trip (SYNC) median %.1f us; add [1, 64] (RUN) median %.1f us "
+        "(%d calls each)\n",
+        median(sync_us), median(run_us), calls);
   }
 
   {
@@ -102,9 +106,10 @@ int main(int argc, char** argv) {
       generate(session, prompt, g);
       double s = since(t0);
       uint64_t skipped = server.stats().cache_hit_bytes - hits0;
-      std::printf("model run %d: %.3f s for %d positions; weights %.2f MiB, %.2f MiB not sent "
-                  "(hash probe hits)\n",
-                  run, s, steps, weight_bytes / 1048576.0, skipped / 1048576.0);
+      std::printf(
+          "model run %d: %.3f s for %d positions; weights %.2f MiB, %.2f MiB not sent "
+          "(hash probe hits)\n",
+          run, s, steps, weight_bytes / 1048576.0, skipped / 1048576.0);
     }
   }
   server.stop();

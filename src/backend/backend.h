@@ -30,12 +30,19 @@ struct DeviceTensor {
 // their input. `site` says where in the model the call happens ("blk.3.attn_q"); kernels
 // must not depend on it (the fault-injection wrapper does, on purpose).
 struct OpCall {
-  std::string op;
+  Op op = Op::Add;
   Attrs attrs;
   std::vector<DeviceTensor> inputs;
   std::vector<DeviceTensor> outputs;
   std::string site;
 };
+
+// The one check of a call every layer makes before trusting it (dispatcher, host and GPU
+// backends, the RPC server, single-call runs): the catalog's rules for its types and
+// attributes (validate_types), every in-place output naming exactly the bytes of the input it
+// overwrites, and no other output overlapping an input or another output in the same buffer.
+// Throws Error("OP: what is wrong").
+void validate(const OpCall& call);
 
 struct Support {
   bool ok = true;

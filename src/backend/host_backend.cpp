@@ -79,19 +79,13 @@ void HostBackend::read(BufferId id, size_t offset, void* dst, size_t bytes) {
 
 Support HostBackend::supports(const OpCall& call) const {
   try {
-    const OpDef& def = op_def(call.op);
-    std::vector<TensorType> in;
-    for (auto& t : call.inputs) in.push_back(t.type());
-    auto out = def.infer(in, call.attrs);
-    if (out.size() != call.outputs.size())
-      return Support::no(call.op + ": wrong number of outputs");
-    for (size_t i = 0; i < out.size(); ++i)
-      if (!(out[i] == call.outputs[i].type()))
-        return Support::no(call.op + ": output " + std::to_string(i) + " has the wrong type");
+    validate(call);
   } catch (const Error& e) {
     return Support::no(e.what());
   }
-  return supports_op(call);
+  std::string why;
+  if (!kernels_.find(call, info_.name, &why)) return Support::no(why);
+  return Support::yes();
 }
 
 std::byte* HostBackend::ptr(const DeviceTensor& t) const {
@@ -102,12 +96,13 @@ void HostBackend::run(const OpCall& call) {
   auto check = [&](const DeviceTensor& t) {
     const Block& b = block(t.buffer, "run");
     if (t.offset > b.size || t.nbytes() > b.size - t.offset)
-      throw Error(info_.name + ": " + call.op + " tensor " + t.shape.str() + " at offset " +
-                  std::to_string(t.offset) + " lies outside buffer " + std::to_string(t.buffer));
+      throw Error(info_.name + ": " + std::string(op_name(call.op)) + " tensor " + t.shape.str() +
+                  " at offset " + std::to_string(t.offset) + " lies outside buffer " +
+                  std::to_string(t.buffer));
   };
   for (auto& t : call.inputs) check(t);
   for (auto& t : call.outputs) check(t);
-  compute(call);
+  kernels_.run(call, info_.name);
 }
 
 }  // namespace tapml

@@ -1,11 +1,13 @@
 // A base for backends whose buffers live in host memory (ref, cpu): buffer bookkeeping,
-// bounds-checked access, and catalog-based support checks. Subclasses implement compute().
+// bounds-checked access, and support checks that follow from the catalog and the kernel
+// table. Subclasses add their kernels to kernels() in their constructor.
 #pragma once
 #include <cstddef>
 #include <memory>
 #include <unordered_map>
 
 #include "backend/backend.h"
+#include "backend/kernel_table.h"
 
 namespace tapml {
 
@@ -19,9 +21,10 @@ class HostBackend : public Backend {
   void free(BufferId id) override;
   void write(BufferId id, size_t offset, const void* src, size_t bytes) override;
   void read(BufferId id, size_t offset, void* dst, size_t bytes) override;
-  // Catalog shape/dtype check, then supports_op().
+  // validate(call), then a kernel for its op and dtypes.
   Support supports(const OpCall& call) const override;
-  // Checks that every tensor lies inside its buffer, then compute().
+  // Checks that every tensor lies inside its buffer, then runs the kernel. Expects a call
+  // that supports() accepts.
   void run(const OpCall& call) override;
 
   size_t bytes_allocated() const { return allocated_; }
@@ -33,8 +36,7 @@ class HostBackend : public Backend {
   T* data(const DeviceTensor& t) const {
     return reinterpret_cast<T*>(ptr(t));
   }
-  virtual Support supports_op(const OpCall& call) const { return Support::yes(); }
-  virtual void compute(const OpCall& call) = 0;
+  KernelTable& kernels() { return kernels_; }
 
   BackendInfo info_;
 
@@ -45,6 +47,7 @@ class HostBackend : public Backend {
     size_t capacity = 0;  // rounded allocation size
   };
   const Block& block(BufferId id, const char* what) const;
+  KernelTable kernels_;
   std::unordered_map<BufferId, Block> blocks_;
   BufferId next_id_ = 1;
   size_t allocated_ = 0;

@@ -9,7 +9,7 @@ namespace tapml {
 
 namespace {
 
-constexpr size_t kGuardBytes = 256;
+constexpr size_t kGuardBytes = kHostCallGuardBytes;
 constexpr uint8_t kGuardByte = 0xA5;
 // A quiet NaN with a recognizable payload: an output element never written stays NaN.
 constexpr uint32_t kPoison = 0x7FC0DEAD;
@@ -63,12 +63,12 @@ class GuardedBuffer {
 
 }  // namespace
 
-HostCallResult run_host_call(Backend& backend, const std::string& op, const Attrs& attrs,
+HostCallResult run_host_call(Backend& backend, Op op, const Attrs& attrs,
                              const std::vector<Tensor>& inputs, const std::string& site) {
   const OpDef& def = op_def(op);
   std::vector<TensorType> in_types;
   for (const Tensor& t : inputs) in_types.push_back({t.dtype(), t.shape()});
-  std::vector<TensorType> out_types = def.infer(in_types, attrs);
+  std::vector<TensorType> out_types = infer_outputs(op, in_types, attrs);
 
   std::vector<std::unique_ptr<GuardedBuffer>> in_bufs, out_bufs;
   OpCall call{op, attrs, {}, {}, site};
@@ -88,7 +88,8 @@ HostCallResult run_host_call(Backend& backend, const std::string& op, const Attr
   }
 
   Support s = backend.supports(call);
-  TAPML_REQUIRE(s.ok, backend.info().name + " cannot run " + op + ": " + s.reason);
+  TAPML_REQUIRE(s.ok,
+                backend.info().name + " cannot run " + std::string(op_name(op)) + ": " + s.reason);
   backend.run(call);
   backend.sync();
 

@@ -13,6 +13,10 @@
 
 namespace tapml {
 
+// Bytes of guard before and after every tensor run_host_call places; tensors start at this
+// offset in their buffers.
+inline constexpr size_t kHostCallGuardBytes = 256;
+
 struct HostCallResult {
   std::vector<Tensor> outputs;
   // Per output: true when the guard bytes before and after it are untouched.
@@ -22,7 +26,7 @@ struct HostCallResult {
 // Validates the call against the catalog (Error naming the problem) and the backend's
 // supports() (Error with its reason) before running. In-place outputs are returned as the
 // final contents of the input they overwrite.
-HostCallResult run_host_call(Backend& backend, const std::string& op, const Attrs& attrs,
+HostCallResult run_host_call(Backend& backend, Op op, const Attrs& attrs,
                              const std::vector<Tensor>& inputs, const std::string& site = "");
 
 }  // namespace tapml

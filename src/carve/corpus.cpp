@@ -16,10 +16,10 @@
 #include <set>
 #include <sstream>
 
-#include "format/safetensors.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/hash.h"
+#include "format/safetensors.h"
 #include "model/model_file.h"
 
 namespace tapml {
@@ -107,43 +107,33 @@ std::string tensor_desc(DType t, const Shape& s) {
 // it says they must be. Run before storing and after importing, so the corpus only ever
 // holds tests a backend can be asked to run.
 void check_test(const TestCase& t, const std::string& where) {
-  const OpDef* def;
-  try {
-    def = &op_def(t.op);
-  } catch (const Error& e) {
-    throw Error(where + ": " + e.what());
-  }
-  auto fail = [&](const std::string& what) { return Error(where + ": " + t.op + ": " + what); };
-  if (t.inputs.size() != def->inputs.size())
-    throw fail("takes " + std::to_string(def->inputs.size()) + " inputs, the test has " +
-               std::to_string(t.inputs.size()));
-  if (t.outputs.size() != def->outputs.size())
-    throw fail("gives " + std::to_string(def->outputs.size()) + " outputs, the test has " +
-               std::to_string(t.outputs.size()));
+  const OpDef& def = op_def(t.op);
+  auto fail = [&](const std::string& what) {
+    return Error(where + ": " + std::string(def.name) + ": " + what);
+  };
   if (!t.input_weights.empty() && t.input_weights.size() != t.inputs.size())
     throw fail("input_weights has " + std::to_string(t.input_weights.size()) + " entries for " +
                std::to_string(t.inputs.size()) + " inputs");
   if (!t.noise.empty() && t.noise.size() != t.outputs.size())
     throw fail("noise has " + std::to_string(t.noise.size()) + " entries for " +
                std::to_string(t.outputs.size()) + " outputs");
-  std::vector<TensorType> types;
+  std::vector<TensorType> in, out;
   for (size_t i = 0; i < t.inputs.size(); ++i) {
     if (t.inputs[i].empty() && t.inputs[i].nbytes() > 0)
-      throw fail("input " + def->inputs[i] + " has no data");
-    types.push_back({t.inputs[i].dtype(), t.inputs[i].shape()});
-  }
-  std::vector<TensorType> want;
-  try {
-    want = def->infer(types, t.attrs);
-  } catch (const Error& e) {
-    throw Error(where + ": " + e.what());
+      throw fail("input " + (i < def.inputs.size() ? def.inputs[i] : std::to_string(i)) +
+                 " has no data");
+    in.push_back({t.inputs[i].dtype(), t.inputs[i].shape()});
   }
   for (size_t i = 0; i < t.outputs.size(); ++i) {
-    const Tensor& o = t.outputs[i];
-    if (o.empty() && o.nbytes() > 0) throw fail("output " + def->outputs[i] + " has no data");
-    if (i < want.size() && !(want[i] == TensorType{o.dtype(), o.shape()}))
-      throw fail("output " + def->outputs[i] + " is " + tensor_desc(o.dtype(), o.shape()) +
-                 ", the catalog says " + tensor_desc(want[i].dtype, want[i].shape));
+    if (t.outputs[i].empty() && t.outputs[i].nbytes() > 0)
+      throw fail("output " + (i < def.outputs.size() ? def.outputs[i] : std::to_string(i)) +
+                 " has no data");
+    out.push_back({t.outputs[i].dtype(), t.outputs[i].shape()});
+  }
+  try {
+    validate_types(t.op, in, t.attrs, out);
+  } catch (const Error& e) {
+    throw Error(where + ": " + e.what());
   }
 }
 
@@ -535,7 +525,7 @@ int64_t Corpus::add(const TestCase& test) {
         "INSERT INTO tests(op, attrs, site, layer, phase, call_index, prompt_index, signature,"
         " kept_because, noise) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         "storing a test")
-      .bind(1, test.op)
+      .bind(1, std::string(op_name(test.op)))
       .bind(2, json_text(attrs_json(test.attrs)))
       .bind(3, test.site)
       .bind(4, test.layer)
@@ -655,7 +645,11 @@ TestCase Corpus::load(int64_t id) const {
             "loading a test");
     q.bind(1, id);
     if (!q.step()) throw Error(path_ + ": no test with id " + std::to_string(id));
-    t.op = q.text(0);
+    std::optional<Op> op = find_op(q.text(0));
+    if (!op)
+      throw damaged("test " + std::to_string(id) + " has op '" + q.text(0) +
+                    "', which this build does not know");
+    t.op = *op;
     json attrs = json::parse(q.text(1), nullptr, false);
     if (!attrs_from_json(attrs, &t.attrs)) throw damaged("bad attrs " + q.text(1));
     t.site = q.text(2);
@@ -828,7 +822,7 @@ void Corpus::export_test(int64_t id, const std::string& folder) const {
   ordered_json m;
   m["format"] = kExportFormat;
   m["version"] = kExportVersion;
-  m["op"] = t.op;
+  m["op"] = std::string(op_name(t.op));
   m["attrs"] = attrs;
   m["attr_pairs"] = pairs;  // the order, for readers whose JSON objects do not keep it
   m["site"] = t.site;
@@ -847,7 +841,7 @@ void Corpus::export_test(int64_t id, const std::string& folder) const {
   safetensors::write((fs::path(folder) / kTensorsFile).string(), entries,
                      {{"format", kExportFormat},
                       {"version", std::to_string(kExportVersion)},
-                      {"op", t.op},
+                      {"op", std::string(op_name(t.op))},
                       {"site", t.site},
                       {"signature", t.signature()}});
   std::string text = m.dump(2, ' ', false, ordered_json::error_handler_t::replace) + "\n";
@@ -893,13 +887,12 @@ TestCase Corpus::import_test(const std::string& folder) {
   };
 
   TestCase t;
-  t.op = string_of("op");
-  const OpDef* def;
   try {
-    def = &op_def(t.op);
+    t.op = parse_op(string_of("op"));
   } catch (const Error& e) {
     throw fail(e.what());
   }
+  const OpDef* def = &op_def(t.op);
   // The ordered pairs are authoritative; the object is for readers and must agree.
   if (m.contains("attr_pairs")) {
     json pairs = json::parse(m["attr_pairs"].dump());
@@ -950,15 +943,15 @@ TestCase Corpus::import_test(const std::string& folder) {
     if (!list.is_array()) throw fail(std::string("'") + list_key + "' is not an array");
     if (list.size() != names.size())
       throw fail(std::string("'") + list_key + "' lists " + std::to_string(list.size()) +
-                 " tensors; " + t.op + " has " + std::to_string(names.size()));
+                 " tensors; " + std::string(def->name) + " has " + std::to_string(names.size()));
     for (size_t i = 0; i < list.size(); ++i) {
       const ordered_json& e = list[i];
       std::string where = std::string(list_key) + "[" + std::to_string(i) + "]";
       if (!e.is_object() || !e.contains("name") || !e.contains("dtype") || !e.contains("shape"))
         throw fail(where + " needs name, dtype and shape");
       if (e["name"] != names[i])
-        throw fail(where + " is " + e["name"].dump() + "; " + t.op + " calls it '" + names[i] +
-                   "'");
+        throw fail(where + " is " + e["name"].dump() + "; " + std::string(def->name) +
+                   " calls it '" + names[i] + "'");
       std::string tensor_name = prefix + std::to_string(i) + "." + names[i];
       if (e.contains("tensor") && e["tensor"] != tensor_name)
         throw fail(where + " names tensor " + e["tensor"].dump() + ", expected '" + tensor_name +

@@ -60,7 +60,7 @@ void Recorder::after_call(const CallEvent& e, Dispatcher& d) {
   TestCase t = std::move(pending_);
   for (Val v : e.outputs) t.outputs.push_back(d.read(v));
   stats_.calls_seen++;
-  stats_.calls_per_op[t.op]++;
+  stats_.calls_per_op[std::string(op_name(t.op))]++;
 
   auto [it, fresh] = slots_.try_emplace(t.signature());
   Slots& s = it->second;
@@ -100,7 +100,7 @@ void Recorder::store(TestCase& t, const char* why) {
   if (before_store_) before_store_(t);
   t.id = corpus_.add(t);
   stats_.tests_kept++;
-  stats_.tests_per_op[t.op]++;
+  stats_.tests_per_op[std::string(op_name(t.op))]++;
 }
 
 void Recorder::finish() {

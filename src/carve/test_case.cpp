@@ -4,11 +4,11 @@
 
 namespace tapml {
 
-std::string call_signature(const std::string& op, const Attrs& attrs,
-                           const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs) {
+std::string call_signature(Op op, const Attrs& attrs, const std::vector<Tensor>& inputs,
+                           const std::vector<Tensor>& outputs) {
   std::ostringstream s;
   s.precision(17);
-  s << op << "(";
+  s << op_name(op) << "(";
   for (auto& [k, v] : attrs.items()) s << k << "=" << v << ",";
   s << ")";
   for (const Tensor& t : inputs) s << " " << dtype_name(t.dtype()) << t.shape().str();

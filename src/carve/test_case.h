@@ -11,12 +11,12 @@
 namespace tapml {
 
 struct TestCase {
-  int64_t id = 0;        // corpus row id (0 until stored)
-  std::string op;
+  int64_t id = 0;  // corpus row id (0 until stored)
+  Op op = Op::Add;
   Attrs attrs;
-  std::string site;      // "blk.3.attn_q"
+  std::string site;  // "blk.3.attn_q"
   int layer = -1;
-  std::string phase;     // "prefill", "decode_7"
+  std::string phase;  // "prefill", "decode_7"
   int64_t call_index = 0;
   int prompt_index = 0;  // which carve prompt produced it
   std::vector<Tensor> inputs;
@@ -34,7 +34,7 @@ struct TestCase {
   std::string signature() const;
 };
 
-std::string call_signature(const std::string& op, const Attrs& attrs,
-                           const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs);
+std::string call_signature(Op op, const Attrs& attrs, const std::vector<Tensor>& inputs,
+                           const std::vector<Tensor>& outputs);
 
 }  // namespace tapml

@@ -23,45 +23,9 @@ constexpr double kTinyScale = 1e-30;
 // element that still holds them after the call was never written by the kernel.
 constexpr uint32_t kUnwrittenBits = 0x7FC0DEAD;
 
-// The floor constants, c_op in floor = c_op * sqrt(K) * u(dtype), chosen by measurement
-// (docs/oracle.md says how): several times the worst E / (sqrt(K) * 2^-24) that correct f32
-// kernels reached (several summation orders and formulas, the cpu backend; random,
-// realistic and outlier-heavy data). Copies have no floor: they must be bit-exact.
-//
-// A calibrated test carries its data-dependent error in the noise, so its floor only has
-// to cover a noise that is small by chance; an uncalibrated test has nothing else. That
-// matters for two ops whose error K does not describe:
-//   rope       error grows with the position (theta = pos * freq rounded in f32 is off by
-//              about pos * 2^-24 radians). The uncalibrated constant covers correct f32
-//              kernels up to position ~2000.
-//   attention  error grows far slower than sqrt(P * head_dim) (the output is an average),
-//              while a bug's effect shrinks with P; a calibrated floor of 8 would hide
-//              f16-rounded scores at P = 80.
-struct OpPolicy {
-  const char* op;
-  double factor;               // c_op when the test is calibrated
-  double uncalibrated_factor;  // c_op when it is not
-  bool exact;
-};
-constexpr OpPolicy kPolicies[] = {
-    {"embedding", 0, 0, true},   //
-    {"kv_store", 0, 0, true},    //
-    {"add", 4, 4, false},        // correctly rounded, E <= 2^-24: min_tolerance rules
-    {"matmul", 8, 8, false},     // worst measured c 0.85
-    {"rmsnorm", 4, 4, false},    // worst measured c 0.74
-    {"rope", 64, 4096, false},   // worst measured E 89 * 2^-24 at positions <= 64
-    {"swiglu", 16, 16, false},   // worst measured c 2.6 (cpu): min_tolerance rules
-    {"attention", 2, 8, false},  // worst measured c 2.0, 1.3 for cpu on stories260K
-};
-
-const OpPolicy& policy_of(const std::string& op) {
-  for (const OpPolicy& p : kPolicies)
-    if (op == p.op) return p;
-  std::string known;
-  for (const OpPolicy& p : kPolicies) known += std::string(known.empty() ? "" : ", ") + p.op;
-  throw Error("oracle: no tolerance policy for op '" + op + "' (known: " + known +
-              "); add one to src/check/oracle.cpp");
-}
+// The floor constants c_op live in the catalog (OpDef::tolerance, with the reasons beside
+// each op's definition); docs/oracle.md says how they were measured.
+const OpTolerance& policy_of(Op op) { return op_def(op).tolerance; }
 
 double unit_roundoff(DType t) {
   switch (t) {
@@ -170,10 +134,10 @@ std::string value_text(const Tensor& t, int64_t i) {
   return buf;
 }
 
-std::string output_label(const std::string& op, size_t i) {
+std::string output_label(Op op, size_t i) {
   std::string label = "output " + std::to_string(i);
-  for (const OpDef& d : all_ops())
-    if (d.name == op && i < d.outputs.size()) label += " (" + d.outputs[i] + ")";
+  const OpDef& d = op_def(op);
+  if (i < d.outputs.size()) label += " (" + d.outputs[i] + ")";
   return label;
 }
 
@@ -325,23 +289,22 @@ ErrorMetrics measure(const Tensor& expected, const Tensor& actual, double tolera
   return m;
 }
 
-bool TolerancePolicy::exact(const std::string& op, DType dtype) {
+bool TolerancePolicy::exact(Op op, DType dtype) {
   return dtype == DType::I32 || policy_of(op).exact;
 }
 
-double TolerancePolicy::factor(const std::string& op, bool calibrated) {
-  const OpPolicy& p = policy_of(op);
+double TolerancePolicy::factor(Op op, bool calibrated) {
+  const OpTolerance& p = policy_of(op);
   return calibrated ? p.factor : p.uncalibrated_factor;
 }
 
-double TolerancePolicy::floor(const std::string& op, DType dtype, int64_t reduction_length,
-                              bool calibrated) const {
+double TolerancePolicy::floor(Op op, DType dtype, int64_t reduction_length, bool calibrated) const {
   if (exact(op, dtype)) return 0;
   const double k = double(std::max<int64_t>(reduction_length, 1));
   return std::max(min_tolerance, factor(op, calibrated) * std::sqrt(k) * unit_roundoff(dtype));
 }
 
-double TolerancePolicy::tolerance(const std::string& op, DType dtype, int64_t reduction_length,
+double TolerancePolicy::tolerance(Op op, DType dtype, int64_t reduction_length,
                                   double noise) const {
   // A non-finite noise is a broken calibration, not a licence to pass anything.
   const bool calibrated = noise >= 0 && std::isfinite(noise);
@@ -352,9 +315,9 @@ double TolerancePolicy::tolerance(const std::string& op, DType dtype, int64_t re
 
 namespace {
 
-OutputVerdict judge_output(const TolerancePolicy& policy, const std::string& op, int64_t k,
-                           const Tensor& expected, const Tensor& actual, bool guard_intact,
-                           double noise, const std::string& label) {
+OutputVerdict judge_output(const TolerancePolicy& policy, Op op, int64_t k, const Tensor& expected,
+                           const Tensor& actual, bool guard_intact, double noise,
+                           const std::string& label) {
   OutputVerdict v;
   v.noise = noise >= 0 && std::isfinite(noise) ? noise : -1;
   auto fail = [&](CheckKind kind, std::string detail) {
@@ -436,7 +399,7 @@ OutputVerdict judge_output(const TolerancePolicy& policy, const std::string& op,
 
 }  // namespace
 
-Verdict judge(const TolerancePolicy& policy, const std::string& op, int64_t reduction_length,
+Verdict judge(const TolerancePolicy& policy, Op op, int64_t reduction_length,
               std::span<const Tensor> expected, std::span<const Tensor> actual,
               const std::vector<bool>& guards_intact, std::span<const double> noise) {
   TAPML_REQUIRE(guards_intact.empty() || guards_intact.size() == expected.size(),
@@ -445,7 +408,6 @@ Verdict judge(const TolerancePolicy& policy, const std::string& op, int64_t redu
   TAPML_REQUIRE(noise.empty() || noise.size() == expected.size(),
                 "judge: " + std::to_string(noise.size()) + " noise floors for " +
                     std::to_string(expected.size()) + " outputs");
-  policy_of(op);  // an op without a policy is an Error even when outputs are missing
 
   Verdict verdict;
   const size_t n = std::max(expected.size(), actual.size());

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "ops/op.h"
 
 namespace tapml {
 
@@ -74,24 +75,21 @@ class TolerancePolicy {
   double min_tolerance = 1e-6;
 
   // The tolerance for one output. `noise` < 0 means uncalibrated (floor only).
-  double tolerance(const std::string& op, DType dtype, int64_t reduction_length,
-                   double noise) const;
+  double tolerance(Op op, DType dtype, int64_t reduction_length, double noise) const;
 
   // The part that does not depend on the noise: max(min_tolerance, factor * sqrt(K) * u),
   // with u the unit roundoff of the output dtype (2^-24 for f32); 0 for exact outputs.
   // tolerance() = max(noise_multiple * noise, floor) when calibrated, else the floor.
-  double floor(const std::string& op, DType dtype, int64_t reduction_length,
-               bool calibrated = true) const;
+  double floor(Op op, DType dtype, int64_t reduction_length, bool calibrated = true) const;
   // Outputs that must be bit-exact: copies (embedding, kv_store) and integer outputs.
-  static bool exact(const std::string& op, DType dtype);
-  // The per-op constant c_op of the floor (larger for rope when uncalibrated: its error
-  // grows with the position, which only the noise sees). Error for an op with no policy.
-  static double factor(const std::string& op, bool calibrated = true);
+  static bool exact(Op op, DType dtype);
+  // The per-op constant c_op of the floor, from the catalog (OpDef::tolerance).
+  static double factor(Op op, bool calibrated = true);
 };
 
 // Judges every output. `guards_intact` may be empty (no guard information). `noise` holds
 // one floor per output or is empty. Reduction length and dtype come from the catalog.
-Verdict judge(const TolerancePolicy& policy, const std::string& op, int64_t reduction_length,
+Verdict judge(const TolerancePolicy& policy, Op op, int64_t reduction_length,
               std::span<const Tensor> expected, std::span<const Tensor> actual,
               const std::vector<bool>& guards_intact, std::span<const double> noise);
 

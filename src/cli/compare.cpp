@@ -36,7 +36,7 @@ nlohmann::json report_json(const CompareArgs& a, const std::vector<std::string>&
   int64_t compared = 0, failed = 0, not_comparable = 0, calls = 0, failed_calls = 0;
   for (const SiteLocal& s : cmp.sites()) {
     sites.push_back({{"site", s.site},
-                     {"op", s.op},
+                     {"op", std::string(op_name(s.op))},
                      {"layer", s.layer},
                      {"calls", s.calls},
                      {"failed", s.failed},
@@ -84,8 +84,8 @@ int64_t print_report(const CompareArgs& a, const IsolatedComparator& cmp) {
     compared++;
     failed += s.failed > 0;
     std::printf("%-4s %-24s %-10s %7lld %7lld %10.3g  %s\n", s.failed ? "FAIL" : "ok",
-                s.site.c_str(), s.op.c_str(), (long long)s.compared(), (long long)s.failed,
-                s.worst_ratio, check_label(s).c_str());
+                s.site.c_str(), std::string(op_name(s.op)).c_str(), (long long)s.compared(),
+                (long long)s.failed, s.worst_ratio, check_label(s).c_str());
     if (s.failed)
       std::printf("       worst at %s: %s\n", s.worst_phase.c_str(), s.worst_detail.c_str());
   }
@@ -95,8 +95,9 @@ int64_t print_report(const CompareArgs& a, const IsolatedComparator& cmp) {
                 (long long)not_comparable);
     for (const SiteLocal& s : cmp.sites())
       if (s.unsupported)
-        std::printf("  n/a  %-24s %-10s %lld of %lld calls: %s\n", s.site.c_str(), s.op.c_str(),
-                    (long long)s.unsupported, (long long)s.calls, s.unsupported_reason.c_str());
+        std::printf("  n/a  %-24s %-10s %lld of %lld calls: %s\n", s.site.c_str(),
+                    std::string(op_name(s.op)).c_str(), (long long)s.unsupported,
+                    (long long)s.calls, s.unsupported_reason.c_str());
   } else {
     std::printf("coverage: every call was compared\n");
   }
@@ -139,10 +140,10 @@ void compare(const CompareArgs& a) {
   session.dispatcher().remove_observer(&cmp);
 
   if (!a.json_out.empty())
-    write_file_atomically(a.json_out, report_json(a, prompts, cmp).dump(
-                                          1, ' ', false,
-                                          nlohmann::json::error_handler_t::replace) +
-                                          "\n");
+    write_file_atomically(
+        a.json_out,
+        report_json(a, prompts, cmp).dump(1, ' ', false, nlohmann::json::error_handler_t::replace) +
+            "\n");
   if (print_report(a, cmp) > 0) throw ExitCode(1);
 }
 }  // namespace

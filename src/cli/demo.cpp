@@ -114,7 +114,8 @@ void demo(const DemoArgs& a) {
   std::printf("   verdict: %s after %d end-to-end runs (%.1f s)\n", r.status.c_str(), r.runs,
               r.seconds);
   for (const Culprit& c : r.culprits)
-    std::printf("   culprit %s (%s): %s\n", c.site.c_str(), c.op.c_str(), c.evidence.c_str());
+    std::printf("   culprit %s (%s): %s\n", c.site.c_str(), std::string(op_name(c.op)).c_str(),
+                c.evidence.c_str());
   std::printf("\nHTML report: %s\nJSON report: %s\n", fs::absolute(html_path).string().c_str(),
               fs::absolute(json_path).string().c_str());
   bool pinned = r.status == "fail" && r.culprits.size() == 1 && r.culprits[0].site == a.site;

@@ -58,12 +58,13 @@ void migrate_command(const MigrateArgs& a) {
   } else {
     std::printf("FAIL: %s\n", r.summary.c_str());
     for (const Culprit& c : r.culprits)
-      std::printf("  culprit %s (%s): %s\n", c.site.c_str(), c.op.c_str(), c.evidence.c_str());
+      std::printf("  culprit %s (%s): %s\n", c.site.c_str(), std::string(op_name(c.op)).c_str(),
+                  c.evidence.c_str());
   }
   for (const SiteAttribution& s : r.sites)
     if (!s.info.target_supports)
-      std::printf("  not comparable: %s (%s): %s\n", s.info.site.c_str(), s.info.op.c_str(),
-                  s.info.unsupported_reason.c_str());
+      std::printf("  not comparable: %s (%s): %s\n", s.info.site.c_str(),
+                  std::string(op_name(s.info.op)).c_str(), s.info.unsupported_reason.c_str());
   if (!a.html_out.empty()) std::printf("HTML report: %s\n", a.html_out.c_str());
   if (!a.json_out.empty()) std::printf("JSON report: %s\n", a.json_out.c_str());
   if (r.status != "pass") throw ExitCode{1};

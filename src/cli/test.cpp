@@ -94,8 +94,8 @@ void test(const TestArgs& a) {
     std::printf(
         "FAIL #%lld %s (%s, %s): %s\n  replay: tapml test --corpus '%s' --backend '%s' --id "
         "%lld%s\n",
-        (long long)r.id, r.site.c_str(), r.op.c_str(), r.phase.c_str(), what.c_str(),
-        a.corpus.c_str(), a.backend.c_str(), (long long)r.id,
+        (long long)r.id, r.site.c_str(), std::string(op_name(r.op)).c_str(), r.phase.c_str(),
+        what.c_str(), a.corpus.c_str(), a.backend.c_str(), (long long)r.id,
         a.synthetic ? (" --synthetic --seed " + std::to_string(a.seed)).c_str() : "");
   };
   ReplayRun run = replay_corpus(a.corpus, a.backend, o);

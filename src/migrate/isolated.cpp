@@ -21,12 +21,22 @@ bool bit_identical(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
 }
 
 // The target's own answer to "can you run this?", asked with the call's types only: no
-// bytes are moved for a call that will be refused anyway. A supports() that throws is
-// treated as "yes" so run_host_call gets to report what is wrong.
+// bytes are moved for a call that will be refused anyway. The tensors are laid out as
+// run_host_call will lay them out (each in a buffer of its own, in-place outputs sharing
+// their input's). A supports() that throws is treated as "yes" so run_host_call gets to
+// report what is wrong.
 Support ask_support(const Backend& target, const OpCall& source_call) {
   OpCall probe = source_call;
-  for (DeviceTensor& t : probe.inputs) t.buffer = 0, t.offset = 0;
-  for (DeviceTensor& t : probe.outputs) t.buffer = 0, t.offset = 0;
+  const OpDef& def = op_def(probe.op);
+  BufferId next = 1;
+  for (DeviceTensor& t : probe.inputs) t.buffer = next++, t.offset = kHostCallGuardBytes;
+  for (size_t i = 0; i < probe.outputs.size(); ++i) {
+    int alias = i < def.inplace_of.size() ? def.inplace_of[i] : -1;
+    probe.outputs[i].offset = kHostCallGuardBytes;
+    probe.outputs[i].buffer = alias >= 0 && size_t(alias) < probe.inputs.size()
+                                  ? probe.inputs[size_t(alias)].buffer
+                                  : next++;
+  }
   try {
     return target.supports(probe);
   } catch (const std::exception&) {
@@ -117,7 +127,7 @@ void IsolatedComparator::compare(const CallEvent& e, Dispatcher& d, SiteLocal& s
     // run_host_call words a refusal "NAME cannot run OP: REASON"; a supports() that
     // depends on more than types can refuse here although the probe passed.
     std::string what = ex.what();
-    std::string marker = " cannot run " + call.op + ": ";
+    std::string marker = " cannot run " + std::string(op_name(call.op)) + ": ";
     if (size_t at = what.find(marker); at != std::string::npos)
       return unsupported(what.substr(at + marker.size()));
     calls_compared_++;

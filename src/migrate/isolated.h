@@ -22,7 +22,8 @@ namespace tapml {
 
 // What one site's calls did on the target.
 struct SiteLocal {
-  std::string site, op;
+  std::string site;
+  Op op = Op::Add;
   int layer = -1;
   // calls: seen at the site (compared or not); failed: judged and failed (or the target
   // threw while running it); unsupported: refused by the target's supports().

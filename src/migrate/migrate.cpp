@@ -166,7 +166,7 @@ MigrateReport migrate(const ModelFile& model, const MigrateOptions& o) {
   std::vector<SiteInfo> infos =
       list_sites(model, o.source, o.target, ev.sequences()[0], ev.prompt_lens()[0]);
   std::vector<std::string> supported;
-  std::vector<std::string> kinds;
+  std::vector<Op> kinds;
   for (const SiteInfo& s : infos) {
     if (!s.target_supports) continue;
     supported.push_back(s.site);
@@ -181,7 +181,7 @@ MigrateReport migrate(const ModelFile& model, const MigrateOptions& o) {
   auto op_of = [&](const std::string& site) {
     for (const SiteInfo& s : infos)
       if (s.site == site) return s.op;
-    return std::string();
+    throw Error("internal: migrate: no site '" + site + "'");
   };
 
   // The cumulative steps of kinds / layers; the first failing one is returned.
@@ -216,8 +216,9 @@ MigrateReport migrate(const ModelFile& model, const MigrateOptions& o) {
   bool all_pass = true;
   if (o.strategy == "kinds" || o.strategy == "auto") {
     std::vector<std::pair<std::string, std::vector<std::string>>> groups;
-    for (const std::string& k : kinds)
-      groups.push_back({"kinds: " + k, sites_where([&](const SiteInfo& s) { return s.op == k; })});
+    for (Op k : kinds)
+      groups.push_back({"kinds: " + std::string(op_name(k)),
+                        sites_where([&](const SiteInfo& s) { return s.op == k; })});
     all_pass = walk(groups, &base, &failing);
   } else if (o.strategy == "layers") {
     // Layers in model order: what runs before the blocks, each block, what runs after.
@@ -344,17 +345,18 @@ MigrateReport migrate(const ModelFile& model, const MigrateOptions& o) {
         r.culprit_ops.push_back(op_of(site));
     }
     // A fault that hits every instance of an op: say so, naming the op.
-    for (const std::string& op : r.culprit_ops) {
+    for (Op op : r.culprit_ops) {
+      const std::string name(op_name(op));
       std::vector<std::string> all = sites_where([&](const SiteInfo& s) { return s.op == op; });
       size_t failing_alone = 0;
       for (const std::string& s : all)
         if (const SiteAttribution* a = attribution(s); a && a->failed > 0) ++failing_alone;
       std::string scope = failing_alone == all.size() && all.size() > 1
-                              ? "every " + op + " site fails in isolation"
+                              ? "every " + name + " site fails in isolation"
                               : std::to_string(failing_alone) + " of " +
-                                    std::to_string(all.size()) + " " + op +
+                                    std::to_string(all.size()) + " " + name +
                                     " sites fail in isolation";
-      r.summary += (r.summary.empty() ? "" : "; ") + op + " at " + join(named) +
+      r.summary += (r.summary.empty() ? "" : "; ") + name + " at " + join(named) +
                    " breaks the output (" + scope + ")";
     }
   }

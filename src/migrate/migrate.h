@@ -51,7 +51,9 @@ struct SiteAttribution {
 };
 
 struct Culprit {
-  std::string site, op, evidence;
+  std::string site;
+  Op op = Op::Add;
+  std::string evidence;
 };
 
 struct MigrateReport {
@@ -65,7 +67,7 @@ struct MigrateReport {
   std::vector<SiteAttribution> sites;
   std::string status = "pass";  // pass | fail
   std::vector<Culprit> culprits;
-  std::vector<std::string> culprit_ops;
+  std::vector<Op> culprit_ops;
   std::string summary;
   int runs = 0;  // end-to-end runs made (the source's excluded)
   double seconds = 0;

@@ -13,7 +13,8 @@
 namespace tapml {
 
 struct SiteInfo {
-  std::string site, op;
+  std::string site;
+  Op op = Op::Add;
   int layer = -1;
   bool target_supports = true;
   std::string unsupported_reason;

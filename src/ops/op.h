@@ -1,32 +1,15 @@
-// The operator catalog: what each op means, what it takes and gives, and which outputs are
-// written in place. Backends compute ops; this file is the one place that says what they
-// must compute. Shapes are outermost first; "T" is the number of token rows in a call.
+// The operator catalog: what each op means, what it takes and gives, which outputs are written
+// in place, how exactly a backend must reproduce it, and sample calls that exercise it. Backends
+// compute ops; the catalog is the one place that says what they must compute. Each op is
+// defined in its own file (ops/<name>.cpp), whose header comment states its meaning.
 //
-//   embedding   (table [V, D] f32|f16|bf16, ids [T] i32)            -> out [T, D] f32
-//               out[t] = table[ids[t]]; an id outside [0, V) is an error.
-//   rmsnorm     (x [T, D] f32, weight [D] f32|f16|bf16)  attrs eps   -> out [T, D] f32
-//               out[t] = x[t] / sqrt(mean(x[t]^2) + eps) * weight
-//   matmul      (x [T, K] f32, w [N, K] f32|f16|bf16)               -> out [T, N] f32
-//               out[t][n] = sum_k x[t][k] * w[n][k]
-//   rope        (x [T, H*hd] f32, pos [T] i32)
-//               attrs n_heads, head_dim, rope_dim, base, pairing     -> out [T, H*hd] f32
-//               Per head, rotate pairs of the first rope_dim dimensions by the angle
-//               pos * base^(-2i/rope_dim), i = pair index. pairing 0 (adjacent): pairs
-//               (2i, 2i+1). pairing 1 (neox): pairs (i, i + rope_dim/2). Others copied.
-//   kv_store    (k_cache [S, C] f32, v_cache [S, C] f32, k [T, C] f32, v [T, C] f32,
-//                pos [1] i32)                                         -> k_cache, v_cache
-//               IN PLACE: rows pos..pos+T-1 of each cache receive k / v. pos+T <= S.
-//   attention   (q [T, H*hd] f32, k [P, KV*hd] f32, v [P, KV*hd] f32)
-//               attrs n_heads, n_kv_heads, head_dim, scale            -> out [T, H*hd] f32
-//               k/v are the used prefix of the cache: the T query rows sit at absolute
-//               positions P-T .. P-1, and row t attends to keys 0 .. P-T+t (causal).
-//               Query head h reads KV head h / (H / KV) (grouped-query attention).
-//               out = softmax(q k^T * scale) v per head.
-//   swiglu      (gate [T, F] f32, up [T, F] f32)                      -> out [T, F] f32
-//               out = gate * sigmoid(gate) * up
-//   add         (a [T, D] f32, b [T, D] f32)                          -> out [T, D] f32
+// Inside the engine an op is an `Op` enumerator; its name appears only at the edges (the
+// command line, files, the wire), through op_name() and parse_op().
 #pragma once
 #include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <random>
 #include <span>
 #include <string>
 #include <string_view>
@@ -35,8 +18,28 @@
 
 #include "core/dtype.h"
 #include "core/shape.h"
+#include "core/tensor.h"
 
 namespace tapml {
+
+enum class Op : uint8_t {
+#define TAPML_OP(id, name) id,
+#include "ops/op_list.h"
+#undef TAPML_OP
+};
+
+inline constexpr size_t kOpCount = 0
+#define TAPML_OP(id, name) +1
+#include "ops/op_list.h"
+#undef TAPML_OP
+    ;
+
+std::string_view op_name(Op op);
+// The op of that name, if the catalog has one.
+std::optional<Op> find_op(std::string_view name);
+// The same, throwing Error("unknown op 'x' (known: ...)").
+Op parse_op(std::string_view name);
+std::ostream& operator<<(std::ostream& os, Op op);  // the name
 
 // Named numeric attributes of a call, in a fixed order per op.
 class Attrs {
@@ -60,23 +63,63 @@ struct TensorType {
   Shape shape;
   bool operator==(const TensorType& o) const { return dtype == o.dtype && shape == o.shape; }
 };
+std::string describe(const TensorType& t);  // "f32 [3, 64]"
+
+// How closely a backend must reproduce the source (check/oracle.h applies it): the
+// tolerance floor is c * sqrt(K) * unit roundoff, K the reduction length. `factor` is c for
+// a test whose noise floor was measured, `uncalibrated_factor` for one without; `exact` ops
+// are copies and must be bit-exact. docs/oracle.md gives the measurements behind each.
+struct OpTolerance {
+  double factor = 0;
+  double uncalibrated_factor = 0;
+  bool exact = false;
+};
+
+// One sample call for the conformance suite: inputs of given dtypes chosen to reach the
+// cases kernels get wrong (tails that are not a multiple of a vector width, long reductions,
+// large magnitudes, the edges of the f16 range, long attention prefixes).
+struct OpExample {
+  std::string label;  // what it exercises: "K=4099 tail", "P=1500 prefix", ...
+  Attrs attrs;
+  std::vector<Tensor> inputs;
+};
 
 struct OpDef {
-  std::string name;
+  Op op;
+  std::string_view name;
   std::vector<std::string> inputs;
   std::vector<std::string> outputs;
   std::vector<std::string> attrs;
+  // Per input: the dtypes it may have. Every combination is a kernel variant a backend may
+  // offer; the conformance suite tries each one.
+  std::vector<std::vector<DType>> input_dtypes;
   // For each output: the index of the input it overwrites, or -1 for a fresh tensor.
   std::vector<int> inplace_of;
-  // Checks inputs and attributes; returns the output types or throws Error naming the
-  // problem ("matmul: x [3, 64] and w [48, 32] disagree on K").
+  // Checks shapes and attribute values (count, dtypes and attribute names are checked before
+  // it is called); returns the output types or throws Error naming the problem ("matmul: x
+  // [3, 64] and w [48, 32] disagree on K").
   std::vector<TensorType> (*infer)(std::span<const TensorType> inputs, const Attrs& attrs);
   // The length of the reductions one output element depends on (for tolerance scaling).
   int64_t (*reduction_length)(std::span<const TensorType> inputs, const Attrs& attrs);
+  OpTolerance tolerance;
+  // Sample calls for one dtype combination (`dtypes` has one entry per input).
+  std::vector<OpExample> (*examples)(std::span<const DType> dtypes, std::mt19937_64& rng);
 };
 
-// Throws Error listing the known ops for an unknown name.
-const OpDef& op_def(std::string_view name);
-const std::vector<OpDef>& all_ops();
+const OpDef& op_def(Op op);
+// Every op, in catalog order.
+std::span<const OpDef> all_ops();
+
+// The catalog's check of a call's inputs and attributes: the input count, every dtype, no
+// attribute the op does not take, then the op's own rules. Returns the output types; throws
+// Error("OP: what is wrong").
+std::vector<TensorType> infer_outputs(Op op, std::span<const TensorType> inputs,
+                                      const Attrs& attrs);
+// The same, and the outputs are exactly the ones the op gives.
+void validate_types(Op op, std::span<const TensorType> inputs, const Attrs& attrs,
+                    std::span<const TensorType> outputs);
+
+// Every dtype combination of an op's inputs (the cartesian product of input_dtypes).
+std::vector<std::vector<DType>> dtype_combinations(const OpDef& def);
 
 }  // namespace tapml

@@ -57,7 +57,7 @@ TestCase synthesize(const TestCase& carved, uint64_t seed, Backend& source, Back
     if (src.dtype() == DType::I32) {
       // Token ids index the table (input 0 of embedding); positions keep their real values,
       // which the op's contract constrains (cache rows, causal offsets).
-      if (carved.op == "embedding" && i == 1) {
+      if (carved.op == Op::Embedding && i == 1) {
         Tensor ids(DType::I32, src.shape());
         std::uniform_int_distribution<int32_t> id(0, int32_t(carved.inputs[0].shape()[0]) - 1);
         for (int64_t j = 0; j < ids.numel(); ++j) ids.mutable_data<int32_t>()[j] = id(rng);

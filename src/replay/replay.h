@@ -15,7 +15,8 @@ namespace tapml {
 
 struct TestResult {
   int64_t id = 0;
-  std::string op, site, phase;
+  Op op = Op::Add;
+  std::string site, phase;
   bool pass = false;
   Verdict verdict;
   std::string error;  // set when the backend refused or failed the call (then pass = false)

@@ -27,10 +27,11 @@ nlohmann::json to_json(const MigrateReport& r) {
   nlohmann::json sites = nlohmann::json::array(), unsupported = nlohmann::json::array();
   for (const SiteAttribution& a : r.sites) {
     if (!a.info.target_supports)
-      unsupported.push_back(
-          {{"site", a.info.site}, {"op", a.info.op}, {"reason", a.info.unsupported_reason}});
+      unsupported.push_back({{"site", a.info.site},
+                             {"op", std::string(op_name(a.info.op))},
+                             {"reason", a.info.unsupported_reason}});
     nlohmann::json site{{"site", a.info.site},
-                        {"op", a.info.op},
+                        {"op", std::string(op_name(a.info.op))},
                         {"layer", a.info.layer},
                         {"supported", a.info.target_supports}};
     if (a.compared)
@@ -47,9 +48,11 @@ nlohmann::json to_json(const MigrateReport& r) {
     }
     sites.push_back(site);
   }
-  nlohmann::json culprits = nlohmann::json::array();
+  nlohmann::json culprits = nlohmann::json::array(), culprit_ops = nlohmann::json::array();
   for (const Culprit& c : r.culprits)
-    culprits.push_back({{"site", c.site}, {"op", c.op}, {"evidence", c.evidence}});
+    culprits.push_back(
+        {{"site", c.site}, {"op", std::string(op_name(c.op))}, {"evidence", c.evidence}});
+  for (Op op : r.culprit_ops) culprit_ops.push_back(std::string(op_name(op)));
   return {{"format", "tapml-migrate-report"},
           {"version", kMigrateReportVersion},
           {"model", r.model},
@@ -69,7 +72,7 @@ nlohmann::json to_json(const MigrateReport& r) {
           {"verdict",
            {{"status", r.status},
             {"culprits", culprits},
-            {"culprit_ops", r.culprit_ops},
+            {"culprit_ops", culprit_ops},
             {"summary", r.summary}}},
           {"runs", r.runs},
           {"seconds", r.seconds}};

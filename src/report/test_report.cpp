@@ -11,7 +11,7 @@ namespace tapml {
 std::map<std::string, OpSummary> summarize(const std::vector<TestResult>& results) {
   std::map<std::string, OpSummary> out;
   for (const TestResult& r : results) {
-    OpSummary& s = out[r.op];
+    OpSummary& s = out[std::string(op_name(r.op))];
     s.tests++;
     (r.pass ? s.passed : s.failed)++;
     s.worst_ratio = std::max(s.worst_ratio, r.verdict.worst_ratio);
@@ -23,7 +23,7 @@ nlohmann::json to_json(const ReplayRun& run) {
   nlohmann::json tests = nlohmann::json::array();
   for (const TestResult& r : run.results) {
     nlohmann::json t{{"id", r.id},
-                     {"op", r.op},
+                     {"op", std::string(op_name(r.op))},
                      {"site", r.site},
                      {"phase", r.phase},
                      {"pass", r.pass},
@@ -87,7 +87,7 @@ ReplayRun replay_run_from_json(const nlohmann::json& j, const std::string& from)
     for (const auto& t : j.at("tests")) {
       TestResult r;
       r.id = t.at("id");
-      r.op = t.at("op");
+      r.op = parse_op(t.at("op").get<std::string>());
       r.site = t.at("site");
       r.phase = t.at("phase");
       r.pass = t.at("pass");
@@ -168,7 +168,7 @@ std::string xml_escape(const std::string& s) {
 
 std::string junit_xml(const ReplayRun& run) {
   std::map<std::string, std::vector<const TestResult*>> by_op;
-  for (const TestResult& r : run.results) by_op[r.op].push_back(&r);
+  for (const TestResult& r : run.results) by_op[std::string(op_name(r.op))].push_back(&r);
   std::string x = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"tapml " +
                   xml_escape(run.backend) + "\">\n";
   for (auto& [op, rs] : by_op) {

@@ -44,7 +44,7 @@ class Writer {
     TAPML_REQUIRE(c.attrs.items().size() <= kMaxAttrs && c.inputs.size() <= kMaxTensors &&
                       c.outputs.size() <= kMaxTensors,
                   "rpc: op call exceeds the protocol's limits");
-    str(c.op);
+    str(std::string(op_name(c.op)));
     u32(uint32_t(c.attrs.items().size()));
     for (auto& [k, v] : c.attrs.items()) str(k), f64(v);
     u32(uint32_t(c.inputs.size()));
@@ -118,11 +118,12 @@ class Reader {
     int64_t numel = 1;
     for (auto& d : dims) {
       uint64_t v = u64();
-      TAPML_REQUIRE(v <= uint64_t(kMaxDim), "rpc: tensor dimension " + std::to_string(v) +
-                                                " out of range");
+      TAPML_REQUIRE(v <= uint64_t(kMaxDim),
+                    "rpc: tensor dimension " + std::to_string(v) + " out of range");
       d = int64_t(v);
       // Bounded so that numel * element size can never overflow later.
-      if (d == 0) numel = 0;
+      if (d == 0)
+        numel = 0;
       else if (numel > 0) {
         TAPML_REQUIRE(numel <= kMaxDim / d, "rpc: tensor of more than 2^40 elements");
         numel *= d;
@@ -133,8 +134,11 @@ class Reader {
   }
   OpCall call() {
     OpCall c;
-    c.op = str("op name");
-    TAPML_REQUIRE(!c.op.empty(), "rpc: empty op name");
+    std::string name = str("op name");
+    TAPML_REQUIRE(!name.empty(), "rpc: empty op name");
+    std::optional<Op> op = find_op(name);
+    TAPML_REQUIRE(op.has_value(), "rpc: unknown op '" + name + "'");
+    c.op = *op;
     uint32_t na = count("attributes", kMaxAttrs);
     for (uint32_t i = 0; i < na; ++i) {
       std::string k = str("attribute name");
@@ -180,23 +184,40 @@ bool is_request(MsgType t) { return uint8_t(t) < 0x80; }
 
 std::string msg_name(MsgType t) {
   switch (t) {
-    case MsgType::Hello: return "HELLO";
-    case MsgType::Alloc: return "ALLOC";
-    case MsgType::Free: return "FREE";
-    case MsgType::Write: return "WRITE";
-    case MsgType::Read: return "READ";
-    case MsgType::WriteHashed: return "WRITE_HASHED";
-    case MsgType::CacheHashed: return "CACHE_HASHED";
-    case MsgType::Supports: return "SUPPORTS";
-    case MsgType::Run: return "RUN";
-    case MsgType::Sync: return "SYNC";
-    case MsgType::HelloOk: return "HELLO_OK";
-    case MsgType::Ok: return "OK";
-    case MsgType::Allocated: return "ALLOCATED";
-    case MsgType::Data: return "DATA";
-    case MsgType::HashProbe: return "HASH_PROBE";
-    case MsgType::Support: return "SUPPORT";
-    case MsgType::Error: return "ERROR";
+    case MsgType::Hello:
+      return "HELLO";
+    case MsgType::Alloc:
+      return "ALLOC";
+    case MsgType::Free:
+      return "FREE";
+    case MsgType::Write:
+      return "WRITE";
+    case MsgType::Read:
+      return "READ";
+    case MsgType::WriteHashed:
+      return "WRITE_HASHED";
+    case MsgType::CacheHashed:
+      return "CACHE_HASHED";
+    case MsgType::Supports:
+      return "SUPPORTS";
+    case MsgType::Run:
+      return "RUN";
+    case MsgType::Sync:
+      return "SYNC";
+    case MsgType::HelloOk:
+      return "HELLO_OK";
+    case MsgType::Ok:
+      return "OK";
+    case MsgType::Allocated:
+      return "ALLOCATED";
+    case MsgType::Data:
+      return "DATA";
+    case MsgType::HashProbe:
+      return "HASH_PROBE";
+    case MsgType::Support:
+      return "SUPPORT";
+    case MsgType::Error:
+      return "ERROR";
   }
   return "type " + std::to_string(int(t));
 }
@@ -221,25 +242,48 @@ void encode_into(Writer& w, const Message& m, size_t prefix) {
       for (DType d : h.dtypes) w.u8(uint8_t(d));
       break;
     }
-    case MsgType::Alloc: w.u64(m.size); break;
-    case MsgType::Free: w.u64(m.id); break;
-    case MsgType::Write: w.u64(m.id), w.u64(m.offset), w.bytes(m.data); break;
-    case MsgType::Read: w.u64(m.id), w.u64(m.offset), w.u64(m.size); break;
+    case MsgType::Alloc:
+      w.u64(m.size);
+      break;
+    case MsgType::Free:
+      w.u64(m.id);
+      break;
+    case MsgType::Write:
+      w.u64(m.id), w.u64(m.offset), w.bytes(m.data);
+      break;
+    case MsgType::Read:
+      w.u64(m.id), w.u64(m.offset), w.u64(m.size);
+      break;
     case MsgType::WriteHashed:
-    case MsgType::CacheHashed: w.u64(m.id), w.u64(m.offset), w.u64(m.size), w.str(m.hash); break;
+    case MsgType::CacheHashed:
+      w.u64(m.id), w.u64(m.offset), w.u64(m.size), w.str(m.hash);
+      break;
     case MsgType::Supports:
-    case MsgType::Run: w.call(m.call); break;
+    case MsgType::Run:
+      w.call(m.call);
+      break;
     case MsgType::Sync:
-    case MsgType::Ok: break;
-    case MsgType::Allocated: w.u64(m.id); break;
-    case MsgType::Data: w.bytes(m.data); break;
-    case MsgType::HashProbe: w.u8(m.flag ? 1 : 0); break;
-    case MsgType::Support: w.u8(m.flag ? 1 : 0), w.str(m.text); break;
-    case MsgType::Error: w.str(m.text.size() > kMaxString ? m.text.substr(0, kMaxString) : m.text); break;
+    case MsgType::Ok:
+      break;
+    case MsgType::Allocated:
+      w.u64(m.id);
+      break;
+    case MsgType::Data:
+      w.bytes(m.data);
+      break;
+    case MsgType::HashProbe:
+      w.u8(m.flag ? 1 : 0);
+      break;
+    case MsgType::Support:
+      w.u8(m.flag ? 1 : 0), w.str(m.text);
+      break;
+    case MsgType::Error:
+      w.str(m.text.size() > kMaxString ? m.text.substr(0, kMaxString) : m.text);
+      break;
   }
-  TAPML_REQUIRE(w.out.size() - prefix <= kMaxFrameBytes,
-                "rpc: message of " + std::to_string(w.out.size() - prefix) +
-                    " bytes exceeds the frame limit");
+  TAPML_REQUIRE(w.out.size() - prefix <= kMaxFrameBytes, "rpc: message of " +
+                                                             std::to_string(w.out.size() - prefix) +
+                                                             " bytes exceeds the frame limit");
 }
 }  // namespace
 
@@ -285,8 +329,9 @@ Message decode_message(std::span<const uint8_t> payload) {
       h.max_buffer_bytes = r.u64();
       h.memory_bytes = r.u64();
       h.max_frame_bytes = r.u32();
-      TAPML_REQUIRE(h.max_frame_bytes >= 4096 && h.max_frame_bytes <= kMaxFrameBytes,
-                    "rpc: server frame limit " + std::to_string(h.max_frame_bytes) + " out of range");
+      TAPML_REQUIRE(
+          h.max_frame_bytes >= 4096 && h.max_frame_bytes <= kMaxFrameBytes,
+          "rpc: server frame limit " + std::to_string(h.max_frame_bytes) + " out of range");
       h.capabilities = r.u64();
       uint32_t n = r.count("ops", kMaxListItems);
       for (uint32_t i = 0; i < n; ++i) h.ops.push_back(r.str("op name"));
@@ -294,24 +339,35 @@ Message decode_message(std::span<const uint8_t> payload) {
       for (uint32_t i = 0; i < n; ++i) h.dtypes.push_back(r.dtype());
       break;
     }
-    case MsgType::Alloc: m.size = r.u64(); break;
-    case MsgType::Free: m.id = r.u64(); break;
+    case MsgType::Alloc:
+      m.size = r.u64();
+      break;
+    case MsgType::Free:
+      m.id = r.u64();
+      break;
     case MsgType::Write:
       m.id = r.u64(), m.offset = r.u64();
       m.data = r.rest();
       m.size = m.data.size();
       break;
-    case MsgType::Read: m.id = r.u64(), m.offset = r.u64(), m.size = r.u64(); break;
+    case MsgType::Read:
+      m.id = r.u64(), m.offset = r.u64(), m.size = r.u64();
+      break;
     case MsgType::WriteHashed:
     case MsgType::CacheHashed:
       m.id = r.u64(), m.offset = r.u64(), m.size = r.u64();
       m.hash = r.hash();
       break;
     case MsgType::Supports:
-    case MsgType::Run: m.call = r.call(); break;
+    case MsgType::Run:
+      m.call = r.call();
+      break;
     case MsgType::Sync:
-    case MsgType::Ok: break;
-    case MsgType::Allocated: m.id = r.u64(); break;
+    case MsgType::Ok:
+      break;
+    case MsgType::Allocated:
+      m.id = r.u64();
+      break;
     case MsgType::Data:
       m.data = r.rest();
       m.size = m.data.size();
@@ -329,7 +385,9 @@ Message decode_message(std::span<const uint8_t> payload) {
       m.text = r.str("reason");
       break;
     }
-    case MsgType::Error: m.text = r.str("message"); break;
+    case MsgType::Error:
+      m.text = r.str("message");
+      break;
   }
   r.done();
   return m;

@@ -190,8 +190,7 @@ void Server::handle(Connection& c) {
 
 bool Server::handle_request(Connection& c, const Message& m, Message& reply) {
   if (!c.greeted) {
-    if (m.type != MsgType::Hello)
-      throw Error("rpc: expected HELLO first, got " + msg_name(m.type));
+    if (m.type != MsgType::Hello) throw Error("rpc: expected HELLO first, got " + msg_name(m.type));
     if (m.hello.version != kProtocolVersion)
       throw Error("rpc: protocol version " + std::to_string(m.hello.version) +
                   " not supported (this server speaks " + std::to_string(kProtocolVersion) + ")");
@@ -209,7 +208,7 @@ bool Server::handle_request(Connection& c, const Message& m, Message& reply) {
     h.memory_bytes = opts_.max_memory;
     h.max_frame_bytes = opts_.max_frame_bytes;
     h.capabilities = opts_.cache_bytes > 0 ? kCapHashProbe : 0;
-    for (const OpDef& d : all_ops()) h.ops.push_back(d.name);
+    for (const OpDef& d : all_ops()) h.ops.push_back(std::string(d.name));
     h.dtypes = {DType::F32, DType::F16, DType::BF16, DType::I32};
     return true;
   }
@@ -222,20 +221,22 @@ bool Server::handle_request(Connection& c, const Message& m, Message& reply) {
     return it->second;
   };
   auto check_range = [&](const Connection::Buffer& b, uint64_t id, uint64_t offset, uint64_t size) {
-    TAPML_REQUIRE(in_range(offset, size, b.size),
-                  "bytes " + std::to_string(offset) + "+" + std::to_string(size) +
-                      " lie outside buffer " + std::to_string(id) + " of " + std::to_string(b.size) +
-                      " bytes");
+    TAPML_REQUIRE(in_range(offset, size, b.size), "bytes " + std::to_string(offset) + "+" +
+                                                      std::to_string(size) +
+                                                      " lie outside buffer " + std::to_string(id) +
+                                                      " of " + std::to_string(b.size) + " bytes");
   };
 
   reply.type = MsgType::Ok;
   switch (m.type) {
     case MsgType::Alloc: {
       TAPML_REQUIRE(m.size > 0, "cannot allocate a buffer of 0 bytes");
-      TAPML_REQUIRE(m.size <= opts_.max_memory - c.used,
-                    "allocating " + std::to_string(m.size) + " bytes would pass this connection's "
-                    "memory cap of " + std::to_string(opts_.max_memory) + " bytes (" +
-                    std::to_string(c.used) + " in use)");
+      TAPML_REQUIRE(m.size <= opts_.max_memory - c.used, "allocating " + std::to_string(m.size) +
+                                                             " bytes would pass this connection's "
+                                                             "memory cap of " +
+                                                             std::to_string(opts_.max_memory) +
+                                                             " bytes (" + std::to_string(c.used) +
+                                                             " in use)");
       BufferId bid;
       {
         std::lock_guard lock(backend_mutex_);
@@ -267,8 +268,10 @@ bool Server::handle_request(Connection& c, const Message& m, Message& reply) {
       Connection::Buffer& b = buffer(m.id);
       check_range(b, m.id, m.offset, m.size);
       TAPML_REQUIRE(m.size <= opts_.max_frame_bytes - kChunkHeaderRoom,
-                    "read of " + std::to_string(m.size) + " bytes exceeds the frame limit; read in "
-                    "chunks of at most " + std::to_string(opts_.max_frame_bytes - kChunkHeaderRoom));
+                    "read of " + std::to_string(m.size) +
+                        " bytes exceeds the frame limit; read in "
+                        "chunks of at most " +
+                        std::to_string(opts_.max_frame_bytes - kChunkHeaderRoom));
       reply.type = MsgType::Data;
       reply.data.resize(m.size);
       std::lock_guard lock(backend_mutex_);
@@ -336,7 +339,8 @@ bool Server::handle_request(Connection& c, const Message& m, Message& reply) {
       validate_call(c, m.call, t, true);
       std::lock_guard lock(backend_mutex_);
       Support s = backend_->supports(t);
-      TAPML_REQUIRE(s.ok, m.call.op + ": not supported by " + backend_->info().name + ": " + s.reason);
+      TAPML_REQUIRE(s.ok, std::string(op_name(m.call.op)) + ": not supported by " +
+                              backend_->info().name + ": " + s.reason);
       backend_->run(t);
       return true;
     }
@@ -351,49 +355,27 @@ bool Server::handle_request(Connection& c, const Message& m, Message& reply) {
 }
 
 void Server::validate_call(Connection& c, const OpCall& call, OpCall& t, bool place_buffers) {
-  const OpDef& def = op_def(call.op);
-  TAPML_REQUIRE(call.inputs.size() == def.inputs.size() && call.outputs.size() == def.outputs.size(),
-                call.op + ": takes " + std::to_string(def.inputs.size()) + " inputs and gives " +
-                    std::to_string(def.outputs.size()) + " outputs, the call has " +
-                    std::to_string(call.inputs.size()) + " and " +
-                    std::to_string(call.outputs.size()));
-  for (auto& [k, v] : call.attrs.items())
-    TAPML_REQUIRE(std::find(def.attrs.begin(), def.attrs.end(), k) != def.attrs.end(),
-                  call.op + ": unknown attribute '" + k + "'");
-  std::vector<TensorType> in;
-  for (auto& x : call.inputs) in.push_back(x.type());
-  std::vector<TensorType> out = def.infer(in, call.attrs);
+  validate(call);
   t = call;
+  // A SUPPORTS question may name any buffers (they only say which tensors share bytes); the
+  // wrapped backend answers from types and layout alone.
+  if (!place_buffers) return;
+  const OpDef& def = op_def(call.op);
+  const std::string op(def.name);
   auto place = [&](const DeviceTensor& x, DeviceTensor& y, const std::string& what) {
-    if (!place_buffers) {
-      y.buffer = 0;
-      return;
-    }
     auto it = c.buffers.find(x.buffer);
-    TAPML_REQUIRE(it != c.buffers.end(), call.op + ": " + what + " names buffer " +
+    TAPML_REQUIRE(it != c.buffers.end(), op + ": " + what + " names buffer " +
                                              std::to_string(x.buffer) +
                                              ", which this connection does not hold");
     TAPML_REQUIRE(in_range(x.offset, x.nbytes(), it->second.size),
-                  call.op + ": " + what + " " + x.shape.str() + " at offset " +
+                  op + ": " + what + " " + x.shape.str() + " at offset " +
                       std::to_string(x.offset) + " lies outside its buffer of " +
                       std::to_string(it->second.size) + " bytes");
     y.buffer = it->second.backend_id;
   };
-  for (size_t i = 0; i < call.inputs.size(); ++i)
-    place(call.inputs[i], t.inputs[i], def.inputs[i]);
-  for (size_t i = 0; i < call.outputs.size(); ++i) {
-    const DeviceTensor& o = call.outputs[i];
-    TAPML_REQUIRE(o.type() == out[i], call.op + ": output " + def.outputs[i] + " is " +
-                                          std::string(dtype_name(o.dtype)) + " " + o.shape.str() +
-                                          ", the op gives " + std::string(dtype_name(out[i].dtype)) +
-                                          " " + out[i].shape.str());
-    place(o, t.outputs[i], def.outputs[i]);
-    int k = def.inplace_of[i];
-    if (k >= 0 && place_buffers)
-      TAPML_REQUIRE(o.buffer == call.inputs[k].buffer && o.offset == call.inputs[k].offset,
-                    call.op + ": in-place output " + def.outputs[i] + " must name the bytes of input " +
-                        def.inputs[k]);
-  }
+  for (size_t i = 0; i < call.inputs.size(); ++i) place(call.inputs[i], t.inputs[i], def.inputs[i]);
+  for (size_t i = 0; i < call.outputs.size(); ++i)
+    place(call.outputs[i], t.outputs[i], def.outputs[i]);
 }
 
 }  // namespace tapml::rpc

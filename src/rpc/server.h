@@ -58,8 +58,8 @@ class Server {
   struct Connection;
   void handle(Connection& c);
   bool handle_request(Connection& c, const Message& m, Message& reply);
-  // Checks the call against the catalog; with place_buffers, also that every tensor lies in a
-  // buffer of this connection, and gives the call with the backend's buffer ids.
+  // Checks the call (validate()); with place_buffers, also that every tensor lies in a buffer
+  // of this connection, and gives the call with the backend's buffer ids.
   void validate_call(Connection& c, const OpCall& call, OpCall& translated, bool place_buffers);
   void release(Connection& c);
 

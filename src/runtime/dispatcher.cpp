@@ -190,15 +190,15 @@ DeviceTensor Dispatcher::place(Val v, const std::string& uri) {
   return DeviceTensor{it->second, val.offset, val.type.dtype, val.type.shape};
 }
 
-std::vector<Val> Dispatcher::call(const std::string& site, const std::string& op,
-                                  const Attrs& attrs, const std::vector<Val>& inputs) {
+std::vector<Val> Dispatcher::call(const std::string& site, Op op, const Attrs& attrs,
+                                  const std::vector<Val>& inputs) {
   const std::string& uri = placement_.uri_for(site, op);
   const OpDef& def = op_def(op);
   std::vector<TensorType> in_types;
   for (Val v : inputs) in_types.push_back(type(v));
   std::vector<TensorType> out_types;
   try {
-    out_types = def.infer(in_types, attrs);
+    out_types = infer_outputs(op, in_types, attrs);
   } catch (const Error& e) {
     throw Error(site + ": " + e.what());
   }
@@ -228,7 +228,9 @@ std::vector<Val> Dispatcher::call(const std::string& site, const std::string& op
   }
 
   Support sup = b.supports(c);
-  if (!sup.ok) throw Error(site + ": backend '" + uri + "' cannot run " + op + ": " + sup.reason);
+  if (!sup.ok)
+    throw Error(site + ": backend '" + uri + "' cannot run " + std::string(def.name) + ": " +
+                sup.reason);
 
   CallEvent ev{next_call_++, site, layer_of(site), phase_, uri, &c, inputs, outputs};
   for (CallObserver* o : observers_) o->before_call(ev, *this);

@@ -57,7 +57,7 @@ class Dispatcher final : public Emitter {
   Val weight(const std::string& name) override;
   Val input(const std::string& name, Tensor data) override;
   Val rows(Val v, int64_t row_begin, int64_t rows) override;
-  std::vector<Val> call(const std::string& site, const std::string& op, const Attrs& attrs,
+  std::vector<Val> call(const std::string& site, Op op, const Attrs& attrs,
                         const std::vector<Val>& inputs) override;
   TensorType type(Val v) const override;
 

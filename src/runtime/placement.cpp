@@ -39,10 +39,12 @@ void Placement::add_sites(const std::vector<std::string>& sites, const std::stri
   for (const std::string& s : sites) sites_[s] = uri;
 }
 
-const std::string& Placement::uri_for(const std::string& site, const std::string& op) const {
+const std::string& Placement::uri_for(const std::string& site, Op op) const {
   if (auto it = sites_.find(site); it != sites_.end()) return it->second;
+  const std::string_view name = op_name(op);
   for (const Rule& r : rules_)
-    if (std::regex_search(site, r.re) || std::regex_search(op, r.re)) return r.uri;
+    if (std::regex_search(site, r.re) || std::regex_search(name.begin(), name.end(), r.re))
+      return r.uri;
   return default_;
 }
 

@@ -6,6 +6,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "ops/op.h"
+
 namespace tapml {
 
 class Placement {
@@ -19,7 +21,7 @@ class Placement {
   // migration step can place hundreds of sites without hundreds of regular expressions.
   void add_sites(const std::vector<std::string>& sites, const std::string& uri);
 
-  const std::string& uri_for(const std::string& site, const std::string& op) const;
+  const std::string& uri_for(const std::string& site, Op op) const;
   const std::string& default_uri() const { return default_; }
   // Every URI this placement may use (default first).
   std::vector<std::string> uris() const;

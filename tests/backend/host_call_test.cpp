@@ -15,10 +15,12 @@ namespace {
 class BrokenAdd final : public HostBackend {
  public:
   enum class Bug { None, WritesPastTheEnd, WritesBeforeTheStart, SkipsLastElement };
-  explicit BrokenAdd(Bug bug) : HostBackend({"broken", "broken", "test"}), bug_(bug) {}
+  explicit BrokenAdd(Bug bug) : HostBackend({"broken", "broken", "test"}), bug_(bug) {
+    kernels().add(Op::Add, [this](const OpCall& c) { add(c); });
+  }
 
- protected:
-  void compute(const OpCall& c) override {
+ private:
+  void add(const OpCall& c) {
     const float* a = data<float>(c.inputs[0]);
     const float* b = data<float>(c.inputs[1]);
     float* out = data<float>(c.outputs[0]);
@@ -28,16 +30,16 @@ class BrokenAdd final : public HostBackend {
     if (bug_ == Bug::WritesBeforeTheStart) out[-1] = 1.0f;
   }
 
- private:
   Bug bug_;
 };
 
-const std::vector<Tensor> kAddInputs = {Tensor::from_f32({2, 3}, std::vector<float>{1, 2, 3, 4, 5, 6}),
-                                        Tensor::from_f32({2, 3}, std::vector<float>{1, 1, 1, 1, 1, 1})};
+const std::vector<Tensor> kAddInputs = {
+    Tensor::from_f32({2, 3}, std::vector<float>{1, 2, 3, 4, 5, 6}),
+    Tensor::from_f32({2, 3}, std::vector<float>{1, 1, 1, 1, 1, 1})};
 
 TEST(HostCall, CorrectKernelKeepsGuardsAndFillsEveryElement) {
   BrokenAdd ok(BrokenAdd::Bug::None);
-  HostCallResult r = run_host_call(ok, "add", {}, kAddInputs);
+  HostCallResult r = run_host_call(ok, Op::Add, {}, kAddInputs);
   ASSERT_EQ(r.outputs.size(), 1u);
   EXPECT_TRUE(r.guards_intact[0]);
   EXPECT_EQ(r.outputs[0].to_f32(), (std::vector<float>{2, 3, 4, 5, 6, 7}));
@@ -46,13 +48,13 @@ TEST(HostCall, CorrectKernelKeepsGuardsAndFillsEveryElement) {
 TEST(HostCall, OutOfBoundsWritesBreakTheGuards) {
   for (auto bug : {BrokenAdd::Bug::WritesPastTheEnd, BrokenAdd::Bug::WritesBeforeTheStart}) {
     BrokenAdd broken(bug);
-    EXPECT_FALSE(run_host_call(broken, "add", {}, kAddInputs).guards_intact[0]);
+    EXPECT_FALSE(run_host_call(broken, Op::Add, {}, kAddInputs).guards_intact[0]);
   }
 }
 
 TEST(HostCall, UnwrittenOutputElementsStayNaN) {
   BrokenAdd broken(BrokenAdd::Bug::SkipsLastElement);
-  HostCallResult r = run_host_call(broken, "add", {}, kAddInputs);
+  HostCallResult r = run_host_call(broken, Op::Add, {}, kAddInputs);
   EXPECT_TRUE(r.guards_intact[0]);
   EXPECT_TRUE(std::isnan(r.outputs[0].data<float>()[5]));
   EXPECT_EQ(r.outputs[0].data<float>()[4], 6.0f);
@@ -65,7 +67,7 @@ TEST(HostCall, InPlaceOutputsReturnTheOverwrittenInput) {
                             Tensor::from_f32({1, 2}, std::vector<float>{7, 8}),
                             Tensor::from_f32({1, 2}, std::vector<float>{9, 10}),
                             Tensor::from_i32({1}, std::vector<int32_t>{2})};
-  HostCallResult r = run_host_call(*cpu, "kv_store", {}, in);
+  HostCallResult r = run_host_call(*cpu, Op::KvStore, {}, in);
   ASSERT_EQ(r.outputs.size(), 2u);
   EXPECT_EQ(r.outputs[0].to_f32(), (std::vector<float>{0, 0, 0, 0, 7, 8, 0, 0}));
   EXPECT_EQ(r.outputs[1].to_f32(), (std::vector<float>{0, 0, 0, 0, 9, 10, 0, 0}));
@@ -74,8 +76,17 @@ TEST(HostCall, InPlaceOutputsReturnTheOverwrittenInput) {
 
 TEST(HostCall, BadCallsAreErrors) {
   auto cpu = open_backend("cpu?threads=1");
-  EXPECT_THROW(run_host_call(*cpu, "add", {}, {kAddInputs[0]}), Error);
-  EXPECT_THROW(run_host_call(*cpu, "softmax", {}, kAddInputs), Error);
+  EXPECT_THROW(run_host_call(*cpu, Op::Add, {}, {kAddInputs[0]}), Error);
+  // An op the backend has no kernel for is refused with the reason, before anything runs.
+  BrokenAdd only_add(BrokenAdd::Bug::None);
+  std::vector<Tensor> mm = {Tensor::from_f32({1, 3}, std::vector<float>{1, 2, 3}),
+                            Tensor::from_f32({2, 3}, std::vector<float>{1, 1, 1, 2, 2, 2})};
+  try {
+    run_host_call(only_add, Op::Matmul, {}, mm);
+    ADD_FAILURE() << "a matmul ran on a backend without a matmul kernel";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no kernel for matmul"), std::string::npos) << e.what();
+  }
 }
 
 TEST(RefBackend, F32AccumulationIsCloseButNotTheSame) {
@@ -83,10 +94,11 @@ TEST(RefBackend, F32AccumulationIsCloseButNotTheSame) {
   auto f32 = open_backend("ref?acc=f32");
   const int64_t K = 4096;
   std::vector<float> x(K), w(K);
-  for (int64_t i = 0; i < K; ++i) x[size_t(i)] = std::sin(0.37f * float(i)), w[size_t(i)] = std::cos(0.11f * float(i)) + 0.5f;
+  for (int64_t i = 0; i < K; ++i)
+    x[size_t(i)] = std::sin(0.37f * float(i)), w[size_t(i)] = std::cos(0.11f * float(i)) + 0.5f;
   std::vector<Tensor> in = {Tensor::from_f32({1, K}, x), Tensor::from_f32({1, K}, w)};
-  float a = run_host_call(*ref, "matmul", {}, in).outputs[0].data<float>()[0];
-  float b = run_host_call(*f32, "matmul", {}, in).outputs[0].data<float>()[0];
+  float a = run_host_call(*ref, Op::Matmul, {}, in).outputs[0].data<float>()[0];
+  float b = run_host_call(*f32, Op::Matmul, {}, in).outputs[0].data<float>()[0];
   EXPECT_NE(a, b);
   EXPECT_NEAR(a, b, 1e-3 * std::fabs(a) + 1e-3);
   EXPECT_THROW(open_backend("ref?acc=f16"), Error);

@@ -82,7 +82,7 @@ std::vector<std::vector<float>> run_op(Backend& be, const std::string& op, const
     std::memcpy(t.mutable_bytes(), in.bytes.data(), in.bytes.size());
     tensors.push_back(std::move(t));
   }
-  HostCallResult r = run_host_call(be, op, attrs, tensors, "test");
+  HostCallResult r = run_host_call(be, parse_op(op), attrs, tensors, "test");
   std::vector<std::vector<float>> result;
   for (size_t i = 0; i < r.outputs.size(); ++i) {
     EXPECT_TRUE(r.guards_intact[i]) << op << " wrote outside output " << i;
@@ -398,11 +398,11 @@ TEST(CpuBackend, ThreadsParameter) {
 
 TEST(CpuBackend, SupportsEveryCatalogOp) {
   auto be = make_cpu_backend(BackendUri::parse("cpu?threads=1"));
-  OpCall call{"matmul", {}, {}, {}, ""};
+  OpCall call{Op::Matmul, {}, {}, {}, ""};
   call.inputs = {{1, 0, DType::F32, Shape{2, 8}}, {2, 0, DType::BF16, Shape{3, 8}}};
   call.outputs = {{3, 0, DType::F32, Shape{2, 3}}};
   EXPECT_TRUE(be->supports(call).ok) << be->supports(call).reason;
-  call.op = "softmax_of_doom";
+  call.op = Op::Add;  // the same tensors do not fit add
   EXPECT_FALSE(be->supports(call).ok);
 }
 

@@ -56,7 +56,7 @@ std::vector<std::vector<float>> run_op(Backend& be, const std::string& op, const
     tensors.push_back(in.ints.empty() ? Tensor::from_f32(in.shape, in.values)
                                       : Tensor::from_i32(in.shape, in.ints));
   std::vector<std::vector<float>> result;
-  for (const Tensor& t : run_host_call(be, op, attrs, tensors, site).outputs)
+  for (const Tensor& t : run_host_call(be, parse_op(op), attrs, tensors, site).outputs)
     result.push_back(t.to_f32());
   return result;
 }

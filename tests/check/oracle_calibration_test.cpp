@@ -25,7 +25,8 @@ namespace tapml {
 namespace {
 
 struct Call {
-  std::string op, site, phase;
+  Op op;
+  std::string site, phase;
   Attrs attrs;
   std::vector<Tensor> inputs;
 };
@@ -104,7 +105,7 @@ std::unique_ptr<std::vector<Carved>> OracleOnStories::carved_;
 TEST_F(OracleOnStories, CorrectBackendsPassEveryCall) {
   ASSERT_GT(carved_->size(), 1000u);
   std::unique_ptr<Backend> cpu = open_backend("cpu?threads=2");
-  std::map<std::string, double> worst;
+  std::map<Op, double> worst;
   for (const Carved& t : *carved_) {
     Verdict self = replay(*source_, t);
     ASSERT_TRUE(self.pass) << t.call->site << ": " << self.detail;
@@ -168,18 +169,18 @@ TEST_F(OracleOnStories, ExpOverflowIsCaughtWhereScoresAreLarge) {
   Attrs attrs{{"n_heads", 1}, {"n_kv_heads", 1}, {"head_dim", hd}, {"scale", 0.35}};
   std::vector<Tensor> in{Tensor::from_f32({T, hd}, q), Tensor::from_f32({P, hd}, kv),
                          Tensor::from_f32({P, hd}, kv)};
-  HostCallResult ref = run_host_call(*source_, "attention", attrs, in);
-  HostCallResult bad = run_host_call(*faulty, "attention", attrs, in);
-  Verdict v = judge(TolerancePolicy(), "attention", P * hd, ref.outputs, bad.outputs,
+  HostCallResult ref = run_host_call(*source_, Op::Attention, attrs, in);
+  HostCallResult bad = run_host_call(*faulty, Op::Attention, attrs, in);
+  Verdict v = judge(TolerancePolicy(), Op::Attention, P * hd, ref.outputs, bad.outputs,
                     bad.guards_intact, {});
   EXPECT_EQ(v.failed, CheckKind::NaN) << v.detail;
 
   std::vector<float> gate{1, -3, 95, 0.5f}, up{1, 2, 3, 4};
   std::vector<Tensor> sw{Tensor::from_f32({1, 4}, gate), Tensor::from_f32({1, 4}, up)};
-  HostCallResult sref = run_host_call(*source_, "swiglu", {}, sw);
-  HostCallResult sbad = run_host_call(*faulty, "swiglu", {}, sw);
+  HostCallResult sref = run_host_call(*source_, Op::Swiglu, {}, sw);
+  HostCallResult sbad = run_host_call(*faulty, Op::Swiglu, {}, sw);
   EXPECT_EQ(
-      judge(TolerancePolicy(), "swiglu", 1, sref.outputs, sbad.outputs, sbad.guards_intact, {})
+      judge(TolerancePolicy(), Op::Swiglu, 1, sref.outputs, sbad.outputs, sbad.guards_intact, {})
           .failed,
       CheckKind::NaN);
 }

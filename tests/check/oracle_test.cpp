@@ -25,8 +25,8 @@ constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
 
 Tensor f32(Shape s, std::vector<float> v) { return Tensor::from_f32(std::move(s), v); }
 
-Verdict judge_one(const std::string& op, int64_t k, const Tensor& expected, const Tensor& actual,
-                  double noise = -1, bool guard = true) {
+Verdict judge_one(Op op, int64_t k, const Tensor& expected, const Tensor& actual, double noise = -1,
+                  bool guard = true) {
   TolerancePolicy policy;
   std::vector<Tensor> e{expected}, a{actual};
   std::vector<double> n{noise};
@@ -102,7 +102,7 @@ TEST(Measure, IntegersAndShapeMismatch) {
 // ----------------------------------------------------------------------------- check order
 
 TEST(Judge, NanBeatsALargeError) {
-  Verdict v = judge_one("add", 1, f32({3}, {1, 2, 3}), f32({3}, {100, kNaN, 3}));
+  Verdict v = judge_one(Op::Add, 1, f32({3}, {1, 2, 3}), f32({3}, {100, kNaN, 3}));
   EXPECT_FALSE(v.pass);
   EXPECT_EQ(v.failed, CheckKind::NaN);
   EXPECT_TRUE(contains(v.detail, "output 0 (out): 1 NaN of 3 elements, first at [1]"));
@@ -110,23 +110,23 @@ TEST(Judge, NanBeatsALargeError) {
 }
 
 TEST(Judge, GuardBeatsNan) {
-  Verdict v = judge_one("add", 1, f32({2}, {1, 2}), f32({2}, {kNaN, 2}), -1, false);
+  Verdict v = judge_one(Op::Add, 1, f32({2}, {1, 2}), f32({2}, {kNaN, 2}), -1, false);
   EXPECT_EQ(v.failed, CheckKind::Guard);
   EXPECT_TRUE(contains(v.detail, "output 0 (out): bytes outside the tensor were written"));
 }
 
 TEST(Judge, DtypeAndShapeBeatEverything) {
-  Verdict shape = judge_one("add", 1, f32({2}, {1, 2}), f32({1, 2}, {kNaN, 2}), -1, false);
+  Verdict shape = judge_one(Op::Add, 1, f32({2}, {1, 2}), f32({1, 2}, {kNaN, 2}), -1, false);
   EXPECT_EQ(shape.failed, CheckKind::Shape);
   EXPECT_TRUE(contains(shape.detail, "shape [1, 2], expected [2]"));
   Tensor i32 = Tensor::from_i32({1, 2}, std::vector<int32_t>{1, 2});
-  Verdict dtype = judge_one("add", 1, f32({2}, {1, 2}), i32, -1, false);
+  Verdict dtype = judge_one(Op::Add, 1, f32({2}, {1, 2}), i32, -1, false);
   EXPECT_EQ(dtype.failed, CheckKind::Dtype);
   EXPECT_TRUE(contains(dtype.detail, "dtype i32, expected f32"));
 }
 
 TEST(Judge, InfIsReportedWithItsSign) {
-  Verdict v = judge_one("add", 1, f32({4}, {1, 2, 3, 4}), f32({4}, {1, -kInf, kInf, -kInf}));
+  Verdict v = judge_one(Op::Add, 1, f32({4}, {1, 2, 3, 4}), f32({4}, {1, -kInf, kInf, -kInf}));
   EXPECT_EQ(v.failed, CheckKind::Inf);
   EXPECT_TRUE(contains(v.detail, "1 +Inf and 2 -Inf of 4 elements, first at [1]"));
 }
@@ -135,21 +135,21 @@ TEST(Judge, NeverWrittenElementsAreNamed) {
   Tensor poisoned = f32({2}, {1, 0});
   const uint32_t poison = 0x7FC0DEAD;
   std::memcpy(poisoned.mutable_bytes() + 4, &poison, 4);
-  Verdict v = judge_one("add", 1, f32({2}, {1, 2}), poisoned);
+  Verdict v = judge_one(Op::Add, 1, f32({2}, {1, 2}), poisoned);
   EXPECT_EQ(v.failed, CheckKind::NaN);
   EXPECT_TRUE(contains(v.detail, "never written"));
 }
 
 TEST(Judge, SourceSpecialsMustMatchExactly) {
   Tensor e = f32({3}, {kNaN, kInf, 1});
-  EXPECT_TRUE(judge_one("add", 1, e, f32({3}, {kNaN, kInf, 1})).pass);
-  EXPECT_EQ(judge_one("add", 1, e, f32({3}, {0, kInf, 1})).failed, CheckKind::NaN);
-  EXPECT_EQ(judge_one("add", 1, e, f32({3}, {kNaN, 5, 1})).failed, CheckKind::Inf);
+  EXPECT_TRUE(judge_one(Op::Add, 1, e, f32({3}, {kNaN, kInf, 1})).pass);
+  EXPECT_EQ(judge_one(Op::Add, 1, e, f32({3}, {0, kInf, 1})).failed, CheckKind::NaN);
+  EXPECT_EQ(judge_one(Op::Add, 1, e, f32({3}, {kNaN, 5, 1})).failed, CheckKind::Inf);
 }
 
 TEST(Judge, NumericDetailSaysHowFarFromToleranceAndNoise) {
   Tensor e = f32({2, 2}, {1, 2, 3, 4});
-  Verdict v = judge_one("add", 1, e, f32({2, 2}, {1, 2, 3.01f, 4}), 1e-8);
+  Verdict v = judge_one(Op::Add, 1, e, f32({2, 2}, {1, 2, 3.01f, 4}), 1e-8);
   EXPECT_EQ(v.failed, CheckKind::Numeric);
   const OutputVerdict& o = v.outputs[0];
   EXPECT_NEAR(o.metrics.error, 0.0025, 1e-6);
@@ -164,7 +164,7 @@ TEST(Judge, NumericDetailSaysHowFarFromToleranceAndNoise) {
 TEST(Judge, PassRecordsHowCloseItCame) {
   Tensor e = f32({2}, {1, 2});
   Tensor a = f32({2}, {1, std::nextafter(2.0f, 3.0f)});
-  Verdict v = judge_one("matmul", 64, e, a, 1e-7);
+  Verdict v = judge_one(Op::Matmul, 64, e, a, 1e-7);
   EXPECT_TRUE(v.pass);
   EXPECT_EQ(v.failed, CheckKind::Pass);
   EXPECT_GT(v.worst_ratio, 0);
@@ -176,30 +176,30 @@ TEST(Judge, PassRecordsHowCloseItCame) {
 
 TEST(Judge, IntegerOutputsCompareExactly) {
   TolerancePolicy policy;
-  EXPECT_EQ(policy.tolerance("matmul", DType::I32, 64, 1e-3), 0);
+  EXPECT_EQ(policy.tolerance(Op::Matmul, DType::I32, 64, 1e-3), 0);
   Tensor e = Tensor::from_i32({3}, std::vector<int32_t>{7, 8, 9});
-  Verdict same = judge_one("matmul", 64, e, e, 1e-3);
+  Verdict same = judge_one(Op::Matmul, 64, e, e, 1e-3);
   EXPECT_TRUE(same.pass);
   EXPECT_EQ(same.worst_ratio, 0);
-  Verdict v = judge_one("matmul", 64, e, Tensor::from_i32({3}, std::vector<int32_t>{7, 8, 10}));
+  Verdict v = judge_one(Op::Matmul, 64, e, Tensor::from_i32({3}, std::vector<int32_t>{7, 8, 10}));
   EXPECT_EQ(v.failed, CheckKind::Exact);
   EXPECT_TRUE(contains(v.detail, "1 of 3 elements differ, first at [2]: expected 9"));
 }
 
 TEST(Judge, CopiesMustBeBitExact) {
   TolerancePolicy policy;
-  EXPECT_EQ(policy.tolerance("kv_store", DType::F32, 1, 1e-3), 0);
-  EXPECT_EQ(policy.tolerance("embedding", DType::F32, 1, -1), 0);
+  EXPECT_EQ(policy.tolerance(Op::KvStore, DType::F32, 1, 1e-3), 0);
+  EXPECT_EQ(policy.tolerance(Op::Embedding, DType::F32, 1, -1), 0);
   Tensor e = f32({2, 2}, {0.5f, 0, 1, 2});
-  EXPECT_TRUE(judge_one("embedding", 1, e, e).pass);
+  EXPECT_TRUE(judge_one(Op::Embedding, 1, e, e).pass);
   // One ulp, or the sign of a zero, is a failed copy.
   Tensor ulp = f32({2, 2}, {std::nextafter(0.5f, 1.0f), 0, 1, 2});
-  Verdict v = judge_one("embedding", 1, e, ulp);
+  Verdict v = judge_one(Op::Embedding, 1, e, ulp);
   EXPECT_EQ(v.failed, CheckKind::Exact);
   EXPECT_TRUE(contains(v.detail,
                        "not bit-exact (a copy must be): 1 of 4 elements differ, "
                        "first at [0, 0]: expected 0.5 (0x3f000000), got 0.50000006 (0x3f000001)"));
-  EXPECT_EQ(judge_one("embedding", 1, e, f32({2, 2}, {0.5f, -0.0f, 1, 2})).failed,
+  EXPECT_EQ(judge_one(Op::Embedding, 1, e, f32({2, 2}, {0.5f, -0.0f, 1, 2})).failed,
             CheckKind::Exact);
 }
 
@@ -213,7 +213,7 @@ TEST(Judge, KvCacheStoredOneRowOffIsPinnedDown) {
   std::vector<Tensor> e{f32({6, 4}, good), f32({6, 4}, good)};
   std::vector<Tensor> a{f32({6, 4}, good), f32({6, 4}, bad)};
   TolerancePolicy policy;
-  Verdict v = judge(policy, "kv_store", 1, e, a, {true, true}, std::vector<double>{0, 0});
+  Verdict v = judge(policy, Op::KvStore, 1, e, a, {true, true}, std::vector<double>{0, 0});
   EXPECT_FALSE(v.pass);
   EXPECT_EQ(v.outputs[0].failed, CheckKind::Pass);
   EXPECT_EQ(v.failed, CheckKind::Exact);
@@ -226,7 +226,7 @@ TEST(Judge, KvCacheStoredOneRowOffIsPinnedDown) {
   std::vector<float> early = before;
   std::copy(k.begin(), k.end(), early.begin() + 1 * 4);
   std::vector<Tensor> b{f32({6, 4}, early), f32({6, 4}, good)};
-  Verdict w = judge(policy, "kv_store", 1, e, b, {true, true}, std::vector<double>{0, 0});
+  Verdict w = judge(policy, Op::KvStore, 1, e, b, {true, true}, std::vector<double>{0, 0});
   EXPECT_TRUE(contains(w.detail, "output 0 (k_cache)"));
   EXPECT_TRUE(contains(w.detail, "rows 1..3); row 1 holds expected row 2")) << w.detail;
 }
@@ -237,43 +237,44 @@ TEST(Tolerance, GrowsWithReductionLengthAndNoise) {
   TolerancePolicy p;
   double last = 0;
   for (int64_t k : {1, 64, 172, 1024, 4096, 11008, 1 << 20}) {
-    double t = p.tolerance("matmul", DType::F32, k, -1);
+    double t = p.tolerance(Op::Matmul, DType::F32, k, -1);
     EXPECT_GE(t, last) << k;
     last = t;
   }
-  EXPECT_NEAR(p.tolerance("matmul", DType::F32, 1 << 20, -1),
-              TolerancePolicy::factor("matmul") * 1024 * std::ldexp(1.0, -24), 1e-15);
+  EXPECT_NEAR(p.tolerance(Op::Matmul, DType::F32, 1 << 20, -1),
+              TolerancePolicy::factor(Op::Matmul) * 1024 * std::ldexp(1.0, -24), 1e-15);
   // The noise term wins once noise_multiple * noise exceeds the floor, and grows with it.
-  const double floor = p.floor("matmul", DType::F32, 4096);
-  EXPECT_EQ(p.tolerance("matmul", DType::F32, 4096, 0), floor);
-  EXPECT_EQ(p.tolerance("matmul", DType::F32, 4096, floor / 100), floor);
-  EXPECT_DOUBLE_EQ(p.tolerance("matmul", DType::F32, 4096, floor), p.noise_multiple * floor);
-  EXPECT_LT(p.tolerance("matmul", DType::F32, 4096, floor),
-            p.tolerance("matmul", DType::F32, 4096, 2 * floor));
+  const double floor = p.floor(Op::Matmul, DType::F32, 4096);
+  EXPECT_EQ(p.tolerance(Op::Matmul, DType::F32, 4096, 0), floor);
+  EXPECT_EQ(p.tolerance(Op::Matmul, DType::F32, 4096, floor / 100), floor);
+  EXPECT_DOUBLE_EQ(p.tolerance(Op::Matmul, DType::F32, 4096, floor), p.noise_multiple * floor);
+  EXPECT_LT(p.tolerance(Op::Matmul, DType::F32, 4096, floor),
+            p.tolerance(Op::Matmul, DType::F32, 4096, 2 * floor));
   // A broken calibration does not loosen anything.
-  EXPECT_EQ(p.tolerance("matmul", DType::F32, 4096, std::numeric_limits<double>::infinity()),
+  EXPECT_EQ(p.tolerance(Op::Matmul, DType::F32, 4096, std::numeric_limits<double>::infinity()),
             floor);
   // Half-precision outputs would scale with their own unit roundoff.
-  EXPECT_GT(p.tolerance("matmul", DType::F16, 64, -1),
-            1000 * p.tolerance("matmul", DType::F32, 64, -1));
+  EXPECT_GT(p.tolerance(Op::Matmul, DType::F16, 64, -1),
+            1000 * p.tolerance(Op::Matmul, DType::F32, 64, -1));
 }
 
-TEST(Tolerance, EveryCatalogOpHasAPolicyAndArithmeticIsNeverExact) {
+TEST(Tolerance, OnlyCopiesAreExactAndArithmeticHasAFloor) {
   TolerancePolicy p;
   for (const OpDef& d : all_ops()) {
-    double t = p.tolerance(d.name, DType::F32, 1, 0);  // a noise floor of 0 is common
-    if (d.name == "embedding" || d.name == "kv_store")
+    double t = p.tolerance(d.op, DType::F32, 1, 0);  // a noise floor of 0 is common
+    if (d.op == Op::Embedding || d.op == Op::KvStore) {
       EXPECT_EQ(t, 0) << d.name;
-    else
+    } else {
       EXPECT_GE(t, p.min_tolerance) << d.name;
+      EXPECT_GT(d.tolerance.factor, 0) << d.name;
+      EXPECT_GE(d.tolerance.uncalibrated_factor, d.tolerance.factor) << d.name;
+    }
   }
-  EXPECT_TRUE(contains(error_of([] { TolerancePolicy().tolerance("softmax", DType::F32, 1, 0); }),
-                       "no tolerance policy for op 'softmax'"));
 }
 
 TEST(Tolerance, RopeUncalibratedCoversLargePositions) {
   TolerancePolicy p;
-  EXPECT_GT(p.tolerance("rope", DType::F32, 1, -1), 30 * p.tolerance("rope", DType::F32, 1, 0));
+  EXPECT_GT(p.tolerance(Op::Rope, DType::F32, 1, -1), 30 * p.tolerance(Op::Rope, DType::F32, 1, 0));
 }
 
 TEST(Judge, WorstRatioSpansOutputsAndSizesAreChecked) {
@@ -281,20 +282,20 @@ TEST(Judge, WorstRatioSpansOutputsAndSizesAreChecked) {
   Tensor e = f32({2}, {1, 2});
   Tensor off = f32({2}, {1, 2.000001f});  // ~half the min tolerance
   std::vector<Tensor> es{e, e}, as{e, off};
-  Verdict v = judge(policy, "kv_store", 1, es, as, {}, {});
+  Verdict v = judge(policy, Op::KvStore, 1, es, as, {}, {});
   EXPECT_FALSE(v.pass);
   EXPECT_TRUE(std::isinf(v.worst_ratio));
   EXPECT_EQ(v.outputs.size(), 2u);
   std::vector<Tensor> one{e};
-  Verdict missing = judge(policy, "kv_store", 1, es, one, {}, {});
+  Verdict missing = judge(policy, Op::KvStore, 1, es, one, {}, {});
   EXPECT_EQ(missing.failed, CheckKind::Shape);
   EXPECT_TRUE(contains(missing.detail, "output 1 (v_cache): missing"));
   EXPECT_TRUE(contains(error_of([&] {
-                         judge(policy, "add", 1, one, one, {true, true}, {});
+                         judge(policy, Op::Add, 1, one, one, {true, true}, {});
                        }),
                        "2 guard flags for 1 outputs"));
   std::vector<double> noise{1, 2};
-  EXPECT_TRUE(contains(error_of([&] { judge(policy, "add", 1, one, one, {}, noise); }),
+  EXPECT_TRUE(contains(error_of([&] { judge(policy, Op::Add, 1, one, one, {}, noise); }),
                        "2 noise floors for 1 outputs"));
 }
 
@@ -383,14 +384,14 @@ TEST(Simulation, MatmulOrderPassesDroppedTailFails) {
     Tensor ref = matmul(x, w, T, K, N, std::nullopt);
     double noise = noise_of(ref, matmul(x, w, T, K, N, Order::Sequential));
     for (Order o : {Order::Interleaved8, Order::Pairwise}) {
-      Verdict v = judge_one("matmul", K, ref, matmul(x, w, T, K, N, o), noise);
+      Verdict v = judge_one(Op::Matmul, K, ref, matmul(x, w, T, K, N, o), noise);
       EXPECT_TRUE(v.pass) << K << ": " << v.detail;
       EXPECT_LT(v.worst_ratio, 0.5) << K;
-      EXPECT_TRUE(judge_one("matmul", K, ref, matmul(x, w, T, K, N, o)).pass) << "uncalibrated";
+      EXPECT_TRUE(judge_one(Op::Matmul, K, ref, matmul(x, w, T, K, N, o)).pass) << "uncalibrated";
     }
     if (K % 8) {
       Verdict v =
-          judge_one("matmul", K, ref, matmul(x, w, T, K, N, Order::Interleaved8, K % 8), noise);
+          judge_one(Op::Matmul, K, ref, matmul(x, w, T, K, N, Order::Interleaved8, K % 8), noise);
       EXPECT_EQ(v.failed, CheckKind::Numeric) << K;
       EXPECT_GT(v.worst_ratio, 50) << K;
     }
@@ -425,11 +426,11 @@ TEST(Simulation, RmsnormOrderPassesIgnoredEpsFails) {
     Tensor ref = rmsnorm(x, w, T, D, 1e-5, std::nullopt);
     double noise = noise_of(ref, rmsnorm(x, w, T, D, 1e-5, Order::Sequential));
     for (Order o : {Order::Interleaved8, Order::Pairwise}) {
-      Verdict v = judge_one("rmsnorm", D, ref, rmsnorm(x, w, T, D, 1e-5, o), noise);
+      Verdict v = judge_one(Op::RmsNorm, D, ref, rmsnorm(x, w, T, D, 1e-5, o), noise);
       EXPECT_TRUE(v.pass) << D << ": " << v.detail;
       EXPECT_LT(v.worst_ratio, 0.5) << D;
     }
-    Verdict v = judge_one("rmsnorm", D, ref, rmsnorm(x, w, T, D, 0, Order::Pairwise), noise);
+    Verdict v = judge_one(Op::RmsNorm, D, ref, rmsnorm(x, w, T, D, 0, Order::Pairwise), noise);
     EXPECT_EQ(v.failed, CheckKind::Numeric) << D;
     EXPECT_GT(v.worst_ratio, 5) << D;
   }
@@ -437,7 +438,8 @@ TEST(Simulation, RmsnormOrderPassesIgnoredEpsFails) {
   std::vector<float> x = d.normal(64), w(64, 1.0f);
   Tensor ref = rmsnorm(x, w, 1, 64, 1e-5, std::nullopt);
   double noise = noise_of(ref, rmsnorm(x, w, 1, 64, 1e-5, Order::Sequential));
-  EXPECT_FALSE(judge_one("rmsnorm", 64, ref, rmsnorm(x, w, 1, 64, 0, Order::Pairwise), noise).pass);
+  EXPECT_FALSE(
+      judge_one(Op::RmsNorm, 64, ref, rmsnorm(x, w, 1, 64, 0, Order::Pairwise), noise).pass);
 }
 
 // Causal grouped-query attention as the catalog defines it: in f64 (the source), in plain
@@ -557,25 +559,25 @@ TEST(Simulation, AttentionOrderPassesSoftmaxFaultsFail) {
       Tensor ref = attention(c, Attn::F64);
       const int64_t K = P * hd;
       double noise = noise_of(ref, attention(c, Attn::Sequential));
-      Verdict ok = judge_one("attention", K, ref, attention(c, Attn::Online), noise);
+      Verdict ok = judge_one(Op::Attention, K, ref, attention(c, Attn::Online), noise);
       EXPECT_TRUE(ok.pass) << hd << " " << P << ": " << ok.detail;
       EXPECT_LT(ok.worst_ratio, 0.5);
-      EXPECT_TRUE(judge_one("attention", K, ref, attention(c, Attn::Online)).pass);
+      EXPECT_TRUE(judge_one(Op::Attention, K, ref, attention(c, Attn::Online)).pass);
 
-      Verdict f16 = judge_one("attention", K, ref, attention(c, Attn::F16Scores), noise);
+      Verdict f16 = judge_one(Op::Attention, K, ref, attention(c, Attn::F16Scores), noise);
       EXPECT_EQ(f16.failed, CheckKind::Numeric) << hd << " " << P << ": " << f16.detail;
       EXPECT_GT(f16.worst_ratio, 2) << hd << " " << P;
-      Verdict gqa = judge_one("attention", K, ref, attention(c, Attn::GqaModulo), noise);
+      Verdict gqa = judge_one(Op::Attention, K, ref, attention(c, Attn::GqaModulo), noise);
       EXPECT_EQ(gqa.failed, CheckKind::Numeric);
       EXPECT_GT(gqa.worst_ratio, 1000);
       // exp(25) overflows f16: the softmax sum becomes Inf and the output NaN or 0.
-      Verdict f16sum = judge_one("attention", K, ref, attention(c, Attn::F16Softmax), noise);
+      Verdict f16sum = judge_one(Op::Attention, K, ref, attention(c, Attn::F16Softmax), noise);
       EXPECT_FALSE(f16sum.pass) << f16sum.detail;
     }
   // Without the max subtraction a score above ~88.7 overflows f32 exp: Inf / Inf = NaN.
   AttnCase hot = attention_case(d, 2, 12, 64, 100);
   Tensor ref = attention(hot, Attn::F64);
-  Verdict v = judge_one("attention", 12 * 64, ref, attention(hot, Attn::NoMaxSubtraction),
+  Verdict v = judge_one(Op::Attention, 12 * 64, ref, attention(hot, Attn::NoMaxSubtraction),
                         noise_of(ref, attention(hot, Attn::Sequential)));
   EXPECT_EQ(v.failed, CheckKind::NaN) << v.detail;
 }
@@ -599,10 +601,10 @@ TEST(Simulation, SwigluFormulasPassApproximationsFail) {
   Shape s{1, int64_t(n)};
   Tensor expected = f32(s, ref);
   double noise = noise_of(expected, f32(s, noise_run));
-  EXPECT_TRUE(judge_one("swiglu", 1, expected, f32(s, plain), noise).pass);
-  EXPECT_TRUE(judge_one("swiglu", 1, expected, f32(s, recip), noise).pass);
-  EXPECT_EQ(judge_one("swiglu", 1, expected, f32(s, hard), noise).failed, CheckKind::Numeric);
-  EXPECT_EQ(judge_one("swiglu", 1, expected, f32(s, overflow), noise).failed, CheckKind::NaN);
+  EXPECT_TRUE(judge_one(Op::Swiglu, 1, expected, f32(s, plain), noise).pass);
+  EXPECT_TRUE(judge_one(Op::Swiglu, 1, expected, f32(s, recip), noise).pass);
+  EXPECT_EQ(judge_one(Op::Swiglu, 1, expected, f32(s, hard), noise).failed, CheckKind::Numeric);
+  EXPECT_EQ(judge_one(Op::Swiglu, 1, expected, f32(s, overflow), noise).failed, CheckKind::NaN);
 }
 
 // rope for one head of width hd at the given positions; theta in f64 or in f32.
@@ -638,9 +640,9 @@ TEST(Simulation, RopeInF32PassesWrongPairingFails) {
     Tensor ref = rope(x, pos, hd, false, false);
     Tensor in_f32 = rope(x, pos, hd, false, true);
     double noise = noise_of(ref, in_f32);  // here the f32 target is the noise run itself
-    EXPECT_TRUE(judge_one("rope", 1, ref, in_f32, noise).pass);
-    EXPECT_TRUE(judge_one("rope", 1, ref, in_f32).pass) << "uncalibrated";
-    Verdict v = judge_one("rope", 1, ref, rope(x, pos, hd, true, false), noise);
+    EXPECT_TRUE(judge_one(Op::Rope, 1, ref, in_f32, noise).pass);
+    EXPECT_TRUE(judge_one(Op::Rope, 1, ref, in_f32).pass) << "uncalibrated";
+    Verdict v = judge_one(Op::Rope, 1, ref, rope(x, pos, hd, true, false), noise);
     EXPECT_EQ(v.failed, CheckKind::Numeric);
     EXPECT_GT(v.worst_ratio, 1000);
   }

@@ -27,7 +27,7 @@ void expect_one_line_error(const testing::CommandResult& r, const std::string& n
 
 TestCase small_matmul(float scale) {
   TestCase t;
-  t.op = "matmul";
+  t.op = Op::Matmul;
   t.site = "blk.0.attn_q";
   t.layer = 0;
   t.phase = "prefill";
@@ -46,7 +46,7 @@ std::string make_corpus() {
   c.add(small_matmul(1));
   c.add(small_matmul(2));
   TestCase add;
-  add.op = "add";
+  add.op = Op::Add;
   add.site = "blk.0.attn_residual";
   add.phase = "decode_1";
   add.inputs = {Tensor::from_f32({1, 2}, {{1, 2}}), Tensor::from_f32({1, 2}, {{3, 4}})};

@@ -79,7 +79,7 @@ TEST(Isolated, CorrectTargetPassesEverySite) {
   for (const SiteLocal& s : sites) {
     if (s.site != "blk.2.attn_q") continue;
     EXPECT_EQ(s.layer, 2);
-    EXPECT_EQ(s.op, "matmul");
+    EXPECT_EQ(s.op, Op::Matmul);
   }
 }
 
@@ -122,7 +122,7 @@ class NoAttentionBackend final : public ForwardingBackend {
   }
   const BackendInfo& info() const override { return info_; }
   Support supports(const OpCall& call) const override {
-    if (call.op == "attention") return Support::no("no attention kernel on this device");
+    if (call.op == Op::Attention) return Support::no("no attention kernel on this device");
     return inner().supports(call);
   }
 
@@ -141,7 +141,7 @@ TEST(Isolated, UnsupportedOpsAreListedNotFailed) {
     calls += s.calls;
     if (!s.unsupported) continue;
     unsupported.insert(s.site);
-    EXPECT_EQ(s.op, "attention");
+    EXPECT_EQ(s.op, Op::Attention);
     EXPECT_EQ(s.unsupported, s.calls);
     EXPECT_EQ(s.failed, 0);
     EXPECT_FALSE(s.pass());

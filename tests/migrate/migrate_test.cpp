@@ -40,13 +40,15 @@ bool names_site(const MigrateReport& r, const std::string& site) {
 }
 
 struct Fault {
-  std::string name, op, site;  // a site where the fault shows
+  std::string name;
+  Op op;
+  std::string site;  // a site where the fault shows
 };
 const std::vector<Fault> kFaults = {
-    {"softmax_f16", "attention", "blk.3.attn"},  {"rope_pairing", "rope", "blk.2.rope_k"},
-    {"gqa_map", "attention", "blk.4.attn"},      {"kv_offset", "kv_store", "blk.1.kv_store"},
-    {"matmul_tail", "matmul", "blk.2.ffn_down"}, {"rmsnorm_eps", "rmsnorm", "blk.3.ffn_norm"},
-    {"silu_approx", "swiglu", "blk.1.ffn_act"},  {"exp_overflow", "attention", "blk.0.attn"},
+    {"softmax_f16", Op::Attention, "blk.3.attn"},  {"rope_pairing", Op::Rope, "blk.2.rope_k"},
+    {"gqa_map", Op::Attention, "blk.4.attn"},      {"kv_offset", Op::KvStore, "blk.1.kv_store"},
+    {"matmul_tail", Op::Matmul, "blk.2.ffn_down"}, {"rmsnorm_eps", Op::RmsNorm, "blk.3.ffn_norm"},
+    {"silu_approx", Op::Swiglu, "blk.1.ffn_act"},  {"exp_overflow", Op::Attention, "blk.0.attn"},
 };
 
 std::string escaped(const std::string& site) {
@@ -61,7 +63,7 @@ TEST(Migrate, AFaultAtOneSiteIsPinnedToThatSite) {
     EXPECT_EQ(r.status, "fail") << f.name;
     ASSERT_EQ(r.culprits.size(), 1u) << f.name << ": " << r.summary;
     EXPECT_EQ(r.culprits[0].site, f.site) << f.name << ": " << r.summary;
-    EXPECT_EQ(r.culprit_ops, std::vector<std::string>{f.op}) << f.name;
+    EXPECT_EQ(r.culprit_ops, std::vector<Op>{f.op}) << f.name;
   }
 }
 
@@ -72,7 +74,7 @@ TEST(Migrate, AFaultEverywhereNamesItsOp) {
     ASSERT_FALSE(r.culprit_ops.empty()) << f.name;
     // exp_overflow breaks attention and swiglu; the first kind moved is named.
     EXPECT_EQ(r.culprit_ops[0], f.op) << f.name << ": " << r.summary;
-    EXPECT_NE(r.summary.find(f.op), std::string::npos);
+    EXPECT_NE(r.summary.find(std::string(op_name(f.op))), std::string::npos);
   }
 }
 
@@ -131,7 +133,9 @@ TEST(Migrate, AttributionSeparatesLocalFromPropagatedError) {
 class RefusesEverything final : public ForwardingBackend {
  public:
   RefusesEverything() : ForwardingBackend(open_backend("cpu")) {}
-  Support supports(const OpCall& c) const override { return Support::no("no kernel for " + c.op); }
+  Support supports(const OpCall& c) const override {
+    return Support::no("no kernel for " + std::string(op_name(c.op)));
+  }
   void run(const OpCall&) override { throw Error("cannot run"); }
 };
 

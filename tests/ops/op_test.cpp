@@ -3,83 +3,151 @@
 #include <gtest/gtest.h>
 
 #include "core/error.h"
+#include "core/tensor.h"
 
 namespace tapml {
 namespace {
 
-std::vector<TensorType> infer(const std::string& op, std::vector<TensorType> in,
-                              const Attrs& a = {}) {
-  return op_def(op).infer(in, a);
+std::vector<TensorType> infer(Op op, std::vector<TensorType> in, const Attrs& a = {}) {
+  return infer_outputs(op, in, a);
 }
 
-TEST(OpCatalog, EveryOpDeclaresItsShape) {
+TEST(OpCatalog, EveryOpDeclaresItsShapeAndExamples) {
+  ASSERT_EQ(all_ops().size(), kOpCount);
   for (const OpDef& d : all_ops()) {
+    EXPECT_EQ(&op_def(d.op), &d) << d.name;
     EXPECT_EQ(d.outputs.size(), d.inplace_of.size()) << d.name;
+    EXPECT_EQ(d.inputs.size(), d.input_dtypes.size()) << d.name;
     EXPECT_NE(d.infer, nullptr) << d.name;
     EXPECT_NE(d.reduction_length, nullptr) << d.name;
+    ASSERT_NE(d.examples, nullptr) << d.name;
+    // Every example of every dtype combination is a valid call of the op.
+    for (const std::vector<DType>& combo : dtype_combinations(d)) {
+      std::mt19937_64 rng(1);
+      std::vector<OpExample> examples = d.examples(combo, rng);
+      EXPECT_GE(examples.size(), 2u) << d.name;
+      for (const OpExample& e : examples) {
+        std::vector<TensorType> in;
+        for (const Tensor& t : e.inputs) in.push_back({t.dtype(), t.shape()});
+        for (size_t i = 0; i < in.size() && i < combo.size(); ++i)
+          EXPECT_EQ(in[i].dtype, combo[i]) << d.name << " " << e.label;
+        EXPECT_NO_THROW(infer_outputs(d.op, in, e.attrs)) << d.name << " " << e.label;
+      }
+    }
   }
-  EXPECT_THROW(op_def("softmax"), Error);
+}
+
+TEST(OpCatalog, NamesAppearOnlyAtTheEdges) {
+  for (const OpDef& d : all_ops()) {
+    EXPECT_EQ(parse_op(d.name), d.op);
+    EXPECT_EQ(op_name(d.op), d.name);
+  }
+  EXPECT_EQ(find_op("softmax"), std::nullopt);
+  try {
+    parse_op("softmax");
+    ADD_FAILURE() << "an unknown op name was accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unknown op 'softmax' (known: embedding"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST(OpCatalog, ValidationNamesTheOpAndTheProblem) {
+  auto message = [](auto&& f) {
+    try {
+      f();
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(no error)");
+  };
+  std::vector<TensorType> in{{DType::F32, {3, 64}}, {DType::F16, {48, 64}}};
+  std::vector<TensorType> out{{DType::F32, {3, 48}}};
+  EXPECT_NO_THROW(validate_types(Op::Matmul, in, {}, out));
+  EXPECT_EQ(message([&] {
+              validate_types(Op::Matmul, in, {{"alpha", 2}}, out);
+            }),
+            "matmul: unknown attribute 'alpha'");
+  std::vector<TensorType> wrong{{DType::F32, {3, 47}}};
+  EXPECT_EQ(message([&] { validate_types(Op::Matmul, in, {}, wrong); }),
+            "matmul: output out is f32 [3, 47], the op gives f32 [3, 48]");
+  EXPECT_EQ(message([&] {
+              infer(Op::RmsNorm, {{DType::F32, {2, 4}}, {DType::F32, {4}}});
+            }),
+            "rmsnorm: missing attribute 'eps'");
+  EXPECT_EQ(message([&] {
+              infer(Op::Matmul, {{DType::F32, {3, 64}}, {DType::I32, {48, 64}}});
+            }),
+            "matmul: w must be f32, f16 or bf16, got i32 [48, 64]");
+}
+
+TEST(OpCatalog, DtypeCombinationsCoverEveryWeightType) {
+  std::vector<std::vector<DType>> combos = dtype_combinations(op_def(Op::Matmul));
+  ASSERT_EQ(combos.size(), 3u);
+  EXPECT_EQ(combos[1], (std::vector<DType>{DType::F32, DType::F16}));
+  EXPECT_EQ(dtype_combinations(op_def(Op::Add)).size(), 1u);
 }
 
 TEST(OpCatalog, MatmulTakesWeightsOfEveryFloatType) {
   for (DType w : {DType::F32, DType::F16, DType::BF16}) {
-    auto out = infer("matmul", {{DType::F32, {3, 64}}, {w, {48, 64}}});
+    auto out = infer(Op::Matmul, {{DType::F32, {3, 64}}, {w, {48, 64}}});
     EXPECT_EQ(out[0].shape, (Shape{3, 48}));
     EXPECT_EQ(out[0].dtype, DType::F32);
   }
-  EXPECT_THROW(infer("matmul", {{DType::F32, {3, 64}}, {DType::F32, {48, 32}}}), Error);
-  EXPECT_THROW(infer("matmul", {{DType::F16, {3, 64}}, {DType::F32, {48, 64}}}), Error);
-  EXPECT_THROW(infer("matmul", {{DType::F32, {3, 64}}, {DType::I32, {48, 64}}}), Error);
+  EXPECT_THROW(infer(Op::Matmul, {{DType::F32, {3, 64}}, {DType::F32, {48, 32}}}), Error);
+  EXPECT_THROW(infer(Op::Matmul, {{DType::F16, {3, 64}}, {DType::F32, {48, 64}}}), Error);
+  EXPECT_THROW(infer(Op::Matmul, {{DType::F32, {3, 64}}, {DType::I32, {48, 64}}}), Error);
 }
 
 TEST(OpCatalog, KvStoreWritesTheCachesInPlace) {
-  const OpDef& d = op_def("kv_store");
+  const OpDef& d = op_def(Op::KvStore);
   EXPECT_EQ(d.inplace_of, (std::vector<int>{0, 1}));
-  auto out = infer("kv_store", {{DType::F32, {16, 8}},
-                                {DType::F32, {16, 8}},
-                                {DType::F32, {3, 8}},
-                                {DType::F32, {3, 8}},
-                                {DType::I32, {1}}});
+  auto out = infer(Op::KvStore, {{DType::F32, {16, 8}},
+                                 {DType::F32, {16, 8}},
+                                 {DType::F32, {3, 8}},
+                                 {DType::F32, {3, 8}},
+                                 {DType::I32, {1}}});
   EXPECT_EQ(out[0].shape, (Shape{16, 8}));
-  EXPECT_THROW(infer("kv_store", {{DType::F32, {2, 8}},
-                                  {DType::F32, {2, 8}},
-                                  {DType::F32, {3, 8}},
-                                  {DType::F32, {3, 8}},
-                                  {DType::I32, {1}}}),
+  EXPECT_THROW(infer(Op::KvStore, {{DType::F32, {2, 8}},
+                                   {DType::F32, {2, 8}},
+                                   {DType::F32, {3, 8}},
+                                   {DType::F32, {3, 8}},
+                                   {DType::I32, {1}}}),
                Error);
 }
 
 TEST(OpCatalog, AttentionChecksGroupedHeads) {
   Attrs a{{"n_heads", 8}, {"n_kv_heads", 4}, {"head_dim", 8}, {"scale", 0.35}};
-  auto out =
-      infer("attention", {{DType::F32, {2, 64}}, {DType::F32, {5, 32}}, {DType::F32, {5, 32}}}, a);
+  auto out = infer(Op::Attention,
+                   {{DType::F32, {2, 64}}, {DType::F32, {5, 32}}, {DType::F32, {5, 32}}}, a);
   EXPECT_EQ(out[0].shape, (Shape{2, 64}));
-  EXPECT_EQ(op_def("attention")
+  EXPECT_EQ(op_def(Op::Attention)
                 .reduction_length(
                     std::vector<TensorType>{
                         {DType::F32, {2, 64}}, {DType::F32, {5, 32}}, {DType::F32, {5, 32}}},
                     a),
             40);
   Attrs bad{{"n_heads", 8}, {"n_kv_heads", 3}, {"head_dim", 8}, {"scale", 0.35}};
-  EXPECT_THROW(infer("attention",
+  EXPECT_THROW(infer(Op::Attention,
                      {{DType::F32, {2, 64}}, {DType::F32, {5, 24}}, {DType::F32, {5, 24}}}, bad),
                Error);
   // more query rows than keys cannot be causal attention over a cache prefix
-  EXPECT_THROW(
-      infer("attention", {{DType::F32, {6, 64}}, {DType::F32, {5, 32}}, {DType::F32, {5, 32}}}, a),
-      Error);
+  EXPECT_THROW(infer(Op::Attention,
+                     {{DType::F32, {6, 64}}, {DType::F32, {5, 32}}, {DType::F32, {5, 32}}}, a),
+               Error);
 }
 
 TEST(OpCatalog, RopeChecksItsAttributes) {
   Attrs a{{"n_heads", 2}, {"head_dim", 8}, {"rope_dim", 8}, {"base", 10000}, {"pairing", 0}};
-  EXPECT_NO_THROW(infer("rope", {{DType::F32, {3, 16}}, {DType::I32, {3}}}, a));
+  EXPECT_NO_THROW(infer(Op::Rope, {{DType::F32, {3, 16}}, {DType::I32, {3}}}, a));
   Attrs odd = a;
   odd.set("rope_dim", 7);
-  EXPECT_THROW(infer("rope", {{DType::F32, {3, 16}}, {DType::I32, {3}}}, odd), Error);
+  EXPECT_THROW(infer(Op::Rope, {{DType::F32, {3, 16}}, {DType::I32, {3}}}, odd), Error);
   Attrs pairing = a;
   pairing.set("pairing", 2);
-  EXPECT_THROW(infer("rope", {{DType::F32, {3, 16}}, {DType::I32, {3}}}, pairing), Error);
-  EXPECT_THROW(infer("rope", {{DType::F32, {3, 16}}, {DType::I32, {3}}}, Attrs{}), Error);
+  EXPECT_THROW(infer(Op::Rope, {{DType::F32, {3, 16}}, {DType::I32, {3}}}, pairing), Error);
+  EXPECT_THROW(infer(Op::Rope, {{DType::F32, {3, 16}}, {DType::I32, {3}}}, Attrs{}), Error);
 }
 
 TEST(Dtype, HalfConversionsRoundTrip) {

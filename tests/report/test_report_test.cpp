@@ -9,7 +9,7 @@
 namespace tapml {
 namespace {
 
-TestResult result(int64_t id, const std::string& op, bool pass, CheckKind failed, double ratio) {
+TestResult result(int64_t id, Op op, bool pass, CheckKind failed, double ratio) {
   TestResult r;
   r.id = id;
   r.op = op;
@@ -28,8 +28,8 @@ ReplayRun sample_run(int shard, std::vector<TestResult> results) {
 }
 
 TEST(TestReport, JsonRoundTripsIncludingInfiniteRatios) {
-  ReplayRun run = sample_run(1, {result(1, "attention", false, CheckKind::NaN, INFINITY),
-                                 result(2, "matmul", true, CheckKind::Pass, 0.25)});
+  ReplayRun run = sample_run(1, {result(1, Op::Attention, false, CheckKind::NaN, INFINITY),
+                                 result(2, Op::Matmul, true, CheckKind::Pass, 0.25)});
   nlohmann::json j = nlohmann::json::parse(to_json(run).dump());
   ReplayRun back = replay_run_from_json(j, "r.json");
   ASSERT_EQ(back.results.size(), 2u);
@@ -41,8 +41,8 @@ TEST(TestReport, JsonRoundTripsIncludingInfiniteRatios) {
 }
 
 TEST(TestReport, ShardsMergeAndOverlapsAreRefused) {
-  ReplayRun a = sample_run(1, {result(3, "add", true, CheckKind::Pass, 0)});
-  ReplayRun b = sample_run(2, {result(1, "add", false, CheckKind::Numeric, 7)});
+  ReplayRun a = sample_run(1, {result(3, Op::Add, true, CheckKind::Pass, 0)});
+  ReplayRun b = sample_run(2, {result(1, Op::Add, false, CheckKind::Numeric, 7)});
   ReplayRun all = merge_runs({a, b});
   ASSERT_EQ(all.results.size(), 2u);
   EXPECT_EQ(all.results[0].id, 1);
@@ -59,8 +59,8 @@ TEST(TestReport, ShardsMergeAndOverlapsAreRefused) {
 }
 
 TEST(TestReport, JunitEscapesAndCountsFailures) {
-  ReplayRun run = sample_run(1, {result(1, "attention", false, CheckKind::NaN, INFINITY),
-                                 result(2, "attention", true, CheckKind::Pass, 0.1)});
+  ReplayRun run = sample_run(1, {result(1, Op::Attention, false, CheckKind::NaN, INFINITY),
+                                 result(2, Op::Attention, true, CheckKind::Pass, 0.1)});
   std::string x = junit_xml(run);
   EXPECT_NE(x.find("<testsuite name=\"attention\" tests=\"2\" failures=\"1\""), std::string::npos)
       << x;

@@ -12,7 +12,7 @@ namespace {
 
 OpCall sample_call() {
   OpCall c;
-  c.op = "matmul";
+  c.op = Op::Matmul;
   c.inputs = {{1, 0, DType::F32, Shape{3, 8}}, {2, 64, DType::F16, Shape{4, 8}}};
   c.outputs = {{3, 0, DType::F32, Shape{3, 4}}};
   c.attrs.set("eps", 1e-5);
@@ -71,7 +71,7 @@ TEST(RpcProtocol, EveryMessageRoundTrips) {
     EXPECT_EQ(d.type, m.type);
   }
   Message d = decode_message(encode_message(samples()[8]));
-  EXPECT_EQ(d.call.op, "matmul");
+  EXPECT_EQ(d.call.op, Op::Matmul);
   EXPECT_EQ(d.call.inputs[1].shape, (Shape{4, 8}));
   EXPECT_EQ(d.call.inputs[1].offset, 64u);
   EXPECT_EQ(d.call.attrs.get("eps"), 1e-5);
@@ -133,6 +133,12 @@ TEST(RpcProtocol, NonsenseFieldsAreNamed) {
   expect_error(b, "inputs");
   m = {}, m.type = MsgType::WriteHashed, m.hash = std::string(32, 'G');
   expect_error(encode_message(m), "hex");
+  // An op name the catalog does not have ("matmul" spelled "matmux").
+  m = {}, m.type = MsgType::Run, m.call = sample_call();
+  b = encode_message(m);
+  ASSERT_EQ(b[1 + 4 + 5], uint8_t('l'));
+  b[1 + 4 + 5] = 'x';
+  expect_error(b, "unknown op 'matmux'");
 }
 
 TEST(RpcProtocol, FrameReaderSplitsAnyChunkingAndRejectsBadLengths) {

@@ -40,35 +40,24 @@ std::optional<WeightType> weight_type(DType t) {
 // calling thread: a pool dispatch costs about a microsecond, more than such an op.
 constexpr int64_t kInlineWork = 64 * 1024;
 
-const char* const kOps[] = {"embedding", "rmsnorm",   "matmul", "rope",
-                            "kv_store",  "attention", "swiglu", "add"};
-
 class CpuBackend final : public HostBackend {
  public:
   CpuBackend(const std::string& uri, int threads)
       : HostBackend({uri, "cpu",
                      "host CPU, " + std::to_string(threads) + " thread" +
                          (threads == 1 ? "" : "s") + ", SIMD " + cpu::simd_target()}),
-        pool_(threads) {}
-
- protected:
-  Support supports_op(const OpCall& c) const override {
-    if (std::find_if(std::begin(kOps), std::end(kOps), [&](const char* n) { return c.op == n; }) ==
-        std::end(kOps))
-      return Support::no("cpu: no kernel for op '" + c.op + "'");
-    return Support::yes();
-  }
-
-  void compute(const OpCall& c) override {
-    if (c.op == "embedding") return embedding(c);
-    if (c.op == "rmsnorm") return rmsnorm(c);
-    if (c.op == "matmul") return matmul(c);
-    if (c.op == "rope") return rope(c);
-    if (c.op == "kv_store") return kv_store(c);
-    if (c.op == "attention") return attention(c);
-    if (c.op == "swiglu") return swiglu(c);
-    if (c.op == "add") return add(c);
-    throw Error("cpu: no kernel for op '" + c.op + "'");
+        pool_(threads) {
+    auto add_kernel = [this](Op op, void (CpuBackend::*k)(const OpCall&)) {
+      kernels().add(op, [this, k](const OpCall& c) { (this->*k)(c); });
+    };
+    add_kernel(Op::Embedding, &CpuBackend::embedding);
+    add_kernel(Op::RmsNorm, &CpuBackend::rmsnorm);
+    add_kernel(Op::Matmul, &CpuBackend::matmul);
+    add_kernel(Op::Rope, &CpuBackend::rope);
+    add_kernel(Op::KvStore, &CpuBackend::kv_store);
+    add_kernel(Op::Attention, &CpuBackend::attention);
+    add_kernel(Op::Swiglu, &CpuBackend::swiglu);
+    add_kernel(Op::Add, &CpuBackend::add);
   }
 
  private:

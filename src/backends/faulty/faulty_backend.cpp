@@ -33,18 +33,18 @@ enum class Fault {
 struct FaultDef {
   const char* name;
   Fault fault;
-  const char* ops[2];  // the ops it changes (nullptr-padded)
+  std::vector<Op> ops;  // the ops it changes
 };
 
 const FaultDef kFaults[] = {
-    {"softmax_f16", Fault::SoftmaxF16, {"attention", nullptr}},
-    {"rope_pairing", Fault::RopePairing, {"rope", nullptr}},
-    {"gqa_map", Fault::GqaMap, {"attention", nullptr}},
-    {"kv_offset", Fault::KvOffset, {"kv_store", nullptr}},
-    {"matmul_tail", Fault::MatmulTail, {"matmul", nullptr}},
-    {"rmsnorm_eps", Fault::RmsnormEps, {"rmsnorm", nullptr}},
-    {"silu_approx", Fault::SiluApprox, {"swiglu", nullptr}},
-    {"exp_overflow", Fault::ExpOverflow, {"attention", "swiglu"}},
+    {"softmax_f16", Fault::SoftmaxF16, {Op::Attention}},
+    {"rope_pairing", Fault::RopePairing, {Op::Rope}},
+    {"gqa_map", Fault::GqaMap, {Op::Attention}},
+    {"kv_offset", Fault::KvOffset, {Op::KvStore}},
+    {"matmul_tail", Fault::MatmulTail, {Op::Matmul}},
+    {"rmsnorm_eps", Fault::RmsnormEps, {Op::RmsNorm}},
+    {"silu_approx", Fault::SiluApprox, {Op::Swiglu}},
+    {"exp_overflow", Fault::ExpOverflow, {Op::Attention, Op::Swiglu}},
 };
 
 std::string fault_list() {
@@ -94,7 +94,7 @@ class FaultyBackend final : public ForwardingBackend {
         return matmul_without_tail(call);
       case Fault::SiluApprox:
       case Fault::ExpOverflow:
-        if (call.op == "swiglu") return swiglu(call);
+        if (call.op == Op::Swiglu) return swiglu(call);
         return attention(call);
       case Fault::SoftmaxF16:
       case Fault::GqaMap:
@@ -104,27 +104,18 @@ class FaultyBackend final : public ForwardingBackend {
 
  private:
   bool touches(const OpCall& call) const {
-    bool op = false;
-    for (const char* name : fault_.ops) op = op || (name && call.op == name);
+    bool op = std::find(fault_.ops.begin(), fault_.ops.end(), call.op) != fault_.ops.end();
     return op && std::regex_search(call.site, site_);
   }
 
   // Host computation reads the inputs itself, so it checks the call against the catalog
   // first (the inner kernel would have); buffer bounds are checked by the inner's read().
   void check(const OpCall& c) const {
-    const OpDef& def = op_def(c.op);
-    std::vector<TensorType> in;
-    for (const DeviceTensor& t : c.inputs) in.push_back(t.type());
-    TAPML_REQUIRE(in.size() == def.inputs.size(),
-                  "faulty: " + c.op + " takes " + std::to_string(def.inputs.size()) +
-                      " inputs, the call has " + std::to_string(in.size()));
-    std::vector<TensorType> out = def.infer(in, c.attrs);
-    TAPML_REQUIRE(out.size() == c.outputs.size(),
-                  "faulty: " + c.op + " gives " + std::to_string(out.size()) +
-                      " outputs, the call has " + std::to_string(c.outputs.size()));
-    for (size_t i = 0; i < out.size(); ++i)
-      TAPML_REQUIRE(out[i] == c.outputs[i].type(),
-                    "faulty: " + c.op + " output " + std::to_string(i) + " has the wrong type");
+    try {
+      validate(c);
+    } catch (const Error& e) {
+      throw Error(std::string("faulty: ") + e.what());
+    }
   }
 
   std::vector<float> read_floats(const DeviceTensor& t) {
@@ -302,6 +293,12 @@ const std::vector<std::string>& known_faults() {
     return v;
   }();
   return names;
+}
+
+std::vector<Op> fault_ops(const std::string& fault) {
+  for (const FaultDef& f : kFaults)
+    if (fault == f.name) return f.ops;
+  throw Error("unknown fault '" + fault + "' (known faults: " + fault_list() + ")");
 }
 
 std::unique_ptr<Backend> make_faulty_backend(const BackendUri& uri) {

@@ -40,6 +40,8 @@ namespace tapml {
 
 // The fault names the URI accepts, in the order documented above.
 const std::vector<std::string>& known_faults();
+// The ops a fault changes; throws Error for an unknown fault.
+std::vector<Op> fault_ops(const std::string& fault);
 
 // Opens the inner backend through the registry, so the inner scheme must be registered.
 std::unique_ptr<Backend> make_faulty_backend(const BackendUri& uri);

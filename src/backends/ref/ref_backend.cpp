@@ -20,19 +20,18 @@ class RefBackend final : public HostBackend {
   explicit RefBackend(const std::string& uri)
       : HostBackend({uri, "ref",
                      std::is_same_v<A, double> ? "reference (host, f64 accumulation)"
-                                               : "reference loops with f32 accumulation"}) {}
-
- protected:
-  void compute(const OpCall& c) override {
-    if (c.op == "embedding") return embedding(c);
-    if (c.op == "rmsnorm") return rmsnorm(c);
-    if (c.op == "matmul") return matmul(c);
-    if (c.op == "rope") return rope(c);
-    if (c.op == "kv_store") return kv_store(c);
-    if (c.op == "attention") return attention(c);
-    if (c.op == "swiglu") return swiglu(c);
-    if (c.op == "add") return add(c);
-    throw Error("ref: no kernel for op '" + c.op + "'");
+                                               : "reference loops with f32 accumulation"}) {
+    auto add_kernel = [this](Op op, void (RefBackend::*k)(const OpCall&)) {
+      kernels().add(op, [this, k](const OpCall& c) { (this->*k)(c); });
+    };
+    add_kernel(Op::Embedding, &RefBackend::embedding);
+    add_kernel(Op::RmsNorm, &RefBackend::rmsnorm);
+    add_kernel(Op::Matmul, &RefBackend::matmul);
+    add_kernel(Op::Rope, &RefBackend::rope);
+    add_kernel(Op::KvStore, &RefBackend::kv_store);
+    add_kernel(Op::Attention, &RefBackend::attention);
+    add_kernel(Op::Swiglu, &RefBackend::swiglu);
+    add_kernel(Op::Add, &RefBackend::add);
   }
 
  private:

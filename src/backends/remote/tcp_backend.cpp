@@ -127,11 +127,12 @@ class TcpBackend : public Backend {
   }
 
   Support supports(const OpCall& call) const override {
-    if (std::find(hello_.ops.begin(), hello_.ops.end(), call.op) == hello_.ops.end())
-      return Support::no(where_ + " does not offer op " + call.op);
+    const std::string op(op_name(call.op));
+    if (std::find(hello_.ops.begin(), hello_.ops.end(), op) == hello_.ops.end())
+      return Support::no(where_ + " does not offer op " + op);
     // A backend's answer depends on the call's signature, not on which buffers it names, so
     // one round trip per signature is enough (a model asks for every call it dispatches).
-    std::string key = call.op + "|";
+    std::string key = op + "|";
     for (auto& [k, v] : call.attrs.items()) key += k + "=" + std::to_string(v) + ",";
     for (auto* list : {&call.inputs, &call.outputs}) {
       key += "|";
@@ -194,8 +195,10 @@ class TcpBackend : public Backend {
     TAPML_REQUIRE(lost_.empty(), lost_);
     ++stats_.requests;
     try {
-      if (data) socket_.send_frame_with_data(m, data, size, timeout_ms);
-      else socket_.send_frame(m, timeout_ms);
+      if (data)
+        socket_.send_frame_with_data(m, data, size, timeout_ms);
+      else
+        socket_.send_frame(m, timeout_ms);
       std::vector<uint8_t> payload;
       if (!socket_.recv_frame(payload, rpc::kMaxFrameBytes, timeout_ms, timeout_ms))
         throw Error("connection closed by server");

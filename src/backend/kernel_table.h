@@ -1,0 +1,38 @@
+// A backend's kernels: for each op, the input dtypes a kernel takes and the function that runs
+// it. A backend's supports() and run() follow from its table, so a call whose op or dtypes
+// have no kernel is refused with the reason ("cpu: no kernel for matmul with w q4_0"), never
+// run as something else. A new op reaches a backend as one add() line and the kernel itself.
+#pragma once
+#include <array>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+
+namespace tapml {
+
+class KernelTable {
+ public:
+  using Kernel = std::function<void(const OpCall&)>;
+
+  // `dtypes`: per input, the dtypes this kernel takes; empty means every dtype the catalog
+  // allows. Several kernels of one op may split its dtype combinations between them.
+  void add(Op op, Kernel kernel, std::vector<std::vector<DType>> dtypes = {});
+
+  // The kernel for the call's op and input dtypes, or nullptr with the reason in *why
+  // (`backend` names the backend in it).
+  const Kernel* find(const OpCall& call, const std::string& backend, std::string* why) const;
+  // Runs the call's kernel; throws Error when there is none.
+  void run(const OpCall& call, const std::string& backend) const;
+  bool has(Op op) const { return !entries_[size_t(op)].empty(); }
+
+ private:
+  struct Entry {
+    std::vector<std::vector<DType>> dtypes;
+    Kernel kernel;
+  };
+  std::array<std::vector<Entry>, kOpCount> entries_;
+};
+
+}  // namespace tapml

@@ -1,0 +1,67 @@
+// rope  (x [T, H*hd] f32, pos [T] i32)
+//       attrs n_heads, head_dim, rope_dim, base, pairing  -> out [T, H*hd] f32
+//   Per head, rotate pairs of the first rope_dim dimensions by the angle
+//   pos * base^(-2i/rope_dim), i = pair index. pairing 0 (adjacent): pairs (2i, 2i+1).
+//   pairing 1 (neox): pairs (i, i + rope_dim/2). The other dimensions are copied.
+//   The error of a correct f32 kernel grows with the position (theta = pos * freq rounded
+//   in f32 is off by about pos * 2^-24 radians), which the reduction length cannot express:
+//   hence the large uncalibrated factor (it covers positions up to ~2000).
+#include "ops/rules.h"
+
+namespace tapml::ops {
+
+namespace {
+
+std::vector<TensorType> infer(Types in, const Attrs& a) {
+  const char* op = "rope";
+  expect_matrix(in[0], op, "x");
+  TAPML_EXPECT(in[1].shape == Shape{in[0].shape[0]}, op,
+               "pos must be [T] matching x, got " + describe(in[1]));
+  int64_t h = positive_attr(a, "n_heads", op), hd = positive_attr(a, "head_dim", op);
+  int64_t rd = positive_attr(a, "rope_dim", op);
+  TAPML_EXPECT(h * hd == in[0].shape[1], op, "n_heads*head_dim != width of x " + describe(in[0]));
+  TAPML_EXPECT(rd <= hd && rd % 2 == 0, op, "rope_dim must be even and <= head_dim");
+  int64_t pairing = a.get_int("pairing");
+  TAPML_EXPECT(pairing == 0 || pairing == 1, op, "pairing must be 0 (adjacent) or 1 (neox)");
+  TAPML_EXPECT(a.get("base") > 0, op, "base must be positive");
+  return {in[0]};
+}
+
+std::vector<OpExample> examples(std::span<const DType>, std::mt19937_64& rng) {
+  auto call = [&](std::string label, int64_t T, int64_t H, int64_t hd, int64_t rd, int pairing,
+                  Tensor pos) {
+    return OpExample{std::move(label),
+                     {{"n_heads", double(H)},
+                      {"head_dim", double(hd)},
+                      {"rope_dim", double(rd)},
+                      {"base", 10000},
+                      {"pairing", double(pairing)}},
+                     {uniform(DType::F32, {T, H * hd}, -2, 2, rng), std::move(pos)}};
+  };
+  std::vector<OpExample> out;
+  for (int pairing : {0, 1}) {
+    std::string p = pairing ? "neox" : "adjacent";
+    out.push_back(call(p + ", prefill from 0", 7, 3, 16, 16, pairing, counting(7, 0)));
+    out.push_back(call(p + ", decode at 1000", 1, 4, 64, 64, pairing, counting(1, 1000)));
+    out.push_back(call(p + ", partial rope_dim 8 of 24", 5, 2, 24, 8, pairing, counting(5, 30)));
+  }
+  return out;
+}
+
+}  // namespace
+
+OpDef define_rope() {
+  return {Op::Rope,
+          "rope",
+          {"x", "pos"},
+          {"out"},
+          {"n_heads", "head_dim", "rope_dim", "base", "pairing"},
+          {{DType::F32}, {DType::I32}},
+          {-1},
+          infer,
+          no_reduction,
+          {64, 4096, false},
+          examples};
+}
+
+}  // namespace tapml::ops

@@ -1,0 +1,57 @@
+#include "ops/rules.h"
+
+#include <numeric>
+
+namespace tapml::ops {
+
+void expect_matrix(const TensorType& t, std::string_view op, const char* name) {
+  TAPML_EXPECT(t.shape.rank() == 2 && t.shape[0] >= 0 && t.shape[1] > 0, op,
+               std::string(name) + " must be a matrix, got " + describe(t));
+}
+
+int64_t positive_attr(const Attrs& a, const char* name, std::string_view op) {
+  int64_t v = a.get_int(name);
+  TAPML_EXPECT(v > 0, op, std::string("attribute ") + name + " must be positive");
+  return v;
+}
+
+int64_t no_reduction(Types, const Attrs&) { return 1; }
+int64_t reduce_cols(Types in, const Attrs&) { return in[0].shape[1]; }
+
+Tensor uniform(DType dtype, Shape shape, double lo, double hi, std::mt19937_64& rng) {
+  Tensor t(dtype, std::move(shape));
+  std::uniform_real_distribution<double> u(lo, hi);
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    float v = float(u(rng));
+    switch (dtype) {
+      case DType::F32:
+        t.mutable_data<float>()[i] = v;
+        break;
+      case DType::F16:
+        t.mutable_data<uint16_t>()[i] = f32_to_f16(v);
+        break;
+      case DType::BF16:
+        t.mutable_data<uint16_t>()[i] = f32_to_bf16(v);
+        break;
+      case DType::I32:
+        t.mutable_data<int32_t>()[i] = int32_t(v);
+        break;
+    }
+  }
+  return t;
+}
+
+Tensor ids(Shape shape, int32_t lo, int32_t hi, std::mt19937_64& rng) {
+  Tensor t(DType::I32, std::move(shape));
+  std::uniform_int_distribution<int32_t> u(lo, hi - 1);
+  for (int64_t i = 0; i < t.numel(); ++i) t.mutable_data<int32_t>()[i] = u(rng);
+  return t;
+}
+
+Tensor counting(int64_t n, int32_t first) {
+  Tensor t(DType::I32, Shape{n});
+  std::iota(t.mutable_data<int32_t>(), t.mutable_data<int32_t>() + n, first);
+  return t;
+}
+
+}  // namespace tapml::ops
