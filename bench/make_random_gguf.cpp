@@ -15,6 +15,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "format/gguf.h"
+#include "model/llama.h"
 #include "model/model_file.h"
 
 namespace {
@@ -114,8 +115,8 @@ void check(const Options& o) {
   TAPML_REQUIRE(o.dtype == "f32" || o.dtype == "f16", "--dtype must be f32 or f16");
 }
 
-LlamaConfig config_of(const Options& o) {
-  LlamaConfig c;
+ModelConfig config_of(const Options& o) {
+  ModelConfig c;
   c.dim = o.dim, c.hidden_dim = o.hidden, c.n_layers = o.layers;
   c.n_heads = o.heads, c.n_kv_heads = o.kv_heads, c.vocab_size = o.vocab;
   c.max_seq_len = o.context;
@@ -126,7 +127,7 @@ LlamaConfig config_of(const Options& o) {
 
 int64_t parameter_count(const Options& o) {
   int64_t n = 0;
-  for (const WeightSpec& spec : llama_weight_specs(config_of(o))) n += spec.shape.numel();
+  for (const WeightSpec& spec : llama_architecture().weights(config_of(o))) n += spec.shape.numel();
   return n;
 }
 
@@ -192,7 +193,7 @@ void write_model(const Options& o) {
     });
   };
 
-  for (const WeightSpec& spec : llama_weight_specs(config_of(o))) {
+  for (const WeightSpec& spec : llama_architecture().weights(config_of(o))) {
     if (spec.norm)
       add_ones(spec.name, spec.shape[0]);
     else

@@ -75,7 +75,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   try {
     ModelFile m = model_from_gguf(file);
-    validate_llama(m);
+    validate_model(m);
     acc += m.weights.size();
   } catch (const Error&) {
   }

@@ -22,7 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     return 0;
   }
   // The loader checked the header and the size, so its model must be complete.
-  validate_llama(m);
+  validate_model(m);
   for (const auto& [name, t] : m.weights) {
     const auto* p = reinterpret_cast<const uint8_t*>(t.bytes());
     for (size_t i = 0; i < t.nbytes(); ++i) acc += p[i];

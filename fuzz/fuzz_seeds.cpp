@@ -25,7 +25,7 @@ Tensor ramp(DType dt, Shape shape) {
   return t;
 }
 
-// dim 8, hidden 16, 4 heads (2 KV), vocab 6: a model that passes validate_llama.
+// dim 8, hidden 16, 4 heads (2 KV), vocab 6: a model that passes validate_model.
 void write_llama(const std::string& path, DType matrices, uint32_t alignment, bool classifier) {
   gguf::Writer w;
   w.set_string("general.architecture", "llama");

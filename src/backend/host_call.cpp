@@ -64,15 +64,33 @@ class GuardedBuffer {
 }  // namespace
 
 HostCallResult run_host_call(Backend& backend, Op op, const Attrs& attrs,
-                             const std::vector<Tensor>& inputs, const std::string& site) {
+                             const std::vector<Tensor>& inputs, const std::string& site,
+                             const std::vector<std::optional<DeviceTensor>>* resident) {
   const OpDef& def = op_def(op);
   std::vector<TensorType> in_types;
   for (const Tensor& t : inputs) in_types.push_back({t.dtype(), t.shape()});
   std::vector<TensorType> out_types = infer_outputs(op, in_types, attrs);
 
+  TAPML_REQUIRE(!resident || resident->size() == inputs.size(),
+                "run_host_call: " + std::to_string(resident ? resident->size() : 0) +
+                    " resident entries for " + std::to_string(inputs.size()) + " inputs");
   std::vector<std::unique_ptr<GuardedBuffer>> in_bufs, out_bufs;
   OpCall call{op, attrs, {}, {}, site};
-  for (const Tensor& t : inputs) {
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const Tensor& t = inputs[i];
+    if (resident && (*resident)[i]) {
+      const DeviceTensor& r = *(*resident)[i];
+      const TensorType want{t.dtype(), t.shape()};
+      TAPML_REQUIRE(r.type() == want, "run_host_call: resident input " + std::to_string(i) +
+                                          " is " + describe(r.type()) + ", the call's is " +
+                                          describe(want));
+      for (int alias : def.inplace_of)
+        TAPML_REQUIRE(alias != int(i), "run_host_call: input " + std::to_string(i) +
+                                           " is written in place and cannot be resident");
+      in_bufs.push_back(nullptr);
+      call.inputs.push_back(r);
+      continue;
+    }
     in_bufs.push_back(std::make_unique<GuardedBuffer>(backend, t, false));
     call.inputs.push_back(in_bufs.back()->tensor(t.dtype(), t.shape()));
   }

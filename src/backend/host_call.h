@@ -5,6 +5,7 @@
 // first filled with a poison pattern (NaN bits), so an out-of-bounds write or an output
 // element never written shows up in the result.
 #pragma once
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,7 +27,12 @@ struct HostCallResult {
 // Validates the call against the catalog (Error naming the problem) and the backend's
 // supports() (Error with its reason) before running. In-place outputs are returned as the
 // final contents of the input they overwrite.
+//
+// `resident`, when given, has one entry per input: a tensor already on the backend (a model
+// weight kept there) to use instead of uploading that input, or nullopt. An in-place output's
+// input must not be resident (it would be overwritten).
 HostCallResult run_host_call(Backend& backend, Op op, const Attrs& attrs,
-                             const std::vector<Tensor>& inputs, const std::string& site = "");
+                             const std::vector<Tensor>& inputs, const std::string& site = "",
+                             const std::vector<std::optional<DeviceTensor>>* resident = nullptr);
 
 }  // namespace tapml

@@ -20,7 +20,9 @@ CarveStats carve_model(const ModelFile& model, const std::vector<std::vector<int
   corpus.set_meta("keep", std::to_string(o.keep));
 
   Recorder recorder(corpus, o.keep, o.before_store);
-  Session session(model, Placement(o.source), std::max(model.config.max_seq_len, o.steps));
+  DevicePool own;
+  Session session(model, Placement(o.source), o.pool ? *o.pool : own,
+                  std::max(model.config.max_seq_len, o.steps));
   session.dispatcher().add_observer(&recorder);
   for (size_t i = 0; i < prompts.size(); ++i) {
     recorder.set_prompt_index(int(i));

@@ -10,6 +10,7 @@
 #include "carve/corpus.h"
 #include "carve/recorder.h"
 #include "model/model_file.h"
+#include "runtime/device_pool.h"
 
 namespace tapml {
 
@@ -21,6 +22,8 @@ struct CarveOptions {
   std::function<void(TestCase&)> before_store;
   // Called now and then with (prompt index, prompt count, tokens produced, stats so far).
   std::function<void(size_t, size_t, int, const CarveStats&)> progress;
+  // The process's devices; the run opens its own when null.
+  DevicePool* pool = nullptr;
 };
 
 // `prompts` are token ids, BOS first; `prompt_texts` are recorded in the corpus metadata.

@@ -527,9 +527,9 @@ int64_t Corpus::add(const TestCase& test) {
         "storing a test")
       .bind(1, std::string(op_name(test.op)))
       .bind(2, json_text(attrs_json(test.attrs)))
-      .bind(3, test.site)
-      .bind(4, test.layer)
-      .bind(5, test.phase)
+      .bind(3, test.site.str())
+      .bind(4, test.site.layer)
+      .bind(5, test.phase.str())
       .bind(6, test.call_index)
       .bind(7, test.prompt_index)
       .bind(8, test.signature())
@@ -652,9 +652,16 @@ TestCase Corpus::load(int64_t id) const {
     t.op = *op;
     json attrs = json::parse(q.text(1), nullptr, false);
     if (!attrs_from_json(attrs, &t.attrs)) throw damaged("bad attrs " + q.text(1));
-    t.site = q.text(2);
-    t.layer = int(q.integer(3));
-    t.phase = q.text(4);
+    // The layer column repeats what the site's name says; both must agree.
+    try {
+      t.site = Site::parse(q.text(2));
+      t.phase = Phase::parse(q.text(4));
+    } catch (const Error& e) {
+      throw damaged("test " + std::to_string(id) + ": " + e.what());
+    }
+    if (t.site.layer != int(q.integer(3)))
+      throw damaged("test " + std::to_string(id) + ": site " + t.site.str() + " is not in layer " +
+                    std::to_string(q.integer(3)));
     t.call_index = q.integer(5);
     t.prompt_index = int(q.integer(6));
     t.kept_because = q.text(7);
@@ -825,9 +832,9 @@ void Corpus::export_test(int64_t id, const std::string& folder) const {
   m["op"] = std::string(op_name(t.op));
   m["attrs"] = attrs;
   m["attr_pairs"] = pairs;  // the order, for readers whose JSON objects do not keep it
-  m["site"] = t.site;
-  m["layer"] = t.layer;
-  m["phase"] = t.phase;
+  m["site"] = t.site.str();
+  m["layer"] = t.site.layer;
+  m["phase"] = t.phase.str();
   m["call_index"] = t.call_index;
   m["prompt_index"] = t.prompt_index;
   m["signature"] = t.signature();
@@ -842,7 +849,7 @@ void Corpus::export_test(int64_t id, const std::string& folder) const {
                      {{"format", kExportFormat},
                       {"version", std::to_string(kExportVersion)},
                       {"op", std::string(op_name(t.op))},
-                      {"site", t.site},
+                      {"site", t.site.str()},
                       {"signature", t.signature()}});
   std::string text = m.dump(2, ' ', false, ordered_json::error_handler_t::replace) + "\n";
   write_file_atomically((fs::path(folder) / kManifest).string(), text);
@@ -917,9 +924,15 @@ TestCase Corpus::import_test(const std::string& folder) {
       if (!agree) throw fail("'attrs' and 'attr_pairs' disagree");
     }
   }
-  t.site = string_of("site");
-  t.layer = int(integer_of("layer"));
-  t.phase = string_of("phase");
+  try {
+    t.site = Site::parse(string_of("site"));
+    t.phase = Phase::parse(string_of("phase"));
+  } catch (const Error& e) {
+    throw fail(e.what());
+  }
+  if (t.site.layer != integer_of("layer"))
+    throw fail("'layer' " + std::to_string(integer_of("layer")) + " disagrees with site " +
+               t.site.str());
   t.call_index = integer_of("call_index");
   t.prompt_index = int(integer_of("prompt_index"));
   t.kept_because = m.contains("kept_because") ? string_of("kept_because") : "";

@@ -21,10 +21,6 @@ double activation_magnitude(const TestCase& t) {
   return m;
 }
 
-int decode_step(const std::string& phase) {
-  return phase.rfind("decode_", 0) == 0 ? std::stoi(phase.substr(7)) : -1;
-}
-
 }  // namespace
 
 Recorder::Recorder(Corpus& corpus, int keep, std::function<void(TestCase&)> before_store,
@@ -38,7 +34,6 @@ void Recorder::before_call(const CallEvent& e, Dispatcher& d) {
   pending_.op = e.call->op;
   pending_.attrs = e.call->attrs;
   pending_.site = e.site;
-  pending_.layer = e.layer;
   pending_.phase = e.phase;
   pending_.call_index = int64_t(e.index);
   pending_.prompt_index = prompt_index_;
@@ -73,7 +68,7 @@ void Recorder::after_call(const CallEvent& e, Dispatcher& d) {
   }
   if (keep_ < 2) return;
   double mag = activation_magnitude(t);
-  int step = decode_step(t.phase);
+  int step = t.phase.is_prefill() ? -1 : t.phase.decode_step;
   // Held back until finish(): a later call may still beat it.
   auto hold = [&](Held& h, double magnitude) {
     h.test = t;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "model/site.h"
 #include "ops/op.h"
 
 namespace tapml {
@@ -14,9 +15,8 @@ struct TestCase {
   int64_t id = 0;  // corpus row id (0 until stored)
   Op op = Op::Add;
   Attrs attrs;
-  std::string site;  // "blk.3.attn_q"
-  int layer = -1;
-  std::string phase;  // "prefill", "decode_7"
+  Site site;    // {3, "attn_q"}
+  Phase phase;  // prefill, decode_7, ...
   int64_t call_index = 0;
   int prompt_index = 0;  // which carve prompt produced it
   std::vector<Tensor> inputs;

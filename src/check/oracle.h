@@ -19,6 +19,10 @@
 
 namespace tapml {
 
+// The backend whose distance from the source is a test's noise floor: the reference loops
+// with plain f32 sums, sequential order (docs/oracle.md). Used wherever noise is measured.
+inline constexpr const char* kNoiseReference = "ref?acc=f32";
+
 struct ErrorMetrics {
   double error = 0;  // E above
   double max_abs = 0;

@@ -5,7 +5,6 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "backends/builtin.h"
 #include "carve/carve_run.h"
 #include "carve/corpus.h"
 #include "cli/commands.h"
@@ -13,6 +12,7 @@
 #include "core/error.h"
 #include "model/model_file.h"
 #include "replay/replay.h"
+#include "runtime/generate.h"
 #include "tokenizer/load.h"
 
 namespace tapml::cli {
@@ -37,7 +37,7 @@ std::vector<std::string> all_prompts(const CarveArgs& a) {
   return prompts;
 }
 
-void carve(const CarveArgs& a) {
+void carve(const CarveArgs& a, DevicePool& devices) {
   using clock = std::chrono::steady_clock;
   auto t0 = clock::now();
   std::vector<std::string> prompts = all_prompts(a);
@@ -46,14 +46,14 @@ void carve(const CarveArgs& a) {
 
   Corpus corpus = Corpus::create(a.out, a.overwrite);
   if (a.by_reference) corpus.store_weights_by_reference(a.model);
-  std::unique_ptr<Backend> plain_f32 = open_backend("ref?acc=f32");
+  Backend& plain_f32 = devices.open(kNoiseReference);
   CarveOptions o;
   o.source = a.source;
   o.steps = a.steps;
   o.keep = a.keep;
-  o.stop_tokens = {tok.vocab().eos};
-  if (model.format == "llama2c") o.stop_tokens.push_back(tok.vocab().bos);
-  o.before_store = [&](TestCase& t) { calibrate_noise(t, *plain_f32); };
+  o.stop_tokens = stop_tokens(model, tok.vocab());
+  o.pool = &devices;
+  o.before_store = [&](TestCase& t) { calibrate_noise(t, plain_f32); };
   if (isatty(2))
     o.progress = [](size_t i, size_t n, int produced, const CarveStats& st) {
       if (produced % 8 == 0)
@@ -93,7 +93,7 @@ void carve(const CarveArgs& a) {
 }
 }  // namespace
 
-void add_carve(CLI::App& app) {
+void add_carve(CLI::App& app, DevicePool& devices) {
   auto a = std::make_shared<CarveArgs>();
   CLI::App* c = app.add_subcommand("carve", "Record a model run's op calls as a corpus of tests");
   c->footer(
@@ -119,7 +119,7 @@ void add_carve(CLI::App& app) {
   c->add_flag("--weights-by-reference", a->by_reference,
               "store weights as references to the model file instead of copies");
   c->add_flag("--json", a->json, "print the summary as JSON");
-  c->callback([a] { carve(*a); });
+  c->callback([a, &devices] { carve(*a, devices); });
 }
 
 }  // namespace tapml::cli

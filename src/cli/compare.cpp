@@ -1,17 +1,17 @@
+#include "migrate/compare.h"
+
 #include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
-#include "backends/builtin.h"
 #include "cli/commands.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
-#include "migrate/isolated.h"
 #include "model/model_file.h"
+#include "report/compare_report.h"
 #include "runtime/generate.h"
-#include "runtime/session.h"
 #include "tokenizer/load.h"
 
 namespace tapml::cli {
@@ -23,132 +23,40 @@ struct CompareArgs {
   int steps = 64;
 };
 
-// "error" when the target threw instead of producing outputs.
-std::string check_label(const SiteLocal& s) {
-  return s.worst_threw ? "error" : check_name(s.worst_check);
-}
-
-nlohmann::json ratio_json(double r) { return std::isfinite(r) ? nlohmann::json(r) : nullptr; }
-
-nlohmann::json report_json(const CompareArgs& a, const std::vector<std::string>& prompts,
-                           const IsolatedComparator& cmp) {
-  nlohmann::json sites = nlohmann::json::array();
-  int64_t compared = 0, failed = 0, not_comparable = 0, calls = 0, failed_calls = 0;
-  for (const SiteLocal& s : cmp.sites()) {
-    sites.push_back({{"site", s.site},
-                     {"op", std::string(op_name(s.op))},
-                     {"layer", s.layer},
-                     {"calls", s.calls},
-                     {"failed", s.failed},
-                     {"unsupported", s.unsupported},
-                     {"worst_ratio", ratio_json(s.worst_ratio)},
-                     {"worst_error", ratio_json(s.worst_error)},
-                     {"worst_check", check_label(s)},
-                     {"worst_detail", s.worst_detail},
-                     {"worst_phase", s.worst_phase},
-                     {"unsupported_reason", s.unsupported_reason}});
-    compared += s.compared() > 0;
-    failed += s.failed > 0;
-    not_comparable += s.unsupported > 0;
-    calls += s.calls;
-    failed_calls += s.failed;
-  }
-  return {{"format", "tapml-compare-report"},
-          {"version", 1},
-          {"model", a.model},
-          {"source", a.source},
-          {"target", a.backend},
-          {"prompts", prompts},
-          {"steps", a.steps},
-          {"sites", sites},
-          {"summary",
-           {{"sites", cmp.sites().size()},
-            {"sites_compared", compared},
-            {"sites_failed", failed},
-            {"sites_not_comparable", not_comparable},
-            {"calls", calls},
-            {"calls_compared", cmp.calls_compared()},
-            {"calls_failed", failed_calls},
-            {"pass", failed == 0}}}};
-}
-
-// Prints the site table, the coverage section and the summary; returns the sites that failed.
-int64_t print_report(const CompareArgs& a, const IsolatedComparator& cmp) {
-  int64_t compared = 0, failed = 0, not_comparable = 0;
-  std::printf("isolated comparison of %s against %s (each call fed the source's inputs)\n",
-              a.backend.c_str(), a.source.c_str());
-  std::printf("     %-24s %-10s %7s %7s %10s  %s\n", "site", "op", "calls", "failed", "worst/tol",
-              "check");
-  for (const SiteLocal& s : cmp.sites()) {
-    if (s.compared() == 0) continue;  // listed under coverage only
-    compared++;
-    failed += s.failed > 0;
-    std::printf("%-4s %-24s %-10s %7lld %7lld %10.3g  %s\n", s.failed ? "FAIL" : "ok",
-                s.site.c_str(), std::string(op_name(s.op)).c_str(), (long long)s.compared(),
-                (long long)s.failed, s.worst_ratio, check_label(s).c_str());
-    if (s.failed)
-      std::printf("       worst at %s: %s\n", s.worst_phase.c_str(), s.worst_detail.c_str());
-  }
-  for (const SiteLocal& s : cmp.sites()) not_comparable += s.unsupported > 0;
-  if (not_comparable) {
-    std::printf("coverage: %lld sites could not be compared (the target cannot run them):\n",
-                (long long)not_comparable);
-    for (const SiteLocal& s : cmp.sites())
-      if (s.unsupported)
-        std::printf("  n/a  %-24s %-10s %lld of %lld calls: %s\n", s.site.c_str(),
-                    std::string(op_name(s.op)).c_str(), (long long)s.unsupported,
-                    (long long)s.calls, s.unsupported_reason.c_str());
-  } else {
-    std::printf("coverage: every call was compared\n");
-  }
-  std::printf("%lld sites compared, %lld failed, %lld not comparable\n", (long long)compared,
-              (long long)failed, (long long)not_comparable);
-  if (failed == 0 && not_comparable > 0)
-    std::printf("note: no compared site failed, but %lld sites were not compared on %s\n",
-                (long long)not_comparable, a.backend.c_str());
-  return failed;
-}
-
-void compare(const CompareArgs& a) {
+void compare(const CompareArgs& a, DevicePool& devices) {
   std::vector<std::string> prompts = a.prompts.empty() ? std::vector<std::string>{""} : a.prompts;
   // Opened first: a mistyped URI is reported before the model is read.
-  std::unique_ptr<Backend> target = open_backend(a.backend);
-  std::unique_ptr<Backend> plain_f32 = open_backend("ref?acc=f32");
-  IsolatedComparator cmp(*target, *plain_f32);
-  if (!a.site.empty()) cmp.restrict_sites(a.site);
-
+  devices.open(a.backend);
   ModelFile model = load_model(a.model);
   Tokenizer tok = load_tokenizer(a.tokenizer, model.gguf.get(), model.config.vocab_size);
-  Session session(model, Placement(a.source), std::max(model.config.max_seq_len, a.steps));
-  session.dispatcher().add_observer(&cmp);
-
+  CompareOptions o;
+  o.source = a.source;
+  o.target = a.backend;
+  o.site_regex = a.site;
+  o.steps = a.steps;
+  o.stop_tokens = stop_tokens(model, tok.vocab());
+  o.pool = &devices;
+  for (const std::string& p : prompts) o.prompts.push_back(tok.encode(p, true));
   const bool tty = isatty(2);
-  for (size_t i = 0; i < prompts.size(); ++i) {
-    GenerateOptions o;
-    o.steps = a.steps;
-    o.stop_tokens = {tok.vocab().eos};
-    if (model.format == "llama2c") o.stop_tokens.push_back(tok.vocab().bos);
-    int produced = 0;
-    o.on_token = [&](int) {
-      if (tty && ++produced % 4 == 0)
-        std::fprintf(stderr, "\rcomparing prompt %zu/%zu: %d tokens, %lld calls compared", i + 1,
-                     prompts.size(), produced, (long long)cmp.calls_compared());
+  if (tty)
+    o.progress = [](size_t i, size_t n, int produced, int64_t compared) {
+      if (produced % 4 == 0)
+        std::fprintf(stderr, "\rcomparing prompt %zu/%zu: %d tokens, %lld calls compared", i + 1, n,
+                     produced, (long long)compared);
     };
-    generate(session, tok.encode(prompts[i], true), o);
-  }
+  CompareReport r = compare_model(model, o);
+  r.prompt_texts = prompts;
   if (tty) std::fprintf(stderr, "\r%*s\r", 60, "");
-  session.dispatcher().remove_observer(&cmp);
-
   if (!a.json_out.empty())
     write_file_atomically(
         a.json_out,
-        report_json(a, prompts, cmp).dump(1, ' ', false, nlohmann::json::error_handler_t::replace) +
-            "\n");
-  if (print_report(a, cmp) > 0) throw ExitCode(1);
+        to_json(r).dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  std::fputs(compare_text(r).c_str(), stdout);
+  if (!r.pass()) throw ExitCode(1);
 }
 }  // namespace
 
-void add_compare(CLI::App& app) {
+void add_compare(CLI::App& app, DevicePool& devices) {
   auto a = std::make_shared<CompareArgs>();
   CLI::App* c = app.add_subcommand(
       "compare", "Compare every op call on a target, each fed the source's inputs");
@@ -172,7 +80,7 @@ void add_compare(CLI::App& app) {
       ->capture_default_str();
   c->add_option("--site", a->site, "only sites matching this regular expression");
   c->add_option("--json", a->json_out, "write the JSON report here");
-  c->callback([a] { compare(*a); });
+  c->callback([a, &devices] { compare(*a, devices); });
 }
 
 }  // namespace tapml::cli

@@ -14,6 +14,7 @@
 #include "report/migrate_html.h"
 #include "report/migrate_report.h"
 #include "report/test_report.h"
+#include "runtime/generate.h"
 #include "tokenizer/load.h"
 
 namespace tapml::cli {
@@ -51,7 +52,7 @@ std::string site_regex(const std::string& site) {
   return re + "$";
 }
 
-void demo(const DemoArgs& a) {
+void demo(const DemoArgs& a, DevicePool& devices) {
   std::string model_path = a.model.empty() ? default_model() : a.model;
   ModelFile model = load_model(model_path);
   Tokenizer tok = load_tokenizer(a.tokenizer, model.gguf.get(), model.config.vocab_size);
@@ -60,8 +61,7 @@ void demo(const DemoArgs& a) {
                                             ""};
   std::vector<std::vector<int>> ids;
   for (const std::string& p : prompts) ids.push_back(tok.encode(p, true));
-  std::vector<int> stops = {tok.vocab().eos};
-  if (model.format == "llama2c") stops.push_back(tok.vocab().bos);
+  std::vector<int> stops = stop_tokens(model, tok.vocab());
 
   // 1. Carve.
   std::string corpus_path = (fs::path(a.out) / "stories.corpus").string();
@@ -71,11 +71,12 @@ void demo(const DemoArgs& a) {
   CarveStats st;
   {
     Corpus corpus = Corpus::create(corpus_path, true);
-    std::unique_ptr<Backend> plain = open_backend("ref?acc=f32");
+    Backend& plain = devices.open(kNoiseReference);
     CarveOptions o;
     o.steps = a.steps;
     o.stop_tokens = stops;
-    o.before_store = [&](TestCase& t) { calibrate_noise(t, *plain); };
+    o.pool = &devices;
+    o.before_store = [&](TestCase& t) { calibrate_noise(t, plain); };
     st = carve_model(model, ids, prompts, o, corpus);
   }
   std::printf("   %lld calls seen, %lld signatures, %lld tests kept -> %s\n",
@@ -86,7 +87,9 @@ void demo(const DemoArgs& a) {
   std::string best = best_backend();
   std::printf("2. replaying the corpus on '%s' ...\n", best.c_str());
   std::fflush(stdout);
-  ReplayRun run = replay_corpus(corpus_path, best, {});
+  ReplayOptions ro;
+  ro.pool = &devices;
+  ReplayRun run = replay_corpus(corpus_path, best, ro);
   int64_t failed = 0;
   for (auto& [op, s] : summarize(run.results)) failed += s.failed;
   std::string test_json = (fs::path(a.out) / ("test-" + best + ".json")).string();
@@ -104,6 +107,7 @@ void demo(const DemoArgs& a) {
   mo.steps = a.steps;
   mo.prompts = {ids[0]};
   mo.stop_tokens = stops;
+  mo.pool = &devices;
   MigrateReport r = migrate(model, mo);
   r.prompt_texts = {prompts[0]};
   nlohmann::json j = to_json(r);
@@ -127,7 +131,7 @@ void demo(const DemoArgs& a) {
 }
 }  // namespace
 
-void add_demo(CLI::App& app) {
+void add_demo(CLI::App& app, DevicePool& devices) {
   auto a = std::make_shared<DemoArgs>();
   CLI::App* c = app.add_subcommand("demo", "Carve stories260K, replay it, and pin an injected bug");
   c->footer(
@@ -143,7 +147,7 @@ void add_demo(CLI::App& app) {
   c->add_option("--steps", a->steps, "positions per prompt")
       ->check(CLI::Range(2, 1 << 16))
       ->capture_default_str();
-  c->callback([a] { demo(*a); });
+  c->callback([a, &devices] { demo(*a, devices); });
 }
 
 }  // namespace tapml::cli

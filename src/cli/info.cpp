@@ -45,7 +45,7 @@ void info(const InfoArgs& a) {
   }
   TAPML_REQUIRE(!a.model.empty(), "info: give --model PATH or --backends");
   ModelFile m = load_model(a.model);
-  const LlamaConfig& c = m.config;
+  const ModelConfig& c = m.config;
   if (a.json) {
     nlohmann::json j;
     j["path"] = m.path;

@@ -6,20 +6,22 @@
 #include "core/error.h"
 
 int main(int argc, char** argv) {
+  // Every device a command opens, opened once; outlives the commands that use it.
+  tapml::DevicePool devices;
   CLI::App app{
       "tapml: bring LLMs up on new compute platforms top-down.\n"
       "Run a model on a trusted backend, place any op on another, and compare."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "tapml 0.1");
-  tapml::cli::add_run(app);
+  tapml::cli::add_run(app, devices);
   tapml::cli::add_tokenize(app);
   tapml::cli::add_info(app);
   tapml::cli::add_corpus(app);
-  tapml::cli::add_carve(app);
-  tapml::cli::add_test(app);
-  tapml::cli::add_compare(app);
-  tapml::cli::add_migrate(app);
-  tapml::cli::add_demo(app);
+  tapml::cli::add_carve(app, devices);
+  tapml::cli::add_test(app, devices);
+  tapml::cli::add_compare(app, devices);
+  tapml::cli::add_migrate(app, devices);
+  tapml::cli::add_demo(app, devices);
   tapml::cli::add_serve(app);
   std::string names;
   bool known = false;

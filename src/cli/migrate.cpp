@@ -11,6 +11,7 @@
 #include "model/model_file.h"
 #include "report/migrate_html.h"
 #include "report/migrate_report.h"
+#include "runtime/generate.h"
 #include "tokenizer/load.h"
 
 namespace tapml::cli {
@@ -24,7 +25,7 @@ struct MigrateArgs {
   bool quiet = false;
 };
 
-void migrate_command(const MigrateArgs& a) {
+void migrate_command(const MigrateArgs& a, DevicePool& devices) {
   ModelFile model = load_model(a.model);
   Tokenizer tok = load_tokenizer(a.tokenizer, model.gguf.get(), model.config.vocab_size);
   MigrateOptions o;
@@ -35,8 +36,8 @@ void migrate_command(const MigrateArgs& a) {
   o.nmse_threshold = a.nmse_threshold;
   std::vector<std::string> prompts = a.prompts.empty() ? std::vector<std::string>{""} : a.prompts;
   for (const std::string& p : prompts) o.prompts.push_back(tok.encode(p, true));
-  o.stop_tokens = {tok.vocab().eos};
-  if (model.format == "llama2c") o.stop_tokens.push_back(tok.vocab().bos);
+  o.stop_tokens = stop_tokens(model, tok.vocab());
+  o.pool = &devices;
   if (!a.quiet)
     o.progress = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
 
@@ -48,30 +49,14 @@ void migrate_command(const MigrateArgs& a) {
                           j.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   if (!a.html_out.empty()) write_file_atomically(a.html_out, migrate_html(j));
 
-  std::printf("%s: %s -> %s, strategy %s, %d end-to-end runs", r.model.c_str(), r.source.c_str(),
-              r.target.c_str(), r.strategy.c_str(), r.runs);
-  if (r.bisect_candidates)
-    std::printf(" (bisection: %d runs over %d sites)", r.bisect_runs, r.bisect_candidates);
-  std::printf(", %.1f s\n", r.seconds);
-  if (r.status == "pass") {
-    std::printf("PASS: %s\n", r.summary.c_str());
-  } else {
-    std::printf("FAIL: %s\n", r.summary.c_str());
-    for (const Culprit& c : r.culprits)
-      std::printf("  culprit %s (%s): %s\n", c.site.c_str(), std::string(op_name(c.op)).c_str(),
-                  c.evidence.c_str());
-  }
-  for (const SiteAttribution& s : r.sites)
-    if (!s.info.target_supports)
-      std::printf("  not comparable: %s (%s): %s\n", s.info.site.c_str(),
-                  std::string(op_name(s.info.op)).c_str(), s.info.unsupported_reason.c_str());
+  std::fputs(migrate_text(r).c_str(), stdout);
   if (!a.html_out.empty()) std::printf("HTML report: %s\n", a.html_out.c_str());
   if (!a.json_out.empty()) std::printf("JSON report: %s\n", a.json_out.c_str());
   if (r.status != "pass") throw ExitCode{1};
 }
 }  // namespace
 
-void add_migrate(CLI::App& app) {
+void add_migrate(CLI::App& app, DevicePool& devices) {
   auto a = std::make_shared<MigrateArgs>();
   CLI::App* c = app.add_subcommand(
       "migrate", "Move a model to a target backend step by step and pin what breaks it");
@@ -102,7 +87,7 @@ void add_migrate(CLI::App& app) {
   c->add_option("--json", a->json_out, "write the JSON report here");
   c->add_option("--html", a->html_out, "write the HTML report here");
   c->add_flag("--quiet", a->quiet, "no progress lines on stderr");
-  c->callback([a] { migrate_command(*a); });
+  c->callback([a, &devices] { migrate_command(*a, devices); });
 }
 
 }  // namespace tapml::cli

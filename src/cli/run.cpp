@@ -22,7 +22,7 @@ struct RunArgs {
   bool json = false;
 };
 
-void run(const RunArgs& a) {
+void run(const RunArgs& a, DevicePool& devices) {
   ModelFile model = load_model(a.model);
   Tokenizer tok = load_tokenizer(a.tokenizer, model.gguf.get(), model.config.vocab_size);
   Placement placement(a.backend);
@@ -33,7 +33,7 @@ void run(const RunArgs& a) {
                  a.model.c_str(), context, a.steps);
     context = a.steps;
   }
-  Session session(model, placement, context);
+  Session session(model, placement, devices, context);
 
   GenerateOptions o;
   o.steps = a.steps;
@@ -41,9 +41,7 @@ void run(const RunArgs& a) {
   o.top_p = a.top_p;
   o.seed = a.seed;
   o.keep_logits = !a.logits_out.empty();
-  o.stop_tokens = {tok.vocab().eos};
-  // llama2.c checkpoints separate stories with BOS, so BOS ends a generation there.
-  if (model.format == "llama2c") o.stop_tokens.push_back(tok.vocab().bos);
+  o.stop_tokens = stop_tokens(model, tok.vocab());
   std::vector<int> prompt = tok.encode(a.prompt, true);
   int prev = prompt.back();
   if (!a.json) {
@@ -87,7 +85,7 @@ void run(const RunArgs& a) {
 }
 }  // namespace
 
-void add_run(CLI::App& app) {
+void add_run(CLI::App& app, DevicePool& devices) {
   auto a = std::make_shared<RunArgs>();
   CLI::App* c = app.add_subcommand("run", "Generate text with a model");
   c->footer(
@@ -118,7 +116,7 @@ void add_run(CLI::App& app) {
   c->add_flag("--json", a->json, "print one JSON object (token_ids, text, speeds)");
   c->add_option("--logits-out", a->logits_out,
                 "write every position's f32 logits, row-major [positions, vocab]");
-  c->callback([a] { run(*a); });
+  c->callback([a, &devices] { run(*a, devices); });
 }
 
 }  // namespace tapml::cli

@@ -71,7 +71,7 @@ void merge(const TestArgs& a) {
   finish(a, merge_runs(shards));
 }
 
-void test(const TestArgs& a) {
+void test(const TestArgs& a, DevicePool& devices) {
   if (!a.merge.empty()) return merge(a);
   TAPML_REQUIRE(!a.corpus.empty() && !a.backend.empty(),
                 "test: give --corpus PATH and --backend URI (or --merge REPORT...)");
@@ -79,6 +79,7 @@ void test(const TestArgs& a) {
   std::tie(o.shard, o.shards) = a.shard.empty() ? std::pair{1, 1} : parse_shard(a.shard);
   o.op_regex = a.op;
   o.site_regex = a.site;
+  o.pool = &devices;
   o.ids = a.ids;
   o.synthetic = a.synthetic;
   o.seed = a.seed;
@@ -104,7 +105,7 @@ void test(const TestArgs& a) {
 }
 }  // namespace
 
-void add_test(CLI::App& app) {
+void add_test(CLI::App& app, DevicePool& devices) {
   auto a = std::make_shared<TestArgs>();
   CLI::App* c =
       app.add_subcommand("test", "Replay a carved corpus on a backend and judge every test");
@@ -131,7 +132,7 @@ void add_test(CLI::App& app) {
   c->add_flag("--synthetic", a->synthetic,
               "bottom-up baseline: same signatures, uniform random inputs in [-1, 1]");
   c->add_option("--seed", a->seed, "seed of --synthetic inputs")->capture_default_str();
-  c->callback([a] { test(*a); });
+  c->callback([a, &devices] { test(*a, devices); });
 }
 
 }  // namespace tapml::cli

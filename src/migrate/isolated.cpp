@@ -46,8 +46,9 @@ Support ask_support(const Backend& target, const OpCall& source_call) {
 
 }  // namespace
 
-IsolatedComparator::IsolatedComparator(Backend& target, Backend& plain_f32, TolerancePolicy policy)
-    : target_(target), plain_f32_(plain_f32), policy_(policy) {}
+IsolatedComparator::IsolatedComparator(Backend& target, Backend& plain_f32, DevicePool* pool,
+                                       TolerancePolicy policy)
+    : target_(target), plain_f32_(plain_f32), policy_(policy), pool_(pool) {}
 
 void IsolatedComparator::restrict_sites(const std::string& regex) {
   try {
@@ -58,21 +59,37 @@ void IsolatedComparator::restrict_sites(const std::string& regex) {
 }
 
 void IsolatedComparator::before_call(const CallEvent& e, Dispatcher& d) {
-  pending_ = !site_filter_ || std::regex_search(e.site, *site_filter_);
+  pending_ = !site_filter_ || std::regex_search(e.call->site, *site_filter_);
   pending_inputs_.clear();
+  pending_target_.clear();
+  pending_plain_.clear();
   if (!pending_) return;
   // Taken now, not after the call: kv_store overwrites its cache inputs in place, and the
   // target must start from the cache as the source saw it.
   for (Val v : e.inputs) {
-    std::string weight = d.weight_name(v);
-    if (weight.empty()) {
+    if (d.weight_name(v).empty()) {
       pending_inputs_.push_back(d.read(v));
+      pending_target_.emplace_back();
+      pending_plain_.emplace_back();
       continue;
     }
-    auto [it, fresh] = weights_.try_emplace(weight);
-    if (fresh) it->second = d.read(v);
-    pending_inputs_.push_back(it->second);
+    // The model's own tensor: no copy, and its bytes name it to the pool.
+    const Tensor& w = d.weight_tensor(v);
+    pending_inputs_.push_back(w);
+    pending_target_.emplace_back();
+    pending_plain_.emplace_back();
   }
+}
+
+// Weights already on `b` (uploaded through the pool the first time), or none without a pool.
+const std::vector<std::optional<DeviceTensor>>* IsolatedComparator::resident(
+    Backend& b, std::vector<std::optional<DeviceTensor>>& slots, const CallEvent& e,
+    Dispatcher& d) {
+  if (!pool_) return nullptr;
+  for (size_t i = 0; i < e.inputs.size(); ++i)
+    if (!slots[i] && !d.weight_name(e.inputs[i]).empty())
+      slots[i] = pool_->weight(b, pending_inputs_[i]);
+  return &slots;
 }
 
 SiteLocal& IsolatedComparator::site(const CallEvent& e) {
@@ -81,7 +98,6 @@ SiteLocal& IsolatedComparator::site(const CallEvent& e) {
     SiteLocal s;
     s.site = e.site;
     s.op = e.call->op;
-    s.layer = e.layer;
     sites_.push_back(std::move(s));
   }
   return sites_[it->second];
@@ -122,7 +138,8 @@ void IsolatedComparator::compare(const CallEvent& e, Dispatcher& d, SiteLocal& s
 
   HostCallResult got;
   try {
-    got = run_host_call(target_, call.op, call.attrs, pending_inputs_, e.site);
+    got = run_host_call(target_, call.op, call.attrs, pending_inputs_, e.call->site,
+                        resident(target_, pending_target_, e, d));
   } catch (const std::exception& ex) {
     // run_host_call words a refusal "NAME cannot run OP: REASON"; a supports() that
     // depends on more than types can refuse here although the probe passed.
@@ -147,7 +164,8 @@ void IsolatedComparator::compare(const CallEvent& e, Dispatcher& d, SiteLocal& s
   }
 
   std::vector<double> noise;
-  HostCallResult plain = run_host_call(plain_f32_, call.op, call.attrs, pending_inputs_, e.site);
+  HostCallResult plain = run_host_call(plain_f32_, call.op, call.attrs, pending_inputs_,
+                                       e.call->site, resident(plain_f32_, pending_plain_, e, d));
   for (size_t i = 0; i < plain.outputs.size() && i < expected.size(); ++i)
     noise.push_back(measure(expected[i], plain.outputs[i], 0).error);
 

@@ -16,22 +16,23 @@
 #include "backend/backend.h"
 #include "check/oracle.h"
 #include "core/tensor.h"
+#include "runtime/device_pool.h"
 #include "runtime/dispatcher.h"
 
 namespace tapml {
 
 // What one site's calls did on the target.
 struct SiteLocal {
-  std::string site;
+  Site site;
   Op op = Op::Add;
-  int layer = -1;
   // calls: seen at the site (compared or not); failed: judged and failed (or the target
   // threw while running it); unsupported: refused by the target's supports().
   int64_t calls = 0, failed = 0, unsupported = 0;
   double worst_ratio = 0;  // largest error/tolerance over its calls (inf for non-numeric failures)
   double worst_error = 0;  // oracle error E at that call
   CheckKind worst_check = CheckKind::Pass;
-  std::string worst_detail, worst_phase, unsupported_reason;
+  std::string worst_detail, unsupported_reason;
+  Phase worst_phase;
   // The worst call did not produce outputs: the target threw (worst_detail says what).
   bool worst_threw = false;
   bool pass() const { return failed == 0 && unsupported == 0; }
@@ -41,10 +42,13 @@ struct SiteLocal {
 // Observes a run on the source and re-runs every call on `target` with the source's inputs,
 // judging the target's outputs against the source's with the oracle; the noise floor of each
 // call is computed on `plain_f32` (ref?acc=f32) like carving does. Continues past failures.
-// Both backends must outlive the comparator; it must stay attached for whole calls.
+// Both backends must outlive the comparator; it must stay attached for whole calls. With a
+// pool (that opened both backends), weights are uploaded to each once and kept there rather
+// than sent with every call.
 class IsolatedComparator final : public CallObserver {
  public:
-  IsolatedComparator(Backend& target, Backend& plain_f32, TolerancePolicy policy = {});
+  IsolatedComparator(Backend& target, Backend& plain_f32, DevicePool* pool = nullptr,
+                     TolerancePolicy policy = {});
   // Only calls whose site matches (std::regex_search, ECMAScript) are compared; default all.
   void restrict_sites(const std::string& regex);
   void before_call(const CallEvent& e, Dispatcher& d) override;
@@ -55,15 +59,21 @@ class IsolatedComparator final : public CallObserver {
  private:
   SiteLocal& site(const CallEvent& e);
   void compare(const CallEvent& e, Dispatcher& d, SiteLocal& s);
+  const std::vector<std::optional<DeviceTensor>>* resident(
+      Backend& b, std::vector<std::optional<DeviceTensor>>& slots, const CallEvent& e,
+      Dispatcher& d);
 
   Backend& target_;
   Backend& plain_f32_;
   TolerancePolicy policy_;
   std::optional<std::regex> site_filter_;
   std::vector<SiteLocal> sites_;
-  std::map<std::string, size_t> site_index_;
-  std::map<std::string, Tensor> weights_;  // host copies, read once per weight
-  std::vector<Tensor> pending_inputs_;     // of the call in flight, taken before it runs
+  std::map<Site, size_t> site_index_;
+  DevicePool* pool_;
+  // Of the call in flight, taken before it runs: host values, and for each weight its copy
+  // on the target and on plain_f32 (when there is a pool).
+  std::vector<Tensor> pending_inputs_;
+  std::vector<std::optional<DeviceTensor>> pending_target_, pending_plain_;
   bool pending_ = false;
   int64_t calls_compared_ = 0;
 };

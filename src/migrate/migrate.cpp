@@ -4,9 +4,9 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <optional>
 #include <set>
 
-#include "backends/builtin.h"
 #include "core/error.h"
 #include "migrate/isolated.h"
 
@@ -73,22 +73,23 @@ std::string join(const std::vector<std::string>& xs, const char* sep = ", ") {
 // Runs placements end to end against the source's teacher-forced runs, over every prompt.
 class Evaluator {
  public:
-  Evaluator(const ModelFile& model, const MigrateOptions& o) : model_(model), o_(o) {
+  Evaluator(const ModelFile& model, const MigrateOptions& o, DevicePool& pool)
+      : model_(model), o_(o), pool_(pool) {
     for (const auto& prompt : o.prompts) {
-      sequences_.push_back(source_sequence(model, o.source, prompt, o.steps, o.stop_tokens));
+      sequences_.push_back(source_sequence(model, pool, o.source, prompt, o.steps, o.stop_tokens));
       prompt_lens_.push_back(int(prompt.size()));
       TAPML_REQUIRE(sequences_.back().size() > prompt.size(),
                     "migrate: the source run produced no token after the prompt");
-      sources_.push_back(
-          run_trace(model, Placement(o.source), sequences_.back(), prompt_lens_.back(), false));
+      sources_.push_back(run_trace(model, pool, Placement(o.source), sequences_.back(),
+                                   prompt_lens_.back(), false));
     }
   }
 
   EndToEnd evaluate(const Placement& p) {
     EndToEnd all;
     for (size_t i = 0; i < sequences_.size(); ++i)
-      all.merge(
-          compare_logits(sources_[i], run_trace(model_, p, sequences_[i], prompt_lens_[i], false)));
+      all.merge(compare_logits(sources_[i],
+                               run_trace(model_, pool_, p, sequences_[i], prompt_lens_[i], false)));
     ++runs_;
     return all;
   }
@@ -105,7 +106,7 @@ class Evaluator {
 
   // Calibrates the threshold from a plain-f32 run unless one was given.
   void calibrate(double given) {
-    noise_ = evaluate(Placement("ref?acc=f32")).nmse;
+    noise_ = evaluate(Placement(kNoiseReference)).nmse;
     threshold_ = given > 0 ? given : std::max(o_.noise_multiple * noise_, 1e-14);
   }
 
@@ -118,6 +119,7 @@ class Evaluator {
  private:
   const ModelFile& model_;
   const MigrateOptions& o_;
+  DevicePool& pool_;
   std::vector<std::vector<int>> sequences_;
   std::vector<int> prompt_lens_;
   std::vector<Trace> sources_;
@@ -135,199 +137,210 @@ std::string describe(const EndToEnd& e) {
   return s;
 }
 
-}  // namespace
+using Group = std::pair<std::string, std::vector<std::string>>;  // label, sites
 
-MigrateReport migrate(const ModelFile& model, const MigrateOptions& o) {
-  TAPML_REQUIRE(!o.target.empty(), "migrate: no target backend");
-  TAPML_REQUIRE(!o.prompts.empty(), "migrate: no prompt");
-  const std::set<std::string> strategies{"kinds", "layers", "bisect", "auto"};
-  TAPML_REQUIRE(strategies.count(o.strategy),
-                "migrate: unknown strategy '" + o.strategy + "' (kinds, layers, bisect, auto)");
-  auto t0 = clock_type::now();
-  // Opened first, so a bad target URI fails before any work.
-  std::unique_ptr<Backend> target = open_backend(o.target), plain = open_backend("ref?acc=f32");
-  auto say = [&](const std::string& line) {
-    if (o.progress) o.progress(line);
-  };
+// One migration, as the steps run() takes in order. Each step reads what the earlier ones
+// left in the members and the report.
+class Migration {
+ public:
+  Migration(const ModelFile& model, const MigrateOptions& o, DevicePool& pool, MigrateReport& r)
+      : model_(model), o_(o), pool_(pool), r_(r) {}
 
-  MigrateReport r;
-  r.model = model.path;
-  r.source = o.source;
-  r.target = o.target;
-  r.strategy = o.strategy;
-  r.steps = o.steps;
-
-  say("running the source (" + o.source + ") and calibrating the end-to-end threshold");
-  Evaluator ev(model, o);
-  ev.calibrate(o.nmse_threshold);
-  r.noise_nmse = ev.noise();
-  r.nmse_threshold = ev.threshold();
-
-  std::vector<SiteInfo> infos =
-      list_sites(model, o.source, o.target, ev.sequences()[0], ev.prompt_lens()[0]);
-  std::vector<std::string> supported;
-  std::vector<Op> kinds;
-  for (const SiteInfo& s : infos) {
-    if (!s.target_supports) continue;
-    supported.push_back(s.site);
-    if (std::find(kinds.begin(), kinds.end(), s.op) == kinds.end()) kinds.push_back(s.op);
+  void run() {
+    calibrate();
+    list_coverage();
+    walk(groups());
+    bisect();
+    attribute();
+    judge();
   }
-  auto sites_where = [&](auto pred) {
-    std::vector<std::string> out;
-    for (const SiteInfo& s : infos)
-      if (s.target_supports && pred(s)) out.push_back(s.site);
-    return out;
-  };
-  auto op_of = [&](const std::string& site) {
-    for (const SiteInfo& s : infos)
-      if (s.site == site) return s.op;
-    throw Error("internal: migrate: no site '" + site + "'");
-  };
 
-  // The cumulative steps of kinds / layers; the first failing one is returned.
-  auto walk = [&](const std::vector<std::pair<std::string, std::vector<std::string>>>& groups,
-                  std::vector<std::string>* base, std::vector<std::string>* failing) -> bool {
+ private:
+  void say(const std::string& line) const {
+    if (o_.progress) o_.progress(line);
+  }
+
+  // 1. The source's runs (the reference every step is compared with) and the end-to-end
+  // threshold, from a run with plain f32 sums.
+  void calibrate() {
+    say("running the source (" + o_.source + ") and calibrating the end-to-end threshold");
+    ev_.emplace(model_, o_, pool_);
+    ev_->calibrate(o_.nmse_threshold);
+    r_.noise_nmse = ev_->noise();
+    r_.nmse_threshold = ev_->threshold();
+  }
+
+  // 2. Every site in model order, and whether the target can run it.
+  void list_coverage() {
+    infos_ =
+        list_sites(model_, pool_, o_.source, o_.target, ev_->sequences()[0], ev_->prompt_lens()[0]);
+    for (const SiteInfo& s : infos_) {
+      if (!s.target_supports) continue;
+      supported_.push_back(s.site.str());
+      if (std::find(kinds_.begin(), kinds_.end(), s.op) == kinds_.end()) kinds_.push_back(s.op);
+    }
+  }
+
+  std::vector<std::string> supported_where(const std::function<bool(const SiteInfo&)>& pred) const {
+    std::vector<std::string> out;
+    for (const SiteInfo& s : infos_)
+      if (s.target_supports && pred(s)) out.push_back(s.site.str());
+    return out;
+  }
+
+  const SiteInfo& info(const std::string& site) const {
+    for (const SiteInfo& s : infos_)
+      if (s.site.str() == site) return s;
+    throw Error("internal: migrate: no site '" + site + "'");
+  }
+
+  // 3. The strategy's groups of sites, moved to the target cumulatively: one op kind at a
+  // time (kinds, auto), one layer at a time (layers), or everything at once (bisect).
+  std::vector<Group> groups() const {
+    std::vector<Group> out;
+    if (o_.strategy == "kinds" || o_.strategy == "auto") {
+      for (Op k : kinds_)
+        out.push_back({"kinds: " + std::string(op_name(k)),
+                       supported_where([&](const SiteInfo& s) { return s.op == k; })});
+    } else if (o_.strategy == "layers") {
+      // Layers in model order: what runs before the blocks, each block, what runs after.
+      bool seen_block = false;
+      for (const SiteInfo& s : infos_) {
+        if (!s.target_supports) continue;
+        seen_block = seen_block || s.site.layer >= 0;
+        std::string label = s.site.layer >= 0 ? "layers: blk." + std::to_string(s.site.layer)
+                            : seen_block      ? "layers: after the blocks"
+                                              : "layers: before the blocks";
+        if (out.empty() || out.back().first != label) out.push_back({label, {}});
+        out.back().second.push_back(s.site.str());
+      }
+    } else {
+      out.push_back({"all sites", supported_});
+    }
+    return out;
+  }
+
+  // Moves the groups over one after another until the output breaks; the failing group and
+  // what passed before it are kept for bisection.
+  void walk(const std::vector<Group>& groups) {
     std::vector<std::string> placed;
     for (const auto& [label, group] : groups) {
       std::vector<std::string> next = placed;
       next.insert(next.end(), group.begin(), group.end());
       auto ts = clock_type::now();
-      EndToEnd e = ev.evaluate_sites(next);
-      MigrationStep step{int(r.timeline.size()),
+      EndToEnd e = ev_->evaluate_sites(next);
+      MigrationStep step{int(r_.timeline.size()),
                          label,
                          next,
                          e,
-                         ev.passes(e),
+                         ev_->passes(e),
                          std::chrono::duration<double>(clock_type::now() - ts).count()};
       say("step " + std::to_string(step.step) + " " + label + " (" + std::to_string(next.size()) +
           " sites on the target): " + (step.pass ? "pass" : "FAIL") + ", " + describe(e));
-      r.timeline.push_back(step);
+      r_.timeline.push_back(step);
       if (!step.pass) {
-        *base = placed;
-        *failing = group;
-        return false;
+        all_pass_ = false;
+        base_ = placed;
+        failing_ = group;
+        return;
       }
       placed = next;
     }
-    return true;
-  };
-
-  std::vector<std::string> base, failing, minimal;
-  bool all_pass = true;
-  if (o.strategy == "kinds" || o.strategy == "auto") {
-    std::vector<std::pair<std::string, std::vector<std::string>>> groups;
-    for (Op k : kinds)
-      groups.push_back({"kinds: " + std::string(op_name(k)),
-                        sites_where([&](const SiteInfo& s) { return s.op == k; })});
-    all_pass = walk(groups, &base, &failing);
-  } else if (o.strategy == "layers") {
-    // Layers in model order: what runs before the blocks, each block, what runs after.
-    std::vector<std::pair<std::string, std::vector<std::string>>> groups;
-    bool seen_block = false;
-    for (const SiteInfo& s : infos) {
-      if (!s.target_supports) continue;
-      seen_block = seen_block || s.layer >= 0;
-      std::string label = s.layer >= 0 ? "layers: blk." + std::to_string(s.layer)
-                          : seen_block ? "layers: after the blocks"
-                                       : "layers: before the blocks";
-      if (groups.empty() || groups.back().first != label) groups.push_back({label, {}});
-      groups.back().second.push_back(s.site);
-    }
-    all_pass = walk(groups, &base, &failing);
-  } else {  // bisect
-    all_pass = walk({{"all sites", supported}}, &base, &failing);
   }
 
-  if (!all_pass && o.strategy != "kinds" && o.strategy != "layers") {
-    say("bisecting " + std::to_string(failing.size()) + " sites");
-    r.bisect_candidates = int(failing.size());
+  // 4. Delta debugging inside the failing group (bisect, auto), with what passed before it
+  // kept on the target: a minimal set of sites that still breaks the output.
+  void bisect() {
+    if (all_pass_ || o_.strategy == "kinds" || o_.strategy == "layers") return;
+    say("bisecting " + std::to_string(failing_.size()) + " sites");
+    r_.bisect_candidates = int(failing_.size());
     int runs = 0;
-    minimal = minimal_failing_set(
-        failing,
+    minimal_ = minimal_failing_set(
+        failing_,
         [&](const std::vector<std::string>& subset) {
-          std::vector<std::string> placed = base;
+          std::vector<std::string> placed = base_;
           placed.insert(placed.end(), subset.begin(), subset.end());
-          EndToEnd e = ev.evaluate_sites(placed);
-          return !ev.passes(e);
+          return !ev_->passes(ev_->evaluate_sites(placed));
         },
         &runs);
-    r.bisect_runs = runs;
-    r.bisect_culprits = minimal;
-    say("bisection: " + join(minimal) + " after " + std::to_string(runs) + " end-to-end runs");
+    r_.bisect_runs = runs;
+    r_.bisect_culprits = minimal_;
+    say("bisection: " + join(minimal_) + " after " + std::to_string(runs) + " end-to-end runs");
   }
 
-  // Isolated comparison over every site, and the propagated error of each site with all
-  // supported sites on the target.
-  say("isolated comparison of every call on the target");
-  IsolatedComparator iso(*target, *plain);
-  std::vector<Trace> source_calls, target_calls;
-  Placement all_target(o.source);
-  all_target.add_sites(supported, o.target);
-  for (size_t i = 0; i < ev.sequences().size(); ++i) {
-    source_calls.push_back(
-        run_trace(model, Placement(o.source), ev.sequences()[i], ev.prompt_lens()[i], true, &iso));
-    target_calls.push_back(
-        run_trace(model, all_target, ev.sequences()[i], ev.prompt_lens()[i], true));
-  }
-  std::map<std::string, const SiteLocal*> local;
-  for (const SiteLocal& s : iso.sites()) local[s.site] = &s;
-  std::map<std::string, double> propagated;
-  for (size_t i = 0; i < source_calls.size(); ++i) {
-    const auto& a = source_calls[i].calls;
-    const auto& b = target_calls[i].calls;
-    for (size_t c = 0; c < std::min(a.size(), b.size()); ++c) {
-      if (a[c].first != b[c].first) break;  // the runs diverged in structure: stop comparing
-      double worst = propagated[a[c].first];
-      for (size_t k = 0; k < a[c].second.size(); ++k)
-        worst = std::max(worst, measure(a[c].second[k], b[c].second[k], 0).error);
-      propagated[a[c].first] = worst;
+  // 5. Each site's own error (every call re-run on the target with the source's inputs) and
+  // its propagated error (its outputs with every supported site on the target).
+  void attribute() {
+    say("isolated comparison of every call on the target");
+    IsolatedComparator iso(pool_.open(o_.target), pool_.open(kNoiseReference), &pool_);
+    Placement all_target(o_.source);
+    all_target.add_sites(supported_, o_.target);
+    std::map<std::string, double> propagated;
+    for (size_t i = 0; i < ev_->sequences().size(); ++i) {
+      const std::vector<int>& seq = ev_->sequences()[i];
+      const int len = ev_->prompt_lens()[i];
+      Trace a = run_trace(model_, pool_, Placement(o_.source), seq, len, true, &iso);
+      Trace b = run_trace(model_, pool_, all_target, seq, len, true);
+      for (size_t c = 0; c < std::min(a.calls.size(), b.calls.size()); ++c) {
+        if (a.calls[c].first != b.calls[c].first) break;  // the runs diverged in structure
+        double& worst = propagated[a.calls[c].first];
+        for (size_t k = 0; k < a.calls[c].second.size(); ++k)
+          worst = std::max(worst, measure(a.calls[c].second[k], b.calls[c].second[k], 0).error);
+      }
+    }
+    std::map<Site, const SiteLocal*> local;
+    for (const SiteLocal& s : iso.sites()) local[s.site] = &s;
+    for (const SiteInfo& s : infos_) {
+      SiteAttribution at;
+      at.info = s;
+      if (auto it = local.find(s.site); it != local.end()) {
+        const SiteLocal& l = *it->second;
+        at.compared = l.unsupported == 0;
+        at.local_ratio = l.worst_ratio;
+        at.local_error = l.worst_error;
+        at.local_check = check_name(l.worst_check);
+        at.calls = l.calls;
+        at.failed = l.failed;
+      }
+      if (auto it = propagated.find(s.site.str()); it != propagated.end()) {
+        at.propagated_error = it->second;
+        at.propagated_measured = true;
+      }
+      r_.sites.push_back(at);
     }
   }
-  for (const SiteInfo& s : infos) {
-    SiteAttribution at;
-    at.info = s;
-    if (auto it = local.find(s.site); it != local.end()) {
-      const SiteLocal& l = *it->second;
-      at.compared = l.unsupported == 0;
-      at.local_ratio = l.worst_ratio;
-      at.local_error = l.worst_error;
-      at.local_check = check_name(l.worst_check);
-      at.calls = l.calls;
-      at.failed = l.failed;
-    }
-    if (auto it = propagated.find(s.site); it != propagated.end()) {
-      at.propagated_error = it->second;
-      at.propagated_measured = true;
-    }
-    r.sites.push_back(at);
-  }
-  auto attribution = [&](const std::string& site) -> const SiteAttribution* {
-    for (const SiteAttribution& a : r.sites)
-      if (a.info.site == site) return &a;
+
+  const SiteAttribution* attribution(const std::string& site) const {
+    for (const SiteAttribution& a : r_.sites)
+      if (a.info.site.str() == site) return &a;
     return nullptr;
-  };
+  }
 
-  // The verdict.
-  if (supported.empty()) {
-    // Nothing could move, so nothing was shown to work: not a pass.
-    r.status = "fail";
-    r.summary = o.target + " supports none of the model's sites (see the coverage list)";
-  } else if (all_pass) {
-    r.status = "pass";
-    r.summary = "every supported site runs on " + o.target + " with the output unchanged (" +
-                describe(r.timeline.back().e2e) + " with all " + std::to_string(supported.size()) +
-                " sites on the target)";
-  } else {
-    r.status = "fail";
+  // 6. The verdict: pass, or the culprit sites and ops with their evidence.
+  void judge() {
+    if (supported_.empty()) {
+      // Nothing could move, so nothing was shown to work: not a pass.
+      r_.status = "fail";
+      r_.summary = o_.target + " supports none of the model's sites (see the coverage list)";
+      return;
+    }
+    if (all_pass_) {
+      r_.status = "pass";
+      r_.summary = "every supported site runs on " + o_.target + " with the output unchanged (" +
+                   describe(r_.timeline.back().e2e) + " with all " +
+                   std::to_string(supported_.size()) + " sites on the target)";
+      return;
+    }
+    r_.status = "fail";
     // Bisection gives a minimal set; kinds and layers give the failing group, narrowed to the
     // sites that fail in isolation (or the whole group when none does).
-    std::vector<std::string> named = minimal;
+    std::vector<std::string> named = minimal_;
     if (named.empty()) {
-      for (const std::string& s : failing)
+      for (const std::string& s : failing_)
         if (const SiteAttribution* a = attribution(s); a && a->failed > 0) named.push_back(s);
-      if (named.empty()) named = failing;
+      if (named.empty()) named = failing_;
     }
-    const MigrationStep& broke = r.timeline.back();
+    const MigrationStep& broke = r_.timeline.back();
     for (const std::string& site : named) {
       const SiteAttribution* a = attribution(site);
       std::string evidence;
@@ -340,14 +353,15 @@ MigrateReport migrate(const ModelFile& model, const MigrateOptions& o) {
             "isolated: passes every call (worst " + fmt(a->local_ratio) +
             "x tolerance), so the error comes from state or from its interaction with other sites";
       evidence += "; end to end, step '" + broke.label + "': " + describe(broke.e2e);
-      r.culprits.push_back({site, op_of(site), evidence});
-      if (std::find(r.culprit_ops.begin(), r.culprit_ops.end(), op_of(site)) == r.culprit_ops.end())
-        r.culprit_ops.push_back(op_of(site));
+      const Op op = info(site).op;
+      r_.culprits.push_back({site, op, evidence});
+      if (std::find(r_.culprit_ops.begin(), r_.culprit_ops.end(), op) == r_.culprit_ops.end())
+        r_.culprit_ops.push_back(op);
     }
     // A fault that hits every instance of an op: say so, naming the op.
-    for (Op op : r.culprit_ops) {
+    for (Op op : r_.culprit_ops) {
       const std::string name(op_name(op));
-      std::vector<std::string> all = sites_where([&](const SiteInfo& s) { return s.op == op; });
+      std::vector<std::string> all = supported_where([&](const SiteInfo& s) { return s.op == op; });
       size_t failing_alone = 0;
       for (const std::string& s : all)
         if (const SiteAttribution* a = attribution(s); a && a->failed > 0) ++failing_alone;
@@ -356,11 +370,51 @@ MigrateReport migrate(const ModelFile& model, const MigrateOptions& o) {
                               : std::to_string(failing_alone) + " of " +
                                     std::to_string(all.size()) + " " + name +
                                     " sites fail in isolation";
-      r.summary += (r.summary.empty() ? "" : "; ") + name + " at " + join(named) +
-                   " breaks the output (" + scope + ")";
+      r_.summary += (r_.summary.empty() ? "" : "; ") + name + " at " + join(named) +
+                    " breaks the output (" + scope + ")";
     }
   }
-  r.runs = ev.runs();
+
+ public:
+  int runs() const { return ev_ ? ev_->runs() : 0; }
+
+ private:
+  const ModelFile& model_;
+  const MigrateOptions& o_;
+  DevicePool& pool_;
+  MigrateReport& r_;
+  std::optional<Evaluator> ev_;
+  std::vector<SiteInfo> infos_;
+  std::vector<std::string> supported_;  // sites the target can run, in model order
+  std::vector<Op> kinds_;               // their ops, in first-seen order
+  bool all_pass_ = true;
+  std::vector<std::string> base_, failing_, minimal_;
+};
+
+}  // namespace
+
+MigrateReport migrate(const ModelFile& model, const MigrateOptions& o) {
+  TAPML_REQUIRE(!o.target.empty(), "migrate: no target backend");
+  TAPML_REQUIRE(!o.prompts.empty(), "migrate: no prompt");
+  const std::set<std::string> strategies{"kinds", "layers", "bisect", "auto"};
+  TAPML_REQUIRE(strategies.count(o.strategy),
+                "migrate: unknown strategy '" + o.strategy + "' (kinds, layers, bisect, auto)");
+  auto t0 = clock_type::now();
+  DevicePool own;
+  DevicePool& pool = o.pool ? *o.pool : own;
+  // Opened first, so a bad target URI fails before any work.
+  pool.open(o.target);
+  pool.open(kNoiseReference);
+
+  MigrateReport r;
+  r.model = model.path;
+  r.source = o.source;
+  r.target = o.target;
+  r.strategy = o.strategy;
+  r.steps = o.steps;
+  Migration m(model, o, pool, r);
+  m.run();
+  r.runs = m.runs();
   r.seconds = std::chrono::duration<double>(clock_type::now() - t0).count();
   return r;
 }

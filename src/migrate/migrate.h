@@ -15,6 +15,7 @@
 #include "check/oracle.h"
 #include "migrate/trace.h"
 #include "model/model_file.h"
+#include "runtime/device_pool.h"
 
 namespace tapml {
 
@@ -28,6 +29,9 @@ struct MigrateOptions {
   double nmse_threshold = 0;  // 0: calibrate
   double noise_multiple = 100;
   std::function<void(const std::string&)> progress;  // one line per event
+  // The process's devices (each opened once, weights uploaded once); null: the migration
+  // opens its own.
+  DevicePool* pool = nullptr;
 };
 
 struct MigrationStep {
@@ -51,7 +55,7 @@ struct SiteAttribution {
 };
 
 struct Culprit {
-  std::string site;
+  std::string site;  // canonical form
   Op op = Op::Add;
   std::string evidence;
 };

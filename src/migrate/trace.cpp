@@ -4,7 +4,6 @@
 #include <cmath>
 #include <set>
 
-#include "backends/builtin.h"
 #include "core/error.h"
 #include "runtime/generate.h"
 #include "runtime/session.h"
@@ -24,7 +23,7 @@ class CallCapture final : public CallObserver {
   void after_call(const CallEvent& e, Dispatcher& d) override {
     std::vector<Tensor> outs;
     for (Val v : e.outputs) outs.push_back(d.read(v));
-    t_.calls.emplace_back(e.site, std::move(outs));
+    t_.calls.emplace_back(e.call->site, std::move(outs));
   }
 
  private:
@@ -38,7 +37,7 @@ class SiteLister final : public CallObserver {
   SiteLister(Backend& target, std::vector<SiteInfo>& out) : target_(target), out_(out) {}
   void after_call(const CallEvent& e, Dispatcher&) override {
     auto [it, fresh] = index_.try_emplace(e.site, out_.size());
-    if (fresh) out_.push_back({e.site, e.call->op, e.layer, true, ""});
+    if (fresh) out_.push_back({e.site, e.call->op, true, ""});
     SiteInfo& s = out_[it->second];
     if (!s.target_supports) return;
     Support sup = target_.supports(*e.call);
@@ -48,28 +47,28 @@ class SiteLister final : public CallObserver {
  private:
   Backend& target_;
   std::vector<SiteInfo>& out_;
-  std::map<std::string, size_t> index_;
+  std::map<Site, size_t> index_;
 };
 
 }  // namespace
 
-std::vector<int> source_sequence(const ModelFile& model, const std::string& source,
-                                 const std::vector<int>& prompt, int steps,
-                                 const std::vector<int>& stop_tokens) {
-  Session s(model, Placement(source), context_for(model, size_t(steps)));
+std::vector<int> source_sequence(const ModelFile& model, DevicePool& pool,
+                                 const std::string& source, const std::vector<int>& prompt,
+                                 int steps, const std::vector<int>& stop_tokens) {
+  Session s(model, Placement(source), pool, context_for(model, size_t(steps)));
   GenerateOptions o;
   o.steps = steps;
   o.stop_tokens = stop_tokens;
   return generate(s, prompt, o).token_ids;
 }
 
-Trace run_trace(const ModelFile& model, const Placement& placement,
+Trace run_trace(const ModelFile& model, DevicePool& pool, const Placement& placement,
                 const std::vector<int>& sequence, int prompt_len, bool capture_calls,
                 CallObserver* observer) {
   TAPML_REQUIRE(prompt_len >= 1 && size_t(prompt_len) < sequence.size(),
                 "run_trace: the sequence must extend past the prompt");
   Trace t;
-  Session s(model, placement, context_for(model, sequence.size()));
+  Session s(model, placement, pool, context_for(model, sequence.size()));
   CallCapture capture(t);
   if (capture_calls) s.dispatcher().add_observer(&capture);
   if (observer) s.dispatcher().add_observer(observer);
@@ -85,13 +84,12 @@ Trace run_trace(const ModelFile& model, const Placement& placement,
   return t;
 }
 
-std::vector<SiteInfo> list_sites(const ModelFile& model, const std::string& source,
-                                 const std::string& target, const std::vector<int>& sequence,
-                                 int prompt_len) {
+std::vector<SiteInfo> list_sites(const ModelFile& model, DevicePool& pool,
+                                 const std::string& source, const std::string& target,
+                                 const std::vector<int>& sequence, int prompt_len) {
   std::vector<SiteInfo> sites;
-  std::unique_ptr<Backend> t = open_backend(target);
-  Session s(model, Placement(source), context_for(model, sequence.size()));
-  SiteLister lister(*t, sites);
+  Session s(model, Placement(source), pool, context_for(model, sequence.size()));
+  SiteLister lister(pool.open(target), sites);
   s.dispatcher().add_observer(&lister);
   // A prefill and one decode step show every site and both phases' shapes.
   std::vector<int32_t> prefill(sequence.begin(), sequence.begin() + prompt_len);

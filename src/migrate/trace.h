@@ -7,15 +7,15 @@
 #include <vector>
 
 #include "model/model_file.h"
+#include "runtime/device_pool.h"
 #include "runtime/dispatcher.h"
 #include "runtime/placement.h"
 
 namespace tapml {
 
 struct SiteInfo {
-  std::string site;
+  Site site;
   Op op = Op::Add;
-  int layer = -1;
   bool target_supports = true;
   std::string unsupported_reason;
 };
@@ -28,21 +28,21 @@ struct Trace {
 };
 
 // The sequence the source produces: prompt ids, then greedy ids up to `steps` positions.
-std::vector<int> source_sequence(const ModelFile& model, const std::string& source,
-                                 const std::vector<int>& prompt, int steps,
-                                 const std::vector<int>& stop_tokens);
+std::vector<int> source_sequence(const ModelFile& model, DevicePool& pool,
+                                 const std::string& source, const std::vector<int>& prompt,
+                                 int steps, const std::vector<int>& stop_tokens);
 
 // Runs `sequence` teacher-forced: the first `prompt_len` ids as one prefill batch, then one
 // id per decode step, keeping every position's logits (the last id is not fed).
 // `observer`, when given, watches every call of the run.
-Trace run_trace(const ModelFile& model, const Placement& placement,
+Trace run_trace(const ModelFile& model, DevicePool& pool, const Placement& placement,
                 const std::vector<int>& sequence, int prompt_len, bool capture_calls,
                 CallObserver* observer = nullptr);
 
 // Every site of the model in first-call order, with whether `target` can run its calls.
-std::vector<SiteInfo> list_sites(const ModelFile& model, const std::string& source,
-                                 const std::string& target, const std::vector<int>& sequence,
-                                 int prompt_len);
+std::vector<SiteInfo> list_sites(const ModelFile& model, DevicePool& pool,
+                                 const std::string& source, const std::string& target,
+                                 const std::vector<int>& sequence, int prompt_len);
 
 // Logits of a target run against the source's, position by position.
 struct EndToEnd {

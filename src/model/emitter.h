@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "model/site.h"
 #include "ops/op.h"
 
 namespace tapml {
@@ -27,7 +28,7 @@ class Emitter {
   virtual Val rows(Val v, int64_t row_begin, int64_t rows) = 0;
   // Runs op on the inputs at `site`; returns the outputs (in-place outputs return a value
   // that shares the storage of the input they overwrite).
-  virtual std::vector<Val> call(const std::string& site, Op op, const Attrs& attrs,
+  virtual std::vector<Val> call(const Site& site, Op op, const Attrs& attrs,
                                 const std::vector<Val>& inputs) = 0;
   virtual TensorType type(Val v) const = 0;
 };

@@ -144,7 +144,7 @@ ModelFile load_llama2c_memory(std::shared_ptr<const void> owner, const uint8_t* 
   m.path = name;
   m.format = "llama2c";
   m.arch = "llama";
-  LlamaConfig& c = m.config;
+  ModelConfig& c = m.config;
   c.dim = h.dim;
   c.hidden_dim = h.hidden_dim;
   c.n_layers = h.n_layers;

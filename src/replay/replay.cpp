@@ -5,7 +5,6 @@
 #include <random>
 
 #include "backend/host_call.h"
-#include "backends/builtin.h"
 #include "carve/corpus.h"
 #include "core/error.h"
 
@@ -23,11 +22,11 @@ TestResult replay_test(Backend& target, const TestCase& test, const TolerancePol
   TestResult r;
   r.id = test.id;
   r.op = test.op;
-  r.site = test.site;
-  r.phase = test.phase;
+  r.site = test.site.str();
+  r.phase = test.phase.str();
   auto t0 = std::chrono::steady_clock::now();
   try {
-    HostCallResult got = run_host_call(target, test.op, test.attrs, test.inputs, test.site);
+    HostCallResult got = run_host_call(target, test.op, test.attrs, test.inputs, test.site.str());
     r.verdict = judge(policy, test.op, reduction_length(test), test.outputs, got.outputs,
                       got.guards_intact, test.noise);
     r.pass = r.verdict.pass;
@@ -40,7 +39,7 @@ TestResult replay_test(Backend& target, const TestCase& test, const TolerancePol
 }
 
 void calibrate_noise(TestCase& test, Backend& plain_f32) {
-  HostCallResult got = run_host_call(plain_f32, test.op, test.attrs, test.inputs, test.site);
+  HostCallResult got = run_host_call(plain_f32, test.op, test.attrs, test.inputs, test.site.str());
   test.noise.clear();
   for (size_t i = 0; i < got.outputs.size(); ++i)
     test.noise.push_back(measure(test.outputs[i], got.outputs[i], 0).error);
@@ -85,7 +84,7 @@ TestCase synthesize(const TestCase& carved, uint64_t seed, Backend& source, Back
     t.inputs[i] = x;
     t.input_weights[i].clear();
   }
-  t.outputs = run_host_call(source, t.op, t.attrs, t.inputs, t.site).outputs;
+  t.outputs = run_host_call(source, t.op, t.attrs, t.inputs, t.site.str()).outputs;
   calibrate_noise(t, plain_f32);
   return t;
 }
@@ -100,12 +99,11 @@ ReplayRun replay_corpus(const std::string& corpus_path, const std::string& targe
       o.shards >= 1 && o.shard >= 1 && o.shard <= o.shards,
       "shard " + std::to_string(o.shard) + "/" + std::to_string(o.shards) + " is out of range");
   Corpus corpus = Corpus::open(corpus_path);
-  std::unique_ptr<Backend> target = open_backend(target_uri);
-  std::unique_ptr<Backend> source, plain_f32;
-  if (o.synthetic) {
-    source = open_backend("ref");
-    plain_f32 = open_backend("ref?acc=f32");
-  }
+  DevicePool own;
+  DevicePool& pool = o.pool ? *o.pool : own;
+  Backend& target = pool.open(target_uri);
+  Backend* source = o.synthetic ? &pool.open("ref") : nullptr;
+  Backend* plain_f32 = o.synthetic ? &pool.open(kNoiseReference) : nullptr;
   std::vector<TestInfo> tests = corpus.list(o.op_regex, o.site_regex);
   if (!o.ids.empty()) {
     std::vector<TestInfo> chosen;
@@ -127,7 +125,7 @@ ReplayRun replay_corpus(const std::string& corpus_path, const std::string& targe
   for (size_t i = 0; i < mine.size(); ++i) {
     TestCase t = corpus.load(mine[i].id);
     if (o.synthetic) t = synthesize(t, o.seed, *source, *plain_f32);
-    run.results.push_back(replay_test(*target, t, policy));
+    run.results.push_back(replay_test(target, t, policy));
     if (o.on_result) o.on_result(i + 1, mine.size(), run.results.back());
     if (!run.results.back().pass && o.fail_fast) break;
   }

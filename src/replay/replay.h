@@ -10,6 +10,7 @@
 #include "backend/backend.h"
 #include "carve/test_case.h"
 #include "check/oracle.h"
+#include "runtime/device_pool.h"
 
 namespace tapml {
 
@@ -40,6 +41,8 @@ struct ReplayOptions {
   bool fail_fast = false;
   // Called after each test with (done, total, result).
   std::function<void(size_t, size_t, const TestResult&)> on_result;
+  // The process's devices; null: the replay opens its own.
+  DevicePool* pool = nullptr;
 };
 
 // Replays the selected tests of `corpus` (opened from `corpus_path`) on `target`.
@@ -51,7 +54,7 @@ ReplayRun replay_corpus(const std::string& corpus_path, const std::string& targe
 // the result.
 TestResult replay_test(Backend& target, const TestCase& test, const TolerancePolicy& policy);
 
-// Fills test.noise: the oracle's error of `plain_f32` (ref?acc=f32) against test.outputs.
+// Fills test.noise: the oracle's error of `plain_f32` (kNoiseReference) against test.outputs.
 void calibrate_noise(TestCase& test, Backend& plain_f32);
 
 // The same signature with inputs drawn uniformly from [-1, 1] (float tensors, rounded to

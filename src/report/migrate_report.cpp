@@ -1,6 +1,7 @@
 #include "report/migrate_report.h"
 
 #include <cmath>
+#include <cstdio>
 
 namespace tapml {
 
@@ -27,12 +28,12 @@ nlohmann::json to_json(const MigrateReport& r) {
   nlohmann::json sites = nlohmann::json::array(), unsupported = nlohmann::json::array();
   for (const SiteAttribution& a : r.sites) {
     if (!a.info.target_supports)
-      unsupported.push_back({{"site", a.info.site},
+      unsupported.push_back({{"site", a.info.site.str()},
                              {"op", std::string(op_name(a.info.op))},
                              {"reason", a.info.unsupported_reason}});
-    nlohmann::json site{{"site", a.info.site},
+    nlohmann::json site{{"site", a.info.site.str()},
                         {"op", std::string(op_name(a.info.op))},
-                        {"layer", a.info.layer},
+                        {"layer", a.info.site.layer},
                         {"supported", a.info.target_supports}};
     if (a.compared)
       site["local"] = {{"ratio", number(a.local_ratio)},
@@ -76,6 +77,25 @@ nlohmann::json to_json(const MigrateReport& r) {
             {"summary", r.summary}}},
           {"runs", r.runs},
           {"seconds", r.seconds}};
+}
+
+std::string migrate_text(const MigrateReport& r) {
+  std::string out = r.model + ": " + r.source + " -> " + r.target + ", strategy " + r.strategy +
+                    ", " + std::to_string(r.runs) + " end-to-end runs";
+  if (r.bisect_candidates)
+    out += " (bisection: " + std::to_string(r.bisect_runs) + " runs over " +
+           std::to_string(r.bisect_candidates) + " sites)";
+  char seconds[32];
+  std::snprintf(seconds, sizeof seconds, ", %.1f s\n", r.seconds);
+  out += seconds;
+  out += (r.status == "pass" ? "PASS: " : "FAIL: ") + r.summary + "\n";
+  for (const Culprit& c : r.culprits)
+    out += "  culprit " + c.site + " (" + std::string(op_name(c.op)) + "): " + c.evidence + "\n";
+  for (const SiteAttribution& s : r.sites)
+    if (!s.info.target_supports)
+      out += "  not comparable: " + s.info.site.str() + " (" + std::string(op_name(s.info.op)) +
+             "): " + s.info.unsupported_reason + "\n";
+  return out;
 }
 
 }  // namespace tapml

@@ -10,5 +10,8 @@ namespace tapml {
 
 constexpr int kMigrateReportVersion = 1;
 nlohmann::json to_json(const MigrateReport& r);
+// What `tapml migrate` prints: the runs made, the verdict, each culprit with its evidence,
+// and the sites the target could not run.
+std::string migrate_text(const MigrateReport& r);
 
 }  // namespace tapml

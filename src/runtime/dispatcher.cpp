@@ -3,7 +3,6 @@
 #include <algorithm>
 #include <cstring>
 
-#include "backends/builtin.h"
 #include "core/error.h"
 
 namespace tapml {
@@ -46,20 +45,9 @@ struct Dispatcher::Storage {
   }
 };
 
-namespace {
-int layer_of(const std::string& site) {
-  if (site.rfind("blk.", 0) != 0) return -1;
-  int n = 0;
-  size_t i = 4;
-  if (i >= site.size() || !std::isdigit(static_cast<unsigned char>(site[i]))) return -1;
-  while (i < site.size() && std::isdigit(static_cast<unsigned char>(site[i])))
-    n = n * 10 + (site[i++] - '0');
-  return n;
-}
-}  // namespace
-
-Dispatcher::Dispatcher(const std::map<std::string, Tensor>& weights, Placement placement)
-    : weights_(weights), placement_(std::move(placement)) {}
+Dispatcher::Dispatcher(const std::map<std::string, Tensor>& weights, Placement placement,
+                       DevicePool& pool)
+    : weights_(weights), placement_(std::move(placement)), pool_(pool) {}
 
 Dispatcher::~Dispatcher() {
   // Values hold buffers on backends: release them while the backends still exist.
@@ -68,12 +56,9 @@ Dispatcher::~Dispatcher() {
 }
 
 Backend& Dispatcher::backend(const std::string& uri) {
-  auto it = backends_.find(uri);
-  if (it == backends_.end()) {
-    it = backends_.emplace(uri, open_backend(uri)).first;
-    stats_[uri];
-  }
-  return *it->second;
+  Backend& b = pool_.open(uri);
+  stats_[uri];
+  return b;
 }
 
 Val Dispatcher::add_value(Value v) {
@@ -153,6 +138,16 @@ DeviceTensor Dispatcher::place(Val v, const std::string& uri) {
   Value& val = value(v);
   Storage& s = *val.storage;
   Backend& b = backend(uri);
+  if (s.kind == Storage::Kind::Weight) {
+    // The device keeps the pool's copy; this dispatcher owns none.
+    bool uploaded = false;
+    DeviceTensor t = pool_.weight(b, s.host, &uploaded);
+    if (uploaded) {
+      stats_[uri].weight_uploads++;
+      stats_[uri].weight_bytes += int64_t(s.bytes);
+    }
+    return DeviceTensor{t.buffer, t.offset + val.offset, val.type.dtype, val.type.shape};
+  }
   auto it = s.copies.find(&b);
   if (it == s.copies.end()) {
     BufferId id = b.alloc(s.bytes);
@@ -160,13 +155,8 @@ DeviceTensor Dispatcher::place(Val v, const std::string& uri) {
     try {
       if (!s.host.empty()) {
         b.write(id, 0, s.host.bytes(), s.bytes);
-        if (s.kind == Storage::Kind::Weight) {
-          st.weight_uploads++;
-          st.weight_bytes += int64_t(s.bytes);
-        } else {
-          st.input_uploads++;
-          st.input_bytes += int64_t(s.bytes);
-        }
+        st.input_uploads++;
+        st.input_bytes += int64_t(s.bytes);
       } else if (s.zero) {
         std::vector<std::byte> zeros(std::min<size_t>(s.bytes, size_t(1) << 22));
         for (size_t off = 0; off < s.bytes; off += zeros.size())
@@ -190,8 +180,9 @@ DeviceTensor Dispatcher::place(Val v, const std::string& uri) {
   return DeviceTensor{it->second, val.offset, val.type.dtype, val.type.shape};
 }
 
-std::vector<Val> Dispatcher::call(const std::string& site, Op op, const Attrs& attrs,
+std::vector<Val> Dispatcher::call(const Site& where, Op op, const Attrs& attrs,
                                   const std::vector<Val>& inputs) {
+  const std::string site = where.str();
   const std::string& uri = placement_.uri_for(site, op);
   const OpDef& def = op_def(op);
   std::vector<TensorType> in_types;
@@ -232,7 +223,7 @@ std::vector<Val> Dispatcher::call(const std::string& site, Op op, const Attrs& a
     throw Error(site + ": backend '" + uri + "' cannot run " + std::string(def.name) + ": " +
                 sup.reason);
 
-  CallEvent ev{next_call_++, site, layer_of(site), phase_, uri, &c, inputs, outputs};
+  CallEvent ev{next_call_++, where, phase_, uri, &c, inputs, outputs};
   for (CallObserver* o : observers_) o->before_call(ev, *this);
   b.run(c);
   stats_[uri].calls++;
@@ -262,6 +253,13 @@ Tensor Dispatcher::read(Val v) {
 std::string Dispatcher::weight_name(Val v) const {
   const Storage& s = *value(v).storage;
   return s.kind == Storage::Kind::Weight ? s.name : std::string();
+}
+
+const Tensor& Dispatcher::weight_tensor(Val v) const {
+  const Value& val = value(v);
+  TAPML_REQUIRE(val.storage->kind == Storage::Kind::Weight && val.offset == 0,
+                "internal: value " + std::to_string(v.id) + " is not a whole weight");
+  return val.storage->host;
 }
 
 void Dispatcher::remove_observer(CallObserver* o) {

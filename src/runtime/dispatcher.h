@@ -13,6 +13,7 @@
 #include "backend/backend.h"
 #include "model/emitter.h"
 #include "model/model_file.h"
+#include "runtime/device_pool.h"
 #include "runtime/placement.h"
 
 namespace tapml {
@@ -22,9 +23,8 @@ class Dispatcher;
 // One op call as observers see it.
 struct CallEvent {
   uint64_t index = 0;            // call number since the dispatcher was made
-  std::string site;              // "blk.3.attn_q"
-  int layer = -1;                // 3 for blk.3.*, -1 elsewhere
-  std::string phase;             // "prefill", "decode_1", ... as set by the session
+  Site site;                     // {3, "attn_q"}; call->site holds its string form
+  Phase phase;                   // as set by the session
   std::string backend;           // URI of the backend that runs it
   const OpCall* call = nullptr;  // device tensors on that backend
   std::vector<Val> inputs, outputs;
@@ -49,15 +49,16 @@ struct TransferStats {
 
 class Dispatcher final : public Emitter {
  public:
-  // `weights` must outlive the dispatcher. Backends are opened on first use.
-  Dispatcher(const std::map<std::string, Tensor>& weights, Placement placement);
+  // `weights` and `pool` must outlive the dispatcher. Backends are opened through the pool
+  // on first use, and weights are uploaded to a backend through it (so once per process).
+  Dispatcher(const std::map<std::string, Tensor>& weights, Placement placement, DevicePool& pool);
   ~Dispatcher() override;
 
   // Emitter.
   Val weight(const std::string& name) override;
   Val input(const std::string& name, Tensor data) override;
   Val rows(Val v, int64_t row_begin, int64_t rows) override;
-  std::vector<Val> call(const std::string& site, Op op, const Attrs& attrs,
+  std::vector<Val> call(const Site& site, Op op, const Attrs& attrs,
                         const std::vector<Val>& inputs) override;
   TensorType type(Val v) const override;
 
@@ -70,15 +71,19 @@ class Dispatcher final : public Emitter {
   Tensor read(Val v);
   // The model weight a value is (its GGUF name), or "" for anything else.
   std::string weight_name(Val v) const;
+  // The model's own host tensor of a weight value (no copy; its bytes identify the weight
+  // to DevicePool::weight). Error for a value that is not a weight.
+  const Tensor& weight_tensor(Val v) const;
 
-  void set_phase(std::string phase) { phase_ = std::move(phase); }
-  const std::string& phase() const { return phase_; }
+  void set_phase(Phase phase) { phase_ = phase; }
+  Phase phase() const { return phase_; }
   void add_observer(CallObserver* o) { observers_.push_back(o); }
   void remove_observer(CallObserver* o);
 
   const Placement& placement() const { return placement_; }
-  // Opens (once) and returns the backend for a URI.
+  // The backend for a URI (opened once, by the pool).
   Backend& backend(const std::string& uri);
+  DevicePool& pool() { return pool_; }
   const std::map<std::string, TransferStats>& stats() const { return stats_; }
   uint64_t calls_made() const { return next_call_; }
 
@@ -99,13 +104,13 @@ class Dispatcher final : public Emitter {
 
   const std::map<std::string, Tensor>& weights_;
   Placement placement_;
-  std::map<std::string, std::unique_ptr<Backend>> backends_;
+  DevicePool& pool_;
   std::map<std::string, TransferStats> stats_;
   std::vector<Value> values_;  // index = Val.id - 1; freed slots keep an empty storage
   std::vector<uint32_t> step_values_;
   std::unordered_map<std::string, Val> weight_vals_;
   std::vector<CallObserver*> observers_;
-  std::string phase_ = "prefill";
+  Phase phase_;
   uint64_t next_call_ = 0;
 };
 

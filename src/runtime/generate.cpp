@@ -8,6 +8,12 @@
 
 namespace tapml {
 
+std::vector<int> stop_tokens(const ModelFile& model, const Vocab& vocab) {
+  std::vector<int> stops = {vocab.eos};
+  if (model.format == "llama2c") stops.push_back(vocab.bos);
+  return stops;
+}
+
 GenerateResult generate(Session& session, const std::vector<int>& prompt,
                         const GenerateOptions& o) {
   const int ctx = session.context();

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "runtime/session.h"
+#include "tokenizer/vocab.h"
 
 namespace tapml {
 
@@ -28,6 +29,10 @@ struct GenerateResult {
   double prefill_seconds = 0, decode_seconds = 0;
   int decode_tokens = 0;
 };
+
+// The tokens that end a generation of this model with this vocabulary: its end of sequence,
+// and for llama2.c checkpoints its BOS too (that format separates stories with BOS).
+std::vector<int> stop_tokens(const ModelFile& model, const Vocab& vocab);
 
 // Runs the prompt as one prefill batch, then one token per decode step.
 GenerateResult generate(Session& session, const std::vector<int>& prompt,

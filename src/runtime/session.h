@@ -1,11 +1,12 @@
-// A model loaded for inference: the dispatcher, the KV cache it owns, and the position.
+// A model loaded for inference: its family's forward pass, the dispatcher, the state the
+// family keeps between steps (the KV cache), and the position.
 #pragma once
 #include <memory>
 #include <span>
 #include <vector>
 
-#include "model/llama.h"
 #include "model/model_file.h"
+#include "runtime/device_pool.h"
 #include "runtime/dispatcher.h"
 #include "runtime/placement.h"
 
@@ -13,9 +14,11 @@ namespace tapml {
 
 class Session {
  public:
-  // `model` must outlive the session. `context` sizes the KV cache in positions; 0 means
-  // the context length the model file declares. A larger one is allowed (files often
-  // declare less than the model can run, e.g. converted checkpoints).
+  // `model` and `pool` must outlive the session. `context` sizes the KV cache in positions;
+  // 0 means the context length the model file declares. A larger one is allowed (files
+  // often declare less than the model can run, e.g. converted checkpoints).
+  Session(const ModelFile& model, Placement placement, DevicePool& pool, int context = 0);
+  // The same with devices of its own (opened for this session alone).
   Session(const ModelFile& model, Placement placement, int context = 0);
 
   // Feeds `tokens` at the current position as one batch and advances. Returns the logits,
@@ -26,15 +29,19 @@ class Session {
   // Forgets the cached positions (the cache contents are overwritten as it fills again).
   void reset() { pos_ = 0; }
 
-  const LlamaConfig& config() const { return config_; }
+  const ModelConfig& config() const { return model_.config; }
   const ModelFile& model() const { return model_; }
   Dispatcher& dispatcher() { return dispatcher_; }
 
  private:
+  Session(std::unique_ptr<DevicePool> own, DevicePool* pool, const ModelFile& model,
+          Placement placement, int context);
+
+  std::unique_ptr<DevicePool> own_pool_;  // when not given one; declared before its user
   const ModelFile& model_;
+  const Architecture& arch_;
   Dispatcher dispatcher_;
-  LlamaCache cache_;
-  LlamaConfig config_;  // the model's, with max_seq_len = context
+  std::vector<Val> cache_;
   int context_ = 0;
   int pos_ = 0;
   int decode_steps_ = 0;

@@ -87,7 +87,7 @@ void expect_same_test(const TestCase& want, const TestCase& got) {
   EXPECT_EQ(got.op, want.op);
   EXPECT_EQ(got.attrs.items(), want.attrs.items());
   EXPECT_EQ(got.site, want.site);
-  EXPECT_EQ(got.layer, want.layer);
+
   EXPECT_EQ(got.phase, want.phase);
   EXPECT_EQ(got.call_index, want.call_index);
   EXPECT_EQ(got.prompt_index, want.prompt_index);
@@ -111,9 +111,8 @@ void expect_same_test(const TestCase& want, const TestCase& got) {
 TestCase matmul_test(uint32_t seed, DType wdtype, const Tensor* shared_w = nullptr) {
   TestCase t;
   t.op = Op::Matmul;
-  t.site = "blk.0.attn_q";
-  t.layer = 0;
-  t.phase = "prefill";
+  t.site = Site::parse("blk.0.attn_q");
+  t.phase = Phase::parse("prefill");
   t.call_index = seed;
   t.inputs = {random_tensor(DType::F32, {2, 8}, seed, true),
               shared_w ? *shared_w : random_tensor(wdtype, {4, 8}, seed + 1)};
@@ -128,9 +127,8 @@ TestCase matmul_test(uint32_t seed, DType wdtype, const Tensor* shared_w = nullp
 TestCase kv_store_test(uint32_t seed) {
   TestCase t;
   t.op = Op::KvStore;
-  t.site = "blk.1.kv_store";
-  t.layer = 1;
-  t.phase = "decode_3";
+  t.site = Site::parse("blk.1.kv_store");
+  t.phase = Phase::parse("decode_3");
   t.call_index = 41;
   t.prompt_index = 2;
   t.inputs = {random_tensor(DType::F32, {6, 4}, seed), random_tensor(DType::F32, {6, 4}, seed + 1),
@@ -146,8 +144,8 @@ TestCase kv_store_test(uint32_t seed) {
 TestCase embedding_test(uint32_t seed) {
   TestCase t;
   t.op = Op::Embedding;
-  t.site = "token_embd";
-  t.phase = "prefill";
+  t.site = Site::parse("token_embd");
+  t.phase = Phase::parse("prefill");
   t.inputs = {random_tensor(DType::BF16, {10, 8}, seed), Tensor::from_i32({3}, {{1, 9, 0}})};
   t.outputs = {random_tensor(DType::F32, {3, 8}, seed + 1)};
   t.input_weights = {"token_embd.weight", ""};
@@ -157,9 +155,8 @@ TestCase embedding_test(uint32_t seed) {
 TestCase rope_test(uint32_t seed) {
   TestCase t;
   t.op = Op::Rope;
-  t.site = "blk.0.rope_q";
-  t.layer = 0;
-  t.phase = "decode_0";
+  t.site = Site::parse("blk.0.rope_q");
+  t.phase = Phase::parse("decode_1");
   // Deliberately not alphabetical: the order must survive.
   t.attrs = {{"n_heads", 2}, {"head_dim", 4}, {"rope_dim", 4}, {"base", 10000.0}, {"pairing", 1}};
   t.inputs = {random_tensor(DType::F32, {3, 8}, seed), Tensor::from_i32({3}, {{0, 1, 2}})};
@@ -170,9 +167,8 @@ TestCase rope_test(uint32_t seed) {
 TestCase rmsnorm_test(uint32_t seed) {
   TestCase t;
   t.op = Op::RmsNorm;
-  t.site = "blk.0.attn_norm";
-  t.layer = 0;
-  t.phase = "prefill";
+  t.site = Site::parse("blk.0.attn_norm");
+  t.phase = Phase::parse("prefill");
   t.attrs = {{"eps", 1e-5}};
   t.inputs = {random_tensor(DType::F32, {3, 8}, seed), random_tensor(DType::F16, {8}, seed + 1)};
   t.outputs = {random_tensor(DType::F32, {3, 8}, seed + 2)};
@@ -293,8 +289,8 @@ TEST(Corpus, StoresWeightsByReferenceAndVerifiesThem) {
   const Tensor& wq = m.weights.at("blk.0.attn_q.weight");  // [32, 32] f16
   TestCase t;
   t.op = Op::Matmul;
-  t.site = "blk.0.attn_q";
-  t.phase = "prefill";
+  t.site = Site::parse("blk.0.attn_q");
+  t.phase = Phase::parse("prefill");
   t.inputs = {random_tensor(DType::F32, {3, 32}, 1), wq};
   t.outputs = {random_tensor(DType::F32, {3, 32}, 2)};
   t.input_weights = {"", "blk.0.attn_q.weight"};
@@ -464,8 +460,8 @@ TEST(Corpus, DamagedBlobIsCaughtByItsHash) {
 TestCase crash_test(uint32_t n, const Tensor& shared_w) {
   TestCase t;
   t.op = Op::Matmul;
-  t.site = "crash." + std::to_string(n);
-  t.phase = "prefill";
+  t.site = Site::parse("crash." + std::to_string(n));
+  t.phase = Phase::parse("prefill");
   t.call_index = n;
   t.inputs = {random_tensor(DType::F32, {16, 256}, n), shared_w};
   t.outputs = {random_tensor(DType::F32, {16, 64}, n + 7777777)};
@@ -501,7 +497,7 @@ TEST(Corpus, SurvivesSigkillAtAnyMoment) {
     seen = tests.size();
     for (const TestInfo& info : tests) {
       TestCase got = c.load(info.id);
-      uint32_t n = uint32_t(std::stoul(got.site.substr(6)));
+      uint32_t n = uint32_t(std::stoul(got.site.str().substr(6)));
       expect_same_test(crash_test(n, w), got);
     }
   }

@@ -90,7 +90,7 @@ TEST(Recorder, TestsCarryTheirOriginAndWeights) {
   auto q = c.list("matmul", "blk\\.1\\.attn_q");
   ASSERT_FALSE(q.empty());
   TestCase t = c.load(q[0].id);
-  EXPECT_EQ(t.layer, 1);
+  EXPECT_EQ(t.site.layer, 1);
   EXPECT_EQ(t.input_weights.at(1), "blk.1.attn_q.weight");
   EXPECT_EQ(t.input_weights.at(0), "");
   EXPECT_EQ(t.noise, std::vector<double>{0.5});

@@ -36,7 +36,7 @@ class CallLog final : public CallObserver {
  public:
   std::vector<Call> calls;
   void before_call(const CallEvent& e, Dispatcher& d) override {
-    Call c{e.call->op, e.site, e.phase, e.call->attrs, {}};
+    Call c{e.call->op, e.call->site, e.phase.str(), e.call->attrs, {}};
     for (Val v : e.inputs) c.inputs.push_back(d.read(v).clone());
     calls.push_back(std::move(c));
   }

@@ -28,9 +28,8 @@ void expect_one_line_error(const testing::CommandResult& r, const std::string& n
 TestCase small_matmul(float scale) {
   TestCase t;
   t.op = Op::Matmul;
-  t.site = "blk.0.attn_q";
-  t.layer = 0;
-  t.phase = "prefill";
+  t.site = Site::parse("blk.0.attn_q");
+  t.phase = Phase::parse("prefill");
   std::vector<float> x(16), w(32), out(8);
   for (size_t i = 0; i < x.size(); ++i) x[i] = scale * float(i);
   for (size_t i = 0; i < w.size(); ++i) w[i] = 0.5f * float(i % 5);
@@ -47,8 +46,8 @@ std::string make_corpus() {
   c.add(small_matmul(2));
   TestCase add;
   add.op = Op::Add;
-  add.site = "blk.0.attn_residual";
-  add.phase = "decode_1";
+  add.site = Site::parse("blk.0.attn_residual");
+  add.phase = Phase::parse("decode_1");
   add.inputs = {Tensor::from_f32({1, 2}, {{1, 2}}), Tensor::from_f32({1, 2}, {{3, 4}})};
   add.outputs = {Tensor::from_f32({1, 2}, {{4, 6}})};
   c.add(add);

@@ -120,8 +120,8 @@ TEST(Migrate, AttributionSeparatesLocalFromPropagatedError) {
   const SiteAttribution* culprit = nullptr;
   const SiteAttribution* downstream = nullptr;
   for (const SiteAttribution& a : r.sites) {
-    if (a.info.site == "blk.1.ffn_down") culprit = &a;
-    if (a.info.site == "blk.3.attn_q") downstream = &a;
+    if (a.info.site.str() == "blk.1.ffn_down") culprit = &a;
+    if (a.info.site.str() == "blk.3.attn_q") downstream = &a;
   }
   ASSERT_TRUE(culprit && downstream);
   EXPECT_GT(culprit->failed, 0);                                           // wrong alone

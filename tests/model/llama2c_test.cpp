@@ -51,7 +51,7 @@ TEST(Llama2c, NamesAndOrdersTheWeights) {
   ModelFile m = load(b);
   EXPECT_EQ(m.format, "llama2c");
   EXPECT_EQ(m.arch, "llama");
-  const LlamaConfig& c = m.config;
+  const ModelConfig& c = m.config;
   EXPECT_EQ(c.dim, 8);
   EXPECT_EQ(c.hidden_dim, 12);
   EXPECT_EQ(c.n_layers, 2);
@@ -94,7 +94,7 @@ TEST(Llama2c, NamesAndOrdersTheWeights) {
     // Borrowed in place, not copied.
     EXPECT_EQ(reinterpret_cast<const uint8_t*>(t.bytes()), b.data() + 28 + 4 * size_t(e.first));
   }
-  ASSERT_NO_THROW(validate_llama(m));
+  ASSERT_NO_THROW(validate_model(m));
 }
 
 TEST(Llama2c, SeparateClassifierFollowsTheRopeTables) {
@@ -108,7 +108,7 @@ TEST(Llama2c, SeparateClassifierFollowsTheRopeTables) {
   ASSERT_EQ(m.weights.count("output.weight"), 1u);
   EXPECT_EQ(m.weights.at("output.weight").shape(), Shape({10, 8}));
   EXPECT_EQ(m.weights.at("output.weight").get_f32(0), float(n - 80));
-  ASSERT_NO_THROW(validate_llama(m));
+  ASSERT_NO_THROW(validate_model(m));
 }
 
 TEST(Llama2c, RejectsTruncatedAndOverlongFiles) {

@@ -1,4 +1,4 @@
-// load_model / load_gguf / validate_llama on the shared models and on small written ones.
+// load_model / load_gguf / validate_model on the shared models and on small written ones.
 #include "model/model_file.h"
 
 #include <gtest/gtest.h>
@@ -44,7 +44,7 @@ TEST(ModelFile, Stories260KLoadsFromBothFormatsWithIdenticalWeights) {
   ASSERT_NE(g.gguf, nullptr);
   EXPECT_EQ(b.gguf, nullptr);
   for (const ModelFile* m : {&g, &b}) {
-    const LlamaConfig& c = m->config;
+    const ModelConfig& c = m->config;
     EXPECT_EQ(m->arch, "llama");
     EXPECT_EQ(c.dim, 64);
     EXPECT_EQ(c.hidden_dim, 172);
@@ -84,7 +84,7 @@ TEST(ModelFile, Stories260KLoadsFromBothFormatsWithIdenticalWeights) {
 
 TEST(ModelFile, TinyRandomHasF16WeightsAndTheLlama2Vocabulary) {
   ModelFile m = load_model(testing::shared_path("models/tiny-random/llama-2-tiny-random.gguf"));
-  const LlamaConfig& c = m.config;
+  const ModelConfig& c = m.config;
   EXPECT_EQ(c.dim, 8);
   EXPECT_EQ(c.hidden_dim, 32);
   EXPECT_EQ(c.n_layers, 1);
@@ -192,7 +192,7 @@ std::string write_tiny_llama(const TinyLlama& o, const std::string& file = "tiny
 
 TEST(ModelFile, ReadsAWrittenLlama) {
   ModelFile m = load_model(write_tiny_llama({}));
-  const LlamaConfig& c = m.config;
+  const ModelConfig& c = m.config;
   EXPECT_EQ(c.dim, 32);
   EXPECT_EQ(c.hidden_dim, 64);
   EXPECT_EQ(c.n_layers, 2);
@@ -243,21 +243,21 @@ TEST(ModelFile, ValidationNamesTheFirstProblem) {
   ModelFile m = load_gguf(write_tiny_llama({}, "ok.gguf"));
   ModelFile bad = m;
   bad.weights["output_norm.weight"] = Tensor(DType::I32, {32});
-  EXPECT_TRUE(contains(error_of([&] { validate_llama(bad); }),
+  EXPECT_TRUE(contains(error_of([&] { validate_model(bad); }),
                        "output_norm.weight has dtype i32, expected f32, f16 or bf16"));
   bad = m;
   bad.config.rope_dim = 7;
-  EXPECT_TRUE(contains(error_of([&] { validate_llama(bad); }), "rope_dim 7 must be even"));
+  EXPECT_TRUE(contains(error_of([&] { validate_model(bad); }), "rope_dim 7 must be even"));
   bad = m;
   bad.config.n_kv_heads = 3;
-  EXPECT_TRUE(contains(error_of([&] { validate_llama(bad); }),
+  EXPECT_TRUE(contains(error_of([&] { validate_model(bad); }),
                        "n_heads 4 is not a multiple of n_kv_heads 3"));
   bad = m;
   bad.config.rms_eps = 0;
-  EXPECT_TRUE(contains(error_of([&] { validate_llama(bad); }), "rms_eps"));
+  EXPECT_TRUE(contains(error_of([&] { validate_model(bad); }), "rms_eps"));
   bad = m;
   bad.config.vocab_size = -1;
-  EXPECT_TRUE(contains(error_of([&] { validate_llama(bad); }), "vocab_size -1 must be positive"));
+  EXPECT_TRUE(contains(error_of([&] { validate_model(bad); }), "vocab_size -1 must be positive"));
 }
 
 TEST(ModelFile, QuantizedWeightsAreNamedNotMisread) {

@@ -74,13 +74,13 @@ TEST(Dispatcher, MixedPlacementMatchesSinglePlacement) {
 class CacheWatcher : public CallObserver {
  public:
   void before_call(const CallEvent& e, Dispatcher& d) override {
-    if (e.site != "blk.0.kv_store") return;
+    if (e.site != Site{0, "kv_store"}) return;
     before_ = d.read(e.inputs[0]);
     k_ = d.read(e.inputs[2]);
     pos_ = d.read(e.inputs[4]).data<int32_t>()[0];
   }
   void after_call(const CallEvent& e, Dispatcher& d) override {
-    if (e.site != "blk.0.kv_store") return;
+    if (e.site != Site{0, "kv_store"}) return;
     Tensor after = d.read(e.outputs[0]);
     int64_t C = after.shape()[1], T = k_.shape()[0];
     for (int64_t i = 0; i < T * C; ++i) {
@@ -103,6 +103,49 @@ TEST(Dispatcher, ObserversSeeInPlaceInputsBeforeTheWrite) {
     EXPECT_EQ(w.checked_, 1 + r.decode_tokens);
     EXPECT_EQ(w.stale_, 0);  // rows not yet written are still zero before the store
   }
+}
+
+TEST(DevicePool, SessionsShareDevicesAndWeights) {
+  ModelFile m = testing::make_tiny_llama(7);
+  DevicePool pool;
+  for (int i = 0; i < 3; ++i) {
+    Session s(m, Placement("cpu"), pool);
+    run_tiny(s, 6);
+    // Only the first session uploads; later ones find every weight on the device.
+    EXPECT_EQ(s.dispatcher().stats().at("cpu").weight_uploads,
+              i == 0 ? int64_t(m.weights.size()) : 0);
+  }
+  DeviceCounters c = pool.counters("cpu");
+  EXPECT_EQ(c.opens, 1);
+  EXPECT_EQ(c.weight_uploads, int64_t(m.weights.size()));
+  EXPECT_EQ(pool.uris(), std::vector<std::string>{"cpu"});
+  EXPECT_EQ(pool.counters("ref").opens, 0);
+  // The same weights reach a second device once too, and a mixed placement reuses both.
+  Placement p("cpu");
+  p.add_rule("matmul=ref");
+  Session mixed(m, p, pool);
+  run_tiny(mixed, 6);
+  EXPECT_EQ(pool.counters("cpu").weight_uploads, int64_t(m.weights.size()));
+  EXPECT_GT(pool.counters("ref").weight_uploads, 0);
+  EXPECT_LT(pool.counters("ref").weight_uploads, int64_t(m.weights.size()));
+}
+
+TEST(Site, CanonicalFormsRoundTrip) {
+  EXPECT_EQ((Site{3, "attn_q"}).str(), "blk.3.attn_q");
+  EXPECT_EQ((Site{-1, "token_embd"}).str(), "token_embd");
+  for (const char* text : {"blk.0.attn_q", "blk.12.ffn_act", "output", "token_embd"})
+    EXPECT_EQ(Site::parse(text).str(), text);
+  EXPECT_EQ(Site::parse("blk.12.ffn_act"), (Site{12, "ffn_act"}));
+  // Not a block: a leading zero, no number, or no role after the layer.
+  EXPECT_EQ(Site::parse("blk.01.x").layer, -1);
+  EXPECT_EQ(Site::parse("blk.x.y").layer, -1);
+  EXPECT_THROW(Site::parse("blk.3."), Error);
+  EXPECT_THROW(Site::parse(""), Error);
+  EXPECT_EQ(Phase::parse("prefill"), Phase::prefill());
+  EXPECT_EQ(Phase::parse("decode_17"), Phase::decode(17));
+  EXPECT_EQ(Phase::decode(17).str(), "decode_17");
+  for (const char* bad : {"decode_0", "decode_", "decode_-1", "decode_07", "prefil", ""})
+    EXPECT_THROW(Phase::parse(bad), Error) << bad;
 }
 
 TEST(Dispatcher, ErrorsNameTheSite) {

@@ -3,9 +3,11 @@
 #include <cmath>
 #include <random>
 
+#include "model/llama.h"
+
 namespace tapml::testing {
 
-ModelFile make_tiny_llama(uint32_t seed, DType dtype, LlamaConfig c) {
+ModelFile make_tiny_llama(uint32_t seed, DType dtype, ModelConfig c) {
   if (c.dim == 0) {
     c.dim = 32, c.hidden_dim = 48, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2;
     c.vocab_size = 40, c.max_seq_len = 64;
@@ -33,7 +35,7 @@ ModelFile make_tiny_llama(uint32_t seed, DType dtype, LlamaConfig c) {
     m.weights[name] = t;
   };
   // Scale each matrix by 1/sqrt(fan-in) so activations stay near unit size.
-  for (const WeightSpec& spec : llama_weight_specs(c)) {
+  for (const WeightSpec& spec : llama_architecture().weights(c)) {
     float fan_in = float(spec.shape.back());
     make(spec.name, spec.shape, spec.name == "token_embd.weight" ? 1.0f : 1.0f / std::sqrt(fan_in),
          spec.norm);
