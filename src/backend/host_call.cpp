@@ -63,6 +63,26 @@ class GuardedBuffer {
 
 }  // namespace
 
+Support host_call_support(const Backend& backend, Op op, const Attrs& attrs,
+                          const std::vector<TensorType>& inputs, const std::string& site) {
+  const OpDef& def = op_def(op);
+  OpCall probe{op, attrs, {}, {}, site};
+  BufferId next = 1;
+  for (const TensorType& t : inputs)
+    probe.inputs.push_back({next++, kGuardBytes, t.dtype, t.shape});
+  std::vector<TensorType> out_types = infer_outputs(op, inputs, attrs);
+  for (size_t i = 0; i < out_types.size(); ++i) {
+    int alias = def.inplace_of[i];
+    BufferId buffer = alias >= 0 ? probe.inputs[size_t(alias)].buffer : next++;
+    probe.outputs.push_back({buffer, kGuardBytes, out_types[i].dtype, out_types[i].shape});
+  }
+  try {
+    return backend.supports(probe);
+  } catch (const std::exception&) {
+    return Support::yes();
+  }
+}
+
 HostCallResult run_host_call(Backend& backend, Op op, const Attrs& attrs,
                              const std::vector<Tensor>& inputs, const std::string& site,
                              const std::vector<std::optional<DeviceTensor>>* resident) {

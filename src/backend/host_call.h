@@ -31,6 +31,14 @@ struct HostCallResult {
 // `resident`, when given, has one entry per input: a tensor already on the backend (a model
 // weight kept there) to use instead of uploading that input, or nullopt. An in-place output's
 // input must not be resident (it would be overwritten).
+// The backend's answer to "could you run this?" for the call as run_host_call lays it out
+// (each tensor in a buffer of its own after the guard bytes, in-place outputs sharing their
+// input's), asked from the types alone, before any bytes move. Error when the call is not
+// valid for the catalog; a supports() that throws counts as yes, so that running the call
+// reports what is wrong.
+Support host_call_support(const Backend& backend, Op op, const Attrs& attrs,
+                          const std::vector<TensorType>& inputs, const std::string& site = "");
+
 HostCallResult run_host_call(Backend& backend, Op op, const Attrs& attrs,
                              const std::vector<Tensor>& inputs, const std::string& site = "",
                              const std::vector<std::optional<DeviceTensor>>* resident = nullptr);

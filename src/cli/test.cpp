@@ -9,7 +9,9 @@
 #include "cli/json_output.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "replay/conformance.h"
 #include "replay/replay.h"
+#include "report/conformance_report.h"
 #include "report/test_report.h"
 
 namespace tapml::cli {
@@ -19,7 +21,7 @@ struct TestArgs {
   std::string corpus, backend, op, site, json_out, junit_out, shard;
   std::vector<int64_t> ids;
   std::vector<std::string> merge;
-  bool fail_fast = false, synthetic = false;
+  bool fail_fast = false, synthetic = false, conformance = false;
   uint64_t seed = 1;
 };
 
@@ -71,10 +73,46 @@ void merge(const TestArgs& a) {
   finish(a, merge_runs(shards));
 }
 
+void conformance(const TestArgs& a, DevicePool& devices) {
+  std::string other = !a.corpus.empty()  ? "--corpus"
+                      : !a.merge.empty() ? "--merge"
+                      : !a.site.empty()  ? "--site"
+                      : !a.ids.empty()   ? "--id"
+                      : !a.shard.empty() ? "--shard"
+                      : a.synthetic      ? "--synthetic"
+                      : a.fail_fast      ? "--fail-fast"
+                                         : "";
+  TAPML_REQUIRE(other.empty(),
+                "test: --conformance runs the op catalog's own examples, not a corpus; " + other +
+                    " does not apply to it (give one or the other)");
+  TAPML_REQUIRE(!a.backend.empty(), "test: --conformance needs --backend URI");
+  ConformanceOptions o;
+  o.op_regex = a.op;
+  o.seed = a.seed;
+  const bool tty = isatty(2);
+  o.on_result = [&](size_t done, size_t total, const ConformanceResult& r) {
+    if (tty)
+      std::fprintf(stderr, "\r[%zu/%zu] %-40.40s", done, total,
+                   (std::string(op_name(r.op)) + " " + r.dtypes).c_str());
+  };
+  ConformanceRun run = run_conformance(devices.open(a.backend), devices.open("ref"),
+                                       devices.open(kNoiseReference), o);
+  if (tty) std::fprintf(stderr, "\r%*s\r", 52, "");
+  if (!a.json_out.empty())
+    write_file_atomically(
+        a.json_out,
+        conformance_json(run).dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  if (!a.junit_out.empty()) write_file_atomically(a.junit_out, conformance_junit_xml(run));
+  std::fputs(conformance_table(run).c_str(), stdout);
+  if (totals(run).failed > 0) throw ExitCode(1);
+}
+
 void test(const TestArgs& a, DevicePool& devices) {
+  if (a.conformance) return conformance(a, devices);
   if (!a.merge.empty()) return merge(a);
   TAPML_REQUIRE(!a.corpus.empty() && !a.backend.empty(),
-                "test: give --corpus PATH and --backend URI (or --merge REPORT...)");
+                "test: give --corpus PATH and --backend URI (or --merge REPORT..., or "
+                "--conformance --backend URI)");
   ReplayOptions o;
   std::tie(o.shard, o.shards) = a.shard.empty() ? std::pair{1, 1} : parse_shard(a.shard);
   o.op_regex = a.op;
@@ -108,7 +146,9 @@ void test(const TestArgs& a, DevicePool& devices) {
 void add_test(CLI::App& app, DevicePool& devices) {
   auto a = std::make_shared<TestArgs>();
   CLI::App* c =
-      app.add_subcommand("test", "Replay a carved corpus on a backend and judge every test");
+      app.add_subcommand("test",
+                         "Replay a carved corpus on a backend and judge every test, or run the "
+                         "conformance suite");
   c->footer(
       "Every test runs with guarded, poisoned output buffers and is judged by the oracle\n"
       "(shape/dtype, guard bytes, NaN, Inf, then error against a tolerance calibrated from\n"
@@ -116,8 +156,19 @@ void add_test(CLI::App& app, DevicePool& devices) {
       "Examples:\n"
       "  tapml test --corpus stories.corpus --backend cpu\n"
       "  tapml test --corpus stories.corpus --backend 'faulty:cpu?fault=rope_pairing' --op rope\n"
-      "  tapml test --corpus c --backend cpu --shard 2/4 --json s2.json   (then --merge s*.json)");
+      "  tapml test --corpus c --backend cpu --shard 2/4 --json s2.json   (then --merge s*.json)\n"
+      "\n"
+      "--conformance needs no corpus: every op of the catalog, in every input-dtype combination,\n"
+      "runs on the backend with the catalog's examples (vector tails, long reductions, large\n"
+      "magnitudes, the f16 range, long attention prefixes) and is judged against ref, each case\n"
+      "calibrated by its own f32 noise. A combination the backend refuses is listed as\n"
+      "\"not offered\" with its reason; that is not a failure. Exit status 0 only when no case\n"
+      "fails. --op, --seed, --json and --junit apply; the same seed gives the same cases.\n"
+      "  tapml test --conformance --backend vulkan\n"
+      "  tapml test --conformance --backend tcp://192.168.1.20:7000 --op attention --json c.json");
   c->add_option("--corpus", a->corpus, "corpus file made by tapml carve");
+  c->add_flag("--conformance", a->conformance,
+              "run the conformance suite (every op x dtypes x example) instead of a corpus");
   c->add_option("--backend", a->backend, "target backend URI");
   c->add_option("--op", a->op, "only tests whose op matches this regular expression");
   c->add_option("--site", a->site, "only tests whose site matches this regular expression");
@@ -131,7 +182,8 @@ void add_test(CLI::App& app, DevicePool& devices) {
   c->add_flag("--fail-fast", a->fail_fast, "stop at the first failure");
   c->add_flag("--synthetic", a->synthetic,
               "bottom-up baseline: same signatures, uniform random inputs in [-1, 1]");
-  c->add_option("--seed", a->seed, "seed of --synthetic inputs")->capture_default_str();
+  c->add_option("--seed", a->seed, "seed of --synthetic inputs and of --conformance examples")
+      ->capture_default_str();
   c->callback([a, &devices] { test(*a, devices); });
 }
 

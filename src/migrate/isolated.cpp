@@ -20,30 +20,6 @@ bool bit_identical(const std::vector<Tensor>& a, const std::vector<Tensor>& b) {
   return true;
 }
 
-// The target's own answer to "can you run this?", asked with the call's types only: no
-// bytes are moved for a call that will be refused anyway. The tensors are laid out as
-// run_host_call will lay them out (each in a buffer of its own, in-place outputs sharing
-// their input's). A supports() that throws is treated as "yes" so run_host_call gets to
-// report what is wrong.
-Support ask_support(const Backend& target, const OpCall& source_call) {
-  OpCall probe = source_call;
-  const OpDef& def = op_def(probe.op);
-  BufferId next = 1;
-  for (DeviceTensor& t : probe.inputs) t.buffer = next++, t.offset = kHostCallGuardBytes;
-  for (size_t i = 0; i < probe.outputs.size(); ++i) {
-    int alias = i < def.inplace_of.size() ? def.inplace_of[i] : -1;
-    probe.outputs[i].offset = kHostCallGuardBytes;
-    probe.outputs[i].buffer = alias >= 0 && size_t(alias) < probe.inputs.size()
-                                  ? probe.inputs[size_t(alias)].buffer
-                                  : next++;
-  }
-  try {
-    return target.supports(probe);
-  } catch (const std::exception&) {
-    return Support::yes();
-  }
-}
-
 }  // namespace
 
 IsolatedComparator::IsolatedComparator(Backend& target, Backend& plain_f32, DevicePool* pool,
@@ -118,7 +94,9 @@ void IsolatedComparator::compare(const CallEvent& e, Dispatcher& d, SiteLocal& s
     s.unsupported++;
     if (s.unsupported_reason.empty()) s.unsupported_reason = reason;
   };
-  Support sup = ask_support(target_, call);
+  std::vector<TensorType> in_types;
+  for (const DeviceTensor& t : call.inputs) in_types.push_back(t.type());
+  Support sup = host_call_support(target_, call.op, call.attrs, in_types, call.site);
   if (!sup.ok) return unsupported(sup.reason);
 
   std::vector<Tensor> expected;

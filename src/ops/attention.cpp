@@ -51,7 +51,12 @@ std::vector<OpExample> examples(std::span<const DType>, std::mt19937_64& rng) {
           // Scaled scores of tens, past exp's f16 overflow (11.09), and raw dot products in
           // the hundreds, where an f16 accumulator has lost three decimal digits.
           call("large scores", 3, 40, 4, 2, 128, 7),
-          call("one KV head for all", 2, 12, 4, 1, 16, 1)};
+          call("one KV head for all", 2, 12, 4, 1, 16, 1),
+          // Every width of a vectorized loop over head_dim and a scalar tail; keys past one
+          // pass of a 128-wide workgroup.
+          call("head_dim 84 over 150 keys", 2, 150, 4, 2, 84, 1),
+          // Wider than one pass over the output dimensions of a 128-wide workgroup.
+          call("head_dim 256", 1, 30, 4, 2, 256, 1)};
 }
 
 }  // namespace

@@ -31,6 +31,7 @@ std::vector<OpExample> examples(std::span<const DType>, std::mt19937_64& rng) {
          counting(1, pos)}};
   };
   return {call("prefill at 0", 16, 24, 5, 0), call("decode at 7", 16, 24, 1, 7),
+          call("prefill of 4 rows after 9 cached", 16, 40, 4, 9),
           call("last rows of the cache", 16, 67, 3, 13)};
 }
 

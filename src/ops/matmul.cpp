@@ -25,6 +25,9 @@ std::vector<OpExample> examples(std::span<const DType> t, std::mt19937_64& rng) 
   return {call("decode row, K=67 N=37 tails", 1, 67, 37, 1, 1),
           call("prefill T=33 K=256 N=70", 33, 256, 70, 1, 1),
           call("K=4099 long reduction with a tail", 5, 4099, 19, 1, 1),
+          // More weight rows than a blocked kernel takes at once for K this long, and a last
+          // block of x rows that is not full.
+          call("prefill T=6 over several weight blocks, K=1030 N=53", 6, 1030, 53, 1, 1),
           call("large activations", 3, 136, 21, 3e3, 1),
           // Weights near the top of the f16 range (65504) with small activations.
           call("weights near the f16 limit", 2, 72, 9, 1e-2, t[1] == DType::F32 ? 1e4 : 6e4)};

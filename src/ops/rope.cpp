@@ -44,6 +44,10 @@ std::vector<OpExample> examples(std::span<const DType>, std::mt19937_64& rng) {
     out.push_back(call(p + ", prefill from 0", 7, 3, 16, 16, pairing, counting(7, 0)));
     out.push_back(call(p + ", decode at 1000", 1, 4, 64, 64, pairing, counting(1, 1000)));
     out.push_back(call(p + ", partial rope_dim 8 of 24", 5, 2, 24, 8, pairing, counting(5, 30)));
+    // Angles of thousands of radians, which sin and cos must reduce; an angle formed in f32
+    // is off by about pos * 2^-24, and the case's noise floor measures how far.
+    out.push_back(
+        call(p + ", long context at 8190..8193", 4, 2, 128, 128, pairing, counting(4, 8190)));
   }
   return out;
 }

@@ -18,11 +18,12 @@ int64_t positive_attr(const Attrs& a, const char* name, std::string_view op) {
 int64_t no_reduction(Types, const Attrs&) { return 1; }
 int64_t reduce_cols(Types in, const Attrs&) { return in[0].shape[1]; }
 
+// The standard distributions differ between standard libraries; these draws use nothing but
+// mt19937_64's output, which the standard fixes, so a seed names the same examples everywhere.
 Tensor uniform(DType dtype, Shape shape, double lo, double hi, std::mt19937_64& rng) {
   Tensor t(dtype, std::move(shape));
-  std::uniform_real_distribution<double> u(lo, hi);
   for (int64_t i = 0; i < t.numel(); ++i) {
-    float v = float(u(rng));
+    float v = float(lo + (hi - lo) * (double(rng() >> 11) * 0x1.0p-53));
     switch (dtype) {
       case DType::F32:
         t.mutable_data<float>()[i] = v;
@@ -43,8 +44,9 @@ Tensor uniform(DType dtype, Shape shape, double lo, double hi, std::mt19937_64& 
 
 Tensor ids(Shape shape, int32_t lo, int32_t hi, std::mt19937_64& rng) {
   Tensor t(DType::I32, std::move(shape));
-  std::uniform_int_distribution<int32_t> u(lo, hi - 1);
-  for (int64_t i = 0; i < t.numel(); ++i) t.mutable_data<int32_t>()[i] = u(rng);
+  const uint64_t n = uint64_t(int64_t(hi) - lo);
+  for (int64_t i = 0; i < t.numel(); ++i)
+    t.mutable_data<int32_t>()[i] = int32_t(lo + int64_t(rng() % n));
   return t;
 }
 

@@ -26,7 +26,8 @@ inline const std::vector<DType> kWeightDtypes = {DType::F32, DType::F16, DType::
 int64_t no_reduction(Types, const Attrs&);
 int64_t reduce_cols(Types in, const Attrs&);  // the width of input 0
 
-// Example inputs. Values are drawn from `rng` and rounded to the tensor's dtype.
+// Example inputs. Values are drawn from `rng` and rounded to the tensor's dtype; the same
+// rng state gives the same values on every platform.
 Tensor uniform(DType dtype, Shape shape, double lo, double hi, std::mt19937_64& rng);
 Tensor ids(Shape shape, int32_t lo, int32_t hi, std::mt19937_64& rng);  // i32 in [lo, hi)
 Tensor counting(int64_t n, int32_t first);                              // i32 first, first+1, ...

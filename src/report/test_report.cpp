@@ -5,6 +5,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "report/xml.h"
 
 namespace tapml {
 
@@ -133,38 +134,6 @@ ReplayRun merge_runs(const std::vector<ReplayRun>& shards) {
             [](const TestResult& a, const TestResult& b) { return a.id < b.id; });
   return all;
 }
-
-namespace {
-std::string xml_escape(const std::string& s) {
-  std::string o;
-  for (unsigned char c : s) {
-    switch (c) {
-      case '&':
-        o += "&amp;";
-        break;
-      case '<':
-        o += "&lt;";
-        break;
-      case '>':
-        o += "&gt;";
-        break;
-      case '"':
-        o += "&quot;";
-        break;
-      case '\'':
-        o += "&apos;";
-        break;
-      default:
-        // Control characters are not allowed in XML 1.0.
-        if (c < 0x20 && c != '\n' && c != '\t')
-          o += ' ';
-        else
-          o += char(c);
-    }
-  }
-  return o;
-}
-}  // namespace
 
 std::string junit_xml(const ReplayRun& run) {
   std::map<std::string, std::vector<const TestResult*>> by_op;
