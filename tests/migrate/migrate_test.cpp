@@ -6,12 +6,17 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
+#include <mutex>
 
 #include "backend/forwarding_backend.h"
 #include "backend/registry.h"
 #include "backends/builtin.h"
 #include "core/error.h"
+#include "core/hash.h"
 #include "model/model_file.h"
+#include "runtime/device_pool.h"
+#include "support/running_server.h"
 #include "support/shared.h"
 #include "tokenizer/load.h"
 
@@ -23,7 +28,7 @@ const ModelFile& stories() {
   return m;
 }
 
-MigrateReport run(const std::string& target, const std::string& strategy = "auto") {
+MigrateOptions options(const std::string& target, const std::string& strategy = "auto") {
   static Tokenizer tok = load_tokenizer("", stories().gguf.get(), stories().config.vocab_size);
   MigrateOptions o;
   o.target = target;
@@ -31,7 +36,11 @@ MigrateReport run(const std::string& target, const std::string& strategy = "auto
   o.steps = 40;
   o.prompts = {tok.encode("Once upon a time", true)};
   o.stop_tokens = {tok.vocab().eos};
-  return migrate(stories(), o);
+  return o;
+}
+
+MigrateReport run(const std::string& target, const std::string& strategy = "auto") {
+  return migrate(stories(), options(target, strategy));
 }
 
 bool names_site(const MigrateReport& r, const std::string& site) {
@@ -169,6 +178,53 @@ TEST(Migrate, MinimalFailingSetFindsOneCulpritInLogarithmicRuns) {
       &runs);
   std::sort(found.begin(), found.end());
   EXPECT_EQ(found, (std::vector<std::string>{"s100", "s3"}));
+}
+
+// A device that counts how often each content was written into it.
+class WriteCounter final : public ForwardingBackend {
+ public:
+  explicit WriteCounter(std::unique_ptr<Backend> inner) : ForwardingBackend(std::move(inner)) {}
+  void write(BufferId id, size_t offset, const void* src, size_t bytes) override {
+    {
+      std::lock_guard lock(mutex_);
+      ++writes_[content_hash(src, bytes)];
+    }
+    ForwardingBackend::write(id, offset, src, bytes);
+  }
+  int count(const std::string& hash) const {
+    std::lock_guard lock(mutex_);
+    auto it = writes_.find(hash);
+    return it == writes_.end() ? 0 : it->second;
+  }
+
+ private:
+  mutable std::mutex mutex_;
+  std::map<std::string, int> writes_;
+};
+
+TEST(Migrate, OverTcpOpensTheDeviceOnceAndSendsEachWeightOnce) {
+  auto device = std::make_unique<WriteCounter>(open_backend("cpu?threads=1"));
+  const WriteCounter& writes = *device;
+  testing::RunningServer server(std::move(device));
+  DevicePool pool;
+  MigrateOptions o = options(server.uri());
+  o.steps = 24;
+  o.pool = &pool;
+  MigrateReport r = migrate(stories(), o);
+  EXPECT_EQ(r.status, "pass") << r.summary;
+  EXPECT_GE(r.runs, 8);  // many end-to-end runs and an isolated comparison of every call...
+  EXPECT_EQ(server.server().stats().connections, 1u);  // ...over one connection
+  DeviceCounters c = pool.counters(server.uri());
+  EXPECT_EQ(c.opens, 1);
+  EXPECT_EQ(c.weight_uploads, int64_t(stories().weights.size()));
+  // Each weight's bytes reached the device once (as often as the model holds that content),
+  // neither re-sent nor restored from the server's hash cache by later runs.
+  std::map<std::string, int> held;
+  for (const auto& [name, t] : stories().weights) ++held[content_hash(t.bytes(), t.nbytes())];
+  for (const auto& [name, t] : stories().weights) {
+    std::string h = content_hash(t.bytes(), t.nbytes());
+    EXPECT_EQ(writes.count(h), held[h]) << name;
+  }
 }
 
 }  // namespace

@@ -20,6 +20,7 @@
 #include "core/error.h"
 #include "report/conformance_report.h"
 #include "rpc/server.h"
+#include "support/running_server.h"
 
 namespace tapml {
 namespace {
@@ -77,23 +78,11 @@ TEST(Conformance, VulkanPasses) {
 }
 
 TEST(Conformance, TcpDeviceServingCpuPasses) {
-  rpc::ServerOptions o;
-  o.host = "127.0.0.1";
-  o.port = 0;
-  rpc::Server server(open_backend("cpu"), o);
-  std::thread serving([&] { server.serve(); });
-  try {
-    auto remote = open_backend("tcp://127.0.0.1:" + std::to_string(server.port()));
-    ConformanceRun run = shared().suite.run(*remote);
-    expect_passes(run);
-    EXPECT_EQ(run.backend.rfind("tcp://127.0.0.1:", 0), 0u) << run.backend;
-  } catch (...) {
-    server.stop();
-    serving.join();
-    throw;
-  }
-  server.stop();
-  serving.join();
+  testing::RunningServer server("cpu");
+  auto remote = open_backend(server.uri());
+  ConformanceRun run = shared().suite.run(*remote);
+  expect_passes(run);
+  EXPECT_EQ(run.backend.rfind("tcp://127.0.0.1:", 0), 0u) << run.backend;
 }
 
 TEST(Conformance, EveryFaultFailsCasesOfExactlyTheOpsItBreaks) {

@@ -15,32 +15,12 @@
 #include "core/hash.h"
 #include "rpc/server.h"
 #include "rpc/socket.h"
+#include "support/running_server.h"
 
 namespace tapml::rpc {
 namespace {
 
-// A server on a free loopback port, served by a thread for the test's lifetime.
-struct RunningServer {
-  std::unique_ptr<Server> server;
-  std::thread thread;
-  explicit RunningServer(ServerOptions o = {}, const std::string& backend = "cpu?threads=1") {
-    o.host = "127.0.0.1";
-    o.port = 0;
-    if (o.frame_timeout_ms == ServerOptions{}.frame_timeout_ms) o.frame_timeout_ms = 500;
-    o.hello_timeout_ms = 500;
-    server = std::make_unique<Server>(open_backend(backend), o);
-    thread = std::thread([this] { server->serve(); });
-  }
-  ~RunningServer() { stop(); }
-  void stop() {
-    if (!thread.joinable()) return;
-    server->stop();
-    thread.join();
-  }
-  std::string uri(const std::string& query = "") const {
-    return "tcp://127.0.0.1:" + std::to_string(server->port()) + query;
-  }
-};
+using testing::RunningServer;
 
 std::string error_of(const std::function<void()>& f) {
   try {
@@ -122,7 +102,7 @@ TEST(RpcServer, BadRequestsAreErrorsAndTheConnectionCarriesOn) {
 TEST(RpcServer, ConnectionsAreIsolatedCappedAndFreedOnDisconnect) {
   ServerOptions o;
   o.max_memory = 1 << 20;
-  RunningServer s(o);
+  RunningServer s("cpu?threads=1", o);
   auto a = open_backend(s.uri());
   auto b = open_backend(s.uri());
   BufferId ida = a->alloc(1000);
@@ -141,7 +121,7 @@ TEST(RpcServer, ConnectionsAreIsolatedCappedAndFreedOnDisconnect) {
 TEST(RpcServer, TokensAreCheckedAndExposureNeedsOne) {
   ServerOptions o;
   o.token = "s3cret";
-  RunningServer s(o);
+  RunningServer s("cpu?threads=1", o);
   EXPECT_NO_THROW(open_backend(s.uri("?token=s3cret")));
   std::string e = error_of([&] { open_backend(s.uri("?token=wrong")); });
   EXPECT_NE(e.find("refused the connection: wrong token"), std::string::npos) << e;
@@ -170,10 +150,10 @@ TEST(RpcServer, HashProbeSkipsBytesTheServerHolds) {
   std::vector<uint8_t> back(w.nbytes());
   second->read(id, 16, back.data(), back.size());
   EXPECT_EQ(std::memcmp(back.data(), w.bytes(), back.size()), 0);
-  EXPECT_EQ(s.server->stats().cache_hits, 1u);
+  EXPECT_EQ(s.server().stats().cache_hits, 1u);
 
   // A client cannot plant bytes under someone else's hash: the server hashes them itself.
-  Socket raw = connect_tcp("127.0.0.1", s.server->port(), 1000);
+  Socket raw = connect_tcp("127.0.0.1", s.server().port(), 1000);
   Message m;
   m.type = MsgType::Hello;
   raw.send_frame(m, 1000);
@@ -217,7 +197,7 @@ TEST(RpcServer, ADeadOrSilentServerIsAQuickClearError) {
 TEST(RpcServer, SurvivesAThousandMalformedFrames) {
   ServerOptions o;
   o.max_memory = 1 << 20;  // a flipped ALLOC size must not make the server zero gigabytes
-  RunningServer s(o);
+  RunningServer s("cpu?threads=1", o);
   std::mt19937 rng(42);
   auto hello = encode_frame([] {
     Message m;
@@ -244,9 +224,9 @@ TEST(RpcServer, SurvivesAThousandMalformedFrames) {
     SCOPED_TRACE("frames sent: " + std::to_string(sent));
     Socket c;
     try {
-      c = connect_tcp("127.0.0.1", s.server->port(), 5000);
+      c = connect_tcp("127.0.0.1", s.server().port(), 5000);
     } catch (const Error& e) {
-      FAIL() << e.what() << " after " << sent << " frames, " << s.server->stats().connections
+      FAIL() << e.what() << " after " << sent << " frames, " << s.server().stats().connections
              << " connections";
     }
     bool greeted = rng() % 2;
@@ -287,7 +267,7 @@ TEST(RpcServer, SurvivesAThousandMalformedFrames) {
   HostCallResult r = run_host_call(*b, Op::Add, {}, in);
   EXPECT_FLOAT_EQ(r.outputs[0].to_f32()[3], in[0].to_f32()[3] + in[1].to_f32()[3]);
   // How many were seen depends on how much of each burst arrived before the server hung up.
-  EXPECT_GT(s.server->stats().protocol_errors, 0u);
+  EXPECT_GT(s.server().stats().protocol_errors, 0u);
 }
 
 }  // namespace
