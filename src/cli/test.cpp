@@ -1,7 +1,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <fstream>
 #include <nlohmann/json.hpp>
 #include <tuple>
 
@@ -34,42 +33,20 @@ std::pair<int, int> parse_shard(const std::string& s) {
   return {k, n};
 }
 
-// Prints the per-op table; returns the number of failed tests.
-int64_t print_summary(const ReplayRun& run) {
-  int64_t failed = 0, total = 0;
-  std::printf("%-10s %7s %7s %7s %12s\n", "op", "tests", "passed", "failed", "worst/tol");
-  for (auto& [op, s] : summarize(run.results)) {
-    std::printf("%-10s %7lld %7lld %7lld %12.3g\n", op.c_str(), (long long)s.tests,
-                (long long)s.passed, (long long)s.failed, s.worst_ratio);
-    failed += s.failed;
-    total += s.tests;
-  }
-  std::printf("%lld passed, %lld failed\n", (long long)(total - failed), (long long)failed);
-  return failed;
-}
-
 void finish(const TestArgs& a, const ReplayRun& run) {
   if (!a.json_out.empty())
     write_file_atomically(
         a.json_out,
         to_json(run).dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   if (!a.junit_out.empty()) write_file_atomically(a.junit_out, junit_xml(run));
-  if (print_summary(run) > 0) throw ExitCode(1);
+  std::fputs(summary_text(run).c_str(), stdout);
+  for (const TestResult& r : run.results)
+    if (!r.pass) throw ExitCode(1);
 }
 
 void merge(const TestArgs& a) {
   std::vector<ReplayRun> shards;
-  for (const std::string& path : a.merge) {
-    std::ifstream f(path);
-    TAPML_REQUIRE(bool(f), path + ": cannot read");
-    nlohmann::json j;
-    try {
-      j = nlohmann::json::parse(f);
-    } catch (const nlohmann::json::exception& e) {
-      throw Error(path + ": not JSON (" + e.what() + ")");
-    }
-    shards.push_back(replay_run_from_json(j, path));
-  }
+  for (const std::string& path : a.merge) shards.push_back(read_replay_report(path));
   finish(a, merge_runs(shards));
 }
 
@@ -127,15 +104,7 @@ void test(const TestArgs& a, DevicePool& devices) {
     if (tty) std::fprintf(stderr, "\r[%zu/%zu] %-24s", done, total, r.site.c_str());
     if (r.pass) return;
     if (tty) std::fputc('\n', stderr);
-    std::string what = r.error.empty()
-                           ? std::string(check_name(r.verdict.failed)) + ": " + r.verdict.detail
-                           : "error: " + r.error;
-    std::printf(
-        "FAIL #%lld %s (%s, %s): %s\n  replay: tapml test --corpus '%s' --backend '%s' --id "
-        "%lld%s\n",
-        (long long)r.id, r.site.c_str(), std::string(op_name(r.op)).c_str(), r.phase.c_str(),
-        what.c_str(), a.corpus.c_str(), a.backend.c_str(), (long long)r.id,
-        a.synthetic ? (" --synthetic --seed " + std::to_string(a.seed)).c_str() : "");
+    std::fputs(failure_text(r, a.corpus, a.backend, a.synthetic, a.seed).c_str(), stdout);
   };
   ReplayRun run = replay_corpus(a.corpus, a.backend, o);
   if (tty) std::fprintf(stderr, "\r%*s\r", 40, "");

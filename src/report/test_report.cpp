@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <fstream>
 #include <set>
 
 #include "core/error.h"
@@ -163,6 +165,47 @@ std::string junit_xml(const ReplayRun& run) {
     x += "  </testsuite>\n";
   }
   return x + "</testsuites>\n";
+}
+
+std::string summary_text(const ReplayRun& run) {
+  int64_t failed = 0, total = 0;
+  char line[256];
+  std::snprintf(line, sizeof line, "%-10s %7s %7s %7s %12s\n", "op", "tests", "passed", "failed",
+                "worst/tol");
+  std::string out = line;
+  for (auto& [op, s] : summarize(run.results)) {
+    std::snprintf(line, sizeof line, "%-10s %7lld %7lld %7lld %12.3g\n", op.c_str(),
+                  (long long)s.tests, (long long)s.passed, (long long)s.failed, s.worst_ratio);
+    out += line;
+    failed += s.failed;
+    total += s.tests;
+  }
+  std::snprintf(line, sizeof line, "%lld passed, %lld failed\n", (long long)(total - failed),
+                (long long)failed);
+  return out + line;
+}
+
+std::string failure_text(const TestResult& r, const std::string& corpus, const std::string& backend,
+                         bool synthetic, uint64_t seed) {
+  std::string what = r.error.empty()
+                         ? std::string(check_name(r.verdict.failed)) + ": " + r.verdict.detail
+                         : "error: " + r.error;
+  return "FAIL #" + std::to_string(r.id) + " " + r.site + " (" + std::string(op_name(r.op)) + ", " +
+         r.phase + "): " + what + "\n  replay: tapml test --corpus '" + corpus + "' --backend '" +
+         backend + "' --id " + std::to_string(r.id) +
+         (synthetic ? " --synthetic --seed " + std::to_string(seed) : "") + "\n";
+}
+
+ReplayRun read_replay_report(const std::string& path) {
+  std::ifstream f(path);
+  TAPML_REQUIRE(bool(f), path + ": cannot read");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(f);
+  } catch (const nlohmann::json::exception& e) {
+    throw Error(path + ": not JSON (" + e.what() + ")");
+  }
+  return replay_run_from_json(j, path);
 }
 
 }  // namespace tapml

@@ -26,4 +26,14 @@ ReplayRun merge_runs(const std::vector<ReplayRun>& shards);
 
 std::string junit_xml(const ReplayRun& run);
 
+// The per-op table `tapml test` prints (tests, passed, failed, worst error / tolerance) and
+// a closing count.
+std::string summary_text(const ReplayRun& run);
+// One failed test as `tapml test` reports it, with the command that replays just that test
+// (`corpus`, `backend`, and the seed when the run was synthetic).
+std::string failure_text(const TestResult& r, const std::string& corpus, const std::string& backend,
+                         bool synthetic, uint64_t seed);
+// Reads a report file written by to_json (Error naming the file otherwise).
+ReplayRun read_replay_report(const std::string& path);
+
 }  // namespace tapml
