@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <limits>
 #include <random>
 #include <set>
 #include <string>
@@ -283,6 +284,75 @@ TEST_F(CpuVsRef, Add) {
             dims({{"T", T}, {"D", D}}), 1e-7);
 }
 
+TEST_F(CpuVsRef, Gelu) {
+  for (int approx : {0, 1})
+    for (auto [T, F] : {std::pair<int64_t, int64_t>{1, 1}, {1, 7}, {7, 64}, {3, 1000}, {9, 8000}}) {
+      const Attrs attrs{{"approx", double(approx)}};
+      const std::string what =
+          "approx=" + std::to_string(approx) + " " + dims({{"T", T}, {"F", F}});
+      auto x = rng_.normal(T * F, 3.0f);
+      if (T * F > 2) x[0] = -40.0f, x[1] = 40.0f;  // erf, tanh and exp saturate
+      compare("gelu", attrs, {from_f32({T, F}, x)}, what);
+      // Every x <= -4, so every output is tiny: formed as 1 + erf or 1 + tanh it is lost.
+      for (float& v : x) v = -4.0f - 4.0f * std::fabs(v);
+      compare("gelu", attrs, {from_f32({T, F}, x)}, what + " negative tail");
+    }
+}
+
+// ref's gelu is the catalog's formula: checked against it written with std::erf and
+// std::tanh in long double where it does not cancel, and deep in the negative tail (where
+// it does) against forms that share nothing with ref's erfc: the asymptotic series of Phi
+// and x * e^(2z) / (1 + e^(2z)). ref?acc=f32, the noise reference, must keep the tail too,
+// or every calibrated tolerance there would be loose.
+TEST(RefBackend, GeluIsTheCatalogsFormula) {
+  using LD = long double;
+  const LD sqrt_half = 0.707106781186547524400844362104849039L;
+  const LD sqrt_2_over_pi = 0.797884560802865355879892119868763737L;
+  const LD pi = 3.14159265358979323846264338327950288L;
+  auto erf_form = [&](LD x) { return 0.5L * x * (1.0L + std::erf(x * sqrt_half)); };
+  auto tanh_form = [&](LD x) {
+    return 0.5L * x * (1.0L + std::tanh(sqrt_2_over_pi * (x + 0.044715L * x * x * x)));
+  };
+  auto erf_tail = [&](LD x) {  // x * Phi(x), Phi(x) = pdf(x) / -x * (1 - 1/x^2 + 3/x^4 ...)
+    const LD r = 1.0L / (x * x);
+    const LD series = 1.0L - r * (1.0L - 3.0L * r * (1.0L - 5.0L * r * (1.0L - 7.0L * r)));
+    return -std::exp(-0.5L * x * x) / std::sqrt(2.0L * pi) * series;
+  };
+  auto tanh_tail = [&](LD x) {
+    const LD e = std::exp(2.0L * sqrt_2_over_pi * (x + 0.044715L * x * x * x));
+    return x * e / (1.0L + e);
+  };
+  struct Point {
+    int approx;
+    float x;
+    LD want;
+    double f32_tol;  // relative, for ref?acc=f32
+  };
+  std::vector<Point> points;
+  for (float x : {-3.0f, -1.0f, -0.5f, -1e-3f, 0.0f, 1e-3f, 0.5f, 1.0f, 3.0f, 10.0f, 30.0f}) {
+    points.push_back({0, x, erf_form(x), 1e-6});
+    points.push_back({1, x, tanh_form(x), 1e-6});
+  }
+  for (float x : {-10.0f, -12.0f, -13.0f}) points.push_back({0, x, erf_tail(x), 1e-4});
+  for (float x : {-6.0f, -8.0f, -10.0f}) points.push_back({1, x, tanh_tail(x), 1e-4});
+  auto ref = make_ref_backend(BackendUri::parse("ref"));
+  auto ref32 = make_ref_backend(BackendUri::parse("ref?acc=f32"));
+  for (const Point& p : points) {
+    const std::vector<Input> in = {from_f32({1, 1}, {p.x})};
+    const double want = double(p.want);
+    const std::string what = "approx=" + std::to_string(p.approx) + " x=" + std::to_string(p.x);
+    const float got = run_op(*ref, "gelu", {{"approx", double(p.approx)}}, in)[0][0];
+    EXPECT_NEAR(got, want, 1e-6 * std::fabs(want)) << "ref " << what;
+    if (p.x <= -6) {
+      // A normal f32, so that the point does check the tail.
+      EXPECT_LT(want, -double(std::numeric_limits<float>::min())) << what;
+      EXPECT_NE(got, 0.0f) << "ref " << what;
+    }
+    const float got32 = run_op(*ref32, "gelu", {{"approx", double(p.approx)}}, in)[0][0];
+    EXPECT_NEAR(got32, want, p.f32_tol * std::fabs(want)) << "ref?acc=f32 " << what;
+  }
+}
+
 TEST_F(CpuVsRef, ZeroRows) {
   compare("matmul", {}, {from_f32({0, 8}, {}), from_f32({4, 8}, rng_.normal(32))}, "T=0");
   compare("rmsnorm", {{"eps", 1e-5}}, {from_f32({0, 8}, {}), from_f32({8}, rng_.normal(8))}, "T=0");
@@ -345,6 +415,13 @@ TEST_F(CpuVsRef, EveryCompiledSimdTarget) {
             {from_f32({3, 29}, rng_.normal(87, 4.0f)), from_f32({3, 29}, rng_.normal(87))}, name);
     compare("add", {}, {from_f32({3, 29}, rng_.normal(87)), from_f32({3, 29}, rng_.normal(87))},
             name, 1e-7);
+    for (int approx : {0, 1}) {
+      // Without FMA the erfc's x^2 residual is 0; the negative tail shows what that costs.
+      auto x = rng_.normal(87, 3.0f);
+      compare("gelu", {{"approx", double(approx)}}, {from_f32({3, 29}, x)}, name);
+      for (float& v : x) v = -4.0f - 4.0f * std::fabs(v);
+      compare("gelu", {{"approx", double(approx)}}, {from_f32({3, 29}, x)}, name + " tail");
+    }
   }
   EXPECT_GE(seen.size(), 1u);
   std::string names;

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <set>
+
 #include "core/error.h"
 #include "core/tensor.h"
 
@@ -148,6 +151,41 @@ TEST(OpCatalog, RopeChecksItsAttributes) {
   pairing.set("pairing", 2);
   EXPECT_THROW(infer(Op::Rope, {{DType::F32, {3, 16}}, {DType::I32, {3}}}, pairing), Error);
   EXPECT_THROW(infer(Op::Rope, {{DType::F32, {3, 16}}, {DType::I32, {3}}}, Attrs{}), Error);
+}
+
+TEST(OpCatalog, GeluKeepsTheShapeAndTakesApprox0Or1) {
+  for (double approx : {0.0, 1.0}) {
+    auto out = infer(Op::Gelu, {{DType::F32, {3, 67}}}, {{"approx", approx}});
+    ASSERT_EQ(out.size(), 1u);
+    EXPECT_EQ(out[0].shape, (Shape{3, 67}));
+    EXPECT_EQ(out[0].dtype, DType::F32);
+  }
+  for (double bad : {2.0, -1.0, 0.5})
+    EXPECT_THROW(infer(Op::Gelu, {{DType::F32, {3, 8}}}, {{"approx", bad}}), Error) << bad;
+  EXPECT_THROW(infer(Op::Gelu, {{DType::F32, {3, 8}}}), Error);  // approx has no default
+  EXPECT_THROW(infer(Op::Gelu, {{DType::F32, {24}}}, {{"approx", 0}}), Error);
+  EXPECT_THROW(infer(Op::Gelu, {{DType::F16, {3, 8}}}, {{"approx", 0}}), Error);
+  const OpDef& d = op_def(Op::Gelu);
+  EXPECT_EQ(d.inplace_of, (std::vector<int>{-1}));
+  EXPECT_EQ(d.reduction_length(std::vector<TensorType>{{DType::F32, {3, 67}}}, {{"approx", 0}}), 1);
+}
+
+TEST(OpCatalog, GeluExamplesTryBothFormsInTheNegativeTail) {
+  // A kernel that forms 1 + erf or 1 + tanh is right wherever some x is positive (the error
+  // is small against the output's scale) and wrong on a tensor that lies in the negative
+  // tail; the conformance suite sees that only if an example of each form lies there.
+  std::mt19937_64 rng(1);
+  std::set<int64_t> forms, forms_in_tail;
+  for (const OpExample& e : op_def(Op::Gelu).examples(std::vector<DType>{DType::F32}, rng)) {
+    const int64_t approx = e.attrs.get_int("approx");
+    forms.insert(approx);
+    const Tensor& x = e.inputs.at(0);
+    const float* v = x.data<float>();
+    if (*std::max_element(v, v + x.numel()) <= -4 && *std::min_element(v, v + x.numel()) <= -25)
+      forms_in_tail.insert(approx);
+  }
+  EXPECT_EQ(forms, (std::set<int64_t>{0, 1}));
+  EXPECT_EQ(forms_in_tail, (std::set<int64_t>{0, 1}));
 }
 
 TEST(Dtype, HalfConversionsRoundTrip) {

@@ -58,6 +58,7 @@ class CpuBackend final : public HostBackend {
     add_kernel(Op::Attention, &CpuBackend::attention);
     add_kernel(Op::Swiglu, &CpuBackend::swiglu);
     add_kernel(Op::Add, &CpuBackend::add);
+    add_kernel(Op::Gelu, &CpuBackend::gelu);
   }
 
  private:
@@ -216,6 +217,14 @@ class CpuBackend final : public HostBackend {
     float* out = data<float>(c.outputs[0]);
     elementwise(c.inputs[0].shape.numel(), 1,
                 [&](int64_t i, int64_t e) { cpu::add(a + i, b + i, out + i, e - i); });
+  }
+
+  void gelu(const OpCall& c) {
+    const float* x = data<float>(c.inputs[0]);
+    float* out = data<float>(c.outputs[0]);
+    const bool tanh_form = c.attrs.get_int("approx") == 1;
+    elementwise(c.inputs[0].shape.numel(), 16,
+                [&](int64_t b, int64_t e) { cpu::gelu(x + b, tanh_form, out + b, e - b); });
   }
 
   ThreadPool pool_;

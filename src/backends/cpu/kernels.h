@@ -43,6 +43,9 @@ void scale_mul(const float* x, float s, const float* w, float* out, int64_t n);
 void swiglu(const float* g, const float* u, float* out, int64_t n);
 // out[i] = a[i] + b[i].
 void add(const float* a, const float* b, float* out, int64_t n);
+// out[i] = gelu(x[i]) (see the catalog's gelu): x * Phi(x) when !tanh_form, else the tanh
+// approximation. out may alias x.
+void gelu(const float* x, bool tanh_form, float* out, int64_t n);
 
 // The instruction set the kernels run with on this CPU ("AVX2", "AVX3", ...).
 const char* simd_target();

@@ -286,6 +286,7 @@ class VulkanBackend final : public Backend {
     };
     add_op(Op::Swiglu, &VulkanBackend::swiglu, elementwise_groups);
     add_op(Op::Add, &VulkanBackend::add, elementwise_groups);
+    add_op(Op::Gelu, &VulkanBackend::gelu, elementwise_groups);
 
     dummy_ = make_block(256, false);
     if (!direct_) staging_ = make_block(kStagingBytes, true);
@@ -536,6 +537,13 @@ class VulkanBackend final : public Backend {
   }
   void swiglu(const OpCall& c) { elementwise(c, 0); }
   void add(const OpCall& c) { elementwise(c, 1); }
+
+  void gelu(const OpCall& c) {
+    Params p;
+    p.u[0] = uint32_t(c.inputs[0].shape.numel());
+    p.u[1] = c.attrs.get_int("approx") == 1 ? 1 : 0;
+    record("gelu", bindings({&c.inputs[0], &c.outputs[0]}), p, c);
+  }
 
   static VkPhysicalDevice pick(const std::vector<VkPhysicalDevice>& devs, const BackendUri& uri) {
     const std::string& want = uri.target;
