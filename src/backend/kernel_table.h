@@ -19,6 +19,13 @@ class KernelTable {
   // `dtypes`: per input, the dtypes this kernel takes; empty means every dtype the catalog
   // allows. Several kernels of one op may split its dtype combinations between them.
   void add(Op op, Kernel kernel, std::vector<std::vector<DType>> dtypes = {});
+  // A member function of the backend as the kernel.
+  template <class B>
+  void add(Op op, B* backend, void (B::*kernel)(const OpCall&),
+           std::vector<std::vector<DType>> dtypes = {}) {
+    add(
+        op, [backend, kernel](const OpCall& c) { (backend->*kernel)(c); }, std::move(dtypes));
+  }
 
   // The kernel for the call's op and input dtypes, or nullptr with the reason in *why
   // (`backend` names the backend in it).

@@ -47,18 +47,15 @@ class CpuBackend final : public HostBackend {
                      "host CPU, " + std::to_string(threads) + " thread" +
                          (threads == 1 ? "" : "s") + ", SIMD " + cpu::simd_target()}),
         pool_(threads) {
-    auto add_kernel = [this](Op op, void (CpuBackend::*k)(const OpCall&)) {
-      kernels().add(op, [this, k](const OpCall& c) { (this->*k)(c); });
-    };
-    add_kernel(Op::Embedding, &CpuBackend::embedding);
-    add_kernel(Op::RmsNorm, &CpuBackend::rmsnorm);
-    add_kernel(Op::Matmul, &CpuBackend::matmul);
-    add_kernel(Op::Rope, &CpuBackend::rope);
-    add_kernel(Op::KvStore, &CpuBackend::kv_store);
-    add_kernel(Op::Attention, &CpuBackend::attention);
-    add_kernel(Op::Swiglu, &CpuBackend::swiglu);
-    add_kernel(Op::Add, &CpuBackend::add);
-    add_kernel(Op::Gelu, &CpuBackend::gelu);
+    kernels().add(Op::Embedding, this, &CpuBackend::embedding);
+    kernels().add(Op::RmsNorm, this, &CpuBackend::rmsnorm);
+    kernels().add(Op::Matmul, this, &CpuBackend::matmul);
+    kernels().add(Op::Rope, this, &CpuBackend::rope);
+    kernels().add(Op::KvStore, this, &CpuBackend::kv_store);
+    kernels().add(Op::Attention, this, &CpuBackend::attention);
+    kernels().add(Op::Swiglu, this, &CpuBackend::swiglu);
+    kernels().add(Op::Add, this, &CpuBackend::add);
+    kernels().add(Op::Gelu, this, &CpuBackend::gelu);
   }
 
  private:

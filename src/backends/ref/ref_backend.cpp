@@ -21,18 +21,15 @@ class RefBackend final : public HostBackend {
       : HostBackend({uri, "ref",
                      std::is_same_v<A, double> ? "reference (host, f64 accumulation)"
                                                : "reference loops with f32 accumulation"}) {
-    auto add_kernel = [this](Op op, void (RefBackend::*k)(const OpCall&)) {
-      kernels().add(op, [this, k](const OpCall& c) { (this->*k)(c); });
-    };
-    add_kernel(Op::Embedding, &RefBackend::embedding);
-    add_kernel(Op::RmsNorm, &RefBackend::rmsnorm);
-    add_kernel(Op::Matmul, &RefBackend::matmul);
-    add_kernel(Op::Rope, &RefBackend::rope);
-    add_kernel(Op::KvStore, &RefBackend::kv_store);
-    add_kernel(Op::Attention, &RefBackend::attention);
-    add_kernel(Op::Swiglu, &RefBackend::swiglu);
-    add_kernel(Op::Add, &RefBackend::add);
-    add_kernel(Op::Gelu, &RefBackend::gelu);
+    kernels().add(Op::Embedding, this, &RefBackend::embedding);
+    kernels().add(Op::RmsNorm, this, &RefBackend::rmsnorm);
+    kernels().add(Op::Matmul, this, &RefBackend::matmul);
+    kernels().add(Op::Rope, this, &RefBackend::rope);
+    kernels().add(Op::KvStore, this, &RefBackend::kv_store);
+    kernels().add(Op::Attention, this, &RefBackend::attention);
+    kernels().add(Op::Swiglu, this, &RefBackend::swiglu);
+    kernels().add(Op::Add, this, &RefBackend::add);
+    kernels().add(Op::Gelu, this, &RefBackend::gelu);
   }
 
  private:

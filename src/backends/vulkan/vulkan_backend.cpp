@@ -444,7 +444,7 @@ class VulkanBackend final : public Backend {
  private:
   using Groups = int64_t (*)(const OpCall&);
   void add_op(Op op, void (VulkanBackend::*record)(const OpCall&), Groups groups) {
-    kernels_.add(op, [this, record](const OpCall& c) { (this->*record)(c); });
+    kernels_.add(op, this, record);
     groups_[size_t(op)] = groups;
   }
 
