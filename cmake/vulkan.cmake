@@ -1,17 +1,18 @@
-#The optional vulkan backend.Included before tapml_lib is defined : it takes the backend's
-#sources out of the library's glob and, when Vulkan and glslc (or precompiled SPIR-V) are
-#found, puts them back and defines tapml_vulkan_configure(target) to compile the shaders and
-#link Vulkan.Without them the build goes on silently without the backend.
+# The optional vulkan backend. Included before tapml_lib is defined: it takes the backend's
+# sources out of the library's glob and, when Vulkan and glslc (or precompiled SPIR-V) are
+# found, puts them back and defines tapml_vulkan_configure(target) to compile the shaders and
+# link Vulkan. Without them the build goes on silently without the backend.
 #
-#TAPML_SPIRV_DIR : a folder of precompiled < shader>.spv.inc files(glslc - mfmt = num output),
-#for machines with Vulkan headers but no glslc.
+# TAPML_SPIRV_DIR: a folder of precompiled <shader>.spv.inc files (glslc -mfmt=num output),
+# for machines with Vulkan headers but no glslc.
 option(TAPML_WITH_VULKAN "Build the vulkan backend when Vulkan and glslc are found" ON)
 set(TAPML_SPIRV_DIR "" CACHE PATH "Precompiled SPIR-V (.spv.inc) instead of running glslc")
 
 list(FILTER TAPML_SOURCES EXCLUDE REGEX "/src/backends/vulkan/")
 set(TAPML_VULKAN_ENABLED OFF)
-#Every shaders / NAME.comp is compiled and embedded under NAME; variants are further builds
-#of a shader with a define : VARIANT = SHADER : DEFINE.
+# Every shaders/NAME.comp is compiled and embedded under NAME, and kShaders in the generated
+# shader_table.inc lists them all; variants are further builds of a shader with a define:
+# VARIANT=SHADER:DEFINE.
 file(GLOB TAPML_VULKAN_COMPS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/backends/vulkan/shaders/*.comp)
 set(TAPML_VULKAN_SHADERS)
 foreach(comp ${TAPML_VULKAN_COMPS})
