@@ -24,7 +24,7 @@ std::mutex& table_mutex() {
 }  // namespace
 
 BackendUri BackendUri::parse(const std::string& uri) {
-  TAPML_REQUIRE(!uri.empty(), "empty backend URI");
+  TAPML_REQUIRE_USAGE(!uri.empty(), "empty backend URI");
   BackendUri u;
   u.text = uri;
   std::string head = uri, query;
@@ -39,7 +39,7 @@ BackendUri BackendUri::parse(const std::string& uri) {
     u.target = head.substr(colon + 1);
     if (u.target.rfind("//", 0) == 0) u.target = u.target.substr(2);
   }
-  TAPML_REQUIRE(!u.scheme.empty(), "backend URI '" + uri + "' has no scheme");
+  TAPML_REQUIRE_USAGE(!u.scheme.empty(), "backend URI '" + uri + "' has no scheme");
   size_t start = 0;
   while (start < query.size()) {
     size_t amp = query.find('&', start);
@@ -48,7 +48,7 @@ BackendUri BackendUri::parse(const std::string& uri) {
     start = amp == std::string::npos ? query.size() : amp + 1;
     if (kv.empty()) continue;
     auto eq = kv.find('=');
-    TAPML_REQUIRE(eq != std::string::npos && eq > 0,
+    TAPML_REQUIRE_USAGE(eq != std::string::npos && eq > 0,
                   "backend URI '" + uri + "': parameter '" + kv + "' is not KEY=VALUE");
     u.params[kv.substr(0, eq)] = kv.substr(eq + 1);
   }
@@ -60,7 +60,7 @@ int64_t BackendUri::int_param(const std::string& key, int64_t fallback) const {
   if (it == params.end()) return fallback;
   int64_t v = 0;
   auto [p, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
-  TAPML_REQUIRE(ec == std::errc() && p == it->second.data() + it->second.size(),
+  TAPML_REQUIRE_USAGE(ec == std::errc() && p == it->second.data() + it->second.size(),
                 "backend URI '" + text + "': " + key + "=" + it->second + " is not an integer");
   return v;
 }
@@ -77,7 +77,7 @@ void BackendUri::allow_params(const std::vector<std::string>& known) const {
     if (!ok) {
       std::string list;
       for (auto& n : known) list += (list.empty() ? "" : ", ") + n;
-      throw Error("backend URI '" + text + "': unknown parameter '" + k + "'" +
+      throw UsageError("backend URI '" + text + "': unknown parameter '" + k + "'" +
                   (list.empty() ? " (this backend takes none)" : " (known: " + list + ")"));
     }
   }
@@ -105,7 +105,7 @@ std::unique_ptr<Backend> make_backend(const std::string& uri) {
     if (it == table().end()) {
       std::string known;
       for (auto& [k, e] : table()) known += (known.empty() ? "" : ", ") + k;
-      throw Error("unknown backend '" + u.scheme + "' in '" + uri + "' (available: " + known + ")");
+      throw UsageError("unknown backend '" + u.scheme + "' in '" + uri + "' (available: " + known + ")");
     }
     factory = it->second.factory;
   }

@@ -12,12 +12,12 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
-#include <regex>
 #include <set>
 #include <sstream>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/pattern.h"
 #include "core/hash.h"
 #include "format/safetensors.h"
 #include "model/model_file.h"
@@ -561,15 +561,7 @@ int64_t Corpus::add(const TestCase& test) {
 
 std::vector<TestInfo> Corpus::list(const std::string& op_regex,
                                    const std::string& site_regex) const {
-  auto compile = [&](const std::string& pattern, const char* what) {
-    try {
-      return std::regex(pattern, std::regex::ECMAScript | std::regex::optimize);
-    } catch (const std::regex_error& e) {
-      throw Error(std::string(what) + " '" + pattern +
-                  "' is not a regular expression: " + e.what());
-    }
-  };
-  std::regex op_re = compile(op_regex, "op filter"), site_re = compile(site_regex, "site filter");
+  const Pattern op_re(op_regex, "op filter"), site_re(site_regex, "site filter");
   std::vector<TestInfo> out;
   Query q(*db_,
           "SELECT id, op, site, layer, phase, call_index, prompt_index, signature, kept_because"
@@ -586,8 +578,7 @@ std::vector<TestInfo> Corpus::list(const std::string& op_regex,
     t.prompt_index = int(q.integer(6));
     t.signature = q.text(7);
     t.kept_because = q.text(8);
-    if (!op_regex.empty() && !std::regex_search(t.op, op_re)) continue;
-    if (!site_regex.empty() && !std::regex_search(t.site, site_re)) continue;
+    if (!op_re.search(t.op) || !site_re.search(t.site)) continue;
     out.push_back(std::move(t));
   }
   return out;

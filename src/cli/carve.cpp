@@ -9,6 +9,7 @@
 #include "carve/corpus.h"
 #include "cli/commands.h"
 #include "cli/json_output.h"
+#include "cli/progress.h"
 #include "core/error.h"
 #include "model/model_file.h"
 #include "replay/replay.h"
@@ -23,6 +24,7 @@ struct CarveArgs {
   std::vector<std::string> prompts, prompt_files;
   int steps = 256, keep = 3;
   bool json = false, overwrite = false, by_reference = false;
+  Verbosity verbosity;
 };
 
 std::vector<std::string> all_prompts(const CarveArgs& a) {
@@ -53,18 +55,24 @@ void carve(const CarveArgs& a, DevicePool& devices) {
   o.keep = a.keep;
   o.stop_tokens = stop_tokens(model, tok.vocab());
   o.pool = &devices;
-  o.before_store = [&](TestCase& t) { calibrate_noise(t, plain_f32); };
-  if (isatty(2))
-    o.progress = [](size_t i, size_t n, int produced, const CarveStats& st) {
-      if (produced % 8 == 0)
-        std::fprintf(stderr,
-                     "\rcarving prompt %zu/%zu: %d tokens, %lld calls seen, %lld tests stored",
-                     i + 1, n, produced, (long long)st.calls_seen, (long long)st.tests_kept);
-    };
+  // Positions are the unit of progress; tests stored keep it moving through a long prefill.
+  Progress progress("carving " + a.out, "positions", int64_t(prompts.size()) * a.steps,
+                    a.verbosity.quiet);
+  int64_t done_before = 0, stored = 0;
+  std::string where = "prompt 1/" + std::to_string(prompts.size());
+  o.before_store = [&](TestCase& t) {
+    calibrate_noise(t, plain_f32);
+    progress.update(done_before, where + ", " + std::to_string(++stored) + " tests stored");
+  };
+  o.progress = [&](size_t i, size_t n, int produced, const CarveStats& st) {
+    where = "prompt " + std::to_string(i + 1) + "/" + std::to_string(n);
+    done_before = int64_t(i) * a.steps + produced;
+    progress.update(done_before, where + ", " + std::to_string(st.tests_kept) + " tests stored");
+  };
   std::vector<std::vector<int>> ids;
   for (const std::string& p : prompts) ids.push_back(tok.encode(p, true));
   CarveStats st = carve_model(model, ids, prompts, o, corpus);
-  if (isatty(2)) std::fputc('\n', stderr);
+  progress.finish();
   CorpusSummary sum = corpus.summary();
   double seconds = std::chrono::duration<double>(clock::now() - t0).count();
   if (a.json) {
@@ -119,6 +127,7 @@ void add_carve(CLI::App& app, DevicePool& devices) {
   c->add_flag("--weights-by-reference", a->by_reference,
               "store weights as references to the model file instead of copies");
   c->add_flag("--json", a->json, "print the summary as JSON");
+  add_verbosity(c, a->verbosity);
   c->callback([a, &devices] { carve(*a, devices); });
 }
 

@@ -7,9 +7,11 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "cli/progress.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "model/model_file.h"
+#include "model/sites.h"
 #include "report/compare_report.h"
 #include "runtime/generate.h"
 #include "tokenizer/load.h"
@@ -19,6 +21,7 @@ namespace tapml::cli {
 namespace {
 struct CompareArgs {
   std::string model, tokenizer, backend, source = "ref", site, json_out;
+  Verbosity verbosity;
   std::vector<std::string> prompts;
   int steps = 64;
 };
@@ -28,6 +31,7 @@ void compare(const CompareArgs& a, DevicePool& devices) {
   // Opened first: a mistyped URI is reported before the model is read.
   devices.open(a.backend);
   ModelFile model = load_model(a.model);
+  check_usage([&] { check_site_pattern(model_sites(model), a.site, "--site"); });
   Tokenizer tok = load_tokenizer(a.tokenizer, model.gguf.get(), model.config.vocab_size);
   CompareOptions o;
   o.source = a.source;
@@ -52,7 +56,7 @@ void compare(const CompareArgs& a, DevicePool& devices) {
         a.json_out,
         to_json(r).dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   std::fputs(compare_text(r).c_str(), stdout);
-  if (!r.pass()) throw ExitCode(1);
+  if (!r.pass()) throw ExitCode{ExitStatus::kChecksFailed};
 }
 }  // namespace
 
@@ -72,7 +76,7 @@ void add_compare(CLI::App& app, DevicePool& devices) {
       "                --prompt 'Once upon a time' --steps 32 --json compare.json");
   c->add_option("--model", a->model, "model file: GGUF or llama2.c checkpoint")->required();
   c->add_option("--tokenizer", a->tokenizer, "tokenizer file; default: the one in the GGUF");
-  c->add_option("--backend", a->backend, "target backend URI")->required();
+  c->add_option("--backend", a->backend, backend_help("target backend URI"))->required();
   c->add_option("--source", a->source, "source backend URI")->capture_default_str();
   c->add_option("--prompt", a->prompts, "a prompt (repeatable; default: one empty prompt)");
   c->add_option("--steps", a->steps, "positions per prompt, prompt included")
@@ -80,6 +84,7 @@ void add_compare(CLI::App& app, DevicePool& devices) {
       ->capture_default_str();
   c->add_option("--site", a->site, "only sites matching this regular expression");
   c->add_option("--json", a->json_out, "write the JSON report here");
+  add_verbosity(c, a->verbosity);
   c->callback([a, &devices] { compare(*a, devices); });
 }
 

@@ -116,7 +116,7 @@ void add_corpus(CLI::App& app) {
   CLI::App* e = c->add_subcommand(
       "export", "Write one test as a folder: tensors.safetensors + manifest.json");
   corpus_option(e);
-  e->add_option("--test", a->test, "test id (see ls)")->required();
+  e->add_option("--id,--test", a->test, "test id (see ls; --test is the old name)")->required();
   e->add_option("--out", a->out, "folder to write (new, empty, or an earlier export)")->required();
   e->callback([a] { export_test(*a); });
 

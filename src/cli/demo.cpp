@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -6,10 +7,13 @@
 #include "backends/builtin.h"
 #include "carve/carve_run.h"
 #include "cli/commands.h"
+#include "cli/progress.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "migrate/migrate.h"
+#include "backends/faulty/faulty_backend.h"
 #include "model/model_file.h"
+#include "model/sites.h"
 #include "replay/replay.h"
 #include "report/migrate_html.h"
 #include "report/migrate_report.h"
@@ -25,6 +29,7 @@ namespace fs = std::filesystem;
 struct DemoArgs {
   std::string model, tokenizer, out = "tapml-demo", fault = "rope_pairing", site = "blk.2.rope_q";
   int steps = 64;
+  Verbosity verbosity;
 };
 
 // The best backend this build can open, as the target to bring up: a GPU API first.
@@ -53,8 +58,23 @@ std::string site_regex(const std::string& site) {
 }
 
 void demo(const DemoArgs& a, DevicePool& devices) {
+  check_usage([&] { fault_ops(a.fault); });  // Error naming the known faults
   std::string model_path = a.model.empty() ? default_model() : a.model;
   ModelFile model = load_model(model_path);
+  // The fault's site must be one of the model's, and one where the fault changes something.
+  check_usage([&] {
+    std::vector<SiteCall> sites = model_sites(model);
+    auto it = std::find_if(sites.begin(), sites.end(),
+                           [&](const SiteCall& s) { return s.site.str() == a.site; });
+    TAPML_REQUIRE(it != sites.end(), "--site " + a.site + " is not a site of this model (sites: " +
+                                         site_list_text(sites) + ")");
+    std::vector<Op> ops = fault_ops(a.fault);
+    std::string names;
+    for (Op op : ops) names += (names.empty() ? "" : " or ") + std::string(op_name(op));
+    TAPML_REQUIRE(std::find(ops.begin(), ops.end(), it->op) != ops.end(),
+                  "--site " + a.site + " runs " + std::string(op_name(it->op)) + ", which fault " +
+                      a.fault + " does not change (it changes " + names + ")");
+  });
   Tokenizer tok = load_tokenizer(a.tokenizer, model.gguf.get(), model.config.vocab_size);
   fs::create_directories(a.out);
   const std::vector<std::string> prompts = {"Once upon a time", "Lily and Tom went to the park",
@@ -76,7 +96,12 @@ void demo(const DemoArgs& a, DevicePool& devices) {
     o.steps = a.steps;
     o.stop_tokens = stops;
     o.pool = &devices;
+    Progress progress("   carving", "positions", int64_t(prompts.size()) * a.steps,
+                      a.verbosity.quiet);
     o.before_store = [&](TestCase& t) { calibrate_noise(t, plain); };
+    o.progress = [&](size_t i, size_t, int produced, const CarveStats&) {
+      progress.update(int64_t(i) * a.steps + produced);
+    };
     st = carve_model(model, ids, prompts, o, corpus);
   }
   std::printf("   %lld calls seen, %lld signatures, %lld tests kept -> %s\n",
@@ -89,7 +114,15 @@ void demo(const DemoArgs& a, DevicePool& devices) {
   std::fflush(stdout);
   ReplayOptions ro;
   ro.pool = &devices;
-  ReplayRun run = replay_corpus(corpus_path, best, ro);
+  ReplayRun run;
+  {
+    Progress progress("   replaying", "tests", 0, a.verbosity.quiet);
+    ro.on_result = [&](size_t done, size_t total, const TestResult&) {
+      progress.set_total(int64_t(total));
+      progress.update(int64_t(done));
+    };
+    run = replay_corpus(corpus_path, best, ro);
+  }
   int64_t failed = 0;
   for (auto& [op, s] : summarize(run.results)) failed += s.failed;
   std::string test_json = (fs::path(a.out) / ("test-" + best + ".json")).string();
@@ -108,7 +141,16 @@ void demo(const DemoArgs& a, DevicePool& devices) {
   mo.prompts = {ids[0]};
   mo.stop_tokens = stops;
   mo.pool = &devices;
-  MigrateReport r = migrate(model, mo);
+  MigrateReport r;
+  {
+    Progress progress("   migrating", "positions", 0, a.verbosity.quiet);
+    std::string activity;
+    mo.on_positions = [&](const std::string& what, int64_t done, int64_t total) {
+      if (what != activity) progress.restart("   " + (activity = what), total);
+      progress.update(done);
+    };
+    r = migrate(model, mo);
+  }
   r.prompt_texts = {prompts[0]};
   nlohmann::json j = to_json(r);
   std::string json_path = (fs::path(a.out) / "migrate.json").string();
@@ -125,9 +167,9 @@ void demo(const DemoArgs& a, DevicePool& devices) {
   bool pinned = r.status == "fail" && r.culprits.size() == 1 && r.culprits[0].site == a.site;
   if (!pinned) {
     std::printf("the injected fault was NOT pinned to %s\n", a.site.c_str());
-    throw ExitCode{1};
+    throw ExitCode{ExitStatus::kChecksFailed};
   }
-  if (failed > 0) throw ExitCode{1};
+  if (failed > 0) throw ExitCode{ExitStatus::kChecksFailed};
 }
 }  // namespace
 
@@ -147,6 +189,7 @@ void add_demo(CLI::App& app, DevicePool& devices) {
   c->add_option("--steps", a->steps, "positions per prompt")
       ->check(CLI::Range(2, 1 << 16))
       ->capture_default_str();
+  add_verbosity(c, a->verbosity);
   c->callback([a, &devices] { demo(*a, devices); });
 }
 

@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "cli/json_output.h"
+#include "cli/progress.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "model/model_file.h"
@@ -22,7 +23,7 @@ struct MigrateArgs {
   std::vector<std::string> prompts;
   int steps = 64;
   double nmse_threshold = 0;
-  bool quiet = false;
+  Verbosity verbosity;
 };
 
 void migrate_command(const MigrateArgs& a, DevicePool& devices) {
@@ -38,10 +39,21 @@ void migrate_command(const MigrateArgs& a, DevicePool& devices) {
   for (const std::string& p : prompts) o.prompts.push_back(tok.encode(p, true));
   o.stop_tokens = stop_tokens(model, tok.vocab());
   o.pool = &devices;
-  if (!a.quiet)
-    o.progress = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+  // Step results as lines; the runs between them as one progress line.
+  Progress progress("migrating", "positions", 0, a.verbosity.quiet);
+  std::string activity;
+  o.progress = [&](const std::string& line) { progress.say(line); };
+  o.on_positions = [&](const std::string& what, int64_t done, int64_t total) {
+    if (what != activity) {
+      activity = what;
+      progress.restart(what, total);
+      if (a.verbosity.verbose) progress.say("  " + what);
+    }
+    progress.update(done);
+  };
 
   MigrateReport r = migrate(model, o);
+  progress.finish();
   r.prompt_texts = prompts;
   nlohmann::json j = to_json(r);
   if (!a.json_out.empty())
@@ -52,7 +64,7 @@ void migrate_command(const MigrateArgs& a, DevicePool& devices) {
   std::fputs(migrate_text(r).c_str(), stdout);
   if (!a.html_out.empty()) std::printf("HTML report: %s\n", a.html_out.c_str());
   if (!a.json_out.empty()) std::printf("JSON report: %s\n", a.json_out.c_str());
-  if (r.status != "pass") throw ExitCode{1};
+  if (r.status != "pass") throw ExitCode{ExitStatus::kChecksFailed};
 }
 }  // namespace
 
@@ -73,7 +85,7 @@ void add_migrate(CLI::App& app, DevicePool& devices) {
       "                --html report.html");
   c->add_option("--model", a->model, "model file: GGUF or llama2.c checkpoint")->required();
   c->add_option("--tokenizer", a->tokenizer, "tokenizer file; default: the one in the GGUF");
-  c->add_option("--backend", a->backend, "target backend URI")->required();
+  c->add_option("--backend", a->backend, backend_help("target backend URI"))->required();
   c->add_option("--source", a->source, "source backend URI")->capture_default_str();
   c->add_option("--strategy", a->strategy, "kinds | layers | bisect | auto")
       ->check(CLI::IsMember({"kinds", "layers", "bisect", "auto"}))
@@ -83,10 +95,12 @@ void add_migrate(CLI::App& app, DevicePool& devices) {
       ->check(CLI::Range(2, 1 << 20))
       ->capture_default_str();
   c->add_option("--nmse-threshold", a->nmse_threshold,
-                "end-to-end NMSE a step may reach (default: 100x that of a plain-f32 run)");
+                "end-to-end NMSE a step may reach, above 0 (default: 100x that of a plain-f32 "
+                "run)")
+      ->check(kPositive);
   c->add_option("--json", a->json_out, "write the JSON report here");
   c->add_option("--html", a->html_out, "write the HTML report here");
-  c->add_flag("--quiet", a->quiet, "no progress lines on stderr");
+  add_verbosity(c, a->verbosity);
   c->callback([a, &devices] { migrate_command(*a, devices); });
 }
 

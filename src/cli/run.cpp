@@ -6,6 +6,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "model/model_file.h"
+#include "model/sites.h"
 #include "runtime/generate.h"
 #include "runtime/session.h"
 #include "tokenizer/load.h"
@@ -23,16 +24,23 @@ struct RunArgs {
 };
 
 void run(const RunArgs& a, DevicePool& devices) {
+  Placement placement(a.backend);
+  check_usage([&] {
+    for (const std::string& rule : a.place) placement.add_rule(rule);
+  });
+  // Every backend the placement names, opened (and so checked) before the model is read.
+  for (const std::string& uri : placement.uris()) devices.open(uri);
   ModelFile model = load_model(a.model);
   Tokenizer tok = load_tokenizer(a.tokenizer, model.gguf.get(), model.config.vocab_size);
-  Placement placement(a.backend);
-  for (const std::string& rule : a.place) placement.add_rule(rule);
   int context = model.config.max_seq_len;
-  if (a.steps > context) {
+  check_usage([&] {
+    placement.check_rules(model_sites(model));
+    if (a.steps > context) context = a.steps;
+    check_cache_memory(model, context);
+  });
+  if (context > model.config.max_seq_len)
     std::fprintf(stderr, "note: %s declares a context of %d positions; running %d\n",
-                 a.model.c_str(), context, a.steps);
-    context = a.steps;
-  }
+                 a.model.c_str(), model.config.max_seq_len, context);
   Session session(model, placement, devices, context);
 
   GenerateOptions o;
@@ -78,9 +86,10 @@ void run(const RunArgs& a, DevicePool& devices) {
   } else {
     std::fputc('\n', stdout);
     std::fflush(stdout);
-    std::fprintf(
-        stderr, "[%d positions; prefill %d tokens at %.1f tok/s, decode %d tokens at %.1f tok/s]\n",
-        r.positions, r.prompt_tokens, prefill_tps, r.decode_tokens, decode_tps);
+    auto tokens = [](int n) { return std::to_string(n) + (n == 1 ? " token" : " tokens"); };
+    std::fprintf(stderr, "[%d positions; prefill %s at %.1f tok/s, decode %s at %.1f tok/s]\n",
+                 r.positions, tokens(r.prompt_tokens).c_str(), prefill_tps,
+                 tokens(r.decode_tokens).c_str(), decode_tps);
   }
 }
 }  // namespace
@@ -109,8 +118,10 @@ void add_run(CLI::App& app, DevicePool& devices) {
   c->add_option("--top-p", a->top_p, "nucleus sampling cut, (0, 1]")
       ->check(CLI::Range(1e-6, 1.0))
       ->capture_default_str();
-  c->add_option("--seed", a->seed, "random seed for sampling")->capture_default_str();
-  c->add_option("--backend", a->backend, "default backend URI (ref, cpu, cpu?threads=N)")
+  c->add_option("--seed", a->seed, "random seed for sampling")
+      ->check(kSeed)
+      ->capture_default_str();
+  c->add_option("--backend", a->backend, backend_help("default backend URI"))
       ->capture_default_str();
   c->add_option("--place", a->place, "placement rule REGEX=BACKEND (repeatable)");
   c->add_flag("--json", a->json, "print one JSON object (token_ids, text, speeds)");

@@ -1,11 +1,13 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <tuple>
 
 #include "cli/commands.h"
 #include "cli/json_output.h"
+#include "cli/progress.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "replay/conformance.h"
@@ -18,6 +20,8 @@ namespace tapml::cli {
 namespace {
 struct TestArgs {
   std::string corpus, backend, op, site, json_out, junit_out, shard;
+  int max_failures = 20;
+  Verbosity verbosity;
   std::vector<int64_t> ids;
   std::vector<std::string> merge;
   bool fail_fast = false, synthetic = false, conformance = false;
@@ -27,7 +31,7 @@ struct TestArgs {
 std::pair<int, int> parse_shard(const std::string& s) {
   int k = 0, n = 0;
   char extra = 0;
-  TAPML_REQUIRE(
+  TAPML_REQUIRE_USAGE(
       std::sscanf(s.c_str(), "%d/%d%c", &k, &n, &extra) == 2 && n >= 1 && k >= 1 && k <= n,
       "--shard " + s + ": expected K/N with 1 <= K <= N (e.g. 2/4)");
   return {k, n};
@@ -39,9 +43,21 @@ void finish(const TestArgs& a, const ReplayRun& run) {
         a.json_out,
         to_json(run).dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   if (!a.junit_out.empty()) write_file_atomically(a.junit_out, junit_xml(run));
+  // The summary first, then the failures, as many as asked for: a broken kernel can fail
+  // thousands of tests, and the JSON report keeps every one.
   std::fputs(summary_text(run).c_str(), stdout);
-  for (const TestResult& r : run.results)
-    if (!r.pass) throw ExitCode(1);
+  int64_t failed = 0;
+  for (const TestResult& r : run.results) {
+    if (r.pass) continue;
+    if (a.max_failures == 0 || failed < a.max_failures)
+      std::fputs(failure_text(r, run.corpus, run.backend, run.synthetic, a.seed).c_str(), stdout);
+    ++failed;
+  }
+  if (a.max_failures > 0 && failed > a.max_failures)
+    std::printf("... and %lld more failures (--max-failures 0 lists all%s)\n",
+                (long long)(failed - a.max_failures),
+                a.json_out.empty() ? "; --json FILE keeps every one" : "; all are in " + a.json_out);
+  if (failed > 0) throw ExitCode{ExitStatus::kChecksFailed};
 }
 
 void merge(const TestArgs& a) {
@@ -59,37 +75,39 @@ void conformance(const TestArgs& a, DevicePool& devices) {
                       : a.synthetic      ? "--synthetic"
                       : a.fail_fast      ? "--fail-fast"
                                          : "";
-  TAPML_REQUIRE(other.empty(),
-                "test: --conformance runs the op catalog's own examples, not a corpus; " + other +
-                    " does not apply to it (give one or the other)");
-  TAPML_REQUIRE(!a.backend.empty(), "test: --conformance needs --backend URI");
+  TAPML_REQUIRE_USAGE(other.empty(),
+                      "test: --conformance runs the op catalog's own examples, not a corpus; " +
+                          other + " does not apply to it (give one or the other)");
+  TAPML_REQUIRE_USAGE(!a.backend.empty(), "test: --conformance needs --backend URI");
   ConformanceOptions o;
   o.op_regex = a.op;
   o.seed = a.seed;
-  const bool tty = isatty(2);
+  Progress progress("conformance of " + a.backend, "cases", 0, a.verbosity.quiet);
   o.on_result = [&](size_t done, size_t total, const ConformanceResult& r) {
-    if (tty)
-      std::fprintf(stderr, "\r[%zu/%zu] %-40.40s", done, total,
-                   (std::string(op_name(r.op)) + " " + r.dtypes).c_str());
+    progress.set_total(int64_t(total));
+    progress.update(int64_t(done), std::string(op_name(r.op)) + " " + r.dtypes);
   };
-  ConformanceRun run = run_conformance(devices.open(a.backend), devices.open("ref"),
-                                       devices.open(kNoiseReference), o);
-  if (tty) std::fprintf(stderr, "\r%*s\r", 52, "");
+  Backend& target = devices.open(a.backend);
+  // The suite is built (the filter checked) before anything runs on the target.
+  std::optional<ConformanceSuite> suite;
+  check_usage([&] { suite.emplace(devices.open("ref"), devices.open(kNoiseReference), o); });
+  ConformanceRun run = suite->run(target);
+  progress.finish();
   if (!a.json_out.empty())
     write_file_atomically(
         a.json_out,
         conformance_json(run).dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   if (!a.junit_out.empty()) write_file_atomically(a.junit_out, conformance_junit_xml(run));
   std::fputs(conformance_table(run).c_str(), stdout);
-  if (totals(run).failed > 0) throw ExitCode(1);
+  if (totals(run).failed > 0) throw ExitCode{ExitStatus::kChecksFailed};
 }
 
 void test(const TestArgs& a, DevicePool& devices) {
   if (a.conformance) return conformance(a, devices);
   if (!a.merge.empty()) return merge(a);
-  TAPML_REQUIRE(!a.corpus.empty() && !a.backend.empty(),
-                "test: give --corpus PATH and --backend URI (or --merge REPORT..., or "
-                "--conformance --backend URI)");
+  TAPML_REQUIRE_USAGE(!a.corpus.empty() && !a.backend.empty(),
+                      "test: give --corpus PATH and --backend URI (or --merge REPORT..., or "
+                      "--conformance --backend URI)");
   ReplayOptions o;
   std::tie(o.shard, o.shards) = a.shard.empty() ? std::pair{1, 1} : parse_shard(a.shard);
   o.op_regex = a.op;
@@ -99,15 +117,16 @@ void test(const TestArgs& a, DevicePool& devices) {
   o.synthetic = a.synthetic;
   o.seed = a.seed;
   o.fail_fast = a.fail_fast;
-  const bool tty = isatty(2);
+  Progress progress("replaying " + a.corpus, "tests", 0, a.verbosity.quiet);
   o.on_result = [&](size_t done, size_t total, const TestResult& r) {
-    if (tty) std::fprintf(stderr, "\r[%zu/%zu] %-24s", done, total, r.site.c_str());
-    if (r.pass) return;
-    if (tty) std::fputc('\n', stderr);
-    std::fputs(failure_text(r, a.corpus, a.backend, a.synthetic, a.seed).c_str(), stdout);
+    progress.set_total(int64_t(total));
+    if (a.verbosity.verbose)
+      progress.say(std::string(r.pass ? "pass" : "FAIL") + " #" + std::to_string(r.id) + " " +
+                   r.site + " (" + std::string(op_name(r.op)) + ", " + r.phase + ")");
+    progress.update(int64_t(done), r.site);
   };
   ReplayRun run = replay_corpus(a.corpus, a.backend, o);
-  if (tty) std::fprintf(stderr, "\r%*s\r", 40, "");
+  progress.finish();
   finish(a, run);
 }
 }  // namespace
@@ -138,7 +157,7 @@ void add_test(CLI::App& app, DevicePool& devices) {
   c->add_option("--corpus", a->corpus, "corpus file made by tapml carve");
   c->add_flag("--conformance", a->conformance,
               "run the conformance suite (every op x dtypes x example) instead of a corpus");
-  c->add_option("--backend", a->backend, "target backend URI");
+  c->add_option("--backend", a->backend, backend_help("target backend URI"));
   c->add_option("--op", a->op, "only tests whose op matches this regular expression");
   c->add_option("--site", a->site, "only tests whose site matches this regular expression");
   c->add_option("--id", a->ids, "only this test (repeatable)");
@@ -149,9 +168,15 @@ void add_test(CLI::App& app, DevicePool& devices) {
   c->add_option("--merge", a->merge, "merge these shard JSON reports instead of running")
       ->expected(1, -1);
   c->add_flag("--fail-fast", a->fail_fast, "stop at the first failure");
+  c->add_option("--max-failures", a->max_failures,
+                "list at most this many failures after the summary (0: all)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  add_verbosity(c, a->verbosity);
   c->add_flag("--synthetic", a->synthetic,
               "bottom-up baseline: same signatures, uniform random inputs in [-1, 1]");
   c->add_option("--seed", a->seed, "seed of --synthetic inputs and of --conformance examples")
+      ->check(kSeed)
       ->capture_default_str();
   c->callback([a, &devices] { test(*a, devices); });
 }

@@ -27,15 +27,11 @@ IsolatedComparator::IsolatedComparator(Backend& target, Backend& plain_f32, Devi
     : target_(target), plain_f32_(plain_f32), policy_(policy), pool_(pool) {}
 
 void IsolatedComparator::restrict_sites(const std::string& regex) {
-  try {
-    site_filter_.emplace(regex, std::regex::ECMAScript);
-  } catch (const std::regex_error& e) {
-    throw Error("site filter '" + regex + "' is not a valid regular expression: " + e.what());
-  }
+  site_filter_ = Pattern(regex, "site filter");
 }
 
 void IsolatedComparator::before_call(const CallEvent& e, Dispatcher& d) {
-  pending_ = !site_filter_ || std::regex_search(e.call->site, *site_filter_);
+  pending_ = site_filter_.search(e.call->site);
   pending_inputs_.clear();
   pending_target_.clear();
   pending_plain_.clear();

@@ -9,12 +9,12 @@
 #include <cstdint>
 #include <map>
 #include <optional>
-#include <regex>
 #include <string>
 #include <vector>
 
 #include "backend/backend.h"
 #include "check/oracle.h"
+#include "core/pattern.h"
 #include "core/tensor.h"
 #include "runtime/device_pool.h"
 #include "runtime/dispatcher.h"
@@ -49,7 +49,7 @@ class IsolatedComparator final : public CallObserver {
  public:
   IsolatedComparator(Backend& target, Backend& plain_f32, DevicePool* pool = nullptr,
                      TolerancePolicy policy = {});
-  // Only calls whose site matches (std::regex_search, ECMAScript) are compared; default all.
+  // Only calls whose site matches (searched, RE2 syntax) are compared; default all.
   void restrict_sites(const std::string& regex);
   void before_call(const CallEvent& e, Dispatcher& d) override;
   void after_call(const CallEvent& e, Dispatcher& d) override;
@@ -66,7 +66,7 @@ class IsolatedComparator final : public CallObserver {
   Backend& target_;
   Backend& plain_f32_;
   TolerancePolicy policy_;
-  std::optional<std::regex> site_filter_;
+  Pattern site_filter_;
   std::vector<SiteLocal> sites_;
   std::map<Site, size_t> site_index_;
   DevicePool* pool_;

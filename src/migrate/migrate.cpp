@@ -87,12 +87,28 @@ class Evaluator {
 
   EndToEnd evaluate(const Placement& p) {
     EndToEnd all;
-    for (size_t i = 0; i < sequences_.size(); ++i)
-      all.merge(compare_logits(sources_[i],
-                               run_trace(model_, pool_, p, sequences_[i], prompt_lens_[i], false)));
+    int64_t before = 0;
+    for (size_t i = 0; i < sequences_.size(); ++i) {
+      all.merge(compare_logits(
+          sources_[i], run_trace(model_, pool_, p, sequences_[i], prompt_lens_[i], false, nullptr,
+                                 positions(before))));
+      before += int64_t(sequences_[i].size()) - 1;
+    }
     ++runs_;
     return all;
   }
+  // Reports positions of the current run through the options' callback, `before` done.
+  std::function<void(int)> positions(int64_t before) const {
+    if (!o_.on_positions) return {};
+    return [this, before](int done) { o_.on_positions(activity_, before + done, total_positions()); };
+  }
+  int64_t total_positions() const {
+    int64_t n = 0;
+    for (const auto& s : sequences_) n += int64_t(s.size()) - 1;
+    return n;
+  }
+  // What the next runs are, for progress ("kinds: matmul").
+  void set_activity(std::string what) { activity_ = std::move(what); }
   EndToEnd evaluate_sites(const std::vector<std::string>& sites) {
     std::vector<std::string> key = sites;
     std::sort(key.begin(), key.end());
@@ -124,6 +140,7 @@ class Evaluator {
   std::vector<int> prompt_lens_;
   std::vector<Trace> sources_;
   std::map<std::string, EndToEnd> cache_;
+  std::string activity_ = "source";
   int runs_ = 0;
   double threshold_ = 0, noise_ = 0;
 };
@@ -165,6 +182,7 @@ class Migration {
   void calibrate() {
     say("running the source (" + o_.source + ") and calibrating the end-to-end threshold");
     ev_.emplace(model_, o_, pool_);
+    ev_->set_activity("plain-f32 run");
     ev_->calibrate(o_.nmse_threshold);
     r_.noise_nmse = ev_->noise();
     r_.nmse_threshold = ev_->threshold();
@@ -228,6 +246,7 @@ class Migration {
       std::vector<std::string> next = placed;
       next.insert(next.end(), group.begin(), group.end());
       auto ts = clock_type::now();
+      ev_->set_activity("step " + std::to_string(r_.timeline.size()) + " " + label);
       EndToEnd e = ev_->evaluate_sites(next);
       MigrationStep step{int(r_.timeline.size()),
                          label,
@@ -258,6 +277,8 @@ class Migration {
     minimal_ = minimal_failing_set(
         failing_,
         [&](const std::vector<std::string>& subset) {
+          ev_->set_activity("bisection run " + std::to_string(runs) + ", " +
+                            std::to_string(subset.size()) + " sites");
           std::vector<std::string> placed = base_;
           placed.insert(placed.end(), subset.begin(), subset.end());
           return !ev_->passes(ev_->evaluate_sites(placed));
@@ -276,11 +297,17 @@ class Migration {
     Placement all_target(o_.source);
     all_target.add_sites(supported_, o_.target);
     std::map<std::string, double> propagated;
+    int64_t before = 0;
     for (size_t i = 0; i < ev_->sequences().size(); ++i) {
       const std::vector<int>& seq = ev_->sequences()[i];
       const int len = ev_->prompt_lens()[i];
-      Trace a = run_trace(model_, pool_, Placement(o_.source), seq, len, true, &iso);
-      Trace b = run_trace(model_, pool_, all_target, seq, len, true);
+      ev_->set_activity("isolated comparison of every call");
+      Trace a = run_trace(model_, pool_, Placement(o_.source), seq, len, true, &iso,
+                          ev_->positions(before));
+      ev_->set_activity("propagated error, everything on the target");
+      Trace b =
+          run_trace(model_, pool_, all_target, seq, len, true, nullptr, ev_->positions(before));
+      before += int64_t(seq.size()) - 1;
       for (size_t c = 0; c < std::min(a.calls.size(), b.calls.size()); ++c) {
         if (a.calls[c].first != b.calls[c].first) break;  // the runs diverged in structure
         double& worst = propagated[a.calls[c].first];
@@ -341,36 +368,67 @@ class Migration {
       if (named.empty()) named = failing_;
     }
     const MigrationStep& broke = r_.timeline.back();
+    auto isolated = [&](const SiteAttribution* a) {
+      return "isolated: fails " + std::to_string(a->failed) + " of " + std::to_string(a->calls) +
+             " calls (" + a->local_check +
+             // NaN, Inf, guard and exactness failures have no finite ratio to quote.
+             (std::isfinite(a->local_ratio) ? ", worst " + fmt(a->local_ratio) + "x tolerance"
+                                            : std::string()) +
+             ")";
+    };
+    auto add_culprit = [&](const std::string& site, std::string evidence) {
+      const Op op = info(site).op;
+      r_.culprits.push_back({site, op, std::move(evidence)});
+      if (std::find(r_.culprit_ops.begin(), r_.culprit_ops.end(), op) == r_.culprit_ops.end())
+        r_.culprit_ops.push_back(op);
+    };
+    bool any_fails_alone = false;
     for (const std::string& site : named) {
       const SiteAttribution* a = attribution(site);
       std::string evidence;
-      if (a && a->failed > 0)
-        evidence = "isolated: fails " + std::to_string(a->failed) + " of " +
-                   std::to_string(a->calls) + " calls (" + a->local_check + ", worst " +
-                   fmt(a->local_ratio) + "x tolerance)";
-      else if (a && a->compared)
+      if (a && a->failed > 0) {
+        evidence = isolated(a);
+        any_fails_alone = true;
+      } else if (a && a->compared) {
         evidence =
             "isolated: passes every call (worst " + fmt(a->local_ratio) +
             "x tolerance), so the error comes from state or from its interaction with other sites";
+      }
       evidence += "; end to end, step '" + broke.label + "': " + describe(broke.e2e);
-      const Op op = info(site).op;
-      r_.culprits.push_back({site, op, evidence});
-      if (std::find(r_.culprit_ops.begin(), r_.culprit_ops.end(), op) == r_.culprit_ops.end())
-        r_.culprit_ops.push_back(op);
+      add_culprit(site, evidence);
     }
-    // A fault that hits every instance of an op: say so, naming the op.
+    if (!any_fails_alone) {
+      r_.summary = "the output breaks with " + join(named) + " on " + o_.target +
+                   ", but none of their calls fails in isolation: the error accumulates over " +
+                   "many calls, or the threshold is too tight (NMSE threshold " +
+                   fmt(r_.nmse_threshold) + ", a plain-f32 run reaches " + fmt(r_.noise_nmse) +
+                   ")";
+      return;
+    }
+    // A fault at several sites: each site of the culprits' ops that fails in isolation is
+    // named, though bisection needed only some of them to break the output.
+    const std::vector<Op> ops = r_.culprit_ops;
+    for (Op op : ops)
+      for (const std::string& site : supported_where([&](const SiteInfo& s) { return s.op == op; }))
+        if (const SiteAttribution* a = attribution(site);
+            a && a->failed > 0 && std::find(named.begin(), named.end(), site) == named.end())
+          add_culprit(site, isolated(a) + "; the output breaks with " + join(named) +
+                                " alone, and this site is wrong too");
     for (Op op : r_.culprit_ops) {
       const std::string name(op_name(op));
       std::vector<std::string> all = supported_where([&](const SiteInfo& s) { return s.op == op; });
-      size_t failing_alone = 0;
+      std::vector<std::string> failing_alone, at;
       for (const std::string& s : all)
-        if (const SiteAttribution* a = attribution(s); a && a->failed > 0) ++failing_alone;
-      std::string scope = failing_alone == all.size() && all.size() > 1
+        if (const SiteAttribution* a = attribution(s); a && a->failed > 0) failing_alone.push_back(s);
+      for (const Culprit& c : r_.culprits)
+        if (c.op == op) at.push_back(c.site);
+      std::string scope = failing_alone.size() == all.size() && all.size() > 1
                               ? "every " + name + " site fails in isolation"
-                              : std::to_string(failing_alone) + " of " +
+                              : std::to_string(failing_alone.size()) + " of " +
                                     std::to_string(all.size()) + " " + name +
                                     " sites fail in isolation";
-      r_.summary += (r_.summary.empty() ? "" : "; ") + name + " at " + join(named) +
+      r_.summary += (r_.summary.empty() ? "" : "; ") + name + " at " +
+                    (at.size() > 6 ? std::to_string(at.size()) + " sites" : join(at)) +
                     " breaks the output (" + scope + ")";
     }
   }

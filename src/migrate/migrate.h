@@ -29,6 +29,8 @@ struct MigrateOptions {
   double nmse_threshold = 0;  // 0: calibrate
   double noise_multiple = 100;
   std::function<void(const std::string&)> progress;  // one line per event
+  // Work within a run: (what runs, positions done, positions in all of its prompts).
+  std::function<void(const std::string&, int64_t, int64_t)> on_positions;
   // The process's devices (each opened once, weights uploaded once); null: the migration
   // opens its own.
   DevicePool* pool = nullptr;

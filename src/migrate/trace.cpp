@@ -64,7 +64,7 @@ std::vector<int> source_sequence(const ModelFile& model, DevicePool& pool,
 
 Trace run_trace(const ModelFile& model, DevicePool& pool, const Placement& placement,
                 const std::vector<int>& sequence, int prompt_len, bool capture_calls,
-                CallObserver* observer) {
+                CallObserver* observer, const std::function<void(int)>& on_position) {
   TAPML_REQUIRE(prompt_len >= 1 && size_t(prompt_len) < sequence.size(),
                 "run_trace: the sequence must extend past the prompt");
   Trace t;
@@ -77,9 +77,11 @@ Trace run_trace(const ModelFile& model, DevicePool& pool, const Placement& place
   std::vector<float> rows = s.forward(prefill, true);
   for (int p = 0; p < prompt_len; ++p)
     t.logits.emplace_back(rows.begin() + int64_t(p) * V, rows.begin() + int64_t(p + 1) * V);
+  if (on_position) on_position(prompt_len);
   for (size_t i = size_t(prompt_len); i + 1 < sequence.size(); ++i) {
     int32_t id = sequence[i];
     t.logits.push_back(s.forward(std::span<const int32_t>(&id, 1), false));
+    if (on_position) on_position(int(i) + 1);
   }
   return t;
 }

@@ -2,6 +2,7 @@
 // is then run teacher-forced on the source's token sequence, so the logits of every position
 // can be compared one to one even after a broken target would have chosen other tokens.
 #pragma once
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -34,10 +35,12 @@ std::vector<int> source_sequence(const ModelFile& model, DevicePool& pool,
 
 // Runs `sequence` teacher-forced: the first `prompt_len` ids as one prefill batch, then one
 // id per decode step, keeping every position's logits (the last id is not fed).
-// `observer`, when given, watches every call of the run.
+// `observer`, when given, watches every call of the run; `on_position` hears the number of
+// positions done after the prefill and after each decode step.
 Trace run_trace(const ModelFile& model, DevicePool& pool, const Placement& placement,
                 const std::vector<int>& sequence, int prompt_len, bool capture_calls,
-                CallObserver* observer = nullptr);
+                CallObserver* observer = nullptr,
+                const std::function<void(int)>& on_position = {});
 
 // Every site of the model in first-call order, with whether `target` can run its calls.
 std::vector<SiteInfo> list_sites(const ModelFile& model, DevicePool& pool,

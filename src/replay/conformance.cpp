@@ -4,12 +4,12 @@
 #include <cmath>
 #include <limits>
 #include <memory>
-#include <regex>
 #include <set>
 
 #include "backend/host_call.h"
 #include "backends/builtin.h"
 #include "core/error.h"
+#include "core/pattern.h"
 #include "replay/replay.h"
 
 namespace tapml {
@@ -97,16 +97,10 @@ ConformanceTotals totals(const ConformanceRun& run) {
 ConformanceSuite::ConformanceSuite(Backend& source, Backend& noise,
                                    const ConformanceOptions& options)
     : source_(source), noise_(noise), options_(options) {
-  std::regex filter;
-  try {
-    filter = std::regex(options.op_regex, std::regex::ECMAScript);
-  } catch (const std::regex_error& e) {
-    throw Error("op filter '" + options.op_regex +
-                "' is not a valid regular expression: " + e.what());
-  }
+  const Pattern filter(options.op_regex, "op filter");
   std::set<std::string_view> ops;
   for (const OpDef& def : all_ops()) {
-    if (!std::regex_search(std::string(def.name), filter)) continue;
+    if (!filter.search(def.name)) continue;
     ops.insert(def.name);
     for (const std::vector<DType>& combo : dtype_combinations(def)) {
       std::string dtypes = dtypes_text(def, combo);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <random>
+#include <set>
 
 #include "backend/host_call.h"
 #include "carve/corpus.h"
@@ -105,6 +106,21 @@ ReplayRun replay_corpus(const std::string& corpus_path, const std::string& targe
   Backend* source = o.synthetic ? &pool.open("ref") : nullptr;
   Backend* plain_f32 = o.synthetic ? &pool.open(kNoiseReference) : nullptr;
   std::vector<TestInfo> tests = corpus.list(o.op_regex, o.site_regex);
+  if (tests.empty() && (!o.op_regex.empty() || !o.site_regex.empty())) {
+    // A filter that selects nothing would "pass" a corpus it never ran: name what is there.
+    std::vector<TestInfo> all = corpus.list();
+    std::set<std::string> ops, layers;
+    for (const TestInfo& t : all) ops.insert(t.op);
+    std::string op_names;
+    for (const std::string& op : ops) op_names += (op_names.empty() ? "" : ", ") + op;
+    throw UsageError(corpus_path + ": no test matches" +
+                     (o.op_regex.empty() ? "" : " --op '" + o.op_regex + "'") +
+                     (o.site_regex.empty() ? "" : " --site '" + o.site_regex + "'") + " (the " +
+                     std::to_string(all.size()) + " tests are of ops " +
+                     (op_names.empty() ? "(none)" : op_names) +
+                     (all.empty() ? "" : "; sites like " + all.front().site + ", " + all.back().site) +
+                     ")");
+  }
   if (!o.ids.empty()) {
     std::vector<TestInfo> chosen;
     for (int64_t id : o.ids) {

@@ -136,12 +136,12 @@ std::pair<std::string, uint16_t> parse_host_port(const std::string& text) {
     if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
       host = host.substr(1, host.size() - 2);
   }
-  TAPML_REQUIRE(!host.empty(), "'" + text + "': empty host (expected HOST:PORT)");
-  TAPML_REQUIRE(!port.empty() && port.size() <= 5 &&
+  TAPML_REQUIRE_USAGE(!host.empty(), "'" + text + "': empty host (expected HOST:PORT)");
+  TAPML_REQUIRE_USAGE(!port.empty() && port.size() <= 5 &&
                     port.find_first_not_of("0123456789") == std::string::npos,
                 "'" + text + "': port must be a number (expected HOST:PORT)");
   int p = std::stoi(port);
-  TAPML_REQUIRE(p <= 65535, "'" + text + "': port above 65535");
+  TAPML_REQUIRE_USAGE(p <= 65535, "'" + text + "': port above 65535");
   return {host, uint16_t(p)};
 }
 

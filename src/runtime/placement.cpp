@@ -20,32 +20,48 @@ void Placement::add_rule(const std::string& rule) {
     if ((c == ']' || c == ')') && depth > 0) --depth;
     if (c == '=' && depth == 0) return add_rule(rule.substr(0, i), rule.substr(i + 1));
   }
-  throw Error("placement rule '" + rule + "' is not REGEX=BACKEND (e.g. 'matmul=cpu')");
+  // No '=' outside brackets: an unbalanced pattern hides it. Name the pattern when that is it.
+  if (size_t eq = rule.find('='); eq != std::string::npos && eq > 0)
+    Pattern(rule.substr(0, eq), "placement rule '" + rule + "': the pattern");
+  throw UsageError("placement rule '" + rule + "' is not REGEX=BACKEND (e.g. 'matmul=cpu')");
 }
 
 void Placement::add_rule(const std::string& pattern, const std::string& uri) {
-  TAPML_REQUIRE(!pattern.empty(), "placement rule with an empty pattern");
-  TAPML_REQUIRE(!uri.empty(), "placement rule '" + pattern + "=' names no backend");
-  try {
-    rules_.push_back(
-        {pattern, std::regex(pattern, std::regex::ECMAScript | std::regex::optimize), uri});
-  } catch (const std::regex_error& e) {
-    throw Error("placement rule '" + pattern + "': bad regular expression (" + e.what() + ")");
-  }
+  TAPML_REQUIRE_USAGE(!pattern.empty(), "placement rule with an empty pattern");
+  TAPML_REQUIRE_USAGE(!uri.empty(), "placement rule '" + pattern + "=' names no backend");
+  rules_.push_back({Pattern(pattern, "placement rule '" + pattern + "=" + uri + "': the pattern"),
+                    uri});
 }
 
 void Placement::add_sites(const std::vector<std::string>& sites, const std::string& uri) {
-  TAPML_REQUIRE(!uri.empty(), "placement: no backend for the sites");
+  TAPML_REQUIRE_USAGE(!uri.empty(), "placement: no backend for the sites");
   for (const std::string& s : sites) sites_[s] = uri;
 }
 
 const std::string& Placement::uri_for(const std::string& site, Op op) const {
   if (auto it = sites_.find(site); it != sites_.end()) return it->second;
-  const std::string_view name = op_name(op);
   for (const Rule& r : rules_)
-    if (std::regex_search(site, r.re) || std::regex_search(name.begin(), name.end(), r.re))
-      return r.uri;
+    if (r.pattern.search(site) || r.pattern.search(op_name(op))) return r.uri;
   return default_;
+}
+
+void Placement::check_rules(const std::vector<SiteCall>& sites) const {
+  for (const Rule& r : rules_) {
+    bool used = std::any_of(sites.begin(), sites.end(), [&](const SiteCall& s) {
+      return r.pattern.search(s.site.str()) || r.pattern.search(op_name(s.op));
+    });
+    if (used) continue;
+    std::vector<Op> seen;
+    std::string ops;
+    for (const SiteCall& s : sites)
+      if (std::find(seen.begin(), seen.end(), s.op) == seen.end()) {
+        seen.push_back(s.op);
+        ops += (ops.empty() ? "" : ", ") + std::string(op_name(s.op));
+      }
+    throw UsageError("placement rule '" + r.pattern.text() + "=" + r.uri +
+                     "' matches no site and no op of this model (ops: " + ops +
+                     "; sites: " + site_list_text(sites) + ")");
+  }
 }
 
 std::vector<std::string> Placement::uris() const {

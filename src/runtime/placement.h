@@ -1,11 +1,13 @@
 // Which backend runs each site: ordered rules "REGEX=URI" searched in the site name and in
-// the op name (first match wins), and a default backend for everything else.
+// the op name (first match wins; RE2 syntax, see core/pattern.h), and a default backend for
+// everything else.
 #pragma once
-#include <regex>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
+#include "core/pattern.h"
+#include "model/sites.h"
 #include "ops/op.h"
 
 namespace tapml {
@@ -22,14 +24,16 @@ class Placement {
   void add_sites(const std::vector<std::string>& sites, const std::string& uri);
 
   const std::string& uri_for(const std::string& site, Op op) const;
+  // A rule that matches no site and no op of the model places nothing, which is almost
+  // always a typo: UsageError naming the rule and the model's ops and sites.
+  void check_rules(const std::vector<SiteCall>& sites) const;
   const std::string& default_uri() const { return default_; }
   // Every URI this placement may use (default first).
   std::vector<std::string> uris() const;
 
  private:
   struct Rule {
-    std::string pattern;
-    std::regex re;
+    Pattern pattern;
     std::string uri;
   };
   std::string default_;

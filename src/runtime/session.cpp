@@ -1,8 +1,24 @@
 #include "runtime/session.h"
 
 #include "core/error.h"
+#include "core/memory.h"
 
 namespace tapml {
+
+uint64_t cache_bytes(const ModelFile& model, int context) {
+  uint64_t total = 0;
+  for (const CacheSpec& c : architecture(model.arch).cache(model.config, context))
+    total += uint64_t(c.shape.numel()) * dtype_size(c.dtype);
+  return total;
+}
+
+void check_cache_memory(const ModelFile& model, int context) {
+  const uint64_t need = cache_bytes(model, context), budget = memory_budget_bytes();
+  TAPML_REQUIRE_USAGE(need <= budget,
+                      "a context of " + std::to_string(context) + " positions needs " +
+                          bytes_text(need) + " of cache for this model, over the memory budget " +
+                          "of " + bytes_text(budget) + " (" + memory_budget_source() + ")");
+}
 
 Session::Session(const ModelFile& model, Placement placement, int context)
     : Session(std::make_unique<DevicePool>(), nullptr, model, std::move(placement), context) {}
@@ -17,8 +33,9 @@ Session::Session(std::unique_ptr<DevicePool> own, DevicePool* pool, const ModelF
       arch_(architecture(model.arch)),
       dispatcher_(model.weights, std::move(placement), pool ? *pool : *own_pool_),
       context_(context ? context : model.config.max_seq_len) {
-  TAPML_REQUIRE(context_ > 0 && context_ <= (1 << 20),
-                "context length " + std::to_string(context_) + " is out of range");
+  TAPML_REQUIRE_USAGE(context_ > 0 && context_ <= (1 << 20),
+                      "context length " + std::to_string(context_) + " is out of range");
+  check_cache_memory(model, context_);
   for (const CacheSpec& c : arch_.cache(model.config, context_))
     cache_.push_back(dispatcher_.persistent(c.name, c.dtype, c.shape));
 }

@@ -12,6 +12,11 @@
 
 namespace tapml {
 
+// The bytes of the state a session of `model` keeps for `context` positions (its cache).
+uint64_t cache_bytes(const ModelFile& model, int context);
+// UsageError when that exceeds the memory budget (core/memory.h), naming both.
+void check_cache_memory(const ModelFile& model, int context);
+
 class Session {
  public:
   // `model` and `pool` must outlive the session. `context` sizes the KV cache in positions;

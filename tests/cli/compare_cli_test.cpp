@@ -114,7 +114,7 @@ TEST(CompareCli, SiteFilterLimitsTheComparison) {
 
 TEST(CompareCli, BadBackendIsAOneLineError) {
   auto r = run_command(compare_cmd("nosuch:0"));
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 2);  // a usage error
   EXPECT_EQ(r.err.rfind("tapml: ", 0), 0u) << r.err;
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   EXPECT_TRUE(r.out.empty()) << r.out;

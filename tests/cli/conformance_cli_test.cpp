@@ -67,16 +67,16 @@ TEST(ConformanceCli, FaultFailsNamingTheOpWithReports) {
 
 TEST(ConformanceCli, UsageErrors) {
   auto r = run_command(tapml("test --conformance --corpus x.corpus --backend cpu"));
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--corpus does not apply"), std::string::npos) << r.err;
   r = run_command(tapml("test --conformance"));
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("--conformance needs --backend"), std::string::npos) << r.err;
   r = run_command(tapml("test --conformance --backend cpu --op nosuchop"));
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("matches no op"), std::string::npos) << r.err;
   r = run_command(tapml("test --conformance --backend nosuch"));
-  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.exit_code, 2);
   EXPECT_NE(r.err.find("nosuch"), std::string::npos) << r.err;
   r = run_command(tapml("test --help"));
   EXPECT_EQ(r.exit_code, 0);

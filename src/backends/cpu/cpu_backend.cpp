@@ -232,11 +232,11 @@ class CpuBackend final : public HostBackend {
 
 std::unique_ptr<Backend> make_cpu_backend(const BackendUri& uri) {
   uri.allow_params({"threads"});
-  TAPML_REQUIRE(uri.target.empty(), "backend URI '" + uri.text + "': cpu takes no device name ('" +
+  TAPML_REQUIRE_USAGE(uri.target.empty(), "backend URI '" + uri.text + "': cpu takes no device name ('" +
                                         uri.target + "'); use cpu or cpu?threads=N");
   const int64_t hw = std::max<int64_t>(1, std::thread::hardware_concurrency());
   const int64_t threads = uri.int_param("threads", hw);
-  TAPML_REQUIRE(threads >= 1 && threads <= 1024, "backend URI '" + uri.text +
+  TAPML_REQUIRE_USAGE(threads >= 1 && threads <= 1024, "backend URI '" + uri.text +
                                                      "': threads=" + std::to_string(threads) +
                                                      " is out of range (1..1024)");
   return std::make_unique<CpuBackend>(uri.text, int(threads));

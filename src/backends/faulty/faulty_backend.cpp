@@ -10,10 +10,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
-#include <regex>
 
 #include "backend/forwarding_backend.h"
 #include "core/error.h"
+#include "core/pattern.h"
 
 namespace tapml {
 
@@ -59,7 +59,7 @@ float as_f16(float x) { return f16_to_f32(f32_to_f16(x)); }
 class FaultyBackend final : public ForwardingBackend {
  public:
   FaultyBackend(BackendInfo info, std::unique_ptr<Backend> inner, const FaultDef& fault,
-                std::regex site)
+                Pattern site)
       : ForwardingBackend(std::move(inner)),
         info_(std::move(info)),
         fault_(fault),
@@ -105,7 +105,7 @@ class FaultyBackend final : public ForwardingBackend {
  private:
   bool touches(const OpCall& call) const {
     bool op = std::find(fault_.ops.begin(), fault_.ops.end(), call.op) != fault_.ops.end();
-    return op && std::regex_search(call.site, site_);
+    return op && site_.search(call.site);
   }
 
   // Host computation reads the inputs itself, so it checks the call against the catalog
@@ -280,7 +280,7 @@ class FaultyBackend final : public ForwardingBackend {
 
   BackendInfo info_;
   const FaultDef& fault_;
-  std::regex site_;
+  Pattern site_;
   BufferId pos_buffer_ = 0;  // kv_offset's shifted position, on the inner backend
 };
 
@@ -298,33 +298,30 @@ const std::vector<std::string>& known_faults() {
 std::vector<Op> fault_ops(const std::string& fault) {
   for (const FaultDef& f : kFaults)
     if (fault == f.name) return f.ops;
-  throw Error("unknown fault '" + fault + "' (known faults: " + fault_list() + ")");
+  throw UsageError("unknown fault '" + fault + "' (known faults: " + fault_list() + ")");
 }
 
 std::unique_ptr<Backend> make_faulty_backend(const BackendUri& uri) {
   const std::string where = "backend URI '" + uri.text + "': ";
   uri.allow_params({"fault", "site"});
-  TAPML_REQUIRE(!uri.target.empty(),
+  TAPML_REQUIRE_USAGE(!uri.target.empty(),
                 where + "name the backend to wrap, as in faulty:cpu?fault=NAME");
   auto named = uri.params.find("fault");
-  TAPML_REQUIRE(named != uri.params.end(),
+  TAPML_REQUIRE_USAGE(named != uri.params.end(),
                 where + "missing fault=NAME (known faults: " + fault_list() + ")");
   const FaultDef* fault = nullptr;
   for (const FaultDef& f : kFaults)
     if (named->second == f.name) fault = &f;
-  TAPML_REQUIRE(fault != nullptr, where + "unknown fault '" + named->second +
+  TAPML_REQUIRE_USAGE(fault != nullptr, where + "unknown fault '" + named->second +
                                       "' (known faults: " + fault_list() + ")");
   std::string site = uri.param("site", "");
-  std::regex site_re;
-  try {
-    site_re = std::regex(site, std::regex::ECMAScript);
-  } catch (const std::regex_error& e) {
-    throw Error(where + "site=" + site + " is not a valid regular expression (" + e.what() + ")");
-  }
+  Pattern site_re(site, where + "site=");
   // Through the registry rather than the built-in list: backends know nothing of each other.
   std::unique_ptr<Backend> inner;
   try {
     inner = make_backend(uri.target);
+  } catch (const UsageError& e) {
+    throw UsageError(where + "inner backend: " + e.what());
   } catch (const Error& e) {
     throw Error(where + "inner backend: " + e.what());
   }

@@ -6,7 +6,7 @@
 //   INNER  the wrapped backend's URI without a query (the query belongs to the wrapper), so
 //          the inner backend runs with its defaults ("cpu" uses all hardware threads).
 //   fault  one of the faults below (required).
-//   site   ECMAScript regex searched in OpCall::site; default: every site.
+//   site   a regular expression (RE2 syntax) searched in OpCall::site; default: every site.
 // Calls whose op the fault does not touch, or whose site does not match, go to the inner
 // backend unchanged; buffers are the inner backend's (ids included); supports() is the
 // inner backend's answer.

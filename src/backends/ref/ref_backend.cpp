@@ -210,11 +210,11 @@ class RefBackend final : public HostBackend {
 
 std::unique_ptr<Backend> make_ref_backend(const BackendUri& uri) {
   uri.allow_params({"acc"});
-  TAPML_REQUIRE(uri.target.empty(), "backend URI '" + uri.text + "': ref takes no device name");
+  TAPML_REQUIRE_USAGE(uri.target.empty(), "backend URI '" + uri.text + "': ref takes no device name");
   const std::string acc = uri.param("acc", "f64");
   if (acc == "f64") return std::make_unique<RefBackend<double>>(uri.text);
   if (acc == "f32") return std::make_unique<RefBackend<float>>(uri.text);
-  throw Error("backend URI '" + uri.text + "': acc=" + acc + " (use f64 or f32)");
+  throw UsageError("backend URI '" + uri.text + "': acc=" + acc + " (use f64 or f32)");
 }
 
 }  // namespace tapml

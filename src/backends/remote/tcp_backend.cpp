@@ -20,7 +20,7 @@ class TcpBackend : public Backend {
   explicit TcpBackend(const BackendUri& uri) {
     uri.allow_params({"token", "timeout_ms", "call_timeout_ms", "hash_min"});
     where_ = "tcp://" + uri.target;
-    TAPML_REQUIRE(!uri.target.empty(), "backend URI '" + uri.text + "': expected tcp://HOST:PORT");
+    TAPML_REQUIRE_USAGE(!uri.target.empty(), "backend URI '" + uri.text + "': expected tcp://HOST:PORT");
     auto [host, port] = rpc::parse_host_port(uri.target);
     timeout_ms_ = int(std::clamp<int64_t>(uri.int_param("timeout_ms", 5000), 1, 86400000));
     call_timeout_ms_ =

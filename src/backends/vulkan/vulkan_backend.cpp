@@ -550,7 +550,7 @@ class VulkanBackend final : public Backend {
     if (want.empty()) return devs[0];
     if (std::all_of(want.begin(), want.end(), [](char ch) { return std::isdigit(uint8_t(ch)); })) {
       size_t i = std::stoul(want);
-      TAPML_REQUIRE(i < devs.size(), "backend URI '" + uri.text + "': device " + want + " of " +
+      TAPML_REQUIRE_USAGE(i < devs.size(), "backend URI '" + uri.text + "': device " + want + " of " +
                                          std::to_string(devs.size()) +
                                          " (see tapml info --backends)");
       return devs[i];
@@ -560,7 +560,7 @@ class VulkanBackend final : public Backend {
       vkGetPhysicalDeviceProperties(d, &p);
       if (lower(p.deviceName).find(lower(want)) != std::string::npos) return d;
     }
-    throw Error("backend URI '" + uri.text + "': no Vulkan device named like '" + want +
+    throw UsageError("backend URI '" + uri.text + "': no Vulkan device named like '" + want +
                 "' (see tapml info --backends)");
   }
 
