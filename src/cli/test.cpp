@@ -1,8 +1,8 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <tuple>
 
 #include "cli/commands.h"
@@ -54,9 +54,10 @@ void finish(const TestArgs& a, const ReplayRun& run) {
     ++failed;
   }
   if (a.max_failures > 0 && failed > a.max_failures)
-    std::printf("... and %lld more failures (--max-failures 0 lists all%s)\n",
-                (long long)(failed - a.max_failures),
-                a.json_out.empty() ? "; --json FILE keeps every one" : "; all are in " + a.json_out);
+    std::printf(
+        "... and %lld more failures (--max-failures 0 lists all; %s)\n",
+        (long long)(failed - a.max_failures),
+        (a.json_out.empty() ? "--json FILE keeps every one" : "all are in " + a.json_out).c_str());
   if (failed > 0) throw ExitCode{ExitStatus::kChecksFailed};
 }
 

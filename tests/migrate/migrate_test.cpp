@@ -180,6 +180,26 @@ TEST(Migrate, MinimalFailingSetFindsOneCulpritInLogarithmicRuns) {
   EXPECT_EQ(found, (std::vector<std::string>{"s100", "s3"}));
 }
 
+TEST(Migrate, ACulpritThatFailsNothingAloneIsCalledAccumulatedError) {
+  MigrateOptions o = options("cpu");
+  o.nmse_threshold = 1e-20;  // far below what any correct f32 run reaches
+  MigrateReport r = migrate(stories(), o);
+  EXPECT_EQ(r.status, "fail");
+  EXPECT_NE(r.summary.find("none of their calls fails in isolation: the error accumulates"),
+            std::string::npos)
+      << r.summary;
+  EXPECT_NE(r.summary.find("threshold is too tight"), std::string::npos) << r.summary;
+}
+
+TEST(Migrate, AFaultAtSeveralSitesNamesEveryFailingSite) {
+  MigrateReport r = run("faulty:cpu?fault=rope_pairing&site=^blk\\.2\\.");
+  EXPECT_EQ(r.status, "fail");
+  EXPECT_TRUE(names_site(r, "blk.2.rope_q")) << r.summary;
+  EXPECT_TRUE(names_site(r, "blk.2.rope_k")) << r.summary;
+  EXPECT_EQ(r.culprits.size(), 2u) << r.summary;
+  EXPECT_NE(r.summary.find("2 of 10 rope sites fail in isolation"), std::string::npos) << r.summary;
+}
+
 // A device that counts how often each content was written into it.
 class WriteCounter final : public ForwardingBackend {
  public:

@@ -1,0 +1,156 @@
+// What the command line does with mistakes: the exit status says what kind, patterns never
+// hang, filters and rules that match nothing are refused naming the candidates, and values are
+// checked against the model before any work is done.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "support/shared.h"
+
+namespace tapml {
+namespace {
+
+using testing::run_command;
+using testing::shell_quote;
+
+std::string tapml(const std::string& args) { return testing::tapml_command(args); }
+std::string stories() {
+  return shell_quote(testing::shared_path("models/stories260K/stories260K.gguf"));
+}
+
+// One line on stderr, naming `needle`, and exit status `status`.
+void expect_error(const testing::CommandResult& r, int status, const std::string& needle) {
+  EXPECT_EQ(r.exit_code, status) << r.err;
+  EXPECT_EQ(r.err.rfind("tapml: ", 0), 0u) << r.err;
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "stderr is not one line: " << r.err;
+  EXPECT_NE(r.err.find(needle), std::string::npos) << r.err;
+}
+
+TEST(InputChecks, ExitStatusSaysWhatKindOfError) {
+  expect_error(run_command(tapml("run --model " + stories() + " --no-such-flag")), 2,
+               "--no-such-flag");
+  expect_error(run_command(tapml("frobnicate")), 2, "unknown command 'frobnicate'");
+  expect_error(run_command(tapml("run")), 2, "--model is required");
+  expect_error(run_command(tapml("run --model /nonexistent/m.gguf")), 3, "/nonexistent/m.gguf");
+  expect_error(run_command(tapml("run --model " + stories() + " --backend bogus")), 2,
+               "unknown backend 'bogus'");
+  expect_error(run_command(tapml("run --model " + stories() + " --backend 'cpu?threads=0'")), 2,
+               "threads=0");
+  expect_error(
+      run_command(tapml("run --model " + stories() + " --backend 'faulty:cpu?fault=nope'")), 2,
+      "unknown fault 'nope'");
+  auto help = run_command(tapml("migrate --help"));
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("2 usage error"), std::string::npos) << help.out;
+}
+
+TEST(InputChecks, PatternsRunInLinearTime) {
+  // (a*)*(a*)*...b backtracks exponentially in an ECMAScript engine; the outer timeout turns a
+  // hang into a failure (status 124).
+  std::string nested;
+  for (int i = 0; i < 50; ++i) nested += "(a*)*";
+  auto r = run_command("timeout 60 " + tapml("run --model " + stories() + " --steps 4 --place " +
+                                             shell_quote(nested + "b=cpu")));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = run_command("timeout 60 " +
+                  tapml("compare --model " + stories() + " --backend cpu --steps 3 --site " +
+                        shell_quote(nested + "X")));
+  EXPECT_EQ(r.exit_code, 2) << r.err;  // matches no site, and says so quickly
+}
+
+TEST(InputChecks, ABadPatternIsNamed) {
+  expect_error(run_command(tapml("run --model " + stories() + " --place '(=cpu'")), 2,
+               "the pattern '(' is not a valid regular expression");
+  expect_error(run_command(tapml("run --model " + stories() + " --place 'x(=cpu'")), 2,
+               "'x(' is not a valid regular expression");
+}
+
+TEST(InputChecks, RulesAndFiltersThatMatchNothingAreRefused) {
+  expect_error(run_command(tapml("run --model " + stories() + " --place 'matmull=ref'")), 2,
+               "placement rule 'matmull=ref' matches no site and no op of this model (ops: "
+               "embedding, rmsnorm, matmul");
+  expect_error(
+      run_command(tapml("compare --model " + stories() + " --backend cpu --site nothing")), 2,
+      "--site 'nothing' matches no site of this model (sites: token_embd; blk.0 to blk.4 each "
+      "with attn_norm");
+  // A corpus filter that selects no test must not "pass" the corpus.
+  std::string dir = testing::temp_dir();
+  std::string corpus = shell_quote(dir + "/c.corpus");
+  auto carve =
+      run_command(tapml("carve --model " + stories() + " --prompt '' --steps 4 --out " + corpus));
+  ASSERT_EQ(carve.exit_code, 0) << carve.err;
+  expect_error(run_command(tapml("test --corpus " + corpus + " --backend cpu --op matmull")), 2,
+               "no test matches --op 'matmull' (the ");
+  expect_error(run_command(tapml("test --corpus " + corpus + " --backend cpu --site blk.9")), 2,
+               "are of ops add, attention, embedding");
+}
+
+TEST(InputChecks, TestPrintsTheSummaryFirstAndCapsFailureLines) {
+  std::string dir = testing::temp_dir();
+  std::string corpus = shell_quote(dir + "/c.corpus");
+  ASSERT_EQ(
+      run_command(tapml("carve --model " + stories() + " --prompt '' --steps 12 --out " + corpus))
+          .exit_code,
+      0);
+  std::string bad = shell_quote("faulty:cpu?fault=gqa_map");
+  auto r = run_command(tapml("test --corpus " + corpus + " --backend " + bad +
+                             " --max-failures 2 --json " + shell_quote(dir + "/r.json")));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out.rfind("op ", 0), 0u) << r.out;  // the table comes first
+  size_t fails = 0;
+  for (size_t at = r.out.find("\nFAIL #"); at != std::string::npos;
+       at = r.out.find("\nFAIL #", at + 1))
+    ++fails;
+  EXPECT_EQ(fails, 2u) << r.out;
+  EXPECT_NE(r.out.find("more failures (--max-failures 0 lists all; all are in "), std::string::npos)
+      << r.out;
+  auto all =
+      run_command(tapml("test --corpus " + corpus + " --backend " + bad + " --max-failures 0"));
+  size_t every = 0;
+  for (size_t at = all.out.find("\nFAIL #"); at != std::string::npos;
+       at = all.out.find("\nFAIL #", at + 1))
+    ++every;
+  EXPECT_GT(every, 2u);
+}
+
+TEST(InputChecks, ValuesAreCheckedBeforeAnyWork) {
+  for (const char* bad : {"0", "-1", "nan", "inf"})
+    expect_error(run_command(tapml("migrate --model " + stories() +
+                                   " --backend cpu --nmse-threshold " + bad)),
+                 2, "--nmse-threshold");
+  for (const char* bad : {"-1", "18446744073709551616", "1e3", "x"})
+    expect_error(run_command(tapml("run --model " + stories() + " --seed " + bad)), 2, "--seed");
+  // demo's fault and site are checked before it carves anything (no output folder appears).
+  std::string out = testing::temp_dir() + "/demo";
+  expect_error(run_command(tapml("demo --out " + shell_quote(out) + " --fault nope")), 2,
+               "unknown fault 'nope' (known faults: softmax_f16");
+  expect_error(run_command(tapml("demo --model " + stories() + " --out " + shell_quote(out) +
+                                 " --site blk.9.rope_q")),
+               2, "--site blk.9.rope_q is not a site of this model");
+  expect_error(run_command(tapml("demo --model " + stories() + " --out " + shell_quote(out) +
+                                 " --site blk.2.attn_q")),
+               2, "runs matmul, which fault rope_pairing does not change");
+  EXPECT_FALSE(std::filesystem::exists(out));
+}
+
+TEST(InputChecks, AContextBeyondTheMemoryBudgetIsRefused) {
+  auto r = run_command("TAPML_MEMORY_BUDGET=1000000 " +
+                       tapml("run --model " + stories() + " --steps 1048576"));
+  expect_error(r, 2,
+               "a context of 1048576 positions needs 1.25 GiB of cache for this model, "
+               "over the memory budget of 976.56 KiB (TAPML_MEMORY_BUDGET)");
+}
+
+TEST(InputChecks, MessagesCountAndNameThings) {
+  auto r = run_command(tapml("run --model " + stories() + " --steps 3 --prompt ''"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("prefill 1 token at"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("decode 2 tokens at"), std::string::npos) << r.err;
+  auto help = run_command(tapml("run --help"));
+  for (const char* kind : {"ref", "cpu", "tcp", "faulty"})
+    EXPECT_NE(help.out.find(kind), std::string::npos) << kind;
+  EXPECT_NE(help.out.find("tapml info --backends describes each"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace tapml
