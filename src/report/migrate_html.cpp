@@ -137,16 +137,21 @@ std::string truncate(const std::string& s, size_t n) {
   return s.substr(0, cut) + "…";
 }
 
-// ---- a log-scale axis mapping values to pixels. Zero and tiny values sit on the floor;
-// infinite ones at the top, so a NaN or guard failure is the most visible thing on a chart.
+// ---- a log-scale axis mapping values to pixels. Infinite values sit at the top, so a NaN or
+// guard failure is the most visible thing on a chart. Exact zeros have no place on a log
+// scale: a chart that can show them draws them on a row of their own beyond the floor,
+// labelled "exact", rather than as a dip to the floor that reads as "very small".
 
 struct LogAxis {
   int lo = -12, hi = 0;       // decades shown: 10^lo .. 10^hi
   double p_lo = 0, p_hi = 1;  // pixel positions of 10^lo and 10^hi
   bool infinite = false;      // the top decade is reserved for infinite values, labelled "∞"
+  bool zeros = false;         // some values are exactly zero
+  bool exact_row = false;     // the chart draws zeros on the "exact" row at p_exact
+  double p_exact = 0;
 
   double pos(double v) const {
-    if (!(v > 0)) return p_lo;
+    if (!(v > 0)) return exact_row ? p_exact : p_lo;
     if (std::isinf(v)) return p_hi;
     double t = (std::log10(v) - lo) / double(hi - lo);
     t = std::clamp(t, 0.0, 1.0);
@@ -204,7 +209,7 @@ LogAxis fit_axis(const std::vector<double>& values, const std::vector<double>& r
     a.hi = int(std::ceil(std::log10(mx)));
     if (a.hi == a.lo) a.hi++;
   }
-  if (zero) a.lo--;                    // room below the smallest value for exact zeros
+  a.zeros = zero;
   if (inf) a.hi++, a.infinite = true;  // a decade above the largest finite value for "∞"
   if (a.hi - a.lo < 2) a.lo = a.hi - 2;
   a.lo = std::max(a.lo, a.hi - 24);  // beyond 24 decades nothing is readable; clamp the floor
@@ -221,17 +226,23 @@ std::string y_grid(const LogAxis& a, double x0, double x1) {
     s += "<text class=\"tick\" x=\"" + px(x0 - 6) + "\" y=\"" + px(y + 4) +
          "\" text-anchor=\"end\">" + a.label(e) + "</text>";
   }
+  if (a.exact_row && a.zeros)
+    s += "<line class=\"grid exact-grid\" x1=\"" + px(x0) + "\" x2=\"" + px(x1) + "\" y1=\"" +
+         px(a.p_exact) + "\" y2=\"" + px(a.p_exact) + "\"/><text class=\"tick exact-tick\" x=\"" +
+         px(x0 - 6) + "\" y=\"" + px(a.p_exact + 4) + "\" text-anchor=\"end\">exact</text>";
   return s;
 }
 
+// A reference line across a chart with its label at the left end, above the line or below
+// it. Charts draw these after their data: the label has a halo of the background, so a bar
+// or a point under it cannot hide it.
 std::string hline(double x0, double x1, double y, const std::string& cls, const std::string& label,
-                  bool label_right = true) {
+                  bool label_above = true) {
   std::string s = "<line class=\"" + cls + "\" x1=\"" + px(x0) + "\" x2=\"" + px(x1) + "\" y1=\"" +
                   px(y) + "\" y2=\"" + px(y) + "\"/>";
   if (!label.empty())
-    s += "<text class=\"ref-label " + cls + "-label\" x=\"" + px(label_right ? x1 - 4 : x0 + 4) +
-         "\" y=\"" + px(y - 4) + "\" text-anchor=\"" + (label_right ? "end" : "start") + "\">" +
-         esc(label) + "</text>";
+    s += "<text class=\"ref-label halo " + cls + "-label\" x=\"" + px(x0 + 4) + "\" y=\"" +
+         px(label_above ? y - 4 : y + 12) + "\" text-anchor=\"start\">" + esc(label) + "</text>";
   return s;
 }
 
@@ -274,6 +285,14 @@ bool local_failed(const json& site) {
   if (!check.empty()) return check != "pass";
   auto r = number(local, "ratio");
   return r && *r > 1;
+}
+
+// The block a site belongs to; nullopt for sites outside the blocks (the embedding,
+// output_norm, output), which the writer gives layer -1, and for reports without layers.
+std::optional<int64_t> block_of(const json& site) {
+  const json& layer = member(site, "layer");
+  if (!layer.is_number_integer() || layer.get<int64_t>() < 0) return std::nullopt;
+  return layer.get<int64_t>();
 }
 
 // ---- sections
@@ -414,10 +433,6 @@ std::string timeline_chart(const json& r) {
   s += "<text class=\"axis-title\" transform=\"translate(16 " + px(T + PH / 2) +
        ") rotate(-90)\" text-anchor=\"middle\">logits NMSE (log)</text>";
   s += y_grid(a, L, W - R);
-  if (threshold && std::isfinite(*threshold) && *threshold > 0)
-    s += hline(L, W - R, a.pos(*threshold), "threshold", "threshold " + fmt(*threshold));
-  if (noise && std::isfinite(*noise) && *noise > 0)
-    s += hline(L, W - R, a.pos(*noise), "noise", "noise floor " + fmt(*noise), false);
   size_t n = steps.size();
   if (n == 0) {
     s += "<text class=\"empty\" x=\"" + px(W / 2) + "\" y=\"" + px(T + PH / 2) +
@@ -442,7 +457,11 @@ std::string timeline_chart(const json& r) {
     if (auto k = number(st, "seconds")) tip += "\n" + fmt_seconds(*k);
     s += "<g class=\"step " + std::string(pass ? "pass" : "fail") + "\"><title>" + esc(tip) +
          "</title>";
-    if (nmse) {
+    if (nmse && *nmse == 0) {
+      // Identical logits: no bar to draw, and none that would read as "small".
+      s += "<text class=\"bar-value exact-value\" x=\"" + px(cx) + "\" y=\"" + px(a.p_lo - 5) +
+           "\" text-anchor=\"middle\">exact</text>";
+    } else if (nmse) {
       double top = a.pos(*nmse), base = a.p_lo;
       s += "<rect x=\"" + px(cx - bar / 2) + "\" y=\"" + px(top) + "\" width=\"" + px(bar) +
            "\" height=\"" + px(std::max(base - top, 1.5)) + "\" rx=\"2\"/>";
@@ -463,6 +482,10 @@ std::string timeline_chart(const json& r) {
   }
   s += "<line class=\"axis\" x1=\"" + px(L) + "\" x2=\"" + px(W - R) + "\" y1=\"" + px(a.p_lo) +
        "\" y2=\"" + px(a.p_lo) + "\"/>";
+  if (threshold && std::isfinite(*threshold) && *threshold > 0)
+    s += hline(L, W - R, a.pos(*threshold), "threshold", "threshold " + fmt(*threshold));
+  if (noise && std::isfinite(*noise) && *noise > 0)
+    s += hline(L, W - R, a.pos(*noise), "noise", "noise floor " + fmt(*noise), false);
   // Legend
   s += "<g class=\"legend\" transform=\"translate(" + px(L) +
        " 14)\">"
@@ -510,7 +533,8 @@ std::string timeline_table(const json& r) {
   return s;
 }
 
-// Draws one series as line segments (broken where a value is missing) and points.
+// Draws one series as line segments and points. The line breaks where a value is missing
+// or exactly zero; a zero is a hollow diamond on the axis's "exact" row.
 std::string series(const std::vector<double>& xs, const std::vector<std::optional<double>>& ys,
                    const LogAxis& a, const std::string& cls, const std::vector<std::string>& tips,
                    const std::vector<bool>& bad) {
@@ -518,7 +542,7 @@ std::string series(const std::vector<double>& xs, const std::vector<std::optiona
   std::string path;
   bool open = false;
   for (size_t i = 0; i < xs.size(); i++) {
-    if (!ys[i]) {
+    if (!ys[i] || *ys[i] == 0) {
       open = false;
       continue;
     }
@@ -529,6 +553,12 @@ std::string series(const std::vector<double>& xs, const std::vector<std::optiona
   for (size_t i = 0; i < xs.size(); i++) {
     if (!ys[i]) continue;
     double y = a.pos(*ys[i]);
+    if (*ys[i] == 0) {
+      s += "<g><title>" + esc(tips[i]) + "</title><path class=\"exact\" d=\"M" + px(xs[i]) + " " +
+           px(y - 4) + " L" + px(xs[i] + 4) + " " + px(y) + " L" + px(xs[i]) + " " + px(y + 4) +
+           " L" + px(xs[i] - 4) + " " + px(y) + " Z\"/></g>";
+      continue;
+    }
     s += "<g" + std::string(bad[i] ? " class=\"bad\"" : "") + "><title>" + esc(tips[i]) +
          "</title><circle cx=\"" + px(xs[i]) + "\" cy=\"" + px(y) + "\" r=\"3.2\"/>";
     if (std::isinf(*ys[i]))
@@ -542,8 +572,9 @@ std::string series(const std::vector<double>& xs, const std::vector<std::optiona
 std::string network_chart(const json& r, const Culprits& culprits) {
   const json& sites = list(r, "sites");
   size_t n = sites.size();
-  const double W = 1000, L = 70, R = 24, T = 40, PH = 170, GAP = 46, B = 110;
-  const double T2 = T + PH + GAP, H = T2 + PH + B;
+  // Each panel has its "exact" row EX below its floor.
+  const double W = 1000, L = 78, R = 24, T = 74, PH = 170, EX = 18, GAP = 48, B = 130;
+  const double T2 = T + PH + EX + GAP, H = T2 + PH + EX + B;
   double band = (W - L - R) / double(std::max<size_t>(n, 1));
   std::vector<double> xs;
   std::vector<std::optional<double>> local, prop;
@@ -563,7 +594,7 @@ std::string network_chart(const json& r, const Culprits& culprits) {
     // culprit is marked on that series.
     prop_bad.push_back(culprit);
     std::string tip = text(site, "site") + " (" + text(site, "op");
-    if (has(site, "layer")) tip += ", layer " + text(site, "layer");
+    if (auto layer = block_of(site)) tip += ", layer " + std::to_string(*layer);
     tip += ")";
     if (culprit) tip += " — CULPRIT";
     if (has(site, "local")) {
@@ -589,27 +620,32 @@ std::string network_chart(const json& r, const Culprits& culprits) {
     return out;
   };
   LogAxis a1 = fit_axis(values(local), {1.0});
-  a1.p_lo = T + PH, a1.p_hi = T;
+  a1.p_lo = T + PH, a1.p_hi = T, a1.exact_row = true, a1.p_exact = T + PH + EX;
   LogAxis a2 = fit_axis(values(prop), {});
-  a2.p_lo = T2 + PH, a2.p_hi = T2;
+  a2.p_lo = T2 + PH, a2.p_hi = T2, a2.exact_row = true, a2.p_exact = T2 + PH + EX;
 
   std::string s = svg_open("network-chart", W, H, "error along the network per site");
   // Legend
   s += "<g class=\"legend\" transform=\"translate(" + px(L) +
        " 16)\">"
        "<circle class=\"swatch-local\" cx=\"5\" cy=\"-4\" r=\"4\"/>"
-       "<text x=\"15\">local error ÷ tolerance (op fed the source's inputs)</text>"
-       "<circle class=\"swatch-prop\" cx=\"375\" cy=\"-4\" r=\"4\"/>"
-       "<text x=\"385\">propagated error (inputs from the target)</text>"
-       "<rect class=\"swatch-culprit\" x=\"680\" y=\"-10\" width=\"12\" height=\"12\"/>"
-       "<text x=\"698\">culprit</text></g>";
+       "<text x=\"15\">local error ÷ tolerance: the op alone, fed the source's inputs</text>"
+       "<rect class=\"swatch-culprit\" x=\"560\" y=\"-10\" width=\"12\" height=\"12\"/>"
+       "<text x=\"578\">culprit</text>"
+       "<circle class=\"swatch-prop\" cx=\"5\" cy=\"14\" r=\"4\"/>"
+       "<text x=\"15\" y=\"18\">propagated error E = max|target − source| ÷ max|source| of the "
+       "site's outputs, with every site up to it on the target</text>"
+       "<path class=\"swatch-exact\" d=\"M5 32 L9 36 L5 40 L1 36 Z\"/>"
+       "<text x=\"15\" y=\"40\">exact: zero error (no place on a log scale)</text>"
+       "<text x=\"300\" y=\"40\" class=\"infinite\">∞</text>"
+       "<text x=\"314\" y=\"40\">NaN, Inf or an out-of-bounds write</text></g>";
   // Culprit bands first, so the data draws over them.
   for (size_t i = 0; i < n; i++) {
     std::string name = text(sites[i], "site");
     if (!culprits.sites.count(name)) continue;
     double w = std::max(band, 8.0);
     s += "<rect class=\"culprit-band\" x=\"" + px(xs[i] - w / 2) + "\" y=\"" + px(T) +
-         "\" width=\"" + px(w) + "\" height=\"" + px(T2 + PH - T) + "\"/>";
+         "\" width=\"" + px(w) + "\" height=\"" + px(T2 + PH + EX - T) + "\"/>";
     const char* anchor = xs[i] < L + 120 ? "start" : xs[i] > W - R - 120 ? "end" : "middle";
     s += "<text class=\"culprit-label\" x=\"" + px(xs[i]) + "\" y=\"" + px(T2 - 8) +
          "\" text-anchor=\"" + anchor + "\">" + esc(name) + "</text>";
@@ -618,8 +654,9 @@ std::string network_chart(const json& r, const Culprits& culprits) {
   std::vector<std::pair<size_t, size_t>> spans;  // [first, last] site index of each layer run
   std::vector<std::string> span_names;
   for (size_t i = 0; i < n; i++) {
-    if (!has(sites[i], "layer") || member(sites[i], "layer").is_null()) continue;
-    std::string layer = text(sites[i], "layer");
+    auto block = block_of(sites[i]);
+    if (!block) continue;
+    std::string layer = std::to_string(*block);
     if (!spans.empty() && span_names.back() == layer && spans.back().second == i - 1) {
       spans.back().second = i;
     } else {
@@ -630,14 +667,13 @@ std::string network_chart(const json& r, const Culprits& culprits) {
   for (auto& [first, last] : spans) {
     double x = L + first * band;
     s += "<line class=\"layer-sep\" x1=\"" + px(x) + "\" x2=\"" + px(x) + "\" y1=\"" + px(T) +
-         "\" y2=\"" + px(T2 + PH) + "\"/>";
+         "\" y2=\"" + px(T2 + PH + EX) + "\"/>";
   }
-  s += "<text class=\"axis-title\" transform=\"translate(16 " + px(T + PH / 2) +
-       ") rotate(-90)\" text-anchor=\"middle\">local ÷ tolerance</text>";
-  s += "<text class=\"axis-title\" transform=\"translate(16 " + px(T2 + PH / 2) +
-       ") rotate(-90)\" text-anchor=\"middle\">propagated error</text>";
+  s += "<text class=\"axis-title\" transform=\"translate(14 " + px(T + PH / 2) +
+       ") rotate(-90)\" text-anchor=\"middle\">local error ÷ tolerance (log)</text>";
+  s += "<text class=\"axis-title\" transform=\"translate(14 " + px(T2 + PH / 2) +
+       ") rotate(-90)\" text-anchor=\"middle\">propagated error E (log)</text>";
   s += y_grid(a1, L, W - R) + y_grid(a2, L, W - R);
-  s += hline(L, W - R, a1.pos(1.0), "threshold", "tolerance (1.0)");
   for (double y : {a1.p_lo, a2.p_lo})
     s += "<line class=\"axis\" x1=\"" + px(L) + "\" x2=\"" + px(W - R) + "\" y1=\"" + px(y) +
          "\" y2=\"" + px(y) + "\"/>";
@@ -647,10 +683,13 @@ std::string network_chart(const json& r, const Culprits& culprits) {
   }
   s += series(xs, local, a1, "local", tips, bad);
   s += series(xs, prop, a2, "prop", tips, prop_bad);
+  s += hline(L, W - R, a1.pos(1.0), "threshold", "tolerance (1.0)");
 
   // x labels: every site when there is room, else one label per layer plus the sites outside
-  // layers (embedding, output), which are few.
-  double ly = T2 + PH + 14;
+  // the blocks (embedding, output), which are few.
+  double ly = T2 + PH + EX + 16;
+  s += "<text class=\"axis-title\" x=\"" + px((L + W - R) / 2) + "\" y=\"" + px(H - 8) +
+       "\" text-anchor=\"middle\">sites in model order</text>";
   auto rotated = [&](double x, const std::string& label, const std::string& cls) {
     return "<text class=\"xlabel " + cls + "\" transform=\"translate(" + px(x + 3) + " " + px(ly) +
            ") rotate(-45)\" text-anchor=\"end\">" + esc(truncate(label, 22)) + "</text>";
@@ -672,9 +711,7 @@ std::string network_chart(const json& r, const Culprits& culprits) {
            "\" text-anchor=\"middle\">blk." + esc(span_names[k]) + "</text>";
     }
     // Adjacent sites outside layers (output_norm, output) share one label so they don't overlap.
-    auto in_layer = [&](size_t i) {
-      return has(sites[i], "layer") && !member(sites[i], "layer").is_null();
-    };
+    auto in_layer = [&](size_t i) { return block_of(sites[i]).has_value(); };
     for (size_t i = 0; i < n; i++) {
       if (in_layer(i)) continue;
       size_t j = i;
@@ -766,7 +803,9 @@ std::string ops_chart(const json& r, const Culprits& culprits) {
     s += "<text class=\"op-name" + std::string(culprit ? " culprit-op" : "") + "\" x=\"" +
          px(L - 10) + "\" y=\"" + px(cy + 4) + "\" text-anchor=\"end\">" + esc(o.op) + "</text>";
     std::string note;
-    if (o.worst) {
+    if (o.worst && *o.worst == 0) {
+      note = "exact";  // every call identical to the source: no bar on a log scale
+    } else if (o.worst) {
       double x = a.pos(*o.worst);
       s += "<rect x=\"" + px(L) + "\" y=\"" + px(cy - 8) + "\" width=\"" +
            px(std::max(x - L, 1.5)) + "\" height=\"16\" rx=\"2\"/>";
@@ -801,7 +840,7 @@ std::string site_table(const json& r, const Culprits& culprits) {
       "<th>op</th><th class=\"num\">layer</th><th class=\"num\">local ÷ tol.</th>"
       "<th>check</th><th class=\"num\">calls</th><th class=\"num\">failed</th>"
       "<th class=\"num\">local error</th><th class=\"num\">propagated error</th>"
-      "<th class=\"num\">prop. ÷ tol.</th><th class=\"num\">amplification</th>"
+      "<th class=\"num\">amplification</th>"
       "</tr></thead><tbody>";
   for (const json& site : sites) {
     const json& lo = member(site, "local");
@@ -812,7 +851,8 @@ std::string site_table(const json& r, const Culprits& culprits) {
     std::string cls = culprit ? "culprit" : failed ? "bad" : "";
     s += "<tr" + (cls.empty() ? std::string() : " class=\"" + cls + "\"") + "><td><code>" +
          esc(name) + "</code>" + (culprit ? " <span class=\"badge fail\">culprit</span>" : "") +
-         "</td><td>" + esc(site, "op") + "</td><td class=\"num\">" + esc(site, "layer") + "</td>";
+         "</td><td>" + esc(site, "op") + "</td><td class=\"num\">" +
+         (block_of(site) ? std::to_string(*block_of(site)) : std::string("—")) + "</td>";
     s += "<td class=\"num\">" + esc(fmt(number(lo, "ratio"))) + "</td><td>";
     if (has(lo, "check")) {
       std::string check = text(lo, "check");
@@ -823,8 +863,7 @@ std::string site_table(const json& r, const Culprits& culprits) {
     }
     s += "</td><td class=\"num\">" + esc(lo, "calls") + "</td><td class=\"num\">" +
          esc(lo, "failed") + "</td><td class=\"num\">" + esc(fmt(number(lo, "error"))) +
-         "</td><td class=\"num\">" + esc(fmt(number(pr, "error"))) + "</td><td class=\"num\">" +
-         esc(fmt(number(pr, "ratio"))) + "</td><td class=\"num\">";
+         "</td><td class=\"num\">" + esc(fmt(number(pr, "error"))) + "</td><td class=\"num\">";
     if (auto amp = number(site, "amplification"))
       s += esc(fmt(*amp)) + "×";
     else
@@ -907,6 +946,13 @@ svg .threshold { stroke: var(--fail); stroke-width: 1.2; stroke-dasharray: 6 4; 
 svg .noise { stroke: #8c959f; stroke-width: 1; stroke-dasharray: 2 3; }
 svg .ref-label { font-size: 11px; fill: var(--muted); }
 svg .threshold-label { fill: var(--fail); }
+svg .halo { paint-order: stroke; stroke: #fff; stroke-width: 4px; stroke-linejoin: round; }
+svg .exact-tick { font-style: italic; }
+svg .exact-grid { stroke-dasharray: 2 3; }
+svg .exact, svg .swatch-exact { fill: #fff; stroke-width: 1.5; }
+svg .series.local .exact, svg .swatch-exact { stroke: var(--local); }
+svg .series.prop .exact { stroke: var(--prop); }
+svg .bar-value.exact-value { fill: var(--pass); font-style: italic; }
 svg .step.pass rect, svg .swatch.pass, svg .op-row.pass rect { fill: var(--pass); }
 svg .step.fail rect, svg .swatch.fail, svg .op-row.fail rect { fill: var(--fail); }
 svg .bar-value { font-size: 11px; fill: var(--ink); }

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "core/error.h"
+#include "report/migrate_report.h"
 #include "support/shared.h"
 
 namespace tapml {
@@ -128,7 +129,7 @@ TEST(MigrateHtml, MinimalReportStillRendersEveryChart) {
   EXPECT_NE(empty_arrays.find("data-status=\"pass\""), std::string::npos);
 }
 
-TEST(MigrateHtml, NullRatiosAreInfiniteAndZerosSitOnTheFloor) {
+TEST(MigrateHtml, NullRatiosAreInfiniteAndZerosAreExact) {
   json r = {{"format", "tapml-migrate-report"}, {"version", 1}, {"thresholds", {{"nmse", 1e-9}}}};
   r["timeline"] =
       json::array({{{"step", 0}, {"label", "exact"}, {"pass", true}, {"nmse", 0.0}},
@@ -152,6 +153,168 @@ TEST(MigrateHtml, NullRatiosAreInfiniteAndZerosSitOnTheFloor) {
   EXPECT_FALSE(std::regex_search(html, bad_number));
   // The op with an infinite ratio is drawn beyond tolerance.
   EXPECT_NE(html.find("<g class=\"op-row fail\"><title>attention"), std::string::npos);
+  // The zeros (site a's local and propagated error, step 0's NMSE) are "exact", not tiny.
+  EXPECT_EQ(count(html, "class=\"exact\""), 2u);
+  EXPECT_NE(html.find(">exact</text>"), std::string::npos);
+}
+
+// A report as `tapml migrate` writes it for a stories260K-shaped model (83 sites: the
+// embedding, 5 blocks of 16, output_norm, output), with a rope bug at blk.2.rope_q: sites
+// outside the blocks have layer -1, copies (embedding, kv_store, add) have exactly zero
+// error, and the writer gives no propagated ratio.
+MigrateReport llama_like_report() {
+  MigrateReport r;
+  r.model = "stories260K.gguf";
+  r.source = "ref";
+  r.target = "faulty:cpu?fault=rope_pairing&site=^blk\\.2\\.rope_q$";
+  r.strategy = "auto";
+  r.prompt_texts = {"Once upon a time"};
+  r.steps = 64;
+  r.noise_nmse = 3.4e-12;
+  r.nmse_threshold = 3.4e-10;
+  auto site = [&](int layer, const std::string& role, Op op, double local, double propagated) {
+    SiteAttribution a;
+    a.info.site = Site{layer, role};
+    a.info.op = op;
+    a.compared = true;
+    a.local_ratio = local;
+    a.local_error = local * 4e-6;
+    a.calls = 60;
+    a.propagated_error = propagated;
+    a.propagated_measured = true;
+    r.sites.push_back(a);
+  };
+  site(-1, "token_embd", Op::Embedding, 0, 0);
+  const std::pair<const char*, Op> roles[] = {
+      {"attn_norm", Op::RmsNorm}, {"attn_q", Op::Matmul},    {"attn_k", Op::Matmul},
+      {"attn_v", Op::Matmul},     {"rope_q", Op::Rope},      {"rope_k", Op::Rope},
+      {"kv_store", Op::KvStore},  {"attn", Op::Attention},   {"attn_output", Op::Matmul},
+      {"attn_residual", Op::Add}, {"ffn_norm", Op::RmsNorm}, {"ffn_gate", Op::Matmul},
+      {"ffn_up", Op::Matmul},     {"ffn_act", Op::Swiglu},   {"ffn_down", Op::Matmul},
+      {"ffn_residual", Op::Add}};
+  double carried = 1e-7;
+  for (int layer = 0; layer < 5; layer++)
+    for (auto [role, op] : roles) {
+      bool culprit = layer == 2 && std::string(role) == "rope_q";
+      bool copy = op == Op::KvStore || op == Op::Add;
+      if (culprit) carried = 0.5;
+      carried *= 1.05;
+      site(layer, role, op, culprit ? 5.3e5 : copy ? 0 : 0.05, carried);
+      if (culprit) r.sites.back().local_check = "numeric", r.sites.back().failed = 60;
+    }
+  site(-1, "output_norm", Op::RmsNorm, 0.07, 0.6);
+  site(-1, "output", Op::Matmul, 0.03, 0.53);
+  const char* labels[] = {"kinds: embedding", "kinds: rmsnorm", "kinds: matmul", "kinds: rope"};
+  const double nmse[] = {0, 6.8e-13, 2.1e-13, 1.72};
+  for (int i = 0; i < 4; i++) {
+    MigrationStep st;
+    st.step = i;
+    st.label = labels[i];
+    st.target_sites = {"token_embd"};
+    st.e2e.nmse = nmse[i];
+    st.e2e.positions = 64;
+    st.e2e.top1_matching = i == 3 ? 55 : 64;
+    st.pass = i != 3;
+    r.timeline.push_back(st);
+  }
+  r.status = "fail";
+  r.culprits = {{"blk.2.rope_q", Op::Rope, "isolated: fails 60 of 60 calls"}};
+  r.culprit_ops = {Op::Rope};
+  r.summary = "rope at blk.2.rope_q breaks the output";
+  r.runs = 10;
+  return r;
+}
+
+// The text of an element: from `open` (e.g. `<svg id="network-chart"`) to its closing tag.
+std::string element(const std::string& html, const std::string& open, const std::string& close) {
+  size_t a = html.find(open);
+  if (a == std::string::npos) return "";
+  size_t b = html.find(close, a);
+  return html.substr(a, b == std::string::npos ? std::string::npos : b + close.size() - a);
+}
+
+TEST(MigrateHtml, ThresholdLabelIsPaintedOverTheBars) {
+  std::string chart =
+      element(migrate_html(to_json(llama_like_report())), "<svg id=\"timeline-chart\"", "</svg>");
+  size_t label = chart.find("threshold-label");
+  ASSERT_NE(label, std::string::npos) << chart;
+  // SVG paints in document order: a label before a bar is hidden where the bar rises past
+  // the threshold (the failing step always does).
+  EXPECT_GT(label, chart.rfind("<g class=\"step ")) << chart;
+  // And it keeps a halo of the background, so the bar under it does not swallow the text.
+  std::regex halo(R"(<text class="[^"]*\bhalo\b[^"]*threshold-label)");
+  EXPECT_TRUE(std::regex_search(chart, halo)) << chart;
+}
+
+TEST(MigrateHtml, SitesOutsideTheBlocksGoByTheirNames) {
+  std::string html = migrate_html(to_json(llama_like_report()));
+  // Layer -1 is "outside the blocks", not a block of its own.
+  EXPECT_EQ(html.find("blk.-1"), std::string::npos);
+  std::string chart = element(html, "<svg id=\"network-chart\"", "</svg>");
+  EXPECT_NE(chart.find(">token_embd</text>"), std::string::npos) << chart;
+  EXPECT_NE(chart.find("output_norm"), std::string::npos) << chart;
+  EXPECT_NE(chart.find("blk.0</text>"), std::string::npos) << chart;
+  // In the site table too: no layer "-1".
+  std::string table = element(html, "<table class=\"data sites", "</table>");
+  EXPECT_EQ(table.find(">-1<"), std::string::npos) << table;
+}
+
+// Cells of the site table, row by row, as text without tags.
+std::vector<std::vector<std::string>> site_table_cells(const std::string& html) {
+  std::string table = element(html, "<table class=\"data sites", "</table>");
+  std::string body = element(table, "<tbody>", "</tbody>");
+  std::vector<std::vector<std::string>> rows;
+  static const std::regex row_re(R"(<tr[^>]*>(.*?)</tr>)"), cell_re(R"(<td[^>]*>(.*?)</td>)"),
+      tag_re(R"(<[^>]*>)");
+  for (std::sregex_iterator it(body.begin(), body.end(), row_re), end; it != end; ++it) {
+    std::string row = (*it)[1];
+    rows.emplace_back();
+    for (std::sregex_iterator c(row.begin(), row.end(), cell_re); c != end; ++c)
+      rows.back().push_back(std::regex_replace(std::string((*c)[1]), tag_re, ""));
+  }
+  return rows;
+}
+
+TEST(MigrateHtml, NoColumnOfTheSiteTableIsAlwaysEmpty) {
+  std::string html = migrate_html(to_json(llama_like_report()));
+  EXPECT_EQ(html.find("prop. ÷ tol."), std::string::npos);
+  auto rows = site_table_cells(html);
+  ASSERT_EQ(rows.size(), 83u);
+  for (size_t col = 0; col < rows[0].size(); col++) {
+    bool filled = false;
+    for (const auto& row : rows) filled |= col < row.size() && !row[col].empty() && row[col] != "—";
+    EXPECT_TRUE(filled) << "column " << col << " is empty in every row";
+  }
+}
+
+TEST(MigrateHtml, ZeroErrorIsDrawnAsExactNotAsADipToTheFloor) {
+  std::string chart =
+      element(migrate_html(to_json(llama_like_report())), "<svg id=\"network-chart\"", "</svg>");
+  // 16 sites with zero local error (the embedding, 5 kv_stores, 10 adds) and one
+  // with zero propagated error (the embedding): each an "exact" marker, not a point on the
+  // log axis's floor with the line dipping down to it.
+  EXPECT_EQ(count(chart, "class=\"exact\""), 16u + 1u) << chart;
+  EXPECT_NE(chart.find(">exact</text>"), std::string::npos);  // the row is labelled
+  std::string local = element(chart, "<g class=\"series local\"", "</g></g>");
+  EXPECT_EQ(count(local, "<circle"), 83u - 16u) << local;
+}
+
+TEST(MigrateHtml, PropagatedErrorAxisSaysWhatItMeasures) {
+  std::string chart =
+      element(migrate_html(to_json(llama_like_report())), "<svg id=\"network-chart\"", "</svg>");
+  static const std::regex titles(R"(<text class="axis-title"[^>]*>([^<]*)</text>)");
+  std::vector<std::string> found;
+  for (std::sregex_iterator it(chart.begin(), chart.end(), titles), end; it != end; ++it)
+    found.push_back((*it)[1]);
+  auto has = [&](const std::string& part) {
+    return std::any_of(found.begin(), found.end(),
+                       [&](const std::string& t) { return t.find(part) != std::string::npos; });
+  };
+  // The quantity with its scale, what E is (in the legend), and the horizontal axis.
+  EXPECT_TRUE(has("propagated error E (log)")) << chart;
+  EXPECT_NE(chart.find("E = max|target − source| ÷ max|source|"), std::string::npos) << chart;
+  EXPECT_TRUE(has("local error ÷ tolerance (log)")) << chart;
+  EXPECT_TRUE(has("sites in model order")) << chart;
 }
 
 // Headless Chromium: the page opens without script errors, the charts are in the DOM, and a
