@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "report/command_line.h"
 
 namespace tapml {
 namespace {
@@ -233,16 +234,15 @@ std::string y_grid(const LogAxis& a, double x0, double x1) {
   return s;
 }
 
-// A reference line across a chart with its label at the left end, above the line or below
-// it. Charts draw these after their data: the label has a halo of the background, so a bar
-// or a point under it cannot hide it.
-std::string hline(double x0, double x1, double y, const std::string& cls, const std::string& label,
-                  bool label_above = true) {
+// A reference line across a chart, labelled above its left end. Charts draw these after
+// their data, and the label has a halo of the background, so no bar or point can hide it.
+std::string hline(double x0, double x1, double y, const std::string& cls,
+                  const std::string& label) {
   std::string s = "<line class=\"" + cls + "\" x1=\"" + px(x0) + "\" x2=\"" + px(x1) + "\" y1=\"" +
                   px(y) + "\" y2=\"" + px(y) + "\"/>";
   if (!label.empty())
     s += "<text class=\"ref-label halo " + cls + "-label\" x=\"" + px(x0 + 4) + "\" y=\"" +
-         px(label_above ? y - 4 : y + 12) + "\" text-anchor=\"start\">" + esc(label) + "</text>";
+         px(y - 4) + "\">" + esc(label) + "</text>";
   return s;
 }
 
@@ -485,7 +485,7 @@ std::string timeline_chart(const json& r) {
   if (threshold && std::isfinite(*threshold) && *threshold > 0)
     s += hline(L, W - R, a.pos(*threshold), "threshold", "threshold " + fmt(*threshold));
   if (noise && std::isfinite(*noise) && *noise > 0)
-    s += hline(L, W - R, a.pos(*noise), "noise", "noise floor " + fmt(*noise), false);
+    s += hline(L, W - R, a.pos(*noise), "noise", "noise floor " + fmt(*noise));
   // Legend
   s += "<g class=\"legend\" transform=\"translate(" + px(L) +
        " 14)\">"
@@ -874,6 +874,94 @@ std::string site_table(const json& r, const Culprits& culprits) {
   return s;
 }
 
+// ---- next steps: commands to reproduce the report and dig into it. Each is rebuilt from the
+// report's own fields, so it runs as printed; the report's "context" (when present) adds the
+// command line that made it, when, with which tapml, and carved tests that fail.
+
+// `site` as a regular expression that matches it alone (compare's --site searches).
+std::string site_regex(const std::string& site) {
+  std::string out = "^";
+  for (char c : site) {
+    if (std::string_view("\\^$.|?*+()[]{}").find(c) != std::string_view::npos) out += '\\';
+    out += c;
+  }
+  return out + "$";
+}
+
+// --source, --prompt and --steps as the migration ran; the defaults (source ref, one empty
+// prompt) are left out.
+std::string run_flags(const json& r) {
+  std::string s;
+  std::string source = text(r, "source");
+  if (!source.empty() && source != "ref") s += " --source " + shell_word(source);
+  const json& prompts = list(r, "prompts");
+  if (!(prompts.size() == 1 && text(prompts[0]).empty()))
+    for (const json& p : prompts) s += " --prompt " + shell_word(text(p));
+  if (has(r, "steps")) s += " --steps " + shell_word(text(r, "steps"));
+  return s;
+}
+
+std::string command_block(const std::string& command) {
+  return "<pre class=\"command\"><code>" + esc(command) + "</code></pre>";
+}
+
+std::string next_steps_section(const json& r, const Culprits& culprits) {
+  const json& context = member(r, "context");
+  std::string reproduce = text(context, "command");
+  bool own_command = reproduce.find(" migrate ") != std::string::npos &&
+                     reproduce.find(" migrate ") < reproduce.find(" --");
+  if (!own_command) {
+    reproduce = "tapml migrate --model " + shell_word(text(r, "model")) + " --backend " +
+                shell_word(text(r, "target"));
+    std::string strategy = text(r, "strategy");
+    if (!strategy.empty() && strategy != "auto") reproduce += " --strategy " + shell_word(strategy);
+    reproduce += run_flags(r);
+    const json& th = member(r, "thresholds");
+    auto nmse = number(th, "nmse"), noise = number(th, "noise_nmse");
+    // A threshold other than the calibrated one (100x the noise) was given on the command line.
+    if (nmse && noise && std::fabs(*nmse - 100 * *noise) > 1e-6 * *nmse)
+      reproduce += " --nmse-threshold " + fmt(*nmse);
+  }
+  std::string s = "<dl class=\"steps\"><dt>Reproduce this migration</dt><dd>" +
+                  command_block(reproduce) + "</dd>";
+  if (!culprits.sites.empty()) {
+    s += "<dt>Compare the culprit" + std::string(culprits.sites.size() == 1 ? "" : "s") +
+         " alone: every call re-run on the target with the source's inputs</dt><dd>";
+    for (const std::string& site : culprits.sites)
+      s += command_block("tapml compare --model " + shell_word(text(r, "model")) + " --backend " +
+                         shell_word(text(r, "target")) + " --site " + shell_word(site_regex(site)) +
+                         run_flags(r));
+    s += "</dd>";
+  }
+  const json& corpus = member(context, "corpus");
+  const json& ids = list(corpus, "failing_tests");
+  if (!ids.empty()) {
+    const size_t shown = 20;
+    s += "<dt>Replay the carved tests that fail on <code>" + esc(corpus, "backend") +
+         "</code>, one op call each</dt><dd>";
+    for (size_t i = 0; i < ids.size() && i < shown; i++)
+      s += command_block("tapml test --corpus " + shell_word(text(corpus, "path")) + " --backend " +
+                         shell_word(text(corpus, "backend")) + " --id " + text(ids[i]));
+    if (ids.size() > shown)
+      s += "<p class=\"muted\">and " + std::to_string(ids.size() - shown) +
+           " more failing tests (the JSON report lists them all).</p>";
+    s += "</dd>";
+  }
+  s += "</dl>";
+  std::vector<std::string> made;
+  if (has(context, "command")) made.push_back("by <code>" + esc(context, "command") + "</code>");
+  if (has(context, "date")) made.push_back("on " + esc(context, "date"));
+  if (has(context, "tapml_version")) made.push_back("with tapml " + esc(context, "tapml_version"));
+  if (!made.empty()) {
+    s += "<p class=\"provenance\">This report was made";
+    for (const std::string& m : made) s += " " + m;
+    s += ".</p>";
+  } else {
+    s += "<p class=\"provenance muted\">This report does not record the command that made it.</p>";
+  }
+  return s;
+}
+
 std::string coverage_section(const json& r) {
   const json& unsupported = list(r, "unsupported");
   size_t checked = 0;
@@ -988,6 +1076,13 @@ table.data details summary { color: var(--muted); cursor: pointer; font-size: 12
 .badge.pass { background: var(--pass); }
 .badge.fail { background: var(--fail); }
 footer { color: var(--muted); font-size: 12px; text-align: center; }
+dl.steps { margin: 0; }
+dl.steps dt { font-weight: 600; margin-top: 8px; }
+dl.steps dd { margin: 2px 0 0; }
+pre.command { margin: 2px 0; padding: 6px 10px; background: var(--bg); border: 1px solid var(--line);
+              border-radius: 6px; white-space: pre-wrap; overflow-wrap: anywhere; }
+pre.command code { word-break: normal; }
+p.provenance { margin: 10px 0 0; font-size: 13px; }
 )CSS";
 
 std::string card(const char* id, const std::string& title, const std::string& what,
@@ -1025,6 +1120,8 @@ std::string migrate_html(const json& report) {
        esc(title) + "</title><style>" + kStyle + "</style></head><body><main>";
   h += header_section(report);
   h += verdict_section(report, culprits);
+  h += card("next-steps", "Next steps", "Commands to reproduce this report and to dig into it.",
+            next_steps_section(report, culprits));
   h += card("timeline", "Migration timeline",
             "Each step moves more of the model to the target and runs it end to end; the bar is "
             "the NMSE of the logits against the source. Hover a bar for details.",

@@ -317,6 +317,68 @@ TEST(MigrateHtml, PropagatedErrorAxisSaysWhatItMeasures) {
   EXPECT_TRUE(has("sites in model order")) << chart;
 }
 
+// The page's text for `needle` as written, with the five entities esc() writes undone.
+std::string unescape(std::string s) {
+  for (auto [from, to] : {std::pair<std::string, std::string>{"&lt;", "<"},
+                          {"&gt;", ">"},
+                          {"&quot;", "\""},
+                          {"&#39;", "'"},
+                          {"&amp;", "&"}})
+    for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size()))
+      s.replace(at, from.size(), to);
+  return s;
+}
+
+TEST(MigrateHtml, NextStepsGiveTheCommandsToReproduceAndDigIn) {
+  json r = to_json(llama_like_report());
+  r["context"] = {{"command", "tapml demo --out /tmp/d"},
+                  {"date", "2025-12-01T14:20:11Z"},
+                  {"tapml_version", "0.1"},
+                  {"corpus",
+                   {{"path", "/tmp/d/stories.corpus"},
+                    {"backend", "faulty:cpu?fault=rope_pairing"},
+                    {"failing_tests", {5, 41}}}}};
+  std::string html = migrate_html(r);
+  std::string box =
+      unescape(element(html, "<section class=\"card\" id=\"next-steps\"", "</section>"));
+  ASSERT_FALSE(box.empty()) << "no next-steps section";
+  // Reproduce the migration; compare the culprit alone; replay each failing carved test.
+  EXPECT_NE(box.find("tapml migrate --model stories260K.gguf --backend "
+                     "'faulty:cpu?fault=rope_pairing&site=^blk\\.2\\.rope_q$' "
+                     "--prompt 'Once upon a time' --steps 64"),
+            std::string::npos)
+      << box;
+  EXPECT_NE(box.find("tapml compare --model stories260K.gguf --backend "
+                     "'faulty:cpu?fault=rope_pairing&site=^blk\\.2\\.rope_q$' "
+                     "--site '^blk\\.2\\.rope_q$' --prompt 'Once upon a time' --steps 64"),
+            std::string::npos)
+      << box;
+  for (const char* id : {"5", "41"})
+    EXPECT_NE(box.find(std::string("tapml test --corpus /tmp/d/stories.corpus --backend "
+                                   "'faulty:cpu?fault=rope_pairing' --id ") +
+                       id),
+              std::string::npos)
+        << box;
+  // How the report was made.
+  for (const char* fact : {"tapml demo --out /tmp/d", "2025-12-01T14:20:11Z", "tapml 0.1"})
+    EXPECT_NE(box.find(fact), std::string::npos) << fact << "\n" << box;
+}
+
+TEST(MigrateHtml, NextStepsWithoutAContextStillReproduce) {
+  json r = to_json(llama_like_report());
+  r.erase("context");
+  std::string box =
+      unescape(element(migrate_html(r), "<section class=\"card\" id=\"next-steps\"", "</section>"));
+  EXPECT_NE(box.find("tapml migrate --model stories260K.gguf"), std::string::npos) << box;
+  EXPECT_NE(box.find("--site '^blk\\.2\\.rope_q$'"), std::string::npos) << box;
+  EXPECT_EQ(box.find("tapml test --corpus"), std::string::npos) << box;
+  // A report made by `tapml migrate` itself is reproduced by its own command line.
+  r["context"] = {{"command", "tapml migrate --model m.bin --tokenizer tok.bin --backend cpu"}};
+  box =
+      unescape(element(migrate_html(r), "<section class=\"card\" id=\"next-steps\"", "</section>"));
+  EXPECT_NE(box.find("--tokenizer tok.bin"), std::string::npos) << box;
+}
+
 // Headless Chromium: the page opens without script errors, the charts are in the DOM, and a
 // screenshot has real content.
 std::string find_chromium() {
