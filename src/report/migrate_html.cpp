@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "report/command_line.h"
+#include "report/csp.h"
 
 namespace tapml {
 namespace {
@@ -832,9 +833,23 @@ std::string ops_chart(const json& r, const Culprits& culprits) {
   return s;
 }
 
+// A numeric cell; `data-v` holds the value the table's script sorts by (JavaScript reads
+// "Infinity"), absent when there is none.
+std::string num_cell(std::optional<double> v, const std::string& shown_html) {
+  std::string s = "<td class=\"num\"";
+  if (v) {
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%.17g", *v);
+    s += " data-v=\"" + std::string(std::isinf(*v) ? (*v > 0 ? "Infinity" : "-Infinity") : buf) +
+         "\"";
+  }
+  return s + ">" + shown_html + "</td>";
+}
+
 std::string site_table(const json& r, const Culprits& culprits) {
   const json& sites = list(r, "sites");
   if (sites.empty()) return "<p class=\"muted\">No per-site measurements in this report.</p>";
+  // Complete without scripts, in model order; the page's script adds sorting and a filter.
   std::string s =
       "<div class=\"scroll\"><table class=\"data sites\"><thead><tr><th>site</th>"
       "<th>op</th><th class=\"num\">layer</th><th class=\"num\">local ÷ tol.</th>"
@@ -842,18 +857,23 @@ std::string site_table(const json& r, const Culprits& culprits) {
       "<th class=\"num\">local error</th><th class=\"num\">propagated error</th>"
       "<th class=\"num\">amplification</th>"
       "</tr></thead><tbody>";
-  for (const json& site : sites) {
+  for (size_t i = 0; i < sites.size(); i++) {
+    const json& site = sites[i];
     const json& lo = member(site, "local");
     const json& pr = member(site, "propagated");
     std::string name = text(site, "site");
     bool culprit = culprits.sites.count(name) > 0;
     bool failed = has(site, "local") && local_failed(site);
     std::string cls = culprit ? "culprit" : failed ? "bad" : "";
-    s += "<tr" + (cls.empty() ? std::string() : " class=\"" + cls + "\"") + "><td><code>" +
-         esc(name) + "</code>" + (culprit ? " <span class=\"badge fail\">culprit</span>" : "") +
-         "</td><td>" + esc(site, "op") + "</td><td class=\"num\">" +
-         (block_of(site) ? std::to_string(*block_of(site)) : std::string("—")) + "</td>";
-    s += "<td class=\"num\">" + esc(fmt(number(lo, "ratio"))) + "</td><td>";
+    auto block = block_of(site);
+    // The site column sorts by model order.
+    s += "<tr" + (cls.empty() ? std::string() : " class=\"" + cls + "\"") + "><td data-v=\"" +
+         std::to_string(i) + "\"><code>" + esc(name) + "</code>" +
+         (culprit ? " <span class=\"badge fail\">culprit</span>" : "") + "</td><td>" +
+         esc(site, "op") + "</td>" +
+         num_cell(block ? std::optional<double>(double(*block)) : std::nullopt,
+                  block ? std::to_string(*block) : "—");
+    s += num_cell(number(lo, "ratio"), esc(fmt(number(lo, "ratio")))) + "<td>";
     if (has(lo, "check")) {
       std::string check = text(lo, "check");
       s += "<span class=\"badge " + std::string(check == "pass" ? "pass" : "fail") + "\">" +
@@ -861,14 +881,12 @@ std::string site_table(const json& r, const Culprits& culprits) {
     } else {
       s += has(site, "local") ? "" : "<span class=\"muted\">not checked</span>";
     }
-    s += "</td><td class=\"num\">" + esc(lo, "calls") + "</td><td class=\"num\">" +
-         esc(lo, "failed") + "</td><td class=\"num\">" + esc(fmt(number(lo, "error"))) +
-         "</td><td class=\"num\">" + esc(fmt(number(pr, "error"))) + "</td><td class=\"num\">";
-    if (auto amp = number(site, "amplification"))
-      s += esc(fmt(*amp)) + "×";
-    else
-      s += "—";
-    s += "</td></tr>";
+    auto amp = number(site, "amplification");
+    s += "</td>" + num_cell(number(lo, "calls"), esc(lo, "calls")) +
+         num_cell(number(lo, "failed"), esc(lo, "failed")) +
+         num_cell(number(lo, "error"), esc(fmt(number(lo, "error")))) +
+         num_cell(number(pr, "error"), esc(fmt(number(pr, "error")))) +
+         num_cell(amp, amp ? esc(fmt(*amp)) + "×" : "—") + "</tr>";
   }
   s += "</tbody></table></div>";
   return s;
@@ -979,6 +997,100 @@ std::string coverage_section(const json& r) {
   return s + "</tbody></table>";
 }
 
+// The page's one script: sorting and a filter for the site table. It only reorders and hides
+// rows the page already holds (it reads no report data and writes no markup from it), and
+// builds its controls itself, so a reader without scripts gets the whole table and no
+// control that does nothing. The CSP allows it by its hash and refuses every other script.
+constexpr const char* kSiteTableScript = R"JS(
+(function () {
+  var table = document.querySelector('table.sites');
+  if (!table || !table.tBodies.length) return;
+  var body = table.tBodies[0];
+  var rows = Array.prototype.slice.call(body.rows);
+  var heads = Array.prototype.slice.call(table.tHead.rows[0].cells);
+
+  var bar = document.createElement('div');
+  bar.className = 'table-controls';
+  var filter = document.createElement('input');
+  filter.type = 'search';
+  filter.placeholder = 'filter: site or op (text or regular expression)';
+  filter.setAttribute('aria-label', 'filter the sites by site or op');
+  var failing = document.createElement('input');
+  failing.type = 'checkbox';
+  var label = document.createElement('label');
+  label.appendChild(failing);
+  label.appendChild(document.createTextNode(' only failing sites'));
+  var count = document.createElement('span');
+  count.className = 'count';
+  bar.appendChild(filter);
+  bar.appendChild(label);
+  bar.appendChild(count);
+  table.parentNode.parentNode.insertBefore(bar, table.parentNode);
+
+  function matcher(text) {
+    try {
+      var re = new RegExp(text, 'i');
+      return function (s) { return re.test(s); };
+    } catch (e) {
+      var needle = text.toLowerCase();
+      return function (s) { return s.toLowerCase().indexOf(needle) >= 0; };
+    }
+  }
+  function apply() {
+    var match = matcher(filter.value), shown = 0;
+    rows.forEach(function (r) {
+      var site = r.cells[0].querySelector('code').textContent, op = r.cells[1].textContent;
+      var bad = r.classList.contains('bad') || r.classList.contains('culprit');
+      var show = (match(site) || match(op)) && (!failing.checked || bad);
+      r.hidden = !show;
+      if (show) shown++;
+    });
+    count.textContent = shown + ' of ' + rows.length + ' sites';
+  }
+  filter.addEventListener('input', apply);
+  failing.addEventListener('change', apply);
+
+  // A value to sort by, or null: missing values go last whichever the direction.
+  function key(row, col) {
+    var cell = row.cells[col], v = cell.getAttribute('data-v');
+    if (v !== null) return parseFloat(v);
+    if (heads[col].classList.contains('num')) return null;
+    var t = cell.textContent.trim();
+    return t === '' || t === '—' ? null : t;
+  }
+  var sorted = {col: -1, dir: 1};
+  function sort(col) {
+    // Numbers start worst (largest) first, text A to Z; a second click reverses.
+    var dir = sorted.col === col ? -sorted.dir : heads[col].classList.contains('num') ? -1 : 1;
+    if (col === 0 && sorted.col !== 0) dir = 1;  // the site column: model order first
+    sorted = {col: col, dir: dir};
+    var order = rows.map(function (r, i) { return {row: r, key: key(r, col), i: i}; });
+    order.sort(function (a, b) {
+      if (a.key === null || b.key === null)
+        return a.key === b.key ? a.i - b.i : a.key === null ? 1 : -1;
+      if (a.key < b.key) return -dir;
+      if (a.key > b.key) return dir;
+      return a.i - b.i;
+    });
+    order.forEach(function (o) { body.appendChild(o.row); });
+    heads.forEach(function (h, c) {
+      if (c === col) h.setAttribute('aria-sort', dir > 0 ? 'ascending' : 'descending');
+      else h.removeAttribute('aria-sort');
+    });
+  }
+  heads.forEach(function (th, col) {
+    var button = document.createElement('button');
+    button.type = 'button';
+    button.title = 'sort by ' + th.textContent;
+    while (th.firstChild) button.appendChild(th.firstChild);
+    th.appendChild(button);
+    button.addEventListener('click', function () { sort(col); });
+  });
+  table.setAttribute('data-interactive', '');
+  apply();
+})();
+)JS";
+
 // Inline styles only: the page must render identically offline and from a CI artifact.
 constexpr const char* kStyle = R"CSS(
 :root { --pass: #1a7f37; --fail: #cf222e; --local: #0969da; --prop: #bc4c00;
@@ -1083,6 +1195,17 @@ pre.command { margin: 2px 0; padding: 6px 10px; background: var(--bg); border: 1
               border-radius: 6px; white-space: pre-wrap; overflow-wrap: anywhere; }
 pre.command code { word-break: normal; }
 p.provenance { margin: 10px 0 0; font-size: 13px; }
+.table-controls { display: flex; gap: 14px; align-items: center; margin-top: 8px;
+                  flex-wrap: wrap; font-size: 13px; }
+.table-controls input[type=search] { flex: 1 1 260px; max-width: 420px; padding: 4px 8px;
+                                     border: 1px solid var(--line); border-radius: 6px;
+                                     font: inherit; }
+.table-controls .count { color: var(--muted); }
+table.sites th button { all: unset; cursor: pointer; }
+table.sites th button:focus-visible { outline: 2px solid var(--local); }
+table.sites th button::after { content: " \2195"; color: #afb8c1; }
+table.sites th[aria-sort=ascending] button::after { content: " \25B2"; color: var(--ink); }
+table.sites th[aria-sort=descending] button::after { content: " \25BC"; color: var(--ink); }
 )CSS";
 
 std::string card(const char* id, const std::string& title, const std::string& what,
@@ -1111,10 +1234,12 @@ std::string migrate_html(const json& report) {
   std::string h;
   h.reserve(64 * 1024);
   h += "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-       // No scripts, no fetches: the report is a static artifact, and a site name that
-       // slipped past escaping still could not run.
+       // No fetches, and no script but the page's own, allowed by its hash: a site name
+       // that slipped past escaping still could not run.
        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-       "style-src 'unsafe-inline'\">"
+       "style-src 'unsafe-inline'; script-src " +
+       csp_script_hash(kSiteTableScript) +
+       "\">"
        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
        "<title>" +
        esc(title) + "</title><style>" + kStyle + "</style></head><body><main>";
@@ -1137,7 +1262,7 @@ std::string migrate_html(const json& report) {
   h += card("sites", "Sites", "Every measured site, in model order.", site_table(report, culprits));
   h += card("coverage", "Coverage", "Sites the target cannot run.", coverage_section(report));
   h += "<footer>" + esc(format) + " v" + text(version) + " · written by tapml migrate</footer>";
-  h += "</main></body></html>\n";
+  h += "</main><script>" + std::string(kSiteTableScript) + "</script></body></html>\n";
   return h;
 }
 

@@ -1,5 +1,7 @@
 // The HTML view of a `tapml migrate` report: one self-contained page (inline CSS, charts
-// drawn as inline SVG, nothing fetched from the network) with a header, the verdict (id
+// drawn as inline SVG, nothing fetched from the network; one inline script, allowed by its
+// hash in the page's CSP, sorts and filters the site table, and the page reads in full
+// without it) with a header, the verdict (id
 // `verdict`, attribute `data-status` = pass | fail | unknown), the next steps (section
 // `next-steps`: the commands that reproduce the migration, compare each culprit alone and,
 // when the report's "context" lists them, replay the carved tests that fail; the command

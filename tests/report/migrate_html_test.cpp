@@ -58,9 +58,12 @@ TEST(MigrateHtml, FailingSampleHasEverySectionAndTheCulprit) {
 
 TEST(MigrateHtml, IsSelfContained) {
   std::string html = migrate_html(load_sample("sample_migrate_report.json"));
-  for (const char* forbidden : {"http:", "https:", "<script", "<link", "<img", "<iframe", "url(",
-                                "@import", " src=", "href="})
+  for (const char* forbidden :
+       {"http:", "https:", "<link", "<img", "<iframe", "url(", "@import", " src=", "href="})
     EXPECT_EQ(html.find(forbidden), std::string::npos) << forbidden;
+  // One script, inline: the site table's (its CSP hash is checked below).
+  EXPECT_EQ(count(html, "<script"), 1u);
+  EXPECT_EQ(count(html, "<script>"), 1u);
   // Every coordinate is a finite number: no NaN or Inf leaked from a log of zero or a null.
   std::regex bad_number(R"(="[^"<>]*\b(nan|inf)\b)", std::regex::icase);
   EXPECT_FALSE(std::regex_search(html, bad_number));
@@ -89,7 +92,7 @@ TEST(MigrateHtml, EscapesEveryStringFromTheReport) {
   r["verdict"]["summary"] = evil;
   r["prompts"][0] = evil;
   std::string html = migrate_html(r);
-  EXPECT_EQ(html.find("<script"), std::string::npos);
+  EXPECT_EQ(count(html, "<script"), 1u);  // the page's own, none from the report
   EXPECT_EQ(html.find("<b>bold"), std::string::npos);
   EXPECT_NE(html.find("&lt;script&gt;alert(1)&lt;/script&gt;"), std::string::npos);
   EXPECT_NE(html.find("&quot;quoted&quot; &amp; &lt;b&gt;"), std::string::npos);
@@ -396,6 +399,119 @@ std::string chromium_command(const std::string& chromium, const std::string& pro
          " --disable-background-networking --disable-component-update --disable-sync"
          " --disable-dev-shm-usage --user-data-dir=" +
          shell_quote(profile) + " " + mode + " " + shell_quote("file://" + html_path);
+}
+
+// `html` written to a file and opened by headless Chromium; the DOM after
+// the page's scripts ran. The caller skips when there is no chromium.
+std::string dump_dom(const std::string& chromium, const std::string& html) {
+  std::string path = write_file(temp_dir(), "page.html", html);
+  auto dom = run_command(chromium_command(chromium, temp_dir(), "--dump-dom", path));
+  EXPECT_EQ(dom.exit_code, 0) << dom.err;
+  EXPECT_EQ(dom.err.find("Uncaught"), std::string::npos) << dom.err;
+  return dom.out;
+}
+
+TEST(MigrateHtml, SiteTableScriptIsInlineAndAllowedByItsHashAlone) {
+  std::string html = migrate_html(to_json(llama_like_report()));
+  ASSERT_EQ(count(html, "<script"), 1u);
+  size_t open = html.find("<script>");
+  ASSERT_NE(open, std::string::npos) << "a script with attributes (src?)";
+  size_t close = html.find("</script>", open);
+  std::string script = html.substr(open + 8, close - open - 8);
+  // The browser's hash of the script's text, computed apart from the page's own SHA-256.
+  std::string file = write_file(temp_dir(), "script.js", script);
+  auto hash = run_command(
+      "/usr/bin/python3 -c 'import base64, hashlib, sys; "
+      "print(base64.b64encode(hashlib.sha256(open(sys.argv[1], \"rb\").read()).digest())"
+      ".decode())' " +
+      shell_quote(file));
+  ASSERT_EQ(hash.exit_code, 0) << hash.err;
+  std::string csp = element(html, "<meta http-equiv=\"Content-Security-Policy\"", ">");
+  std::string script_src = csp.substr(csp.find("script-src"));
+  script_src = script_src.substr(0, script_src.find_first_of(";\""));
+  EXPECT_EQ(script_src, "script-src 'sha256-" + hash.out.substr(0, hash.out.find('\n')) + "'")
+      << csp;
+}
+
+TEST(MigrateHtml, SiteTableSortsAndFiltersInHeadlessChromium) {
+  std::string chromium = find_chromium();
+  if (chromium.empty()) GTEST_SKIP() << "chromium is not installed";
+  std::string html = migrate_html(to_json(llama_like_report()));
+  // The page without its CSP, so that a harness after the page's own script may drive the
+  // controls as a user would and leave what it saw in the DOM.
+  html = std::regex_replace(html, std::regex(R"(<meta http-equiv="Content-Security-Policy"[^>]*>)"),
+                            "");
+  const std::string harness = R"JS(<script>
+(function () {
+  var table = document.querySelector('table.sites'), out = {};
+  function visible() {
+    return Array.prototype.filter.call(table.tBodies[0].rows, function (r) { return !r.hidden; });
+  }
+  function first() { return visible()[0].cells[0].textContent.trim().split(' ')[0]; }
+  var buttons = table.tHead.querySelectorAll('button');
+  out.buttons = buttons.length;
+  buttons[3].click(); out.worst_first = first();
+  buttons[3].click(); out.best_first = first();
+  buttons[0].click(); out.site_first = first();
+  buttons[0].click(); out.site_reversed_first = first();
+  var filter = document.querySelector('.table-controls input[type=search]');
+  var failing = document.querySelector('.table-controls input[type=checkbox]');
+  filter.value = 'rope'; filter.dispatchEvent(new Event('input'));
+  out.rope = visible().length;
+  failing.checked = true; failing.dispatchEvent(new Event('change'));
+  out.rope_failing = visible().length;
+  failing.checked = false; failing.dispatchEvent(new Event('change'));
+  filter.value = '^kv_store$'; filter.dispatchEvent(new Event('input'));
+  out.kv_store = visible().length;
+  filter.value = '(unbalanced'; filter.dispatchEvent(new Event('input'));
+  out.bad_regex = visible().length;
+  filter.value = ''; filter.dispatchEvent(new Event('input'));
+  out.all = visible().length;
+  out.count = document.querySelector('.table-controls .count').textContent;
+  document.body.setAttribute('data-result', JSON.stringify(out));
+})();
+</script>)JS";
+  html.insert(html.rfind("</body>"), harness);
+  std::string dom = dump_dom(chromium, html);
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(dom, m, std::regex(R"re(data-result="([^"]*)")re"))) << dom;
+  json seen = json::parse(unescape(m[1]));
+  EXPECT_EQ(seen["buttons"], 10);  // every column sorts
+  // "local ÷ tol.": worst first; again: best first (ties stay in model order).
+  EXPECT_EQ(seen["worst_first"], "blk.2.rope_q") << seen.dump();
+  EXPECT_EQ(seen["best_first"], "token_embd") << seen.dump();
+  // "site": model order, then reversed.
+  EXPECT_EQ(seen["site_first"], "token_embd") << seen.dump();
+  EXPECT_EQ(seen["site_reversed_first"], "output") << seen.dump();
+  // The filter matches site or op (a regular expression, or plain text while it is not one).
+  EXPECT_EQ(seen["rope"], 10) << seen.dump();
+  EXPECT_EQ(seen["rope_failing"], 1) << seen.dump();
+  EXPECT_EQ(seen["kv_store"], 5) << seen.dump();
+  EXPECT_EQ(seen["bad_regex"], 0) << seen.dump();
+  EXPECT_EQ(seen["all"], 83) << seen.dump();
+  EXPECT_EQ(seen["count"], "83 of 83 sites") << seen.dump();
+}
+
+TEST(MigrateHtml, SiteTableScriptRunsUnderTheCspAndThePageReadsWithoutIt) {
+  std::string chromium = find_chromium();
+  if (chromium.empty()) GTEST_SKIP() << "chromium is not installed";
+  std::string html = migrate_html(to_json(llama_like_report()));
+  // As written, CSP included: the page's script ran and added its controls.
+  std::string dom = dump_dom(chromium, html);
+  EXPECT_NE(dom.find("<table class=\"data sites\" data-interactive"), std::string::npos);
+  EXPECT_NE(dom.find("class=\"table-controls\""), std::string::npos);
+  // Scripts refused (as a viewer that serves artifacts with a strict CSP does, or a reader
+  // with scripts off; Chromium cannot dump the DOM with scripts disabled): every row is there
+  // and shown, and no control that would do nothing.
+  std::string refused =
+      std::regex_replace(html, std::regex("script-src '[^']*'"), "script-src 'none'");
+  ASSERT_NE(refused, html);
+  std::string still = dump_dom(chromium, refused);
+  EXPECT_EQ(still.find("class=\"table-controls\""), std::string::npos);
+  EXPECT_EQ(site_table_cells(still).size(), 83u);
+  std::string table = element(still, "<table class=\"data sites", "</table>");
+  EXPECT_EQ(table.find(" hidden"), std::string::npos);
+  EXPECT_NE(still.find("Next steps"), std::string::npos);
 }
 
 void check_in_chromium(const std::string& sample, const std::string& status) {
