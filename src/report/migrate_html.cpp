@@ -938,7 +938,7 @@ std::string next_steps_section(const json& r, const Culprits& culprits) {
     auto nmse = number(th, "nmse"), noise = number(th, "noise_nmse");
     // A threshold other than the calibrated one (100x the noise) was given on the command line.
     if (nmse && noise && std::fabs(*nmse - 100 * *noise) > 1e-6 * *nmse)
-      reproduce += " --nmse-threshold " + fmt(*nmse);
+      reproduce += " --nmse-threshold " + shell_word(text(th, "nmse"));  // every digit
   }
   std::string s = "<dl class=\"steps\"><dt>Reproduce this migration</dt><dd>" +
                   command_block(reproduce) + "</dd>";

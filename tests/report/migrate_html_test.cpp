@@ -375,6 +375,12 @@ TEST(MigrateHtml, NextStepsWithoutAContextStillReproduce) {
   EXPECT_NE(box.find("tapml migrate --model stories260K.gguf"), std::string::npos) << box;
   EXPECT_NE(box.find("--site '^blk\\.2\\.rope_q$'"), std::string::npos) << box;
   EXPECT_EQ(box.find("tapml test --corpus"), std::string::npos) << box;
+  // The calibrated threshold (100x the noise) is the default; another one was given.
+  EXPECT_EQ(box.find("--nmse-threshold"), std::string::npos) << box;
+  r["thresholds"]["nmse"] = 1.2345678e-9;
+  box =
+      unescape(element(migrate_html(r), "<section class=\"card\" id=\"next-steps\"", "</section>"));
+  EXPECT_NE(box.find("--steps 64 --nmse-threshold 1.2345678e-09"), std::string::npos) << box;
   // A report made by `tapml migrate` itself is reproduced by its own command line.
   r["context"] = {{"command", "tapml migrate --model m.bin --tokenizer tok.bin --backend cpu"}};
   box =
