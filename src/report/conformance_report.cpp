@@ -6,7 +6,7 @@
 #include <map>
 #include <vector>
 
-#include "report/xml.h"
+#include "report/command_line.h"
 
 namespace tapml {
 
@@ -45,10 +45,10 @@ std::string failing_ops(const ConformanceRun& run) {
   return s;
 }
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
+// The command that reruns every case of one op, with the same inputs.
+std::string rerun_command(const ConformanceRun& run, Op op) {
+  return "tapml test --conformance --backend " + shell_quote(run.backend) + " --op '^" +
+         std::string(op_name(op)) + "$' --seed " + std::to_string(run.seed);
 }
 
 }  // namespace
@@ -88,9 +88,7 @@ std::string conformance_table(const ConformanceRun& run) {
   for (const ConformanceResult& r : run.results)
     if (r.status == CaseStatus::Fail && std::find(rerun.begin(), rerun.end(), r.op) == rerun.end())
       rerun.push_back(r.op);
-  for (Op op : rerun)
-    out += "  rerun: tapml test --conformance --backend " + shell_quote(run.backend) + " --op '^" +
-           std::string(op_name(op)) + "$' --seed " + std::to_string(run.seed) + "\n";
+  for (Op op : rerun) out += "  rerun: " + rerun_command(run, op) + "\n";
   return out + conformance_summary_line(run) + "\n";
 }
 
@@ -153,42 +151,31 @@ nlohmann::json conformance_json(const ConformanceRun& run) {
           {"cases", cases}};
 }
 
-std::string conformance_junit_xml(const ConformanceRun& run) {
-  std::map<Op, std::vector<const ConformanceResult*>> by_op;
-  for (const ConformanceResult& r : run.results) by_op[r.op].push_back(&r);
-  std::string x =
-      "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"tapml conformance " +
-      xml_escape(run.backend) + "\">\n";
-  for (auto& [op, rs] : by_op) {
-    const std::string name(op_name(op));
-    int64_t failures = 0, skipped = 0;
-    double seconds = 0;
-    for (const ConformanceResult* r : rs) {
-      failures += r->status == CaseStatus::Fail;
-      skipped += r->status == CaseStatus::NotOffered;
-      seconds += r->seconds;
+std::string conformance_junit_xml(const ConformanceRun& run, const JunitStamp& stamp) {
+  std::map<Op, JunitSuite> by_op;
+  for (const ConformanceResult& r : run.results) {
+    const std::string name(op_name(r.op));
+    JunitSuite& suite = by_op[r.op];
+    suite.name = name;
+    JunitCase c;
+    c.classname = name;
+    c.name = "[" + r.dtypes + "] " + r.label;
+    c.seconds = r.seconds;
+    if (r.status == CaseStatus::NotOffered) {
+      c.outcome = JunitOutcome::Skipped;
+      c.message = "not offered: " + r.detail;
+    } else if (r.status == CaseStatus::Fail) {
+      c.outcome = JunitOutcome::Failure;
+      c.type = r.check;
+      c.message = r.detail;
+      c.body = r.check + ": " + r.detail + "\ncase: " + name + " [" + r.dtypes + "] " + r.label +
+               "\nrerun: " + rerun_command(run, r.op) + "\n";
     }
-    x += "  <testsuite name=\"" + xml_escape(name) + "\" tests=\"" + std::to_string(rs.size()) +
-         "\" failures=\"" + std::to_string(failures) + "\" skipped=\"" + std::to_string(skipped) +
-         "\" time=\"" + format("%.6f", seconds) + "\">\n";
-    for (const ConformanceResult* r : rs) {
-      x += "    <testcase classname=\"" + xml_escape(name) + "\" name=\"" +
-           xml_escape("[" + r->dtypes + "] " + r->label) + "\" time=\"" +
-           format("%.6f", r->seconds) + "\"";
-      if (r->status == CaseStatus::Pass) {
-        x += "/>\n";
-        continue;
-      }
-      if (r->status == CaseStatus::NotOffered)
-        x += ">\n      <skipped message=\"" + xml_escape("not offered: " + r->detail) + "\"/>\n";
-      else
-        x += ">\n      <failure type=\"" + xml_escape(r->check) + "\" message=\"" +
-             xml_escape(r->detail) + "\"/>\n";
-      x += "    </testcase>\n";
-    }
-    x += "  </testsuite>\n";
+    suite.cases.push_back(std::move(c));
   }
-  return x + "</testsuites>\n";
+  std::vector<JunitSuite> suites;
+  for (auto& [op, suite] : by_op) suites.push_back(std::move(suite));
+  return junit_document("tapml conformance " + run.backend, suites, stamp);
 }
 
 }  // namespace tapml

@@ -6,6 +6,7 @@
 #include <string>
 
 #include "replay/conformance.h"
+#include "report/junit.h"
 
 namespace tapml {
 
@@ -19,6 +20,8 @@ std::string conformance_summary_line(const ConformanceRun& run);
 constexpr int kConformanceReportVersion = 1;
 nlohmann::json conformance_json(const ConformanceRun& run);
 
-std::string conformance_junit_xml(const ConformanceRun& run);
+// A failure's body holds its detail, the case, and the command that reruns its op.
+std::string conformance_junit_xml(const ConformanceRun& run,
+                                  const JunitStamp& stamp = JunitStamp::now());
 
 }  // namespace tapml

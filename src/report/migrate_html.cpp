@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "core/error.h"
+#include "report/command_line.h"
+#include "report/csp.h"
 
 namespace tapml {
 namespace {
@@ -137,16 +139,21 @@ std::string truncate(const std::string& s, size_t n) {
   return s.substr(0, cut) + "…";
 }
 
-// ---- a log-scale axis mapping values to pixels. Zero and tiny values sit on the floor;
-// infinite ones at the top, so a NaN or guard failure is the most visible thing on a chart.
+// ---- a log-scale axis mapping values to pixels. Infinite values sit at the top, so a NaN or
+// guard failure is the most visible thing on a chart. Exact zeros have no place on a log
+// scale: a chart that can show them draws them on a row of their own beyond the floor,
+// labelled "exact", rather than as a dip to the floor that reads as "very small".
 
 struct LogAxis {
   int lo = -12, hi = 0;       // decades shown: 10^lo .. 10^hi
   double p_lo = 0, p_hi = 1;  // pixel positions of 10^lo and 10^hi
   bool infinite = false;      // the top decade is reserved for infinite values, labelled "∞"
+  bool zeros = false;         // some values are exactly zero
+  bool exact_row = false;     // the chart draws zeros on the "exact" row at p_exact
+  double p_exact = 0;
 
   double pos(double v) const {
-    if (!(v > 0)) return p_lo;
+    if (!(v > 0)) return exact_row ? p_exact : p_lo;
     if (std::isinf(v)) return p_hi;
     double t = (std::log10(v) - lo) / double(hi - lo);
     t = std::clamp(t, 0.0, 1.0);
@@ -204,7 +211,7 @@ LogAxis fit_axis(const std::vector<double>& values, const std::vector<double>& r
     a.hi = int(std::ceil(std::log10(mx)));
     if (a.hi == a.lo) a.hi++;
   }
-  if (zero) a.lo--;                    // room below the smallest value for exact zeros
+  a.zeros = zero;
   if (inf) a.hi++, a.infinite = true;  // a decade above the largest finite value for "∞"
   if (a.hi - a.lo < 2) a.lo = a.hi - 2;
   a.lo = std::max(a.lo, a.hi - 24);  // beyond 24 decades nothing is readable; clamp the floor
@@ -221,17 +228,22 @@ std::string y_grid(const LogAxis& a, double x0, double x1) {
     s += "<text class=\"tick\" x=\"" + px(x0 - 6) + "\" y=\"" + px(y + 4) +
          "\" text-anchor=\"end\">" + a.label(e) + "</text>";
   }
+  if (a.exact_row && a.zeros)
+    s += "<line class=\"grid exact-grid\" x1=\"" + px(x0) + "\" x2=\"" + px(x1) + "\" y1=\"" +
+         px(a.p_exact) + "\" y2=\"" + px(a.p_exact) + "\"/><text class=\"tick exact-tick\" x=\"" +
+         px(x0 - 6) + "\" y=\"" + px(a.p_exact + 4) + "\" text-anchor=\"end\">exact</text>";
   return s;
 }
 
-std::string hline(double x0, double x1, double y, const std::string& cls, const std::string& label,
-                  bool label_right = true) {
+// A reference line across a chart, labelled above its left end. Charts draw these after
+// their data, and the label has a halo of the background, so no bar or point can hide it.
+std::string hline(double x0, double x1, double y, const std::string& cls,
+                  const std::string& label) {
   std::string s = "<line class=\"" + cls + "\" x1=\"" + px(x0) + "\" x2=\"" + px(x1) + "\" y1=\"" +
                   px(y) + "\" y2=\"" + px(y) + "\"/>";
   if (!label.empty())
-    s += "<text class=\"ref-label " + cls + "-label\" x=\"" + px(label_right ? x1 - 4 : x0 + 4) +
-         "\" y=\"" + px(y - 4) + "\" text-anchor=\"" + (label_right ? "end" : "start") + "\">" +
-         esc(label) + "</text>";
+    s += "<text class=\"ref-label halo " + cls + "-label\" x=\"" + px(x0 + 4) + "\" y=\"" +
+         px(y - 4) + "\">" + esc(label) + "</text>";
   return s;
 }
 
@@ -274,6 +286,14 @@ bool local_failed(const json& site) {
   if (!check.empty()) return check != "pass";
   auto r = number(local, "ratio");
   return r && *r > 1;
+}
+
+// The block a site belongs to; nullopt for sites outside the blocks (the embedding,
+// output_norm, output), which the writer gives layer -1, and for reports without layers.
+std::optional<int64_t> block_of(const json& site) {
+  const json& layer = member(site, "layer");
+  if (!layer.is_number_integer() || layer.get<int64_t>() < 0) return std::nullopt;
+  return layer.get<int64_t>();
 }
 
 // ---- sections
@@ -414,10 +434,6 @@ std::string timeline_chart(const json& r) {
   s += "<text class=\"axis-title\" transform=\"translate(16 " + px(T + PH / 2) +
        ") rotate(-90)\" text-anchor=\"middle\">logits NMSE (log)</text>";
   s += y_grid(a, L, W - R);
-  if (threshold && std::isfinite(*threshold) && *threshold > 0)
-    s += hline(L, W - R, a.pos(*threshold), "threshold", "threshold " + fmt(*threshold));
-  if (noise && std::isfinite(*noise) && *noise > 0)
-    s += hline(L, W - R, a.pos(*noise), "noise", "noise floor " + fmt(*noise), false);
   size_t n = steps.size();
   if (n == 0) {
     s += "<text class=\"empty\" x=\"" + px(W / 2) + "\" y=\"" + px(T + PH / 2) +
@@ -442,7 +458,11 @@ std::string timeline_chart(const json& r) {
     if (auto k = number(st, "seconds")) tip += "\n" + fmt_seconds(*k);
     s += "<g class=\"step " + std::string(pass ? "pass" : "fail") + "\"><title>" + esc(tip) +
          "</title>";
-    if (nmse) {
+    if (nmse && *nmse == 0) {
+      // Identical logits: no bar to draw, and none that would read as "small".
+      s += "<text class=\"bar-value exact-value\" x=\"" + px(cx) + "\" y=\"" + px(a.p_lo - 5) +
+           "\" text-anchor=\"middle\">exact</text>";
+    } else if (nmse) {
       double top = a.pos(*nmse), base = a.p_lo;
       s += "<rect x=\"" + px(cx - bar / 2) + "\" y=\"" + px(top) + "\" width=\"" + px(bar) +
            "\" height=\"" + px(std::max(base - top, 1.5)) + "\" rx=\"2\"/>";
@@ -463,6 +483,10 @@ std::string timeline_chart(const json& r) {
   }
   s += "<line class=\"axis\" x1=\"" + px(L) + "\" x2=\"" + px(W - R) + "\" y1=\"" + px(a.p_lo) +
        "\" y2=\"" + px(a.p_lo) + "\"/>";
+  if (threshold && std::isfinite(*threshold) && *threshold > 0)
+    s += hline(L, W - R, a.pos(*threshold), "threshold", "threshold " + fmt(*threshold));
+  if (noise && std::isfinite(*noise) && *noise > 0)
+    s += hline(L, W - R, a.pos(*noise), "noise", "noise floor " + fmt(*noise));
   // Legend
   s += "<g class=\"legend\" transform=\"translate(" + px(L) +
        " 14)\">"
@@ -510,7 +534,8 @@ std::string timeline_table(const json& r) {
   return s;
 }
 
-// Draws one series as line segments (broken where a value is missing) and points.
+// Draws one series as line segments and points. The line breaks where a value is missing
+// or exactly zero; a zero is a hollow diamond on the axis's "exact" row.
 std::string series(const std::vector<double>& xs, const std::vector<std::optional<double>>& ys,
                    const LogAxis& a, const std::string& cls, const std::vector<std::string>& tips,
                    const std::vector<bool>& bad) {
@@ -518,7 +543,7 @@ std::string series(const std::vector<double>& xs, const std::vector<std::optiona
   std::string path;
   bool open = false;
   for (size_t i = 0; i < xs.size(); i++) {
-    if (!ys[i]) {
+    if (!ys[i] || *ys[i] == 0) {
       open = false;
       continue;
     }
@@ -529,6 +554,12 @@ std::string series(const std::vector<double>& xs, const std::vector<std::optiona
   for (size_t i = 0; i < xs.size(); i++) {
     if (!ys[i]) continue;
     double y = a.pos(*ys[i]);
+    if (*ys[i] == 0) {
+      s += "<g><title>" + esc(tips[i]) + "</title><path class=\"exact\" d=\"M" + px(xs[i]) + " " +
+           px(y - 4) + " L" + px(xs[i] + 4) + " " + px(y) + " L" + px(xs[i]) + " " + px(y + 4) +
+           " L" + px(xs[i] - 4) + " " + px(y) + " Z\"/></g>";
+      continue;
+    }
     s += "<g" + std::string(bad[i] ? " class=\"bad\"" : "") + "><title>" + esc(tips[i]) +
          "</title><circle cx=\"" + px(xs[i]) + "\" cy=\"" + px(y) + "\" r=\"3.2\"/>";
     if (std::isinf(*ys[i]))
@@ -542,8 +573,9 @@ std::string series(const std::vector<double>& xs, const std::vector<std::optiona
 std::string network_chart(const json& r, const Culprits& culprits) {
   const json& sites = list(r, "sites");
   size_t n = sites.size();
-  const double W = 1000, L = 70, R = 24, T = 40, PH = 170, GAP = 46, B = 110;
-  const double T2 = T + PH + GAP, H = T2 + PH + B;
+  // Each panel has its "exact" row EX below its floor.
+  const double W = 1000, L = 78, R = 24, T = 74, PH = 170, EX = 18, GAP = 48, B = 130;
+  const double T2 = T + PH + EX + GAP, H = T2 + PH + EX + B;
   double band = (W - L - R) / double(std::max<size_t>(n, 1));
   std::vector<double> xs;
   std::vector<std::optional<double>> local, prop;
@@ -563,7 +595,7 @@ std::string network_chart(const json& r, const Culprits& culprits) {
     // culprit is marked on that series.
     prop_bad.push_back(culprit);
     std::string tip = text(site, "site") + " (" + text(site, "op");
-    if (has(site, "layer")) tip += ", layer " + text(site, "layer");
+    if (auto layer = block_of(site)) tip += ", layer " + std::to_string(*layer);
     tip += ")";
     if (culprit) tip += " — CULPRIT";
     if (has(site, "local")) {
@@ -589,27 +621,32 @@ std::string network_chart(const json& r, const Culprits& culprits) {
     return out;
   };
   LogAxis a1 = fit_axis(values(local), {1.0});
-  a1.p_lo = T + PH, a1.p_hi = T;
+  a1.p_lo = T + PH, a1.p_hi = T, a1.exact_row = true, a1.p_exact = T + PH + EX;
   LogAxis a2 = fit_axis(values(prop), {});
-  a2.p_lo = T2 + PH, a2.p_hi = T2;
+  a2.p_lo = T2 + PH, a2.p_hi = T2, a2.exact_row = true, a2.p_exact = T2 + PH + EX;
 
   std::string s = svg_open("network-chart", W, H, "error along the network per site");
   // Legend
   s += "<g class=\"legend\" transform=\"translate(" + px(L) +
        " 16)\">"
        "<circle class=\"swatch-local\" cx=\"5\" cy=\"-4\" r=\"4\"/>"
-       "<text x=\"15\">local error ÷ tolerance (op fed the source's inputs)</text>"
-       "<circle class=\"swatch-prop\" cx=\"375\" cy=\"-4\" r=\"4\"/>"
-       "<text x=\"385\">propagated error (inputs from the target)</text>"
-       "<rect class=\"swatch-culprit\" x=\"680\" y=\"-10\" width=\"12\" height=\"12\"/>"
-       "<text x=\"698\">culprit</text></g>";
+       "<text x=\"15\">local error ÷ tolerance: the op alone, fed the source's inputs</text>"
+       "<rect class=\"swatch-culprit\" x=\"560\" y=\"-10\" width=\"12\" height=\"12\"/>"
+       "<text x=\"578\">culprit</text>"
+       "<circle class=\"swatch-prop\" cx=\"5\" cy=\"14\" r=\"4\"/>"
+       "<text x=\"15\" y=\"18\">propagated error E = max|target − source| ÷ max|source| of the "
+       "site's outputs, with every site up to it on the target</text>"
+       "<path class=\"swatch-exact\" d=\"M5 32 L9 36 L5 40 L1 36 Z\"/>"
+       "<text x=\"15\" y=\"40\">exact: zero error (no place on a log scale)</text>"
+       "<text x=\"300\" y=\"40\" class=\"infinite\">∞</text>"
+       "<text x=\"314\" y=\"40\">NaN, Inf or an out-of-bounds write</text></g>";
   // Culprit bands first, so the data draws over them.
   for (size_t i = 0; i < n; i++) {
     std::string name = text(sites[i], "site");
     if (!culprits.sites.count(name)) continue;
     double w = std::max(band, 8.0);
     s += "<rect class=\"culprit-band\" x=\"" + px(xs[i] - w / 2) + "\" y=\"" + px(T) +
-         "\" width=\"" + px(w) + "\" height=\"" + px(T2 + PH - T) + "\"/>";
+         "\" width=\"" + px(w) + "\" height=\"" + px(T2 + PH + EX - T) + "\"/>";
     const char* anchor = xs[i] < L + 120 ? "start" : xs[i] > W - R - 120 ? "end" : "middle";
     s += "<text class=\"culprit-label\" x=\"" + px(xs[i]) + "\" y=\"" + px(T2 - 8) +
          "\" text-anchor=\"" + anchor + "\">" + esc(name) + "</text>";
@@ -618,8 +655,9 @@ std::string network_chart(const json& r, const Culprits& culprits) {
   std::vector<std::pair<size_t, size_t>> spans;  // [first, last] site index of each layer run
   std::vector<std::string> span_names;
   for (size_t i = 0; i < n; i++) {
-    if (!has(sites[i], "layer") || member(sites[i], "layer").is_null()) continue;
-    std::string layer = text(sites[i], "layer");
+    auto block = block_of(sites[i]);
+    if (!block) continue;
+    std::string layer = std::to_string(*block);
     if (!spans.empty() && span_names.back() == layer && spans.back().second == i - 1) {
       spans.back().second = i;
     } else {
@@ -630,14 +668,13 @@ std::string network_chart(const json& r, const Culprits& culprits) {
   for (auto& [first, last] : spans) {
     double x = L + first * band;
     s += "<line class=\"layer-sep\" x1=\"" + px(x) + "\" x2=\"" + px(x) + "\" y1=\"" + px(T) +
-         "\" y2=\"" + px(T2 + PH) + "\"/>";
+         "\" y2=\"" + px(T2 + PH + EX) + "\"/>";
   }
-  s += "<text class=\"axis-title\" transform=\"translate(16 " + px(T + PH / 2) +
-       ") rotate(-90)\" text-anchor=\"middle\">local ÷ tolerance</text>";
-  s += "<text class=\"axis-title\" transform=\"translate(16 " + px(T2 + PH / 2) +
-       ") rotate(-90)\" text-anchor=\"middle\">propagated error</text>";
+  s += "<text class=\"axis-title\" transform=\"translate(14 " + px(T + PH / 2) +
+       ") rotate(-90)\" text-anchor=\"middle\">local error ÷ tolerance (log)</text>";
+  s += "<text class=\"axis-title\" transform=\"translate(14 " + px(T2 + PH / 2) +
+       ") rotate(-90)\" text-anchor=\"middle\">propagated error E (log)</text>";
   s += y_grid(a1, L, W - R) + y_grid(a2, L, W - R);
-  s += hline(L, W - R, a1.pos(1.0), "threshold", "tolerance (1.0)");
   for (double y : {a1.p_lo, a2.p_lo})
     s += "<line class=\"axis\" x1=\"" + px(L) + "\" x2=\"" + px(W - R) + "\" y1=\"" + px(y) +
          "\" y2=\"" + px(y) + "\"/>";
@@ -647,10 +684,13 @@ std::string network_chart(const json& r, const Culprits& culprits) {
   }
   s += series(xs, local, a1, "local", tips, bad);
   s += series(xs, prop, a2, "prop", tips, prop_bad);
+  s += hline(L, W - R, a1.pos(1.0), "threshold", "tolerance (1.0)");
 
   // x labels: every site when there is room, else one label per layer plus the sites outside
-  // layers (embedding, output), which are few.
-  double ly = T2 + PH + 14;
+  // the blocks (embedding, output), which are few.
+  double ly = T2 + PH + EX + 16;
+  s += "<text class=\"axis-title\" x=\"" + px((L + W - R) / 2) + "\" y=\"" + px(H - 8) +
+       "\" text-anchor=\"middle\">sites in model order</text>";
   auto rotated = [&](double x, const std::string& label, const std::string& cls) {
     return "<text class=\"xlabel " + cls + "\" transform=\"translate(" + px(x + 3) + " " + px(ly) +
            ") rotate(-45)\" text-anchor=\"end\">" + esc(truncate(label, 22)) + "</text>";
@@ -672,9 +712,7 @@ std::string network_chart(const json& r, const Culprits& culprits) {
            "\" text-anchor=\"middle\">blk." + esc(span_names[k]) + "</text>";
     }
     // Adjacent sites outside layers (output_norm, output) share one label so they don't overlap.
-    auto in_layer = [&](size_t i) {
-      return has(sites[i], "layer") && !member(sites[i], "layer").is_null();
-    };
+    auto in_layer = [&](size_t i) { return block_of(sites[i]).has_value(); };
     for (size_t i = 0; i < n; i++) {
       if (in_layer(i)) continue;
       size_t j = i;
@@ -766,7 +804,9 @@ std::string ops_chart(const json& r, const Culprits& culprits) {
     s += "<text class=\"op-name" + std::string(culprit ? " culprit-op" : "") + "\" x=\"" +
          px(L - 10) + "\" y=\"" + px(cy + 4) + "\" text-anchor=\"end\">" + esc(o.op) + "</text>";
     std::string note;
-    if (o.worst) {
+    if (o.worst && *o.worst == 0) {
+      note = "exact";  // every call identical to the source: no bar on a log scale
+    } else if (o.worst) {
       double x = a.pos(*o.worst);
       s += "<rect x=\"" + px(L) + "\" y=\"" + px(cy - 8) + "\" width=\"" +
            px(std::max(x - L, 1.5)) + "\" height=\"16\" rx=\"2\"/>";
@@ -793,27 +833,47 @@ std::string ops_chart(const json& r, const Culprits& culprits) {
   return s;
 }
 
+// A numeric cell; `data-v` holds the value the table's script sorts by (JavaScript reads
+// "Infinity"), absent when there is none.
+std::string num_cell(std::optional<double> v, const std::string& shown_html) {
+  std::string s = "<td class=\"num\"";
+  if (v) {
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%.17g", *v);
+    s += " data-v=\"" + std::string(std::isinf(*v) ? (*v > 0 ? "Infinity" : "-Infinity") : buf) +
+         "\"";
+  }
+  return s + ">" + shown_html + "</td>";
+}
+
 std::string site_table(const json& r, const Culprits& culprits) {
   const json& sites = list(r, "sites");
   if (sites.empty()) return "<p class=\"muted\">No per-site measurements in this report.</p>";
+  // Complete without scripts, in model order; the page's script adds sorting and a filter.
   std::string s =
       "<div class=\"scroll\"><table class=\"data sites\"><thead><tr><th>site</th>"
       "<th>op</th><th class=\"num\">layer</th><th class=\"num\">local ÷ tol.</th>"
       "<th>check</th><th class=\"num\">calls</th><th class=\"num\">failed</th>"
       "<th class=\"num\">local error</th><th class=\"num\">propagated error</th>"
-      "<th class=\"num\">prop. ÷ tol.</th><th class=\"num\">amplification</th>"
+      "<th class=\"num\">amplification</th>"
       "</tr></thead><tbody>";
-  for (const json& site : sites) {
+  for (size_t i = 0; i < sites.size(); i++) {
+    const json& site = sites[i];
     const json& lo = member(site, "local");
     const json& pr = member(site, "propagated");
     std::string name = text(site, "site");
     bool culprit = culprits.sites.count(name) > 0;
     bool failed = has(site, "local") && local_failed(site);
     std::string cls = culprit ? "culprit" : failed ? "bad" : "";
-    s += "<tr" + (cls.empty() ? std::string() : " class=\"" + cls + "\"") + "><td><code>" +
-         esc(name) + "</code>" + (culprit ? " <span class=\"badge fail\">culprit</span>" : "") +
-         "</td><td>" + esc(site, "op") + "</td><td class=\"num\">" + esc(site, "layer") + "</td>";
-    s += "<td class=\"num\">" + esc(fmt(number(lo, "ratio"))) + "</td><td>";
+    auto block = block_of(site);
+    // The site column sorts by model order.
+    s += "<tr" + (cls.empty() ? std::string() : " class=\"" + cls + "\"") + "><td data-v=\"" +
+         std::to_string(i) + "\"><code>" + esc(name) + "</code>" +
+         (culprit ? " <span class=\"badge fail\">culprit</span>" : "") + "</td><td>" +
+         esc(site, "op") + "</td>" +
+         num_cell(block ? std::optional<double>(double(*block)) : std::nullopt,
+                  block ? std::to_string(*block) : "—");
+    s += num_cell(number(lo, "ratio"), esc(fmt(number(lo, "ratio")))) + "<td>";
     if (has(lo, "check")) {
       std::string check = text(lo, "check");
       s += "<span class=\"badge " + std::string(check == "pass" ? "pass" : "fail") + "\">" +
@@ -821,17 +881,102 @@ std::string site_table(const json& r, const Culprits& culprits) {
     } else {
       s += has(site, "local") ? "" : "<span class=\"muted\">not checked</span>";
     }
-    s += "</td><td class=\"num\">" + esc(lo, "calls") + "</td><td class=\"num\">" +
-         esc(lo, "failed") + "</td><td class=\"num\">" + esc(fmt(number(lo, "error"))) +
-         "</td><td class=\"num\">" + esc(fmt(number(pr, "error"))) + "</td><td class=\"num\">" +
-         esc(fmt(number(pr, "ratio"))) + "</td><td class=\"num\">";
-    if (auto amp = number(site, "amplification"))
-      s += esc(fmt(*amp)) + "×";
-    else
-      s += "—";
-    s += "</td></tr>";
+    auto amp = number(site, "amplification");
+    s += "</td>" + num_cell(number(lo, "calls"), esc(lo, "calls")) +
+         num_cell(number(lo, "failed"), esc(lo, "failed")) +
+         num_cell(number(lo, "error"), esc(fmt(number(lo, "error")))) +
+         num_cell(number(pr, "error"), esc(fmt(number(pr, "error")))) +
+         num_cell(amp, amp ? esc(fmt(*amp)) + "×" : "—") + "</tr>";
   }
   s += "</tbody></table></div>";
+  return s;
+}
+
+// ---- next steps: commands to reproduce the report and dig into it. Each is rebuilt from the
+// report's own fields, so it runs as printed; the report's "context" (when present) adds the
+// command line that made it, when, with which tapml, and carved tests that fail.
+
+// `site` as a regular expression that matches it alone (compare's --site searches).
+std::string site_regex(const std::string& site) {
+  std::string out = "^";
+  for (char c : site) {
+    if (std::string_view("\\^$.|?*+()[]{}").find(c) != std::string_view::npos) out += '\\';
+    out += c;
+  }
+  return out + "$";
+}
+
+// --source, --prompt and --steps as the migration ran; the defaults (source ref, one empty
+// prompt) are left out.
+std::string run_flags(const json& r) {
+  std::string s;
+  std::string source = text(r, "source");
+  if (!source.empty() && source != "ref") s += " --source " + shell_word(source);
+  const json& prompts = list(r, "prompts");
+  if (!(prompts.size() == 1 && text(prompts[0]).empty()))
+    for (const json& p : prompts) s += " --prompt " + shell_word(text(p));
+  if (has(r, "steps")) s += " --steps " + shell_word(text(r, "steps"));
+  return s;
+}
+
+std::string command_block(const std::string& command) {
+  return "<pre class=\"command\"><code>" + esc(command) + "</code></pre>";
+}
+
+std::string next_steps_section(const json& r, const Culprits& culprits) {
+  const json& context = member(r, "context");
+  std::string reproduce = text(context, "command");
+  bool own_command = reproduce.find(" migrate ") != std::string::npos &&
+                     reproduce.find(" migrate ") < reproduce.find(" --");
+  if (!own_command) {
+    reproduce = "tapml migrate --model " + shell_word(text(r, "model")) + " --backend " +
+                shell_word(text(r, "target"));
+    std::string strategy = text(r, "strategy");
+    if (!strategy.empty() && strategy != "auto") reproduce += " --strategy " + shell_word(strategy);
+    reproduce += run_flags(r);
+    const json& th = member(r, "thresholds");
+    auto nmse = number(th, "nmse"), noise = number(th, "noise_nmse");
+    // A threshold other than the calibrated one (100x the noise) was given on the command line.
+    if (nmse && noise && std::fabs(*nmse - 100 * *noise) > 1e-6 * *nmse)
+      reproduce += " --nmse-threshold " + shell_word(text(th, "nmse"));  // every digit
+  }
+  std::string s = "<dl class=\"steps\"><dt>Reproduce this migration</dt><dd>" +
+                  command_block(reproduce) + "</dd>";
+  if (!culprits.sites.empty()) {
+    s += "<dt>Compare the culprit" + std::string(culprits.sites.size() == 1 ? "" : "s") +
+         " alone: every call re-run on the target with the source's inputs</dt><dd>";
+    for (const std::string& site : culprits.sites)
+      s += command_block("tapml compare --model " + shell_word(text(r, "model")) + " --backend " +
+                         shell_word(text(r, "target")) + " --site " + shell_word(site_regex(site)) +
+                         run_flags(r));
+    s += "</dd>";
+  }
+  const json& corpus = member(context, "corpus");
+  const json& ids = list(corpus, "failing_tests");
+  if (!ids.empty()) {
+    const size_t shown = 20;
+    s += "<dt>Replay the carved tests that fail on <code>" + esc(corpus, "backend") +
+         "</code>, one op call each</dt><dd>";
+    for (size_t i = 0; i < ids.size() && i < shown; i++)
+      s += command_block("tapml test --corpus " + shell_word(text(corpus, "path")) + " --backend " +
+                         shell_word(text(corpus, "backend")) + " --id " + text(ids[i]));
+    if (ids.size() > shown)
+      s += "<p class=\"muted\">and " + std::to_string(ids.size() - shown) +
+           " more failing tests (the JSON report lists them all).</p>";
+    s += "</dd>";
+  }
+  s += "</dl>";
+  std::vector<std::string> made;
+  if (has(context, "command")) made.push_back("by <code>" + esc(context, "command") + "</code>");
+  if (has(context, "date")) made.push_back("on " + esc(context, "date"));
+  if (has(context, "tapml_version")) made.push_back("with tapml " + esc(context, "tapml_version"));
+  if (!made.empty()) {
+    s += "<p class=\"provenance\">This report was made";
+    for (const std::string& m : made) s += " " + m;
+    s += ".</p>";
+  } else {
+    s += "<p class=\"provenance muted\">This report does not record the command that made it.</p>";
+  }
   return s;
 }
 
@@ -851,6 +996,100 @@ std::string coverage_section(const json& r) {
          esc(u, "reason") + "</td></tr>";
   return s + "</tbody></table>";
 }
+
+// The page's one script: sorting and a filter for the site table. It only reorders and hides
+// rows the page already holds (it reads no report data and writes no markup from it), and
+// builds its controls itself, so a reader without scripts gets the whole table and no
+// control that does nothing. The CSP allows it by its hash and refuses every other script.
+constexpr const char* kSiteTableScript = R"JS(
+(function () {
+  var table = document.querySelector('table.sites');
+  if (!table || !table.tBodies.length) return;
+  var body = table.tBodies[0];
+  var rows = Array.prototype.slice.call(body.rows);
+  var heads = Array.prototype.slice.call(table.tHead.rows[0].cells);
+
+  var bar = document.createElement('div');
+  bar.className = 'table-controls';
+  var filter = document.createElement('input');
+  filter.type = 'search';
+  filter.placeholder = 'filter: site or op (text or regular expression)';
+  filter.setAttribute('aria-label', 'filter the sites by site or op');
+  var failing = document.createElement('input');
+  failing.type = 'checkbox';
+  var label = document.createElement('label');
+  label.appendChild(failing);
+  label.appendChild(document.createTextNode(' only failing sites'));
+  var count = document.createElement('span');
+  count.className = 'count';
+  bar.appendChild(filter);
+  bar.appendChild(label);
+  bar.appendChild(count);
+  table.parentNode.parentNode.insertBefore(bar, table.parentNode);
+
+  function matcher(text) {
+    try {
+      var re = new RegExp(text, 'i');
+      return function (s) { return re.test(s); };
+    } catch (e) {
+      var needle = text.toLowerCase();
+      return function (s) { return s.toLowerCase().indexOf(needle) >= 0; };
+    }
+  }
+  function apply() {
+    var match = matcher(filter.value), shown = 0;
+    rows.forEach(function (r) {
+      var site = r.cells[0].querySelector('code').textContent, op = r.cells[1].textContent;
+      var bad = r.classList.contains('bad') || r.classList.contains('culprit');
+      var show = (match(site) || match(op)) && (!failing.checked || bad);
+      r.hidden = !show;
+      if (show) shown++;
+    });
+    count.textContent = shown + ' of ' + rows.length + ' sites';
+  }
+  filter.addEventListener('input', apply);
+  failing.addEventListener('change', apply);
+
+  // A value to sort by, or null: missing values go last whichever the direction.
+  function key(row, col) {
+    var cell = row.cells[col], v = cell.getAttribute('data-v');
+    if (v !== null) return parseFloat(v);
+    if (heads[col].classList.contains('num')) return null;
+    var t = cell.textContent.trim();
+    return t === '' || t === '—' ? null : t;
+  }
+  var sorted = {col: -1, dir: 1};
+  function sort(col) {
+    // Numbers start worst (largest) first, text A to Z; a second click reverses.
+    var dir = sorted.col === col ? -sorted.dir : heads[col].classList.contains('num') ? -1 : 1;
+    if (col === 0 && sorted.col !== 0) dir = 1;  // the site column: model order first
+    sorted = {col: col, dir: dir};
+    var order = rows.map(function (r, i) { return {row: r, key: key(r, col), i: i}; });
+    order.sort(function (a, b) {
+      if (a.key === null || b.key === null)
+        return a.key === b.key ? a.i - b.i : a.key === null ? 1 : -1;
+      if (a.key < b.key) return -dir;
+      if (a.key > b.key) return dir;
+      return a.i - b.i;
+    });
+    order.forEach(function (o) { body.appendChild(o.row); });
+    heads.forEach(function (h, c) {
+      if (c === col) h.setAttribute('aria-sort', dir > 0 ? 'ascending' : 'descending');
+      else h.removeAttribute('aria-sort');
+    });
+  }
+  heads.forEach(function (th, col) {
+    var button = document.createElement('button');
+    button.type = 'button';
+    button.title = 'sort by ' + th.textContent;
+    while (th.firstChild) button.appendChild(th.firstChild);
+    th.appendChild(button);
+    button.addEventListener('click', function () { sort(col); });
+  });
+  table.setAttribute('data-interactive', '');
+  apply();
+})();
+)JS";
 
 // Inline styles only: the page must render identically offline and from a CI artifact.
 constexpr const char* kStyle = R"CSS(
@@ -907,6 +1146,13 @@ svg .threshold { stroke: var(--fail); stroke-width: 1.2; stroke-dasharray: 6 4; 
 svg .noise { stroke: #8c959f; stroke-width: 1; stroke-dasharray: 2 3; }
 svg .ref-label { font-size: 11px; fill: var(--muted); }
 svg .threshold-label { fill: var(--fail); }
+svg .halo { paint-order: stroke; stroke: #fff; stroke-width: 4px; stroke-linejoin: round; }
+svg .exact-tick { font-style: italic; }
+svg .exact-grid { stroke-dasharray: 2 3; }
+svg .exact, svg .swatch-exact { fill: #fff; stroke-width: 1.5; }
+svg .series.local .exact, svg .swatch-exact { stroke: var(--local); }
+svg .series.prop .exact { stroke: var(--prop); }
+svg .bar-value.exact-value { fill: var(--pass); font-style: italic; }
 svg .step.pass rect, svg .swatch.pass, svg .op-row.pass rect { fill: var(--pass); }
 svg .step.fail rect, svg .swatch.fail, svg .op-row.fail rect { fill: var(--fail); }
 svg .bar-value { font-size: 11px; fill: var(--ink); }
@@ -942,6 +1188,24 @@ table.data details summary { color: var(--muted); cursor: pointer; font-size: 12
 .badge.pass { background: var(--pass); }
 .badge.fail { background: var(--fail); }
 footer { color: var(--muted); font-size: 12px; text-align: center; }
+dl.steps { margin: 0; }
+dl.steps dt { font-weight: 600; margin-top: 8px; }
+dl.steps dd { margin: 2px 0 0; }
+pre.command { margin: 2px 0; padding: 6px 10px; background: var(--bg); border: 1px solid var(--line);
+              border-radius: 6px; white-space: pre-wrap; overflow-wrap: anywhere; }
+pre.command code { word-break: normal; }
+p.provenance { margin: 10px 0 0; font-size: 13px; }
+.table-controls { display: flex; gap: 14px; align-items: center; margin-top: 8px;
+                  flex-wrap: wrap; font-size: 13px; }
+.table-controls input[type=search] { flex: 1 1 260px; max-width: 420px; padding: 4px 8px;
+                                     border: 1px solid var(--line); border-radius: 6px;
+                                     font: inherit; }
+.table-controls .count { color: var(--muted); }
+table.sites th button { all: unset; cursor: pointer; }
+table.sites th button:focus-visible { outline: 2px solid var(--local); }
+table.sites th button::after { content: " \2195"; color: #afb8c1; }
+table.sites th[aria-sort=ascending] button::after { content: " \25B2"; color: var(--ink); }
+table.sites th[aria-sort=descending] button::after { content: " \25BC"; color: var(--ink); }
 )CSS";
 
 std::string card(const char* id, const std::string& title, const std::string& what,
@@ -970,15 +1234,19 @@ std::string migrate_html(const json& report) {
   std::string h;
   h.reserve(64 * 1024);
   h += "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-       // No scripts, no fetches: the report is a static artifact, and a site name that
-       // slipped past escaping still could not run.
+       // No fetches, and no script but the page's own, allowed by its hash: a site name
+       // that slipped past escaping still could not run.
        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
-       "style-src 'unsafe-inline'\">"
+       "style-src 'unsafe-inline'; script-src " +
+       csp_script_hash(kSiteTableScript) +
+       "\">"
        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
        "<title>" +
        esc(title) + "</title><style>" + kStyle + "</style></head><body><main>";
   h += header_section(report);
   h += verdict_section(report, culprits);
+  h += card("next-steps", "Next steps", "Commands to reproduce this report and to dig into it.",
+            next_steps_section(report, culprits));
   h += card("timeline", "Migration timeline",
             "Each step moves more of the model to the target and runs it end to end; the bar is "
             "the NMSE of the logits against the source. Hover a bar for details.",
@@ -994,7 +1262,7 @@ std::string migrate_html(const json& report) {
   h += card("sites", "Sites", "Every measured site, in model order.", site_table(report, culprits));
   h += card("coverage", "Coverage", "Sites the target cannot run.", coverage_section(report));
   h += "<footer>" + esc(format) + " v" + text(version) + " · written by tapml migrate</footer>";
-  h += "</main></body></html>\n";
+  h += "</main><script>" + std::string(kSiteTableScript) + "</script></body></html>\n";
   return h;
 }
 

@@ -3,13 +3,42 @@
 #include <cmath>
 #include <cstdio>
 
+#include "core/version.h"
+#include "report/command_line.h"
+#include "report/stamp.h"
+
 namespace tapml {
 
 namespace {
+
 nlohmann::json number(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(); }
+
+nlohmann::json context_json(const ReportContext& c) {
+  nlohmann::json j = nlohmann::json::object();
+  if (!c.command.empty()) j["command"] = c.command;
+  if (!c.date.empty()) j["date"] = c.date;
+  if (!c.version.empty()) j["tapml_version"] = c.version;
+  if (!c.corpus.empty())
+    j["corpus"] = {
+        {"path", c.corpus}, {"backend", c.corpus_backend}, {"failing_tests", c.failing_tests}};
+  return j;
+}
+
 }  // namespace
 
-nlohmann::json to_json(const MigrateReport& r) {
+ReportContext report_context(const std::vector<std::string>& argv) {
+  ReportContext c;
+  c.command = command_line(argv);
+  c.date = utc_iso8601();
+  c.version = kTapmlVersion;
+  return c;
+}
+
+ReportContext report_context(int argc, const char* const* argv) {
+  return report_context(std::vector<std::string>(argv, argv + argc));
+}
+
+nlohmann::json to_json(const MigrateReport& r, const std::optional<ReportContext>& context) {
   nlohmann::json timeline = nlohmann::json::array();
   for (const MigrationStep& s : r.timeline)
     timeline.push_back({{"step", s.step},
@@ -54,29 +83,31 @@ nlohmann::json to_json(const MigrateReport& r) {
     culprits.push_back(
         {{"site", c.site}, {"op", std::string(op_name(c.op))}, {"evidence", c.evidence}});
   for (Op op : r.culprit_ops) culprit_ops.push_back(std::string(op_name(op)));
-  return {{"format", "tapml-migrate-report"},
-          {"version", kMigrateReportVersion},
-          {"model", r.model},
-          {"source", r.source},
-          {"target", r.target},
-          {"strategy", r.strategy},
-          {"prompts", r.prompt_texts},
-          {"steps", r.steps},
-          {"thresholds", {{"nmse", r.nmse_threshold}, {"noise_nmse", r.noise_nmse}}},
-          {"timeline", timeline},
-          {"bisect",
-           {{"runs", r.bisect_runs},
-            {"candidates", r.bisect_candidates},
-            {"culprits", r.bisect_culprits}}},
-          {"sites", sites},
-          {"unsupported", unsupported},
-          {"verdict",
-           {{"status", r.status},
-            {"culprits", culprits},
-            {"culprit_ops", culprit_ops},
-            {"summary", r.summary}}},
-          {"runs", r.runs},
-          {"seconds", r.seconds}};
+  nlohmann::json j = {{"format", "tapml-migrate-report"},
+                      {"version", kMigrateReportVersion},
+                      {"model", r.model},
+                      {"source", r.source},
+                      {"target", r.target},
+                      {"strategy", r.strategy},
+                      {"prompts", r.prompt_texts},
+                      {"steps", r.steps},
+                      {"thresholds", {{"nmse", r.nmse_threshold}, {"noise_nmse", r.noise_nmse}}},
+                      {"timeline", timeline},
+                      {"bisect",
+                       {{"runs", r.bisect_runs},
+                        {"candidates", r.bisect_candidates},
+                        {"culprits", r.bisect_culprits}}},
+                      {"sites", sites},
+                      {"unsupported", unsupported},
+                      {"verdict",
+                       {{"status", r.status},
+                        {"culprits", culprits},
+                        {"culprit_ops", culprit_ops},
+                        {"summary", r.summary}}},
+                      {"runs", r.runs},
+                      {"seconds", r.seconds}};
+  if (context) j["context"] = context_json(*context);
+  return j;
 }
 
 std::string migrate_text(const MigrateReport& r) {

@@ -7,7 +7,7 @@
 #include <set>
 
 #include "core/error.h"
-#include "report/xml.h"
+#include "report/command_line.h"
 
 namespace tapml {
 
@@ -137,34 +137,47 @@ ReplayRun merge_runs(const std::vector<ReplayRun>& shards) {
   return all;
 }
 
-std::string junit_xml(const ReplayRun& run) {
-  std::map<std::string, std::vector<const TestResult*>> by_op;
-  for (const TestResult& r : run.results) by_op[std::string(op_name(r.op))].push_back(&r);
-  std::string x = "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"tapml " +
-                  xml_escape(run.backend) + "\">\n";
-  for (auto& [op, rs] : by_op) {
-    int64_t failures = 0;
-    double seconds = 0;
-    for (auto* r : rs) failures += !r->pass, seconds += r->seconds;
-    x += "  <testsuite name=\"" + xml_escape(op) + "\" tests=\"" + std::to_string(rs.size()) +
-         "\" failures=\"" + std::to_string(failures) + "\" time=\"" + std::to_string(seconds) +
-         "\">\n";
-    for (auto* r : rs) {
-      x += "    <testcase classname=\"" + xml_escape(op) + "\" name=\"" +
-           xml_escape("#" + std::to_string(r->id) + " " + r->site + " " + r->phase) + "\" time=\"" +
-           std::to_string(r->seconds) + "\"";
-      if (r->pass) {
-        x += "/>\n";
-        continue;
-      }
-      std::string what = r->error.empty() ? r->verdict.detail : r->error;
-      x += ">\n      <failure type=\"" +
-           xml_escape(r->error.empty() ? check_name(r->verdict.failed) : "error") +
-           "\" message=\"" + xml_escape(what) + "\"/>\n    </testcase>\n";
+namespace {
+
+std::string failure_what(const TestResult& r) {
+  return r.error.empty() ? std::string(check_name(r.verdict.failed)) + ": " + r.verdict.detail
+                         : "error: " + r.error;
+}
+
+}  // namespace
+
+std::string junit_xml(const ReplayRun& run, const JunitOptions& options) {
+  std::map<std::string, JunitSuite> by_op;
+  for (const TestResult& r : run.results) {
+    std::string op(op_name(r.op));
+    JunitSuite& suite = by_op[op];
+    suite.name = op;
+    JunitCase c;
+    c.classname = op;
+    c.name = "#" + std::to_string(r.id) + " " + r.site + " " + r.phase;
+    c.seconds = r.seconds;
+    if (!r.pass) {
+      c.outcome = JunitOutcome::Failure;
+      c.type = r.error.empty() ? check_name(r.verdict.failed) : "error";
+      c.message = r.error.empty() ? r.verdict.detail : r.error;
+      // A synthetic run's seed is not in the report: without it the command says so rather
+      // than guess.
+      bool seed_known = !run.synthetic || options.seed;
+      c.body = failure_what(r) + "\ntest #" + std::to_string(r.id) + " at " + r.site + " (" + op +
+               ", " + r.phase + ")\nreplay: " +
+               replay_command(r, run.corpus, run.backend, run.synthetic && seed_known,
+                              options.seed.value_or(1));
+      if (!seed_known)
+        c.body +=
+            " --synthetic\n(the seed of the synthetic inputs is not in this report: add --seed S "
+            "if the run was given one)";
+      c.body += "\n";
     }
-    x += "  </testsuite>\n";
+    suite.cases.push_back(std::move(c));
   }
-  return x + "</testsuites>\n";
+  std::vector<JunitSuite> suites;
+  for (auto& [op, suite] : by_op) suites.push_back(std::move(suite));
+  return junit_document("tapml " + run.backend, suites, options.stamp);
 }
 
 std::string summary_text(const ReplayRun& run) {
@@ -185,15 +198,18 @@ std::string summary_text(const ReplayRun& run) {
   return out + line;
 }
 
+std::string replay_command(const TestResult& r, const std::string& corpus,
+                           const std::string& backend, bool synthetic, uint64_t seed) {
+  return "tapml test --corpus " + shell_quote(corpus) + " --backend " + shell_quote(backend) +
+         " --id " + std::to_string(r.id) +
+         (synthetic ? " --synthetic --seed " + std::to_string(seed) : "");
+}
+
 std::string failure_text(const TestResult& r, const std::string& corpus, const std::string& backend,
                          bool synthetic, uint64_t seed) {
-  std::string what = r.error.empty()
-                         ? std::string(check_name(r.verdict.failed)) + ": " + r.verdict.detail
-                         : "error: " + r.error;
   return "FAIL #" + std::to_string(r.id) + " " + r.site + " (" + std::string(op_name(r.op)) + ", " +
-         r.phase + "): " + what + "\n  replay: tapml test --corpus '" + corpus + "' --backend '" +
-         backend + "' --id " + std::to_string(r.id) +
-         (synthetic ? " --synthetic --seed " + std::to_string(seed) : "") + "\n";
+         r.phase + "): " + failure_what(r) +
+         "\n  replay: " + replay_command(r, corpus, backend, synthetic, seed) + "\n";
 }
 
 ReplayRun read_replay_report(const std::string& path) {

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "report/xml_parse.h"
 #include "support/shared.h"
 
 namespace tapml {
@@ -56,6 +57,20 @@ TEST(ConformanceCli, FaultFailsNamingTheOpWithReports) {
   xml << xf.rdbuf();
   EXPECT_NE(xml.str().find("<testsuite name=\"matmul\""), std::string::npos);
   EXPECT_NE(xml.str().find("<failure type=\"numeric\""), std::string::npos) << xml.str();
+  // The file a CI server reads: well-formed, with the totals and, in each failure's body, the
+  // command that reruns the failing op with the same cases.
+  nlohmann::json doc = testing::parse_xml_strictly(xml.str());
+  EXPECT_EQ(doc["attrib"].value("failures", ""), std::to_string(j["summary"]["failed"].get<int>()));
+  EXPECT_EQ(doc["attrib"].value("tests", ""), std::to_string(j["summary"]["cases"].get<int>()));
+  bool rerun_in_body = false;
+  for (const auto& suite : testing::children(doc, "testsuite"))
+    for (const auto& tc : testing::children(suite, "testcase"))
+      for (const auto& f : testing::children(tc, "failure"))
+        rerun_in_body |=
+            f["text"].get<std::string>().find(
+                "rerun: tapml test --conformance --backend "
+                "'faulty:cpu?fault=matmul_tail' --op '^matmul$' --seed 3") != std::string::npos;
+  EXPECT_TRUE(rerun_in_body) << xml.str();
 
   // The rerun line runs just that op, with the same cases.
   r = run_command(tapml("test --conformance --backend " +

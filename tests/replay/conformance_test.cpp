@@ -19,6 +19,7 @@
 #include "backends/faulty/faulty_backend.h"
 #include "core/error.h"
 #include "report/conformance_report.h"
+#include "report/xml_parse.h"
 #include "rpc/server.h"
 #include "support/running_server.h"
 
@@ -189,6 +190,33 @@ TEST(Conformance, RefusalsAreNotOfferedAndErrorsFail) {
   EXPECT_NE(xml.find("<failure type=\"error\""), std::string::npos);
   EXPECT_NE(xml.find("<testsuite name=\"add\" tests=\"2\" failures=\"2\""), std::string::npos)
       << xml;
+
+  // Read strictly, as a CI server does: the totals on <testsuites> add up, each testsuite
+  // says when and where, and a failure's body holds its detail and the rerun command.
+  nlohmann::json doc = testing::parse_xml_strictly(xml);
+  const auto& all = doc["attrib"];
+  EXPECT_EQ(all.value("tests", ""), std::to_string(t.cases));
+  EXPECT_EQ(all.value("failures", ""), std::to_string(t.failed));
+  EXPECT_EQ(all.value("errors", ""), "0");
+  EXPECT_EQ(all.value("skipped", ""), std::to_string(t.not_offered));
+  EXPECT_TRUE(all.contains("time")) << all.dump();
+  size_t tests = 0;
+  for (const auto& suite : testing::children(doc, "testsuite")) {
+    const auto& a = suite["attrib"];
+    for (const char* key : {"errors", "skipped", "timestamp", "hostname"})
+      EXPECT_TRUE(a.contains(key)) << key << " missing on " << a.dump();
+    tests += std::stoul(a.value("tests", "0"));
+    if (a.value("name", "") != "add") continue;
+    for (const auto& tc : testing::children(suite, "testcase")) {
+      auto failures = testing::children(tc, "failure");
+      ASSERT_EQ(failures.size(), 1u) << tc.dump();
+      std::string body = failures[0]["text"];
+      EXPECT_NE(body.find("partial: add kernel lost"), std::string::npos) << body;
+      EXPECT_NE(body.find("rerun: tapml test --conformance --backend"), std::string::npos) << body;
+      EXPECT_NE(body.find("--op '^add$' --seed 1"), std::string::npos) << body;
+    }
+  }
+  EXPECT_EQ(tests, size_t(t.cases));
 }
 
 TEST(Conformance, SameSeedSameCasesWhateverTheFilter) {
