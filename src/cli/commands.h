@@ -18,8 +18,9 @@ void add_corpus(CLI::App& app);
 void add_carve(CLI::App& app, DevicePool& devices);
 void add_test(CLI::App& app, DevicePool& devices);
 void add_compare(CLI::App& app, DevicePool& devices);
-void add_migrate(CLI::App& app, DevicePool& devices);
-void add_demo(CLI::App& app, DevicePool& devices);
+// `argv` is the whole command line, recorded in the reports these write.
+void add_migrate(CLI::App& app, DevicePool& devices, const std::vector<std::string>& argv);
+void add_demo(CLI::App& app, DevicePool& devices, const std::vector<std::string>& argv);
 void add_serve(CLI::App& app);
 
 // The exit statuses of every command.

@@ -5,13 +5,13 @@
 
 #include "backend/registry.h"
 #include "backends/builtin.h"
+#include "backends/faulty/faulty_backend.h"
 #include "carve/carve_run.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "migrate/migrate.h"
-#include "backends/faulty/faulty_backend.h"
 #include "model/model_file.h"
 #include "model/sites.h"
 #include "replay/replay.h"
@@ -57,7 +57,7 @@ std::string site_regex(const std::string& site) {
   return re + "$";
 }
 
-void demo(const DemoArgs& a, DevicePool& devices) {
+void demo(const DemoArgs& a, DevicePool& devices, const std::vector<std::string>& argv) {
   check_usage([&] { fault_ops(a.fault); });  // Error naming the known faults
   std::string model_path = a.model.empty() ? default_model() : a.model;
   ModelFile model = load_model(model_path);
@@ -152,7 +152,7 @@ void demo(const DemoArgs& a, DevicePool& devices) {
     r = migrate(model, mo);
   }
   r.prompt_texts = {prompts[0]};
-  nlohmann::json j = to_json(r);
+  nlohmann::json j = to_json(r, report_context(argv));
   std::string json_path = (fs::path(a.out) / "migrate.json").string();
   std::string html_path = (fs::path(a.out) / "migrate.html").string();
   write_file_atomically(json_path, j.dump(1) + "\n");
@@ -173,7 +173,7 @@ void demo(const DemoArgs& a, DevicePool& devices) {
 }
 }  // namespace
 
-void add_demo(CLI::App& app, DevicePool& devices) {
+void add_demo(CLI::App& app, DevicePool& devices, const std::vector<std::string>& argv) {
   auto a = std::make_shared<DemoArgs>();
   CLI::App* c = app.add_subcommand("demo", "Carve stories260K, replay it, and pin an injected bug");
   c->footer(
@@ -190,7 +190,7 @@ void add_demo(CLI::App& app, DevicePool& devices) {
       ->check(CLI::Range(2, 1 << 16))
       ->capture_default_str();
   add_verbosity(c, a->verbosity);
-  c->callback([a, &devices] { demo(*a, devices); });
+  c->callback([a, &devices, &argv] { demo(*a, devices, argv); });
 }
 
 }  // namespace tapml::cli

@@ -1,19 +1,22 @@
 #include <cstdio>
 #include <exception>
 #include <string>
+#include <vector>
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/version.h"
 
 int main(int argc, char** argv) {
   // Every device a command opens, opened once; outlives the commands that use it.
   tapml::DevicePool devices;
+  const std::vector<std::string> words(argv, argv + argc);
   CLI::App app{
       "tapml: bring LLMs up on new compute platforms top-down.\n"
       "Run a model on a trusted backend, place any op on another, and compare."};
   app.require_subcommand(1);
   app.footer(tapml::cli::kExitStatusHelp);
-  app.set_version_flag("--version", "tapml 0.1");
+  app.set_version_flag("--version", std::string("tapml ") + tapml::kTapmlVersion);
   tapml::cli::add_run(app, devices);
   tapml::cli::add_tokenize(app);
   tapml::cli::add_info(app);
@@ -21,8 +24,8 @@ int main(int argc, char** argv) {
   tapml::cli::add_carve(app, devices);
   tapml::cli::add_test(app, devices);
   tapml::cli::add_compare(app, devices);
-  tapml::cli::add_migrate(app, devices);
-  tapml::cli::add_demo(app, devices);
+  tapml::cli::add_migrate(app, devices, words);
+  tapml::cli::add_demo(app, devices, words);
   tapml::cli::add_serve(app);
   for (CLI::App* sub : app.get_subcommands({})) {
     std::string footer = sub->get_footer();

@@ -26,7 +26,8 @@ struct MigrateArgs {
   Verbosity verbosity;
 };
 
-void migrate_command(const MigrateArgs& a, DevicePool& devices) {
+void migrate_command(const MigrateArgs& a, DevicePool& devices,
+                     const std::vector<std::string>& argv) {
   ModelFile model = load_model(a.model);
   Tokenizer tok = load_tokenizer(a.tokenizer, model.gguf.get(), model.config.vocab_size);
   MigrateOptions o;
@@ -55,7 +56,7 @@ void migrate_command(const MigrateArgs& a, DevicePool& devices) {
   MigrateReport r = migrate(model, o);
   progress.finish();
   r.prompt_texts = prompts;
-  nlohmann::json j = to_json(r);
+  nlohmann::json j = to_json(r, report_context(argv));
   if (!a.json_out.empty())
     write_file_atomically(a.json_out,
                           j.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
@@ -68,7 +69,7 @@ void migrate_command(const MigrateArgs& a, DevicePool& devices) {
 }
 }  // namespace
 
-void add_migrate(CLI::App& app, DevicePool& devices) {
+void add_migrate(CLI::App& app, DevicePool& devices, const std::vector<std::string>& argv) {
   auto a = std::make_shared<MigrateArgs>();
   CLI::App* c = app.add_subcommand(
       "migrate", "Move a model to a target backend step by step and pin what breaks it");
@@ -101,7 +102,7 @@ void add_migrate(CLI::App& app, DevicePool& devices) {
   c->add_option("--json", a->json_out, "write the JSON report here");
   c->add_option("--html", a->html_out, "write the HTML report here");
   add_verbosity(c, a->verbosity);
-  c->callback([a, &devices] { migrate_command(*a, devices); });
+  c->callback([a, &devices, &argv] { migrate_command(*a, devices, argv); });
 }
 
 }  // namespace tapml::cli

@@ -42,7 +42,11 @@ void finish(const TestArgs& a, const ReplayRun& run) {
     write_file_atomically(
         a.json_out,
         to_json(run).dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
-  if (!a.junit_out.empty()) write_file_atomically(a.junit_out, junit_xml(run));
+  if (!a.junit_out.empty()) {
+    JunitOptions o;
+    if (a.merge.empty()) o.seed = a.seed;  // merged shards do not say which seed they ran
+    write_file_atomically(a.junit_out, junit_xml(run, o));
+  }
   // The summary first, then the failures, as many as asked for: a broken kernel can fail
   // thousands of tests, and the JSON report keeps every one.
   std::fputs(summary_text(run).c_str(), stdout);
