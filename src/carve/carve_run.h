@@ -31,4 +31,17 @@ CarveStats carve_model(const ModelFile& model, const std::vector<std::vector<int
                        const std::vector<std::string>& prompt_texts, const CarveOptions& options,
                        Corpus& corpus);
 
+// The same into the file `path`, which never holds a half-made corpus: the carve writes
+// PATH.partial, marked unfinished, and a carve that completes marks it finished and moves it
+// onto PATH. A carve that fails or is killed leaves PATH as it was (an existing corpus is
+// lost only to a finished replacement) and PATH.partial behind, with every test stored so far
+// (`tapml test --allow-partial` replays it). An existing PATH is an Error unless `overwrite`,
+// before any work. `prepare` runs on the new corpus before the first test is stored.
+CarveStats carve_to_file(const ModelFile& model, const std::vector<std::vector<int>>& prompts,
+                         const std::vector<std::string>& prompt_texts, const CarveOptions& options,
+                         const std::string& path, bool overwrite,
+                         const std::function<void(Corpus&)>& prepare = {});
+// Where carve_to_file builds the corpus for `path`.
+std::string partial_corpus_path(const std::string& path);
+
 }  // namespace tapml

@@ -17,8 +17,9 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
-#include "core/pattern.h"
 #include "core/hash.h"
+#include "core/json_text.h"
+#include "core/pattern.h"
 #include "format/safetensors.h"
 #include "model/model_file.h"
 
@@ -55,11 +56,6 @@ constexpr const char* kSchema[] = {
     " WITHOUT ROWID",
     "CREATE INDEX tests_op ON tests(op)",
 };
-
-std::string json_text(const json& j) {
-  // NaN and infinities have no JSON spelling; they become null (read back as NaN).
-  return j.dump(-1, ' ', false, json::error_handler_t::replace);
-}
 
 double json_number(const json& j) {
   return j.is_null() ? std::numeric_limits<double>::quiet_NaN() : j.get<double>();
@@ -440,6 +436,21 @@ void Corpus::set_meta(const std::string& key, const std::string& value) {
       .bind(1, key)
       .bind(2, value)
       .step();
+}
+
+bool Corpus::finished() const { return meta("complete").value_or("yes") != "no"; }
+
+void Corpus::set_finished(bool done) {
+  Query(*db_, "INSERT OR REPLACE INTO meta(key, value) VALUES ('complete', ?)", "writing meta")
+      .bind(1, std::string(done ? "yes" : "no"))
+      .step();
+}
+
+void Corpus::publish(const std::string& built, const std::string& target) {
+  for (const char* suffix : {"-wal", "-shm", "-journal"}) ::unlink((target + suffix).c_str());
+  if (::rename(built.c_str(), target.c_str()) != 0)
+    throw Error(target + ": cannot move the new corpus " + built +
+                " into place: " + std::string(std::strerror(errno)));
 }
 
 std::optional<std::string> Corpus::meta(const std::string& key) const {
@@ -861,12 +872,12 @@ TestCase Corpus::import_test(const std::string& folder) {
   if (m.is_discarded() || !m.is_object()) throw fail("not a JSON object");
   if (!m.contains("format") || m["format"] != kExportFormat)
     throw fail("not a TapML test manifest (format " +
-               (m.contains("format") ? m["format"].dump() : std::string("missing")) + ")");
+               (m.contains("format") ? json_text(m["format"]) : std::string("missing")) + ")");
   if (!m.contains("version") || !m["version"].is_number_integer() ||
       m["version"].get<int64_t>() < 1)
-    throw fail("bad version " + (m.contains("version") ? m["version"].dump() : "(missing)"));
+    throw fail("bad version " + (m.contains("version") ? json_text(m["version"]) : "(missing)"));
   if (m["version"].get<int64_t>() > kExportVersion)
-    throw fail("manifest version " + m["version"].dump() + ", this build reads " +
+    throw fail("manifest version " + json_text(m["version"]) + ", this build reads " +
                std::to_string(kExportVersion));
   auto field = [&](const char* key) -> const ordered_json& {
     if (!m.contains(key)) throw fail(std::string("lacks '") + key + "'");
@@ -893,7 +904,7 @@ TestCase Corpus::import_test(const std::string& folder) {
   const OpDef* def = &op_def(t.op);
   // The ordered pairs are authoritative; the object is for readers and must agree.
   if (m.contains("attr_pairs")) {
-    json pairs = json::parse(m["attr_pairs"].dump());
+    json pairs = json::parse(json_text(m["attr_pairs"]));
     if (!attrs_from_json(pairs, &t.attrs)) throw fail("'attr_pairs' is not [[name, value], ...]");
   }
   if (m.contains("attrs")) {
@@ -930,7 +941,7 @@ TestCase Corpus::import_test(const std::string& folder) {
   if (m.contains("noise")) {
     if (!m["noise"].is_array()) throw fail("'noise' is not an array");
     for (const ordered_json& n : m["noise"]) {
-      if (!n.is_number() && !n.is_null()) throw fail("'noise' holds " + n.dump());
+      if (!n.is_number() && !n.is_null()) throw fail("'noise' holds " + json_text(n));
       t.noise.push_back(n.is_null() ? std::nan("") : n.get<double>());
     }
   }
@@ -954,12 +965,12 @@ TestCase Corpus::import_test(const std::string& folder) {
       if (!e.is_object() || !e.contains("name") || !e.contains("dtype") || !e.contains("shape"))
         throw fail(where + " needs name, dtype and shape");
       if (e["name"] != names[i])
-        throw fail(where + " is " + e["name"].dump() + "; " + std::string(def->name) +
+        throw fail(where + " is " + json_text(e["name"]) + "; " + std::string(def->name) +
                    " calls it '" + names[i] + "'");
       std::string tensor_name = prefix + std::to_string(i) + "." + names[i];
       if (e.contains("tensor") && e["tensor"] != tensor_name)
-        throw fail(where + " names tensor " + e["tensor"].dump() + ", expected '" + tensor_name +
-                   "'");
+        throw fail(where + " names tensor " + json_text(e["tensor"]) + ", expected '" +
+                   tensor_name + "'");
       DType dtype;
       try {
         dtype = dtype_from_name(e["dtype"].is_string() ? e["dtype"].get<std::string>() : "?");
@@ -967,8 +978,8 @@ TestCase Corpus::import_test(const std::string& folder) {
         throw fail(where + ": " + err.what());
       }
       Shape shape;
-      if (!shape_from_json(json::parse(e["shape"].dump()), &shape))
-        throw fail(where + " has a bad shape " + e["shape"].dump());
+      if (!shape_from_json(json::parse(json_text(e["shape"])), &shape))
+        throw fail(where + " has a bad shape " + json_text(e["shape"]));
       const Tensor* x = contents.find(tensor_name);
       if (!x) throw Error(tensors_path + ": tensor '" + tensor_name + "' is missing");
       if (x->dtype() != dtype || x->shape() != shape)

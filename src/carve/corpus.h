@@ -20,9 +20,9 @@ namespace tapml {
 
 struct CorpusSummary {
   int64_t tests = 0;
-  int64_t blobs = 0;            // distinct tensor contents stored
-  int64_t blob_bytes = 0;       // bytes of tensor data stored in the file
-  int64_t referenced_bytes = 0; // bytes of weights stored by reference only
+  int64_t blobs = 0;             // distinct tensor contents stored
+  int64_t blob_bytes = 0;        // bytes of tensor data stored in the file
+  int64_t referenced_bytes = 0;  // bytes of weights stored by reference only
   int64_t file_bytes = 0;
   std::map<std::string, int64_t> tests_per_op;
   std::map<std::string, std::string> meta;  // model, model_hash, prompts, calls_seen, ...
@@ -52,6 +52,15 @@ class Corpus {
   ~Corpus();
 
   const std::string& path() const { return path_; }
+
+  // Whether the carve that made this corpus finished. A carve writes beside its target and
+  // marks the file unfinished until it is done (carve_to_file); corpora made otherwise (an
+  // import, a program) count as finished.
+  bool finished() const;
+  void set_finished(bool done);
+  // Moves a closed corpus file onto `target`, replacing what is there in one step (the
+  // target's stale log files first). Error naming both paths when it cannot.
+  static void publish(const std::string& built, const std::string& target);
   void set_meta(const std::string& key, const std::string& value);
   std::optional<std::string> meta(const std::string& key) const;
 

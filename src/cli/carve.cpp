@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 
@@ -43,11 +44,18 @@ void carve(const CarveArgs& a, DevicePool& devices) {
   using clock = std::chrono::steady_clock;
   auto t0 = clock::now();
   std::vector<std::string> prompts = all_prompts(a);
+  check_usage([&] {
+    std::error_code ec;
+    if (!std::filesystem::exists(a.out, ec)) return;
+    TAPML_REQUIRE(a.overwrite, a.out +
+                                   ": already exists (choose another path, or --overwrite to "
+                                   "replace it once the new carve is done)");
+    Corpus::open(a.out);  // --overwrite replaces a corpus, never a model or anything else
+  });
+  devices.open(a.source);  // a bad or unreachable source fails before the model is read
   ModelFile model = load_model(a.model);
   Tokenizer tok = load_tokenizer(a.tokenizer, model.gguf.get(), model.config.vocab_size);
 
-  Corpus corpus = Corpus::create(a.out, a.overwrite);
-  if (a.by_reference) corpus.store_weights_by_reference(a.model);
   Backend& plain_f32 = devices.open(kNoiseReference);
   CarveOptions o;
   o.source = a.source;
@@ -71,9 +79,24 @@ void carve(const CarveArgs& a, DevicePool& devices) {
   };
   std::vector<std::vector<int>> ids;
   for (const std::string& p : prompts) ids.push_back(tok.encode(p, true));
-  CarveStats st = carve_model(model, ids, prompts, o, corpus);
+  CarveStats st;
+  try {
+    st = carve_to_file(model, ids, prompts, o, a.out, a.overwrite, [&](Corpus& c) {
+      if (a.by_reference) c.store_weights_by_reference(a.model);
+    });
+  } catch (const UsageError&) {
+    throw;
+  } catch (const Error& e) {
+    // Nothing was lost: say where the tests stored so far are.
+    std::string partial = partial_corpus_path(a.out);
+    throw Error(std::string(e.what()) +
+                (std::filesystem::exists(partial)
+                     ? " (" + a.out + " is unchanged; the tests carved so far are in " + partial +
+                           ", marked unfinished)"
+                     : ""));
+  }
   progress.finish();
-  CorpusSummary sum = corpus.summary();
+  CorpusSummary sum = Corpus::open(a.out).summary();
   double seconds = std::chrono::duration<double>(clock::now() - t0).count();
   if (a.json) {
     nlohmann::json j;

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdlib>
 
+#include "core/atomic_file.h"
 #include "core/error.h"
 #include "runtime/device_pool.h"
 
@@ -67,6 +68,14 @@ inline const CLI::Validator kPositive(
 // "backend URI: ref, cpu, vulkan, ... (tapml info --backends lists them)": the kinds this
 // build registered, for --backend's help.
 std::string backend_help(const std::string& what = "backend URI");
+
+// Checks the output paths a command was given, before it does any work: a report must not
+// be lost after a long run to a path it cannot be written to (core/atomic_file.h's rules).
+// Pairs of (path, flag); empty paths are skipped.
+inline void check_outputs(std::initializer_list<std::pair<const std::string&, const char*>> outs) {
+  for (const auto& [path, flag] : outs)
+    if (!path.empty()) check_output_path(path, flag);
+}
 
 // Runs `checks` of the command line's values; an Error they throw is a usage error (exit 2):
 // what the user wrote is wrong, and nothing has been done yet.

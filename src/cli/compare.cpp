@@ -27,6 +27,7 @@ struct CompareArgs {
 };
 
 void compare(const CompareArgs& a, DevicePool& devices) {
+  check_outputs({{a.json_out, "--json"}});
   std::vector<std::string> prompts = a.prompts.empty() ? std::vector<std::string>{""} : a.prompts;
   // Opened first: a mistyped URI is reported before the model is read.
   devices.open(a.backend);
@@ -52,9 +53,8 @@ void compare(const CompareArgs& a, DevicePool& devices) {
   r.prompt_texts = prompts;
   if (tty) std::fprintf(stderr, "\r%*s\r", 60, "");
   if (!a.json_out.empty())
-    write_file_atomically(
-        a.json_out,
-        to_json(r).dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+    write_output(a.json_out,
+                 to_json(r).dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   std::fputs(compare_text(r).c_str(), stdout);
   if (!r.pass()) throw ExitCode{ExitStatus::kChecksFailed};
 }

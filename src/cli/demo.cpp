@@ -11,6 +11,7 @@
 #include "cli/progress.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_text.h"
 #include "migrate/migrate.h"
 #include "model/model_file.h"
 #include "model/sites.h"
@@ -90,7 +91,6 @@ void demo(const DemoArgs& a, DevicePool& devices, const std::vector<std::string>
   std::fflush(stdout);
   CarveStats st;
   {
-    Corpus corpus = Corpus::create(corpus_path, true);
     Backend& plain = devices.open(kNoiseReference);
     CarveOptions o;
     o.steps = a.steps;
@@ -102,7 +102,7 @@ void demo(const DemoArgs& a, DevicePool& devices, const std::vector<std::string>
     o.progress = [&](size_t i, size_t, int produced, const CarveStats&) {
       progress.update(int64_t(i) * a.steps + produced);
     };
-    st = carve_model(model, ids, prompts, o, corpus);
+    st = carve_to_file(model, ids, prompts, o, corpus_path, true);
   }
   std::printf("   %lld calls seen, %lld signatures, %lld tests kept -> %s\n",
               (long long)st.calls_seen, (long long)st.signatures, (long long)st.tests_kept,
@@ -126,7 +126,7 @@ void demo(const DemoArgs& a, DevicePool& devices, const std::vector<std::string>
   int64_t failed = 0;
   for (auto& [op, s] : summarize(run.results)) failed += s.failed;
   std::string test_json = (fs::path(a.out) / ("test-" + best + ".json")).string();
-  write_file_atomically(test_json, to_json(run).dump(1) + "\n");
+  write_file_atomically(test_json, json_text(to_json(run), 1) + "\n");
   std::printf("   %zu tests, %lld failed (%s)\n", run.results.size(), (long long)failed,
               test_json.c_str());
 
@@ -155,7 +155,7 @@ void demo(const DemoArgs& a, DevicePool& devices, const std::vector<std::string>
   nlohmann::json j = to_json(r, report_context(argv));
   std::string json_path = (fs::path(a.out) / "migrate.json").string();
   std::string html_path = (fs::path(a.out) / "migrate.html").string();
-  write_file_atomically(json_path, j.dump(1) + "\n");
+  write_file_atomically(json_path, json_text(j, 1) + "\n");
   write_file_atomically(html_path, migrate_html(j));
   std::printf("   verdict: %s after %d end-to-end runs (%.1f s)\n", r.status.c_str(), r.runs,
               r.seconds);

@@ -28,6 +28,7 @@ struct MigrateArgs {
 
 void migrate_command(const MigrateArgs& a, DevicePool& devices,
                      const std::vector<std::string>& argv) {
+  check_outputs({{a.json_out, "--json"}, {a.html_out, "--html"}});
   ModelFile model = load_model(a.model);
   Tokenizer tok = load_tokenizer(a.tokenizer, model.gguf.get(), model.config.vocab_size);
   MigrateOptions o;
@@ -58,9 +59,9 @@ void migrate_command(const MigrateArgs& a, DevicePool& devices,
   r.prompt_texts = prompts;
   nlohmann::json j = to_json(r, report_context(argv));
   if (!a.json_out.empty())
-    write_file_atomically(a.json_out,
-                          j.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
-  if (!a.html_out.empty()) write_file_atomically(a.html_out, migrate_html(j));
+    write_output(a.json_out,
+                 j.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  if (!a.html_out.empty()) write_output(a.html_out, migrate_html(j));
 
   std::fputs(migrate_text(r).c_str(), stdout);
   if (!a.html_out.empty()) std::printf("HTML report: %s\n", a.html_out.c_str());

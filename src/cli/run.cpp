@@ -24,6 +24,7 @@ struct RunArgs {
 };
 
 void run(const RunArgs& a, DevicePool& devices) {
+  check_outputs({{a.logits_out, "--logits-out"}});
   Placement placement(a.backend);
   check_usage([&] {
     for (const std::string& rule : a.place) placement.add_rule(rule);
@@ -64,7 +65,7 @@ void run(const RunArgs& a, DevicePool& devices) {
   GenerateResult r = generate(session, prompt, o);
   if (!a.logits_out.empty()) {
     std::span<const std::byte> bytes = std::as_bytes(std::span(r.logits));
-    write_file_atomically(a.logits_out, std::span(&bytes, 1));
+    write_output(a.logits_out, std::span(&bytes, 1));
   }
 
   double prefill_tps = r.prefill_seconds > 0 ? r.prompt_tokens / r.prefill_seconds : 0;
@@ -118,9 +119,7 @@ void add_run(CLI::App& app, DevicePool& devices) {
   c->add_option("--top-p", a->top_p, "nucleus sampling cut, (0, 1]")
       ->check(CLI::Range(1e-6, 1.0))
       ->capture_default_str();
-  c->add_option("--seed", a->seed, "random seed for sampling")
-      ->check(kSeed)
-      ->capture_default_str();
+  c->add_option("--seed", a->seed, "random seed for sampling")->check(kSeed)->capture_default_str();
   c->add_option("--backend", a->backend, backend_help("default backend URI"))
       ->capture_default_str();
   c->add_option("--place", a->place, "placement rule REGEX=BACKEND (repeatable)");

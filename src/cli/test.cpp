@@ -24,7 +24,7 @@ struct TestArgs {
   Verbosity verbosity;
   std::vector<int64_t> ids;
   std::vector<std::string> merge;
-  bool fail_fast = false, synthetic = false, conformance = false;
+  bool fail_fast = false, synthetic = false, conformance = false, allow_partial = false;
   uint64_t seed = 1;
 };
 
@@ -39,13 +39,12 @@ std::pair<int, int> parse_shard(const std::string& s) {
 
 void finish(const TestArgs& a, const ReplayRun& run) {
   if (!a.json_out.empty())
-    write_file_atomically(
-        a.json_out,
-        to_json(run).dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+    write_output(a.json_out,
+                 to_json(run).dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   if (!a.junit_out.empty()) {
     JunitOptions o;
     if (a.merge.empty()) o.seed = a.seed;  // merged shards do not say which seed they ran
-    write_file_atomically(a.junit_out, junit_xml(run, o));
+    write_output(a.junit_out, junit_xml(run, o));
   }
   // The summary first, then the failures, as many as asked for: a broken kernel can fail
   // thousands of tests, and the JSON report keeps every one.
@@ -99,15 +98,16 @@ void conformance(const TestArgs& a, DevicePool& devices) {
   ConformanceRun run = suite->run(target);
   progress.finish();
   if (!a.json_out.empty())
-    write_file_atomically(
+    write_output(
         a.json_out,
         conformance_json(run).dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
-  if (!a.junit_out.empty()) write_file_atomically(a.junit_out, conformance_junit_xml(run));
+  if (!a.junit_out.empty()) write_output(a.junit_out, conformance_junit_xml(run));
   std::fputs(conformance_table(run).c_str(), stdout);
   if (totals(run).failed > 0) throw ExitCode{ExitStatus::kChecksFailed};
 }
 
 void test(const TestArgs& a, DevicePool& devices) {
+  check_outputs({{a.json_out, "--json"}, {a.junit_out, "--junit"}});
   if (a.conformance) return conformance(a, devices);
   if (!a.merge.empty()) return merge(a);
   TAPML_REQUIRE_USAGE(!a.corpus.empty() && !a.backend.empty(),
@@ -122,6 +122,7 @@ void test(const TestArgs& a, DevicePool& devices) {
   o.synthetic = a.synthetic;
   o.seed = a.seed;
   o.fail_fast = a.fail_fast;
+  o.allow_partial = a.allow_partial;
   Progress progress("replaying " + a.corpus, "tests", 0, a.verbosity.quiet);
   o.on_result = [&](size_t done, size_t total, const TestResult& r) {
     progress.set_total(int64_t(total));
@@ -173,6 +174,8 @@ void add_test(CLI::App& app, DevicePool& devices) {
   c->add_option("--merge", a->merge, "merge these shard JSON reports instead of running")
       ->expected(1, -1);
   c->add_flag("--fail-fast", a->fail_fast, "stop at the first failure");
+  c->add_flag("--allow-partial", a->allow_partial,
+              "replay a corpus whose carve did not finish, or one without tests");
   c->add_option("--max-failures", a->max_failures,
                 "list at most this many failures after the summary (0: all)")
       ->check(CLI::NonNegativeNumber)

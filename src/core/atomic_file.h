@@ -29,9 +29,23 @@ class AtomicFile {
   bool committed_ = false;
 };
 
-// The concatenation of `pieces`, or `text`, written atomically to `path`.
+// The concatenation of `pieces`, or `text`, written atomically to `path` (a file TapML owns:
+// an export, a model it writes).
 void write_file_atomically(const std::string& path,
                            std::span<const std::span<const std::byte>> pieces);
 void write_file_atomically(const std::string& path, std::string_view text);
+
+// Output files a user names (--json, --junit, --html, --logits-out):
+//   - a character device, FIFO or socket (/dev/stdout, /dev/null, a pipe) is written through;
+//   - a symbolic link is followed: its target is replaced, the link stays;
+//   - a regular file is replaced atomically (temporary file + rename), unless it is a corpus
+//     (an SQLite file) or a model (GGUF, safetensors), which are refused so that a slip in
+//     the arguments cannot destroy one;
+//   - a directory, or a missing or read-only parent directory, is an error.
+// check_output_path says so before any work is done (UsageError naming `what`, the flag);
+// write_output applies the same rules when it writes.
+void check_output_path(const std::string& path, const std::string& what);
+void write_output(const std::string& path, std::span<const std::span<const std::byte>> pieces);
+void write_output(const std::string& path, std::string_view text);
 
 }  // namespace tapml

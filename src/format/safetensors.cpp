@@ -14,6 +14,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_text.h"
 #include "core/mapped_file.h"
 
 namespace tapml::safetensors {
@@ -75,7 +76,7 @@ void write(const std::string& path, const std::vector<Entry>& tensors,
                       {"data_offsets", {offset, offset + n}}};
     offset += n;
   }
-  std::string text = header.dump();
+  std::string text = json_text(header);
   // Spaces pad the header so the data starts 8-byte aligned, as the format recommends.
   text.append((8 - text.size() % 8) % 8, ' ');
   uint64_t length = text.size();
@@ -133,24 +134,25 @@ Contents read(const std::string& path) {
       if (!v.contains(key)) throw fail(what + " lacks '" + key + "'");
     DType dtype;
     if (!v["dtype"].is_string() || !dtype_of_file_name(v["dtype"].get<std::string>(), &dtype))
-      throw fail(what + " has dtype " + v["dtype"].dump() + "; TapML reads F32, F16, BF16 and I32");
+      throw fail(what + " has dtype " + json_text(v["dtype"]) +
+                 "; TapML reads F32, F16, BF16 and I32");
     const ordered_json& shape_json = v["shape"];
     if (!shape_json.is_array()) throw fail(what + " has a shape that is not an array");
     std::vector<int64_t> dims;
     uint64_t numel = 1;
     for (const ordered_json& d : shape_json) {
-      if (!d.is_number_unsigned()) throw fail(what + " has a bad dimension " + d.dump());
+      if (!d.is_number_unsigned()) throw fail(what + " has a bad dimension " + json_text(d));
       uint64_t x = d.get<uint64_t>();
       if (x > uint64_t(std::numeric_limits<int64_t>::max()) ||
           (x != 0 && numel > (uint64_t(1) << 62) / x))
-        throw fail(what + " has an impossibly large shape " + shape_json.dump());
+        throw fail(what + " has an impossibly large shape " + json_text(shape_json));
       numel *= x;
       dims.push_back(int64_t(x));
     }
     const ordered_json& off = v["data_offsets"];
     if (!off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() ||
         !off[1].is_number_unsigned())
-      throw fail(what + " has bad data_offsets " + off.dump());
+      throw fail(what + " has bad data_offsets " + json_text(off));
     uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
     if (begin > end || end > data_size)
       throw fail(what + " has data_offsets [" + std::to_string(begin) + ", " + std::to_string(end) +
@@ -158,7 +160,7 @@ Contents read(const std::string& path) {
     uint64_t want = numel * dtype_size(dtype);
     if (end - begin != want)
       throw fail(what + " holds " + std::to_string(end - begin) + " bytes but " +
-                 v["dtype"].get<std::string>() + " " + shape_json.dump() + " needs " +
+                 v["dtype"].get<std::string>() + " " + json_text(shape_json) + " needs " +
                  std::to_string(want));
     Tensor t(dtype, Shape(std::move(dims)));
     if (want > 0) std::memcpy(t.mutable_bytes(), data + begin, size_t(want));

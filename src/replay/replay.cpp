@@ -100,6 +100,15 @@ ReplayRun replay_corpus(const std::string& corpus_path, const std::string& targe
       o.shards >= 1 && o.shard >= 1 && o.shard <= o.shards,
       "shard " + std::to_string(o.shard) + "/" + std::to_string(o.shards) + " is out of range");
   Corpus corpus = Corpus::open(corpus_path);
+  // A corpus that is incomplete or empty would "pass" without testing what it should.
+  if (!o.allow_partial) {
+    TAPML_REQUIRE(corpus.finished(),
+                  corpus_path +
+                      ": its carve did not finish (it was stopped or failed), "
+                      "so it lacks tests; --allow-partial replays what it holds");
+    TAPML_REQUIRE(!corpus.list().empty(),
+                  corpus_path + ": holds no tests; --allow-partial replays it anyway");
+  }
   DevicePool own;
   DevicePool& pool = o.pool ? *o.pool : own;
   Backend& target = pool.open(target_uri);
@@ -113,13 +122,13 @@ ReplayRun replay_corpus(const std::string& corpus_path, const std::string& targe
     for (const TestInfo& t : all) ops.insert(t.op);
     std::string op_names;
     for (const std::string& op : ops) op_names += (op_names.empty() ? "" : ", ") + op;
-    throw UsageError(corpus_path + ": no test matches" +
-                     (o.op_regex.empty() ? "" : " --op '" + o.op_regex + "'") +
-                     (o.site_regex.empty() ? "" : " --site '" + o.site_regex + "'") + " (the " +
-                     std::to_string(all.size()) + " tests are of ops " +
-                     (op_names.empty() ? "(none)" : op_names) +
-                     (all.empty() ? "" : "; sites like " + all.front().site + ", " + all.back().site) +
-                     ")");
+    throw UsageError(
+        corpus_path + ": no test matches" +
+        (o.op_regex.empty() ? "" : " --op '" + o.op_regex + "'") +
+        (o.site_regex.empty() ? "" : " --site '" + o.site_regex + "'") + " (the " +
+        std::to_string(all.size()) + " tests are of ops " +
+        (op_names.empty() ? "(none)" : op_names) +
+        (all.empty() ? "" : "; sites like " + all.front().site + ", " + all.back().site) + ")");
   }
   if (!o.ids.empty()) {
     std::vector<TestInfo> chosen;

@@ -39,6 +39,8 @@ struct ReplayOptions {
   bool synthetic = false;
   uint64_t seed = 1;
   bool fail_fast = false;
+  // Replay a corpus whose carve did not finish, or one with no tests (else an Error).
+  bool allow_partial = false;
   // Called after each test with (done, total, result).
   std::function<void(size_t, size_t, const TestResult&)> on_result;
   // The process's devices; null: the replay opens its own.

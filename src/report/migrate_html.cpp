@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/json_text.h"
 #include "report/command_line.h"
 #include "report/csp.h"
 
@@ -55,7 +56,7 @@ std::optional<double> number(const json& obj, const char* key) {
 std::string text(const json& v) {
   if (v.is_string()) return v.get<std::string>();
   if (v.is_null()) return "";
-  return v.dump();
+  return json_text(v);
 }
 
 std::string text(const json& obj, const char* key) { return text(member(obj, key)); }

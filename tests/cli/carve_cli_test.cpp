@@ -167,10 +167,16 @@ TEST(CarveCli, FailuresPrintAOneLineReplayCommand) {
   EXPECT_NE(r.out.find("0 passed, 1 failed"), std::string::npos) << r.out;
 }
 
-TEST(CarveCli, AKilledCarveLeavesACorpusThatReplays) {
+TEST(CarveCli, AKilledCarveLosesNothingAndLeavesAPartialCorpus) {
   std::string p = testing::temp_dir() + "/killed.corpus";
+  std::string partial = p + ".partial";
   std::string cmd = testing::tapml_binary();
   std::string model = shared_path("models/stories260K/stories260K.gguf");
+  // An earlier, finished corpus at the path that the killed carve was to replace.
+  auto first =
+      run_command(tapml("carve --model " + q(model) + " --prompt '' --steps 6 --out " + q(p)));
+  ASSERT_EQ(first.exit_code, 0) << first.err;
+  auto before = run_command(tapml("corpus info --corpus " + q(p) + " --json"));
   pid_t child = fork();
   ASSERT_GE(child, 0);
   if (child == 0) {
@@ -179,19 +185,50 @@ TEST(CarveCli, AKilledCarveLeavesACorpusThatReplays) {
     dup2(devnull, 2);
     execl(cmd.c_str(), cmd.c_str(), "carve", "--model", model.c_str(), "--prompt",
           "Once upon a time", "--prompt", "Lily and Tom", "--prompt", "The dog", "--steps", "512",
-          "--keep", "8", "--out", p.c_str(), (char*)nullptr);
+          "--keep", "8", "--overwrite", "--out", p.c_str(), (char*)nullptr);
     _exit(127);
   }
-  // Kill it once the corpus holds some tests, well before the carve can finish.
-  for (int i = 0; i < 1000 && file_size_or_zero(p) + file_size_or_zero(p + "-wal") < 200000; ++i)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  // Kill it once its new corpus holds some tests, well before the carve can finish.
+  for (int i = 0;
+       i < 2000 && file_size_or_zero(partial) + file_size_or_zero(partial + "-wal") < 200000; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   kill(child, SIGKILL);
   int status = 0;
   waitpid(child, &status, 0);
   ASSERT_TRUE(WIFSIGNALED(status)) << "the carve finished before it could be killed";
-  auto r = run_command(tapml("test --corpus " + q(p) + " --backend cpu"));
+  // The old corpus is untouched...
+  EXPECT_EQ(run_command(tapml("corpus info --corpus " + q(p) + " --json")).out, before.out);
+  // ...and what the killed carve stored is kept, marked unfinished: it replays only when asked.
+  auto r = run_command(tapml("test --corpus " + q(partial) + " --backend cpu"));
+  EXPECT_EQ(r.exit_code, 3) << r.out << r.err;
+  EXPECT_NE(r.err.find("its carve did not finish"), std::string::npos) << r.err;
+  r = run_command(tapml("test --corpus " + q(partial) + " --backend cpu --allow-partial"));
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
   EXPECT_NE(r.out.find(" passed, 0 failed"), std::string::npos) << r.out;
+}
+
+TEST(CarveCli, AFailedCarveLeavesTheOldCorpus) {
+  std::string dir = testing::temp_dir();
+  std::string p = dir + "/c.corpus";
+  std::string model = shared_path("models/stories260K/stories260K.gguf");
+  ASSERT_EQ(run_command(tapml("carve --model " + q(model) + " --prompt '' --steps 6 --out " + q(p)))
+                .exit_code,
+            0);
+  auto before = run_command(tapml("corpus info --corpus " + q(p) + " --json")).out;
+  // An unreachable source, and a prompt that is not UTF-8: neither may cost the old corpus.
+  auto r = run_command(tapml("carve --model " + q(model) + " --prompt x --steps 6 --overwrite " +
+                             "--source tcp://127.0.0.1:1 --out " + q(p)));
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_EQ(run_command(tapml("corpus info --corpus " + q(p) + " --json")).out, before);
+  r = run_command(tapml("carve --model " + q(model) + " --prompt \"$(printf '\\377\\376')\" " +
+                        "--steps 6 --overwrite --out " + q(p)));
+  EXPECT_EQ(r.exit_code, 0) << r.err;  // bytes that are not UTF-8 are a prompt like any other
+  EXPECT_NE(run_command(tapml("corpus info --corpus " + q(p) + " --json")).out, before);
+  // Refused before any work: --overwrite of something that is not a corpus.
+  r = run_command(
+      tapml("carve --model " + q(model) + " --prompt x --steps 6 --overwrite --out " + q(model)));
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("not a TapML corpus"), std::string::npos) << r.err;
 }
 
 TEST(CarveCli, DamagedCorporaGiveOneLineErrors) {

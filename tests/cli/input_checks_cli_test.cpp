@@ -113,6 +113,55 @@ TEST(InputChecks, TestPrintsTheSummaryFirstAndCapsFailureLines) {
   EXPECT_GT(every, 2u);
 }
 
+TEST(InputChecks, OutputPathsAreWrittenAsTheyAre) {
+  std::string dir = testing::temp_dir();
+  std::string corpus = dir + "/c.corpus";
+  ASSERT_EQ(run_command(tapml("carve --model " + stories() + " --prompt '' --steps 4 --out " +
+                              shell_quote(corpus)))
+                .exit_code,
+            0);
+  auto test_to = [&](const std::string& out) {
+    return run_command(tapml("test --corpus " + shell_quote(corpus) + " --backend cpu --json " +
+                             shell_quote(out)));
+  };
+  // A corpus or a model named by mistake is refused before anything runs, and survives.
+  auto r = test_to(corpus);
+  expect_error(r, 2, "is an SQLite file (a corpus?); refusing to replace it");
+  EXPECT_EQ(run_command(tapml("corpus info --corpus " + shell_quote(corpus))).exit_code, 0);
+  expect_error(test_to(testing::shared_path("models/stories260K/stories260K.gguf")), 2,
+               "is a GGUF model; refusing to replace it");
+  expect_error(test_to(dir + "/no/such/folder/r.json"), 2, "does not exist");
+  expect_error(test_to(dir), 2, "is a folder");
+  // /dev/stdout is written through, not replaced by a regular file.
+  r = test_to("/dev/stdout");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"format\": \"tapml-test-report\""), std::string::npos) << r.out;
+  // A symbolic link keeps pointing at its target, which gets the report.
+  std::filesystem::create_symlink(dir + "/target.json", dir + "/link.json");
+  ASSERT_EQ(test_to(dir + "/link.json").exit_code, 0);
+  EXPECT_TRUE(std::filesystem::is_symlink(dir + "/link.json"));
+  EXPECT_GT(std::filesystem::file_size(dir + "/target.json"), 100u);
+  // A FIFO is written through (a reader gets the report), not replaced.
+  std::string fifo = dir + "/f.fifo";
+  ASSERT_EQ(run_command("mkfifo " + shell_quote(fifo)).exit_code, 0);
+  r = run_command(
+      "(cat " + shell_quote(fifo) + " > " + shell_quote(dir + "/from_fifo") + " &); " +
+      tapml("test --corpus " + shell_quote(corpus) + " --backend cpu --json " + shell_quote(fifo)) +
+      "; sleep 0.2");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(std::filesystem::is_fifo(fifo));
+  EXPECT_GT(std::filesystem::file_size(dir + "/from_fifo"), 100u);
+  // A device that cannot take the bytes is an error after the run, and stays a device.
+  r = test_to("/dev/full");
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_NE(r.err.find("/dev/full: write failed"), std::string::npos) << r.err;
+  EXPECT_TRUE(std::filesystem::is_character_file("/dev/full"));
+  // A migration's output paths are checked before the migration runs.
+  r = run_command(tapml("migrate --model " + stories() + " --backend cpu --html " +
+                        shell_quote(dir + "/missing/r.html")));
+  expect_error(r, 2, "--html " + dir + "/missing/r.html: the folder");
+}
+
 TEST(InputChecks, ValuesAreCheckedBeforeAnyWork) {
   for (const char* bad : {"0", "-1", "nan", "inf"})
     expect_error(run_command(tapml("migrate --model " + stories() +

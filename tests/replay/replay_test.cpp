@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+
 #include "backends/builtin.h"
 #include "carve/recorder.h"
+#include "core/error.h"
 #include "runtime/generate.h"
 #include "runtime/session.h"
 #include "support/shared.h"
@@ -29,6 +32,33 @@ std::string tiny_corpus() {
     return p;
   }();
   return path;
+}
+
+TEST(Replay, UnfinishedAndEmptyCorporaAreNotReplayedUnlessAsked) {
+  std::string empty = testing::temp_dir() + "/empty.corpus";
+  { Corpus::create(empty); }
+  try {
+    replay_corpus(empty, "cpu", {});
+    ADD_FAILURE() << "an empty corpus replayed";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("holds no tests"), std::string::npos) << e.what();
+  }
+  ReplayOptions partial;
+  partial.allow_partial = true;
+  EXPECT_TRUE(replay_corpus(empty, "cpu", partial).results.empty());
+
+  std::string unfinished = testing::temp_dir() + "/unfinished.corpus";
+  std::filesystem::copy_file(tiny_corpus(), unfinished);
+  { Corpus::open(unfinished).set_finished(false); }
+  try {
+    replay_corpus(unfinished, "cpu", {});
+    ADD_FAILURE() << "an unfinished corpus replayed";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("its carve did not finish"), std::string::npos)
+        << e.what();
+  }
+  ReplayRun run = replay_corpus(unfinished, "cpu", partial);
+  EXPECT_EQ(run.results.size(), Corpus::open(tiny_corpus()).list().size());
 }
 
 TEST(Replay, CorrectBackendsPassEveryTest) {
