@@ -190,6 +190,20 @@ TEST(InputChecks, AContextBeyondTheMemoryBudgetIsRefused) {
                "over the memory budget of 976.56 KiB (TAPML_MEMORY_BUDGET)");
 }
 
+TEST(InputChecks, CarveAndCorpusInfoAgreeOnTheFileSize) {
+  std::string corpus = shell_quote(testing::temp_dir() + "/c.corpus");
+  auto carve = run_command(tapml("carve --model " + stories() +
+                                 " --prompt 'Once upon a time' --steps 24 --json --out " + corpus));
+  ASSERT_EQ(carve.exit_code, 0) << carve.err;
+  auto info = run_command(tapml("corpus info --json --corpus " + corpus));
+  ASSERT_EQ(info.exit_code, 0) << info.err;
+  auto size = [](const std::string& json) {
+    size_t at = json.find("\"file_bytes\": ");
+    return at == std::string::npos ? std::string("?") : json.substr(at, json.find(',', at) - at);
+  };
+  EXPECT_EQ(size(carve.out), size(info.out));
+}
+
 TEST(InputChecks, MessagesCountAndNameThings) {
   auto r = run_command(tapml("run --model " + stories() + " --steps 3 --prompt ''"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
