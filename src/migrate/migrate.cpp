@@ -278,7 +278,8 @@ class Migration {
         failing_,
         [&](const std::vector<std::string>& subset) {
           ev_->set_activity("bisection run " + std::to_string(runs) + ", " +
-                            std::to_string(subset.size()) + " sites");
+                            std::to_string(subset.size()) +
+                            (subset.size() == 1 ? " site" : " sites"));
           std::vector<std::string> placed = base_;
           placed.insert(placed.end(), subset.begin(), subset.end());
           return !ev_->passes(ev_->evaluate_sites(placed));
