@@ -22,10 +22,15 @@ class TcpBackend : public Backend {
     where_ = "tcp://" + uri.target;
     TAPML_REQUIRE(!uri.target.empty(), "backend URI '" + uri.text + "': expected tcp://HOST:PORT");
     auto [host, port] = rpc::parse_host_port(uri.target);
-    timeout_ms_ = int(std::clamp<int64_t>(uri.int_param("timeout_ms", 5000), 1, 86400000));
-    call_timeout_ms_ =
-        int(std::clamp<int64_t>(uri.int_param("call_timeout_ms", 120000), timeout_ms_, 86400000));
-    hash_min_ = uint64_t(std::max<int64_t>(0, uri.int_param("hash_min", 4096)));
+    // Out-of-range values are errors, not clamped: timeout_ms=0 is a typo, not a request for
+    // a one-millisecond timeout.
+    constexpr int64_t kDay = 86400000;
+    timeout_ms_ = int(uri.int_param("timeout_ms", 5000, 1, kDay));
+    // Unless given, a run may take at least as long as a small request.
+    call_timeout_ms_ = int(uri.params.count("call_timeout_ms")
+                               ? uri.int_param("call_timeout_ms", 0, timeout_ms_, kDay)
+                               : std::max(120000, timeout_ms_));
+    hash_min_ = uint64_t(uri.int_param("hash_min", 4096, 0, INT64_MAX));
     try {
       socket_ = rpc::connect_tcp(host, port, timeout_ms_);
     } catch (const Error& e) {
