@@ -15,6 +15,18 @@ struct ServeArgs {
   int max_connections = 32;
 };
 
+// Accepts a whole number of at least `min` (and no sign, no suffix), so a negative value is
+// not wrapped around into a huge unsigned one.
+CLI::Validator whole_number(uint64_t min) {
+  return CLI::Validator(
+      [min](std::string& v) -> std::string {
+        bool digits = !v.empty() && v.size() <= 19 && v.find_first_not_of("0123456789") == v.npos;
+        if (digits && std::stoull(v) >= min) return "";
+        return "'" + v + "' is not a whole number of at least " + std::to_string(min);
+      },
+      "N>=" + std::to_string(min));
+}
+
 rpc::Server* g_server = nullptr;  // for the signal handler only
 extern "C" void on_signal(int) {
   if (g_server) g_server->interrupt();
@@ -52,10 +64,14 @@ void add_serve(CLI::App& app) {
                 "HOST:PORT to listen on (default 127.0.0.1:7411; port 0 picks a free one; any "
                 "non-loopback host needs --token)");
   c->add_option("--token", a->token, "clients must present this token (?token=T)");
-  c->add_option("--max-memory", a->max_memory, "buffer bytes each connection may hold");
+  // A zero or negative limit would start a server nobody can use: refuse it before listening.
+  c->add_option("--max-memory", a->max_memory, "buffer bytes each connection may hold")
+      ->check(whole_number(1));
   c->add_option("--cache-memory", a->cache_memory,
-                "bytes kept for the hash probe, so weights are not sent twice (0: off)");
-  c->add_option("--max-connections", a->max_connections, "connections served at once");
+                "bytes kept for the hash probe, so weights are not sent twice (0: off)")
+      ->check(whole_number(0));
+  c->add_option("--max-connections", a->max_connections, "connections served at once")
+      ->check(CLI::Range(1, 65536));
   c->callback([a] { serve(*a); });
 }
 

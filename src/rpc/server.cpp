@@ -55,6 +55,8 @@ Server::Server(std::unique_ptr<Backend> backend, ServerOptions options)
                     "connect with tcp://HOST:PORT?token=T)");
   TAPML_REQUIRE(opts_.max_frame_bytes >= 4096 && opts_.max_frame_bytes <= kMaxFrameBytes,
                 "serve: frame limit must be between 4096 and " + std::to_string(kMaxFrameBytes));
+  TAPML_REQUIRE(opts_.max_connections >= 1, "serve: --max-connections must be at least 1");
+  TAPML_REQUIRE(opts_.max_memory >= 1, "serve: --max-memory must be at least 1 byte");
   listener_ = listen_tcp(opts_.host, opts_.port);
   port_ = bound_port(listener_);
   // Non-blocking, so serve() can drain every pending connection and still notice stop().

@@ -115,8 +115,7 @@ nlohmann::json verdicts(const std::string& backend, int* rc) {
   if (!f) throw std::runtime_error("no report: " + r.out + r.err);
   nlohmann::json out = nlohmann::json::array();
   nlohmann::json j = nlohmann::json::parse(f);
-  for (auto& t : j["tests"])
-    out.push_back({t["id"], t["pass"], t["check"], t["detail"]});
+  for (auto& t : j["tests"]) out.push_back({t["id"], t["pass"], t["check"], t["detail"]});
   return out;
 }
 
@@ -191,8 +190,8 @@ TEST(ServeCli, AKilledServerIsAClearErrorWithinSecondsAndARestartWorks) {
 
 TEST(ServeCli, TokensAreEnforcedAndExposureNeedsOne) {
   ServeProcess server({"--backend", "ref", "--listen", "127.0.0.1:0", "--token", "s3cret"});
-  auto r = run_command(tapml("test --corpus " + q(small_corpus()) + " --backend " +
-                             q(server.uri("?token=wrong"))));
+  auto r = run_command(
+      tapml("test --corpus " + q(small_corpus()) + " --backend " + q(server.uri("?token=wrong"))));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("refused the connection: wrong token"), std::string::npos) << r.err;
   r = run_command(tapml("test --corpus " + q(small_corpus()) + " --backend " +
@@ -201,6 +200,20 @@ TEST(ServeCli, TokensAreEnforcedAndExposureNeedsOne) {
   r = run_command(tapml("serve --backend ref --listen 0.0.0.0:0"));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("--token"), std::string::npos) << r.err;
+}
+
+// Limits that would give a server nobody can use are usage errors, before anything listens.
+// (`timeout` only matters if one is accepted: the server would otherwise run on.)
+TEST(ServeCli, UnusableLimitsAreUsageErrors) {
+  for (std::string bad : {"--max-connections 0", "--max-connections -1", "--max-memory 0",
+                          "--max-memory -1", "--max-connections x"}) {
+    auto r = run_command("timeout 3 " + tapml("serve --backend ref --listen 127.0.0.1:0 " + bad));
+    EXPECT_NE(r.exit_code, 0) << bad;
+    EXPECT_NE(r.exit_code, 124) << bad << ": the server started";
+    std::string flag = bad.substr(0, bad.find(' '));
+    EXPECT_NE(r.err.find(flag), std::string::npos) << bad << ": " << r.err;
+    EXPECT_EQ(r.out, "") << bad;
+  }
 }
 
 }  // namespace
