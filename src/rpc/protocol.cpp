@@ -137,14 +137,14 @@ class Reader {
     std::string name = str("op name");
     TAPML_REQUIRE(!name.empty(), "rpc: empty op name");
     std::optional<Op> op = find_op(name);
-    TAPML_REQUIRE(op.has_value(), "rpc: unknown op '" + name + "'");
+    TAPML_REQUIRE(op.has_value(), "rpc: unknown op '" + printable(name) + "'");
     c.op = *op;
     uint32_t na = count("attributes", kMaxAttrs);
     for (uint32_t i = 0; i < na; ++i) {
       std::string k = str("attribute name");
       double v = f64();
-      TAPML_REQUIRE(!c.attrs.has(k), "rpc: attribute '" + k + "' given twice");
-      TAPML_REQUIRE(std::isfinite(v), "rpc: attribute '" + k + "' is not finite");
+      TAPML_REQUIRE(!c.attrs.has(k), "rpc: attribute '" + printable(k) + "' given twice");
+      TAPML_REQUIRE(std::isfinite(v), "rpc: attribute '" + printable(k) + "' is not finite");
       c.attrs.set(k, v);
     }
     uint32_t ni = count("inputs", kMaxTensors);
@@ -179,6 +179,23 @@ class Reader {
 };
 
 }  // namespace
+
+std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char ch : text) {
+    auto b = static_cast<unsigned char>(ch);
+    if (b >= 0x20 && b != 0x7f) {
+      out += ch;
+      continue;
+    }
+    const char* hex = "0123456789abcdef";
+    out += "\\x";
+    out += hex[b >> 4];
+    out += hex[b & 15];
+  }
+  return out;
+}
 
 bool is_request(MsgType t) { return uint8_t(t) < 0x80; }
 

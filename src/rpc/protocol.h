@@ -13,6 +13,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "backend/backend.h"
@@ -54,6 +55,12 @@ enum class MsgType : uint8_t {
   Support = 0x86,    // flag: ok, text: reason
   Error = 0xff,      // text: the message
 };
+
+// `text` with every control byte (below 0x20, and 0x7f) and NUL written as \xHH, so a name
+// or message from the wire is shown whole (a NUL would cut it where C strings are used) and
+// cannot drive the reader's terminal. Other bytes, backslashes included, are kept, so
+// printable(printable(s)) == printable(s).
+std::string printable(std::string_view text);
 
 bool is_request(MsgType t);
 std::string msg_name(MsgType t);

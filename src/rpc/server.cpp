@@ -37,10 +37,12 @@ bool in_range(uint64_t offset, uint64_t size, uint64_t total) {
   return offset <= total && size <= total - offset;
 }
 
+// Messages may carry names from the wire (or a wrapped backend's text about them); they go
+// out printable, so a client can show them as one whole line.
 Message error_reply(const std::string& text) {
   Message m;
   m.type = MsgType::Error;
-  m.text = text;
+  m.text = printable(text);
   return m;
 }
 
@@ -327,13 +329,13 @@ bool Server::handle_request(Connection& c, const Message& m, Message& reply) {
         validate_call(c, m.call, t, false);
       } catch (const Error& e) {
         reply.flag = false;
-        reply.text = e.what();
+        reply.text = printable(e.what()).substr(0, kMaxString);
         return true;
       }
       std::lock_guard lock(backend_mutex_);
       Support s = backend_->supports(t);
       reply.flag = s.ok;
-      reply.text = s.reason.substr(0, kMaxString);
+      reply.text = printable(s.reason).substr(0, kMaxString);
       return true;
     }
     case MsgType::Run: {
@@ -357,6 +359,10 @@ bool Server::handle_request(Connection& c, const Message& m, Message& reply) {
 }
 
 void Server::validate_call(Connection& c, const OpCall& call, OpCall& t, bool place_buffers) {
+  // The catalog's messages quote attribute names; one with a NUL would be cut short there.
+  for (auto& [k, v] : call.attrs.items())
+    TAPML_REQUIRE(printable(k) == k,
+                  std::string(op_name(call.op)) + ": unknown attribute '" + printable(k) + "'");
   validate(call);
   t = call;
   // A SUPPORTS question may name any buffers (they only say which tensors share bytes); the

@@ -141,6 +141,15 @@ TEST(RpcProtocol, NonsenseFieldsAreNamed) {
   expect_error(b, "unknown op 'matmux'");
 }
 
+TEST(RpcProtocol, PrintableEscapesControlBytesOnly) {
+  EXPECT_EQ(printable(std::string("a\0b\x1b[1m\n\x7f", 9)), "a\\x00b\\x1b[1m\\x0a\\x7f");
+  const std::string kept = "blk.0 \\x00 \xc3\xa9 ~";  // backslashes and UTF-8 stay as they are
+  EXPECT_EQ(printable(kept), kept);
+  std::string all;
+  for (int b = 0; b < 256; ++b) all += char(b);
+  EXPECT_EQ(printable(printable(all)), printable(all));
+}
+
 TEST(RpcProtocol, FrameReaderSplitsAnyChunkingAndRejectsBadLengths) {
   std::vector<uint8_t> stream;
   for (const Message& m : samples()) {

@@ -2,6 +2,7 @@
 // local backend's, errors come back as messages, connections are isolated and capped, the
 // hash probe skips uploads, and malformed traffic never takes the server down.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 
 #include <chrono>
 #include <cstring>
@@ -191,6 +192,121 @@ TEST(RpcServer, ADeadOrSilentServerIsAQuickClearError) {
   e = error_of([&] { open_backend(uri); });
   EXPECT_NE(e.find("timed out"), std::string::npos) << e;
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+}
+
+// A raw connection that has said HELLO.
+Socket greeted_socket(RunningServer& s) {
+  Socket raw = connect_tcp("127.0.0.1", s.server().port(), 1000);
+  Message m;
+  m.type = MsgType::Hello;
+  raw.send_frame(m, 1000);
+  std::vector<uint8_t> p;
+  raw.recv_frame(p, kMaxFrameBytes, 1000, 1000);
+  EXPECT_EQ(decode_message(p).type, MsgType::HelloOk);
+  return raw;
+}
+
+// Sends one frame and returns the decoded reply.
+Message ask(Socket& raw, const std::vector<uint8_t>& frame) {
+  raw.send_all(frame.data(), frame.size(), 1000);
+  std::vector<uint8_t> p;
+  if (!raw.recv_frame(p, kMaxFrameBytes, 2000, 2000)) throw Error("closed without a reply");
+  return decode_message(p);
+}
+
+bool has_control_bytes(const std::string& s) {
+  for (unsigned char ch : s)
+    if (ch < 0x20 || ch == 0x7f) return true;
+  return false;
+}
+
+TEST(RpcServer, NamesFromTheWireArePrintableInMessages) {
+  RunningServer s;
+  Socket raw = greeted_socket(s);
+  // A RUN of op "add\0evil\x1b[2J", hand-encoded: the encoder only writes catalog names.
+  std::vector<uint8_t> f = {0, 0, 0, 0, uint8_t(MsgType::Run)};
+  auto u32 = [&](uint32_t v) {
+    for (int i = 0; i < 4; ++i) f.push_back(uint8_t(v >> (8 * i)));
+  };
+  const std::string name("add\0evil\x1b[2J", 12);
+  u32(uint32_t(name.size()));
+  f.insert(f.end(), name.begin(), name.end());
+  for (int i = 0; i < 4; ++i) u32(0);  // attributes, inputs, outputs, site
+  uint32_t n = uint32_t(f.size() - 4);
+  for (int i = 0; i < 4; ++i) f[i] = uint8_t(n >> (8 * i));
+  Message r = ask(raw, f);
+  ASSERT_EQ(r.type, MsgType::Error);
+  EXPECT_NE(r.text.find("unknown op 'add\\x00evil\\x1b[2J'"), std::string::npos) << r.text;
+  EXPECT_FALSE(has_control_bytes(r.text)) << r.text;
+
+  // An attribute name goes into the catalog's message; it arrives whole and escaped, and the
+  // connection carries on.
+  raw = greeted_socket(s);
+  Message m;
+  m.type = MsgType::Alloc, m.size = 256;
+  uint64_t id = ask(raw, encode_frame(m)).id;
+  m = {}, m.type = MsgType::Run;
+  m.call.op = Op::Add;
+  m.call.inputs = {{id, 0, DType::F32, Shape{2, 4}}, {id, 32, DType::F32, Shape{2, 4}}};
+  m.call.outputs = {{id, 64, DType::F32, Shape{2, 4}}};
+  m.call.attrs.set(std::string("bo\0gus\n", 7), 1);
+  r = ask(raw, encode_frame(m));
+  ASSERT_EQ(r.type, MsgType::Error);
+  EXPECT_NE(r.text.find("'bo\\x00gus\\x0a'"), std::string::npos) << r.text;
+  EXPECT_FALSE(has_control_bytes(r.text)) << r.text;
+  m.type = MsgType::Supports;
+  r = ask(raw, encode_frame(m));
+  ASSERT_EQ(r.type, MsgType::Support);
+  EXPECT_FALSE(r.flag);
+  EXPECT_NE(r.text.find("'bo\\x00gus\\x0a'"), std::string::npos) << r.text;
+  m = {}, m.type = MsgType::Sync;
+  EXPECT_EQ(ask(raw, encode_frame(m)).type, MsgType::Ok);
+}
+
+// A device server that answers HELLO with `hello_reply` and every later request with
+// `reply`, on its own thread; for what a client makes of odd servers.
+class FakeServer {
+ public:
+  FakeServer(Message hello_reply, Message reply) : listener_(listen_tcp("127.0.0.1", 0)) {
+    thread_ = std::thread([this, hello_reply, reply] {
+      try {
+        Socket c(::accept(listener_.fd(), nullptr, nullptr));
+        std::vector<uint8_t> p;
+        bool first = true;
+        while (c.recv_frame(p, kMaxFrameBytes, 5000, 5000)) {
+          c.send_frame(first ? hello_reply : reply, 1000);
+          first = false;
+        }
+      } catch (const Error&) {
+      }
+    });
+  }
+  ~FakeServer() {
+    listener_.shutdown();
+    thread_.join();
+  }
+  std::string uri() const { return "tcp://127.0.0.1:" + std::to_string(bound_port(listener_)); }
+
+ private:
+  Socket listener_;
+  std::thread thread_;
+};
+
+TEST(RpcServer, TheClientEscapesWhatAServerSends) {
+  Message hello;
+  hello.type = MsgType::HelloOk;
+  hello.hello_ok.name = "cpu\x1b]0;pwned\x07";
+  hello.hello_ok.device = std::string("dev\0ice", 7);
+  hello.hello_ok.ops = {"add"};
+  Message error;
+  error.type = MsgType::Error;
+  error.text = std::string("boom\0hidden\x1b[2J", 15);
+  FakeServer fake(hello, error);
+  auto b = open_backend(fake.uri());
+  EXPECT_FALSE(has_control_bytes(b->info().device)) << b->info().device;
+  EXPECT_NE(b->info().device.find("dev\\x00ice"), std::string::npos) << b->info().device;
+  std::string e = error_of([&] { b->alloc(8); });
+  EXPECT_EQ(e, "boom\\x00hidden\\x1b[2J");
 }
 
 // 1,000 random and malformed frames from many connections, then a well-behaved client.

@@ -42,7 +42,7 @@ class TcpBackend : public Backend {
     hello.hello.token = uri.param("token", "");
     Message r = request(hello, timeout_ms_, true);
     if (r.type == MsgType::Error) {
-      std::string text = r.text.rfind("rpc: ", 0) == 0 ? r.text.substr(5) : r.text;
+      std::string text = rpc::printable(r.text.rfind("rpc: ", 0) == 0 ? r.text.substr(5) : r.text);
       throw Error(where_ + ": the server refused the connection: " + text);
     }
     TAPML_REQUIRE(r.type == MsgType::HelloOk,
@@ -55,7 +55,9 @@ class TcpBackend : public Backend {
     chunk_ = hello_.max_frame_bytes - rpc::kChunkHeaderRoom;
     info_.uri = uri.text;
     info_.name = "tcp";
-    info_.device = hello_.name + " (" + hello_.device + ") at " + uri.target;
+    // Shown in reports and on terminals: whatever the server calls itself, printably.
+    info_.device =
+        rpc::printable(hello_.name) + " (" + rpc::printable(hello_.device) + ") at " + uri.target;
     info_.max_buffer_bytes = hello_.max_buffer_bytes;
     info_.memory_bytes = hello_.memory_bytes;
   }
@@ -152,7 +154,7 @@ class TcpBackend : public Backend {
     m.call = call;
     try {
       Message r = const_cast<TcpBackend*>(this)->expect(m, MsgType::Support, timeout_ms_);
-      Support s = r.flag ? Support::yes() : Support::no(r.text);
+      Support s = r.flag ? Support::yes() : Support::no(rpc::printable(r.text));
       std::lock_guard lock(mutex_);
       if (s.ok && supports_cache_.size() < 100000) supports_cache_[key] = s;
       return s;
@@ -185,8 +187,9 @@ class TcpBackend : public Backend {
   Message expect_locked(const Message& m, MsgType want, int timeout_ms, const void* data = nullptr,
                         size_t size = 0) {
     Message r = request(m, timeout_ms, false, data, size);
-    // The device's own message, unchanged: replay reports must read as they would locally.
-    if (r.type == MsgType::Error) throw Error(r.text);
+    // The device's own message, unchanged but for control bytes: replay reports must read as
+    // they would locally, and a server must not write to the user's terminal.
+    if (r.type == MsgType::Error) throw Error(rpc::printable(r.text));
     if (r.type != want) {
       lose("unexpected " + rpc::msg_name(r.type) + " in reply to " + rpc::msg_name(m.type));
       throw Error(lost_);
