@@ -43,6 +43,12 @@ void serve(const ServeArgs& a) {
   o.max_connections = a.max_connections;
   TAPML_REQUIRE(a.backend.rfind("tcp:", 0) != 0, "serve: --backend must be a local backend");
   rpc::Server server(open_backend(a.backend), o);
+  if (!rpc::is_loopback(host))
+    std::fprintf(stderr,
+                 "tapml serve: warning: the token and all data cross the network in clear text "
+                 "(no TLS); on untrusted networks listen on 127.0.0.1 and connect through "
+                 "`ssh -L %u:127.0.0.1:%u HOST` instead\n",
+                 unsigned(server.port()), unsigned(server.port()));
   // The first line names the bound port, so scripts and tests can use --listen HOST:0.
   std::printf("listening on %s:%u\n", host.c_str(), unsigned(server.port()));
   std::fflush(stdout);
@@ -59,6 +65,13 @@ void add_serve(CLI::App& app) {
   auto a = std::make_shared<ServeArgs>();
   CLI::App* c = app.add_subcommand(
       "serve", "Offer a local backend to other machines (clients use tcp://HOST:PORT)");
+  c->footer(
+      "The token and all data cross the network in clear text: TapML has no TLS. On a network\n"
+      "you do not trust, keep the default 127.0.0.1 and reach the server through an SSH tunnel:\n"
+      "  gpu-host$ tapml serve --backend vulkan --listen 127.0.0.1:7000\n"
+      "  laptop$   ssh -L 7000:127.0.0.1:7000 gpu-host\n"
+      "  laptop$   tapml test --corpus c.db --backend tcp://127.0.0.1:7000\n"
+      "Serving any other address prints a warning; see docs/protocol.md.");
   c->add_option("--backend", a->backend, "the local backend to wrap (default cpu)");
   c->add_option("--listen", a->listen,
                 "HOST:PORT to listen on (default 127.0.0.1:7411; port 0 picks a free one; any "

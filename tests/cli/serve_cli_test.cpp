@@ -202,6 +202,28 @@ TEST(ServeCli, TokensAreEnforcedAndExposureNeedsOne) {
   EXPECT_NE(r.err.find("--token"), std::string::npos) << r.err;
 }
 
+// The token and all data cross the network unencrypted: --help says so and names the SSH
+// tunnel, and serving a non-loopback address prints one warning line (loopback: none).
+TEST(ServeCli, TheTokenTravelsInClearAndServeSaysSo) {
+  auto r = run_command(tapml("serve --help"));
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("clear text"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ssh -L 7000:127.0.0.1:7000 gpu-host"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tcp://127.0.0.1:7000"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("TLS"), std::string::npos) << r.out;
+  // SIGINT after half a second: serve exits cleanly, and stderr holds what it printed.
+  r = run_command("timeout -s INT 0.5 " +
+                  tapml("serve --backend ref --listen 0.0.0.0:0 --token s3cret"));
+  EXPECT_EQ(r.out.rfind("listening on 0.0.0.0:", 0), 0u) << r.out << r.err;
+  EXPECT_NE(r.err.find("warning"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("clear text"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("ssh -L"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  r = run_command("timeout -s INT 0.5 " + tapml("serve --backend ref --listen 127.0.0.1:0"));
+  EXPECT_EQ(r.out.rfind("listening on 127.0.0.1:", 0), 0u) << r.out << r.err;
+  EXPECT_EQ(r.err, "");
+}
+
 // Limits that would give a server nobody can use are usage errors, before anything listens.
 // (`timeout` only matters if one is accepted: the server would otherwise run on.)
 TEST(ServeCli, UnusableLimitsAreUsageErrors) {
