@@ -12,6 +12,7 @@ namespace {
 struct ServeArgs {
   std::string backend = "cpu", listen = "127.0.0.1:7411", token;
   uint64_t max_memory = uint64_t(4) << 30, cache_memory = uint64_t(1) << 30;
+  uint64_t max_total_memory = rpc::default_total_memory();
   int max_connections = 32;
 };
 
@@ -39,6 +40,7 @@ void serve(const ServeArgs& a) {
   o.port = port;
   o.token = a.token;
   o.max_memory = a.max_memory;
+  o.max_total_memory = a.max_total_memory;
   o.cache_bytes = a.cache_memory;
   o.max_connections = a.max_connections;
   TAPML_REQUIRE(a.backend.rfind("tcp:", 0) != 0, "serve: --backend must be a local backend");
@@ -80,8 +82,14 @@ void add_serve(CLI::App& app) {
   // A zero or negative limit would start a server nobody can use: refuse it before listening.
   c->add_option("--max-memory", a->max_memory, "buffer bytes each connection may hold")
       ->check(whole_number(1));
+  c->add_option("--max-total-memory", a->max_total_memory,
+                "buffer and cache bytes of all connections together (default: half the "
+                "physical memory, " +
+                    std::to_string(a->max_total_memory) + ")")
+      ->check(whole_number(1));
   c->add_option("--cache-memory", a->cache_memory,
-                "bytes kept for the hash probe, so weights are not sent twice (0: off)")
+                "bytes kept for the hash probe, so weights are not sent twice (0: off; counted "
+                "in --max-total-memory)")
       ->check(whole_number(0));
   c->add_option("--max-connections", a->max_connections, "connections served at once")
       ->check(CLI::Range(1, 65536));

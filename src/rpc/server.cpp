@@ -5,6 +5,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -48,6 +49,12 @@ Message error_reply(const std::string& text) {
 
 }  // namespace
 
+uint64_t default_total_memory() {
+  long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0) return uint64_t(8) << 30;
+  return uint64_t(pages) * uint64_t(page) / 2;
+}
+
 Server::Server(std::unique_ptr<Backend> backend, ServerOptions options)
     : backend_(std::move(backend)), opts_(std::move(options)) {
   TAPML_REQUIRE(backend_ != nullptr, "serve: no backend");
@@ -59,6 +66,7 @@ Server::Server(std::unique_ptr<Backend> backend, ServerOptions options)
                 "serve: frame limit must be between 4096 and " + std::to_string(kMaxFrameBytes));
   TAPML_REQUIRE(opts_.max_connections >= 1, "serve: --max-connections must be at least 1");
   TAPML_REQUIRE(opts_.max_memory >= 1, "serve: --max-memory must be at least 1 byte");
+  TAPML_REQUIRE(opts_.max_total_memory >= 1, "serve: --max-total-memory must be at least 1 byte");
   listener_ = listen_tcp(opts_.host, opts_.port);
   port_ = bound_port(listener_);
   // Non-blocking, so serve() can drain every pending connection and still notice stop().
@@ -74,7 +82,10 @@ Server::~Server() {
 
 ServerStats Server::stats() const {
   std::lock_guard lock(conn_mutex_);
-  return stats_;
+  ServerStats s = stats_;
+  s.buffer_bytes = buffers_used_;
+  s.cache_bytes = cache_used_;
+  return s;
 }
 
 void Server::stop() {
@@ -142,7 +153,30 @@ void Server::release(Connection& c) {
     }
   }
   c.buffers.clear();
+  buffers_used_ -= c.used;
   c.used = 0;
+}
+
+void Server::evict_cache_until(uint64_t cache_limit) {
+  while (cache_used_ > cache_limit && !cache_order_.empty()) {
+    auto old = cache_order_.front();
+    cache_order_.pop_front();
+    cache_used_ -= cache_[old]->size();
+    cache_.erase(old);
+  }
+}
+
+void Server::reserve(const Connection& c, uint64_t size) {
+  const uint64_t total = opts_.max_total_memory;
+  // Cached bytes can always be dropped, so only other buffers can refuse an allocation.
+  TAPML_REQUIRE(size <= total && buffers_used_ <= total - size,
+                "allocating " + std::to_string(size) +
+                    " bytes would pass the server's memory cap of " + std::to_string(total) +
+                    " bytes (--max-total-memory; " + std::to_string(buffers_used_) +
+                    " in use by all connections); this connection's cap is " +
+                    std::to_string(opts_.max_memory) + " bytes (--max-memory; " +
+                    std::to_string(c.used) + " in use)");
+  evict_cache_until(total - buffers_used_ - size);
 }
 
 void Server::handle(Connection& c) {
@@ -235,16 +269,18 @@ bool Server::handle_request(Connection& c, const Message& m, Message& reply) {
   switch (m.type) {
     case MsgType::Alloc: {
       TAPML_REQUIRE(m.size > 0, "cannot allocate a buffer of 0 bytes");
-      TAPML_REQUIRE(m.size <= opts_.max_memory - c.used, "allocating " + std::to_string(m.size) +
-                                                             " bytes would pass this connection's "
-                                                             "memory cap of " +
-                                                             std::to_string(opts_.max_memory) +
-                                                             " bytes (" + std::to_string(c.used) +
-                                                             " in use)");
+      TAPML_REQUIRE(m.size <= opts_.max_memory - c.used,
+                    "allocating " + std::to_string(m.size) +
+                        " bytes would pass this connection's memory cap of " +
+                        std::to_string(opts_.max_memory) + " bytes (--max-memory; " +
+                        std::to_string(c.used) + " in use); the server's cap is " +
+                        std::to_string(opts_.max_total_memory) + " bytes (--max-total-memory)");
       BufferId bid;
       {
         std::lock_guard lock(backend_mutex_);
+        reserve(c, m.size);
         bid = backend_->alloc(m.size);
+        buffers_used_ += m.size;
       }
       uint64_t id = c.next_id++;
       c.buffers[id] = {bid, m.size};
@@ -258,6 +294,7 @@ bool Server::handle_request(Connection& c, const Message& m, Message& reply) {
       c.buffers.erase(m.id);
       c.used -= b.size;
       std::lock_guard lock(backend_mutex_);
+      buffers_used_ -= b.size;
       backend_->free(b.backend_id);
       return true;
     }
@@ -303,18 +340,19 @@ bool Server::handle_request(Connection& c, const Message& m, Message& reply) {
       if (m.size < opts_.cache_min_bytes || m.size > opts_.cache_bytes) return true;
       std::lock_guard lock(backend_mutex_);
       if (cache_.count({m.hash, m.size})) return true;
+      // The cache lives within the server's cap, beside the buffers; without room for this
+      // copy the bytes are simply not kept (the write itself is done).
+      const uint64_t room =
+          opts_.max_total_memory - std::min<uint64_t>(buffers_used_, opts_.max_total_memory);
+      const uint64_t limit = std::min(opts_.cache_bytes, room);
+      if (m.size > limit) return true;
       auto bytes = std::make_shared<std::vector<uint8_t>>(m.size);
       backend_->read(b.backend_id, m.offset, bytes->data(), m.size);
       // The server hashes the bytes itself: a client must not be able to plant wrong bytes
       // under a hash that another client's weights will later be looked up by.
       TAPML_REQUIRE(content_hash(bytes->data(), m.size) == m.hash,
                     "CACHE_HASHED: the buffer's bytes do not have hash " + m.hash);
-      while (cache_used_ + m.size > opts_.cache_bytes && !cache_order_.empty()) {
-        auto old = cache_order_.front();
-        cache_order_.pop_front();
-        cache_used_ -= cache_[old]->size();
-        cache_.erase(old);
-      }
+      evict_cache_until(limit - m.size);
       cache_[{m.hash, m.size}] = bytes;
       cache_order_.push_back({m.hash, m.size});
       cache_used_ += m.size;

@@ -4,7 +4,8 @@
 // Contract: every request is validated before it reaches the wrapped backend (buffer ids
 // belong to the asking connection, byte ranges and tensors lie inside their buffers, ops,
 // attributes, dtypes and shapes agree with the op catalog). A connection sees only its own
-// buffers, is capped at `max_memory` bytes, and has its buffers freed when it goes away.
+// buffers, is capped at `max_memory` bytes, and has its buffers freed when it goes away; all
+// buffers and the hash-probe cache together are capped at `max_total_memory` bytes.
 // A malformed frame ends that connection with an ERROR message; other connections and the
 // server carry on. Calls into the wrapped backend are serialized by one mutex.
 #pragma once
@@ -22,11 +23,17 @@
 
 namespace tapml::rpc {
 
+// Half of this machine's physical memory (sysconf), or 8 GiB where that cannot be read: the
+// default server-wide cap, leaving the rest to the system and the wrapped backend's own needs.
+uint64_t default_total_memory();
+
 struct ServerOptions {
   std::string host = "127.0.0.1";
   uint16_t port = 0;  // 0: any free port
   std::string token;  // required of clients when not empty; required to bind off loopback
-  uint64_t max_memory = uint64_t(4) << 30;   // buffer bytes per connection
+  uint64_t max_memory = uint64_t(4) << 30;  // buffer bytes per connection
+  // Buffer bytes of all connections plus the hash-probe cache; the cache gives way first.
+  uint64_t max_total_memory = default_total_memory();
   uint64_t cache_bytes = uint64_t(1) << 30;  // server-wide hash-probe cache
   uint64_t cache_min_bytes = 4096;           // smaller writes are not worth a probe
   uint32_t max_frame_bytes = kDefaultFrameBytes;
@@ -37,6 +44,7 @@ struct ServerOptions {
 
 struct ServerStats {
   uint64_t connections = 0, protocol_errors = 0, cache_hits = 0, cache_hit_bytes = 0;
+  uint64_t buffer_bytes = 0, cache_bytes = 0;  // held now, by all connections / by the cache
 };
 
 class Server {
@@ -62,6 +70,10 @@ class Server {
   // of this connection, and gives the call with the backend's buffer ids.
   void validate_call(Connection& c, const OpCall& call, OpCall& translated, bool place_buffers);
   void release(Connection& c);
+  // Makes room for `size` more buffer bytes under the server-wide cap, evicting cached bytes
+  // if need be, or throws naming both caps. Called with backend_mutex_ held.
+  void reserve(const Connection& c, uint64_t size);
+  void evict_cache_until(uint64_t cache_limit);
 
   std::unique_ptr<Backend> backend_;
   std::mutex backend_mutex_;  // also guards the cache
@@ -77,7 +89,9 @@ class Server {
   // Content cache: (hash, size) -> bytes, evicted oldest first.
   std::map<std::pair<std::string, uint64_t>, std::shared_ptr<std::vector<uint8_t>>> cache_;
   std::list<std::pair<std::string, uint64_t>> cache_order_;
-  uint64_t cache_used_ = 0;
+  // Changed under backend_mutex_; atomic so stats() need not wait for a running call.
+  std::atomic<uint64_t> cache_used_{0};
+  std::atomic<uint64_t> buffers_used_{0};  // all connections' buffers
 };
 
 }  // namespace tapml::rpc

@@ -13,6 +13,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "backends/builtin.h"
+#include "core/error.h"
 #include "support/golden.h"
 #include "support/shared.h"
 
@@ -224,11 +226,27 @@ TEST(ServeCli, TheTokenTravelsInClearAndServeSaysSo) {
   EXPECT_EQ(r.err, "");
 }
 
+TEST(ServeCli, MaxTotalMemoryCapsAllConnectionsTogether) {
+  ServeProcess server({"--backend", "ref", "--listen", "127.0.0.1:0", "--max-total-memory", "5000",
+                       "--max-memory", "4096"});
+  auto a = open_backend(server.uri()), b = open_backend(server.uri());
+  a->alloc(4096);
+  std::string e;
+  try {
+    b->alloc(1000);
+  } catch (const Error& x) {
+    e = x.what();
+  }
+  EXPECT_NE(e.find("memory cap of 5000 bytes (--max-total-memory"), std::string::npos) << e;
+  EXPECT_NO_THROW(b->alloc(904));
+}
+
 // Limits that would give a server nobody can use are usage errors, before anything listens.
 // (`timeout` only matters if one is accepted: the server would otherwise run on.)
 TEST(ServeCli, UnusableLimitsAreUsageErrors) {
-  for (std::string bad : {"--max-connections 0", "--max-connections -1", "--max-memory 0",
-                          "--max-memory -1", "--max-connections x"}) {
+  for (std::string bad :
+       {"--max-connections 0", "--max-connections -1", "--max-memory 0", "--max-memory -1",
+        "--max-connections x", "--max-total-memory 0", "--max-total-memory 1.5G"}) {
     auto r = run_command("timeout 3 " + tapml("serve --backend ref --listen 127.0.0.1:0 " + bad));
     EXPECT_NE(r.exit_code, 0) << bad;
     EXPECT_NE(r.exit_code, 124) << bad << ": the server started";

@@ -119,6 +119,62 @@ TEST(RpcServer, ConnectionsAreIsolatedCappedAndFreedOnDisconnect) {
   (void)big;
 }
 
+// --max-memory is per connection; --max-total-memory bounds all of them together, so a few
+// clients cannot take the machine's memory between them.
+TEST(RpcServer, AServerWideCapBoundsAllConnectionsTogether) {
+  ServerOptions o;
+  o.max_memory = 1 << 20;
+  o.max_total_memory = 3 << 19;  // one and a half connections' worth
+  RunningServer s("cpu?threads=1", o);
+  auto a = open_backend(s.uri());
+  auto b = open_backend(s.uri());
+  BufferId ia = a->alloc(1 << 20);
+  std::string e = error_of([&] { b->alloc(1 << 20); });
+  EXPECT_NE(e.find("server's memory cap of 1572864 bytes (--max-total-memory"), std::string::npos)
+      << e;
+  EXPECT_NE(e.find("1048576 in use"), std::string::npos) << e;
+  EXPECT_NE(e.find("connection's cap is 1048576 bytes (--max-memory"), std::string::npos) << e;
+  BufferId ib = b->alloc(1 << 19);  // what is left fits
+  EXPECT_EQ(s.server().stats().buffer_bytes, uint64_t(3) << 19);
+  EXPECT_NE(error_of([&] { b->alloc(1); }).find("--max-total-memory"), std::string::npos);
+  a->free(ia);
+  EXPECT_NO_THROW(b->free(b->alloc(1 << 19)));
+  ia = a->alloc(1 << 20);
+  a.reset();  // a connection's buffers leave the total when it closes
+  for (int i = 0; i < 100 && s.server().stats().buffer_bytes > (1u << 19); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(s.server().stats().buffer_bytes, uint64_t(1) << 19);
+  auto c = open_backend(s.uri());
+  EXPECT_NO_THROW(c->alloc(1 << 20));
+  (void)ib;
+}
+
+// The hash-probe cache is memory too: it counts against the server's cap, and gives way
+// (oldest first) when a buffer needs the room.
+TEST(RpcServer, TheHashProbeCacheCountsAgainstTheServerCap) {
+  ServerOptions o;
+  o.max_memory = 1 << 20;
+  o.max_total_memory = 1 << 20;
+  o.cache_bytes = 1 << 20;
+  RunningServer s("cpu?threads=1", o);
+  auto a = open_backend(s.uri());
+  Tensor w = random_f32(Shape{1 << 17}, 9);  // 512 KiB
+  a->write(a->alloc(w.nbytes()), 0, w.bytes(), w.nbytes());
+  ServerStats st = s.server().stats();
+  EXPECT_EQ(st.buffer_bytes, w.nbytes());
+  EXPECT_EQ(st.cache_bytes, w.nbytes());
+  // Buffers (512 KiB) + cache (512 KiB) fill the cap; a new buffer evicts the cache.
+  BufferId id = a->alloc(w.nbytes() * 3 / 4);
+  st = s.server().stats();
+  EXPECT_EQ(st.buffer_bytes, w.nbytes() * 7 / 4);
+  EXPECT_EQ(st.cache_bytes, 0u);
+  // With no room for a copy (128 KiB left), a write is not cached, and not refused.
+  Tensor v = random_f32(Shape{1 << 16}, 10);  // 256 KiB
+  EXPECT_NO_THROW(a->write(id, 0, v.bytes(), v.nbytes()));
+  EXPECT_EQ(s.server().stats().cache_bytes, 0u);
+  EXPECT_LE(s.server().stats().buffer_bytes + s.server().stats().cache_bytes, o.max_total_memory);
+}
+
 TEST(RpcServer, TokensAreCheckedAndExposureNeedsOne) {
   ServerOptions o;
   o.token = "s3cret";
