@@ -75,8 +75,13 @@ Server::Server(std::unique_ptr<Backend> backend, ServerOptions options)
 
 Server::~Server() {
   stop();
-  std::lock_guard lock(conn_mutex_);
-  for (auto& c : connections_)
+  // Joined outside the lock: connection threads take it too, on their way out.
+  std::list<std::unique_ptr<Connection>> all;
+  {
+    std::lock_guard lock(conn_mutex_);
+    all.swap(connections_);
+  }
+  for (auto& c : all)
     if (c->thread.joinable()) c->thread.join();
 }
 
