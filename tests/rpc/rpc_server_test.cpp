@@ -2,7 +2,6 @@
 // local backend's, errors come back as messages, connections are isolated and capped, the
 // hash probe skips uploads, and malformed traffic never takes the server down.
 #include <gtest/gtest.h>
-#include <sys/socket.h>
 
 #include <chrono>
 #include <cstring>
@@ -21,6 +20,7 @@
 namespace tapml::rpc {
 namespace {
 
+using testing::ask;
 using testing::RunningServer;
 
 std::string error_of(const std::function<void()>& f) {
@@ -250,26 +250,6 @@ TEST(RpcServer, ADeadOrSilentServerIsAQuickClearError) {
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
 }
 
-// A raw connection that has said HELLO.
-Socket greeted_socket(RunningServer& s) {
-  Socket raw = connect_tcp("127.0.0.1", s.server().port(), 1000);
-  Message m;
-  m.type = MsgType::Hello;
-  raw.send_frame(m, 1000);
-  std::vector<uint8_t> p;
-  raw.recv_frame(p, kMaxFrameBytes, 1000, 1000);
-  EXPECT_EQ(decode_message(p).type, MsgType::HelloOk);
-  return raw;
-}
-
-// Sends one frame and returns the decoded reply.
-Message ask(Socket& raw, const std::vector<uint8_t>& frame) {
-  raw.send_all(frame.data(), frame.size(), 1000);
-  std::vector<uint8_t> p;
-  if (!raw.recv_frame(p, kMaxFrameBytes, 2000, 2000)) throw Error("closed without a reply");
-  return decode_message(p);
-}
-
 bool has_control_bytes(const std::string& s) {
   for (unsigned char ch : s)
     if (ch < 0x20 || ch == 0x7f) return true;
@@ -278,7 +258,7 @@ bool has_control_bytes(const std::string& s) {
 
 TEST(RpcServer, NamesFromTheWireArePrintableInMessages) {
   RunningServer s;
-  Socket raw = greeted_socket(s);
+  Socket raw = s.raw_client();
   // A RUN of op "add\0evil\x1b[2J", hand-encoded: the encoder only writes catalog names.
   std::vector<uint8_t> f = {0, 0, 0, 0, uint8_t(MsgType::Run)};
   auto u32 = [&](uint32_t v) {
@@ -297,56 +277,27 @@ TEST(RpcServer, NamesFromTheWireArePrintableInMessages) {
 
   // An attribute name goes into the catalog's message; it arrives whole and escaped, and the
   // connection carries on.
-  raw = greeted_socket(s);
+  raw = s.raw_client();
   Message m;
   m.type = MsgType::Alloc, m.size = 256;
-  uint64_t id = ask(raw, encode_frame(m)).id;
+  uint64_t id = ask(raw, m).id;
   m = {}, m.type = MsgType::Run;
   m.call.op = Op::Add;
   m.call.inputs = {{id, 0, DType::F32, Shape{2, 4}}, {id, 32, DType::F32, Shape{2, 4}}};
   m.call.outputs = {{id, 64, DType::F32, Shape{2, 4}}};
   m.call.attrs.set(std::string("bo\0gus\n", 7), 1);
-  r = ask(raw, encode_frame(m));
+  r = ask(raw, m);
   ASSERT_EQ(r.type, MsgType::Error);
   EXPECT_NE(r.text.find("'bo\\x00gus\\x0a'"), std::string::npos) << r.text;
   EXPECT_FALSE(has_control_bytes(r.text)) << r.text;
   m.type = MsgType::Supports;
-  r = ask(raw, encode_frame(m));
+  r = ask(raw, m);
   ASSERT_EQ(r.type, MsgType::Support);
   EXPECT_FALSE(r.flag);
   EXPECT_NE(r.text.find("'bo\\x00gus\\x0a'"), std::string::npos) << r.text;
   m = {}, m.type = MsgType::Sync;
-  EXPECT_EQ(ask(raw, encode_frame(m)).type, MsgType::Ok);
+  EXPECT_EQ(ask(raw, m).type, MsgType::Ok);
 }
-
-// A device server that answers HELLO with `hello_reply` and every later request with
-// `reply`, on its own thread; for what a client makes of odd servers.
-class FakeServer {
- public:
-  FakeServer(Message hello_reply, Message reply) : listener_(listen_tcp("127.0.0.1", 0)) {
-    thread_ = std::thread([this, hello_reply, reply] {
-      try {
-        Socket c(::accept(listener_.fd(), nullptr, nullptr));
-        std::vector<uint8_t> p;
-        bool first = true;
-        while (c.recv_frame(p, kMaxFrameBytes, 5000, 5000)) {
-          c.send_frame(first ? hello_reply : reply, 1000);
-          first = false;
-        }
-      } catch (const Error&) {
-      }
-    });
-  }
-  ~FakeServer() {
-    listener_.shutdown();
-    thread_.join();
-  }
-  std::string uri() const { return "tcp://127.0.0.1:" + std::to_string(bound_port(listener_)); }
-
- private:
-  Socket listener_;
-  std::thread thread_;
-};
 
 TEST(RpcServer, TheClientEscapesWhatAServerSends) {
   Message hello;
@@ -357,7 +308,7 @@ TEST(RpcServer, TheClientEscapesWhatAServerSends) {
   Message error;
   error.type = MsgType::Error;
   error.text = std::string("boom\0hidden\x1b[2J", 15);
-  FakeServer fake(hello, error);
+  testing::FakeServer fake(encode_frame(hello), encode_frame(error));
   auto b = open_backend(fake.uri());
   EXPECT_FALSE(has_control_bytes(b->info().device)) << b->info().device;
   EXPECT_NE(b->info().device.find("dev\\x00ice"), std::string::npos) << b->info().device;
