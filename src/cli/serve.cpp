@@ -14,18 +14,23 @@ struct ServeArgs {
   uint64_t max_memory = uint64_t(4) << 30, cache_memory = uint64_t(1) << 30;
   uint64_t max_total_memory = rpc::default_total_memory();
   int max_connections = 32;
+  uint64_t idle_timeout_s = 600;
 };
 
-// Accepts a whole number of at least `min` (and no sign, no suffix), so a negative value is
+// Accepts a whole number from `min` to `max` (and no sign, no suffix), so a negative value is
 // not wrapped around into a huge unsigned one.
-CLI::Validator whole_number(uint64_t min) {
+CLI::Validator whole_number(uint64_t min, uint64_t max = UINT64_MAX) {
+  const std::string range = max == UINT64_MAX
+                                ? "at least " + std::to_string(min)
+                                : "from " + std::to_string(min) + " to " + std::to_string(max);
   return CLI::Validator(
-      [min](std::string& v) -> std::string {
+      [min, max, range](std::string& v) -> std::string {
         bool digits = !v.empty() && v.size() <= 19 && v.find_first_not_of("0123456789") == v.npos;
-        if (digits && std::stoull(v) >= min) return "";
-        return "'" + v + "' is not a whole number of at least " + std::to_string(min);
+        if (digits && std::stoull(v) >= min && std::stoull(v) <= max) return "";
+        return "'" + v + "' is not a whole number " + range;
       },
-      "N>=" + std::to_string(min));
+      max == UINT64_MAX ? "N>=" + std::to_string(min)
+                        : std::to_string(min) + ".." + std::to_string(max));
 }
 
 rpc::Server* g_server = nullptr;  // for the signal handler only
@@ -43,6 +48,7 @@ void serve(const ServeArgs& a) {
   o.max_total_memory = a.max_total_memory;
   o.cache_bytes = a.cache_memory;
   o.max_connections = a.max_connections;
+  o.idle_timeout_ms = int(a.idle_timeout_s * 1000);
   TAPML_REQUIRE(a.backend.rfind("tcp:", 0) != 0, "serve: --backend must be a local backend");
   rpc::Server server(open_backend(a.backend), o);
   if (!rpc::is_loopback(host))
@@ -91,8 +97,15 @@ void add_serve(CLI::App& app) {
                 "bytes kept for the hash probe, so weights are not sent twice (0: off; counted "
                 "in --max-total-memory)")
       ->check(whole_number(0));
-  c->add_option("--max-connections", a->max_connections, "connections served at once")
+  c->add_option("--max-connections", a->max_connections,
+                "clients served at once (default 32); when all are taken, a new client takes "
+                "the place of the one idle longest")
       ->check(CLI::Range(1, 65536));
+  // Long enough for a client to think between requests (a host-side pass of a big model),
+  // short enough that an abandoned client's memory comes back the same hour.
+  c->add_option("--idle-timeout", a->idle_timeout_s,
+                "close a client after SECONDS without a request (default 600; 0: never)")
+      ->check(whole_number(0, 2000000));
   c->callback([a] { serve(*a); });
 }
 

@@ -244,9 +244,9 @@ TEST(ServeCli, MaxTotalMemoryCapsAllConnectionsTogether) {
 // Limits that would give a server nobody can use are usage errors, before anything listens.
 // (`timeout` only matters if one is accepted: the server would otherwise run on.)
 TEST(ServeCli, UnusableLimitsAreUsageErrors) {
-  for (std::string bad :
-       {"--max-connections 0", "--max-connections -1", "--max-memory 0", "--max-memory -1",
-        "--max-connections x", "--max-total-memory 0", "--max-total-memory 1.5G"}) {
+  for (std::string bad : {"--max-connections 0", "--max-connections -1", "--max-memory 0",
+                          "--max-memory -1", "--max-connections x", "--max-total-memory 0",
+                          "--max-total-memory 1.5G", "--idle-timeout -1", "--idle-timeout 1.5"}) {
     auto r = run_command("timeout 3 " + tapml("serve --backend ref --listen 127.0.0.1:0 " + bad));
     EXPECT_NE(r.exit_code, 0) << bad;
     EXPECT_NE(r.exit_code, 124) << bad << ": the server started";

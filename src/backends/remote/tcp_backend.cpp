@@ -1,5 +1,7 @@
 #include "backends/remote/tcp_backend.h"
 
+#include <poll.h>
+
 #include <algorithm>
 #include <map>
 #include <mutex>
@@ -40,7 +42,7 @@ class TcpBackend : public Backend {
     hello.type = MsgType::Hello;
     hello.hello.client = "tapml";
     hello.hello.token = uri.param("token", "");
-    Message r = request(hello, timeout_ms_, true);
+    Message r = decode(transfer(hello, timeout_ms_));
     if (r.type == MsgType::Error) {
       std::string text = rpc::printable(r.text.rfind("rpc: ", 0) == 0 ? r.text.substr(5) : r.text);
       throw Error(where_ + ": the server refused the connection: " + text);
@@ -186,7 +188,7 @@ class TcpBackend : public Backend {
   // `data`, when given, follows the message's fields in the same frame (WRITE's bytes).
   Message expect_locked(const Message& m, MsgType want, int timeout_ms, const void* data = nullptr,
                         size_t size = 0) {
-    Message r = request(m, timeout_ms, false, data, size);
+    Message r = request(m, timeout_ms, data, size);
     // The device's own message, unchanged but for control bytes: replay reports must read as
     // they would locally, and a server must not write to the user's terminal.
     if (r.type == MsgType::Error) throw Error(rpc::printable(r.text));
@@ -198,10 +200,40 @@ class TcpBackend : public Backend {
   }
 
   // Sends one request and reads its reply; any transport failure loses the connection.
-  Message request(const Message& m, int timeout_ms, bool handshake, const void* data = nullptr,
-                  size_t size = 0) {
+  Message request(const Message& m, int timeout_ms, const void* data = nullptr, size_t size = 0) {
+    Message r = decode(transfer(m, timeout_ms, data, size));
+    // An ERROR the server closes the connection after (its text starts "rpc:"): a protocol
+    // error, or the server closing this connection, e.g. after the idle timeout.
+    if (r.type == MsgType::Error && r.text.rfind("rpc:", 0) == 0) closed_by_server(r.text);
+    return r;
+  }
+
+  // The payload of the reply to `m`, undecoded.
+  std::vector<uint8_t> transfer(const Message& m, int timeout_ms, const void* data = nullptr,
+                                size_t size = 0) {
     TAPML_REQUIRE(lost_.empty(), lost_);
     ++stats_.requests;
+    // A server that closes a connection says why first, unasked; that ERROR (or the end of
+    // the stream) waits here until the next request.
+    if (rpc_started_ && socket_.open()) {
+      pollfd p{socket_.fd(), POLLIN, 0};
+      if (::poll(&p, 1, 0) > 0) {
+        std::string why = "connection closed by server";
+        try {
+          std::vector<uint8_t> payload;
+          if (socket_.recv_frame(payload, rpc::kMaxFrameBytes, 100, 1000)) {
+            Message r = rpc::decode_message(payload);
+            why = r.type == MsgType::Error
+                      ? r.text
+                      : "unexpected " + rpc::msg_name(r.type) + " from the server";
+          }
+        } catch (const Error& e) {
+          why = e.what();
+        }
+        closed_by_server(why);
+      }
+    }
+    rpc_started_ = true;
     try {
       if (data)
         socket_.send_frame_with_data(m, data, size, timeout_ms);
@@ -210,6 +242,15 @@ class TcpBackend : public Backend {
       std::vector<uint8_t> payload;
       if (!socket_.recv_frame(payload, rpc::kMaxFrameBytes, timeout_ms, timeout_ms))
         throw Error("connection closed by server");
+      return payload;
+    } catch (const Error& e) {
+      lose(e.what());
+      throw Error(lost_);
+    }
+  }
+
+  Message decode(const std::vector<uint8_t>& payload) {
+    try {
       Message r = rpc::decode_message(payload);
       TAPML_REQUIRE(!rpc::is_request(r.type), "rpc: server sent a request");
       return r;
@@ -217,6 +258,11 @@ class TcpBackend : public Backend {
       lose(e.what());
       throw Error(lost_);
     }
+  }
+
+  [[noreturn]] void closed_by_server(const std::string& text) {
+    lose(rpc::printable(text.rfind("rpc: ", 0) == 0 ? text.substr(5) : text));
+    throw Error(lost_);
   }
 
   void lose(const std::string& why) {
@@ -233,7 +279,8 @@ class TcpBackend : public Backend {
   BackendInfo info_;
   mutable std::mutex mutex_;
   mutable std::map<std::string, Support> supports_cache_;
-  std::string lost_;  // non-empty once the connection is gone
+  std::string lost_;          // non-empty once the connection is gone
+  bool rpc_started_ = false;  // HELLO has been sent
   TcpTransferStats stats_;
 };
 
