@@ -250,7 +250,9 @@ void encode_into(Writer& w, const Message& m, size_t prefix) {
     case MsgType::HelloOk: {
       const HelloOk& h = m.hello_ok;
       w.u32(h.version), w.str(h.name), w.str(h.device), w.u64(h.max_buffer_bytes);
-      w.u64(h.memory_bytes), w.u32(h.max_frame_bytes), w.u64(h.capabilities);
+      w.u64(h.memory_bytes), w.u64(h.total_memory_bytes), w.u64(h.cache_bytes);
+      w.u32(h.max_connections), w.u32(h.idle_timeout_ms);
+      w.u32(h.max_frame_bytes), w.u64(h.capabilities);
       TAPML_REQUIRE(h.ops.size() <= kMaxListItems && h.dtypes.size() <= kMaxListItems,
                     "rpc: too many ops or dtypes");
       w.u32(uint32_t(h.ops.size()));
@@ -345,6 +347,10 @@ Message decode_message(std::span<const uint8_t> payload) {
       h.device = r.str("device");
       h.max_buffer_bytes = r.u64();
       h.memory_bytes = r.u64();
+      h.total_memory_bytes = r.u64();
+      h.cache_bytes = r.u64();
+      h.max_connections = r.u32();
+      h.idle_timeout_ms = r.u32();
       h.max_frame_bytes = r.u32();
       TAPML_REQUIRE(
           h.max_frame_bytes >= 4096 && h.max_frame_bytes <= kMaxFrameBytes,

@@ -1,4 +1,4 @@
-// The TapML device protocol (docs/protocol.md, version 1): length-prefixed frames carrying
+// The TapML device protocol (docs/protocol.md, version 2): length-prefixed frames carrying
 // one message each, little-endian. This file knows nothing of sockets, so any byte stream
 // (TCP, a WebSocket's binary messages) can carry the frames unchanged.
 //
@@ -20,7 +20,9 @@
 
 namespace tapml::rpc {
 
-constexpr uint32_t kProtocolVersion = 1;
+// Not negotiated: client and server must speak the same version (2: HELLO_OK reports the
+// server's limits).
+constexpr uint32_t kProtocolVersion = 2;
 constexpr uint32_t kHelloMagic = 0x4c4d5054;  // "TPML" as little-endian bytes
 // The largest frame any peer may send, whatever it advertises; bulk data is chunked below it.
 constexpr uint32_t kMaxFrameBytes = 64u << 20;
@@ -77,7 +79,11 @@ struct HelloOk {
   std::string name;    // the wrapped backend's name ("cpu")
   std::string device;  // its description
   uint64_t max_buffer_bytes = 0;
-  uint64_t memory_bytes = 0;  // this connection's cap
+  uint64_t memory_bytes = 0;        // this connection's cap on its buffers
+  uint64_t total_memory_bytes = 0;  // the server's cap on all buffers plus the cache
+  uint64_t cache_bytes = 0;         // the hash-probe cache's cap (within the total)
+  uint32_t max_connections = 0;     // clients served at once
+  uint32_t idle_timeout_ms = 0;     // a client silent this long is closed; 0: never
   uint32_t max_frame_bytes = kDefaultFrameBytes;
   uint64_t capabilities = 0;  // bit 0: hash probe
   std::vector<std::string> ops;

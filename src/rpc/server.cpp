@@ -411,9 +411,12 @@ void Server::handle(Connection& c) {
 bool Server::handle_request(Connection& c, const Message& m, Message& reply) {
   if (!c.greeted) {
     if (m.type != MsgType::Hello) throw Error("rpc: expected HELLO first, got " + msg_name(m.type));
+    // Read by clients of any version (a version 1 client shows it after "refused the
+    // connection: "), so it names both versions in words.
     if (m.hello.version != kProtocolVersion)
-      throw Error("rpc: protocol version " + std::to_string(m.hello.version) +
-                  " not supported (this server speaks " + std::to_string(kProtocolVersion) + ")");
+      throw Error("rpc: client speaks protocol " + std::to_string(m.hello.version) +
+                  ", this server " + std::to_string(kProtocolVersion) +
+                  " (use the same TapML release on both machines)");
     if (!opts_.token.empty() && m.hello.token != opts_.token)
       throw Error(std::string("rpc: ") +
                   (m.hello.token.empty() ? "this server requires a token (tcp://HOST:PORT?token=T)"
@@ -425,8 +428,13 @@ bool Server::handle_request(Connection& c, const Message& m, Message& reply) {
     const BackendInfo& info = backend_->info();
     h.name = info.name.substr(0, kMaxString);
     h.device = info.device.substr(0, kMaxString);
-    h.max_buffer_bytes = std::min<uint64_t>(info.max_buffer_bytes, opts_.max_memory);
+    h.max_buffer_bytes =
+        std::min<uint64_t>({info.max_buffer_bytes, opts_.max_memory, opts_.max_total_memory});
     h.memory_bytes = opts_.max_memory;
+    h.total_memory_bytes = opts_.max_total_memory;
+    h.cache_bytes = opts_.cache_bytes;
+    h.max_connections = uint32_t(opts_.max_connections);
+    h.idle_timeout_ms = uint32_t(opts_.idle_timeout_ms);
     h.max_frame_bytes = opts_.max_frame_bytes;
     h.capabilities = opts_.cache_bytes > 0 ? kCapHashProbe : 0;
     for (const OpDef& d : all_ops()) h.ops.push_back(std::string(d.name));

@@ -15,6 +15,7 @@
 
 #include "backends/builtin.h"
 #include "core/error.h"
+#include "rpc/socket.h"
 #include "support/golden.h"
 #include "support/shared.h"
 
@@ -224,6 +225,41 @@ TEST(ServeCli, TheTokenTravelsInClearAndServeSaysSo) {
   r = run_command("timeout -s INT 0.5 " + tapml("serve --backend ref --listen 127.0.0.1:0"));
   EXPECT_EQ(r.out.rfind("listening on 127.0.0.1:", 0), 0u) << r.out << r.err;
   EXPECT_EQ(r.err, "");
+}
+
+// What a server tells its clients in HELLO_OK: the defaults, and each limit its flag sets.
+TEST(ServeCli, TheLimitsAreReportedInHelloOk) {
+  auto hello_ok = [](const ServeProcess& p) {
+    rpc::Socket raw = rpc::connect_tcp("127.0.0.1", uint16_t(p.port()), 2000);
+    rpc::Message m;
+    m.type = rpc::MsgType::Hello;
+    raw.send_frame(m, 1000);
+    std::vector<uint8_t> payload;
+    raw.recv_frame(payload, rpc::kMaxFrameBytes, 5000, 1000);
+    m = rpc::decode_message(payload);
+    EXPECT_EQ(m.type, rpc::MsgType::HelloOk) << m.text;
+    return m.hello_ok;
+  };
+  ServeProcess defaults({"--backend", "ref", "--listen", "127.0.0.1:0"});
+  rpc::HelloOk h = hello_ok(defaults);
+  EXPECT_EQ(h.version, 2u);
+  EXPECT_EQ(h.max_connections, 32u);
+  EXPECT_EQ(h.idle_timeout_ms, 600000u);
+  EXPECT_EQ(h.memory_bytes, uint64_t(4) << 30);
+  EXPECT_EQ(h.total_memory_bytes, uint64_t(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE) / 2);
+  EXPECT_EQ(h.cache_bytes, uint64_t(1) << 30);
+  ServeProcess set({"--backend", "ref", "--listen", "127.0.0.1:0", "--max-connections", "3",
+                    "--idle-timeout", "7", "--max-memory", "1000", "--max-total-memory", "5000",
+                    "--cache-memory", "0"});
+  h = hello_ok(set);
+  EXPECT_EQ(h.max_connections, 3u);
+  EXPECT_EQ(h.idle_timeout_ms, 7000u);
+  EXPECT_EQ(h.memory_bytes, 1000u);
+  EXPECT_EQ(h.total_memory_bytes, 5000u);
+  EXPECT_EQ(h.cache_bytes, 0u);
+  EXPECT_EQ(h.capabilities & rpc::kCapHashProbe, 0u);
+  ServeProcess never({"--backend", "ref", "--listen", "127.0.0.1:0", "--idle-timeout", "0"});
+  EXPECT_EQ(hello_ok(never).idle_timeout_ms, 0u);
 }
 
 TEST(ServeCli, MaxTotalMemoryCapsAllConnectionsTogether) {

@@ -1,6 +1,7 @@
 // Who gets a connection, and for how long: idle clients are closed after the idle timeout, a
-// full server makes room by closing the longest-idle client (telling it why), and
-// connections that never say HELLO cannot crowd out those that do.
+// full server makes room by closing the longest-idle client (telling it why), connections
+// that never say HELLO cannot crowd out those that do, HELLO_OK reports the limits, and a
+// protocol version mismatch is one clear line on either side.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -202,6 +203,67 @@ TEST(RpcConnections, TheHandshakeDeadlineCoversTheWholeHello) {
   } catch (const Error&) {
   }
   EXPECT_NE(e.find("no HELLO within 300 ms"), std::string::npos) << e;
+}
+
+TEST(RpcConnections, HelloOkReportsTheLimits) {
+  ServerOptions o;
+  o.max_connections = 7;
+  o.idle_timeout_ms = 90000;
+  o.max_memory = 1 << 20;
+  o.max_total_memory = 5 << 20;
+  o.cache_bytes = 2 << 20;
+  RunningServer s("cpu?threads=1", o);
+  Socket raw = s.raw_client(false);
+  Message m;
+  m.type = MsgType::Hello;
+  Message r = ask(raw, m);
+  ASSERT_EQ(r.type, MsgType::HelloOk) << r.text;
+  const HelloOk& h = r.hello_ok;
+  EXPECT_EQ(h.version, 2u);
+  EXPECT_EQ(h.max_connections, 7u);
+  EXPECT_EQ(h.idle_timeout_ms, 90000u);
+  EXPECT_EQ(h.memory_bytes, uint64_t(1) << 20);
+  EXPECT_EQ(h.total_memory_bytes, uint64_t(5) << 20);
+  EXPECT_EQ(h.cache_bytes, uint64_t(2) << 20);
+  EXPECT_LE(h.max_buffer_bytes, uint64_t(1) << 20);
+  // The tcp:// backend takes the smaller of the two memory caps as its device's memory.
+  o.max_total_memory = 1 << 19;
+  RunningServer small("cpu?threads=1", o);
+  EXPECT_EQ(open_backend(small.uri())->info().memory_bytes, uint64_t(1) << 19);
+}
+
+TEST(RpcConnections, AnOlderClientIsToldBothVersionsInOneLine) {
+  RunningServer s;
+  Socket raw = s.raw_client(false);
+  Message m;
+  m.type = MsgType::Hello;
+  m.hello.version = 1;
+  Message r = ask(raw, m);
+  ASSERT_EQ(r.type, MsgType::Error);
+  EXPECT_EQ(r.text.rfind("rpc: client speaks protocol 1, this server 2", 0), 0u) << r.text;
+  EXPECT_EQ(r.text.find('\n'), std::string::npos);
+}
+
+// What this build says of a server of protocol version 1, whichever way that server answers:
+// version 1 servers refuse a HELLO of another version with this ERROR.
+TEST(RpcConnections, AnOlderServerIsNamedWithBothVersionsInOneLine) {
+  Message refusal;
+  refusal.type = MsgType::Error;
+  refusal.text = "rpc: protocol version 2 not supported (this server speaks 1)";
+  std::vector<uint8_t> unused = encode_frame(refusal);
+  {
+    testing::FakeServer v1(encode_frame(refusal), unused);
+    std::string e = error_of([&] { open_backend(v1.uri()); });
+    EXPECT_EQ(e, v1.uri() + ": server speaks protocol 1, this build 2");
+  }
+  // A server that answers HELLO_OK of its own version, in a layout this build cannot read.
+  std::vector<uint8_t> f = {0, 0, 0, 0, uint8_t(MsgType::HelloOk), 1, 0, 0, 0};
+  f.resize(f.size() + 40, 0);  // fields of some other layout
+  uint32_t n = uint32_t(f.size() - 4);
+  for (int i = 0; i < 4; ++i) f[i] = uint8_t(n >> (8 * i));
+  testing::FakeServer v1(f, unused);
+  std::string e = error_of([&] { open_backend(v1.uri()); });
+  EXPECT_EQ(e, v1.uri() + ": server speaks protocol 1, this build 2");
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <regex>
 
 #include "core/error.h"
 #include "core/hash.h"
@@ -42,17 +43,27 @@ class TcpBackend : public Backend {
     hello.type = MsgType::Hello;
     hello.hello.client = "tapml";
     hello.hello.token = uri.param("token", "");
-    Message r = decode(transfer(hello, timeout_ms_));
+    std::vector<uint8_t> payload = transfer(hello, timeout_ms_);
+    // The version comes first in HELLO_OK; the rest of its layout is the version's own, so it
+    // is checked before anything else is read.
+    if (payload.size() >= 5 && payload[0] == uint8_t(MsgType::HelloOk)) {
+      uint32_t v = uint32_t(payload[1]) | uint32_t(payload[2]) << 8 | uint32_t(payload[3]) << 16 |
+                   uint32_t(payload[4]) << 24;
+      if (v != rpc::kProtocolVersion) version_mismatch(std::to_string(v));
+    }
+    Message r = decode(payload);
     if (r.type == MsgType::Error) {
       std::string text = rpc::printable(r.text.rfind("rpc: ", 0) == 0 ? r.text.substr(5) : r.text);
+      // Servers of every version so far name their own version in this refusal.
+      std::smatch v;
+      if (std::regex_search(text, v, std::regex("this server (speaks )?([0-9]+)")) &&
+          text.find("protocol") != std::string::npos)
+        version_mismatch(v[2]);
       throw Error(where_ + ": the server refused the connection: " + text);
     }
     TAPML_REQUIRE(r.type == MsgType::HelloOk,
                   where_ + ": unexpected " + rpc::msg_name(r.type) + " in reply to HELLO");
     hello_ = r.hello_ok;
-    TAPML_REQUIRE(hello_.version == rpc::kProtocolVersion,
-                  where_ + ": server speaks protocol " + std::to_string(hello_.version) +
-                      ", this build " + std::to_string(rpc::kProtocolVersion));
     if (!(hello_.capabilities & rpc::kCapHashProbe)) hash_min_ = 0;
     chunk_ = hello_.max_frame_bytes - rpc::kChunkHeaderRoom;
     info_.uri = uri.text;
@@ -61,7 +72,7 @@ class TcpBackend : public Backend {
     info_.device =
         rpc::printable(hello_.name) + " (" + rpc::printable(hello_.device) + ") at " + uri.target;
     info_.max_buffer_bytes = hello_.max_buffer_bytes;
-    info_.memory_bytes = hello_.memory_bytes;
+    info_.memory_bytes = std::min(hello_.memory_bytes, hello_.total_memory_bytes);
   }
 
   const BackendInfo& info() const override { return info_; }
@@ -197,6 +208,12 @@ class TcpBackend : public Backend {
       throw Error(lost_);
     }
     return r;
+  }
+
+  [[noreturn]] void version_mismatch(const std::string& server_version) {
+    lose("protocol version mismatch");
+    throw Error(where_ + ": server speaks protocol " + server_version + ", this build " +
+                std::to_string(rpc::kProtocolVersion));
   }
 
   // Sends one request and reads its reply; any transport failure loses the connection.
