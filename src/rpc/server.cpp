@@ -78,9 +78,11 @@ int ms_until(Clock::time_point deadline) {
   return int(std::clamp<int64_t>(left.count(), 0, INT32_MAX));
 }
 
-// "300 ms", "600 s": how long a limit or an idle spell was, as a user would set it.
+// "300 ms", "600 s": how long a limit or an idle spell was, as a user would set it; past
+// 10 s, whole seconds are precise enough.
 std::string duration_text(int64_t ms) {
-  return ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms";
+  return ms % 1000 == 0 || ms >= 10000 ? std::to_string(ms / 1000) + " s"
+                                       : std::to_string(ms) + " ms";
 }
 
 // Whether bytes (or the end of the stream) wait on fd, waiting at most timeout_ms (-1: for
