@@ -11,8 +11,9 @@
 //
 // Who is served: at most `max_connections` clients that have said HELLO, plus at most
 // `max_handshakes` connections that have not yet, each of which must say it within
-// `hello_timeout_ms`. More connections waiting for HELLO close the oldest of them (one that
-// has sent nothing, if any), so silent connections cannot keep clients out. A client that
+// `hello_timeout_ms`. One more connection waiting for HELLO closes the oldest of those from
+// the busiest address (one that has sent nothing, if any), so silent connections cannot keep
+// clients out. A client that
 // sends nothing for `idle_timeout_ms` is closed; a client saying HELLO to a full server takes
 // the place of the one idle longest (if idle for `evict_min_idle_ms`), or is refused. Every
 // connection the server closes first gets an ERROR saying why.
@@ -50,8 +51,9 @@ struct ServerOptions {
   int frame_timeout_ms = 10000;  // a frame that has begun must arrive within this
   int hello_timeout_ms = 3000;   // the whole HELLO must arrive within this of connecting
   int idle_timeout_ms = 600000;  // a client silent this long between requests is closed; 0: never
-  int evict_min_idle_ms =
-      1000;  // a full server closes a client for a new one only if idle this long
+  // A full server closes a client to make room for a new one only if idle this long, so
+  // clients in active use do not take turns evicting each other.
+  int evict_min_idle_ms = 1000;
 };
 
 struct ServerStats {
