@@ -32,7 +32,7 @@ trap 'rm -rf "$seeds"' EXIT
 mkdir -p "$seeds/fuzz_gguf" "$seeds/fuzz_llama2c" "$seeds/fuzz_rpc"
 "$build/fuzz/fuzz_seeds" "$seeds/fuzz_gguf" "$seeds/fuzz_llama2c"
 # Protocol seeds: a HELLO frame and a RUN payload (matmul on two tensors), hand-encoded.
-printf '\x12\x00\x00\x00\x01TPML\x01\x00\x00\x00\x01\x00\x00\x00x\x00\x00\x00\x00' >"$seeds/fuzz_rpc/hello"
+printf '\x12\x00\x00\x00\x01TPML\x02\x00\x00\x00\x01\x00\x00\x00x\x00\x00\x00\x00' >"$seeds/fuzz_rpc/hello"
 printf '\x09\x03\x00\x00\x00add\x00\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00' >"$seeds/fuzz_rpc/run"
 # Beginnings of the real files: their headers, metadata and tensor directories.
 if [[ -d $shared/models ]]; then

@@ -50,7 +50,11 @@ BackendUri BackendUri::parse(const std::string& uri) {
     auto eq = kv.find('=');
     TAPML_REQUIRE_USAGE(eq != std::string::npos && eq > 0,
                   "backend URI '" + uri + "': parameter '" + kv + "' is not KEY=VALUE");
-    u.params[kv.substr(0, eq)] = kv.substr(eq + 1);
+    // A second value would silently win (or lose); the user meant one of them, not both.
+    std::string key = kv.substr(0, eq);
+    TAPML_REQUIRE(!u.params.count(key),
+                  "backend URI '" + uri + "': parameter '" + key + "' given twice");
+    u.params[key] = kv.substr(eq + 1);
   }
   return u;
 }
@@ -62,6 +66,15 @@ int64_t BackendUri::int_param(const std::string& key, int64_t fallback) const {
   auto [p, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
   TAPML_REQUIRE_USAGE(ec == std::errc() && p == it->second.data() + it->second.size(),
                 "backend URI '" + text + "': " + key + "=" + it->second + " is not an integer");
+  return v;
+}
+
+int64_t BackendUri::int_param(const std::string& key, int64_t fallback, int64_t lo,
+                              int64_t hi) const {
+  int64_t v = int_param(key, fallback);
+  TAPML_REQUIRE(!params.count(key) || (v >= lo && v <= hi),
+                "backend URI '" + text + "': " + key + "=" + params.at(key) + " is out of range (" +
+                    std::to_string(lo) + ".." + std::to_string(hi) + ")");
   return v;
 }
 

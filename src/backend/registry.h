@@ -18,9 +18,13 @@ struct BackendUri {
   std::string target;                         // what follows "scheme:" (or "scheme://") up to '?'
   std::map<std::string, std::string> params;  // query parameters
 
+  // Throws Error for a URI without a scheme, a parameter that is not KEY=VALUE, or one given
+  // twice (naming it).
   static BackendUri parse(const std::string& uri);
   // Parameter as integer/string with a default; throws Error for a malformed integer.
   int64_t int_param(const std::string& key, int64_t fallback) const;
+  // The same, and throws Error naming the parameter if a given value lies outside [lo, hi].
+  int64_t int_param(const std::string& key, int64_t fallback, int64_t lo, int64_t hi) const;
   std::string param(const std::string& key, const std::string& fallback) const;
   // Throws Error naming any parameter not in `known`.
   void allow_params(const std::vector<std::string>& known) const;

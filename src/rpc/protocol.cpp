@@ -137,14 +137,14 @@ class Reader {
     std::string name = str("op name");
     TAPML_REQUIRE(!name.empty(), "rpc: empty op name");
     std::optional<Op> op = find_op(name);
-    TAPML_REQUIRE(op.has_value(), "rpc: unknown op '" + name + "'");
+    TAPML_REQUIRE(op.has_value(), "rpc: unknown op '" + printable(name) + "'");
     c.op = *op;
     uint32_t na = count("attributes", kMaxAttrs);
     for (uint32_t i = 0; i < na; ++i) {
       std::string k = str("attribute name");
       double v = f64();
-      TAPML_REQUIRE(!c.attrs.has(k), "rpc: attribute '" + k + "' given twice");
-      TAPML_REQUIRE(std::isfinite(v), "rpc: attribute '" + k + "' is not finite");
+      TAPML_REQUIRE(!c.attrs.has(k), "rpc: attribute '" + printable(k) + "' given twice");
+      TAPML_REQUIRE(std::isfinite(v), "rpc: attribute '" + printable(k) + "' is not finite");
       c.attrs.set(k, v);
     }
     uint32_t ni = count("inputs", kMaxTensors);
@@ -179,6 +179,23 @@ class Reader {
 };
 
 }  // namespace
+
+std::string printable(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (char ch : text) {
+    auto b = static_cast<unsigned char>(ch);
+    if (b >= 0x20 && b != 0x7f) {
+      out += ch;
+      continue;
+    }
+    const char* hex = "0123456789abcdef";
+    out += "\\x";
+    out += hex[b >> 4];
+    out += hex[b & 15];
+  }
+  return out;
+}
 
 bool is_request(MsgType t) { return uint8_t(t) < 0x80; }
 
@@ -233,7 +250,9 @@ void encode_into(Writer& w, const Message& m, size_t prefix) {
     case MsgType::HelloOk: {
       const HelloOk& h = m.hello_ok;
       w.u32(h.version), w.str(h.name), w.str(h.device), w.u64(h.max_buffer_bytes);
-      w.u64(h.memory_bytes), w.u32(h.max_frame_bytes), w.u64(h.capabilities);
+      w.u64(h.memory_bytes), w.u64(h.total_memory_bytes), w.u64(h.cache_bytes);
+      w.u32(h.max_connections), w.u32(h.idle_timeout_ms);
+      w.u32(h.max_frame_bytes), w.u64(h.capabilities);
       TAPML_REQUIRE(h.ops.size() <= kMaxListItems && h.dtypes.size() <= kMaxListItems,
                     "rpc: too many ops or dtypes");
       w.u32(uint32_t(h.ops.size()));
@@ -328,6 +347,10 @@ Message decode_message(std::span<const uint8_t> payload) {
       h.device = r.str("device");
       h.max_buffer_bytes = r.u64();
       h.memory_bytes = r.u64();
+      h.total_memory_bytes = r.u64();
+      h.cache_bytes = r.u64();
+      h.max_connections = r.u32();
+      h.idle_timeout_ms = r.u32();
       h.max_frame_bytes = r.u32();
       TAPML_REQUIRE(
           h.max_frame_bytes >= 4096 && h.max_frame_bytes <= kMaxFrameBytes,

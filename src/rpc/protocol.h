@@ -1,4 +1,4 @@
-// The TapML device protocol (docs/protocol.md, version 1): length-prefixed frames carrying
+// The TapML device protocol (docs/protocol.md, version 2): length-prefixed frames carrying
 // one message each, little-endian. This file knows nothing of sockets, so any byte stream
 // (TCP, a WebSocket's binary messages) can carry the frames unchanged.
 //
@@ -13,13 +13,16 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "backend/backend.h"
 
 namespace tapml::rpc {
 
-constexpr uint32_t kProtocolVersion = 1;
+// Not negotiated: client and server must speak the same version (2: HELLO_OK reports the
+// server's limits).
+constexpr uint32_t kProtocolVersion = 2;
 constexpr uint32_t kHelloMagic = 0x4c4d5054;  // "TPML" as little-endian bytes
 // The largest frame any peer may send, whatever it advertises; bulk data is chunked below it.
 constexpr uint32_t kMaxFrameBytes = 64u << 20;
@@ -55,6 +58,12 @@ enum class MsgType : uint8_t {
   Error = 0xff,      // text: the message
 };
 
+// `text` with every control byte (below 0x20, and 0x7f) and NUL written as \xHH, so a name
+// or message from the wire is shown whole (a NUL would cut it where C strings are used) and
+// cannot drive the reader's terminal. Other bytes, backslashes included, are kept, so
+// printable(printable(s)) == printable(s).
+std::string printable(std::string_view text);
+
 bool is_request(MsgType t);
 std::string msg_name(MsgType t);
 
@@ -70,7 +79,11 @@ struct HelloOk {
   std::string name;    // the wrapped backend's name ("cpu")
   std::string device;  // its description
   uint64_t max_buffer_bytes = 0;
-  uint64_t memory_bytes = 0;  // this connection's cap
+  uint64_t memory_bytes = 0;        // this connection's cap on its buffers
+  uint64_t total_memory_bytes = 0;  // the server's cap on all buffers plus the cache
+  uint64_t cache_bytes = 0;         // the hash-probe cache's cap (within the total)
+  uint32_t max_connections = 0;     // clients served at once
+  uint32_t idle_timeout_ms = 0;     // a client silent this long is closed; 0: never
   uint32_t max_frame_bytes = kDefaultFrameBytes;
   uint64_t capabilities = 0;  // bit 0: hash probe
   std::vector<std::string> ops;

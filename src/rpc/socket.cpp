@@ -35,7 +35,7 @@ void wait_for(int fd, short events, Clock::time_point deadline, bool forever, co
     pollfd p{fd, events, 0};
     int r = ::poll(&p, 1, remaining(deadline, forever));
     if (r > 0) return;  // ready, or an error/hangup the next call will report
-    if (r == 0) throw Error(std::string("timed out waiting to ") + what);
+    if (r == 0) throw Timeout(std::string("timed out waiting to ") + what);
     if (errno != EINTR) throw Error(std::string("poll failed: ") + std::strerror(errno));
   }
 }

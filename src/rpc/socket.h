@@ -8,9 +8,16 @@
 #include <string>
 #include <vector>
 
+#include "core/error.h"
 #include "rpc/protocol.h"
 
 namespace tapml::rpc {
+
+// The Error a wait past its deadline throws ("timed out waiting to receive").
+class Timeout : public Error {
+ public:
+  using Error::Error;
+};
 
 class Socket {
  public:

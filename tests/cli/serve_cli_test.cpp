@@ -13,6 +13,9 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "backends/builtin.h"
+#include "core/error.h"
+#include "rpc/socket.h"
 #include "support/golden.h"
 #include "support/shared.h"
 
@@ -115,8 +118,7 @@ nlohmann::json verdicts(const std::string& backend, int* rc) {
   if (!f) throw std::runtime_error("no report: " + r.out + r.err);
   nlohmann::json out = nlohmann::json::array();
   nlohmann::json j = nlohmann::json::parse(f);
-  for (auto& t : j["tests"])
-    out.push_back({t["id"], t["pass"], t["check"], t["detail"]});
+  for (auto& t : j["tests"]) out.push_back({t["id"], t["pass"], t["check"], t["detail"]});
   return out;
 }
 
@@ -191,8 +193,8 @@ TEST(ServeCli, AKilledServerIsAClearErrorWithinSecondsAndARestartWorks) {
 
 TEST(ServeCli, TokensAreEnforcedAndExposureNeedsOne) {
   ServeProcess server({"--backend", "ref", "--listen", "127.0.0.1:0", "--token", "s3cret"});
-  auto r = run_command(tapml("test --corpus " + q(small_corpus()) + " --backend " +
-                             q(server.uri("?token=wrong"))));
+  auto r = run_command(
+      tapml("test --corpus " + q(small_corpus()) + " --backend " + q(server.uri("?token=wrong"))));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("refused the connection: wrong token"), std::string::npos) << r.err;
   r = run_command(tapml("test --corpus " + q(small_corpus()) + " --backend " +
@@ -201,6 +203,93 @@ TEST(ServeCli, TokensAreEnforcedAndExposureNeedsOne) {
   r = run_command(tapml("serve --backend ref --listen 0.0.0.0:0"));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.err.find("--token"), std::string::npos) << r.err;
+}
+
+// The token and all data cross the network unencrypted: --help says so and names the SSH
+// tunnel, and serving a non-loopback address prints one warning line (loopback: none).
+TEST(ServeCli, TheTokenTravelsInClearAndServeSaysSo) {
+  auto r = run_command(tapml("serve --help"));
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("clear text"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("ssh -L 7000:127.0.0.1:7000 gpu-host"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tcp://127.0.0.1:7000"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("TLS"), std::string::npos) << r.out;
+  // SIGINT after half a second: serve exits cleanly, and stderr holds what it printed.
+  r = run_command("timeout -s INT 0.5 " +
+                  tapml("serve --backend ref --listen 0.0.0.0:0 --token s3cret"));
+  EXPECT_EQ(r.out.rfind("listening on 0.0.0.0:", 0), 0u) << r.out << r.err;
+  EXPECT_NE(r.err.find("warning"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("clear text"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("ssh -L"), std::string::npos) << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  r = run_command("timeout -s INT 0.5 " + tapml("serve --backend ref --listen 127.0.0.1:0"));
+  EXPECT_EQ(r.out.rfind("listening on 127.0.0.1:", 0), 0u) << r.out << r.err;
+  EXPECT_EQ(r.err, "");
+}
+
+// What a server tells its clients in HELLO_OK: the defaults, and each limit its flag sets.
+TEST(ServeCli, TheLimitsAreReportedInHelloOk) {
+  auto hello_ok = [](const ServeProcess& p) {
+    rpc::Socket raw = rpc::connect_tcp("127.0.0.1", uint16_t(p.port()), 2000);
+    rpc::Message m;
+    m.type = rpc::MsgType::Hello;
+    raw.send_frame(m, 1000);
+    std::vector<uint8_t> payload;
+    raw.recv_frame(payload, rpc::kMaxFrameBytes, 5000, 1000);
+    m = rpc::decode_message(payload);
+    EXPECT_EQ(m.type, rpc::MsgType::HelloOk) << m.text;
+    return m.hello_ok;
+  };
+  ServeProcess defaults({"--backend", "ref", "--listen", "127.0.0.1:0"});
+  rpc::HelloOk h = hello_ok(defaults);
+  EXPECT_EQ(h.version, 2u);
+  EXPECT_EQ(h.max_connections, 32u);
+  EXPECT_EQ(h.idle_timeout_ms, 600000u);
+  EXPECT_EQ(h.memory_bytes, uint64_t(4) << 30);
+  EXPECT_EQ(h.total_memory_bytes, uint64_t(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGE_SIZE) / 2);
+  EXPECT_EQ(h.cache_bytes, uint64_t(1) << 30);
+  ServeProcess set({"--backend", "ref", "--listen", "127.0.0.1:0", "--max-connections", "3",
+                    "--idle-timeout", "7", "--max-memory", "1000", "--max-total-memory", "5000",
+                    "--cache-memory", "0"});
+  h = hello_ok(set);
+  EXPECT_EQ(h.max_connections, 3u);
+  EXPECT_EQ(h.idle_timeout_ms, 7000u);
+  EXPECT_EQ(h.memory_bytes, 1000u);
+  EXPECT_EQ(h.total_memory_bytes, 5000u);
+  EXPECT_EQ(h.cache_bytes, 0u);
+  EXPECT_EQ(h.capabilities & rpc::kCapHashProbe, 0u);
+  ServeProcess never({"--backend", "ref", "--listen", "127.0.0.1:0", "--idle-timeout", "0"});
+  EXPECT_EQ(hello_ok(never).idle_timeout_ms, 0u);
+}
+
+TEST(ServeCli, MaxTotalMemoryCapsAllConnectionsTogether) {
+  ServeProcess server({"--backend", "ref", "--listen", "127.0.0.1:0", "--max-total-memory", "5000",
+                       "--max-memory", "4096"});
+  auto a = open_backend(server.uri()), b = open_backend(server.uri());
+  a->alloc(4096);
+  std::string e;
+  try {
+    b->alloc(1000);
+  } catch (const Error& x) {
+    e = x.what();
+  }
+  EXPECT_NE(e.find("memory cap of 5000 bytes (--max-total-memory"), std::string::npos) << e;
+  EXPECT_NO_THROW(b->alloc(904));
+}
+
+// Limits that would give a server nobody can use are usage errors, before anything listens.
+// (`timeout` only matters if one is accepted: the server would otherwise run on.)
+TEST(ServeCli, UnusableLimitsAreUsageErrors) {
+  for (std::string bad : {"--max-connections 0", "--max-connections -1", "--max-memory 0",
+                          "--max-memory -1", "--max-connections x", "--max-total-memory 0",
+                          "--max-total-memory 1.5G", "--idle-timeout -1", "--idle-timeout 1.5"}) {
+    auto r = run_command("timeout 3 " + tapml("serve --backend ref --listen 127.0.0.1:0 " + bad));
+    EXPECT_NE(r.exit_code, 0) << bad;
+    EXPECT_NE(r.exit_code, 124) << bad << ": the server started";
+    std::string flag = bad.substr(0, bad.find(' '));
+    EXPECT_NE(r.err.find(flag), std::string::npos) << bad << ": " << r.err;
+    EXPECT_EQ(r.out, "") << bad;
+  }
 }
 
 }  // namespace

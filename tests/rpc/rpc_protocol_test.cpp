@@ -28,6 +28,8 @@ std::vector<Message> samples() {
   m = {}, m.type = MsgType::HelloOk, m.hello_ok.name = "cpu", m.hello_ok.device = "host";
   m.hello_ok.ops = {"matmul", "add"}, m.hello_ok.dtypes = {DType::F32, DType::I32};
   m.hello_ok.max_buffer_bytes = 1 << 20, m.hello_ok.capabilities = kCapHashProbe;
+  m.hello_ok.memory_bytes = 3, m.hello_ok.total_memory_bytes = 5, m.hello_ok.cache_bytes = 7;
+  m.hello_ok.max_connections = 11, m.hello_ok.idle_timeout_ms = 13;
   v.push_back(m);
   m = {}, m.type = MsgType::Alloc, m.size = 123;
   v.push_back(m);
@@ -70,6 +72,14 @@ TEST(RpcProtocol, EveryMessageRoundTrips) {
     EXPECT_EQ(encode_message(d), bytes) << msg_name(m.type);
     EXPECT_EQ(d.type, m.type);
   }
+  const HelloOk h = decode_message(encode_message(samples()[1])).hello_ok;
+  EXPECT_EQ(h.version, kProtocolVersion);
+  EXPECT_EQ(h.memory_bytes, 3u);
+  EXPECT_EQ(h.total_memory_bytes, 5u);
+  EXPECT_EQ(h.cache_bytes, 7u);
+  EXPECT_EQ(h.max_connections, 11u);
+  EXPECT_EQ(h.idle_timeout_ms, 13u);
+  EXPECT_EQ(h.ops.size(), 2u);
   Message d = decode_message(encode_message(samples()[8]));
   EXPECT_EQ(d.call.op, Op::Matmul);
   EXPECT_EQ(d.call.inputs[1].shape, (Shape{4, 8}));
@@ -139,6 +149,15 @@ TEST(RpcProtocol, NonsenseFieldsAreNamed) {
   ASSERT_EQ(b[1 + 4 + 5], uint8_t('l'));
   b[1 + 4 + 5] = 'x';
   expect_error(b, "unknown op 'matmux'");
+}
+
+TEST(RpcProtocol, PrintableEscapesControlBytesOnly) {
+  EXPECT_EQ(printable(std::string("a\0b\x1b[1m\n\x7f", 9)), "a\\x00b\\x1b[1m\\x0a\\x7f");
+  const std::string kept = "blk.0 \\x00 \xc3\xa9 ~";  // backslashes and UTF-8 stay as they are
+  EXPECT_EQ(printable(kept), kept);
+  std::string all;
+  for (int b = 0; b < 256; ++b) all += char(b);
+  EXPECT_EQ(printable(printable(all)), printable(all));
 }
 
 TEST(RpcProtocol, FrameReaderSplitsAnyChunkingAndRejectsBadLengths) {

@@ -20,6 +20,7 @@
 namespace tapml::rpc {
 namespace {
 
+using testing::ask;
 using testing::RunningServer;
 
 std::string error_of(const std::function<void()>& f) {
@@ -118,6 +119,62 @@ TEST(RpcServer, ConnectionsAreIsolatedCappedAndFreedOnDisconnect) {
   (void)big;
 }
 
+// --max-memory is per connection; --max-total-memory bounds all of them together, so a few
+// clients cannot take the machine's memory between them.
+TEST(RpcServer, AServerWideCapBoundsAllConnectionsTogether) {
+  ServerOptions o;
+  o.max_memory = 1 << 20;
+  o.max_total_memory = 3 << 19;  // one and a half connections' worth
+  RunningServer s("cpu?threads=1", o);
+  auto a = open_backend(s.uri());
+  auto b = open_backend(s.uri());
+  BufferId ia = a->alloc(1 << 20);
+  std::string e = error_of([&] { b->alloc(1 << 20); });
+  EXPECT_NE(e.find("server's memory cap of 1572864 bytes (--max-total-memory"), std::string::npos)
+      << e;
+  EXPECT_NE(e.find("1048576 in use"), std::string::npos) << e;
+  EXPECT_NE(e.find("connection's cap is 1048576 bytes (--max-memory"), std::string::npos) << e;
+  BufferId ib = b->alloc(1 << 19);  // what is left fits
+  EXPECT_EQ(s.server().stats().buffer_bytes, uint64_t(3) << 19);
+  EXPECT_NE(error_of([&] { b->alloc(1); }).find("--max-total-memory"), std::string::npos);
+  a->free(ia);
+  EXPECT_NO_THROW(b->free(b->alloc(1 << 19)));
+  ia = a->alloc(1 << 20);
+  a.reset();  // a connection's buffers leave the total when it closes
+  for (int i = 0; i < 100 && s.server().stats().buffer_bytes > (1u << 19); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  EXPECT_EQ(s.server().stats().buffer_bytes, uint64_t(1) << 19);
+  auto c = open_backend(s.uri());
+  EXPECT_NO_THROW(c->alloc(1 << 20));
+  (void)ib;
+}
+
+// The hash-probe cache is memory too: it counts against the server's cap, and gives way
+// (oldest first) when a buffer needs the room.
+TEST(RpcServer, TheHashProbeCacheCountsAgainstTheServerCap) {
+  ServerOptions o;
+  o.max_memory = 1 << 20;
+  o.max_total_memory = 1 << 20;
+  o.cache_bytes = 1 << 20;
+  RunningServer s("cpu?threads=1", o);
+  auto a = open_backend(s.uri());
+  Tensor w = random_f32(Shape{1 << 17}, 9);  // 512 KiB
+  a->write(a->alloc(w.nbytes()), 0, w.bytes(), w.nbytes());
+  ServerStats st = s.server().stats();
+  EXPECT_EQ(st.buffer_bytes, w.nbytes());
+  EXPECT_EQ(st.cache_bytes, w.nbytes());
+  // Buffers (512 KiB) + cache (512 KiB) fill the cap; a new buffer evicts the cache.
+  BufferId id = a->alloc(w.nbytes() * 3 / 4);
+  st = s.server().stats();
+  EXPECT_EQ(st.buffer_bytes, w.nbytes() * 7 / 4);
+  EXPECT_EQ(st.cache_bytes, 0u);
+  // With no room for a copy (128 KiB left), a write is not cached, and not refused.
+  Tensor v = random_f32(Shape{1 << 16}, 10);  // 256 KiB
+  EXPECT_NO_THROW(a->write(id, 0, v.bytes(), v.nbytes()));
+  EXPECT_EQ(s.server().stats().cache_bytes, 0u);
+  EXPECT_LE(s.server().stats().buffer_bytes + s.server().stats().cache_bytes, o.max_total_memory);
+}
+
 TEST(RpcServer, TokensAreCheckedAndExposureNeedsOne) {
   ServerOptions o;
   o.token = "s3cret";
@@ -191,6 +248,72 @@ TEST(RpcServer, ADeadOrSilentServerIsAQuickClearError) {
   e = error_of([&] { open_backend(uri); });
   EXPECT_NE(e.find("timed out"), std::string::npos) << e;
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+}
+
+bool has_control_bytes(const std::string& s) {
+  for (unsigned char ch : s)
+    if (ch < 0x20 || ch == 0x7f) return true;
+  return false;
+}
+
+TEST(RpcServer, NamesFromTheWireArePrintableInMessages) {
+  RunningServer s;
+  Socket raw = s.raw_client();
+  // A RUN of op "add\0evil\x1b[2J", hand-encoded: the encoder only writes catalog names.
+  std::vector<uint8_t> f = {0, 0, 0, 0, uint8_t(MsgType::Run)};
+  auto u32 = [&](uint32_t v) {
+    for (int i = 0; i < 4; ++i) f.push_back(uint8_t(v >> (8 * i)));
+  };
+  const std::string name("add\0evil\x1b[2J", 12);
+  u32(uint32_t(name.size()));
+  f.insert(f.end(), name.begin(), name.end());
+  for (int i = 0; i < 4; ++i) u32(0);  // attributes, inputs, outputs, site
+  uint32_t n = uint32_t(f.size() - 4);
+  for (int i = 0; i < 4; ++i) f[i] = uint8_t(n >> (8 * i));
+  Message r = ask(raw, f);
+  ASSERT_EQ(r.type, MsgType::Error);
+  EXPECT_NE(r.text.find("unknown op 'add\\x00evil\\x1b[2J'"), std::string::npos) << r.text;
+  EXPECT_FALSE(has_control_bytes(r.text)) << r.text;
+
+  // An attribute name goes into the catalog's message; it arrives whole and escaped, and the
+  // connection carries on.
+  raw = s.raw_client();
+  Message m;
+  m.type = MsgType::Alloc, m.size = 256;
+  uint64_t id = ask(raw, m).id;
+  m = {}, m.type = MsgType::Run;
+  m.call.op = Op::Add;
+  m.call.inputs = {{id, 0, DType::F32, Shape{2, 4}}, {id, 32, DType::F32, Shape{2, 4}}};
+  m.call.outputs = {{id, 64, DType::F32, Shape{2, 4}}};
+  m.call.attrs.set(std::string("bo\0gus\n", 7), 1);
+  r = ask(raw, m);
+  ASSERT_EQ(r.type, MsgType::Error);
+  EXPECT_NE(r.text.find("'bo\\x00gus\\x0a'"), std::string::npos) << r.text;
+  EXPECT_FALSE(has_control_bytes(r.text)) << r.text;
+  m.type = MsgType::Supports;
+  r = ask(raw, m);
+  ASSERT_EQ(r.type, MsgType::Support);
+  EXPECT_FALSE(r.flag);
+  EXPECT_NE(r.text.find("'bo\\x00gus\\x0a'"), std::string::npos) << r.text;
+  m = {}, m.type = MsgType::Sync;
+  EXPECT_EQ(ask(raw, m).type, MsgType::Ok);
+}
+
+TEST(RpcServer, TheClientEscapesWhatAServerSends) {
+  Message hello;
+  hello.type = MsgType::HelloOk;
+  hello.hello_ok.name = "cpu\x1b]0;pwned\x07";
+  hello.hello_ok.device = std::string("dev\0ice", 7);
+  hello.hello_ok.ops = {"add"};
+  Message error;
+  error.type = MsgType::Error;
+  error.text = std::string("boom\0hidden\x1b[2J", 15);
+  testing::FakeServer fake(encode_frame(hello), encode_frame(error));
+  auto b = open_backend(fake.uri());
+  EXPECT_FALSE(has_control_bytes(b->info().device)) << b->info().device;
+  EXPECT_NE(b->info().device.find("dev\\x00ice"), std::string::npos) << b->info().device;
+  std::string e = error_of([&] { b->alloc(8); });
+  EXPECT_EQ(e, "boom\\x00hidden\\x1b[2J");
 }
 
 // 1,000 random and malformed frames from many connections, then a well-behaved client.

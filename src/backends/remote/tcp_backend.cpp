@@ -1,8 +1,11 @@
 #include "backends/remote/tcp_backend.h"
 
+#include <poll.h>
+
 #include <algorithm>
 #include <map>
 #include <mutex>
+#include <regex>
 
 #include "core/error.h"
 #include "core/hash.h"
@@ -22,10 +25,15 @@ class TcpBackend : public Backend {
     where_ = "tcp://" + uri.target;
     TAPML_REQUIRE_USAGE(!uri.target.empty(), "backend URI '" + uri.text + "': expected tcp://HOST:PORT");
     auto [host, port] = rpc::parse_host_port(uri.target);
-    timeout_ms_ = int(std::clamp<int64_t>(uri.int_param("timeout_ms", 5000), 1, 86400000));
-    call_timeout_ms_ =
-        int(std::clamp<int64_t>(uri.int_param("call_timeout_ms", 120000), timeout_ms_, 86400000));
-    hash_min_ = uint64_t(std::max<int64_t>(0, uri.int_param("hash_min", 4096)));
+    // Out-of-range values are errors, not clamped: timeout_ms=0 is a typo, not a request for
+    // a one-millisecond timeout.
+    constexpr int64_t kDay = 86400000;
+    timeout_ms_ = int(uri.int_param("timeout_ms", 5000, 1, kDay));
+    // Unless given, a run may take at least as long as a small request.
+    call_timeout_ms_ = int(uri.params.count("call_timeout_ms")
+                               ? uri.int_param("call_timeout_ms", 0, timeout_ms_, kDay)
+                               : std::max(120000, timeout_ms_));
+    hash_min_ = uint64_t(uri.int_param("hash_min", 4096, 0, INT64_MAX));
     try {
       socket_ = rpc::connect_tcp(host, port, timeout_ms_);
     } catch (const Error& e) {
@@ -35,24 +43,36 @@ class TcpBackend : public Backend {
     hello.type = MsgType::Hello;
     hello.hello.client = "tapml";
     hello.hello.token = uri.param("token", "");
-    Message r = request(hello, timeout_ms_, true);
+    std::vector<uint8_t> payload = transfer(hello, timeout_ms_);
+    // The version comes first in HELLO_OK; the rest of its layout is the version's own, so it
+    // is checked before anything else is read.
+    if (payload.size() >= 5 && payload[0] == uint8_t(MsgType::HelloOk)) {
+      uint32_t v = uint32_t(payload[1]) | uint32_t(payload[2]) << 8 | uint32_t(payload[3]) << 16 |
+                   uint32_t(payload[4]) << 24;
+      if (v != rpc::kProtocolVersion) version_mismatch(std::to_string(v));
+    }
+    Message r = decode(payload);
     if (r.type == MsgType::Error) {
-      std::string text = r.text.rfind("rpc: ", 0) == 0 ? r.text.substr(5) : r.text;
+      std::string text = rpc::printable(r.text.rfind("rpc: ", 0) == 0 ? r.text.substr(5) : r.text);
+      // Servers of every version so far name their own version in this refusal.
+      std::smatch v;
+      if (std::regex_search(text, v, std::regex("this server (speaks )?([0-9]+)")) &&
+          text.find("protocol") != std::string::npos)
+        version_mismatch(v[2]);
       throw Error(where_ + ": the server refused the connection: " + text);
     }
     TAPML_REQUIRE(r.type == MsgType::HelloOk,
                   where_ + ": unexpected " + rpc::msg_name(r.type) + " in reply to HELLO");
     hello_ = r.hello_ok;
-    TAPML_REQUIRE(hello_.version == rpc::kProtocolVersion,
-                  where_ + ": server speaks protocol " + std::to_string(hello_.version) +
-                      ", this build " + std::to_string(rpc::kProtocolVersion));
     if (!(hello_.capabilities & rpc::kCapHashProbe)) hash_min_ = 0;
     chunk_ = hello_.max_frame_bytes - rpc::kChunkHeaderRoom;
     info_.uri = uri.text;
     info_.name = "tcp";
-    info_.device = hello_.name + " (" + hello_.device + ") at " + uri.target;
+    // Shown in reports and on terminals: whatever the server calls itself, printably.
+    info_.device =
+        rpc::printable(hello_.name) + " (" + rpc::printable(hello_.device) + ") at " + uri.target;
     info_.max_buffer_bytes = hello_.max_buffer_bytes;
-    info_.memory_bytes = hello_.memory_bytes;
+    info_.memory_bytes = std::min(hello_.memory_bytes, hello_.total_memory_bytes);
   }
 
   const BackendInfo& info() const override { return info_; }
@@ -147,7 +167,7 @@ class TcpBackend : public Backend {
     m.call = call;
     try {
       Message r = const_cast<TcpBackend*>(this)->expect(m, MsgType::Support, timeout_ms_);
-      Support s = r.flag ? Support::yes() : Support::no(r.text);
+      Support s = r.flag ? Support::yes() : Support::no(rpc::printable(r.text));
       std::lock_guard lock(mutex_);
       if (s.ok && supports_cache_.size() < 100000) supports_cache_[key] = s;
       return s;
@@ -179,9 +199,10 @@ class TcpBackend : public Backend {
   // `data`, when given, follows the message's fields in the same frame (WRITE's bytes).
   Message expect_locked(const Message& m, MsgType want, int timeout_ms, const void* data = nullptr,
                         size_t size = 0) {
-    Message r = request(m, timeout_ms, false, data, size);
-    // The device's own message, unchanged: replay reports must read as they would locally.
-    if (r.type == MsgType::Error) throw Error(r.text);
+    Message r = request(m, timeout_ms, data, size);
+    // The device's own message, unchanged but for control bytes: replay reports must read as
+    // they would locally, and a server must not write to the user's terminal.
+    if (r.type == MsgType::Error) throw Error(rpc::printable(r.text));
     if (r.type != want) {
       lose("unexpected " + rpc::msg_name(r.type) + " in reply to " + rpc::msg_name(m.type));
       throw Error(lost_);
@@ -189,11 +210,47 @@ class TcpBackend : public Backend {
     return r;
   }
 
+  [[noreturn]] void version_mismatch(const std::string& server_version) {
+    lose("protocol version mismatch");
+    throw Error(where_ + ": server speaks protocol " + server_version + ", this build " +
+                std::to_string(rpc::kProtocolVersion));
+  }
+
   // Sends one request and reads its reply; any transport failure loses the connection.
-  Message request(const Message& m, int timeout_ms, bool handshake, const void* data = nullptr,
-                  size_t size = 0) {
+  Message request(const Message& m, int timeout_ms, const void* data = nullptr, size_t size = 0) {
+    Message r = decode(transfer(m, timeout_ms, data, size));
+    // An ERROR the server closes the connection after (its text starts "rpc:"): a protocol
+    // error, or the server closing this connection, e.g. after the idle timeout.
+    if (r.type == MsgType::Error && r.text.rfind("rpc:", 0) == 0) closed_by_server(r.text);
+    return r;
+  }
+
+  // The payload of the reply to `m`, undecoded.
+  std::vector<uint8_t> transfer(const Message& m, int timeout_ms, const void* data = nullptr,
+                                size_t size = 0) {
     TAPML_REQUIRE(lost_.empty(), lost_);
     ++stats_.requests;
+    // A server that closes a connection says why first, unasked; that ERROR (or the end of
+    // the stream) waits here until the next request.
+    if (rpc_started_ && socket_.open()) {
+      pollfd p{socket_.fd(), POLLIN, 0};
+      if (::poll(&p, 1, 0) > 0) {
+        std::string why = "connection closed by server";
+        try {
+          std::vector<uint8_t> payload;
+          if (socket_.recv_frame(payload, rpc::kMaxFrameBytes, 100, 1000)) {
+            Message r = rpc::decode_message(payload);
+            why = r.type == MsgType::Error
+                      ? r.text
+                      : "unexpected " + rpc::msg_name(r.type) + " from the server";
+          }
+        } catch (const Error& e) {
+          why = e.what();
+        }
+        closed_by_server(why);
+      }
+    }
+    rpc_started_ = true;
     try {
       if (data)
         socket_.send_frame_with_data(m, data, size, timeout_ms);
@@ -202,6 +259,15 @@ class TcpBackend : public Backend {
       std::vector<uint8_t> payload;
       if (!socket_.recv_frame(payload, rpc::kMaxFrameBytes, timeout_ms, timeout_ms))
         throw Error("connection closed by server");
+      return payload;
+    } catch (const Error& e) {
+      lose(e.what());
+      throw Error(lost_);
+    }
+  }
+
+  Message decode(const std::vector<uint8_t>& payload) {
+    try {
       Message r = rpc::decode_message(payload);
       TAPML_REQUIRE(!rpc::is_request(r.type), "rpc: server sent a request");
       return r;
@@ -209,6 +275,11 @@ class TcpBackend : public Backend {
       lose(e.what());
       throw Error(lost_);
     }
+  }
+
+  [[noreturn]] void closed_by_server(const std::string& text) {
+    lose(rpc::printable(text.rfind("rpc: ", 0) == 0 ? text.substr(5) : text));
+    throw Error(lost_);
   }
 
   void lose(const std::string& why) {
@@ -225,7 +296,8 @@ class TcpBackend : public Backend {
   BackendInfo info_;
   mutable std::mutex mutex_;
   mutable std::map<std::string, Support> supports_cache_;
-  std::string lost_;  // non-empty once the connection is gone
+  std::string lost_;          // non-empty once the connection is gone
+  bool rpc_started_ = false;  // HELLO has been sent
   TcpTransferStats stats_;
 };
 
