@@ -49,11 +49,11 @@ BackendUri BackendUri::parse(const std::string& uri) {
     if (kv.empty()) continue;
     auto eq = kv.find('=');
     TAPML_REQUIRE_USAGE(eq != std::string::npos && eq > 0,
-                  "backend URI '" + uri + "': parameter '" + kv + "' is not KEY=VALUE");
+                        "backend URI '" + uri + "': parameter '" + kv + "' is not KEY=VALUE");
     // A second value would silently win (or lose); the user meant one of them, not both.
     std::string key = kv.substr(0, eq);
-    TAPML_REQUIRE(!u.params.count(key),
-                  "backend URI '" + uri + "': parameter '" + key + "' given twice");
+    TAPML_REQUIRE_USAGE(!u.params.count(key),
+                        "backend URI '" + uri + "': parameter '" + key + "' given twice");
     u.params[key] = kv.substr(eq + 1);
   }
   return u;
@@ -64,8 +64,9 @@ int64_t BackendUri::int_param(const std::string& key, int64_t fallback) const {
   if (it == params.end()) return fallback;
   int64_t v = 0;
   auto [p, ec] = std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
-  TAPML_REQUIRE_USAGE(ec == std::errc() && p == it->second.data() + it->second.size(),
-                "backend URI '" + text + "': " + key + "=" + it->second + " is not an integer");
+  TAPML_REQUIRE_USAGE(
+      ec == std::errc() && p == it->second.data() + it->second.size(),
+      "backend URI '" + text + "': " + key + "=" + it->second + " is not an integer");
   return v;
 }
 
@@ -91,7 +92,7 @@ void BackendUri::allow_params(const std::vector<std::string>& known) const {
       std::string list;
       for (auto& n : known) list += (list.empty() ? "" : ", ") + n;
       throw UsageError("backend URI '" + text + "': unknown parameter '" + k + "'" +
-                  (list.empty() ? " (this backend takes none)" : " (known: " + list + ")"));
+                       (list.empty() ? " (this backend takes none)" : " (known: " + list + ")"));
     }
   }
 }
@@ -118,7 +119,8 @@ std::unique_ptr<Backend> make_backend(const std::string& uri) {
     if (it == table().end()) {
       std::string known;
       for (auto& [k, e] : table()) known += (known.empty() ? "" : ", ") + k;
-      throw UsageError("unknown backend '" + u.scheme + "' in '" + uri + "' (available: " + known + ")");
+      throw UsageError("unknown backend '" + u.scheme + "' in '" + uri + "' (available: " + known +
+                       ")");
     }
     factory = it->second.factory;
   }
