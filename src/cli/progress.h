@@ -1,16 +1,16 @@
 // Progress of long jobs on stderr, for every command alike. On a terminal one line is redrawn
 // at most four times a second ("carving: 37/192 positions, 41.2/s, ETA 4 s  blk.3.attn"); in a
-// log (not a terminal) a line is printed every 5 seconds, so a CI job never looks hung.
-// -q silences it; -v lets a command say more about each step.
+// log (not a terminal) a line is printed every 5 seconds (TAPML_PROGRESS_SECONDS changes that),
+// so a CI job never looks hung. -q silences it; -v lets a command say more about each step.
 #pragma once
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 namespace tapml::cli {
 
@@ -28,8 +28,14 @@ class Progress {
  public:
   // `total` 0 means unknown (no ETA).
   Progress(std::string label, std::string unit, int64_t total, bool quiet)
-      : label_(std::move(label)), unit_(std::move(unit)), total_(total), quiet_(quiet),
-        tty_(isatty(2)), start_(clock::now()), last_(start_) {}
+      : label_(std::move(label)),
+        unit_(std::move(unit)),
+        total_(total),
+        quiet_(quiet),
+        tty_(isatty(2)),
+        every_(interval(tty_)),
+        start_(clock::now()),
+        last_(start_) {}
   ~Progress() { finish(); }
   Progress(const Progress&) = delete;
   Progress& operator=(const Progress&) = delete;
@@ -48,7 +54,7 @@ class Progress {
     if (quiet_) return;
     auto now = clock::now();
     double since = std::chrono::duration<double>(now - last_).count();
-    if (since < (tty_ ? 0.25 : 5.0)) return;
+    if (since < every_) return;
     last_ = now;
     print(note);
   }
@@ -68,6 +74,16 @@ class Progress {
 
  private:
   using clock = std::chrono::steady_clock;
+  // Seconds between lines: TAPML_PROGRESS_SECONDS if it is a number >= 0, else 0.25 on a
+  // terminal and 5 in a log.
+  static double interval(bool tty) {
+    if (const char* e = std::getenv("TAPML_PROGRESS_SECONDS")) {
+      char* end = nullptr;
+      double v = std::strtod(e, &end);
+      if (end != e && *end == '\0' && v >= 0) return v;
+    }
+    return tty ? 0.25 : 5.0;
+  }
   void print(const std::string& note) {
     double elapsed = std::chrono::duration<double>(clock::now() - start_).count();
     double rate = elapsed > 0 ? double(done_) / elapsed : 0;
@@ -99,6 +115,7 @@ class Progress {
   std::string label_, unit_;
   int64_t total_ = 0, done_ = 0;
   bool quiet_, tty_, printed_ = false, finished_ = false;
+  double every_;
   size_t width_ = 0;
   clock::time_point start_, last_;
 };

@@ -251,6 +251,22 @@ TEST(CarveCli, DamagedCorporaGiveOneLineErrors) {
   }
 }
 
+TEST(CarveCli, ProgressShowsRateAndEtaInALogAndQuietSilencesIt) {
+  // stderr is a pipe here, as in a CI log: lines, not a redrawn one. TAPML_PROGRESS_SECONDS=0
+  // prints at every update instead of every 5 s, so a short carve shows its progress.
+  std::string dir = testing::temp_dir();
+  std::string args = "carve --model " + q(shared_path("models/stories260K/stories260K.gguf")) +
+                     " --prompt 'Once upon a time' --steps 12 --out ";
+  auto r = run_command("TAPML_PROGRESS_SECONDS=0 " + tapml(args + q(dir + "/p.corpus")));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("/12 positions, "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("/s, ETA "), std::string::npos) << r.err;
+  auto quiet =
+      run_command("TAPML_PROGRESS_SECONDS=0 " + tapml(args + q(dir + "/q.corpus") + " -q"));
+  ASSERT_EQ(quiet.exit_code, 0) << quiet.err;
+  EXPECT_EQ(quiet.err.find("positions"), std::string::npos) << quiet.err;
+}
+
 TEST(CarveCli, BadArguments) {
   auto r =
       run_command(tapml("test --corpus " + q(stories_corpus()) + " --backend cpu --shard 4/3"));
