@@ -952,13 +952,16 @@ TestCase Corpus::import_test(const std::string& folder) {
   const std::string tensors_path = (fs::path(folder) / tensors_file).string();
   safetensors::Contents contents = safetensors::read(tensors_path);
   std::set<std::string> used;
-  auto take = [&](const char* list_key, const std::vector<std::string>& names, const char* prefix,
-                  std::vector<Tensor>* out, std::vector<std::string>* weights) {
+  // `least`: how many of `names` a test must have (an op's optional inputs may be absent).
+  auto take = [&](const char* list_key, const std::vector<std::string>& names, size_t least,
+                  const char* prefix, std::vector<Tensor>* out, std::vector<std::string>* weights) {
     const ordered_json& list = field(list_key);
     if (!list.is_array()) throw fail(std::string("'") + list_key + "' is not an array");
-    if (list.size() != names.size())
+    if (list.size() < least || list.size() > names.size())
       throw fail(std::string("'") + list_key + "' lists " + std::to_string(list.size()) +
-                 " tensors; " + std::string(def->name) + " has " + std::to_string(names.size()));
+                 " tensors; " + std::string(def->name) + " has " +
+                 (least == names.size() ? "" : std::to_string(least) + " to ") +
+                 std::to_string(names.size()));
     for (size_t i = 0; i < list.size(); ++i) {
       const ordered_json& e = list[i];
       std::string where = std::string(list_key) + "[" + std::to_string(i) + "]";
@@ -995,8 +998,8 @@ TestCase Corpus::import_test(const std::string& folder) {
       }
     }
   };
-  take("inputs", def->inputs, "in.", &t.inputs, &t.input_weights);
-  take("outputs", def->outputs, "out.", &t.outputs, nullptr);
+  take("inputs", def->inputs, def->required_inputs(), "in.", &t.inputs, &t.input_weights);
+  take("outputs", def->outputs, def->outputs.size(), "out.", &t.outputs, nullptr);
   for (const safetensors::Entry& e : contents.tensors)
     if (!used.count(e.name))
       throw Error(tensors_path + ": tensor '" + e.name + "' is not in the manifest");

@@ -26,6 +26,9 @@ class Emitter {
   virtual Val input(const std::string& name, Tensor data) = 0;
   // Rows [row_begin, row_begin + rows) of a value, sharing its storage.
   virtual Val rows(Val v, int64_t row_begin, int64_t rows) = 0;
+  // The same bytes read as another shape of as many elements (every value is contiguous
+  // and row-major), sharing its storage: [T, H*hd] as [T*H, hd], [E*H, D] as [E, H, D].
+  virtual Val reshape(Val v, Shape shape) = 0;
   // Runs op on the inputs at `site`; returns the outputs (in-place outputs return a value
   // that shares the storage of the input they overwrite).
   virtual std::vector<Val> call(const Site& site, Op op, const Attrs& attrs,

@@ -25,6 +25,13 @@ class TypeEmitter final : public Emitter {
     t.shape[0] = n;
     return add(t);
   }
+  Val reshape(Val v, Shape shape) override {
+    TensorType t = type(v);
+    TAPML_REQUIRE(shape.numel() == t.shape.numel(),
+                  "reshape of " + describe(t) + " to " + shape.str() + ": the sizes differ");
+    t.shape = std::move(shape);
+    return add(t);
+  }
   std::vector<Val> call(const Site& site, Op op, const Attrs& attrs,
                         const std::vector<Val>& inputs) override {
     std::vector<TensorType> in;
@@ -56,7 +63,8 @@ std::vector<SiteCall> model_sites(const ModelFile& model) {
   TypeEmitter e(model);
   const int context = 4;
   std::vector<Val> cache;
-  for (const CacheSpec& c : arch.cache(model.config, context)) cache.push_back(e.add({c.dtype, c.shape}));
+  for (const CacheSpec& c : arch.cache(model.config, context))
+    cache.push_back(e.add({c.dtype, c.shape}));
   const std::vector<int32_t> prefill = {0, 0}, decode = {0};
   arch.forward(model.config, e, cache, prefill, 0, true);
   arch.forward(model.config, e, cache, decode, 2, false);
@@ -92,10 +100,11 @@ std::string site_list_text(const std::vector<SiteCall>& sites) {
 void check_site_pattern(const std::vector<SiteCall>& sites, const std::string& pattern,
                         const std::string& what) {
   const Pattern p(pattern, what);
-  if (std::any_of(sites.begin(), sites.end(), [&](const SiteCall& s) { return p.search(s.site.str()); }))
+  if (std::any_of(sites.begin(), sites.end(),
+                  [&](const SiteCall& s) { return p.search(s.site.str()); }))
     return;
-  throw UsageError(what + " '" + pattern + "' matches no site of this model (sites: " +
-                   site_list_text(sites) + ")");
+  throw UsageError(what + " '" + pattern +
+                   "' matches no site of this model (sites: " + site_list_text(sites) + ")");
 }
 
 }  // namespace tapml

@@ -25,10 +25,19 @@ const std::vector<OpDef>& catalog() {
     };
     // The table is indexed by the enumerator: a definition filed under the wrong one would
     // give every op the wrong meaning, so it is checked once here.
-    for (size_t i = 0; i < v.size(); ++i)
-      TAPML_REQUIRE(size_t(v[i].op) == i && v[i].inplace_of.size() == v[i].outputs.size() &&
-                        v[i].input_dtypes.size() == v[i].inputs.size(),
-                    "internal: the definition of op '" + std::string(v[i].name) + "' is malformed");
+    for (size_t i = 0; i < v.size(); ++i) {
+      const OpDef& d = v[i];
+      bool ok = size_t(d.op) == i && d.inplace_of.size() == d.outputs.size() &&
+                d.input_dtypes.size() == d.inputs.size() && d.optional_inputs >= 0 &&
+                size_t(d.optional_inputs) <= d.inputs.size() && d.optional_attrs >= 0 &&
+                size_t(d.optional_attrs) <= d.attrs.size() &&
+                (d.dtype_follows.empty() || d.dtype_follows.size() == d.inputs.size());
+      // An in-place output overwrites an input every call has.
+      for (int alias : d.inplace_of) ok = ok && alias < int(d.required_inputs());
+      for (size_t j = 0; j < d.dtype_follows.size(); ++j) ok = ok && d.dtype_follows[j] < int(j);
+      TAPML_REQUIRE(ok,
+                    "internal: the definition of op '" + std::string(d.name) + "' is malformed");
+    }
     return v;
   }();
   return defs;
@@ -73,6 +82,12 @@ double Attrs::get(std::string_view name) const {
   throw Error("missing attribute '" + std::string(name) + "'");
 }
 
+double Attrs::get_or(std::string_view name, double fallback) const {
+  for (auto& [k, v] : items_)
+    if (k == name) return v;
+  return fallback;
+}
+
 int64_t Attrs::get_int(std::string_view name) const {
   double v = get(name);
   TAPML_REQUIRE(std::isfinite(v) && v == std::floor(v) && std::fabs(v) < 9e15,
@@ -108,16 +123,32 @@ const OpDef& op_def(Op op) {
 
 std::span<const OpDef> all_ops() { return catalog(); }
 
+bool OpDef::attr_is_optional(std::string_view a) const {
+  for (size_t i = attrs.size() - size_t(optional_attrs); i < attrs.size(); ++i)
+    if (attrs[i] == a) return true;
+  return false;
+}
+
 std::vector<TensorType> infer_outputs(Op op, std::span<const TensorType> in, const Attrs& attrs) {
   const OpDef& d = op_def(op);
   const std::string name(d.name);
-  TAPML_REQUIRE(in.size() == d.inputs.size(), name + ": takes " + std::to_string(d.inputs.size()) +
-                                                  " inputs, got " + std::to_string(in.size()));
+  const size_t least = d.required_inputs(), most = d.inputs.size();
+  TAPML_REQUIRE(in.size() >= least && in.size() <= most,
+                name + ": takes " +
+                    (least == most ? std::to_string(most)
+                                   : std::to_string(least) + " to " + std::to_string(most)) +
+                    " inputs, got " + std::to_string(in.size()));
   for (size_t i = 0; i < in.size(); ++i) {
     const std::vector<DType>& ok = d.input_dtypes[i];
     TAPML_REQUIRE(
         std::find(ok.begin(), ok.end(), in[i].dtype) != ok.end(),
         name + ": " + d.inputs[i] + " must be " + dtype_list(ok) + ", got " + describe(in[i]));
+    if (i < d.dtype_follows.size() && d.dtype_follows[i] >= 0) {
+      const size_t lead = size_t(d.dtype_follows[i]);
+      TAPML_REQUIRE(in[i].dtype == in[lead].dtype,
+                    name + ": " + d.inputs[i] + " must have " + d.inputs[lead] + "'s dtype " +
+                        std::string(dtype_name(in[lead].dtype)) + ", got " + describe(in[i]));
+    }
   }
   for (const auto& [k, v] : attrs.items())
     TAPML_REQUIRE(std::find(d.attrs.begin(), d.attrs.end(), k) != d.attrs.end(),
@@ -146,10 +177,12 @@ void validate_types(Op op, std::span<const TensorType> in, const Attrs& attrs,
 
 std::vector<std::vector<DType>> dtype_combinations(const OpDef& def) {
   std::vector<std::vector<DType>> out{{}};
-  for (const std::vector<DType>& choices : def.input_dtypes) {
+  for (size_t i = 0; i < def.input_dtypes.size(); ++i) {
+    const int lead = i < def.dtype_follows.size() ? def.dtype_follows[i] : -1;
     std::vector<std::vector<DType>> next;
     for (const auto& prefix : out)
-      for (DType t : choices) {
+      for (DType t : def.input_dtypes[i]) {
+        if (lead >= 0 && prefix[size_t(lead)] != t) continue;
         next.push_back(prefix);
         next.back().push_back(t);
       }

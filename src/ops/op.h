@@ -50,6 +50,8 @@ class Attrs {
   bool has(std::string_view name) const;
   // Throw Error if absent.
   double get(std::string_view name) const;
+  // The value, or `fallback` if absent (an optional attribute: absent means off).
+  double get_or(std::string_view name, double fallback) const;
   int64_t get_int(std::string_view name) const;
   const std::vector<std::pair<std::string, double>>& items() const { return items_; }
   bool operator==(const Attrs& o) const { return items_ == o.items_; }
@@ -87,8 +89,11 @@ struct OpExample {
 struct OpDef {
   Op op;
   std::string_view name;
+  // The last `optional_inputs` of them may be absent: a call has the first
+  // inputs.size() - optional_inputs and then none, some or all of the rest, in order.
   std::vector<std::string> inputs;
   std::vector<std::string> outputs;
+  // The last `optional_attrs` of them may be absent, which means 0: off.
   std::vector<std::string> attrs;
   // Per input: the dtypes it may have. Every combination is a kernel variant a backend may
   // offer; the conformance suite tries each one.
@@ -104,14 +109,27 @@ struct OpDef {
   OpTolerance tolerance;
   // Sample calls for one dtype combination (`dtypes` has one entry per input).
   std::vector<OpExample> (*examples)(std::span<const DType> dtypes, std::mt19937_64& rng);
+  // Options a backend's kernel may lack (backend/kernel_table.h): a kernel written before
+  // the catalog grew one must refuse calls that use it, never ignore it.
+  int optional_inputs = 0;
+  int optional_attrs = 0;
+  // Per input (or empty: none): -1, or the index of an earlier input whose dtype it must
+  // have (moe_ffn's up and down take gate's). dtype_combinations() leaves out the rest.
+  std::vector<int> dtype_follows = {};
+
+  size_t required_inputs() const { return inputs.size() - size_t(optional_inputs); }
+  // Whether input i / attribute `name` is one of the optional ones.
+  bool input_is_optional(size_t i) const { return i >= required_inputs() && i < inputs.size(); }
+  bool attr_is_optional(std::string_view name) const;
 };
 
 const OpDef& op_def(Op op);
 // Every op, in catalog order.
 std::span<const OpDef> all_ops();
 
-// The catalog's check of a call's inputs and attributes: the input count, every dtype, no
-// attribute the op does not take, then the op's own rules. Returns the output types; throws
+// The catalog's check of a call's inputs and attributes: the input count (optional trailing
+// inputs may be left out), every dtype, no attribute the op does not take, then the op's own
+// rules. Returns the output types; throws
 // Error("OP: what is wrong").
 std::vector<TensorType> infer_outputs(Op op, std::span<const TensorType> inputs,
                                       const Attrs& attrs);
@@ -119,7 +137,9 @@ std::vector<TensorType> infer_outputs(Op op, std::span<const TensorType> inputs,
 void validate_types(Op op, std::span<const TensorType> inputs, const Attrs& attrs,
                     std::span<const TensorType> outputs);
 
-// Every dtype combination of an op's inputs (the cartesian product of input_dtypes).
+// Every dtype combination of an op's inputs, optional ones included (the cartesian product
+// of input_dtypes, less those that break dtype_follows). A call without its optional inputs
+// has the prefix of one of them.
 std::vector<std::vector<DType>> dtype_combinations(const OpDef& def);
 
 }  // namespace tapml

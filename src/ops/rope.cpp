@@ -1,8 +1,10 @@
-// rope  (x [T, H*hd] f32, pos [T] i32)
+// rope  (x [T, H*hd] f32, pos [T] i32 [, freq_factors [rope_dim/2] f32])
 //       attrs n_heads, head_dim, rope_dim, base, pairing  -> out [T, H*hd] f32
-//   Per head, rotate pairs of the first rope_dim dimensions by the angle
-//   pos * base^(-2i/rope_dim), i = pair index. pairing 0 (adjacent): pairs (2i, 2i+1).
+//   Per head, rotate pairs of the first rope_dim dimensions by the angle pos * freq_i,
+//   freq_i = base^(-2i/rope_dim), i = pair index. pairing 0 (adjacent): pairs (2i, 2i+1).
 //   pairing 1 (neox): pairs (i, i + rope_dim/2). The other dimensions are copied.
+//   With the optional freq_factors, freq_i = base^(-2i/rope_dim) / freq_factors[i]: llama.cpp's
+//   rope_freqs.weight, which carries Llama 3.1's RoPE scaling.
 //   The error of a correct f32 kernel grows with the position (theta = pos * freq rounded
 //   in f32 is off by about pos * 2^-24 radians), which the reduction length cannot express:
 //   hence the large uncalibrated factor (it covers positions up to ~2000).
@@ -24,6 +26,10 @@ std::vector<TensorType> infer(Types in, const Attrs& a) {
   int64_t pairing = a.get_int("pairing");
   TAPML_EXPECT(pairing == 0 || pairing == 1, op, "pairing must be 0 (adjacent) or 1 (neox)");
   TAPML_EXPECT(a.get("base") > 0, op, "base must be positive");
+  if (in.size() > 2)
+    TAPML_EXPECT(in[2].shape == Shape{rd / 2}, op,
+                 "freq_factors must be [rope_dim/2] = [" + std::to_string(rd / 2) + "], got " +
+                     describe(in[2]));
   return {in[0]};
 }
 
@@ -48,6 +54,16 @@ std::vector<OpExample> examples(std::span<const DType>, std::mt19937_64& rng) {
     // is off by about pos * 2^-24, and the case's noise floor measures how far.
     out.push_back(
         call(p + ", long context at 8190..8193", 4, 2, 128, 128, pairing, counting(4, 8190)));
+    // Llama 3.1's factors run from 1 (high frequencies) to 8 (low); these are drawn from
+    // that range, so that a kernel that ignores them or multiplies by them is far off.
+    OpExample scaled =
+        call(p + ", freq_factors, decode at 3000", 1, 4, 64, 64, pairing, counting(1, 3000));
+    scaled.inputs.push_back(uniform(DType::F32, {32}, 1, 8, rng));
+    out.push_back(std::move(scaled));
+    scaled = call(p + ", freq_factors, partial rope_dim 12 of 20, prefill", 6, 3, 20, 12, pairing,
+                  counting(6, 0));
+    scaled.inputs.push_back(uniform(DType::F32, {6}, 0.5, 40, rng));
+    out.push_back(std::move(scaled));
   }
   return out;
 }
@@ -55,17 +71,19 @@ std::vector<OpExample> examples(std::span<const DType>, std::mt19937_64& rng) {
 }  // namespace
 
 OpDef define_rope() {
-  return {Op::Rope,
+  OpDef d{Op::Rope,
           "rope",
-          {"x", "pos"},
+          {"x", "pos", "freq_factors"},
           {"out"},
           {"n_heads", "head_dim", "rope_dim", "base", "pairing"},
-          {{DType::F32}, {DType::I32}},
+          {{DType::F32}, {DType::I32}, {DType::F32}},
           {-1},
           infer,
           no_reduction,
           {64, 4096, false},
           examples};
+  d.optional_inputs = 1;
+  return d;
 }
 
 }  // namespace tapml::ops

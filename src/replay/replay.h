@@ -60,7 +60,8 @@ TestResult replay_test(Backend& target, const TestCase& test, const TolerancePol
 void calibrate_noise(TestCase& test, Backend& plain_f32);
 
 // The same signature with inputs drawn uniformly from [-1, 1] (float tensors, rounded to
-// their dtype; token ids uniform over the table; positions kept), outputs computed on
+// their dtype; token ids uniform over the table; positions, rope's freq_factors and
+// moe_ffn's route kept), outputs computed on
 // `source` and noise on `plain_f32`. Deterministic in (test, seed).
 TestCase synthesize(const TestCase& carved, uint64_t seed, Backend& source, Backend& plain_f32);
 

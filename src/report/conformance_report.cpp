@@ -65,17 +65,21 @@ std::string conformance_summary_line(const ConformanceRun& run) {
 
 std::string conformance_table(const ConformanceRun& run) {
   std::vector<ConformanceGroup> groups = summarize(run);
-  size_t width = 6;
-  for (const ConformanceGroup& g : groups) width = std::max(width, g.dtypes.size());
-  const int w = int(width);
+  size_t width = 6, op_width = 10;
+  for (const ConformanceGroup& g : groups) {
+    width = std::max(width, g.dtypes.size());
+    op_width = std::max(op_width, op_name(g.op).size());
+  }
+  const int w = int(width), ow = int(op_width);
   std::string out = "conformance of " + run.backend + " (" + run.device + ") against ref, seed " +
                     std::to_string(run.seed) + "\n";
-  out += format("%-10s %-*s %6s %7s %7s %12s %10s\n", "op", w, "dtypes", "cases", "passed",
+  out += format("%-*s %-*s %6s %7s %7s %12s %10s\n", ow, "op", w, "dtypes", "cases", "passed",
                 "failed", "not offered", "worst/tol");
   for (const ConformanceGroup& g : groups)
-    out += format("%-10s %-*s %6lld %7lld %7lld %12lld %10s\n", std::string(op_name(g.op)).c_str(),
-                  w, g.dtypes.c_str(), (long long)g.cases, (long long)g.passed, (long long)g.failed,
-                  (long long)g.not_offered, ratio_text(g).c_str());
+    out +=
+        format("%-*s %-*s %6lld %7lld %7lld %12lld %10s\n", ow, std::string(op_name(g.op)).c_str(),
+               w, g.dtypes.c_str(), (long long)g.cases, (long long)g.passed, (long long)g.failed,
+               (long long)g.not_offered, ratio_text(g).c_str());
   for (const ConformanceResult& r : run.results)
     if (r.status == CaseStatus::Fail)
       out += "FAIL " + std::string(op_name(r.op)) + " [" + r.dtypes + "] " + r.label + ": " +

@@ -127,6 +127,18 @@ Val Dispatcher::rows(Val v, int64_t row_begin, int64_t n) {
   return add_value(std::move(view));
 }
 
+Val Dispatcher::reshape(Val v, Shape shape) {
+  Value src = value(v);
+  TAPML_REQUIRE(shape.numel() == src.type.shape.numel(),
+                "reshape of " + describe(src.type) + " to " + shape.str() + ": the sizes differ");
+  for (size_t i = 0; i < shape.rank(); ++i)
+    TAPML_REQUIRE(shape[i] >= 0, "reshape to " + shape.str() + ": a negative size");
+  Value view = src;
+  view.type.shape = std::move(shape);
+  view.step_scoped = true;
+  return add_value(std::move(view));
+}
+
 void Dispatcher::end_step() {
   for (uint32_t id : step_values_) values_[id - 1].storage.reset();
   step_values_.clear();
@@ -251,13 +263,15 @@ Tensor Dispatcher::read(Val v) {
 }
 
 std::string Dispatcher::weight_name(Val v) const {
-  const Storage& s = *value(v).storage;
-  return s.kind == Storage::Kind::Weight ? s.name : std::string();
+  const Value& val = value(v);
+  const Storage& s = *val.storage;
+  const bool whole = val.offset == 0 && val.type.shape == s.host.shape();
+  return s.kind == Storage::Kind::Weight && whole ? s.name : std::string();
 }
 
 const Tensor& Dispatcher::weight_tensor(Val v) const {
   const Value& val = value(v);
-  TAPML_REQUIRE(val.storage->kind == Storage::Kind::Weight && val.offset == 0,
+  TAPML_REQUIRE(!weight_name(v).empty(),
                 "internal: value " + std::to_string(v.id) + " is not a whole weight");
   return val.storage->host;
 }

@@ -58,6 +58,7 @@ class Dispatcher final : public Emitter {
   Val weight(const std::string& name) override;
   Val input(const std::string& name, Tensor data) override;
   Val rows(Val v, int64_t row_begin, int64_t rows) override;
+  Val reshape(Val v, Shape shape) override;
   std::vector<Val> call(const Site& site, Op op, const Attrs& attrs,
                         const std::vector<Val>& inputs) override;
   TensorType type(Val v) const override;
@@ -69,7 +70,9 @@ class Dispatcher final : public Emitter {
 
   // Copies a value to the host (from wherever a valid copy lives).
   Tensor read(Val v);
-  // The model weight a value is (its GGUF name), or "" for anything else.
+  // The model weight a value is (its GGUF name), or "" for anything else, a part of a
+  // weight (rows) or a weight read as another shape (reshape) included: those are not the
+  // tensor the model file holds under that name.
   std::string weight_name(Val v) const;
   // The model's own host tensor of a weight value (no copy; its bytes identify the weight
   // to DevicePool::weight). Error for a value that is not a weight.

@@ -21,8 +21,10 @@ std::string tapml(const std::string& args) { return testing::tapml_command(args)
 TEST(ConformanceCli, CorrectBackendPassesWithTheTable) {
   auto r = run_command(tapml("test --conformance --backend cpu"));
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  for (const char* line : {"conformance of cpu", "worst/tol", "embedding  table=f16 ids=i32",
-                           "matmul     x=f32 w=bf16", "attention", " 0 failed, 0 not offered"})
+  // The op column is as wide as the longest name, sigmoid_gate.
+  for (const char* line : {"conformance of cpu", "worst/tol", "embedding    table=f16 ids=i32",
+                           "matmul       x=f32 w=bf16", "sigmoid_gate x=f32 g=f32", "attention",
+                           " 0 failed, 0 not offered"})
     EXPECT_NE(r.out.find(line), std::string::npos) << line << "\n" << r.out;
   EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
 }

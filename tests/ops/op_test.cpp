@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <functional>
 #include <set>
 
 #include "core/error.h"
@@ -186,6 +188,248 @@ TEST(OpCatalog, GeluExamplesTryBothFormsInTheNegativeTail) {
   }
   EXPECT_EQ(forms, (std::set<int64_t>{0, 1}));
   EXPECT_EQ(forms_in_tail, (std::set<int64_t>{0, 1}));
+}
+
+std::string message_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+// infer's error for a call, which must name the op.
+std::string refusal(Op op, std::vector<TensorType> in, const Attrs& a = {}) {
+  std::string m = message_of([&] { infer(op, in, a); });
+  EXPECT_EQ(m.rfind(std::string(op_name(op)) + ": ", 0), 0u) << m;
+  return m;
+}
+
+const DType F32 = DType::F32;
+
+TEST(Attrs, GetOrGivesTheFallbackOnlyWhenAbsent) {
+  Attrs a{{"window", 0}, {"scale", 0.5}};
+  EXPECT_EQ(a.get_or("window", 7), 0);
+  EXPECT_EQ(a.get_or("scale", 1), 0.5);
+  EXPECT_EQ(a.get_or("softcap", 3.5), 3.5);
+  EXPECT_FALSE(a.has("softcap"));  // get_or adds nothing
+}
+
+TEST(OpCatalog, OptionalInputsMayBeLeftOut) {
+  const OpDef& d = op_def(Op::Rope);
+  EXPECT_EQ(d.inputs.size(), 3u);
+  EXPECT_EQ(d.required_inputs(), 2u);
+  EXPECT_TRUE(d.input_is_optional(2));
+  EXPECT_FALSE(d.input_is_optional(1));
+  Attrs a{{"n_heads", 2}, {"head_dim", 8}, {"rope_dim", 6}, {"base", 10000}, {"pairing", 0}};
+  EXPECT_NO_THROW(infer(Op::Rope, {{F32, {3, 16}}, {DType::I32, {3}}}, a));
+  EXPECT_NO_THROW(infer(Op::Rope, {{F32, {3, 16}}, {DType::I32, {3}}, {F32, {3}}}, a));
+  EXPECT_EQ(refusal(Op::Rope, {{F32, {3, 16}}, {DType::I32, {3}}, {F32, {4}}}, a),
+            "rope: freq_factors must be [rope_dim/2] = [3], got f32 [4]");
+  EXPECT_EQ(refusal(Op::Rope, {{F32, {3, 16}}, {DType::I32, {3}}, {DType::I32, {3}}}, a),
+            "rope: freq_factors must be f32, got i32 [3]");
+  EXPECT_EQ(refusal(Op::Rope, {{F32, {3, 16}}}, a), "rope: takes 2 to 3 inputs, got 1");
+  EXPECT_EQ(refusal(Op::Rope, {{F32, {3, 16}}, {DType::I32, {3}}, {F32, {3}}, {F32, {3}}}, a),
+            "rope: takes 2 to 3 inputs, got 4");
+  // An op without optional inputs still says one number.
+  EXPECT_EQ(refusal(Op::Add, {{F32, {3, 16}}}), "add: takes 2 inputs, got 1");
+  // The combinations include the optional input; a call without it has a prefix of one.
+  EXPECT_EQ(dtype_combinations(d), (std::vector<std::vector<DType>>{{F32, DType::I32, F32}}));
+  // Every op's optional inputs and attributes come last and nothing writes into them.
+  for (const OpDef& op : all_ops())
+    for (int alias : op.inplace_of) EXPECT_LT(alias, int(op.required_inputs())) << op.name;
+}
+
+TEST(OpCatalog, RopeExamplesComeWithAndWithoutFreqFactors) {
+  std::mt19937_64 rng(1);
+  std::set<size_t> counts;
+  for (const OpExample& e :
+       op_def(Op::Rope).examples(std::vector<DType>{F32, DType::I32, F32}, rng))
+    counts.insert(e.inputs.size());
+  EXPECT_EQ(counts, (std::set<size_t>{2, 3}));
+}
+
+TEST(OpCatalog, AttentionWithoutWindowOrSoftcapIsUnchanged) {
+  const OpDef& d = op_def(Op::Attention);
+  EXPECT_EQ(d.optional_attrs, 2);
+  EXPECT_TRUE(d.attr_is_optional("window"));
+  EXPECT_TRUE(d.attr_is_optional("softcap"));
+  EXPECT_FALSE(d.attr_is_optional("scale"));
+  std::vector<TensorType> in{{F32, {2, 64}}, {F32, {50, 32}}, {F32, {50, 32}}};
+  Attrs a{{"n_heads", 8}, {"n_kv_heads", 4}, {"head_dim", 8}, {"scale", 0.35}};
+  EXPECT_EQ(infer(Op::Attention, in, a)[0].shape, (Shape{2, 64}));
+  EXPECT_EQ(d.reduction_length(in, a), 50 * 8);
+  // The attributes are still required.
+  EXPECT_EQ(refusal(Op::Attention, in, Attrs{{"n_heads", 8}, {"n_kv_heads", 4}, {"head_dim", 8}}),
+            "attention: missing attribute 'scale'");
+  Attrs windowed = a;
+  windowed.set("window", 16);
+  EXPECT_EQ(d.reduction_length(in, windowed), 16 * 8);
+  windowed.set("window", 4096);
+  EXPECT_EQ(d.reduction_length(in, windowed), 50 * 8);
+  windowed.set("window", 0);
+  EXPECT_EQ(d.reduction_length(in, windowed), 50 * 8);
+  windowed.set("softcap", 50);
+  EXPECT_NO_THROW(infer(Op::Attention, in, windowed));
+  for (double bad : {-1.0, 2.5, double(INFINITY)}) {
+    Attrs w = a;
+    w.set("window", bad);
+    EXPECT_EQ(refusal(Op::Attention, in, w),
+              "attention: window must be a non-negative integer (0: none)")
+        << bad;
+  }
+  for (double bad : {-1.0, double(INFINITY), double(NAN)}) {
+    Attrs w = a;
+    w.set("softcap", bad);
+    EXPECT_EQ(refusal(Op::Attention, in, w),
+              "attention: softcap must be finite and non-negative (0: none)")
+        << bad;
+  }
+  // Examples: the first eight are those attention always had, without the new attributes.
+  std::mt19937_64 rng(1);
+  std::vector<OpExample> ex = d.examples(std::vector<DType>{F32, F32, F32}, rng);
+  ASSERT_GT(ex.size(), 8u);
+  for (size_t i = 0; i < 8; ++i) EXPECT_EQ(ex[i].attrs.items().size(), 4u) << ex[i].label;
+  bool window_below_prefix = false, softcap = false;
+  for (const OpExample& e : ex) {
+    const double w = e.attrs.get_or("window", 0);
+    window_below_prefix |= w > 0 && w < double(e.inputs[1].shape()[0]);
+    softcap |= e.attrs.get_or("softcap", 0) > 0;
+  }
+  EXPECT_TRUE(window_below_prefix);
+  EXPECT_TRUE(softcap);
+}
+
+TEST(OpCatalog, ElementwiseOpsCheckTheirShapes) {
+  EXPECT_EQ(infer(Op::Bias, {{F32, {3, 67}}, {F32, {67}}})[0].shape, (Shape{3, 67}));
+  EXPECT_EQ(refusal(Op::Bias, {{F32, {3, 67}}, {F32, {3, 67}}}),
+            "bias: b f32 [3, 67] does not fit x f32 [3, 67]");
+  EXPECT_EQ(refusal(Op::Bias, {{F32, {3, 67}}, {DType::F16, {67}}}),
+            "bias: b must be f32, got f16 [67]");
+  EXPECT_EQ(infer(Op::Mul, {{F32, {3, 5}}, {F32, {3, 5}}})[0].shape, (Shape{3, 5}));
+  EXPECT_EQ(refusal(Op::Mul, {{F32, {3, 5}}, {F32, {5}}}),
+            "mul: a f32 [3, 5] and b f32 [5] differ in shape");
+  EXPECT_EQ(refusal(Op::Mul, {{F32, {15}}, {F32, {15}}}), "mul: a must be a matrix, got f32 [15]");
+  EXPECT_EQ(infer(Op::Scale, {{F32, {2, 9}}}, {{"s", -0.5}})[0].shape, (Shape{2, 9}));
+  EXPECT_EQ(refusal(Op::Scale, {{F32, {2, 9}}}, {{"s", INFINITY}}), "scale: s must be finite");
+  EXPECT_EQ(refusal(Op::Scale, {{F32, {2, 9}}}), "scale: missing attribute 's'");
+  EXPECT_EQ(infer(Op::Softcap, {{F32, {2, 9}}}, {{"cap", 30}})[0].shape, (Shape{2, 9}));
+  for (double bad : {0.0, -30.0, double(INFINITY)})
+    EXPECT_EQ(refusal(Op::Softcap, {{F32, {2, 9}}}, {{"cap", bad}}),
+              "softcap: cap must be positive and finite")
+        << bad;
+  EXPECT_EQ(infer(Op::SigmoidGate, {{F32, {4, 9}}, {F32, {4, 1}}})[0].shape, (Shape{4, 9}));
+  EXPECT_EQ(refusal(Op::SigmoidGate, {{F32, {4, 9}}, {F32, {4}}}),
+            "sigmoid_gate: g must be [T, 1] with the rows of x f32 [4, 9], got f32 [4]");
+  EXPECT_EQ(refusal(Op::SigmoidGate, {{F32, {4, 9}}, {F32, {3, 1}}}),
+            "sigmoid_gate: g must be [T, 1] with the rows of x f32 [4, 9], got f32 [3, 1]");
+  for (Op op : {Op::Bias, Op::Mul, Op::Scale, Op::Softcap, Op::SigmoidGate}) {
+    EXPECT_EQ(op_def(op).inplace_of, (std::vector<int>{-1})) << op;
+    EXPECT_FALSE(op_def(op).tolerance.exact) << op;
+  }
+}
+
+TEST(OpCatalog, LayerNormChecksWeightAndEps) {
+  std::vector<TensorType> in{{F32, {3, 40}}, {F32, {40}}};
+  EXPECT_EQ(infer(Op::LayerNorm, in, {{"eps", 1e-5}})[0].shape, (Shape{3, 40}));
+  EXPECT_EQ(op_def(Op::LayerNorm).reduction_length(in, {{"eps", 1e-5}}), 40);
+  EXPECT_EQ(refusal(Op::LayerNorm, {{F32, {3, 40}}, {F32, {41}}}, {{"eps", 1e-5}}),
+            "layernorm: weight f32 [41] does not fit x f32 [3, 40]");
+  EXPECT_EQ(refusal(Op::LayerNorm, in, {{"eps", -1}}),
+            "layernorm: eps must be finite and non-negative");
+  EXPECT_EQ(refusal(Op::LayerNorm, in), "layernorm: missing attribute 'eps'");
+}
+
+TEST(OpCatalog, MoeRouteChecksKAndNorm) {
+  std::vector<TensorType> in{{F32, {3, 8}}};
+  EXPECT_EQ(infer(Op::MoeRoute, in, {{"k", 2}, {"norm", 1}})[0], (TensorType{F32, {3, 8}}));
+  EXPECT_EQ(infer(Op::MoeRoute, in, {{"k", 8}, {"norm", 0}})[0], (TensorType{F32, {3, 8}}));
+  EXPECT_EQ(op_def(Op::MoeRoute).reduction_length(in, {{"k", 2}, {"norm", 1}}), 8);
+  for (double k : {0.0, 9.0, -1.0})
+    EXPECT_EQ(refusal(Op::MoeRoute, in, {{"k", k}, {"norm", 1}}),
+              "moe_route: k must be 1..8 (the experts of logits f32 [3, 8]), got " +
+                  std::to_string(int(k)))
+        << k;
+  EXPECT_EQ(refusal(Op::MoeRoute, in, {{"k", 1.5}, {"norm", 1}}),
+            "moe_route: attribute 'k' must be an integer");
+  EXPECT_EQ(refusal(Op::MoeRoute, in, {{"k", 2}, {"norm", 2}}),
+            "moe_route: norm must be 0 (p as is) or 1 (chosen p sum to 1)");
+  EXPECT_EQ(refusal(Op::MoeRoute, in, {{"k", 2}}), "moe_route: missing attribute 'norm'");
+}
+
+TEST(OpCatalog, MoeFfnChecksExpertShapesAndOneWeightDtype) {
+  const int64_t T = 3, D = 16, E = 4, H = 12;
+  auto in = [&](DType g, DType u, DType d) {
+    return std::vector<TensorType>{
+        {F32, {T, D}}, {F32, {T, E}}, {g, {E, H, D}}, {u, {E, H, D}}, {d, {E, D, H}}};
+  };
+  for (DType w : {DType::F32, DType::F16, DType::BF16})
+    EXPECT_EQ(infer(Op::MoeFfn, in(w, w, w))[0], (TensorType{F32, {T, D}}));
+  EXPECT_EQ(op_def(Op::MoeFfn).reduction_length(in(F32, F32, F32), {}), 16);
+  std::vector<TensorType> wide = in(F32, F32, F32);
+  wide[2].shape = wide[3].shape = Shape{E, 40, D};
+  wide[4].shape = Shape{E, D, 40};
+  EXPECT_EQ(op_def(Op::MoeFfn).reduction_length(wide, {}), 40);
+  EXPECT_EQ(refusal(Op::MoeFfn, in(DType::F16, DType::BF16, DType::F16)),
+            "moe_ffn: up must have gate's dtype f16, got bf16 [4, 12, 16]");
+  EXPECT_EQ(refusal(Op::MoeFfn, in(DType::F16, DType::F16, F32)),
+            "moe_ffn: down must have gate's dtype f16, got f32 [4, 16, 12]");
+  std::vector<TensorType> bad = in(F32, F32, F32);
+  bad[2].shape = Shape{E, H, D + 1};
+  EXPECT_EQ(refusal(Op::MoeFfn, bad),
+            "moe_ffn: gate must be [E, H, D] = [4, H, 16], got f32 [4, 12, 17]");
+  bad = in(F32, F32, F32);
+  bad[2].shape = Shape{E * H, D};
+  EXPECT_EQ(refusal(Op::MoeFfn, bad),
+            "moe_ffn: gate must be [E, H, D] = [4, H, 16], got f32 [48, 16]");
+  bad = in(F32, F32, F32);
+  bad[3].shape = Shape{E, H + 1, D};
+  EXPECT_EQ(refusal(Op::MoeFfn, bad),
+            "moe_ffn: up f32 [4, 13, 16] is not gate's shape [4, 12, 16]");
+  bad = in(F32, F32, F32);
+  bad[4].shape = Shape{E, H, D};
+  EXPECT_EQ(refusal(Op::MoeFfn, bad),
+            "moe_ffn: down must be [E, D, H] = [4, 16, 12], got f32 [4, 12, 16]");
+  bad = in(F32, F32, F32);
+  bad[1].shape = Shape{T + 1, E};
+  EXPECT_EQ(refusal(Op::MoeFfn, bad),
+            "moe_ffn: route f32 [4, 4] does not have the rows of x f32 [3, 16]");
+  // Only the combinations with one weight dtype are kernel variants.
+  std::vector<std::vector<DType>> combos = dtype_combinations(op_def(Op::MoeFfn));
+  ASSERT_EQ(combos.size(), 3u);
+  for (const auto& c : combos) EXPECT_TRUE(c[2] == c[3] && c[3] == c[4]);
+}
+
+TEST(OpCatalog, MoeExamplesReachTiesAndSkippedExperts) {
+  std::mt19937_64 rng(1);
+  int tie_rows = 0;
+  for (const OpExample& e : op_def(Op::MoeRoute).examples(std::vector<DType>{F32}, rng)) {
+    const Tensor& l = e.inputs[0];
+    const int64_t E = l.shape()[1], k = e.attrs.get_int("k");
+    for (int64_t t = 0; t < l.shape()[0]; ++t) {
+      std::vector<float> row(l.data<float>() + t * E, l.data<float>() + (t + 1) * E);
+      std::sort(row.begin(), row.end(), std::greater<float>());
+      tie_rows += k < E && row[size_t(k - 1)] == row[size_t(k)];  // a tie at the k-th place
+    }
+  }
+  EXPECT_GE(tie_rows, 4);
+  bool unchosen_inf = false;
+  for (const OpExample& e :
+       op_def(Op::MoeFfn).examples(std::vector<DType>{F32, F32, F32, F32, F32}, rng)) {
+    const Tensor& route = e.inputs[1];
+    const int64_t T = route.shape()[0], E = route.shape()[1];
+    for (int64_t x = 0; x < E; ++x) {
+      bool chosen = false;
+      for (int64_t t = 0; t < T; ++t) chosen |= route.data<float>()[t * E + x] != 0;
+      const Tensor& gate = e.inputs[2];
+      const int64_t per = gate.numel() / E;
+      bool inf = false;
+      for (int64_t j = x * per; j < (x + 1) * per; ++j) inf |= std::isinf(gate.data<float>()[j]);
+      unchosen_inf |= !chosen && inf;
+    }
+  }
+  EXPECT_TRUE(unchosen_inf);
 }
 
 TEST(Dtype, HalfConversionsRoundTrip) {

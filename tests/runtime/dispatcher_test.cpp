@@ -130,6 +130,57 @@ TEST(DevicePool, SessionsShareDevicesAndWeights) {
   EXPECT_LT(pool.counters("ref").weight_uploads, int64_t(m.weights.size()));
 }
 
+Tensor counting_f32(Shape shape, float first) {
+  Tensor t(DType::F32, std::move(shape));
+  for (int64_t i = 0; i < t.numel(); ++i) t.mutable_data<float>()[i] = first + float(i);
+  return t;
+}
+
+TEST(Dispatcher, AReshapeViewFeedsAnOpTheSameBytes) {
+  // w [6, 4] holds 0..23; read as [3, 8] its row r is 8r .. 8r+7.
+  const std::map<std::string, Tensor> weights = {{"w", counting_f32({6, 4}, 0)}};
+  for (const char* backend : {"ref", "cpu"}) {
+    SCOPED_TRACE(backend);
+    DevicePool pool;
+    Dispatcher d(weights, Placement(backend), pool);
+    Val w = d.weight("w");
+    Val w38 = d.reshape(w, Shape{3, 8});
+    EXPECT_EQ(d.type(w38), (TensorType{DType::F32, {3, 8}}));
+    Val x = d.input("x", counting_f32({1, 8}, 1));  // 1..8
+    Val y = d.call(Site{0, "test_matmul"}, Op::Matmul, {}, {x, w38})[0];
+    Tensor out = d.read(y);
+    ASSERT_EQ(out.shape(), (Shape{1, 3}));
+    for (int64_t r = 0; r < 3; ++r) {
+      float want = 0;
+      for (int64_t k = 0; k < 8; ++k) want += float(k + 1) * float(8 * r + k);
+      EXPECT_EQ(out.data<float>()[r], want) << r;
+    }
+    // Only the whole weight is the model's tensor of that name.
+    EXPECT_EQ(d.weight_name(w), "w");
+    EXPECT_EQ(d.weight_name(w38), "");
+    EXPECT_EQ(d.weight_name(d.rows(w, 2, 3)), "");
+    EXPECT_THROW(d.weight_tensor(w38), Error);
+
+    // An op's output on the device, viewed [2, 6] -> [3, 4] and added to counting values.
+    Val a = d.input("a", counting_f32({2, 6}, 0));
+    Val b = d.input("b", counting_f32({2, 6}, 100));
+    Val sum = d.call(Site{0, "test_add"}, Op::Add, {}, {a, b})[0];  // 100 + 2i
+    Val view = d.reshape(sum, Shape{3, 4});
+    Val c = d.input("c", counting_f32({3, 4}, 0));
+    Tensor got = d.read(d.call(Site{0, "test_add2"}, Op::Add, {}, {view, c})[0]);
+    ASSERT_EQ(got.shape(), (Shape{3, 4}));
+    for (int64_t i = 0; i < 12; ++i) EXPECT_EQ(got.data<float>()[i], 100.0f + 3.0f * float(i)) << i;
+    // A view of a view, and the bytes read back in the view's shape.
+    Tensor flat = d.read(d.reshape(view, Shape{12, 1}));
+    EXPECT_EQ(flat.shape(), (Shape{12, 1}));
+    EXPECT_EQ(flat.data<float>()[11], 122.0f);
+
+    EXPECT_THROW(d.reshape(sum, Shape{5, 2}), Error);
+    EXPECT_THROW(d.reshape(w, Shape{-4, -6}), Error);
+    d.end_step();
+  }
+}
+
 TEST(Site, CanonicalFormsRoundTrip) {
   EXPECT_EQ((Site{3, "attn_q"}).str(), "blk.3.attn_q");
   EXPECT_EQ((Site{-1, "token_embd"}).str(), "token_embd");
