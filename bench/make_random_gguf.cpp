@@ -15,7 +15,7 @@
 #include "core/dtype.h"
 #include "core/error.h"
 #include "format/gguf.h"
-#include "model/llama.h"
+#include "model/families/families.h"
 #include "model/model_file.h"
 
 namespace {

@@ -11,6 +11,7 @@
 #include "cli/commands.h"
 #include "cli/json_output.h"
 #include "cli/progress.h"
+#include "cli/prompts.h"
 #include "core/error.h"
 #include "model/model_file.h"
 #include "replay/replay.h"
@@ -21,29 +22,32 @@ namespace tapml::cli {
 
 namespace {
 struct CarveArgs {
-  std::string model, tokenizer, out, source = "ref";
-  std::vector<std::string> prompts, prompt_files;
+  std::string model, out, source = "ref";
+  PromptArgs prompts;
+  std::vector<std::string> prompt_files;
   int steps = 256, keep = 3;
   bool json = false, overwrite = false, by_reference = false;
   Verbosity verbosity;
 };
 
-std::vector<std::string> all_prompts(const CarveArgs& a) {
-  std::vector<std::string> prompts = a.prompts;
+// --prompt and --prompts FILE lines, as one list of text prompts.
+PromptArgs all_prompts(const CarveArgs& a) {
+  PromptArgs p = a.prompts;
   for (const std::string& path : a.prompt_files) {
     std::ifstream f(path);
     TAPML_REQUIRE(bool(f), path + ": cannot read the prompts file");
     for (std::string line; std::getline(f, line);)
-      if (!line.empty()) prompts.push_back(line);
+      if (!line.empty()) p.texts.push_back(line);
   }
-  TAPML_REQUIRE(!prompts.empty(), "carve: give at least one --prompt TEXT or --prompts FILE");
-  return prompts;
+  if (p.texts.empty() && p.ids.empty())
+    throw UsageError("carve: give at least one --prompt TEXT, --prompt-ids IDS or --prompts FILE");
+  return p;
 }
 
 void carve(const CarveArgs& a, DevicePool& devices) {
   using clock = std::chrono::steady_clock;
   auto t0 = clock::now();
-  std::vector<std::string> prompts = all_prompts(a);
+  PromptArgs prompt_args = all_prompts(a);
   check_usage([&] {
     std::error_code ec;
     if (!std::filesystem::exists(a.out, ec)) return;
@@ -54,20 +58,20 @@ void carve(const CarveArgs& a, DevicePool& devices) {
   });
   devices.open(a.source);  // a bad or unreachable source fails before the model is read
   ModelFile model = load_model(a.model);
-  Tokenizer tok = load_tokenizer(a.tokenizer, model.gguf.get(), model.config.vocab_size);
+  Prompts prompts = resolve_prompts(prompt_args, model);
 
   Backend& plain_f32 = devices.open(kNoiseReference);
   CarveOptions o;
   o.source = a.source;
   o.steps = a.steps;
   o.keep = a.keep;
-  o.stop_tokens = stop_tokens(model, tok.vocab());
+  o.stop_tokens = prompts.stop_tokens;
   o.pool = &devices;
   // Positions are the unit of progress; tests stored keep it moving through a long prefill.
-  Progress progress("carving " + a.out, "positions", int64_t(prompts.size()) * a.steps,
+  Progress progress("carving " + a.out, "positions", int64_t(prompts.ids.size()) * a.steps,
                     a.verbosity.quiet);
   int64_t done_before = 0, stored = 0;
-  std::string where = "prompt 1/" + std::to_string(prompts.size());
+  std::string where = "prompt 1/" + std::to_string(prompts.ids.size());
   o.before_store = [&](TestCase& t) {
     calibrate_noise(t, plain_f32);
     progress.update(done_before, where + ", " + std::to_string(++stored) + " tests stored");
@@ -77,11 +81,9 @@ void carve(const CarveArgs& a, DevicePool& devices) {
     done_before = int64_t(i) * a.steps + produced;
     progress.update(done_before, where + ", " + std::to_string(st.tests_kept) + " tests stored");
   };
-  std::vector<std::vector<int>> ids;
-  for (const std::string& p : prompts) ids.push_back(tok.encode(p, true));
   CarveStats st;
   try {
-    st = carve_to_file(model, ids, prompts, o, a.out, a.overwrite, [&](Corpus& c) {
+    st = carve_to_file(model, prompts.ids, prompts.labels, o, a.out, a.overwrite, [&](Corpus& c) {
       if (a.by_reference) c.store_weights_by_reference(a.model);
     });
   } catch (const UsageError&) {
@@ -135,8 +137,7 @@ void add_carve(CLI::App& app, DevicePool& devices) {
       "  tapml carve --model stories260K.bin --tokenizer tok512.bin --prompt 'Once upon a time'\n"
       "              --prompt 'Lily and Tom' --out stories.corpus");
   c->add_option("--model", a->model, "model file: GGUF or llama2.c checkpoint")->required();
-  c->add_option("--tokenizer", a->tokenizer, "tokenizer file; default: the one in the GGUF");
-  c->add_option("--prompt", a->prompts, "a prompt (repeatable; \"\" starts from BOS)");
+  add_prompt_options(c, a->prompts, false);
   c->add_option("--prompts", a->prompt_files, "a file with one prompt per line (repeatable)");
   c->add_option("--steps", a->steps, "positions per prompt, prompt included")
       ->check(CLI::Range(1, 1 << 20))

@@ -8,6 +8,7 @@
 
 #include "cli/commands.h"
 #include "cli/progress.h"
+#include "cli/prompts.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "model/model_file.h"
@@ -20,28 +21,27 @@ namespace tapml::cli {
 
 namespace {
 struct CompareArgs {
-  std::string model, tokenizer, backend, source = "ref", site, json_out;
+  std::string model, backend, source = "ref", site, json_out;
   Verbosity verbosity;
-  std::vector<std::string> prompts;
+  PromptArgs prompts;
   int steps = 64;
 };
 
 void compare(const CompareArgs& a, DevicePool& devices) {
   check_outputs({{a.json_out, "--json"}});
-  std::vector<std::string> prompts = a.prompts.empty() ? std::vector<std::string>{""} : a.prompts;
   // Opened first: a mistyped URI is reported before the model is read.
   devices.open(a.backend);
   ModelFile model = load_model(a.model);
   check_usage([&] { check_site_pattern(model_sites(model), a.site, "--site"); });
-  Tokenizer tok = load_tokenizer(a.tokenizer, model.gguf.get(), model.config.vocab_size);
+  Prompts prompts = resolve_prompts(a.prompts, model);
   CompareOptions o;
   o.source = a.source;
   o.target = a.backend;
   o.site_regex = a.site;
   o.steps = a.steps;
-  o.stop_tokens = stop_tokens(model, tok.vocab());
+  o.stop_tokens = prompts.stop_tokens;
   o.pool = &devices;
-  for (const std::string& p : prompts) o.prompts.push_back(tok.encode(p, true));
+  o.prompts = prompts.ids;
   const bool tty = isatty(2);
   if (tty)
     o.progress = [](size_t i, size_t n, int produced, int64_t compared) {
@@ -50,7 +50,7 @@ void compare(const CompareArgs& a, DevicePool& devices) {
                      produced, (long long)compared);
     };
   CompareReport r = compare_model(model, o);
-  r.prompt_texts = prompts;
+  r.prompt_texts = prompts.labels;
   if (tty) std::fprintf(stderr, "\r%*s\r", 60, "");
   if (!a.json_out.empty())
     write_output(a.json_out,
@@ -75,10 +75,9 @@ void add_compare(CLI::App& app, DevicePool& devices) {
       "  tapml compare --model stories260K.gguf --backend 'faulty:cpu?fault=matmul_tail'\n"
       "                --prompt 'Once upon a time' --steps 32 --json compare.json");
   c->add_option("--model", a->model, "model file: GGUF or llama2.c checkpoint")->required();
-  c->add_option("--tokenizer", a->tokenizer, "tokenizer file; default: the one in the GGUF");
   c->add_option("--backend", a->backend, backend_help("target backend URI"))->required();
   c->add_option("--source", a->source, "source backend URI")->capture_default_str();
-  c->add_option("--prompt", a->prompts, "a prompt (repeatable; default: one empty prompt)");
+  add_prompt_options(c, a->prompts, false);
   c->add_option("--steps", a->steps, "positions per prompt, prompt included")
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();

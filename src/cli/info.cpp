@@ -61,7 +61,7 @@ void info(const InfoArgs& a) {
                    {"head_dim", c.head_dim},
                    {"rope_dim", c.rope_dim},
                    {"rope_base", c.rope_base},
-                   {"rms_eps", c.rms_eps},
+                   {"norm_eps", c.norm_eps},
                    {"rope_pairing", c.rope_pairing == RopePairing::NeoX ? "neox" : "adjacent"},
                    {"shared_classifier", c.shared_classifier}};
     nlohmann::json ts = nlohmann::json::array();
@@ -79,7 +79,7 @@ void info(const InfoArgs& a) {
               c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim);
   std::printf("  vocab %d, context %d, rope dim %d base %g (%s pairs), rms eps %g%s\n",
               c.vocab_size, c.max_seq_len, c.rope_dim, c.rope_base,
-              c.rope_pairing == RopePairing::NeoX ? "neox" : "adjacent", c.rms_eps,
+              c.rope_pairing == RopePairing::NeoX ? "neox" : "adjacent", c.norm_eps,
               c.shared_classifier ? ", classifier shared with the embedding" : "");
   std::printf("  %zu tensors, %lld parameters, %.2f MiB\n", m.weights.size(), (long long)params,
               bytes / 1048576.0);

@@ -7,6 +7,7 @@
 #include "cli/commands.h"
 #include "cli/json_output.h"
 #include "cli/progress.h"
+#include "cli/prompts.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "model/model_file.h"
@@ -19,8 +20,8 @@ namespace tapml::cli {
 
 namespace {
 struct MigrateArgs {
-  std::string model, tokenizer, backend, source = "ref", strategy = "auto", json_out, html_out;
-  std::vector<std::string> prompts;
+  std::string model, backend, source = "ref", strategy = "auto", json_out, html_out;
+  PromptArgs prompts;
   int steps = 64;
   double nmse_threshold = 0;
   Verbosity verbosity;
@@ -30,16 +31,15 @@ void migrate_command(const MigrateArgs& a, DevicePool& devices,
                      const std::vector<std::string>& argv) {
   check_outputs({{a.json_out, "--json"}, {a.html_out, "--html"}});
   ModelFile model = load_model(a.model);
-  Tokenizer tok = load_tokenizer(a.tokenizer, model.gguf.get(), model.config.vocab_size);
+  Prompts prompts = resolve_prompts(a.prompts, model);
   MigrateOptions o;
   o.source = a.source;
   o.target = a.backend;
   o.strategy = a.strategy;
   o.steps = a.steps;
   o.nmse_threshold = a.nmse_threshold;
-  std::vector<std::string> prompts = a.prompts.empty() ? std::vector<std::string>{""} : a.prompts;
-  for (const std::string& p : prompts) o.prompts.push_back(tok.encode(p, true));
-  o.stop_tokens = stop_tokens(model, tok.vocab());
+  o.prompts = prompts.ids;
+  o.stop_tokens = prompts.stop_tokens;
   o.pool = &devices;
   // Step results as lines; the runs between them as one progress line.
   Progress progress("migrating", "positions", 0, a.verbosity.quiet);
@@ -56,7 +56,7 @@ void migrate_command(const MigrateArgs& a, DevicePool& devices,
 
   MigrateReport r = migrate(model, o);
   progress.finish();
-  r.prompt_texts = prompts;
+  r.prompt_texts = prompts.labels;
   nlohmann::json j = to_json(r, report_context(argv));
   if (!a.json_out.empty())
     write_output(a.json_out,
@@ -86,13 +86,12 @@ void add_migrate(CLI::App& app, DevicePool& devices, const std::vector<std::stri
       "'faulty:cpu?fault=rope_pairing&site=blk\\.2\\.'\n"
       "                --html report.html");
   c->add_option("--model", a->model, "model file: GGUF or llama2.c checkpoint")->required();
-  c->add_option("--tokenizer", a->tokenizer, "tokenizer file; default: the one in the GGUF");
   c->add_option("--backend", a->backend, backend_help("target backend URI"))->required();
   c->add_option("--source", a->source, "source backend URI")->capture_default_str();
   c->add_option("--strategy", a->strategy, "kinds | layers | bisect | auto")
       ->check(CLI::IsMember({"kinds", "layers", "bisect", "auto"}))
       ->capture_default_str();
-  c->add_option("--prompt", a->prompts, "a prompt (repeatable; default: start from BOS)");
+  add_prompt_options(c, a->prompts, false);
   c->add_option("--steps", a->steps, "positions per prompt, prompt included")
       ->check(CLI::Range(2, 1 << 20))
       ->capture_default_str();

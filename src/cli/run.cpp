@@ -3,6 +3,7 @@
 
 #include "cli/commands.h"
 #include "cli/json_output.h"
+#include "cli/prompts.h"
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "model/model_file.h"
@@ -15,7 +16,8 @@ namespace tapml::cli {
 
 namespace {
 struct RunArgs {
-  std::string model, tokenizer, prompt, backend = "cpu", logits_out;
+  std::string model, backend = "cpu", logits_out;
+  PromptArgs prompt;
   std::vector<std::string> place;
   int steps = 256;
   float temperature = 0, top_p = 1;
@@ -32,7 +34,8 @@ void run(const RunArgs& a, DevicePool& devices) {
   // Every backend the placement names, opened (and so checked) before the model is read.
   for (const std::string& uri : placement.uris()) devices.open(uri);
   ModelFile model = load_model(a.model);
-  Tokenizer tok = load_tokenizer(a.tokenizer, model.gguf.get(), model.config.vocab_size);
+  Prompts prompts = resolve_prompts(a.prompt, model);
+  const std::optional<Tokenizer>& tok = prompts.tokenizer;
   int context = model.config.max_seq_len;
   check_usage([&] {
     placement.check_rules(model_sites(model));
@@ -50,14 +53,21 @@ void run(const RunArgs& a, DevicePool& devices) {
   o.top_p = a.top_p;
   o.seed = a.seed;
   o.keep_logits = !a.logits_out.empty();
-  o.stop_tokens = stop_tokens(model, tok.vocab());
-  std::vector<int> prompt = tok.encode(a.prompt, true);
+  o.stop_tokens = prompts.stop_tokens;
+  const std::vector<int>& prompt = prompts.ids[0];
   int prev = prompt.back();
   if (!a.json) {
-    std::fputs(tok.decode(prompt).c_str(), stdout);
+    // Text through the tokenizer; without one, the ids.
+    auto ids = [](const std::vector<int>& v) {
+      std::string s;
+      for (int t : v) s += (s.empty() ? "" : " ") + std::to_string(t);
+      return s;
+    };
+    std::fputs(tok ? tok->decode(prompt).c_str() : ids(prompt).c_str(), stdout);
     std::fflush(stdout);
     o.on_token = [&](int t) {
-      std::fputs(tok.decode_token(prev, t).c_str(), stdout);
+      std::fputs(tok ? tok->decode_token(prev, t).c_str() : (" " + std::to_string(t)).c_str(),
+                 stdout);
       std::fflush(stdout);
       prev = t;
     };
@@ -76,9 +86,9 @@ void run(const RunArgs& a, DevicePool& devices) {
     j["backend"] = a.backend;
     j["place"] = a.place;
     j["steps"] = a.steps;
-    j["prompt"] = a.prompt;
+    j["prompt"] = prompts.labels[0];
     j["token_ids"] = r.token_ids;
-    j["text"] = tok.decode(r.token_ids);
+    if (tok) j["text"] = tok->decode(r.token_ids);
     j["positions"] = r.positions;
     j["prompt_tokens"] = r.prompt_tokens;
     j["prefill_tokens_per_s"] = prefill_tps;
@@ -103,13 +113,14 @@ void add_run(CLI::App& app, DevicePool& devices) {
       "  tapml run --model stories260K.bin --tokenizer tok512.bin --prompt 'Once upon a time'\n"
       "  tapml run --model stories260K.gguf --backend ref --place 'matmul=cpu' --json\n"
       "  tapml run --model m.gguf --place 'blk\\.1\\.=cpu' --steps 64 --logits-out l.f32\n"
+      "  tapml run --model qwen2-folder/ --prompt-ids 144,216,189 --steps 48 --temperature 0\n"
       "Placement rules are REGEX=BACKEND, searched in each site name (token_embd, blk.N.attn_q,\n"
       "blk.N.rope_q, blk.N.kv_store, blk.N.attn, blk.N.ffn_act, output, ...) and op name\n"
       "(embedding, rmsnorm, matmul, rope, kv_store, attention, swiglu, add); first match wins.");
-  c->add_option("--model", a->model, "model file: GGUF or llama2.c checkpoint")->required();
-  c->add_option("--tokenizer", a->tokenizer,
-                "tokenizer file (llama2.c tokenizer.bin or GGUF); default: the one in the GGUF");
-  c->add_option("--prompt", a->prompt, "prompt text (default: empty, start from BOS)");
+  c->add_option("--model", a->model,
+                "model: a GGUF file, a llama2.c checkpoint, or a Hugging Face folder")
+      ->required();
+  add_prompt_options(c, a->prompt, true);
   c->add_option("--steps", a->steps, "positions to run, prompt included (as llama2.c -n)")
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();

@@ -1,14 +1,22 @@
 #include "model/architecture.h"
 
 #include "core/error.h"
-#include "model/llama.h"
+#include "model/families/families.h"
+#include "model/hf_model.h"
 
 namespace tapml {
 
 namespace {
 // Every family TapML runs.
 const std::vector<const Architecture*>& families() {
-  static const std::vector<const Architecture*> list = {&llama_architecture()};
+  static const std::vector<const Architecture*> list = {
+      &llama_architecture(),    &mistral_architecture(),   &mixtral_architecture(),
+      &qwen2_architecture(),    &qwen2_moe_architecture(), &qwen3_architecture(),
+      &gemma_architecture(),    &gemma2_architecture(),    &gemma3_architecture(),
+      &phi2_architecture(),     &phi3_architecture(),      &gpt_neox_architecture(),
+      &stablelm_architecture(), &olmo2_architecture(),     &starcoder2_architecture(),
+      &granite_architecture(),  &gpt2_architecture(),      &falcon_architecture(),
+      &cohere_architecture()};
   return list;
 }
 }  // namespace
@@ -21,6 +29,27 @@ const Architecture& architecture(std::string_view name) {
     known += (known.empty() ? "" : ", ") + std::string(a->name());
   throw Error("architecture '" + std::string(name) + "' is not supported (supported: " + known +
               ")");
+}
+
+const Architecture& architecture_for_hf(std::string_view model_type) {
+  for (const Architecture* a : families())
+    for (std::string_view t : a->hf_model_types())
+      if (t == model_type) return *a;
+  std::string known;
+  for (const Architecture* a : families())
+    for (std::string_view t : a->hf_model_types())
+      known += (known.empty() ? "" : ", ") + std::string(t);
+  throw Error("model_type '" + std::string(model_type) + "' is not supported (supported: " + known +
+              ")");
+}
+
+ModelConfig Architecture::config_from_hf(const HfConfig& c) const {
+  c.fail("the " + std::string(name()) + " family does not read Hugging Face folders");
+}
+
+std::map<std::string, Tensor> Architecture::weights_from_hf(const ModelConfig&, const HfConfig& c,
+                                                            HfWeights&) const {
+  c.fail("the " + std::string(name()) + " family does not read Hugging Face folders");
 }
 
 std::vector<std::string_view> architecture_names() {

@@ -3,6 +3,7 @@
 // pass itself as op calls on named sites. The session runs any family through this interface;
 // a new family is one file (like llama.cpp) and one line in architecture.cpp's list.
 #pragma once
+#include <map>
 #include <optional>
 #include <span>
 #include <string>
@@ -15,13 +16,43 @@
 
 namespace tapml {
 
+class HfConfig;
+class HfWeights;
+
 enum class RopePairing : int {
   Adjacent = 0,  // rotate (x[2i], x[2i+1]): llama2.c, GGUF llama ("norm" rope)
   NeoX = 1,      // rotate (x[i], x[i + rope_dim/2])
 };
 
+enum class NormKind : int {
+  Rms = 0,    // x / sqrt(mean(x^2) + eps) * w
+  Layer = 1,  // (x - mean) / sqrt(var + eps) * w (+ b)
+};
+
+enum class FfnKind : int {
+  SwiGlu = 0,  // down(silu(gate x) * up x)
+  GeGlu = 1,   // down(gelu(gate x) * up x)
+  Gelu = 2,    // down(gelu(up x)): no gate
+  Moe = 3,     // a router picks experts (each a SwiGlu FFN), plus an optional shared expert
+};
+
+// How a block combines its attention and feed-forward parts.
+enum class BlockKind : int {
+  // x += attn(norm(x)); x += ffn(ffn_norm(x)). With post norms, each part's output is
+  // normalized before it is added (Gemma 2/3; OLMo 2 has only those, no pre-norms).
+  Sequential = 0,
+  // x += attn(norm(x)) + ffn(norm2(x)), norm2 = norm unless the family has a second one.
+  Parallel = 1,
+};
+
+enum class QkNorm : int {
+  None = 0,
+  PerHead = 1,  // RMSNorm over each head's head_dim values (Qwen3, Gemma 3)
+  Whole = 2,    // RMSNorm over the whole q (and k) projection (OLMo 2)
+};
+
 // Hyperparameters. Every family sets the common ones; fields a family does not use keep
-// their defaults.
+// their defaults, which are Llama's.
 struct ModelConfig {
   int dim = 0;         // embedding width
   int hidden_dim = 0;  // feed-forward width
@@ -33,13 +64,47 @@ struct ModelConfig {
   int head_dim = 0;     // dim / n_heads unless the file says otherwise
   int rope_dim = 0;     // rotated dimensions per head (<= head_dim)
   float rope_base = 10000.0f;
-  float rms_eps = 1e-5f;
+  float norm_eps = 1e-5f;
   RopePairing rope_pairing = RopePairing::Adjacent;
   bool shared_classifier = false;  // output.weight absent: logits use token_embd.weight
+
+  // The decoder's shape (see decoder.h); Llama's values by default.
+  NormKind norm = NormKind::Rms;
+  bool norm_bias = false;  // LayerNorms carry a bias
+  BlockKind block = BlockKind::Sequential;
+  bool pre_norms = true;     // attn_norm / ffn_norm before each part
+  bool post_norms = false;   // post_attention_norm / post_ffw_norm after each part
+  bool second_norm = false;  // parallel block: ffn reads attn_norm_2(x), not attn_norm(x)
+  FfnKind ffn = FfnKind::SwiGlu;
+  int gelu_approx = 0;         // GeGlu / Gelu: 0 erf, 1 tanh
+  bool qkv_fused = false;      // one attn_qkv weight (rows q, then k, then v)
+  bool gate_up_fused = false;  // ffn_up holds the gate's rows, then the up's
+  bool qkv_bias = false, attn_out_bias = false, ffn_bias = false, output_bias = false;
+  QkNorm qk_norm = QkNorm::None;
+  bool learned_positions = false;  // position_embd.weight added to the token embedding
+  bool rope = true;                // false: no rotary embedding at all
+  bool rope_freqs = false;         // rope_freqs.weight divides the frequencies (Llama 3.1)
+  // Multipliers; 0 means none (1). attn_scale 0 means 1/sqrt(head_dim).
+  double embed_scale = 0, residual_scale = 0, attn_scale = 0, logit_scale = 0;
+  double attn_softcap = 0, final_softcap = 0;  // 0: no soft-capping
+  // Per layer: the sliding window (0: none) and the RoPE base; empty: no window, rope_base.
+  std::vector<int> layer_window;
+  std::vector<float> layer_rope_base;
+  // Mixture of experts (ffn == Moe).
+  int n_experts = 0, n_experts_used = 0;
+  bool experts_norm = false;  // renormalize the chosen experts' weights to sum to 1
+  int expert_hidden_dim = 0;  // each expert's FFN width (hidden_dim unless set)
+  int shared_expert_dim = 0;  // 0: no shared expert
+  bool shared_expert_gate = false;
+
+  int window(int layer) const { return layer_window.empty() ? 0 : layer_window[size_t(layer)]; }
+  float base(int layer) const {
+    return layer_rope_base.empty() ? rope_base : layer_rope_base[size_t(layer)];
+  }
 };
 
 // One weight the forward pass reads: its GGUF name and [out, in] shape. `norm` marks the
-// 1-D normalization weights (converters keep them f32).
+// 1-D vectors (normalization weights, biases), which converters keep in f32.
 struct WeightSpec {
   std::string name;
   Shape shape;
@@ -61,6 +126,14 @@ class Architecture {
   virtual std::string_view name() const = 0;
   // Hyperparameters from a GGUF file's metadata; Error naming a missing or absurd key.
   virtual ModelConfig config_from_gguf(const gguf::File& f) const = 0;
+  // The transformers `model_type`s this family reads from Hugging Face folders.
+  virtual std::vector<std::string_view> hf_model_types() const { return {}; }
+  // Hyperparameters from config.json; Error naming a missing field, or a field whose value
+  // changes the math in a way this family does not implement.
+  virtual ModelConfig config_from_hf(const HfConfig& c) const;
+  // The weights under their GGUF names, from the folder's; every folder tensor must be used.
+  virtual std::map<std::string, Tensor> weights_from_hf(const ModelConfig& c, const HfConfig& h,
+                                                        HfWeights& w) const;
   // Checks that the hyperparameters are consistent; Error naming the first problem.
   virtual void check(const ModelConfig& c) const = 0;
   // Every weight forward() reads, in GGUF order.
@@ -78,6 +151,9 @@ class Architecture {
 // The family of that name; Error listing the supported ones for any other.
 const Architecture& architecture(std::string_view name);
 std::vector<std::string_view> architecture_names();
+// The family that reads Hugging Face folders of that model_type; Error listing the supported
+// ones for any other.
+const Architecture& architecture_for_hf(std::string_view model_type);
 
 // For families' config_from_gguf: a positive integer hyperparameter, present or defaulted,
 // at most `max`; Error("PATH: KEY = x is out of range") otherwise.

@@ -154,7 +154,7 @@ ModelFile load_llama2c_memory(std::shared_ptr<const void> owner, const uint8_t* 
   c.max_seq_len = h.seq_len;
   c.head_dim = c.rope_dim = int(head_size);
   c.rope_base = 10000.0f;
-  c.rms_eps = 1e-5f;
+  c.norm_eps = 1e-5f;
   c.rope_pairing = RopePairing::Adjacent;
   c.shared_classifier = !separate_classifier;
 

@@ -5,10 +5,14 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <limits>
+#include <nlohmann/json.hpp>
 
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "format/hf_folder.h"
+#include "model/hf_model.h"
 
 namespace tapml {
 
@@ -49,7 +53,45 @@ ModelFile load_gguf(const std::string& path) {
   return model_from_gguf(std::make_shared<const gguf::File>(gguf::File::open(path)));
 }
 
+ModelFile load_hf_model(const std::string& dir) {
+  HfFolder folder = open_hf_folder(dir);
+  HfConfig h(std::make_shared<const nlohmann::json>(std::move(folder.config)),
+             folder.dir + "/config.json");
+  const Architecture* family = nullptr;
+  try {
+    family = &architecture_for_hf(h.text("model_type", std::nullopt));
+  } catch (const Error& e) {
+    h.fail(e.what());
+  }
+  ModelFile m;
+  m.path = dir;
+  m.format = "hf";
+  m.arch = std::string(family->name());
+  m.config = family->config_from_hf(h);
+  // A layer the config calls sliding must have a window, whatever the family reads.
+  std::vector<std::string> types = h.layer_types(m.config.n_layers);
+  for (size_t l = 0; l < types.size(); ++l)
+    if (types[l] == "sliding_attention" && m.config.window(int(l)) == 0)
+      h.fail("layer " + std::to_string(l) + " is sliding_attention, but the " + m.arch +
+             " family has no sliding window here (sliding_window missing or not used)");
+  try {
+    family->check(m.config);
+  } catch (const Error& e) {
+    h.fail(e.what());
+  }
+  HfWeights weights(std::move(folder.tensors), folder.dir);
+  m.weights = family->weights_from_hf(m.config, h, weights);
+  return m;
+}
+
 ModelFile load_model(const std::string& path) {
+  if (std::filesystem::is_directory(path)) {
+    if (!std::filesystem::exists(std::filesystem::path(path) / "config.json"))
+      throw Error(path + ": a folder without config.json (a Hugging Face model folder has one)");
+    ModelFile m = load_hf_model(path);
+    validate_model(m);
+    return m;
+  }
   std::shared_ptr<const MappedFile> mapped = MappedFile::open(path);
   const uint8_t* data = mapped->data();
   size_t size = mapped->size();

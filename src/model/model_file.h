@@ -15,7 +15,7 @@ namespace tapml {
 
 struct ModelFile {
   std::string path;
-  std::string format;  // "gguf" or "llama2c"
+  std::string format;  // "gguf", "llama2c" or "hf" (a Hugging Face folder)
   std::string arch;    // the family: architecture(arch) runs it
   ModelConfig config;
   std::map<std::string, Tensor> weights;
@@ -40,7 +40,10 @@ std::string llama2c_header_problem(const uint8_t* data, size_t size);
 ModelFile load_gguf(const std::string& path);
 // The same from an already parsed GGUF file (also for files parsed from memory).
 ModelFile model_from_gguf(std::shared_ptr<const gguf::File> file);
-// Picks the reader from the file's magic. Throws Error with a message naming the path.
+// Reads a Hugging Face model folder (config.json + safetensors) of a supported model_type.
+ModelFile load_hf_model(const std::string& dir);
+// Picks the reader: a folder is a Hugging Face model, a file goes by its magic. Throws Error
+// with a message naming the path.
 ModelFile load_model(const std::string& path);
 
 // Checks the model against its family: consistent hyperparameters, and every weight the

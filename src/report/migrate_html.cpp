@@ -915,7 +915,12 @@ std::string run_flags(const json& r) {
   if (!source.empty() && source != "ref") s += " --source " + shell_word(source);
   const json& prompts = list(r, "prompts");
   if (!(prompts.size() == 1 && text(prompts[0]).empty()))
-    for (const json& p : prompts) s += " --prompt " + shell_word(text(p));
+    for (const json& p : prompts) {
+      // A prompt given as ids is labelled "ids:1,2,3".
+      std::string t = text(p);
+      s += t.rfind("ids:", 0) == 0 ? " --prompt-ids " + shell_word(t.substr(4))
+                                   : " --prompt " + shell_word(t);
+    }
   if (has(r, "steps")) s += " --steps " + shell_word(text(r, "steps"));
   return s;
 }

@@ -62,7 +62,7 @@ TEST(Llama2c, NamesAndOrdersTheWeights) {
   EXPECT_EQ(c.head_dim, 2);
   EXPECT_EQ(c.rope_dim, 2);
   EXPECT_EQ(c.rope_base, 10000.0f);
-  EXPECT_EQ(c.rms_eps, 1e-5f);
+  EXPECT_EQ(c.norm_eps, 1e-5f);
   EXPECT_EQ(c.rope_pairing, RopePairing::Adjacent);
   EXPECT_TRUE(c.shared_classifier);
   EXPECT_EQ(m.weights.count("output.weight"), 0u);

@@ -3,7 +3,7 @@
 #include <cmath>
 #include <random>
 
-#include "model/llama.h"
+#include "model/families/families.h"
 
 namespace tapml::testing {
 
