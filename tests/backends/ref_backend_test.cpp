@@ -1,6 +1,6 @@
 // The new ops' meaning, checked on small inputs against the catalog's formulas written out
-// here independently (in long double where it matters): on ref and on ref?acc=f32 (the
-// noise reference must compute the same op).
+// here independently (in long double where it matters): on ref, on ref?acc=f32 (the noise
+// reference must compute the same op) and on cpu.
 #include <gtest/gtest.h>
 
 #include <cmath>
