@@ -121,9 +121,10 @@ class RefBackend final : public HostBackend {
         const float* r = row.data() + h * hd;
         for (int64_t i = 0; i < hd; ++i) o[i] = r[i];
         for (int64_t i = 0; i < rd / 2; ++i) {
-          A freq = std::pow(base, -2.0 * A(i) / A(rd));
-          if (factors) freq /= factors[i];
-          A theta = A(pos[t]) * freq;
+          // The frequency stays in f64 in both modes (-2.0 is a double), so that the angle is
+          // rounded once: the noise reference's rope error is that of one rounded angle.
+          const double divisor = factors ? double(factors[i]) : 1.0;
+          A theta = A(pos[t]) * (std::pow(base, -2.0 * A(i) / A(rd)) / divisor);
           A cs = std::cos(theta), sn = std::sin(theta);
           int64_t a = neox ? i : 2 * i, b = neox ? i + rd / 2 : 2 * i + 1;
           o[a] = float(r[a] * cs - r[b] * sn);
