@@ -299,6 +299,143 @@ TEST_F(CpuVsRef, Gelu) {
     }
 }
 
+TEST_F(CpuVsRef, LayerNorm) {
+  for (int64_t N : {1, 7, 64, 257, 4096})
+    for (int64_t T : {1, 7, 40})
+      for (float offset : {0.0f, 1000.0f}) {
+        auto x = rng_.normal(T * N, 3.0f);
+        for (float& v : x) v += offset;  // a mean far above the spread: no E[x^2] - E[x]^2
+        const std::string what = dims({{"T", T}, {"N", N}, {"offset", int64_t(offset)}});
+        // N = 1: every row is its own mean, the output 0 (offset 0 here, so exactly).
+        compare("layernorm", {{"eps", 1e-5}}, {from_f32({T, N}, x), from_f32({N}, rng_.normal(N))},
+                what, offset > 0 ? 1e-4 : 1e-5);
+      }
+}
+
+TEST_F(CpuVsRef, BiasMulScale) {
+  for (auto [T, N] : {std::pair<int64_t, int64_t>{1, 1}, {1, 7}, {7, 64}, {3, 1000}, {17, 8000}}) {
+    const std::string what = dims({{"T", T}, {"N", N}});
+    compare("bias", {}, {from_f32({T, N}, rng_.normal(T * N)), from_f32({N}, rng_.normal(N))}, what,
+            1e-7);
+    compare("mul", {}, {from_f32({T, N}, rng_.normal(T * N)), from_f32({T, N}, rng_.normal(T * N))},
+            what, 1e-7);
+    for (double s : {0.088388347648318, -3.0, 0.0})
+      compare("scale", {{"s", s}}, {from_f32({T, N}, rng_.normal(T * N, 1e3f))},
+              what + " s=" + std::to_string(s), 2e-7);
+  }
+}
+
+TEST_F(CpuVsRef, Softcap) {
+  for (auto [T, N] : {std::pair<int64_t, int64_t>{1, 1}, {1, 7}, {7, 64}, {3, 1000}, {9, 8000}})
+    for (double cap : {30.0, 50.0, 0.5}) {
+      auto x = rng_.normal(T * N, 40.0f);
+      if (T * N > 2) x[0] = 1e30f, x[1] = -3e38f;  // saturated far past the cap
+      compare("softcap", {{"cap", cap}}, {from_f32({T, N}, x)},
+              dims({{"T", T}, {"N", N}}) + " cap=" + std::to_string(cap));
+    }
+}
+
+TEST_F(CpuVsRef, SigmoidGate) {
+  for (auto [T, N] : {std::pair<int64_t, int64_t>{1, 1}, {2, 7}, {7, 64}, {3, 1000}, {9, 8000}}) {
+    auto g = rng_.normal(T, 5.0f);
+    if (T > 1) g[0] = -200.0f, g[1] = 200.0f;  // exp overflows either way round
+    compare("sigmoid_gate", {}, {from_f32({T, N}, rng_.normal(T * N)), from_f32({T, 1}, g)},
+            dims({{"T", T}, {"N", N}}));
+  }
+}
+
+TEST_F(CpuVsRef, MoeRoute) {
+  for (auto [E, k] :
+       {std::pair<int64_t, int64_t>{8, 2}, {60, 4}, {64, 6}, {3, 3}, {1, 1}, {128, 8}})
+    for (int64_t T : {1, 7, 300})
+      for (int norm : {0, 1}) {
+        auto l = rng_.normal(T * E, 2.0f);
+        // Ties: a third of the rows on a grid of 0.5.
+        for (int64_t t = 0; t < T; t += 3)
+          for (int64_t e = 0; e < E; ++e)
+            l[size_t(t * E + e)] = std::round(l[size_t(t * E + e)] * 2) / 2;
+        compare("moe_route", {{"k", double(k)}, {"norm", double(norm)}}, {from_f32({T, E}, l)},
+                dims({{"E", E}, {"k", k}, {"T", T}, {"norm", norm}}));
+      }
+}
+
+// [T, E]: k experts per row at random, weights in (0, 1], zero elsewhere.
+std::vector<float> sparse_route(int64_t T, int64_t E, int64_t k, std::mt19937& gen) {
+  std::vector<float> r(size_t(T * E), 0.0f);
+  std::uniform_real_distribution<float> w(0.05f, 1.0f);
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<int64_t> order(static_cast<size_t>(E));
+    for (int64_t e = 0; e < E; ++e) order[size_t(e)] = e;
+    std::shuffle(order.begin(), order.end(), gen);
+    for (int64_t i = 0; i < k; ++i) r[size_t(t * E + order[size_t(i)])] = w(gen);
+  }
+  return r;
+}
+
+TEST_F(CpuVsRef, MoeFfn) {
+  struct Case {
+    int64_t T, D, H, E, k;
+  };
+  std::mt19937 gen(7);
+  for (DType wt : kWeightTypes)
+    for (Case c : {Case{1, 64, 48, 8, 2}, Case{5, 67, 43, 4, 2}, Case{13, 128, 96, 8, 3},
+                   Case{3, 16, 8, 3, 3}, Case{40, 72, 200, 6, 2}, Case{2, 1, 1, 2, 1}}) {
+      const float sd = 1.0f / std::sqrt(float(c.D)), sh = 1.0f / std::sqrt(float(c.H));
+      compare("moe_ffn", {},
+              {from_f32({c.T, c.D}, rng_.normal(c.T * c.D)),
+               from_f32({c.T, c.E}, sparse_route(c.T, c.E, c.k, gen)),
+               from_f32({c.E, c.H, c.D}, rng_.normal(c.E * c.H * c.D, sd), wt),
+               from_f32({c.E, c.H, c.D}, rng_.normal(c.E * c.H * c.D, sd), wt),
+               from_f32({c.E, c.D, c.H}, rng_.normal(c.E * c.D * c.H, sh), wt)},
+              std::string(dtype_name(wt)) + " " +
+                  dims({{"T", c.T}, {"D", c.D}, {"H", c.H}, {"E", c.E}, {"k", c.k}}),
+              2e-5);
+    }
+}
+
+TEST_F(CpuVsRef, AttentionWithWindowAndSoftcap) {
+  struct Case {
+    int64_t T, extra, window;
+    double softcap;
+  };
+  for (Case c : {Case{1, 40, 16, 0}, Case{1, 40, 1, 0}, Case{7, 0, 3, 0}, Case{7, 30, 5, 0},
+                 Case{30, 0, 7, 0}, Case{5, 10, 100, 0}, Case{3, 20, 0, 50}, Case{6, 27, 10, 20},
+                 Case{1, 300, 64, 30}}) {
+    const int64_t H = 8, KV = 2, hd = 36, P = c.T + c.extra;
+    Attrs attrs{{"n_heads", double(H)},
+                {"n_kv_heads", double(KV)},
+                {"head_dim", double(hd)},
+                {"scale", 1.0 / 6}};
+    if (c.window) attrs.set("window", double(c.window));
+    if (c.softcap) attrs.set("softcap", c.softcap);
+    // Scores with a spread of about 16: the cap bites.
+    compare("attention", attrs,
+            {from_f32({c.T, H * hd}, rng_.normal(c.T * H * hd, 2.0f)),
+             from_f32({P, KV * hd}, rng_.normal(P * KV * hd, 2.0f)),
+             from_f32({P, KV * hd}, rng_.normal(P * KV * hd))},
+            dims({{"T", c.T}, {"P", P}, {"window", c.window}, {"softcap", int64_t(c.softcap)}}),
+            1e-4);
+  }
+}
+
+TEST_F(CpuVsRef, RopeWithFreqFactors) {
+  for (int pairing : {0, 1})
+    for (int64_t T : {1, 7, 200}) {
+      const int64_t H = 4, hd = 64, rd = 48;
+      Attrs attrs{{"n_heads", double(H)},
+                  {"head_dim", double(hd)},
+                  {"rope_dim", double(rd)},
+                  {"base", 500000.0},
+                  {"pairing", double(pairing)}};
+      std::vector<float> factors(rd / 2);
+      for (size_t i = 0; i < factors.size(); ++i) factors[i] = 1.0f + 7.0f * float(i) / 23.0f;
+      compare("rope", attrs,
+              {from_f32({T, H * hd}, rng_.normal(T * H * hd)), from_i32({T}, rng_.ints(T, 0, 5000)),
+               from_f32({rd / 2}, factors)},
+              dims({{"pairing", pairing}, {"T", T}}), 1e-6);
+    }
+}
+
 // ref's gelu is the catalog's formula: checked against it written with std::erf and
 // std::tanh in long double where it does not cancel, and deep in the negative tail (where
 // it does) against forms that share nothing with ref's erfc: the asymptotic series of Phi
@@ -415,6 +552,23 @@ TEST_F(CpuVsRef, EveryCompiledSimdTarget) {
             {from_f32({3, 29}, rng_.normal(87, 4.0f)), from_f32({3, 29}, rng_.normal(87))}, name);
     compare("add", {}, {from_f32({3, 29}, rng_.normal(87)), from_f32({3, 29}, rng_.normal(87))},
             name, 1e-7);
+    {
+      auto x = rng_.normal(87, 3.0f);
+      for (float& v : x) v += 1000.0f;
+      compare("layernorm", {{"eps", 1e-5}}, {from_f32({3, 29}, x), from_f32({29}, rng_.normal(29))},
+              name, 1e-4);
+      compare("mul", {}, {from_f32({3, 29}, rng_.normal(87)), from_f32({3, 29}, rng_.normal(87))},
+              name, 1e-7);
+      compare("scale", {{"s", 0.7}}, {from_f32({3, 29}, rng_.normal(87))}, name, 2e-7);
+      compare("softcap", {{"cap", 5.0}}, {from_f32({3, 29}, rng_.normal(87, 10.0f))}, name);
+      Attrs windowed = attrs;
+      windowed.set("window", 6);
+      windowed.set("softcap", 2);
+      compare("attention", windowed,
+              {from_f32({3, 144}, rng_.normal(3 * 144)), from_f32({20, 72}, rng_.normal(20 * 72)),
+               from_f32({20, 72}, rng_.normal(20 * 72))},
+              name + " window, softcap");
+    }
     for (int approx : {0, 1}) {
       // Without FMA the erfc's x^2 residual is 0; the negative tail shows what that costs.
       auto x = rng_.normal(87, 3.0f);
@@ -450,6 +604,17 @@ TEST(CpuBackend, OneThreadMatchesThree) {
                            from_f32({P, KV * hd}, rng.normal(P * KV * hd))};
   expect_close(run_op(*three, "attention", attrs, in)[0], run_op(*one, "attention", attrs, in)[0],
                1e-6, "attention");
+  std::vector<Input> moe = {from_f32({33, 96}, rng.normal(33 * 96)),
+                            from_f32({33, 5}, rng.normal(33 * 5)),
+                            from_f32({5, 300, 96}, rng.normal(5 * 300 * 96, 0.1f)),
+                            from_f32({5, 300, 96}, rng.normal(5 * 300 * 96, 0.1f)),
+                            from_f32({5, 96, 300}, rng.normal(5 * 96 * 300, 0.06f))};
+  // Bit for bit: the experts' rows are added in expert order whatever the split.
+  EXPECT_EQ(run_op(*three, "moe_ffn", {}, moe)[0], run_op(*one, "moe_ffn", {}, moe)[0]);
+  std::vector<Input> norm = {from_f32({40, 4000}, rng.normal(160000)),
+                             from_f32({4000}, rng.normal(4000))};
+  EXPECT_EQ(run_op(*three, "layernorm", {{"eps", 1e-6}}, norm)[0],
+            run_op(*one, "layernorm", {{"eps", 1e-6}}, norm)[0]);
   std::vector<Input> big = {from_f32({40, 4000}, rng.normal(160000)),
                             from_f32({4000}, rng.normal(4000))};
   expect_close(run_op(*three, "rmsnorm", {{"eps", 1e-6}}, big)[0],

@@ -50,12 +50,20 @@ class CpuBackend final : public HostBackend {
     kernels().add(Op::Embedding, this, &CpuBackend::embedding);
     kernels().add(Op::RmsNorm, this, &CpuBackend::rmsnorm);
     kernels().add(Op::Matmul, this, &CpuBackend::matmul);
-    kernels().add(Op::Rope, this, &CpuBackend::rope);
+    kernels().add(Op::Rope, this, &CpuBackend::rope, {}, {"freq_factors"});
     kernels().add(Op::KvStore, this, &CpuBackend::kv_store);
-    kernels().add(Op::Attention, this, &CpuBackend::attention);
+    kernels().add(Op::Attention, this, &CpuBackend::attention, {}, {"window", "softcap"});
     kernels().add(Op::Swiglu, this, &CpuBackend::swiglu);
     kernels().add(Op::Add, this, &CpuBackend::add);
     kernels().add(Op::Gelu, this, &CpuBackend::gelu);
+    kernels().add(Op::LayerNorm, this, &CpuBackend::layernorm);
+    kernels().add(Op::Bias, this, &CpuBackend::bias);
+    kernels().add(Op::Mul, this, &CpuBackend::mul);
+    kernels().add(Op::Scale, this, &CpuBackend::scale);
+    kernels().add(Op::Softcap, this, &CpuBackend::softcap);
+    kernels().add(Op::SigmoidGate, this, &CpuBackend::sigmoid_gate);
+    kernels().add(Op::MoeRoute, this, &CpuBackend::moe_route);
+    kernels().add(Op::MoeFfn, this, &CpuBackend::moe_ffn);
   }
 
  private:
@@ -152,8 +160,12 @@ class CpuBackend final : public HostBackend {
     const int64_t half = c.attrs.get_int("rope_dim") / 2;
     const double rd = double(2 * half), base = c.attrs.get("base");
     const bool neox = c.attrs.get_int("pairing") == 1;
+    const float* factors = c.inputs.size() > 2 ? data<float>(c.inputs[2]) : nullptr;
     std::vector<double> freq(static_cast<size_t>(half));
-    for (int64_t i = 0; i < half; ++i) freq[size_t(i)] = std::pow(base, -2.0 * double(i) / rd);
+    for (int64_t i = 0; i < half; ++i) {
+      freq[size_t(i)] = std::pow(base, -2.0 * double(i) / rd);
+      if (factors) freq[size_t(i)] /= factors[i];
+    }
     split(T, 4 * W, [&](int64_t b, int64_t e) {
       std::vector<double> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
       std::vector<float> row(static_cast<size_t>(W));
@@ -196,8 +208,11 @@ class CpuBackend final : public HostBackend {
                          c.inputs[0].shape[0],        c.inputs[1].shape[0],
                          c.attrs.get_int("n_heads"),  c.attrs.get_int("n_kv_heads"),
                          c.attrs.get_int("head_dim"), float(c.attrs.get("scale"))};
+    a.window = int64_t(c.attrs.get_or("window", 0));
+    a.softcap = float(c.attrs.get_or("softcap", 0));
+    const int64_t keys = a.window > 0 ? std::min(a.P, a.window) : a.P;
     // Tasks are (head, row); a task reads up to P keys and values of head_dim each.
-    split(a.T * a.H, 2 * a.P * a.hd, [&](int64_t b, int64_t e) { cpu::attention_range(a, b, e); });
+    split(a.T * a.H, 2 * keys * a.hd, [&](int64_t b, int64_t e) { cpu::attention_range(a, b, e); });
   }
 
   void swiglu(const OpCall& c) {
@@ -224,6 +239,151 @@ class CpuBackend final : public HostBackend {
                 [&](int64_t b, int64_t e) { cpu::gelu(x + b, tanh_form, out + b, e - b); });
   }
 
+  // Rows in parallel; each row is a sum, a sum of squared deviations and a scaled copy.
+  void layernorm(const OpCall& c) {
+    const float* x = data<float>(c.inputs[0]);
+    const float* w = data<float>(c.inputs[1]);
+    float* out = data<float>(c.outputs[0]);
+    const int64_t T = c.inputs[0].shape[0], N = c.inputs[0].shape[1];
+    const double eps = c.attrs.get("eps");
+    split(T, 3 * N, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) cpu::layernorm_row(x + t * N, w, eps, out + t * N, N);
+    });
+  }
+
+  void bias(const OpCall& c) {
+    const float* x = data<float>(c.inputs[0]);
+    const float* b = data<float>(c.inputs[1]);
+    float* out = data<float>(c.outputs[0]);
+    const int64_t T = c.inputs[0].shape[0], N = c.inputs[0].shape[1];
+    split(T, N, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) cpu::add(x + t * N, b, out + t * N, N);
+    });
+  }
+
+  void mul(const OpCall& c) {
+    const float* a = data<float>(c.inputs[0]);
+    const float* b = data<float>(c.inputs[1]);
+    float* out = data<float>(c.outputs[0]);
+    elementwise(c.inputs[0].shape.numel(), 1,
+                [&](int64_t i, int64_t e) { cpu::mul(a + i, b + i, out + i, e - i); });
+  }
+
+  void scale(const OpCall& c) {
+    const float* x = data<float>(c.inputs[0]);
+    float* out = data<float>(c.outputs[0]);
+    const float s = float(c.attrs.get("s"));
+    elementwise(c.inputs[0].shape.numel(), 1,
+                [&](int64_t i, int64_t e) { cpu::scale(x + i, s, out + i, e - i); });
+  }
+
+  void softcap(const OpCall& c) {
+    const float* x = data<float>(c.inputs[0]);
+    float* out = data<float>(c.outputs[0]);
+    const float cap = float(c.attrs.get("cap"));
+    elementwise(c.inputs[0].shape.numel(), 16,
+                [&](int64_t i, int64_t e) { cpu::softcap(x + i, cap, out + i, e - i); });
+  }
+
+  // One sigmoid per row, in f64 without overflow, then a scaled copy of the row.
+  void sigmoid_gate(const OpCall& c) {
+    const float* x = data<float>(c.inputs[0]);
+    const float* g = data<float>(c.inputs[1]);
+    float* out = data<float>(c.outputs[0]);
+    const int64_t T = c.inputs[0].shape[0], N = c.inputs[0].shape[1];
+    split(T, N, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t) {
+        const double z = g[t];
+        const double s = z >= 0 ? 1 / (1 + std::exp(-z)) : std::exp(z) / (1 + std::exp(z));
+        cpu::scale(x + t * N, float(s), out + t * N, N);
+      }
+    });
+  }
+
+  void moe_route(const OpCall& c) {
+    const float* logits = data<float>(c.inputs[0]);
+    float* out = data<float>(c.outputs[0]);
+    const int64_t T = c.inputs[0].shape[0], E = c.inputs[0].shape[1];
+    const int64_t k = c.attrs.get_int("k");
+    const bool norm = c.attrs.get_int("norm") == 1;
+    split(T, E * (4 + k), [&](int64_t b, int64_t e) {
+      std::vector<float> p(static_cast<size_t>(E));
+      std::vector<char> chosen(static_cast<size_t>(E));
+      for (int64_t t = b; t < e; ++t) {
+        const float* l = logits + t * E;
+        float* r = out + t * E;
+        const float mx = *std::max_element(l, l + E);
+        float sum = 0;
+        for (int64_t i = 0; i < E; ++i) sum += (p[size_t(i)] = std::exp(l[i] - mx));
+        // The k largest logits; a strict > keeps the lower index among equals.
+        std::fill(chosen.begin(), chosen.end(), 0);
+        float chosen_sum = 0;
+        for (int64_t n = 0; n < k; ++n) {
+          int64_t best = -1;
+          for (int64_t i = 0; i < E; ++i)
+            if (!chosen[size_t(i)] && (best < 0 || l[i] > l[best])) best = i;
+          chosen[size_t(best)] = 1;
+          chosen_sum += p[size_t(best)];
+        }
+        // p / sum, or p / chosen_sum: (p / sum) / (chosen_sum / sum) with one rounding less.
+        const float inv = 1.0f / (norm ? chosen_sum : sum);
+        for (int64_t i = 0; i < E; ++i) r[i] = chosen[size_t(i)] ? p[size_t(i)] * inv : 0.0f;
+      }
+    });
+  }
+
+  // Expert by expert: the tokens routed to an expert are gathered into a block, which goes
+  // through the matmul kernels like a prefill (gate and up, swiglu, down) split over the
+  // pool by output columns, and its rows are added into the output in expert order, so
+  // that the result does not depend on the number of threads.
+  void moe_ffn(const OpCall& c) {
+    const float* x = data<float>(c.inputs[0]);
+    const float* route = data<float>(c.inputs[1]);
+    float* out = data<float>(c.outputs[0]);
+    const int64_t T = c.inputs[0].shape[0], D = c.inputs[0].shape[1];
+    const int64_t E = c.inputs[1].shape[1], H = c.inputs[2].shape[1];
+    const WeightType type = wtype(c.inputs[2]);
+    const size_t expert_bytes = size_t(H * D) * dtype_size(c.inputs[2].dtype);
+    const std::byte *gate = ptr(c.inputs[2]), *up = ptr(c.inputs[3]), *down = ptr(c.inputs[4]);
+    std::fill(out, out + T * D, 0.0f);
+    std::vector<int64_t> tokens;
+    std::vector<float> xs, g, u, y;
+    constexpr int64_t kGroup = 4;  // the matmul kernels' tile height
+    for (int64_t e = 0; e < E; ++e) {
+      tokens.clear();
+      for (int64_t t = 0; t < T; ++t)
+        if (route[t * E + e] != 0) tokens.push_back(t);
+      const int64_t n = int64_t(tokens.size());
+      if (n == 0) continue;  // not computed: its weights may hold anything
+      xs.resize(size_t(n * D));
+      g.resize(size_t(n * H));
+      u.resize(size_t(n * H));
+      y.resize(size_t(n * D));
+      for (int64_t i = 0; i < n; ++i)
+        std::memcpy(xs.data() + i * D, x + tokens[size_t(i)] * D, size_t(D) * 4);
+      const cpu::MatmulArgs ga{xs.data(), gate + size_t(e) * expert_bytes, type, g.data(), n, D, H};
+      const cpu::MatmulArgs ua{xs.data(), up + size_t(e) * expert_bytes, type, u.data(), n, D, H};
+      split((H + kGroup - 1) / kGroup, 2 * kGroup * n * D, [&](int64_t b, int64_t end) {
+        cpu::matmul_range(ga, b * kGroup, std::min(H, end * kGroup));
+        cpu::matmul_range(ua, b * kGroup, std::min(H, end * kGroup));
+      });
+      elementwise(n * H, 8, [&](int64_t b, int64_t end) {
+        cpu::swiglu(g.data() + b, u.data() + b, g.data() + b, end - b);
+      });
+      const cpu::MatmulArgs da{g.data(), down + size_t(e) * expert_bytes, type, y.data(), n, H, D};
+      split((D + kGroup - 1) / kGroup, kGroup * n * H, [&](int64_t b, int64_t end) {
+        cpu::matmul_range(da, b * kGroup, std::min(D, end * kGroup));
+      });
+      for (int64_t i = 0; i < n; ++i) {
+        const int64_t t = tokens[size_t(i)];
+        const float r = route[t * E + e];
+        float* o = out + t * D;
+        const float* yi = y.data() + i * D;
+        for (int64_t d = 0; d < D; ++d) o[d] += r * yi[d];
+      }
+    }
+  }
+
   ThreadPool pool_;
   std::vector<float> scratch_;
 };
@@ -232,13 +392,14 @@ class CpuBackend final : public HostBackend {
 
 std::unique_ptr<Backend> make_cpu_backend(const BackendUri& uri) {
   uri.allow_params({"threads"});
-  TAPML_REQUIRE_USAGE(uri.target.empty(), "backend URI '" + uri.text + "': cpu takes no device name ('" +
-                                        uri.target + "'); use cpu or cpu?threads=N");
+  TAPML_REQUIRE_USAGE(uri.target.empty(), "backend URI '" + uri.text +
+                                              "': cpu takes no device name ('" + uri.target +
+                                              "'); use cpu or cpu?threads=N");
   const int64_t hw = std::max<int64_t>(1, std::thread::hardware_concurrency());
   const int64_t threads = uri.int_param("threads", hw);
   TAPML_REQUIRE_USAGE(threads >= 1 && threads <= 1024, "backend URI '" + uri.text +
-                                                     "': threads=" + std::to_string(threads) +
-                                                     " is out of range (1..1024)");
+                                                           "': threads=" + std::to_string(threads) +
+                                                           " is out of range (1..1024)");
   return std::make_unique<CpuBackend>(uri.text, int(threads));
 }
 

@@ -317,12 +317,16 @@ void AttentionRange(const AttentionArgs& a, int64_t task_begin, int64_t task_end
   float* s = scores.data();
   for (int64_t task = task_begin; task < task_end; ++task) {
     const int64_t h = task / a.T, t = task % a.T, kh = h / group;
-    const int64_t n = a.P - a.T + t + 1;  // causal: keys 0 .. P-T+t
+    const int64_t last = a.P - a.T + t;  // causal: keys 0 .. P-T+t
+    // The sliding window: keys first .. last, s[j] holds key first + j.
+    const int64_t first = a.window > 0 ? std::max<int64_t>(0, last - a.window + 1) : 0;
+    const int64_t n = last - first + 1;
     const float* qh = a.q + t * qw + h * a.hd;
-    const float* kb = a.k + kh * a.hd;
+    const float* kb = a.k + first * kw + kh * a.hd;
     float mx = -INFINITY;
     for (int64_t j = 0; j < n; ++j) {
       s[j] = dot(qh, kb + j * kw, a.hd) * a.scale;
+      if (a.softcap > 0) s[j] = a.softcap * std::tanh(s[j] / a.softcap);
       mx = std::max(mx, s[j]);
     }
     const VF vmx = hn::Set(df, mx);
@@ -333,7 +337,7 @@ void AttentionRange(const AttentionArgs& a, int64_t task_begin, int64_t task_end
       vsum = hn::Add(vsum, hn::IfThenElseZero(hn::FirstN(df, size_t(n - j)), e));
     }
     const float inv = 1.0f / sum_lanes(df, vsum);
-    weighted_rows(s, n, a.v + kh * a.hd, kw, a.hd, inv, a.out + t * qw + h * a.hd);
+    weighted_rows(s, n, a.v + first * kw + kh * a.hd, kw, a.hd, inv, a.out + t * qw + h * a.hd);
   }
 }
 
@@ -455,6 +459,102 @@ void Gelu(const float* x, bool tanh_form, float* out, int64_t n) {
     map_unary(x, out, n, [](DF df, VF v) { return gelu_erf_vec(df, v); });
 }
 
+HWY_INLINE float sum(const float* HWY_RESTRICT x, int64_t n) {
+  const DF df;
+  const int64_t L = int64_t(hn::Lanes(df));
+  VF s0 = hn::Zero(df), s1 = hn::Zero(df), s2 = hn::Zero(df), s3 = hn::Zero(df);
+  int64_t i = 0;
+  for (; i + 4 * L <= n; i += 4 * L) {
+    s0 = hn::Add(s0, hn::LoadU(df, x + i));
+    s1 = hn::Add(s1, hn::LoadU(df, x + i + L));
+    s2 = hn::Add(s2, hn::LoadU(df, x + i + 2 * L));
+    s3 = hn::Add(s3, hn::LoadU(df, x + i + 3 * L));
+  }
+  for (; i + L <= n; i += L) s0 = hn::Add(s0, hn::LoadU(df, x + i));
+  float s = sum_lanes(df, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3)));
+  for (; i < n; ++i) s += x[i];
+  return s;
+}
+
+// *s1 = sum of d[i], *s2 = sum of d[i]^2, d[i] = x[i] - m.
+HWY_INLINE void deviation_sums(const float* HWY_RESTRICT x, float m, int64_t n, float* s1,
+                               float* s2) {
+  const DF df;
+  const int64_t L = int64_t(hn::Lanes(df));
+  const VF vm = hn::Set(df, m);
+  VF a0 = hn::Zero(df), a1 = hn::Zero(df), q0 = hn::Zero(df), q1 = hn::Zero(df);
+  int64_t i = 0;
+  for (; i + 2 * L <= n; i += 2 * L) {
+    const VF d0 = hn::Sub(hn::LoadU(df, x + i), vm), d1 = hn::Sub(hn::LoadU(df, x + i + L), vm);
+    a0 = hn::Add(a0, d0);
+    a1 = hn::Add(a1, d1);
+    q0 = hn::MulAdd(d0, d0, q0);
+    q1 = hn::MulAdd(d1, d1, q1);
+  }
+  for (; i + L <= n; i += L) {
+    const VF d0 = hn::Sub(hn::LoadU(df, x + i), vm);
+    a0 = hn::Add(a0, d0);
+    q0 = hn::MulAdd(d0, d0, q0);
+  }
+  float a = sum_lanes(df, hn::Add(a0, a1)), q = sum_lanes(df, hn::Add(q0, q1));
+  for (; i < n; ++i) {
+    const float d = x[i] - m;
+    a += d;
+    q += d * d;
+  }
+  *s1 = a;
+  *s2 = q;
+}
+
+// The mean as m0 + lo: m0 the f32 mean, lo the mean of the deviations from it (the
+// corrected two-pass algorithm). For a row whose mean is far above its spread (1000 +- 1),
+// m0 alone is off by up to half an ulp of 1000, 3e-5 of the spread, in every output; x - m0
+// is exact there (Sterbenz) and lo carries the rest. The variance is that of x - m0 less
+// lo^2, in f64.
+void LayernormRow(const float* x, const float* w, double eps, float* out, int64_t n) {
+  const DF df;
+  const int64_t L = int64_t(hn::Lanes(df));
+  const float m0 = sum(x, n) / float(n);
+  float s1, s2;
+  deviation_sums(x, m0, n, &s1, &s2);
+  const double lo = double(s1) / double(n);
+  const double var = std::max(0.0, double(s2) / double(n) - lo * lo);
+  const float inv = float(1.0 / std::sqrt(var + eps)), flo = float(lo);
+  const VF vm = hn::Set(df, m0), vlo = hn::Set(df, flo), vinv = hn::Set(df, inv);
+  int64_t i = 0;
+  for (; i + L <= n; i += L) {
+    const VF d = hn::Sub(hn::Sub(hn::LoadU(df, x + i), vm), vlo);
+    hn::StoreU(hn::Mul(hn::Mul(d, vinv), hn::LoadU(df, w + i)), df, out + i);
+  }
+  for (; i < n; ++i) out[i] = ((x[i] - m0) - flo) * inv * w[i];
+}
+
+void Mul(const float* a, const float* b, float* out, int64_t n) {
+  const DF df;
+  const int64_t L = int64_t(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + L <= n; i += L)
+    hn::StoreU(hn::Mul(hn::LoadU(df, a + i), hn::LoadU(df, b + i)), df, out + i);
+  for (; i < n; ++i) out[i] = a[i] * b[i];
+}
+
+void Scale(const float* x, float s, float* out, int64_t n) {
+  const DF df;
+  const int64_t L = int64_t(hn::Lanes(df));
+  const VF vs = hn::Set(df, s);
+  int64_t i = 0;
+  for (; i + L <= n; i += L) hn::StoreU(hn::Mul(hn::LoadU(df, x + i), vs), df, out + i);
+  for (; i < n; ++i) out[i] = x[i] * s;
+}
+
+// Highway's Tanh is 1 beyond |y| = 18.7 and goes through expm1, so it keeps tanh(y) ~ y near 0.
+void Softcap(const float* x, float cap, float* out, int64_t n) {
+  map_unary(x, out, n, [cap](DF df, VF v) {
+    const VF c = hn::Set(df, cap);
+    return hn::Mul(c, hn::Tanh(df, hn::Div(v, c)));
+  });
+}
+
 const char* SimdTarget() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace HWY_NAMESPACE
@@ -472,6 +572,10 @@ HWY_EXPORT(ScaleMul);
 HWY_EXPORT(Swiglu);
 HWY_EXPORT(Add);
 HWY_EXPORT(Gelu);
+HWY_EXPORT(LayernormRow);
+HWY_EXPORT(Mul);
+HWY_EXPORT(Scale);
+HWY_EXPORT(Softcap);
 HWY_EXPORT(SimdTarget);
 
 void matmul_range(const MatmulArgs& a, int64_t n_begin, int64_t n_end) {
@@ -495,6 +599,18 @@ void add(const float* a, const float* b, float* out, int64_t n) {
 }
 void gelu(const float* x, bool tanh_form, float* out, int64_t n) {
   HWY_DYNAMIC_DISPATCH(Gelu)(x, tanh_form, out, n);
+}
+void layernorm_row(const float* x, const float* w, double eps, float* out, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(LayernormRow)(x, w, eps, out, n);
+}
+void mul(const float* a, const float* b, float* out, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(Mul)(a, b, out, n);
+}
+void scale(const float* x, float s, float* out, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(Scale)(x, s, out, n);
+}
+void softcap(const float* x, float cap, float* out, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(Softcap)(x, cap, out, n);
 }
 const char* simd_target() { return HWY_DYNAMIC_DISPATCH(SimdTarget)(); }
 

@@ -30,6 +30,8 @@ struct AttentionArgs {
   float* out;      // [T, H*hd]
   int64_t T, P, H, KV, hd;
   float scale;
+  int64_t window = 0;  // 0: none; else keys i - window < j <= i
+  float softcap = 0;   // 0: none; else scores become softcap * tanh(score / softcap)
 };
 void attention_range(const AttentionArgs& a, int64_t task_begin, int64_t task_end);
 
@@ -46,6 +48,16 @@ void add(const float* a, const float* b, float* out, int64_t n);
 // out[i] = gelu(x[i]) (see the catalog's gelu): x * Phi(x) when !tanh_form, else the tanh
 // approximation. out may alias x.
 void gelu(const float* x, bool tanh_form, float* out, int64_t n);
+
+// One layer-normalized row: out[i] = (x[i] - mean) / sqrt(var + eps) * w[i], mean and the
+// biased variance of x, the variance from the deviations; out may alias x.
+void layernorm_row(const float* x, const float* w, double eps, float* out, int64_t n);
+// out[i] = a[i] * b[i].
+void mul(const float* a, const float* b, float* out, int64_t n);
+// out[i] = x[i] * s; out may alias x.
+void scale(const float* x, float s, float* out, int64_t n);
+// out[i] = cap * tanh(x[i] / cap); out may alias x.
+void softcap(const float* x, float cap, float* out, int64_t n);
 
 // The instruction set the kernels run with on this CPU ("AVX2", "AVX3", ...).
 const char* simd_target();

@@ -210,6 +210,11 @@ class FaultyBackend final : public ForwardingBackend {
     int64_t H = c.attrs.get_int("n_heads"), KV = c.attrs.get_int("n_kv_heads");
     int64_t hd = c.attrs.get_int("head_dim");
     double scale = c.attrs.get("scale");
+    // The sliding window and the score cap as the catalog defines them: a fault changes
+    // nothing else.
+    const int64_t window = int64_t(c.attrs.get_or("window", 0));
+    const double cap = c.attrs.get_or("softcap", 0);
+    auto capped = [&](double s) { return cap > 0 ? cap * std::tanh(s / cap) : s; };
     int64_t qw = H * hd, kw = KV * hd, group = H / KV;
     // With one KV head every query head reads it whatever the mapping.
     if (fault_.fault == Fault::GqaMap && KV == 1) return inner().run(c);
@@ -220,6 +225,7 @@ class FaultyBackend final : public ForwardingBackend {
     std::vector<double> weight(static_cast<size_t>(P));
     for (int64_t t = 0; t < T; ++t) {
       int64_t last = P - T + t;  // causal: keys 0..last
+      int64_t first = window > 0 ? std::max<int64_t>(0, last - window + 1) : 0;
       for (int64_t h = 0; h < H; ++h) {
         const float* qh = q.data() + t * qw + h * hd;
         int64_t kh = h / group;
@@ -230,15 +236,15 @@ class FaultyBackend final : public ForwardingBackend {
           // The scale is applied after the f16 dot product, so a raw q.k beyond 65504
           // overflows even though the scaled score would have fit.
           float mx = -INFINITY;
-          for (int64_t j = 0; j <= last; ++j) {
+          for (int64_t j = first; j <= last; ++j) {
             float dot = 0;
             for (int64_t i = 0; i < hd; ++i) dot = as_f16(dot + as_f16(qh[i] * key(j)[i]));
-            float s = as_f16(dot * float(scale));
+            float s = as_f16(float(capped(as_f16(dot * float(scale)))));
             weight[size_t(j)] = s;
             mx = as_f16(std::max(mx, s));
           }
           float sum16 = 0;
-          for (int64_t j = 0; j <= last; ++j) {
+          for (int64_t j = first; j <= last; ++j) {
             float e = as_f16(std::exp(as_f16(float(weight[size_t(j)]) - mx)));
             weight[size_t(j)] = e;
             sum16 = as_f16(sum16 + e);
@@ -248,28 +254,28 @@ class FaultyBackend final : public ForwardingBackend {
           // exp of the raw score ("it's shift-invariant, the max is only for stability"),
           // held in half precision as a fast shader exp would be.
           float sum32 = 0;
-          for (int64_t j = 0; j <= last; ++j) {
+          for (int64_t j = first; j <= last; ++j) {
             double dot = 0;
             for (int64_t i = 0; i < hd; ++i) dot += double(qh[i]) * key(j)[i];
-            float e = as_f16(std::exp(float(dot * scale)));
+            float e = as_f16(std::exp(float(capped(dot * scale))));
             weight[size_t(j)] = e;
             sum32 += e;
           }
           sum = sum32;
         } else {  // gqa_map: the reference softmax on the wrong head
           double mx = -INFINITY;
-          for (int64_t j = 0; j <= last; ++j) {
+          for (int64_t j = first; j <= last; ++j) {
             double dot = 0;
             for (int64_t i = 0; i < hd; ++i) dot += double(qh[i]) * key(j)[i];
-            weight[size_t(j)] = dot * scale;
+            weight[size_t(j)] = capped(dot * scale);
             mx = std::max(mx, weight[size_t(j)]);
           }
-          for (int64_t j = 0; j <= last; ++j)
+          for (int64_t j = first; j <= last; ++j)
             sum += (weight[size_t(j)] = std::exp(weight[size_t(j)] - mx));
         }
         for (int64_t i = 0; i < hd; ++i) {
           double acc = 0;
-          for (int64_t j = 0; j <= last; ++j)
+          for (int64_t j = first; j <= last; ++j)
             acc += weight[size_t(j)] * v[size_t(j * kw + kh * hd + i)];
           out[size_t(t * qw + h * hd + i)] = float(acc / sum);
         }
@@ -305,15 +311,15 @@ std::unique_ptr<Backend> make_faulty_backend(const BackendUri& uri) {
   const std::string where = "backend URI '" + uri.text + "': ";
   uri.allow_params({"fault", "site"});
   TAPML_REQUIRE_USAGE(!uri.target.empty(),
-                where + "name the backend to wrap, as in faulty:cpu?fault=NAME");
+                      where + "name the backend to wrap, as in faulty:cpu?fault=NAME");
   auto named = uri.params.find("fault");
   TAPML_REQUIRE_USAGE(named != uri.params.end(),
-                where + "missing fault=NAME (known faults: " + fault_list() + ")");
+                      where + "missing fault=NAME (known faults: " + fault_list() + ")");
   const FaultDef* fault = nullptr;
   for (const FaultDef& f : kFaults)
     if (named->second == f.name) fault = &f;
   TAPML_REQUIRE_USAGE(fault != nullptr, where + "unknown fault '" + named->second +
-                                      "' (known faults: " + fault_list() + ")");
+                                            "' (known faults: " + fault_list() + ")");
   std::string site = uri.param("site", "");
   Pattern site_re(site, where + "site=");
   // Through the registry rather than the built-in list: backends know nothing of each other.

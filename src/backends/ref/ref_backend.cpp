@@ -1,5 +1,6 @@
 #include "backends/ref/ref_backend.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <type_traits>
@@ -24,12 +25,20 @@ class RefBackend final : public HostBackend {
     kernels().add(Op::Embedding, this, &RefBackend::embedding);
     kernels().add(Op::RmsNorm, this, &RefBackend::rmsnorm);
     kernels().add(Op::Matmul, this, &RefBackend::matmul);
-    kernels().add(Op::Rope, this, &RefBackend::rope);
+    kernels().add(Op::Rope, this, &RefBackend::rope, {}, {"freq_factors"});
     kernels().add(Op::KvStore, this, &RefBackend::kv_store);
-    kernels().add(Op::Attention, this, &RefBackend::attention);
+    kernels().add(Op::Attention, this, &RefBackend::attention, {}, {"window", "softcap"});
     kernels().add(Op::Swiglu, this, &RefBackend::swiglu);
     kernels().add(Op::Add, this, &RefBackend::add);
     kernels().add(Op::Gelu, this, &RefBackend::gelu);
+    kernels().add(Op::LayerNorm, this, &RefBackend::layernorm);
+    kernels().add(Op::Bias, this, &RefBackend::bias);
+    kernels().add(Op::Mul, this, &RefBackend::mul);
+    kernels().add(Op::Scale, this, &RefBackend::scale);
+    kernels().add(Op::Softcap, this, &RefBackend::softcap);
+    kernels().add(Op::SigmoidGate, this, &RefBackend::sigmoid_gate);
+    kernels().add(Op::MoeRoute, this, &RefBackend::moe_route);
+    kernels().add(Op::MoeFfn, this, &RefBackend::moe_ffn);
   }
 
  private:
@@ -103,6 +112,7 @@ class RefBackend final : public HostBackend {
     int64_t rd = c.attrs.get_int("rope_dim");
     A base = c.attrs.get("base");
     bool neox = c.attrs.get_int("pairing") == 1;
+    const float* factors = c.inputs.size() > 2 ? data<float>(c.inputs[2]) : nullptr;
     std::vector<float> row(static_cast<size_t>(W));
     for (int64_t t = 0; t < T; ++t) {
       for (int64_t i = 0; i < W; ++i) row[size_t(i)] = x[t * W + i];  // out may alias x
@@ -111,7 +121,10 @@ class RefBackend final : public HostBackend {
         const float* r = row.data() + h * hd;
         for (int64_t i = 0; i < hd; ++i) o[i] = r[i];
         for (int64_t i = 0; i < rd / 2; ++i) {
-          A theta = A(pos[t]) * std::pow(base, -2.0 * A(i) / A(rd));
+          // The frequency stays in f64 in both modes (-2.0 is a double), so that the angle is
+          // rounded once: the noise reference's rope error is that of one rounded angle.
+          const double divisor = factors ? double(factors[i]) : 1.0;
+          A theta = A(pos[t]) * (std::pow(base, -2.0 * A(i) / A(rd)) / divisor);
           A cs = std::cos(theta), sn = std::sin(theta);
           int64_t a = neox ? i : 2 * i, b = neox ? i + rd / 2 : 2 * i + 1;
           o[a] = float(r[a] * cs - r[b] * sn);
@@ -143,26 +156,32 @@ class RefBackend final : public HostBackend {
     int64_t H = c.attrs.get_int("n_heads"), KV = c.attrs.get_int("n_kv_heads");
     int64_t hd = c.attrs.get_int("head_dim");
     A scale = c.attrs.get("scale");
+    const int64_t window = int64_t(c.attrs.get_or("window", 0));
+    const A cap = A(c.attrs.get_or("softcap", 0));
     int64_t qw = H * hd, kw = KV * hd, group = H / KV;
     std::vector<A> score(static_cast<size_t>(P));
     for (int64_t t = 0; t < T; ++t) {
       int64_t last = P - T + t;  // causal: keys 0..last
+      // The sliding window: keys last - window + 1 .. last.
+      int64_t first = window > 0 ? std::max<int64_t>(0, last - window + 1) : 0;
       for (int64_t h = 0; h < H; ++h) {
         const float* qh = q + t * qw + h * hd;
         int64_t kh = h / group;
         A mx = -INFINITY;
-        for (int64_t j = 0; j <= last; ++j) {
+        for (int64_t j = first; j <= last; ++j) {
           A s = 0;
           for (int64_t i = 0; i < hd; ++i) s += A(qh[i]) * k[j * kw + kh * hd + i];
-          score[size_t(j)] = s * scale;
+          s *= scale;
+          if (cap > 0) s = cap * std::tanh(s / cap);
+          score[size_t(j)] = s;
           mx = std::max(mx, score[size_t(j)]);
         }
         A sum = 0;
-        for (int64_t j = 0; j <= last; ++j)
+        for (int64_t j = first; j <= last; ++j)
           sum += (score[size_t(j)] = std::exp(score[size_t(j)] - mx));
         for (int64_t i = 0; i < hd; ++i) {
           A acc = 0;
-          for (int64_t j = 0; j <= last; ++j) acc += score[size_t(j)] * v[j * kw + kh * hd + i];
+          for (int64_t j = first; j <= last; ++j) acc += score[size_t(j)] * v[j * kw + kh * hd + i];
           out[t * qw + h * hd + i] = float(acc / sum);
         }
       }
@@ -204,13 +223,142 @@ class RefBackend final : public HostBackend {
       }
     }
   }
+
+  // Two passes: the variance from the deviations (see the catalog's layernorm).
+  void layernorm(const OpCall& c) {
+    const float* x = data<float>(c.inputs[0]);
+    const float* w = data<float>(c.inputs[1]);
+    float* out = data<float>(c.outputs[0]);
+    const int64_t T = c.inputs[0].shape[0], N = c.inputs[0].shape[1];
+    const A eps = A(c.attrs.get("eps"));
+    for (int64_t t = 0; t < T; ++t) {
+      const float* r = x + t * N;
+      A sum = 0;
+      for (int64_t i = 0; i < N; ++i) sum += r[i];
+      const A mean = sum / A(N);
+      A ss = 0;
+      for (int64_t i = 0; i < N; ++i) ss += (A(r[i]) - mean) * (A(r[i]) - mean);
+      const A inv = A(1) / std::sqrt(ss / A(N) + eps);
+      for (int64_t i = 0; i < N; ++i) out[t * N + i] = float((A(r[i]) - mean) * inv * A(w[i]));
+    }
+  }
+
+  void bias(const OpCall& c) {
+    const float* x = data<float>(c.inputs[0]);
+    const float* b = data<float>(c.inputs[1]);
+    float* out = data<float>(c.outputs[0]);
+    const int64_t T = c.inputs[0].shape[0], N = c.inputs[0].shape[1];
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t i = 0; i < N; ++i) out[t * N + i] = float(A(x[t * N + i]) + A(b[i]));
+  }
+
+  void mul(const OpCall& c) {
+    const float* a = data<float>(c.inputs[0]);
+    const float* b = data<float>(c.inputs[1]);
+    float* out = data<float>(c.outputs[0]);
+    for (int64_t i = 0; i < c.inputs[0].shape.numel(); ++i) out[i] = float(A(a[i]) * A(b[i]));
+  }
+
+  void scale(const OpCall& c) {
+    const float* x = data<float>(c.inputs[0]);
+    float* out = data<float>(c.outputs[0]);
+    const A s = A(c.attrs.get("s"));
+    for (int64_t i = 0; i < c.inputs[0].shape.numel(); ++i) out[i] = float(A(x[i]) * s);
+  }
+
+  void softcap(const OpCall& c) {
+    const float* x = data<float>(c.inputs[0]);
+    float* out = data<float>(c.outputs[0]);
+    const A cap = A(c.attrs.get("cap"));
+    for (int64_t i = 0; i < c.inputs[0].shape.numel(); ++i)
+      out[i] = float(cap * std::tanh(A(x[i]) / cap));
+  }
+
+  // 1 / (1 + e^-z), formed so that no exp overflows.
+  static A sigmoid(A z) {
+    if (z >= 0) return A(1) / (A(1) + std::exp(-z));
+    const A e = std::exp(z);
+    return e / (A(1) + e);
+  }
+
+  void sigmoid_gate(const OpCall& c) {
+    const float* x = data<float>(c.inputs[0]);
+    const float* g = data<float>(c.inputs[1]);
+    float* out = data<float>(c.outputs[0]);
+    const int64_t T = c.inputs[0].shape[0], N = c.inputs[0].shape[1];
+    for (int64_t t = 0; t < T; ++t) {
+      const A s = sigmoid(A(g[t]));
+      for (int64_t i = 0; i < N; ++i) out[t * N + i] = float(A(x[t * N + i]) * s);
+    }
+  }
+
+  void moe_route(const OpCall& c) {
+    const float* logits = data<float>(c.inputs[0]);
+    float* out = data<float>(c.outputs[0]);
+    const int64_t T = c.inputs[0].shape[0], E = c.inputs[0].shape[1];
+    const int64_t k = c.attrs.get_int("k");
+    const bool norm = c.attrs.get_int("norm") == 1;
+    std::vector<A> p(static_cast<size_t>(E));
+    std::vector<int64_t> order(static_cast<size_t>(E));
+    for (int64_t t = 0; t < T; ++t) {
+      const float* l = logits + t * E;
+      A mx = -INFINITY, sum = 0;
+      for (int64_t e = 0; e < E; ++e) mx = std::max(mx, A(l[e]));
+      for (int64_t e = 0; e < E; ++e) sum += (p[size_t(e)] = std::exp(A(l[e]) - mx));
+      // The k largest logits, the lower index first among equals (a stable sort).
+      for (int64_t e = 0; e < E; ++e) order[size_t(e)] = e;
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int64_t a, int64_t b) { return l[a] > l[b]; });
+      A chosen = 0;
+      for (int64_t i = 0; i < k; ++i) chosen += p[size_t(order[size_t(i)])] / sum;
+      for (int64_t e = 0; e < E; ++e) out[t * E + e] = 0;
+      for (int64_t i = 0; i < k; ++i) {
+        const int64_t e = order[size_t(i)];
+        const A r = p[size_t(e)] / sum;
+        out[t * E + e] = float(norm ? r / chosen : r);
+      }
+    }
+  }
+
+  void moe_ffn(const OpCall& c) {
+    const float* x = data<float>(c.inputs[0]);
+    const float* route = data<float>(c.inputs[1]);
+    Weights gate = weights(c.inputs[2]), up = weights(c.inputs[3]), down = weights(c.inputs[4]);
+    float* out = data<float>(c.outputs[0]);
+    const int64_t T = c.inputs[0].shape[0], D = c.inputs[0].shape[1];
+    const int64_t E = c.inputs[1].shape[1], H = c.inputs[2].shape[1];
+    std::vector<A> act(static_cast<size_t>(H)), acc(static_cast<size_t>(D));
+    for (int64_t t = 0; t < T; ++t) {
+      const float* xt = x + t * D;
+      std::fill(acc.begin(), acc.end(), A(0));
+      for (int64_t e = 0; e < E; ++e) {
+        const A r = route[t * E + e];
+        if (r == 0) continue;  // not computed: its weights may hold anything
+        for (int64_t h = 0; h < H; ++h) {
+          A g = 0, u = 0;
+          for (int64_t d = 0; d < D; ++d) {
+            g += A(xt[d]) * gate((e * H + h) * D + d);
+            u += A(xt[d]) * up((e * H + h) * D + d);
+          }
+          act[size_t(h)] = g / (A(1) + std::exp(-g)) * u;
+        }
+        for (int64_t d = 0; d < D; ++d) {
+          A s = 0;
+          for (int64_t h = 0; h < H; ++h) s += down((e * D + d) * H + h) * act[size_t(h)];
+          acc[size_t(d)] += r * s;
+        }
+      }
+      for (int64_t d = 0; d < D; ++d) out[t * D + d] = float(acc[size_t(d)]);
+    }
+  }
 };
 
 }  // namespace
 
 std::unique_ptr<Backend> make_ref_backend(const BackendUri& uri) {
   uri.allow_params({"acc"});
-  TAPML_REQUIRE_USAGE(uri.target.empty(), "backend URI '" + uri.text + "': ref takes no device name");
+  TAPML_REQUIRE_USAGE(uri.target.empty(),
+                      "backend URI '" + uri.text + "': ref takes no device name");
   const std::string acc = uri.param("acc", "f64");
   if (acc == "f64") return std::make_unique<RefBackend<double>>(uri.text);
   if (acc == "f32") return std::make_unique<RefBackend<float>>(uri.text);
