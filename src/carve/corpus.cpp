@@ -463,8 +463,8 @@ std::optional<std::string> Corpus::meta(const std::string& key) const {
 void Corpus::store_weights_by_reference(const std::string& model_path) {
   std::error_code ec;
   fs::path abs = fs::absolute(model_path, ec);
-  TAPML_REQUIRE(!ec && fs::is_regular_file(abs, ec),
-                model_path + ": no such model file (to store weights by reference)");
+  TAPML_REQUIRE(!ec && (fs::is_regular_file(abs, ec) || fs::is_directory(abs, ec)),
+                model_path + ": no such model file or folder (to store weights by reference)");
   db_->ref_model = abs.lexically_normal().string();
   db_->ref_source.reset();
   db_->ref_hashes.clear();
