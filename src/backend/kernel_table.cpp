@@ -15,7 +15,8 @@ bool named(const std::vector<std::string>& list, std::string_view name) {
 // The first option the call uses that `options` lacks, or "".
 std::string missing_option(const OpDef& d, const OpCall& call,
                            const std::vector<std::string>& options) {
-  for (size_t i = d.required_inputs(); i < call.inputs.size(); ++i)
+  // (A call with more inputs than the op has fails validation first; bounded all the same.)
+  for (size_t i = d.required_inputs(); i < call.inputs.size() && i < d.inputs.size(); ++i)
     if (!named(options, d.inputs[i])) return d.inputs[i];
   for (const auto& [k, v] : call.attrs.items())
     if (d.attr_is_optional(k) && v != 0 && !named(options, k)) return k;

@@ -117,7 +117,7 @@ OpDef define_moe_ffn() {
           {-1},
           infer,
           reduction,
-          {8, 16, false},
+          {8, 8, false},
           examples};
   d.dtype_follows = {-1, -1, -1, 2, 2};
   return d;

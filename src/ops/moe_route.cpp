@@ -60,7 +60,7 @@ int64_t reduction(Types in, const Attrs&) { return in[0].shape[1]; }
 
 OpDef define_moe_route() {
   return {Op::MoeRoute, "moe_route", {"logits"}, {"route"},     {"k", "norm"}, {{DType::F32}},
-          {-1},         infer,       reduction,  {8, 8, false}, examples};
+          {-1},         infer,       reduction,  {4, 4, false}, examples};
 }
 
 }  // namespace tapml::ops

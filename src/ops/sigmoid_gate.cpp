@@ -43,7 +43,7 @@ OpDef define_sigmoid_gate() {
           {-1},
           infer,
           no_reduction,
-          {16, 16, false},
+          {4, 4, false},
           examples};
 }
 

@@ -1,7 +1,7 @@
 // softcap  (x [T, N] f32)  attrs cap  -> out [T, N] f32
 //   out = cap * tanh(x / cap), cap > 0 (Gemma 2's final logit soft-capping, cap 30).
 //   Odd, and x for |x| << cap; it saturates at +-cap, which it reaches in f32 for
-//   |x| > 9 cap.
+//   |x| > 9 cap. Measured error of correct f32 kernels <= 3.5 u (u = 2^-24).
 #include <cmath>
 
 #include "ops/rules.h"
@@ -33,8 +33,8 @@ std::vector<OpExample> examples(std::span<const DType>, std::mt19937_64& rng) {
 }  // namespace
 
 OpDef define_softcap() {
-  return {Op::Softcap, "softcap", {"x"},        {"out"},         {"cap"}, {{DType::F32}},
-          {-1},        infer,     no_reduction, {16, 16, false}, examples};
+  return {Op::Softcap, "softcap", {"x"},        {"out"},       {"cap"}, {{DType::F32}},
+          {-1},        infer,     no_reduction, {8, 8, false}, examples};
 }
 
 }  // namespace tapml::ops

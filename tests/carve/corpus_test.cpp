@@ -222,6 +222,36 @@ TEST(Corpus, RoundTripsEveryDtypeBitExactly) {
   EXPECT_TRUE(contains(error_of([&] { c.set_meta("schema_version", "7"); }), "cannot be set"));
 }
 
+// A call that leaves out an optional input and one that has it are stored, loaded,
+// exported and imported with the inputs they have.
+TEST(Corpus, CarriesCallsWithAndWithoutOptionalInputs) {
+  const std::string path = temp_path("optional.db");
+  TestCase plain = rope_test(70);
+  TestCase scaled = rope_test(80);
+  scaled.inputs.push_back(random_tensor(DType::F32, {2}, 81));
+  scaled.input_weights = {"", "", "rope_freqs.weight"};
+  EXPECT_NE(plain.signature(), scaled.signature());
+  std::vector<int64_t> ids;
+  {
+    Corpus c = Corpus::create(path);
+    ids = {c.add(plain), c.add(scaled)};
+  }
+  Corpus c = Corpus::open(path);
+  const std::vector<TestCase> want = {plain, scaled};
+  for (size_t i = 0; i < 2; ++i) {
+    TestCase got = c.load(ids[i]);
+    EXPECT_EQ(got.inputs.size(), want[i].inputs.size());
+    expect_same_test(want[i], got);
+    const std::string dir = temp_path("optional_export_" + std::to_string(i));
+    c.export_test(ids[i], dir);
+    expect_same_test(want[i], Corpus::import_test(dir));
+  }
+  // The catalog still decides: freq_factors of the wrong length is refused.
+  TestCase bad = scaled;
+  bad.inputs[2] = random_tensor(DType::F32, {3}, 82);
+  EXPECT_TRUE(contains(error_of([&] { c.add(bad); }), "rope: freq_factors must be"));
+}
+
 TEST(Corpus, CreateRefusesAnExistingFileUnlessOverwriting) {
   std::string path = temp_path("exists.db");
   { Corpus::create(path).add(rope_test(1)); }
