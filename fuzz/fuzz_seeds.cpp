@@ -1,4 +1,5 @@
-// Writes small valid files into the seed corpora: fuzz_seeds GGUF_DIR LLAMA2C_DIR.
+// Writes small valid files into the seed corpora:
+//   fuzz_seeds GGUF_DIR LLAMA2C_DIR [SAFETENSORS_DIR]
 // Mutating a valid file reaches the deep parts of a reader much sooner than random bytes;
 // the shared models are too large to be whole seeds (fuzz/run.sh adds their first bytes).
 #include <cstdio>
@@ -9,6 +10,7 @@
 
 #include "core/error.h"
 #include "format/gguf.h"
+#include "format/safetensors.h"
 
 using namespace tapml;
 
@@ -98,11 +100,52 @@ void write_llama2c(const std::string& path, bool separate_classifier) {
   if (!f) throw Error(path + ": cannot write");
 }
 
+void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream f(path, std::ios::binary);
+  f.write(bytes.data(), std::streamsize(bytes.size()));
+  if (!f) throw Error(path + ": cannot write");
+}
+
+// Each safetensors seed twice: as a file, and as "HEADER\nDATA", the second form
+// fuzz_safetensors reads (it makes the length prefix fit).
+void write_safetensors_seed(const std::string& dir, const std::string& name,
+                            const std::string& header, const std::string& data) {
+  uint64_t n = header.size();
+  write_bytes(dir + "/" + name, std::string(reinterpret_cast<const char*>(&n), 8) + header + data);
+  write_bytes(dir + "/" + name + ".text", header + "\n" + data);
+}
+
+void write_safetensors(const std::string& dir) {
+  std::string sample = dir + "/sample.safetensors";
+  safetensors::write(sample,
+                     {{"embed", ramp(DType::F32, {3, 4})},
+                      {"norm", ramp(DType::F16, {4})},
+                      {"proj", ramp(DType::BF16, {2, 3})},
+                      {"ids", Tensor::from_i32({2}, std::vector<int32_t>{1, -1})},
+                      {"scalar", ramp(DType::F32, {})},
+                      {"empty", Tensor(DType::F32, {0, 3})}},
+                     {{"format", "pt"}});
+  // Dtypes TapML lists but cannot compute with, as real checkpoints carry them.
+  write_safetensors_seed(dir, "mixed.safetensors",
+                         R"({"__metadata__":{"format":"pt"},)"
+                         R"("w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                         R"("pos":{"dtype":"I64","shape":[2],"data_offsets":[8,24]},)"
+                         R"("mask":{"dtype":"BOOL","shape":[2,2],"data_offsets":[24,28]},)"
+                         R"("q":{"dtype":"F8_E4M3","shape":[4],"data_offsets":[28,32]},)"
+                         R"("f4":{"dtype":"F4","shape":[2],"data_offsets":[32,33]},)"
+                         R"("f6":{"dtype":"F6_E3M2","shape":[4],"data_offsets":[33,36]}}   )",
+                         std::string(36, '\x11'));
+  write_safetensors_seed(dir, "empty.safetensors", "{}      ", "");
+  write_safetensors_seed(dir, "odd.safetensors",
+                         R"({"x":{"dtype":"F32","shape":[1,1],"data_offsets":[0,4]}})",
+                         std::string("\0\0\x80\x3f", 4));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 3) {
-    std::fprintf(stderr, "usage: fuzz_seeds GGUF_DIR LLAMA2C_DIR\n");
+  if (argc != 3 && argc != 4) {
+    std::fprintf(stderr, "usage: fuzz_seeds GGUF_DIR LLAMA2C_DIR [SAFETENSORS_DIR]\n");
     return 2;
   }
   try {
@@ -114,6 +157,7 @@ int main(int argc, char** argv) {
     write_kitchen_sink(g + "/kitchen_sink.gguf");
     write_llama2c(l + "/shared.bin", false);
     write_llama2c(l + "/separate.bin", true);
+    if (argc == 4) write_safetensors(argv[3]);
   } catch (const Error& e) {
     std::fprintf(stderr, "fuzz_seeds: %s\n", e.what());
     return 1;

@@ -24,13 +24,13 @@ if [[ ! -f $build/CMakeCache.txt ]]; then
     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTAPML_BUILD_FUZZ=ON -DTAPML_BUILD_TESTS=OFF \
     -DTAPML_BUILD_BENCH=OFF >/dev/null
 fi
-targets=(fuzz_gguf fuzz_llama2c fuzz_rpc)
+targets=(fuzz_gguf fuzz_llama2c fuzz_safetensors fuzz_rpc)
 cmake --build "$build" --target "${targets[@]}" fuzz_seeds
 
 seeds=$(mktemp -d)
 trap 'rm -rf "$seeds"' EXIT
-mkdir -p "$seeds/fuzz_gguf" "$seeds/fuzz_llama2c" "$seeds/fuzz_rpc"
-"$build/fuzz/fuzz_seeds" "$seeds/fuzz_gguf" "$seeds/fuzz_llama2c"
+mkdir -p "$seeds/fuzz_gguf" "$seeds/fuzz_llama2c" "$seeds/fuzz_safetensors" "$seeds/fuzz_rpc"
+"$build/fuzz/fuzz_seeds" "$seeds/fuzz_gguf" "$seeds/fuzz_llama2c" "$seeds/fuzz_safetensors"
 # Protocol seeds: a HELLO frame and a RUN payload (matmul on two tensors), hand-encoded.
 printf '\x12\x00\x00\x00\x01TPML\x02\x00\x00\x00\x01\x00\x00\x00x\x00\x00\x00\x00' >"$seeds/fuzz_rpc/hello"
 printf '\x09\x03\x00\x00\x00add\x00\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00' >"$seeds/fuzz_rpc/run"
@@ -41,6 +41,12 @@ if [[ -d $shared/models ]]; then
   done
   head -c 16384 "$shared/models/stories260K/stories260K.gguf" >"$seeds/fuzz_gguf/stories_16k.gguf"
   head -c 4096 "$shared/models/stories260K/stories260K.bin" >"$seeds/fuzz_llama2c/stories_4k.bin"
+  # The Hugging Face families' headers, with the data cut to the seed size.
+  for d in "$shared"/models/families/*/; do
+    if [[ -f $d/model.safetensors ]]; then
+      head -c 16384 "$d/model.safetensors" >"$seeds/fuzz_safetensors/$(basename "$d").safetensors"
+    fi
+  done
 else
   echo "fuzz/run.sh: $shared/models not found; seeding with generated files only" >&2
 fi
@@ -49,7 +55,9 @@ status=0
 for t in "${targets[@]}"; do
   mkdir -p "$build/corpus/$t" "$build/artifacts"
   echo "== $t: ${seconds}s"
-  if ! "$build/fuzz/$t" "$build/corpus/$t" "$seeds/$t" -max_total_time="$seconds" \
+  dict=()
+  [[ -f $root/fuzz/$t.dict ]] && dict=(-dict="$root/fuzz/$t.dict")
+  if ! "$build/fuzz/$t" "$build/corpus/$t" "$seeds/$t" "${dict[@]}" -max_total_time="$seconds" \
       -max_len=65536 -timeout=10 -rss_limit_mb=4096 -print_final_stats=1 \
       -artifact_prefix="$build/artifacts/$t-" 2>"$build/$t.log"; then
     echo "FAIL: $t crashed; see $build/$t.log and $build/artifacts/" >&2

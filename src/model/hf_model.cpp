@@ -163,19 +163,17 @@ std::vector<std::string> HfConfig::layer_types(int n_layers) const {
   return out;
 }
 
-HfWeights::HfWeights(std::map<std::string, Tensor> tensors, std::string dir)
-    : tensors_(std::move(tensors)), dir_(std::move(dir)) {}
+HfWeights::HfWeights(const HfFolder& folder) : folder_(folder) {}
 
 const Tensor& HfWeights::peek(const std::string& name) const {
-  auto it = tensors_.find(name);
-  if (it == tensors_.end()) throw Error(dir_ + ": missing tensor " + name);
-  return it->second;
+  if (!folder_.sources.count(name)) throw Error(folder_.dir + ": missing tensor " + name);
+  return folder_.tensor(name);  // names the file and dtype when TapML cannot read it
 }
 
 Tensor HfWeights::take(const std::string& name) {
   const Tensor& t = peek(name);
   if (t.dtype() != DType::F32 && t.dtype() != DType::F16 && t.dtype() != DType::BF16)
-    throw Error(dir_ + ": " + name + " has dtype " + std::string(dtype_name(t.dtype())) +
+    throw Error(folder_.dir + ": " + name + " has dtype " + std::string(dtype_name(t.dtype())) +
                 ", expected f32, f16 or bf16");
   taken_.insert(name);
   return t;
@@ -191,7 +189,7 @@ Tensor HfWeights::take_f32(const std::string& name, float add) {
 
 Tensor HfWeights::take_transposed(const std::string& name) {
   Tensor t = take(name);
-  if (t.shape().rank() != 2) throw Error(dir_ + ": " + name + " is not a matrix");
+  if (t.shape().rank() != 2) throw Error(folder_.dir + ": " + name + " is not a matrix");
   const int64_t rows = t.shape()[0], cols = t.shape()[1];
   const size_t es = dtype_size(t.dtype());
   Tensor out(t.dtype(), Shape{cols, rows});
@@ -209,8 +207,8 @@ Tensor HfWeights::take_stacked(const std::vector<std::string>& names) {
   for (const std::string& n : names) parts.push_back(take(n));
   for (const Tensor& p : parts)
     if (p.dtype() != parts[0].dtype() || p.shape() != parts[0].shape())
-      throw Error(dir_ + ": " + names[0] + " and the tensors stacked with it differ in shape " +
-                  "or dtype");
+      throw Error(folder_.dir + ": " + names[0] +
+                  " and the tensors stacked with it differ in shape " + "or dtype");
   std::vector<int64_t> dims{int64_t(parts.size())};
   for (int64_t d : parts[0].shape().dims()) dims.push_back(d);
   Tensor out(parts[0].dtype(), Shape(dims));
@@ -225,7 +223,7 @@ Tensor HfWeights::take_stacked(const std::vector<std::string>& names) {
 void HfWeights::finish(const std::vector<std::string>& ignorable) const {
   std::string unused;
   int n = 0;
-  for (const auto& [name, t] : tensors_) {
+  for (const auto& [name, source] : folder_.sources) {
     if (taken_.count(name)) continue;
     bool ignore = false;
     for (const std::string& suffix : ignorable)
@@ -235,7 +233,7 @@ void HfWeights::finish(const std::vector<std::string>& ignorable) const {
     if (n++ < 3) unused += (unused.empty() ? "" : ", ") + name;
   }
   if (n)
-    throw Error(dir_ + ": " + std::to_string(n) + " tensor" + (n == 1 ? "" : "s") +
+    throw Error(folder_.dir + ": " + std::to_string(n) + " tensor" + (n == 1 ? "" : "s") +
                 " that this family does not use (" + unused + (n > 3 ? ", ..." : "") +
                 "): the config does not describe these weights, and running without them " +
                 "would be wrong");

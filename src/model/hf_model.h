@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "format/hf_folder.h"
 
 namespace tapml {
 
@@ -66,9 +67,9 @@ class HfConfig {
 // refuses a folder with tensors no one took, since a weight ignored is a model run wrong.
 class HfWeights {
  public:
-  HfWeights(std::map<std::string, Tensor> tensors, std::string dir);
+  explicit HfWeights(const HfFolder& folder);
 
-  bool has(const std::string& name) const { return tensors_.count(name) > 0; }
+  bool has(const std::string& name) const { return folder_.sources.count(name) > 0; }
   const Tensor& peek(const std::string& name) const;
   // As stored.
   Tensor take(const std::string& name);
@@ -83,9 +84,8 @@ class HfWeights {
   void finish(const std::vector<std::string>& ignorable = {}) const;
 
  private:
-  std::map<std::string, Tensor> tensors_;
+  const HfFolder& folder_;
   std::set<std::string> taken_;
-  std::string dir_;
 };
 
 // Rows of a matrix regrouped: out = concatenation of `blocks` (each {first row, row count})

@@ -79,7 +79,7 @@ ModelFile load_hf_model(const std::string& dir) {
   } catch (const Error& e) {
     h.fail(e.what());
   }
-  HfWeights weights(std::move(folder.tensors), folder.dir);
+  HfWeights weights(folder);
   m.weights = family->weights_from_hf(m.config, h, weights);
   return m;
 }
