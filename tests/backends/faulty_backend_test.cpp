@@ -256,6 +256,67 @@ TEST_F(Faulty, SiteFilterLeavesOtherSitesExactlyAlone) {
   EXPECT_EQ(run_op(*be, "add", {}, sum, "blk.2.attn_residual")[0], (std::vector<float>{5, 7, 9}));
 }
 
+TEST_F(Faulty, TheFamiliesOpsFaultsDoWhatTheySay) {
+  const int64_t T = 3, N = 8;
+  std::vector<Input> x{f32({T, N}, normal(T * N, 21, 2.0f))};
+  // gelu_form: the other approximation, exactly.
+  for (int approx : {0, 1})
+    EXPECT_EQ(faulty("gelu_form", "gelu", {{"approx", double(approx)}}, x),
+              plain("gelu", {{"approx", double(1 - approx)}}, x));
+  // bias_dropped and softcap_missing (on the softcap op): the input comes back.
+  std::vector<Input> xb{x[0], f32({N}, normal(N, 22))};
+  EXPECT_EQ(faulty("bias_dropped", "bias", {}, xb), x[0].values);
+  EXPECT_EQ(faulty("softcap_missing", "softcap", {{"cap", 1.5}}, x), x[0].values);
+  // layernorm_mean: x / sigma * w, so a row shifted by a constant is no longer normalized the
+  // same; the mean-free row itself is unchanged.
+  std::vector<float> centred = normal(N, 23), shifted = centred;
+  double mean = 0;
+  for (float v : centred) mean += v;
+  for (float& v : centred) v -= float(mean / N);
+  for (size_t i = 0; i < shifted.size(); ++i) shifted[i] = centred[i] + 5;
+  std::vector<Input> w{f32({1, N}, centred), f32({N}, normal(N, 24))};
+  EXPECT_LT(max_abs_diff(faulty("layernorm_mean", "layernorm", {{"eps", 1e-5}}, w),
+                         plain("layernorm", {{"eps", 1e-5}}, w)),
+            1e-4);
+  w[0].values = shifted;
+  EXPECT_GT(max_abs_diff(faulty("layernorm_mean", "layernorm", {{"eps", 1e-5}}, w),
+                         plain("layernorm", {{"eps", 1e-5}}, w)),
+            1.0);
+  // moe_norm flips the renormalization; router_axis with one token picks the first k experts.
+  std::vector<Input> logits{f32({1, 4}, {0.1f, 2.0f, -1.0f, 3.0f})};
+  for (int norm : {0, 1})
+    EXPECT_EQ(faulty("moe_norm", "moe_route", {{"k", 2}, {"norm", double(norm)}}, logits),
+              plain("moe_route", {{"k", 2}, {"norm", double(1 - norm)}}, logits));
+  EXPECT_EQ(faulty("router_axis", "moe_route", {{"k", 2}, {"norm", 1}}, logits),
+            (std::vector<float>{0.5f, 0.5f, 0, 0}));
+}
+
+TEST_F(Faulty, RopeFullHeadAndWindowOffByOneChangeOnlyWhatTheyShould) {
+  const int64_t T = 2, H = 2, hd = 8;
+  auto rope = [&](int64_t rd) {
+    return Attrs{{"n_heads", double(H)},
+                 {"head_dim", double(hd)},
+                 {"rope_dim", double(rd)},
+                 {"base", 10000.0},
+                 {"pairing", 1.0}};
+  };
+  std::vector<Input> in{f32({T, H * hd}, normal(T * H * hd, 25)), i32({T}, {7, 8})};
+  EXPECT_EQ(faulty("rope_full_head", "rope", rope(4), in), plain("rope", rope(hd), in));
+  EXPECT_EQ(faulty("rope_full_head", "rope", rope(hd), in), plain("rope", rope(hd), in));
+  const int64_t P = 10;
+  auto attn = [&](double window) {
+    Attrs a{{"n_heads", double(H)}, {"n_kv_heads", 1.0}, {"head_dim", double(hd)}, {"scale", 0.35}};
+    if (window > 0) a.set("window", window);
+    return a;
+  };
+  std::vector<Input> qkv{f32({1, H * hd}, normal(H * hd, 26)), f32({P, hd}, normal(P * hd, 27)),
+                         f32({P, hd}, normal(P * hd, 28))};
+  EXPECT_EQ(faulty("window_off_by_one", "attention", attn(4), qkv),
+            plain("attention", attn(5), qkv));
+  EXPECT_EQ(faulty("window_off_by_one", "attention", attn(0), qkv),
+            plain("attention", attn(0), qkv));
+}
+
 TEST_F(Faulty, InfoNamesInnerFaultAndSites) {
   auto be = open_backend("faulty:cpu?fault=rope_pairing&site=blk\\.2\\.rope_q");
   EXPECT_EQ(be->info().name, "faulty");
@@ -263,7 +324,7 @@ TEST_F(Faulty, InfoNamesInnerFaultAndSites) {
   EXPECT_EQ(be->info().device, "cpu with fault rope_pairing at sites blk\\.2\\.rope_q");
   EXPECT_EQ(open_backend("faulty:ref?fault=gqa_map")->info().device,
             "ref with fault gqa_map at every site");
-  EXPECT_EQ(known_faults().size(), 8u);
+  EXPECT_EQ(known_faults().size(), 16u);
 }
 
 TEST_F(Faulty, BadUrisSayWhatIsWrong) {

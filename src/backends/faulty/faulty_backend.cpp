@@ -27,7 +27,15 @@ enum class Fault {
   MatmulTail,
   RmsnormEps,
   SiluApprox,
-  ExpOverflow
+  ExpOverflow,
+  GeluForm,
+  LayernormMean,
+  BiasDropped,
+  RopeFullHead,
+  WindowOffByOne,
+  SoftcapMissing,
+  RouterAxis,
+  MoeNorm
 };
 
 struct FaultDef {
@@ -45,6 +53,14 @@ const FaultDef kFaults[] = {
     {"rmsnorm_eps", Fault::RmsnormEps, {Op::RmsNorm}},
     {"silu_approx", Fault::SiluApprox, {Op::Swiglu}},
     {"exp_overflow", Fault::ExpOverflow, {Op::Attention, Op::Swiglu}},
+    {"gelu_form", Fault::GeluForm, {Op::Gelu}},
+    {"layernorm_mean", Fault::LayernormMean, {Op::LayerNorm}},
+    {"bias_dropped", Fault::BiasDropped, {Op::Bias}},
+    {"rope_full_head", Fault::RopeFullHead, {Op::Rope}},
+    {"window_off_by_one", Fault::WindowOffByOne, {Op::Attention}},
+    {"softcap_missing", Fault::SoftcapMissing, {Op::Attention, Op::Softcap}},
+    {"router_axis", Fault::RouterAxis, {Op::MoeRoute}},
+    {"moe_norm", Fault::MoeNorm, {Op::MoeRoute}},
 };
 
 std::string fault_list() {
@@ -99,6 +115,27 @@ class FaultyBackend final : public ForwardingBackend {
       case Fault::SoftmaxF16:
       case Fault::GqaMap:
         return attention(call);
+      case Fault::GeluForm:
+        return inner().run(with(call, "approx", call.attrs.get_int("approx") == 1 ? 0 : 1));
+      case Fault::LayernormMean:
+        return layernorm_without_mean(call);
+      case Fault::BiasDropped:
+        return copy_input(call);
+      case Fault::RopeFullHead:
+        // Rotates every dimension of the head, as if partial rotary were not there.
+        return inner().run(with(call, "rope_dim", double(call.attrs.get_int("head_dim"))));
+      case Fault::WindowOffByOne: {
+        // window + 1 keys visible: a `<=` where the mask wanted `<`.
+        int64_t w = int64_t(call.attrs.get_or("window", 0));
+        return inner().run(w > 0 ? with(call, "window", double(w + 1)) : call);
+      }
+      case Fault::SoftcapMissing:
+        if (call.op == Op::Softcap) return copy_input(call);
+        return inner().run(without(call, "softcap"));
+      case Fault::RouterAxis:
+        return route_over_tokens(call);
+      case Fault::MoeNorm:
+        return inner().run(with(call, "norm", call.attrs.get_int("norm") == 1 ? 0 : 1));
     }
   }
 
@@ -149,6 +186,81 @@ class FaultyBackend final : public ForwardingBackend {
 
   // Runs the store at pos + 1 once pos >= 2: prefill and the first decode steps of a short
   // prompt look right, and the bug shows only later, as such bugs do.
+  // The call with one attribute changed (set where it was absent).
+  static OpCall with(const OpCall& call, const std::string& name, double value) {
+    OpCall c = call;
+    c.attrs.set(name, value);
+    return c;
+  }
+  static OpCall without(const OpCall& call, const std::string& name) {
+    OpCall c = call;
+    c.attrs = Attrs{};
+    for (const auto& [k, v] : call.attrs.items())
+      if (k != name) c.attrs.set(k, v);
+    return c;
+  }
+
+  // The output is the first input: the op was skipped (a bias never added, a cap left out).
+  void copy_input(const OpCall& c) {
+    check(c);
+    inner().sync();
+    write_floats(c.outputs[0], read_floats(c.inputs[0]));
+  }
+
+  // LayerNorm that scales by the deviation but never subtracts the mean: x / sigma * w.
+  void layernorm_without_mean(const OpCall& c) {
+    check(c);
+    inner().sync();
+    std::vector<float> x = read_floats(c.inputs[0]), w = read_floats(c.inputs[1]);
+    const int64_t N = c.inputs[0].shape[1], T = c.inputs[0].shape[0];
+    const double eps = c.attrs.get("eps");
+    std::vector<float> out(x.size());
+    for (int64_t t = 0; t < T; ++t) {
+      const float* row = x.data() + t * N;
+      double mean = 0, var = 0;
+      for (int64_t i = 0; i < N; ++i) mean += row[i];
+      mean /= double(N);
+      for (int64_t i = 0; i < N; ++i) var += (row[i] - mean) * (row[i] - mean);
+      double inv = 1.0 / std::sqrt(var / double(N) + eps);
+      for (int64_t i = 0; i < N; ++i) out[size_t(t * N + i)] = float(row[i] * inv * w[size_t(i)]);
+    }
+    write_floats(c.outputs[0], out);
+  }
+
+  // The router's softmax taken down each expert's column (over the tokens) instead of along
+  // each token's row: with one token every probability is 1 and the first k experts win.
+  void route_over_tokens(const OpCall& c) {
+    check(c);
+    inner().sync();
+    std::vector<float> logits = read_floats(c.inputs[0]);
+    const int64_t T = c.inputs[0].shape[0], E = c.inputs[0].shape[1];
+    const int64_t k = c.attrs.get_int("k");
+    const bool norm = c.attrs.get_int("norm") == 1;
+    std::vector<double> p(logits.size());
+    for (int64_t e = 0; e < E; ++e) {
+      double mx = -INFINITY, sum = 0;
+      for (int64_t t = 0; t < T; ++t) mx = std::max(mx, double(logits[size_t(t * E + e)]));
+      for (int64_t t = 0; t < T; ++t)
+        sum += p[size_t(t * E + e)] = std::exp(double(logits[size_t(t * E + e)]) - mx);
+      for (int64_t t = 0; t < T; ++t) p[size_t(t * E + e)] /= sum;
+    }
+    std::vector<float> out(logits.size(), 0.0f);
+    std::vector<int64_t> order(static_cast<size_t>(E));
+    for (int64_t t = 0; t < T; ++t) {
+      const double* row = p.data() + t * E;
+      for (int64_t e = 0; e < E; ++e) order[size_t(e)] = e;
+      std::stable_sort(order.begin(), order.end(),
+                       [&](int64_t a, int64_t b) { return row[a] > row[b]; });
+      double chosen = 0;
+      for (int64_t i = 0; i < k; ++i) chosen += row[order[size_t(i)]];
+      for (int64_t i = 0; i < k; ++i) {
+        int64_t e = order[size_t(i)];
+        out[size_t(t * E + e)] = float(norm ? row[e] / chosen : row[e]);
+      }
+    }
+    write_floats(c.outputs[0], out);
+  }
+
   void kv_store_off_by_one(const OpCall& call) {
     const DeviceTensor& pos_t = call.inputs.at(4);
     TAPML_REQUIRE(pos_t.dtype == DType::I32 && pos_t.shape.numel() == 1,

@@ -28,6 +28,19 @@
 //                 subtracting the row max, so a scaled score above ~11.09 gives Inf and the
 //                 output NaN; swiglu: sigmoid as exp(x) / (1 + exp(x)), so x above ~11.09
 //                 gives Inf / Inf = NaN.
+//   gelu_form     gelu: the other form (erf <-> tanh approximation), as when a family's
+//                 gelu_pytorch_tanh is read as gelu.
+//   layernorm_mean  layernorm: the mean is never subtracted: x / sqrt(var + eps) * w.
+//   bias_dropped  bias: not added (the output is x).
+//   rope_full_head  rope: rotates all head_dim dimensions where the call rotates rope_dim
+//                 (partial rotary ignored); no effect when rope_dim == head_dim.
+//   window_off_by_one  attention: a sliding window lets window + 1 keys through; no effect
+//                 without a window.
+//   softcap_missing  attention: the score cap is left out; softcap: the output is its input.
+//   router_axis   moe_route: the softmax runs over the tokens (down each expert's column)
+//                 instead of over the experts; the top k are then chosen from that.
+//   moe_norm      moe_route: the chosen weights renormalized when they should not be, or
+//                 not when they should (norm flipped).
 #pragma once
 #include <memory>
 #include <string>
