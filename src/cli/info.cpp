@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "cli/json_output.h"
 #include "core/error.h"
+#include "model/decoder.h"
 #include "model/model_file.h"
 
 namespace tapml::cli {
@@ -63,7 +64,8 @@ void info(const InfoArgs& a) {
                    {"rope_base", c.rope_base},
                    {"norm_eps", c.norm_eps},
                    {"rope_pairing", c.rope_pairing == RopePairing::NeoX ? "neox" : "adjacent"},
-                   {"shared_classifier", c.shared_classifier}};
+                   {"shared_classifier", c.shared_classifier},
+                   {"features", decoder_features(c)}};
     nlohmann::json ts = nlohmann::json::array();
     for (auto& [name, t] : m.weights)
       ts.push_back({{"name", name}, {"dtype", dtype_name(t.dtype())}, {"shape", t.shape().dims()}});
@@ -77,10 +79,11 @@ void info(const InfoArgs& a) {
               m.arch.c_str());
   std::printf("  dim %d, hidden %d, layers %d, heads %d, kv heads %d, head dim %d\n", c.dim,
               c.hidden_dim, c.n_layers, c.n_heads, c.n_kv_heads, c.head_dim);
-  std::printf("  vocab %d, context %d, rope dim %d base %g (%s pairs), rms eps %g%s\n",
+  std::printf("  vocab %d, context %d, rope dim %d base %g (%s pairs), norm eps %g%s\n",
               c.vocab_size, c.max_seq_len, c.rope_dim, c.rope_base,
               c.rope_pairing == RopePairing::NeoX ? "neox" : "adjacent", c.norm_eps,
               c.shared_classifier ? ", classifier shared with the embedding" : "");
+  for (const std::string& f : decoder_features(c)) std::printf("  %s\n", f.c_str());
   std::printf("  %zu tensors, %lld parameters, %.2f MiB\n", m.weights.size(), (long long)params,
               bytes / 1048576.0);
   for (auto& [name, t] : m.weights)
@@ -92,7 +95,8 @@ void info(const InfoArgs& a) {
 void add_info(CLI::App& app) {
   auto a = std::make_shared<InfoArgs>();
   CLI::App* c = app.add_subcommand("info", "Describe a model file, or the available backends");
-  c->add_option("--model", a->model, "model file: GGUF or llama2.c checkpoint");
+  c->add_option("--model", a->model,
+                "model: a GGUF file, a llama2.c checkpoint, or a Hugging Face folder");
   c->add_flag("--backends", a->backends, "list the backends this build can open");
   c->add_flag("--json", a->json, "print JSON");
   c->callback([a] { info(*a); });

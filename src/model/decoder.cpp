@@ -1,6 +1,7 @@
 #include "model/decoder.h"
 
 #include <cmath>
+#include <cstdio>
 #include <numeric>
 
 #include "core/error.h"
@@ -444,6 +445,65 @@ std::map<std::string, Tensor> Decoder::load_hf(const ModelConfig& c, const HfCon
   ignorable.push_back("rotary_emb.inv_freq");
   w.finish(ignorable);
   return out;
+}
+
+std::vector<std::string> decoder_features(const ModelConfig& c) {
+  std::vector<std::string> f;
+  auto g = [](double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", x);
+    return std::string(buf);
+  };
+  if (c.norm == NormKind::Layer) f.push_back(c.norm_bias ? "layernorm with bias" : "layernorm");
+  if (c.block == BlockKind::Parallel)
+    f.push_back(c.second_norm ? "parallel attention and ffn, a norm each"
+                              : "parallel attention and ffn");
+  if (!c.pre_norms) f.push_back("no pre-norms");
+  if (c.post_norms) f.push_back("post-norms");
+  const char* gelu = c.gelu_approx ? "gelu (tanh)" : "gelu (erf)";
+  if (c.ffn == FfnKind::GeGlu) f.push_back(std::string("geglu, ") + gelu);
+  if (c.ffn == FfnKind::Gelu) f.push_back(std::string("mlp with ") + gelu);
+  if (c.ffn == FfnKind::Moe)
+    f.push_back("mixture of " + std::to_string(c.n_experts) + " experts, top " +
+                std::to_string(c.n_experts_used) + (c.experts_norm ? " renormalized" : "") +
+                (c.shared_expert_dim ? ", shared expert" : "") +
+                (c.shared_expert_gate ? " with sigmoid gate" : ""));
+  if (c.qkv_fused) f.push_back("fused qkv");
+  if (c.gate_up_fused) f.push_back("fused gate/up");
+  std::string biases;
+  for (auto [on, name] : {std::pair{c.qkv_bias, "qkv"},
+                          {c.attn_out_bias, "attn_output"},
+                          {c.ffn_bias, "ffn"},
+                          {c.output_bias, "output"}})
+    if (on) biases += (biases.empty() ? "" : ", ") + std::string(name);
+  if (!biases.empty()) f.push_back("biases on " + biases);
+  if (c.qk_norm == QkNorm::PerHead) f.push_back("q/k norms per head");
+  if (c.qk_norm == QkNorm::Whole) f.push_back("q/k norms over the projection");
+  if (!c.rope) f.push_back("no rope");
+  if (c.rope && c.rope_dim < c.head_dim)
+    f.push_back("partial rotary " + std::to_string(c.rope_dim) + " of " +
+                std::to_string(c.head_dim));
+  if (c.rope && c.rope_freqs) f.push_back("rope frequency factors");
+  if (c.learned_positions) f.push_back("learned positions");
+  std::string windows;
+  for (int l = 0; l < c.n_layers; ++l)
+    if (c.window(l) > 0)
+      windows +=
+          (windows.empty() ? "" : ", ") + std::to_string(l) + ":" + std::to_string(c.window(l));
+  if (!windows.empty()) f.push_back("sliding windows (layer:size) " + windows);
+  if (!c.layer_rope_base.empty()) {
+    std::string bases;
+    for (float b : c.layer_rope_base) bases += (bases.empty() ? "" : ", ") + g(b);
+    f.push_back("rope base per layer " + bases);
+  }
+  for (auto [x, name] : {std::pair{c.embed_scale, "embedding x"},
+                         {c.residual_scale, "residual x"},
+                         {c.attn_scale, "attention scale"},
+                         {c.logit_scale, "logits x"},
+                         {c.attn_softcap, "attention softcap"},
+                         {c.final_softcap, "logit softcap"}})
+    if (x != 0) f.push_back(std::string(name) + " " + g(x));
+  return f;
 }
 
 ModelConfig hf_common_config(const HfConfig& h, bool tie_default) {

@@ -47,6 +47,10 @@ class Decoder : public Architecture {
                                         std::vector<std::string> ignorable = {}) const;
 };
 
+// What sets a decoder apart from Llama's, one phrase each ("layernorm with bias", "sliding
+// window 8 on layers 0, 2", ...); empty for a plain Llama.
+std::vector<std::string> decoder_features(const ModelConfig& c);
+
 // The fields transformers' configs share under the same names: sizes, heads, head_dim,
 // vocabulary, context, tied embeddings (`tie_default` when absent). RoPE and norms are the
 // family's to read.
