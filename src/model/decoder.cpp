@@ -555,6 +555,19 @@ void hf_require_silu(const HfConfig& h, const std::string& key) {
     h.fail("'" + key + "' = '" + act + "' is not supported here (supported: silu)");
 }
 
+void hf_stack_experts(const ModelConfig& c, HfWeights& w, int layer, const std::string& prefix,
+                      const char* gate, const char* up, const char* down,
+                      std::map<std::string, Tensor>& out) {
+  const std::string b = "blk." + std::to_string(layer) + ".";
+  for (auto [gguf, hf] :
+       {std::pair{"ffn_gate_exps", gate}, {"ffn_up_exps", up}, {"ffn_down_exps", down}}) {
+    std::vector<std::string> names;
+    for (int e = 0; e < c.n_experts; ++e)
+      names.push_back(prefix + "experts." + std::to_string(e) + "." + hf + ".weight");
+    out[b + gguf + ".weight"] = w.take_stacked(names);
+  }
+}
+
 void hf_apply_rope(ModelConfig& c, const HfConfig::Rope& rope) {
   c.rope_base = float(rope.theta);
   if (rope.partial_rotary_factor) {

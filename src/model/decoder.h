@@ -65,6 +65,11 @@ void hf_require_silu(const HfConfig& h, const std::string& key);
 // `default_theta`, attention_bias and mlp_bias.
 ModelConfig hf_llama_like_config(const HfConfig& h, bool tie_default, const char* eps_key,
                                  double eps_default, double default_theta);
+// One layer's experts stacked as GGUF's blk.N.ffn_{gate,up,down}_exps.weight [experts, rows,
+// cols] into `out`, from PREFIX + "experts.E." + NAME + ".weight" for each projection's NAME.
+void hf_stack_experts(const ModelConfig& c, HfWeights& w, int layer, const std::string& prefix,
+                      const char* gate, const char* up, const char* down,
+                      std::map<std::string, Tensor>& out);
 // RoPE fields from `rope`: base, rotated dimensions (partial_rotary_factor), Llama 3.1 or
 // linear scaling (sets rope_freqs; the factors are computed by hf_rope_freqs).
 void hf_apply_rope(ModelConfig& c, const HfConfig::Rope& rope);

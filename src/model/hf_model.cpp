@@ -26,7 +26,8 @@ const json* HfConfig::find(const std::string& key) const {
 
 bool HfConfig::has(const std::string& key) const { return find(key) != nullptr; }
 
-int HfConfig::integer(const std::string& key, std::optional<int> fallback, int max) const {
+int HfConfig::whole(const std::string& key, std::optional<int> fallback, int64_t lo,
+                    int64_t hi) const {
   const json* v = find(key);
   if (!v) {
     if (!fallback) fail("'" + key + "' is missing");
@@ -34,25 +35,21 @@ int HfConfig::integer(const std::string& key, std::optional<int> fallback, int m
   }
   if (!v->is_number_integer() && !v->is_number_unsigned())
     fail("'" + key + "' is " + v->dump() + ", expected an integer");
-  int64_t x = v->get<int64_t>();
-  if (x < 1 || x > max)
-    fail("'" + key + "' = " + std::to_string(x) + " is out of range (1 to " + std::to_string(max) +
-         ")");
+  int64_t x = v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(INT64_MAX)
+                  ? INT64_MAX
+                  : v->get<int64_t>();
+  if (x < lo || x > hi)
+    fail("'" + key + "' = " + v->dump() + " is out of range (" + std::to_string(lo) + " to " +
+         std::to_string(hi) + ")");
   return int(x);
 }
 
+int HfConfig::integer(const std::string& key, std::optional<int> fallback, int max) const {
+  return whole(key, fallback, 1, max);
+}
+
 int HfConfig::count(const std::string& key, std::optional<int> fallback) const {
-  const json* v = find(key);
-  if (!v) {
-    if (!fallback) fail("'" + key + "' is missing");
-    return *fallback;
-  }
-  if (!v->is_number_integer() && !v->is_number_unsigned())
-    fail("'" + key + "' is " + v->dump() + ", expected an integer");
-  int64_t x = v->get<int64_t>();
-  if (x < 0 || x > (int64_t(1) << 30))
-    fail("'" + key + "' = " + std::to_string(x) + " is out of range");
-  return int(x);
+  return whole(key, fallback, 0, int64_t(1) << 30);
 }
 
 double HfConfig::number(const std::string& key, std::optional<double> fallback) const {

@@ -59,6 +59,7 @@ class HfConfig {
 
  private:
   const nlohmann::json* find(const std::string& key) const;
+  int whole(const std::string& key, std::optional<int> fallback, int64_t lo, int64_t hi) const;
   std::shared_ptr<const nlohmann::json> json_;
   std::string path_;
 };

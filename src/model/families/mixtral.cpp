@@ -29,13 +29,7 @@ class Mixtral final : public Decoder {
       const std::string b = "blk." + std::to_string(l) + ".";
       const std::string m = "model.layers." + std::to_string(l) + ".block_sparse_moe.";
       out[b + "ffn_gate_inp.weight"] = w.take(m + "gate.weight");
-      for (auto [gguf, hf] :
-           {std::pair{"ffn_gate_exps", "w1"}, {"ffn_up_exps", "w3"}, {"ffn_down_exps", "w2"}}) {
-        std::vector<std::string> names;
-        for (int e = 0; e < c.n_experts; ++e)
-          names.push_back(m + "experts." + std::to_string(e) + "." + hf + ".weight");
-        out[b + gguf + ".weight"] = w.take_stacked(names);
-      }
+      hf_stack_experts(c, w, l, m, "w1", "w3", "w2", out);
     }
     return load_hf(c, h, w, llama_hf_names(), std::move(out));
   }

@@ -38,14 +38,7 @@ class Qwen2Moe final : public Decoder {
       const std::string b = "blk." + std::to_string(l) + ".";
       const std::string m = "model.layers." + std::to_string(l) + ".mlp.";
       out[b + "ffn_gate_inp.weight"] = w.take(m + "gate.weight");
-      for (auto [gguf, hf] : {std::pair{"ffn_gate_exps", "gate_proj"},
-                              {"ffn_up_exps", "up_proj"},
-                              {"ffn_down_exps", "down_proj"}}) {
-        std::vector<std::string> names;
-        for (int e = 0; e < c.n_experts; ++e)
-          names.push_back(m + "experts." + std::to_string(e) + "." + hf + ".weight");
-        out[b + gguf + ".weight"] = w.take_stacked(names);
-      }
+      hf_stack_experts(c, w, l, m, "gate_proj", "up_proj", "down_proj", out);
       if (c.shared_expert_dim) {
         out[b + "ffn_gate_inp_shexp.weight"] = w.take(m + "shared_expert_gate.weight");
         out[b + "ffn_gate_shexp.weight"] = w.take(m + "shared_expert.gate_proj.weight");
