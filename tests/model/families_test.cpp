@@ -1,6 +1,7 @@
 // Every shared Hugging Face family folder against transformers' own float64 run: the greedy
 // continuation of the golden prompt must be the golden ids exactly, and the logits of every
-// position within 1e-4 of the largest logit, on every host backend.
+// position within 1e-4 of the largest logit, on every host backend. TAPML_FAMILIES points it at
+// folders of other shapes and seeds.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -38,9 +39,16 @@ FamilyGolden read_golden(const std::string& dir) {
   return g;
 }
 
+// $TAPML_FAMILIES, a folder of family folders made by make_families.py with other shapes and
+// seeds, else the shared ones.
+std::string families_root() {
+  const char* env = std::getenv("TAPML_FAMILIES");
+  return env && *env ? std::string(env) : shared_path("models/families");
+}
+
 std::vector<std::string> family_names() {
   std::vector<std::string> out;
-  std::filesystem::path root = shared_path("models/families");
+  std::filesystem::path root = families_root();
   std::error_code ec;
   for (const auto& e : std::filesystem::directory_iterator(root, ec))
     if (std::filesystem::exists(e.path() / "golden.json")) out.push_back(e.path().filename());
@@ -57,7 +65,7 @@ void PrintTo(const Variant& v, std::ostream* os) { *os << v.family << "/" << v.b
 class FamilyGoldens : public ::testing::TestWithParam<Variant> {};
 
 TEST_P(FamilyGoldens, GreedyIdsAndLogitsMatchTransformers) {
-  const std::string dir = shared_path("models/families/" + GetParam().family);
+  const std::string dir = families_root() + "/" + GetParam().family;
   ModelFile model = load_model(dir);
   FamilyGolden g = read_golden(dir);
   const int vocab = model.config.vocab_size;
