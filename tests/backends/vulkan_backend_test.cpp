@@ -262,6 +262,59 @@ TEST_F(VulkanVsRef, Gelu) {
     }
 }
 
+TEST_F(VulkanVsRef, LayerNorm) {
+  for (int64_t N : {1, 7, 64, 257, 4099})
+    for (int64_t T : {1, 7, 40})
+      for (float offset : {0.0f, 1000.0f}) {
+        auto x = normal(gen_, T * N, 3.0f);
+        for (float& v : x) v += offset;  // a mean far above the spread: no E[x^2] - E[x]^2
+        // N = 1: every row is its own mean, the output 0 (exactly, with offset 0).
+        compare("layernorm", {{"eps", 1e-5}},
+                {f32_tensor({T, N}, x), f32_tensor({N}, normal(gen_, N))},
+                name(DType::F32, T, N) + " offset " + std::to_string(int(offset)),
+                offset > 0 ? 1e-4 : 1e-5);
+      }
+}
+
+TEST_F(VulkanVsRef, BiasMulScale) {
+  for (auto [T, N] :
+       {std::pair<int64_t, int64_t>{1, 1}, {7, 1}, {1, 7}, {7, 64}, {3, 1000}, {17, 8000}}) {
+    const std::string what = name(DType::F32, T, N);
+    // Correctly rounded in f32 on both sides.
+    compare("bias", {}, {f32_tensor({T, N}, normal(gen_, T * N)), f32_tensor({N}, normal(gen_, N))},
+            what, 1e-7);
+    compare("mul", {},
+            {f32_tensor({T, N}, normal(gen_, T * N)), f32_tensor({T, N}, normal(gen_, T * N))},
+            what, 1e-7);
+    // s is rounded to f32 first: one rounding more.
+    for (double s : {0.088388347648318, -3.0, 0.0, 48.0})
+      compare("scale", {{"s", s}}, {f32_tensor({T, N}, normal(gen_, T * N, 1e3f))},
+              what + " s=" + std::to_string(s), 2e-7);
+  }
+}
+
+TEST_F(VulkanVsRef, Softcap) {
+  for (auto [T, N] : {std::pair<int64_t, int64_t>{1, 1}, {1, 7}, {7, 64}, {3, 1000}, {9, 8000}})
+    for (double cap : {30.0, 50.0, 0.5}) {
+      const std::string what = name(DType::F32, T, N) + " cap=" + std::to_string(cap);
+      auto x = normal(gen_, T * N, 40.0f);
+      if (T * N > 2) x[0] = 1e30f, x[1] = -3e38f;  // saturated far past the cap
+      compare("softcap", {{"cap", cap}}, {f32_tensor({T, N}, x)}, what, 1e-6);
+      // tanh(y) ~ y: formed as (e^2y - 1) / (e^2y + 1) the digits are lost.
+      for (float& v : x) v = float(cap) * 1e-4f * std::tanh(v);
+      compare("softcap", {{"cap", cap}}, {f32_tensor({T, N}, x)}, what + " near 0", 1e-6);
+    }
+}
+
+TEST_F(VulkanVsRef, SigmoidGate) {
+  for (auto [T, N] : {std::pair<int64_t, int64_t>{1, 1}, {2, 7}, {7, 64}, {3, 1000}, {9, 8000}}) {
+    auto g = normal(gen_, T, 5.0f);
+    if (T > 1) g[0] = -200.0f, g[1] = 200.0f;  // exp overflows either way round
+    compare("sigmoid_gate", {}, {f32_tensor({T, N}, normal(gen_, T * N)), f32_tensor({T, 1}, g)},
+            name(DType::F32, T, N), 1e-6);
+  }
+}
+
 TEST_F(VulkanVsRef, ZeroRows) {
   compare("matmul", {}, {f32_tensor({0, 8}, {}), f32_tensor({4, 8}, normal(gen_, 32))}, "T=0");
   compare("add", {}, {f32_tensor({0, 8}, {}), f32_tensor({0, 8}, {})}, "T=0");

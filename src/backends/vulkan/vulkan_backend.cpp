@@ -287,6 +287,13 @@ class VulkanBackend final : public Backend {
     add_op(Op::Swiglu, &VulkanBackend::swiglu, elementwise_groups);
     add_op(Op::Add, &VulkanBackend::add, elementwise_groups);
     add_op(Op::Gelu, &VulkanBackend::gelu, elementwise_groups);
+    add_op(Op::LayerNorm, &VulkanBackend::layernorm,
+           [](const OpCall& c) { return c.inputs[0].shape[0]; });
+    add_op(Op::Bias, &VulkanBackend::bias, elementwise_groups);
+    add_op(Op::Mul, &VulkanBackend::mul, elementwise_groups);
+    add_op(Op::Scale, &VulkanBackend::scale, elementwise_groups);
+    add_op(Op::Softcap, &VulkanBackend::softcap, elementwise_groups);
+    add_op(Op::SigmoidGate, &VulkanBackend::sigmoid_gate, elementwise_groups);
 
     dummy_ = make_block(256, false);
     if (!direct_) staging_ = make_block(kStagingBytes, true);
@@ -528,7 +535,7 @@ class VulkanBackend final : public Backend {
     record("attention", bind, p, c);
   }
 
-  // swiglu and add share one shader; u[1] picks the function.
+  // swiglu, add and mul (bias and scale below too) share one shader; u[1] picks the function.
   void elementwise(const OpCall& c, uint32_t function) {
     Params p;
     p.u[0] = uint32_t(c.inputs[0].shape.numel());
@@ -537,6 +544,43 @@ class VulkanBackend final : public Backend {
   }
   void swiglu(const OpCall& c) { elementwise(c, 0); }
   void add(const OpCall& c) { elementwise(c, 1); }
+  void mul(const OpCall& c) { elementwise(c, 3); }
+
+  // b broadcast over the rows: b[i % N].
+  void bias(const OpCall& c) {
+    Params p;
+    p.u[0] = uint32_t(c.inputs[0].shape.numel()), p.u[1] = 2;
+    p.u[2] = uint32_t(c.inputs[0].shape[1]);
+    record("elementwise", bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
+  }
+
+  // s rounded to f32, which the catalog allows (one more rounding).
+  void scale(const OpCall& c) {
+    Params p;
+    p.u[0] = uint32_t(c.inputs[0].shape.numel()), p.u[1] = 4;
+    p.f[0] = float(c.attrs.get("s"));
+    record("elementwise", bindings({&c.inputs[0], &c.inputs[0], &c.outputs[0]}), p, c);
+  }
+
+  void softcap(const OpCall& c) {
+    Params p;
+    p.u[0] = uint32_t(c.inputs[0].shape.numel());
+    p.f[0] = float(c.attrs.get("cap"));
+    record("softcap", bindings({&c.inputs[0], &c.outputs[0]}), p, c);
+  }
+
+  void sigmoid_gate(const OpCall& c) {
+    Params p;
+    p.u[0] = uint32_t(c.inputs[0].shape.numel()), p.u[1] = uint32_t(c.inputs[0].shape[1]);
+    record("sigmoid_gate", bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
+  }
+
+  void layernorm(const OpCall& c) {
+    Params p;
+    p.u[0] = uint32_t(c.inputs[0].shape[0]), p.u[1] = uint32_t(c.inputs[0].shape[1]);
+    p.f[0] = float(c.attrs.get("eps"));
+    record("layernorm", bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
+  }
 
   void gelu(const OpCall& c) {
     Params p;
@@ -550,9 +594,9 @@ class VulkanBackend final : public Backend {
     if (want.empty()) return devs[0];
     if (std::all_of(want.begin(), want.end(), [](char ch) { return std::isdigit(uint8_t(ch)); })) {
       size_t i = std::stoul(want);
-      TAPML_REQUIRE_USAGE(i < devs.size(), "backend URI '" + uri.text + "': device " + want + " of " +
-                                         std::to_string(devs.size()) +
-                                         " (see tapml info --backends)");
+      TAPML_REQUIRE_USAGE(i < devs.size(), "backend URI '" + uri.text + "': device " + want +
+                                               " of " + std::to_string(devs.size()) +
+                                               " (see tapml info --backends)");
       return devs[i];
     }
     for (VkPhysicalDevice d : devs) {
@@ -561,7 +605,7 @@ class VulkanBackend final : public Backend {
       if (lower(p.deviceName).find(lower(want)) != std::string::npos) return d;
     }
     throw UsageError("backend URI '" + uri.text + "': no Vulkan device named like '" + want +
-                "' (see tapml info --backends)");
+                     "' (see tapml info --backends)");
   }
 
   // Direct mapping when a device-local, host-visible, coherent type covers (most of) the
