@@ -315,6 +315,68 @@ TEST_F(VulkanVsRef, SigmoidGate) {
   }
 }
 
+TEST_F(VulkanVsRef, MoeRoute) {
+  for (auto [E, k] :
+       {std::pair<int64_t, int64_t>{8, 2}, {60, 4}, {64, 6}, {3, 3}, {1, 1}, {128, 8}, {200, 20}})
+    for (int64_t T : {1, 7, 300})
+      for (int norm : {0, 1}) {
+        auto l = normal(gen_, T * E, 2.0f);
+        // Ties: a third of the rows on a grid of 0.5; one row all equal (the first k win).
+        for (int64_t t = 0; t < T; t += 3)
+          for (int64_t e = 0; e < E; ++e)
+            l[size_t(t * E + e)] = std::round(l[size_t(t * E + e)] * 2) / 2;
+        if (T > 1)
+          for (int64_t e = 0; e < E; ++e) l[size_t(E + e)] = 0.25f;
+        compare("moe_route", {{"k", double(k)}, {"norm", double(norm)}}, {f32_tensor({T, E}, l)},
+                "E " + std::to_string(E) + " k " + std::to_string(k) + " T " + std::to_string(T) +
+                    " norm " + std::to_string(norm),
+                1e-6);
+      }
+}
+
+// [T, E]: k experts per row at random, weights in [0.05, 1], zero elsewhere; expert E-1 is
+// never chosen when k < E.
+std::vector<float> sparse_route(int64_t T, int64_t E, int64_t k, std::mt19937& gen) {
+  std::vector<float> r(size_t(T * E), 0.0f);
+  std::uniform_real_distribution<float> w(0.05f, 1.0f);
+  const int64_t open = k < E ? E - 1 : E;
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<int64_t> order(static_cast<size_t>(open));
+    for (int64_t e = 0; e < open; ++e) order[size_t(e)] = e;
+    std::shuffle(order.begin(), order.end(), gen);
+    for (int64_t i = 0; i < k; ++i) r[size_t(t * E + order[size_t(i)])] = w(gen);
+  }
+  return r;
+}
+
+TEST_F(VulkanVsRef, MoeFfn) {
+  struct Case {
+    int64_t T, D, H, E, k;
+  };
+  for (DType wt : kWeightTypes)
+    for (Case c : {Case{1, 64, 48, 8, 2}, Case{5, 67, 43, 4, 2}, Case{13, 128, 96, 8, 3},
+                   Case{3, 16, 8, 3, 3}, Case{40, 72, 200, 6, 2}, Case{2, 1, 1, 2, 1},
+                   Case{7, 300, 130, 5, 5}}) {
+      const float sd = 1.0f / std::sqrt(float(c.D)), sh = 1.0f / std::sqrt(float(c.H));
+      std::vector<Tensor> in = {f32_tensor({c.T, c.D}, normal(gen_, c.T * c.D)),
+                                f32_tensor({c.T, c.E}, sparse_route(c.T, c.E, c.k, gen_)),
+                                f32_tensor({c.E, c.H, c.D}, normal(gen_, c.E * c.H * c.D, sd), wt),
+                                f32_tensor({c.E, c.H, c.D}, normal(gen_, c.E * c.H * c.D, sd), wt),
+                                f32_tensor({c.E, c.D, c.H}, normal(gen_, c.E * c.D * c.H, sh), wt)};
+      // The expert no token chooses holds NaN everywhere: it must not be read into the sum.
+      if (c.k < c.E)
+        for (size_t i = 2; i < 5; ++i) {
+          const int64_t per = in[i].numel() / c.E, size = int64_t(dtype_size(wt));
+          std::memset(in[i].mutable_bytes() + (c.E - 1) * per * size, 0xFF, size_t(per * size));
+        }
+      compare("moe_ffn", {}, in,
+              std::string(dtype_name(wt)) + " T " + std::to_string(c.T) + " D " +
+                  std::to_string(c.D) + " H " + std::to_string(c.H) + " E " + std::to_string(c.E) +
+                  " k " + std::to_string(c.k),
+              2e-5);
+    }
+}
+
 TEST_F(VulkanVsRef, ZeroRows) {
   compare("matmul", {}, {f32_tensor({0, 8}, {}), f32_tensor({4, 8}, normal(gen_, 32))}, "T=0");
   compare("add", {}, {f32_tensor({0, 8}, {}), f32_tensor({0, 8}, {})}, "T=0");

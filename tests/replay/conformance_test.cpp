@@ -74,9 +74,10 @@ TEST(Conformance, VulkanPasses) {
     GTEST_SKIP() << "no Vulkan backend or device: " << e.what();
   }
   ConformanceRun run = shared().suite.run(*vulkan);
-  // vulkan has no kernels yet for moe_route, moe_ffn and the new options: those cases are
+  // vulkan has no kernels yet for attention's window and softcap and rope's freq_factors:
+  // those cases are
   // refused, saying so; every other case is offered and passes.
-  const std::set<Op> without = {Op::MoeRoute, Op::MoeFfn};
+  const std::set<Op> without;
   ConformanceTotals t = totals(run);
   EXPECT_EQ(t.cases, int64_t(shared().suite.size()));
   EXPECT_EQ(t.failed, 0) << conformance_table(run);

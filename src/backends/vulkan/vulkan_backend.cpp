@@ -294,6 +294,14 @@ class VulkanBackend final : public Backend {
     add_op(Op::Scale, &VulkanBackend::scale, elementwise_groups);
     add_op(Op::Softcap, &VulkanBackend::softcap, elementwise_groups);
     add_op(Op::SigmoidGate, &VulkanBackend::sigmoid_gate, elementwise_groups);
+    add_op(Op::MoeRoute, &VulkanBackend::moe_route,
+           [](const OpCall& c) { return c.inputs[0].shape[0]; });
+    // The larger of moe_ffn's two dispatches (see moe_ffn()).
+    add_op(Op::MoeFfn, &VulkanBackend::moe_ffn, [](const OpCall& c) {
+      const int64_t blocks = ceil_div(c.inputs[0].shape[0], 4), D = c.inputs[0].shape[1];
+      const int64_t E = c.inputs[1].shape[1], H = c.inputs[2].shape[1];
+      return blocks * std::max(E * H, D);
+    });
 
     dummy_ = make_block(256, false);
     if (!direct_) staging_ = make_block(kStagingBytes, true);
@@ -417,12 +425,13 @@ class VulkanBackend final : public Backend {
       if (Support s = fits(t, "input"); !s.ok) return s;
     for (auto& t : c.outputs)
       if (Support s = fits(t, "output"); !s.ok) return s;
-    if (c.op == Op::Attention) {
+    if (c.op == Op::Attention || c.op == Op::MoeFfn) {
       size_t scratch = scratch_bytes(c);
       if (scratch + slack > l.maxStorageBufferRange || scratch > facts_.max_alloc)
-        return Support::no("vulkan: attention scores need " + std::to_string(scratch) +
-                           " bytes, over the device's maxStorageBufferRange of " +
-                           std::to_string(l.maxStorageBufferRange));
+        return Support::no(
+            "vulkan: " + op + (c.op == Op::Attention ? " scores need " : " activations need ") +
+            std::to_string(scratch) + " bytes, over the device's maxStorageBufferRange of " +
+            std::to_string(l.maxStorageBufferRange));
     }
     int64_t groups = groups_[size_t(c.op)](c);
     int64_t max_groups = int64_t(l.maxComputeWorkGroupCount[0]) * l.maxComputeWorkGroupCount[1];
@@ -580,6 +589,34 @@ class VulkanBackend final : public Backend {
     p.u[0] = uint32_t(c.inputs[0].shape[0]), p.u[1] = uint32_t(c.inputs[0].shape[1]);
     p.f[0] = float(c.attrs.get("eps"));
     record("layernorm", bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
+  }
+
+  void moe_route(const OpCall& c) {
+    Params p;
+    p.u[0] = uint32_t(c.inputs[0].shape[0]), p.u[1] = uint32_t(c.inputs[0].shape[1]);
+    p.u[2] = uint32_t(c.attrs.get_int("k")), p.u[3] = c.attrs.get_int("norm") == 1 ? 1 : 0;
+    record("moe_route", bindings({&c.inputs[0], &c.outputs[0]}), p, c);
+  }
+
+  // Two dispatches, both reading route on the device (the host never waits for it):
+  // moe_gate_up writes silu(gate x) * (up x) of every routed (token, expert) into scratch
+  // [T, E, H], and moe_down sums the route-weighted down projections of each token's experts.
+  // Unrouted pairs are skipped by both, so an unchosen expert's weights are never read.
+  void moe_ffn(const OpCall& c) {
+    const int64_t T = c.inputs[0].shape[0], D = c.inputs[0].shape[1];
+    const int64_t E = c.inputs[1].shape[1], H = c.inputs[2].shape[1];
+    if (T == 0) return;
+    Params p;
+    p.u[0] = uint32_t(T), p.u[1] = uint32_t(D), p.u[2] = uint32_t(H), p.u[3] = uint32_t(E);
+    p.u[7] = weight_code(c.inputs[2].dtype);
+    const Block& act = scratch(scratch_bytes(c));
+    const Binding act_bind{&act, 0, scratch_bytes(c)};
+    std::vector<Binding> up = bindings({&c.inputs[0], &c.inputs[1], &c.inputs[2], &c.inputs[3]});
+    up.push_back(act_bind);
+    dispatch("moe_gate_up", up, p, ceil_div(T, 4) * E * H);
+    std::vector<Binding> down = bindings({&c.inputs[1], &c.inputs[4], &c.outputs[0]});
+    down.insert(down.begin(), act_bind);
+    dispatch("moe_down", down, p, ceil_div(T, 4) * D);
   }
 
   void gelu(const OpCall& c) {
@@ -756,13 +793,17 @@ class VulkanBackend final : public Backend {
     return rope_tables_[key] = b;
   }
 
+  // The scratch a call needs: attention's scores [T, H, P], moe_ffn's activations [T, E, H].
   static size_t scratch_bytes(const OpCall& c) {
+    if (c.op == Op::MoeFfn)
+      return size_t(c.inputs[0].shape[0]) * size_t(c.inputs[1].shape[1]) *
+             size_t(c.inputs[2].shape[1]) * 4;
     return size_t(c.inputs[0].shape[0]) * size_t(c.attrs.get_int("n_heads")) *
            size_t(c.inputs[1].shape[0]) * 4;
   }
 
-  // Attention scores. Dispatches run one after another, so one scratch block serves a whole
-  // batch; growing it waits for the batch that may still use the old one.
+  // Attention scores and moe_ffn activations. Dispatches run one after another, so one scratch
+  // block serves a whole batch; growing it waits for the batch that may still use the old one.
   const Block& scratch(size_t bytes) {
     if (scratch_.capacity < std::max<size_t>(bytes, 4)) {
       flush();
