@@ -377,6 +377,50 @@ TEST_F(VulkanVsRef, MoeFfn) {
     }
 }
 
+TEST_F(VulkanVsRef, AttentionWithWindowAndSoftcap) {
+  struct Case {
+    int64_t T, extra, window;
+    double softcap;
+  };
+  for (Case c : {Case{1, 40, 16, 0}, Case{1, 40, 1, 0}, Case{7, 0, 3, 0}, Case{7, 30, 5, 0},
+                 Case{30, 0, 7, 0}, Case{5, 10, 100, 0}, Case{3, 20, 0, 50}, Case{6, 27, 10, 20},
+                 Case{1, 300, 64, 30}, Case{2, 1500, 200, 50}}) {
+    const int64_t H = 8, KV = 2, hd = 36, P = c.T + c.extra;
+    Attrs attrs{{"n_heads", double(H)},
+                {"n_kv_heads", double(KV)},
+                {"head_dim", double(hd)},
+                {"scale", 1.0 / 6}};
+    if (c.window) attrs.set("window", double(c.window));
+    if (c.softcap) attrs.set("softcap", c.softcap);
+    // Scores with a spread of about 16: the cap bites.
+    compare("attention", attrs,
+            {f32_tensor({c.T, H * hd}, normal(gen_, c.T * H * hd, 2.0f)),
+             f32_tensor({P, KV * hd}, normal(gen_, P * KV * hd, 2.0f)),
+             f32_tensor({P, KV * hd}, normal(gen_, P * KV * hd))},
+            "T " + std::to_string(c.T) + " P " + std::to_string(P) + " window " +
+                std::to_string(c.window) + " softcap " + std::to_string(c.softcap),
+            1e-4);
+  }
+}
+
+TEST_F(VulkanVsRef, RopeWithFreqFactors) {
+  for (int pairing : {0, 1})
+    for (int64_t T : {1, 7, 200}) {
+      const int64_t H = 4, hd = 64, rd = 48;
+      Attrs attrs{{"n_heads", double(H)},
+                  {"head_dim", double(hd)},
+                  {"rope_dim", double(rd)},
+                  {"base", 500000.0},
+                  {"pairing", double(pairing)}};
+      std::vector<float> factors(rd / 2);
+      for (size_t i = 0; i < factors.size(); ++i) factors[i] = 1.0f + 7.0f * float(i) / 23.0f;
+      compare("rope", attrs,
+              {f32_tensor({T, H * hd}, normal(gen_, T * H * hd)),
+               i32_tensor({T}, ints(gen_, T, 0, 5000)), f32_tensor({rd / 2}, factors)},
+              "pairing " + std::to_string(pairing) + " T " + std::to_string(T), 2e-6);
+    }
+}
+
 TEST_F(VulkanVsRef, ZeroRows) {
   compare("matmul", {}, {f32_tensor({0, 8}, {}), f32_tensor({4, 8}, normal(gen_, 32))}, "T=0");
   compare("add", {}, {f32_tensor({0, 8}, {}), f32_tensor({0, 8}, {})}, "T=0");

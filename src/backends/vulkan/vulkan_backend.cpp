@@ -273,14 +273,18 @@ class VulkanBackend final : public Backend {
     add_op(Op::Matmul, &VulkanBackend::matmul, [](const OpCall& c) {
       return c.inputs[1].shape[0] * ceil_div(c.inputs[0].shape[0], 4);
     });
-    add_op(Op::Rope, &VulkanBackend::rope, [](const OpCall& c) {
-      int64_t hd = c.attrs.get_int("head_dim"), rd = c.attrs.get_int("rope_dim");
-      return ceil_div(c.inputs[0].shape[0] * c.attrs.get_int("n_heads") * (hd - rd / 2), 128);
-    });
+    add_op(Op::Rope, &VulkanBackend::rope,
+           [](const OpCall& c) {
+             int64_t hd = c.attrs.get_int("head_dim"), rd = c.attrs.get_int("rope_dim");
+             return ceil_div(c.inputs[0].shape[0] * c.attrs.get_int("n_heads") * (hd - rd / 2),
+                             128);
+           },
+           {"freq_factors"});
     add_op(Op::KvStore, &VulkanBackend::kv_store,
            [](const OpCall& c) { return ceil_div(c.inputs[2].shape.numel(), 128); });
     add_op(Op::Attention, &VulkanBackend::attention,
-           [](const OpCall& c) { return c.inputs[0].shape[0] * c.attrs.get_int("n_heads"); });
+           [](const OpCall& c) { return c.inputs[0].shape[0] * c.attrs.get_int("n_heads"); },
+           {"window", "softcap"});
     auto elementwise_groups = [](const OpCall& c) {
       return ceil_div(c.inputs[0].shape.numel(), 128);
     };
@@ -459,8 +463,10 @@ class VulkanBackend final : public Backend {
 
  private:
   using Groups = int64_t (*)(const OpCall&);
-  void add_op(Op op, void (VulkanBackend::*record)(const OpCall&), Groups groups) {
-    kernels_.add(op, this, record);
+  // `options`: the op's optional inputs and attributes the kernel implements.
+  void add_op(Op op, void (VulkanBackend::*record)(const OpCall&), Groups groups,
+              std::vector<std::string> options = {}) {
+    kernels_.add(op, this, record, {}, std::move(options));
     groups_[size_t(op)] = groups;
   }
 
@@ -506,16 +512,19 @@ class VulkanBackend final : public Backend {
     record("matmul", bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
   }
 
+  // With freq_factors (binding 4), the rope_factors variant of the shader.
   void rope(const OpCall& c) {
     const int64_t rd = c.attrs.get_int("rope_dim");
     std::vector<Binding> bind = bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]});
     const Block& table = rope_table(c.attrs.get("base"), rd);
     bind.push_back({&table, 0, table.size});
+    const bool factors = c.inputs.size() > 2;
+    if (factors) bind.push_back(bindings({&c.inputs[2]})[0]);
     Params p;
     p.u[0] = uint32_t(c.inputs[0].shape[0]), p.u[1] = uint32_t(c.attrs.get_int("n_heads"));
     p.u[2] = uint32_t(c.attrs.get_int("head_dim")), p.u[3] = uint32_t(rd);
     p.u[4] = c.attrs.get_int("pairing") == 1 ? 1 : 0;
-    record(rope_shader_, bind, p, c);
+    record(factors ? rope_shader_ + "_factors" : rope_shader_, bind, p, c);
   }
 
   void kv_store(const OpCall& c) {
@@ -541,7 +550,12 @@ class VulkanBackend final : public Backend {
     p.u[2] = uint32_t(c.attrs.get_int("n_heads")), p.u[3] = uint32_t(c.attrs.get_int("n_kv_heads"));
     p.u[4] = uint32_t(c.attrs.get_int("head_dim"));
     p.f[0] = float(c.attrs.get("scale"));
-    record("attention", bind, p, c);
+    // A window of P or more keys, or none, hides no key (0); softcap 0 is none. Calls that
+    // use neither run the plain shader, as before the options existed.
+    const double window = c.attrs.get_or("window", 0), softcap = c.attrs.get_or("softcap", 0);
+    p.u[5] = window > 0 && window < double(c.inputs[1].shape[0]) ? uint32_t(window) : 0;
+    p.f[1] = float(softcap);
+    record(p.u[5] != 0 || softcap > 0 ? "attention_options" : "attention", bind, p, c);
   }
 
   // swiglu, add and mul (bias and scale below too) share one shader; u[1] picks the function.
