@@ -19,7 +19,13 @@ foreach(comp ${TAPML_VULKAN_COMPS})
   get_filename_component(name ${comp} NAME_WE)
   list(APPEND TAPML_VULKAN_SHADERS ${name})
 endforeach()
-set(TAPML_VULKAN_VARIANTS rope_f64=rope:ROPE_F64)  # rope with the angle in f64
+# rope_f64: the angle in f64; *_factors: rope's optional freq_factors; attention_options:
+# attention's optional window and softcap (calls without them keep the plain shaders).
+set(TAPML_VULKAN_VARIANTS
+    rope_f64=rope:ROPE_F64
+    rope_factors=rope:ROPE_FACTORS
+    rope_f64_factors=rope:ROPE_F64_FACTORS
+    attention_options=attention:ATTENTION_OPTIONS)
 foreach(v ${TAPML_VULKAN_VARIANTS})
   string(REGEX REPLACE "=.*" "" name ${v})
   list(APPEND TAPML_VULKAN_SHADERS ${name})

@@ -262,6 +262,165 @@ TEST_F(VulkanVsRef, Gelu) {
     }
 }
 
+TEST_F(VulkanVsRef, LayerNorm) {
+  for (int64_t N : {1, 7, 64, 257, 4099})
+    for (int64_t T : {1, 7, 40})
+      for (float offset : {0.0f, 1000.0f}) {
+        auto x = normal(gen_, T * N, 3.0f);
+        for (float& v : x) v += offset;  // a mean far above the spread: no E[x^2] - E[x]^2
+        // N = 1: every row is its own mean, the output 0 (exactly, with offset 0).
+        compare("layernorm", {{"eps", 1e-5}},
+                {f32_tensor({T, N}, x), f32_tensor({N}, normal(gen_, N))},
+                name(DType::F32, T, N) + " offset " + std::to_string(int(offset)),
+                offset > 0 ? 1e-4 : 1e-5);
+      }
+}
+
+TEST_F(VulkanVsRef, BiasMulScale) {
+  for (auto [T, N] :
+       {std::pair<int64_t, int64_t>{1, 1}, {7, 1}, {1, 7}, {7, 64}, {3, 1000}, {17, 8000}}) {
+    const std::string what = name(DType::F32, T, N);
+    // Correctly rounded in f32 on both sides.
+    compare("bias", {}, {f32_tensor({T, N}, normal(gen_, T * N)), f32_tensor({N}, normal(gen_, N))},
+            what, 1e-7);
+    compare("mul", {},
+            {f32_tensor({T, N}, normal(gen_, T * N)), f32_tensor({T, N}, normal(gen_, T * N))},
+            what, 1e-7);
+    // s is rounded to f32 first: one rounding more.
+    for (double s : {0.088388347648318, -3.0, 0.0, 48.0})
+      compare("scale", {{"s", s}}, {f32_tensor({T, N}, normal(gen_, T * N, 1e3f))},
+              what + " s=" + std::to_string(s), 2e-7);
+  }
+}
+
+TEST_F(VulkanVsRef, Softcap) {
+  for (auto [T, N] : {std::pair<int64_t, int64_t>{1, 1}, {1, 7}, {7, 64}, {3, 1000}, {9, 8000}})
+    for (double cap : {30.0, 50.0, 0.5}) {
+      const std::string what = name(DType::F32, T, N) + " cap=" + std::to_string(cap);
+      auto x = normal(gen_, T * N, 40.0f);
+      if (T * N > 2) x[0] = 1e30f, x[1] = -3e38f;  // saturated far past the cap
+      compare("softcap", {{"cap", cap}}, {f32_tensor({T, N}, x)}, what, 1e-6);
+      // tanh(y) ~ y: formed as (e^2y - 1) / (e^2y + 1) the digits are lost.
+      for (float& v : x) v = float(cap) * 1e-4f * std::tanh(v);
+      compare("softcap", {{"cap", cap}}, {f32_tensor({T, N}, x)}, what + " near 0", 1e-6);
+    }
+}
+
+TEST_F(VulkanVsRef, SigmoidGate) {
+  for (auto [T, N] : {std::pair<int64_t, int64_t>{1, 1}, {2, 7}, {7, 64}, {3, 1000}, {9, 8000}}) {
+    auto g = normal(gen_, T, 5.0f);
+    if (T > 1) g[0] = -200.0f, g[1] = 200.0f;  // exp overflows either way round
+    compare("sigmoid_gate", {}, {f32_tensor({T, N}, normal(gen_, T * N)), f32_tensor({T, 1}, g)},
+            name(DType::F32, T, N), 1e-6);
+  }
+}
+
+TEST_F(VulkanVsRef, MoeRoute) {
+  for (auto [E, k] :
+       {std::pair<int64_t, int64_t>{8, 2}, {60, 4}, {64, 6}, {3, 3}, {1, 1}, {128, 8}, {200, 20}})
+    for (int64_t T : {1, 7, 300})
+      for (int norm : {0, 1}) {
+        auto l = normal(gen_, T * E, 2.0f);
+        // Ties: a third of the rows on a grid of 0.5; one row all equal (the first k win).
+        for (int64_t t = 0; t < T; t += 3)
+          for (int64_t e = 0; e < E; ++e)
+            l[size_t(t * E + e)] = std::round(l[size_t(t * E + e)] * 2) / 2;
+        if (T > 1)
+          for (int64_t e = 0; e < E; ++e) l[size_t(E + e)] = 0.25f;
+        compare("moe_route", {{"k", double(k)}, {"norm", double(norm)}}, {f32_tensor({T, E}, l)},
+                "E " + std::to_string(E) + " k " + std::to_string(k) + " T " + std::to_string(T) +
+                    " norm " + std::to_string(norm),
+                1e-6);
+      }
+}
+
+// [T, E]: k experts per row at random, weights in [0.05, 1], zero elsewhere; expert E-1 is
+// never chosen when k < E.
+std::vector<float> sparse_route(int64_t T, int64_t E, int64_t k, std::mt19937& gen) {
+  std::vector<float> r(size_t(T * E), 0.0f);
+  std::uniform_real_distribution<float> w(0.05f, 1.0f);
+  const int64_t open = k < E ? E - 1 : E;
+  for (int64_t t = 0; t < T; ++t) {
+    std::vector<int64_t> order(static_cast<size_t>(open));
+    for (int64_t e = 0; e < open; ++e) order[size_t(e)] = e;
+    std::shuffle(order.begin(), order.end(), gen);
+    for (int64_t i = 0; i < k; ++i) r[size_t(t * E + order[size_t(i)])] = w(gen);
+  }
+  return r;
+}
+
+TEST_F(VulkanVsRef, MoeFfn) {
+  struct Case {
+    int64_t T, D, H, E, k;
+  };
+  for (DType wt : kWeightTypes)
+    for (Case c : {Case{1, 64, 48, 8, 2}, Case{5, 67, 43, 4, 2}, Case{13, 128, 96, 8, 3},
+                   Case{3, 16, 8, 3, 3}, Case{40, 72, 200, 6, 2}, Case{2, 1, 1, 2, 1},
+                   Case{7, 300, 130, 5, 5}}) {
+      const float sd = 1.0f / std::sqrt(float(c.D)), sh = 1.0f / std::sqrt(float(c.H));
+      std::vector<Tensor> in = {f32_tensor({c.T, c.D}, normal(gen_, c.T * c.D)),
+                                f32_tensor({c.T, c.E}, sparse_route(c.T, c.E, c.k, gen_)),
+                                f32_tensor({c.E, c.H, c.D}, normal(gen_, c.E * c.H * c.D, sd), wt),
+                                f32_tensor({c.E, c.H, c.D}, normal(gen_, c.E * c.H * c.D, sd), wt),
+                                f32_tensor({c.E, c.D, c.H}, normal(gen_, c.E * c.D * c.H, sh), wt)};
+      // The expert no token chooses holds NaN everywhere: it must not be read into the sum.
+      if (c.k < c.E)
+        for (size_t i = 2; i < 5; ++i) {
+          const int64_t per = in[i].numel() / c.E, size = int64_t(dtype_size(wt));
+          std::memset(in[i].mutable_bytes() + (c.E - 1) * per * size, 0xFF, size_t(per * size));
+        }
+      compare("moe_ffn", {}, in,
+              std::string(dtype_name(wt)) + " T " + std::to_string(c.T) + " D " +
+                  std::to_string(c.D) + " H " + std::to_string(c.H) + " E " + std::to_string(c.E) +
+                  " k " + std::to_string(c.k),
+              2e-5);
+    }
+}
+
+TEST_F(VulkanVsRef, AttentionWithWindowAndSoftcap) {
+  struct Case {
+    int64_t T, extra, window;
+    double softcap;
+  };
+  for (Case c : {Case{1, 40, 16, 0}, Case{1, 40, 1, 0}, Case{7, 0, 3, 0}, Case{7, 30, 5, 0},
+                 Case{30, 0, 7, 0}, Case{5, 10, 100, 0}, Case{3, 20, 0, 50}, Case{6, 27, 10, 20},
+                 Case{1, 300, 64, 30}, Case{2, 1500, 200, 50}}) {
+    const int64_t H = 8, KV = 2, hd = 36, P = c.T + c.extra;
+    Attrs attrs{{"n_heads", double(H)},
+                {"n_kv_heads", double(KV)},
+                {"head_dim", double(hd)},
+                {"scale", 1.0 / 6}};
+    if (c.window) attrs.set("window", double(c.window));
+    if (c.softcap) attrs.set("softcap", c.softcap);
+    // Scores with a spread of about 16: the cap bites.
+    compare("attention", attrs,
+            {f32_tensor({c.T, H * hd}, normal(gen_, c.T * H * hd, 2.0f)),
+             f32_tensor({P, KV * hd}, normal(gen_, P * KV * hd, 2.0f)),
+             f32_tensor({P, KV * hd}, normal(gen_, P * KV * hd))},
+            "T " + std::to_string(c.T) + " P " + std::to_string(P) + " window " +
+                std::to_string(c.window) + " softcap " + std::to_string(c.softcap),
+            1e-4);
+  }
+}
+
+TEST_F(VulkanVsRef, RopeWithFreqFactors) {
+  for (int pairing : {0, 1})
+    for (int64_t T : {1, 7, 200}) {
+      const int64_t H = 4, hd = 64, rd = 48;
+      Attrs attrs{{"n_heads", double(H)},
+                  {"head_dim", double(hd)},
+                  {"rope_dim", double(rd)},
+                  {"base", 500000.0},
+                  {"pairing", double(pairing)}};
+      std::vector<float> factors(rd / 2);
+      for (size_t i = 0; i < factors.size(); ++i) factors[i] = 1.0f + 7.0f * float(i) / 23.0f;
+      compare("rope", attrs,
+              {f32_tensor({T, H * hd}, normal(gen_, T * H * hd)),
+               i32_tensor({T}, ints(gen_, T, 0, 5000)), f32_tensor({rd / 2}, factors)},
+              "pairing " + std::to_string(pairing) + " T " + std::to_string(T), 2e-6);
+    }
+}
+
 TEST_F(VulkanVsRef, ZeroRows) {
   compare("matmul", {}, {f32_tensor({0, 8}, {}), f32_tensor({4, 8}, normal(gen_, 32))}, "T=0");
   compare("add", {}, {f32_tensor({0, 8}, {}), f32_tensor({0, 8}, {})}, "T=0");

@@ -74,29 +74,7 @@ TEST(Conformance, VulkanPasses) {
     GTEST_SKIP() << "no Vulkan backend or device: " << e.what();
   }
   ConformanceRun run = shared().suite.run(*vulkan);
-  // vulkan has no kernels yet for the ops and options added after gelu: those cases are
-  // refused, saying so; every other case is offered and passes.
-  const std::set<Op> without = {Op::LayerNorm, Op::Bias,        Op::Mul,      Op::Scale,
-                                Op::Softcap,   Op::SigmoidGate, Op::MoeRoute, Op::MoeFfn};
-  ConformanceTotals t = totals(run);
-  EXPECT_EQ(t.cases, int64_t(shared().suite.size()));
-  EXPECT_EQ(t.failed, 0) << conformance_table(run);
-  for (const ConformanceResult& r : run.results) {
-    const std::string name(op_name(r.op));
-    std::string option;
-    if (r.op == Op::Rope && r.label.find("freq_factors") != std::string::npos)
-      option = " with freq_factors";
-    if (r.op == Op::Attention && r.label.find("window") != std::string::npos)
-      option = " with window";
-    else if (r.op == Op::Attention && r.label.find("softcap") != std::string::npos)
-      option = " with softcap";
-    if (without.count(r.op) || !option.empty()) {
-      EXPECT_EQ(r.status, CaseStatus::NotOffered) << name << " " << r.label;
-      EXPECT_EQ(r.detail, "vulkan: no kernel for " + name + option) << r.label;
-    } else {
-      EXPECT_EQ(r.status, CaseStatus::Pass) << name << " " << r.label << ": " << r.detail;
-    }
-  }
+  expect_passes(run);
   std::printf("%s", conformance_table(run).c_str());
 }
 

@@ -273,20 +273,39 @@ class VulkanBackend final : public Backend {
     add_op(Op::Matmul, &VulkanBackend::matmul, [](const OpCall& c) {
       return c.inputs[1].shape[0] * ceil_div(c.inputs[0].shape[0], 4);
     });
-    add_op(Op::Rope, &VulkanBackend::rope, [](const OpCall& c) {
-      int64_t hd = c.attrs.get_int("head_dim"), rd = c.attrs.get_int("rope_dim");
-      return ceil_div(c.inputs[0].shape[0] * c.attrs.get_int("n_heads") * (hd - rd / 2), 128);
-    });
+    add_op(Op::Rope, &VulkanBackend::rope,
+           [](const OpCall& c) {
+             int64_t hd = c.attrs.get_int("head_dim"), rd = c.attrs.get_int("rope_dim");
+             return ceil_div(c.inputs[0].shape[0] * c.attrs.get_int("n_heads") * (hd - rd / 2),
+                             128);
+           },
+           {"freq_factors"});
     add_op(Op::KvStore, &VulkanBackend::kv_store,
            [](const OpCall& c) { return ceil_div(c.inputs[2].shape.numel(), 128); });
     add_op(Op::Attention, &VulkanBackend::attention,
-           [](const OpCall& c) { return c.inputs[0].shape[0] * c.attrs.get_int("n_heads"); });
+           [](const OpCall& c) { return c.inputs[0].shape[0] * c.attrs.get_int("n_heads"); },
+           {"window", "softcap"});
     auto elementwise_groups = [](const OpCall& c) {
       return ceil_div(c.inputs[0].shape.numel(), 128);
     };
     add_op(Op::Swiglu, &VulkanBackend::swiglu, elementwise_groups);
     add_op(Op::Add, &VulkanBackend::add, elementwise_groups);
     add_op(Op::Gelu, &VulkanBackend::gelu, elementwise_groups);
+    add_op(Op::LayerNorm, &VulkanBackend::layernorm,
+           [](const OpCall& c) { return c.inputs[0].shape[0]; });
+    add_op(Op::Bias, &VulkanBackend::bias, elementwise_groups);
+    add_op(Op::Mul, &VulkanBackend::mul, elementwise_groups);
+    add_op(Op::Scale, &VulkanBackend::scale, elementwise_groups);
+    add_op(Op::Softcap, &VulkanBackend::softcap, elementwise_groups);
+    add_op(Op::SigmoidGate, &VulkanBackend::sigmoid_gate, elementwise_groups);
+    add_op(Op::MoeRoute, &VulkanBackend::moe_route,
+           [](const OpCall& c) { return c.inputs[0].shape[0]; });
+    // The larger of moe_ffn's two dispatches (see moe_ffn()).
+    add_op(Op::MoeFfn, &VulkanBackend::moe_ffn, [](const OpCall& c) {
+      const int64_t blocks = ceil_div(c.inputs[0].shape[0], 4), D = c.inputs[0].shape[1];
+      const int64_t E = c.inputs[1].shape[1], H = c.inputs[2].shape[1];
+      return blocks * std::max(E * H, D);
+    });
 
     dummy_ = make_block(256, false);
     if (!direct_) staging_ = make_block(kStagingBytes, true);
@@ -410,12 +429,13 @@ class VulkanBackend final : public Backend {
       if (Support s = fits(t, "input"); !s.ok) return s;
     for (auto& t : c.outputs)
       if (Support s = fits(t, "output"); !s.ok) return s;
-    if (c.op == Op::Attention) {
+    if (c.op == Op::Attention || c.op == Op::MoeFfn) {
       size_t scratch = scratch_bytes(c);
       if (scratch + slack > l.maxStorageBufferRange || scratch > facts_.max_alloc)
-        return Support::no("vulkan: attention scores need " + std::to_string(scratch) +
-                           " bytes, over the device's maxStorageBufferRange of " +
-                           std::to_string(l.maxStorageBufferRange));
+        return Support::no(
+            "vulkan: " + op + (c.op == Op::Attention ? " scores need " : " activations need ") +
+            std::to_string(scratch) + " bytes, over the device's maxStorageBufferRange of " +
+            std::to_string(l.maxStorageBufferRange));
     }
     int64_t groups = groups_[size_t(c.op)](c);
     int64_t max_groups = int64_t(l.maxComputeWorkGroupCount[0]) * l.maxComputeWorkGroupCount[1];
@@ -443,8 +463,10 @@ class VulkanBackend final : public Backend {
 
  private:
   using Groups = int64_t (*)(const OpCall&);
-  void add_op(Op op, void (VulkanBackend::*record)(const OpCall&), Groups groups) {
-    kernels_.add(op, this, record);
+  // `options`: the op's optional inputs and attributes the kernel implements.
+  void add_op(Op op, void (VulkanBackend::*record)(const OpCall&), Groups groups,
+              std::vector<std::string> options = {}) {
+    kernels_.add(op, this, record, {}, std::move(options));
     groups_[size_t(op)] = groups;
   }
 
@@ -490,16 +512,19 @@ class VulkanBackend final : public Backend {
     record("matmul", bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
   }
 
+  // With freq_factors (binding 4), the rope_factors variant of the shader.
   void rope(const OpCall& c) {
     const int64_t rd = c.attrs.get_int("rope_dim");
     std::vector<Binding> bind = bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]});
     const Block& table = rope_table(c.attrs.get("base"), rd);
     bind.push_back({&table, 0, table.size});
+    const bool factors = c.inputs.size() > 2;
+    if (factors) bind.push_back(bindings({&c.inputs[2]})[0]);
     Params p;
     p.u[0] = uint32_t(c.inputs[0].shape[0]), p.u[1] = uint32_t(c.attrs.get_int("n_heads"));
     p.u[2] = uint32_t(c.attrs.get_int("head_dim")), p.u[3] = uint32_t(rd);
     p.u[4] = c.attrs.get_int("pairing") == 1 ? 1 : 0;
-    record(rope_shader_, bind, p, c);
+    record(factors ? rope_shader_ + "_factors" : rope_shader_, bind, p, c);
   }
 
   void kv_store(const OpCall& c) {
@@ -525,10 +550,15 @@ class VulkanBackend final : public Backend {
     p.u[2] = uint32_t(c.attrs.get_int("n_heads")), p.u[3] = uint32_t(c.attrs.get_int("n_kv_heads"));
     p.u[4] = uint32_t(c.attrs.get_int("head_dim"));
     p.f[0] = float(c.attrs.get("scale"));
-    record("attention", bind, p, c);
+    // A window of P or more keys, or none, hides no key (0); softcap 0 is none. Calls that
+    // use neither run the plain shader, as before the options existed.
+    const double window = c.attrs.get_or("window", 0), softcap = c.attrs.get_or("softcap", 0);
+    p.u[5] = window > 0 && window < double(c.inputs[1].shape[0]) ? uint32_t(window) : 0;
+    p.f[1] = float(softcap);
+    record(p.u[5] != 0 || softcap > 0 ? "attention_options" : "attention", bind, p, c);
   }
 
-  // swiglu and add share one shader; u[1] picks the function.
+  // swiglu, add and mul (bias and scale below too) share one shader; u[1] picks the function.
   void elementwise(const OpCall& c, uint32_t function) {
     Params p;
     p.u[0] = uint32_t(c.inputs[0].shape.numel());
@@ -537,6 +567,71 @@ class VulkanBackend final : public Backend {
   }
   void swiglu(const OpCall& c) { elementwise(c, 0); }
   void add(const OpCall& c) { elementwise(c, 1); }
+  void mul(const OpCall& c) { elementwise(c, 3); }
+
+  // b broadcast over the rows: b[i % N].
+  void bias(const OpCall& c) {
+    Params p;
+    p.u[0] = uint32_t(c.inputs[0].shape.numel()), p.u[1] = 2;
+    p.u[2] = uint32_t(c.inputs[0].shape[1]);
+    record("elementwise", bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
+  }
+
+  // s rounded to f32, which the catalog allows (one more rounding).
+  void scale(const OpCall& c) {
+    Params p;
+    p.u[0] = uint32_t(c.inputs[0].shape.numel()), p.u[1] = 4;
+    p.f[0] = float(c.attrs.get("s"));
+    record("elementwise", bindings({&c.inputs[0], &c.inputs[0], &c.outputs[0]}), p, c);
+  }
+
+  void softcap(const OpCall& c) {
+    Params p;
+    p.u[0] = uint32_t(c.inputs[0].shape.numel());
+    p.f[0] = float(c.attrs.get("cap"));
+    record("softcap", bindings({&c.inputs[0], &c.outputs[0]}), p, c);
+  }
+
+  void sigmoid_gate(const OpCall& c) {
+    Params p;
+    p.u[0] = uint32_t(c.inputs[0].shape.numel()), p.u[1] = uint32_t(c.inputs[0].shape[1]);
+    record("sigmoid_gate", bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
+  }
+
+  void layernorm(const OpCall& c) {
+    Params p;
+    p.u[0] = uint32_t(c.inputs[0].shape[0]), p.u[1] = uint32_t(c.inputs[0].shape[1]);
+    p.f[0] = float(c.attrs.get("eps"));
+    record("layernorm", bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
+  }
+
+  void moe_route(const OpCall& c) {
+    Params p;
+    p.u[0] = uint32_t(c.inputs[0].shape[0]), p.u[1] = uint32_t(c.inputs[0].shape[1]);
+    p.u[2] = uint32_t(c.attrs.get_int("k")), p.u[3] = c.attrs.get_int("norm") == 1 ? 1 : 0;
+    record("moe_route", bindings({&c.inputs[0], &c.outputs[0]}), p, c);
+  }
+
+  // Two dispatches, both reading route on the device (the host never waits for it):
+  // moe_gate_up writes silu(gate x) * (up x) of every routed (token, expert) into scratch
+  // [T, E, H], and moe_down sums the route-weighted down projections of each token's experts.
+  // Unrouted pairs are skipped by both, so an unchosen expert's weights are never read.
+  void moe_ffn(const OpCall& c) {
+    const int64_t T = c.inputs[0].shape[0], D = c.inputs[0].shape[1];
+    const int64_t E = c.inputs[1].shape[1], H = c.inputs[2].shape[1];
+    if (T == 0) return;
+    Params p;
+    p.u[0] = uint32_t(T), p.u[1] = uint32_t(D), p.u[2] = uint32_t(H), p.u[3] = uint32_t(E);
+    p.u[7] = weight_code(c.inputs[2].dtype);
+    const Block& act = scratch(scratch_bytes(c));
+    const Binding act_bind{&act, 0, scratch_bytes(c)};
+    std::vector<Binding> up = bindings({&c.inputs[0], &c.inputs[1], &c.inputs[2], &c.inputs[3]});
+    up.push_back(act_bind);
+    dispatch("moe_gate_up", up, p, ceil_div(T, 4) * E * H);
+    std::vector<Binding> down = bindings({&c.inputs[1], &c.inputs[4], &c.outputs[0]});
+    down.insert(down.begin(), act_bind);
+    dispatch("moe_down", down, p, ceil_div(T, 4) * D);
+  }
 
   void gelu(const OpCall& c) {
     Params p;
@@ -550,9 +645,9 @@ class VulkanBackend final : public Backend {
     if (want.empty()) return devs[0];
     if (std::all_of(want.begin(), want.end(), [](char ch) { return std::isdigit(uint8_t(ch)); })) {
       size_t i = std::stoul(want);
-      TAPML_REQUIRE_USAGE(i < devs.size(), "backend URI '" + uri.text + "': device " + want + " of " +
-                                         std::to_string(devs.size()) +
-                                         " (see tapml info --backends)");
+      TAPML_REQUIRE_USAGE(i < devs.size(), "backend URI '" + uri.text + "': device " + want +
+                                               " of " + std::to_string(devs.size()) +
+                                               " (see tapml info --backends)");
       return devs[i];
     }
     for (VkPhysicalDevice d : devs) {
@@ -561,7 +656,7 @@ class VulkanBackend final : public Backend {
       if (lower(p.deviceName).find(lower(want)) != std::string::npos) return d;
     }
     throw UsageError("backend URI '" + uri.text + "': no Vulkan device named like '" + want +
-                "' (see tapml info --backends)");
+                     "' (see tapml info --backends)");
   }
 
   // Direct mapping when a device-local, host-visible, coherent type covers (most of) the
@@ -712,13 +807,17 @@ class VulkanBackend final : public Backend {
     return rope_tables_[key] = b;
   }
 
+  // The scratch a call needs: attention's scores [T, H, P], moe_ffn's activations [T, E, H].
   static size_t scratch_bytes(const OpCall& c) {
+    if (c.op == Op::MoeFfn)
+      return size_t(c.inputs[0].shape[0]) * size_t(c.inputs[1].shape[1]) *
+             size_t(c.inputs[2].shape[1]) * 4;
     return size_t(c.inputs[0].shape[0]) * size_t(c.attrs.get_int("n_heads")) *
            size_t(c.inputs[1].shape[0]) * 4;
   }
 
-  // Attention scores. Dispatches run one after another, so one scratch block serves a whole
-  // batch; growing it waits for the batch that may still use the old one.
+  // Attention scores and moe_ffn activations. Dispatches run one after another, so one scratch
+  // block serves a whole batch; growing it waits for the batch that may still use the old one.
   const Block& scratch(size_t bytes) {
     if (scratch_.capacity < std::max<size_t>(bytes, 4)) {
       flush();

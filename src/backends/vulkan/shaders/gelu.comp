@@ -2,29 +2,10 @@
 #include "common.glsl"
 // gelu: u0 = n, u1 = approx (0: x * Phi(x); 1: the tanh form). Both are formed without the
 // cancellation of 1 + erf and 1 + tanh, which erases every output below x = -5.3 (see the
-// catalog's gelu and the cpu kernels, whose erfc this is).
+// catalog's gelu and the cpu kernels, whose erfc this is). exp_f32 is common.glsl's.
 layout(local_size_x = 128) in;
 layout(binding = 0) readonly buffer X { float x[]; };
 layout(binding = 1) writeonly buffer Out { float outv[]; };
-
-// exp within 2 ulp whatever the driver's: Vulkan allows exp 3 + 2|y| ulp, and lavapipe's
-// reaches 30 ulp at |y| = 12 and 270 near 88, which the tails below turn into relative error
-// one for one. Cody-Waite reduction by ln 2 and Cephes' expf polynomial.
-float exp_f32(float y) {
-  y = clamp(y, -104.0, 88.0);
-  float n = round(y * 1.44269504088896341);
-  // n * 0.693359375 is exact (|n| < 2^8), and so is y minus it. `precise` keeps the compiler
-  // (mesa reassociates inexact arithmetic, fma included) from folding the two steps into one
-  // product with a rounded ln 2, which costs |n| * 2^-24 of relative error.
-  precise float r = (y - n * 0.693359375) + n * 2.12194440e-4;
-  float p = 1.9875691500e-4;
-  p = fma(p, r, 1.3981999507e-3);
-  p = fma(p, r, 8.3334519073e-3);
-  p = fma(p, r, 4.1665795894e-2);
-  p = fma(p, r, 1.6666665459e-1);
-  p = fma(p, r, 5.0000001201e-1);
-  return ldexp(fma(p, r * r, r) + 1.0, int(n));
-}
 
 // 0.5 * erfc(|v| / sqrt 2) = 0.5 * exp(-a^2) (1 + p(q)) / (1 + 2a), q = (a - 2) / (a + 2),
 // p the cpu kernel's degree-10 fit. a^2 = v^2 / 2 is taken as hi + lo without rounding (hi

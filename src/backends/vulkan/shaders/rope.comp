@@ -5,6 +5,13 @@
 // The angle pos * freq is formed and reduced modulo 2*pi in f64 where the device has it
 // (ROPE_F64), so large positions keep their accuracy; freq comes from a host-made table
 // (rd/2 doubles, then rd/2 floats). u0 = T, u1 = H, u2 = hd, u3 = rd, u4 = neox.
+// ROPE_FACTORS (variants rope_factors, and rope_f64_factors with ROPE_F64) divides each
+// frequency by the optional input freq_factors[i] (binding 4) before the angle is formed:
+// in f64 where the angle is, as the catalog's f64 pow(base, -2i/rd) / factor.
+#ifdef ROPE_F64_FACTORS
+#define ROPE_F64
+#define ROPE_FACTORS
+#endif
 #ifdef ROPE_F64
 #extension GL_ARB_gpu_shader_fp64 : enable
 #endif
@@ -13,6 +20,9 @@ layout(binding = 0) readonly buffer X { float x[]; };
 layout(binding = 1) readonly buffer Pos { int pos[]; };
 layout(binding = 2) writeonly buffer Out { float outv[]; };
 layout(binding = 3) readonly buffer Table { uint table[]; };
+#ifdef ROPE_FACTORS
+layout(binding = 4) readonly buffer Factors { float factors[]; };
+#endif
 void main() {
   uint T = pc.u[0], H = pc.u[1], hd = pc.u[2], rd = pc.u[3];
   bool neox = pc.u[4] != 0u;
@@ -30,12 +40,18 @@ void main() {
   int p = pos[pc.o[1] / 4u + t];
 #ifdef ROPE_F64
   double freq = packDouble2x32(uvec2(table[2u * i], table[2u * i + 1u]));
+#ifdef ROPE_FACTORS
+  freq /= double(factors[pc.o[4] / 4u + i]);
+#endif
   double theta = double(p) * freq;
   const double two_pi = 6.283185307179586476925286766559LF;
   double r = theta - two_pi * floor(theta / two_pi + 0.5LF);
   float a = float(r);
 #else
   float freq = uintBitsToFloat(table[rd + i]);
+#ifdef ROPE_FACTORS
+  freq /= factors[pc.o[4] / 4u + i];
+#endif
   float theta = float(p) * freq;
   const float two_pi = 6.28318530717958647692;
   float a = theta - two_pi * floor(theta / two_pi + 0.5);

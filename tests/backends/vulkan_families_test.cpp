@@ -1,0 +1,151 @@
+// Every shared Hugging Face family folder on the vulkan backend against transformers' own run
+// (float64; float32 for mixtral and qwen2_moe, whose expert kernels have no float64 path): the
+// greedy continuation of the golden prompt must be the golden ids exactly, and the logits of
+// every position within 5e-5 of the largest logit. Every test skips, saying why, where the
+// build has no Vulkan or the machine no Vulkan device (install mesa-vulkan-drivers for
+// lavapipe).
+//
+// The bound. Worst |logit diff| / max|logit| over the 48 positions of each golden, measured on
+// lavapipe (llvmpipe, LLVM 15.0.6), beside ref?acc=f32 (plain f32 loops: the oracle's noise
+// reference) and ref (f64 sums; what is left is the goldens' own rounding to f32 and, for
+// the two mixtures of experts, transformers' float32):
+//
+//   family      vulkan    ref?acc=f32  ref          family      vulkan    ref?acc=f32  ref
+//   cohere      4.8e-07   9.5e-07      3.9e-07      mistral     1.1e-06   1.3e-06      6.5e-07
+//   falcon      4.2e-07   6.9e-07      2.3e-07      mixtral     2.0e-06   3.3e-06      1.9e-06
+//   gemma       8.0e-07   1.1e-06      6.7e-07      olmo2       5.2e-07   7.0e-07      3.2e-07
+//   gemma2      3.6e-07   5.8e-07      2.8e-07      phi         3.3e-07   6.3e-07      2.2e-07
+//   gemma3      3.3e-07   5.3e-07      2.9e-07      phi3        9.3e-07   1.3e-06      9.2e-07
+//   gpt2        3.4e-07   6.1e-07      1.6e-07      qwen2       9.7e-07   2.9e-06      7.5e-07
+//   gpt_neox    4.6e-07   6.7e-07      2.1e-07      qwen2_moe   2.2e-06   2.1e-06      1.9e-06
+//   granite     1.4e-07   3.1e-07      1.4e-07      qwen3       5.9e-07   9.8e-07      4.1e-07
+//   llama       1.0e-06   1.4e-06      6.7e-07      stablelm    1.3e-06   2.5e-06      4.0e-07
+//   llama31     1.4e-06   1.5e-06      5.2e-07      starcoder2  5.2e-07   1.0e-06      3.0e-07
+//
+// The oracle (docs/oracle.md) measures error as here, max |a - e| / max |e|, and lets a
+// correct kernel err up to 16 times the error of plain f32 (its noise multiple). The worst
+// plain-f32 run is mixtral's 3.3e-6; 16 x 3.3e-6 = 5.3e-5, taken as 5e-5. That is 22x above
+// lavapipe's worst (qwen2_moe, 2.2e-6), room for other devices' summation orders, while a
+// forgotten cap, window, bias, norm weight or frequency factor moves these logits by 1e-2 and
+// more. It is also at least 13x inside every golden's smallest top-2 margin relative to its
+// largest logit (gpt2: 4.0e-3 / 6.24), so logits within it cannot change a greedy id.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "backend/registry.h"
+#ifdef TAPML_WITH_VULKAN
+#include "backends/vulkan/vulkan_backend.h"
+#include "model/model_file.h"
+#include "runtime/generate.h"
+#include "runtime/session.h"
+#include "support/shared.h"
+#endif
+
+namespace tapml {
+namespace {
+
+#ifndef TAPML_WITH_VULKAN
+
+TEST(VulkanFamilies, Skipped) { GTEST_SKIP() << "built without Vulkan (TAPML_WITH_VULKAN is off)"; }
+
+#else
+
+constexpr double kLogitTolerance = 5e-5;  // of the largest |logit|; see the top of the file
+
+// Why there is no Vulkan device, or "" when there is one (checked once).
+const std::string& no_device() {
+  static const std::string why = [] {
+    try {
+      make_vulkan_backend(BackendUri::parse("vulkan"));
+      return std::string();
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+  }();
+  return why;
+}
+
+struct FamilyGolden {
+  std::vector<int> prompt, tokens;
+  std::vector<float> logits;  // [tokens, vocab]
+};
+
+FamilyGolden read_golden(const std::string& dir) {
+  std::ifstream in(dir + "/golden.json");
+  nlohmann::json j = nlohmann::json::parse(in);
+  FamilyGolden g;
+  g.prompt = j["prompt_ids"].get<std::vector<int> >();
+  g.tokens = j["token_ids"].get<std::vector<int> >();
+  std::ifstream lf(dir + "/logits.f32", std::ios::binary);
+  lf.seekg(0, std::ios::end);
+  g.logits.resize(size_t(lf.tellg()) / sizeof(float));
+  lf.seekg(0);
+  lf.read(reinterpret_cast<char*>(g.logits.data()), std::streamsize(g.logits.size() * 4));
+  return g;
+}
+
+std::vector<std::string> family_names() {
+  std::vector<std::string> out;
+  std::filesystem::path root = testing::shared_path("models/families");
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator(root, ec))
+    if (std::filesystem::exists(e.path() / "golden.json")) out.push_back(e.path().filename());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+class VulkanFamilies : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(VulkanFamilies, GreedyIdsAndLogitsMatchTransformers) {
+  if (!no_device().empty()) GTEST_SKIP() << "no Vulkan device: " << no_device();
+  const std::string dir = testing::shared_path("models/families/" + GetParam());
+  ModelFile model = load_model(dir);
+  FamilyGolden g = read_golden(dir);
+  const int vocab = model.config.vocab_size;
+  ASSERT_EQ(g.logits.size(), g.tokens.size() * size_t(vocab));
+
+  Session session(model, Placement("vulkan"), int(g.tokens.size()) + 1);
+  GenerateOptions o;
+  o.steps = int(g.tokens.size());
+  o.keep_logits = true;
+  GenerateResult r = generate(session, g.prompt, o);
+  // N positions run give N + 1 ids: the golden's N and the one predicted at the last.
+  ASSERT_EQ(r.token_ids.size(), g.tokens.size() + 1);
+  EXPECT_EQ(std::vector<int>(r.token_ids.begin(), r.token_ids.end() - 1), g.tokens);
+  ASSERT_GE(r.logits.size(), g.logits.size());
+  double largest = 0, worst = 0;
+  size_t worst_at = 0;
+  for (float x : g.logits) largest = std::max(largest, std::fabs(double(x)));
+  for (size_t i = 0; i < g.logits.size(); ++i) {
+    const double d = std::fabs(double(r.logits[i]) - g.logits[i]);
+    if (!(d <= worst)) {  // a NaN becomes the worst
+      worst = d;
+      worst_at = i;
+    }
+  }
+  std::printf("%s on vulkan: worst |logit diff| / max |logit| = %.2e\n", GetParam().c_str(),
+              worst / largest);
+  EXPECT_LE(worst, kLogitTolerance * largest)
+      << "largest |logit| " << largest << ", worst at position " << worst_at / size_t(vocab)
+      << " token " << worst_at % size_t(vocab);
+  EXPECT_GT(largest, 0.1);  // the file really holds logits
+}
+
+INSTANTIATE_TEST_SUITE_P(Shared, VulkanFamilies, ::testing::ValuesIn(family_names()),
+                         [](const ::testing::TestParamInfo<std::string>& info) {
+                           return info.param;
+                         });
+
+#endif
+
+}  // namespace
+}  // namespace tapml
