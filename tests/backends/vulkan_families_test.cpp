@@ -44,6 +44,7 @@
 #include "backend/registry.h"
 #ifdef TAPML_WITH_VULKAN
 #include "backends/vulkan/vulkan_backend.h"
+#include "migrate/migrate.h"
 #include "model/model_file.h"
 #include "runtime/generate.h"
 #include "runtime/session.h"
@@ -138,6 +139,32 @@ TEST_P(VulkanFamilies, GreedyIdsAndLogitsMatchTransformers) {
       << "largest |logit| " << largest << ", worst at position " << worst_at / size_t(vocab)
       << " token " << worst_at % size_t(vocab);
   EXPECT_GT(largest, 0.1);  // the file really holds logits
+}
+
+// The TapML way to bring a family up on a target: migrate it, every site moved to vulkan.
+TEST_P(VulkanFamilies, MigrationPassesWithEverySiteOnVulkan) {
+  if (!no_device().empty()) GTEST_SKIP() << "no Vulkan device: " << no_device();
+  const std::string dir = testing::shared_path("models/families/" + GetParam());
+  MigrateOptions o;
+  o.target = "vulkan";
+  o.steps = 16;
+  o.prompts = {read_golden(dir).prompt};
+  MigrateReport r = migrate(load_model(dir), o);
+  EXPECT_EQ(r.status, "pass") << r.summary;
+  EXPECT_EQ(r.timeline.back().target_sites.size(), r.sites.size());
+}
+
+// A fault of a new op injected on vulkan is pinned to its site as on cpu.
+TEST(VulkanFamiliesFault, AWindowOffByOneOnVulkanIsPinned) {
+  if (!no_device().empty()) GTEST_SKIP() << "no Vulkan device: " << no_device();
+  const std::string dir = testing::shared_path("models/families/mistral");
+  MigrateOptions o;
+  o.target = "faulty:vulkan?fault=window_off_by_one&site=^blk\\.1\\.attn$";
+  o.steps = 32;
+  o.prompts = {read_golden(dir).prompt};
+  MigrateReport r = migrate(load_model(dir), o);
+  ASSERT_EQ(r.culprits.size(), 1u) << r.summary;
+  EXPECT_EQ(r.culprits[0].site, "blk.1.attn") << r.summary;
 }
 
 INSTANTIATE_TEST_SUITE_P(Shared, VulkanFamilies, ::testing::ValuesIn(family_names()),
