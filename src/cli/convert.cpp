@@ -1,6 +1,7 @@
 #include "model/convert.h"
 
 #include <cstdio>
+#include <optional>
 
 #include "cli/commands.h"
 #include "cli/progress.h"
@@ -18,13 +19,19 @@ void convert(const ConvertArgs& a) {
   check_outputs({{a.out, "--out"}});
   ConvertOptions o;
   o.dtype = dtype_from_name(a.dtype);
-  Progress progress("converting", "MiB", 0, a.verbosity.quiet);
+  // Counted in MiB for large models, KiB for small ones.
+  std::optional<Progress> progress;
+  int shift = 10;
   o.progress = [&](uint64_t done, uint64_t total, const std::string& tensor) {
-    progress.set_total(int64_t(total >> 20));
-    progress.update(int64_t(done >> 20), tensor);
+    if (!progress) {
+      shift = total >= (uint64_t(64) << 20) ? 20 : 10;
+      progress.emplace("converting", shift == 20 ? "MiB" : "KiB", int64_t(total >> shift),
+                       a.verbosity.quiet);
+    }
+    progress->update(int64_t(done >> shift), tensor);
   };
   ConvertResult r = convert_hf_folder(a.model, a.out, o);
-  progress.finish();
+  if (progress) progress->finish();
   std::printf("%s: %s (%s family), %zu tensors, %.2f MiB of %s weights\n", a.out.c_str(),
               r.arch.c_str(), r.family.c_str(), r.tensors, double(r.tensor_bytes) / 1048576.0,
               a.dtype.c_str());

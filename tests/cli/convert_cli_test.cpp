@@ -76,6 +76,21 @@ TEST(ConvertCli, F16AndBf16HalveTheMatrices) {
   }
 }
 
+TEST(ConvertCli, ShowsProgressUnlessQuiet) {
+  const std::string folder = q(shared_path("models/families/llama"));
+  const std::string dir = testing::temp_dir();
+  auto r = run_command("TAPML_PROGRESS_SECONDS=0 " +
+                       tapml("convert --model " + folder + " --out " + q(dir + "/a.gguf")));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("converting: "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(" KiB"), std::string::npos) << r.err;
+  auto quiet =
+      run_command("TAPML_PROGRESS_SECONDS=0 " +
+                  tapml("convert --model " + folder + " --out " + q(dir + "/b.gguf") + " -q"));
+  ASSERT_EQ(quiet.exit_code, 0) << quiet.err;
+  EXPECT_EQ(quiet.err.find("converting"), std::string::npos) << quiet.err;
+}
+
 TEST(ConvertCli, BadDtypeIsAUsageError) {
   const std::string dir = testing::temp_dir(), out = dir + "/x.gguf";
   auto r = run_command(tapml("convert --model " + q(shared_path("models/families/llama")) +

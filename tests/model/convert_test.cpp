@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -351,6 +352,74 @@ TEST(Convert, TapmlKeysWhereLlamaCppCannotSayIt) {
   gguf::File gemma3 = gguf::File::open(converted("gemma3", DType::F32));
   EXPECT_EQ(gemma3.get_uint("gemma3.attention.sliding_window_pattern"), 2u);
   EXPECT_EQ(gemma3.get_uint("gemma3.attention.sliding_window"), 8u);
+}
+
+// A copy of a shared family folder whose config.json `edit` changes.
+std::string edited_copy(const std::string& family,
+                        const std::function<void(nlohmann::json&)>& edit) {
+  std::string src = folder(family);
+  std::string dir = testing::temp_dir() + "/" + family;
+  std::filesystem::create_directories(dir);
+  std::filesystem::copy_file(src + "/model.safetensors", dir + "/model.safetensors");
+  std::ifstream in(src + "/config.json");
+  nlohmann::json j = nlohmann::json::parse(in);
+  edit(j);
+  std::ofstream(dir + "/config.json") << j.dump(1);
+  return dir;
+}
+
+// TapML runs the folder and its converted file to the same logits (both on ref).
+void expect_same_run(const std::string& dir, const std::string& gguf) {
+  ModelFile hf = load_model(dir), g = load_model(gguf);
+  EXPECT_EQ(config_difference(hf.config, g.config), "");
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 24; ++i) ids.push_back((i * 37 + 11) % hf.config.vocab_size);
+  Session a(hf, Placement("ref"), 32), b(g, Placement("ref"), 32);
+  std::vector<float> la = a.forward(ids, true), lb = b.forward(ids, true);
+  ASSERT_EQ(la.size(), lb.size());
+  float largest = max_abs(la), worst = 0;
+  for (size_t i = 0; i < la.size(); ++i) worst = std::max(worst, std::fabs(la[i] - lb[i]));
+  EXPECT_LE(worst, 1e-5f * largest) << gguf;
+}
+
+// Configurations the shared folders do not have, each needing a key llama.cpp lacks (or one
+// of its keys the converter does not write).
+TEST(Convert, OtherConfigsKeepTapmlExact) {
+  struct Case {
+    std::string family, key;
+    std::function<void(nlohmann::json&)> edit;
+  };
+  std::vector<Case> cases = {
+      {"qwen2_moe", "tapml.expert_weights_norm",
+       [](nlohmann::json& j) { j["norm_topk_prob"] = true; }},
+      {"gemma2", "tapml.attention.sliding_window_pattern",
+       [](nlohmann::json& j) {
+         j["layer_types"] = {"full_attention", "sliding_attention"};
+       }},
+      {"gemma3", "tapml.attention.scale",
+       [](nlohmann::json& j) { j["query_pre_attn_scalar"] = 32; }},
+      {"phi3", "phi3.attention.sliding_window", [](nlohmann::json& j) { j["sliding_window"] = 8; }},
+      {"gpt2", "tapml.attention.scale", [](nlohmann::json& j) { j["scale_attn_weights"] = false; }},
+      {"mistral", "tapml.attention.sliding_window_pattern",
+       [](nlohmann::json& j) {
+         j["layer_types"] = {"sliding_attention", "full_attention"};
+       }},
+      {"gemma", "gemma.rope.freq_base",
+       [](nlohmann::json& j) { j["rope_parameters"]["rope_theta"] = 20000.0; }},
+  };
+  for (const Case& c : cases) {
+    std::string dir = edited_copy(c.family, c.edit);
+    std::string out = testing::temp_dir() + "/edited.gguf";
+    convert_hf_folder(dir, out, {});
+    gguf::File f = gguf::File::open(out);
+    EXPECT_TRUE(f.has(c.key)) << c.family << " " << c.key;
+    expect_same_run(dir, out);
+  }
+  // Phi-3's window reads back on every layer.
+  std::string phi3 = edited_copy("phi3", [](nlohmann::json& j) { j["sliding_window"] = 8; });
+  std::string out = testing::temp_dir() + "/phi3.gguf";
+  convert_hf_folder(phi3, out, {});
+  EXPECT_EQ(load_model(out).config.window(1), 8);
 }
 
 TEST(Convert, RefusesWhatItCannotWrite) {

@@ -63,6 +63,9 @@ void gemma_gguf_keys(GgufKeys& k, const ModelConfig& c, const HfConfig& h) {
   k.u32("attention.key_length", c.head_dim);
   k.u32("attention.value_length", c.head_dim);
   k.file_type();
+  // The converter writes no RoPE base: llama.cpp's default is Gemma's 10000. Another base is
+  // written all the same, or llama.cpp would run it wrong.
+  if (c.rope_base != 10000.0f) k.f32("rope.freq_base", c.rope_base);
   // llama.cpp's gemma and gemma2 take the classifier from token_embd and refuse output.weight.
   if (!c.shared_classifier && k.arch() != "gemma3")
     k.note("llama.cpp's " + k.arch() +

@@ -32,8 +32,7 @@ class Gemma2 final : public Decoder {
     return c;
   }
 
-  // Gemma2Model.set_gguf_parameters: Gemma's keys, the caps and the window. It writes no RoPE
-  // base (llama.cpp's default is Gemma 2's 10000); one that differs is written all the same.
+  // Gemma2Model.set_gguf_parameters: Gemma's keys, the caps and the window.
   void gguf_metadata(GgufKeys& k, const ModelConfig& c, const HfConfig& h) const override {
     gemma_gguf_keys(k, c, h);
     k.f32("attn_logit_softcapping", c.attn_softcap);
@@ -41,7 +40,6 @@ class Gemma2 final : public Decoder {
     int window = 0;
     for (int l = 0; l < c.n_layers; ++l) window = std::max(window, c.window(l));
     k.u32("attention.sliding_window", window);
-    if (c.rope_base != 10000.0f) k.f32("rope.freq_base", c.rope_base);
     gguf_write_window_period(k, c, 2);
     gguf_write_attention_scale(k, c, gemma_llama_cpp_scale(c, 46));
   }
