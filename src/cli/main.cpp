@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   tapml::cli::add_run(app, devices);
   tapml::cli::add_tokenize(app);
   tapml::cli::add_info(app);
+  tapml::cli::add_convert(app);
   tapml::cli::add_corpus(app);
   tapml::cli::add_carve(app, devices);
   tapml::cli::add_test(app, devices);

@@ -52,6 +52,22 @@ std::map<std::string, Tensor> Architecture::weights_from_hf(const ModelConfig&, 
   c.fail("the " + std::string(name()) + " family does not read Hugging Face folders");
 }
 
+void Architecture::gguf_metadata(GgufKeys&, const ModelConfig&, const HfConfig& h) const {
+  h.fail("the " + std::string(name()) + " family is not converted to GGUF yet");
+}
+
+void GgufKeys::u32(const std::string& key, int64_t x) {
+  TAPML_REQUIRE(x >= 0 && x <= int64_t(UINT32_MAX),
+                arch_ + "." + key + " = " + std::to_string(x) + " does not fit a U32");
+  w_.set_u32(arch_ + "." + key, uint32_t(x));
+}
+void GgufKeys::file_type() { w_.set_u32("general.file_type", file_type_); }
+void GgufKeys::f32(const std::string& key, double x) { w_.set_f32(arch_ + "." + key, float(x)); }
+void GgufKeys::flag(const std::string& key, bool x) { w_.set_bool(arch_ + "." + key, x); }
+void GgufKeys::text(const std::string& key, const std::string& x) {
+  w_.set_string(arch_ + "." + key, x);
+}
+
 std::vector<std::string_view> architecture_names() {
   std::vector<std::string_view> out;
   for (const Architecture* a : families()) out.push_back(a->name());

@@ -111,6 +111,34 @@ struct WeightSpec {
   bool norm = false;
 };
 
+// The metadata of a GGUF file being written for one architecture: set("context_length", ...)
+// writes ARCH.context_length; the writer takes general.* and tapml.* keys directly. Values are
+// typed as llama.cpp's converter types them (U32 sizes, F32 numbers).
+class GgufKeys {
+ public:
+  GgufKeys(gguf::Writer& w, std::string arch, uint32_t file_type)
+      : w_(w), arch_(std::move(arch)), file_type_(file_type) {}
+  const std::string& arch() const { return arch_; }
+  gguf::Writer& writer() { return w_; }
+  // general.file_type (llama.cpp's LLAMA_FTYPE: 0 all f32, 1 mostly f16, 32 mostly bf16),
+  // which the converter writes among the architecture's keys.
+  void file_type();
+  void u32(const std::string& key, int64_t x);
+  void f32(const std::string& key, double x);
+  void flag(const std::string& key, bool x);
+  void text(const std::string& key, const std::string& x);
+  // What llama.cpp will run differently from the folder (a window it has no key for, a tensor
+  // its loader refuses), for the converter to tell.
+  void note(std::string what) { notes_.push_back(std::move(what)); }
+  const std::vector<std::string>& notes() const { return notes_; }
+
+ private:
+  gguf::Writer& w_;
+  std::string arch_;
+  uint32_t file_type_;
+  std::vector<std::string> notes_;
+};
+
 // One tensor of the state a family keeps across steps; the session allocates it zeroed, once,
 // and hands it back to every forward().
 struct CacheSpec {
@@ -124,7 +152,8 @@ class Architecture {
   virtual ~Architecture() = default;
   // The family's name, as GGUF's general.architecture spells it ("llama").
   virtual std::string_view name() const = 0;
-  // Hyperparameters from a GGUF file's metadata; Error naming a missing or absurd key.
+  // Hyperparameters from a GGUF file's metadata (the keys llama.cpp reads, tapml.* keys for
+  // what it cannot express) and tensor directory; Error naming a missing or absurd key.
   virtual ModelConfig config_from_gguf(const gguf::File& f) const = 0;
   // The transformers `model_type`s this family reads from Hugging Face folders.
   virtual std::vector<std::string_view> hf_model_types() const { return {}; }
@@ -134,6 +163,26 @@ class Architecture {
   // The weights under their GGUF names, from the folder's; every folder tensor must be used.
   virtual std::map<std::string, Tensor> weights_from_hf(const ModelConfig& c, const HfConfig& h,
                                                         HfWeights& w) const;
+  // GGUF files as llama.cpp's convert_hf_to_gguf.py writes them (model/convert.h writes them,
+  // config_from_gguf reads them back):
+  // - general.architecture of this family's files ("llama" for Mistral and Mixtral, which
+  //   llama.cpp runs as Llama);
+  virtual std::string_view gguf_architecture() const { return name(); }
+  // - the pairs RoPE rotates there: llama.cpp's converter permutes the q and k rows of the
+  //   Llama-like architectures so that adjacent pairs rotate (its "norm" RoPE);
+  virtual RopePairing gguf_rope_pairing() const { return RopePairing::NeoX; }
+  // - the metadata the converter writes for this family from config.json (general.* and the
+  //   vocabulary aside), in its order, plus tapml.* keys for what llama.cpp cannot express;
+  //   Error for a config that llama.cpp's files cannot hold at all;
+  virtual void gguf_metadata(GgufKeys& k, const ModelConfig& c, const HfConfig& h) const;
+  // - a weight's name in those files, and back (Falcon's two norms are named otherwise).
+  virtual std::string gguf_tensor_name(const ModelConfig& c, const std::string& name) const {
+    return name;
+  }
+  virtual std::string tensor_name_from_gguf(const ModelConfig& c,
+                                            const std::string& gguf_name) const {
+    return gguf_name;
+  }
   // Checks that the hyperparameters are consistent; Error naming the first problem.
   virtual void check(const ModelConfig& c) const = 0;
   // Every weight forward() reads, in GGUF order.

@@ -2,7 +2,9 @@
 
 #include <cmath>
 #include <cstdio>
+#include <limits>
 #include <numeric>
+#include <optional>
 
 #include "core/error.h"
 
@@ -588,6 +590,263 @@ void hf_windows(ModelConfig& c, const HfConfig& h, bool every_layer_if_no_types)
   c.layer_window.assign(size_t(c.n_layers), 0);
   for (int l = 0; l < c.n_layers; ++l)
     if (types.empty() || types[size_t(l)] == "sliding_attention") c.layer_window[size_t(l)] = w;
+}
+
+}  // namespace tapml
+
+namespace tapml {
+
+// ---- GGUF files as llama.cpp reads them ----
+
+ModelConfig gguf_common_config(const gguf::File& f, const std::string& arch) {
+  auto key = [&](const char* k) { return arch + "." + k; };
+  ModelConfig c;
+  c.dim = gguf_hyperparameter(f, key("embedding_length"), std::nullopt);
+  c.hidden_dim = gguf_hyperparameter(f, key("feed_forward_length"), std::nullopt);
+  c.n_layers = gguf_hyperparameter(f, key("block_count"), std::nullopt);
+  c.n_heads = gguf_hyperparameter(f, key("attention.head_count"), std::nullopt);
+  c.n_kv_heads = gguf_hyperparameter(f, key("attention.head_count_kv"), uint64_t(c.n_heads));
+  c.max_seq_len = gguf_hyperparameter(f, key("context_length"), std::nullopt,
+                                      uint64_t(std::numeric_limits<int>::max()));
+  std::optional<uint64_t> even_split;
+  if (c.dim % c.n_heads == 0) even_split = uint64_t(c.dim / c.n_heads);
+  if (!even_split && !f.has(key("attention.key_length")))
+    throw Error(f.path() + ": " + key("embedding_length") + " " + std::to_string(c.dim) +
+                " is not divisible by " + key("attention.head_count") + " " +
+                std::to_string(c.n_heads) + " and " + key("attention.key_length") + " is missing");
+  c.head_dim = gguf_hyperparameter(f, key("attention.key_length"), even_split);
+  c.rope_dim = gguf_hyperparameter(f, key("rope.dimension_count"), uint64_t(c.head_dim));
+  c.rope_base = float(f.get_float_or(key("rope.freq_base"), 10000.0));
+
+  if (f.has(key("vocab_size"))) {
+    c.vocab_size = gguf_hyperparameter(f, key("vocab_size"), std::nullopt, 1 << 24);
+  } else if (f.has("tokenizer.ggml.tokens")) {
+    size_t n = f.get_array("tokenizer.ggml.tokens").size();
+    if (n == 0 || n > (size_t(1) << 24))
+      throw Error(f.path() + ": tokenizer.ggml.tokens has " + std::to_string(n) +
+                  " tokens, an absurd vocabulary size");
+    c.vocab_size = int(n);
+  } else if (const gguf::TensorInfo* e = f.find_tensor("token_embd.weight");
+             e && e->ne.size() == 2) {
+    if (e->ne[1] > (uint64_t(1) << 20))
+      throw Error(f.path() + ": token_embd.weight has " + std::to_string(e->ne[1]) +
+                  " rows, an absurd vocabulary size");
+    c.vocab_size = int(e->ne[1]);
+  } else {
+    throw Error(f.path() + ": cannot tell the vocabulary size (no " + key("vocab_size") +
+                ", no tokenizer.ggml.tokens and no 2-D token_embd.weight)");
+  }
+  c.shared_classifier = f.find_tensor("output.weight") == nullptr;
+  if (f.has(key("expert_count")) && f.get_uint(key("expert_count")) > 0) {
+    c.n_experts = gguf_hyperparameter(f, key("expert_count"), std::nullopt, 4096);
+    c.n_experts_used = gguf_hyperparameter(f, key("expert_used_count"), std::nullopt, 4096);
+  }
+  return c;
+}
+
+bool gguf_block_has(const gguf::File& f, const std::string& role) {
+  return f.find_tensor("blk.0." + role) != nullptr;
+}
+
+float gguf_rms_eps(const gguf::File& f, const std::string& arch) {
+  return float(f.get_float_or(arch + ".attention.layer_norm_rms_epsilon", 1e-5));
+}
+
+float gguf_layer_norm_eps(const gguf::File& f, const std::string& arch) {
+  return float(f.get_float_or(arch + ".attention.layer_norm_epsilon", 1e-5));
+}
+
+int gguf_gelu_approx(const gguf::File& f) {
+  std::string gelu = f.get_string_or("tapml.activation.gelu", "tanh");
+  if (gelu == "erf") return 0;
+  if (gelu == "tanh") return 1;
+  throw Error(f.path() + ": tapml.activation.gelu = '" + gelu + "' (expected erf or tanh)");
+}
+
+namespace {
+
+// tapml.attention.sliding_window_pattern, one flag per layer; empty when absent.
+std::vector<bool> tapml_window_pattern(const gguf::File& f, int n_layers) {
+  const char* key = "tapml.attention.sliding_window_pattern";
+  if (!f.has(key)) return {};
+  const gguf::Array& a = f.get_array(key);
+  if (a.size() != size_t(n_layers))
+    throw Error(f.path() + ": " + key + " has " + std::to_string(a.size()) + " entries for " +
+                std::to_string(n_layers) + " layers");
+  std::vector<bool> out;
+  for (const gguf::Value& v : a) {
+    const bool* b = std::get_if<bool>(&v.v);
+    if (!b) throw Error(f.path() + ": " + key + " must be an array of BOOL");
+    out.push_back(*b);
+  }
+  return out;
+}
+
+int window_size(const gguf::File& f, const std::string& key) {
+  uint64_t w = f.get_uint(key);
+  if (w > (uint64_t(1) << 30)) throw Error(f.path() + ": " + key + " is out of range");
+  return int(w);
+}
+
+}  // namespace
+
+void gguf_tapml_windows(ModelConfig& c, const gguf::File& f) {
+  if (!f.has("tapml.attention.sliding_window")) return;
+  int w = window_size(f, "tapml.attention.sliding_window");
+  if (w == 0) return;
+  std::vector<bool> sliding = tapml_window_pattern(f, c.n_layers);
+  c.layer_window.assign(size_t(c.n_layers), 0);
+  for (int l = 0; l < c.n_layers; ++l)
+    if (sliding.empty() || sliding[size_t(l)]) c.layer_window[size_t(l)] = w;
+}
+
+void gguf_periodic_windows(ModelConfig& c, const gguf::File& f, const std::string& arch, int window,
+                           int period) {
+  if (window <= 0) return;
+  std::vector<bool> sliding = tapml_window_pattern(f, c.n_layers);
+  const std::string key = arch + ".attention.sliding_window_pattern";
+  // llama.cpp reads the period as a scalar and passes over an array.
+  if (const gguf::Value* v = f.find(key); v && v->type != gguf::ValueType::ARRAY) {
+    uint64_t p = f.get_uint(key);
+    if (p > uint64_t(c.n_layers) + 1) p = uint64_t(c.n_layers) + 1;  // the same as no dense layer
+    period = int(p);
+  }
+  c.layer_window.assign(size_t(c.n_layers), 0);
+  for (int l = 0; l < c.n_layers; ++l) {
+    bool slides = sliding.empty() ? (period == 0 || l % period < period - 1) : sliding[size_t(l)];
+    if (slides) c.layer_window[size_t(l)] = window;
+  }
+}
+
+double gguf_attention_scale(const gguf::File& f, double fallback) {
+  if (!f.has("tapml.attention.scale")) return fallback;
+  double s = f.get_float("tapml.attention.scale");
+  if (!std::isfinite(s) || s <= 0)
+    throw Error(f.path() + ": tapml.attention.scale must be a positive number");
+  return s;
+}
+
+// ---- Writing them, as llama.cpp's converter does ----
+
+namespace {
+
+// The first of `keys` that config.json holds (the converter's find_hparam), or "".
+std::string first_present(const HfConfig& h, std::initializer_list<const char*> keys) {
+  for (const char* k : keys)
+    if (h.has(k)) return k;
+  return "";
+}
+
+}  // namespace
+
+void gguf_text_model_keys(GgufKeys& k, const ModelConfig& c, const HfConfig& h,
+                          bool head_dim_keys) {
+  k.u32("block_count", c.n_layers);
+  if (!first_present(h, {"max_position_embeddings", "n_ctx", "n_positions", "max_length",
+                         "max_sequence_length", "model_max_length"})
+           .empty())
+    k.u32("context_length", c.max_seq_len);
+  k.u32("embedding_length", c.dim);
+  if (std::string ff =
+          first_present(h, {"prefix_dense_intermediate_size", "dense_intermediate_size",
+                            "intermediate_size", "n_inner", "hidden_dim"});
+      !ff.empty())
+    k.u32("feed_forward_length", h.integer(ff, std::nullopt));
+  k.u32("attention.head_count", c.n_heads);
+  if (!first_present(h, {"num_key_value_heads", "n_kv_heads"}).empty())
+    k.u32("attention.head_count_kv", c.n_kv_heads);
+  if (c.rope) {
+    HfConfig::Rope r = h.rope(c.rope_base, "full_attention");
+    if (r.type == "linear") {
+      k.text("rope.scaling.type", "linear");
+      k.f32("rope.scaling.factor", r.factor);
+    }
+    k.f32("rope.freq_base", c.rope_base);
+    for (int l = 0; l < c.n_layers && !c.layer_rope_base.empty(); ++l)
+      if (c.window(l) > 0) {
+        k.f32("rope.freq_base_swa", c.base(l));
+        break;
+      }
+  }
+  if (std::string e = first_present(h, {"rms_norm_eps", "norm_eps"}); !e.empty())
+    k.f32("attention.layer_norm_rms_epsilon", h.number(e, std::nullopt));
+  if (std::string e = first_present(h, {"layer_norm_eps", "layer_norm_epsilon", "norm_epsilon"});
+      !e.empty())
+    k.f32("attention.layer_norm_epsilon", h.number(e, std::nullopt));
+  if (std::string e = first_present(h, {"num_local_experts", "num_experts", "n_routed_experts"});
+      !e.empty())
+    k.u32("expert_count", h.count(e, std::nullopt));
+  if (std::string e =
+          first_present(h, {"num_experts_per_tok", "num_experts_per_token", "top_k_experts"});
+      !e.empty())
+    k.u32("expert_used_count", h.count(e, std::nullopt));
+  if (head_dim_keys && h.has("head_dim")) {
+    k.u32("attention.key_length", c.head_dim);
+    k.u32("attention.value_length", c.head_dim);
+  }
+  k.file_type();
+}
+
+void gguf_write_tapml_windows(GgufKeys& k, const ModelConfig& c) {
+  int window = 0;
+  bool every = true;
+  for (int l = 0; l < c.n_layers; ++l) {
+    if (c.window(l) > 0 && window > 0 && c.window(l) != window)
+      throw Error("sliding windows of different sizes per layer cannot be written to GGUF");
+    if (c.window(l) > 0) window = c.window(l);
+    every = every && c.window(l) > 0;
+  }
+  if (window == 0) return;
+  k.writer().set_u32("tapml.attention.sliding_window", uint32_t(window));
+  k.note("llama.cpp's " + k.arch() + " has no sliding window: it attends to every earlier " +
+         "position where this model sees the last " + std::to_string(window) +
+         " (tapml.attention.sliding_window keeps TapML exact)");
+  if (every) return;
+  gguf::Array pattern;
+  for (int l = 0; l < c.n_layers; ++l) pattern.push_back({gguf::ValueType::BOOL, c.window(l) > 0});
+  k.writer().set("tapml.attention.sliding_window_pattern",
+                 {gguf::ValueType::ARRAY, std::move(pattern), gguf::ValueType::BOOL});
+}
+
+void gguf_write_window_period(GgufKeys& k, const ModelConfig& c, int default_period) {
+  auto fits = [&](int p) {
+    for (int l = 0; l < c.n_layers; ++l)
+      if ((c.window(l) > 0) != (p == 0 || l % p < p - 1)) return false;
+    return true;
+  };
+  if (fits(default_period)) return;
+  for (int p = 0; p <= c.n_layers + 1; ++p)
+    if (fits(p)) {
+      k.u32("attention.sliding_window_pattern", p);
+      return;
+    }
+  gguf::Array pattern;
+  for (int l = 0; l < c.n_layers; ++l) pattern.push_back({gguf::ValueType::BOOL, c.window(l) > 0});
+  k.writer().set("tapml.attention.sliding_window_pattern",
+                 {gguf::ValueType::ARRAY, std::move(pattern), gguf::ValueType::BOOL});
+  k.note("llama.cpp's " + k.arch() + " slides on layers by a period, and no period gives this " +
+         "model's sliding layers (tapml.attention.sliding_window_pattern keeps TapML exact)");
+}
+
+void gguf_write_gelu(GgufKeys& k, const ModelConfig& c) {
+  if ((c.ffn == FfnKind::Gelu || c.ffn == FfnKind::GeGlu) && c.gelu_approx == 0) {
+    k.writer().set_string("tapml.activation.gelu", "erf");
+    k.note("llama.cpp's " + k.arch() + " runs GELU's tanh approximation where this model runs " +
+           "the exact (erf) GELU (tapml.activation.gelu keeps TapML exact)");
+  }
+}
+
+void gguf_write_attention_scale(GgufKeys& k, const ModelConfig& c, double llama_cpp_scale) {
+  double scale = c.attn_scale != 0 ? c.attn_scale : 1.0 / std::sqrt(double(c.head_dim));
+  if (std::fabs(scale - llama_cpp_scale) > 1e-7 * llama_cpp_scale) {
+    k.writer().set_f32("tapml.attention.scale", float(scale));
+    char buf[200];
+    std::snprintf(buf, sizeof buf,
+                  "llama.cpp's %s scales q.k by %.6g where this model scales by %.6g "
+                  "(tapml.attention.scale keeps TapML exact)",
+                  k.arch().c_str(), llama_cpp_scale, scale);
+    k.note(buf);
+  }
 }
 
 }  // namespace tapml

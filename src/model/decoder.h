@@ -77,4 +77,58 @@ void hf_apply_rope(ModelConfig& c, const HfConfig::Rope& rope);
 // none).
 void hf_windows(ModelConfig& c, const HfConfig& h, bool every_layer_if_no_types);
 
+// GGUF files as llama.cpp writes and reads them. Keys named "ARCH.KEY" below are read under the
+// architecture's prefix. TapML's own keys, for what llama.cpp cannot express (README, "Your
+// model"):
+//   tapml.attention.sliding_window          U32   the window of the sliding layers
+//   tapml.attention.sliding_window_pattern  [BOOL] which layers slide (absent: every layer
+//                                           with tapml.attention.sliding_window, llama.cpp's
+//                                           period for Gemma 2 and 3)
+//   tapml.attention.scale                   F32   the q.k scale, where llama.cpp's differs
+//   tapml.activation.gelu                   STR   "erf": exact GELU (llama.cpp's is tanh's)
+//   tapml.expert_weights_norm               BOOL  renormalize the chosen experts' weights
+//                                           (Qwen2-MoE's norm_topk_prob)
+//
+// What every architecture states: sizes, heads (ARCH.attention.key_length for head_dim),
+// context, vocabulary (ARCH.vocab_size, else the tokenizer's token list, else token_embd's
+// rows), RoPE dimensions and base, experts (ARCH.expert_count, ARCH.expert_used_count), and
+// the classifier (shared with token_embd when output.weight is absent).
+ModelConfig gguf_common_config(const gguf::File& f, const std::string& arch);
+// Whether the first block has a tensor of this role ("attn_q.bias": blk.0.attn_q.bias).
+bool gguf_block_has(const gguf::File& f, const std::string& role);
+// ARCH.attention.layer_norm_rms_epsilon / ARCH.attention.layer_norm_epsilon.
+float gguf_rms_eps(const gguf::File& f, const std::string& arch);
+float gguf_layer_norm_eps(const gguf::File& f, const std::string& arch);
+// tapml.activation.gelu as gelu_approx: 0 erf, 1 tanh (the default, llama.cpp's GELU).
+int gguf_gelu_approx(const gguf::File& f);
+// tapml.attention.sliding_window on every layer, or on those tapml.attention.sliding_window_pattern
+// marks; no windows without it.
+void gguf_tapml_windows(ModelConfig& c, const gguf::File& f);
+// Windows of `window` positions where llama.cpp's period says
+// (ARCH.attention.sliding_window_pattern, default `period`: layer l slides when l % period < period
+// - 1; period 0: every layer), unless tapml.attention.sliding_window_pattern lists the sliding
+// layers.
+void gguf_periodic_windows(ModelConfig& c, const gguf::File& f, const std::string& arch, int window,
+                           int period);
+// tapml.attention.scale, else `fallback` (0: 1/sqrt(head_dim)).
+double gguf_attention_scale(const gguf::File& f, double fallback);
+
+// Writing them (families' gguf_metadata), as llama.cpp's convert_hf_to_gguf.py does:
+// what TextModel.set_gguf_parameters writes for the classes that call it (block count, context,
+// sizes, heads, RoPE scaling type and bases, norm epsilons, experts, key/value lengths where
+// config.json has head_dim, the file type).
+// `head_dim_keys` false leaves out the key/value lengths (Granite's converter drops head_dim).
+void gguf_text_model_keys(GgufKeys& k, const ModelConfig& c, const HfConfig& h,
+                          bool head_dim_keys = true);
+// tapml.attention.sliding_window (+ _pattern) for families llama.cpp runs without windows.
+void gguf_write_tapml_windows(GgufKeys& k, const ModelConfig& c);
+// ARCH.attention.sliding_window_pattern where the sliding layers follow a period other than
+// llama.cpp's `default_period` for the family; tapml.attention.sliding_window_pattern where they
+// follow none.
+void gguf_write_window_period(GgufKeys& k, const ModelConfig& c, int default_period);
+// tapml.activation.gelu = "erf" for an exact-GELU feed-forward.
+void gguf_write_gelu(GgufKeys& k, const ModelConfig& c);
+// tapml.attention.scale when the config's q.k scale is not `llama_cpp_scale`.
+void gguf_write_attention_scale(GgufKeys& k, const ModelConfig& c, double llama_cpp_scale);
+
 }  // namespace tapml

@@ -44,7 +44,8 @@ ModelFile model_from_gguf(std::shared_ptr<const gguf::File> file) {
   m.format = "gguf";
   m.arch = arch;
   m.config = family->config_from_gguf(f);
-  for (const gguf::TensorInfo& ti : f.tensors()) m.weights.emplace(ti.name, f.tensor(ti.name));
+  for (const gguf::TensorInfo& ti : f.tensors())
+    m.weights.emplace(family->tensor_name_from_gguf(m.config, ti.name), f.tensor(ti.name));
   m.gguf = std::move(file);
   return m;
 }
@@ -55,8 +56,10 @@ ModelFile load_gguf(const std::string& path) {
 
 ModelFile load_hf_model(const std::string& dir) {
   HfFolder folder = open_hf_folder(dir);
-  HfConfig h(std::make_shared<const nlohmann::json>(std::move(folder.config)),
-             folder.dir + "/config.json");
+  auto config = std::make_shared<const HfConfig>(
+      std::make_shared<const nlohmann::json>(std::move(folder.config)),
+      folder.dir + "/config.json");
+  const HfConfig& h = *config;
   const Architecture* family = nullptr;
   try {
     family = &architecture_for_hf(h.text("model_type", std::nullopt));
@@ -67,6 +70,7 @@ ModelFile load_hf_model(const std::string& dir) {
   m.path = dir;
   m.format = "hf";
   m.arch = std::string(family->name());
+  m.hf = config;
   m.config = family->config_from_hf(h);
   // A layer the config calls sliding must have a window, whatever the family reads.
   std::vector<std::string> types = h.layer_types(m.config.n_layers);

@@ -13,6 +13,8 @@
 
 namespace tapml {
 
+class HfConfig;
+
 struct ModelFile {
   std::string path;
   std::string format;  // "gguf", "llama2c" or "hf" (a Hugging Face folder)
@@ -21,6 +23,8 @@ struct ModelFile {
   std::map<std::string, Tensor> weights;
   // Set for GGUF files (tokenizer metadata lives there).
   std::shared_ptr<const gguf::File> gguf;
+  // Set for Hugging Face folders: config.json (the converter writes from it).
+  std::shared_ptr<const HfConfig> hf;
 };
 
 // Reads a llama2.c checkpoint (v0 header: 7 int32 dim, hidden_dim, n_layers, n_heads,

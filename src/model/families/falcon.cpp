@@ -7,9 +7,71 @@ namespace tapml {
 
 namespace {
 
+// `name` with its first `from1` replaced by `to1`, or else its first `from2` by `to2`.
+std::string swap_norms(std::string name, const std::string& from1, const std::string& to1,
+                       const std::string& from2, const std::string& to2) {
+  if (size_t at = name.find(from1); at != std::string::npos)
+    return name.replace(at, from1.size(), to1);
+  if (size_t at = name.find(from2); at != std::string::npos)
+    return name.replace(at, from2.size(), to2);
+  return name;
+}
+
 class Falcon final : public Decoder {
  public:
   std::string_view name() const override { return "falcon"; }
+
+  ModelConfig config_from_gguf(const gguf::File& f) const override {
+    ModelConfig c = gguf_common_config(f, "falcon");
+    c.norm = NormKind::Layer;
+    c.norm_bias = true;
+    c.norm_eps = gguf_layer_norm_eps(f, "falcon");
+    c.block = BlockKind::Parallel;  // llama.cpp's Falcon always is
+    c.second_norm = gguf_block_has(f, "attn_norm_2.weight");
+    c.ffn = FfnKind::Gelu;
+    c.gelu_approx = gguf_gelu_approx(f);
+    c.qkv_fused = true;
+    c.qkv_bias = gguf_block_has(f, "attn_qkv.bias");
+    c.attn_out_bias = gguf_block_has(f, "attn_output.bias");
+    c.ffn_bias = gguf_block_has(f, "ffn_up.bias");
+    c.rope_pairing = RopePairing::NeoX;
+    return c;
+  }
+
+  // FalconModel.set_gguf_parameters, with the config's context and FFN width where the
+  // converter writes Falcon-7B/40B's constants (2048, 4 x hidden_size).
+  void gguf_metadata(GgufKeys& k, const ModelConfig& c, const HfConfig& h) const override {
+    if (c.block != BlockKind::Parallel)
+      h.fail(
+          "parallel_attn = false cannot be converted: llama.cpp's falcon always runs "
+          "attention and the MLP in parallel");
+    if (c.rope_dim != c.head_dim)
+      h.fail(
+          "partial rotary embeddings cannot be converted: llama.cpp's falcon rotates whole "
+          "heads");
+    k.u32("context_length", c.max_seq_len);
+    k.text("tensor_data_layout", "jploski");  // q, k, v regrouped (weights_from_hf)
+    k.u32("embedding_length", c.dim);
+    k.u32("feed_forward_length", c.hidden_dim);
+    k.u32("block_count", c.n_layers);
+    k.u32("attention.head_count", c.n_heads);
+    k.u32("attention.head_count_kv", c.n_kv_heads);
+    k.f32("attention.layer_norm_epsilon", c.norm_eps);
+    k.file_type();
+    gguf_write_gelu(k, c);
+  }
+
+  // With two norms, llama.cpp's attn_norm is the MLP's (ln_mlp) and attn_norm_2 attention's
+  // (ln_attn); TapML names them after what they feed.
+  std::string gguf_tensor_name(const ModelConfig& c, const std::string& name) const override {
+    if (!c.second_norm) return name;
+    return swap_norms(name, ".attn_norm.", ".attn_norm_2.", ".ffn_norm.", ".attn_norm.");
+  }
+  std::string tensor_name_from_gguf(const ModelConfig& c,
+                                    const std::string& gguf_name) const override {
+    if (!c.second_norm) return gguf_name;
+    return swap_norms(gguf_name, ".attn_norm_2.", ".attn_norm.", ".attn_norm.", ".ffn_norm.");
+  }
   std::vector<std::string_view> hf_model_types() const override { return {"falcon"}; }
 
   ModelConfig config_from_hf(const HfConfig& h) const override {

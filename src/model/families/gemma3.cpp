@@ -1,5 +1,6 @@
 // Gemma 3 (text): Gemma 2 without soft-capping by default, RMSNorms over each head of q and
 // k, and separate RoPE bases for the sliding (local) and full (global) layers.
+#include <algorithm>
 #include <cmath>
 
 #include "model/families/families.h"
@@ -11,6 +12,47 @@ namespace {
 class Gemma3 final : public Decoder {
  public:
   std::string_view name() const override { return "gemma3"; }
+
+  ModelConfig config_from_gguf(const gguf::File& f) const override {
+    const std::string a = "gemma3";
+    ModelConfig c = gemma_gguf_config(f, a);
+    c.post_norms = true;
+    c.qk_norm = QkNorm::PerHead;
+    c.final_softcap = f.get_float_or(a + ".final_logit_softcapping", 0.0);
+    // llama.cpp: windows only with a sliding_window key, on 5 layers of every 6 by default,
+    // whose RoPE base is rope.freq_base_swa (10000 by default).
+    int window = int(f.get_uint_or(a + ".attention.sliding_window", 0));
+    gguf_periodic_windows(c, f, a, window, 6);
+    float local = float(f.get_float_or(a + ".rope.freq_base_swa", 10000.0));
+    c.layer_rope_base.assign(size_t(c.n_layers), c.rope_base);
+    for (int l = 0; l < c.n_layers; ++l)
+      if (c.window(l) > 0) c.layer_rope_base[size_t(l)] = local;
+    c.attn_scale = gguf_attention_scale(f, gemma_llama_cpp_scale(c, 62));
+    return c;
+  }
+
+  // Gemma3Model.set_gguf_parameters: TextModel's keys, then Gemma 3's own over them.
+  void gguf_metadata(GgufKeys& k, const ModelConfig& c, const HfConfig& h) const override {
+    if (c.attn_softcap > 0)
+      h.fail(
+          "attn_logit_softcapping cannot be converted: llama.cpp's gemma3 has no attention "
+          "soft-cap (its converter refuses it too)");
+    gguf_text_model_keys(k, c, h);
+    k.u32("context_length", c.max_seq_len);
+    k.u32("attention.head_count", c.n_heads);
+    k.f32("attention.layer_norm_rms_epsilon", c.norm_eps);
+    k.u32("attention.key_length", c.head_dim);
+    k.u32("attention.value_length", c.head_dim);
+    k.f32("rope.freq_base", c.rope_base);
+    if (c.final_softcap > 0) k.f32("final_logit_softcapping", c.final_softcap);
+    int window = 0;
+    for (int l = 0; l < c.n_layers; ++l) window = std::max(window, c.window(l));
+    if (window > 0) k.u32("attention.sliding_window", window);
+    k.u32("attention.head_count_kv", c.n_kv_heads);
+    if (window > 0) gguf_write_window_period(k, c, 6);
+    gguf_write_attention_scale(k, c, gemma_llama_cpp_scale(c, 62));
+    gguf_write_gelu(k, c);
+  }
   std::vector<std::string_view> hf_model_types() const override {
     return {"gemma3_text", "gemma3"};
   }

@@ -1,5 +1,7 @@
 // GPT-2: learned absolute positions instead of RoPE, LayerNorms with biases, a GELU MLP,
 // biases everywhere, and Conv1D weights stored [in, out].
+#include <cmath>
+
 #include "model/families/families.h"
 
 namespace tapml {
@@ -9,6 +11,36 @@ namespace {
 class Gpt2 final : public Decoder {
  public:
   std::string_view name() const override { return "gpt2"; }
+
+  ModelConfig config_from_gguf(const gguf::File& f) const override {
+    ModelConfig c = gguf_common_config(f, "gpt2");
+    c.rope = false;
+    c.rope_dim = 0;
+    c.learned_positions = true;
+    c.norm = NormKind::Layer;
+    c.norm_bias = true;
+    c.norm_eps = gguf_layer_norm_eps(f, "gpt2");
+    c.ffn = FfnKind::Gelu;
+    c.gelu_approx = gguf_gelu_approx(f);
+    c.qkv_fused = true;
+    c.qkv_bias = c.attn_out_bias = c.ffn_bias = true;  // llama.cpp requires them
+    c.attn_scale = gguf_attention_scale(f, 0);
+    return c;
+  }
+
+  // GPT2Model.set_gguf_parameters. Its context is n_ctx, which old configs carry beside
+  // n_positions (the same number); newer ones have only n_positions.
+  void gguf_metadata(GgufKeys& k, const ModelConfig& c, const HfConfig& h) const override {
+    k.u32("block_count", c.n_layers);
+    k.u32("context_length", c.max_seq_len);
+    k.u32("embedding_length", c.dim);
+    k.u32("feed_forward_length", c.hidden_dim);
+    k.u32("attention.head_count", c.n_heads);
+    k.f32("attention.layer_norm_epsilon", c.norm_eps);
+    k.file_type();
+    gguf_write_attention_scale(k, c, 1.0 / std::sqrt(double(c.head_dim)));
+    gguf_write_gelu(k, c);
+  }
   std::vector<std::string_view> hf_model_types() const override { return {"gpt2"}; }
 
   ModelConfig config_from_hf(const HfConfig& h) const override {

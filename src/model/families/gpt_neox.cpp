@@ -9,6 +9,39 @@ namespace {
 class GptNeox final : public Decoder {
  public:
   std::string_view name() const override { return "gptneox"; }
+
+  ModelConfig config_from_gguf(const gguf::File& f) const override {
+    ModelConfig c = gguf_common_config(f, "gptneox");
+    c.norm = NormKind::Layer;
+    c.norm_bias = true;
+    c.norm_eps = gguf_layer_norm_eps(f, "gptneox");
+    if (f.get_bool_or("gptneox.use_parallel_residual", true)) {
+      c.block = BlockKind::Parallel;
+      c.second_norm = true;
+    }
+    c.ffn = FfnKind::Gelu;
+    c.gelu_approx = gguf_gelu_approx(f);
+    c.qkv_fused = true;
+    c.qkv_bias = gguf_block_has(f, "attn_qkv.bias");
+    c.attn_out_bias = gguf_block_has(f, "attn_output.bias");
+    c.ffn_bias = gguf_block_has(f, "ffn_up.bias");
+    c.rope_pairing = RopePairing::NeoX;
+    return c;
+  }
+
+  // GPTNeoXModel.set_gguf_parameters (which writes no general.file_type).
+  void gguf_metadata(GgufKeys& k, const ModelConfig& c, const HfConfig& h) const override {
+    k.u32("context_length", c.max_seq_len);
+    k.u32("embedding_length", c.dim);
+    k.u32("block_count", c.n_layers);
+    k.u32("feed_forward_length", c.hidden_dim);
+    k.u32("rope.dimension_count", c.rope_dim);
+    k.u32("attention.head_count", c.n_heads);
+    if (c.n_kv_heads != c.n_heads) k.u32("attention.head_count_kv", c.n_kv_heads);
+    k.flag("use_parallel_residual", c.block == BlockKind::Parallel);
+    k.f32("attention.layer_norm_epsilon", c.norm_eps);
+    gguf_write_gelu(k, c);
+  }
   std::vector<std::string_view> hf_model_types() const override { return {"gpt_neox"}; }
 
   ModelConfig config_from_hf(const HfConfig& h) const override {

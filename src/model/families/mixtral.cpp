@@ -9,6 +9,15 @@ namespace {
 class Mixtral final : public Decoder {
  public:
   std::string_view name() const override { return "mixtral"; }
+  // llama.cpp runs it as Llama: its converter writes general.architecture = llama.
+  std::string_view gguf_architecture() const override { return "llama"; }
+  RopePairing gguf_rope_pairing() const override { return RopePairing::Adjacent; }
+  ModelConfig config_from_gguf(const gguf::File& f) const override {
+    return llama_gguf_config(f, "mixtral");
+  }
+  void gguf_metadata(GgufKeys& k, const ModelConfig& c, const HfConfig& h) const override {
+    llama_gguf_metadata(k, c, h);
+  }
   std::vector<std::string_view> hf_model_types() const override { return {"mixtral"}; }
 
   ModelConfig config_from_hf(const HfConfig& h) const override {

@@ -1,5 +1,6 @@
 // OLMo 2: no norms before attention or the MLP, RMSNorms after each (before the residual
 // add), and RMSNorms over the whole q and k projections.
+#include "core/error.h"
 #include "model/families/families.h"
 
 namespace tapml {
@@ -9,6 +10,23 @@ namespace {
 class Olmo2 final : public Decoder {
  public:
   std::string_view name() const override { return "olmo2"; }
+
+  ModelConfig config_from_gguf(const gguf::File& f) const override {
+    ModelConfig c = gguf_common_config(f, "olmo2");
+    if (f.get_uint_or("olmo2.attention.sliding_window", 0) > 0)
+      throw Error(f.path() + ": OLMo's sliding windows are not implemented");
+    c.norm_eps = gguf_rms_eps(f, "olmo2");
+    c.pre_norms = false;
+    c.post_norms = true;
+    c.qk_norm = QkNorm::Whole;
+    c.qkv_bias = gguf_block_has(f, "attn_q.bias");
+    c.rope_pairing = RopePairing::NeoX;
+    return c;
+  }
+
+  void gguf_metadata(GgufKeys& k, const ModelConfig& c, const HfConfig& h) const override {
+    gguf_text_model_keys(k, c, h);
+  }
   std::vector<std::string_view> hf_model_types() const override { return {"olmo2"}; }
 
   ModelConfig config_from_hf(const HfConfig& h) const override {

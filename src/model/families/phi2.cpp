@@ -9,6 +9,37 @@ namespace {
 class Phi2 final : public Decoder {
  public:
   std::string_view name() const override { return "phi2"; }
+
+  ModelConfig config_from_gguf(const gguf::File& f) const override {
+    ModelConfig c = gguf_common_config(f, "phi2");
+    c.norm = NormKind::Layer;
+    c.norm_bias = true;
+    c.norm_eps = gguf_layer_norm_eps(f, "phi2");
+    c.block = BlockKind::Parallel;
+    c.ffn = FfnKind::Gelu;
+    c.gelu_approx = gguf_gelu_approx(f);
+    c.qkv_fused = gguf_block_has(f, "attn_qkv.weight");
+    c.qkv_bias = gguf_block_has(f, c.qkv_fused ? "attn_qkv.bias" : "attn_q.bias");
+    c.attn_out_bias = c.ffn_bias = c.output_bias = true;  // llama.cpp requires them
+    c.rope_pairing = RopePairing::NeoX;
+    return c;
+  }
+
+  // Phi2Model.set_gguf_parameters, but with the real FFN width (the converter writes
+  // 4 x hidden_size, which is what phi-1, phi-1.5 and phi-2 have) and KV heads.
+  void gguf_metadata(GgufKeys& k, const ModelConfig& c, const HfConfig& h) const override {
+    k.u32("context_length", c.max_seq_len);
+    k.u32("embedding_length", c.dim);
+    k.u32("feed_forward_length", c.hidden_dim);
+    k.u32("block_count", c.n_layers);
+    k.u32("attention.head_count", c.n_heads);
+    k.u32("attention.head_count_kv", c.n_kv_heads);
+    k.f32("attention.layer_norm_epsilon", c.norm_eps);
+    k.u32("rope.dimension_count", c.rope_dim);
+    k.file_type();
+    k.writer().set_bool("tokenizer.ggml.add_bos_token", false);
+    gguf_write_gelu(k, c);
+  }
   std::vector<std::string_view> hf_model_types() const override { return {"phi"}; }
 
   ModelConfig config_from_hf(const HfConfig& h) const override {

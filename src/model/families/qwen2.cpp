@@ -8,6 +8,18 @@ namespace {
 class Qwen2 final : public Decoder {
  public:
   std::string_view name() const override { return "qwen2"; }
+
+  ModelConfig config_from_gguf(const gguf::File& f) const override {
+    ModelConfig c = gguf_common_config(f, "qwen2");
+    c.norm_eps = gguf_rms_eps(f, "qwen2");
+    c.rope_pairing = RopePairing::NeoX;
+    c.qkv_bias = gguf_block_has(f, "attn_q.bias");
+    return c;
+  }
+
+  void gguf_metadata(GgufKeys& k, const ModelConfig& c, const HfConfig& h) const override {
+    gguf_text_model_keys(k, c, h);
+  }
   std::vector<std::string_view> hf_model_types() const override { return {"qwen2"}; }
 
   ModelConfig config_from_hf(const HfConfig& h) const override {

@@ -1,5 +1,6 @@
 // Qwen2-MoE: Qwen2 whose MLP is a mixture of experts (softmax router, top k, optionally not
 // renormalized) plus a shared expert scaled by a sigmoid gate.
+#include "core/error.h"
 #include "model/families/families.h"
 
 namespace tapml {
@@ -9,6 +10,40 @@ namespace {
 class Qwen2Moe final : public Decoder {
  public:
   std::string_view name() const override { return "qwen2moe"; }
+
+  ModelConfig config_from_gguf(const gguf::File& f) const override {
+    const std::string a = "qwen2moe";
+    ModelConfig c = gguf_common_config(f, a);
+    c.norm_eps = gguf_rms_eps(f, a);
+    c.rope_pairing = RopePairing::NeoX;
+    c.qkv_bias = gguf_block_has(f, "attn_q.bias");
+    TAPML_REQUIRE(c.n_experts > 0, f.path() + ": " + a + ".expert_count is missing or 0");
+    c.ffn = FfnKind::Moe;
+    // llama.cpp's defaults: the FFN width shared among the experts used, and the dense width.
+    c.expert_hidden_dim = gguf_hyperparameter(f, a + ".expert_feed_forward_length",
+                                              uint64_t(c.hidden_dim / c.n_experts_used));
+    if (gguf_block_has(f, "ffn_gate_shexp.weight")) {
+      c.shared_expert_dim =
+          gguf_hyperparameter(f, a + ".expert_shared_feed_forward_length", uint64_t(c.hidden_dim));
+      c.shared_expert_gate = gguf_block_has(f, "ffn_gate_inp_shexp.weight");
+    }
+    // llama.cpp's Qwen2-MoE never renormalizes; norm_topk_prob needs TapML's key.
+    c.experts_norm = f.get_bool_or("tapml.expert_weights_norm", false);
+    return c;
+  }
+
+  void gguf_metadata(GgufKeys& k, const ModelConfig& c, const HfConfig& h) const override {
+    gguf_text_model_keys(k, c, h);
+    if (h.has("moe_intermediate_size")) k.u32("expert_feed_forward_length", c.expert_hidden_dim);
+    if (h.has("shared_expert_intermediate_size"))
+      k.u32("expert_shared_feed_forward_length", c.shared_expert_dim);
+    if (c.experts_norm) {
+      k.writer().set_bool("tapml.expert_weights_norm", true);
+      k.note(
+          "llama.cpp's qwen2moe does not renormalize the chosen experts' weights "
+          "(norm_topk_prob; tapml.expert_weights_norm keeps TapML exact)");
+    }
+  }
   std::vector<std::string_view> hf_model_types() const override { return {"qwen2_moe"}; }
 
   ModelConfig config_from_hf(const HfConfig& h) const override {

@@ -9,6 +9,27 @@ namespace {
 class Starcoder2 final : public Decoder {
  public:
   std::string_view name() const override { return "starcoder2"; }
+
+  ModelConfig config_from_gguf(const gguf::File& f) const override {
+    ModelConfig c = gguf_common_config(f, "starcoder2");
+    c.norm = NormKind::Layer;
+    c.norm_bias = true;
+    c.norm_eps = gguf_layer_norm_eps(f, "starcoder2");
+    c.ffn = FfnKind::Gelu;
+    c.gelu_approx = gguf_gelu_approx(f);
+    c.qkv_bias = gguf_block_has(f, "attn_q.bias");
+    c.attn_out_bias = gguf_block_has(f, "attn_output.bias");
+    c.ffn_bias = gguf_block_has(f, "ffn_up.bias");
+    c.rope_pairing = RopePairing::NeoX;
+    gguf_tapml_windows(c, f);  // llama.cpp has no window for StarCoder2
+    return c;
+  }
+
+  void gguf_metadata(GgufKeys& k, const ModelConfig& c, const HfConfig& h) const override {
+    gguf_text_model_keys(k, c, h);
+    gguf_write_tapml_windows(k, c);
+    gguf_write_gelu(k, c);
+  }
   std::vector<std::string_view> hf_model_types() const override { return {"starcoder2"}; }
 
   ModelConfig config_from_hf(const HfConfig& h) const override {
