@@ -48,6 +48,7 @@
 #include "model/model_file.h"
 #include "runtime/generate.h"
 #include "runtime/session.h"
+#include "support/family_golden.h"
 #include "support/shared.h"
 #endif
 
@@ -75,70 +76,19 @@ const std::string& no_device() {
   return why;
 }
 
-struct FamilyGolden {
-  std::vector<int> prompt, tokens;
-  std::vector<float> logits;  // [tokens, vocab]
-};
-
-FamilyGolden read_golden(const std::string& dir) {
-  std::ifstream in(dir + "/golden.json");
-  nlohmann::json j = nlohmann::json::parse(in);
-  FamilyGolden g;
-  g.prompt = j["prompt_ids"].get<std::vector<int> >();
-  g.tokens = j["token_ids"].get<std::vector<int> >();
-  std::ifstream lf(dir + "/logits.f32", std::ios::binary);
-  lf.seekg(0, std::ios::end);
-  g.logits.resize(size_t(lf.tellg()) / sizeof(float));
-  lf.seekg(0);
-  lf.read(reinterpret_cast<char*>(g.logits.data()), std::streamsize(g.logits.size() * 4));
-  return g;
-}
-
-std::vector<std::string> family_names() {
-  std::vector<std::string> out;
-  std::filesystem::path root = testing::shared_path("models/families");
-  std::error_code ec;
-  for (const auto& e : std::filesystem::directory_iterator(root, ec))
-    if (std::filesystem::exists(e.path() / "golden.json")) out.push_back(e.path().filename());
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 class VulkanFamilies : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(VulkanFamilies, GreedyIdsAndLogitsMatchTransformers) {
   if (!no_device().empty()) GTEST_SKIP() << "no Vulkan device: " << no_device();
   const std::string dir = testing::shared_path("models/families/" + GetParam());
-  ModelFile model = load_model(dir);
-  FamilyGolden g = read_golden(dir);
-  const int vocab = model.config.vocab_size;
-  ASSERT_EQ(g.logits.size(), g.tokens.size() * size_t(vocab));
-
-  Session session(model, Placement("vulkan"), int(g.tokens.size()) + 1);
-  GenerateOptions o;
-  o.steps = int(g.tokens.size());
-  o.keep_logits = true;
-  GenerateResult r = generate(session, g.prompt, o);
-  // N positions run give N + 1 ids: the golden's N and the one predicted at the last.
-  ASSERT_EQ(r.token_ids.size(), g.tokens.size() + 1);
-  EXPECT_EQ(std::vector<int>(r.token_ids.begin(), r.token_ids.end() - 1), g.tokens);
-  ASSERT_GE(r.logits.size(), g.logits.size());
-  double largest = 0, worst = 0;
-  size_t worst_at = 0;
-  for (float x : g.logits) largest = std::max(largest, std::fabs(double(x)));
-  for (size_t i = 0; i < g.logits.size(); ++i) {
-    const double d = std::fabs(double(r.logits[i]) - g.logits[i]);
-    if (!(d <= worst)) {  // a NaN becomes the worst
-      worst = d;
-      worst_at = i;
-    }
-  }
+  testing::FamilyGolden g = testing::read_family_golden(dir);
+  testing::GoldenRun r = testing::run_against_golden(load_model(dir), g, "vulkan");
+  EXPECT_EQ(r.ids, g.tokens);
   std::printf("%s on vulkan: worst |logit diff| / max |logit| = %.2e\n", GetParam().c_str(),
-              worst / largest);
-  EXPECT_LE(worst, kLogitTolerance * largest)
-      << "largest |logit| " << largest << ", worst at position " << worst_at / size_t(vocab)
-      << " token " << worst_at % size_t(vocab);
-  EXPECT_GT(largest, 0.1);  // the file really holds logits
+              r.worst);
+  EXPECT_LE(r.worst, kLogitTolerance)
+      << "largest |logit| " << r.largest << ", worst at position " << r.worst_position;
+  EXPECT_GT(r.largest, 0.1f);  // the file really holds logits
 }
 
 // The TapML way to bring a family up on a target: migrate it, every site moved to vulkan.
@@ -148,7 +98,7 @@ TEST_P(VulkanFamilies, MigrationPassesWithEverySiteOnVulkan) {
   MigrateOptions o;
   o.target = "vulkan";
   o.steps = 16;
-  o.prompts = {read_golden(dir).prompt};
+  o.prompts = {testing::read_family_golden(dir).prompt};
   MigrateReport r = migrate(load_model(dir), o);
   EXPECT_EQ(r.status, "pass") << r.summary;
   EXPECT_EQ(r.timeline.back().target_sites.size(), r.sites.size());
@@ -161,16 +111,16 @@ TEST(VulkanFamiliesFault, AWindowOffByOneOnVulkanIsPinned) {
   MigrateOptions o;
   o.target = "faulty:vulkan?fault=window_off_by_one&site=^blk\\.1\\.attn$";
   o.steps = 32;
-  o.prompts = {read_golden(dir).prompt};
+  o.prompts = {testing::read_family_golden(dir).prompt};
   MigrateReport r = migrate(load_model(dir), o);
   ASSERT_EQ(r.culprits.size(), 1u) << r.summary;
   EXPECT_EQ(r.culprits[0].site, "blk.1.attn") << r.summary;
 }
 
-INSTANTIATE_TEST_SUITE_P(Shared, VulkanFamilies, ::testing::ValuesIn(family_names()),
-                         [](const ::testing::TestParamInfo<std::string>& info) {
-                           return info.param;
-                         });
+INSTANTIATE_TEST_SUITE_P(
+    Shared, VulkanFamilies,
+    ::testing::ValuesIn(testing::family_names(testing::shared_path("models/families"))),
+    [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
 
 #endif
 

@@ -24,6 +24,7 @@
 #include "model/model_file.h"
 #include "runtime/generate.h"
 #include "runtime/session.h"
+#include "support/family_golden.h"
 #include "support/shared.h"
 
 namespace tapml {
@@ -31,34 +32,12 @@ namespace {
 
 using testing::shared_path;
 
-struct FamilyGolden {
-  std::vector<int> prompt, tokens;
-  std::vector<float> logits;  // [tokens, vocab]
-  double min_margin = 0;
-};
+using testing::FamilyGolden;
 
-FamilyGolden read_golden(const std::string& dir) {
-  std::ifstream in(dir + "/golden.json");
-  nlohmann::json j = nlohmann::json::parse(in);
-  FamilyGolden g;
-  g.prompt = j["prompt_ids"].get<std::vector<int>>();
-  g.tokens = j["token_ids"].get<std::vector<int>>();
-  g.min_margin = j["min_top2_margin"].get<double>();
-  std::ifstream lf(dir + "/logits.f32", std::ios::binary);
-  lf.seekg(0, std::ios::end);
-  g.logits.resize(size_t(lf.tellg()) / sizeof(float));
-  lf.seekg(0);
-  lf.read(reinterpret_cast<char*>(g.logits.data()), std::streamsize(g.logits.size() * 4));
-  return g;
-}
+FamilyGolden read_golden(const std::string& dir) { return testing::read_family_golden(dir); }
 
 std::vector<std::string> family_names() {
-  std::vector<std::string> out;
-  std::filesystem::path root = shared_path("models/families");
-  for (const auto& e : std::filesystem::directory_iterator(root))
-    if (std::filesystem::exists(e.path() / "golden.json")) out.push_back(e.path().filename());
-  std::sort(out.begin(), out.end());
-  return out;
+  return testing::family_names(shared_path("models/families"));
 }
 
 std::string folder(const std::string& family) { return shared_path("models/families/" + family); }
@@ -106,22 +85,10 @@ TEST_P(ConvertedGoldens, GreedyIdsAndLogitsMatchTransformers) {
   ModelFile model = load_model(converted(GetParam().family, DType::F32));
   EXPECT_EQ(model.format, "gguf");
   FamilyGolden g = read_golden(dir);
-  const int vocab = model.config.vocab_size;
-  ASSERT_EQ(g.logits.size(), g.tokens.size() * size_t(vocab));
-
-  Session session(model, Placement(GetParam().backend), int(g.tokens.size()) + 1);
-  GenerateOptions o;
-  o.steps = int(g.tokens.size());
-  o.keep_logits = true;
-  GenerateResult r = generate(session, g.prompt, o);
-  ASSERT_EQ(r.token_ids.size(), g.tokens.size() + 1);
-  EXPECT_EQ(std::vector<int>(r.token_ids.begin(), r.token_ids.end() - 1), g.tokens);
-  ASSERT_GE(r.logits.size(), g.logits.size());
-  float largest = max_abs(g.logits), worst = 0;
-  for (size_t i = 0; i < g.logits.size(); ++i)
-    worst = std::max(worst, std::fabs(r.logits[i] - g.logits[i]));
-  EXPECT_LE(worst, 1e-4f * largest) << "largest |logit| " << largest;
-  EXPECT_GT(largest, 0.1f);
+  testing::GoldenRun r = testing::run_against_golden(model, g, GetParam().backend);
+  EXPECT_EQ(r.ids, g.tokens);
+  EXPECT_LE(r.worst, 1e-4) << "largest |logit| " << r.largest;
+  EXPECT_GT(r.largest, 0.1f);
 }
 
 std::vector<Variant> variants() {
