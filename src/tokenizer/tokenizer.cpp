@@ -4,6 +4,7 @@
 // fallback for characters the vocabulary lacks.
 #include "tokenizer/tokenizer.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <queue>
 
@@ -105,6 +106,20 @@ Tokenizer::Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
   check_id(vocab_.unk, "unknown-token");
   TAPML_REQUIRE(!vocab_.space.empty(), "tokenizer: the vocabulary's space symbol is empty");
 
+  for (size_t i = 0; i < n; ++i) {
+    TokenKind k = vocab_.kinds[i];
+    if ((k == TokenKind::Control || k == TokenKind::Unknown || k == TokenKind::UserDefined) &&
+        !vocab_.pieces[i].empty())
+      specials_.push_back(int(i));
+  }
+  std::stable_sort(specials_.begin(), specials_.end(), [&](int a, int b) {
+    return vocab_.pieces[size_t(a)].size() > vocab_.pieces[size_t(b)].size();
+  });
+  if (vocab_.byte_level) {
+    bpe_ = std::make_shared<const ByteLevelBpe>(vocab_);
+    return;
+  }
+
   byte_ids_.fill(-1);
   index_.reserve(n);
   for (size_t i = 0; i < n; ++i) {
@@ -122,9 +137,57 @@ Tokenizer::Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
   }
 }
 
-std::vector<int> Tokenizer::encode(std::string_view text, bool add_bos) const {
+std::vector<int> Tokenizer::encode(std::string_view text, bool add_bos, bool parse_special) const {
   std::vector<int> out;
   if (add_bos) out.push_back(vocab_.bos);
+  if (!bpe_ && !parse_special) {
+    std::vector<int> ids = encode_spm(text);
+    out.insert(out.end(), ids.begin(), ids.end());
+    return out;
+  }
+  // Cut the text at the special tokens it holds, longest token first; the stretches between
+  // them are tokenized as plain text.
+  struct Fragment {
+    int id;  // -1: text
+    size_t off, len;
+  };
+  std::vector<Fragment> fragments{{-1, 0, text.size()}};
+  for (int id : specials_) {
+    TokenKind kind = vocab_.kinds[size_t(id)];
+    if (!parse_special && kind != TokenKind::UserDefined) continue;
+    const std::string& piece = vocab_.pieces[size_t(id)];
+    std::vector<Fragment> next;
+    for (const Fragment& f : fragments) {
+      if (f.id >= 0) {
+        next.push_back(f);
+        continue;
+      }
+      size_t pos = f.off, end = f.off + f.len;
+      for (size_t m; (m = text.substr(0, end).find(piece, pos)) != std::string_view::npos;) {
+        if (m > pos) next.push_back({-1, pos, m - pos});
+        next.push_back({id, m, piece.size()});
+        pos = m + piece.size();
+      }
+      if (pos < end) next.push_back({-1, pos, end - pos});
+    }
+    fragments = std::move(next);
+  }
+  for (size_t i = 0; i < fragments.size(); ++i) {
+    const Fragment& f = fragments[i];
+    if (f.id >= 0) {
+      out.push_back(f.id);
+    } else if (bpe_) {
+      bpe_->encode(text.substr(f.off, f.len), out);
+    } else {
+      std::vector<int> ids = encode_spm(text.substr(f.off, f.len));
+      out.insert(out.end(), ids.begin(), ids.end());
+    }
+  }
+  return out;
+}
+
+std::vector<int> Tokenizer::encode_spm(std::string_view text) const {
+  std::vector<int> out;
   // No dummy prefix for empty text: "" encodes to nothing (llama2.c, SentencePiece).
   if (text.empty()) return out;
 
@@ -203,6 +266,17 @@ std::string Tokenizer::decode_token(int prev, int token) const {
                 "tokenizer: token id " + std::to_string(token) + " is outside the vocabulary of " +
                     std::to_string(vocab_.size()) + " pieces");
   const std::string& piece = vocab_.pieces[size_t(token)];
+  if (bpe_) {
+    switch (vocab_.kinds[size_t(token)]) {
+      case TokenKind::Control:
+      case TokenKind::Unused:
+        return "";
+      case TokenKind::Normal:
+        return bpe_->decode_piece(piece);
+      default:
+        return piece;
+    }
+  }
   switch (vocab_.kinds[size_t(token)]) {
     case TokenKind::Control:
     case TokenKind::Unused:
@@ -239,6 +313,10 @@ std::string Tokenizer::decode_token(int prev, int token) const {
 
 std::string Tokenizer::decode(const std::vector<int>& tokens) const {
   std::string text;
+  if (bpe_) {
+    for (int t : tokens) text += decode_token(-1, t);
+    return text;
+  }
   size_t i = 0;
   int prev = -1;
   // The first token of the text proper (after a leading BOS) begins with the dummy-prefix

@@ -1,12 +1,15 @@
 // SentencePiece-style BPE (score-driven merges) with byte fallback and the dummy-prefix
-// space, as llama2.c and llama.cpp's "llama" (SPM) vocabulary do it.
+// space, as llama2.c and llama.cpp's "llama" (SPM) vocabulary do it, or byte-level BPE
+// (tokenizer/bpe.h) for "gpt2" vocabularies.
 #pragma once
 #include <array>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "tokenizer/bpe.h"
 #include "tokenizer/vocab.h"
 
 namespace tapml {
@@ -15,8 +18,10 @@ class Tokenizer {
  public:
   explicit Tokenizer(Vocab vocab);
 
-  // Token ids of `text`; BOS first when add_bos.
-  std::vector<int> encode(std::string_view text, bool add_bos) const;
+  // Token ids of `text`; BOS first when add_bos. With parse_special, the text of a control
+  // token (e.g. "<|endoftext|>") becomes that token; byte-level vocabularies always match
+  // their user-defined tokens, as llama.cpp does.
+  std::vector<int> encode(std::string_view text, bool add_bos, bool parse_special = false) const;
   // The text of one token following `prev` (drops the dummy-prefix space after BOS, turns
   // byte tokens into raw bytes).
   std::string decode_token(int prev, int token) const;
@@ -32,6 +37,12 @@ class Tokenizer {
   std::unordered_map<std::string, int> index_;
   // Byte fallback: the id of piece "<0xNN>" for each byte, -1 where the vocabulary has none.
   std::array<int, 256> byte_ids_{};
+  // Byte-level BPE for "gpt2" vocabularies; null for SentencePiece ones.
+  std::shared_ptr<const ByteLevelBpe> bpe_;
+  // Control, unknown and user-defined tokens, longest text first: matched before the split.
+  std::vector<int> specials_;
+
+  std::vector<int> encode_spm(std::string_view text) const;
 };
 
 }  // namespace tapml

@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "format/gguf.h"
+#include "tokenizer/bpe.h"
 
 namespace tapml {
 
@@ -128,9 +129,16 @@ Vocab load_gguf_vocab(const gguf::File& file) {
   TAPML_REQUIRE(file.has("tokenizer.ggml.model"),
                 path + ": no tokenizer.ggml.model: the file has no embedded tokenizer");
   const std::string& model = file.get_string("tokenizer.ggml.model");
-  TAPML_REQUIRE(model == "llama", path + ": tokenizer model is \"" + model +
-                                      "\"; only SentencePiece \"llama\" vocabularies are supported "
-                                      "so far");
+  TAPML_REQUIRE(model == "llama" || model == "gpt2",
+                path + ": tokenizer model \"" + model +
+                    "\" is not supported (tapml reads SentencePiece \"llama\" and byte-level BPE "
+                    "\"gpt2\" vocabularies)");
+  const bool byte_level = model == "gpt2";
+  // Older conversions carry no pre-tokenizer name; llama.cpp splits them its default way.
+  std::string pre = byte_level ? file.get_string_or("tokenizer.ggml.pre", "default") : "";
+  if (pre.empty()) pre = "default";
+  TAPML_REQUIRE(!byte_level || is_known_bpe_pre_tokenizer(pre),
+                path + ": unknown pre-tokenizer tokenizer.ggml.pre = \"" + pre + "\"");
 
   const gguf::Array& tokens = file.get_array("tokenizer.ggml.tokens");
   TAPML_REQUIRE(!tokens.empty(), path + ": tokenizer.ggml.tokens is empty");
@@ -169,8 +177,27 @@ Vocab load_gguf_vocab(const gguf::File& file) {
   v.bos = id_or("tokenizer.ggml.bos_token_id", 1);
   v.eos = id_or("tokenizer.ggml.eos_token_id", 2);
   v.unk = id_or("tokenizer.ggml.unknown_token_id", 0);
-  v.add_space_prefix = file.get_bool_or("tokenizer.ggml.add_space_prefix", true);
-  v.space = "\xE2\x96\x81";
+  v.add_space_prefix = file.get_bool_or("tokenizer.ggml.add_space_prefix", !byte_level);
+  v.space = byte_level ? " " : "\xE2\x96\x81";
+  v.byte_level = byte_level;
+  v.pre = byte_level ? pre : "";
+  // llama.cpp: SentencePiece vocabularies and Llama 3's put BOS first unless told otherwise.
+  v.add_bos =
+      file.get_bool_or("tokenizer.ggml.add_bos_token",
+                       !byte_level || pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3");
+  v.add_eos = file.get_bool_or("tokenizer.ggml.add_eos_token", false);
+  if (byte_level) {
+    TAPML_REQUIRE(file.has("tokenizer.ggml.merges"),
+                  path + ": a \"gpt2\" vocabulary needs tokenizer.ggml.merges");
+    const gguf::Array& merges = file.get_array("tokenizer.ggml.merges");
+    v.merges.reserve(merges.size());
+    for (size_t i = 0; i < merges.size(); ++i) {
+      const auto* s = std::get_if<std::string>(&merges[i].v);
+      TAPML_REQUIRE(s != nullptr,
+                    path + ": tokenizer.ggml.merges[" + std::to_string(i) + "] is not a string");
+      v.merges.push_back(*s);
+    }
+  }
 
   if (file.has("tokenizer.ggml.token_type")) {
     const gguf::Array& types = file.get_array("tokenizer.ggml.token_type");

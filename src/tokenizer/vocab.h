@@ -27,13 +27,23 @@ struct Vocab {
   bool add_space_prefix = true;        // SentencePiece's dummy prefix
   std::string space = "\xE2\x96\x81";  // what a space is written as in pieces
 
+  // Byte-level BPE (tokenizer.ggml.model "gpt2"): pieces are GPT-2 byte-to-unicode text,
+  // merges are "left right" lines ranked by their order, `pre` names the pre-tokenizer
+  // split (tokenizer.ggml.pre; "default" when the file has none).
+  bool byte_level = false;
+  std::string pre;
+  std::vector<std::string> merges;
+  // What the model wants around a prompt (tokenizer.ggml.add_bos_token / add_eos_token).
+  bool add_bos = true, add_eos = false;
+
   int size() const { return int(pieces.size()); }
 };
 
 // llama2.c tokenizer.bin: int32 max_token_length; then per token f32 score, int32 len, bytes.
 // `vocab_size` comes from the model (the file does not store it). Spaces are plain " ".
 Vocab load_llama2c_vocab(const std::string& path, int vocab_size);
-// GGUF tokenizer.ggml.* with tokenizer.ggml.model == "llama". Throws Error otherwise.
+// GGUF tokenizer.ggml.* with tokenizer.ggml.model "llama" (SentencePiece) or "gpt2"
+// (byte-level BPE, with a pre-tokenizer tapml knows). Throws Error otherwise.
 Vocab load_gguf_vocab(const gguf::File& file);
 
 }  // namespace tapml

@@ -2,6 +2,7 @@
 // (ggml-vocab-*.gguf.inp/.out, as its test-tokenizer-0 reads them).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -115,6 +116,72 @@ TEST(GgufTokenizer, Phi3Vectors) { EXPECT_EQ(check_vectors("vocab/ggml-vocab-phi
 TEST(GgufTokenizer, LlamaSpmRoundTrips) { check_round_trips("vocab/ggml-vocab-llama-spm.gguf"); }
 TEST(GgufTokenizer, Phi3RoundTrips) { check_round_trips("vocab/ggml-vocab-phi-3.gguf"); }
 
+// Byte-level BPE vocabularies, one per pre-tokenizer split llama.cpp tests. Every byte has a
+// piece, so decoding gives back exactly the text encoded.
+void check_byte_level(const std::string& name) {
+  const std::string file = "vocab/ggml-vocab-" + name + ".gguf";
+  EXPECT_EQ(check_vectors(file), 46);
+  Tokenizer tok = gguf_tokenizer(file);
+  EXPECT_TRUE(tok.vocab().byte_level);
+  for (const Vector& v : read_vectors(file))
+    EXPECT_EQ(tok.decode(tok.encode(v.text, false)), v.text) << name << ": [" << v.text << "]";
+}
+
+TEST(GgufTokenizer, Gpt2Vectors) { check_byte_level("gpt-2"); }
+TEST(GgufTokenizer, Llama3Vectors) { check_byte_level("llama-bpe"); }
+TEST(GgufTokenizer, Qwen2Vectors) { check_byte_level("qwen2"); }
+TEST(GgufTokenizer, DeepseekLlmVectors) { check_byte_level("deepseek-llm"); }
+TEST(GgufTokenizer, DeepseekCoderVectors) { check_byte_level("deepseek-coder"); }
+TEST(GgufTokenizer, FalconVectors) { check_byte_level("falcon"); }
+TEST(GgufTokenizer, StarcoderVectors) { check_byte_level("starcoder"); }
+TEST(GgufTokenizer, RefactVectors) { check_byte_level("refact"); }
+TEST(GgufTokenizer, MptVectors) { check_byte_level("mpt"); }
+
+TEST(GgufTokenizer, ByteLevelBasics) {
+  Tokenizer tok = gguf_tokenizer("vocab/ggml-vocab-gpt-2.gguf");
+  const Vocab& v = tok.vocab();
+  EXPECT_EQ(v.pre, "gpt-2");
+  EXPECT_FALSE(v.add_space_prefix);
+  // "Hello world": "Hello", "Ġworld" (GPT-2 writes the space as U+0120).
+  std::vector<int> ids = tok.encode("Hello world", false);
+  ASSERT_EQ(ids.size(), 2u);
+  EXPECT_EQ(v.pieces[size_t(ids[1])], "\xC4\xA0world");
+  EXPECT_EQ(tok.decode_token(ids[0], ids[1]), " world");
+  // Bytes that are not UTF-8 still round-trip through their byte pieces.
+  const std::string raw = "a\xFF\xFE b\x80";
+  EXPECT_EQ(tok.decode(tok.encode(raw, false)), raw);
+}
+
+// The vocabulary without tokenizer.ggml.pre (GPT-NeoX) splits llama.cpp's default way.
+TEST(GgufTokenizer, MissingPreTokenizerIsTheDefault) {
+  Tokenizer tok = gguf_tokenizer("vocab/ggml-vocab-gpt-neox.gguf");
+  EXPECT_EQ(tok.vocab().pre, "default");
+  const std::string text = "Hello, world! 12345 \xE4\xBD\xA0\xE5\xA5\xBD  tabs\t\tend ";
+  EXPECT_EQ(tok.decode(tok.encode(text, false)), text);
+}
+
+// Control tokens' text is plain text unless parse_special asks for them.
+TEST(GgufTokenizer, ParseSpecialMatchesControlTokens) {
+  Tokenizer tok = gguf_tokenizer("vocab/ggml-vocab-llama-bpe.gguf");
+  const Vocab& v = tok.vocab();
+  int eot = -1;
+  for (int i = 0; i < v.size(); ++i)
+    if (v.pieces[size_t(i)] == "<|eot_id|>") eot = i;
+  ASSERT_GE(eot, 0);
+  EXPECT_EQ(v.kinds[size_t(eot)], TokenKind::Control);
+  std::vector<int> plain = tok.encode("hi<|eot_id|>there", false);
+  EXPECT_EQ(std::count(plain.begin(), plain.end(), eot), 0);
+  std::vector<int> special = tok.encode("hi<|eot_id|>there", false, true);
+  ASSERT_EQ(std::count(special.begin(), special.end(), eot), 1);
+  std::vector<int> hi = tok.encode("hi", false), there = tok.encode("there", false);
+  std::vector<int> expected = hi;
+  expected.push_back(eot);
+  expected.insert(expected.end(), there.begin(), there.end());
+  EXPECT_EQ(special, expected);
+  EXPECT_TRUE(v.add_bos);                     // Llama 3 puts BOS first
+  EXPECT_EQ(tok.decode(special), "hithere");  // control tokens decode to nothing
+}
+
 TEST(GgufTokenizer, DecodeDropsOnlyTheDummyPrefix) {
   Tokenizer tok = gguf_tokenizer("vocab/ggml-vocab-llama-spm.gguf");
   std::vector<int> hello = tok.encode(" Hello world", false);
@@ -205,20 +272,53 @@ TEST(GgufVocabErrors, InconsistentMetadata) {
   EXPECT_NE(message(path).find("no tokenizer.ggml.model"), std::string::npos) << message(path);
 }
 
-TEST(GgufVocabErrors, RejectsByteLevelBpe) {
-  std::string path = shared_path("vocab/ggml-vocab-gpt-2.gguf");
-  gguf::File file = gguf::File::open(path);
+// A copy of a vocabulary file with one string key changed, for the refusals below.
+std::string with_string_key(const std::string& vocab_file, const std::string& name,
+                            const std::string& key, const std::string& value) {
+  gguf::File src = gguf::File::open(shared_path(vocab_file));
+  gguf::Writer w;
+  w.set_string("general.architecture", "gpt2");
+  w.set_string("tokenizer.ggml.model", "gpt2");
+  w.set_string("tokenizer.ggml.pre", "gpt-2");
+  std::vector<std::string> tokens;
+  for (const auto& t : src.get_array("tokenizer.ggml.tokens"))
+    tokens.push_back(std::get<std::string>(t.v));
+  w.set_string_array("tokenizer.ggml.tokens", tokens);
+  std::vector<std::string> merges;
+  for (const auto& m : src.get_array("tokenizer.ggml.merges"))
+    merges.push_back(std::get<std::string>(m.v));
+  w.set_string_array("tokenizer.ggml.merges", merges);
+  w.set_string(key, value);
+  std::string path = testing::temp_dir() + "/" + name;
+  w.write(path);
+  return path;
+}
+
+std::string load_error(const std::string& path) {
   try {
-    load_gguf_vocab(file);
-    FAIL() << "gpt2 vocabulary accepted";
+    load_gguf_vocab(gguf::File::open(path));
   } catch (const Error& e) {
-    std::string msg = e.what();
-    EXPECT_NE(msg.find(path), std::string::npos) << msg;
-    EXPECT_NE(msg.find("\"gpt2\""), std::string::npos) << msg;
-    EXPECT_NE(msg.find("only SentencePiece \"llama\" vocabularies are supported"),
-              std::string::npos)
-        << msg;
+    return e.what();
   }
+  return "no Error";
+}
+
+TEST(GgufVocabErrors, RefusesUnknownPreTokenizer) {
+  std::string path = with_string_key("vocab/ggml-vocab-gpt-2.gguf", "pre.gguf",
+                                     "tokenizer.ggml.pre", "no-such-split");
+  std::string msg = load_error(path);
+  EXPECT_NE(msg.find(path), std::string::npos) << msg;
+  EXPECT_NE(msg.find("\"no-such-split\""), std::string::npos) << msg;
+  EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+}
+
+TEST(GgufVocabErrors, RefusesUnknownTokenizerModel) {
+  std::string path =
+      with_string_key("vocab/ggml-vocab-gpt-2.gguf", "model.gguf", "tokenizer.ggml.model", "t5");
+  std::string msg = load_error(path);
+  EXPECT_NE(msg.find(path), std::string::npos) << msg;
+  EXPECT_NE(msg.find("\"t5\""), std::string::npos) << msg;
+  EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
 }
 
 TEST(GgufVocabErrors, MissingFile) {
