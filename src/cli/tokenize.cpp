@@ -12,7 +12,7 @@ namespace tapml::cli {
 namespace {
 struct TokenizeArgs {
   std::string model, tokenizer, text;
-  bool json = false, bos = false;
+  bool json = false, bos = false, parse_special = false;
 };
 
 void tokenize(const TokenizeArgs& a) {
@@ -31,7 +31,7 @@ void tokenize(const TokenizeArgs& a) {
     vocab_size = model.config.vocab_size;
   }
   Tokenizer tok = load_tokenizer(a.tokenizer, file.get(), vocab_size);
-  std::vector<int> ids = tok.encode(a.text, a.bos);
+  std::vector<int> ids = tok.encode(a.text, a.bos, a.parse_special);
   if (a.json) {
     nlohmann::json j;
     j["token_ids"] = ids;
@@ -56,6 +56,8 @@ void add_tokenize(CLI::App& app) {
   c->add_option("--tokenizer", a->tokenizer, "tokenizer file; default: the one in the GGUF");
   c->add_option("--text", a->text, "text to tokenize")->required();
   c->add_flag("--bos", a->bos, "put BOS first");
+  c->add_flag("--parse-special", a->parse_special,
+              "turn the text of control tokens (e.g. <|endoftext|>) into those tokens");
   c->add_flag("--json", a->json, "print JSON: token_ids and pieces");
   c->callback([a] { tokenize(*a); });
 }

@@ -115,26 +115,35 @@ std::vector<int> ids_of(const std::string& line) {
   return ids;
 }
 
-TEST(Cli, TokenizePassesLlamaSpmVectors) {
-  std::string inp = read_file(shared_path("vocab/ggml-vocab-llama-spm.gguf.inp"));
-  std::string out = read_file(shared_path("vocab/ggml-vocab-llama-spm.gguf.out"));
+// llama.cpp's test vectors through `tapml tokenize`, for one vocabulary of each kind: the
+// SentencePiece one, GPT-2's split, Llama 3's (whole-word pieces skip the merges) and
+// DeepSeek LLM's chain of splits. tests/tokenizer checks every vocabulary in-process.
+TEST(Cli, TokenizePassesVocabularyVectors) {
   const std::string sep = "\n__ggml_vocab_test__\n";
-  std::vector<std::string> inputs, outputs;
-  for (size_t pos = 0;;) {
-    size_t next = inp.find(sep, pos);
-    if (next == std::string::npos) break;
-    inputs.push_back(inp.substr(pos, next - pos));
-    pos = next + sep.size();
-  }
-  std::istringstream lines(out);
-  for (std::string line; std::getline(lines, line);) outputs.push_back(line);
-  ASSERT_EQ(inputs.size(), outputs.size());
-  ASSERT_GT(inputs.size(), 20u);
-  std::string vocab = shared_path("vocab/ggml-vocab-llama-spm.gguf");
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    auto r = run_command(tapml("tokenize --model " + q(vocab) + " --text " + q(inputs[i])));
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-    EXPECT_EQ(ids_of(r.out), ids_of(outputs[i])) << "input " << i << ": '" << inputs[i] << "'";
+  for (const char* name : {"llama-spm", "gpt-2", "llama-bpe", "deepseek-llm"}) {
+    const std::string base = shared_path(std::string("vocab/ggml-vocab-") + name + ".gguf");
+    std::string inp = read_file(base + ".inp");
+    std::string out = read_file(base + ".out");
+    std::vector<std::string> inputs, outputs;
+    for (size_t pos = 0;;) {
+      size_t next = inp.find(sep, pos);
+      if (next == std::string::npos) break;
+      inputs.push_back(inp.substr(pos, next - pos));
+      pos = next + sep.size();
+    }
+    std::istringstream lines(out);
+    for (std::string line; std::getline(lines, line);) outputs.push_back(line);
+    ASSERT_EQ(inputs.size(), outputs.size()) << name;
+    ASSERT_GT(inputs.size(), 20u) << name;
+    size_t passed = 0;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      auto r = run_command(tapml("tokenize --model " + q(base) + " --text " + q(inputs[i])));
+      ASSERT_EQ(r.exit_code, 0) << name << ": " << r.err;
+      bool same = ids_of(r.out) == ids_of(outputs[i]);
+      EXPECT_TRUE(same) << name << " input " << i << ": '" << inputs[i] << "'";
+      passed += same;
+    }
+    EXPECT_EQ(passed, inputs.size()) << name;
   }
 }
 
