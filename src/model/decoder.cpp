@@ -637,6 +637,11 @@ ModelConfig gguf_common_config(const gguf::File& f, const std::string& arch) {
                 ", no tokenizer.ggml.tokens and no 2-D token_embd.weight)");
   }
   c.shared_classifier = f.find_tensor("output.weight") == nullptr;
+  // Biases are what the file holds: llama.cpp's loaders take them where present.
+  c.qkv_bias = gguf_block_has(f, "attn_q.bias") || gguf_block_has(f, "attn_qkv.bias");
+  c.attn_out_bias = gguf_block_has(f, "attn_output.bias");
+  c.ffn_bias = gguf_block_has(f, "ffn_up.bias");
+  c.output_bias = f.find_tensor("output.bias") != nullptr;
   if (f.has(key("expert_count")) && f.get_uint(key("expert_count")) > 0) {
     c.n_experts = gguf_hyperparameter(f, key("expert_count"), std::nullopt, 4096);
     c.n_experts_used = gguf_hyperparameter(f, key("expert_used_count"), std::nullopt, 4096);

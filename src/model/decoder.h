@@ -91,7 +91,8 @@ void hf_windows(ModelConfig& c, const HfConfig& h, bool every_layer_if_no_types)
 //
 // What every architecture states: sizes, heads (ARCH.attention.key_length for head_dim),
 // context, vocabulary (ARCH.vocab_size, else the tokenizer's token list, else token_embd's
-// rows), RoPE dimensions and base, experts (ARCH.expert_count, ARCH.expert_used_count), and
+// rows), RoPE dimensions and base, experts (ARCH.expert_count, ARCH.expert_used_count), the
+// biases the file holds (q/k/v or fused qkv, attention output, FFN, classifier), and
 // the classifier (shared with token_embd when output.weight is absent).
 ModelConfig gguf_common_config(const gguf::File& f, const std::string& arch);
 // Whether the first block has a tensor of this role ("attn_q.bias": blk.0.attn_q.bias).

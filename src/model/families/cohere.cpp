@@ -23,8 +23,6 @@ class Cohere final : public Decoder {
     c.norm_eps = gguf_layer_norm_eps(f, a);
     c.block = BlockKind::Parallel;
     c.logit_scale = f.get_float_or(a + ".logit_scale", 0.0);
-    c.qkv_bias = gguf_block_has(f, "attn_q.bias");
-    c.attn_out_bias = gguf_block_has(f, "attn_output.bias");
     c.rope_pairing = RopePairing::Adjacent;
     return c;
   }

@@ -31,9 +31,6 @@ class Falcon final : public Decoder {
     c.ffn = FfnKind::Gelu;
     c.gelu_approx = gguf_gelu_approx(f);
     c.qkv_fused = true;
-    c.qkv_bias = gguf_block_has(f, "attn_qkv.bias");
-    c.attn_out_bias = gguf_block_has(f, "attn_output.bias");
-    c.ffn_bias = gguf_block_has(f, "ffn_up.bias");
     c.rope_pairing = RopePairing::NeoX;
     return c;
   }

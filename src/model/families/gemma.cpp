@@ -46,8 +46,6 @@ ModelConfig gemma_gguf_config(const gguf::File& f, const std::string& arch) {
   c.gelu_approx = gguf_gelu_approx(f);
   c.embed_scale = std::sqrt(double(c.dim));
   c.rope_pairing = RopePairing::NeoX;
-  c.qkv_bias = gguf_block_has(f, "attn_q.bias");
-  c.attn_out_bias = gguf_block_has(f, "attn_output.bias");
   return c;
 }
 

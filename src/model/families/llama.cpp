@@ -16,9 +16,6 @@ ModelConfig llama_gguf_config(const gguf::File& f, const std::string& arch) {
   c.rope_pairing = RopePairing::Adjacent;  // llama.cpp's converter permutes q/k to match
   c.rope_freqs = f.find_tensor("rope_freqs.weight") != nullptr;
   c.qkv_fused = gguf_block_has(f, "attn_qkv.weight");
-  c.qkv_bias = gguf_block_has(f, c.qkv_fused ? "attn_qkv.bias" : "attn_q.bias");
-  c.attn_out_bias = gguf_block_has(f, "attn_output.bias");
-  c.ffn_bias = gguf_block_has(f, "ffn_up.bias");
   if (c.n_experts > 0) {
     c.ffn = FfnKind::Moe;
     c.experts_norm = true;  // llama.cpp's Llama renormalizes the chosen experts' weights

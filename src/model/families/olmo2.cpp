@@ -19,7 +19,6 @@ class Olmo2 final : public Decoder {
     c.pre_norms = false;
     c.post_norms = true;
     c.qk_norm = QkNorm::Whole;
-    c.qkv_bias = gguf_block_has(f, "attn_q.bias");
     c.rope_pairing = RopePairing::NeoX;
     return c;
   }

@@ -19,7 +19,6 @@ class Phi2 final : public Decoder {
     c.ffn = FfnKind::Gelu;
     c.gelu_approx = gguf_gelu_approx(f);
     c.qkv_fused = gguf_block_has(f, "attn_qkv.weight");
-    c.qkv_bias = gguf_block_has(f, c.qkv_fused ? "attn_qkv.bias" : "attn_q.bias");
     c.attn_out_bias = c.ffn_bias = c.output_bias = true;  // llama.cpp requires them
     c.rope_pairing = RopePairing::NeoX;
     return c;

@@ -16,7 +16,6 @@ class Phi3 final : public Decoder {
     c.norm_eps = gguf_rms_eps(f, "phi3");
     c.rope_pairing = RopePairing::NeoX;
     c.qkv_fused = gguf_block_has(f, "attn_qkv.weight");
-    c.qkv_bias = gguf_block_has(f, c.qkv_fused ? "attn_qkv.bias" : "attn_q.bias");
     c.gate_up_fused = true;
     // llama.cpp reads Phi-3's window and then runs without it; TapML applies it (on the
     // layers tapml.attention.sliding_window_pattern marks, if any).

@@ -13,7 +13,6 @@ class Qwen2 final : public Decoder {
     ModelConfig c = gguf_common_config(f, "qwen2");
     c.norm_eps = gguf_rms_eps(f, "qwen2");
     c.rope_pairing = RopePairing::NeoX;
-    c.qkv_bias = gguf_block_has(f, "attn_q.bias");
     return c;
   }
 

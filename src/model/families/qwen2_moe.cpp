@@ -16,7 +16,6 @@ class Qwen2Moe final : public Decoder {
     ModelConfig c = gguf_common_config(f, a);
     c.norm_eps = gguf_rms_eps(f, a);
     c.rope_pairing = RopePairing::NeoX;
-    c.qkv_bias = gguf_block_has(f, "attn_q.bias");
     TAPML_REQUIRE(c.n_experts > 0, f.path() + ": " + a + ".expert_count is missing or 0");
     c.ffn = FfnKind::Moe;
     // llama.cpp's defaults: the FFN width shared among the experts used, and the dense width.

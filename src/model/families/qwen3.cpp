@@ -14,7 +14,6 @@ class Qwen3 final : public Decoder {
     ModelConfig c = gguf_common_config(f, "qwen3");
     c.norm_eps = gguf_rms_eps(f, "qwen3");
     c.rope_pairing = RopePairing::NeoX;
-    c.qkv_bias = gguf_block_has(f, "attn_q.bias");
     c.qk_norm = QkNorm::PerHead;
     return c;
   }

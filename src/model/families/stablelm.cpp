@@ -20,7 +20,6 @@ class StableLm final : public Decoder {
     c.norm_eps = gguf_layer_norm_eps(f, "stablelm");
     // llama.cpp: a block without ffn_norm runs attention and the MLP in parallel.
     if (!gguf_block_has(f, "ffn_norm.weight")) c.block = BlockKind::Parallel;
-    c.qkv_bias = gguf_block_has(f, "attn_q.bias");
     c.rope_pairing = RopePairing::NeoX;
     return c;
   }

@@ -17,9 +17,6 @@ class Starcoder2 final : public Decoder {
     c.norm_eps = gguf_layer_norm_eps(f, "starcoder2");
     c.ffn = FfnKind::Gelu;
     c.gelu_approx = gguf_gelu_approx(f);
-    c.qkv_bias = gguf_block_has(f, "attn_q.bias");
-    c.attn_out_bias = gguf_block_has(f, "attn_output.bias");
-    c.ffn_bias = gguf_block_has(f, "ffn_up.bias");
     c.rope_pairing = RopePairing::NeoX;
     gguf_tapml_windows(c, f);  // llama.cpp has no window for StarCoder2
     return c;
