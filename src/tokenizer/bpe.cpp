@@ -4,9 +4,9 @@
 #include <pcre2.h>
 
 #include <cstdint>
-#include <queue>
 
 #include "core/error.h"
+#include "tokenizer/merge.h"
 
 namespace tapml {
 
@@ -108,26 +108,6 @@ uint32_t next_cp(std::string_view s, size_t& pos) {
   pos += n;
   return cp;
 }
-
-struct Symbol {
-  uint32_t start;
-  uint32_t len;  // 0: merged into its left neighbour
-  int prev;
-  int next;
-};
-
-struct Bigram {
-  int rank;
-  int left;
-  int right;
-  uint32_t size;  // left.len + right.len when queued; differs once either side has changed
-};
-
-struct LaterBigram {
-  bool operator()(const Bigram& a, const Bigram& b) const {
-    return a.rank > b.rank || (a.rank == b.rank && a.left > b.left);
-  }
-};
 
 }  // namespace
 
@@ -260,48 +240,19 @@ void ByteLevelBpe::encode(std::string_view text, std::vector<int>& out) const {
 void ByteLevelBpe::merge_word(const std::string& word, std::vector<int>& out) const {
   TAPML_REQUIRE(word.size() <= UINT32_MAX, "tokenizer: a word of " + std::to_string(word.size()) +
                                                " bytes is too long to encode");
-  std::vector<Symbol> symbols;
-  symbols.reserve(word.size());
-  for (size_t pos = 0; pos < word.size();) {
-    size_t len = utf8_len(static_cast<unsigned char>(word[pos]), word.size() - pos);
-    int index = int(symbols.size());
-    symbols.push_back(
-        {uint32_t(pos), uint32_t(len), index - 1, pos + len == word.size() ? -1 : index + 1});
-    pos += len;
-  }
-  if (symbols.empty()) return;
-
-  std::priority_queue<Bigram, std::vector<Bigram>, LaterBigram> queue;
   std::string key;
-  auto consider = [&](int left, int right) {
-    if (left < 0 || right < 0) return;
-    const Symbol& a = symbols[size_t(left)];
-    const Symbol& b = symbols[size_t(right)];
+  auto rank = [&](Span a, Span b) -> std::optional<double> {
     key.assign(word, a.start, a.len);
     key += ' ';
     key.append(word, b.start, b.len);
     auto it = ranks_.find(key);
-    if (it == ranks_.end()) return;
-    queue.push({it->second, left, right, a.len + b.len});
+    if (it == ranks_.end()) return std::nullopt;
+    return it->second;
   };
-  for (int i = 1; i < int(symbols.size()); ++i) consider(i - 1, i);
-
-  while (!queue.empty()) {
-    Bigram g = queue.top();
-    queue.pop();
-    Symbol& left = symbols[size_t(g.left)];
-    Symbol& right = symbols[size_t(g.right)];
-    if (left.len == 0 || right.len == 0 || left.len + right.len != g.size) continue;
-    left.len += right.len;
-    right.len = 0;
-    left.next = right.next;
-    if (right.next >= 0) symbols[size_t(right.next)].prev = g.left;
-    consider(left.prev, g.left);
-    consider(g.left, left.next);
-  }
-
-  for (int i = 0; i >= 0; i = symbols[size_t(i)].next) {
-    const Symbol& sym = symbols[size_t(i)];
+  auto char_len = [](std::string_view t, size_t pos) {
+    return utf8_len(static_cast<unsigned char>(t[pos]), t.size() - pos);
+  };
+  for (Span sym : merge_pairs(word, char_len, rank)) {
     key.assign(word, sym.start, sym.len);
     auto it = ids_.find(key);
     if (it != ids_.end()) {

@@ -6,9 +6,9 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <queue>
 
 #include "core/error.h"
+#include "tokenizer/merge.h"
 
 namespace tapml {
 
@@ -61,30 +61,6 @@ int byte_of_piece(const std::string& piece) {
   if (hi < 0 || lo < 0) return -1;
   return hi * 16 + lo;
 }
-
-// A run of text in the linked list of symbols being merged; len 0 marks a symbol that was
-// merged into its left neighbour.
-struct Symbol {
-  uint32_t start;
-  uint32_t len;
-  int prev;
-  int next;
-};
-
-// A candidate merge. `size` is the byte length of left+right when it was queued: if either
-// side has changed since, the sizes no longer add up and the entry is stale.
-struct Candidate {
-  float score;
-  int left;
-  int right;
-  uint32_t size;
-};
-
-struct WorseCandidate {
-  bool operator()(const Candidate& a, const Candidate& b) const {
-    return a.score < b.score || (a.score == b.score && a.left > b.left);
-  }
-};
 
 }  // namespace
 
@@ -203,49 +179,14 @@ std::vector<int> Tokenizer::encode_spm(std::string_view text) const {
   TAPML_REQUIRE(s.size() <= UINT32_MAX, "tokenizer: text of " + std::to_string(text.size()) +
                                             " bytes is too long to encode");
 
-  std::vector<Symbol> symbols;
-  symbols.reserve(s.size());
-  for (size_t pos = 0; pos < s.size();) {
-    size_t len = utf8_char_len(s, pos);
-    int index = int(symbols.size());
-    symbols.push_back(
-        {uint32_t(pos), uint32_t(len), index - 1, pos + len == s.size() ? -1 : index + 1});
-    pos += len;
-  }
-
-  std::vector<Candidate> storage;
-  storage.reserve(symbols.size());
-  std::priority_queue<Candidate, std::vector<Candidate>, WorseCandidate> queue(WorseCandidate{},
-                                                                               std::move(storage));
   std::string joined;
-  auto consider = [&](int left, int right) {
-    if (left < 0 || right < 0) return;
-    const Symbol& a = symbols[size_t(left)];
-    const Symbol& b = symbols[size_t(right)];
+  auto score = [&](Span a, Span b) -> std::optional<double> {
     joined.assign(s, a.start, a.len + b.len);
     auto it = index_.find(joined);
-    if (it == index_.end()) return;
-    queue.push({vocab_.scores[size_t(it->second)], left, right, a.len + b.len});
+    if (it == index_.end()) return std::nullopt;
+    return -double(vocab_.scores[size_t(it->second)]);  // the highest score merges first
   };
-
-  for (int i = 1; i < int(symbols.size()); ++i) consider(i - 1, i);
-
-  while (!queue.empty()) {
-    Candidate c = queue.top();
-    queue.pop();
-    Symbol& left = symbols[size_t(c.left)];
-    Symbol& right = symbols[size_t(c.right)];
-    if (left.len == 0 || right.len == 0 || left.len + right.len != c.size) continue;
-    left.len += right.len;
-    right.len = 0;
-    left.next = right.next;
-    if (right.next >= 0) symbols[size_t(right.next)].prev = c.left;
-    consider(left.prev, c.left);
-    consider(c.left, left.next);
-  }
-
-  for (int i = 0; i >= 0; i = symbols[size_t(i)].next) {
-    const Symbol& sym = symbols[size_t(i)];
+  for (Span sym : merge_pairs(s, utf8_char_len, score)) {
     joined.assign(s, sym.start, sym.len);
     auto it = index_.find(joined);
     if (it != index_.end()) {
