@@ -46,6 +46,7 @@ struct PreTokenizer {
   const char* name;
   std::vector<const char*> patterns;  // applied in turn, each splitting the last one's words
   bool ignore_merges;
+  bool byte_level = true;  // false: raw UTF-8 with "▁" spaces (Gemma 4)
 };
 
 const std::vector<PreTokenizer>& pre_tokenizers() {
@@ -67,6 +68,8 @@ const std::vector<PreTokenizer>& pre_tokenizers() {
       {"refact", {R"(\p{N})", kGpt2}, false},
       // No tokenizer.ggml.pre (older conversions such as GPT-NeoX): llama.cpp's default.
       {"default", {R"([\p{P}\$\+<=>\^~\|]+)", kGpt2, R"(\p{N}+)", "[0-9][0-9][0-9]"}, false},
+      // Gemma 4 merges whole lines; only newline runs are cut off.
+      {"gemma4", {R"([^\n]+|[\n]+)"}, false, false},
   };
   return table;
 }
@@ -111,7 +114,7 @@ uint32_t next_cp(std::string_view s, size_t& pos) {
 
 }  // namespace
 
-struct ByteLevelBpe::Regex {
+struct BpeModel::Regex {
   pcre2_code* code = nullptr;
   ~Regex() { pcre2_code_free(code); }
 };
@@ -131,7 +134,7 @@ bool is_known_bpe_pre_tokenizer(const std::string& pre) {
   return false;
 }
 
-ByteLevelBpe::ByteLevelBpe(const Vocab& vocab) {
+BpeModel::BpeModel(const Vocab& vocab) : space_(vocab.space) {
   const PreTokenizer* pre = nullptr;
   for (const PreTokenizer& p : pre_tokenizers())
     if (vocab.pre == p.name) pre = &p;
@@ -143,6 +146,11 @@ ByteLevelBpe::ByteLevelBpe(const Vocab& vocab) {
                 "\"; known: " + names);
   }
   ignore_merges_ = pre->ignore_merges;
+  byte_level_ = pre->byte_level;
+  if (byte_level_ != vocab.byte_level)
+    throw Error("tokenizer: pre-tokenizer \"" + vocab.pre + "\" is for " +
+                (byte_level_ ? "byte-level" : "raw UTF-8") + " BPE vocabularies");
+  whole_newlines_ = !byte_level_;
   for (const char* pattern : pre->patterns) {
     int err = 0;
     PCRE2_SIZE at = 0;
@@ -172,6 +180,15 @@ ByteLevelBpe::ByteLevelBpe(const Vocab& vocab) {
 
   ids_.reserve(vocab.pieces.size());
   for (size_t i = 0; i < vocab.pieces.size(); ++i) ids_.insert_or_assign(vocab.pieces[i], int(i));
+  byte_ids_.fill(-1);
+  if (!byte_level_) {
+    static const char* hex = "0123456789ABCDEF";
+    for (int b = 0; b < 256; ++b) {
+      const char piece[7] = {'<', '0', 'x', hex[b >> 4], hex[b & 15], '>', 0};
+      auto it = ids_.find(piece);
+      if (it != ids_.end()) byte_ids_[size_t(b)] = it->second;
+    }
+  }
   ranks_.reserve(vocab.merges.size());
   for (size_t i = 0; i < vocab.merges.size(); ++i) {
     const std::string& m = vocab.merges[i];
@@ -183,9 +200,9 @@ ByteLevelBpe::ByteLevelBpe(const Vocab& vocab) {
   }
 }
 
-ByteLevelBpe::~ByteLevelBpe() = default;
+BpeModel::~BpeModel() = default;
 
-std::vector<std::string> ByteLevelBpe::split(std::string_view text) const {
+std::vector<std::string> BpeModel::split(std::string_view text) const {
   // Words as (offset, length) into text; every regex splits each word into its matches and
   // the stretches between them.
   std::vector<std::pair<size_t, size_t>> words;
@@ -221,9 +238,31 @@ std::vector<std::string> ByteLevelBpe::split(std::string_view text) const {
   return out;
 }
 
-void ByteLevelBpe::encode(std::string_view text, std::vector<int>& out) const {
+void BpeModel::encode(std::string_view text, std::vector<int>& out) const {
+  std::string escaped;
+  if (!byte_level_) {  // spaces are written as "▁" before the split
+    escaped.reserve(text.size());
+    for (char c : text) {
+      if (c == ' ')
+        escaped += space_;
+      else
+        escaped += c;
+    }
+    text = escaped;
+  }
   std::string encoded;
   for (const std::string& word : split(text)) {
+    if (!byte_level_) {
+      if (whole_newlines_ && word.find_first_not_of('\n') == std::string::npos) {
+        auto it = ids_.find(word);
+        if (it != ids_.end()) {
+          out.push_back(it->second);
+          continue;
+        }
+      }
+      merge_word(word, out);
+      continue;
+    }
     encoded.clear();
     for (char c : word) encoded += byte_text_[static_cast<unsigned char>(c)];
     if (ignore_merges_) {
@@ -237,7 +276,7 @@ void ByteLevelBpe::encode(std::string_view text, std::vector<int>& out) const {
   }
 }
 
-void ByteLevelBpe::merge_word(const std::string& word, std::vector<int>& out) const {
+void BpeModel::merge_word(const std::string& word, std::vector<int>& out) const {
   TAPML_REQUIRE(word.size() <= UINT32_MAX, "tokenizer: a word of " + std::to_string(word.size()) +
                                                " bytes is too long to encode");
   std::string key;
@@ -260,7 +299,15 @@ void ByteLevelBpe::merge_word(const std::string& word, std::vector<int>& out) co
       continue;
     }
     // A symbol no piece covers: its characters one by one, dropping any the vocabulary lacks
-    // (as llama.cpp does; every byte has a piece in a complete byte-level vocabulary).
+    // (as llama.cpp does; every byte has a piece in a complete byte-level vocabulary), or
+    // its bytes as "<0xNN>" pieces.
+    if (!byte_level_) {
+      for (char c : key) {
+        int id = byte_ids_[static_cast<unsigned char>(c)];
+        if (id >= 0) out.push_back(id);
+      }
+      continue;
+    }
     for (size_t pos = 0; pos < key.size();) {
       size_t n = utf8_len(static_cast<unsigned char>(key[pos]), key.size() - pos);
       auto one = ids_.find(key.substr(pos, n));
@@ -270,8 +317,19 @@ void ByteLevelBpe::merge_word(const std::string& word, std::vector<int>& out) co
   }
 }
 
-std::string ByteLevelBpe::decode_piece(std::string_view piece) const {
+std::string BpeModel::piece_text(std::string_view piece) const {
   std::string out;
+  if (!byte_level_) {
+    for (size_t pos = 0; pos < piece.size();) {
+      if (piece.compare(pos, space_.size(), space_) == 0) {
+        out += ' ';
+        pos += space_.size();
+      } else {
+        out += piece[pos++];
+      }
+    }
+    return out;
+  }
   out.reserve(piece.size());
   for (size_t pos = 0; pos < piece.size();) {
     size_t start = pos;

@@ -80,6 +80,8 @@ Tokenizer::Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
   check_id(vocab_.bos, "BOS");
   check_id(vocab_.eos, "EOS");
   check_id(vocab_.unk, "unknown-token");
+  for (int id : vocab_.eog) check_id(id, "end-of-generation");
+  if (vocab_.eog.empty()) vocab_.eog.push_back(vocab_.eos);
   TAPML_REQUIRE(!vocab_.space.empty(), "tokenizer: the vocabulary's space symbol is empty");
 
   for (size_t i = 0; i < n; ++i) {
@@ -91,8 +93,8 @@ Tokenizer::Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
   std::stable_sort(specials_.begin(), specials_.end(), [&](int a, int b) {
     return vocab_.pieces[size_t(a)].size() > vocab_.pieces[size_t(b)].size();
   });
-  if (vocab_.byte_level) {
-    bpe_ = std::make_shared<const ByteLevelBpe>(vocab_);
+  if (vocab_.model != VocabModel::Spm) {
+    text_model_ = make_text_model(vocab_);
     return;
   }
 
@@ -116,7 +118,7 @@ Tokenizer::Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
 std::vector<int> Tokenizer::encode(std::string_view text, bool add_bos, bool parse_special) const {
   std::vector<int> out;
   if (add_bos) out.push_back(vocab_.bos);
-  if (!bpe_ && !parse_special) {
+  if (!text_model_ && !parse_special) {
     std::vector<int> ids = encode_spm(text);
     out.insert(out.end(), ids.begin(), ids.end());
     return out;
@@ -152,8 +154,8 @@ std::vector<int> Tokenizer::encode(std::string_view text, bool add_bos, bool par
     const Fragment& f = fragments[i];
     if (f.id >= 0) {
       out.push_back(f.id);
-    } else if (bpe_) {
-      bpe_->encode(text.substr(f.off, f.len), out);
+    } else if (text_model_) {
+      text_model_->encode(text.substr(f.off, f.len), out);
     } else {
       std::vector<int> ids = encode_spm(text.substr(f.off, f.len));
       out.insert(out.end(), ids.begin(), ids.end());
@@ -207,17 +209,8 @@ std::string Tokenizer::decode_token(int prev, int token) const {
                 "tokenizer: token id " + std::to_string(token) + " is outside the vocabulary of " +
                     std::to_string(vocab_.size()) + " pieces");
   const std::string& piece = vocab_.pieces[size_t(token)];
-  if (bpe_) {
-    switch (vocab_.kinds[size_t(token)]) {
-      case TokenKind::Control:
-      case TokenKind::Unused:
-        return "";
-      case TokenKind::Normal:
-        return bpe_->decode_piece(piece);
-      default:
-        return piece;
-    }
-  }
+  if (text_model_ && vocab_.kinds[size_t(token)] == TokenKind::Normal)
+    return text_model_->piece_text(piece);
   switch (vocab_.kinds[size_t(token)]) {
     case TokenKind::Control:
     case TokenKind::Unused:
@@ -254,7 +247,7 @@ std::string Tokenizer::decode_token(int prev, int token) const {
 
 std::string Tokenizer::decode(const std::vector<int>& tokens) const {
   std::string text;
-  if (bpe_) {
+  if (text_model_) {
     for (int t : tokens) text += decode_token(-1, t);
     return text;
   }

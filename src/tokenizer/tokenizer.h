@@ -1,6 +1,7 @@
-// SentencePiece-style BPE (score-driven merges) with byte fallback and the dummy-prefix
-// space, as llama2.c and llama.cpp's "llama" (SPM) vocabulary do it, or byte-level BPE
-// (tokenizer/bpe.h) for "gpt2" vocabularies.
+// Text to token ids and back for every vocabulary model: SentencePiece-style BPE (score-driven
+// merges) with byte fallback and the dummy-prefix space, as llama2.c and llama.cpp's "llama"
+// (SPM) vocabulary do it, here; the others through their TextModel (tokenizer/text_model.h).
+// Special tokens are cut out of the text before the model sees it.
 #pragma once
 #include <array>
 #include <memory>
@@ -9,7 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "tokenizer/bpe.h"
+#include "tokenizer/text_model.h"
 #include "tokenizer/vocab.h"
 
 namespace tapml {
@@ -37,8 +38,8 @@ class Tokenizer {
   std::unordered_map<std::string, int> index_;
   // Byte fallback: the id of piece "<0xNN>" for each byte, -1 where the vocabulary has none.
   std::array<int, 256> byte_ids_{};
-  // Byte-level BPE for "gpt2" vocabularies; null for SentencePiece ones.
-  std::shared_ptr<const ByteLevelBpe> bpe_;
+  // The algorithm for every model but SentencePiece BPE, which is null here.
+  std::shared_ptr<const TextModel> text_model_;
   // Control, unknown and user-defined tokens, longest text first: matched before the split.
   std::vector<int> specials_;
 

@@ -3,6 +3,7 @@
 // names the file and the defect rather than a crash or a huge allocation.
 #include "tokenizer/vocab.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include <fstream>
 #include <iterator>
 #include <string_view>
+#include <variant>
 
 #include "core/error.h"
 #include "format/gguf.h"
@@ -121,6 +123,7 @@ Vocab load_llama2c_vocab(const std::string& path, int vocab_size) {
                                 " tokens, the model expects " + std::to_string(vocab_size));
 
   v.kinds = inferred_kinds(v);
+  v.eog = {v.eos};
   return v;
 }
 
@@ -129,15 +132,29 @@ Vocab load_gguf_vocab(const gguf::File& file) {
   TAPML_REQUIRE(file.has("tokenizer.ggml.model"),
                 path + ": no tokenizer.ggml.model: the file has no embedded tokenizer");
   const std::string& model = file.get_string("tokenizer.ggml.model");
-  TAPML_REQUIRE(model == "llama" || model == "gpt2",
-                path + ": tokenizer model \"" + model +
-                    "\" is not supported (tapml reads SentencePiece \"llama\" and byte-level BPE "
-                    "\"gpt2\" vocabularies)");
+  VocabModel kind = VocabModel::Spm;
+  if (model == "llama")
+    kind = VocabModel::Spm;
+  else if (model == "gpt2" || model == "gemma4")
+    kind = VocabModel::Bpe;
+  else if (model == "bert")
+    kind = VocabModel::WordPiece;
+  else if (model == "t5")
+    kind = VocabModel::Unigram;
+  else
+    throw Error(path + ": tokenizer model tokenizer.ggml.model = \"" + model +
+                "\" is not supported (tapml reads \"llama\", \"gpt2\", \"gemma4\", \"bert\" "
+                "and \"t5\" vocabularies)");
   const bool byte_level = model == "gpt2";
+  const bool bpe = kind == VocabModel::Bpe;
   // Older conversions carry no pre-tokenizer name; llama.cpp splits them its default way.
-  std::string pre = byte_level ? file.get_string_or("tokenizer.ggml.pre", "default") : "";
-  if (pre.empty()) pre = "default";
-  TAPML_REQUIRE(!byte_level || is_known_bpe_pre_tokenizer(pre),
+  std::string pre;
+  if (model == "gemma4")
+    pre = "gemma4";
+  else if (byte_level)
+    pre = file.get_string_or("tokenizer.ggml.pre", "default");
+  if (byte_level && pre.empty()) pre = "default";
+  TAPML_REQUIRE(!bpe || is_known_bpe_pre_tokenizer(pre),
                 path + ": unknown pre-tokenizer tokenizer.ggml.pre = \"" + pre + "\"");
 
   const gguf::Array& tokens = file.get_array("tokenizer.ggml.tokens");
@@ -174,19 +191,56 @@ Vocab load_gguf_vocab(const gguf::File& file) {
                               ", the vocabulary has " + std::to_string(n) + " tokens");
     return int(id);
   };
-  v.bos = id_or("tokenizer.ggml.bos_token_id", 1);
-  v.eos = id_or("tokenizer.ggml.eos_token_id", 2);
+  // An id the vocabulary may lack; converters write "none" as -1 stored unsigned.
+  auto optional_id = [&](const std::string& key) {
+    if (!file.has(key) || file.get_uint_or(key, 0) == UINT32_MAX) return -1;
+    return id_or(key, 0);
+  };
+  v.model = kind;
   v.unk = id_or("tokenizer.ggml.unknown_token_id", 0);
-  v.add_space_prefix = file.get_bool_or("tokenizer.ggml.add_space_prefix", !byte_level);
-  v.space = byte_level ? " " : "\xE2\x96\x81";
+  if (kind == VocabModel::WordPiece) {
+    // BERT frames a text as [CLS] ... [SEP]; llama.cpp calls them BOS and EOS.
+    v.cls = id_or("tokenizer.ggml.cls_token_id", 101);
+    v.sep = optional_id("tokenizer.ggml.seperator_token_id");
+    if (v.sep < 0) v.sep = id_or("tokenizer.ggml.sep_token_id", 102);
+    v.bos = id_or("tokenizer.ggml.bos_token_id", v.cls);
+    v.eos = id_or("tokenizer.ggml.eos_token_id", v.sep);
+    v.lowercase = file.get_bool_or("tokenizer.ggml.normalizer.lowercase", true);
+    v.strip_accents = file.get_bool_or("tokenizer.ggml.normalizer.strip_accents", v.lowercase);
+  } else {
+    v.bos = id_or("tokenizer.ggml.bos_token_id", kind == VocabModel::Unigram ? 0 : 1);
+    v.eos = id_or("tokenizer.ggml.eos_token_id", kind == VocabModel::Unigram ? 1 : 2);
+  }
+  v.pad = optional_id("tokenizer.ggml.padding_token_id");
+  v.add_space_prefix = file.get_bool_or("tokenizer.ggml.add_space_prefix", !bpe);
+  v.space = byte_level || kind == VocabModel::WordPiece ? " " : "\xE2\x96\x81";
   v.byte_level = byte_level;
-  v.pre = byte_level ? pre : "";
-  // llama.cpp: SentencePiece vocabularies and Llama 3's put BOS first unless told otherwise.
-  v.add_bos =
-      file.get_bool_or("tokenizer.ggml.add_bos_token",
-                       !byte_level || pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3");
-  v.add_eos = file.get_bool_or("tokenizer.ggml.add_eos_token", false);
-  if (byte_level) {
+  v.pre = pre;
+  // llama.cpp: SentencePiece vocabularies, Llama 3's and Gemma 4's put BOS first unless told
+  // otherwise (Gemma 4's even when told otherwise); BERT's adds [CLS] and [SEP].
+  bool bos_default = kind == VocabModel::Spm || kind == VocabModel::WordPiece ||
+                     pre == "llama-bpe" || pre == "llama3" || pre == "llama-v3";
+  v.add_bos = file.get_bool_or("tokenizer.ggml.add_bos_token", bos_default) || pre == "gemma4";
+  v.add_eos = file.get_bool_or("tokenizer.ggml.add_eos_token",
+                               kind == VocabModel::WordPiece || kind == VocabModel::Unigram);
+  if (kind == VocabModel::Unigram) {
+    if (file.has("tokenizer.ggml.precompiled_charsmap")) {
+      const gguf::Array& map = file.get_array("tokenizer.ggml.precompiled_charsmap");
+      v.charsmap.reserve(map.size());
+      for (size_t i = 0; i < map.size(); ++i) {
+        int64_t b = -1;
+        if (const auto* s = std::get_if<int64_t>(&map[i].v))
+          b = *s;
+        else if (const auto* u = std::get_if<uint64_t>(&map[i].v))
+          b = int64_t(*u);
+        TAPML_REQUIRE(b >= -128 && b <= 255, path + ": tokenizer.ggml.precompiled_charsmap[" +
+                                                 std::to_string(i) + "] is not a byte");
+        v.charsmap += char(static_cast<unsigned char>(b & 0xFF));
+      }
+    }
+    v.remove_extra_whitespaces = file.get_bool_or("tokenizer.ggml.remove_extra_whitespaces", true);
+  }
+  if (bpe) {
     TAPML_REQUIRE(file.has("tokenizer.ggml.merges"),
                   path + ": a \"gpt2\" vocabulary needs tokenizer.ggml.merges");
     const gguf::Array& merges = file.get_array("tokenizer.ggml.merges");
@@ -218,6 +272,23 @@ Vocab load_gguf_vocab(const gguf::File& file) {
     }
   } else {
     v.kinds = inferred_kinds(v);
+  }
+
+  // End of generation: the declared ids, and the end-of-turn pieces chat vocabularies use
+  // when they are control tokens (as llama.cpp recognizes them).
+  auto add_eog = [&](int id) {
+    if (id >= 0 && std::find(v.eog.begin(), v.eog.end(), id) == v.eog.end()) v.eog.push_back(id);
+  };
+  if (kind != VocabModel::WordPiece) add_eog(v.eos);
+  add_eog(optional_id("tokenizer.ggml.eot_token_id"));
+  add_eog(optional_id("tokenizer.ggml.eom_token_id"));
+  static const char* const kEndOfTurn[] = {
+      "<|eot_id|>", "<|im_end|>", "<|end|>",         "<end_of_turn>", "<|endoftext|>",
+      "<|eom_id|>", "<EOT>",      "<|end_of_text|>", "<eos>",         "<turn|>"};
+  for (size_t i = 0; i < n; ++i) {
+    if (v.kinds[i] != TokenKind::Control && v.kinds[i] != TokenKind::UserDefined) continue;
+    for (const char* t : kEndOfTurn)
+      if (v.pieces[i] == t) add_eog(int(i));
   }
   return v;
 }

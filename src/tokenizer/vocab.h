@@ -19,7 +19,16 @@ enum class TokenKind : int {
   Byte = 6
 };
 
+// The tokenization algorithm a vocabulary is made for.
+enum class VocabModel {
+  Spm,        // SentencePiece BPE: score-driven merges, byte fallback (GGUF "llama")
+  Bpe,        // ranked merges: byte-level (GGUF "gpt2") or on raw UTF-8 with "▁" (GGUF "gemma4")
+  WordPiece,  // BERT: greedy longest match with "##" continuations (GGUF "bert")
+  Unigram     // SentencePiece unigram: the most probable segmentation (GGUF "t5", .model files)
+};
+
 struct Vocab {
+  VocabModel model = VocabModel::Spm;
   std::vector<std::string> pieces;  // as stored: SentencePiece "▁" for spaces, or " "
   std::vector<float> scores;
   std::vector<TokenKind> kinds;
@@ -27,14 +36,27 @@ struct Vocab {
   bool add_space_prefix = true;        // SentencePiece's dummy prefix
   std::string space = "\xE2\x96\x81";  // what a space is written as in pieces
 
-  // Byte-level BPE (tokenizer.ggml.model "gpt2"): pieces are GPT-2 byte-to-unicode text,
-  // merges are "left right" lines ranked by their order, `pre` names the pre-tokenizer
-  // split (tokenizer.ggml.pre; "default" when the file has none).
+  // BPE: merges are "left right" lines ranked by their order, `pre` names the pre-tokenizer
+  // split (tokenizer.ggml.pre; "default" when the file has none). Byte-level pieces
+  // ("gpt2") are GPT-2 byte-to-unicode text; otherwise ("gemma4") raw UTF-8 with `space`
+  // for spaces and "<0xNN>" byte fallback.
   bool byte_level = false;
   std::string pre;
   std::vector<std::string> merges;
   // What the model wants around a prompt (tokenizer.ggml.add_bos_token / add_eos_token).
   bool add_bos = true, add_eos = false;
+  // Tokens that end generation (tokenizer.ggml.eos/eot/eom_token_id and the end-of-turn
+  // pieces a chat vocabulary declares); `eos` is always among them.
+  std::vector<int> eog;
+  int sep = -1, cls = -1, pad = -1;  // -1: none
+
+  // WordPiece's BERT normalizer.
+  bool lowercase = false, strip_accents = false;
+  // SentencePiece's normalizer (unigram): the precompiled character map (a double-array
+  // trie of replacements, as in the .model file; empty for none) and whitespace handling.
+  std::string charsmap;
+  bool remove_extra_whitespaces = true, escape_whitespaces = true,
+       treat_whitespace_as_suffix = false;
 
   int size() const { return int(pieces.size()); }
 };

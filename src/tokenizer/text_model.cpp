@@ -1,0 +1,22 @@
+#include "tokenizer/text_model.h"
+
+#include "core/error.h"
+#include "tokenizer/bpe.h"
+
+namespace tapml {
+
+std::unique_ptr<TextModel> make_text_model(const Vocab& vocab) {
+  switch (vocab.model) {
+    case VocabModel::Bpe:
+      return std::make_unique<BpeModel>(vocab);
+    case VocabModel::WordPiece:
+      throw Error("tokenizer: WordPiece vocabularies are not supported yet");
+    case VocabModel::Unigram:
+      throw Error("tokenizer: unigram vocabularies are not supported yet");
+    case VocabModel::Spm:
+      break;
+  }
+  throw Error("tokenizer: SentencePiece BPE has no separate text model");
+}
+
+}  // namespace tapml
