@@ -247,10 +247,6 @@ std::string Tokenizer::decode_token(int prev, int token) const {
 
 std::string Tokenizer::decode(const std::vector<int>& tokens) const {
   std::string text;
-  if (text_model_) {
-    for (int t : tokens) text += decode_token(-1, t);
-    return text;
-  }
   size_t i = 0;
   int prev = -1;
   // The first token of the text proper (after a leading BOS) begins with the dummy-prefix

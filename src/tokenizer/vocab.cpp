@@ -213,7 +213,9 @@ Vocab load_gguf_vocab(const gguf::File& file) {
   }
   v.pad = optional_id("tokenizer.ggml.padding_token_id");
   v.add_space_prefix = file.get_bool_or("tokenizer.ggml.add_space_prefix", !bpe);
-  v.space = byte_level || kind == VocabModel::WordPiece ? " " : "\xE2\x96\x81";
+  // Pieces write a space as "▁" (SentencePiece, Gemma 4, and WordPiece word starts as
+  // llama.cpp's converter stores them: "▁the" for "the", "ing" for "##ing").
+  v.space = byte_level ? " " : "\xE2\x96\x81";
   v.byte_level = byte_level;
   v.pre = pre;
   // llama.cpp: SentencePiece vocabularies, Llama 3's and Gemma 4's put BOS first unless told
