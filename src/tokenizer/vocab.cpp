@@ -147,13 +147,17 @@ Vocab load_gguf_vocab(const gguf::File& file) {
                 "and \"t5\" vocabularies)");
   const bool byte_level = model == "gpt2";
   const bool bpe = kind == VocabModel::Bpe;
-  // Older conversions carry no pre-tokenizer name; llama.cpp splits them its default way.
+  // Older conversions carry no pre-tokenizer name. They come from tokenizer.json files whose
+  // ByteLevel pre-tokenizer splits with GPT-2's expression, so that is the split used here:
+  // it reproduces the Hugging Face tokenizer (GPT-NeoX: every test vector), where llama.cpp's
+  // fallback ("default", still selectable by name) differs on digits, spaces before
+  // punctuation and emoji.
   std::string pre;
   if (model == "gemma4")
     pre = "gemma4";
   else if (byte_level)
-    pre = file.get_string_or("tokenizer.ggml.pre", "default");
-  if (byte_level && pre.empty()) pre = "default";
+    pre = file.get_string_or("tokenizer.ggml.pre", "");
+  if (byte_level && pre.empty()) pre = "gpt-2";
   TAPML_REQUIRE(!bpe || is_known_bpe_pre_tokenizer(pre),
                 path + ": unknown pre-tokenizer tokenizer.ggml.pre = \"" + pre + "\"");
 

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "core/error.h"
@@ -170,12 +171,38 @@ TEST(GgufTokenizer, ByteLevelBasics) {
   EXPECT_EQ(tok.decode(tok.encode(raw, false)), raw);
 }
 
-// The vocabulary without tokenizer.ggml.pre (GPT-NeoX) splits llama.cpp's default way.
-TEST(GgufTokenizer, MissingPreTokenizerIsTheDefault) {
+// Ids the Hugging Face tokenizers library gives for the GGUF vocabularies' own tokenizer.json
+// files (tests/data/hf_tokenizers_truth.json: every input of the .inp files and a few more).
+int check_hf_truth(const std::string& vocab_file, const std::string& truth_key) {
+  Tokenizer tok = gguf_tokenizer(vocab_file);
+  nlohmann::json truth = nlohmann::json::parse(
+      file_text(std::string(TAPML_SOURCE_DIR) + "/tests/data/hf_tokenizers_truth.json"));
+  const nlohmann::json& cases = truth.at(truth_key);
+  int passed = 0;
+  for (const auto& c : cases) {
+    std::string text = c.at("text");
+    std::vector<int> got = tok.encode(text, false), want = c.at("ids");
+    EXPECT_EQ(got, want) << vocab_file << ": input [" << text << "]";
+    passed += got == want;
+  }
+  std::cout << vocab_file << ": " << passed << "/" << cases.size() << " Hugging Face cases\n";
+  EXPECT_GT(cases.size(), 50u);
+  return passed == int(cases.size()) ? passed : -1;
+}
+
+// The vocabulary without tokenizer.ggml.pre (GPT-NeoX) splits as its tokenizer.json's
+// ByteLevel pre-tokenizer does (GPT-2's expression), which gives the Hugging Face ids;
+// llama.cpp's fallback split would differ on 14 of these cases.
+TEST(GgufTokenizer, MissingPreTokenizerSplitsLikeHuggingFace) {
   Tokenizer tok = gguf_tokenizer("vocab/ggml-vocab-gpt-neox.gguf");
-  EXPECT_EQ(tok.vocab().pre, "default");
+  EXPECT_EQ(tok.vocab().pre, "gpt-2");
+  EXPECT_GT(check_hf_truth("vocab/ggml-vocab-gpt-neox.gguf", "gpt-neox-20b_tokenizer.json"), 0);
   const std::string text = "Hello, world! 12345 \xE4\xBD\xA0\xE5\xA5\xBD  tabs\t\tend ";
   EXPECT_EQ(tok.decode(tok.encode(text, false)), text);
+}
+
+TEST(GgufTokenizer, LlamaSpmMatchesHuggingFace) {
+  EXPECT_GT(check_hf_truth("vocab/ggml-vocab-llama-spm.gguf", "llama2_tokenizer.json"), 0);
 }
 
 // Control tokens' text is plain text unless parse_special asks for them.
