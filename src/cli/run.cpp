@@ -1,3 +1,4 @@
+#include <optional>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -55,7 +56,7 @@ void run(const RunArgs& a, DevicePool& devices) {
   o.keep_logits = !a.logits_out.empty();
   o.stop_tokens = prompts.stop_tokens;
   const std::vector<int>& prompt = prompts.ids[0];
-  int prev = prompt.back();
+  std::optional<TextStream> stream;
   if (!a.json) {
     // Text through the tokenizer; without one, the ids.
     auto ids = [](const std::vector<int>& v) {
@@ -63,13 +64,17 @@ void run(const RunArgs& a, DevicePool& devices) {
       for (int t : v) s += (s.empty() ? "" : " ") + std::to_string(t);
       return s;
     };
-    std::fputs(tok ? tok->decode(prompt).c_str() : ids(prompt).c_str(), stdout);
+    if (tok) {
+      // Characters split across tokens are printed once complete.
+      stream.emplace(*tok);
+      for (int t : prompt) std::fputs(stream->push(t).c_str(), stdout);
+    } else {
+      std::fputs(ids(prompt).c_str(), stdout);
+    }
     std::fflush(stdout);
     o.on_token = [&](int t) {
-      std::fputs(tok ? tok->decode_token(prev, t).c_str() : (" " + std::to_string(t)).c_str(),
-                 stdout);
+      std::fputs(stream ? stream->push(t).c_str() : (" " + std::to_string(t)).c_str(), stdout);
       std::fflush(stdout);
-      prev = t;
     };
   }
   GenerateResult r = generate(session, prompt, o);
@@ -95,6 +100,7 @@ void run(const RunArgs& a, DevicePool& devices) {
     j["decode_tokens_per_s"] = decode_tps;
     print_json(j);
   } else {
+    if (stream) std::fputs(stream->finish().c_str(), stdout);
     std::fputc('\n', stdout);
     std::fflush(stdout);
     auto tokens = [](int n) { return std::to_string(n) + (n == 1 ? " token" : " tokens"); };

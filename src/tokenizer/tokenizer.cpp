@@ -246,27 +246,58 @@ std::string Tokenizer::decode_token(int prev, int token) const {
 }
 
 std::string Tokenizer::decode(const std::vector<int>& tokens) const {
+  TextStream stream(*this);
   std::string text;
-  size_t i = 0;
-  int prev = -1;
-  // The first token of the text proper (after a leading BOS) begins with the dummy-prefix
-  // space; drop it whatever kind of token carries it, so that decode(encode(x)) == x.
-  if (!tokens.empty() && tokens[0] == vocab_.bos) {
-    text += decode_token(prev, tokens[0]);
-    prev = tokens[0];
-    i = 1;
+  for (int t : tokens) text += stream.push(t);
+  return text + stream.finish();
+}
+
+namespace {
+
+// How many bytes at the end of `s` are the start of a UTF-8 character still missing
+// continuation bytes (0 when the text ends on a character boundary or on a byte that can
+// never become valid, which is passed on as it is).
+size_t incomplete_tail(const std::string& s) {
+  size_t n = s.size();
+  for (size_t back = 1; back <= 3 && back <= n; ++back) {
+    auto c = static_cast<unsigned char>(s[n - back]);
+    if (is_continuation(c)) continue;
+    size_t need = c >= 0xF0 && c <= 0xF4 ? 4 : c >= 0xE0 ? 3 : c >= 0xC2 && c < 0xE0 ? 2 : 1;
+    return need > back ? back : 0;
   }
-  if (i < tokens.size()) {
-    std::string first = decode_token(-1, tokens[i]);
-    if (vocab_.add_space_prefix && !first.empty() && first[0] == ' ') first.erase(0, 1);
-    text += first;
-    prev = tokens[i++];
+  return 0;
+}
+
+}  // namespace
+
+std::string TextStream::push(int token) {
+  const Vocab& v = tok_.vocab();
+  std::string piece;
+  if (!text_started_ && prev_ < 0 && token == v.bos) {
+    piece = tok_.decode_token(-1, token);
+  } else if (!text_started_) {
+    // The first token of the text proper begins with the dummy-prefix space; drop it
+    // whatever kind of token carries it, so that decode(encode(x)) == x.
+    piece = tok_.decode_token(-1, token);
+    if (v.add_space_prefix && !piece.empty() && piece[0] == ' ') piece.erase(0, 1);
+    text_started_ = true;
+  } else {
+    piece = tok_.decode_token(prev_, token);
   }
-  for (; i < tokens.size(); ++i) {
-    text += decode_token(prev, tokens[i]);
-    prev = tokens[i];
-  }
-  return text;
+  prev_ = token;
+  held_ += piece;
+  size_t keep = incomplete_tail(held_);
+  std::string out = held_.substr(0, held_.size() - keep);
+  held_.erase(0, held_.size() - keep);
+  return out;
+}
+
+std::string TextStream::finish() {
+  std::string out = std::move(held_);
+  held_.clear();
+  prev_ = -1;
+  text_started_ = false;
+  return out;
 }
 
 }  // namespace tapml

@@ -46,4 +46,22 @@ class Tokenizer {
   std::vector<int> encode_spm(std::string_view text) const;
 };
 
+// Decodes a sequence token by token, as generation produces it: each push returns the text
+// that became certain, holding back the bytes of a UTF-8 character that the next tokens are
+// still completing (byte-fallback and byte-level tokens split characters). The pushes and
+// finish() together give exactly Tokenizer::decode of the whole sequence.
+class TextStream {
+ public:
+  explicit TextStream(const Tokenizer& tok) : tok_(tok) {}
+  std::string push(int token);
+  // The bytes still held at the end (an incomplete character), and a fresh start.
+  std::string finish();
+
+ private:
+  const Tokenizer& tok_;
+  std::string held_;
+  int prev_ = -1;
+  bool text_started_ = false;  // a token after the leading BOS has been seen
+};
+
 }  // namespace tapml

@@ -1,6 +1,7 @@
 // The tokenizer on GGUF vocabularies, against llama.cpp's tokenizer test vectors
 // (ggml-vocab-*.gguf.inp/.out, as its test-tokenizer-0 reads them).
 #include <gtest/gtest.h>
+#include <utf8proc.h>
 
 #include <algorithm>
 #include <fstream>
@@ -368,6 +369,65 @@ TEST(GgufVocabErrors, RefusesUnknownTokenizerModel) {
 
 TEST(GgufVocabErrors, MissingFile) {
   EXPECT_THROW(gguf::File::open("/nonexistent/vocab.gguf"), Error);
+}
+
+bool valid_utf8(const std::string& s) {
+  auto p = reinterpret_cast<const utf8proc_uint8_t*>(s.data());
+  for (utf8proc_ssize_t left = utf8proc_ssize_t(s.size()); left > 0;) {
+    utf8proc_int32_t cp = 0;
+    utf8proc_ssize_t n = utf8proc_iterate(p, left, &cp);
+    if (n <= 0) return false;
+    p += n;
+    left -= n;
+  }
+  return true;
+}
+
+// Streaming a token sequence gives decode()'s text, and every piece printed along the way is
+// whole characters even where byte tokens split one (emoji, CJK through byte fallback).
+void check_stream(const std::string& vocab_file) {
+  Tokenizer tok = gguf_tokenizer(vocab_file);
+  int split_chars = 0;
+  for (const Vector& v : read_vectors(vocab_file)) {
+    if (!valid_utf8(v.text)) continue;
+    std::vector<int> ids = tok.encode(v.text, true);
+    TextStream stream(tok);
+    std::string joined;
+    for (int id : ids) {
+      std::string part = stream.push(id);
+      EXPECT_TRUE(valid_utf8(part))
+          << vocab_file << ": [" << v.text << "] printed a split character";
+      joined += part;
+      split_chars += !valid_utf8(tok.decode_token(-1, id));
+    }
+    joined += stream.finish();
+    EXPECT_EQ(joined, tok.decode(ids)) << vocab_file << ": [" << v.text << "]";
+  }
+  // The vectors hold emoji, so some single tokens are parts of a character.
+  EXPECT_GT(split_chars, 0) << vocab_file;
+}
+
+TEST(TextStream, HoldsPartialCharactersSentencePiece) {
+  check_stream("vocab/ggml-vocab-llama-spm.gguf");
+}
+TEST(TextStream, HoldsPartialCharactersByteLevel) { check_stream("vocab/ggml-vocab-gpt-2.gguf"); }
+
+TEST(TextStream, FinishGivesBackAnIncompleteTail) {
+  Tokenizer tok = gguf_tokenizer("vocab/ggml-vocab-llama-spm.gguf");
+  // "é" is C3 A9; byte fallback pieces <0xC3> and <0xA9> exist in Llama 2's vocabulary.
+  const Vocab& v = tok.vocab();
+  int c3 = -1, a9 = -1;
+  for (int i = 0; i < v.size(); ++i) {
+    if (v.pieces[size_t(i)] == "<0xC3>") c3 = i;
+    if (v.pieces[size_t(i)] == "<0xA9>") a9 = i;
+  }
+  ASSERT_GE(c3, 0);
+  ASSERT_GE(a9, 0);
+  TextStream stream(tok);
+  EXPECT_EQ(stream.push(c3), "");
+  EXPECT_EQ(stream.push(a9), "\xC3\xA9");
+  EXPECT_EQ(stream.push(c3), "");
+  EXPECT_EQ(stream.finish(), "\xC3");  // the sequence ended inside a character
 }
 
 }  // namespace
