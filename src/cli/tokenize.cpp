@@ -1,8 +1,15 @@
+#include <cerrno>
+#include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "cli/commands.h"
 #include "cli/json_output.h"
+#include "core/error.h"
 #include "format/gguf.h"
 #include "model/model_file.h"
 #include "tokenizer/load.h"
@@ -11,11 +18,20 @@ namespace tapml::cli {
 
 namespace {
 struct TokenizeArgs {
-  std::string model, tokenizer, text;
-  bool json = false, bos = false, parse_special = false;
+  std::string model, tokenizer, text, file, vectors;
+  bool json = false, bos = false, parse_special = false, stats = false;
+  CLI::Option *text_opt = nullptr, *file_opt = nullptr, *vectors_opt = nullptr;
 };
 
-void tokenize(const TokenizeArgs& a) {
+std::string read_all(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  TAPML_REQUIRE(bool(in), path + ": cannot open (" + std::strerror(errno) + ")");
+  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  TAPML_REQUIRE(!in.bad(), path + ": read error");
+  return s;
+}
+
+Tokenizer open_tokenizer(const TokenizeArgs& a) {
   // A vocabulary-only GGUF has no weights, so only the GGUF header is needed here.
   std::shared_ptr<const gguf::File> file;
   int vocab_size = 0;
@@ -30,8 +46,75 @@ void tokenize(const TokenizeArgs& a) {
     model = load_model(a.model);
     vocab_size = model.config.vocab_size;
   }
-  Tokenizer tok = load_tokenizer(a.tokenizer, file.get(), vocab_size);
-  std::vector<int> ids = tok.encode(a.text, a.bos, a.parse_special);
+  return load_tokenizer(a.tokenizer, file.get(), vocab_size);
+}
+
+std::string ids_text(const std::vector<int>& ids) {
+  std::string s;
+  for (size_t i = 0; i < ids.size(); ++i) s += (i ? " " : "") + std::to_string(ids[i]);
+  return s;
+}
+
+// llama.cpp's tokenizer test vectors: PATH holds the inputs, each followed by
+// "\n__ggml_vocab_test__\n" (the last may end the file instead), PATH without ".inp" plus
+// ".out" one line of ids per input. Prints each mismatch and the count; fails unless all match.
+void check_vectors(const Tokenizer& tok, const TokenizeArgs& a) {
+  const std::string sep = "\n__ggml_vocab_test__\n";
+  std::string inp = read_all(a.vectors);
+  std::vector<std::string> inputs;
+  size_t pos = 0;
+  for (size_t end; (end = inp.find(sep, pos)) != std::string::npos; pos = end + sep.size())
+    inputs.push_back(inp.substr(pos, end - pos));
+  if (pos < inp.size()) inputs.push_back(inp.substr(pos));
+  std::string out_path = a.vectors;
+  if (out_path.ends_with(".inp")) out_path.resize(out_path.size() - 4);
+  out_path += ".out";
+  std::istringstream lines(read_all(out_path));
+  std::vector<std::string> expected;
+  for (std::string line; std::getline(lines, line);) expected.push_back(line);
+  TAPML_REQUIRE(inputs.size() == expected.size(),
+                a.vectors + " holds " + std::to_string(inputs.size()) + " inputs but " + out_path +
+                    " " + std::to_string(expected.size()) + " lines of ids");
+  size_t passed = 0;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    std::string got = ids_text(tok.encode(inputs[i], a.bos, a.parse_special));
+    std::istringstream want_ids(expected[i]);
+    std::vector<int> want;
+    for (int id; want_ids >> id;) want.push_back(id);
+    if (got == ids_text(want)) {
+      ++passed;
+    } else {
+      nlohmann::json text = inputs[i];
+      std::printf("MISMATCH %zu: %s\n  want %s\n  got  %s\n", i,
+                  text.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str(),
+                  ids_text(want).c_str(), got.c_str());
+    }
+  }
+  std::printf("%zu/%zu vectors match\n", passed, inputs.size());
+  TAPML_REQUIRE(passed == inputs.size(), std::to_string(inputs.size() - passed) + " of " +
+                                             std::to_string(inputs.size()) + " vectors differ");
+}
+
+void tokenize(const TokenizeArgs& a) {
+  // --text may be empty (it tokenizes to nothing), so count the options given.
+  size_t sources = a.text_opt->count() + a.file_opt->count() + a.vectors_opt->count();
+  TAPML_REQUIRE(sources == 1, "give exactly one of --text, --file and --vectors");
+  auto t0 = std::chrono::steady_clock::now();
+  Tokenizer tok = open_tokenizer(a);
+  auto t1 = std::chrono::steady_clock::now();
+  if (!a.vectors.empty()) return check_vectors(tok, a);
+
+  const std::string text = a.file_opt->count() ? read_all(a.file) : a.text;
+  auto t2 = std::chrono::steady_clock::now();
+  std::vector<int> ids = tok.encode(text, a.bos, a.parse_special);
+  auto t3 = std::chrono::steady_clock::now();
+  if (a.stats) {
+    auto ms = [](auto d) { return std::chrono::duration<double, std::milli>(d).count(); };
+    double enc = ms(t3 - t2);
+    std::fprintf(
+        stderr, "[tokenizer loaded in %.1f ms; %zu bytes -> %zu tokens in %.1f ms (%.2f MB/s)]\n",
+        ms(t1 - t0), text.size(), ids.size(), enc, enc > 0 ? double(text.size()) / 1e3 / enc : 0.0);
+  }
   if (a.json) {
     nlohmann::json j;
     j["token_ids"] = ids;
@@ -40,8 +123,7 @@ void tokenize(const TokenizeArgs& a) {
     j["pieces"] = pieces;
     print_json(j, -1);
   } else {
-    for (size_t i = 0; i < ids.size(); ++i) std::printf(i ? " %d" : "%d", ids[i]);
-    std::puts("");
+    std::puts(ids_text(ids).c_str());
   }
 }
 }  // namespace
@@ -50,14 +132,22 @@ void add_tokenize(CLI::App& app) {
   auto a = std::make_shared<TokenizeArgs>();
   CLI::App* c = app.add_subcommand("tokenize", "Print the token ids of a text");
   c->footer(
-      "Example:\n  tapml tokenize --model stories260K.bin --tokenizer tok512.bin --text 'Once upon "
-      "a time'");
+      "Examples:\n"
+      "  tapml tokenize --model stories260K.bin --tokenizer tok512.bin --text 'Once upon a time'\n"
+      "  tapml tokenize --model ggml-vocab-llama-bpe.gguf --file book.txt --stats\n"
+      "  tapml tokenize --model ggml-vocab-qwen2.gguf --vectors ggml-vocab-qwen2.gguf.inp\n"
+      "     (llama.cpp's test vectors: checks every input against the .out next to it)");
   c->add_option("--model", a->model, "model file, or a vocabulary-only GGUF")->required();
   c->add_option("--tokenizer", a->tokenizer, "tokenizer file; default: the one in the GGUF");
-  c->add_option("--text", a->text, "text to tokenize")->required();
+  a->text_opt = c->add_option("--text", a->text, "text to tokenize");
+  a->file_opt = c->add_option("--file", a->file, "tokenize the contents of this file");
+  a->vectors_opt =
+      c->add_option("--vectors", a->vectors,
+                    "check llama.cpp test vectors: FILE.inp inputs against FILE.out ids");
   c->add_flag("--bos", a->bos, "put BOS first");
   c->add_flag("--parse-special", a->parse_special,
               "turn the text of control tokens (e.g. <|endoftext|>) into those tokens");
+  c->add_flag("--stats", a->stats, "print load and tokenize times to stderr");
   c->add_flag("--json", a->json, "print JSON: token_ids and pieces");
   c->callback([a] { tokenize(*a); });
 }

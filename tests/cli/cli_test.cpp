@@ -118,20 +118,24 @@ std::vector<int> ids_of(const std::string& line) {
 // llama.cpp's test vectors through `tapml tokenize`, for one vocabulary of each kind: the
 // SentencePiece one, GPT-2's split, Llama 3's (whole-word pieces skip the merges) and
 // DeepSeek LLM's chain of splits. tests/tokenizer checks every vocabulary in-process.
-TEST(Cli, TokenizePassesVocabularyVectors) {
+// The inputs of llama.cpp's test vectors for one vocabulary (the last may end the file).
+std::vector<std::string> vector_inputs(const std::string& base) {
   const std::string sep = "\n__ggml_vocab_test__\n";
-  for (const char* name : {"llama-spm", "gpt-2", "llama-bpe", "deepseek-llm"}) {
+  std::string inp = read_file(base + ".inp");
+  std::vector<std::string> inputs;
+  size_t pos = 0;
+  for (size_t next; (next = inp.find(sep, pos)) != std::string::npos; pos = next + sep.size())
+    inputs.push_back(inp.substr(pos, next - pos));
+  if (pos < inp.size()) inputs.push_back(inp.substr(pos));
+  return inputs;
+}
+
+// --text, one process per input, on a SentencePiece and a byte-level vocabulary.
+TEST(Cli, TokenizeTextGivesTheVectorsIds) {
+  for (const char* name : {"llama-spm", "llama-bpe"}) {
     const std::string base = shared_path(std::string("vocab/ggml-vocab-") + name + ".gguf");
-    std::string inp = read_file(base + ".inp");
-    std::string out = read_file(base + ".out");
-    std::vector<std::string> inputs, outputs;
-    for (size_t pos = 0;;) {
-      size_t next = inp.find(sep, pos);
-      if (next == std::string::npos) break;
-      inputs.push_back(inp.substr(pos, next - pos));
-      pos = next + sep.size();
-    }
-    std::istringstream lines(out);
+    std::vector<std::string> inputs = vector_inputs(base), outputs;
+    std::istringstream lines(read_file(base + ".out"));
     for (std::string line; std::getline(lines, line);) outputs.push_back(line);
     ASSERT_EQ(inputs.size(), outputs.size()) << name;
     ASSERT_GT(inputs.size(), 20u) << name;
@@ -145,6 +149,44 @@ TEST(Cli, TokenizePassesVocabularyVectors) {
     }
     EXPECT_EQ(passed, inputs.size()) << name;
   }
+}
+
+// tapml tokenize --vectors: every vocabulary with llama.cpp test vectors, every case.
+class TokenizeVectors : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(TokenizeVectors, AllMatch) {
+  const std::string base = shared_path(std::string("vocab/ggml-vocab-") + GetParam() + ".gguf");
+  const size_t n = vector_inputs(base).size();
+  ASSERT_GT(n, 20u);
+  auto r = run_command(tapml("tokenize --model " + q(base) + " --vectors " + q(base + ".inp")));
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  const std::string want = std::to_string(n) + "/" + std::to_string(n) + " vectors match";
+  EXPECT_NE(r.out.find(want), std::string::npos) << r.out << r.err;
+  std::cout << GetParam() << ": " << r.out.substr(r.out.rfind('\n', r.out.size() - 2) + 1);
+}
+
+INSTANTIATE_TEST_SUITE_P(Cli, TokenizeVectors,
+                         ::testing::Values("llama-spm", "phi-3", "gpt-2", "llama-bpe", "qwen2",
+                                           "deepseek-llm", "deepseek-coder", "falcon", "starcoder",
+                                           "refact", "mpt", "gemma-4"),
+                         [](const auto& info) {
+                           std::string s = info.param;
+                           for (char& c : s)
+                             if (c == '-') c = '_';
+                           return s;
+                         });
+
+// A wrong expectation is reported case by case and fails the command.
+TEST(Cli, TokenizeVectorsReportsMismatches) {
+  const std::string base = shared_path("vocab/ggml-vocab-gpt-2.gguf");
+  // gpt-2's inputs against llama-bpe's ids: the same texts, other ids.
+  std::string dir = testing::temp_dir();
+  std::filesystem::copy_file(base + ".inp", dir + "/v.inp");
+  std::filesystem::copy_file(shared_path("vocab/ggml-vocab-llama-bpe.gguf.out"), dir + "/v.out");
+  auto r = run_command(tapml("tokenize --model " + q(base) + " --vectors " + q(dir + "/v.inp")));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.out.find("MISMATCH"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("vectors differ"), std::string::npos) << r.err;
 }
 
 TEST(Cli, InfoDescribesTheModel) {
