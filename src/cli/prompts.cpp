@@ -78,7 +78,11 @@ Prompts resolve_prompts(const PromptArgs& p, const ModelFile& model) {
     out.stop_tokens = stop_tokens(model, out.tokenizer->vocab());
   }
   for (const std::string& t : texts) {
-    out.ids.push_back(out.tokenizer->encode(t, true));
+    // Framed as the vocabulary asks (BOS for SentencePiece and Llama 3, nothing for GPT-2);
+    // an empty prompt without a BOS to stand for it starts from BOS all the same.
+    std::vector<int> ids = out.tokenizer->encode(t, true);
+    if (ids.empty()) ids.push_back(out.tokenizer->vocab().bos);
+    out.ids.push_back(std::move(ids));
     out.labels.push_back(t);
   }
   for (const std::string& i : ids) {

@@ -144,7 +144,9 @@ void add_tokenize(CLI::App& app) {
   a->vectors_opt =
       c->add_option("--vectors", a->vectors,
                     "check llama.cpp test vectors: FILE.inp inputs against FILE.out ids");
-  c->add_flag("--bos", a->bos, "put BOS first");
+  c->add_flag("--bos", a->bos,
+              "frame the text as the vocabulary asks: BOS first where it adds one (and EOS, "
+              "BERT's [CLS]/[SEP])");
   c->add_flag("--parse-special", a->parse_special,
               "turn the text of control tokens (e.g. <|endoftext|>) into those tokens");
   c->add_flag("--stats", a->stats, "print load and tokenize times to stderr");

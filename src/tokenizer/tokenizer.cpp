@@ -115,9 +115,16 @@ Tokenizer::Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
   }
 }
 
-std::vector<int> Tokenizer::encode(std::string_view text, bool add_bos, bool parse_special) const {
+std::vector<int> Tokenizer::encode(std::string_view text, bool add_special,
+                                   bool parse_special) const {
   std::vector<int> out;
-  if (add_bos) out.push_back(vocab_.bos);
+  if (add_special && vocab_.add_bos) out.push_back(vocab_.bos);
+  if (add_special && vocab_.add_eos) {
+    std::vector<int> body = encode(text, false, parse_special);
+    out.insert(out.end(), body.begin(), body.end());
+    out.push_back(vocab_.eos);
+    return out;
+  }
   if (!text_model_ && !parse_special) {
     std::vector<int> ids = encode_spm(text);
     out.insert(out.end(), ids.begin(), ids.end());

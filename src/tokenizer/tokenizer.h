@@ -19,10 +19,12 @@ class Tokenizer {
  public:
   explicit Tokenizer(Vocab vocab);
 
-  // Token ids of `text`; BOS first when add_bos. With parse_special, the text of a control
-  // token (e.g. "<|endoftext|>") becomes that token; byte-level vocabularies always match
-  // their user-defined tokens, as llama.cpp does.
-  std::vector<int> encode(std::string_view text, bool add_bos, bool parse_special = false) const;
+  // Token ids of `text`. With add_special, framed as the vocabulary asks (add_bos: BOS
+  // first, add_eos: EOS last; BERT's [CLS] ... [SEP]). With parse_special, the text of a
+  // control token (e.g. "<|endoftext|>") becomes that token; user-defined tokens are always
+  // matched, as llama.cpp does.
+  std::vector<int> encode(std::string_view text, bool add_special,
+                          bool parse_special = false) const;
   // The text of one token following `prev` (drops the dummy-prefix space after BOS, turns
   // byte tokens into raw bytes).
   std::string decode_token(int prev, int token) const;
