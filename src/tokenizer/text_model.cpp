@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer/wordpiece.h"
 
 namespace tapml {
 
@@ -10,7 +11,7 @@ std::unique_ptr<TextModel> make_text_model(const Vocab& vocab) {
     case VocabModel::Bpe:
       return std::make_unique<BpeModel>(vocab);
     case VocabModel::WordPiece:
-      throw Error("tokenizer: WordPiece vocabularies are not supported yet");
+      return std::make_unique<WordPieceModel>(vocab);
     case VocabModel::Unigram:
       throw Error("tokenizer: unigram vocabularies are not supported yet");
     case VocabModel::Spm:
