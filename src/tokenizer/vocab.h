@@ -23,7 +23,7 @@ enum class TokenKind : int {
 enum class VocabModel {
   Spm,        // SentencePiece BPE: score-driven merges, byte fallback (GGUF "llama")
   Bpe,        // ranked merges: byte-level (GGUF "gpt2") or on raw UTF-8 with "▁" (GGUF "gemma4")
-  WordPiece,  // BERT: greedy longest match with "##" continuations (GGUF "bert")
+  WordPiece,  // BERT: greedy longest match; word starts "▁x" (GGUF "bert") or continuations "##x"
   Unigram     // SentencePiece unigram: the most probable segmentation (GGUF "t5", .model files)
 };
 

@@ -75,10 +75,12 @@ TEST(GgufTokenizer, BertBgeVectors) {
   EXPECT_EQ(passed, vectors.size());
 }
 
-TEST(GgufTokenizer, BertBgeFramesWithCls) {
+// BERT frames a text as [CLS] ... [SEP], as llama.cpp does with add_special.
+TEST(GgufTokenizer, BertBgeFramesWithClsAndSep) {
   Tokenizer tok = bge_tokenizer();
   EXPECT_EQ(tok.vocab().bos, 101);  // [CLS]
-  EXPECT_EQ(tok.encode("Hello world", true), (std::vector<int>{101, 7592, 2088}));
+  EXPECT_EQ(tok.vocab().eos, 102);  // [SEP]
+  EXPECT_EQ(tok.encode("Hello world", true), (std::vector<int>{101, 7592, 2088, 102}));
 }
 
 // Decoding gives the normalized text back exactly when the text is words of letters and
