@@ -81,7 +81,11 @@ Prompts resolve_prompts(const PromptArgs& p, const ModelFile& model) {
     // Framed as the vocabulary asks (BOS for SentencePiece and Llama 3, nothing for GPT-2);
     // an empty prompt without a BOS to stand for it starts from BOS all the same.
     std::vector<int> ids = out.tokenizer->encode(t, true);
-    if (ids.empty()) ids.push_back(out.tokenizer->vocab().bos);
+    if (ids.empty()) {
+      int bos = out.tokenizer->vocab().bos;
+      if (bos < 0) throw UsageError("the prompt is empty and this vocabulary has no BOS token");
+      ids.push_back(bos);
+    }
     out.ids.push_back(std::move(ids));
     out.labels.push_back(t);
   }

@@ -11,7 +11,8 @@ namespace tapml {
 std::vector<int> stop_tokens(const ModelFile& model, const Vocab& vocab) {
   // Every end-of-generation token the vocabulary declares (EOS, end of turn, ...).
   std::vector<int> stops = vocab.eog;
-  if (std::find(stops.begin(), stops.end(), vocab.eos) == stops.end()) stops.push_back(vocab.eos);
+  if (vocab.eos >= 0 && std::find(stops.begin(), stops.end(), vocab.eos) == stops.end())
+    stops.push_back(vocab.eos);
   if (model.format == "llama2c") stops.push_back(vocab.bos);
   return stops;
 }

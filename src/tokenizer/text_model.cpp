@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer/unigram.h"
 #include "tokenizer/wordpiece.h"
 
 namespace tapml {
@@ -13,7 +14,7 @@ std::unique_ptr<TextModel> make_text_model(const Vocab& vocab) {
     case VocabModel::WordPiece:
       return std::make_unique<WordPieceModel>(vocab);
     case VocabModel::Unigram:
-      throw Error("tokenizer: unigram vocabularies are not supported yet");
+      return std::make_unique<UnigramModel>(vocab);
     case VocabModel::Spm:
       break;
   }

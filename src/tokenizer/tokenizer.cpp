@@ -77,11 +77,13 @@ Tokenizer::Tokenizer(Vocab vocab) : vocab_(std::move(vocab)) {
                   std::string("tokenizer: the ") + what + " id " + std::to_string(id) +
                       " is outside the vocabulary of " + std::to_string(n) + " pieces");
   };
-  check_id(vocab_.bos, "BOS");
-  check_id(vocab_.eos, "EOS");
+  // BOS and EOS may be absent (-1: T5-style unigram models have no BOS) unless the
+  // vocabulary asks for them around every text.
+  if (vocab_.bos != -1 || vocab_.add_bos) check_id(vocab_.bos, "BOS");
+  if (vocab_.eos != -1 || vocab_.add_eos) check_id(vocab_.eos, "EOS");
   check_id(vocab_.unk, "unknown-token");
   for (int id : vocab_.eog) check_id(id, "end-of-generation");
-  if (vocab_.eog.empty()) vocab_.eog.push_back(vocab_.eos);
+  if (vocab_.eog.empty() && vocab_.eos >= 0) vocab_.eog.push_back(vocab_.eos);
   TAPML_REQUIRE(!vocab_.space.empty(), "tokenizer: the vocabulary's space symbol is empty");
 
   for (size_t i = 0; i < n; ++i) {
@@ -227,6 +229,9 @@ std::string Tokenizer::decode_token(int prev, int token) const {
       return b >= 0 ? std::string(1, char(b)) : piece;
     }
     case TokenKind::Unknown:
+      // SentencePiece writes an unknown piece as " ⁇ " (its unk_surface).
+      if (vocab_.model == VocabModel::Unigram) return " \xE2\x81\x87 ";
+      return piece;
     case TokenKind::UserDefined:
       return piece;
     case TokenKind::Normal:
