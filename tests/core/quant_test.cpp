@@ -1,14 +1,20 @@
 #include "core/quant.h"
 
 #include <gtest/gtest.h>
+#include <xxhash.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -102,6 +108,106 @@ TEST(QuantRow, RejectsPartialBlocks) {
     EXPECT_THROW(quantize_row(t, x.data(), b.data(), bad), Error) << quant_name(t);
     EXPECT_THROW(dequantize_row(t, b.data(), x.data(), bad), Error) << quant_name(t);
   }
+}
+
+// ---------------------------------------------------------------- fixtures from llama.cpp
+
+// tests/data/quant, written by scripts/make_quant_fixtures.py from llama-quantize's files, the
+// peer's ggml_quantize_chunk and gguf-py's dequantizers (see the script for what each holds).
+const std::string kDir = std::string(TAPML_SOURCE_DIR) + "/tests/data/quant/";
+
+std::vector<uint8_t> read_bytes(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(path + ": cannot open");
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
+}
+
+std::vector<float> read_f32(const std::string& path) {
+  std::vector<uint8_t> b = read_bytes(path);
+  std::vector<float> v(b.size() / 4);
+  std::memcpy(v.data(), b.data(), v.size() * 4);
+  return v;
+}
+
+nlohmann::json manifest() {
+  std::vector<uint8_t> b = read_bytes(kDir + "manifest.json");
+  return nlohmann::json::parse(b.begin(), b.end());
+}
+
+std::string hex64(uint64_t v) {
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)v);
+  return buf;
+}
+
+std::string label(const nlohmann::json& f) {
+  return f["blocks"].get<std::string>() + " (" + f["kind"].get<std::string>() +
+         (f.contains("ftype") ? " " + f["ftype"].get<std::string>() : "") + ")";
+}
+
+// Every fixture dequantizes bit-identically to gguf-py: the XXH3_64 of the whole f32 output
+// and, for a readable failure, the first values' bit patterns.
+TEST(QuantFixtures, DequantizeIsBitIdenticalToGgufPy) {
+  const nlohmann::json m = manifest();
+  std::map<std::string, std::set<std::string>> kinds_per_type;
+  int checked = 0;
+  for (const nlohmann::json& f : m["fixtures"]) {
+    SCOPED_TRACE(label(f));
+    const std::optional<QuantType> t = quant_from_name(f["type"].get<std::string>());
+    ASSERT_TRUE(t);
+    ASSERT_EQ(uint32_t(*t), f["ggml_type"].get<uint32_t>());
+    const int64_t n = f["elems"].get<int64_t>();
+    const std::vector<uint8_t> blocks = read_bytes(kDir + f["blocks"].get<std::string>());
+    ASSERT_EQ(blocks.size(), quant_row_bytes(*t, n));
+    std::vector<float> out(static_cast<size_t>(n));
+    dequantize_row(*t, blocks.data(), out.data(), n);
+    const std::string head = f["head"];  // 8 hex digits a value
+    ASSERT_EQ(head.size() % 8, 0u);
+    for (size_t i = 0; i < head.size() / 8 && i < out.size(); ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, &out[i], 4);
+      ASSERT_EQ(std::stoul(head.substr(8 * i, 8), nullptr, 16), bits)
+          << "value " << i << ": " << out[i];
+    }
+    EXPECT_EQ(hex64(XXH3_64bits(out.data(), out.size() * 4)), f["f32_xxh3_64"]);
+    kinds_per_type[f["type"]].insert(f["kind"]);
+    ++checked;
+  }
+  // Every type is covered by a llama-quantize tensor, the edge rows and random bytes.
+  for (QuantType t : kQuantTypes)
+    EXPECT_EQ(kinds_per_type[std::string(quant_name(t))].size(), 3u) << quant_name(t);
+  EXPECT_GE(checked, 3 * int(std::size(kQuantTypes)));
+}
+
+// quantize_row gives llama-quantize's blocks (no imatrix), bit for bit, for every type: for the
+// K-quants too, since llama-quantize calls ggml's quantize_row_*_ref then.
+TEST(QuantFixtures, QuantizeIsBitIdenticalToLlamaQuantize) {
+  const nlohmann::json m = manifest();
+  int checked = 0;
+  for (const nlohmann::json& f : m["fixtures"]) {
+    if (!f.contains("source")) continue;
+    SCOPED_TRACE(label(f));
+    const QuantType t = *quant_from_name(f["type"].get<std::string>());
+    const int64_t n = f["source_elems"].get<int64_t>();
+    const std::vector<float> x = read_f32(kDir + f["source"].get<std::string>());
+    ASSERT_GE(int64_t(x.size()), n);
+    const std::vector<uint8_t> want = read_bytes(kDir + f["blocks"].get<std::string>());
+    const size_t bytes = quant_row_bytes(t, n);
+    ASSERT_GE(want.size(), bytes);
+    std::vector<uint8_t> got(bytes);
+    quantize_row(t, x.data(), got.data(), n);
+    const size_t bb = quant_block_bytes(t);
+    int64_t differing = 0, first = -1;
+    for (size_t b = 0; b < bytes / bb; ++b) {
+      if (std::memcmp(got.data() + b * bb, want.data() + b * bb, bb) != 0) {
+        if (first < 0) first = int64_t(b);
+        ++differing;
+      }
+    }
+    EXPECT_EQ(differing, 0) << "of " << bytes / bb << " blocks; first at block " << first;
+    ++checked;
+  }
+  EXPECT_GE(checked, 2 * int(std::size(kQuantTypes)));
 }
 
 // ---------------------------------------------------------------- round trips
