@@ -1,13 +1,17 @@
 #include <cstdio>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "backend/registry.h"
 #include "backends/builtin.h"
 #include "cli/commands.h"
 #include "cli/json_output.h"
 #include "core/error.h"
+#include "format/gguf.h"
 #include "model/decoder.h"
 #include "model/model_file.h"
+#include "tokenizer/vocab.h"
 
 namespace tapml::cli {
 
@@ -39,13 +43,77 @@ void list_backends(bool json) {
   if (json) print_json({{"backends", kinds}});
 }
 
+// A GGUF file TapML cannot run (an architecture or tensor type it lacks, or a vocabulary-only
+// file) is still described from its header: architecture, tensors by type, tokenizer, and
+// the reason it cannot run.
+void describe_gguf(const InfoArgs& a, const std::string& why) {
+  gguf::File f = gguf::File::open(a.model);
+  std::string arch = f.get_string_or("general.architecture", "");
+  std::map<std::string, std::pair<int, uint64_t>> by_type;  // name -> (tensors, bytes)
+  uint64_t params = 0;
+  for (const gguf::TensorInfo& t : f.tensors()) {
+    std::string type(gguf::tensor_type_name(t.type));
+    if (type.empty()) type = "type " + std::to_string(t.type);
+    auto& [count, bytes] = by_type[type];
+    ++count;
+    bytes += t.nbytes;
+    uint64_t n = 1;
+    for (uint64_t d : t.ne) n *= d;
+    params += n;
+  }
+  std::optional<Vocab> vocab;
+  std::string vocab_error;
+  if (f.has("tokenizer.ggml.model")) {
+    try {
+      vocab = load_gguf_vocab(f);
+    } catch (const Error& e) {
+      vocab_error = e.what();
+    }
+  }
+  static const char* const kModels[] = {"SentencePiece BPE", "BPE", "WordPiece", "unigram"};
+  auto vocab_text = [&] {
+    if (!vocab) return vocab_error.empty() ? std::string("none") : vocab_error;
+    std::string s =
+        std::string(kModels[int(vocab->model)]) + ", " + std::to_string(vocab->size()) + " tokens";
+    if (vocab->model == VocabModel::Bpe) s += ", pre-tokenizer " + vocab->pre;
+    return s + ", " + std::to_string(vocab->eog.size()) + " end-of-generation token" +
+           (vocab->eog.size() == 1 ? "" : "s");
+  };
+  if (a.json) {
+    nlohmann::json types = nlohmann::json::object();
+    for (auto& [type, cb] : by_type) types[type] = {{"tensors", cb.first}, {"bytes", cb.second}};
+    print_json({{"path", a.model},
+                {"format", "gguf"},
+                {"arch", arch},
+                {"runnable", false},
+                {"why_not", why},
+                {"parameters", params},
+                {"tensor_types", types},
+                {"tokenizer", vocab_text()}});
+    return;
+  }
+  std::printf("%s\n  format gguf, architecture %s\n", a.model.c_str(),
+              arch.empty() ? "(none)" : arch.c_str());
+  std::printf("  cannot run: %s\n", why.c_str());
+  std::printf("  %zu tensors, %llu parameters\n", f.tensors().size(), (unsigned long long)params);
+  for (auto& [type, cb] : by_type)
+    std::printf("    %-8s %5d tensors %10.2f MiB\n", type.c_str(), cb.first, cb.second / 1048576.0);
+  std::printf("  tokenizer: %s\n", vocab_text().c_str());
+}
+
 void info(const InfoArgs& a) {
   if (a.backends) {
     list_backends(a.json);
     if (a.model.empty()) return;
   }
   TAPML_REQUIRE(!a.model.empty(), "info: give --model PATH or --backends");
-  ModelFile m = load_model(a.model);
+  ModelFile m;
+  try {
+    m = load_model(a.model);
+  } catch (const Error& e) {
+    if (!gguf::File::has_magic(a.model)) throw;
+    return describe_gguf(a, e.what());
+  }
   const ModelConfig& c = m.config;
   if (a.json) {
     nlohmann::json j;

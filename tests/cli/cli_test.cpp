@@ -189,6 +189,22 @@ TEST(Cli, TokenizeVectorsReportsMismatches) {
   EXPECT_NE(r.err.find("vectors differ"), std::string::npos) << r.err;
 }
 
+// A GGUF that cannot run is still described from its header, with the reason.
+TEST(Cli, InfoDescribesAFileItCannotRun) {
+  auto r =
+      run_command(tapml("info --json --model " + q(shared_path("vocab/ggml-vocab-gemma-4.gguf"))));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("arch"), "gemma4");
+  EXPECT_FALSE(j.at("runnable").get<bool>());
+  EXPECT_NE(j.at("why_not").get<std::string>().find("gemma4"), std::string::npos);
+  EXPECT_NE(j.at("tokenizer").get<std::string>().find("262144 tokens"), std::string::npos);
+  r = run_command(tapml("info --model " + q(shared_path("vocab/ggml-vocab-bert-bge.gguf"))));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("cannot run"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("WordPiece, 30522 tokens"), std::string::npos) << r.out;
+}
+
 TEST(Cli, InfoDescribesTheModel) {
   auto r = run_command(tapml("info --model " + q(stories_gguf()) + " --json"));
   ASSERT_EQ(r.exit_code, 0) << r.err;
