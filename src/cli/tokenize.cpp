@@ -16,21 +16,23 @@ struct TokenizeArgs {
 };
 
 void tokenize(const TokenizeArgs& a) {
-  // A vocabulary-only GGUF has no weights, so only the GGUF header is needed here.
+  // A vocabulary-only GGUF has no weights, so only the GGUF header is needed here: its tokens
+  // are the vocabulary that a --tokenizer must fit.
   std::shared_ptr<const gguf::File> file;
   int vocab_size = 0;
+  std::string folder;
   if (gguf::File::has_magic(a.model)) {
     file = std::make_shared<gguf::File>(gguf::File::open(a.model));
     // Without tokens load_tokenizer below says the file holds no tokenizer.
-    if (a.tokenizer.empty() && file->has("tokenizer.ggml.tokens"))
+    if (file->has("tokenizer.ggml.tokens"))
       vocab_size = int(file->get_array("tokenizer.ggml.tokens").size());
   }
-  ModelFile model;
-  if (!file || !a.tokenizer.empty()) {
-    model = load_model(a.model);
+  if (!file || (vocab_size == 0 && !a.tokenizer.empty())) {
+    ModelFile model = load_model(a.model);
     vocab_size = model.config.vocab_size;
+    if (model.format == "hf") folder = model.path;
   }
-  Tokenizer tok = load_tokenizer(a.tokenizer, file.get(), vocab_size);
+  Tokenizer tok = load_tokenizer(a.tokenizer, file.get(), vocab_size, folder);
   std::vector<int> ids = tok.encode(a.text, a.bos, a.parse_special);
   if (a.json) {
     nlohmann::json j;
@@ -52,8 +54,10 @@ void add_tokenize(CLI::App& app) {
   c->footer(
       "Example:\n  tapml tokenize --model stories260K.bin --tokenizer tok512.bin --text 'Once upon "
       "a time'");
-  c->add_option("--model", a->model, "model file, or a vocabulary-only GGUF")->required();
-  c->add_option("--tokenizer", a->tokenizer, "tokenizer file; default: the one in the GGUF");
+  c->add_option("--model", a->model, "model file or folder, or a vocabulary-only GGUF")->required();
+  c->add_option("--tokenizer", a->tokenizer,
+                "tokenizer.bin, GGUF vocabulary, or tokenizer.json (or its folder); default: the "
+                "one in the GGUF or the model's folder");
   c->add_option("--text", a->text, "text to tokenize")->required();
   c->add_flag("--bos", a->bos, "put BOS first");
   c->add_flag("--parse-special", a->parse_special,

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "format/gguf.h"
 #include "support/shared.h"
+#include "tokenizer/load.h"
 #include "tokenizer/tokenizer.h"
 
 namespace tapml {
@@ -243,6 +244,37 @@ TEST(HfTokenizer, NfcNormalizer) {
       "e\xCC\x81\x80"
       "e\xCC\x81";
   EXPECT_EQ(hf.decode(hf.encode(raw, false)), "\xC3\xA9\x80\xC3\xA9");
+}
+
+// --- load_tokenizer ---------------------------------------------------------------------------
+
+TEST(HfTokenizer, LoadTokenizerPadsToTheModelAndTakesFolders) {
+  // A tokenizer.json and a tokenizer_config.json in a folder of their own.
+  std::string dir = testing::temp_dir();
+  fs::copy_file(shared_path(kLlamaJson), dir + "/tokenizer.json");
+  std::ofstream(dir + "/tokenizer_config.json")
+      << R"({"add_bos_token": false, "add_eos_token": true,
+             "bos_token": {"__type": "AddedToken", "content": "<s>"}, "eos_token": "</s>",
+             "pad_token": null, "unk_token": "<unk>"})";
+  Tokenizer tok = load_tokenizer(dir, nullptr, 32000);
+  EXPECT_FALSE(tok.vocab().add_bos);
+  EXPECT_TRUE(tok.vocab().add_eos);
+  EXPECT_EQ(tok.vocab().eos, 2);
+  EXPECT_EQ(tok.vocab().pad, -1);
+  // A Hugging Face model folder uses its tokenizer.json without being told.
+  Tokenizer from_folder = load_tokenizer("", nullptr, 32064, dir);
+  EXPECT_EQ(from_folder.vocab().size(), 32064);
+  EXPECT_EQ(from_folder.vocab().pieces[32063], "[PAD32063]");
+  EXPECT_EQ(from_folder.vocab().kinds[32063], TokenKind::Unused);
+  EXPECT_EQ(from_folder.encode("Hello", false), tok.encode("Hello", false));
+  try {
+    load_tokenizer(dir + "/tokenizer.json", nullptr, 512);
+    ADD_FAILURE() << "a 32000-token tokenizer for a 512-token model";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("more than the model's 512"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(load_tokenizer("", nullptr, 512, testing::temp_dir()), Error);  // none there
 }
 
 // --- hostile files ----------------------------------------------------------------------------
@@ -474,6 +506,13 @@ TEST(HfTokenizerErrors, Files) {
     ADD_FAILURE() << "a folder read as a file";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find("is a folder"), std::string::npos) << e.what();
+  }
+  try {
+    load_tokenizer(dir, nullptr, 10);
+    ADD_FAILURE() << "a folder without tokenizer.json";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("a folder without tokenizer.json"), std::string::npos)
+        << e.what();
   }
 }
 
