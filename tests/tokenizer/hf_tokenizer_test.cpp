@@ -169,8 +169,11 @@ TEST(HfTokenizer, Llama2VocabMatchesGguf) {
   ASSERT_EQ(h.size(), g.size());
   EXPECT_EQ(h.pieces[31353], "");
   EXPECT_EQ(g.pieces[31353], "\xE2\x80\xA8");
-  for (int i = 0; i < h.size(); ++i)
-    if (i != 31353) EXPECT_EQ(h.pieces[size_t(i)], g.pieces[size_t(i)]) << i;
+  for (int i = 0; i < h.size(); ++i) {
+    if (i != 31353) {
+      EXPECT_EQ(h.pieces[size_t(i)], g.pieces[size_t(i)]) << i;
+    }
+  }
   EXPECT_EQ(h.kinds, g.kinds);
   EXPECT_EQ(h.bos, 1);
   EXPECT_EQ(h.eos, 2);
