@@ -76,7 +76,8 @@ void demo(const DemoArgs& a, DevicePool& devices, const std::vector<std::string>
                   "--site " + a.site + " runs " + std::string(op_name(it->op)) + ", which fault " +
                       a.fault + " does not change (it changes " + names + ")");
   });
-  Tokenizer tok = load_tokenizer(a.tokenizer, model.gguf.get(), model.config.vocab_size);
+  Tokenizer tok = load_tokenizer(a.tokenizer, model.gguf.get(), model.config.vocab_size,
+                                 model.format == "hf" ? model.path : "");
   fs::create_directories(a.out);
   const std::vector<std::string> prompts = {"Once upon a time", "Lily and Tom went to the park",
                                             ""};
@@ -182,7 +183,9 @@ void add_demo(CLI::App& app, DevicePool& devices, const std::vector<std::string>
       "site and shows the bug pinned to it. Writes the corpus and JSON/HTML reports to --out.");
   c->add_option("--model", a->model,
                 "model (default: $TAPML_SHARED/models/stories260K/stories260K.gguf)");
-  c->add_option("--tokenizer", a->tokenizer, "tokenizer file; default: the one in the GGUF");
+  c->add_option("--tokenizer", a->tokenizer,
+                "tokenizer file or tokenizer.json folder; default: the one in the GGUF or the "
+                "model's folder");
   c->add_option("--out", a->out, "folder for the corpus and reports")->capture_default_str();
   c->add_option("--fault", a->fault, "fault to inject (see faulty backend)")->capture_default_str();
   c->add_option("--site", a->site, "the site to inject it at")->capture_default_str();

@@ -26,7 +26,8 @@ void add_prompt_options(CLI::App* c, PromptArgs& p, bool single) {
                   "without a tokenizer)");
   }
   c->add_option("--tokenizer", p.tokenizer,
-                "llama2.c tokenizer.bin (default: the one in the GGUF file)");
+                "llama2.c tokenizer.bin, GGUF vocabulary, or Hugging Face tokenizer.json (or "
+                "its folder); default: the one in the GGUF file or the model's folder");
 }
 
 std::vector<int> parse_prompt_ids(const std::string& text, int vocab, const std::string& option) {
@@ -67,14 +68,16 @@ Prompts resolve_prompts(const PromptArgs& p, const ModelFile& model) {
   if (texts.empty() && ids.empty()) texts.push_back("");
 
   Prompts out;
-  bool has_tokenizer =
-      !p.tokenizer.empty() || (model.gguf && model.gguf->has("tokenizer.ggml.tokens"));
+  const std::string folder = model.format == "hf" ? model.path : "";
+  bool has_tokenizer = !p.tokenizer.empty() ||
+                       (model.gguf && model.gguf->has("tokenizer.ggml.tokens")) ||
+                       !folder_tokenizer_json(folder).empty();
   if (!texts.empty() && !has_tokenizer)
     throw UsageError(model.path +
                      " has no tokenizer: give the prompt as token ids (--prompt-ids 1,2,3) or a "
                      "--tokenizer");
   if (has_tokenizer) {
-    out.tokenizer = load_tokenizer(p.tokenizer, model.gguf.get(), model.config.vocab_size);
+    out.tokenizer = load_tokenizer(p.tokenizer, model.gguf.get(), model.config.vocab_size, folder);
     out.stop_tokens = stop_tokens(model, out.tokenizer->vocab());
   }
   for (const std::string& t : texts) {

@@ -12,7 +12,9 @@
 #include "core/error.h"
 #include "format/gguf.h"
 #include "model/model_file.h"
+#include "tokenizer/hf_tokenizer.h"
 #include "tokenizer/load.h"
+#include "tokenizer/sentencepiece_model.h"
 
 namespace tapml::cli {
 
@@ -32,21 +34,27 @@ std::string read_all(const std::string& path) {
 }
 
 Tokenizer open_tokenizer(const TokenizeArgs& a) {
+  // A tokenizer file on its own: its vocabulary is the whole story.
+  if (a.tokenizer.empty() && a.model.ends_with(".json"))
+    return Tokenizer(load_hf_tokenizer_json(a.model));
+  if (a.tokenizer.empty() && a.model.ends_with(".model"))
+    return Tokenizer(load_sentencepiece_model(a.model));
   // A vocabulary-only GGUF has no weights, so only the GGUF header is needed here.
   std::shared_ptr<const gguf::File> file;
   int vocab_size = 0;
+  std::string folder;
   if (gguf::File::has_magic(a.model)) {
     file = std::make_shared<gguf::File>(gguf::File::open(a.model));
     // Without tokens load_tokenizer below says the file holds no tokenizer.
-    if (a.tokenizer.empty() && file->has("tokenizer.ggml.tokens"))
+    if (file->has("tokenizer.ggml.tokens"))
       vocab_size = int(file->get_array("tokenizer.ggml.tokens").size());
   }
-  ModelFile model;
-  if (!file || !a.tokenizer.empty()) {
-    model = load_model(a.model);
+  if (!file || (vocab_size == 0 && !a.tokenizer.empty())) {
+    ModelFile model = load_model(a.model);
     vocab_size = model.config.vocab_size;
+    if (model.format == "hf") folder = model.path;
   }
-  return load_tokenizer(a.tokenizer, file.get(), vocab_size);
+  return load_tokenizer(a.tokenizer, file.get(), vocab_size, folder);
 }
 
 std::string ids_text(const std::vector<int>& ids) {
@@ -137,8 +145,12 @@ void add_tokenize(CLI::App& app) {
       "  tapml tokenize --model ggml-vocab-llama-bpe.gguf --file book.txt --stats\n"
       "  tapml tokenize --model ggml-vocab-qwen2.gguf --vectors ggml-vocab-qwen2.gguf.inp\n"
       "     (llama.cpp's test vectors: checks every input against the .out next to it)");
-  c->add_option("--model", a->model, "model file, or a vocabulary-only GGUF")->required();
-  c->add_option("--tokenizer", a->tokenizer, "tokenizer file; default: the one in the GGUF");
+  c->add_option("--model", a->model,
+                "model file or folder, a vocabulary-only GGUF, or a tokenizer.json or .model file")
+      ->required();
+  c->add_option("--tokenizer", a->tokenizer,
+                "tokenizer.bin, GGUF vocabulary, tokenizer.json (or its folder) or SentencePiece "
+                ".model; default: the one in the GGUF or the model's folder");
   a->text_opt = c->add_option("--text", a->text, "text to tokenize");
   a->file_opt = c->add_option("--file", a->file, "tokenize the contents of this file");
   a->vectors_opt =

@@ -4,8 +4,11 @@
 // fallback for characters the vocabulary lacks.
 #include "tokenizer/tokenizer.h"
 
+#include <utf8proc.h>
+
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
 
 #include "core/error.h"
 #include "tokenizer/merge.h"
@@ -60,6 +63,38 @@ int byte_of_piece(const std::string& piece) {
   int hi = hex_digit(piece[3]), lo = hex_digit(piece[4]);
   if (hi < 0 || lo < 0) return -1;
   return hi * 16 + lo;
+}
+
+// Unicode NFC of `text`. NFC is defined on characters, so bytes that are not UTF-8 stay as
+// they are and the well-formed stretches between them are composed.
+std::string composed(std::string_view text) {
+  if (std::all_of(text.begin(), text.end(),
+                  [](char c) { return static_cast<unsigned char>(c) < 0x80; }))
+    return std::string(text);
+  std::string out;
+  out.reserve(text.size());
+  for (size_t pos = 0; pos < text.size();) {
+    size_t start = pos;
+    while (pos < text.size()) {
+      size_t n = utf8_char_len(text, pos);
+      if (n == 1 && static_cast<unsigned char>(text[pos]) >= 0x80) break;
+      pos += n;
+    }
+    if (pos > start) {
+      utf8proc_uint8_t* nfc = nullptr;
+      utf8proc_ssize_t len =
+          utf8proc_map(reinterpret_cast<const utf8proc_uint8_t*>(text.data() + start),
+                       utf8proc_ssize_t(pos - start), &nfc,
+                       utf8proc_option_t(UTF8PROC_STABLE | UTF8PROC_COMPOSE));
+      if (len >= 0)
+        out.append(reinterpret_cast<const char*>(nfc), size_t(len));
+      else
+        out.append(text.substr(start, pos - start));
+      std::free(nfc);
+    }
+    if (pos < text.size()) out += text[pos++];  // a byte that is not UTF-8
+  }
+  return out;
 }
 
 }  // namespace
@@ -127,8 +162,15 @@ std::vector<int> Tokenizer::encode(std::string_view text, bool add_special,
     out.push_back(vocab_.eos);
     return out;
   }
+  // The normalizer applies to the text between special tokens, which are matched as written.
+  std::string nfc;
+  auto normalized = [&](std::string_view t) -> std::string_view {
+    if (!vocab_.nfc) return t;
+    nfc = composed(t);
+    return nfc;
+  };
   if (!text_model_ && !parse_special) {
-    std::vector<int> ids = encode_spm(text);
+    std::vector<int> ids = encode_spm(normalized(text));
     out.insert(out.end(), ids.begin(), ids.end());
     return out;
   }
@@ -164,9 +206,9 @@ std::vector<int> Tokenizer::encode(std::string_view text, bool add_special,
     if (f.id >= 0) {
       out.push_back(f.id);
     } else if (text_model_) {
-      text_model_->encode(text.substr(f.off, f.len), out);
+      text_model_->encode(normalized(text.substr(f.off, f.len)), out);
     } else {
-      std::vector<int> ids = encode_spm(text.substr(f.off, f.len));
+      std::vector<int> ids = encode_spm(normalized(text.substr(f.off, f.len)));
       out.insert(out.end(), ids.begin(), ids.end());
     }
   }

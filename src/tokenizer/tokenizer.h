@@ -1,7 +1,8 @@
 // Text to token ids and back for every vocabulary model: SentencePiece-style BPE (score-driven
 // merges) with byte fallback and the dummy-prefix space, as llama2.c and llama.cpp's "llama"
 // (SPM) vocabulary do it, here; the others through their TextModel (tokenizer/text_model.h).
-// Special tokens are cut out of the text before the model sees it.
+// Special tokens are cut out of the text before the model sees it, and the text between them
+// is composed (NFC) first when the vocabulary says so.
 #pragma once
 #include <array>
 #include <memory>

@@ -50,6 +50,9 @@ struct Vocab {
   std::vector<int> eog;
   int sep = -1, cls = -1, pad = -1;  // -1: none
 
+  // tokenizer.json's normalizer NFC: text is composed (Unicode NFC) before it is split.
+  // GGUF files do not carry it (llama.cpp ignores it), so GGUF vocabularies leave it off.
+  bool nfc = false;
   // WordPiece's BERT normalizer.
   bool lowercase = false, strip_accents = false;
   // SentencePiece's normalizer (unigram): the precompiled character map (a double-array
