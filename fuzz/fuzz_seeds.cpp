@@ -1,10 +1,11 @@
 // Writes small valid files into the seed corpora:
-//   fuzz_seeds GGUF_DIR LLAMA2C_DIR [SAFETENSORS_DIR]
+//   fuzz_seeds GGUF_DIR LLAMA2C_DIR [SAFETENSORS_DIR [TOKENIZER_DIR]]
 // Mutating a valid file reaches the deep parts of a reader much sooner than random bytes;
 // the shared models are too large to be whole seeds (fuzz/run.sh adds their first bytes).
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -141,11 +142,154 @@ void write_safetensors(const std::string& dir) {
                          std::string("\0\0\x80\x3f", 4));
 }
 
+std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// A protobuf field: its key, then a varint or length-delimited bytes.
+void pb_key(std::string& out, int field, int wire) {
+  for (uint32_t v = uint32_t(field << 3 | wire);; v >>= 7) {
+    if (v < 0x80) {
+      out += char(v);
+      break;
+    }
+    out += char(0x80 | (v & 0x7F));
+  }
+}
+void pb_varint(std::string& out, int field, uint64_t v) {
+  pb_key(out, field, 0);
+  for (;; v >>= 7) {
+    if (v < 0x80) {
+      out += char(v);
+      break;
+    }
+    out += char(0x80 | (v & 0x7F));
+  }
+}
+void pb_bytes(std::string& out, int field, const std::string& bytes) {
+  pb_key(out, field, 2);
+  for (uint64_t v = bytes.size();; v >>= 7) {
+    if (v < 0x80) {
+      out += char(v);
+      break;
+    }
+    out += char(0x80 | (v & 0x7F));
+  }
+  out += bytes;
+}
+
+// Seeds for fuzz_tokenizer: a selector byte (0 .model, 1 GGUF, 2 tokenizer.json), then the file.
+void write_tokenizer_seeds(const std::string& dir) {
+  const std::vector<std::string> words = {"\xE2\x96\x81",
+                                          "a",
+                                          "b",
+                                          "c",
+                                          "\xE2\x96\x81"
+                                          "a",
+                                          "ab",
+                                          "\xE2\x96\x81"
+                                          "ab",
+                                          "\xE2\x96\x81"
+                                          "abc"};
+  // SentencePiece unigram and BPE models: <unk>, <s>, </s>, then the words.
+  for (int model_type : {1, 2}) {
+    std::string proto;
+    auto piece = [&](const std::string& text, float score, int type) {
+      std::string p;
+      pb_bytes(p, 1, text);
+      pb_key(p, 2, 5);
+      p.append(reinterpret_cast<const char*>(&score), 4);
+      pb_varint(p, 3, uint64_t(type));
+      pb_bytes(proto, 1, p);
+    };
+    piece("<unk>", 0, 2);
+    piece("<s>", 0, 3);
+    piece("</s>", 0, 3);
+    for (size_t i = 0; i < words.size(); ++i) piece(words[i], -float(i), 1);
+    std::string trainer, normalizer;
+    pb_varint(trainer, 3, uint64_t(model_type));
+    pb_bytes(normalizer, 1, "identity");
+    pb_varint(normalizer, 3, 1);
+    pb_bytes(proto, 2, trainer);
+    pb_bytes(proto, 3, normalizer);
+    write_bytes(dir + "/spm_" + std::to_string(model_type) + ".model",
+                std::string(1, '\0') + proto);
+  }
+  // GGUF vocabularies of each tokenizer model.
+  auto gguf_vocab = [&](const std::string& name, const std::string& model,
+                        std::vector<std::string> pieces, std::vector<std::string> merges) {
+    gguf::Writer w;
+    w.set_string("general.architecture", "llama");
+    w.set_string("tokenizer.ggml.model", model);
+    w.set_string_array("tokenizer.ggml.tokens", pieces);
+    std::vector<float> scores(pieces.size());
+    std::vector<int32_t> types(pieces.size(), 1);
+    for (size_t i = 0; i < pieces.size(); ++i) scores[i] = -float(i);
+    types[0] = 2;
+    types[1] = types[2] = 3;
+    w.set_f32_array("tokenizer.ggml.scores", scores);
+    w.set_i32_array("tokenizer.ggml.token_type", types);
+    if (!merges.empty()) w.set_string_array("tokenizer.ggml.merges", merges);
+    w.set_u32("tokenizer.ggml.unknown_token_id", 0);
+    w.set_u32("tokenizer.ggml.bos_token_id", 1);
+    w.set_u32("tokenizer.ggml.eos_token_id", 2);
+    w.set_u32("tokenizer.ggml.cls_token_id", 1);  // BERT's [CLS] and [SEP]
+    w.set_u32("tokenizer.ggml.seperator_token_id", 2);
+    std::string tmp = dir + "/" + name + ".tmp";
+    w.write(tmp);
+    write_bytes(dir + "/" + name + ".gguf", "\x01" + file_bytes(tmp));
+    std::remove(tmp.c_str());
+  };
+  std::vector<std::string> spm = {"<unk>", "<s>", "</s>"};
+  spm.insert(spm.end(), words.begin(), words.end());
+  gguf_vocab("llama", "llama", spm, {});
+  gguf_vocab("t5", "t5", spm, {});
+  gguf_vocab("bert", "bert", spm, {});
+  gguf_vocab("gemma4", "gemma4", spm,
+             {"\xE2\x96\x81 a", "a b",
+              "\xE2\x96\x81"
+              "a b"});
+  std::vector<std::string> bytes = {"<unk>",
+                                    "<s>",
+                                    "</s>",
+                                    "a",
+                                    "b",
+                                    "\xC4\xA0",
+                                    "ab",
+                                    "\xC4\xA0"
+                                    "a"};
+  gguf_vocab("gpt2", "gpt2", bytes, {"a b", "\xC4\xA0 a"});
+  // tokenizer.json: byte-level BPE (GPT-2 style) and SentencePiece-style BPE (Llama 2 style).
+  write_bytes(dir + "/bytelevel.json",
+              std::string("\x02") +
+                  R"({"version":"1.0","added_tokens":[{"id":0,"content":"<|endoftext|>",)"
+                  R"("special":true,"single_word":false,"lstrip":false,"rstrip":false,)"
+                  R"("normalized":false}],"normalizer":null,"pre_tokenizer":{"type":"ByteLevel",)"
+                  R"("add_prefix_space":false,"trim_offsets":true,"use_regex":true},)"
+                  R"("post_processor":null,"decoder":{"type":"ByteLevel"},"model":{"type":"BPE",)"
+                  R"("vocab":{"<|endoftext|>":0,"a":1,"b":2,"ab":3,"Ġ":4,"Ġa":5},)"
+                  R"("merges":["a b","Ġ a"]}})");
+  write_bytes(dir + "/spm.json",
+              std::string("\x02") +
+                  R"({"version":"1.0","added_tokens":[{"id":0,"content":"<unk>","special":true},)"
+                  R"({"id":1,"content":"<s>","special":true},{"id":2,"content":"</s>",)"
+                  R"("special":true}],"normalizer":{"type":"Sequence","normalizers":[{"type":)"
+                  R"("Prepend","prepend":"▁"},{"type":"Replace","pattern":{"String":" "},)"
+                  R"("content":"▁"}]},"pre_tokenizer":null,"decoder":null,"model":{"type":)"
+                  R"("BPE","unk_token":"<unk>","byte_fallback":true,"fuse_unk":true,"vocab":)"
+                  R"({"<unk>":0,"<s>":1,"</s>":2,"▁":3,"a":4,"▁a":5},"merges":)"
+                  R"(["▁ a"]}})" +
+                  std::string(1, '\0') +
+                  R"({"bos_token":"<s>","eos_token":"</s>","add_bos_token":true})");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc != 3 && argc != 4) {
-    std::fprintf(stderr, "usage: fuzz_seeds GGUF_DIR LLAMA2C_DIR [SAFETENSORS_DIR]\n");
+  if (argc < 3 || argc > 5) {
+    std::fprintf(stderr,
+                 "usage: fuzz_seeds GGUF_DIR LLAMA2C_DIR [SAFETENSORS_DIR [TOKENIZER_DIR]]\n");
     return 2;
   }
   try {
@@ -157,7 +301,8 @@ int main(int argc, char** argv) {
     write_kitchen_sink(g + "/kitchen_sink.gguf");
     write_llama2c(l + "/shared.bin", false);
     write_llama2c(l + "/separate.bin", true);
-    if (argc == 4) write_safetensors(argv[3]);
+    if (argc >= 4) write_safetensors(argv[3]);
+    if (argc == 5) write_tokenizer_seeds(argv[4]);
   } catch (const Error& e) {
     std::fprintf(stderr, "fuzz_seeds: %s\n", e.what());
     return 1;

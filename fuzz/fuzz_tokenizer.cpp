@@ -54,8 +54,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   uint64_t acc = 0;
   const std::string_view texts[] = {
-      "", " ", "Hello world!", "  two  spaces\n\nand\ttabs ", "caf\xC3\xA9 \xE4\xBD\xA0\xE5\xA5\xBD",
-      "\xF0\x9F\xA6\x99 3333 <s></s><|endoftext|>", "\xFF\xC3 broken \xE2\x82",
+      "",
+      " ",
+      "Hello world!",
+      "  two  spaces\n\nand\ttabs ",
+      "caf\xC3\xA9 \xE4\xBD\xA0\xE5\xA5\xBD",
+      "\xF0\x9F\xA6\x99 3333 <s></s><|endoftext|>",
+      "\xFF\xC3 broken \xE2\x82",
       std::string_view(reinterpret_cast<const char*>(data), size < 512 ? size : 512)};
   for (std::string_view text : texts) {
     for (bool special : {false, true}) {

@@ -24,13 +24,15 @@ if [[ ! -f $build/CMakeCache.txt ]]; then
     -DCMAKE_BUILD_TYPE=RelWithDebInfo -DTAPML_BUILD_FUZZ=ON -DTAPML_BUILD_TESTS=OFF \
     -DTAPML_BUILD_BENCH=OFF >/dev/null
 fi
-targets=(fuzz_gguf fuzz_llama2c fuzz_safetensors fuzz_rpc)
+targets=(fuzz_gguf fuzz_llama2c fuzz_safetensors fuzz_rpc fuzz_tokenizer)
 cmake --build "$build" --target "${targets[@]}" fuzz_seeds
 
 seeds=$(mktemp -d)
 trap 'rm -rf "$seeds"' EXIT
-mkdir -p "$seeds/fuzz_gguf" "$seeds/fuzz_llama2c" "$seeds/fuzz_safetensors" "$seeds/fuzz_rpc"
-"$build/fuzz/fuzz_seeds" "$seeds/fuzz_gguf" "$seeds/fuzz_llama2c" "$seeds/fuzz_safetensors"
+mkdir -p "$seeds/fuzz_gguf" "$seeds/fuzz_llama2c" "$seeds/fuzz_safetensors" "$seeds/fuzz_rpc" \
+  "$seeds/fuzz_tokenizer"
+"$build/fuzz/fuzz_seeds" "$seeds/fuzz_gguf" "$seeds/fuzz_llama2c" "$seeds/fuzz_safetensors" \
+  "$seeds/fuzz_tokenizer"
 # Protocol seeds: a HELLO frame and a RUN payload (matmul on two tensors), hand-encoded.
 printf '\x12\x00\x00\x00\x01TPML\x02\x00\x00\x00\x01\x00\x00\x00x\x00\x00\x00\x00' >"$seeds/fuzz_rpc/hello"
 printf '\x09\x03\x00\x00\x00add\x00\x00\x00\x00\x01\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01\x04\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00' >"$seeds/fuzz_rpc/run"
