@@ -15,6 +15,7 @@
 #include "tokenizer/hf_tokenizer.h"
 #include "tokenizer/load.h"
 #include "tokenizer/sentencepiece_model.h"
+#include "tokenizer/vectors.h"
 
 namespace tapml::cli {
 
@@ -63,44 +64,26 @@ std::string ids_text(const std::vector<int>& ids) {
   return s;
 }
 
-// llama.cpp's tokenizer test vectors: PATH holds the inputs, each followed by
-// "\n__ggml_vocab_test__\n" (the last may end the file instead), PATH without ".inp" plus
-// ".out" one line of ids per input. Prints each mismatch and the count; fails unless all match.
+// llama.cpp's tokenizer test vectors (tokenizer/vectors.h). Prints each mismatch and the
+// count; fails unless all match.
 void check_vectors(const Tokenizer& tok, const TokenizeArgs& a) {
-  const std::string sep = "\n__ggml_vocab_test__\n";
-  std::string inp = read_all(a.vectors);
-  std::vector<std::string> inputs;
-  size_t pos = 0;
-  for (size_t end; (end = inp.find(sep, pos)) != std::string::npos; pos = end + sep.size())
-    inputs.push_back(inp.substr(pos, end - pos));
-  if (pos < inp.size()) inputs.push_back(inp.substr(pos));
-  std::string out_path = a.vectors;
-  if (out_path.ends_with(".inp")) out_path.resize(out_path.size() - 4);
-  out_path += ".out";
-  std::istringstream lines(read_all(out_path));
-  std::vector<std::string> expected;
-  for (std::string line; std::getline(lines, line);) expected.push_back(line);
-  TAPML_REQUIRE(inputs.size() == expected.size(),
-                a.vectors + " holds " + std::to_string(inputs.size()) + " inputs but " + out_path +
-                    " " + std::to_string(expected.size()) + " lines of ids");
+  const std::vector<TokenizerVector> vectors = read_tokenizer_vectors(a.vectors);
   size_t passed = 0;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    std::string got = ids_text(tok.encode(inputs[i], a.bos, a.parse_special));
-    std::istringstream want_ids(expected[i]);
-    std::vector<int> want;
-    for (int id; want_ids >> id;) want.push_back(id);
+  for (size_t i = 0; i < vectors.size(); ++i) {
+    std::string got = ids_text(tok.encode(vectors[i].text, a.bos, a.parse_special));
+    const std::vector<int>& want = vectors[i].ids;
     if (got == ids_text(want)) {
       ++passed;
     } else {
-      nlohmann::json text = inputs[i];
+      nlohmann::json text = vectors[i].text;
       std::printf("MISMATCH %zu: %s\n  want %s\n  got  %s\n", i,
                   text.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str(),
                   ids_text(want).c_str(), got.c_str());
     }
   }
-  std::printf("%zu/%zu vectors match\n", passed, inputs.size());
-  TAPML_REQUIRE(passed == inputs.size(), std::to_string(inputs.size() - passed) + " of " +
-                                             std::to_string(inputs.size()) + " vectors differ");
+  std::printf("%zu/%zu vectors match\n", passed, vectors.size());
+  TAPML_REQUIRE(passed == vectors.size(), std::to_string(vectors.size() - passed) + " of " +
+                                              std::to_string(vectors.size()) + " vectors differ");
 }
 
 void tokenize(const TokenizeArgs& a) {

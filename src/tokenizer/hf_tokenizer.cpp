@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "format/untrusted_json.h"
+#include "tokenizer/pieces.h"
 
 namespace tapml {
 
@@ -393,13 +394,6 @@ std::string config_name(const std::string& name) {
   return parent.empty() ? "tokenizer_config.json" : (parent / "tokenizer_config.json").string();
 }
 
-bool is_byte_piece(std::string_view p) {
-  auto hex = [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') || (c >= 'a' && c <= 'f');
-  };
-  return p.size() == 6 && p.substr(0, 3) == "<0x" && hex(p[3]) && hex(p[4]) && p[5] == '>';
-}
-
 size_t characters(std::string_view s) {
   size_t n = 0;
   for (char c : s) n += (static_cast<unsigned char>(c) & 0xC0) != 0x80;
@@ -587,7 +581,8 @@ Vocab parse_hf_tokenizer_json(std::string_view json_text, std::string_view confi
   }
   for (size_t i = 0; i < size_t(n); ++i) {
     if (!filled[i]) v.pieces[i] = "[PAD" + std::to_string(i) + "]";
-    if (v.model == VocabModel::Spm && v.kinds[i] == TokenKind::Normal && is_byte_piece(v.pieces[i]))
+    if (v.model == VocabModel::Spm && v.kinds[i] == TokenKind::Normal &&
+        byte_of_piece(v.pieces[i]) >= 0)
       v.kinds[i] = TokenKind::Byte;
   }
 

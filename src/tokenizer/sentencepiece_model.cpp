@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "format/untrusted_json.h"
+#include "tokenizer/pieces.h"
 #include "tokenizer/unigram.h"
 
 namespace tapml {
@@ -276,17 +277,6 @@ std::string hex_prefix(std::string_view s) {
   }
   if (s.size() > 16) out += " ...";
   return out;
-}
-
-int byte_of_piece(std::string_view piece) {
-  auto hex = [](char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  if (piece.size() != 6 || piece.substr(0, 3) != "<0x" || piece[5] != '>') return -1;
-  const int hi = hex(piece[3]), lo = hex(piece[4]);
-  return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
 
 struct TrainerSpec {

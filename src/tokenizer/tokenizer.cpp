@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "tokenizer/merge.h"
+#include "tokenizer/pieces.h"
 
 namespace tapml {
 
@@ -48,21 +49,6 @@ size_t utf8_char_len(std::string_view s, size_t pos) {
     if (!is_continuation(static_cast<unsigned char>(s[pos + i]))) return 1;
   }
   return len;
-}
-
-int hex_digit(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  return -1;
-}
-
-// The byte of a "<0xNN>" piece, or -1.
-int byte_of_piece(const std::string& piece) {
-  if (piece.size() != 6 || piece.compare(0, 3, "<0x") != 0 || piece[5] != '>') return -1;
-  int hi = hex_digit(piece[3]), lo = hex_digit(piece[4]);
-  if (hi < 0 || lo < 0) return -1;
-  return hi * 16 + lo;
 }
 
 // Unicode NFC of `text`. NFC is defined on characters, so bytes that are not UTF-8 stay as

@@ -5,6 +5,7 @@
 #include <deque>
 
 #include "core/error.h"
+#include "tokenizer/pieces.h"
 
 namespace tapml {
 
@@ -52,17 +53,6 @@ size_t valid_char_len(std::string_view text, size_t pos) {
     return 4;
   }
   return 0;
-}
-
-int byte_of_piece(std::string_view piece) {
-  auto hex = [](char c) {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  if (piece.size() != 6 || piece.substr(0, 3) != "<0x" || piece[5] != '>') return -1;
-  int hi = hex(piece[3]), lo = hex(piece[4]);
-  return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
 }
 
 }  // namespace

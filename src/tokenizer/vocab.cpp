@@ -16,24 +16,18 @@
 #include "core/error.h"
 #include "format/gguf.h"
 #include "tokenizer/bpe.h"
+#include "tokenizer/pieces.h"
 
 namespace tapml {
 
 namespace {
-
-// "<0xNN>" with two uppercase hex digits: how SentencePiece and llama2.c write byte pieces.
-bool is_byte_piece(std::string_view piece) {
-  auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F'); };
-  return piece.size() == 6 && piece.substr(0, 3) == "<0x" && hex(piece[3]) && hex(piece[4]) &&
-         piece[5] == '>';
-}
 
 // Kinds for a vocabulary that does not store them: the special ids, byte pieces, the rest
 // normal. Without this, byte fallback would decode to "<0xNN>" text.
 std::vector<TokenKind> inferred_kinds(const Vocab& v) {
   std::vector<TokenKind> kinds(v.pieces.size(), TokenKind::Normal);
   for (size_t i = 0; i < v.pieces.size(); ++i) {
-    if (is_byte_piece(v.pieces[i])) kinds[i] = TokenKind::Byte;
+    if (byte_of_piece(v.pieces[i]) >= 0) kinds[i] = TokenKind::Byte;
   }
   auto mark = [&](int id, TokenKind k) {
     if (id >= 0 && id < v.size()) kinds[size_t(id)] = k;

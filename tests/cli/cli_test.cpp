@@ -10,6 +10,7 @@
 #include "format/gguf.h"
 #include "support/golden.h"
 #include "support/shared.h"
+#include "tokenizer/vectors.h"
 
 namespace tapml {
 namespace {
@@ -118,16 +119,8 @@ std::vector<int> ids_of(const std::string& line) {
 // llama.cpp's test vectors through `tapml tokenize`, for one vocabulary of each kind: the
 // SentencePiece one, GPT-2's split, Llama 3's (whole-word pieces skip the merges) and
 // DeepSeek LLM's chain of splits. tests/tokenizer checks every vocabulary in-process.
-// The inputs of llama.cpp's test vectors for one vocabulary (the last may end the file).
 std::vector<std::string> vector_inputs(const std::string& base) {
-  const std::string sep = "\n__ggml_vocab_test__\n";
-  std::string inp = read_file(base + ".inp");
-  std::vector<std::string> inputs;
-  size_t pos = 0;
-  for (size_t next; (next = inp.find(sep, pos)) != std::string::npos; pos = next + sep.size())
-    inputs.push_back(inp.substr(pos, next - pos));
-  if (pos < inp.size()) inputs.push_back(inp.substr(pos));
-  return inputs;
+  return read_vector_inputs(base + ".inp");
 }
 
 // --text, one process per input, on a SentencePiece and a byte-level vocabulary.

@@ -14,6 +14,7 @@
 #include "format/gguf.h"
 #include "support/shared.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/vectors.h"
 #include "tokenizer/vocab.h"
 
 namespace tapml {
@@ -26,34 +27,11 @@ std::string file_text(const std::string& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
-struct Vector {
-  std::string text;
-  std::vector<int> ids;
-};
+using Vector = TokenizerVector;
 
-// .inp: every input followed by "\n__ggml_vocab_test__\n" (inputs may be empty, hold
-// newlines or start and end with spaces), except that the last one may run to the end of the
-// file instead (gemma-4's does); .out: one line of ids per input.
+// The vectors of a shared vocabulary file (tokenizer/vectors.h).
 std::vector<Vector> read_vectors(const std::string& vocab_file) {
-  const std::string sep = "\n__ggml_vocab_test__\n";
-  std::string inp = file_text(shared_path(vocab_file + ".inp"));
-  std::vector<Vector> vectors;
-  size_t pos = 0;
-  for (size_t end; (end = inp.find(sep, pos)) != std::string::npos; pos = end + sep.size()) {
-    vectors.push_back({inp.substr(pos, end - pos), {}});
-  }
-  if (pos < inp.size()) vectors.push_back({inp.substr(pos), {}});
-
-  std::ifstream out(shared_path(vocab_file + ".out"));
-  std::string line;
-  size_t n = 0;
-  for (; std::getline(out, line); ++n) {
-    if (n >= vectors.size()) break;
-    std::istringstream ids(line);
-    for (int id; ids >> id;) vectors[n].ids.push_back(id);
-  }
-  EXPECT_EQ(n, vectors.size()) << vocab_file << ": .out lines differ from .inp inputs";
-  return vectors;
+  return read_tokenizer_vectors(shared_path(vocab_file + ".inp"));
 }
 
 Tokenizer gguf_tokenizer(const std::string& vocab_file) {

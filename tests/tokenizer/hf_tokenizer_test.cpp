@@ -17,6 +17,7 @@
 #include "support/shared.h"
 #include "tokenizer/load.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/vectors.h"
 
 namespace tapml {
 namespace {
@@ -30,24 +31,6 @@ const std::string kNeoxGguf = "vocab/ggml-vocab-gpt-neox.gguf";
 const std::string kLlamaJson = "tokenizers/llama2_tokenizer.json";
 const std::string kLlamaGguf = "vocab/ggml-vocab-llama-spm.gguf";
 
-std::string file_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
-// The inputs of an .inp file: each followed by "\n__ggml_vocab_test__\n", except that the
-// last may run to the end of the file.
-std::vector<std::string> inputs_of(const std::string& inp_file) {
-  const std::string sep = "\n__ggml_vocab_test__\n";
-  std::string inp = file_text(inp_file);
-  std::vector<std::string> inputs;
-  size_t pos = 0;
-  for (size_t end; (end = inp.find(sep, pos)) != std::string::npos; pos = end + sep.size())
-    inputs.push_back(inp.substr(pos, end - pos));
-  if (pos < inp.size()) inputs.push_back(inp.substr(pos));
-  return inputs;
-}
-
 // Every input of every vocab/*.inp file.
 std::vector<std::string> all_inputs() {
   std::vector<std::string> files;
@@ -56,7 +39,7 @@ std::vector<std::string> all_inputs() {
   std::sort(files.begin(), files.end());
   std::vector<std::string> inputs;
   for (const std::string& f : files) {
-    std::vector<std::string> more = inputs_of(f);
+    std::vector<std::string> more = read_vector_inputs(f);
     inputs.insert(inputs.end(), more.begin(), more.end());
   }
   EXPECT_GE(files.size(), 13u);
@@ -133,7 +116,7 @@ TEST(HfTokenizer, ExpectedIdsOfTheTokenizersLibrary) {
     Tokenizer tok = json_tokenizer(json_file);
     std::ifstream out(shared_path(std::string(vectors) + ".out"));
     size_t n = 0, same = 0;
-    for (const std::string& text : inputs_of(shared_path(std::string(vectors) + ".inp"))) {
+    for (const std::string& text : read_vector_inputs(shared_path(std::string(vectors) + ".inp"))) {
       std::string line;
       ASSERT_TRUE(std::getline(out, line)) << vectors;
       std::vector<int> expected;

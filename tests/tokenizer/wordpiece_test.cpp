@@ -13,6 +13,7 @@
 #include "format/gguf.h"
 #include "support/shared.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/vectors.h"
 #include "tokenizer/vocab.h"
 
 namespace tapml {
@@ -23,37 +24,10 @@ using testing::shared_path;
 const char* const kBge = "vocab/ggml-vocab-bert-bge.gguf";
 constexpr int kUnk = 100;
 
-std::string file_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
+using Vector = TokenizerVector;
 
-struct Vector {
-  std::string text;
-  std::vector<int> ids;
-};
-
-// .inp: every input followed by "\n__ggml_vocab_test__\n"; .out: one line of ids per input.
 std::vector<Vector> read_vectors(const std::string& vocab_file) {
-  const std::string sep = "\n__ggml_vocab_test__\n";
-  std::string inp = file_text(shared_path(vocab_file + ".inp"));
-  std::vector<Vector> vectors;
-  size_t pos = 0;
-  for (size_t end; (end = inp.find(sep, pos)) != std::string::npos; pos = end + sep.size()) {
-    vectors.push_back({inp.substr(pos, end - pos), {}});
-  }
-  if (pos < inp.size()) vectors.push_back({inp.substr(pos), {}});
-
-  std::ifstream out(shared_path(vocab_file + ".out"));
-  std::string line;
-  size_t n = 0;
-  for (; std::getline(out, line); ++n) {
-    if (n >= vectors.size()) break;
-    std::istringstream ids(line);
-    for (int id; ids >> id;) vectors[n].ids.push_back(id);
-  }
-  EXPECT_EQ(n, vectors.size()) << vocab_file << ": .out lines differ from .inp inputs";
-  return vectors;
+  return read_tokenizer_vectors(shared_path(vocab_file + ".inp"));
 }
 
 Tokenizer bge_tokenizer() {
