@@ -10,6 +10,7 @@
 #include "cli/commands.h"
 #include "cli/json_output.h"
 #include "core/error.h"
+#include "core/read_file.h"
 #include "format/gguf.h"
 #include "model/model_file.h"
 #include "tokenizer/hf_tokenizer.h"
@@ -25,14 +26,6 @@ struct TokenizeArgs {
   bool json = false, bos = false, parse_special = false, stats = false;
   CLI::Option *text_opt = nullptr, *file_opt = nullptr, *vectors_opt = nullptr;
 };
-
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  TAPML_REQUIRE(bool(in), path + ": cannot open (" + std::strerror(errno) + ")");
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  TAPML_REQUIRE(!in.bad(), path + ": read error");
-  return s;
-}
 
 Tokenizer open_tokenizer(const TokenizeArgs& a) {
   // A tokenizer file on its own: its vocabulary is the whole story.
@@ -95,7 +88,7 @@ void tokenize(const TokenizeArgs& a) {
   auto t1 = std::chrono::steady_clock::now();
   if (!a.vectors.empty()) return check_vectors(tok, a);
 
-  const std::string text = a.file_opt->count() ? read_all(a.file) : a.text;
+  const std::string text = a.file_opt->count() ? read_file_bytes(a.file) : a.text;
   auto t2 = std::chrono::steady_clock::now();
   std::vector<int> ids = tok.encode(text, a.bos, a.parse_special);
   auto t3 = std::chrono::steady_clock::now();

@@ -1,30 +1,15 @@
 #include "tokenizer/vectors.h"
 
-#include <cerrno>
-#include <cstring>
-#include <fstream>
-#include <iterator>
 #include <sstream>
 
 #include "core/error.h"
+#include "core/read_file.h"
 
 namespace tapml {
 
-namespace {
-
-std::string read_all(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  TAPML_REQUIRE(bool(in), path + ": cannot open (" + std::strerror(errno) + ")");
-  std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  TAPML_REQUIRE(!in.bad(), path + ": read error");
-  return s;
-}
-
-}  // namespace
-
 std::vector<std::string> read_vector_inputs(const std::string& inp_path) {
   const std::string sep = "\n__ggml_vocab_test__\n";
-  const std::string inp = read_all(inp_path);
+  const std::string inp = read_file_bytes(inp_path);
   std::vector<std::string> inputs;
   size_t pos = 0;
   for (size_t end; (end = inp.find(sep, pos)) != std::string::npos; pos = end + sep.size())
@@ -39,7 +24,7 @@ std::vector<TokenizerVector> read_tokenizer_vectors(const std::string& inp_path)
   std::string out_path = inp_path;
   if (out_path.ends_with(".inp")) out_path.resize(out_path.size() - 4);
   out_path += ".out";
-  std::istringstream lines(read_all(out_path));
+  std::istringstream lines(read_file_bytes(out_path));
   size_t n = 0;
   for (std::string line; std::getline(lines, line); ++n) {
     if (n >= vectors.size()) {
