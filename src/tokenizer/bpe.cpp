@@ -189,6 +189,10 @@ BpeModel::BpeModel(const Vocab& vocab) : space_(vocab.space) {
       if (it != ids_.end()) byte_ids_[size_t(b)] = it->second;
     }
   }
+  // Ranks are merge priorities as floats, exact below 2^24 (llama.cpp's largest lists hold
+  // about a million).
+  TAPML_REQUIRE(vocab.merges.size() < (size_t(1) << 24),
+                "tokenizer: " + std::to_string(vocab.merges.size()) + " merges are too many");
   ranks_.reserve(vocab.merges.size());
   for (size_t i = 0; i < vocab.merges.size(); ++i) {
     const std::string& m = vocab.merges[i];
@@ -280,13 +284,13 @@ void BpeModel::merge_word(const std::string& word, std::vector<int>& out) const 
   TAPML_REQUIRE(word.size() <= UINT32_MAX, "tokenizer: a word of " + std::to_string(word.size()) +
                                                " bytes is too long to encode");
   std::string key;
-  auto rank = [&](Span a, Span b) -> std::optional<double> {
+  auto rank = [&](Span a, Span b) -> std::optional<float> {
     key.assign(word, a.start, a.len);
     key += ' ';
     key.append(word, b.start, b.len);
     auto it = ranks_.find(key);
     if (it == ranks_.end()) return std::nullopt;
-    return it->second;
+    return float(it->second);
   };
   auto char_len = [](std::string_view t, size_t pos) {
     return utf8_len(static_cast<unsigned char>(t[pos]), t.size() - pos);

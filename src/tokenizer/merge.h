@@ -17,7 +17,8 @@ struct Span {
 };
 
 // `char_len(text, pos)` is the byte length of the character at pos (>= 1); `priority(a, b)`
-// the priority of merging the adjacent spans a and b, lower first (ties: the leftmost pair),
+// the priority (a float: exact for piece scores and for merge ranks below 2^24) of merging
+// the adjacent spans a and b, lower first (ties: the leftmost pair),
 // or nullopt when they may not merge. Returns the final symbols in order. `text` must be
 // shorter than 4 GiB.
 template <class CharLen, class Priority>
@@ -27,7 +28,7 @@ std::vector<Span> merge_pairs(std::string_view text, CharLen char_len, Priority 
     int prev, next;
   };
   struct Pair {
-    double priority;
+    float priority;  // 16-byte entries: the queue's memory traffic is most of the time
     int left, right;
     uint32_t size;  // left + right when queued; differs once either side has changed
   };
@@ -52,7 +53,7 @@ std::vector<Span> merge_pairs(std::string_view text, CharLen char_len, Priority 
     if (left < 0 || right < 0) return;
     const Span& a = symbols[size_t(left)].span;
     const Span& b = symbols[size_t(right)].span;
-    if (std::optional<double> p = priority(a, b)) queue.push({*p, left, right, a.len + b.len});
+    if (std::optional<float> p = priority(a, b)) queue.push({*p, left, right, a.len + b.len});
   };
   for (int i = 1; i < int(symbols.size()); ++i) consider(i - 1, i);
   while (!queue.empty()) {

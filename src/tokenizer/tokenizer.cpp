@@ -219,11 +219,11 @@ std::vector<int> Tokenizer::encode_spm(std::string_view text) const {
                                             " bytes is too long to encode");
 
   std::string joined;
-  auto score = [&](Span a, Span b) -> std::optional<double> {
+  auto score = [&](Span a, Span b) -> std::optional<float> {
     joined.assign(s, a.start, a.len + b.len);
     auto it = index_.find(joined);
     if (it == index_.end()) return std::nullopt;
-    return -double(vocab_.scores[size_t(it->second)]);  // the highest score merges first
+    return -vocab_.scores[size_t(it->second)];  // the highest score merges first
   };
   for (Span sym : merge_pairs(s, utf8_char_len, score)) {
     joined.assign(s, sym.start, sym.len);
