@@ -82,7 +82,7 @@ void check_vectors(const Tokenizer& tok, const TokenizeArgs& a) {
 void tokenize(const TokenizeArgs& a) {
   // --text may be empty (it tokenizes to nothing), so count the options given.
   size_t sources = a.text_opt->count() + a.file_opt->count() + a.vectors_opt->count();
-  TAPML_REQUIRE(sources == 1, "give exactly one of --text, --file and --vectors");
+  if (sources != 1) throw UsageError("give exactly one of --text, --file and --vectors");
   auto t0 = std::chrono::steady_clock::now();
   Tokenizer tok = open_tokenizer(a);
   auto t1 = std::chrono::steady_clock::now();

@@ -259,6 +259,29 @@ TEST(CliErrors, LlamaCheckpointWithoutTokenizer) {
   expect_one_line_error(run_command(tapml("run --model " + q(stories_bin()))), "--tokenizer");
 }
 
+TEST(CliErrors, TokenizeInputs) {
+  const std::string vocab = q(shared_path("vocab/ggml-vocab-gpt-2.gguf"));
+  auto r = run_command(tapml("tokenize --model " + vocab));
+  expect_one_line_error(r, "exactly one of --text, --file and --vectors");
+  EXPECT_EQ(r.exit_code, 2);
+  expect_one_line_error(run_command(tapml("tokenize --model " + vocab + " --text a --file x")),
+                        "exactly one");
+  std::string dir = testing::temp_dir();
+  expect_one_line_error(run_command(tapml("tokenize --model " + vocab + " --file " + q(dir))),
+                        "is a folder, not a file");
+  expect_one_line_error(
+      run_command(tapml("tokenize --model " + vocab + " --file " + q(dir + "/missing.txt"))),
+      "cannot open");
+  // Vectors without their .out, and an .out that holds fewer lines than there are inputs.
+  const std::string inp = dir + "/v.inp";
+  std::ofstream(inp) << "a\n__ggml_vocab_test__\nb\n__ggml_vocab_test__\n";
+  expect_one_line_error(run_command(tapml("tokenize --model " + vocab + " --vectors " + q(inp))),
+                        "v.out: cannot open");
+  std::ofstream(dir + "/v.out") << "64\n";
+  expect_one_line_error(run_command(tapml("tokenize --model " + vocab + " --vectors " + q(inp))),
+                        "holds 2 inputs but");
+}
+
 TEST(CliErrors, BadFlagsAndUris) {
   auto base = "run --model " + q(stories_gguf()) + " ";
   expect_one_line_error(run_command(tapml(base + "--steps 8 --backend nosuch")), "unknown backend");
