@@ -1,6 +1,6 @@
-// A quantized model end to end on ref: stories260K's matrices quantized to Q8_0 (ggml's
-// reference quantizer) and written as a GGUF must give the logits of the same model with those
-// blocks dequantized to f32, since ref dequantizes each row exactly and then runs the f32 op.
+// A quantized model end to end on ref: stories260K's matrices quantized (ggml's reference
+// quantizers) and written as a GGUF must give the logits of the same model with those blocks
+// dequantized to f32, since ref dequantizes each row exactly and then runs the f32 op.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -48,19 +48,23 @@ GenerateResult run(const std::string& model_path, const std::string& backend) {
   return generate(session, {1, 403, 407, 261}, o);
 }
 
-TEST(QuantizedModel, Q8_0OnRefGivesTheDequantizedModelsLogits) {
+// The 32-element block types; stories260K's rows (64 wide) cannot hold the K-quants' 256.
+class QuantizedStories : public ::testing::TestWithParam<DType> {};
+
+TEST_P(QuantizedStories, OnRefGivesTheDequantizedModelsLogits) {
+  const DType q = GetParam();
   gguf::File src = gguf::File::open(testing::shared_path("models/stories260K/stories260K.gguf"));
-  const std::string dir = testing::temp_dir();
-  const std::string q = dir + "/s_q8.gguf", f = dir + "/s_q8_f32.gguf";
-  const int quantized = write_quantized(src, DType::Q8_0, false, q);
-  EXPECT_EQ(write_quantized(src, DType::Q8_0, true, f), quantized);
+  const std::string dir = testing::temp_dir(), name(dtype_name(q));
+  const std::string blocks = dir + "/s_" + name + ".gguf", f32 = dir + "/s_" + name + "_f32.gguf";
+  const int quantized = write_quantized(src, q, false, blocks);
+  EXPECT_EQ(write_quantized(src, q, true, f32), quantized);
   EXPECT_GE(quantized, 20);  // token_embd and the attention matrices at least
 
-  ModelFile m = load_model(q);
-  EXPECT_EQ(m.weights.at("token_embd.weight").dtype(), DType::Q8_0);
-  EXPECT_EQ(m.weights.at("blk.0.attn_q.weight").dtype(), DType::Q8_0);
+  ModelFile m = load_model(blocks);
+  EXPECT_EQ(m.weights.at("token_embd.weight").dtype(), q);
+  EXPECT_EQ(m.weights.at("blk.0.attn_q.weight").dtype(), q);
 
-  GenerateResult a = run(q, "ref"), b = run(f, "ref");
+  GenerateResult a = run(blocks, "ref"), b = run(f32, "ref");
   EXPECT_EQ(a.token_ids, b.token_ids);
   ASSERT_EQ(a.logits.size(), b.logits.size());
   ASSERT_FALSE(a.logits.empty());
@@ -73,6 +77,11 @@ TEST(QuantizedModel, Q8_0OnRefGivesTheDequantizedModelsLogits) {
   EXPECT_LE(worst, 1e-6f * largest);
   EXPECT_GT(largest, 1.0f);
 }
+
+INSTANTIATE_TEST_SUITE_P(LegacyBlocks, QuantizedStories,
+                         ::testing::Values(DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0,
+                                           DType::Q5_1),
+                         [](const auto& info) { return std::string(dtype_name(info.param)); });
 
 TEST(QuantizedModel, BackendsWithoutBlockKernelsRefuseByName) {
   gguf::File src = gguf::File::open(testing::shared_path("models/stories260K/stories260K.gguf"));
