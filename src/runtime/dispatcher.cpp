@@ -235,9 +235,17 @@ std::vector<Val> Dispatcher::call(const Site& where, Op op, const Attrs& attrs,
   }
 
   Support sup = b.supports(c);
-  if (!sup.ok)
-    throw Error(site + ": backend '" + uri + "' cannot run " + std::string(def.name) + ": " +
-                sup.reason);
+  if (!sup.ok) {
+    std::string why =
+        site + ": backend '" + uri + "' cannot run " + std::string(def.name) + ": " + sup.reason;
+    // Few backends have block-type kernels yet; the rest of the model can still run here.
+    for (const DeviceTensor& t : c.inputs)
+      if (is_block(t.dtype) && uri != "ref") {
+        why += " (a placement rule such as '" + std::string(def.name) + "=ref' runs these on ref)";
+        break;
+      }
+    throw Error(why);
+  }
 
   CallEvent ev{next_call_++, where, phase_, uri, &c, inputs, outputs};
   for (CallObserver* o : observers_) o->before_call(ev, *this);
