@@ -22,7 +22,7 @@ struct DeviceTensor {
   DType dtype = DType::F32;
   Shape shape;
 
-  size_t nbytes() const { return size_t(shape.numel()) * dtype_size(dtype); }
+  size_t nbytes() const { return tensor_bytes(dtype, shape); }
   TensorType type() const { return {dtype, shape}; }
 };
 

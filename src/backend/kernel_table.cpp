@@ -51,9 +51,10 @@ const KernelTable::Kernel* KernelTable::find(const OpCall& call, const std::stri
   std::string lacking;
   for (const Entry& e : list) {
     bool fits = true;
-    for (size_t i = 0; fits && i < e.dtypes.size() && i < call.inputs.size(); ++i)
-      fits = std::find(e.dtypes[i].begin(), e.dtypes[i].end(), call.inputs[i].dtype) !=
-             e.dtypes[i].end();
+    for (size_t i = 0; fits && i < call.inputs.size(); ++i)
+      fits = i < e.dtypes.size() ? std::find(e.dtypes[i].begin(), e.dtypes[i].end(),
+                                             call.inputs[i].dtype) != e.dtypes[i].end()
+                                 : !is_block(call.inputs[i].dtype);
     if (!fits) continue;
     std::string missing = missing_option(d, call, e.options);
     if (missing.empty()) return &e.kernel;

@@ -17,14 +17,14 @@ class KernelTable {
   using Kernel = std::function<void(const OpCall&)>;
 
   // `dtypes`: per input, the dtypes this kernel takes; empty means every dtype the catalog
-  // allows. It may stop after the op's required inputs; a list for an optional input
-  // applies when the call has it. Several kernels of one op may split its dtype
-  // combinations between them.
-  // `options`: the optional inputs and attributes of the op (OpDef::optional_inputs,
-  // optional_attrs) that the kernel implements. A call that has an optional input, or an
-  // optional attribute other than 0, that the kernel does not name is refused ("vulkan: no
-  // kernel for rope with freq_factors"): a kernel written before the catalog grew an
-  // option would otherwise compute the op without it.
+  // allows except the quantized block types, which a kernel must name to take: a kernel
+  // written for float weights would otherwise read blocks as floats. It may stop after the
+  // op's required inputs; a list for an optional input applies when the call has it. Several
+  // kernels of one op may split its dtype combinations between them. `options`: the optional inputs
+  // and attributes of the op (OpDef::optional_inputs, optional_attrs) that the kernel implements. A
+  // call that has an optional input, or an optional attribute other than 0, that the kernel does
+  // not name is refused ("vulkan: no kernel for rope with freq_factors"): a kernel written before
+  // the catalog grew an option would otherwise compute the op without it.
   void add(Op op, Kernel kernel, std::vector<std::vector<DType>> dtypes = {},
            std::vector<std::string> options = {});
   // A member function of the backend as the kernel.

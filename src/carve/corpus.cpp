@@ -698,7 +698,12 @@ TestCase Corpus::load(int64_t id) const {
       throw damaged(name + " has shape " + q.text(3));
     std::string hash = q.text(4);
     if (q.is_null(6)) throw damaged(name + " refers to blob " + hash + ", which is missing");
-    const uint64_t nbytes = uint64_t(shape.numel()) * dtype_size(dtype);
+    uint64_t nbytes;
+    try {
+      nbytes = uint64_t(tensor_bytes(dtype, shape));
+    } catch (const Error& e) {
+      throw damaged(name + ": " + e.what());
+    }
     if (q.integer(7) < 0 || uint64_t(q.integer(7)) != nbytes)
       throw damaged(name + " is " + tensor_desc(dtype, shape) + " but its blob holds " +
                     std::to_string(q.integer(7)) + " bytes");

@@ -24,11 +24,14 @@ class Tensor {
 
   static Tensor from_f32(Shape shape, std::span<const float> values);
   static Tensor from_i32(Shape shape, std::span<const int32_t> values);
+  // f32 values stored as `dtype`: rounded to nearest even for f16/bf16, truncated for i32,
+  // quantized row by row with quantize_row (ggml's reference quantizers) for a block type.
+  static Tensor from_f32_as(DType dtype, Shape shape, std::span<const float> values);
 
   DType dtype() const { return dtype_; }
   const Shape& shape() const { return shape_; }
   int64_t numel() const { return shape_.numel(); }
-  size_t nbytes() const { return size_t(numel()) * dtype_size(dtype_); }
+  size_t nbytes() const { return tensor_bytes(dtype_, shape_); }
   bool empty() const { return data_ == nullptr; }
 
   const std::byte* bytes() const { return data_; }
@@ -43,13 +46,15 @@ class Tensor {
     return reinterpret_cast<T*>(mutable_bytes());
   }
 
-  // Element i converted to f32 (f32/f16/bf16/i32).
+  // Element i converted to f32 (f32/f16/bf16/i32); throws Error for a block type, whose
+  // elements cannot be read one at a time.
   float get_f32(int64_t i) const;
-  // Every element converted to f32.
+  // Every element converted to f32; block types are dequantized row by row.
   std::vector<float> to_f32() const;
   // A copy with its own storage.
   Tensor clone() const;
-  // A tensor sharing this one's bytes with another shape of the same element count.
+  // A tensor sharing this one's bytes with another shape of the same element count (for a
+  // block type, the new innermost dimension must hold whole blocks).
   Tensor reshaped(Shape shape) const;
   // Rows [begin, end) of the outermost dimension, sharing bytes.
   Tensor slice_rows(int64_t begin, int64_t end) const;

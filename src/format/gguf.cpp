@@ -14,6 +14,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "core/mapped_file.h"
+#include "core/quant.h"
 
 namespace tapml::gguf {
 
@@ -76,6 +77,9 @@ std::optional<DType> readable_dtype(uint32_t type) {
     case uint32_t(TensorType::BF16):
       return DType::BF16;
     default:
+      // The quantized block types TapML computes with (core/quant.h); not the i-quants, the
+      // ternary types, MXFP4 or Q8_1/Q8_K (ggml's activation-side types).
+      if (std::optional<QuantType> q = quant_from_ggml_id(type)) return dtype_of(*q);
       return std::nullopt;
   }
 }
@@ -576,7 +580,8 @@ Tensor File::tensor(const std::string& name) const {
   const uint8_t* p = base_ + data_offset_ + ti->offset;
   Tensor t(*dt, Shape(std::move(dims)), p, mapping_);
   // Typed access through a misaligned pointer is undefined; only odd alignments cause it.
-  if (reinterpret_cast<uintptr_t>(p) % dtype_size(*dt) != 0) return t.clone();
+  // Blocks are read byte-wise (dequantize_row needs no alignment).
+  if (!is_block(*dt) && reinterpret_cast<uintptr_t>(p) % dtype_size(*dt) != 0) return t.clone();
   return t;
 }
 
@@ -649,8 +654,11 @@ uint32_t ggml_type_of(DType t) {
     case DType::BF16:
       return uint32_t(TensorType::BF16);
     default:
+      // Block types keep ggml's ids; the bytes are whole blocks per row (rank >= 1, checked
+      // by tensor_bytes).
+      if (std::optional<QuantType> q = block_quant(t)) return uint32_t(*q);
       throw Error("gguf writer: dtype " + std::string(dtype_name(t)) +
-                  " cannot be written (F32, F16 or BF16)");
+                  " cannot be written (F32, F16, BF16 or a quantized block type)");
   }
 }
 
@@ -829,6 +837,10 @@ void Writer::check_new_tensor(const std::string& name, DType dtype, const Shape&
                 "gguf writer: tensor '" + name + "' has rank " + str(shape.rank()) + " (1 to 4)");
   for (int64_t d : shape.dims())
     TAPML_REQUIRE(d >= 1, "gguf writer: tensor '" + name + "' has shape " + shape.str());
+  TAPML_REQUIRE(shape.back() % block_elems(dtype) == 0,
+                "gguf writer: tensor '" + name + "' is " + std::string(dtype_name(dtype)) + " " +
+                    shape.str() + ": its rows must be whole " + std::to_string(block_elems(dtype)) +
+                    "-element blocks");
   for (const PendingTensor& t : tensors_)
     TAPML_REQUIRE(t.name != name, "gguf writer: duplicate tensor '" + name + "'");
 }
@@ -864,13 +876,13 @@ void Writer::write(const std::string& path) const {
     for (size_t i = t.shape.rank(); i-- > 0;) s.put_le(uint64_t(t.shape[i]));
     s.put_le(ggml_type_of(t.dtype));
     s.put_le(offset);
-    offset = align_up(offset + uint64_t(t.shape.numel()) * dtype_size(t.dtype), alignment_);
+    offset = align_up(offset + uint64_t(tensor_bytes(t.dtype, t.shape)), alignment_);
   }
   s.pad_to(alignment_);
   std::vector<std::byte> chunk;
   for (const PendingTensor& t : tensors_) {
     if (s.error()) break;
-    uint64_t nbytes = uint64_t(t.shape.numel()) * dtype_size(t.dtype);
+    uint64_t nbytes = uint64_t(tensor_bytes(t.dtype, t.shape));
     if (!t.fill) {
       s.put(t.data.bytes(), size_t(nbytes));
     } else {

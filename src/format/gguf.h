@@ -61,7 +61,8 @@ enum class TensorType : uint32_t { F32 = 0, F16 = 1, BF16 = 30 };
 
 // The ggml name of a tensor type id ("Q4_0"), or "" for ids this build does not know.
 std::string_view tensor_type_name(uint32_t type);
-// Whether File::tensor() can return tensors of this type (F32, F16, BF16).
+// Whether File::tensor() can return tensors of this type (F32, F16, BF16 and the quantized
+// block types of core/quant.h: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K).
 bool tensor_type_readable(uint32_t type);
 
 struct TensorInfo {
@@ -141,7 +142,8 @@ class Writer {
   void set_string_array(const std::string& key, const std::vector<std::string>& xs);
   void set_f32_array(const std::string& key, const std::vector<float>& xs);
   void set_i32_array(const std::string& key, const std::vector<int32_t>& xs);
-  // Tensor of dtype F32, F16 or BF16; shape outermost first. The bytes are shared, not
+  // Tensor of dtype F32, F16, BF16 or a block type (rows of whole blocks); shape outermost
+  // first. The bytes are shared, not
   // copied, and written straight from the tensor.
   void add_tensor(const std::string& name, const Tensor& t);
   // A tensor whose bytes are produced during write(), so a model larger than memory can be

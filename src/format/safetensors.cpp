@@ -59,8 +59,9 @@ const char* file_dtype(DType t) {
       return "BF16";
     case DType::I32:
       return "I32";
+    default:
+      return "?";
   }
-  return "?";
 }
 
 bool dtype_of_file_name(const std::string& s, DType* out) {

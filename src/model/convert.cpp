@@ -286,7 +286,7 @@ ConvertResult convert_hf_folder(const std::string& dir, const std::string& out,
   keys.u32("vocab_size", c.vocab_size);
 
   uint64_t total = 0, done = 0;
-  for (const PlannedTensor& t : plan) total += uint64_t(t.data.numel()) * dtype_size(t.dtype);
+  for (const PlannedTensor& t : plan) total += uint64_t(tensor_bytes(t.dtype, t.data.shape()));
   for (const PlannedTensor& t : plan) {
     w.add_tensor(t.name, t.dtype, t.data.shape(),
                  [&o, &done, total, src = t.data, to = t.dtype, name = t.name](

@@ -133,9 +133,14 @@ void validate_model(const ModelFile& m) {
     const Tensor& t = it->second;
     if (t.shape() != spec.shape)
       fail(spec.name + " has shape " + t.shape().str() + ", expected " + spec.shape.str());
-    if (t.dtype() != DType::F32 && t.dtype() != DType::F16 && t.dtype() != DType::BF16)
+    // Quantized blocks are computed with in matrices (matmul weights, embedding tables);
+    // vectors and expert stacks take float types only.
+    if (is_block(t.dtype()) && t.shape().rank() != 2)
+      fail(spec.name + " has dtype " + std::string(dtype_name(t.dtype())) + " " + t.shape().str() +
+           "; quantized blocks are read in 2-D weight matrices only");
+    if (!is_float(t.dtype()) && !is_block(t.dtype()))
       fail(spec.name + " has dtype " + std::string(dtype_name(t.dtype())) +
-           ", expected f32, f16 or bf16");
+           ", expected f32, f16, bf16 or a quantized block type");
   }
 }
 

@@ -1,5 +1,6 @@
-// matmul  (x [T, K] f32, w [N, K] f32|f16|bf16)  -> out [T, N] f32
-//   out[t][n] = sum_k x[t][k] * w[n][k]
+// matmul  (x [T, K] f32, w [N, K] f32|f16|bf16|q4_0..q6_k)  -> out [T, N] f32
+//   out[t][n] = sum_k x[t][k] * w[n][k]; a block-type w means its dequantized values (K must
+//   then be a multiple of the block size).
 #include "ops/rules.h"
 
 namespace tapml::ops {
@@ -10,6 +11,7 @@ std::vector<TensorType> infer(Types in, const Attrs&) {
   const char* op = "matmul";
   expect_matrix(in[0], op, "x");
   expect_matrix(in[1], op, "w");
+  expect_whole_blocks(in[1], op, "w");
   TAPML_EXPECT(in[0].shape[1] == in[1].shape[1], op,
                "x " + describe(in[0]) + " and w " + describe(in[1]) + " disagree on K");
   return {{DType::F32, Shape{in[0].shape[0], in[1].shape[0]}}};
@@ -22,6 +24,13 @@ std::vector<OpExample> examples(std::span<const DType> t, std::mt19937_64& rng) 
         {},
         {uniform(DType::F32, {T, K}, -xs, xs, rng), uniform(t[1], {N, K}, -ws, ws, rng)}};
   };
+  // Block types take K in whole blocks (256 covers both block sizes); the weights are
+  // quantized from uniform draws.
+  if (is_block(t[1]))
+    return {call("decode row, K=256 N=37", 1, 256, 37, 1, 1),
+            call("prefill T=9 K=1024 N=70", 9, 1024, 70, 1, 1),
+            call("K=4096 long reduction", 3, 4096, 19, 1, 1),
+            call("large activations", 3, 512, 21, 3e3, 1)};
   return {call("decode row, K=67 N=37 tails", 1, 67, 37, 1, 1),
           call("prefill T=33 K=256 N=70", 33, 256, 70, 1, 1),
           call("K=4099 long reduction with a tail", 5, 4099, 19, 1, 1),
@@ -36,8 +45,10 @@ std::vector<OpExample> examples(std::span<const DType> t, std::mt19937_64& rng) 
 }  // namespace
 
 OpDef define_matmul() {
-  return {Op::Matmul, "matmul", {"x", "w"},  {"out"},       {},      {{DType::F32}, kWeightDtypes},
-          {-1},       infer,    reduce_cols, {8, 8, false}, examples};
+  return {Op::Matmul,    "matmul", {"x", "w"},
+          {"out"},       {},       {{DType::F32}, kMatrixWeightDtypes},
+          {-1},          infer,    reduce_cols,
+          {8, 8, false}, examples};
 }
 
 }  // namespace tapml::ops

@@ -9,6 +9,14 @@ void expect_matrix(const TensorType& t, std::string_view op, const char* name) {
                std::string(name) + " must be a matrix, got " + describe(t));
 }
 
+void expect_whole_blocks(const TensorType& t, std::string_view op, const char* name) {
+  const int64_t block = block_elems(t.dtype);
+  TAPML_EXPECT(block == 1 || (t.shape.rank() >= 1 && t.shape.back() % block == 0), op,
+               std::string(name) + " " + describe(t) + ": rows of " + std::to_string(block) +
+                   "-element blocks need a last dimension that is a multiple of " +
+                   std::to_string(block));
+}
+
 int64_t positive_attr(const Attrs& a, const char* name, std::string_view op) {
   int64_t v = a.get_int(name);
   TAPML_EXPECT(v > 0, op, std::string("attribute ") + name + " must be positive");
@@ -21,25 +29,9 @@ int64_t reduce_cols(Types in, const Attrs&) { return in[0].shape[1]; }
 // The standard distributions differ between standard libraries; these draws use nothing but
 // mt19937_64's output, which the standard fixes, so a seed names the same examples everywhere.
 Tensor uniform(DType dtype, Shape shape, double lo, double hi, std::mt19937_64& rng) {
-  Tensor t(dtype, std::move(shape));
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    float v = float(lo + (hi - lo) * (double(rng() >> 11) * 0x1.0p-53));
-    switch (dtype) {
-      case DType::F32:
-        t.mutable_data<float>()[i] = v;
-        break;
-      case DType::F16:
-        t.mutable_data<uint16_t>()[i] = f32_to_f16(v);
-        break;
-      case DType::BF16:
-        t.mutable_data<uint16_t>()[i] = f32_to_bf16(v);
-        break;
-      case DType::I32:
-        t.mutable_data<int32_t>()[i] = int32_t(v);
-        break;
-    }
-  }
-  return t;
+  std::vector<float> v(size_t(shape.numel()));
+  for (float& x : v) x = float(lo + (hi - lo) * (double(rng() >> 11) * 0x1.0p-53));
+  return Tensor::from_f32_as(dtype, std::move(shape), v);
 }
 
 Tensor ids(Shape shape, int32_t lo, int32_t hi, std::mt19937_64& rng) {

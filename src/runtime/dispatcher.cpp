@@ -107,7 +107,7 @@ Val Dispatcher::persistent(const std::string& name, DType dtype, Shape shape) {
   auto s = std::make_shared<Storage>();
   s->kind = Storage::Kind::Persistent;
   s->name = name;
-  s->bytes = size_t(shape.numel()) * dtype_size(dtype);
+  s->bytes = tensor_bytes(dtype, shape);
   s->zero = true;
   return add_value({{dtype, std::move(shape)}, s, 0, false});
 }
@@ -118,8 +118,12 @@ Val Dispatcher::rows(Val v, int64_t row_begin, int64_t n) {
       src.type.shape.rank() >= 1 && row_begin >= 0 && n >= 0 && row_begin + n <= src.type.shape[0],
       "rows " + std::to_string(row_begin) + "+" + std::to_string(n) + " outside " +
           src.type.shape.str());
-  size_t row_bytes = size_t(src.type.shape.numel() / std::max<int64_t>(src.type.shape[0], 1)) *
-                     dtype_size(src.type.dtype);
+  // Bytes per outermost row; a block type's rows hold whole blocks, so this divides exactly.
+  TAPML_REQUIRE(
+      src.type.shape.rank() >= 2 || !is_block(src.type.dtype),
+      "rows of a 1-D " + std::string(dtype_name(src.type.dtype)) + " value would cut blocks");
+  size_t row_bytes = tensor_bytes(src.type.dtype, src.type.shape) /
+                     size_t(std::max<int64_t>(src.type.shape[0], 1));
   Value view = src;
   view.type.shape[0] = n;
   view.offset += size_t(row_begin) * row_bytes;
@@ -222,7 +226,7 @@ std::vector<Val> Dispatcher::call(const Site& where, Op op, const Attrs& attrs,
       auto s = std::make_shared<Storage>();
       s->kind = Storage::Kind::Activation;
       s->name = site;
-      s->bytes = size_t(out_types[i].shape.numel()) * dtype_size(out_types[i].dtype);
+      s->bytes = tensor_bytes(out_types[i].dtype, out_types[i].shape);
       BufferId id = b.alloc(s->bytes);
       s->copies.emplace(&b, id);
       outputs.push_back(add_value({out_types[i], s, 0, true}));
@@ -231,9 +235,17 @@ std::vector<Val> Dispatcher::call(const Site& where, Op op, const Attrs& attrs,
   }
 
   Support sup = b.supports(c);
-  if (!sup.ok)
-    throw Error(site + ": backend '" + uri + "' cannot run " + std::string(def.name) + ": " +
-                sup.reason);
+  if (!sup.ok) {
+    std::string why =
+        site + ": backend '" + uri + "' cannot run " + std::string(def.name) + ": " + sup.reason;
+    // Few backends have block-type kernels yet; the rest of the model can still run here.
+    for (const DeviceTensor& t : c.inputs)
+      if (is_block(t.dtype) && uri != "ref") {
+        why += " (a placement rule such as '" + std::string(def.name) + "=ref' runs these on ref)";
+        break;
+      }
+    throw Error(why);
+  }
 
   CallEvent ev{next_call_++, where, phase_, uri, &c, inputs, outputs};
   for (CallObserver* o : observers_) o->before_call(ev, *this);

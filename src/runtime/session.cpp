@@ -8,7 +8,7 @@ namespace tapml {
 uint64_t cache_bytes(const ModelFile& model, int context) {
   uint64_t total = 0;
   for (const CacheSpec& c : architecture(model.arch).cache(model.config, context))
-    total += uint64_t(c.shape.numel()) * dtype_size(c.dtype);
+    total += uint64_t(tensor_bytes(c.dtype, c.shape));
   return total;
 }
 

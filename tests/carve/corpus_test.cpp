@@ -64,6 +64,8 @@ Tensor random_tensor(DType dtype, Shape shape, uint32_t seed, bool specials = fa
       case DType::I32:
         t.mutable_data<int32_t>()[i] = int32_t(rng() % 1000) - 500;
         break;
+      default:
+        break;  // block types are not drawn here
     }
   }
   if (specials && dtype == DType::F32 && t.numel() >= 5) {

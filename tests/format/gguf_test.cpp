@@ -264,6 +264,37 @@ TEST(GgufWriter, RejectsWhatCannotBeWritten) {
                        "cannot create a temporary file"));
 }
 
+TEST(GgufWriter, RoundTripsEveryBlockType) {
+  Writer w;
+  std::vector<Tensor> written;
+  for (DType t : kBlockDTypes) {
+    const int64_t n = 2 * block_elems(t);
+    std::vector<float> v(size_t(3 * n));
+    for (size_t i = 0; i < v.size(); ++i) v[i] = std::sin(0.37f * float(i));
+    written.push_back(Tensor::from_f32_as(t, Shape{3, n}, v));
+    w.add_tensor(std::string(dtype_name(t)), written.back());
+  }
+  // Rows must be whole blocks, also for the streaming overload.
+  EXPECT_TRUE(contains(error_of([&] {
+                         w.add_tensor("bad", DType::Q8_0, Shape{2, 33}, [](uint64_t, auto) {});
+                       }),
+                       "rows must be whole 32-element blocks"));
+  std::string path = testing::temp_dir() + "/blocks.gguf";
+  w.write(path);
+  File f = File::open(path);
+  for (const Tensor& x : written) {
+    const std::string name(dtype_name(x.dtype()));
+    SCOPED_TRACE(name);
+    Tensor y = f.tensor(name);
+    EXPECT_EQ(y.dtype(), x.dtype());
+    EXPECT_EQ(y.shape(), x.shape());
+    EXPECT_EQ(y.nbytes(), 3 * row_bytes(x.dtype(), x.shape()[1]));
+    EXPECT_EQ(f.find_tensor(name)->nbytes, y.nbytes());
+    EXPECT_EQ(std::memcmp(y.bytes(), x.bytes(), x.nbytes()), 0);
+    EXPECT_EQ(y.to_f32(), x.to_f32());
+  }
+}
+
 // ---------------------------------------------------------------------------------------
 // Opening
 
@@ -438,20 +469,25 @@ TEST(GgufFile, RejectsUnknownAndRemovedTensorTypes) {
   EXPECT_TRUE(contains(parse_error(blk), "not a multiple of the 32-element blocks of Q4_0"));
 }
 
-TEST(GgufFile, QuantizedTensorsAreListedButNotReadable) {
-  Bytes b = header(2, 0);
+TEST(GgufFile, BlockTensorsAreReadOtherQuantizedTypesNamed) {
+  Bytes b = header(3, 0);
   tensor_info(b, "blk.0.attn_q.weight", {64, 2}, 2, 0);  // Q4_0: 2 blocks per row, 72 bytes
-  tensor_info(b, "norm", {4}, 0, 96);
-  b.pad_to(32).zeros(96).raw({0, 0, 0x80, 0x3f}).zeros(12);
+  tensor_info(b, "iq", {64, 2}, 20, 96);                 // IQ4_NL: the same geometry
+  tensor_info(b, "norm", {4}, 0, 192);
+  b.pad_to(32).zeros(192).raw({0, 0, 0x80, 0x3f}).zeros(12);
   File f = parse(b);
-  ASSERT_EQ(f.tensors().size(), 2u);
+  ASSERT_EQ(f.tensors().size(), 3u);
   EXPECT_EQ(f.find_tensor("blk.0.attn_q.weight")->nbytes, 72u);
   EXPECT_EQ(tensor_type_name(2), "Q4_0");
-  EXPECT_FALSE(tensor_type_readable(2));
-  EXPECT_EQ(error_of([&] { f.tensor("blk.0.attn_q.weight"); }),
-            "x.gguf: tensor blk.0.attn_q.weight has type Q4_0 (id 2), which TapML cannot read "
-            "yet");
-  EXPECT_EQ(f.tensor_bytes("blk.0.attn_q.weight").size(), 72u);
+  EXPECT_TRUE(tensor_type_readable(2));
+  Tensor q = f.tensor("blk.0.attn_q.weight");
+  EXPECT_EQ(q.dtype(), DType::Q4_0);
+  EXPECT_EQ(q.shape(), (Shape{2, 64}));
+  EXPECT_EQ(q.nbytes(), 72u);
+  EXPECT_FALSE(tensor_type_readable(20));
+  EXPECT_EQ(error_of([&] { f.tensor("iq"); }),
+            "x.gguf: tensor iq has type IQ4_NL (id 20), which TapML cannot read yet");
+  EXPECT_EQ(f.tensor_bytes("iq").size(), 72u);
   EXPECT_EQ(f.tensor("norm").get_f32(0), 1.0f);
   EXPECT_TRUE(contains(error_of([&] { f.tensor("nope"); }), "no tensor named 'nope'"));
 }

@@ -82,6 +82,8 @@ Tensor ramp(DType dt, Shape shape, float start) {
       case DType::I32:
         t.mutable_data<int32_t>()[k] = int32_t(k) - 3;
         break;
+      default:
+        break;  // safetensors holds no block types
     }
   }
   return t;

@@ -247,7 +247,8 @@ TEST(ModelFile, ValidationNamesTheFirstProblem) {
   ModelFile bad = m;
   bad.weights["output_norm.weight"] = Tensor(DType::I32, {32});
   EXPECT_TRUE(contains(error_of([&] { validate_model(bad); }),
-                       "output_norm.weight has dtype i32, expected f32, f16 or bf16"));
+                       "output_norm.weight has dtype i32, expected f32, f16, bf16 or a quantized "
+                       "block type"));
   bad = m;
   bad.config.rope_dim = 7;
   EXPECT_TRUE(contains(error_of([&] { validate_model(bad); }), "rope_dim 7 must be even"));
@@ -263,11 +264,11 @@ TEST(ModelFile, ValidationNamesTheFirstProblem) {
   EXPECT_TRUE(contains(error_of([&] { validate_model(bad); }), "vocab_size -1 must be positive"));
 }
 
-TEST(ModelFile, QuantizedWeightsAreNamedNotMisread) {
+TEST(ModelFile, BlockWeightsLoadOtherQuantizedTypesAreNamed) {
   std::string path = write_tiny_llama({});
   std::vector<uint8_t> b = read_bytes(path);
-  // Retype blk.0.attn_q.weight ([32, 32] F16, 2048 bytes) as Q4_0 (576 bytes): the type
-  // field follows the name, n_dims and two ne values.
+  // Retype blk.0.attn_q.weight ([32, 32] F16, 2048 bytes) as Q4_0 or IQ4_NL (576 bytes
+  // each): the type field follows the name, n_dims and two ne values.
   const std::string name = "blk.0.attn_q.weight";
   auto at = std::search(b.begin(), b.end(), name.begin(), name.end());
   ASSERT_NE(at, b.end());
@@ -275,12 +276,26 @@ TEST(ModelFile, QuantizedWeightsAreNamedNotMisread) {
   uint32_t type;
   std::memcpy(&type, &b[type_at], 4);
   ASSERT_EQ(type, 1u);
-  type = 2;
-  std::memcpy(&b[type_at], &type, 4);
-  std::string q = testing::temp_dir() + "/q4.gguf";
-  write_bytes(q, b);
-  EXPECT_EQ(error_of([&] { load_model(q); }),
-            q + ": tensor blk.0.attn_q.weight has type Q4_0 (id 2), which TapML cannot read yet");
+  auto retyped = [&](uint32_t id, const std::string& file) {
+    std::memcpy(&b[type_at], &id, 4);
+    std::string q = testing::temp_dir() + "/" + file;
+    write_bytes(q, b);
+    return q;
+  };
+  std::string q4 = retyped(2, "q4.gguf");
+  ModelFile m = load_model(q4);
+  EXPECT_EQ(m.weights.at(name).dtype(), DType::Q4_0);
+  EXPECT_EQ(m.weights.at(name).nbytes(), 32 * 18u);
+  std::string iq = retyped(20, "iq4.gguf");
+  EXPECT_EQ(error_of([&] { load_model(iq); }),
+            iq + ": tensor blk.0.attn_q.weight has type IQ4_NL (id 20), which TapML cannot read "
+                 "yet");
+  // A block type where a vector belongs is refused by name.
+  ModelFile bad = load_gguf(path);
+  bad.weights["output_norm.weight"] = Tensor(DType::Q8_0, {32});
+  EXPECT_TRUE(contains(error_of([&] { validate_model(bad); }),
+                       "output_norm.weight has dtype q8_0 [32]; quantized blocks are read in 2-D "
+                       "weight matrices only"));
 }
 
 // ---------------------------------------------------------------------------------------

@@ -84,13 +84,33 @@ TEST(OpCatalog, ValidationNamesTheOpAndTheProblem) {
   EXPECT_EQ(message([&] {
               infer(Op::Matmul, {{DType::F32, {3, 64}}, {DType::I32, {48, 64}}});
             }),
-            "matmul: w must be f32, f16 or bf16, got i32 [48, 64]");
+            "matmul: w must be f32, f16, bf16, q4_0, q4_1, q5_0, q5_1, q8_0, q2_k, q3_k, q4_k, "
+            "q5_k or q6_k, got i32 [48, 64]");
+  // A block-type weight's rows are whole blocks.
+  EXPECT_NO_THROW(infer(Op::Matmul, {{DType::F32, {3, 64}}, {DType::Q8_0, {48, 64}}}));
+  EXPECT_EQ(message([&] {
+              infer(Op::Matmul, {{DType::F32, {3, 64}}, {DType::Q4_K, {48, 64}}});
+            }),
+            "matmul: w q4_k [48, 64]: rows of 256-element blocks need a last dimension that is "
+            "a multiple of 256");
+  EXPECT_EQ(message([&] {
+              infer(Op::Embedding, {{DType::Q4_0, {10, 48}}, {DType::I32, {2}}});
+            }),
+            "embedding: table q4_0 [10, 48]: rows of 32-element blocks need a last dimension "
+            "that is a multiple of 32");
+  EXPECT_EQ(message([&] {
+              infer(Op::RmsNorm, {{DType::F32, {2, 64}}, {DType::Q8_0, {64}}}, {{"eps", 1e-5}});
+            }),
+            "rmsnorm: weight must be f32, f16 or bf16, got q8_0 [64]");
 }
 
 TEST(OpCatalog, DtypeCombinationsCoverEveryWeightType) {
   std::vector<std::vector<DType>> combos = dtype_combinations(op_def(Op::Matmul));
-  ASSERT_EQ(combos.size(), 3u);
+  ASSERT_EQ(combos.size(), 3u + std::size(kBlockDTypes));
   EXPECT_EQ(combos[1], (std::vector<DType>{DType::F32, DType::F16}));
+  EXPECT_EQ(combos.back(), (std::vector<DType>{DType::F32, DType::Q6_K}));
+  EXPECT_EQ(dtype_combinations(op_def(Op::Embedding)).size(), 3u + std::size(kBlockDTypes));
+  EXPECT_EQ(dtype_combinations(op_def(Op::RmsNorm)).size(), 3u);
   EXPECT_EQ(dtype_combinations(op_def(Op::Add)).size(), 1u);
 }
 
@@ -439,7 +459,8 @@ TEST(Dtype, HalfConversionsRoundTrip) {
   EXPECT_EQ(f32_to_f16(1.0f + 1.0f / 4096), 0x3c00);  // ties round to even
   EXPECT_EQ(bf16_to_f32(f32_to_bf16(3.140625f)), 3.140625f);
   EXPECT_EQ(dtype_from_name("bf16"), DType::BF16);
-  EXPECT_THROW(dtype_from_name("q4_0"), Error);
+  EXPECT_EQ(dtype_from_name("q4_0"), DType::Q4_0);
+  EXPECT_THROW(dtype_from_name("iq4_nl"), Error);
 }
 
 }  // namespace

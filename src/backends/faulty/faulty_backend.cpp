@@ -173,8 +173,8 @@ class FaultyBackend final : public ForwardingBackend {
           std::memcpy(&h, bytes.data() + 2 * i, 2);
           v[i] = bf16_to_f32(h);
           break;
-        case DType::I32:
-          throw Error("faulty: expected a float tensor, got i32");
+        default:
+          throw Error("faulty: expected a float tensor, got " + std::string(dtype_name(t.dtype)));
       }
     }
     return v;

@@ -8,6 +8,7 @@
 
 #include "backend/host_backend.h"
 #include "core/error.h"
+#include "core/quant.h"
 
 namespace tapml {
 
@@ -25,6 +26,9 @@ class RefBackend final : public HostBackend {
     kernels().add(Op::Embedding, this, &RefBackend::embedding);
     kernels().add(Op::RmsNorm, this, &RefBackend::rmsnorm);
     kernels().add(Op::Matmul, this, &RefBackend::matmul);
+    const std::vector<DType> blocks(std::begin(kBlockDTypes), std::end(kBlockDTypes));
+    kernels().add(Op::Matmul, this, &RefBackend::matmul_blocks, {{DType::F32}, blocks});
+    kernels().add(Op::Embedding, this, &RefBackend::embedding_blocks, {blocks, {DType::I32}});
     kernels().add(Op::Rope, this, &RefBackend::rope, {}, {"freq_factors"});
     kernels().add(Op::KvStore, this, &RefBackend::kv_store);
     kernels().add(Op::Attention, this, &RefBackend::attention, {}, {"window", "softcap"});
@@ -54,10 +58,10 @@ class RefBackend final : public HostBackend {
           return f16_to_f32(reinterpret_cast<const uint16_t*>(p)[i]);
         case DType::BF16:
           return bf16_to_f32(reinterpret_cast<const uint16_t*>(p)[i]);
-        case DType::I32:
+        default:
           break;
       }
-      throw Error("ref: weight must be a float type");
+      throw Error("ref: weight must be a float type, not " + std::string(dtype_name(dtype)));
     }
   };
   Weights weights(const DeviceTensor& t) const { return {ptr(t), t.dtype}; }
@@ -73,6 +77,42 @@ class RefBackend final : public HostBackend {
                                                    " outside the vocabulary of " +
                                                    std::to_string(V));
       for (int64_t d = 0; d < D; ++d) out[t * D + d] = float(weight(ids[t] * D + d));
+    }
+  }
+
+  // Block-type tables and matrices: each row is dequantized with dequantize_row (ggml's
+  // arithmetic, bit for bit), then used exactly as an f32 row, so a quantized model computes
+  // what its dequantized f32 copy does.
+  void embedding_blocks(const OpCall& c) {
+    const DeviceTensor& table = c.inputs[0];
+    const QuantType q = *block_quant(table.dtype);
+    const int32_t* ids = data<int32_t>(c.inputs[1]);
+    float* out = data<float>(c.outputs[0]);
+    int64_t T = c.inputs[1].shape[0], V = table.shape[0], D = table.shape[1];
+    const size_t rb = row_bytes(table.dtype, D);
+    for (int64_t t = 0; t < T; ++t)
+      TAPML_REQUIRE(ids[t] >= 0 && ids[t] < V, "embedding: token id " + std::to_string(ids[t]) +
+                                                   " outside the vocabulary of " +
+                                                   std::to_string(V));
+    for (int64_t t = 0; t < T; ++t)
+      dequantize_row(q, ptr(table) + size_t(ids[t]) * rb, out + t * D, D);
+  }
+
+  void matmul_blocks(const OpCall& c) {
+    const float* x = data<float>(c.inputs[0]);
+    const DeviceTensor& w = c.inputs[1];
+    const QuantType q = *block_quant(w.dtype);
+    float* out = data<float>(c.outputs[0]);
+    int64_t T = c.inputs[0].shape[0], K = c.inputs[0].shape[1], N = w.shape[0];
+    const size_t rb = row_bytes(w.dtype, K);
+    std::vector<float> row(static_cast<size_t>(K));
+    for (int64_t n = 0; n < N; ++n) {
+      dequantize_row(q, ptr(w) + size_t(n) * rb, row.data(), K);
+      for (int64_t t = 0; t < T; ++t) {
+        A acc = 0;
+        for (int64_t k = 0; k < K; ++k) acc += A(x[t * K + k]) * A(row[size_t(k)]);
+        out[t * N + n] = float(acc);
+      }
     }
   }
 

@@ -23,7 +23,8 @@ class TcpBackend : public Backend {
   explicit TcpBackend(const BackendUri& uri) {
     uri.allow_params({"token", "timeout_ms", "call_timeout_ms", "hash_min"});
     where_ = "tcp://" + uri.target;
-    TAPML_REQUIRE_USAGE(!uri.target.empty(), "backend URI '" + uri.text + "': expected tcp://HOST:PORT");
+    TAPML_REQUIRE_USAGE(!uri.target.empty(),
+                        "backend URI '" + uri.text + "': expected tcp://HOST:PORT");
     auto [host, port] = rpc::parse_host_port(uri.target);
     // Out-of-range values are errors, not clamped: timeout_ms=0 is a typo, not a request for
     // a one-millisecond timeout.
@@ -150,6 +151,12 @@ class TcpBackend : public Backend {
     const std::string op(op_name(call.op));
     if (std::find(hello_.ops.begin(), hello_.ops.end(), op) == hello_.ops.end())
       return Support::no(where_ + " does not offer op " + op);
+    // A block type travels only to a device that lists it (the protocol carries none yet).
+    for (auto* list : {&call.inputs, &call.outputs})
+      for (const DeviceTensor& t : *list)
+        if (is_block(t.dtype) &&
+            std::find(hello_.dtypes.begin(), hello_.dtypes.end(), t.dtype) == hello_.dtypes.end())
+          return Support::no(where_ + " does not take dtype " + std::string(dtype_name(t.dtype)));
     // A backend's answer depends on the call's signature, not on which buffers it names, so
     // one round trip per signature is enough (a model asks for every call it dispatches).
     std::string key = op + "|";
