@@ -674,8 +674,12 @@ void quant(const float* x, BlockQ3_K& b) {
   pack_2bit(low, b.qs);
 }
 
-void quant(const float* x, BlockQ4_K& b) {
-  uint8_t L[kQK_K], Laux[32];
+// Q4_K and Q5_K alike: eight sub-blocks of 32, each with a scale and a min found by
+// make_qkx2_quants (levels 0..nmax), stored as 6-bit values against the super-block's d and
+// dmin; then every value's level against the stored (rounded) scale and min, into L.
+template <class Block>
+void quant_scales_mins_k(const float* x, int nmax, float rmin, int nstep, Block& b, uint8_t* L) {
+  uint8_t Laux[32];
   float weights[32], mins[kQK_K / 32], scales[kQK_K / 32];
   float max_scale = 0, max_min = 0;
   for (int j = 0; j < kQK_K / 32; ++j) {
@@ -683,8 +687,8 @@ void quant(const float* x, BlockQ4_K& b) {
     for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
     const float av_x = std::sqrt(sum_x2 / 32);
     for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-    scales[j] = make_qkx2_quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f,
-                                 0.1f, 20, false);
+    scales[j] = make_qkx2_quants(32, nmax, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, rmin,
+                                 0.1f, nstep, false);
     if (scales[j] > max_scale) max_scale = scales[j];
     if (mins[j] > max_min) max_min = mins[j];
   }
@@ -706,48 +710,21 @@ void quant(const float* x, BlockQ4_K& b) {
     const float dm = half(b.dmin) * float(m);
     for (int ii = 0; ii < 32; ++ii) {
       const int l = nearest_int((x[32 * j + ii] + dm) / d);
-      L[32 * j + ii] = uint8_t(max_of(0, min_of(15, l)));
+      L[32 * j + ii] = uint8_t(max_of(0, min_of(nmax, l)));
     }
   }
+}
+
+void quant(const float* x, BlockQ4_K& b) {
+  uint8_t L[kQK_K];
+  quant_scales_mins_k(x, 15, -1.f, 20, b, L);
   for (int j = 0; j < kQK_K; j += 64)
     for (int l = 0; l < 32; ++l) b.qs[j / 2 + l] = uint8_t(L[j + l] | L[j + l + 32] << 4);
 }
 
 void quant(const float* x, BlockQ5_K& b) {
-  uint8_t L[kQK_K], Laux[32];
-  float weights[32], mins[kQK_K / 32], scales[kQK_K / 32];
-  float max_scale = 0, max_min = 0;
-  for (int j = 0; j < kQK_K / 32; ++j) {
-    float sum_x2 = 0;
-    for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
-    const float av_x = std::sqrt(sum_x2 / 32);
-    for (int l = 0; l < 32; ++l) weights[l] = av_x + std::fabs(x[32 * j + l]);
-    scales[j] = make_qkx2_quants(32, 31, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -0.5f,
-                                 0.1f, 15, false);
-    if (scales[j] > max_scale) max_scale = scales[j];
-    if (mins[j] > max_min) max_min = mins[j];
-  }
-  const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
-  const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
-  std::memset(b.scales, 0, sizeof b.scales);
-  for (int j = 0; j < kQK_K / 32; ++j) {
-    uint8_t ls = uint8_t(nearest_int(inv_scale * scales[j]));
-    uint8_t lm = uint8_t(nearest_int(inv_min * mins[j]));
-    pack_scale_min_k4(j, min_of<uint8_t>(63, ls), min_of<uint8_t>(63, lm), b.scales);
-  }
-  b.d = to_half(max_scale / 63.f);
-  b.dmin = to_half(max_min / 63.f);
-  for (int j = 0; j < kQK_K / 32; ++j) {
-    uint8_t sc, m;
-    scale_min_k4(j, b.scales, sc, m);
-    const float d = half(b.d) * float(sc);
-    if (d == 0.0f) continue;
-    const float dm = half(b.dmin) * float(m);
-    for (int ii = 0; ii < 32; ++ii) {
-      const int l = nearest_int((x[32 * j + ii] + dm) / d);
-      L[32 * j + ii] = uint8_t(max_of(0, min_of(31, l)));
-    }
-  }
+  uint8_t L[kQK_K];
+  quant_scales_mins_k(x, 31, -0.5f, 15, b, L);
   // Chunk c of 64: low nibbles of qs[32c + l] hold elements l and l+32; their fifth bits go to
   // bits 2c and 2c+1 of qh[l].
   std::memset(b.qh, 0, sizeof b.qh);
