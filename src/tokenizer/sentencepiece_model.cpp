@@ -12,6 +12,7 @@
 #include "format/untrusted_json.h"
 #include "tokenizer/pieces.h"
 #include "tokenizer/unigram.h"
+#include "tokenizer/utf8.h"
 
 namespace tapml {
 
@@ -232,38 +233,6 @@ float as_float(const Fields& fields, const Field& f, const char* name) {
 std::string_view as_bytes(const Fields& fields, const Field& f, const char* name) {
   expect_wire(fields, f, kLengthDelimited, name);
   return f.bytes;
-}
-
-bool valid_utf8(std::string_view s) {
-  for (size_t i = 0; i < s.size();) {
-    const auto c0 = static_cast<unsigned char>(s[i]);
-    size_t len = 0;
-    unsigned char lo = 0x80, hi = 0xBF;
-    if (c0 < 0x80) {
-      ++i;
-      continue;
-    } else if (c0 >= 0xC2 && c0 <= 0xDF) {
-      len = 2;
-    } else if (c0 >= 0xE0 && c0 <= 0xEF) {
-      len = 3;
-      if (c0 == 0xE0) lo = 0xA0;
-      if (c0 == 0xED) hi = 0x9F;
-    } else if (c0 >= 0xF0 && c0 <= 0xF4) {
-      len = 4;
-      if (c0 == 0xF0) lo = 0x90;
-      if (c0 == 0xF4) hi = 0x8F;
-    } else {
-      return false;
-    }
-    if (s.size() - i < len) return false;
-    const auto c1 = static_cast<unsigned char>(s[i + 1]);
-    if (c1 < lo || c1 > hi) return false;
-    for (size_t k = 2; k < len; ++k) {
-      if ((static_cast<unsigned char>(s[i + k]) & 0xC0) != 0x80) return false;
-    }
-    i += len;
-  }
-  return true;
 }
 
 // The first bytes of `s` in hex, for pieces that cannot be shown as text.

@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "tokenizer/merge.h"
 #include "tokenizer/pieces.h"
+#include "tokenizer/utf8.h"
 
 namespace tapml {
 
@@ -24,31 +25,8 @@ bool is_continuation(unsigned char c) { return (c & 0xC0) == 0x80; }
 // stray byte becomes a symbol of its own (and falls back to a byte token) instead of
 // swallowing the valid characters after it.
 size_t utf8_char_len(std::string_view s, size_t pos) {
-  auto c0 = static_cast<unsigned char>(s[pos]);
-  size_t len = 0;
-  unsigned char lo = 0x80, hi = 0xBF;  // allowed range of the second byte
-  if (c0 < 0x80)
-    return 1;
-  else if (c0 >= 0xC2 && c0 <= 0xDF)
-    len = 2;
-  else if (c0 >= 0xE0 && c0 <= 0xEF) {
-    len = 3;
-    if (c0 == 0xE0) lo = 0xA0;  // overlong
-    if (c0 == 0xED) hi = 0x9F;  // surrogates
-  } else if (c0 >= 0xF0 && c0 <= 0xF4) {
-    len = 4;
-    if (c0 == 0xF0) lo = 0x90;  // overlong
-    if (c0 == 0xF4) hi = 0x8F;  // beyond U+10FFFF
-  } else {
-    return 1;
-  }
-  if (pos + len > s.size()) return 1;
-  auto c1 = static_cast<unsigned char>(s[pos + 1]);
-  if (c1 < lo || c1 > hi) return 1;
-  for (size_t i = 2; i < len; ++i) {
-    if (!is_continuation(static_cast<unsigned char>(s[pos + i]))) return 1;
-  }
-  return len;
+  const size_t n = valid_char_len(s, pos);
+  return n ? n : 1;
 }
 
 // Unicode NFC of `text`. NFC is defined on characters, so bytes that are not UTF-8 stay as

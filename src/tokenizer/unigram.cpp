@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "tokenizer/pieces.h"
+#include "tokenizer/utf8.h"
 
 namespace tapml {
 
@@ -29,30 +30,6 @@ size_t one_char_len(unsigned char c) {
   if (c < 0xE0) return 2;
   if (c < 0xF0) return 3;
   return 4;
-}
-
-// Length of the well-formed UTF-8 character at text[pos], or 0 when it is not one
-// (overlong forms, surrogates and code points past U+10FFFF included).
-size_t valid_char_len(std::string_view text, size_t pos) {
-  auto b = [&](size_t i) { return static_cast<unsigned char>(text[pos + i]); };
-  auto trail = [&](size_t i) { return (b(i) & 0xC0) == 0x80; };
-  const size_t left = text.size() - pos;
-  const unsigned char c0 = b(0);
-  if (c0 < 0x80) return 1;
-  if (c0 >= 0xC2 && c0 <= 0xDF) return left >= 2 && trail(1) ? 2 : 0;
-  if (c0 >= 0xE0 && c0 <= 0xEF) {
-    if (left < 3 || !trail(1) || !trail(2)) return 0;
-    if (c0 == 0xE0 && b(1) < 0xA0) return 0;  // overlong
-    if (c0 == 0xED && b(1) > 0x9F) return 0;  // surrogates
-    return 3;
-  }
-  if (c0 >= 0xF0 && c0 <= 0xF4) {
-    if (left < 4 || !trail(1) || !trail(2) || !trail(3)) return 0;
-    if (c0 == 0xF0 && b(1) < 0x90) return 0;  // overlong
-    if (c0 == 0xF4 && b(1) > 0x8F) return 0;  // past U+10FFFF
-    return 4;
-  }
-  return 0;
 }
 
 }  // namespace

@@ -1,7 +1,6 @@
 // The tokenizer on GGUF vocabularies, against llama.cpp's tokenizer test vectors
 // (ggml-vocab-*.gguf.inp/.out, as its test-tokenizer-0 reads them).
 #include <gtest/gtest.h>
-#include <utf8proc.h>
 
 #include <algorithm>
 #include <fstream>
@@ -14,6 +13,7 @@
 #include "format/gguf.h"
 #include "support/shared.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/utf8.h"
 #include "tokenizer/vectors.h"
 #include "tokenizer/vocab.h"
 
@@ -347,18 +347,6 @@ TEST(GgufVocabErrors, RefusesUnknownTokenizerModel) {
 
 TEST(GgufVocabErrors, MissingFile) {
   EXPECT_THROW(gguf::File::open("/nonexistent/vocab.gguf"), Error);
-}
-
-bool valid_utf8(const std::string& s) {
-  auto p = reinterpret_cast<const utf8proc_uint8_t*>(s.data());
-  for (utf8proc_ssize_t left = utf8proc_ssize_t(s.size()); left > 0;) {
-    utf8proc_int32_t cp = 0;
-    utf8proc_ssize_t n = utf8proc_iterate(p, left, &cp);
-    if (n <= 0) return false;
-    p += n;
-    left -= n;
-  }
-  return true;
 }
 
 // Streaming a token sequence gives decode()'s text, and every piece printed along the way is
