@@ -274,16 +274,23 @@ void dequant(const BlockQ6_K& b, float* y) {
   }
 }
 
-// ---------------------------------------------------------------- legacy quantizers
-
-void quant(const float* x, BlockQ4_0& b) {
-  float amax = 0.0f, max = 0.0f;  // the value of largest magnitude, with its sign
-  for (int j = 0; j < kQK; ++j) {
+// The value of largest magnitude in x[0..n), with its sign (the first of equal magnitudes),
+// as ggml's quantizers find it.
+float signed_absmax(const float* x, int n) {
+  float amax = 0.0f, max = 0.0f;
+  for (int j = 0; j < n; ++j) {
     if (amax < std::fabs(x[j])) {
       amax = std::fabs(x[j]);
       max = x[j];
     }
   }
+  return max;
+}
+
+// ---------------------------------------------------------------- legacy quantizers
+
+void quant(const float* x, BlockQ4_0& b) {
+  const float max = signed_absmax(x, kQK);
   const float d = max / -8;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   b.d = to_half(d);
@@ -316,13 +323,7 @@ void quant(const float* x, BlockQ4_1& b) {
 }
 
 void quant(const float* x, BlockQ5_0& b) {
-  float amax = 0.0f, max = 0.0f;
-  for (int j = 0; j < kQK; ++j) {
-    if (amax < std::fabs(x[j])) {
-      amax = std::fabs(x[j]);
-      max = x[j];
-    }
-  }
+  const float max = signed_absmax(x, kQK);
   const float d = max / -16;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   b.d = to_half(d);
@@ -378,15 +379,8 @@ void quant(const float* x, BlockQ8_0& b) {
 // symmetric levels L in 0..2*nmax-1 (bias nmax) for n values; tries 18 scales around
 // nmax/max and returns the one minimizing the weighted squared error.
 float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
-  }
-  if (amax < kGroupMaxEps) {
+  const float max = signed_absmax(x, n);
+  if (std::fabs(max) < kGroupMaxEps) {
     for (int i = 0; i < n; ++i) L[i] = 0;
     return 0.f;
   }
@@ -428,15 +422,8 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L) {
 // ggml's make_q3_quants with do_rmse: levels -nmax..nmax-1 from nmax/max, then up to 5 passes
 // moving single levels while that lowers the x^2-weighted error; L gets the bias nmax.
 float make_q3_quants(int n, int nmax, const float* x, int8_t* L) {
-  float max = 0, amax = 0;
-  for (int i = 0; i < n; ++i) {
-    const float ax = std::fabs(x[i]);
-    if (ax > amax) {
-      amax = ax;
-      max = x[i];
-    }
-  }
-  if (amax < kGroupMaxEps) {
+  const float max = signed_absmax(x, n);
+  if (std::fabs(max) < kGroupMaxEps) {
     for (int i = 0; i < n; ++i) L[i] = 0;
     return 0.f;
   }
