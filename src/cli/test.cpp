@@ -51,7 +51,7 @@ void finish(const TestArgs& a, const ReplayRun& run) {
   std::fputs(summary_text(run).c_str(), stdout);
   int64_t failed = 0;
   for (const TestResult& r : run.results) {
-    if (r.pass) continue;
+    if (!r.failed()) continue;
     if (a.max_failures == 0 || failed < a.max_failures)
       std::fputs(failure_text(r, run.corpus, run.backend, run.synthetic, a.seed).c_str(), stdout);
     ++failed;
@@ -127,8 +127,11 @@ void test(const TestArgs& a, DevicePool& devices) {
   o.on_result = [&](size_t done, size_t total, const TestResult& r) {
     progress.set_total(int64_t(total));
     if (a.verbosity.verbose)
-      progress.say(std::string(r.pass ? "pass" : "FAIL") + " #" + std::to_string(r.id) + " " +
-                   r.site + " (" + std::string(op_name(r.op)) + ", " + r.phase + ")");
+      progress.say(std::string(r.pass       ? "pass"
+                               : r.failed() ? "FAIL"
+                                            : "not offered") +
+                   " #" + std::to_string(r.id) + " " + r.site + " (" + std::string(op_name(r.op)) +
+                   ", " + r.phase + ")");
     progress.update(int64_t(done), r.site);
   };
   ReplayRun run = replay_corpus(a.corpus, a.backend, o);

@@ -153,11 +153,10 @@ ConformanceRun ConformanceSuite::run(Backend& target) {
       prepare(c);
       TestResult t = replay_test(target, c.test, policy);
       r.seconds = t.seconds;
-      // run_host_call words a refusal "NAME cannot run OP: REASON"; a supports() that
-      // depends on more than the call's types may refuse only when asked with real buffers.
-      const std::string marker = " cannot run " + std::string(op_name(c.test.op)) + ": ";
-      if (size_t at = t.error.find(marker); !t.error.empty() && at != std::string::npos) {
-        not_offered(t.error.substr(at + marker.size()));
+      // A supports() that depends on more than the call's types may refuse only when asked
+      // with real buffers.
+      if (!t.not_offered.empty()) {
+        not_offered(t.not_offered);
       } else if (!t.error.empty()) {
         r.status = CaseStatus::Fail;
         r.check = "error";

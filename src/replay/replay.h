@@ -20,7 +20,11 @@ struct TestResult {
   std::string site, phase;
   bool pass = false;
   Verdict verdict;
-  std::string error;  // set when the backend refused or failed the call (then pass = false)
+  std::string error;  // set when the backend failed the call (then pass = false)
+  // Why the backend refused the call (its supports() said no): coverage, not a failure.
+  // Then pass = false and error is empty.
+  std::string not_offered;
+  bool failed() const { return !pass && not_offered.empty(); }
   double seconds = 0;
 };
 

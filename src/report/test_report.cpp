@@ -16,7 +16,7 @@ std::map<std::string, OpSummary> summarize(const std::vector<TestResult>& result
   for (const TestResult& r : results) {
     OpSummary& s = out[std::string(op_name(r.op))];
     s.tests++;
-    (r.pass ? s.passed : s.failed)++;
+    (r.pass ? s.passed : r.failed() ? s.failed : s.not_offered)++;
     s.worst_ratio = std::max(s.worst_ratio, r.verdict.worst_ratio);
   }
   return out;
@@ -32,9 +32,12 @@ nlohmann::json to_json(const ReplayRun& run) {
                      {"pass", r.pass},
                      {"check", check_name(r.verdict.failed)},
                      {"ratio", r.verdict.worst_ratio},
-                     {"detail", r.error.empty() ? r.verdict.detail : r.error},
+                     {"detail", !r.not_offered.empty() ? r.not_offered
+                                : r.error.empty()      ? r.verdict.detail
+                                                       : r.error},
                      {"seconds", r.seconds}};
     if (!r.error.empty()) t["check"] = "error";
+    if (!r.not_offered.empty()) t["check"] = "not offered";
     nlohmann::json outs = nlohmann::json::array();
     for (const OutputVerdict& o : r.verdict.outputs)
       outs.push_back({{"check", check_name(o.failed)},
@@ -55,13 +58,15 @@ nlohmann::json to_json(const ReplayRun& run) {
     tests.push_back(t);
   }
   nlohmann::json per_op = nlohmann::json::object();
-  int64_t failed = 0;
+  int64_t failed = 0, not_offered = 0;
   for (auto& [op, s] : summarize(run.results)) {
     per_op[op] = {{"tests", s.tests},
                   {"passed", s.passed},
                   {"failed", s.failed},
+                  {"not_offered", s.not_offered},
                   {"worst_ratio", s.worst_ratio}};
     failed += s.failed;
+    not_offered += s.not_offered;
   }
   return {{"format", "tapml-test-report"},
           {"version", kTestReportVersion},
@@ -70,7 +75,11 @@ nlohmann::json to_json(const ReplayRun& run) {
           {"synthetic", run.synthetic},
           {"shard", run.shard},
           {"shards", run.shards},
-          {"summary", {{"tests", run.results.size()}, {"failed", failed}, {"per_op", per_op}}},
+          {"summary",
+           {{"tests", run.results.size()},
+            {"failed", failed},
+            {"not_offered", not_offered},
+            {"per_op", per_op}}},
           {"tests", tests}};
 }
 
@@ -101,6 +110,8 @@ ReplayRun replay_run_from_json(const nlohmann::json& j, const std::string& from)
       std::string check = t.at("check");
       if (check == "error")
         r.error = t.at("detail");
+      else if (check == "not offered")
+        r.not_offered = t.at("detail");
       else
         r.verdict.detail = t.at("detail");
       for (CheckKind k : {CheckKind::Pass, CheckKind::Shape, CheckKind::Dtype, CheckKind::Guard,
@@ -156,7 +167,10 @@ std::string junit_xml(const ReplayRun& run, const JunitOptions& options) {
     c.classname = op;
     c.name = "#" + std::to_string(r.id) + " " + r.site + " " + r.phase;
     c.seconds = r.seconds;
-    if (!r.pass) {
+    if (!r.not_offered.empty()) {
+      c.outcome = JunitOutcome::Skipped;
+      c.message = "not offered: " + r.not_offered;
+    } else if (!r.pass) {
       c.outcome = JunitOutcome::Failure;
       c.type = r.error.empty() ? check_name(r.verdict.failed) : "error";
       c.message = r.error.empty() ? r.verdict.detail : r.error;
@@ -181,7 +195,10 @@ std::string junit_xml(const ReplayRun& run, const JunitOptions& options) {
 }
 
 std::string summary_text(const ReplayRun& run) {
-  int64_t failed = 0, total = 0;
+  int64_t failed = 0, total = 0, not_offered = 0;
+  std::string refused;  // the first refusal's reason
+  for (const TestResult& r : run.results)
+    if (!r.not_offered.empty() && refused.empty()) refused = r.not_offered;
   char line[256];
   std::snprintf(line, sizeof line, "%-10s %7s %7s %7s %12s\n", "op", "tests", "passed", "failed",
                 "worst/tol");
@@ -192,10 +209,15 @@ std::string summary_text(const ReplayRun& run) {
     out += line;
     failed += s.failed;
     total += s.tests;
+    not_offered += s.not_offered;
   }
-  std::snprintf(line, sizeof line, "%lld passed, %lld failed\n", (long long)(total - failed),
-                (long long)failed);
-  return out + line;
+  std::snprintf(line, sizeof line, "%lld passed, %lld failed",
+                (long long)(total - failed - not_offered), (long long)failed);
+  out += line;
+  if (not_offered > 0)
+    out += ", " + std::to_string(not_offered) +
+           " not offered (refused by the backend: not failures; first: " + refused + ")";
+  return out + "\n";
 }
 
 std::string replay_command(const TestResult& r, const std::string& corpus,

@@ -13,7 +13,7 @@
 namespace tapml {
 
 struct OpSummary {
-  int64_t tests = 0, passed = 0, failed = 0;
+  int64_t tests = 0, passed = 0, failed = 0, not_offered = 0;
   double worst_ratio = 0;  // the largest error as a multiple of its tolerance
 };
 
