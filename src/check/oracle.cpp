@@ -319,7 +319,7 @@ double TolerancePolicy::tolerance(Op op, DType dtype, int64_t reduction_length,
 namespace {
 
 OutputVerdict judge_output(const TolerancePolicy& policy, Op op, int64_t k, const Tensor& expected,
-                           const Tensor& actual, bool guard_intact, double noise,
+                           const Tensor& actual, bool guard_intact, double noise, double allowance,
                            const std::string& label) {
   OutputVerdict v;
   v.noise = noise >= 0 && std::isfinite(noise) ? noise : -1;
@@ -338,6 +338,9 @@ OutputVerdict judge_output(const TolerancePolicy& policy, Op op, int64_t k, cons
                 "shape " + actual.shape().str() + ", expected " + expected.shape().str());
 
   v.tolerance = policy.tolerance(op, expected.dtype(), k, noise);
+  const bool allowed = allowance > 0 && v.tolerance > 0 && allowance > v.tolerance;
+  if (allowance > 0) v.allowance = allowance;
+  if (allowed) v.tolerance = allowance;
   v.metrics = measure(expected, actual, v.tolerance);
   const ErrorMetrics& m = v.metrics;
   if (v.noise > 0) v.noise_multiple = m.error / v.noise;
@@ -391,6 +394,7 @@ OutputVerdict judge_output(const TolerancePolicy& policy, Op op, int64_t k, cons
     d += "noise floor 0";
   else
     d += "uncalibrated";
+  if (allowed) d += "; 8-bit activation allowance " + sci(allowance);
   d += ")";
   if (m.worst_index >= 0)
     d += "; max abs " + sci(m.max_abs) + " at " + index_text(expected.shape(), m.worst_index);
@@ -404,12 +408,16 @@ OutputVerdict judge_output(const TolerancePolicy& policy, Op op, int64_t k, cons
 
 Verdict judge(const TolerancePolicy& policy, Op op, int64_t reduction_length,
               std::span<const Tensor> expected, std::span<const Tensor> actual,
-              const std::vector<bool>& guards_intact, std::span<const double> noise) {
+              const std::vector<bool>& guards_intact, std::span<const double> noise,
+              std::span<const double> allowance) {
   TAPML_REQUIRE(guards_intact.empty() || guards_intact.size() == expected.size(),
                 "judge: " + std::to_string(guards_intact.size()) + " guard flags for " +
                     std::to_string(expected.size()) + " outputs");
   TAPML_REQUIRE(noise.empty() || noise.size() == expected.size(),
                 "judge: " + std::to_string(noise.size()) + " noise floors for " +
+                    std::to_string(expected.size()) + " outputs");
+  TAPML_REQUIRE(allowance.empty() || allowance.size() == expected.size(),
+                "judge: " + std::to_string(allowance.size()) + " allowances for " +
                     std::to_string(expected.size()) + " outputs");
 
   Verdict verdict;
@@ -426,7 +434,7 @@ Verdict judge(const TolerancePolicy& policy, Op op, int64_t reduction_length,
     } else {
       v = judge_output(policy, op, reduction_length, expected[i], actual[i],
                        guards_intact.empty() || guards_intact[i], noise.empty() ? -1 : noise[i],
-                       label);
+                       allowance.empty() ? -1 : allowance[i], label);
     }
     verdict.worst_ratio = std::max(verdict.worst_ratio, v.ratio);
     if (v.failed != CheckKind::Pass) {

@@ -58,6 +58,7 @@ struct OutputVerdict {
                               // another check (shape ... inf, exact); 0 for a passing copy
   double noise = -1;          // the calibrated floor used, -1 when none
   double noise_multiple = 0;  // metrics.error / noise (0 when no noise)
+  double allowance = -1;      // the formulation allowance given (see judge), -1 when none
 };
 
 struct Verdict {
@@ -73,6 +74,11 @@ class TolerancePolicy {
  public:
   // How many times the measured noise floor a target may reach.
   double noise_multiple = 16;
+  // matmul with a quantized weight: how many times the error of ggml's 8-bit activation
+  // formulation of the call (activation_allowance) a target may reach, and the least
+  // allowance (docs/oracle.md, "Quantized weights").
+  double activation_multiple = 2;
+  double activation_floor = 1.0 / 1024;
   // Tolerance of an op (in units of E) before calibration, for reduction length K:
   // floor = unit * sqrt(K) * 2^-24 * factor(op), with factor larger for ops that use
   // transcendental functions. Never below `min_tolerance`.
@@ -91,10 +97,22 @@ class TolerancePolicy {
   static double factor(Op op, bool calibrated = true);
 };
 
+// The error a legitimate faster formulation of this call may add beyond f32 rounding, per
+// output in units of E, or empty when the call has none: for matmul with a quantized weight,
+// max(activation_multiple * E_q8, activation_floor), E_q8 the error of the call computed with
+// its activations quantized as ggml quantizes them (activations_as_q8: Q8_0 blocks for the
+// legacy types, Q8_K for the K-quants) and f64 sums, against `expected`.
+std::vector<double> activation_allowance(const TolerancePolicy& policy, Op op,
+                                         std::span<const Tensor> inputs,
+                                         std::span<const Tensor> expected);
+
 // Judges every output. `guards_intact` may be empty (no guard information). `noise` holds
 // one floor per output or is empty. Reduction length and dtype come from the catalog.
+// `allowance` is empty or holds one activation_allowance per output; an output's tolerance
+// is then the larger of its own and its allowance.
 Verdict judge(const TolerancePolicy& policy, Op op, int64_t reduction_length,
               std::span<const Tensor> expected, std::span<const Tensor> actual,
-              const std::vector<bool>& guards_intact, std::span<const double> noise);
+              const std::vector<bool>& guards_intact, std::span<const double> noise,
+              std::span<const double> allowance = {});
 
 }  // namespace tapml

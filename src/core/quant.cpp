@@ -87,6 +87,10 @@ T max_of(T a, T b) {
   return a > b ? a : b;
 }
 
+}  // namespace
+
+namespace quant {
+
 // A Q4_K/Q5_K 6-bit scale and min of group j (0..7) from the 12 packed bytes: groups 0..3 in
 // the low 6 bits of bytes j and j+4; groups 4..7 as nibbles of byte j+4 plus the top 2 bits of
 // bytes j-4 and j.
@@ -107,6 +111,10 @@ int q3_k_scale(const uint8_t* scales, int j) {
   int high = (scales[8 + j % 4] >> (2 * (j / 4))) & 3;
   return low | high << 4;
 }
+
+}  // namespace quant
+
+namespace {
 
 // ---------------------------------------------------------------- dequantization, per block
 
@@ -886,6 +894,56 @@ void quantize_row(QuantType t, const float* in, void* blocks, int64_t n) {
       return quant_blocks<BlockQ5_K>(in, blocks, nb, qk);
     case QuantType::Q6_K:
       return quant_blocks<BlockQ6_K>(in, blocks, nb, qk);
+  }
+}
+
+namespace quant {
+
+void quantize_row_q8_k(const float* x, BlockQ8_K* y, int64_t n) {
+  const int64_t nb = n / kQK_K;
+  TAPML_REQUIRE(n >= 0 && n % kQK_K == 0,
+                "quantize_row_q8_k: " + std::to_string(n) + " is not a multiple of 256");
+  for (int64_t i = 0; i < nb; ++i, x += kQK_K) {
+    BlockQ8_K& b = y[i];
+    float max = 0, amax = 0;
+    for (int j = 0; j < kQK_K; ++j) {
+      const float ax = std::fabs(x[j]);
+      if (ax > amax) amax = ax, max = x[j];
+    }
+    if (amax == 0.0f) {
+      b = BlockQ8_K{};
+      continue;
+    }
+    const float iscale = -127.f / max;
+    for (int j = 0; j < kQK_K; ++j) b.qs[j] = int8_t(min_of(127, nearest_int(iscale * x[j])));
+    for (int g = 0; g < kQK_K / 16; ++g) {
+      int sum = 0;
+      for (int l = 0; l < 16; ++l) sum += b.qs[16 * g + l];
+      b.bsums[g] = int16_t(sum);
+    }
+    b.d = 1 / iscale;
+  }
+}
+
+}  // namespace quant
+
+void activations_as_q8(QuantType t, const float* x, float* xhat, int64_t n) {
+  if (quant_block_elems(t) == kQK_K) {
+    TAPML_REQUIRE(n >= 0 && n % kQK_K == 0,
+                  "activations_as_q8: " + std::to_string(n) + " is not a multiple of 256");
+    BlockQ8_K b;
+    for (int64_t i = 0; i < n; i += kQK_K) {
+      quantize_row_q8_k(x + i, &b, kQK_K);
+      for (int j = 0; j < kQK_K; ++j) xhat[i + j] = b.d * float(b.qs[j]);
+    }
+    return;
+  }
+  TAPML_REQUIRE(n >= 0 && n % kQK == 0,
+                "activations_as_q8: " + std::to_string(n) + " is not a multiple of 32");
+  BlockQ8_0 b;
+  for (int64_t i = 0; i < n; i += kQK) {
+    quantize_row(QuantType::Q8_0, x + i, &b, kQK);
+    dequantize_row(QuantType::Q8_0, &b, xhat + i, kQK);
   }
 }
 

@@ -45,6 +45,14 @@ size_t quant_row_bytes(QuantType t, int64_t n);
 // blocks need no alignment.
 void dequantize_row(QuantType t, const void* blocks, float* out, int64_t n);
 
+// The 8-bit blocks ggml's dot products quantize the activations to before multiplying them
+// with a weight of type t: Q8_0 (32 values, f16 scale) for the legacy types, Q8_K (256
+// values, f32 scale) for the K-quants. x is replaced by what those blocks hold, in f32:
+// xhat[i] = d * q[i] with ggml's rounding (Q8_0: roundf(x / d) with d = amax / 127 stored
+// as f16; Q8_K: nearest_int(-127 / max * x), max the signed value of largest magnitude).
+// n must be a multiple of t's block size.
+void activations_as_q8(QuantType t, const float* x, float* xhat, int64_t n);
+
 // ggml's reference quantizers (quantize_row_*_ref: no importance matrix), bit-identical to them.
 // llama-quantize without --imatrix calls exactly these for every type here, so its blocks
 // match ours bit for bit (tests/core/quant_test.cpp checks a llama-quantize file of each type).
@@ -124,6 +132,20 @@ struct BlockQ6_K {
   int8_t scales[kQK_K / 16];
   uint16_t d;
 };
+
+// ggml's block_q8_K: the activation blocks of the K-quants' dot products.
+struct BlockQ8_K {
+  float d;
+  int8_t qs[kQK_K];
+  int16_t bsums[kQK_K / 16];  // sums of qs in groups of 16
+};
+// ggml's quantize_row_q8_K_ref (n a multiple of 256).
+void quantize_row_q8_k(const float* x, BlockQ8_K* y, int64_t n);
+
+// The packed 6-bit scale and min of Q4_K/Q5_K group j (0..7) from the 12 scale bytes.
+void scale_min_k4(int j, const uint8_t* q, uint8_t& sc, uint8_t& m);
+// The 6-bit scale of Q3_K group j (0..15), biased by 32 (0..63).
+int q3_k_scale(const uint8_t* scales, int j);
 
 }  // namespace quant
 }  // namespace tapml
