@@ -28,11 +28,18 @@ TestResult replay_test(Backend& target, const TestCase& test, const TolerancePol
   auto t0 = std::chrono::steady_clock::now();
   try {
     HostCallResult got = run_host_call(target, test.op, test.attrs, test.inputs, test.site.str());
-    r.verdict = judge(policy, test.op, reduction_length(test), test.outputs, got.outputs,
-                      got.guards_intact, test.noise);
+    r.verdict =
+        judge(policy, test.op, reduction_length(test), test.outputs, got.outputs, got.guards_intact,
+              test.noise, activation_allowance(policy, test.op, test.inputs, test.outputs));
     r.pass = r.verdict.pass;
   } catch (const std::exception& e) {
-    r.error = e.what();
+    // run_host_call words a refusal "NAME cannot run OP: REASON".
+    const std::string what = e.what();
+    const std::string marker = " cannot run " + std::string(op_name(test.op)) + ": ";
+    if (size_t at = what.find(marker); at != std::string::npos)
+      r.not_offered = what.substr(at + marker.size());
+    else
+      r.error = what;
     r.pass = false;
   }
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -163,7 +170,7 @@ ReplayRun replay_corpus(const std::string& corpus_path, const std::string& targe
     if (o.synthetic) t = synthesize(t, o.seed, *source, *plain_f32);
     run.results.push_back(replay_test(target, t, policy));
     if (o.on_result) o.on_result(i + 1, mine.size(), run.results.back());
-    if (!run.results.back().pass && o.fail_fast) break;
+    if (run.results.back().failed() && o.fail_fast) break;
   }
   return run;
 }

@@ -24,10 +24,8 @@ TEST(ConformanceCli, CorrectBackendPassesWithTheTable) {
   // The op column is as wide as the longest name, sigmoid_gate.
   for (const char* line : {"conformance of cpu", "worst/tol", "embedding    table=f16 ids=i32",
                            "matmul       x=f32 w=bf16", "sigmoid_gate x=f32 g=f32", "attention",
-                           // cpu has no kernels for quantized weights yet, and says so.
-                           " 0 failed, 60 not offered",
-                           "not offered: matmul [x=f32 w=q8_0]: cpu: no kernel for matmul with x "
-                           "f32, w q8_0"})
+                           "matmul       x=f32 w=q4_k", "embedding    table=q6_k ids=i32",
+                           " 0 failed, 0 not offered"})
     EXPECT_NE(r.out.find(line), std::string::npos) << line << "\n" << r.out;
   EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
 }

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <random>
+#include <vector>
 
 #include "model/families/families.h"
 
@@ -22,6 +23,12 @@ ModelFile make_tiny_llama(uint32_t seed, DType dtype, ModelConfig c) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   auto make = [&](const std::string& name, Shape shape, float scale, bool norm) {
+    if (!norm && is_block(dtype)) {  // the same draws, quantized by core's reference quantizer
+      std::vector<float> v(size_t(shape.numel()));
+      for (float& x : v) x = scale * normal(rng);
+      m.weights[name] = Tensor::from_f32_as(dtype, shape, v);
+      return;
+    }
     Tensor t(norm ? DType::F32 : dtype, shape);
     for (int64_t i = 0; i < t.numel(); ++i) {
       float x = norm ? 1.0f + 0.1f * normal(rng) : scale * normal(rng);

@@ -15,6 +15,7 @@
 #include "backend/host_backend.h"
 #include "backends/cpu/kernels.h"
 #include "core/error.h"
+#include "core/quant.h"
 #include "core/thread_pool.h"
 
 namespace tapml {
@@ -47,9 +48,12 @@ class CpuBackend final : public HostBackend {
                      "host CPU, " + std::to_string(threads) + " thread" +
                          (threads == 1 ? "" : "s") + ", SIMD " + cpu::simd_target()}),
         pool_(threads) {
+    const std::vector<DType> blocks(std::begin(kBlockDTypes), std::end(kBlockDTypes));
     kernels().add(Op::Embedding, this, &CpuBackend::embedding);
+    kernels().add(Op::Embedding, this, &CpuBackend::embedding_quant, {blocks, {DType::I32}});
     kernels().add(Op::RmsNorm, this, &CpuBackend::rmsnorm);
     kernels().add(Op::Matmul, this, &CpuBackend::matmul);
+    kernels().add(Op::Matmul, this, &CpuBackend::matmul_quant, {{DType::F32}, blocks});
     kernels().add(Op::Rope, this, &CpuBackend::rope, {}, {"freq_factors"});
     kernels().add(Op::KvStore, this, &CpuBackend::kv_store);
     kernels().add(Op::Attention, this, &CpuBackend::attention, {}, {"window", "softcap"});
@@ -108,6 +112,40 @@ class CpuBackend final : public HostBackend {
     split(T, D, [&](int64_t b, int64_t e) {
       for (int64_t t = b; t < e; ++t)
         cpu::convert_to_f32(base + size_t(ids[t]) * row_bytes, type, D, out + t * D);
+    });
+  }
+
+  // A quantized table: each row dequantized exactly as ref does (core's dequantize_row).
+  void embedding_quant(const OpCall& c) {
+    const DeviceTensor& table = c.inputs[0];
+    const int32_t* ids = data<int32_t>(c.inputs[1]);
+    float* out = data<float>(c.outputs[0]);
+    const int64_t T = c.inputs[1].shape[0], V = table.shape[0], D = table.shape[1];
+    for (int64_t t = 0; t < T; ++t)
+      TAPML_REQUIRE(ids[t] >= 0 && ids[t] < V, "embedding: token id " + std::to_string(ids[t]) +
+                                                   " outside the vocabulary of " +
+                                                   std::to_string(V));
+    const QuantType qt = *block_quant(table.dtype);
+    const size_t rb = row_bytes(table.dtype, D);
+    const std::byte* base = ptr(table);
+    split(T, D, [&](int64_t b, int64_t e) {
+      for (int64_t t = b; t < e; ++t)
+        dequantize_row(qt, base + size_t(ids[t]) * rb, out + t * D, D);
+    });
+  }
+
+  // A quantized weight: activations quantized once per call (on this thread), then rows of
+  // the weight split over the pool like matmul's.
+  void matmul_quant(const OpCall& c) {
+    const DeviceTensor& w = c.inputs[1];
+    const int64_t T = c.inputs[0].shape[0], K = c.inputs[0].shape[1], N = w.shape[0];
+    if (T == 0) return;
+    const QuantType qt = *block_quant(w.dtype);
+    cpu::quantize_activations(qt, data<float>(c.inputs[0]), T, K, activations_);
+    cpu::QuantMatmulArgs a{&activations_, ptr(w), qt, data<float>(c.outputs[0]), T, K, N};
+    constexpr int64_t kGroup = 4;
+    split((N + kGroup - 1) / kGroup, kGroup * T * K, [&](int64_t b, int64_t e) {
+      cpu::quant_matmul_range(a, b * kGroup, std::min(N, e * kGroup));
     });
   }
 
@@ -386,6 +424,7 @@ class CpuBackend final : public HostBackend {
 
   ThreadPool pool_;
   std::vector<float> scratch_;
+  cpu::QuantActivations activations_;  // matmul_quant's quantized x, kept between calls
 };
 
 }  // namespace

@@ -4,6 +4,9 @@
 // All reductions accumulate in f32 with several independent accumulators.
 #pragma once
 #include <cstdint>
+#include <vector>
+
+#include "core/quant.h"
 
 namespace tapml::cpu {
 
@@ -19,6 +22,29 @@ struct MatmulArgs {
   int64_t T, K, N;
 };
 void matmul_range(const MatmulArgs& a, int64_t n_begin, int64_t n_end);
+
+// Token rows in ggml's 8-bit activation blocks for a weight of some quantized type
+// (activations_as_q8): per row, K values, a scale per 32 values and the sums of the values
+// in groups of 16.
+struct QuantActivations {
+  std::vector<int16_t> q;      // [T, K]
+  std::vector<float> d;        // [T, K / 32]
+  std::vector<int32_t> sum16;  // [T, K / 16]
+};
+void quantize_activations(QuantType w, const float* x, int64_t T, int64_t K, QuantActivations& out);
+// Whether type t's values carry a per-group offset (x = d * q + m).
+bool quant_has_min(QuantType t);
+
+// out[t][n] = sum_k xhat[t][k] * w[n][k] for n in [n_begin, n_end), xhat the quantized
+// activations, w a row-major [N, K] tensor of blocks of type wtype.
+struct QuantMatmulArgs {
+  const QuantActivations* x;
+  const void* w;
+  QuantType wtype;
+  float* out;  // [T, N]
+  int64_t T, K, N;
+};
+void quant_matmul_range(const QuantMatmulArgs& a, int64_t n_begin, int64_t n_end);
 
 // Causal grouped-query attention for the (head, row) tasks [task_begin, task_end), task =
 // h * T + t (see the catalog's attention). Head-major, so that a contiguous range of tasks

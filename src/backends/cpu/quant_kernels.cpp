@@ -1,0 +1,313 @@
+// The cpu backend's matmul with a quantized weight, computed as ggml computes it: the
+// activations quantized to 8 bits per block (activations_as_q8: Q8_0 blocks for the legacy
+// types, Q8_K for the K-quants), integer dot products per 32 values, one float
+// multiply-add per block. The oracle allows the error this adds (docs/oracle.md, "Quantized
+// weights").
+//
+// A weight row is unpacked once per call and row into 16-bit integers that fold in the
+// K-quants' sub-block scales (|value| <= 4096, so a 32-value dot product with |x| <= 128
+// stays exact in 32 bits), a float scale per 32 values and, for the types with a minimum, a
+// float offset per 16 values; every token row of the call then reads the unpacked row.
+// Compiled once per instruction set by Highway, like kernels.cpp.
+#ifndef HWY_DISABLED_TARGETS
+#define HWY_DISABLED_TARGETS (HWY_SSSE3 | HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128 | HWY_RVV)
+#endif
+#if defined(__AVX512VBMI2__) && !defined(HWY_WANT_AVX3_DL)
+#define HWY_WANT_AVX3_DL
+#endif
+
+// clang-format off
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "backends/cpu/quant_kernels.cpp"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+#include <hwy/highway.h>
+
+#include <cstring>
+#include <vector>
+
+#include "backends/cpu/kernels.h"
+#include "core/dtype.h"
+#include "core/error.h"
+#include "core/quant.h"
+// clang-format on
+
+HWY_BEFORE_NAMESPACE();
+namespace tapml::cpu {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+using namespace quant;
+
+// One weight row unpacked: w[k] = s[k / 32] * q[k] + m[k / 16] (m only when has_min).
+struct Row {
+  int16_t* q;
+  float* s;
+  float* m;
+};
+
+inline float half(uint16_t h) { return f16_to_f32(h); }
+
+inline void block(const BlockQ4_0& b, Row r) {
+  for (int j = 0; j < 16; ++j) {
+    r.q[j] = int16_t((b.qs[j] & 0xF) - 8);
+    r.q[j + 16] = int16_t((b.qs[j] >> 4) - 8);
+  }
+  r.s[0] = half(b.d);
+}
+inline void block(const BlockQ4_1& b, Row r) {
+  for (int j = 0; j < 16; ++j) {
+    r.q[j] = int16_t(b.qs[j] & 0xF);
+    r.q[j + 16] = int16_t(b.qs[j] >> 4);
+  }
+  r.s[0] = half(b.d);
+  r.m[0] = r.m[1] = half(b.m);
+}
+inline void block(const BlockQ5_0& b, Row r) {
+  uint32_t qh;
+  std::memcpy(&qh, b.qh, 4);
+  for (int j = 0; j < 16; ++j) {
+    r.q[j] = int16_t(((b.qs[j] & 0xF) | (((qh >> j) & 1) << 4)) - 16);
+    r.q[j + 16] = int16_t(((b.qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16);
+  }
+  r.s[0] = half(b.d);
+}
+inline void block(const BlockQ5_1& b, Row r) {
+  uint32_t qh;
+  std::memcpy(&qh, b.qh, 4);
+  for (int j = 0; j < 16; ++j) {
+    r.q[j] = int16_t((b.qs[j] & 0xF) | (((qh >> j) & 1) << 4));
+    r.q[j + 16] = int16_t((b.qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+  }
+  r.s[0] = half(b.d);
+  r.m[0] = r.m[1] = half(b.m);
+}
+inline void block(const BlockQ8_0& b, Row r) {
+  for (int j = 0; j < 32; ++j) r.q[j] = b.qs[j];
+  r.s[0] = half(b.d);
+}
+// Q2_K and Q3_K: sixteen groups of 16 in the order of two halves of 128, four 2-bit planes
+// of the same 32 bytes each, two groups per plane.
+inline void block(const BlockQ2_K& b, Row r) {
+  const float dmin = half(b.dmin);
+  const uint8_t* q = b.qs;
+  int g = 0;
+  for (int n = 0; n < kQK_K; n += 128, q += 32)
+    for (int shift = 0; shift < 8; shift += 2)
+      for (int part = 0; part < 2; ++part, ++g) {
+        const int sc = b.scales[g] & 0xF;
+        for (int l = 0; l < 16; ++l)
+          r.q[16 * g + l] = int16_t(sc * ((q[l + 16 * part] >> shift) & 3));
+        r.m[g] = -dmin * float(b.scales[g] >> 4);
+      }
+  for (int i = 0; i < 8; ++i) r.s[i] = half(b.d);
+}
+inline void block(const BlockQ3_K& b, Row r) {
+  const uint8_t* q = b.qs;
+  int g = 0;
+  uint8_t mask = 1;
+  for (int n = 0; n < kQK_K; n += 128, q += 32)
+    for (int shift = 0; shift < 8; shift += 2, mask = uint8_t(mask << 1))
+      for (int part = 0; part < 2; ++part, ++g) {
+        const int sc = q3_k_scale(b.scales, g) - 32;
+        for (int l = 0; l < 16; ++l) {
+          const int i = l + 16 * part;
+          r.q[16 * g + l] = int16_t(sc * (((q[i] >> shift) & 3) - ((b.hmask[i] & mask) ? 0 : 4)));
+        }
+      }
+  for (int i = 0; i < 8; ++i) r.s[i] = half(b.d);
+}
+// Q4_K and Q5_K: four chunks of 64, the low nibbles of 32 bytes (group 2c) then the high ones.
+inline void block(const BlockQ4_K& b, Row r) {
+  const float dmin = half(b.dmin);
+  for (int g = 0; g < 8; ++g) {
+    uint8_t sc, mn;
+    scale_min_k4(g, b.scales, sc, mn);
+    const uint8_t* q = b.qs + 32 * (g / 2);
+    const int shift = 4 * (g % 2);
+    for (int l = 0; l < 32; ++l) r.q[32 * g + l] = int16_t(sc * ((q[l] >> shift) & 0xF));
+    r.m[2 * g] = r.m[2 * g + 1] = -dmin * float(mn);
+    r.s[g] = half(b.d);
+  }
+}
+inline void block(const BlockQ5_K& b, Row r) {
+  const float dmin = half(b.dmin);
+  for (int g = 0; g < 8; ++g) {
+    uint8_t sc, mn;
+    scale_min_k4(g, b.scales, sc, mn);
+    const uint8_t* q = b.qs + 32 * (g / 2);
+    const int shift = 4 * (g % 2);
+    for (int l = 0; l < 32; ++l)
+      r.q[32 * g + l] = int16_t(sc * (((q[l] >> shift) & 0xF) | (((b.qh[l] >> g) & 1) << 4)));
+    r.m[2 * g] = r.m[2 * g + 1] = -dmin * float(mn);
+    r.s[g] = half(b.d);
+  }
+}
+// Q6_K: two halves of 128; ql bytes l and l+32 hold elements l, l+32 (low nibbles) and l+64,
+// l+96 (high nibbles), qh byte l their top 2 bits; groups of 16 consecutive elements.
+inline void block(const BlockQ6_K& b, Row r) {
+  for (int h = 0; h < 2; ++h) {
+    const uint8_t* ql = b.ql + 64 * h;
+    const uint8_t* qh = b.qh + 32 * h;
+    const int8_t* sc = b.scales + 8 * h;
+    int16_t* y = r.q + 128 * h;
+    for (int l = 0; l < 32; ++l) {
+      const int is = l / 16;
+      y[l] = int16_t(sc[is] * (((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32));
+      y[l + 32] = int16_t(sc[is + 2] * (((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32));
+      y[l + 64] = int16_t(sc[is + 4] * (((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32));
+      y[l + 96] = int16_t(sc[is + 6] * (((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32));
+    }
+  }
+  for (int i = 0; i < 8; ++i) r.s[i] = half(b.d);
+}
+
+template <class B>
+void row_of(const void* src, int64_t K, int64_t per, Row r) {
+  const B* b = static_cast<const B*>(src);
+  for (int64_t i = 0; i < K / per; ++i)
+    block(b[i], Row{r.q + i * per, r.s + i * per / 32, r.m ? r.m + i * per / 16 : nullptr});
+}
+
+// sum over blocks b of scale[b] * xd[b] * (w . x over the 32 values of block b).
+HWY_INLINE float dot_blocks(const int16_t* HWY_RESTRICT w, const float* HWY_RESTRICT scale,
+                            const int16_t* HWY_RESTRICT x, const float* HWY_RESTRICT xd,
+                            int64_t blocks) {
+  const hn::ScalableTag<int16_t> d16;
+  const hn::RepartitionToWide<decltype(d16)> d32;
+  const hn::Rebind<float, decltype(d32)> df;
+  const size_t L = hn::Lanes(d16);
+  auto acc0 = hn::Zero(df), acc1 = hn::Zero(df);
+  int64_t b = 0;
+  // Two blocks per step: independent accumulator chains.
+  for (; b + 2 <= blocks; b += 2) {
+    auto s0 = hn::Zero(d32), s1 = hn::Zero(d32), t0 = hn::Zero(d32), t1 = hn::Zero(d32);
+    for (size_t i = 0; i < 32; i += L) {
+      s0 = hn::ReorderWidenMulAccumulate(d32, hn::LoadU(d16, w + 32 * b + i),
+                                         hn::LoadU(d16, x + 32 * b + i), s0, s1);
+      t0 = hn::ReorderWidenMulAccumulate(d32, hn::LoadU(d16, w + 32 * b + 32 + i),
+                                         hn::LoadU(d16, x + 32 * b + 32 + i), t0, t1);
+    }
+    acc0 = hn::MulAdd(hn::ConvertTo(df, hn::Add(s0, s1)), hn::Set(df, scale[b] * xd[b]), acc0);
+    acc1 =
+        hn::MulAdd(hn::ConvertTo(df, hn::Add(t0, t1)), hn::Set(df, scale[b + 1] * xd[b + 1]), acc1);
+  }
+  for (; b < blocks; ++b) {
+    auto s0 = hn::Zero(d32), s1 = hn::Zero(d32);
+    for (size_t i = 0; i < 32; i += L)
+      s0 = hn::ReorderWidenMulAccumulate(d32, hn::LoadU(d16, w + 32 * b + i),
+                                         hn::LoadU(d16, x + 32 * b + i), s0, s1);
+    acc0 = hn::MulAdd(hn::ConvertTo(df, hn::Add(s0, s1)), hn::Set(df, scale[b] * xd[b]), acc0);
+  }
+  return hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1)));
+}
+
+void QuantMatmulRange(const QuantMatmulArgs& a, int64_t n_begin, int64_t n_end) {
+  const int64_t K = a.K, blocks = K / 32, groups = K / 16;
+  const QuantActivations& x = *a.x;
+  const bool has_min = quant_has_min(a.wtype);
+  thread_local std::vector<int16_t> q;
+  thread_local std::vector<float> s, m;
+  q.resize(size_t(K));
+  s.resize(size_t(blocks));
+  m.resize(size_t(groups));
+  const Row row{q.data(), s.data(), has_min ? m.data() : nullptr};
+  const size_t row_bytes = quant_row_bytes(a.wtype, K);
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    const std::byte* src = static_cast<const std::byte*>(a.w) + size_t(n) * row_bytes;
+    switch (a.wtype) {
+#define TAPML_UNPACK(T, B)                                   \
+  case QuantType::T:                                         \
+    row_of<B>(src, K, quant_block_elems(QuantType::T), row); \
+    break;
+      TAPML_UNPACK(Q4_0, BlockQ4_0)
+      TAPML_UNPACK(Q4_1, BlockQ4_1)
+      TAPML_UNPACK(Q5_0, BlockQ5_0)
+      TAPML_UNPACK(Q5_1, BlockQ5_1)
+      TAPML_UNPACK(Q8_0, BlockQ8_0)
+      TAPML_UNPACK(Q2_K, BlockQ2_K)
+      TAPML_UNPACK(Q3_K, BlockQ3_K)
+      TAPML_UNPACK(Q4_K, BlockQ4_K)
+      TAPML_UNPACK(Q5_K, BlockQ5_K)
+      TAPML_UNPACK(Q6_K, BlockQ6_K)
+#undef TAPML_UNPACK
+    }
+    for (int64_t t = 0; t < a.T; ++t) {
+      const int16_t* xq = x.q.data() + t * K;
+      const float* xd = x.d.data() + t * blocks;
+      float acc = dot_blocks(q.data(), s.data(), xq, xd, blocks);
+      if (has_min) {
+        const int32_t* sums = x.sum16.data() + t * groups;
+        float mins = 0;
+        for (int64_t g = 0; g < groups; ++g) mins += m[size_t(g)] * xd[g / 2] * float(sums[g]);
+        acc += mins;
+      }
+      a.out[t * a.N + n] = acc;
+    }
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace tapml::cpu
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace tapml::cpu {
+
+HWY_EXPORT(QuantMatmulRange);
+
+void quant_matmul_range(const QuantMatmulArgs& a, int64_t n_begin, int64_t n_end) {
+  HWY_DYNAMIC_DISPATCH(QuantMatmulRange)(a, n_begin, n_end);
+}
+
+bool quant_has_min(QuantType t) {
+  switch (t) {
+    case QuantType::Q4_1:
+    case QuantType::Q5_1:
+    case QuantType::Q2_K:
+    case QuantType::Q4_K:
+    case QuantType::Q5_K:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void quantize_activations(QuantType w, const float* x, int64_t T, int64_t K,
+                          QuantActivations& out) {
+  TAPML_REQUIRE(K % quant_block_elems(w) == 0,
+                "quantize_activations: " + std::to_string(K) + " is not a whole number of blocks");
+  const int64_t blocks = K / 32, groups = K / 16;
+  out.q.resize(size_t(T * K));
+  out.d.resize(size_t(T * blocks));
+  out.sum16.resize(size_t(T * groups));
+  for (int64_t t = 0; t < T; ++t) {
+    const float* xt = x + t * K;
+    int16_t* q = out.q.data() + t * K;
+    float* d = out.d.data() + t * blocks;
+    int32_t* sums = out.sum16.data() + t * groups;
+    if (quant_block_elems(w) == quant::kQK_K) {
+      quant::BlockQ8_K b;
+      for (int64_t i = 0; i < K / quant::kQK_K; ++i) {
+        quant::quantize_row_q8_k(xt + i * quant::kQK_K, &b, quant::kQK_K);
+        for (int j = 0; j < quant::kQK_K; ++j) q[i * quant::kQK_K + j] = b.qs[j];
+        for (int j = 0; j < 8; ++j) d[i * 8 + j] = b.d;
+        for (int j = 0; j < 16; ++j) sums[i * 16 + j] = b.bsums[j];
+      }
+    } else {
+      quant::BlockQ8_0 b;
+      for (int64_t i = 0; i < blocks; ++i) {
+        quantize_row(QuantType::Q8_0, xt + i * 32, &b, 32);
+        int32_t lo = 0, hi = 0;
+        for (int j = 0; j < 32; ++j) {
+          q[i * 32 + j] = b.qs[j];
+          (j < 16 ? lo : hi) += b.qs[j];
+        }
+        d[i] = f16_to_f32(b.d);
+        sums[2 * i] = lo;
+        sums[2 * i + 1] = hi;
+      }
+    }
+  }
+}
+
+}  // namespace tapml::cpu
+#endif

@@ -1,0 +1,159 @@
+// The cpu backend's quantized kernels: matmul computed as ggml computes it (8-bit
+// activations, integer block dot products) and embedding rows dequantized exactly.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <vector>
+
+#include "backend/host_call.h"
+#include "backend/registry.h"
+#include "backends/builtin.h"
+#include "carve/recorder.h"
+#include "check/oracle.h"
+#include "core/quant.h"
+#include "replay/replay.h"
+#include "runtime/generate.h"
+#include "runtime/session.h"
+#include "support/shared.h"
+#include "support/tiny_model.h"
+
+namespace tapml {
+namespace {
+
+std::vector<float> randoms(int64_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, scale);
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = normal(rng);
+  return v;
+}
+
+struct Case {
+  DType w;
+  int64_t T, K, N;
+};
+void PrintTo(const Case& c, std::ostream* os) {
+  *os << dtype_name(c.w) << " T=" << c.T << " K=" << c.K << " N=" << c.N;
+}
+
+std::vector<Case> cases() {
+  std::vector<Case> out;
+  for (DType d : kBlockDTypes) {
+    const int64_t b = block_elems(d);
+    out.push_back({d, 1, b, 5});
+    out.push_back({d, 3, 4 * b, 13});
+    if (b == 32) out.push_back({d, 7, 96, 4});
+  }
+  return out;
+}
+
+class CpuQuantMatmul : public ::testing::TestWithParam<Case> {};
+
+// The cpu's result is the ggml formulation of the call up to f32 rounding, which the oracle
+// allows, and any change to one block's values moves it beyond that.
+TEST_P(CpuQuantMatmul, ComputesTheEightBitFormulationOfTheCall) {
+  const Case c = GetParam();
+  const QuantType qt = *block_quant(c.w);
+  Tensor x = Tensor::from_f32({c.T, c.K}, randoms(c.T * c.K, 1));
+  Tensor w = Tensor::from_f32_as(c.w, {c.N, c.K}, randoms(c.N * c.K, 2, 0.1f));
+  std::vector<Tensor> inputs{x, w};
+  auto cpu = open_backend("cpu?threads=2");
+  auto ref = open_backend("ref");
+  auto plain = open_backend("ref?acc=f32");
+  HostCallResult got = run_host_call(*cpu, Op::Matmul, {}, inputs, "m");
+  HostCallResult want = run_host_call(*ref, Op::Matmul, {}, inputs, "m");
+  HostCallResult f32 = run_host_call(*plain, Op::Matmul, {}, inputs, "m");
+
+  // The formulation computed here independently: activations through activations_as_q8,
+  // weights dequantized, f64 sums.
+  std::vector<float> xq(size_t(c.T * c.K)), wrow(size_t(c.K));
+  for (int64_t t = 0; t < c.T; ++t)
+    activations_as_q8(qt, x.data<float>() + t * c.K, xq.data() + t * c.K, c.K);
+  double worst = 0, scale = 0;
+  for (int64_t n = 0; n < c.N; ++n) {
+    dequantize_row(qt, w.bytes() + size_t(n) * row_bytes(c.w, c.K), wrow.data(), c.K);
+    for (int64_t t = 0; t < c.T; ++t) {
+      double s = 0, mag = 0;
+      for (int64_t k = 0; k < c.K; ++k) {
+        s += double(xq[size_t(t * c.K + k)]) * wrow[size_t(k)];
+        mag += std::fabs(double(xq[size_t(t * c.K + k)]) * wrow[size_t(k)]);
+      }
+      worst = std::max(worst, std::fabs(got.outputs[0].data<float>()[t * c.N + n] - s) / mag);
+      scale = std::max(scale, std::fabs(s));
+    }
+  }
+  // f32 rounding of the block products and sums (relative to the sum of magnitudes).
+  EXPECT_LT(worst, 4e-6) << dtype_name(c.w);
+
+  TolerancePolicy policy;
+  std::vector<double> noise{measure(want.outputs[0], f32.outputs[0], 0).error};
+  std::vector<double> allowance = activation_allowance(policy, Op::Matmul, inputs, want.outputs);
+  ASSERT_EQ(allowance.size(), 1u);
+  Verdict v = judge(policy, Op::Matmul, c.K, want.outputs, got.outputs, got.guards_intact, noise,
+                    allowance);
+  EXPECT_TRUE(v.pass) << dtype_name(c.w) << ": " << v.detail;
+  // Without the allowance the f32 policy rejects it: the activations really are quantized.
+  Verdict strict =
+      judge(policy, Op::Matmul, c.K, want.outputs, got.outputs, got.guards_intact, noise);
+  EXPECT_FALSE(strict.pass) << dtype_name(c.w) << ": " << strict.detail;
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, CpuQuantMatmul, ::testing::ValuesIn(cases()),
+                         [](const ::testing::TestParamInfo<Case>& i) {
+                           return std::string(dtype_name(i.param.w)) + "_T" +
+                                  std::to_string(i.param.T) + "_K" + std::to_string(i.param.K);
+                         });
+
+TEST(CpuQuant, EmbeddingRowsAreBitExact) {
+  auto cpu = open_backend("cpu?threads=2");
+  auto ref = open_backend("ref");
+  for (DType d : kBlockDTypes) {
+    const int64_t D = 2 * block_elems(d), V = 9;
+    Tensor table = Tensor::from_f32_as(d, {V, D}, randoms(V * D, 3));
+    std::vector<int32_t> ids_v{0, 8, 3, 3, 5};
+    std::vector<Tensor> inputs{table, Tensor::from_i32({5}, ids_v)};
+    HostCallResult got = run_host_call(*cpu, Op::Embedding, {}, inputs, "e");
+    HostCallResult want = run_host_call(*ref, Op::Embedding, {}, inputs, "e");
+    Verdict v = judge(TolerancePolicy(), Op::Embedding, 1, want.outputs, got.outputs,
+                      got.guards_intact, {});
+    EXPECT_TRUE(v.pass) << dtype_name(d) << ": " << v.detail;
+  }
+}
+
+// A corpus carved from a model with quantized matrices replays 100% on cpu, and one whose
+// weights the backend reads wrongly does not.
+TEST(CpuQuant, CarvedCorpusOfAQuantizedModelReplays) {
+  for (DType d : {DType::Q4_K, DType::Q6_K, DType::Q4_0, DType::Q8_0}) {
+    ModelConfig c;
+    c.dim = 256, c.hidden_dim = 512, c.n_layers = 1, c.n_heads = 4, c.n_kv_heads = 2;
+    c.vocab_size = 48, c.max_seq_len = 32;
+    ModelFile m = testing::make_tiny_llama(7, d, c);
+    ASSERT_EQ(m.weights.at("blk.0.ffn_down.weight").dtype(), d);
+    const std::string path = testing::temp_dir() + "/quant_" + std::string(dtype_name(d)) + ".db";
+    {
+      Corpus corpus = Corpus::create(path);
+      auto plain = open_backend("ref?acc=f32");
+      Recorder rec(corpus, 2, [&](TestCase& t) { calibrate_noise(t, *plain); });
+      Session s(m, Placement("ref"));
+      s.dispatcher().add_observer(&rec);
+      GenerateOptions o;
+      o.steps = 6;
+      generate(s, {1, 3, 5, 7}, o);
+      rec.finish();
+    }
+    ReplayRun run = replay_corpus(path, "cpu?threads=2", {});
+    int matmuls = 0, passed = 0;
+    for (const TestResult& r : run.results) {
+      EXPECT_TRUE(r.pass) << dtype_name(d) << " test " << r.id << " (" << op_name(r.op) << " at "
+                          << r.site << "): " << r.error << r.verdict.detail;
+      passed += r.pass;
+      matmuls += r.op == Op::Matmul;
+    }
+    EXPECT_GE(matmuls, 7) << dtype_name(d);
+    EXPECT_EQ(passed, int(run.results.size()));
+  }
+}
+
+}  // namespace
+}  // namespace tapml
