@@ -22,10 +22,10 @@ TEST(ConformanceCli, CorrectBackendPassesWithTheTable) {
   auto r = run_command(tapml("test --conformance --backend cpu"));
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
   // The op column is as wide as the longest name, sigmoid_gate.
-  for (const char* line : {"conformance of cpu", "worst/tol", "embedding    table=f16 ids=i32",
-                           "matmul       x=f32 w=bf16", "sigmoid_gate x=f32 g=f32", "attention",
-                           "matmul       x=f32 w=q4_k", "embedding    table=q6_k ids=i32",
-                           " 0 failed, 0 not offered"})
+  for (const char* line :
+       {"conformance of cpu", "worst/tol", "embedding    table=f16 ids=i32",
+        "matmul       x=f32 w=bf16", "sigmoid_gate x=f32 g=f32", "attention",
+        "matmul       x=f32 w=q4_k", "embedding    table=q6_k ids=i32", " 0 failed, 0 not offered"})
     EXPECT_NE(r.out.find(line), std::string::npos) << line << "\n" << r.out;
   EXPECT_EQ(r.out.find("FAIL"), std::string::npos) << r.out;
 }

@@ -4,6 +4,7 @@
 
 #include <filesystem>
 
+#include "backend/forwarding_backend.h"
 #include "backends/builtin.h"
 #include "carve/recorder.h"
 #include "core/error.h"
@@ -115,6 +116,29 @@ TEST(Replay, AFailingBackendBecomesAResultNotAnException) {
   TestResult r = replay_test(*ref, t, TolerancePolicy{});
   EXPECT_FALSE(r.pass);
   EXPECT_NE(r.error.find("vocabulary"), std::string::npos) << r.error;
+}
+
+// A backend that refuses matmul (as one without a kernel for a weight type does).
+class NoMatmul final : public ForwardingBackend {
+ public:
+  NoMatmul() : ForwardingBackend(open_backend("ref")) {}
+  Support supports(const OpCall& call) const override {
+    if (call.op == Op::Matmul) return Support::no("nomatmul: no kernel for matmul");
+    return ForwardingBackend::supports(call);
+  }
+};
+
+TEST(Replay, ARefusedCallIsNotOfferedNotFailed) {
+  Corpus c = Corpus::open(tiny_corpus());
+  NoMatmul target;
+  TestResult m = replay_test(target, c.load(c.list("matmul").at(0).id), TolerancePolicy{});
+  EXPECT_FALSE(m.pass);
+  EXPECT_FALSE(m.failed());
+  EXPECT_TRUE(m.error.empty()) << m.error;
+  EXPECT_EQ(m.not_offered, "nomatmul: no kernel for matmul");
+  TestResult e = replay_test(target, c.load(c.list("embedding").at(0).id), TolerancePolicy{});
+  EXPECT_TRUE(e.pass) << e.error << e.verdict.detail;
+  EXPECT_TRUE(e.not_offered.empty());
 }
 
 }  // namespace

@@ -42,6 +42,28 @@ TEST(TestReport, JsonRoundTripsIncludingInfiniteRatios) {
   EXPECT_EQ(j["summary"]["per_op"]["attention"]["failed"], 1);
 }
 
+TEST(TestReport, RefusedTestsAreNotOfferedNotFailures) {
+  TestResult refused = result(3, Op::Matmul, false, CheckKind::Pass, 0);
+  refused.verdict.detail.clear();
+  refused.not_offered = "vk: no kernel for matmul with w q4_k";
+  ReplayRun run = sample_run(1, {refused, result(4, Op::Matmul, true, CheckKind::Pass, 0.5)});
+  nlohmann::json j = nlohmann::json::parse(to_json(run).dump());
+  EXPECT_EQ(j["summary"]["failed"], 0);
+  EXPECT_EQ(j["summary"]["not_offered"], 1);
+  EXPECT_EQ(j["tests"][0]["check"], "not offered");
+  ReplayRun back = replay_run_from_json(j, "r.json");
+  EXPECT_EQ(back.results[0].not_offered, refused.not_offered);
+  EXPECT_FALSE(back.results[0].failed());
+  const std::string text = summary_text(run);
+  EXPECT_NE(text.find("1 passed, 0 failed, 1 not offered (refused by the backend: not failures; "
+                      "first: vk: no kernel for matmul with w q4_k)"),
+            std::string::npos)
+      << text;
+  const std::string xml = junit_xml(run, {});
+  EXPECT_NE(xml.find("<skipped message=\"not offered: vk: no kernel"), std::string::npos) << xml;
+  EXPECT_EQ(xml.find("<failure"), std::string::npos) << xml;
+}
+
 TEST(TestReport, ShardsMergeAndOverlapsAreRefused) {
   ReplayRun a = sample_run(1, {result(3, Op::Add, true, CheckKind::Pass, 0)});
   ReplayRun b = sample_run(2, {result(1, Op::Add, false, CheckKind::Numeric, 7)});
