@@ -324,7 +324,7 @@ TEST_F(Faulty, InfoNamesInnerFaultAndSites) {
   EXPECT_EQ(be->info().device, "cpu with fault rope_pairing at sites blk\\.2\\.rope_q");
   EXPECT_EQ(open_backend("faulty:ref?fault=gqa_map")->info().device,
             "ref with fault gqa_map at every site");
-  EXPECT_EQ(known_faults().size(), 16u);
+  EXPECT_EQ(known_faults().size(), 21u);
 }
 
 TEST_F(Faulty, BadUrisSayWhatIsWrong) {

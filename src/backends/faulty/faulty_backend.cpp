@@ -5,15 +5,19 @@
 //     bug lives (the rest), reading inputs from and writing outputs to the inner backend.
 // Host computation keeps the inner's numbers where a fault has no effect (K % 8 == 0 for
 // matmul_tail, a single KV head for gqa_map): such calls go to the inner kernel.
+// The quantized-weight faults are host computation too: the weight's rows dequantized with
+// the bug, then the f64 dot products (matmul) or the copy (embedding).
 #include "backends/faulty/faulty_backend.h"
 
 #include <algorithm>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 
 #include "backend/forwarding_backend.h"
 #include "core/error.h"
 #include "core/pattern.h"
+#include "core/quant.h"
 
 namespace tapml {
 
@@ -35,7 +39,12 @@ enum class Fault {
   WindowOffByOne,
   SoftcapMissing,
   RouterAxis,
-  MoeNorm
+  MoeNorm,
+  NibbleOrder,
+  KquantScale,
+  MinSign,
+  LastBlock,
+  Q6kHighBits
 };
 
 struct FaultDef {
@@ -61,7 +70,105 @@ const FaultDef kFaults[] = {
     {"softcap_missing", Fault::SoftcapMissing, {Op::Attention, Op::Softcap}},
     {"router_axis", Fault::RouterAxis, {Op::MoeRoute}},
     {"moe_norm", Fault::MoeNorm, {Op::MoeRoute}},
+    {"nibble_order", Fault::NibbleOrder, {Op::Matmul, Op::Embedding}},
+    {"kquant_scale", Fault::KquantScale, {Op::Matmul, Op::Embedding}},
+    {"q4_1_min_sign", Fault::MinSign, {Op::Matmul, Op::Embedding}},
+    {"last_block", Fault::LastBlock, {Op::Matmul, Op::Embedding}},
+    {"q6_k_high_bits", Fault::Q6kHighBits, {Op::Matmul, Op::Embedding}},
 };
+
+// The block types a quantized-weight fault decodes wrongly; empty for the other faults.
+std::vector<DType> block_types(Fault f) {
+  switch (f) {
+    case Fault::NibbleOrder:
+      return {DType::Q4_0, DType::Q4_1, DType::Q5_0, DType::Q5_1, DType::Q4_K, DType::Q5_K};
+    case Fault::KquantScale:
+      return {DType::Q4_K, DType::Q5_K};
+    case Fault::MinSign:
+      return {DType::Q4_1, DType::Q5_1, DType::Q2_K, DType::Q4_K, DType::Q5_K};
+    case Fault::LastBlock:
+      return {std::begin(kBlockDTypes), std::end(kBlockDTypes)};
+    case Fault::Q6kHighBits:
+      return {DType::Q6_K};
+    default:
+      return {};
+  }
+}
+
+// The input of a quantized-weight op that holds blocks: matmul's w, embedding's table.
+size_t block_input(Op op) { return op == Op::Matmul ? 1 : 0; }
+
+// One block as the faulty decoder reads it, written as the bytes that ggml's decoder would
+// have to be given to compute the same values: the bug's one misread applied to its field,
+// every other field and every float operation unchanged.
+void misread(Fault f, QuantType q, uint8_t* b) {
+  using namespace quant;
+  auto swap_nibbles = [&](size_t at, size_t n) {
+    for (size_t i = at; i < at + n; ++i) b[i] = uint8_t(b[i] >> 4 | b[i] << 4);
+  };
+  switch (f) {
+    case Fault::NibbleOrder:
+      switch (q) {
+        case QuantType::Q4_0:
+          return swap_nibbles(offsetof(BlockQ4_0, qs), sizeof(BlockQ4_0::qs));
+        case QuantType::Q4_1:
+          return swap_nibbles(offsetof(BlockQ4_1, qs), sizeof(BlockQ4_1::qs));
+        case QuantType::Q5_0:
+          return swap_nibbles(offsetof(BlockQ5_0, qs), sizeof(BlockQ5_0::qs));
+        case QuantType::Q5_1:
+          return swap_nibbles(offsetof(BlockQ5_1, qs), sizeof(BlockQ5_1::qs));
+        case QuantType::Q4_K:
+          return swap_nibbles(offsetof(BlockQ4_K, qs), sizeof(BlockQ4_K::qs));
+        case QuantType::Q5_K:
+          return swap_nibbles(offsetof(BlockQ5_K, qs), sizeof(BlockQ5_K::qs));
+        default:
+          break;
+      }
+      break;
+    case Fault::KquantScale: {
+      // The scale of sub-block j >= 4 is (s[j + 4] & 15) | (s[j - 4] >> 6) << 4; the faulty
+      // decoder shifts s[j] in, so byte j - 4 appears to hold byte j's top 2 bits. Its low 6
+      // bits (sub-block j - 4's scale) are untouched.
+      const size_t at =
+          q == QuantType::Q4_K ? offsetof(BlockQ4_K, scales) : offsetof(BlockQ5_K, scales);
+      uint8_t* s = b + at;
+      for (int j = 4; j < 8; ++j) s[j - 4] = uint8_t((s[j - 4] & 0x3F) | (s[j] & 0xC0));
+      return;
+    }
+    case Fault::MinSign: {
+      size_t at = 0;
+      switch (q) {
+        case QuantType::Q4_1:
+          at = offsetof(BlockQ4_1, m);
+          break;
+        case QuantType::Q5_1:
+          at = offsetof(BlockQ5_1, m);
+          break;
+        case QuantType::Q2_K:
+          at = offsetof(BlockQ2_K, dmin);
+          break;
+        case QuantType::Q4_K:
+          at = offsetof(BlockQ4_K, dmin);
+          break;
+        default:
+          at = offsetof(BlockQ5_K, dmin);
+          break;
+      }
+      b[at + 1] ^= 0x80;  // the sign of a little-endian f16: -m where +m was meant
+      return;
+    }
+    case Fault::Q6kHighBits: {
+      // qh byte l holds the top 2 bits of elements l, l + 32, l + 64, l + 96 at shifts 0, 2,
+      // 4, 6; the faulty decoder takes bits 4-5 for l + 32 and bits 2-3 for l + 64.
+      uint8_t* qh = b + offsetof(BlockQ6_K, qh);
+      for (size_t l = 0; l < sizeof(BlockQ6_K::qh); ++l)
+        qh[l] = uint8_t((qh[l] & 0xC3) | (qh[l] & 0x0C) << 2 | (qh[l] & 0x30) >> 2);
+      return;
+    }
+    default:
+      break;
+  }
+}
 
 std::string fault_list() {
   std::string s;
@@ -136,13 +243,26 @@ class FaultyBackend final : public ForwardingBackend {
         return route_over_tokens(call);
       case Fault::MoeNorm:
         return inner().run(with(call, "norm", call.attrs.get_int("norm") == 1 ? 0 : 1));
+      case Fault::NibbleOrder:
+      case Fault::KquantScale:
+      case Fault::MinSign:
+      case Fault::LastBlock:
+      case Fault::Q6kHighBits:
+        return quantized(call);
     }
   }
 
  private:
   bool touches(const OpCall& call) const {
     bool op = std::find(fault_.ops.begin(), fault_.ops.end(), call.op) != fault_.ops.end();
-    return op && site_.search(call.site);
+    if (!op || !site_.search(call.site)) return false;
+    const std::vector<DType> types = block_types(fault_.fault);
+    if (types.empty()) return true;
+    // A quantized-weight fault: only the block types it names (a malformed call goes to the
+    // inner backend, which says what is wrong).
+    const size_t w = block_input(call.op);
+    return w < call.inputs.size() &&
+           std::find(types.begin(), types.end(), call.inputs[w].dtype) != types.end();
   }
 
   // Host computation reads the inputs itself, so it checks the call against the catalog
@@ -298,6 +418,75 @@ class FaultyBackend final : public ForwardingBackend {
     write_floats(c.outputs[0], out);
   }
 
+  // matmul or embedding over a block-type weight, dequantized with the fault's bug. Each row
+  // read is also dequantized correctly, to tell whether the bug changes anything here; if it
+  // changes nothing, the inner kernel runs the call.
+  void quantized(const OpCall& c) {
+    check(c);
+    const bool matmul = c.op == Op::Matmul;
+    const DeviceTensor& w = c.inputs[block_input(c.op)];
+    const QuantType q = *block_quant(w.dtype);
+    const int64_t K = w.shape[1], V = w.shape[0], qk = quant_block_elems(q);
+    const size_t rb = row_bytes(w.dtype, K), bb = quant_block_bytes(q);
+    const bool last_block = fault_.fault == Fault::LastBlock;
+    // Elements of a row the kernel uses: all but the last block under last_block.
+    const int64_t kept = last_block ? K - qk : K;
+    inner().sync();
+    // The weight rows this call reads: all of them (matmul) or the ids' (embedding).
+    std::vector<int64_t> rows;
+    if (matmul) {
+      for (int64_t n = 0; n < V; ++n) rows.push_back(n);
+    } else {
+      const DeviceTensor& ids_t = c.inputs[1];
+      std::vector<int32_t> ids(static_cast<size_t>(ids_t.shape.numel()));
+      inner().read(ids_t.buffer, ids_t.offset, ids.data(), ids.size() * sizeof(int32_t));
+      for (int32_t id : ids) {
+        TAPML_REQUIRE(id >= 0 && id < V, "faulty: embedding: token id " + std::to_string(id) +
+                                             " outside the vocabulary of " + std::to_string(V));
+        rows.push_back(id);
+      }
+    }
+    const int64_t T = matmul ? c.inputs[0].shape[0] : int64_t(rows.size());
+    std::vector<float> x;
+    if (matmul) x = read_floats(c.inputs[0]);
+    // matmul: [T, V] dot products; embedding: [T, K] dequantized rows.
+    std::vector<float> out(static_cast<size_t>(T * (matmul ? V : K)));
+    std::vector<uint8_t> blocks(rb);
+    std::vector<float> right(static_cast<size_t>(K)), wrong(static_cast<size_t>(K));
+    bool changes = false;
+    for (size_t r = 0; r < rows.size(); ++r) {
+      inner().read(w.buffer, w.offset + size_t(rows[r]) * rb, blocks.data(), rb);
+      dequantize_row(q, blocks.data(), right.data(), K);
+      if (last_block) {
+        wrong = right;
+        for (int64_t k = kept; k < K; ++k) changes |= right[size_t(k)] != 0.0f;
+      } else {
+        for (size_t at = 0; at < rb; at += bb) misread(fault_.fault, q, blocks.data() + at);
+        dequantize_row(q, blocks.data(), wrong.data(), K);
+        changes |= wrong != right;
+      }
+      if (!matmul) {
+        std::copy(wrong.begin(), wrong.end(), out.begin() + int64_t(r) * K);
+        continue;
+      }
+      for (int64_t t = 0; t < T; ++t) {
+        double acc = 0;
+        for (int64_t k = 0; k < kept; ++k) acc += double(x[size_t(t * K + k)]) * wrong[size_t(k)];
+        out[size_t(t * V + int64_t(r))] = float(acc);
+      }
+    }
+    if (!matmul && last_block) {
+      // Each output row's last block is never written.
+      const DeviceTensor& o = c.outputs[0];
+      for (int64_t t = 0; t < T; ++t)
+        inner().write(o.buffer, o.offset + size_t(t * K) * sizeof(float), out.data() + t * K,
+                      size_t(kept) * sizeof(float));
+      return;
+    }
+    if (!changes) return inner().run(c);
+    write_floats(c.outputs[0], out);
+  }
+
   void swiglu(const OpCall& c) {
     check(c);
     inner().sync();
@@ -416,6 +605,12 @@ const std::vector<std::string>& known_faults() {
 std::vector<Op> fault_ops(const std::string& fault) {
   for (const FaultDef& f : kFaults)
     if (fault == f.name) return f.ops;
+  throw UsageError("unknown fault '" + fault + "' (known faults: " + fault_list() + ")");
+}
+
+std::vector<DType> fault_block_types(const std::string& fault) {
+  for (const FaultDef& f : kFaults)
+    if (fault == f.name) return block_types(f.fault);
   throw UsageError("unknown fault '" + fault + "' (known faults: " + fault_list() + ")");
 }
 

@@ -41,6 +41,30 @@
 //                 instead of over the experts; the top k are then chosen from that.
 //   moe_norm      moe_route: the chosen weights renormalized when they should not be, or
 //                 not when they should (norm flipped).
+// Quantized-weight faults act on matmul (weight) and embedding (table) calls whose block type
+// they name; other types, like other ops, go to the inner backend. Each is one bug in
+// dequantization, everything else as ggml decodes; matmul then sums in f64. Legacy blocks
+// hold 32 elements, K-quant super-blocks 256 (core/quant.h).
+//   nibble_order  Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K: the two 4-bit values of each byte of qs
+//                 swapped: element j of a block read from the high nibble of qs[j] and j + 16
+//                 from the low one (Q4_K/Q5_K: elements l and l + 32 of each 64-element chunk);
+//                 the fifth bits (Q5_*: qh) stay with their elements.
+//   kquant_scale  Q4_K, Q5_K: the 6-bit scale of sub-blocks 4..7 takes its top 2 bits from
+//                 byte j of the 12 packed scale bytes (where the min's are) instead of byte
+//                 j - 4 (ggml's get_scale_min_k4 reads q[j - 4] for the scale and q[j - 0] for
+//                 the min, and the copied line keeps the min's index). Mins and sub-blocks 0..3
+//                 are right; a sub-block whose scale and min share their top 2 bits is too.
+//   q4_1_min_sign Q4_1, Q5_1: x = d * q - m instead of d * q + m; Q2_K, Q4_K, Q5_K: the min
+//                 term added instead of subtracted (x = d * sc * q + dmin * m).
+//   last_block    every block type: the last block of each row skipped (a loop to nb - 1):
+//                 matmul leaves its products out of every dot product (a row of one block
+//                 gives 0); embedding never writes the last block's elements of each output
+//                 row.
+//   q6_k_high_bits  Q6_K: in each half of 128 elements, elements l + 32 and l + 64 take each
+//                 other's top 2 bits (qh shifts 2 and 4 exchanged).
+// A call on which the bug changes no dequantized value (every byte's two nibbles equal, mins
+// of zero, a dropped block of zeros) goes to the inner kernel; embedding's unwritten elements
+// under last_block are an effect whatever their values.
 #pragma once
 #include <memory>
 #include <string>
@@ -55,6 +79,9 @@ namespace tapml {
 const std::vector<std::string>& known_faults();
 // The ops a fault changes; throws Error for an unknown fault.
 std::vector<Op> fault_ops(const std::string& fault);
+// The block types whose decoding a quantized-weight fault breaks (in matmul's w and
+// embedding's table); empty for the other faults. Throws Error for an unknown fault.
+std::vector<DType> fault_block_types(const std::string& fault);
 
 // Opens the inner backend through the registry, so the inner scheme must be registered.
 std::unique_ptr<Backend> make_faulty_backend(const BackendUri& uri);
