@@ -20,9 +20,11 @@
 #include <cstring>
 #include <map>
 #include <span>
+#include <string_view>
 #include <unordered_map>
 
 #include "backend/kernel_table.h"
+#include "core/dtype.h"
 #include "core/error.h"
 
 namespace tapml {
@@ -262,8 +264,17 @@ class VulkanBackend final : public Backend {
     check(vkCreatePipelineLayout(device_, &plci, nullptr, &pipeline_layout_),
           "vkCreatePipelineLayout");
 
-    // One pipeline per shader; rope's angle is computed in f64 where the device can.
-    for (const ShaderCode& code : kShaders) add_pipeline(code);
+    // One pipeline per shader; rope's angle is computed in f64 where the device can. The
+    // quantized shaders get one pipeline per block type (QTYPE, specialization constant 0),
+    // built on first use: most models use one or two of the ten types.
+    for (const ShaderCode& code : kShaders) {
+      if (is_quant_shader(code.name)) {
+        for (DType t : kBlockDTypes)
+          lazy_[quant_pipeline(code.name, t)] = {&code, uint32_t(*block_quant(t))};
+      } else {
+        add_pipeline(code);
+      }
+    }
     rope_shader_ = facts_.f64 ? "rope_f64" : "rope";
 
     add_op(Op::Embedding, &VulkanBackend::embedding,
@@ -273,6 +284,10 @@ class VulkanBackend final : public Backend {
     add_op(Op::Matmul, &VulkanBackend::matmul, [](const OpCall& c) {
       return c.inputs[1].shape[0] * ceil_div(c.inputs[0].shape[0], 4);
     });
+    // Quantized weights and tables, every block type by name (the table refuses the rest).
+    const std::vector<DType> blocks(std::begin(kBlockDTypes), std::end(kBlockDTypes));
+    kernels_.add(Op::Matmul, this, &VulkanBackend::matmul_quant, {{DType::F32}, blocks});
+    kernels_.add(Op::Embedding, this, &VulkanBackend::embedding_quant, {blocks, {DType::I32}});
     add_op(Op::Rope, &VulkanBackend::rope,
            [](const OpCall& c) {
              int64_t hd = c.attrs.get_int("head_dim"), rd = c.attrs.get_int("rope_dim");
@@ -414,7 +429,8 @@ class VulkanBackend final : public Backend {
     const VkPhysicalDeviceLimits& l = facts_.props.limits;
     const size_t slack = size_t(l.minStorageBufferOffsetAlignment) + 4;
     auto fits = [&](const DeviceTensor& t, const char* what) -> Support {
-      size_t align = dtype_size(t.dtype) == 2 ? 2 : 4;
+      // Blocks are read byte by byte, so they may start at any byte.
+      size_t align = is_block(t.dtype) ? 1 : dtype_size(t.dtype) == 2 ? 2 : 4;
       if (t.offset % align)
         return Support::no("vulkan: " + op + " " + what + " at byte offset " +
                            std::to_string(t.offset) + " is not " + std::to_string(align) +
@@ -496,6 +512,20 @@ class VulkanBackend final : public Backend {
     record("embedding", bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
   }
 
+  // A quantized table: one invocation per 16 elements of the output.
+  void embedding_quant(const OpCall& c) {
+    const int64_t V = c.inputs[0].shape[0], T = c.inputs[1].shape[0], D = c.inputs[0].shape[1];
+    std::vector<int32_t> ids = read_i32(c.inputs[1]);
+    for (int32_t id : ids)
+      TAPML_REQUIRE(id >= 0 && id < V, "embedding: token id " + std::to_string(id) +
+                                           " outside the vocabulary of " + std::to_string(V));
+    Params p;
+    p.u[0] = uint32_t(T), p.u[1] = uint32_t(D), p.u[3] = uint32_t(row_bytes(c.inputs[0].dtype, D));
+    if (int64_t groups = ceil_div(T * (D / 16), 128); groups > 0)
+      dispatch(quant_pipeline("embedding_quant", c.inputs[0].dtype),
+               bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, groups);
+  }
+
   void rmsnorm(const OpCall& c) {
     Params p;
     p.u[0] = uint32_t(c.inputs[0].shape[0]), p.u[1] = uint32_t(c.inputs[0].shape[1]);
@@ -510,6 +540,16 @@ class VulkanBackend final : public Backend {
     p.u[2] = uint32_t(c.inputs[1].shape[0]);
     p.u[7] = weight_code(c.inputs[1].dtype);
     record("matmul", bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
+  }
+
+  void matmul_quant(const OpCall& c) {
+    Params p;
+    const int64_t K = c.inputs[0].shape[1];
+    p.u[0] = uint32_t(c.inputs[0].shape[0]), p.u[1] = uint32_t(K);
+    p.u[2] = uint32_t(c.inputs[1].shape[0]);
+    p.u[3] = uint32_t(row_bytes(c.inputs[1].dtype, K));
+    record(quant_pipeline("matmul_quant", c.inputs[1].dtype),
+           bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
   }
 
   // With freq_factors (binding 4), the rope_factors variant of the shader.
@@ -827,7 +867,25 @@ class VulkanBackend final : public Backend {
     return scratch_;
   }
 
-  void add_pipeline(const ShaderCode& code) {
+  static bool is_quant_shader(std::string_view name) {
+    return name == "matmul_quant" || name == "embedding_quant";
+  }
+  static std::string quant_pipeline(const std::string& shader, DType t) {
+    return shader + "." + std::string(dtype_name(t));
+  }
+
+  // The pipeline of `name`, built now if it is one of the lazily built ones.
+  VkPipeline pipeline(const std::string& name) {
+    auto it = pipelines_.find(name);
+    if (it != pipelines_.end()) return it->second;
+    const LazyPipeline& lazy = lazy_.at(name);
+    add_pipeline(*lazy.code, name, &lazy.qtype);
+    return pipelines_.at(name);
+  }
+
+  // `qtype`, when given, is the shader's specialization constant 0.
+  void add_pipeline(const ShaderCode& code, const std::string& name = "",
+                    const uint32_t* qtype = nullptr) {
     VkShaderModuleCreateInfo smci{VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO};
     smci.codeSize = code.words * 4;
     smci.pCode = code.spirv;
@@ -838,12 +896,15 @@ class VulkanBackend final : public Backend {
     cpci.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
     cpci.stage.module = module;
     cpci.stage.pName = "main";
+    VkSpecializationMapEntry entry{0, 0, sizeof(uint32_t)};
+    VkSpecializationInfo spec{1, &entry, sizeof(uint32_t), qtype};
+    if (qtype) cpci.stage.pSpecializationInfo = &spec;
     cpci.layout = pipeline_layout_;
     VkPipeline pipeline;
     VkResult r = vkCreateComputePipelines(device_, VK_NULL_HANDLE, 1, &cpci, nullptr, &pipeline);
     vkDestroyShaderModule(device_, module, nullptr);
     check(r, (std::string("vkCreateComputePipelines (") + code.name + ")").c_str());
-    pipelines_[code.name] = pipeline;
+    pipelines_[name.empty() ? std::string(code.name) : name] = pipeline;
   }
 
   void begin() {
@@ -919,7 +980,7 @@ class VulkanBackend final : public Backend {
       writes[i].pBufferInfo = &infos[i];
     }
     vkUpdateDescriptorSets(device_, kBindings, writes.data(), 0, nullptr);
-    vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, pipelines_.at(shader));
+    vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline(shader));
     vkCmdBindDescriptorSets(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline_layout_, 0, 1, &set, 0,
                             nullptr);
     vkCmdPushConstants(cmd_, pipeline_layout_, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(Params), &p);
@@ -948,6 +1009,11 @@ class VulkanBackend final : public Backend {
   VkDescriptorSetLayout set_layout_ = VK_NULL_HANDLE;
   VkPipelineLayout pipeline_layout_ = VK_NULL_HANDLE;
   std::map<std::string, VkPipeline> pipelines_;
+  struct LazyPipeline {
+    const ShaderCode* code = nullptr;
+    uint32_t qtype = 0;  // ggml's type id
+  };
+  std::map<std::string, LazyPipeline> lazy_;
   std::string rope_shader_;
   KernelTable kernels_;
   std::array<Groups, kOpCount> groups_{};  // workgroups a call of each op needs

@@ -1,6 +1,9 @@
 // The vulkan backend: the catalog's ops as GLSL compute shaders (compiled to SPIR-V at build
 // time and embedded), on any Vulkan 1.1 device. f32 activations; f32, f16 and bf16 weights
-// read as packed 32-bit words, so no 16-bit storage feature is needed.
+// read as packed 32-bit words, so no 16-bit storage feature is needed. Matmul weights and
+// embedding tables may also be ggml's quantized blocks (Q4_0 ... Q6_K, as raw block bytes),
+// dequantized in the shader with core's exact arithmetic (embedding rows are bit-identical to
+// ref's) and accumulated in f32.
 //
 // URI: vulkan (device 0), vulkan:N (device index N), vulkan:NAME (first device whose name
 // contains NAME, case-insensitive). Calls run in order; they are batched into one command

@@ -70,3 +70,197 @@ float sigmoid_f32(float z) {
   float e = exp_f32(z);
   return e / (1.0 + e);
 }
+
+#ifdef QUANT_BINDING
+// ggml's quantized blocks (layouts in core/quant.h), for the shaders that define QUANT_BINDING
+// before including this file: binding QUANT_BINDING holds raw block bytes, read as uints
+// (blocks of 18, 22, 34, 110, 210 ... bytes are not word aligned, so every read goes through
+// byte addresses), and the block type is the specialization constant QTYPE (ggml's type id), so
+// each type's pipeline holds only its own code. A row is cut into units of 16 consecutive
+// elements that share their scales; dequant_unit() returns one unit with the arithmetic of
+// core's dequantize_row: the same f32 operations in the same order, every one `precise` so
+// that no multiply-add is fused, and f16 fields converted exactly in integer arithmetic.
+layout(constant_id = 0) const uint QTYPE = 2u;
+layout(binding = QUANT_BINDING) readonly buffer QuantBlocks { uint qb[]; };
+
+const uint Q4_0 = 2u, Q4_1 = 3u, Q5_0 = 6u, Q5_1 = 7u, Q8_0 = 8u;
+const uint Q2_K = 10u, Q3_K = 11u, Q4_K = 12u, Q5_K = 13u, Q6_K = 14u;
+
+// Elements and bytes of one block of QTYPE.
+uint quant_block_elems() { return QTYPE >= Q2_K ? 256u : 32u; }
+uint quant_block_bytes() {
+  if (QTYPE == Q4_0) return 18u;
+  if (QTYPE == Q4_1) return 20u;
+  if (QTYPE == Q5_0) return 22u;
+  if (QTYPE == Q5_1) return 24u;
+  if (QTYPE == Q8_0) return 34u;
+  if (QTYPE == Q2_K) return 84u;
+  if (QTYPE == Q3_K) return 110u;
+  if (QTYPE == Q4_K) return 144u;
+  if (QTYPE == Q5_K) return 176u;
+  return 210u;  // Q6_K
+}
+
+uint qbyte(uint a) { return (qb[a >> 2] >> ((a & 3u) * 8u)) & 0xFFu; }
+
+// The 4 bytes from byte address a, little-endian. The second word is read only when a is not
+// word aligned, so a read ending at the end of the buffer stays inside it.
+uint qword(uint a) {
+  uint s = (a & 3u) * 8u, lo = qb[a >> 2];
+  if (s == 0u) return lo;
+  return (lo >> s) | (qb[(a >> 2) + 1u] << (32u - s));
+}
+
+// 16 bytes from byte address a: byte l is (r[l / 4] >> (8 * (l % 4))) & 0xFF.
+uvec4 qbytes16(uint a) {
+  uint s = (a & 3u) * 8u, i = a >> 2;
+  uvec4 w = uvec4(qb[i], qb[i + 1u], qb[i + 2u], qb[i + 3u]);
+  if (s == 0u) return w;
+  uint w4 = qb[i + 4u];
+  return uvec4((w.x >> s) | (w.y << (32u - s)), (w.y >> s) | (w.z << (32u - s)),
+               (w.z >> s) | (w.w << (32u - s)), (w.w >> s) | (w4 << (32u - s)));
+}
+uint byte_of(uvec4 r, uint l) { return (r[l >> 2] >> ((l & 3u) * 8u)) & 0xFFu; }
+
+// IEEE half bits to f32, exactly, subnormal halves included (a driver may flush those to zero
+// in unpackHalf2x16, and ggml's small scales can be subnormal halves).
+float half_to_f32(uint h) {
+  uint sign = (h & 0x8000u) << 16, e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
+  if (e == 0x1Fu) return uintBitsToFloat(sign | 0x7F800000u | (m << 13));
+  if (e == 0u) {
+    if (m == 0u) return uintBitsToFloat(sign);
+    // m * 2^-24: move the leading one to bit 10; the f32 exponent is then msb + 103.
+    int msb = findMSB(m);
+    return uintBitsToFloat(sign | (uint(msb + 103) << 23) | ((m << uint(10 - msb)) & 0x3FFu) << 13);
+  }
+  return uintBitsToFloat(sign | ((e + 112u) << 23) | (m << 13));
+}
+float qhalf(uint a) { return half_to_f32(qbyte(a) | (qbyte(a + 1u) << 8)); }
+
+// Q4_0, Q4_1, Q5_0, Q5_1: unit ub (0, 1) of the block at byte bb holds elements 16 ub + l,
+// the low (ub 0) or high (ub 1) nibbles of qs[l], with the fifth bit, for Q5, in bit 16 ub + l
+// of qh. Q4_0/Q5_0: x = q * d; Q4_1/Q5_1: x = q * d + m.
+void dequant_legacy(uint bb, uint ub, out float v[16]) {
+  const bool has_min = QTYPE == Q4_1 || QTYPE == Q5_1;
+  const bool five = QTYPE == Q5_0 || QTYPE == Q5_1;
+  float d = qhalf(bb), m = has_min ? qhalf(bb + 2u) : 0.0;
+  uint p = bb + (has_min ? 4u : 2u);
+  uint qh = five ? qword(p) : 0u;
+  uvec4 qs = qbytes16(p + (five ? 4u : 0u));
+  for (uint l = 0u; l < 16u; ++l) {
+    int q = int((byte_of(qs, l) >> (4u * ub)) & 0xFu);
+    if (five) q |= int(((qh >> (l + 16u * ub)) & 1u) << 4);
+    if (!has_min) {
+      precise float y = float(q - (five ? 16 : 8)) * d;
+      v[l] = y;
+    } else {
+      precise float y = float(q) * d + m;
+      v[l] = y;
+    }
+  }
+}
+
+// Q8_0: x = qs[16 ub + l] * d, qs signed bytes.
+void dequant_q8_0(uint bb, uint ub, out float v[16]) {
+  float d = qhalf(bb);
+  uvec4 qs = qbytes16(bb + 2u + 16u * ub);
+  for (uint l = 0u; l < 16u; ++l) {
+    precise float y = float(bitfieldExtract(int(qs[l >> 2]), int((l & 3u) * 8u), 8)) * d;
+    v[l] = y;
+  }
+}
+
+// Q2_K and Q3_K: unit g (0..15) of a super-block takes the 2-bit plane at shift 2 ((g % 8) / 2)
+// of bytes 16 (g % 2) + l of the g / 8-th half's 32 quant bytes. Q2_K: x = (d * (sc & 15)) * q -
+// dmin * (sc >> 4), sc = scales[g]. Q3_K: x = (d * (s_g - 32)) * (q - 4 * !hmask bit g / 2 of
+// byte 16 (g % 2) + l), s_g the 6-bit scale of group g.
+void dequant_q2_q3_k(uint bb, uint g, out float v[16]) {
+  uint half_ = g >> 3, shift = ((g & 7u) >> 1) * 2u, part = g & 1u;
+  if (QTYPE == Q2_K) {
+    uint sc = qbyte(bb + g);
+    float d = qhalf(bb + 80u), dmin = qhalf(bb + 82u);
+    precise float dl = d * float(sc & 0xFu);
+    precise float ml = dmin * float(sc >> 4);
+    uvec4 qs = qbytes16(bb + 16u + half_ * 32u + part * 16u);
+    for (uint l = 0u; l < 16u; ++l) {
+      precise float y = dl * float((byte_of(qs, l) >> shift) & 3u) - ml;
+      v[l] = y;
+    }
+  } else {
+    uint sb = bb + 96u;
+    uint low = g < 8u ? qbyte(sb + g) & 0xFu : qbyte(sb + g - 8u) >> 4;
+    uint high = (qbyte(sb + 8u + (g & 3u)) >> (2u * (g >> 2))) & 3u;
+    float d = qhalf(bb + 108u);
+    precise float dl = d * float(int(low | (high << 4)) - 32);
+    uvec4 qs = qbytes16(bb + 32u + half_ * 32u + part * 16u);
+    uvec4 hm = qbytes16(bb + part * 16u);
+    for (uint l = 0u; l < 16u; ++l) {
+      int q = int((byte_of(qs, l) >> shift) & 3u) - (((byte_of(hm, l) >> (g >> 1)) & 1u) != 0u ? 0 : 4);
+      precise float y = dl * float(q);
+      v[l] = y;
+    }
+  }
+}
+
+// Q4_K and Q5_K: unit u (0..15) is half of group g = u / 2 (32 elements, its own 6-bit scale and
+// min): the low (g even) or high (g odd) nibbles of bytes 16 (u % 2) + l of the g / 2-th chunk of
+// 32 quant bytes, for Q5_K plus 16 when bit g of qh[16 (u % 2) + l] is set.
+// x = (d * sc) * q - dmin * m.
+void dequant_q4_q5_k(uint bb, uint u, out float v[16]) {
+  uint g = u >> 1, l0 = (u & 1u) * 16u;
+  uint sb = bb + 4u, sc, mn;
+  if (g < 4u) {
+    sc = qbyte(sb + g) & 63u;
+    mn = qbyte(sb + g + 4u) & 63u;
+  } else {
+    sc = (qbyte(sb + g + 4u) & 0xFu) | ((qbyte(sb + g - 4u) >> 6) << 4);
+    mn = (qbyte(sb + g + 4u) >> 4) | ((qbyte(sb + g) >> 6) << 4);
+  }
+  float d = qhalf(bb), dmin = qhalf(bb + 2u);
+  precise float d1 = d * float(sc);
+  precise float m1 = dmin * float(mn);
+  const bool five = QTYPE == Q5_K;
+  uvec4 qs = qbytes16(bb + (five ? 48u : 16u) + (g >> 1) * 32u + l0);
+  uvec4 qh = five ? qbytes16(bb + 16u + l0) : uvec4(0u);
+  for (uint l = 0u; l < 16u; ++l) {
+    uint q = (byte_of(qs, l) >> (4u * (g & 1u))) & 0xFu;
+    if (five) q += ((byte_of(qh, l) >> g) & 1u) != 0u ? 16u : 0u;
+    precise float y = d1 * float(q) - m1;
+    v[l] = y;
+  }
+}
+
+// Q6_K: unit u (0..15) holds elements 16 u + l: half n = u / 8, quarter c = (u % 8) / 2 of it,
+// byte l' = 16 (u % 2) + l; the low 4 bits are nibble c / 2 of ql[64 n + 32 (c % 2) + l'], the
+// high 2 bits at shift 2 c of qh[32 n + l']. x = (d * scales[u]) * (q - 32), scales signed.
+void dequant_q6_k(uint bb, uint u, out float v[16]) {
+  uint n = u >> 3, c = (u & 7u) >> 1, l0 = (u & 1u) * 16u;
+  float d = qhalf(bb + 208u);
+  int sc = bitfieldExtract(int(qbyte(bb + 192u + u)), 0, 8);
+  precise float ds = d * float(sc);
+  uvec4 ql = qbytes16(bb + 64u * n + 32u * (c & 1u) + l0);
+  uvec4 qh = qbytes16(bb + 128u + 32u * n + l0);
+  for (uint l = 0u; l < 16u; ++l) {
+    uint lo = (byte_of(ql, l) >> (4u * (c >> 1))) & 0xFu;
+    uint hi = (byte_of(qh, l) >> (2u * c)) & 3u;
+    precise float y = ds * float(int(lo | (hi << 4)) - 32);
+    v[l] = y;
+  }
+}
+
+// Elements 16 u .. 16 u + 15 of the row whose blocks start at byte address row.
+void dequant_unit(uint row, uint u, out float v[16]) {
+  uint per_block = quant_block_elems() / 16u;
+  uint bb = row + (u / per_block) * quant_block_bytes(), ub = u % per_block;
+  if (QTYPE == Q8_0)
+    dequant_q8_0(bb, ub, v);
+  else if (QTYPE < Q2_K)
+    dequant_legacy(bb, ub, v);
+  else if (QTYPE == Q2_K || QTYPE == Q3_K)
+    dequant_q2_q3_k(bb, ub, v);
+  else if (QTYPE == Q4_K || QTYPE == Q5_K)
+    dequant_q4_q5_k(bb, ub, v);
+  else
+    dequant_q6_k(bb, ub, v);
+}
+#endif
