@@ -24,12 +24,12 @@ struct MatmulArgs {
 void matmul_range(const MatmulArgs& a, int64_t n_begin, int64_t n_end);
 
 // Token rows in ggml's 8-bit activation blocks for a weight of some quantized type
-// (activations_as_q8): per row, K values, a scale per 32 values and the sums of the values
-// in groups of 16.
+// (activations_as_q8): per row, K values, a scale per 32 values and, per group of 16, the
+// sum of the quantized activations (scale times the sum of the values).
 struct QuantActivations {
-  std::vector<int16_t> q;      // [T, K]
-  std::vector<float> d;        // [T, K / 32]
-  std::vector<int32_t> sum16;  // [T, K / 16]
+  std::vector<int16_t> q;    // [T, K]
+  std::vector<float> d;      // [T, K / 32]
+  std::vector<float> sum16;  // [T, K / 16]
 };
 void quantize_activations(QuantType w, const float* x, int64_t T, int64_t K, QuantActivations& out);
 // Whether type t's values carry a per-group offset (x = d * q + m).

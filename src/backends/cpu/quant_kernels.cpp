@@ -98,7 +98,8 @@ inline void block(const BlockQ2_K& b, Row r) {
           r.q[16 * g + l] = int16_t(sc * ((q[l + 16 * part] >> shift) & 3));
         r.m[g] = -dmin * float(b.scales[g] >> 4);
       }
-  for (int i = 0; i < 8; ++i) r.s[i] = half(b.d);
+  const float d = half(b.d);
+  for (int i = 0; i < 8; ++i) r.s[i] = d;
 }
 inline void block(const BlockQ3_K& b, Row r) {
   const uint8_t* q = b.qs;
@@ -113,34 +114,65 @@ inline void block(const BlockQ3_K& b, Row r) {
           r.q[16 * g + l] = int16_t(sc * (((q[i] >> shift) & 3) - ((b.hmask[i] & mask) ? 0 : 4)));
         }
       }
-  for (int i = 0; i < 8; ++i) r.s[i] = half(b.d);
+  const float d = half(b.d);
+  for (int i = 0; i < 8; ++i) r.s[i] = d;
 }
 // Q4_K and Q5_K: four chunks of 64, the low nibbles of 32 bytes (group 2c) then the high ones.
+// Loops with constant shifts over 32 bytes, so that the compiler vectorizes them.
 inline void block(const BlockQ4_K& b, Row r) {
-  const float dmin = half(b.dmin);
-  for (int g = 0; g < 8; ++g) {
-    uint8_t sc, mn;
-    scale_min_k4(g, b.scales, sc, mn);
-    const uint8_t* q = b.qs + 32 * (g / 2);
-    const int shift = 4 * (g % 2);
-    for (int l = 0; l < 32; ++l) r.q[32 * g + l] = int16_t(sc * ((q[l] >> shift) & 0xF));
-    r.m[2 * g] = r.m[2 * g + 1] = -dmin * float(mn);
-    r.s[g] = half(b.d);
+  const float d = half(b.d), dmin = half(b.dmin);
+  for (int c = 0; c < 4; ++c) {
+    uint8_t sc0, mn0, sc1, mn1;
+    scale_min_k4(2 * c, b.scales, sc0, mn0);
+    scale_min_k4(2 * c + 1, b.scales, sc1, mn1);
+    const uint8_t* q = b.qs + 32 * c;
+    int16_t* y = r.q + 64 * c;
+    for (int l = 0; l < 32; ++l) y[l] = int16_t(sc0 * (q[l] & 0xF));
+    for (int l = 0; l < 32; ++l) y[l + 32] = int16_t(sc1 * (q[l] >> 4));
+    r.m[4 * c] = r.m[4 * c + 1] = -dmin * float(mn0);
+    r.m[4 * c + 2] = r.m[4 * c + 3] = -dmin * float(mn1);
   }
+  for (int i = 0; i < 8; ++i) r.s[i] = d;
 }
 inline void block(const BlockQ5_K& b, Row r) {
-  const float dmin = half(b.dmin);
-  for (int g = 0; g < 8; ++g) {
-    uint8_t sc, mn;
-    scale_min_k4(g, b.scales, sc, mn);
-    const uint8_t* q = b.qs + 32 * (g / 2);
-    const int shift = 4 * (g % 2);
+  const float d = half(b.d), dmin = half(b.dmin);
+  for (int c = 0; c < 4; ++c) {
+    uint8_t sc0, mn0, sc1, mn1;
+    scale_min_k4(2 * c, b.scales, sc0, mn0);
+    scale_min_k4(2 * c + 1, b.scales, sc1, mn1);
+    const uint8_t* q = b.qs + 32 * c;
+    const int lo = 2 * c, hi = 2 * c + 1;
+    int16_t* y = r.q + 64 * c;
     for (int l = 0; l < 32; ++l)
-      r.q[32 * g + l] = int16_t(sc * (((q[l] >> shift) & 0xF) | (((b.qh[l] >> g) & 1) << 4)));
-    r.m[2 * g] = r.m[2 * g + 1] = -dmin * float(mn);
-    r.s[g] = half(b.d);
+      y[l] = int16_t(sc0 * ((q[l] & 0xF) | (((b.qh[l] >> lo) & 1) << 4)));
+    for (int l = 0; l < 32; ++l)
+      y[l + 32] = int16_t(sc1 * ((q[l] >> 4) | (((b.qh[l] >> hi) & 1) << 4)));
+    r.m[4 * c] = r.m[4 * c + 1] = -dmin * float(mn0);
+    r.m[4 * c + 2] = r.m[4 * c + 3] = -dmin * float(mn1);
+  }
+  for (int i = 0; i < 8; ++i) r.s[i] = d;
+}
+// 16 Q6_K values: the low 4 bits from ql (its low nibbles, or its high ones when kHighNibble),
+// the top 2 from qh at bit kShift, minus 32, times the group's scale.
+template <bool kHighNibble, int kShift>
+HWY_INLINE void q6_k_group(const uint8_t* HWY_RESTRICT ql, const uint8_t* HWY_RESTRICT qh,
+                           int scale, int16_t* HWY_RESTRICT y) {
+  const hn::CappedTag<int16_t, 16> d16;
+  const hn::RebindToUnsigned<decltype(d16)> du16;
+  const hn::Rebind<uint8_t, decltype(d16)> du8;
+  for (size_t i = 0; i < 16; i += hn::Lanes(d16)) {
+    auto lo = hn::PromoteTo(du16, hn::LoadU(du8, ql + i));
+    const auto top = hn::PromoteTo(du16, hn::LoadU(du8, qh + i));
+    if constexpr (kHighNibble)
+      lo = hn::ShiftRight<4>(lo);
+    else
+      lo = hn::And(lo, hn::Set(du16, 0xF));
+    const auto hi = hn::ShiftLeft<4>(hn::And(hn::ShiftRight<kShift>(top), hn::Set(du16, 3)));
+    const auto v = hn::Sub(hn::BitCast(d16, hn::Or(lo, hi)), hn::Set(d16, int16_t(32)));
+    hn::StoreU(hn::Mul(v, hn::Set(d16, int16_t(scale))), d16, y + i);
   }
 }
+
 // Q6_K: two halves of 128; ql bytes l and l+32 hold elements l, l+32 (low nibbles) and l+64,
 // l+96 (high nibbles), qh byte l their top 2 bits; groups of 16 consecutive elements.
 inline void block(const BlockQ6_K& b, Row r) {
@@ -149,15 +181,16 @@ inline void block(const BlockQ6_K& b, Row r) {
     const uint8_t* qh = b.qh + 32 * h;
     const int8_t* sc = b.scales + 8 * h;
     int16_t* y = r.q + 128 * h;
-    for (int l = 0; l < 32; ++l) {
-      const int is = l / 16;
-      y[l] = int16_t(sc[is] * (((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32));
-      y[l + 32] = int16_t(sc[is + 2] * (((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32));
-      y[l + 64] = int16_t(sc[is + 4] * (((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32));
-      y[l + 96] = int16_t(sc[is + 6] * (((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32));
+    for (int p = 0; p < 2; ++p) {
+      const int o = 16 * p;
+      q6_k_group<false, 0>(ql + o, qh + o, sc[p], y + o);
+      q6_k_group<false, 2>(ql + o + 32, qh + o, sc[p + 2], y + o + 32);
+      q6_k_group<true, 4>(ql + o, qh + o, sc[p + 4], y + o + 64);
+      q6_k_group<true, 6>(ql + o + 32, qh + o, sc[p + 6], y + o + 96);
     }
   }
-  for (int i = 0; i < 8; ++i) r.s[i] = half(b.d);
+  const float d = half(b.d);
+  for (int i = 0; i < 8; ++i) r.s[i] = d;
 }
 
 template <class B>
@@ -200,6 +233,18 @@ HWY_INLINE float dot_blocks(const int16_t* HWY_RESTRICT w, const float* HWY_REST
   return hn::GetLane(hn::SumOfLanes(df, hn::Add(acc0, acc1)));
 }
 
+// sum of a[i] * b[i].
+HWY_INLINE float dot_f32(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, int64_t n) {
+  const hn::ScalableTag<float> df;
+  const int64_t L = int64_t(hn::Lanes(df));
+  auto acc = hn::Zero(df);
+  int64_t i = 0;
+  for (; i + L <= n; i += L) acc = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), acc);
+  float sum = hn::GetLane(hn::SumOfLanes(df, acc));
+  for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
+}
+
 void QuantMatmulRange(const QuantMatmulArgs& a, int64_t n_begin, int64_t n_end) {
   const int64_t K = a.K, blocks = K / 32, groups = K / 16;
   const QuantActivations& x = *a.x;
@@ -234,12 +279,7 @@ void QuantMatmulRange(const QuantMatmulArgs& a, int64_t n_begin, int64_t n_end) 
       const int16_t* xq = x.q.data() + t * K;
       const float* xd = x.d.data() + t * blocks;
       float acc = dot_blocks(q.data(), s.data(), xq, xd, blocks);
-      if (has_min) {
-        const int32_t* sums = x.sum16.data() + t * groups;
-        float mins = 0;
-        for (int64_t g = 0; g < groups; ++g) mins += m[size_t(g)] * xd[g / 2] * float(sums[g]);
-        acc += mins;
-      }
+      if (has_min) acc += dot_f32(m.data(), x.sum16.data() + t * groups, groups);
       a.out[t * a.N + n] = acc;
     }
   }
@@ -283,14 +323,14 @@ void quantize_activations(QuantType w, const float* x, int64_t T, int64_t K,
     const float* xt = x + t * K;
     int16_t* q = out.q.data() + t * K;
     float* d = out.d.data() + t * blocks;
-    int32_t* sums = out.sum16.data() + t * groups;
+    float* sums = out.sum16.data() + t * groups;
     if (quant_block_elems(w) == quant::kQK_K) {
       quant::BlockQ8_K b;
       for (int64_t i = 0; i < K / quant::kQK_K; ++i) {
         quant::quantize_row_q8_k(xt + i * quant::kQK_K, &b, quant::kQK_K);
         for (int j = 0; j < quant::kQK_K; ++j) q[i * quant::kQK_K + j] = b.qs[j];
         for (int j = 0; j < 8; ++j) d[i * 8 + j] = b.d;
-        for (int j = 0; j < 16; ++j) sums[i * 16 + j] = b.bsums[j];
+        for (int j = 0; j < 16; ++j) sums[i * 16 + j] = b.d * float(b.bsums[j]);
       }
     } else {
       quant::BlockQ8_0 b;
@@ -302,8 +342,8 @@ void quantize_activations(QuantType w, const float* x, int64_t T, int64_t K,
           (j < 16 ? lo : hi) += b.qs[j];
         }
         d[i] = f16_to_f32(b.d);
-        sums[2 * i] = lo;
-        sums[2 * i + 1] = hi;
+        sums[2 * i] = d[i] * float(lo);
+        sums[2 * i + 1] = d[i] * float(hi);
       }
     }
   }
