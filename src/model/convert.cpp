@@ -683,6 +683,9 @@ ConvertResult convert_hf_folder(const std::string& dir, const std::string& out,
   w.set_string("general.size_label", size_label(plan));
   GgufKeys keys(w, arch, uint32_t(ftype));
   family.gguf_metadata(keys, c, h);
+  // Some of llama.cpp's converters write no file type (GPT-NeoX's), but llama-quantize always
+  // does.
+  if (is_block(matrices)) w.set_u32("general.file_type", uint32_t(ftype));
   w.set_u32("general.quantization_version", 2);
   // No tokenizer: llama.cpp makes ARCH.vocab_size placeholder tokens.
   w.set_string("tokenizer.ggml.model", "none");
