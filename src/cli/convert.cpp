@@ -37,7 +37,7 @@ void convert(const ConvertArgs& a) {
     }
     progress->update(int64_t(done >> shift), tensor);
   };
-  // A GGUF file is requantized; anything else must be a Hugging Face folder.
+  // A GGUF file is converted tensor by tensor; anything else must be a Hugging Face folder.
   ConvertResult r = gguf::File::has_magic(a.model) ? convert_gguf_file(a.model, a.out, o)
                                                    : convert_hf_folder(a.model, a.out, o);
   if (progress) progress->finish();
@@ -71,7 +71,8 @@ void add_convert(CLI::App& app) {
       "Quantized types are llama.cpp's file types: each tensor gets the type llama-quantize\n"
       "gives it without an importance matrix (q4_k_m: q6_k classifier, q6_k for some V and\n"
       "FFN-down matrices, q5_0/q8_0 where rows are not whole 256-blocks), quantized by ggml's\n"
-      "reference quantizers, so the file equals `llama-quantize F32.gguf OUT.gguf Q4_K_M`.\n"
+      "reference quantizers: the tensors are those `llama-quantize F32.gguf OUT.gguf Q4_K_M`\n"
+      "writes, type for type and byte for byte.\n"
       "--model may also be an f32/f16/bf16 GGUF file, quantized the same way:\n"
       "  tapml convert --model model-f16.gguf --out model-q4_k_m.gguf --dtype q4_k_m");
   c->add_option("--model", a->model,
