@@ -6,10 +6,13 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <numbers>
 #include <stdexcept>
+#include <thread>
 
 #include "core/error.h"
+#include "core/thread_pool.h"
 #include "format/gguf.h"
 #include "model/hf_model.h"
 #include "model/model_file.h"
@@ -19,21 +22,6 @@ namespace tapml {
 namespace {
 
 namespace fs = std::filesystem;
-
-// llama.cpp's LLAMA_FTYPE for the dtype of the matrices.
-uint32_t file_type(DType d) {
-  switch (d) {
-    case DType::F32:
-      return 0;  // ALL_F32
-    case DType::F16:
-      return 1;  // MOSTLY_F16
-    case DType::BF16:
-      return 32;  // MOSTLY_BF16
-    default:
-      throw UsageError("a GGUF file's weights are f32, f16 or bf16, not " +
-                       std::string(dtype_name(d)));
-  }
-}
 
 // The dtype the converter gives a tensor: f32 for vectors, norms, biases (any name not ending
 // in .weight), routers and learned positions; the output type for the other matrices.
@@ -47,6 +35,319 @@ DType tensor_dtype(const std::string& name, const Shape& shape, DType matrices) 
     return DType::F32;
   return matrices;
 }
+
+// ---- llama.cpp's file types -------------------------------------------------------------
+
+struct FileTypeEntry {
+  FileType type;
+  const char* name;
+  DType dtype;
+};
+
+constexpr FileTypeEntry kFileTypes[] = {
+    {FileType::F32, "f32", DType::F32},        {FileType::F16, "f16", DType::F16},
+    {FileType::BF16, "bf16", DType::BF16},     {FileType::Q8_0, "q8_0", DType::Q8_0},
+    {FileType::Q4_0, "q4_0", DType::Q4_0},     {FileType::Q4_1, "q4_1", DType::Q4_1},
+    {FileType::Q5_0, "q5_0", DType::Q5_0},     {FileType::Q5_1, "q5_1", DType::Q5_1},
+    {FileType::Q2_K, "q2_k", DType::Q2_K},     {FileType::Q3_K_M, "q3_k_m", DType::Q3_K},
+    {FileType::Q4_K_M, "q4_k_m", DType::Q4_K}, {FileType::Q5_K_M, "q5_k_m", DType::Q5_K},
+    {FileType::Q6_K, "q6_k", DType::Q6_K},
+};
+
+const FileTypeEntry& file_type_entry(FileType t) {
+  for (const FileTypeEntry& e : kFileTypes)
+    if (e.type == t) return e;
+  throw Error("convert: file type " + std::to_string(uint32_t(t)) + " is not one TapML writes");
+}
+
+// What a tensor is to llama.cpp's choice of type, found from its name as llama.cpp does:
+// output.weight and the token embeddings by the whole name, the rest by a part of it, tried in
+// this order (so "attn_qkv.weight" is AttnQkv, never AttnV).
+enum class Role {
+  Output,
+  TokenEmbd,
+  AttnQkv,
+  AttnKvB,
+  AttnV,
+  AttnK,
+  AttnQ,
+  AttnOutput,
+  FfnUp,
+  FfnGate,
+  FfnDown,
+  Other
+};
+
+Role role_of(const std::string& name) {
+  auto has = [&](const char* s) { return name.find(s) != std::string::npos; };
+  if (name == "output.weight") return Role::Output;
+  if (name == "token_embd.weight" || name == "per_layer_token_embd.weight") return Role::TokenEmbd;
+  if (has("attn_qkv.weight")) return Role::AttnQkv;
+  if (has("attn_kv_b.weight")) return Role::AttnKvB;
+  if (has("attn_v.weight")) return Role::AttnV;
+  if (has("attn_k.weight")) return Role::AttnK;
+  if (has("attn_q.weight")) return Role::AttnQ;
+  if (has("attn_output.weight")) return Role::AttnOutput;
+  if (has("ffn_up")) return Role::FfnUp;
+  if (has("ffn_gate")) return Role::FfnGate;
+  if (has("ffn_down")) return Role::FfnDown;
+  return Role::Other;
+}
+
+// The tensors that carry V: llama.cpp gives them its more-bits treatment together.
+bool carries_v(Role r) { return r == Role::AttnV || r == Role::AttnQkv || r == Role::AttnKvB; }
+
+// ggml's number of dimensions: those up to the outermost one longer than 1 (a [1, n] tensor
+// is 1-D to ggml).
+int ggml_dims(const Shape& s) {
+  const int rank = int(s.rank());
+  int leading_ones = 0;
+  while (leading_ones < rank - 1 && s[size_t(leading_ones)] == 1) ++leading_ones;
+  return std::max(1, rank - leading_ones);
+}
+
+// Whether llama.cpp quantizes the tensor at all: matrices and stacked experts named *weight,
+// except norms, routers, learned positions, token types and the small special matrices some
+// architectures have (llama-quant.cpp's tensor_allows_quantization, for the names a text model
+// can have).
+bool llama_quantizes(const std::string& name, const Shape& shape) {
+  if (ggml_dims(shape) < 2) return false;
+  auto ends = [&](const std::string& s) {
+    return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+  };
+  if (!ends("weight")) return false;
+  static const char* const kKept[] = {
+      "_norm.weight",
+      "ffn_gate_inp.weight",
+      "ffn_gate_tid2eid.weight",
+      "altup",
+      "laurel",
+      "per_layer_model_proj",
+      "ssm_conv1d",
+      "shortconv.conv.weight",
+      "indexer.k_proj.weight",
+      "indexer.q_proj.weight",
+      "time_mix_first.weight",
+      "time_mix_w0.weight",
+      "time_mix_w1.weight",
+      "time_mix_w2.weight",
+      "time_mix_v0.weight",
+      "time_mix_v1.weight",
+      "time_mix_v2.weight",
+      "time_mix_a0.weight",
+      "time_mix_a1.weight",
+      "time_mix_a2.weight",
+      "time_mix_g1.weight",
+      "time_mix_g2.weight",
+      "time_mix_decay_w1.weight",
+      "time_mix_decay_w2.weight",
+      "time_mix_lerp_fused.weight",
+      "attn_rel_b.weight",
+      ".position_embd",
+  };
+  for (const char* k : kKept)
+    if (name.find(k) != std::string::npos) return false;
+  return name != "position_embd.weight" && name != "token_types.weight";
+}
+
+// The layer of a "blk.N." name, -1 for the others.
+int layer_of(const std::string& name) {
+  int layer = -1;
+  if (name.rfind("blk.", 0) == 0) std::sscanf(name.c_str() + 4, "%d", &layer);
+  return layer;
+}
+
+// llama.cpp's 70B Llama: 80 layers with grouped-query attention gets more bits in V.
+bool is_70b(const QuantModel& m) {
+  if (m.arch == "llama") return m.n_layers == 80 && m.n_heads != m.n_kv_heads;
+  if (m.arch == "qwen2" || m.arch == "olmo" || m.arch == "deci") return m.n_layers == 80;
+  if (m.arch == "jais2") return m.n_layers == 68;
+  return false;
+}
+
+// A type whose blocks do not fit the row: the nearest 32-element type, then f16.
+DType fallback_for_rows(DType t, int64_t cols) {
+  if (cols % block_elems(t) == 0) return t;
+  DType f = t;
+  switch (t) {
+    case DType::Q2_K:
+    case DType::Q3_K:
+      f = DType::Q4_0;
+      break;
+    case DType::Q4_K:
+      f = DType::Q5_0;
+      break;
+    case DType::Q5_K:
+      f = DType::Q5_1;
+      break;
+    case DType::Q6_K:
+      f = DType::Q8_0;
+      break;
+    default:
+      break;
+  }
+  return cols % block_elems(f) == 0 ? f : DType::F16;
+}
+
+}  // namespace
+
+const std::vector<std::string>& file_type_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> v;
+    for (const FileTypeEntry& e : kFileTypes) v.push_back(e.name);
+    return v;
+  }();
+  return names;
+}
+
+std::string_view file_type_name(FileType t) { return file_type_entry(t).name; }
+
+std::optional<FileType> file_type_from_name(std::string_view name) {
+  for (const FileTypeEntry& e : kFileTypes)
+    if (name == e.name) return e.type;
+  return std::nullopt;
+}
+
+DType file_type_dtype(FileType t) { return file_type_entry(t).dtype; }
+
+// The rule, llama-quant.cpp's llama_tensor_get_type for these file types without an importance
+// matrix, overrides or --pure:
+//  - Tensors llama.cpp does not quantize (llama_quantizes false: vectors, norms, routers, ...)
+//    keep their dtype. The others start from the file type's dtype (q4_k for q4_k_m); for
+//    f32/f16/bf16 that is the end of it.
+//  - output.weight, and token_embd.weight when there is no output.weight (tied embeddings):
+//    q8_0 for Falcon or when the rows do not hold whole blocks of the file type's dtype; q6_k
+//    unless that dtype is q8_0 (so q4_0, q5_1, q4_k_m, ... files have a q6_k classifier).
+//  - V (attn_v, fused attn_qkv, attn_kv_b), counted i = 0, 1, ... in llama.cpp's tensor order
+//    (by layer, then by name) over all n of them: q2_k -> q4_k with n_heads/n_kv_heads >= 4,
+//    else q3_k; q3_k_m -> q5_k for i < 2, else q4_k; q4_k_m and q5_k_m -> q6_k where
+//    more_bits(i, n); then a 70B Llama's q3_k/q4_k -> q5_k; then 8 experts -> q8_0.
+//  - attn_k with 8 experts -> q8_0.
+//  - ffn_down (also _exps, _shexp) of layer i of n (i counts the ffn_down tensors; with
+//    experts it is the layer in the name): q2_k -> q3_k; q3_k_m -> q5_k for i < n/16, else
+//    q4_k (Falcon: q4_k where more_bits, else q3_k); q4_k_m -> q6_k where more_bits (Falcon:
+//    q6_k for i < n/16, else q5_k where more_bits, else q4_k); q5_k_m -> q6_k where more_bits.
+//  - attn_output (not Falcon): with 8 experts q2_k, q3_k_m and q4_k_m -> q5_k; else q2_k ->
+//    q3_k and q3_k_m -> q4_k.
+//  - Last, a type whose blocks do not fit the row length: q2_k/q3_k -> q4_0, q4_k -> q5_0,
+//    q5_k -> q5_1, q6_k -> q8_0, and f16 when even 32 does not divide the row.
+// more_bits(i, n) = i < n/8 || i >= 7n/8 || (i - n/8) % 3 == 2: the first and last eighth of
+// the layers and every third one between.
+std::vector<DType> file_type_dtypes(FileType t, const QuantModel& model,
+                                    const std::vector<QuantTensor>& tensors,
+                                    std::vector<std::string>* notes) {
+  const DType base = file_type_dtype(t);
+  std::vector<DType> out(tensors.size());
+  if (!is_block(base)) {
+    for (size_t i = 0; i < tensors.size(); ++i)
+      out[i] = llama_quantizes(tensors[i].name, tensors[i].shape) ? base : tensors[i].dtype;
+    return out;
+  }
+  // llama.cpp decides in its loader's order: tensors outside blocks first, then by layer; by
+  // name within each. The counters below depend on it.
+  std::vector<size_t> order(tensors.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) {
+    int la = layer_of(tensors[a].name), lb = layer_of(tensors[b].name);
+    if (la != lb) return la < lb;
+    return tensors[a].name < tensors[b].name;
+  });
+  bool tied = true;
+  int n_v = 0;
+  for (const QuantTensor& q : tensors) {
+    Role r = role_of(q.name);
+    if (r == Role::Output) tied = false;
+    if (carries_v(r)) ++n_v;
+  }
+  const int n_layers = model.n_layers;
+  const int gqa = model.n_kv_heads > 0 ? model.n_heads / model.n_kv_heads : 0;
+  const bool eight_experts = model.n_experts == 8, falcon = model.arch == "falcon";
+  auto more_bits = [](int i, int n) { return i < n / 8 || i >= 7 * n / 8 || (i - n / 8) % 3 == 2; };
+  int i_v = 0, i_down = 0;
+  std::map<std::string, int> fell_back;  // "q4_k -> q5_0" -> count
+  int64_t fell_cols = -1;
+  for (size_t k : order) {
+    const QuantTensor& q = tensors[k];
+    if (!llama_quantizes(q.name, q.shape)) {
+      out[k] = q.dtype;
+      continue;
+    }
+    const Role r = role_of(q.name);
+    const int64_t cols = q.shape[q.shape.rank() - 1];
+    DType d = base;
+    if (r == Role::Output || (tied && r == Role::TokenEmbd)) {
+      if (falcon || cols % block_elems(base) != 0)
+        d = DType::Q8_0;
+      else if (base != DType::Q8_0)
+        d = DType::Q6_K;
+    } else if (r == Role::TokenEmbd) {
+      // The file type's dtype.
+    } else if (carries_v(r)) {
+      if (t == FileType::Q2_K)
+        d = gqa >= 4 ? DType::Q4_K : DType::Q3_K;
+      else if (t == FileType::Q3_K_M)
+        d = i_v < 2 ? DType::Q5_K : DType::Q4_K;
+      else if ((t == FileType::Q4_K_M || t == FileType::Q5_K_M) && more_bits(i_v, n_v))
+        d = DType::Q6_K;
+      if (is_70b(model) && (d == DType::Q3_K || d == DType::Q4_K)) d = DType::Q5_K;
+      if (eight_experts) d = DType::Q8_0;
+      ++i_v;
+    } else if (r == Role::AttnK) {
+      if (eight_experts) d = DType::Q8_0;
+    } else if (r == Role::FfnDown) {
+      int i = i_down;
+      if (model.n_experts > 1) {
+        i = layer_of(q.name);
+        if (i < 0 || i >= n_layers)
+          throw Error("convert: " + q.name + " is not in a layer 0.." +
+                      std::to_string(n_layers - 1));
+      }
+      const int n = n_layers;
+      if (t == FileType::Q2_K) {
+        d = DType::Q3_K;
+      } else if (t == FileType::Q3_K_M) {
+        d = i < n / 16 ? DType::Q5_K : !falcon || more_bits(i, n) ? DType::Q4_K : DType::Q3_K;
+      } else if (t == FileType::Q4_K_M) {
+        if (falcon)
+          d = i < n / 16 ? DType::Q6_K : more_bits(i, n) ? DType::Q5_K : DType::Q4_K;
+        else if (more_bits(i, n))
+          d = DType::Q6_K;
+      } else if (t == FileType::Q5_K_M && more_bits(i, n)) {
+        d = DType::Q6_K;
+      }
+      ++i_down;
+    } else if (r == Role::AttnOutput && !falcon) {
+      if (eight_experts) {
+        if (t == FileType::Q2_K || t == FileType::Q3_K_M || t == FileType::Q4_K_M) d = DType::Q5_K;
+      } else if (t == FileType::Q2_K) {
+        d = DType::Q3_K;
+      } else if (t == FileType::Q3_K_M) {
+        d = DType::Q4_K;
+      }
+    }
+    const DType fitted = fallback_for_rows(d, cols);
+    if (fitted != d) {
+      ++fell_back[std::string(dtype_name(d)) + " -> " + std::string(dtype_name(fitted))];
+      fell_cols = fell_cols < 0 || fell_cols == cols ? cols : 0;
+    }
+    out[k] = fitted;
+  }
+  if (notes && !fell_back.empty()) {
+    std::string line;
+    int count = 0;
+    for (const auto& [change, n] : fell_back) {
+      line += (line.empty() ? "" : ", ") + change + " (" + std::to_string(n) + ")";
+      count += n;
+    }
+    notes->push_back(
+        std::to_string(count) + " tensor" + (count == 1 ? "" : "s") + " whose rows " +
+        (fell_cols > 0 ? "(" + std::to_string(fell_cols) + " wide) " : "") +
+        "do not hold whole blocks got another type, as llama-quantize gives them: " + line);
+  }
+  return out;
+}
+
+namespace {
 
 // llama.cpp's converter (LlamaModel.permute): within each head, rows (i, i + d/2) become rows
 // (2i, 2i + 1), so that RoPE on adjacent pairs rotates what rotate-half rotated.
@@ -85,42 +386,72 @@ Tensor llama3_rope_freqs_as_converter(const HfConfig::Rope& r, int dim) {
   return Tensor::from_f32(Shape{int64_t(out.size())}, out);
 }
 
-// Writes elements of `src` converted to `to` into `chunk`, which starts `offset` bytes into the
-// converted tensor.
-void convert_chunk(const Tensor& src, DType to, uint64_t offset, std::span<std::byte> chunk) {
-  const size_t out_size = dtype_size(to);
-  TAPML_REQUIRE(offset % out_size == 0 && chunk.size() % out_size == 0,
-                "convert: a chunk that splits an element");
+// Element i of an f32, f16 or bf16 tensor as f32.
+float load_element(const Tensor& src, int64_t i) {
+  const std::byte* p = src.bytes();
+  switch (src.dtype()) {
+    case DType::F32: {
+      float x;
+      std::memcpy(&x, p + 4 * i, 4);
+      return x;
+    }
+    case DType::F16: {
+      uint16_t h;
+      std::memcpy(&h, p + 2 * i, 2);
+      return f16_to_f32(h);
+    }
+    case DType::BF16: {
+      uint16_t b;
+      std::memcpy(&b, p + 2 * i, 2);
+      return bf16_to_f32(b);
+    }
+    default:
+      throw Error("convert: a tensor of dtype " + std::string(dtype_name(src.dtype())));
+  }
+}
+
+// Writes the bytes [offset, offset + chunk.size()) of `src` converted to `to` into `chunk`.
+// Float types convert element by element. A block type quantizes every row the chunk touches
+// with quantize_row (rows in parallel on `pool`) and keeps the chunk's part of it, so a row
+// that two chunks share is quantized twice, identically.
+void convert_chunk(const Tensor& src, DType to, uint64_t offset, std::span<std::byte> chunk,
+                   ThreadPool& pool) {
   if (src.dtype() == to) {
     std::memcpy(chunk.data(), src.bytes() + offset, chunk.size());
     return;
   }
+  if (is_block(to)) {
+    const QuantType q = *block_quant(to);
+    const Shape& shape = src.shape();
+    const int64_t cols = shape[shape.rank() - 1];
+    const uint64_t row = row_bytes(to, cols), end = offset + chunk.size();
+    const int64_t first = int64_t(offset / row), last = int64_t((end + row - 1) / row);
+    pool.parallel_for(last - first, [&](int64_t b, int64_t e) {
+      std::vector<float> values(static_cast<size_t>(cols));
+      std::vector<std::byte> blocks(row);
+      for (int64_t r = first + b; r < first + e; ++r) {
+        if (src.dtype() == DType::F32) {
+          std::memcpy(values.data(), src.bytes() + uint64_t(r) * uint64_t(cols) * 4,
+                      size_t(cols) * 4);
+        } else {
+          for (int64_t j = 0; j < cols; ++j) values[size_t(j)] = load_element(src, r * cols + j);
+        }
+        quantize_row(q, values.data(), blocks.data(), cols);
+        const uint64_t lo = std::max<uint64_t>(offset, uint64_t(r) * row);
+        const uint64_t hi = std::min<uint64_t>(end, uint64_t(r + 1) * row);
+        std::memcpy(chunk.data() + (lo - offset), blocks.data() + (lo - uint64_t(r) * row),
+                    hi - lo);
+      }
+    });
+    return;
+  }
+  const size_t out_size = dtype_size(to);
+  TAPML_REQUIRE(offset % out_size == 0 && chunk.size() % out_size == 0,
+                "convert: a chunk that splits an element");
   const int64_t first = int64_t(offset / out_size), n = int64_t(chunk.size() / out_size);
-  auto load = [&](int64_t i) -> float {
-    const std::byte* p = src.bytes();
-    switch (src.dtype()) {
-      case DType::F32: {
-        float x;
-        std::memcpy(&x, p + 4 * i, 4);
-        return x;
-      }
-      case DType::F16: {
-        uint16_t h;
-        std::memcpy(&h, p + 2 * i, 2);
-        return f16_to_f32(h);
-      }
-      case DType::BF16: {
-        uint16_t b;
-        std::memcpy(&b, p + 2 * i, 2);
-        return bf16_to_f32(b);
-      }
-      default:
-        throw Error("convert: a tensor of dtype " + std::string(dtype_name(src.dtype())));
-    }
-  };
   std::byte* out = chunk.data();
   for (int64_t i = 0; i < n; ++i) {
-    float x = load(first + i);
+    float x = load_element(src, first + i);
     if (to == DType::F32) {
       std::memcpy(out + 4 * i, &x, 4);
     } else {
@@ -223,21 +554,81 @@ std::string folder_name(const std::string& dir) {
   return p.filename().string();
 }
 
+// The file type of a plain conversion (f32, f16 or bf16 matrices); UsageError for others.
+FileType plain_file_type(DType d) {
+  switch (d) {
+    case DType::F32:
+      return FileType::F32;
+    case DType::F16:
+      return FileType::F16;
+    case DType::BF16:
+      return FileType::BF16;
+    default:
+      throw UsageError("a GGUF file's weights are f32, f16 or bf16, not " +
+                       std::string(dtype_name(d)) +
+                       " (quantized files take a file type: " + "q8_0, q4_k_m, ...)");
+  }
+}
+
+FileType chosen_file_type(const ConvertOptions& o) {
+  return o.file_type ? *o.file_type : plain_file_type(o.dtype);
+}
+
+// Where `out` is written: a symbolic link is followed, as for every output.
+std::string output_target(const std::string& out) {
+  std::error_code ec;
+  std::string target = out;
+  if (fs::is_symlink(fs::symlink_status(out, ec))) target = fs::weakly_canonical(out, ec).string();
+  if (fs::exists(target, ec) && !fs::is_regular_file(target, ec))
+    throw UsageError(out + ": a GGUF file is written as a regular file");
+  return target;
+}
+
+// Converts each planned tensor as the writer asks for its bytes, reporting progress; `done`
+// must outlive the writer's write().
+void add_planned(gguf::Writer& w, const std::vector<PlannedTensor>& plan, uint64_t total,
+                 uint64_t& done, ThreadPool& pool, const ConvertOptions& o) {
+  for (const PlannedTensor& t : plan) {
+    w.add_tensor(t.name, t.dtype, t.data.shape(),
+                 [&o, &done, &pool, total, src = t.data, to = t.dtype, name = t.name](
+                     uint64_t offset, std::span<std::byte> chunk) {
+                   convert_chunk(src, to, offset, chunk, pool);
+                   done += chunk.size();
+                   if (o.progress) o.progress(done, total, name);
+                 });
+  }
+}
+
+void count_dtypes(const std::vector<PlannedTensor>& plan, ConvertResult& r) {
+  for (const PlannedTensor& t : plan) ++r.dtypes[std::string(dtype_name(t.dtype))];
+}
+
+// TapML computes with block types in matrices only (model_file.cpp's validate_model), so a
+// file whose expert stacks the file type quantizes could not be run or read back.
+void refuse_quantized_stacks(const std::vector<PlannedTensor>& plan, const std::string& family,
+                             FileType type) {
+  for (const PlannedTensor& t : plan)
+    if (is_block(t.dtype) && t.data.shape().rank() > 2)
+      throw Error("convert: " + std::string(file_type_name(type)) + " would store " + t.name + " " +
+                  t.data.shape().str() + " as " + std::string(dtype_name(t.dtype)) +
+                  ", and TapML runs quantized blocks in 2-D matrices only: " + family +
+                  "'s stacked experts cannot be quantized yet (f32, f16 and bf16 can)");
+}
+
+int converter_threads() { return int(std::clamp(std::thread::hardware_concurrency(), 1u, 64u)); }
+
 }  // namespace
 
 ConvertResult convert_hf_folder(const std::string& dir, const std::string& out,
                                 const ConvertOptions& o) {
-  const uint32_t ftype = file_type(o.dtype);
+  const FileType ftype = chosen_file_type(o);
+  const DType matrices = file_type_dtype(ftype);
   std::error_code ec;
   if (!fs::is_directory(dir, ec))
     throw Error(dir +
                 ": not a folder (convert reads a Hugging Face model folder: config.json "
                 "and safetensors)");
-  // Where the file goes: a symbolic link is followed, as for every output.
-  std::string target = out;
-  if (fs::is_symlink(fs::symlink_status(out, ec))) target = fs::weakly_canonical(out, ec).string();
-  if (fs::exists(target, ec) && !fs::is_regular_file(target, ec))
-    throw UsageError(out + ": a GGUF file is written as a regular file");
+  const std::string target = output_target(out);
 
   ModelFile m = load_model(dir);
   const Architecture& family = architecture(m.arch);
@@ -270,7 +661,19 @@ ConvertResult convert_hf_folder(const std::string& dir, const std::string& out,
          role == "attn_k.bias"))
       t = permute_for_adjacent_rope(t, c.head_dim);
     std::string name = family.gguf_tensor_name(c, spec.name);
-    plan.push_back({name, t, tensor_dtype(name, t.shape(), o.dtype)});
+    // A quantized file starts from the f32 conversion, as llama-quantize would.
+    plan.push_back(
+        {name, t, tensor_dtype(name, t.shape(), is_block(matrices) ? DType::F32 : matrices)});
+  }
+  std::vector<std::string> type_notes;
+  if (is_block(matrices)) {
+    std::vector<QuantTensor> qt;
+    for (const PlannedTensor& t : plan) qt.push_back({t.name, t.data.shape(), t.dtype});
+    QuantModel qm{arch, c.n_layers, c.n_heads, c.n_kv_heads,
+                  c.ffn == FfnKind::Moe ? c.n_experts : 0};
+    std::vector<DType> types = file_type_dtypes(ftype, qm, qt, &type_notes);
+    for (size_t i = 0; i < plan.size(); ++i) plan[i].dtype = types[i];
+    refuse_quantized_stacks(plan, m.arch, ftype);
   }
 
   gguf::Writer w;
@@ -278,8 +681,11 @@ ConvertResult convert_hf_folder(const std::string& dir, const std::string& out,
   w.set_string("general.type", "model");
   w.set_string("general.name", id_to_title(folder_name(dir)));
   w.set_string("general.size_label", size_label(plan));
-  GgufKeys keys(w, arch, ftype);
+  GgufKeys keys(w, arch, uint32_t(ftype));
   family.gguf_metadata(keys, c, h);
+  // Some of llama.cpp's converters write no file type (GPT-NeoX's), but llama-quantize always
+  // does.
+  if (is_block(matrices)) w.set_u32("general.file_type", uint32_t(ftype));
   w.set_u32("general.quantization_version", 2);
   // No tokenizer: llama.cpp makes ARCH.vocab_size placeholder tokens.
   w.set_string("tokenizer.ggml.model", "none");
@@ -287,15 +693,8 @@ ConvertResult convert_hf_folder(const std::string& dir, const std::string& out,
 
   uint64_t total = 0, done = 0;
   for (const PlannedTensor& t : plan) total += uint64_t(tensor_bytes(t.dtype, t.data.shape()));
-  for (const PlannedTensor& t : plan) {
-    w.add_tensor(t.name, t.dtype, t.data.shape(),
-                 [&o, &done, total, src = t.data, to = t.dtype, name = t.name](
-                     uint64_t offset, std::span<std::byte> chunk) {
-                   convert_chunk(src, to, offset, chunk);
-                   done += chunk.size();
-                   if (o.progress) o.progress(done, total, name);
-                 });
-  }
+  ThreadPool pool(converter_threads());
+  add_planned(w, plan, total, done, pool, o);
   w.write(target);
 
   // The file must read back as the folder's model.
@@ -317,6 +716,75 @@ ConvertResult convert_hf_folder(const std::string& dir, const std::string& out,
   r.tensors = plan.size();
   r.tensor_bytes = total;
   r.notes = keys.notes();
+  r.notes.insert(r.notes.end(), type_notes.begin(), type_notes.end());
+  count_dtypes(plan, r);
+  return r;
+}
+
+ConvertResult convert_gguf_file(const std::string& in, const std::string& out,
+                                const ConvertOptions& o) {
+  const FileType ftype = chosen_file_type(o);
+  if (!gguf::File::has_magic(in))
+    throw Error(in +
+                ": not a GGUF file (convert reads a GGUF file or a Hugging Face model folder)");
+  const std::string target = output_target(out);
+  ModelFile m = load_model(in);
+  const gguf::File& src = *m.gguf;
+  const std::string arch = src.get_string("general.architecture");
+
+  std::vector<PlannedTensor> plan;
+  std::vector<QuantTensor> qt;
+  for (const gguf::TensorInfo& ti : src.tensors()) {
+    const bool readable = gguf::tensor_type_readable(ti.type);
+    Tensor t = readable ? src.tensor(ti.name) : Tensor();
+    if (!readable || is_block(t.dtype())) {
+      std::string type(gguf::tensor_type_name(ti.type));
+      throw Error(in + ": " + ti.name + " is " +
+                  (type.empty() ? "of ggml type " + std::to_string(ti.type) : type) +
+                  "; convert reads f32, f16 and bf16 tensors (it does not requantize)");
+    }
+    qt.push_back({ti.name, t.shape(), t.dtype()});
+    plan.push_back({ti.name, t, t.dtype()});
+  }
+  const ModelConfig& c = m.config;
+  QuantModel qm{arch, c.n_layers, c.n_heads, c.n_kv_heads, c.ffn == FfnKind::Moe ? c.n_experts : 0};
+  std::vector<std::string> notes;
+  std::vector<DType> types = file_type_dtypes(ftype, qm, qt, &notes);
+  for (size_t i = 0; i < plan.size(); ++i) plan[i].dtype = types[i];
+  refuse_quantized_stacks(plan, m.arch, ftype);
+
+  gguf::Writer w;
+  for (const auto& [key, value] : src.metadata())
+    if (key != "general.alignment" && key != "general.file_type" &&
+        key != "general.quantization_version")
+      w.set(key, value);
+  w.set_u32("general.file_type", uint32_t(ftype));
+  w.set_u32("general.quantization_version", 2);
+
+  uint64_t total = 0, done = 0;
+  for (const PlannedTensor& t : plan) total += uint64_t(tensor_bytes(t.dtype, t.data.shape()));
+  ThreadPool pool(converter_threads());
+  add_planned(w, plan, total, done, pool, o);
+  w.write(target);
+
+  std::error_code ec;
+  try {
+    ModelFile g = load_model(target);
+    std::string diff = config_difference(c, g.config);
+    if (!diff.empty()) throw Error("its hyperparameters differ from the source's: " + diff);
+  } catch (const Error& e) {
+    fs::remove(target, ec);
+    throw std::logic_error("convert: the written " + target + " does not read back as " + in +
+                           " (" + e.what() + "); it was removed");
+  }
+
+  ConvertResult r;
+  r.family = m.arch;
+  r.arch = arch;
+  r.tensors = plan.size();
+  r.tensor_bytes = total;
+  r.notes = notes;
+  count_dtypes(plan, r);
   return r;
 }
 

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <iterator>
 
 #include "core/error.h"
 
@@ -36,7 +37,7 @@ class Writer {
     TAPML_REQUIRE(t.shape.rank() <= kMaxRank, "rpc: tensor rank above " + std::to_string(kMaxRank));
     u64(t.buffer);
     u64(t.offset);
-    u8(uint8_t(t.dtype));
+    u8(dtype_code(t.dtype));
     u8(uint8_t(t.shape.rank()));
     for (int64_t d : t.shape.dims()) u64(uint64_t(d));
   }
@@ -101,11 +102,7 @@ class Reader {
                                 field + " (at most " + std::to_string(max) + ")");
     return n;
   }
-  DType dtype() {
-    uint8_t d = u8();
-    TAPML_REQUIRE(d <= uint8_t(DType::I32), "rpc: unknown dtype code " + std::to_string(d));
-    return DType(d);
-  }
+  DType dtype() { return dtype_from_code(u8()); }
   DeviceTensor tensor() {
     DeviceTensor t;
     t.buffer = u64();
@@ -130,6 +127,12 @@ class Reader {
       }
     }
     t.shape = Shape(std::move(dims));
+    // A block type's rows are whole blocks, so that the tensor has a byte size.
+    const int64_t block = block_elems(t.dtype);
+    TAPML_REQUIRE(block == 1 || (rank >= 1 && t.shape.back() % block == 0),
+                  "rpc: tensor of dtype " + std::string(dtype_name(t.dtype)) + " with rows of " +
+                      (rank >= 1 ? std::to_string(t.shape.back()) : std::string("no")) +
+                      " elements, not whole blocks of " + std::to_string(block));
     return t;
   }
   OpCall call() {
@@ -179,6 +182,25 @@ class Reader {
 };
 
 }  // namespace
+
+namespace {
+// Position i holds the dtype of wire code i; fixed by the protocol, whatever DType's order.
+constexpr DType kWireDTypes[] = {
+    DType::F32,  DType::F16,  DType::BF16, DType::I32,  DType::Q4_0, DType::Q4_1, DType::Q5_0,
+    DType::Q5_1, DType::Q8_0, DType::Q2_K, DType::Q3_K, DType::Q4_K, DType::Q5_K, DType::Q6_K,
+};
+}  // namespace
+
+uint8_t dtype_code(DType t) {
+  for (size_t i = 0; i < std::size(kWireDTypes); ++i)
+    if (kWireDTypes[i] == t) return uint8_t(i);
+  throw Error("rpc: dtype " + std::string(dtype_name(t)) + " has no code in the protocol");
+}
+
+DType dtype_from_code(uint8_t code) {
+  TAPML_REQUIRE(code < std::size(kWireDTypes), "rpc: unknown dtype code " + std::to_string(code));
+  return kWireDTypes[code];
+}
 
 std::string printable(std::string_view text) {
   std::string out;
@@ -258,7 +280,7 @@ void encode_into(Writer& w, const Message& m, size_t prefix) {
       w.u32(uint32_t(h.ops.size()));
       for (auto& o : h.ops) w.str(o);
       w.u32(uint32_t(h.dtypes.size()));
-      for (DType d : h.dtypes) w.u8(uint8_t(d));
+      for (DType d : h.dtypes) w.u8(dtype_code(d));
       break;
     }
     case MsgType::Alloc:

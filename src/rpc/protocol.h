@@ -1,4 +1,4 @@
-// The TapML device protocol (docs/protocol.md, version 2): length-prefixed frames carrying
+// The TapML device protocol (docs/protocol.md, version 3): length-prefixed frames carrying
 // one message each, little-endian. This file knows nothing of sockets, so any byte stream
 // (TCP, a WebSocket's binary messages) can carry the frames unchanged.
 //
@@ -21,8 +21,9 @@
 namespace tapml::rpc {
 
 // Not negotiated: client and server must speak the same version (2: HELLO_OK reports the
-// server's limits).
-constexpr uint32_t kProtocolVersion = 2;
+// server's limits; 3: tensors of ggml's block types travel, and HELLO_OK lists the dtypes the
+// server's backend takes).
+constexpr uint32_t kProtocolVersion = 3;
 constexpr uint32_t kHelloMagic = 0x4c4d5054;  // "TPML" as little-endian bytes
 // The largest frame any peer may send, whatever it advertises; bulk data is chunked below it.
 constexpr uint32_t kMaxFrameBytes = 64u << 20;
@@ -58,6 +59,12 @@ enum class MsgType : uint8_t {
   Error = 0xff,      // text: the message
 };
 
+// A dtype's code on the wire: 0 f32, 1 f16, 2 bf16, 3 i32, then the block types 4 q4_0, 5 q4_1,
+// 6 q5_0, 7 q5_1, 8 q8_0, 9 q2_k, 10 q3_k, 11 q4_k, 12 q5_k, 13 q6_k (docs/protocol.md).
+uint8_t dtype_code(DType t);
+// Throws Error("rpc: unknown dtype code N") for codes above 13.
+DType dtype_from_code(uint8_t code);
+
 // `text` with every control byte (below 0x20, and 0x7f) and NUL written as \xHH, so a name
 // or message from the wire is shown whole (a NUL would cut it where C strings are used) and
 // cannot drive the reader's terminal. Other bytes, backslashes included, are kept, so
@@ -87,6 +94,8 @@ struct HelloOk {
   uint32_t max_frame_bytes = kDefaultFrameBytes;
   uint64_t capabilities = 0;  // bit 0: hash probe
   std::vector<std::string> ops;
+  // The dtypes the server's backend takes: f32, f16, bf16 and i32 always, and each block type
+  // that some op of the backend accepts.
   std::vector<DType> dtypes;
 };
 constexpr uint64_t kCapHashProbe = 1;

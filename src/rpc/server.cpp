@@ -114,6 +114,38 @@ uint64_t default_total_memory() {
   return uint64_t(pages) * uint64_t(page) / 2;
 }
 
+namespace {
+
+// The dtypes a client may send this backend: the plain ones, and each block type the backend
+// takes in one of the ops that read block types (a matmul weight, an embedding table), asked
+// with a one-row call whose rows are one 256-element block (whole blocks of every type).
+std::vector<DType> backend_dtypes(const Backend& b) {
+  std::vector<DType> out = {DType::F32, DType::F16, DType::BF16, DType::I32};
+  for (DType d : kBlockDTypes) {
+    const Shape row{1, 256};
+    OpCall matmul;
+    matmul.op = Op::Matmul;
+    matmul.inputs = {{1, 0, DType::F32, row}, {2, 0, d, row}};
+    matmul.outputs = {{3, 0, DType::F32, Shape{1, 1}}};
+    OpCall embedding;
+    embedding.op = Op::Embedding;
+    embedding.inputs = {{2, 0, d, row}, {1, 0, DType::I32, Shape{1}}};
+    embedding.outputs = {{3, 0, DType::F32, row}};
+    bool takes = false;
+    for (const OpCall* call : {&matmul, &embedding}) {
+      try {
+        takes = takes || b.supports(*call).ok;
+      } catch (const Error&) {
+        // A backend that throws instead of answering does not take the dtype.
+      }
+    }
+    if (takes) out.push_back(d);
+  }
+  return out;
+}
+
+}  // namespace
+
 Server::Server(std::unique_ptr<Backend> backend, ServerOptions options)
     : backend_(std::move(backend)), opts_(std::move(options)) {
   TAPML_REQUIRE(backend_ != nullptr, "serve: no backend");
@@ -131,6 +163,7 @@ Server::Server(std::unique_ptr<Backend> backend, ServerOptions options)
   TAPML_REQUIRE(opts_.idle_timeout_ms >= 0, "serve: --idle-timeout must not be negative");
   TAPML_REQUIRE(opts_.max_memory >= 1, "serve: --max-memory must be at least 1 byte");
   TAPML_REQUIRE(opts_.max_total_memory >= 1, "serve: --max-total-memory must be at least 1 byte");
+  dtypes_ = backend_dtypes(*backend_);
   listener_ = listen_tcp(opts_.host, opts_.port);
   port_ = bound_port(listener_);
   // Non-blocking, so serve() can drain every pending connection and still notice stop().
@@ -440,7 +473,7 @@ bool Server::handle_request(Connection& c, const Message& m, Message& reply) {
     h.max_frame_bytes = opts_.max_frame_bytes;
     h.capabilities = opts_.cache_bytes > 0 ? kCapHashProbe : 0;
     for (const OpDef& d : all_ops()) h.ops.push_back(std::string(d.name));
-    h.dtypes = {DType::F32, DType::F16, DType::BF16, DType::I32};
+    h.dtypes = dtypes_;
     return true;
   }
   if (!is_request(m.type) || m.type == MsgType::Hello)

@@ -102,6 +102,7 @@ class Server {
   std::unique_ptr<Backend> backend_;
   std::mutex backend_mutex_;  // also guards the cache
   ServerOptions opts_;
+  std::vector<DType> dtypes_;  // what HELLO_OK lists: the dtypes the backend takes
   Socket listener_;
   uint16_t port_ = 0;
   std::atomic<bool> stopping_{false};

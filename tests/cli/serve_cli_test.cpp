@@ -242,7 +242,7 @@ TEST(ServeCli, TheLimitsAreReportedInHelloOk) {
   };
   ServeProcess defaults({"--backend", "ref", "--listen", "127.0.0.1:0"});
   rpc::HelloOk h = hello_ok(defaults);
-  EXPECT_EQ(h.version, 2u);
+  EXPECT_EQ(h.version, 3u);
   EXPECT_EQ(h.max_connections, 32u);
   EXPECT_EQ(h.idle_timeout_ms, 600000u);
   EXPECT_EQ(h.memory_bytes, uint64_t(4) << 30);

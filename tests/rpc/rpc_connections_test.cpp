@@ -219,7 +219,7 @@ TEST(RpcConnections, HelloOkReportsTheLimits) {
   Message r = ask(raw, m);
   ASSERT_EQ(r.type, MsgType::HelloOk) << r.text;
   const HelloOk& h = r.hello_ok;
-  EXPECT_EQ(h.version, 2u);
+  EXPECT_EQ(h.version, 3u);
   EXPECT_EQ(h.max_connections, 7u);
   EXPECT_EQ(h.idle_timeout_ms, 90000u);
   EXPECT_EQ(h.memory_bytes, uint64_t(1) << 20);
@@ -240,7 +240,7 @@ TEST(RpcConnections, AnOlderClientIsToldBothVersionsInOneLine) {
   m.hello.version = 1;
   Message r = ask(raw, m);
   ASSERT_EQ(r.type, MsgType::Error);
-  EXPECT_EQ(r.text.rfind("rpc: client speaks protocol 1, this server 2", 0), 0u) << r.text;
+  EXPECT_EQ(r.text.rfind("rpc: client speaks protocol 1, this server 3", 0), 0u) << r.text;
   EXPECT_EQ(r.text.find('\n'), std::string::npos);
 }
 
@@ -249,12 +249,12 @@ TEST(RpcConnections, AnOlderClientIsToldBothVersionsInOneLine) {
 TEST(RpcConnections, AnOlderServerIsNamedWithBothVersionsInOneLine) {
   Message refusal;
   refusal.type = MsgType::Error;
-  refusal.text = "rpc: protocol version 2 not supported (this server speaks 1)";
+  refusal.text = "rpc: protocol version 3 not supported (this server speaks 1)";
   std::vector<uint8_t> unused = encode_frame(refusal);
   {
     testing::FakeServer v1(encode_frame(refusal), unused);
     std::string e = error_of([&] { open_backend(v1.uri()); });
-    EXPECT_EQ(e, v1.uri() + ": server speaks protocol 1, this build 2");
+    EXPECT_EQ(e, v1.uri() + ": server speaks protocol 1, this build 3");
   }
   // A server that answers HELLO_OK of its own version, in a layout this build cannot read.
   std::vector<uint8_t> f = {0, 0, 0, 0, uint8_t(MsgType::HelloOk), 1, 0, 0, 0};
@@ -263,7 +263,7 @@ TEST(RpcConnections, AnOlderServerIsNamedWithBothVersionsInOneLine) {
   for (int i = 0; i < 4; ++i) f[i] = uint8_t(n >> (8 * i));
   testing::FakeServer v1(f, unused);
   std::string e = error_of([&] { open_backend(v1.uri()); });
-  EXPECT_EQ(e, v1.uri() + ": server speaks protocol 1, this build 2");
+  EXPECT_EQ(e, v1.uri() + ": server speaks protocol 1, this build 3");
 }
 
 }  // namespace

@@ -151,12 +151,8 @@ class TcpBackend : public Backend {
     const std::string op(op_name(call.op));
     if (std::find(hello_.ops.begin(), hello_.ops.end(), op) == hello_.ops.end())
       return Support::no(where_ + " does not offer op " + op);
-    // A block type travels only to a device that lists it (the protocol carries none yet).
-    for (auto* list : {&call.inputs, &call.outputs})
-      for (const DeviceTensor& t : *list)
-        if (is_block(t.dtype) &&
-            std::find(hello_.dtypes.begin(), hello_.dtypes.end(), t.dtype) == hello_.dtypes.end())
-          return Support::no(where_ + " does not take dtype " + std::string(dtype_name(t.dtype)));
+    // A dtype travels only to a device that lists it in HELLO_OK.
+    if (std::string why = missing_dtype(call); !why.empty()) return Support::no(why);
     // A backend's answer depends on the call's signature, not on which buffers it names, so
     // one round trip per signature is enough (a model asks for every call it dispatches).
     std::string key = op + "|";
@@ -184,6 +180,7 @@ class TcpBackend : public Backend {
   }
 
   void run(const OpCall& call) override {
+    if (std::string why = missing_dtype(call); !why.empty()) throw Error(why);
     Message m;
     m.type = MsgType::Run;
     m.call = call;
@@ -197,6 +194,21 @@ class TcpBackend : public Backend {
   }
 
  private:
+  // Why the server cannot take the call's dtypes ("" when it can): it lists what its backend
+  // takes, and a quantized weight sent to a device that cannot compute it would fail there.
+  std::string missing_dtype(const OpCall& call) const {
+    for (auto* list : {&call.inputs, &call.outputs})
+      for (const DeviceTensor& t : *list)
+        if (std::find(hello_.dtypes.begin(), hello_.dtypes.end(), t.dtype) == hello_.dtypes.end()) {
+          std::string listed;
+          for (DType d : hello_.dtypes)
+            listed += (listed.empty() ? "" : ", ") + std::string(dtype_name(d));
+          return where_ + " does not take dtype " + std::string(dtype_name(t.dtype)) +
+                 " (its backend " + rpc::printable(hello_.name) + " takes " + listed + ")";
+        }
+    return "";
+  }
+
   Message expect(const Message& m, MsgType want, int timeout_ms, const void* data = nullptr,
                  size_t size = 0) {
     std::lock_guard lock(mutex_);
