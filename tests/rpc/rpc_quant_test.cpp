@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
+#include "backend/forwarding_backend.h"
 #include "backend/host_call.h"
 #include "backends/builtin.h"
 #include "core/error.h"
@@ -85,15 +86,28 @@ HelloOk hello_of(const RunningServer& s) {
 }
 
 // ref computes every block type; cpu none: each server lists what its backend takes.
+// cpu without its block-type kernels, as a backend that has none answers.
+class PlainCpu final : public ForwardingBackend {
+ public:
+  PlainCpu() : ForwardingBackend(open_backend("cpu?threads=1")) {}
+  Support supports(const OpCall& call) const override {
+    for (const DeviceTensor& t : call.inputs)
+      if (is_block(t.dtype)) return Support::no("plain: no block kernels");
+    return ForwardingBackend::supports(call);
+  }
+};
+
 TEST(RpcQuant, HelloOkListsTheBackendsDtypes) {
   RunningServer ref("ref");
   HelloOk h = hello_of(ref);
   EXPECT_EQ(h.version, 3u);
   for (DType d : kAllDTypes)
     EXPECT_NE(std::find(h.dtypes.begin(), h.dtypes.end(), d), h.dtypes.end()) << dtype_name(d);
-  RunningServer cpu("cpu?threads=1");
-  EXPECT_EQ(hello_of(cpu).dtypes,
+  RunningServer plain(std::make_unique<PlainCpu>());
+  EXPECT_EQ(hello_of(plain).dtypes,
             (std::vector<DType>{DType::F32, DType::F16, DType::BF16, DType::I32}));
+  RunningServer cpu("cpu?threads=1");
+  EXPECT_EQ(hello_of(cpu).dtypes.size(), std::size(kAllDTypes));
 }
 
 TEST(RpcQuant, QuantizedMatmulOverTcpEqualsRefBitForBit) {
@@ -126,7 +140,7 @@ TEST(RpcQuant, QuantizedMatmulOverTcpEqualsRefBitForBit) {
 
 // The client refuses, naming the dtype and what the server takes, before sending the call.
 TEST(RpcQuant, AClientRefusesADtypeItsServerDoesNotList) {
-  RunningServer s("cpu?threads=1");
+  RunningServer s(std::make_unique<PlainCpu>());
   auto remote = open_backend(s.uri());
   const int64_t K = 256;
   OpCall call;
