@@ -22,6 +22,9 @@ namespace tapml {
 // The backend whose distance from the source is a test's noise floor: the reference loops
 // with plain f32 sums, sequential order (docs/oracle.md). Used wherever noise is measured.
 inline constexpr const char* kNoiseReference = "ref?acc=f32";
+// The same with activations rounded to 8 bits before matmuls with quantized weights, as ggml
+// computes them: the end-to-end noise of a model with quantized weights (migrate).
+inline constexpr const char* kQuantizedNoiseReference = "ref?acc=q8";
 
 struct ErrorMetrics {
   double error = 0;  // E above

@@ -77,7 +77,8 @@ void add_migrate(CLI::App& app, DevicePool& devices, const std::vector<std::stri
   c->footer(
       "Each step runs the model with some sites on the target and the rest on the source,\n"
       "teacher-forced on the source's tokens, and compares every position's logits with the\n"
-      "all-source run (NMSE against a threshold calibrated from a plain-f32 run, KL, top-1).\n"
+      "all-source run (NMSE against a threshold calibrated from a plain-f32 run (8-bit activations "
+      "too for quantized weights), KL, top-1).\n"
       "Strategies: kinds (one op kind at a time), layers (layer by layer), bisect (delta\n"
       "debugging over all sites), auto (kinds, then bisect inside the failing kind, then\n"
       "isolated comparison of the culprits). Exit status 0 only for a pass.\n"

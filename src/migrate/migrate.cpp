@@ -89,9 +89,9 @@ class Evaluator {
     EndToEnd all;
     int64_t before = 0;
     for (size_t i = 0; i < sequences_.size(); ++i) {
-      all.merge(compare_logits(
-          sources_[i], run_trace(model_, pool_, p, sequences_[i], prompt_lens_[i], false, nullptr,
-                                 positions(before))));
+      all.merge(
+          compare_logits(sources_[i], run_trace(model_, pool_, p, sequences_[i], prompt_lens_[i],
+                                                false, nullptr, positions(before))));
       before += int64_t(sequences_[i].size()) - 1;
     }
     ++runs_;
@@ -100,7 +100,8 @@ class Evaluator {
   // Reports positions of the current run through the options' callback, `before` done.
   std::function<void(int)> positions(int64_t before) const {
     if (!o_.on_positions) return {};
-    return [this, before](int done) { o_.on_positions(activity_, before + done, total_positions()); };
+    return
+        [this, before](int done) { o_.on_positions(activity_, before + done, total_positions()); };
   }
   int64_t total_positions() const {
     int64_t n = 0;
@@ -120,10 +121,16 @@ class Evaluator {
   }
   bool passes(const EndToEnd& e) const { return e.finite && e.nmse <= threshold_; }
 
-  // Calibrates the threshold from a plain-f32 run unless one was given.
+  // Calibrates the threshold from a plain run unless one was given: plain f32 sums, and for a
+  // model with quantized weights also 8-bit activations in their matmuls (the formulation
+  // the oracle allows them, docs/oracle.md).
   void calibrate(double given) {
-    noise_ = evaluate(Placement(kNoiseReference)).nmse;
-    threshold_ = given > 0 ? given : std::max(o_.noise_multiple * noise_, 1e-14);
+    bool quantized = false;
+    for (const auto& [name, w] : model_.weights) quantized = quantized || is_block(w.dtype());
+    noise_reference_ = quantized ? kQuantizedNoiseReference : kNoiseReference;
+    noise_ = evaluate(Placement(noise_reference_)).nmse;
+    const double multiple = quantized ? o_.activation_nmse_multiple : o_.noise_multiple;
+    threshold_ = given > 0 ? given : std::max(multiple * noise_, 1e-14);
   }
 
   const std::vector<std::vector<int>>& sequences() const { return sequences_; }
@@ -131,6 +138,7 @@ class Evaluator {
   int runs() const { return runs_; }
   double threshold() const { return threshold_; }
   double noise() const { return noise_; }
+  const std::string& noise_reference() const { return noise_reference_; }
 
  private:
   const ModelFile& model_;
@@ -143,6 +151,7 @@ class Evaluator {
   std::string activity_ = "source";
   int runs_ = 0;
   double threshold_ = 0, noise_ = 0;
+  std::string noise_reference_;
 };
 
 std::string describe(const EndToEnd& e) {
@@ -182,7 +191,7 @@ class Migration {
   void calibrate() {
     say("running the source (" + o_.source + ") and calibrating the end-to-end threshold");
     ev_.emplace(model_, o_, pool_);
-    ev_->set_activity("plain-f32 run");
+    ev_->set_activity("plain run");
     ev_->calibrate(o_.nmse_threshold);
     r_.noise_nmse = ev_->noise();
     r_.nmse_threshold = ev_->threshold();
@@ -402,8 +411,8 @@ class Migration {
       r_.summary = "the output breaks with " + join(named) + " on " + o_.target +
                    ", but none of their calls fails in isolation: the error accumulates over " +
                    "many calls, or the threshold is too tight (NMSE threshold " +
-                   fmt(r_.nmse_threshold) + ", a plain-f32 run reaches " + fmt(r_.noise_nmse) +
-                   ")";
+                   fmt(r_.nmse_threshold) + ", a plain run (" + ev_->noise_reference() +
+                   ") reaches " + fmt(r_.noise_nmse) + ")";
       return;
     }
     // A fault at several sites: each site of the culprits' ops that fails in isolation is
@@ -420,7 +429,8 @@ class Migration {
       std::vector<std::string> all = supported_where([&](const SiteInfo& s) { return s.op == op; });
       std::vector<std::string> failing_alone, at;
       for (const std::string& s : all)
-        if (const SiteAttribution* a = attribution(s); a && a->failed > 0) failing_alone.push_back(s);
+        if (const SiteAttribution* a = attribution(s); a && a->failed > 0)
+          failing_alone.push_back(s);
       for (const Culprit& c : r_.culprits)
         if (c.op == op) at.push_back(c.site);
       std::string scope = failing_alone.size() == all.size() && all.size() > 1

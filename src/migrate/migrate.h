@@ -6,7 +6,8 @@
 //
 // A placement passes when, over every prompt, the target run's logits stay finite, pick the
 // same top-1 token at every position, and their normalized MSE stays within a threshold
-// calibrated like the oracle's: a multiple of the NMSE of a plain-f32 run (ref?acc=f32).
+// calibrated like the oracle's: a multiple of the NMSE of a plain-f32 run (ref?acc=f32;
+// ref?acc=q8, which also rounds activations to 8 bits, for a model with quantized weights).
 #pragma once
 #include <functional>
 #include <string>
@@ -28,6 +29,10 @@ struct MigrateOptions {
   int steps = 64;
   double nmse_threshold = 0;  // 0: calibrate
   double noise_multiple = 100;
+  // A model with quantized weights: the threshold is this many times the NMSE of
+  // ref?acc=q8 (twice its error, the oracle's activation_multiple, squared), not
+  // noise_multiple times it: 8-bit activations are already most of a correct run's error.
+  double activation_nmse_multiple = 4;
   std::function<void(const std::string&)> progress;  // one line per event
   // Work within a run: (what runs, positions done, positions in all of its prompts).
   std::function<void(const std::string&, int64_t, int64_t)> on_positions;

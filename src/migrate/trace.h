@@ -39,8 +39,7 @@ std::vector<int> source_sequence(const ModelFile& model, DevicePool& pool,
 // positions done after the prefill and after each decode step.
 Trace run_trace(const ModelFile& model, DevicePool& pool, const Placement& placement,
                 const std::vector<int>& sequence, int prompt_len, bool capture_calls,
-                CallObserver* observer = nullptr,
-                const std::function<void(int)>& on_position = {});
+                CallObserver* observer = nullptr, const std::function<void(int)>& on_position = {});
 
 // Every site of the model in first-call order, with whether `target` can run its calls.
 std::vector<SiteInfo> list_sites(const ModelFile& model, DevicePool& pool,

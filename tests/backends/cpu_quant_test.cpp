@@ -105,6 +105,24 @@ INSTANTIATE_TEST_SUITE_P(Types, CpuQuantMatmul, ::testing::ValuesIn(cases()),
                                   std::to_string(i.param.T) + "_K" + std::to_string(i.param.K);
                          });
 
+// ref?acc=q8, migrate's end-to-end noise reference for quantized models, computes the same
+// 8-bit formulation (in f32 sums); cpu agrees with it up to f32 rounding.
+TEST(CpuQuant, RefWithEightBitActivationsIsTheSameFormulation) {
+  auto q8 = open_backend("ref?acc=q8");
+  auto f32 = open_backend("ref?acc=f32");
+  auto cpu = open_backend("cpu?threads=2");
+  for (DType d : {DType::Q4_0, DType::Q4_K, DType::Q6_K}) {
+    const int64_t K = 2 * block_elems(d), T = 3, N = 7;
+    std::vector<Tensor> in{Tensor::from_f32({T, K}, randoms(T * K, 5)),
+                           Tensor::from_f32_as(d, {N, K}, randoms(N * K, 6, 0.1f))};
+    const Tensor a = run_host_call(*q8, Op::Matmul, {}, in, "m").outputs[0];
+    const Tensor b = run_host_call(*cpu, Op::Matmul, {}, in, "m").outputs[0];
+    const Tensor c = run_host_call(*f32, Op::Matmul, {}, in, "m").outputs[0];
+    EXPECT_LT(measure(a, b, 0).error, 1e-5) << dtype_name(d);
+    EXPECT_GT(measure(a, c, 0).error, 1e-4) << dtype_name(d);
+  }
+}
+
 TEST(CpuQuant, EmbeddingRowsAreBitExact) {
   auto cpu = open_backend("cpu?threads=2");
   auto ref = open_backend("ref");

@@ -329,16 +329,19 @@ struct Pin {
   Op op;
 };
 
-// Migrates `model` from ref to ref with the fault at one site; the auto strategy must name
-// exactly that site. Prints the verdict as `tapml migrate` does.
+// Migrates `model` from ref to `inner` with the fault at one site; the auto strategy must
+// name exactly that site. Over cpu, whose quantized matmuls round the activations to 8 bits,
+// this also shows the end-to-end threshold of a quantized model (calibrated on ref?acc=q8)
+// keeping the fault visible. Prints the verdict as `tapml migrate` does.
 void expect_pinned(const ModelFile& model, const Pin& p, std::vector<std::vector<int>> prompts,
-                   int steps) {
+                   int steps, const std::string& inner) {
   MigrateOptions o;
-  o.target = "faulty:ref?fault=" + p.fault + "&site=" + escaped(p.site);
+  o.target = "faulty:" + inner + "?fault=" + p.fault + "&site=" + escaped(p.site);
   o.steps = steps;
   o.prompts = std::move(prompts);
   MigrateReport r = migrate(model, o);
-  const std::string what = p.fault + " on " + std::string(dtype_name(p.type)) + " at " + p.site;
+  const std::string what =
+      p.fault + " on " + std::string(dtype_name(p.type)) + " at " + p.site + " over " + inner;
   std::string text = migrate_text(r);
   std::cout << "[ migrate  ] " << what << "\n" << text.substr(text.find('\n') + 1);
   EXPECT_EQ(r.status, "fail") << what;
@@ -357,7 +360,7 @@ TEST(FaultyQuantMigrate, LegacyFaultsArePinnedOnQuantizedStories) {
                        Pin{"last_block", DType::Q8_0, "token_embd", Op::Embedding}}) {
     ModelFile m = quantized(stories, p.type);
     ASSERT_EQ(m.weights.at("blk.0.attn_q.weight").dtype(), p.type);
-    expect_pinned(m, p, prompt, 16);
+    for (const char* inner : {"ref", "cpu"}) expect_pinned(m, p, prompt, 16, inner);
   }
 }
 
@@ -373,7 +376,26 @@ TEST(FaultyQuantMigrate, KquantFaultsArePinnedOnARandomModelOf256WideRows) {
                        Pin{"q6_k_high_bits", DType::Q6_K, "blk.1.ffn_down", Op::Matmul}}) {
     ModelFile m = quantized(tiny, p.type);
     ASSERT_EQ(m.weights.at("blk.0.ffn_down.weight").dtype(), p.type);
-    expect_pinned(m, p, prompt, 12);
+    for (const char* inner : {"ref", "cpu"}) expect_pinned(m, p, prompt, 12, inner);
+  }
+}
+
+// Without a fault, cpu passes the migration of a quantized model: its 8-bit activations stay
+// within the threshold calibrated on ref?acc=q8, which plain f32 noise would not allow.
+TEST(FaultyQuantMigrate, CpuPassesTheMigrationOfQuantizedModels) {
+  ModelConfig c;
+  c.dim = 256, c.hidden_dim = 512, c.n_layers = 2, c.n_heads = 4, c.n_kv_heads = 2;
+  c.vocab_size = 48, c.max_seq_len = 32;
+  for (DType d : {DType::Q4_K, DType::Q6_K, DType::Q4_0, DType::Q8_0}) {
+    const ModelFile m = testing::make_tiny_llama(31, d, c);
+    MigrateOptions o;
+    o.target = "cpu";
+    o.steps = 12;
+    o.prompts = {{1, 17, 5, 40, 9}};
+    MigrateReport r = migrate(m, o);
+    EXPECT_EQ(r.status, "pass") << dtype_name(d) << ": " << r.summary;
+    // The threshold comes from the 8-bit run: far above what f32 rounding alone makes.
+    EXPECT_GT(r.noise_nmse, 1e-8) << dtype_name(d);
   }
 }
 

@@ -17,7 +17,7 @@ namespace {
 
 using LD = long double;
 
-const char* const kBackends[] = {"ref", "ref?acc=f32"};
+const char* const kBackends[] = {"ref", "ref?acc=f32", "ref?acc=q8"};
 
 Tensor f32(Shape shape, std::vector<float> v) { return Tensor::from_f32(std::move(shape), v); }
 

@@ -15,14 +15,21 @@ namespace tapml {
 namespace {
 
 // A is the accumulation type: double for the source platform, float for the plain-f32
-// computation whose distance from the source is a test's noise floor.
+// computation whose distance from the source is a test's noise floor. `q8_activations`
+// (acc=q8, with float sums): matmul with a quantized weight first rounds each activation row
+// as ggml's dot products do (activations_as_q8), the formulation the oracle allows for
+// quantized weights; migrate calibrates a quantized model's end-to-end threshold with it.
 template <class A>
 class RefBackend final : public HostBackend {
  public:
-  explicit RefBackend(const std::string& uri)
+  explicit RefBackend(const std::string& uri, bool q8_activations = false)
       : HostBackend({uri, "ref",
                      std::is_same_v<A, double> ? "reference (host, f64 accumulation)"
-                                               : "reference loops with f32 accumulation"}) {
+                     : q8_activations
+                         ? "reference loops with f32 accumulation and 8-bit activations for "
+                           "quantized weights"
+                         : "reference loops with f32 accumulation"}),
+        q8_activations_(q8_activations) {
     kernels().add(Op::Embedding, this, &RefBackend::embedding);
     kernels().add(Op::RmsNorm, this, &RefBackend::rmsnorm);
     kernels().add(Op::Matmul, this, &RefBackend::matmul);
@@ -105,7 +112,12 @@ class RefBackend final : public HostBackend {
     float* out = data<float>(c.outputs[0]);
     int64_t T = c.inputs[0].shape[0], K = c.inputs[0].shape[1], N = w.shape[0];
     const size_t rb = row_bytes(w.dtype, K);
-    std::vector<float> row(static_cast<size_t>(K));
+    std::vector<float> row(static_cast<size_t>(K)), xq;
+    if (q8_activations_) {
+      xq.resize(size_t(T * K));
+      for (int64_t t = 0; t < T; ++t) activations_as_q8(q, x + t * K, xq.data() + t * K, K);
+      x = xq.data();
+    }
     for (int64_t n = 0; n < N; ++n) {
       dequantize_row(q, ptr(w) + size_t(n) * rb, row.data(), K);
       for (int64_t t = 0; t < T; ++t) {
@@ -391,6 +403,8 @@ class RefBackend final : public HostBackend {
       for (int64_t d = 0; d < D; ++d) out[t * D + d] = float(acc[size_t(d)]);
     }
   }
+
+  const bool q8_activations_;
 };
 
 }  // namespace
@@ -402,7 +416,8 @@ std::unique_ptr<Backend> make_ref_backend(const BackendUri& uri) {
   const std::string acc = uri.param("acc", "f64");
   if (acc == "f64") return std::make_unique<RefBackend<double>>(uri.text);
   if (acc == "f32") return std::make_unique<RefBackend<float>>(uri.text);
-  throw UsageError("backend URI '" + uri.text + "': acc=" + acc + " (use f64 or f32)");
+  if (acc == "q8") return std::make_unique<RefBackend<float>>(uri.text, true);
+  throw UsageError("backend URI '" + uri.text + "': acc=" + acc + " (use f64, f32 or q8)");
 }
 
 }  // namespace tapml
