@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <numbers>
 #include <stdexcept>
@@ -617,6 +618,23 @@ void refuse_quantized_stacks(const std::vector<PlannedTensor>& plan, const std::
 
 int converter_threads() { return int(std::clamp(std::thread::hardware_concurrency(), 1u, 64u)); }
 
+// Loads the written file and requires the source's hyperparameters (and `more`); a file that
+// does not read back is removed and reported as a bug.
+void read_back(const std::string& target, const std::string& source, const ModelConfig& c,
+               const std::function<void(const ModelFile&)>& more) {
+  try {
+    ModelFile g = load_model(target);
+    std::string diff = config_difference(c, g.config);
+    if (!diff.empty()) throw Error("its hyperparameters differ from the source's: " + diff);
+    more(g);
+  } catch (const Error& e) {
+    std::error_code ec;
+    fs::remove(target, ec);
+    throw std::logic_error("convert: the written " + target + " does not read back as " + source +
+                           " (" + e.what() + "); it was removed");
+  }
+}
+
 }  // namespace
 
 ConvertResult convert_hf_folder(const std::string& dir, const std::string& out,
@@ -698,17 +716,10 @@ ConvertResult convert_hf_folder(const std::string& dir, const std::string& out,
   w.write(target);
 
   // The file must read back as the folder's model.
-  try {
-    ModelFile g = load_model(target);
-    std::string diff = config_difference(c, g.config);
-    if (!diff.empty()) throw Error("its hyperparameters differ from the folder's: " + diff);
+  read_back(target, dir, c, [&](const ModelFile& g) {
     if (c.rope && g.config.rope_pairing != family.gguf_rope_pairing())
       throw Error("it reads back with the wrong RoPE pairing");
-  } catch (const Error& e) {
-    fs::remove(target, ec);
-    throw std::logic_error("convert: the written " + target + " does not read back as " + dir +
-                           " (" + e.what() + "); it was removed");
-  }
+  });
 
   ConvertResult r;
   r.family = m.arch;
@@ -767,16 +778,7 @@ ConvertResult convert_gguf_file(const std::string& in, const std::string& out,
   add_planned(w, plan, total, done, pool, o);
   w.write(target);
 
-  std::error_code ec;
-  try {
-    ModelFile g = load_model(target);
-    std::string diff = config_difference(c, g.config);
-    if (!diff.empty()) throw Error("its hyperparameters differ from the source's: " + diff);
-  } catch (const Error& e) {
-    fs::remove(target, ec);
-    throw std::logic_error("convert: the written " + target + " does not read back as " + in +
-                           " (" + e.what() + "); it was removed");
-  }
+  read_back(target, in, c, [](const ModelFile&) {});
 
   ConvertResult r;
   r.family = m.arch;

@@ -23,6 +23,7 @@
 #include "runtime/session.h"
 #include "support/golden.h"
 #include "support/shared.h"
+#include "support/vulkan_device.h"
 #include "tokenizer/load.h"
 #endif
 
@@ -35,26 +36,7 @@ TEST(Vulkan, Skipped) { GTEST_SKIP() << "built without Vulkan (TAPML_WITH_VULKAN
 
 #else
 
-// The device, opened once; null with the reason when there is none.
-std::unique_ptr<Backend>& device(std::string* why = nullptr) {
-  static std::string reason;
-  static std::unique_ptr<Backend> be = [] {
-    try {
-      return make_vulkan_backend(BackendUri::parse("vulkan"));
-    } catch (const std::exception& e) {
-      reason = e.what();
-      return std::unique_ptr<Backend>();
-    }
-  }();
-  if (why) *why = reason;
-  return be;
-}
-
-#define REQUIRE_VULKAN_DEVICE()                                     \
-  do {                                                              \
-    std::string why;                                                \
-    if (!device(&why)) GTEST_SKIP() << "no Vulkan device: " << why; \
-  } while (0)
+std::unique_ptr<Backend>& device() { return testing::vulkan_device(); }
 
 Tensor f32_tensor(Shape shape, const std::vector<float>& v, DType dtype = DType::F32) {
   Tensor t(dtype, shape);

@@ -28,6 +28,7 @@
 #include "runtime/generate.h"
 #include "runtime/session.h"
 #include "support/shared.h"
+#include "support/vulkan_device.h"
 #endif
 
 namespace tapml {
@@ -39,26 +40,7 @@ TEST(VulkanQuant, Skipped) { GTEST_SKIP() << "built without Vulkan (TAPML_WITH_V
 
 #else
 
-// The device, opened once; null with the reason when there is none.
-std::unique_ptr<Backend>& device(std::string* why = nullptr) {
-  static std::string reason;
-  static std::unique_ptr<Backend> be = [] {
-    try {
-      return make_vulkan_backend(BackendUri::parse("vulkan"));
-    } catch (const std::exception& e) {
-      reason = e.what();
-      return std::unique_ptr<Backend>();
-    }
-  }();
-  if (why) *why = reason;
-  return be;
-}
-
-#define REQUIRE_VULKAN_DEVICE()                                     \
-  do {                                                              \
-    std::string why;                                                \
-    if (!device(&why)) GTEST_SKIP() << "no Vulkan device: " << why; \
-  } while (0)
+std::unique_ptr<Backend>& device() { return testing::vulkan_device(); }
 
 std::string type_name(DType t) { return std::string(dtype_name(t)); }
 

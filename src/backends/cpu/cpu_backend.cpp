@@ -96,16 +96,20 @@ class CpuBackend final : public HostBackend {
           [&](int64_t b, int64_t e) { fn(b * kPiece, std::min(n, e * kPiece)); });
   }
 
+  // Checked before anything is written, so a bad id leaves the output untouched.
+  static void check_ids(const int32_t* ids, int64_t T, int64_t V) {
+    for (int64_t t = 0; t < T; ++t)
+      TAPML_REQUIRE(ids[t] >= 0 && ids[t] < V, "embedding: token id " + std::to_string(ids[t]) +
+                                                   " outside the vocabulary of " +
+                                                   std::to_string(V));
+  }
+
   void embedding(const OpCall& c) {
     const DeviceTensor& table = c.inputs[0];
     const int32_t* ids = data<int32_t>(c.inputs[1]);
     float* out = data<float>(c.outputs[0]);
     const int64_t T = c.inputs[1].shape[0], V = table.shape[0], D = table.shape[1];
-    // Checked before anything is written, so a bad id leaves the output untouched.
-    for (int64_t t = 0; t < T; ++t)
-      TAPML_REQUIRE(ids[t] >= 0 && ids[t] < V, "embedding: token id " + std::to_string(ids[t]) +
-                                                   " outside the vocabulary of " +
-                                                   std::to_string(V));
+    check_ids(ids, T, V);
     const WeightType type = wtype(table);
     const size_t row_bytes = size_t(D) * dtype_size(table.dtype);
     const std::byte* base = ptr(table);
@@ -121,10 +125,7 @@ class CpuBackend final : public HostBackend {
     const int32_t* ids = data<int32_t>(c.inputs[1]);
     float* out = data<float>(c.outputs[0]);
     const int64_t T = c.inputs[1].shape[0], V = table.shape[0], D = table.shape[1];
-    for (int64_t t = 0; t < T; ++t)
-      TAPML_REQUIRE(ids[t] >= 0 && ids[t] < V, "embedding: token id " + std::to_string(ids[t]) +
-                                                   " outside the vocabulary of " +
-                                                   std::to_string(V));
+    check_ids(ids, T, V);
     const QuantType qt = *block_quant(table.dtype);
     const size_t rb = row_bytes(table.dtype, D);
     const std::byte* base = ptr(table);

@@ -117,9 +117,11 @@ inline void block(const BlockQ3_K& b, Row r) {
   const float d = half(b.d);
   for (int i = 0; i < 8; ++i) r.s[i] = d;
 }
-// Q4_K and Q5_K: four chunks of 64, the low nibbles of 32 bytes (group 2c) then the high ones.
-// Loops with constant shifts over 32 bytes, so that the compiler vectorizes them.
-inline void block(const BlockQ4_K& b, Row r) {
+// Q4_K and Q5_K: four chunks of 64, the low nibbles of 32 bytes (group 2c) then the high ones;
+// Q5_K's fifth bit of group g's element l is bit g of qh[l] (qh null for Q4_K). Loops with
+// constant shifts over 32 bytes, so that the compiler vectorizes them.
+template <class B>
+inline void k4_block(const B& b, const uint8_t* qh, Row r) {
   const float d = half(b.d), dmin = half(b.dmin);
   for (int c = 0; c < 4; ++c) {
     uint8_t sc0, mn0, sc1, mn1;
@@ -127,31 +129,24 @@ inline void block(const BlockQ4_K& b, Row r) {
     scale_min_k4(2 * c + 1, b.scales, sc1, mn1);
     const uint8_t* q = b.qs + 32 * c;
     int16_t* y = r.q + 64 * c;
-    for (int l = 0; l < 32; ++l) y[l] = int16_t(sc0 * (q[l] & 0xF));
-    for (int l = 0; l < 32; ++l) y[l + 32] = int16_t(sc1 * (q[l] >> 4));
+    if (qh) {
+      const int lo = 2 * c, hi = 2 * c + 1;
+      for (int l = 0; l < 32; ++l)
+        y[l] = int16_t(sc0 * ((q[l] & 0xF) | (((qh[l] >> lo) & 1) << 4)));
+      for (int l = 0; l < 32; ++l)
+        y[l + 32] = int16_t(sc1 * ((q[l] >> 4) | (((qh[l] >> hi) & 1) << 4)));
+    } else {
+      for (int l = 0; l < 32; ++l) y[l] = int16_t(sc0 * (q[l] & 0xF));
+      for (int l = 0; l < 32; ++l) y[l + 32] = int16_t(sc1 * (q[l] >> 4));
+    }
     r.m[4 * c] = r.m[4 * c + 1] = -dmin * float(mn0);
     r.m[4 * c + 2] = r.m[4 * c + 3] = -dmin * float(mn1);
   }
   for (int i = 0; i < 8; ++i) r.s[i] = d;
 }
-inline void block(const BlockQ5_K& b, Row r) {
-  const float d = half(b.d), dmin = half(b.dmin);
-  for (int c = 0; c < 4; ++c) {
-    uint8_t sc0, mn0, sc1, mn1;
-    scale_min_k4(2 * c, b.scales, sc0, mn0);
-    scale_min_k4(2 * c + 1, b.scales, sc1, mn1);
-    const uint8_t* q = b.qs + 32 * c;
-    const int lo = 2 * c, hi = 2 * c + 1;
-    int16_t* y = r.q + 64 * c;
-    for (int l = 0; l < 32; ++l)
-      y[l] = int16_t(sc0 * ((q[l] & 0xF) | (((b.qh[l] >> lo) & 1) << 4)));
-    for (int l = 0; l < 32; ++l)
-      y[l + 32] = int16_t(sc1 * ((q[l] >> 4) | (((b.qh[l] >> hi) & 1) << 4)));
-    r.m[4 * c] = r.m[4 * c + 1] = -dmin * float(mn0);
-    r.m[4 * c + 2] = r.m[4 * c + 3] = -dmin * float(mn1);
-  }
-  for (int i = 0; i < 8; ++i) r.s[i] = d;
-}
+inline void block(const BlockQ4_K& b, Row r) { k4_block(b, nullptr, r); }
+inline void block(const BlockQ5_K& b, Row r) { k4_block(b, b.qh, r); }
+
 // 16 Q6_K values: the low 4 bits from ql (its low nibbles, or its high ones when kHighNibble),
 // the top 2 from qh at bit kShift, minus 32, times the group's scale.
 template <bool kHighNibble, int kShift>
