@@ -15,6 +15,7 @@
 #include "replay/replay.h"
 #include "runtime/generate.h"
 #include "runtime/session.h"
+#include "support/carve.h"
 #include "support/shared.h"
 #include "support/tiny_model.h"
 
@@ -149,17 +150,7 @@ TEST(CpuQuant, CarvedCorpusOfAQuantizedModelReplays) {
     ModelFile m = testing::make_tiny_llama(7, d, c);
     ASSERT_EQ(m.weights.at("blk.0.ffn_down.weight").dtype(), d);
     const std::string path = testing::temp_dir() + "/quant_" + std::string(dtype_name(d)) + ".db";
-    {
-      Corpus corpus = Corpus::create(path);
-      auto plain = open_backend("ref?acc=f32");
-      Recorder rec(corpus, 2, [&](TestCase& t) { calibrate_noise(t, *plain); });
-      Session s(m, Placement("ref"));
-      s.dispatcher().add_observer(&rec);
-      GenerateOptions o;
-      o.steps = 6;
-      generate(s, {1, 3, 5, 7}, o);
-      rec.finish();
-    }
+    testing::carve_on_ref(m, path, {1, 3, 5, 7}, 6, 2);
     ReplayRun run = replay_corpus(path, "cpu?threads=2", {});
     int matmuls = 0, passed = 0;
     for (const TestResult& r : run.results) {

@@ -27,6 +27,7 @@
 #include "model/model_file.h"
 #include "runtime/generate.h"
 #include "runtime/session.h"
+#include "support/carve.h"
 #include "support/shared.h"
 #include "support/vulkan_device.h"
 #endif
@@ -233,17 +234,7 @@ TEST_P(VulkanQuantStories, CarvedOnRefReplaysOnVulkan) {
   ASSERT_GE(quantized_weights, 20);
 
   const std::string path = testing::temp_dir() + "/stories_" + type_name(q) + ".corpus";
-  {
-    Corpus corpus = Corpus::create(path);
-    auto plain = open_backend(kNoiseReference);
-    Recorder rec(corpus, 3, [&](TestCase& t) { calibrate_noise(t, *plain); });
-    Session s(m, Placement("ref"));
-    s.dispatcher().add_observer(&rec);
-    GenerateOptions o;
-    o.steps = 12;
-    generate(s, {1, 403, 407, 261}, o);
-    rec.finish();
-  }
+  testing::carve_on_ref(m, path, {1, 403, 407, 261}, 12);
   Corpus corpus = Corpus::open(path);
   TolerancePolicy policy;
   int passed = 0, total = 0, quant_matmuls = 0, quant_embeddings = 0;

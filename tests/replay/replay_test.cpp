@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "runtime/generate.h"
 #include "runtime/session.h"
+#include "support/carve.h"
 #include "support/shared.h"
 #include "support/tiny_model.h"
 
@@ -21,15 +22,7 @@ std::string tiny_corpus() {
   static std::string path = [] {
     std::string p = testing::temp_dir() + "/tiny.corpus";
     static ModelFile m = testing::make_tiny_llama(31, DType::F16);
-    Corpus corpus = Corpus::create(p);
-    auto plain = open_backend("ref?acc=f32");
-    Recorder rec(corpus, 3, [&](TestCase& t) { calibrate_noise(t, *plain); });
-    Session s(m, Placement("ref"));
-    s.dispatcher().add_observer(&rec);
-    GenerateOptions o;
-    o.steps = 20;
-    generate(s, {1, 3, 5, 7}, o);
-    rec.finish();
+    testing::carve_on_ref(m, p, {1, 3, 5, 7}, 20);
     return p;
   }();
   return path;
