@@ -1,6 +1,7 @@
 // The cpu backend's quantized kernels: matmul computed as ggml computes it (8-bit
 // activations, integer block dot products) and embedding rows dequantized exactly.
 #include <gtest/gtest.h>
+#include <hwy/targets.h>
 
 #include <cmath>
 #include <random>
@@ -53,9 +54,34 @@ class CpuQuantMatmul : public ::testing::TestWithParam<Case> {};
 
 // The cpu's result is the ggml formulation of the call up to f32 rounding, which the oracle
 // allows, and any change to one block's values moves it beyond that.
+// The largest difference between cpu's matmul and the 8-bit formulation computed here
+// independently (activations through activations_as_q8, weights dequantized, f64 sums),
+// relative to the sum of the magnitudes of the products.
+double formulation_error(const Case& c, Backend& cpu) {
+  const QuantType qt = *block_quant(c.w);
+  Tensor x = Tensor::from_f32({c.T, c.K}, randoms(c.T * c.K, 1));
+  Tensor w = Tensor::from_f32_as(c.w, {c.N, c.K}, randoms(c.N * c.K, 2, 0.1f));
+  HostCallResult got = run_host_call(cpu, Op::Matmul, {}, {x, w}, "m");
+  std::vector<float> xq(size_t(c.T * c.K)), wrow(size_t(c.K));
+  for (int64_t t = 0; t < c.T; ++t)
+    activations_as_q8(qt, x.data<float>() + t * c.K, xq.data() + t * c.K, c.K);
+  double worst = 0;
+  for (int64_t n = 0; n < c.N; ++n) {
+    dequantize_row(qt, w.bytes() + size_t(n) * row_bytes(c.w, c.K), wrow.data(), c.K);
+    for (int64_t t = 0; t < c.T; ++t) {
+      double s = 0, mag = 0;
+      for (int64_t k = 0; k < c.K; ++k) {
+        s += double(xq[size_t(t * c.K + k)]) * wrow[size_t(k)];
+        mag += std::fabs(double(xq[size_t(t * c.K + k)]) * wrow[size_t(k)]);
+      }
+      worst = std::max(worst, std::fabs(got.outputs[0].data<float>()[t * c.N + n] - s) / mag);
+    }
+  }
+  return worst;
+}
+
 TEST_P(CpuQuantMatmul, ComputesTheEightBitFormulationOfTheCall) {
   const Case c = GetParam();
-  const QuantType qt = *block_quant(c.w);
   Tensor x = Tensor::from_f32({c.T, c.K}, randoms(c.T * c.K, 1));
   Tensor w = Tensor::from_f32_as(c.w, {c.N, c.K}, randoms(c.N * c.K, 2, 0.1f));
   std::vector<Tensor> inputs{x, w};
@@ -66,26 +92,8 @@ TEST_P(CpuQuantMatmul, ComputesTheEightBitFormulationOfTheCall) {
   HostCallResult want = run_host_call(*ref, Op::Matmul, {}, inputs, "m");
   HostCallResult f32 = run_host_call(*plain, Op::Matmul, {}, inputs, "m");
 
-  // The formulation computed here independently: activations through activations_as_q8,
-  // weights dequantized, f64 sums.
-  std::vector<float> xq(size_t(c.T * c.K)), wrow(size_t(c.K));
-  for (int64_t t = 0; t < c.T; ++t)
-    activations_as_q8(qt, x.data<float>() + t * c.K, xq.data() + t * c.K, c.K);
-  double worst = 0, scale = 0;
-  for (int64_t n = 0; n < c.N; ++n) {
-    dequantize_row(qt, w.bytes() + size_t(n) * row_bytes(c.w, c.K), wrow.data(), c.K);
-    for (int64_t t = 0; t < c.T; ++t) {
-      double s = 0, mag = 0;
-      for (int64_t k = 0; k < c.K; ++k) {
-        s += double(xq[size_t(t * c.K + k)]) * wrow[size_t(k)];
-        mag += std::fabs(double(xq[size_t(t * c.K + k)]) * wrow[size_t(k)]);
-      }
-      worst = std::max(worst, std::fabs(got.outputs[0].data<float>()[t * c.N + n] - s) / mag);
-      scale = std::max(scale, std::fabs(s));
-    }
-  }
   // f32 rounding of the block products and sums (relative to the sum of magnitudes).
-  EXPECT_LT(worst, 4e-6) << dtype_name(c.w);
+  EXPECT_LT(formulation_error(c, *cpu), 4e-6) << dtype_name(c.w);
 
   TolerancePolicy policy;
   std::vector<double> noise{measure(want.outputs[0], f32.outputs[0], 0).error};
@@ -122,6 +130,27 @@ TEST(CpuQuant, RefWithEightBitActivationsIsTheSameFormulation) {
     EXPECT_LT(measure(a, b, 0).error, 1e-5) << dtype_name(d);
     EXPECT_GT(measure(a, c, 0).error, 1e-4) << dtype_name(d);
   }
+}
+
+// The kernels differ per instruction set (VNNI, AVX-512 without it, 16-bit multiply-adds
+// elsewhere): each one this CPU can run computes the same formulation.
+TEST(CpuQuant, EveryInstructionSetComputesTheFormulation) {
+  const int64_t supported = hwy::SupportedTargets();
+  int ran = 0;
+  for (int64_t target : {int64_t(HWY_AVX3_DL), int64_t(HWY_AVX3), int64_t(HWY_AVX2),
+                         int64_t(HWY_SSE4), int64_t(HWY_EMU128), int64_t(HWY_SCALAR)}) {
+    if (!(supported & target)) continue;
+    hwy::SetSupportedTargetsForTest(target);
+    auto cpu = open_backend("cpu?threads=1");
+    for (DType d : kBlockDTypes) {
+      const Case c{d, 3, 2 * block_elems(d) + (block_elems(d) == 32 ? 32 : 0), 6};
+      EXPECT_LT(formulation_error(c, *cpu), 4e-6)
+          << dtype_name(d) << " on " << hwy::TargetName(target);
+    }
+    ++ran;
+  }
+  hwy::SetSupportedTargetsForTest(0);
+  EXPECT_GE(ran, 1);
 }
 
 TEST(CpuQuant, EmbeddingRowsAreBitExact) {

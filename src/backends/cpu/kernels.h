@@ -30,6 +30,8 @@ struct QuantActivations {
   std::vector<int16_t> q;    // [T, K]
   std::vector<float> d;      // [T, K / 32]
   std::vector<float> sum16;  // [T, K / 16]
+  std::vector<int8_t> q8;    // [T, K]: q as bytes
+  std::vector<float> d4;     // [T, K / 4]: the scale of every 4 values
 };
 void quantize_activations(QuantType w, const float* x, int64_t T, int64_t K, QuantActivations& out);
 // Whether type t's values carry a per-group offset (x = d * q + m).

@@ -12,7 +12,8 @@
 #ifndef HWY_DISABLED_TARGETS
 #define HWY_DISABLED_TARGETS (HWY_SSSE3 | HWY_SVE | HWY_SVE2 | HWY_SVE_256 | HWY_SVE2_128 | HWY_RVV)
 #endif
-#if defined(__AVX512VBMI2__) && !defined(HWY_WANT_AVX3_DL)
+// AVX3_DL (Ice Lake and later) is compiled too: its VNNI multiplies the 8-bit values.
+#ifndef HWY_WANT_AVX3_DL
 #define HWY_WANT_AVX3_DL
 #endif
 
@@ -22,6 +23,7 @@
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
 #include <hwy/highway.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -44,7 +46,14 @@ struct Row {
   float* m;
 };
 
-inline float half(uint16_t h) { return f16_to_f32(h); }
+// An f16 scale as f32 (exact either way); F16C's one instruction where the target has it.
+inline float half(uint16_t h) {
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+  return _cvtsh_ss(h);
+#else
+  return f16_to_f32(h);
+#endif
+}
 
 inline void block(const BlockQ4_0& b, Row r) {
   for (int j = 0; j < 16; ++j) {
@@ -240,7 +249,247 @@ HWY_INLINE float dot_f32(const float* HWY_RESTRICT a, const float* HWY_RESTRICT 
   return sum;
 }
 
+#undef TAPML_QUANT_U8  // this file is compiled once per target; a macro outlives each pass
+#if HWY_TARGET == HWY_AVX3_DL || HWY_TARGET == HWY_AVX3
+#define TAPML_QUANT_U8 1
+// Highway 1.0's AVX3_DL target string names avxvnni but not avx512vnni.
+#undef TAPML_VNNI_ATTR
+#if HWY_TARGET == HWY_AVX3_DL
+#define TAPML_VNNI_ATTR __attribute__((target("avx512vnni")))
+#else
+#define TAPML_VNNI_ATTR
+#endif
+// sum over each 4 bytes of w (unsigned) times x (signed), in 32-bit lanes: VNNI's vpdpbusd,
+// or without it vpmaddubsw (pairs to 16 bits, exact while w <= 128) and vpmaddwd.
+TAPML_VNNI_ATTR HWY_INLINE __m512i dot4(__m512i w, __m512i x) {
+#if HWY_TARGET == HWY_AVX3_DL
+  return _mm512_dpbusd_epi32(_mm512_setzero_si512(), w, x);
+#else
+  return _mm512_madd_epi16(_mm512_maddubs_epi16(w, x), _mm512_set1_epi16(1));
+#endif
+}
+
+// With AVX-512, rows are unpacked to their unsigned raw values (8 bits) and multiplied
+// with the 8-bit activations by vpdpbusd, four products per 32-bit lane: w = s * (q - z) + m
+// per 16 values, so a row's dot product is sum s * (q . x) + sum (m - s * z) * (sum of x).
+struct Row8 {
+  uint8_t* q;  // [K] raw values
+  float* s;    // [K / 16] scale
+  float* m;    // [K / 16] offset (m in the formula above)
+};
+
+// The raw values' zero point: q - z is the signed value.
+int zero_point(QuantType t) {
+  switch (t) {
+    case QuantType::Q4_0:
+      return 8;
+    case QuantType::Q5_0:
+      return 16;
+    case QuantType::Q8_0:
+      return 128;
+    case QuantType::Q3_K:
+      return 4;
+    case QuantType::Q6_K:
+      return 32;
+    default:
+      return 0;
+  }
+}
+
+inline void set16(Row8 r, int g, float s, float m) { r.s[g] = s, r.m[g] = m; }
+
+inline void block8(const BlockQ4_0& b, Row8 r) {
+  for (int j = 0; j < 16; ++j) r.q[j] = uint8_t(b.qs[j] & 0xF), r.q[j + 16] = uint8_t(b.qs[j] >> 4);
+  const float d = half(b.d);
+  set16(r, 0, d, 0), set16(r, 1, d, 0);
+}
+inline void block8(const BlockQ4_1& b, Row8 r) {
+  for (int j = 0; j < 16; ++j) r.q[j] = uint8_t(b.qs[j] & 0xF), r.q[j + 16] = uint8_t(b.qs[j] >> 4);
+  const float d = half(b.d), m = half(b.m);
+  set16(r, 0, d, m), set16(r, 1, d, m);
+}
+inline void q5_values(const uint8_t* qs, const uint8_t* qhp, uint8_t* q) {
+  uint32_t qh;
+  std::memcpy(&qh, qhp, 4);
+  for (int j = 0; j < 16; ++j) {
+    q[j] = uint8_t((qs[j] & 0xF) | (((qh >> j) & 1) << 4));
+    q[j + 16] = uint8_t((qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4));
+  }
+}
+inline void block8(const BlockQ5_0& b, Row8 r) {
+  q5_values(b.qs, b.qh, r.q);
+  const float d = half(b.d);
+  set16(r, 0, d, 0), set16(r, 1, d, 0);
+}
+inline void block8(const BlockQ5_1& b, Row8 r) {
+  q5_values(b.qs, b.qh, r.q);
+  const float d = half(b.d), m = half(b.m);
+  set16(r, 0, d, m), set16(r, 1, d, m);
+}
+inline void block8(const BlockQ8_0& b, Row8 r) {
+  for (int j = 0; j < 32; ++j) r.q[j] = uint8_t(b.qs[j]) ^ 0x80;
+  const float d = half(b.d);
+  set16(r, 0, d, 0), set16(r, 1, d, 0);
+}
+inline void block8(const BlockQ2_K& b, Row8 r) {
+  const float d = half(b.d), dmin = half(b.dmin);
+  const uint8_t* q = b.qs;
+  int g = 0;
+  for (int n = 0; n < kQK_K; n += 128, q += 32)
+    for (int shift = 0; shift < 8; shift += 2)
+      for (int part = 0; part < 2; ++part, ++g) {
+        for (int l = 0; l < 16; ++l) r.q[16 * g + l] = uint8_t((q[l + 16 * part] >> shift) & 3);
+        set16(r, g, d * float(b.scales[g] & 0xF), -dmin * float(b.scales[g] >> 4));
+      }
+}
+inline void block8(const BlockQ3_K& b, Row8 r) {
+  const float d = half(b.d);
+  const uint8_t* q = b.qs;
+  int g = 0;
+  uint8_t mask = 1;
+  for (int n = 0; n < kQK_K; n += 128, q += 32)
+    for (int shift = 0; shift < 8; shift += 2, mask = uint8_t(mask << 1))
+      for (int part = 0; part < 2; ++part, ++g) {
+        for (int l = 0; l < 16; ++l) {
+          const int i = l + 16 * part;
+          r.q[16 * g + l] = uint8_t(((q[i] >> shift) & 3) | ((b.hmask[i] & mask) ? 4 : 0));
+        }
+        set16(r, g, d * float(q3_k_scale(b.scales, g) - 32), 0);
+      }
+}
+// All eight 6-bit scales and mins of a Q4_K/Q5_K block at once (the packing scale_min_k4
+// reads one group at a time): groups 0..3 in the low 6 bits of bytes 0..3 (scales) and
+// 4..7 (mins); groups 4..7 in the nibbles of bytes 8..11 with their top 2 bits in the top
+// bits of bytes 0..3 (scales) and 4..7 (mins).
+inline void k4_scales(const uint8_t* p, uint8_t* sc, uint8_t* mn) {
+  for (int j = 0; j < 4; ++j) {
+    sc[j] = p[j] & 63;
+    mn[j] = p[j + 4] & 63;
+    sc[j + 4] = uint8_t((p[j + 8] & 0xF) | ((p[j] >> 6) << 4));
+    mn[j + 4] = uint8_t((p[j + 8] >> 4) | ((p[j + 4] >> 6) << 4));
+  }
+}
+
+template <class B>
+inline void k4_block8(const B& b, const uint8_t* qh, Row8 r) {
+  const float d = half(b.d), dmin = half(b.dmin);
+  uint8_t scs[8], mns[8];
+  k4_scales(b.scales, scs, mns);
+  for (int c = 0; c < 4; ++c) {
+    const uint8_t sc0 = scs[2 * c], mn0 = mns[2 * c], sc1 = scs[2 * c + 1], mn1 = mns[2 * c + 1];
+    const uint8_t* q = b.qs + 32 * c;
+    uint8_t* y = r.q + 64 * c;
+    for (int l = 0; l < 32; ++l) y[l] = uint8_t(q[l] & 0xF);
+    for (int l = 0; l < 32; ++l) y[l + 32] = uint8_t(q[l] >> 4);
+    if (qh) {
+      const int lo = 2 * c, hi = 2 * c + 1;
+      for (int l = 0; l < 32; ++l) y[l] = uint8_t(y[l] | (((qh[l] >> lo) & 1) << 4));
+      for (int l = 0; l < 32; ++l) y[l + 32] = uint8_t(y[l + 32] | (((qh[l] >> hi) & 1) << 4));
+    }
+    for (int h = 0; h < 2; ++h) {
+      set16(r, 4 * c + h, d * float(sc0), -dmin * float(mn0));
+      set16(r, 4 * c + 2 + h, d * float(sc1), -dmin * float(mn1));
+    }
+  }
+}
+inline void block8(const BlockQ4_K& b, Row8 r) { k4_block8(b, nullptr, r); }
+inline void block8(const BlockQ5_K& b, Row8 r) { k4_block8(b, b.qh, r); }
+inline void block8(const BlockQ6_K& b, Row8 r) {
+  const float d = half(b.d);
+  for (int h = 0; h < 2; ++h) {
+    const uint8_t* ql = b.ql + 64 * h;
+    const uint8_t* qh = b.qh + 32 * h;
+    uint8_t* y = r.q + 128 * h;
+    for (int l = 0; l < 32; ++l) {
+      y[l] = uint8_t((ql[l] & 0xF) | ((qh[l] & 3) << 4));
+      y[l + 32] = uint8_t((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4));
+      y[l + 64] = uint8_t((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4));
+      y[l + 96] = uint8_t((ql[l + 32] >> 4) | ((qh[l] >> 6) << 4));
+    }
+    for (int g = 0; g < 8; ++g) set16(r, 8 * h + g, d * float(b.scales[8 * h + g]), 0);
+  }
+}
+
+template <class B>
+void row8_of(const void* src, int64_t K, int64_t per, Row8 r) {
+  const B* b = static_cast<const B*>(src);
+  for (int64_t i = 0; i < K / per; ++i)
+    block8(b[i], Row8{r.q + i * per, r.s + i * per / 16, r.m + i * per / 16});
+}
+
+TAPML_VNNI_ATTR void QuantMatmulRangeU8(const QuantMatmulArgs& a, int64_t n_begin, int64_t n_end) {
+  const int64_t K = a.K, groups = K / 16;
+  const QuantActivations& x = *a.x;
+  thread_local std::vector<uint8_t> q;
+  thread_local std::vector<float> s, m, s4;
+  q.resize(size_t(K));
+  s.resize(size_t(groups));
+  m.resize(size_t(groups));
+  s4.resize(size_t(K / 4));
+  const Row8 row{q.data(), s.data(), m.data()};
+  const size_t row_bytes = quant_row_bytes(a.wtype, K);
+  const float z = float(zero_point(a.wtype));
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    const std::byte* src = static_cast<const std::byte*>(a.w) + size_t(n) * row_bytes;
+    switch (a.wtype) {
+#define TAPML_UNPACK(T, B)                                    \
+  case QuantType::T:                                          \
+    row8_of<B>(src, K, quant_block_elems(QuantType::T), row); \
+    break;
+      TAPML_UNPACK(Q4_0, BlockQ4_0)
+      TAPML_UNPACK(Q4_1, BlockQ4_1)
+      TAPML_UNPACK(Q5_0, BlockQ5_0)
+      TAPML_UNPACK(Q5_1, BlockQ5_1)
+      TAPML_UNPACK(Q8_0, BlockQ8_0)
+      TAPML_UNPACK(Q2_K, BlockQ2_K)
+      TAPML_UNPACK(Q3_K, BlockQ3_K)
+      TAPML_UNPACK(Q4_K, BlockQ4_K)
+      TAPML_UNPACK(Q5_K, BlockQ5_K)
+      TAPML_UNPACK(Q6_K, BlockQ6_K)
+#undef TAPML_UNPACK
+    }
+    for (int64_t g = 0; g < groups; ++g) {
+      for (int j = 0; j < 4; ++j) s4[size_t(4 * g + j)] = s[size_t(g)];
+      m[size_t(g)] -= s[size_t(g)] * z;
+    }
+    for (int64_t t = 0; t < a.T; ++t) {
+      const int8_t* xq = x.q8.data() + t * K;
+      const float* dx4 = x.d4.data() + t * (K / 4);
+      __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+      int64_t i = 0;
+      for (; i + 128 <= K; i += 128) {
+        const __m512i p0 = dot4(_mm512_loadu_si512(q.data() + i), _mm512_loadu_si512(xq + i));
+        const __m512i p1 =
+            dot4(_mm512_loadu_si512(q.data() + i + 64), _mm512_loadu_si512(xq + i + 64));
+        acc0 = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(p0), _mm512_loadu_ps(dx4 + i / 4)),
+                               _mm512_loadu_ps(s4.data() + i / 4), acc0);
+        acc1 = _mm512_fmadd_ps(
+            _mm512_mul_ps(_mm512_cvtepi32_ps(p1), _mm512_loadu_ps(dx4 + i / 4 + 16)),
+            _mm512_loadu_ps(s4.data() + i / 4 + 16), acc1);
+      }
+      for (; i < K; i += 64) {  // 64 or, at the end of a legacy row, 32 values
+        const int64_t left = std::min<int64_t>(64, K - i);
+        const __mmask64 bytes = left == 64 ? ~__mmask64(0) : (__mmask64(1) << left) - 1;
+        const __mmask16 lanes = __mmask16((1u << (left / 4)) - 1);
+        const __m512i p = dot4(_mm512_maskz_loadu_epi8(bytes, q.data() + i),
+                               _mm512_maskz_loadu_epi8(bytes, xq + i));
+        acc0 = _mm512_fmadd_ps(
+            _mm512_mul_ps(_mm512_cvtepi32_ps(p), _mm512_maskz_loadu_ps(lanes, dx4 + i / 4)),
+            _mm512_maskz_loadu_ps(lanes, s4.data() + i / 4), acc0);
+      }
+      a.out[t * a.N + n] = _mm512_reduce_add_ps(_mm512_add_ps(acc0, acc1)) +
+                           dot_f32(m.data(), x.sum16.data() + t * groups, groups);
+    }
+  }
+}
+#endif
+
 void QuantMatmulRange(const QuantMatmulArgs& a, int64_t n_begin, int64_t n_end) {
+#ifdef TAPML_QUANT_U8
+  // Q8_0's raw values reach 255, past what vpmaddubsw's 16-bit pairs hold.
+  if (HWY_TARGET == HWY_AVX3_DL || a.wtype != QuantType::Q8_0)
+    return QuantMatmulRangeU8(a, n_begin, n_end);
+#endif
   const int64_t K = a.K, blocks = K / 32, groups = K / 16;
   const QuantActivations& x = *a.x;
   const bool has_min = quant_has_min(a.wtype);
@@ -314,11 +563,15 @@ void quantize_activations(QuantType w, const float* x, int64_t T, int64_t K,
   out.q.resize(size_t(T * K));
   out.d.resize(size_t(T * blocks));
   out.sum16.resize(size_t(T * groups));
+  out.q8.resize(size_t(T * K));
+  out.d4.resize(size_t(T * K / 4));
   for (int64_t t = 0; t < T; ++t) {
     const float* xt = x + t * K;
     int16_t* q = out.q.data() + t * K;
     float* d = out.d.data() + t * blocks;
     float* sums = out.sum16.data() + t * groups;
+    int8_t* q8 = out.q8.data() + t * K;
+    float* d4 = out.d4.data() + t * (K / 4);
     if (quant_block_elems(w) == quant::kQK_K) {
       quant::BlockQ8_K b;
       for (int64_t i = 0; i < K / quant::kQK_K; ++i) {
@@ -341,6 +594,8 @@ void quantize_activations(QuantType w, const float* x, int64_t T, int64_t K,
         sums[2 * i + 1] = d[i] * float(hi);
       }
     }
+    for (int64_t k = 0; k < K; ++k) q8[k] = int8_t(q[k]);
+    for (int64_t l = 0; l < K / 4; ++l) d4[l] = d[l / 8];
   }
 }
 
