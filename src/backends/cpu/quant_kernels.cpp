@@ -517,7 +517,53 @@ TAPML_VNNI_ATTR void q6_k_rows_one_token(const QuantMatmulArgs& a, int64_t t, in
   }
 }
 
+// The same for Q8_0 (VNNI only: raw values reach 255): two blocks of 32 per product, the
+// signed values made unsigned by flipping their top bit (q + 128), 128 * d * (sum of x)
+// taken back per block.
+TAPML_VNNI_ATTR void q8_0_rows_one_token(const QuantMatmulArgs& a, int64_t t, int64_t n_begin,
+                                         int64_t n_end) {
+  const int64_t K = a.K, nb = K / kQK;
+  const QuantActivations& x = *a.x;
+  const int8_t* xq = x.q8.data() + t * K;
+  const float* dx4 = x.d4.data() + t * (K / 4);
+  const float* sums = x.sum16.data() + t * (K / 16);
+  const __m256i flip = _mm256_set1_epi8(char(0x80));
+  for (int64_t n = n_begin; n < n_end; ++n) {
+    const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(
+        static_cast<const std::byte*>(a.w) + size_t(n) * quant_row_bytes(a.wtype, K));
+    __m512 acc = _mm512_setzero_ps();
+    float zeros = 0;
+    int64_t i = 0;
+    for (; i + 2 <= nb; i += 2) {
+      const auto load = [&](int64_t j) {
+        return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[j].qs)),
+                                flip);
+      };
+      const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(load(i)), load(i + 1), 1);
+      const __m512i p = dot4(w, _mm512_loadu_si512(xq + 32 * i));
+      const float d0 = half(b[i].d), d1 = half(b[i + 1].d);
+      const __m512 scale =
+          _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(d0)), _mm256_set1_ps(d1), 1);
+      acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(p), _mm512_loadu_ps(dx4 + 8 * i)),
+                            scale, acc);
+      zeros += d0 * (sums[2 * i] + sums[2 * i + 1]) + d1 * (sums[2 * i + 2] + sums[2 * i + 3]);
+    }
+    float tail = 0;
+    for (; i < nb; ++i) {  // an odd last block
+      const float d = half(b[i].d);
+      int32_t dot = 0;
+      for (int j = 0; j < kQK; ++j) dot += int32_t(b[i].qs[j]) * xq[32 * i + j];
+      tail += d * float(dot) * dx4[8 * i];
+    }
+    a.out[t * a.N + n] = _mm512_reduce_add_ps(acc) - 128.0f * zeros + tail;
+  }
+}
+
 TAPML_VNNI_ATTR void QuantMatmulRangeU8(const QuantMatmulArgs& a, int64_t n_begin, int64_t n_end) {
+  if (HWY_TARGET == HWY_AVX3_DL && a.wtype == QuantType::Q8_0 && a.T <= 2) {
+    for (int64_t t = 0; t < a.T; ++t) q8_0_rows_one_token(a, t, n_begin, n_end);
+    return;
+  }
   if (a.wtype == QuantType::Q4_K && a.T <= 2) {
     for (int64_t t = 0; t < a.T; ++t) q4_k_rows_one_token(a, t, n_begin, n_end);
     return;
