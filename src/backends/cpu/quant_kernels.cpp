@@ -417,161 +417,143 @@ void row8_of(const void* src, int64_t K, int64_t per, Row8 r) {
     block8(b[i], Row8{r.q + i * per, r.s + i * per / 16, r.m + i * per / 16});
 }
 
-// One token row against Q4_K rows straight from their blocks (a decode step: no row is
-// reused, so unpacking it first would only add a store and a load): per chunk of 64, the 32
-// low nibbles and the 32 high ones side by side are elements 0..63 in order, lanes 0..7 of
-// the product group 2c and lanes 8..15 group 2c + 1.
-TAPML_VNNI_ATTR void q4_k_rows_one_token(const QuantMatmulArgs& a, int64_t t, int64_t n_begin,
-                                         int64_t n_end) {
-  const int64_t K = a.K, nb = K / kQK_K;
-  const QuantActivations& x = *a.x;
-  const int8_t* xq = x.q8.data() + t * K;
-  const float* dx4 = x.d4.data() + t * (K / 4);
-  const float* sums = x.sum16.data() + t * (K / 16);
+// A decode step multiplies rows straight from their blocks: no row is reused, so unpacking it
+// first would only add a store and a load. One token's quantized activations:
+struct TokenRow {
+  const int8_t* q;     // [K]
+  const float* d4;     // [K / 4] the scale of every 4 values
+  const float* sum16;  // [K / 16] the sums (scale times values) per 16
+};
+
+// Q4_K: per chunk of 64, the 32 low nibbles and the 32 high ones side by side are elements
+// 0..63 in order; lanes 0..7 of the product are group 2c, lanes 8..15 group 2c + 1.
+TAPML_VNNI_ATTR float q4_k_row(const BlockQ4_K* b, int64_t K, const TokenRow& x) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
-  for (int64_t n = n_begin; n < n_end; ++n) {
-    const BlockQ4_K* b = reinterpret_cast<const BlockQ4_K*>(
-        static_cast<const std::byte*>(a.w) + size_t(n) * quant_row_bytes(a.wtype, K));
-    __m512 acc = _mm512_setzero_ps(), mins = _mm512_setzero_ps();
-    for (int64_t i = 0; i < nb; ++i) {
-      const float d = half(b[i].d), dmin = half(b[i].dmin);
-      uint8_t sc[8], mn[8];
-      k4_scales(b[i].scales, sc, mn);
-      alignas(64) float m16[16];
-      for (int g = 0; g < 16; ++g) m16[g] = -dmin * float(mn[g / 2]);
-      mins = _mm512_fmadd_ps(_mm512_load_ps(m16), _mm512_loadu_ps(sums + 16 * i), mins);
-      for (int c = 0; c < 4; ++c) {
-        const __m256i packed =
-            _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * c));
-        const __m256i lo = _mm256_and_si256(packed, low4);
-        const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
-        const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-        const int64_t e = i * kQK_K + 64 * c;
-        const __m512i p = dot4(w, _mm512_loadu_si512(xq + e));
-        const __m512 scale =
-            _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(d * float(sc[2 * c]))),
-                               _mm256_set1_ps(d * float(sc[2 * c + 1])), 1);
-        acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(p), _mm512_loadu_ps(dx4 + e / 4)),
+  __m512 acc = _mm512_setzero_ps(), mins = _mm512_setzero_ps();
+  for (int64_t i = 0; i < K / kQK_K; ++i) {
+    const float d = half(b[i].d), dmin = half(b[i].dmin);
+    uint8_t sc[8], mn[8];
+    k4_scales(b[i].scales, sc, mn);
+    alignas(64) float m16[16];
+    for (int g = 0; g < 16; ++g) m16[g] = -dmin * float(mn[g / 2]);
+    mins = _mm512_fmadd_ps(_mm512_load_ps(m16), _mm512_loadu_ps(x.sum16 + 16 * i), mins);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * c));
+      const __m256i lo = _mm256_and_si256(packed, low4);
+      const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
+      const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
+      const int64_t e = i * kQK_K + 64 * c;
+      const __m512i p = dot4(w, _mm512_loadu_si512(x.q + e));
+      const __m512 scale =
+          _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(d * float(sc[2 * c]))),
+                             _mm256_set1_ps(d * float(sc[2 * c + 1])), 1);
+      acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(p), _mm512_loadu_ps(x.d4 + e / 4)),
+                            scale, acc);
+    }
+  }
+  return _mm512_reduce_add_ps(acc) + _mm512_reduce_add_ps(mins);
+}
+
+// Q6_K: per half of 128, bytes l of ql's two runs of 32 and of qh give elements l, l + 32
+// (low nibbles, qh bits 0-1 and 2-3) and l + 64, l + 96 (high nibbles, bits 4-5 and 6-7); the
+// sixteen groups of 16 have int8 scales, values are q - 32.
+TAPML_VNNI_ATTR float q6_k_row(const BlockQ6_K* b, int64_t K, const TokenRow& x) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
+  // Lanes 4g..4g+3 of the j-th 64-value product take the scale of group 4j + g.
+  const __m512i lane_group[4] = {
+      _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0),
+      _mm512_set_epi32(7, 7, 7, 7, 6, 6, 6, 6, 5, 5, 5, 5, 4, 4, 4, 4),
+      _mm512_set_epi32(11, 11, 11, 11, 10, 10, 10, 10, 9, 9, 9, 9, 8, 8, 8, 8),
+      _mm512_set_epi32(15, 15, 15, 15, 14, 14, 14, 14, 13, 13, 13, 13, 12, 12, 12, 12)};
+  const auto load = [](const uint8_t* p) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  };
+  __m512 acc = _mm512_setzero_ps(), zeros = _mm512_setzero_ps();
+  for (int64_t i = 0; i < K / kQK_K; ++i) {
+    const __m512 sg = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                                        reinterpret_cast<const __m128i*>(b[i].scales)))),
+                                    _mm512_set1_ps(half(b[i].d)));
+    zeros = _mm512_fmadd_ps(_mm512_mul_ps(sg, _mm512_set1_ps(-32.0f)),
+                            _mm512_loadu_ps(x.sum16 + 16 * i), zeros);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i ql0 = load(b[i].ql + 64 * h), ql1 = load(b[i].ql + 64 * h + 32);
+      const __m256i qh = load(b[i].qh + 32 * h);
+      const __m256i top[4] = {
+          _mm256_slli_epi16(_mm256_and_si256(qh, low2), 4),
+          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), low2), 4),
+          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), low2), 4),
+          _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), low2), 4)};
+      const __m256i v0 = _mm256_or_si256(_mm256_and_si256(ql0, low4), top[0]);
+      const __m256i v1 = _mm256_or_si256(_mm256_and_si256(ql1, low4), top[1]);
+      const __m256i v2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), top[2]);
+      const __m256i v3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4), top[3]);
+      const __m512i w[2] = {_mm512_inserti64x4(_mm512_castsi256_si512(v0), v1, 1),
+                            _mm512_inserti64x4(_mm512_castsi256_si512(v2), v3, 1)};
+      for (int k = 0; k < 2; ++k) {
+        const int64_t e = i * kQK_K + 128 * h + 64 * k;
+        const __m512i p = dot4(w[k], _mm512_loadu_si512(x.q + e));
+        const __m512 scale = _mm512_permutexvar_ps(lane_group[2 * h + k], sg);
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(p), _mm512_loadu_ps(x.d4 + e / 4)),
                               scale, acc);
       }
     }
-    a.out[t * a.N + n] = _mm512_reduce_add_ps(acc) + _mm512_reduce_add_ps(mins);
   }
+  return _mm512_reduce_add_ps(acc) + _mm512_reduce_add_ps(zeros);
 }
 
-// The same for Q6_K: per half of 128, bytes l of ql's two runs of 32 and of qh give
-// elements l, l + 32 (low nibbles, qh bits 0-1 and 2-3) and l + 64, l + 96 (high nibbles,
-// bits 4-5 and 6-7); the sixteen groups of 16 have int8 scales, values are q - 32.
-TAPML_VNNI_ATTR void q6_k_rows_one_token(const QuantMatmulArgs& a, int64_t t, int64_t n_begin,
-                                         int64_t n_end) {
-  const int64_t K = a.K, nb = K / kQK_K;
-  const QuantActivations& x = *a.x;
-  const int8_t* xq = x.q8.data() + t * K;
-  const float* dx4 = x.d4.data() + t * (K / 4);
-  const float* sums = x.sum16.data() + t * (K / 16);
-  const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
-  // Lanes 4g..4g+3 of a 64-value product take group g's scale: group 4j + lane / 4.
-  __m512i lane_group[4];
-  for (int j = 0; j < 4; ++j) {
-    alignas(64) int32_t idx[16];
-    for (int l = 0; l < 16; ++l) idx[l] = 4 * j + l / 4;
-    lane_group[j] = _mm512_load_si512(idx);
-  }
-  for (int64_t n = n_begin; n < n_end; ++n) {
-    const BlockQ6_K* b = reinterpret_cast<const BlockQ6_K*>(
-        static_cast<const std::byte*>(a.w) + size_t(n) * quant_row_bytes(a.wtype, K));
-    __m512 acc = _mm512_setzero_ps(), zeros = _mm512_setzero_ps();
-    for (int64_t i = 0; i < nb; ++i) {
-      const __m512 sg = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
-                                          reinterpret_cast<const __m128i*>(b[i].scales)))),
-                                      _mm512_set1_ps(half(b[i].d)));
-      zeros = _mm512_fmadd_ps(_mm512_mul_ps(sg, _mm512_set1_ps(-32.0f)),
-                              _mm512_loadu_ps(sums + 16 * i), zeros);
-      for (int h = 0; h < 2; ++h) {
-        const auto load = [](const uint8_t* p) {
-          return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
-        };
-        const __m256i ql0 = load(b[i].ql + 64 * h), ql1 = load(b[i].ql + 64 * h + 32);
-        const __m256i qh = load(b[i].qh + 32 * h);
-        const auto top = [&](int shift) {
-          return _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, shift), low2), 4);
-        };
-        const __m256i v0 = _mm256_or_si256(_mm256_and_si256(ql0, low4), top(0));
-        const __m256i v1 = _mm256_or_si256(_mm256_and_si256(ql1, low4), top(2));
-        const __m256i v2 =
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql0, 4), low4), top(4));
-        const __m256i v3 =
-            _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(ql1, 4), low4), top(6));
-        const __m512i w[2] = {_mm512_inserti64x4(_mm512_castsi256_si512(v0), v1, 1),
-                              _mm512_inserti64x4(_mm512_castsi256_si512(v2), v3, 1)};
-        for (int k = 0; k < 2; ++k) {
-          const int64_t e = i * kQK_K + 128 * h + 64 * k;
-          const __m512i p = dot4(w[k], _mm512_loadu_si512(xq + e));
-          const __m512 scale = _mm512_permutexvar_ps(lane_group[2 * h + k], sg);
-          acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(p), _mm512_loadu_ps(dx4 + e / 4)),
-                                scale, acc);
-        }
-      }
-    }
-    a.out[t * a.N + n] = _mm512_reduce_add_ps(acc) + _mm512_reduce_add_ps(zeros);
-  }
-}
-
-// The same for Q8_0 (VNNI only: raw values reach 255): two blocks of 32 per product, the
-// signed values made unsigned by flipping their top bit (q + 128), 128 * d * (sum of x)
-// taken back per block.
-TAPML_VNNI_ATTR void q8_0_rows_one_token(const QuantMatmulArgs& a, int64_t t, int64_t n_begin,
-                                         int64_t n_end) {
-  const int64_t K = a.K, nb = K / kQK;
-  const QuantActivations& x = *a.x;
-  const int8_t* xq = x.q8.data() + t * K;
-  const float* dx4 = x.d4.data() + t * (K / 4);
-  const float* sums = x.sum16.data() + t * (K / 16);
+// Q8_0 (VNNI only: raw values reach 255): two blocks of 32 per product, the signed values made
+// unsigned by flipping their top bit (q + 128), 128 * d * (sum of x) taken back per block.
+TAPML_VNNI_ATTR float q8_0_row(const BlockQ8_0* b, int64_t K, const TokenRow& x) {
+  const int64_t nb = K / kQK;
   const __m256i flip = _mm256_set1_epi8(char(0x80));
-  for (int64_t n = n_begin; n < n_end; ++n) {
-    const BlockQ8_0* b = reinterpret_cast<const BlockQ8_0*>(
-        static_cast<const std::byte*>(a.w) + size_t(n) * quant_row_bytes(a.wtype, K));
-    __m512 acc = _mm512_setzero_ps();
-    float zeros = 0;
-    int64_t i = 0;
-    for (; i + 2 <= nb; i += 2) {
-      const auto load = [&](int64_t j) {
-        return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[j].qs)),
-                                flip);
-      };
-      const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(load(i)), load(i + 1), 1);
-      const __m512i p = dot4(w, _mm512_loadu_si512(xq + 32 * i));
-      const float d0 = half(b[i].d), d1 = half(b[i + 1].d);
-      const __m512 scale =
-          _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(d0)), _mm256_set1_ps(d1), 1);
-      acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(p), _mm512_loadu_ps(dx4 + 8 * i)),
-                            scale, acc);
-      zeros += d0 * (sums[2 * i] + sums[2 * i + 1]) + d1 * (sums[2 * i + 2] + sums[2 * i + 3]);
-    }
-    float tail = 0;
-    for (; i < nb; ++i) {  // an odd last block
-      const float d = half(b[i].d);
-      int32_t dot = 0;
-      for (int j = 0; j < kQK; ++j) dot += int32_t(b[i].qs[j]) * xq[32 * i + j];
-      tail += d * float(dot) * dx4[8 * i];
-    }
-    a.out[t * a.N + n] = _mm512_reduce_add_ps(acc) - 128.0f * zeros + tail;
+  const auto load = [&](int64_t j) {
+    return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[j].qs)), flip);
+  };
+  __m512 acc = _mm512_setzero_ps();
+  float zeros = 0, tail = 0;
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(load(i)), load(i + 1), 1);
+    const __m512i p = dot4(w, _mm512_loadu_si512(x.q + 32 * i));
+    const float d0 = half(b[i].d), d1 = half(b[i + 1].d);
+    const __m512 scale =
+        _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(d0)), _mm256_set1_ps(d1), 1);
+    acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(p), _mm512_loadu_ps(x.d4 + 8 * i)),
+                          scale, acc);
+    const float* s = x.sum16 + 2 * i;
+    zeros += d0 * (s[0] + s[1]) + d1 * (s[2] + s[3]);
+  }
+  for (; i < nb; ++i) {  // an odd last block
+    int32_t dot = 0;
+    for (int j = 0; j < kQK; ++j) dot += int32_t(b[i].qs[j]) * x.q[32 * i + j];
+    tail += half(b[i].d) * float(dot) * x.d4[8 * i];
+  }
+  return _mm512_reduce_add_ps(acc) - 128.0f * zeros + tail;
+}
+
+// Rows [n_begin, n_end) of blocks B against each token row, by RowDot.
+template <class B, float (*RowDot)(const B*, int64_t, const TokenRow&)>
+void rows_from_blocks(const QuantMatmulArgs& a, int64_t n_begin, int64_t n_end) {
+  const int64_t K = a.K;
+  const size_t row_bytes = quant_row_bytes(a.wtype, K);
+  for (int64_t t = 0; t < a.T; ++t) {
+    const TokenRow x{a.x->q8.data() + t * K, a.x->d4.data() + t * (K / 4),
+                     a.x->sum16.data() + t * (K / 16)};
+    for (int64_t n = n_begin; n < n_end; ++n)
+      a.out[t * a.N + n] = RowDot(
+          reinterpret_cast<const B*>(static_cast<const std::byte*>(a.w) + size_t(n) * row_bytes), K,
+          x);
   }
 }
 
 TAPML_VNNI_ATTR void QuantMatmulRangeU8(const QuantMatmulArgs& a, int64_t n_begin, int64_t n_end) {
-  if (HWY_TARGET == HWY_AVX3_DL && a.wtype == QuantType::Q8_0 && a.T <= 2) {
-    for (int64_t t = 0; t < a.T; ++t) q8_0_rows_one_token(a, t, n_begin, n_end);
-    return;
+  if (a.T <= 2) {  // a decode step (or two): rows straight from their blocks
+    if (HWY_TARGET == HWY_AVX3_DL && a.wtype == QuantType::Q8_0)
+      return rows_from_blocks<BlockQ8_0, q8_0_row>(a, n_begin, n_end);
+    if (a.wtype == QuantType::Q4_K) return rows_from_blocks<BlockQ4_K, q4_k_row>(a, n_begin, n_end);
+    if (a.wtype == QuantType::Q6_K) return rows_from_blocks<BlockQ6_K, q6_k_row>(a, n_begin, n_end);
   }
-  if (a.wtype == QuantType::Q4_K && a.T <= 2) {
-    for (int64_t t = 0; t < a.T; ++t) q4_k_rows_one_token(a, t, n_begin, n_end);
-    return;
-  }
-  if (a.wtype == QuantType::Q6_K && a.T <= 2) {
-    for (int64_t t = 0; t < a.T; ++t) q6_k_rows_one_token(a, t, n_begin, n_end);
-    return;
-  }
+
   const int64_t K = a.K, groups = K / 16;
   const QuantActivations& x = *a.x;
   thread_local std::vector<uint8_t> q;
