@@ -127,6 +127,11 @@ void validate_model(const ModelFile& m) {
   } catch (const Error& e) {
     fail(e.what());
   }
+  // Every family has tensors in every layer: a file declaring more layers than it has
+  // tensors is refused before its (possibly huge) list of expected tensors is made.
+  if (m.config.n_layers > 0 && size_t(m.config.n_layers) > m.weights.size())
+    fail("declares " + std::to_string(m.config.n_layers) + " layers but holds only " +
+         std::to_string(m.weights.size()) + " tensors");
   for (const WeightSpec& spec : family.weights(m.config)) {
     auto it = m.weights.find(spec.name);
     if (it == m.weights.end()) fail("missing tensor " + spec.name);

@@ -122,6 +122,7 @@ struct TinyLlama {
   std::string misshape;     // a tensor to give a wrong shape
   bool block_count = true;  // write llama.block_count
   uint32_t layers = 2;
+  uint32_t declared_layers = 0;  // block_count to write when not 0 (else layers)
 
   TinyLlama& with_arch(std::string a) {
     arch = std::move(a);
@@ -155,7 +156,8 @@ std::string write_tiny_llama(const TinyLlama& o, const std::string& file = "tiny
   w.set_string("general.architecture", o.arch);
   w.set_u32(o.arch + ".embedding_length", 32);
   w.set_u32(o.arch + ".feed_forward_length", 64);
-  if (o.block_count) w.set_u32(o.arch + ".block_count", o.layers);
+  if (o.block_count)
+    w.set_u32(o.arch + ".block_count", o.declared_layers ? o.declared_layers : o.layers);
   w.set_u32(o.arch + ".attention.head_count", 4);
   w.set_u32(o.arch + ".attention.head_count_kv", 2);
   w.set_u32(o.arch + ".context_length", 256);
@@ -188,6 +190,20 @@ std::string write_tiny_llama(const TinyLlama& o, const std::string& file = "tiny
   std::string path = testing::temp_dir() + "/" + file;
   w.write(path);
   return path;
+}
+
+// A header may declare any number of layers; the list of tensors such a model needs is not
+// built before the file is seen to hold far too few (a fuzzed file with 10^6 layers took
+// seconds to be refused, and memory in proportion).
+TEST(ModelFile, FarMoreLayersThanTensorsAreRefusedAtOnce) {
+  TinyLlama o;
+  o.declared_layers = 1000000;
+  const std::string path = write_tiny_llama(o, "many_layers.gguf");
+  EXPECT_NE(testing::error_of([&] {
+              load_model(path);
+            }).find("declares 1000000 layers but holds only 21 tensors"),
+            std::string::npos)
+      << testing::error_of([&] { load_model(path); });
 }
 
 TEST(ModelFile, ReadsAWrittenLlama) {
