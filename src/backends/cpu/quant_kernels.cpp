@@ -197,6 +197,33 @@ inline void block(const BlockQ6_K& b, Row r) {
   for (int i = 0; i < 8; ++i) r.s[i] = d;
 }
 
+// Calls f(B{}) with B the block struct of type t: one switch for every per-type kernel.
+template <class F>
+inline void with_block(QuantType t, F&& f) {
+  switch (t) {
+    case QuantType::Q4_0:
+      return f(BlockQ4_0{});
+    case QuantType::Q4_1:
+      return f(BlockQ4_1{});
+    case QuantType::Q5_0:
+      return f(BlockQ5_0{});
+    case QuantType::Q5_1:
+      return f(BlockQ5_1{});
+    case QuantType::Q8_0:
+      return f(BlockQ8_0{});
+    case QuantType::Q2_K:
+      return f(BlockQ2_K{});
+    case QuantType::Q3_K:
+      return f(BlockQ3_K{});
+    case QuantType::Q4_K:
+      return f(BlockQ4_K{});
+    case QuantType::Q5_K:
+      return f(BlockQ5_K{});
+    case QuantType::Q6_K:
+      return f(BlockQ6_K{});
+  }
+}
+
 template <class B>
 void row_of(const void* src, int64_t K, int64_t per, Row r) {
   const B* b = static_cast<const B*>(src);
@@ -572,23 +599,9 @@ TAPML_VNNI_ATTR void QuantMatmulRangeU8(const QuantMatmulArgs& a, int64_t n_begi
     for (int r = 0; r < rows; ++r) {
       const std::byte* src = static_cast<const std::byte*>(a.w) + size_t(n0 + r) * row_bytes;
       const Row8 row{q.data() + r * K, s.data() + r * groups, m.data() + r * groups};
-      switch (a.wtype) {
-#define TAPML_UNPACK(T, B)                                    \
-  case QuantType::T:                                          \
-    row8_of<B>(src, K, quant_block_elems(QuantType::T), row); \
-    break;
-        TAPML_UNPACK(Q4_0, BlockQ4_0)
-        TAPML_UNPACK(Q4_1, BlockQ4_1)
-        TAPML_UNPACK(Q5_0, BlockQ5_0)
-        TAPML_UNPACK(Q5_1, BlockQ5_1)
-        TAPML_UNPACK(Q8_0, BlockQ8_0)
-        TAPML_UNPACK(Q2_K, BlockQ2_K)
-        TAPML_UNPACK(Q3_K, BlockQ3_K)
-        TAPML_UNPACK(Q4_K, BlockQ4_K)
-        TAPML_UNPACK(Q5_K, BlockQ5_K)
-        TAPML_UNPACK(Q6_K, BlockQ6_K)
-#undef TAPML_UNPACK
-      }
+      with_block(a.wtype, [&](auto block) {
+        row8_of<decltype(block)>(src, K, quant_block_elems(a.wtype), row);
+      });
       for (int64_t g = 0; g < groups; ++g) {
         const float sg = s[size_t(r * groups + g)];
         for (int j = 0; j < 4; ++j) s4[size_t(r * K / 4 + 4 * g + j)] = sg;
@@ -640,23 +653,9 @@ void QuantMatmulRange(const QuantMatmulArgs& a, int64_t n_begin, int64_t n_end) 
   const size_t row_bytes = quant_row_bytes(a.wtype, K);
   for (int64_t n = n_begin; n < n_end; ++n) {
     const std::byte* src = static_cast<const std::byte*>(a.w) + size_t(n) * row_bytes;
-    switch (a.wtype) {
-#define TAPML_UNPACK(T, B)                                   \
-  case QuantType::T:                                         \
-    row_of<B>(src, K, quant_block_elems(QuantType::T), row); \
-    break;
-      TAPML_UNPACK(Q4_0, BlockQ4_0)
-      TAPML_UNPACK(Q4_1, BlockQ4_1)
-      TAPML_UNPACK(Q5_0, BlockQ5_0)
-      TAPML_UNPACK(Q5_1, BlockQ5_1)
-      TAPML_UNPACK(Q8_0, BlockQ8_0)
-      TAPML_UNPACK(Q2_K, BlockQ2_K)
-      TAPML_UNPACK(Q3_K, BlockQ3_K)
-      TAPML_UNPACK(Q4_K, BlockQ4_K)
-      TAPML_UNPACK(Q5_K, BlockQ5_K)
-      TAPML_UNPACK(Q6_K, BlockQ6_K)
-#undef TAPML_UNPACK
-    }
+    with_block(a.wtype, [&](auto block) {
+      row_of<decltype(block)>(src, K, quant_block_elems(a.wtype), row);
+    });
     for (int64_t t = 0; t < a.T; ++t) {
       const int16_t* xq = x.q.data() + t * K;
       const float* xd = x.d.data() + t * blocks;
