@@ -21,6 +21,7 @@
 #include "core/error.h"
 #include "format/gguf.h"
 #include "rpc/protocol.h"
+#include "support/errors.h"
 #include "support/running_server.h"
 #include "support/shared.h"
 
@@ -28,16 +29,8 @@ namespace tapml::rpc {
 namespace {
 
 using testing::ask;
+using testing::error_of;
 using testing::RunningServer;
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 std::vector<float> uniform(int64_t n, uint32_t seed) {
   std::mt19937 rng(seed);
