@@ -11,9 +11,11 @@ layers, 12 heads, 4 KV heads, FFN 2048, vocab 32000; "1b" is dim 2048, 22 layers
 read the very same blocks. Files go to ${TAPML_BENCH_CACHE:-~/.cache/tapml-bench}.
 
 llama-bench runs `-p P -n 0` (prefill: one batch of P tokens) and `-p 0 -n G` (decode: G
-single-token steps), R repetitions each, and reports per-repetition tokens/s; TapML's
-e2e_bench runs a prefill of the same P tokens and G decode steps, R times after a warm-up.
-Ratio > 1: TapML is faster.
+single-token steps) and reports tokens/s; TapML's e2e_bench runs a prefill of the same P
+tokens and G decode steps after a warm-up. The two engines take turns, R rounds of one
+measurement each, so that a slow spell of a shared machine falls on both; the table shows
+the medians over the rounds and the median of the per-round ratios (> 1: TapML is faster),
+with their spread (min-max) because single rounds on shared machines vary by +-30%.
 """
 import argparse
 import json
@@ -56,20 +58,23 @@ def model_file(cache, build, peer, name, qtype):
     return out
 
 
-def peer_speed(peer, path, threads, p, n, reps):
+def peer_speed(peer, path, threads, p, n):
     def one(pp, tg):
         out = run([os.path.join(peer, "llama-bench"), "-m", path, "-t", str(threads), "-p", str(pp),
-                   "-n", str(tg), "-r", str(reps), "-o", "json"])
-        rows = json.loads(out)
-        return statistics.median(rows[0]["samples_ts"])
+                   "-n", str(tg), "-r", "1", "-o", "json"])
+        return json.loads(out)[0]["avg_ts"]
     return one(p, 0), one(0, n)
 
 
-def tapml_speed(build, path, threads, p, n, reps):
+def tapml_speed(build, path, threads, p, n):
     out = run([os.path.join(build, "bench", "e2e_bench"), "--model", path, "--backend",
-               f"cpu?threads={threads}", "-p", str(p), "-g", str(n), "-r", str(reps)])
+               f"cpu?threads={threads}", "-p", str(p), "-g", str(n), "-r", "1"])
     j = json.loads(out.strip().splitlines()[-1])
     return j["prefill_tok_s"], j["decode_tok_s"]
+
+
+def spread(values):
+    return f"{min(values):.2f}-{max(values):.2f}"
 
 
 def main():
@@ -82,7 +87,7 @@ def main():
     ap.add_argument("--types", default="q8_0,q4_k_m")
     ap.add_argument("-p", type=int, default=128)
     ap.add_argument("-n", type=int, default=32)
-    ap.add_argument("-r", type=int, default=5)
+    ap.add_argument("-r", type=int, default=5, help="alternating rounds")
     a = ap.parse_args()
     cache = os.environ.get("TAPML_BENCH_CACHE", os.path.expanduser("~/.cache/tapml-bench"))
     os.makedirs(cache, exist_ok=True)
@@ -90,15 +95,25 @@ def main():
         if not os.path.exists(os.path.join(a.peer, tool)):
             sys.exit(f"quant_bench: no {tool} in {a.peer} (build the peer with "
                      "../shared/peer/build.sh, or pass --peer)")
-    print(f"threads {a.threads}, prefill P={a.p}, decode G={a.n}, {a.r} repetitions; medians, tokens/s")
-    print(f"{'model':<18} {'llama.cpp pp':>12} {'tg':>8} {'tapml pp':>10} {'tg':>8} {'ratio pp':>9} {'tg':>6}")
+    print(f"threads {a.threads}, prefill P={a.p}, decode G={a.n}, {a.r} alternating rounds; "
+          "medians, tokens/s; ratio = median of the rounds' ratios (min-max)")
+    print(f"{'model':<16} {'llama.cpp pp':>12} {'tg':>8} {'tapml pp':>9} {'tg':>8} "
+          f"{'ratio pp':>17} {'ratio tg':>17}")
+    med = statistics.median
     for name in a.models.split(","):
         for qtype in a.types.split(","):
             path = model_file(cache, a.build, a.peer, name, qtype)
-            pp_peer, tg_peer = peer_speed(a.peer, path, a.threads, a.p, a.n, a.r)
-            pp_t, tg_t = tapml_speed(a.build, path, a.threads, a.p, a.n, a.r)
-            print(f"{name + ' ' + qtype:<18} {pp_peer:12.1f} {tg_peer:8.2f} {pp_t:10.1f} {tg_t:8.2f} "
-                  f"{pp_t / pp_peer:9.2f} {tg_t / tg_peer:6.2f}", flush=True)
+            rounds = []
+            for r in range(a.r):
+                print(f"  {name} {qtype}: round {r + 1}/{a.r}", end="\r", file=sys.stderr, flush=True)
+                rounds.append(peer_speed(a.peer, path, a.threads, a.p, a.n) +
+                              tapml_speed(a.build, path, a.threads, a.p, a.n))
+            pp_peer, tg_peer, pp_t, tg_t = (med(col) for col in zip(*rounds))
+            r_pp = [x[2] / x[0] for x in rounds]
+            r_tg = [x[3] / x[1] for x in rounds]
+            print(f"{name + ' ' + qtype:<16} {pp_peer:12.1f} {tg_peer:8.2f} {pp_t:9.1f} {tg_t:8.2f} "
+                  f"{med(r_pp):5.2f} ({spread(r_pp):>10}) {med(r_tg):5.2f} ({spread(r_tg):>10})",
+                  flush=True)
 
 
 if __name__ == "__main__":

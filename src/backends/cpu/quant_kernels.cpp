@@ -452,56 +452,84 @@ struct TokenRow {
   const float* sum16;  // [K / 16] the sums (scale times values) per 16
 };
 
+// 16-bit pair products (vpmaddubsw: exact while |w| < 64 or 4-bit values, as here) times
+// 16-bit scales, summed into 32-bit lanes: VNNI's vpdpwssd or vpmaddwd and an add.
+TAPML_VNNI_ATTR HWY_INLINE __m512i add_scaled(__m512i acc, __m512i pairs, __m512i scales) {
+#if HWY_TARGET == HWY_AVX3_DL
+  return _mm512_dpwssd_epi32(acc, pairs, scales);
+#else
+  return _mm512_add_epi32(acc, _mm512_madd_epi16(pairs, scales));
+#endif
+}
+
+// The eight 6-bit scales (bytes 0..7) and mins (bytes 8..15) of a Q4_K/Q5_K block, unpacked
+// four at a time as k4_scales describes.
+inline __m128i k4_scales_mins(const uint8_t* p) {
+  uint32_t u[3];
+  std::memcpy(u, p, sizeof u);
+  const uint32_t low6 = 0x3F3F3F3Fu, low4 = 0x0F0F0F0Fu, top2 = 0x03030303u;
+  return _mm_set_epi32(int(((u[2] >> 4) & low4) | (((u[1] >> 6) & top2) << 4)), int(u[1] & low6),
+                       int((u[2] & low4) | (((u[0] >> 6) & top2) << 4)), int(u[0] & low6));
+}
+
+// Scale indices for the 16-bit lanes of four 64-value products: lane l of product j takes
+// scale j * per_product + l / lanes_per_scale.
+struct ScalePicks {
+  alignas(64) int16_t idx[4][32];
+  constexpr ScalePicks(int per_product, int lanes_per_scale) : idx{} {
+    for (int j = 0; j < 4; ++j)
+      for (int l = 0; l < 32; ++l) idx[j][l] = int16_t(j * per_product + l / lanes_per_scale);
+  }
+  __m512i operator[](int j) const { return _mm512_load_si512(idx[j]); }
+};
+constexpr ScalePicks kQ4KPicks(2, 16), kQ6KPicks(4, 8);
+
 // Q4_K: per chunk of 64, the 32 low nibbles and the 32 high ones side by side are elements
-// 0..63 in order; lanes 0..7 of the product are group 2c, lanes 8..15 group 2c + 1.
+// 0..63 in order: 16-bit lanes 0..15 of the pair products are group 2c, 16..31 group 2c + 1.
+// The sums stay integers per block, as (sum over groups scale * (q . x)) * d * dx, the min
+// term comes from the activation sums per 16.
 TAPML_VNNI_ATTR float q4_k_row(const BlockQ4_K* b, int64_t K, const TokenRow& x) {
   const __m256i low4 = _mm256_set1_epi8(0x0F);
   __m512 acc = _mm512_setzero_ps(), mins = _mm512_setzero_ps();
   for (int64_t i = 0; i < K / kQK_K; ++i) {
-    const float d = half(b[i].d), dmin = half(b[i].dmin);
-    uint8_t sc[8], mn[8];
-    k4_scales(b[i].scales, sc, mn);
-    alignas(64) float m16[16];
-    for (int g = 0; g < 16; ++g) m16[g] = -dmin * float(mn[g / 2]);
-    mins = _mm512_fmadd_ps(_mm512_load_ps(m16), _mm512_loadu_ps(x.sum16 + 16 * i), mins);
+    const __m128i sm = k4_scales_mins(b[i].scales);
+    const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepu8_epi16(sm));
+    const __m512 mn16 = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_unpackhi_epi8(sm, sm)));
+    mins = _mm512_fmadd_ps(_mm512_mul_ps(mn16, _mm512_set1_ps(-half(b[i].dmin))),
+                           _mm512_loadu_ps(x.sum16 + 16 * i), mins);
+    __m512i sum = _mm512_setzero_si512();
     for (int c = 0; c < 4; ++c) {
       const __m256i packed = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[i].qs + 32 * c));
       const __m256i lo = _mm256_and_si256(packed, low4);
       const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(packed, 4), low4);
       const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1);
-      const int64_t e = i * kQK_K + 64 * c;
-      const __m512i p = dot4(w, _mm512_loadu_si512(x.q + e));
-      const __m512 scale =
-          _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(d * float(sc[2 * c]))),
-                             _mm256_set1_ps(d * float(sc[2 * c + 1])), 1);
-      acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(p), _mm512_loadu_ps(x.d4 + e / 4)),
-                            scale, acc);
+      const __m512i pairs = _mm512_maddubs_epi16(w, _mm512_loadu_si512(x.q + i * kQK_K + 64 * c));
+      sum = add_scaled(sum, pairs, _mm512_permutexvar_epi16(kQ4KPicks[c], sc16));
     }
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum),
+                          _mm512_set1_ps(half(b[i].d) * x.d4[i * kQK_K / 4]), acc);
   }
   return _mm512_reduce_add_ps(acc) + _mm512_reduce_add_ps(mins);
 }
 
 // Q6_K: per half of 128, bytes l of ql's two runs of 32 and of qh give elements l, l + 32
 // (low nibbles, qh bits 0-1 and 2-3) and l + 64, l + 96 (high nibbles, bits 4-5 and 6-7); the
-// sixteen groups of 16 have int8 scales, values are q - 32.
+// sixteen groups of 16 have int8 scales, values are q - 32 (the 32 comes back through the
+// activation sums per 16). Integer sums per block, as for Q4_K.
 TAPML_VNNI_ATTR float q6_k_row(const BlockQ6_K* b, int64_t K, const TokenRow& x) {
   const __m256i low4 = _mm256_set1_epi8(0x0F), low2 = _mm256_set1_epi8(0x03);
-  // Lanes 4g..4g+3 of the j-th 64-value product take the scale of group 4j + g.
-  const __m512i lane_group[4] = {
-      _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0),
-      _mm512_set_epi32(7, 7, 7, 7, 6, 6, 6, 6, 5, 5, 5, 5, 4, 4, 4, 4),
-      _mm512_set_epi32(11, 11, 11, 11, 10, 10, 10, 10, 9, 9, 9, 9, 8, 8, 8, 8),
-      _mm512_set_epi32(15, 15, 15, 15, 14, 14, 14, 14, 13, 13, 13, 13, 12, 12, 12, 12)};
   const auto load = [](const uint8_t* p) {
     return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
   };
   __m512 acc = _mm512_setzero_ps(), zeros = _mm512_setzero_ps();
   for (int64_t i = 0; i < K / kQK_K; ++i) {
-    const __m512 sg = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
-                                        reinterpret_cast<const __m128i*>(b[i].scales)))),
-                                    _mm512_set1_ps(half(b[i].d)));
-    zeros = _mm512_fmadd_ps(_mm512_mul_ps(sg, _mm512_set1_ps(-32.0f)),
-                            _mm512_loadu_ps(x.sum16 + 16 * i), zeros);
+    const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b[i].scales));
+    const __m512i sc16 = _mm512_castsi256_si512(_mm256_cvtepi8_epi16(sc8));
+    const float d = half(b[i].d);
+    zeros = _mm512_fmadd_ps(
+        _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(sc8)), _mm512_set1_ps(-32.0f * d)),
+        _mm512_loadu_ps(x.sum16 + 16 * i), zeros);
+    __m512i sum = _mm512_setzero_si512();
     for (int h = 0; h < 2; ++h) {
       const __m256i ql0 = load(b[i].ql + 64 * h), ql1 = load(b[i].ql + 64 * h + 32);
       const __m256i qh = load(b[i].qh + 32 * h);
@@ -517,13 +545,12 @@ TAPML_VNNI_ATTR float q6_k_row(const BlockQ6_K* b, int64_t K, const TokenRow& x)
       const __m512i w[2] = {_mm512_inserti64x4(_mm512_castsi256_si512(v0), v1, 1),
                             _mm512_inserti64x4(_mm512_castsi256_si512(v2), v3, 1)};
       for (int k = 0; k < 2; ++k) {
-        const int64_t e = i * kQK_K + 128 * h + 64 * k;
-        const __m512i p = dot4(w[k], _mm512_loadu_si512(x.q + e));
-        const __m512 scale = _mm512_permutexvar_ps(lane_group[2 * h + k], sg);
-        acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(p), _mm512_loadu_ps(x.d4 + e / 4)),
-                              scale, acc);
+        const __m512i pairs =
+            _mm512_maddubs_epi16(w[k], _mm512_loadu_si512(x.q + i * kQK_K + 128 * h + 64 * k));
+        sum = add_scaled(sum, pairs, _mm512_permutexvar_epi16(kQ6KPicks[2 * h + k], sc16));
       }
     }
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), _mm512_set1_ps(d * x.d4[i * kQK_K / 4]), acc);
   }
   return _mm512_reduce_add_ps(acc) + _mm512_reduce_add_ps(zeros);
 }
@@ -559,6 +586,7 @@ TAPML_VNNI_ATTR float q8_0_row(const BlockQ8_0* b, int64_t K, const TokenRow& x)
 }
 
 // Rows [n_begin, n_end) of blocks B against each token row, by RowDot.
+constexpr size_t kPrefetchAhead = 4096;
 template <class B, float (*RowDot)(const B*, int64_t, const TokenRow&)>
 void rows_from_blocks(const QuantMatmulArgs& a, int64_t n_begin, int64_t n_end) {
   const int64_t K = a.K;
@@ -566,10 +594,13 @@ void rows_from_blocks(const QuantMatmulArgs& a, int64_t n_begin, int64_t n_end) 
   for (int64_t t = 0; t < a.T; ++t) {
     const TokenRow x{a.x->q8.data() + t * K, a.x->d4.data() + t * (K / 4),
                      a.x->sum16.data() + t * (K / 16)};
-    for (int64_t n = n_begin; n < n_end; ++n)
+    for (int64_t n = n_begin; n < n_end; ++n) {
+      const char* ahead = static_cast<const char*>(a.w) + size_t(n) * row_bytes + kPrefetchAhead;
+      for (size_t o = 0; o < row_bytes; o += 64) _mm_prefetch(ahead + o, _MM_HINT_T0);
       a.out[t * a.N + n] = RowDot(
           reinterpret_cast<const B*>(static_cast<const std::byte*>(a.w) + size_t(n) * row_bytes), K,
           x);
+    }
   }
 }
 
