@@ -555,34 +555,33 @@ TAPML_VNNI_ATTR float q6_k_row(const BlockQ6_K* b, int64_t K, const TokenRow& x)
   return _mm512_reduce_add_ps(acc) + _mm512_reduce_add_ps(zeros);
 }
 
-// Q8_0 (VNNI only: raw values reach 255): two blocks of 32 per product, the signed values made
-// unsigned by flipping their top bit (q + 128), 128 * d * (sum of x) taken back per block.
+// Q8_0: two blocks of 32 per product; the weights' signs move onto the activations
+// (|w| . (x * sign w)) so the unsigned-times-signed product applies; |x| <= 127, so -x fits.
 TAPML_VNNI_ATTR float q8_0_row(const BlockQ8_0* b, int64_t K, const TokenRow& x) {
   const int64_t nb = K / kQK;
-  const __m256i flip = _mm256_set1_epi8(char(0x80));
   const auto load = [&](int64_t j) {
-    return _mm256_xor_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[j].qs)), flip);
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b[j].qs));
   };
   __m512 acc = _mm512_setzero_ps();
-  float zeros = 0, tail = 0;
+  float tail = 0;
   int64_t i = 0;
   for (; i + 2 <= nb; i += 2) {
     const __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(load(i)), load(i + 1), 1);
-    const __m512i p = dot4(w, _mm512_loadu_si512(x.q + 32 * i));
-    const float d0 = half(b[i].d), d1 = half(b[i + 1].d);
+    const __m512i xv = _mm512_loadu_si512(x.q + 32 * i);
+    const __m512i signed_x =
+        _mm512_mask_sub_epi8(xv, _mm512_movepi8_mask(w), _mm512_setzero_si512(), xv);
+    const __m512i p = dot4(_mm512_abs_epi8(w), signed_x);
     const __m512 scale =
-        _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(d0)), _mm256_set1_ps(d1), 1);
-    acc = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(p), _mm512_loadu_ps(x.d4 + 8 * i)),
-                          scale, acc);
-    const float* s = x.sum16 + 2 * i;
-    zeros += d0 * (s[0] + s[1]) + d1 * (s[2] + s[3]);
+        _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_set1_ps(half(b[i].d) * x.d4[8 * i])),
+                           _mm256_set1_ps(half(b[i + 1].d) * x.d4[8 * i + 8]), 1);
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(p), scale, acc);
   }
   for (; i < nb; ++i) {  // an odd last block
     int32_t dot = 0;
     for (int j = 0; j < kQK; ++j) dot += int32_t(b[i].qs[j]) * x.q[32 * i + j];
-    tail += half(b[i].d) * float(dot) * x.d4[8 * i];
+    tail += half(b[i].d) * x.d4[8 * i] * float(dot);
   }
-  return _mm512_reduce_add_ps(acc) - 128.0f * zeros + tail;
+  return _mm512_reduce_add_ps(acc) + tail;
 }
 
 // Rows [n_begin, n_end) of blocks B against each token row, by RowDot.
@@ -606,8 +605,7 @@ void rows_from_blocks(const QuantMatmulArgs& a, int64_t n_begin, int64_t n_end) 
 
 TAPML_VNNI_ATTR void QuantMatmulRangeU8(const QuantMatmulArgs& a, int64_t n_begin, int64_t n_end) {
   if (a.T <= 2) {  // a decode step (or two): rows straight from their blocks
-    if (HWY_TARGET == HWY_AVX3_DL && a.wtype == QuantType::Q8_0)
-      return rows_from_blocks<BlockQ8_0, q8_0_row>(a, n_begin, n_end);
+    if (a.wtype == QuantType::Q8_0) return rows_from_blocks<BlockQ8_0, q8_0_row>(a, n_begin, n_end);
     if (a.wtype == QuantType::Q4_K) return rows_from_blocks<BlockQ4_K, q4_k_row>(a, n_begin, n_end);
     if (a.wtype == QuantType::Q6_K) return rows_from_blocks<BlockQ6_K, q6_k_row>(a, n_begin, n_end);
   }
