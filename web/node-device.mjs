@@ -52,14 +52,16 @@ const info = {
   limits: plainLimits(g.device.limits),
 };
 let announced = false;
+let lastState = '';
 const link = new DeviceLink(url, WebSocket, device, info, (text, l) => {
   if (l.connected && !announced) {
     announced = true;
     console.log(`webgpu device ready: ${g.description} (${g.runtime}${device.native16 ? ', shader-f16' : ''})`);
-  } else if (!l.connected) {
+  } else if (!l.connected && text !== lastState) {
     announced = false;
     console.error(`node-device: ${text}`);
   }
+  lastState = text;
 });
 g.device.lost.then((info) => {
   console.error(`node-device: the GPU device was lost: ${info.message}`);
