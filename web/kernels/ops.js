@@ -1,0 +1,433 @@
+// The WebGPU kernels of the TapML op catalog, in WGSL: f32 storage and f32 math; weights of
+// f16 read as WGSL f16 when the device has shader-f16, else unpacked from u32 words; bf16
+// always from u32 words. Each kernel is {supports(call, caps) -> reason | null,
+// encode(ctx, call)}; ctx.entry(tensor, writable, esize) places a tensor (kernels/runner.js)
+// and ctx.runner records dispatches. Ops whose meaning is in src/ops/<name>.cpp.
+
+import { headerFields, GROUP_INDEX, HALF_FNS, MATH_FNS, weightReader } from './runner.js';
+import { numel } from '../protocol.js';
+
+const WG = 256;
+const ceilDiv = (a, b) => Math.ceil(a / b);
+const f32 = (v) => ['f', v];
+const u32 = (v) => ['u', v];
+
+const ENTRY = /* wgsl */ `@compute @workgroup_size(${WG})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let g = ${GROUP_INDEX};
+  if (g >= P.groups) { return; }`;
+
+function uniformDecl(nBindings, fields) {
+  return `struct Params {\n${headerFields(nBindings)}${fields.map((f) => `  ${f},\n`).join('')}}\n` +
+    `@group(0) @binding(${nBindings}) var<uniform> P: Params;\n`;
+}
+const ro = (b, name, type = 'f32') => `@group(0) @binding(${b}) var<storage, read> ${name}: array<${type}>;`;
+const rw = (b, name, type = 'f32') => `@group(0) @binding(${b}) var<storage, read_write> ${name}: array<${type}>;`;
+
+// ---- elementwise: out[i] = f(a[i], b[...]) -------------------------------------------------
+
+const ELEMENTWISE = {
+  add: { n: 2, expr: 'A[P.o0 + i] + B[P.o1 + i]' },
+  mul: { n: 2, expr: 'A[P.o0 + i] * B[P.o1 + i]' },
+  swiglu: { n: 2, expr: '(A[P.o0 + i] / (1.0 + exp(-A[P.o0 + i]))) * B[P.o1 + i]' },
+  bias: { n: 2, expr: 'A[P.o0 + i] + B[P.o1 + i % P.cols]' },
+  sigmoid_gate: { n: 2, expr: 'A[P.o0 + i] * sigmoid_acc(B[P.o1 + i / P.cols])' },
+  scale: { n: 1, expr: 'A[P.o0 + i] * P.f', attr: 's' },
+  softcap: { n: 1, expr: 'P.f * tanh_acc(A[P.o0 + i] / P.f)', attr: 'cap' },
+  // 0.5 x (1 + erf(x / sqrt 2)) as 0.5 x erfc(-x / sqrt 2); 0.5 x (1 + tanh z) as
+  // x / (1 + exp(-2z)): no cancellation for negative x.
+  gelu0: { n: 1, expr: '0.5 * A[P.o0 + i] * erfc_acc(-A[P.o0 + i] * 0.70710678118654752)' },
+  gelu1: { n: 1, expr: 'A[P.o0 + i] / (1.0 + exp(-2.0 * (0.7978845608028654 * (A[P.o0 + i] + ' +
+    '0.044715 * A[P.o0 + i] * A[P.o0 + i] * A[P.o0 + i]))))' },
+};
+
+function elementwiseShader(kind) {
+  const e = ELEMENTWISE[kind];
+  const out = e.n; // binding index of the output
+  return `${MATH_FNS}
+${ro(0, 'A')}
+${e.n === 2 ? ro(1, 'B') : ''}
+${rw(out, 'O')}
+${uniformDecl(out + 1, ['n: u32', 'cols: u32', 'f: f32'])}
+${ENTRY}
+  let i = g * ${WG}u + lid;
+  if (i >= P.n) { return; }
+  O[P.o${out} + i] = ${e.expr};
+}`;
+}
+
+function elementwiseKernel(op) {
+  return {
+    encode(ctx, c) {
+      const kind = op === 'gelu' ? `gelu${c.attrs.get('approx')}` : op;
+      const e = ELEMENTWISE[kind];
+      const n = numel(c.outputs[0].shape);
+      const entries = c.inputs.slice(0, e.n).map((t) => ctx.entry(t, false, 4));
+      entries.push(ctx.entry(c.outputs[0], true, 4));
+      const cols = c.inputs[0].shape[1];
+      const f = e.attr ? c.attrs.get(e.attr) : 0;
+      ctx.runner.dispatch(elementwiseShader(kind), entries, [u32(n), u32(cols), f32(f)], ceilDiv(n, WG));
+    },
+  };
+}
+
+// ---- row reductions: rmsnorm, layernorm (one workgroup per row) ---------------------------
+
+const REDUCE = /* wgsl */ `
+var<workgroup> red: array<f32, ${WG}>;
+fn reduce_sum(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
+    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}`;
+
+function rmsnormShader(dtype, native16) {
+  const w = weightReader('wt', 'W', 1, dtype, native16);
+  return `${w.enable ? 'enable f16;' : ''}
+${HALF_FNS}
+${ro(0, 'X')}
+${w.decl}
+${rw(2, 'O')}
+${uniformDecl(3, ['d: u32', 'eps: f32'])}
+${w.fn}
+${REDUCE}
+${ENTRY}
+  let row = g * P.d;
+  var ss = 0.0;
+  for (var i = lid; i < P.d; i += ${WG}u) { let v = X[P.o0 + row + i]; ss += v * v; }
+  let total = reduce_sum(ss, lid);
+  let inv = 1.0 / sqrt(total / f32(P.d) + P.eps);
+  for (var i = lid; i < P.d; i += ${WG}u) { O[P.o2 + row + i] = X[P.o0 + row + i] * inv * wt(P.o1 + i); }
+}`;
+}
+
+const rmsnorm = {
+  encode(ctx, c) {
+    const [T, D] = c.inputs[0].shape;
+    const wd = c.inputs[1].dtype;
+    const esize = wd === 'f32' ? 4 : 2;
+    ctx.runner.dispatch(rmsnormShader(wd, ctx.native16),
+      [ctx.entry(c.inputs[0], false, 4), ctx.entry(c.inputs[1], false, esize), ctx.entry(c.outputs[0], true, 4)],
+      [u32(D), f32(c.attrs.get('eps'))], T);
+  },
+};
+
+const LAYERNORM = `
+${ro(0, 'X')}
+${ro(1, 'W')}
+${rw(2, 'O')}
+${uniformDecl(3, ['n: u32', 'eps: f32'])}
+${REDUCE}
+${ENTRY}
+  let row = g * P.n;
+  var s = 0.0;
+  for (var i = lid; i < P.n; i += ${WG}u) { s += X[P.o0 + row + i]; }
+  let mean = reduce_sum(s, lid) / f32(P.n);
+  var ss = 0.0;
+  for (var i = lid; i < P.n; i += ${WG}u) { let d = X[P.o0 + row + i] - mean; ss += d * d; }
+  let inv = 1.0 / sqrt(reduce_sum(ss, lid) / f32(P.n) + P.eps);
+  for (var i = lid; i < P.n; i += ${WG}u) { O[P.o2 + row + i] = (X[P.o0 + row + i] - mean) * inv * W[P.o1 + i]; }
+}`;
+
+const layernorm = {
+  encode(ctx, c) {
+    const [T, N] = c.inputs[0].shape;
+    ctx.runner.dispatch(LAYERNORM,
+      [ctx.entry(c.inputs[0], false, 4), ctx.entry(c.inputs[1], false, 4), ctx.entry(c.outputs[0], true, 4)],
+      [u32(N), f32(c.attrs.get('eps'))], T);
+  },
+};
+
+// ---- matmul: out[t][n] = sum_k x[t][k] w[n][k] ----------------------------------------------
+// A workgroup computes 4 outputs of one row t: 64 invocations per weight row split K, then a
+// tree reduction in workgroup memory.
+
+const MM_ROWS = 4, MM_LANES = WG / MM_ROWS;
+
+function matmulShader(dtype, native16) {
+  const w = weightReader('wt', 'W', 1, dtype, native16);
+  return `${w.enable ? 'enable f16;' : ''}
+${HALF_FNS}
+${ro(0, 'X')}
+${w.decl}
+${rw(2, 'O')}
+${uniformDecl(3, ['k: u32', 'n: u32', 'nblocks: u32'])}
+${w.fn}
+var<workgroup> part: array<f32, ${WG}>;
+${ENTRY}
+  let t = g / P.nblocks;
+  let r = lid / ${MM_LANES}u;
+  let lane = lid % ${MM_LANES}u;
+  let n = (g % P.nblocks) * ${MM_ROWS}u + r;
+  var acc = 0.0;
+  if (n < P.n) {
+    let xrow = P.o0 + t * P.k;
+    let wrow = P.o1 + n * P.k;
+    for (var k = lane; k < P.k; k += ${MM_LANES}u) { acc += X[xrow + k] * wt(wrow + k); }
+  }
+  part[lid] = acc;
+  workgroupBarrier();
+  for (var s = ${MM_LANES / 2}u; s > 0u; s = s >> 1u) {
+    if (lane < s) { part[lid] = part[lid] + part[lid + s]; }
+    workgroupBarrier();
+  }
+  if (lane == 0u && n < P.n) { O[P.o2 + t * P.n + n] = part[lid]; }
+}`;
+}
+
+const matmul = {
+  supports(c) {
+    if (!['f32', 'f16', 'bf16'].includes(c.inputs[1].dtype)) return `no kernel for matmul with w ${c.inputs[1].dtype}`;
+    return null;
+  },
+  encode(ctx, c) {
+    const [T, K] = c.inputs[0].shape;
+    const N = c.inputs[1].shape[0];
+    const wd = c.inputs[1].dtype;
+    const nblocks = ceilDiv(N, MM_ROWS);
+    ctx.runner.dispatch(matmulShader(wd, ctx.native16),
+      [ctx.entry(c.inputs[0], false, 4), ctx.entry(c.inputs[1], false, wd === 'f32' ? 4 : 2), ctx.entry(c.outputs[0], true, 4)],
+      [u32(K), u32(N), u32(nblocks)], T * nblocks);
+  },
+};
+
+// ---- embedding: a bit-exact copy of rows, widened to f32 ------------------------------------
+
+function embeddingShader(dtype) {
+  const table = dtype === 'f32' ? 'T[P.o0 + src]'
+    : dtype === 'bf16' ? 'half_of(T[(P.o0 + src) >> 1u], P.o0 + src) << 16u'
+      : 'bitcast<u32>(f16_bits_to_f32(half_of(T[(P.o0 + src) >> 1u], P.o0 + src)))';
+  return `${HALF_FNS}
+${ro(0, 'T', 'u32')}
+${ro(1, 'IDS', 'i32')}
+${rw(2, 'O', 'u32')}
+${uniformDecl(3, ['n: u32', 'd: u32'])}
+${ENTRY}
+  let i = g * ${WG}u + lid;
+  if (i >= P.n) { return; }
+  let row = u32(IDS[P.o1 + i / P.d]);
+  let src = row * P.d + i % P.d;
+  O[P.o2 + i] = ${table};
+}`;
+}
+
+const embedding = {
+  supports(c) {
+    if (!['f32', 'f16', 'bf16'].includes(c.inputs[0].dtype)) return `no kernel for embedding with table ${c.inputs[0].dtype}`;
+    return null;
+  },
+  async check(ctx, c) {
+    const V = c.inputs[0].shape[0];
+    for (const id of await ctx.readI32(c.inputs[1]))
+      if (id < 0 || id >= V) throw new Error(`embedding: token id ${id} outside the vocabulary of ${V}`);
+  },
+  encode(ctx, c) {
+    const D = c.inputs[0].shape[1];
+    const n = numel(c.outputs[0].shape);
+    const td = c.inputs[0].dtype;
+    ctx.runner.dispatch(embeddingShader(td),
+      [ctx.entry(c.inputs[0], false, td === 'f32' ? 4 : 2), ctx.entry(c.inputs[1], false, 4), ctx.entry(c.outputs[0], true, 4)],
+      [u32(n), u32(D)], ceilDiv(n, WG));
+  },
+};
+
+// ---- rope -------------------------------------------------------------------------------------
+// One invocation per (row, head, j): j < rope_dim/2 rotates a pair, the rest copy one element.
+// The base frequencies base^(-2i/rope_dim) are formed in f64 here and rounded once.
+
+function ropeShader(factors) {
+  return `${MATH_FNS}
+${ro(0, 'X')}
+${ro(1, 'POS', 'i32')}
+${ro(2, 'FREQ')}
+${factors ? ro(3, 'FF') : ''}
+${rw(factors ? 4 : 3, 'O')}
+${uniformDecl(factors ? 5 : 4, ['n: u32', 'h: u32', 'hd: u32', 'rd: u32', 'neox: u32', 'per_head: u32'])}
+${ENTRY}
+  let i = g * ${WG}u + lid;
+  if (i >= P.n) { return; }
+  let j = i % P.per_head;
+  let head = (i / P.per_head) % P.h;
+  let t = i / (P.per_head * P.h);
+  let base = t * P.h * P.hd + head * P.hd;
+  let xo = P.o0 + base;
+  let oo = P.o${factors ? 4 : 3} + base;
+  let hr = P.rd / 2u;
+  if (j >= hr) {
+    let d = P.rd + (j - hr);
+    O[oo + d] = X[xo + d];
+    return;
+  }
+  var a = 2u * j;
+  var b = 2u * j + 1u;
+  if (P.neox == 1u) { a = j; b = j + hr; }
+  let freq = FREQ[P.o2 + j]${factors ? ' / FF[P.o3 + j]' : ''};
+  let theta = f32(POS[P.o1 + t]) * freq;
+  let sc = sincos_acc(theta);
+  let xa = X[xo + a];
+  let xb = X[xo + b];
+  O[oo + a] = xa * sc.y - xb * sc.x;
+  O[oo + b] = xa * sc.x + xb * sc.y;
+}`;
+}
+
+const rope = {
+  encode(ctx, c) {
+    const [T] = c.inputs[0].shape;
+    const H = c.attrs.get('n_heads'), hd = c.attrs.get('head_dim'), rd = c.attrs.get('rope_dim');
+    const base = c.attrs.get('base');
+    const factors = c.inputs.length > 2;
+    const perHead = rd / 2 + (hd - rd);
+    const freq = ctx.constantF32(`rope ${base} ${rd}`, () => {
+      const f = new Float32Array(Math.max(1, rd / 2));
+      for (let i = 0; i < rd / 2; ++i) f[i] = Math.pow(base, (-2 * i) / rd);
+      return f;
+    });
+    const entries = [ctx.entry(c.inputs[0], false, 4), ctx.entry(c.inputs[1], false, 4), freq];
+    if (factors) entries.push(ctx.entry(c.inputs[2], false, 4));
+    entries.push(ctx.entry(c.outputs[0], true, 4));
+    const n = T * H * perHead;
+    ctx.runner.dispatch(ropeShader(factors), entries,
+      [u32(n), u32(H), u32(hd), u32(rd), u32(c.attrs.get('pairing')), u32(perHead)], ceilDiv(n, WG));
+  },
+};
+
+// ---- kv_store: rows pos.. of each cache receive k / v, bit for bit -----------------------
+
+const KV_STORE = `
+${rw(0, 'C', 'u32')}
+${ro(1, 'S', 'u32')}
+${uniformDecl(2, ['n: u32', 'dst: u32'])}
+${ENTRY}
+  let i = g * ${WG}u + lid;
+  if (i >= P.n) { return; }
+  C[P.o0 + P.dst + i] = S[P.o1 + i];
+}`;
+
+const kvStore = {
+  async check(ctx, c) {
+    const S = c.inputs[0].shape[0], T = c.inputs[2].shape[0];
+    const [pos] = await ctx.readI32(c.inputs[4]);
+    if (!(pos >= 0 && pos + T <= S)) throw new Error(`kv_store: rows ${pos}..${pos + T} do not fit a cache of ${S}`);
+    c.pos = pos;
+  },
+  encode(ctx, c) {
+    const C = c.inputs[0].shape[1];
+    const n = numel(c.inputs[2].shape);
+    for (let k = 0; k < 2; ++k)
+      ctx.runner.dispatch(KV_STORE, [ctx.entry(c.outputs[k], true, 4), ctx.entry(c.inputs[2 + k], false, 4)],
+        [u32(n), u32(c.pos * C)], ceilDiv(n, WG));
+  },
+};
+
+// ---- attention ------------------------------------------------------------------------------
+// One workgroup per (query row, head). Pass 1: the maximum score over the visible keys.
+// Pass 2, over chunks of keys: the invocations form p_j = exp(s_j - max) into workgroup
+// memory, then each accumulates sum_j p_j v[j][d] for its own output dimensions d.
+
+const ATT_MAX_HD = 512, ATT_CHUNK = 1024;
+
+const ATTENTION = `${MATH_FNS}
+${ro(0, 'Q')}
+${ro(1, 'K')}
+${ro(2, 'V')}
+${rw(3, 'O')}
+${uniformDecl(4, ['t: u32', 'p: u32', 'h: u32', 'group: u32', 'hd: u32', 'kvw: u32', 'window: u32', 'scale: f32', 'cap: f32'])}
+var<workgroup> qs: array<f32, ${ATT_MAX_HD}>;
+var<workgroup> ps: array<f32, ${ATT_CHUNK}>;
+${REDUCE}
+var<workgroup> redm: array<f32, ${WG}>;
+fn reduce_max(v: f32, lid: u32) -> f32 {
+  redm[lid] = v;
+  workgroupBarrier();
+  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
+    if (lid < s) { redm[lid] = max(redm[lid], redm[lid + s]); }
+    workgroupBarrier();
+  }
+  let r = redm[0];
+  workgroupBarrier();
+  return r;
+}
+fn score(j: u32, kbase: u32) -> f32 {
+  var s = 0.0;
+  let kr = P.o1 + j * P.kvw + kbase;
+  for (var i = 0u; i < P.hd; i++) { s += qs[i] * K[kr + i]; }
+  s = s * P.scale;
+  if (P.cap > 0.0) { s = P.cap * tanh_acc(s / P.cap); }
+  return s;
+}
+${ENTRY}
+  let t = g / P.h;
+  let head = g % P.h;
+  let qbase = P.o0 + t * P.h * P.hd + head * P.hd;
+  let kbase = (head / P.group) * P.hd;
+  for (var i = lid; i < P.hd; i += ${WG}u) { qs[i] = Q[qbase + i]; }
+  workgroupBarrier();
+  let last = P.p - P.t + t;
+  var first = 0u;
+  if (P.window > 0u && last + 1u > P.window) { first = last + 1u - P.window; }
+  var m = -3.402823e38;
+  for (var j = first + lid; j <= last; j += ${WG}u) { m = max(m, score(j, kbase)); }
+  let mx = reduce_max(m, lid);
+  var acc: array<f32, ${ATT_MAX_HD / WG}>;
+  for (var r = 0u; r < ${ATT_MAX_HD / WG}u; r++) { acc[r] = 0.0; }
+  var sum = 0.0;
+  for (var c0 = first; c0 <= last; c0 += ${ATT_CHUNK}u) {
+    let c1 = min(last + 1u, c0 + ${ATT_CHUNK}u);
+    for (var j = c0 + lid; j < c1; j += ${WG}u) {
+      let p = exp(score(j, kbase) - mx);
+      ps[j - c0] = p;
+      sum += p;
+    }
+    workgroupBarrier();
+    for (var r = 0u; r < ${ATT_MAX_HD / WG}u; r++) {
+      let d = lid + r * ${WG}u;
+      if (d < P.hd) {
+        var a = acc[r];
+        for (var j = c0; j < c1; j++) { a += ps[j - c0] * V[P.o2 + j * P.kvw + kbase + d]; }
+        acc[r] = a;
+      }
+    }
+    workgroupBarrier();
+  }
+  let total = reduce_sum(sum, lid);
+  let obase = P.o3 + t * P.h * P.hd + head * P.hd;
+  for (var r = 0u; r < ${ATT_MAX_HD / WG}u; r++) {
+    let d = lid + r * ${WG}u;
+    if (d < P.hd) { O[obase + d] = acc[r] / total; }
+  }
+}`;
+
+const attention = {
+  supports(c) {
+    const hd = c.attrs.get('head_dim');
+    if (hd > ATT_MAX_HD) return `no kernel for attention with head_dim ${hd} (at most ${ATT_MAX_HD})`;
+    const w = c.attrs.get('window') ?? 0;
+    if (w >= 2 ** 32) return `no kernel for attention with window ${w} (at most 2^32 - 1)`;
+    return null;
+  },
+  encode(ctx, c) {
+    const T = c.inputs[0].shape[0], Pn = c.inputs[1].shape[0];
+    const H = c.attrs.get('n_heads'), KV = c.attrs.get('n_kv_heads'), hd = c.attrs.get('head_dim');
+    const window = c.attrs.get('window') ?? 0, cap = c.attrs.get('softcap') ?? 0;
+    ctx.runner.dispatch(ATTENTION,
+      [ctx.entry(c.inputs[0], false, 4), ctx.entry(c.inputs[1], false, 4), ctx.entry(c.inputs[2], false, 4),
+        ctx.entry(c.outputs[0], true, 4)],
+      [u32(T), u32(Pn), u32(H), u32(H / KV), u32(hd), u32(KV * hd), u32(window), f32(c.attrs.get('scale')), f32(cap)],
+      T * H);
+  },
+};
+
+export const KERNELS = {
+  embedding, rmsnorm, matmul, rope, kv_store: kvStore, attention,
+  swiglu: elementwiseKernel('swiglu'), add: elementwiseKernel('add'), gelu: elementwiseKernel('gelu'),
+  layernorm, bias: elementwiseKernel('bias'), mul: elementwiseKernel('mul'), scale: elementwiseKernel('scale'),
+  softcap: elementwiseKernel('softcap'), sigmoid_gate: elementwiseKernel('sigmoid_gate'),
+};
