@@ -324,8 +324,7 @@ TEST(WebRelay, ADeviceThatDiesMidSessionFailsTheClientQuickly) {
   EXPECT_TRUE(contains(e, r.uri("") + ": connection lost (the WebGPU device 'default' went away"));
   // Every later call says the same, at once.
   EXPECT_TRUE(contains(error_of([&] { b->alloc(16); }), "went away"));
-  r.wait_for("default", false);
-  EXPECT_TRUE(r.logged("device 'default' left"));
+  EXPECT_TRUE(eventually([&] { return r.logged("device 'default' left"); }));
 }
 
 TEST(WebRelay, ASilentDeviceIsDroppedAfterTheLivenessTimeout) {
@@ -406,6 +405,31 @@ TEST(WebRelay, StopEndsEveryConnectionPromptly) {
   r->relay->stop();
   EXPECT_LT(Clock::now() - t0, std::chrono::seconds(2));
   EXPECT_TRUE(contains(error_of([&] { expect_add_works(*b); }), "connection lost"));
+}
+
+TEST(WebRelay, ARunnerThatDiesIsReportedWithItsOutputAndStatus) {
+  auto dir =
+      std::filesystem::temp_directory_path() / ("tapml-runner-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "node-device.mjs") << "// stand-in";
+  {
+    std::ofstream node(dir / "node");
+    node << "#!/bin/sh\necho \"started with $3\"\necho 'no WebGPU adapter found' >&2\nexit 3\n";
+  }
+  std::filesystem::permissions(dir / "node", std::filesystem::perms::owner_all);
+  ::setenv("TAPML_WEB_DIR", dir.c_str(), 1);
+  ::setenv("TAPML_NODE", (dir / "node").c_str(), 1);
+  auto t0 = Clock::now();
+  std::string e = error_of([&] { open_backend("webgpu:node?wait_ms=5000"); });
+  ::unsetenv("TAPML_WEB_DIR");
+  ::unsetenv("TAPML_NODE");
+  EXPECT_LT(Clock::now() - t0, std::chrono::seconds(3));
+  EXPECT_TRUE(contains(e,
+                       "webgpu:node: the Node runner exited with status 3 before its device "
+                       "connected"));
+  EXPECT_TRUE(contains(e, "no WebGPU adapter found"));
+  EXPECT_TRUE(contains(e, "started with ws://127.0.0.1:"));  // the device URL it was given
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
