@@ -7,6 +7,7 @@
 #include "backends/faulty/faulty_backend.h"
 #include "backends/ref/ref_backend.h"
 #include "backends/remote/tcp_backend.h"
+#include "backends/webgpu/webgpu_backend.h"
 #ifdef TAPML_WITH_VULKAN
 #include "backends/vulkan/vulkan_backend.h"
 #endif
@@ -23,7 +24,12 @@ void register_builtin_backends() {
                      "fault injection: faulty:INNER?fault=NAME&site=REGEX wraps INNER with one "
                      "realistic kernel bug",
                      make_faulty_backend);
-    register_backend("tcp", "remote device: tcp://HOST:PORT[?token=T] (a `tapml serve` server)", make_tcp_backend);
+    register_backend("tcp", "remote device: tcp://HOST:PORT[?token=T] (a `tapml serve` server)",
+                     make_tcp_backend);
+    register_backend("webgpu",
+                     "WebGPU in a browser tab or Node: webgpu://HOST:PORT[/NAME]?token=T (a "
+                     "`tapml serve-web` relay), webgpu:chromium or webgpu:node (started here)",
+                     make_webgpu_backend);
 #ifdef TAPML_WITH_VULKAN
     register_backend("vulkan",
                      "Vulkan 1.1 compute: vulkan (device 0), vulkan:N or vulkan:NAME "

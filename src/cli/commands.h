@@ -23,6 +23,7 @@ void add_compare(CLI::App& app, DevicePool& devices);
 void add_migrate(CLI::App& app, DevicePool& devices, const std::vector<std::string>& argv);
 void add_demo(CLI::App& app, DevicePool& devices, const std::vector<std::string>& argv);
 void add_serve(CLI::App& app);
+void add_serve_web(CLI::App& app);
 void add_convert(CLI::App& app);
 
 // The exit statuses of every command.

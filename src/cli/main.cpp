@@ -28,6 +28,7 @@ int main(int argc, char** argv) {
   tapml::cli::add_migrate(app, devices, words);
   tapml::cli::add_demo(app, devices, words);
   tapml::cli::add_serve(app);
+  tapml::cli::add_serve_web(app);
   for (CLI::App* sub : app.get_subcommands({})) {
     std::string footer = sub->get_footer();
     sub->footer(footer + (footer.empty() ? "" : "\n\n") + tapml::cli::kExitStatusHelp);

@@ -1,334 +1,47 @@
 #include "backends/remote/tcp_backend.h"
 
-#include <poll.h>
-
 #include <algorithm>
-#include <map>
-#include <mutex>
-#include <regex>
 
 #include "core/error.h"
-#include "core/hash.h"
+#include "rpc/client.h"
 #include "rpc/socket.h"
 
 namespace tapml {
 
-namespace {
-
-using rpc::Message;
-using rpc::MsgType;
-
-class TcpBackend : public Backend {
- public:
-  explicit TcpBackend(const BackendUri& uri) {
-    uri.allow_params({"token", "timeout_ms", "call_timeout_ms", "hash_min"});
-    where_ = "tcp://" + uri.target;
-    TAPML_REQUIRE_USAGE(!uri.target.empty(),
-                        "backend URI '" + uri.text + "': expected tcp://HOST:PORT");
-    auto [host, port] = rpc::parse_host_port(uri.target);
-    // Out-of-range values are errors, not clamped: timeout_ms=0 is a typo, not a request for
-    // a one-millisecond timeout.
-    constexpr int64_t kDay = 86400000;
-    timeout_ms_ = int(uri.int_param("timeout_ms", 5000, 1, kDay));
-    // Unless given, a run may take at least as long as a small request.
-    call_timeout_ms_ = int(uri.params.count("call_timeout_ms")
-                               ? uri.int_param("call_timeout_ms", 0, timeout_ms_, kDay)
-                               : std::max(120000, timeout_ms_));
-    hash_min_ = uint64_t(uri.int_param("hash_min", 4096, 0, INT64_MAX));
-    try {
-      socket_ = rpc::connect_tcp(host, port, timeout_ms_);
-    } catch (const Error& e) {
-      throw Error(where_ + ": " + e.what() + " (is `tapml serve` running there?)");
-    }
-    Message hello;
-    hello.type = MsgType::Hello;
-    hello.hello.client = "tapml";
-    hello.hello.token = uri.param("token", "");
-    std::vector<uint8_t> payload = transfer(hello, timeout_ms_);
-    // The version comes first in HELLO_OK; the rest of its layout is the version's own, so it
-    // is checked before anything else is read.
-    if (payload.size() >= 5 && payload[0] == uint8_t(MsgType::HelloOk)) {
-      uint32_t v = uint32_t(payload[1]) | uint32_t(payload[2]) << 8 | uint32_t(payload[3]) << 16 |
-                   uint32_t(payload[4]) << 24;
-      if (v != rpc::kProtocolVersion) version_mismatch(std::to_string(v));
-    }
-    Message r = decode(payload);
-    if (r.type == MsgType::Error) {
-      std::string text = rpc::printable(r.text.rfind("rpc: ", 0) == 0 ? r.text.substr(5) : r.text);
-      // Servers of every version so far name their own version in this refusal.
-      std::smatch v;
-      if (std::regex_search(text, v, std::regex("this server (speaks )?([0-9]+)")) &&
-          text.find("protocol") != std::string::npos)
-        version_mismatch(v[2]);
-      throw Error(where_ + ": the server refused the connection: " + text);
-    }
-    TAPML_REQUIRE(r.type == MsgType::HelloOk,
-                  where_ + ": unexpected " + rpc::msg_name(r.type) + " in reply to HELLO");
-    hello_ = r.hello_ok;
-    if (!(hello_.capabilities & rpc::kCapHashProbe)) hash_min_ = 0;
-    chunk_ = hello_.max_frame_bytes - rpc::kChunkHeaderRoom;
-    info_.uri = uri.text;
-    info_.name = "tcp";
-    // Shown in reports and on terminals: whatever the server calls itself, printably.
-    info_.device =
-        rpc::printable(hello_.name) + " (" + rpc::printable(hello_.device) + ") at " + uri.target;
-    info_.max_buffer_bytes = hello_.max_buffer_bytes;
-    info_.memory_bytes = std::min(hello_.memory_bytes, hello_.total_memory_bytes);
-  }
-
-  const BackendInfo& info() const override { return info_; }
-  const TcpTransferStats& stats() const { return stats_; }
-
-  BufferId alloc(size_t bytes) override {
-    Message m;
-    m.type = MsgType::Alloc;
-    m.size = bytes;
-    return expect(m, MsgType::Allocated, timeout_ms_).id;
-  }
-
-  void free(BufferId id) override {
-    std::lock_guard lock(mutex_);
-    if (!lost_.empty()) return;
-    Message m;
-    m.type = MsgType::Free;
-    m.id = id;
-    expect_locked(m, MsgType::Ok, timeout_ms_);
-  }
-
-  void write(BufferId id, size_t offset, const void* src, size_t bytes) override {
-    const uint8_t* p = static_cast<const uint8_t*>(src);
-    std::string hash;
-    if (hash_min_ > 0 && bytes >= hash_min_) {
-      hash = content_hash(src, bytes);
-      Message probe;
-      probe.type = MsgType::WriteHashed;
-      probe.id = id, probe.offset = offset, probe.size = bytes, probe.hash = hash;
-      if (expect(probe, MsgType::HashProbe, timeout_ms_).flag) {
-        std::lock_guard lock(mutex_);
-        stats_.bytes_skipped += bytes;
-        return;
-      }
-    }
-    for (size_t done = 0; done < bytes || (bytes == 0 && done == 0);) {
-      size_t n = std::min<size_t>(chunk_, bytes - done);
-      Message m;
-      m.type = MsgType::Write;
-      m.id = id, m.offset = offset + done;
-      expect(m, MsgType::Ok, call_timeout_ms_, p + done, n);
-      {
-        std::lock_guard lock(mutex_);
-        stats_.bytes_sent += n;
-      }
-      done += n;
-      if (bytes == 0) break;
-    }
-    if (!hash.empty()) {
-      Message m;
-      m.type = MsgType::CacheHashed;
-      m.id = id, m.offset = offset, m.size = bytes, m.hash = hash;
-      expect(m, MsgType::Ok, call_timeout_ms_);
-    }
-  }
-
-  void read(BufferId id, size_t offset, void* dst, size_t bytes) override {
-    uint8_t* p = static_cast<uint8_t*>(dst);
-    for (size_t done = 0; done < bytes;) {
-      size_t n = std::min<size_t>(chunk_, bytes - done);
-      Message m;
-      m.type = MsgType::Read;
-      m.id = id, m.offset = offset + done, m.size = n;
-      Message r = expect(m, MsgType::Data, call_timeout_ms_);
-      TAPML_REQUIRE(r.data.size() == n, where_ + ": server sent " + std::to_string(r.data.size()) +
-                                            " bytes for a read of " + std::to_string(n));
-      std::copy(r.data.begin(), r.data.end(), p + done);
-      std::lock_guard lock(mutex_);
-      stats_.bytes_received += n;
-      done += n;
-    }
-  }
-
-  Support supports(const OpCall& call) const override {
-    const std::string op(op_name(call.op));
-    if (std::find(hello_.ops.begin(), hello_.ops.end(), op) == hello_.ops.end())
-      return Support::no(where_ + " does not offer op " + op);
-    // A dtype travels only to a device that lists it in HELLO_OK.
-    if (std::string why = missing_dtype(call); !why.empty()) return Support::no(why);
-    // A backend's answer depends on the call's signature, not on which buffers it names, so
-    // one round trip per signature is enough (a model asks for every call it dispatches).
-    std::string key = op + "|";
-    for (auto& [k, v] : call.attrs.items()) key += k + "=" + std::to_string(v) + ",";
-    for (auto* list : {&call.inputs, &call.outputs}) {
-      key += "|";
-      for (auto& t : *list) key += std::string(dtype_name(t.dtype)) + t.shape.str();
-    }
-    {
-      std::lock_guard lock(mutex_);
-      if (auto it = supports_cache_.find(key); it != supports_cache_.end()) return it->second;
-    }
-    Message m;
-    m.type = MsgType::Supports;
-    m.call = call;
-    try {
-      Message r = const_cast<TcpBackend*>(this)->expect(m, MsgType::Support, timeout_ms_);
-      Support s = r.flag ? Support::yes() : Support::no(rpc::printable(r.text));
-      std::lock_guard lock(mutex_);
-      if (s.ok && supports_cache_.size() < 100000) supports_cache_[key] = s;
-      return s;
-    } catch (const Error& e) {
-      return Support::no(e.what());
-    }
-  }
-
-  void run(const OpCall& call) override {
-    if (std::string why = missing_dtype(call); !why.empty()) throw Error(why);
-    Message m;
-    m.type = MsgType::Run;
-    m.call = call;
-    expect(m, MsgType::Ok, call_timeout_ms_);
-  }
-
-  void sync() override {
-    Message m;
-    m.type = MsgType::Sync;
-    expect(m, MsgType::Ok, call_timeout_ms_);
-  }
-
- private:
-  // Why the server cannot take the call's dtypes ("" when it can): it lists what its backend
-  // takes, and a quantized weight sent to a device that cannot compute it would fail there.
-  std::string missing_dtype(const OpCall& call) const {
-    for (auto* list : {&call.inputs, &call.outputs})
-      for (const DeviceTensor& t : *list)
-        if (std::find(hello_.dtypes.begin(), hello_.dtypes.end(), t.dtype) == hello_.dtypes.end()) {
-          std::string listed;
-          for (DType d : hello_.dtypes)
-            listed += (listed.empty() ? "" : ", ") + std::string(dtype_name(d));
-          return where_ + " does not take dtype " + std::string(dtype_name(t.dtype)) +
-                 " (its backend " + rpc::printable(hello_.name) + " takes " + listed + ")";
-        }
-    return "";
-  }
-
-  Message expect(const Message& m, MsgType want, int timeout_ms, const void* data = nullptr,
-                 size_t size = 0) {
-    std::lock_guard lock(mutex_);
-    return expect_locked(m, want, timeout_ms, data, size);
-  }
-
-  // `data`, when given, follows the message's fields in the same frame (WRITE's bytes).
-  Message expect_locked(const Message& m, MsgType want, int timeout_ms, const void* data = nullptr,
-                        size_t size = 0) {
-    Message r = request(m, timeout_ms, data, size);
-    // The device's own message, unchanged but for control bytes: replay reports must read as
-    // they would locally, and a server must not write to the user's terminal.
-    if (r.type == MsgType::Error) throw Error(rpc::printable(r.text));
-    if (r.type != want) {
-      lose("unexpected " + rpc::msg_name(r.type) + " in reply to " + rpc::msg_name(m.type));
-      throw Error(lost_);
-    }
-    return r;
-  }
-
-  [[noreturn]] void version_mismatch(const std::string& server_version) {
-    lose("protocol version mismatch");
-    throw Error(where_ + ": server speaks protocol " + server_version + ", this build " +
-                std::to_string(rpc::kProtocolVersion));
-  }
-
-  // Sends one request and reads its reply; any transport failure loses the connection.
-  Message request(const Message& m, int timeout_ms, const void* data = nullptr, size_t size = 0) {
-    Message r = decode(transfer(m, timeout_ms, data, size));
-    // An ERROR the server closes the connection after (its text starts "rpc:"): a protocol
-    // error, or the server closing this connection, e.g. after the idle timeout.
-    if (r.type == MsgType::Error && r.text.rfind("rpc:", 0) == 0) closed_by_server(r.text);
-    return r;
-  }
-
-  // The payload of the reply to `m`, undecoded.
-  std::vector<uint8_t> transfer(const Message& m, int timeout_ms, const void* data = nullptr,
-                                size_t size = 0) {
-    TAPML_REQUIRE(lost_.empty(), lost_);
-    ++stats_.requests;
-    // A server that closes a connection says why first, unasked; that ERROR (or the end of
-    // the stream) waits here until the next request.
-    if (rpc_started_ && socket_.open()) {
-      pollfd p{socket_.fd(), POLLIN, 0};
-      if (::poll(&p, 1, 0) > 0) {
-        std::string why = "connection closed by server";
-        try {
-          std::vector<uint8_t> payload;
-          if (socket_.recv_frame(payload, rpc::kMaxFrameBytes, 100, 1000)) {
-            Message r = rpc::decode_message(payload);
-            why = r.type == MsgType::Error
-                      ? r.text
-                      : "unexpected " + rpc::msg_name(r.type) + " from the server";
-          }
-        } catch (const Error& e) {
-          why = e.what();
-        }
-        closed_by_server(why);
-      }
-    }
-    rpc_started_ = true;
-    try {
-      if (data)
-        socket_.send_frame_with_data(m, data, size, timeout_ms);
-      else
-        socket_.send_frame(m, timeout_ms);
-      std::vector<uint8_t> payload;
-      if (!socket_.recv_frame(payload, rpc::kMaxFrameBytes, timeout_ms, timeout_ms))
-        throw Error("connection closed by server");
-      return payload;
-    } catch (const Error& e) {
-      lose(e.what());
-      throw Error(lost_);
-    }
-  }
-
-  Message decode(const std::vector<uint8_t>& payload) {
-    try {
-      Message r = rpc::decode_message(payload);
-      TAPML_REQUIRE(!rpc::is_request(r.type), "rpc: server sent a request");
-      return r;
-    } catch (const Error& e) {
-      lose(e.what());
-      throw Error(lost_);
-    }
-  }
-
-  [[noreturn]] void closed_by_server(const std::string& text) {
-    lose(rpc::printable(text.rfind("rpc: ", 0) == 0 ? text.substr(5) : text));
-    throw Error(lost_);
-  }
-
-  void lose(const std::string& why) {
-    lost_ = where_ + ": connection lost (" + why + ")";
-    socket_.close();
-  }
-
-  std::string where_;
-  int timeout_ms_ = 5000, call_timeout_ms_ = 120000;
-  uint64_t hash_min_ = 4096;
-  size_t chunk_ = rpc::kDefaultFrameBytes - rpc::kChunkHeaderRoom;
-  rpc::Socket socket_;
-  rpc::HelloOk hello_;
-  BackendInfo info_;
-  mutable std::mutex mutex_;
-  mutable std::map<std::string, Support> supports_cache_;
-  std::string lost_;          // non-empty once the connection is gone
-  bool rpc_started_ = false;  // HELLO has been sent
-  TcpTransferStats stats_;
-};
-
-}  // namespace
-
 std::unique_ptr<Backend> make_tcp_backend(const BackendUri& uri) {
-  return std::make_unique<TcpBackend>(uri);
+  uri.allow_params({"token", "timeout_ms", "call_timeout_ms", "hash_min"});
+  rpc::ClientOptions o;
+  o.where = "tcp://" + uri.target;
+  o.uri = uri.text;
+  o.kind = "tcp";
+  TAPML_REQUIRE_USAGE(!uri.target.empty(),
+                      "backend URI '" + uri.text + "': expected tcp://HOST:PORT");
+  auto [host, port] = rpc::parse_host_port(uri.target);
+  // Out-of-range values are errors, not clamped: timeout_ms=0 is a typo, not a request for
+  // a one-millisecond timeout.
+  constexpr int64_t kDay = 86400000;
+  o.timeout_ms = int(uri.int_param("timeout_ms", 5000, 1, kDay));
+  // Unless given, a run may take at least as long as a small request.
+  o.call_timeout_ms = int(uri.params.count("call_timeout_ms")
+                              ? uri.int_param("call_timeout_ms", 0, o.timeout_ms, kDay)
+                              : std::max(120000, o.timeout_ms));
+  o.hash_min = uint64_t(uri.int_param("hash_min", 4096, 0, INT64_MAX));
+  o.token = uri.param("token", "");
+  // Shown in reports and on terminals: whatever the server calls itself, printably.
+  o.describe = [target = uri.target](const rpc::HelloOk& h) {
+    return rpc::printable(h.name) + " (" + rpc::printable(h.device) + ") at " + target;
+  };
+  rpc::Socket socket;
+  try {
+    socket = rpc::connect_tcp(host, port, o.timeout_ms);
+  } catch (const Error& e) {
+    throw Error(o.where + ": " + e.what() + " (is `tapml serve` running there?)");
+  }
+  return rpc::connect_client(rpc::tcp_transport(std::move(socket)), std::move(o));
 }
 
 const TcpTransferStats* tcp_transfer_stats(const Backend& backend) {
-  auto* t = dynamic_cast<const TcpBackend*>(&backend);
-  return t ? &t->stats() : nullptr;
+  return rpc::client_transfer_stats(backend);
 }
 
 }  // namespace tapml

@@ -1,5 +1,5 @@
 // The tcp:// backend: a Backend whose buffers and op calls live on a `tapml serve` device
-// server (rpc/server.h), usable wherever a backend URI is.
+// server (rpc/server.h), usable wherever a backend URI is. The request engine is rpc/client.h.
 //
 // URI: tcp://HOST:PORT[?token=T][&timeout_ms=MS][&call_timeout_ms=MS][&hash_min=BYTES]
 //   timeout_ms       wait for the reply to a small request (default 5000; 1 .. 86400000)
@@ -20,15 +20,11 @@
 
 #include "backend/backend.h"
 #include "backend/registry.h"
+#include "rpc/client.h"
 
 namespace tapml {
 
-struct TcpTransferStats {
-  uint64_t requests = 0;
-  uint64_t bytes_sent = 0;      // write payloads actually uploaded
-  uint64_t bytes_skipped = 0;   // write payloads the server already held (hash probe hits)
-  uint64_t bytes_received = 0;  // read payloads
-};
+using TcpTransferStats = rpc::TransferStats;
 
 std::unique_ptr<Backend> make_tcp_backend(const BackendUri& uri);
 // Counters of a backend made by make_tcp_backend; nullptr for any other backend.
