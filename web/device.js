@@ -22,14 +22,39 @@ export function plainLimits(limits) {
   return out;
 }
 
+// "maxStorageBufferBindingSize:65536,maxBufferSize:1048576" -> {name: value}: limits to hold
+// this device to, below what its adapter offers, to stand in for a smaller one (a phone's
+// 128 MiB binding limit on a desktop GPU). Throws on a malformed item or an unknown name.
+export function parseLimitOverrides(text, known) {
+  const out = {};
+  for (const item of (text ?? '').split(',').filter((s) => s)) {
+    const m = item.match(/^([A-Za-z]+):(\d+)$/);
+    if (!m) throw new Error(`limit override '${item}' is not NAME:VALUE (e.g. maxStorageBufferBindingSize:134217728)`);
+    if (!(m[1] in known)) throw new Error(`unknown WebGPU limit '${m[1]}' (known: ${Object.keys(known).sort().join(', ')})`);
+    out[m[1]] = Number(m[2]);
+  }
+  return out;
+}
+
+// The device's limits with `overrides` applied where they are lower (a max*) or, for the
+// alignments (min*), higher: an override never claims more than the adapter has.
+export function heldLimits(limits, overrides = {}) {
+  const out = { ...limits };
+  for (const [k, v] of Object.entries(overrides))
+    out[k] = k.startsWith('min') ? Math.max(out[k], v) : Math.min(out[k], v);
+  return out;
+}
+
 export class Device {
   // gpu: a GPUDevice. opts: adapter (a description string), runtime ("node 20 + webgpu
-  // 0.6.2"), native16 (use shader-f16; default: whether the device has it), memoryBytes,
+  // 0.6.2"), native16 (use shader-f16; default: whether the device has it), limits (lower
+  // limits to hold to, parseLimitOverrides), memoryBytes,
   // cacheBytes, hash (bytes -> 32 hex digits, or null: no hash probe), token (a HELLO token
   // to require; the relay checks tokens, so none by default).
   constructor(gpu, opts = {}) {
     this.gpu = gpu;
-    this.limits = plainLimits(gpu.limits);
+    this.limits = heldLimits(plainLimits(gpu.limits), opts.limits);
+    this.limitOverrides = opts.limits ?? {};
     this.adapter = opts.adapter ?? 'WebGPU adapter';
     this.runtime = opts.runtime ?? '';
     this.native16 = opts.native16 ?? gpu.features.has('shader-f16');
@@ -145,7 +170,7 @@ export class Device {
             `bytes (${this.used} in use); the server's cap is ${this.memoryBytes} bytes`);
         const padded = alignUp(m.size, 4);
         if (padded > this.maxBufferBytes)
-          throw new Error(`webgpu: a buffer of ${m.size} bytes is over this adapter's maxBufferSize ${this.maxBufferBytes}`);
+          throw new Error(`webgpu: a buffer of ${m.size} bytes is over this device's maxBufferSize ${this.maxBufferBytes}`);
         const gpu = this.gpu.createBuffer({ size: padded,
           usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
         const id = this.nextId++;
@@ -249,7 +274,7 @@ export class Device {
       const bytes = P.tensorBytes(t);
       // The binding starts up to one offset alignment before the tensor.
       if (bytes + this.runner.align > max)
-        return `webgpu: ${names(which, i)} is ${bytes} bytes, over this adapter's maxStorageBufferBindingSize ${max}`;
+        return `webgpu: ${names(which, i)} is ${bytes} bytes, over this device's maxStorageBufferBindingSize ${max}`;
       return '';
     };
     for (let i = 0; i < call.inputs.length; ++i) { const r = check(call.inputs[i], 'input', i); if (r) return r; }

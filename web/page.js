@@ -1,7 +1,7 @@
 // The device page's script: opens the WebGPU adapter (with shader-f16 when it has it), shows
 // its facts, and connects a Device to ws://<this host>/ws/device?name=..&token=.. (taken from
 // the page's own query), showing the connection state and the counters as they change.
-import { Device, plainLimits } from './device.js';
+import { Device, plainLimits, parseLimitOverrides } from './device.js';
 import { DeviceLink } from './link.js';
 import { xxh3_128_hex } from './xxh3.js';
 
@@ -76,16 +76,18 @@ async function main() {
     s.textContent = `${f}${has && f === 'shader-f16' && !gpu.features.has(f) ? ' (not enabled)' : ''}`;
     return s;
   }));
-  const limits = plainLimits(gpu.limits);
+  // ?limits=NAME:VALUE,... holds the device to lower limits (standing in for a smaller one).
+  const overrides = parseLimitOverrides(query.get('limits'), plainLimits(gpu.limits));
+  const device = new Device(gpu, { adapter: adapterText, runtime: runtime(), hash: xxh3_128_hex, limits: overrides });
+  const limits = device.limits;
   $('limits').replaceChildren(...KEY_LIMITS.map((k) => {
     const tr = document.createElement('tr');
     tr.innerHTML = '<td></td><td></td>';
     tr.children[0].textContent = k;
-    tr.children[1].textContent = fmt(limits[k]);
+    tr.children[1].textContent = fmt(limits[k]) + (k in overrides ? ` (held to this; the adapter has ${fmt(gpu.limits[k])})` : '');
     return tr;
   }));
 
-  const device = new Device(gpu, { adapter: adapterText, runtime: runtime(), hash: xxh3_128_hex });
   let pending = false;
   device.onchange = () => {
     if (pending) return;
@@ -96,7 +98,7 @@ async function main() {
   const url = `ws://${location.host}/ws/device?name=${encodeURIComponent(name)}` +
     (token ? `&token=${encodeURIComponent(token)}` : '');
   const link = new DeviceLink(url, WebSocket, device, {
-    adapter: adapterText, runtime: runtime(), features: [...gpu.features], limits,
+    adapter: adapterText, runtime: runtime(), features: [...gpu.features], limits, limitOverrides: overrides,
   }, (text, l) => setState(text, l.connected ? 'ok' : ''));
   window.tapmlDevice = { device, link, adapter: adapterText };
   show(device);

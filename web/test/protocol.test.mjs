@@ -90,7 +90,7 @@ expect(!r.flag && r.text === "rmsnorm: unknown attribute 'bogus'", `unknown attr
 const maxBind = g.device.limits.maxStorageBufferBindingSize;
 const rows = Math.ceil(maxBind / 4 / 4096) + 1;
 r = await sup({ op: 'matmul', attrs: {}, inputs: [t(1, 0, 'f32', [1, 4096]), t(2, 0, 'f32', [rows, 4096])], outputs: [t(3, 0, 'f32', [1, rows])] });
-expect(!r.flag && r.text === `webgpu: matmul input 1 is ${rows * 4096 * 4} bytes, over this adapter's maxStorageBufferBindingSize ${maxBind}`, `binding limit: ${r.text}`);
+expect(!r.flag && r.text === `webgpu: matmul input 1 is ${rows * 4096 * 4} bytes, over this device's maxStorageBufferBindingSize ${maxBind}`, `binding limit: ${r.text}`);
 r = await sup({ op: 'attention', attrs: { n_heads: 4, n_kv_heads: 2, head_dim: 16, scale: 0.25, window: 8, softcap: 30 },
   inputs: [t(1, 0, 'f32', [2, 64]), t(2, 0, 'f32', [9, 32]), t(3, 0, 'f32', [9, 32])], outputs: [t(4, 0, 'f32', [2, 64])] });
 expect(r.flag && r.text === '', 'attention with window and softcap is supported');

@@ -26,6 +26,8 @@ class DeviceProcess {
 
   // "exited with status 1" or "killed by signal 9" once the process has ended, else nullopt.
   std::optional<std::string> ended();
+  // Its process id, which leads its process group.
+  pid_t pid() const { return pid_; }
   // Its last lines of output (stdout and stderr together), "\n"-joined; "" if none.
   std::string last_lines() const;
 

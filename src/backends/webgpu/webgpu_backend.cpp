@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <regex>
 
 #include "backends/webgpu/device_process.h"
 #include "core/error.h"
@@ -142,7 +143,47 @@ std::string random_token() {
   return hex;
 }
 
+}  // namespace
+
+std::string node_runner_script() {
+  return env_or("TAPML_WEB_DIR", TAPML_SOURCE_WEB_DIR) + "/node-device.mjs";
+}
+
+std::string chromium_binary() { return env_or("TAPML_CHROMIUM", "/usr/lib/chromium/chromium"); }
+
+std::vector<std::string> webgpu_runner_command(const std::string& kind, const rpc::WebRelay& relay,
+                                               const std::string& name, const std::string& limits,
+                                               const std::string& profile_dir) {
+  if (kind == "node") {
+    std::vector<std::string> argv = {env_or("TAPML_NODE", "node"), node_runner_script(), "--url",
+                                     relay.device_url(name)};
+    if (!limits.empty()) argv.push_back("--limits=" + limits);
+    return argv;
+  }
+  TAPML_REQUIRE(kind == "chromium", "webgpu: unknown device runner '" + kind + "'");
+  return {chromium_binary(),
+          "--headless=new",
+          "--no-sandbox",
+          "--enable-unsafe-webgpu",
+          "--enable-features=Vulkan",
+          "--use-angle=swiftshader",
+          "--use-webgpu-adapter=swiftshader",
+          "--user-data-dir=" + profile_dir,
+          relay.page_url(name) + (limits.empty() ? "" : "&limits=" + limits)};
+}
+
+namespace {
+
 std::unique_ptr<Backend> start_local(const BackendUri& uri, rpc::ClientOptions o, Target t) {
+  // Lower WebGPU limits for the device to hold to (NAME:VALUE,...), standing in for a
+  // smaller device; the device checks the names against its adapter's.
+  const std::string limits = uri.param("limits", "");
+  TAPML_REQUIRE_USAGE(
+      limits.empty() || std::regex_match(limits, std::regex("[A-Za-z]+:[0-9]{1,15}"
+                                                            "(,[A-Za-z]+:[0-9]{1,15})*")),
+      "backend URI '" + uri.text +
+          "': limits must be NAME:VALUE[,NAME:VALUE...], e.g. "
+          "limits=maxStorageBufferBindingSize:134217728");
   auto b = std::make_unique<LocalWebGpu>();
   rpc::WebRelayOptions ro;
   ro.token = random_token();
@@ -152,32 +193,21 @@ std::unique_ptr<Backend> start_local(const BackendUri& uri, rpc::ClientOptions o
   t.port = b->relay->port();
   t.token = ro.token;
   t.announce = false;
-  std::vector<std::string> argv;
   std::string what;
   if (uri.target == "node") {
-    std::string dir = env_or("TAPML_WEB_DIR", TAPML_SOURCE_WEB_DIR);
-    std::string script = dir + "/node-device.mjs";
+    std::string script = node_runner_script();
     TAPML_REQUIRE(std::filesystem::exists(script),
                   o.where + ": " + script +
                       " not found (set TAPML_WEB_DIR to the web/ folder of a TapML source tree)");
-    argv = {env_or("TAPML_NODE", "node"), script, "--url", b->relay->device_url(t.name)};
     what = "the Node runner";
   } else {
-    std::string chromium = env_or("TAPML_CHROMIUM", "/usr/lib/chromium/chromium");
     char tmpl[] = "/tmp/tapml-chromium-XXXXXX";
     TAPML_REQUIRE(::mkdtemp(tmpl), o.where + ": cannot make a temporary browser profile");
     b->profile = tmpl;
-    argv = {chromium,
-            "--headless=new",
-            "--no-sandbox",
-            "--enable-unsafe-webgpu",
-            "--enable-features=Vulkan",
-            "--use-angle=swiftshader",
-            "--use-webgpu-adapter=swiftshader",
-            "--user-data-dir=" + b->profile.string(),
-            b->relay->page_url(t.name)};
-    what = "headless Chromium (" + chromium + "; TAPML_CHROMIUM overrides)";
+    what = "headless Chromium (" + chromium_binary() + "; TAPML_CHROMIUM overrides)";
   }
+  std::vector<std::string> argv =
+      webgpu_runner_command(uri.target, *b->relay, t.name, limits, b->profile.string());
   b->runner = std::make_unique<DeviceProcess>(argv);
   DeviceProcess& runner = *b->runner;
   auto tail = [&runner] {
@@ -201,7 +231,7 @@ std::unique_ptr<Backend> start_local(const BackendUri& uri, rpc::ClientOptions o
 }  // namespace
 
 std::unique_ptr<Backend> make_webgpu_backend(const BackendUri& uri) {
-  uri.allow_params({"token", "wait_ms", "timeout_ms", "call_timeout_ms", "hash_min"});
+  uri.allow_params({"token", "wait_ms", "timeout_ms", "call_timeout_ms", "hash_min", "limits"});
   bool local = uri.target == "chromium" || uri.target == "node";
   bool remote = uri.text.rfind("webgpu://", 0) == 0;
   TAPML_REQUIRE_USAGE(local || (remote && !uri.target.empty()),
@@ -225,6 +255,10 @@ std::unique_ptr<Backend> make_webgpu_backend(const BackendUri& uri) {
                                                         uri.target + " makes its own token");
     return start_local(uri, std::move(o), t);
   }
+  TAPML_REQUIRE_USAGE(!uri.params.count("limits"),
+                      "backend URI '" + uri.text +
+                          "': limits= applies to webgpu:chromium and webgpu:node; for a tab, add "
+                          "&limits=... to the page's URL");
   std::string hostport = uri.target;
   if (auto slash = hostport.find('/'); slash != std::string::npos) {
     t.name = hostport.substr(slash + 1);
