@@ -146,40 +146,78 @@ const layernorm = {
 };
 
 // ---- matmul: out[t][n] = sum_k x[t][k] w[n][k] ----------------------------------------------
-// A workgroup computes 4 outputs of one row t: 64 invocations per weight row split K, then a
-// tree reduction in workgroup memory.
+// One invocation per tile of TM rows by TN outputs, without workgroup memory or barriers: it
+// walks K four elements at a time into vec4 partial sums (four interleaved sums per output),
+// with vec4 loads when x and w start on 4-element boundaries and K is a multiple of 4, else
+// scalar loads and a scalar tail. Consecutive invocations take consecutive output tiles of the
+// same rows, so they share the x rows they read.
 
-const MM_ROWS = 4, MM_LANES = WG / MM_ROWS;
-
-function matmulShader(dtype, native16) {
+// The loads of four consecutive elements (vec4<f32>) of x and w from element index i.
+function matmulLoads(dtype, native16, vec) {
+  const x = vec ? { decl: ro(0, 'X', 'vec4<f32>'), fn: 'fn x4(i: u32) -> vec4<f32> { return X[i >> 2u]; }' }
+    : { decl: ro(0, 'X'), fn: 'fn x4(i: u32) -> vec4<f32> { return vec4<f32>(X[i], X[i + 1u], X[i + 2u], X[i + 3u]); }' };
   const w = weightReader('wt', 'W', 1, dtype, native16);
-  return `${w.enable ? 'enable f16;' : ''}
-${HALF_FNS}
-${ro(0, 'X')}
-${w.decl}
-${rw(2, 'O')}
-${uniformDecl(3, ['k: u32', 'n: u32', 'nblocks: u32'])}
-${w.fn}
-var<workgroup> part: array<f32, ${WG}>;
-${ENTRY}
-  let t = g / P.nblocks;
-  let r = lid / ${MM_LANES}u;
-  let lane = lid % ${MM_LANES}u;
-  let n = (g % P.nblocks) * ${MM_ROWS}u + r;
-  var acc = 0.0;
-  if (n < P.n) {
-    let xrow = P.o0 + t * P.k;
-    let wrow = P.o1 + n * P.k;
-    for (var k = lane; k < P.k; k += ${MM_LANES}u) { acc += X[xrow + k] * wt(wrow + k); }
-  }
-  part[lid] = acc;
-  workgroupBarrier();
-  for (var s = ${MM_LANES / 2}u; s > 0u; s = s >> 1u) {
-    if (lane < s) { part[lid] = part[lid] + part[lid + s]; }
-    workgroupBarrier();
-  }
-  if (lane == 0u && n < P.n) { O[P.o2 + t * P.n + n] = part[lid]; }
+  let wdecl = w.decl, w4;
+  if (!vec) {
+    w4 = 'fn w4(i: u32) -> vec4<f32> { return vec4<f32>(wt(i), wt(i + 1u), wt(i + 2u), wt(i + 3u)); }';
+  } else if (dtype === 'f32') {
+    wdecl = ro(1, 'W', 'vec4<f32>');
+    w4 = 'fn w4(i: u32) -> vec4<f32> { return W[i >> 2u]; }';
+  } else if (w.enable) {
+    wdecl = ro(1, 'W', 'vec4<f16>');
+    w4 = 'fn w4(i: u32) -> vec4<f32> { return vec4<f32>(W[i >> 2u]); }';
+  } else {
+    wdecl = ro(1, 'W', 'vec2<u32>');
+    const conv = (h) => (dtype === 'bf16' ? `bitcast<f32>((${h}) << 16u)` : `f16_bits_to_f32(${h})`);
+    w4 = `fn w4(i: u32) -> vec4<f32> {
+  let p = W[i >> 2u];
+  return vec4<f32>(${conv('p.x & 0xffffu')}, ${conv('p.x >> 16u')}, ${conv('p.y & 0xffffu')}, ${conv('p.y >> 16u')});
 }`;
+  }
+  return { enable: w.enable, decl: `${x.decl}\n${wdecl}`, fns: `${vec ? '' : w.fn}\n${x.fn}\n${w4}` };
+}
+
+function matmulShader(dtype, native16, TM, TN, vec, wg) {
+  const L = matmulLoads(dtype, native16, vec);
+  const rows = [...Array(TM).keys()], cols = [...Array(TN).keys()];
+  const each = (f) => rows.flatMap((a) => cols.map((b) => f(a, b))).join('\n');
+  return `${L.enable ? 'enable f16;' : ''}
+${HALF_FNS}
+${L.decl}
+${rw(2, 'O')}
+${uniformDecl(3, ['k: u32', 'n: u32', 't: u32', 'ntiles: u32', 'count: u32'])}
+${L.fns}
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (${GROUP_INDEX}) * ${wg}u + lid;
+  if (i >= P.count) { return; }
+  let n0 = (i % P.ntiles) * ${TN}u;
+  let t0 = (i / P.ntiles) * ${TM}u;
+${rows.map((a) => `  let xr${a} = P.o0 + min(t0 + ${a}u, P.t - 1u) * P.k;`).join('\n')}
+${cols.map((b) => `  let wr${b} = P.o1 + min(n0 + ${b}u, P.n - 1u) * P.k;`).join('\n')}
+${each((a, b) => `  var a${a}${b} = vec4<f32>(0.0);`)}
+  let k4 = P.k & ~3u;
+  for (var k = 0u; k < k4; k += 4u) {
+${rows.map((a) => `    let x${a} = x4(xr${a} + k);`).join('\n')}
+${cols.map((b) => `    let w${b} = w4(wr${b} + k);`).join('\n')}
+${each((a, b) => `    a${a}${b} += x${a} * w${b};`)}
+  }
+${vec ? '' : `  for (var k = k4; k < P.k; k++) {
+${rows.map((a) => `    let x${a} = X[xr${a} + k];`).join('\n')}
+${cols.map((b) => `    let w${b} = wt(wr${b} + k);`).join('\n')}
+${each((a, b) => `    a${a}${b}.x += x${a} * w${b};`)}
+  }`}
+${each((a, b) => `  if (t0 + ${a}u < P.t && n0 + ${b}u < P.n) { O[P.o2 + (t0 + ${a}u) * P.n + n0 + ${b}u] = (a${a}${b}.x + a${a}${b}.y) + (a${a}${b}.z + a${a}${b}.w); }`)}
+}`;
+}
+
+// Tile and workgroup sizes for a shape.
+export function matmulPlan(T, K, N) {
+  const TM = T === 1 ? 1 : 4, TN = T === 1 ? 1 : 4;
+  const count = Math.ceil(T / TM) * Math.ceil(N / TN);
+  const wg = 64;
+  return { TM, TN, wg, count };
 }
 
 const matmul = {
@@ -191,10 +229,11 @@ const matmul = {
     const [T, K] = c.inputs[0].shape;
     const N = c.inputs[1].shape[0];
     const wd = c.inputs[1].dtype;
-    const nblocks = ceilDiv(N, MM_ROWS);
-    ctx.runner.dispatch(matmulShader(wd, ctx.native16),
+    const { TM, TN, wg, count } = matmulPlan(T, K, N);
+    const code = ([ox, ow]) => matmulShader(wd, ctx.native16, TM, TN, K % 4 === 0 && ox % 4 === 0 && ow % 4 === 0, wg);
+    ctx.runner.dispatch(code,
       [ctx.entry(c.inputs[0], false, 4), ctx.entry(c.inputs[1], false, wd === 'f32' ? 4 : 2), ctx.entry(c.outputs[0], true, 4)],
-      [u32(K), u32(N), u32(nblocks)], T * nblocks);
+      [u32(K), u32(N), u32(T), u32(Math.ceil(N / TN)), u32(count)], ceilDiv(count, wg));
   },
 };
 

@@ -110,11 +110,13 @@ export class GpuRunner {
 
   // Records one dispatch of `groups` workgroups (split over x and y when more than a
   // dimension takes). The kernel's uniform struct starts with one u32 per entry (its first
-  // element index), then `groups` as u32, then `params`.
+  // element index), then `groups` as u32, then `params`. `code` is the WGSL source, or a
+  // function from the entries' first element indices to it (for kernels with a variant that
+  // needs aligned tensors).
   dispatch(code, entries, params, groups) {
     if (groups <= 0) return;
     const { placed, copyOut } = this.place(entries);
-    const pipeline = this.pipeline(code);
+    const pipeline = this.pipeline(typeof code === 'function' ? code(placed.map((p) => p.first)) : code);
     const uni = this.uniform([...placed.map((p) => ['u', p.first]), ['u', groups], ...params]);
     const layoutEntries = placed.map((p, i) => ({ binding: i, resource: p.binding }));
     layoutEntries.push({ binding: placed.length, resource: { buffer: uni } });

@@ -126,6 +126,19 @@ async function check(label, arena, out, expected, tol) {
   return `E ${E.toExponential(1)} (${(E / tol).toFixed(2)}x tol)`;
 }
 
+// An Arena whose tensors start on 16-byte boundaries (kernels take a vector-load path there).
+class AlignedArena extends Arena {
+  add(dtype, shape, bytes) {
+    const esize = dtype === 'f16' || dtype === 'bf16' ? 2 : 4;
+    const offset = Math.ceil(this.size / 16) * 16 + 16 * (1 + this.r.int(0, 3));
+    const n = shape.reduce((a, b) => a * b, 1);
+    const t = { buffer: 0, offset, dtype, shape, bytes: bytes ?? new Uint8Array(n * esize) };
+    this.size = offset + n * esize;
+    this.items.push(t);
+    return t;
+  }
+}
+
 for (const dtype of ['f32', 'f16', 'bf16']) {
   add(`embedding ${dtype} V=97 D=67 first and last rows`, async (c, r) => {
     const V = 97, D = 67, big = dtype === 'f16' ? 65000 : 1e30;
@@ -158,6 +171,15 @@ for (const dtype of ['f32', 'f16', 'bf16']) {
     add(`matmul ${dtype} T=${T} K=${K} N=${N}`, async (c, r) => {
       const x = f32s(T * K, -xs, xs, r), w = weights(dtype, N * K, -ws, ws, r);
       const a = new Arena(c, r);
+      const tx = a.add('f32', [T, K], x.bytes), tw = a.add(dtype, [N, K], w.bytes), o = a.add('f32', [T, N]);
+      await a.upload();
+      await c.run({ op: 'matmul', attrs: {}, inputs: [tx, tw], outputs: [o] });
+      return check(this, a, o, ref.matmul(x.values, w.values, T, K, N), floor(8, K));
+    });
+  for (const [T, K, N] of [[1, 64, 172], [5, 64, 37], [7, 256, 33], [3, 4, 8], [2, 1028, 5]])
+    add(`matmul ${dtype} T=${T} K=${K} N=${N} aligned`, async (c, r) => {
+      const x = f32s(T * K, -1, 1, r), w = weights(dtype, N * K, -1, 1, r);
+      const a = new AlignedArena(c, r);
       const tx = a.add('f32', [T, K], x.bytes), tw = a.add(dtype, [N, K], w.bytes), o = a.add('f32', [T, N]);
       await a.upload();
       await c.run({ op: 'matmul', attrs: {}, inputs: [tx, tw], outputs: [o] });
