@@ -154,27 +154,27 @@ const layernorm = {
 
 // The loads of four consecutive elements (vec4<f32>) of x and w from element index i.
 function matmulLoads(dtype, native16, vec) {
-  const x = vec ? { decl: ro(0, 'X', 'vec4<f32>'), fn: 'fn x4(i: u32) -> vec4<f32> { return X[i >> 2u]; }' }
-    : { decl: ro(0, 'X'), fn: 'fn x4(i: u32) -> vec4<f32> { return vec4<f32>(X[i], X[i + 1u], X[i + 2u], X[i + 3u]); }' };
+  const x = vec ? { decl: ro(0, 'X', 'vec4<f32>'), fn: 'fn ldx(i: u32) -> vec4<f32> { return X[i >> 2u]; }' }
+    : { decl: ro(0, 'X'), fn: 'fn ldx(i: u32) -> vec4<f32> { return vec4<f32>(X[i], X[i + 1u], X[i + 2u], X[i + 3u]); }' };
   const w = weightReader('wt', 'W', 1, dtype, native16);
-  let wdecl = w.decl, w4;
+  let wdecl = w.decl, ldw;
   if (!vec) {
-    w4 = 'fn w4(i: u32) -> vec4<f32> { return vec4<f32>(wt(i), wt(i + 1u), wt(i + 2u), wt(i + 3u)); }';
+    ldw = 'fn ldw(i: u32) -> vec4<f32> { return vec4<f32>(wt(i), wt(i + 1u), wt(i + 2u), wt(i + 3u)); }';
   } else if (dtype === 'f32') {
     wdecl = ro(1, 'W', 'vec4<f32>');
-    w4 = 'fn w4(i: u32) -> vec4<f32> { return W[i >> 2u]; }';
+    ldw = 'fn ldw(i: u32) -> vec4<f32> { return W[i >> 2u]; }';
   } else if (w.enable) {
     wdecl = ro(1, 'W', 'vec4<f16>');
-    w4 = 'fn w4(i: u32) -> vec4<f32> { return vec4<f32>(W[i >> 2u]); }';
+    ldw = 'fn ldw(i: u32) -> vec4<f32> { return vec4<f32>(W[i >> 2u]); }';
   } else {
     wdecl = ro(1, 'W', 'vec2<u32>');
     const conv = (h) => (dtype === 'bf16' ? `bitcast<f32>((${h}) << 16u)` : `f16_bits_to_f32(${h})`);
-    w4 = `fn w4(i: u32) -> vec4<f32> {
+    ldw = `fn ldw(i: u32) -> vec4<f32> {
   let p = W[i >> 2u];
   return vec4<f32>(${conv('p.x & 0xffffu')}, ${conv('p.x >> 16u')}, ${conv('p.y & 0xffffu')}, ${conv('p.y >> 16u')});
 }`;
   }
-  return { enable: w.enable, decl: `${x.decl}\n${wdecl}`, fns: `${vec ? '' : w.fn}\n${x.fn}\n${w4}` };
+  return { enable: w.enable, decl: `${x.decl}\n${wdecl}`, fns: `${vec ? '' : w.fn}\n${x.fn}\n${ldw}` };
 }
 
 function matmulShader(dtype, native16, TM, TN, vec, wg) {
@@ -199,8 +199,8 @@ ${cols.map((b) => `  let wr${b} = P.o1 + min(n0 + ${b}u, P.n - 1u) * P.k;`).join
 ${each((a, b) => `  var a${a}${b} = vec4<f32>(0.0);`)}
   let k4 = P.k & ~3u;
   for (var k = 0u; k < k4; k += 4u) {
-${rows.map((a) => `    let x${a} = x4(xr${a} + k);`).join('\n')}
-${cols.map((b) => `    let w${b} = w4(wr${b} + k);`).join('\n')}
+${rows.map((a) => `    let x${a} = ldx(xr${a} + k);`).join('\n')}
+${cols.map((b) => `    let w${b} = ldw(wr${b} + k);`).join('\n')}
 ${each((a, b) => `    a${a}${b} += x${a} * w${b};`)}
   }
 ${vec ? '' : `  for (var k = k4; k < P.k; k++) {
@@ -212,11 +212,13 @@ ${each((a, b) => `  if (t0 + ${a}u < P.t && n0 + ${b}u < P.n) { O[P.o2 + (t0 + $
 }`;
 }
 
-// Tile and workgroup sizes for a shape.
-export function matmulPlan(T, K, N) {
-  const TM = T === 1 ? 1 : 4, TN = T === 1 ? 1 : 4;
+// Tiles of up to 4 rows by 4 outputs: each x and w vector loaded serves 4 products. Workgroups
+// of 64 invocations, fewer when there are few tiles, so that a small decode matmul still
+// spreads over several workgroups (the unit of parallelism of CPU implementations).
+function matmulPlan(T, N) {
+  const TM = Math.min(T, 4), TN = 4;
   const count = Math.ceil(T / TM) * Math.ceil(N / TN);
-  const wg = 64;
+  const wg = count >= 256 ? 64 : count >= 64 ? 32 : 16;
   return { TM, TN, wg, count };
 }
 
@@ -229,7 +231,7 @@ const matmul = {
     const [T, K] = c.inputs[0].shape;
     const N = c.inputs[1].shape[0];
     const wd = c.inputs[1].dtype;
-    const { TM, TN, wg, count } = matmulPlan(T, K, N);
+    const { TM, TN, wg, count } = matmulPlan(T, N);
     const code = ([ox, ow]) => matmulShader(wd, ctx.native16, TM, TN, K % 4 === 0 && ox % 4 === 0 && ow % 4 === 0, wg);
     ctx.runner.dispatch(code,
       [ctx.entry(c.inputs[0], false, 4), ctx.entry(c.inputs[1], false, wd === 'f32' ? 4 : 2), ctx.entry(c.outputs[0], true, 4)],
