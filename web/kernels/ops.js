@@ -12,11 +12,12 @@ const ceilDiv = (a, b) => Math.ceil(a / b);
 const f32 = (v) => ['f', v];
 const u32 = (v) => ['u', v];
 
-const ENTRY = /* wgsl */ `@compute @workgroup_size(${WG})
+const entry = (wg) => /* wgsl */ `@compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   let g = ${GROUP_INDEX};
   if (g >= P.groups) { return; }`;
+const ENTRY = entry(WG);
 
 function uniformDecl(nBindings, fields) {
   return `struct Params {\n${headerFields(nBindings)}${fields.map((f) => `  ${f},\n`).join('')}}\n` +
@@ -369,30 +370,93 @@ const kvStore = {
 };
 
 // ---- attention ------------------------------------------------------------------------------
-// One workgroup per (query row, head). Pass 1: the maximum score over the visible keys.
-// Pass 2, over chunks of keys: the invocations form p_j = exp(s_j - max) into workgroup
-// memory, then each accumulates sum_j p_j v[j][d] for its own output dimensions d.
+// Two kernels. Short key ranges: one invocation per (query row, head) walks its keys once with
+// an online softmax (the running maximum rescales the sum and the accumulator when it grows),
+// without workgroup memory or barriers. Long key ranges: one workgroup of ATT_WG per (query
+// row, head); pass 1 finds the maximum score over the visible keys, pass 2, over chunks of
+// keys, forms p_j = exp(s_j - max) into workgroup memory, then each invocation accumulates
+// sum_j p_j v[j][d] for its own output dimensions d. Its reductions take two barriers each.
 
-const ATT_MAX_HD = 512, ATT_CHUNK = 1024;
+const ATT_MAX_HD = 512, ATT_CHUNK = 1024, ATT_WG = 64;
+// Kernel choices that tests may force: attention 'auto', 'invocation' or 'workgroup'.
+export const KERNEL_CHOICE = { attention: 'auto' };
+// The per-invocation kernel's limits: head_dim (its private arrays) and, except on CPU
+// implementations, keys per query row (beyond them a GPU wants more invocations per row).
+const ATT_SMALL_HD = 256, ATT_SMALL_KEYS = 256;
 
-const ATTENTION = `${MATH_FNS}
-${ro(0, 'Q')}
+const ATT_PARAMS = ['t: u32', 'p: u32', 'h: u32', 'group: u32', 'hd: u32', 'kvw: u32', 'window: u32', 'scale: f32', 'cap: f32'];
+const ATT_BINDINGS = `${ro(0, 'Q')}
 ${ro(1, 'K')}
 ${ro(2, 'V')}
 ${rw(3, 'O')}
-${uniformDecl(4, ['t: u32', 'p: u32', 'h: u32', 'group: u32', 'hd: u32', 'kvw: u32', 'window: u32', 'scale: f32', 'cap: f32'])}
+${uniformDecl(4, ATT_PARAMS)}`;
+
+// The visible keys of query row t: first..last.
+const ATT_RANGE = `
+  let last = P.p - P.t + t;
+  var first = 0u;
+  if (P.window > 0u && last + 1u > P.window) { first = last + 1u - P.window; }`;
+
+function attentionSmallShader(hd, wg) {
+  return `${MATH_FNS}
+${ATT_BINDINGS}
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (${GROUP_INDEX}) * ${wg}u + lid;
+  if (i >= P.t * P.h) { return; }
+  let t = i / P.h;
+  let head = i % P.h;
+  let qbase = P.o0 + t * P.h * ${hd}u + head * ${hd}u;
+  let kvbase = (head / P.group) * ${hd}u;
+${ATT_RANGE}
+  var q: array<f32, ${hd}>;
+  var acc: array<f32, ${hd}>;
+  for (var d = 0u; d < ${hd}u; d++) { q[d] = Q[qbase + d]; acc[d] = 0.0; }
+  var m = -3.402823e38;
+  var sum = 0.0;
+  for (var j = first; j <= last; j++) {
+    let kr = P.o1 + j * P.kvw + kvbase;
+    var s = 0.0;
+    for (var d = 0u; d < ${hd}u; d++) { s += q[d] * K[kr + d]; }
+    s = s * P.scale;
+    if (P.cap > 0.0) { s = P.cap * tanh_acc(s / P.cap); }
+    if (s > m) {
+      let c = exp(m - s);
+      sum = sum * c;
+      for (var d = 0u; d < ${hd}u; d++) { acc[d] = acc[d] * c; }
+      m = s;
+    }
+    let p = exp(s - m);
+    sum += p;
+    let vr = P.o2 + j * P.kvw + kvbase;
+    for (var d = 0u; d < ${hd}u; d++) { acc[d] += p * V[vr + d]; }
+  }
+  let obase = P.o3 + t * P.h * ${hd}u + head * ${hd}u;
+  for (var d = 0u; d < ${hd}u; d++) { O[obase + d] = acc[d] / sum; }
+}`;
+}
+
+const ATT_PER = ATT_MAX_HD / ATT_WG;
+const ATTENTION = `${MATH_FNS}
+${ATT_BINDINGS}
 var<workgroup> qs: array<f32, ${ATT_MAX_HD}>;
 var<workgroup> ps: array<f32, ${ATT_CHUNK}>;
-${REDUCE}
-var<workgroup> redm: array<f32, ${WG}>;
-fn reduce_max(v: f32, lid: u32) -> f32 {
-  redm[lid] = v;
+var<workgroup> red: array<f32, ${ATT_WG}>;
+// Every invocation sums (or takes the maximum of) all the partials itself: two barriers.
+fn reduce_sum(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
   workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
-    if (lid < s) { redm[lid] = max(redm[lid], redm[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = redm[0];
+  var r = 0.0;
+  for (var i = 0u; i < ${ATT_WG}u; i++) { r += red[i]; }
+  workgroupBarrier();
+  return r;
+}
+fn reduce_max(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  var r = red[0];
+  for (var i = 1u; i < ${ATT_WG}u; i++) { r = max(r, red[i]); }
   workgroupBarrier();
   return r;
 }
@@ -404,32 +468,30 @@ fn score(j: u32, kbase: u32) -> f32 {
   if (P.cap > 0.0) { s = P.cap * tanh_acc(s / P.cap); }
   return s;
 }
-${ENTRY}
+${entry(ATT_WG)}
   let t = g / P.h;
   let head = g % P.h;
   let qbase = P.o0 + t * P.h * P.hd + head * P.hd;
   let kbase = (head / P.group) * P.hd;
-  for (var i = lid; i < P.hd; i += ${WG}u) { qs[i] = Q[qbase + i]; }
+  for (var i = lid; i < P.hd; i += ${ATT_WG}u) { qs[i] = Q[qbase + i]; }
   workgroupBarrier();
-  let last = P.p - P.t + t;
-  var first = 0u;
-  if (P.window > 0u && last + 1u > P.window) { first = last + 1u - P.window; }
+${ATT_RANGE}
   var m = -3.402823e38;
-  for (var j = first + lid; j <= last; j += ${WG}u) { m = max(m, score(j, kbase)); }
+  for (var j = first + lid; j <= last; j += ${ATT_WG}u) { m = max(m, score(j, kbase)); }
   let mx = reduce_max(m, lid);
-  var acc: array<f32, ${ATT_MAX_HD / WG}>;
-  for (var r = 0u; r < ${ATT_MAX_HD / WG}u; r++) { acc[r] = 0.0; }
+  var acc: array<f32, ${ATT_PER}>;
+  for (var r = 0u; r < ${ATT_PER}u; r++) { acc[r] = 0.0; }
   var sum = 0.0;
   for (var c0 = first; c0 <= last; c0 += ${ATT_CHUNK}u) {
     let c1 = min(last + 1u, c0 + ${ATT_CHUNK}u);
-    for (var j = c0 + lid; j < c1; j += ${WG}u) {
+    for (var j = c0 + lid; j < c1; j += ${ATT_WG}u) {
       let p = exp(score(j, kbase) - mx);
       ps[j - c0] = p;
       sum += p;
     }
     workgroupBarrier();
-    for (var r = 0u; r < ${ATT_MAX_HD / WG}u; r++) {
-      let d = lid + r * ${WG}u;
+    for (var r = 0u; r < ${ATT_PER}u; r++) {
+      let d = lid + r * ${ATT_WG}u;
       if (d < P.hd) {
         var a = acc[r];
         for (var j = c0; j < c1; j++) { a += ps[j - c0] * V[P.o2 + j * P.kvw + kbase + d]; }
@@ -440,8 +502,8 @@ ${ENTRY}
   }
   let total = reduce_sum(sum, lid);
   let obase = P.o3 + t * P.h * P.hd + head * P.hd;
-  for (var r = 0u; r < ${ATT_MAX_HD / WG}u; r++) {
-    let d = lid + r * ${WG}u;
+  for (var r = 0u; r < ${ATT_PER}u; r++) {
+    let d = lid + r * ${ATT_WG}u;
     if (d < P.hd) { O[obase + d] = acc[r] / total; }
   }
 }`;
@@ -458,11 +520,18 @@ const attention = {
     const T = c.inputs[0].shape[0], Pn = c.inputs[1].shape[0];
     const H = c.attrs.get('n_heads'), KV = c.attrs.get('n_kv_heads'), hd = c.attrs.get('head_dim');
     const window = c.attrs.get('window') ?? 0, cap = c.attrs.get('softcap') ?? 0;
-    ctx.runner.dispatch(ATTENTION,
-      [ctx.entry(c.inputs[0], false, 4), ctx.entry(c.inputs[1], false, 4), ctx.entry(c.inputs[2], false, 4),
-        ctx.entry(c.outputs[0], true, 4)],
-      [u32(T), u32(Pn), u32(H), u32(H / KV), u32(hd), u32(KV * hd), u32(window), f32(c.attrs.get('scale')), f32(cap)],
-      T * H);
+    const keys = window > 0 ? Math.min(window, Pn) : Pn;
+    const entries = [ctx.entry(c.inputs[0], false, 4), ctx.entry(c.inputs[1], false, 4), ctx.entry(c.inputs[2], false, 4),
+      ctx.entry(c.outputs[0], true, 4)];
+    const params = [u32(T), u32(Pn), u32(H), u32(H / KV), u32(hd), u32(KV * hd), u32(window), f32(c.attrs.get('scale')), f32(cap)];
+    const choice = KERNEL_CHOICE.attention;
+    const small = hd <= ATT_SMALL_HD && (choice === 'auto' ? keys <= ATT_SMALL_KEYS || ctx.runner.cpu : choice === 'invocation');
+    if (small) {
+      const n = T * H, wg = n >= 256 ? 64 : 16;
+      ctx.runner.dispatch(attentionSmallShader(hd, wg), entries, params, ceilDiv(n, wg));
+    } else {
+      ctx.runner.dispatch(ATTENTION, entries, params, T * H);
+    }
   },
 };
 

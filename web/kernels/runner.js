@@ -24,6 +24,11 @@ export class GpuRunner {
     this.encoder = null;
     this.transient = []; // buffers freed once the pending commands are submitted
     this.dispatches = 0;
+    // A CPU implementation (SwiftShader, lavapipe): it runs invocations as coroutines over a
+    // few cores, where barriers and idle invocations cost more than serial loops.
+    const info = device.adapterInfo ?? {};
+    this.cpu = Boolean(info.isFallbackAdapter) ||
+      /swiftshader|llvmpipe|lavapipe/i.test(`${info.architecture ?? ''} ${info.description ?? ''} ${info.device ?? ''}`);
   }
 
   pipeline(code) {

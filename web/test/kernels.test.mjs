@@ -5,6 +5,7 @@
 // no WebGPU adapter is available. `--only NAME` runs the cases whose label contains NAME.
 import { Device } from '../device.js';
 import { openNodeGpu } from '../node-gpu.mjs';
+import { KERNEL_CHOICE } from '../kernels/ops.js';
 import { Client, Arena, rng, weights, f32s, i32s, measure, SKIP } from './harness.mjs';
 
 const U = 2 ** -24;
@@ -232,8 +233,14 @@ for (const [label, T, P, H, KV, hd, qk, window, cap] of [
   ['head_dim 84 over 150 keys', 2, 150, 4, 2, 84, 1, 0, 0], ['head_dim 256', 1, 30, 4, 2, 256, 1, 0, 0],
   ['window 16 decode', 1, 40, 4, 2, 16, 1, 16, 0], ['window 7 prefill', 30, 30, 2, 1, 24, 1, 7, 0],
   ['window 1', 4, 9, 2, 2, 8, 1, 1, 0], ['softcap 50', 3, 40, 4, 2, 128, 12, 0, 50],
-  ['softcap 20 window 10', 6, 33, 4, 2, 36, 4, 10, 20], ['prefill 1100 keys over chunks', 2, 1100, 2, 1, 8, 1, 0, 0]])
-  add(`attention ${label}`, async (c, r) => {
+  ['softcap 20 window 10', 6, 33, 4, 2, 36, 4, 10, 20], ['prefill 1100 keys over chunks', 2, 1100, 2, 1, 8, 1, 0, 0]]) {
+  // Both kernels on every case, whichever this adapter would pick.
+  for (const choice of ['invocation', 'workgroup'])
+    add(`attention ${label} (${choice} kernel)`, async function (c, r) {
+      KERNEL_CHOICE.attention = choice;
+      try { return await attentionCase.call(this, c, r); } finally { KERNEL_CHOICE.attention = 'auto'; }
+    });
+  async function attentionCase(c, r) {
     const q = f32s(T * H * hd, -qk, qk, r), k = f32s(P * KV * hd, -qk, qk, r), v = f32s(P * KV * hd, -1, 1, r);
     const a = new Arena(c, r);
     const tq = a.add('f32', [T, H * hd], q.bytes), tk = a.add('f32', [P, KV * hd], k.bytes);
@@ -245,7 +252,8 @@ for (const [label, T, P, H, KV, hd, qk, window, cap] of [
     await c.run({ op: 'attention', attrs, inputs: [tq, tk, tv], outputs: [o] });
     const keys = window ? Math.min(window, P) : P;
     return check(this, a, o, ref.attention(q.values, k.values, v.values, T, P, H, KV, hd, attrs.scale, window, cap), floor(8, keys * hd));
-  });
+  }
+}
 
 const unary = {
   gelu0: [(x) => 0.5 * x * erfc(-x / Math.SQRT2), 64, 'gelu', { approx: 0 }],
