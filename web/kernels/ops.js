@@ -7,7 +7,10 @@
 import { headerFields, GROUP_INDEX, HALF_FNS, MATH_FNS, weightReader } from './runner.js';
 import { numel } from '../protocol.js';
 
-const WG = 256;
+const WG = 64;
+// Kernel choices that tests may force: for attention and the row reductions, 'auto',
+// 'invocation' (per row) or 'workgroup' (per row).
+export const KERNEL_CHOICE = { attention: 'auto', rows: 'auto' };
 const ceilDiv = (a, b) => Math.ceil(a / b);
 const f32 = (v) => ['f', v];
 const u32 = (v) => ['u', v];
@@ -73,39 +76,55 @@ function elementwiseKernel(op) {
   };
 }
 
-// ---- row reductions: rmsnorm, layernorm (one workgroup per row) ---------------------------
+// ---- row reductions: rmsnorm, layernorm ----------------------------------------------------
+// GPUs: one workgroup of ROW_WG per row, whose reductions take two barriers each (every
+// invocation sums the partials itself). CPU implementations: one invocation per row.
 
-const REDUCE = /* wgsl */ `
-var<workgroup> red: array<f32, ${WG}>;
+const ROW_WG = 64;
+
+function rowKernel(perInvocation) {
+  if (perInvocation)
+    return { wg: 16, stride: '1u', start: '0u', head: `@compute @workgroup_size(16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let g = (${GROUP_INDEX}) * 16u + lid;
+  if (g >= P.rows) { return; }`, reduce: 'fn reduce_sum(v: f32, lid: u32) -> f32 { return v; }' };
+  return { wg: ROW_WG, stride: `${ROW_WG}u`, start: 'lid', head: entry(ROW_WG), reduce: `
+var<workgroup> red: array<f32, ${ROW_WG}>;
 fn reduce_sum(v: f32, lid: u32) -> f32 {
   red[lid] = v;
   workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
-    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
+  var r = 0.0;
+  for (var i = 0u; i < ${ROW_WG}u; i++) { r += red[i]; }
   workgroupBarrier();
   return r;
-}`;
+}` };
+}
 
-function rmsnormShader(dtype, native16) {
+// Dispatches a row kernel over T rows.
+function dispatchRows(ctx, code, perInvocation, entries, params, T) {
+  ctx.runner.dispatch(code, entries, [...params, u32(T)], perInvocation ? ceilDiv(T, 16) : T);
+}
+const rowsPerInvocation = (ctx) => (KERNEL_CHOICE.rows === 'auto' ? ctx.runner.cpu : KERNEL_CHOICE.rows === 'invocation');
+
+function rmsnormShader(dtype, native16, perInvocation) {
   const w = weightReader('wt', 'W', 1, dtype, native16);
+  const R = rowKernel(perInvocation);
   return `${w.enable ? 'enable f16;' : ''}
 ${HALF_FNS}
 ${ro(0, 'X')}
 ${w.decl}
 ${rw(2, 'O')}
-${uniformDecl(3, ['d: u32', 'eps: f32'])}
+${uniformDecl(3, ['d: u32', 'eps: f32', 'rows: u32'])}
 ${w.fn}
-${REDUCE}
-${ENTRY}
+${R.reduce}
+${R.head}
   let row = g * P.d;
   var ss = 0.0;
-  for (var i = lid; i < P.d; i += ${WG}u) { let v = X[P.o0 + row + i]; ss += v * v; }
+  for (var i = ${R.start}; i < P.d; i += ${R.stride}) { let v = X[P.o0 + row + i]; ss += v * v; }
   let total = reduce_sum(ss, lid);
   let inv = 1.0 / sqrt(total / f32(P.d) + P.eps);
-  for (var i = lid; i < P.d; i += ${WG}u) { O[P.o2 + row + i] = X[P.o0 + row + i] * inv * wt(P.o1 + i); }
+  for (var i = ${R.start}; i < P.d; i += ${R.stride}) { O[P.o2 + row + i] = X[P.o0 + row + i] * inv * wt(P.o1 + i); }
 }`;
 }
 
@@ -114,33 +133,38 @@ const rmsnorm = {
     const [T, D] = c.inputs[0].shape;
     const wd = c.inputs[1].dtype;
     const esize = wd === 'f32' ? 4 : 2;
-    ctx.runner.dispatch(rmsnormShader(wd, ctx.native16),
-      [ctx.entry(c.inputs[0], false, 4), ctx.entry(c.inputs[1], false, esize), ctx.entry(c.outputs[0], true, 4)],
+    const per = rowsPerInvocation(ctx);
+    dispatchRows(ctx, rmsnormShader(wd, ctx.native16, per),
+      per, [ctx.entry(c.inputs[0], false, 4), ctx.entry(c.inputs[1], false, esize), ctx.entry(c.outputs[0], true, 4)],
       [u32(D), f32(c.attrs.get('eps'))], T);
   },
 };
 
-const LAYERNORM = `
+function layernormShader(perInvocation) {
+  const R = rowKernel(perInvocation);
+  return `
 ${ro(0, 'X')}
 ${ro(1, 'W')}
 ${rw(2, 'O')}
-${uniformDecl(3, ['n: u32', 'eps: f32'])}
-${REDUCE}
-${ENTRY}
+${uniformDecl(3, ['n: u32', 'eps: f32', 'rows: u32'])}
+${R.reduce}
+${R.head}
   let row = g * P.n;
   var s = 0.0;
-  for (var i = lid; i < P.n; i += ${WG}u) { s += X[P.o0 + row + i]; }
+  for (var i = ${R.start}; i < P.n; i += ${R.stride}) { s += X[P.o0 + row + i]; }
   let mean = reduce_sum(s, lid) / f32(P.n);
   var ss = 0.0;
-  for (var i = lid; i < P.n; i += ${WG}u) { let d = X[P.o0 + row + i] - mean; ss += d * d; }
+  for (var i = ${R.start}; i < P.n; i += ${R.stride}) { let d = X[P.o0 + row + i] - mean; ss += d * d; }
   let inv = 1.0 / sqrt(reduce_sum(ss, lid) / f32(P.n) + P.eps);
-  for (var i = lid; i < P.n; i += ${WG}u) { O[P.o2 + row + i] = (X[P.o0 + row + i] - mean) * inv * W[P.o1 + i]; }
+  for (var i = ${R.start}; i < P.n; i += ${R.stride}) { O[P.o2 + row + i] = (X[P.o0 + row + i] - mean) * inv * W[P.o1 + i]; }
 }`;
+}
 
 const layernorm = {
   encode(ctx, c) {
     const [T, N] = c.inputs[0].shape;
-    ctx.runner.dispatch(LAYERNORM,
+    const per = rowsPerInvocation(ctx);
+    dispatchRows(ctx, layernormShader(per), per,
       [ctx.entry(c.inputs[0], false, 4), ctx.entry(c.inputs[1], false, 4), ctx.entry(c.outputs[0], true, 4)],
       [u32(N), f32(c.attrs.get('eps'))], T);
   },
@@ -378,8 +402,6 @@ const kvStore = {
 // sum_j p_j v[j][d] for its own output dimensions d. Its reductions take two barriers each.
 
 const ATT_MAX_HD = 512, ATT_CHUNK = 1024, ATT_WG = 64;
-// Kernel choices that tests may force: attention 'auto', 'invocation' or 'workgroup'.
-export const KERNEL_CHOICE = { attention: 'auto' };
 // The per-invocation kernel's limits: head_dim (its private arrays) and, except on CPU
 // implementations, keys per query row (beyond them a GPU wants more invocations per row).
 const ATT_SMALL_HD = 256, ATT_SMALL_KEYS = 256;

@@ -111,6 +111,14 @@ function erfc(x) { // Abramowitz-Stegun-free: continued fraction via high-precis
 // ---- cases ----------------------------------------------------------------------------------
 const cases = [];
 const add = (label, fn) => cases.push({ label, fn });
+// A case for each of an op's kernels (KERNEL_CHOICE), whichever this adapter would pick.
+const addEach = (kind, label, fn) => {
+  for (const choice of ['invocation', 'workgroup'])
+    add(`${label} (${choice} kernel)`, async function (c, r) {
+      KERNEL_CHOICE[kind] = choice;
+      try { return await fn.call(this, c, r); } finally { KERNEL_CHOICE[kind] = 'auto'; }
+    });
+};
 
 async function check(label, arena, out, expected, tol) {
   const got = await arena.readF32(out);
@@ -159,7 +167,7 @@ for (const dtype of ['f32', 'f16', 'bf16']) {
     return check(this, a, o, ref.embedding(tab.values, ids.values, D), 'exact');
   });
   for (const [T, D, s, eps] of [[3, 67, 1, 1e-5], [2, 4099, 1, 1e-6], [4, 96, 3e-3, 1e-5], [300, 200, 3e4, 1e-5]])
-    add(`rmsnorm ${dtype} T=${T} D=${D} scale ${s}`, async (c, r) => {
+    addEach('rows', `rmsnorm ${dtype} T=${T} D=${D} scale ${s}`, async function (c, r) {
       const x = f32s(T * D, -s, s, r), w = weights(dtype, D, -2, 2, r);
       const a = new Arena(c, r);
       const tx = a.add('f32', [T, D], x.bytes), tw = a.add(dtype, [D], w.bytes), o = a.add('f32', [T, D]);
@@ -234,13 +242,7 @@ for (const [label, T, P, H, KV, hd, qk, window, cap] of [
   ['window 16 decode', 1, 40, 4, 2, 16, 1, 16, 0], ['window 7 prefill', 30, 30, 2, 1, 24, 1, 7, 0],
   ['window 1', 4, 9, 2, 2, 8, 1, 1, 0], ['softcap 50', 3, 40, 4, 2, 128, 12, 0, 50],
   ['softcap 20 window 10', 6, 33, 4, 2, 36, 4, 10, 20], ['prefill 1100 keys over chunks', 2, 1100, 2, 1, 8, 1, 0, 0]]) {
-  // Both kernels on every case, whichever this adapter would pick.
-  for (const choice of ['invocation', 'workgroup'])
-    add(`attention ${label} (${choice} kernel)`, async function (c, r) {
-      KERNEL_CHOICE.attention = choice;
-      try { return await attentionCase.call(this, c, r); } finally { KERNEL_CHOICE.attention = 'auto'; }
-    });
-  async function attentionCase(c, r) {
+  addEach('attention', `attention ${label}`, async function (c, r) {
     const q = f32s(T * H * hd, -qk, qk, r), k = f32s(P * KV * hd, -qk, qk, r), v = f32s(P * KV * hd, -1, 1, r);
     const a = new Arena(c, r);
     const tq = a.add('f32', [T, H * hd], q.bytes), tk = a.add('f32', [P, KV * hd], k.bytes);
@@ -252,7 +254,7 @@ for (const [label, T, P, H, KV, hd, qk, window, cap] of [
     await c.run({ op: 'attention', attrs, inputs: [tq, tk, tv], outputs: [o] });
     const keys = window ? Math.min(window, P) : P;
     return check(this, a, o, ref.attention(q.values, k.values, v.values, T, P, H, KV, hd, attrs.scale, window, cap), floor(8, keys * hd));
-  }
+  });
 }
 
 const unary = {
@@ -295,7 +297,7 @@ for (const [op, [fn, cf, shape]] of Object.entries(binary))
     });
 
 for (const [T, N, lo, hi, eps] of [[3, 67, -1, 1, 1e-5], [2, 4099, -1, 1, 1e-6], [3, 300, 999, 1001, 1e-5], [4, 96, -3e-3, 3e-3, 1e-5]])
-  add(`layernorm T=${T} N=${N} x in [${lo}, ${hi}]`, async (c, r) => {
+  addEach('rows', `layernorm T=${T} N=${N} x in [${lo}, ${hi}]`, async function (c, r) {
     const x = f32s(T * N, lo, hi, r), w = f32s(N, -2, 2, r);
     const a = new Arena(c, r);
     const tx = a.add('f32', [T, N], x.bytes), tw = a.add('f32', [N], w.bytes), o = a.add('f32', [T, N]);
