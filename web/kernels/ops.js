@@ -7,16 +7,20 @@
 import { headerFields, GROUP_INDEX, HALF_FNS, MATH_FNS, weightReader } from './runner.js';
 import { numel } from '../protocol.js';
 
-const WG = 256;
+const WG = 64;
+// Kernel choices that tests may force: for attention and the row reductions, 'auto',
+// 'invocation' (per row) or 'workgroup' (per row).
+export const KERNEL_CHOICE = { attention: 'auto', rows: 'auto' };
 const ceilDiv = (a, b) => Math.ceil(a / b);
 const f32 = (v) => ['f', v];
 const u32 = (v) => ['u', v];
 
-const ENTRY = /* wgsl */ `@compute @workgroup_size(${WG})
+const entry = (wg) => /* wgsl */ `@compute @workgroup_size(${wg})
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
   let g = ${GROUP_INDEX};
   if (g >= P.groups) { return; }`;
+const ENTRY = entry(WG);
 
 function uniformDecl(nBindings, fields) {
   return `struct Params {\n${headerFields(nBindings)}${fields.map((f) => `  ${f},\n`).join('')}}\n` +
@@ -72,39 +76,55 @@ function elementwiseKernel(op) {
   };
 }
 
-// ---- row reductions: rmsnorm, layernorm (one workgroup per row) ---------------------------
+// ---- row reductions: rmsnorm, layernorm ----------------------------------------------------
+// GPUs: one workgroup of ROW_WG per row, whose reductions take two barriers each (every
+// invocation sums the partials itself). CPU implementations: one invocation per row.
 
-const REDUCE = /* wgsl */ `
-var<workgroup> red: array<f32, ${WG}>;
+const ROW_WG = 64;
+
+function rowKernel(perInvocation) {
+  if (perInvocation)
+    return { wg: 16, stride: '1u', start: '0u', head: `@compute @workgroup_size(16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let g = (${GROUP_INDEX}) * 16u + lid;
+  if (g >= P.rows) { return; }`, reduce: 'fn reduce_sum(v: f32, lid: u32) -> f32 { return v; }' };
+  return { wg: ROW_WG, stride: `${ROW_WG}u`, start: 'lid', head: entry(ROW_WG), reduce: `
+var<workgroup> red: array<f32, ${ROW_WG}>;
 fn reduce_sum(v: f32, lid: u32) -> f32 {
   red[lid] = v;
   workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
-    if (lid < s) { red[lid] = red[lid] + red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
+  var r = 0.0;
+  for (var i = 0u; i < ${ROW_WG}u; i++) { r += red[i]; }
   workgroupBarrier();
   return r;
-}`;
+}` };
+}
 
-function rmsnormShader(dtype, native16) {
+// Dispatches a row kernel over T rows.
+function dispatchRows(ctx, code, perInvocation, entries, params, T) {
+  ctx.runner.dispatch(code, entries, [...params, u32(T)], perInvocation ? ceilDiv(T, 16) : T);
+}
+const rowsPerInvocation = (ctx) => (KERNEL_CHOICE.rows === 'auto' ? ctx.runner.cpu : KERNEL_CHOICE.rows === 'invocation');
+
+function rmsnormShader(dtype, native16, perInvocation) {
   const w = weightReader('wt', 'W', 1, dtype, native16);
+  const R = rowKernel(perInvocation);
   return `${w.enable ? 'enable f16;' : ''}
 ${HALF_FNS}
 ${ro(0, 'X')}
 ${w.decl}
 ${rw(2, 'O')}
-${uniformDecl(3, ['d: u32', 'eps: f32'])}
+${uniformDecl(3, ['d: u32', 'eps: f32', 'rows: u32'])}
 ${w.fn}
-${REDUCE}
-${ENTRY}
+${R.reduce}
+${R.head}
   let row = g * P.d;
   var ss = 0.0;
-  for (var i = lid; i < P.d; i += ${WG}u) { let v = X[P.o0 + row + i]; ss += v * v; }
+  for (var i = ${R.start}; i < P.d; i += ${R.stride}) { let v = X[P.o0 + row + i]; ss += v * v; }
   let total = reduce_sum(ss, lid);
   let inv = 1.0 / sqrt(total / f32(P.d) + P.eps);
-  for (var i = lid; i < P.d; i += ${WG}u) { O[P.o2 + row + i] = X[P.o0 + row + i] * inv * wt(P.o1 + i); }
+  for (var i = ${R.start}; i < P.d; i += ${R.stride}) { O[P.o2 + row + i] = X[P.o0 + row + i] * inv * wt(P.o1 + i); }
 }`;
 }
 
@@ -113,73 +133,118 @@ const rmsnorm = {
     const [T, D] = c.inputs[0].shape;
     const wd = c.inputs[1].dtype;
     const esize = wd === 'f32' ? 4 : 2;
-    ctx.runner.dispatch(rmsnormShader(wd, ctx.native16),
-      [ctx.entry(c.inputs[0], false, 4), ctx.entry(c.inputs[1], false, esize), ctx.entry(c.outputs[0], true, 4)],
+    const per = rowsPerInvocation(ctx);
+    dispatchRows(ctx, rmsnormShader(wd, ctx.native16, per),
+      per, [ctx.entry(c.inputs[0], false, 4), ctx.entry(c.inputs[1], false, esize), ctx.entry(c.outputs[0], true, 4)],
       [u32(D), f32(c.attrs.get('eps'))], T);
   },
 };
 
-const LAYERNORM = `
+function layernormShader(perInvocation) {
+  const R = rowKernel(perInvocation);
+  return `
 ${ro(0, 'X')}
 ${ro(1, 'W')}
 ${rw(2, 'O')}
-${uniformDecl(3, ['n: u32', 'eps: f32'])}
-${REDUCE}
-${ENTRY}
+${uniformDecl(3, ['n: u32', 'eps: f32', 'rows: u32'])}
+${R.reduce}
+${R.head}
   let row = g * P.n;
   var s = 0.0;
-  for (var i = lid; i < P.n; i += ${WG}u) { s += X[P.o0 + row + i]; }
+  for (var i = ${R.start}; i < P.n; i += ${R.stride}) { s += X[P.o0 + row + i]; }
   let mean = reduce_sum(s, lid) / f32(P.n);
   var ss = 0.0;
-  for (var i = lid; i < P.n; i += ${WG}u) { let d = X[P.o0 + row + i] - mean; ss += d * d; }
+  for (var i = ${R.start}; i < P.n; i += ${R.stride}) { let d = X[P.o0 + row + i] - mean; ss += d * d; }
   let inv = 1.0 / sqrt(reduce_sum(ss, lid) / f32(P.n) + P.eps);
-  for (var i = lid; i < P.n; i += ${WG}u) { O[P.o2 + row + i] = (X[P.o0 + row + i] - mean) * inv * W[P.o1 + i]; }
+  for (var i = ${R.start}; i < P.n; i += ${R.stride}) { O[P.o2 + row + i] = (X[P.o0 + row + i] - mean) * inv * W[P.o1 + i]; }
 }`;
+}
 
 const layernorm = {
   encode(ctx, c) {
     const [T, N] = c.inputs[0].shape;
-    ctx.runner.dispatch(LAYERNORM,
+    const per = rowsPerInvocation(ctx);
+    dispatchRows(ctx, layernormShader(per), per,
       [ctx.entry(c.inputs[0], false, 4), ctx.entry(c.inputs[1], false, 4), ctx.entry(c.outputs[0], true, 4)],
       [u32(N), f32(c.attrs.get('eps'))], T);
   },
 };
 
 // ---- matmul: out[t][n] = sum_k x[t][k] w[n][k] ----------------------------------------------
-// A workgroup computes 4 outputs of one row t: 64 invocations per weight row split K, then a
-// tree reduction in workgroup memory.
+// One invocation per tile of TM rows by TN outputs, without workgroup memory or barriers: it
+// walks K four elements at a time into vec4 partial sums (four interleaved sums per output),
+// with vec4 loads when x and w start on 4-element boundaries and K is a multiple of 4, else
+// scalar loads and a scalar tail. Consecutive invocations take consecutive output tiles of the
+// same rows, so they share the x rows they read.
 
-const MM_ROWS = 4, MM_LANES = WG / MM_ROWS;
-
-function matmulShader(dtype, native16) {
+// The loads of four consecutive elements (vec4<f32>) of x and w from element index i.
+function matmulLoads(dtype, native16, vec) {
+  const x = vec ? { decl: ro(0, 'X', 'vec4<f32>'), fn: 'fn ldx(i: u32) -> vec4<f32> { return X[i >> 2u]; }' }
+    : { decl: ro(0, 'X'), fn: 'fn ldx(i: u32) -> vec4<f32> { return vec4<f32>(X[i], X[i + 1u], X[i + 2u], X[i + 3u]); }' };
   const w = weightReader('wt', 'W', 1, dtype, native16);
-  return `${w.enable ? 'enable f16;' : ''}
-${HALF_FNS}
-${ro(0, 'X')}
-${w.decl}
-${rw(2, 'O')}
-${uniformDecl(3, ['k: u32', 'n: u32', 'nblocks: u32'])}
-${w.fn}
-var<workgroup> part: array<f32, ${WG}>;
-${ENTRY}
-  let t = g / P.nblocks;
-  let r = lid / ${MM_LANES}u;
-  let lane = lid % ${MM_LANES}u;
-  let n = (g % P.nblocks) * ${MM_ROWS}u + r;
-  var acc = 0.0;
-  if (n < P.n) {
-    let xrow = P.o0 + t * P.k;
-    let wrow = P.o1 + n * P.k;
-    for (var k = lane; k < P.k; k += ${MM_LANES}u) { acc += X[xrow + k] * wt(wrow + k); }
-  }
-  part[lid] = acc;
-  workgroupBarrier();
-  for (var s = ${MM_LANES / 2}u; s > 0u; s = s >> 1u) {
-    if (lane < s) { part[lid] = part[lid] + part[lid + s]; }
-    workgroupBarrier();
-  }
-  if (lane == 0u && n < P.n) { O[P.o2 + t * P.n + n] = part[lid]; }
+  let wdecl = w.decl, ldw;
+  if (!vec) {
+    ldw = 'fn ldw(i: u32) -> vec4<f32> { return vec4<f32>(wt(i), wt(i + 1u), wt(i + 2u), wt(i + 3u)); }';
+  } else if (dtype === 'f32') {
+    wdecl = ro(1, 'W', 'vec4<f32>');
+    ldw = 'fn ldw(i: u32) -> vec4<f32> { return W[i >> 2u]; }';
+  } else if (w.enable) {
+    wdecl = ro(1, 'W', 'vec4<f16>');
+    ldw = 'fn ldw(i: u32) -> vec4<f32> { return vec4<f32>(W[i >> 2u]); }';
+  } else {
+    wdecl = ro(1, 'W', 'vec2<u32>');
+    const conv = (h) => (dtype === 'bf16' ? `bitcast<f32>((${h}) << 16u)` : `f16_bits_to_f32(${h})`);
+    ldw = `fn ldw(i: u32) -> vec4<f32> {
+  let p = W[i >> 2u];
+  return vec4<f32>(${conv('p.x & 0xffffu')}, ${conv('p.x >> 16u')}, ${conv('p.y & 0xffffu')}, ${conv('p.y >> 16u')});
 }`;
+  }
+  return { enable: w.enable, decl: `${x.decl}\n${wdecl}`, fns: `${vec ? '' : w.fn}\n${x.fn}\n${ldw}` };
+}
+
+function matmulShader(dtype, native16, TM, TN, vec, wg) {
+  const L = matmulLoads(dtype, native16, vec);
+  const rows = [...Array(TM).keys()], cols = [...Array(TN).keys()];
+  const each = (f) => rows.flatMap((a) => cols.map((b) => f(a, b))).join('\n');
+  return `${L.enable ? 'enable f16;' : ''}
+${HALF_FNS}
+${L.decl}
+${rw(2, 'O')}
+${uniformDecl(3, ['k: u32', 'n: u32', 't: u32', 'ntiles: u32', 'count: u32'])}
+${L.fns}
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (${GROUP_INDEX}) * ${wg}u + lid;
+  if (i >= P.count) { return; }
+  let n0 = (i % P.ntiles) * ${TN}u;
+  let t0 = (i / P.ntiles) * ${TM}u;
+${rows.map((a) => `  let xr${a} = P.o0 + min(t0 + ${a}u, P.t - 1u) * P.k;`).join('\n')}
+${cols.map((b) => `  let wr${b} = P.o1 + min(n0 + ${b}u, P.n - 1u) * P.k;`).join('\n')}
+${each((a, b) => `  var a${a}${b} = vec4<f32>(0.0);`)}
+  let k4 = P.k & ~3u;
+  for (var k = 0u; k < k4; k += 4u) {
+${rows.map((a) => `    let x${a} = ldx(xr${a} + k);`).join('\n')}
+${cols.map((b) => `    let w${b} = ldw(wr${b} + k);`).join('\n')}
+${each((a, b) => `    a${a}${b} += x${a} * w${b};`)}
+  }
+${vec ? '' : `  for (var k = k4; k < P.k; k++) {
+${rows.map((a) => `    let x${a} = X[xr${a} + k];`).join('\n')}
+${cols.map((b) => `    let w${b} = wt(wr${b} + k);`).join('\n')}
+${each((a, b) => `    a${a}${b}.x += x${a} * w${b};`)}
+  }`}
+${each((a, b) => `  if (t0 + ${a}u < P.t && n0 + ${b}u < P.n) { O[P.o2 + (t0 + ${a}u) * P.n + n0 + ${b}u] = (a${a}${b}.x + a${a}${b}.y) + (a${a}${b}.z + a${a}${b}.w); }`)}
+}`;
+}
+
+// Tiles of up to 4 rows by 4 outputs: each x and w vector loaded serves 4 products. Workgroups
+// of 64 invocations, fewer when there are few tiles, so that a small decode matmul still
+// spreads over several workgroups (the unit of parallelism of CPU implementations).
+function matmulPlan(T, N) {
+  const TM = Math.min(T, 4), TN = 4;
+  const count = Math.ceil(T / TM) * Math.ceil(N / TN);
+  const wg = count >= 256 ? 64 : count >= 64 ? 32 : 16;
+  return { TM, TN, wg, count };
 }
 
 const matmul = {
@@ -191,10 +256,11 @@ const matmul = {
     const [T, K] = c.inputs[0].shape;
     const N = c.inputs[1].shape[0];
     const wd = c.inputs[1].dtype;
-    const nblocks = ceilDiv(N, MM_ROWS);
-    ctx.runner.dispatch(matmulShader(wd, ctx.native16),
+    const { TM, TN, wg, count } = matmulPlan(T, N);
+    const code = ([ox, ow]) => matmulShader(wd, ctx.native16, TM, TN, K % 4 === 0 && ox % 4 === 0 && ow % 4 === 0, wg);
+    ctx.runner.dispatch(code,
       [ctx.entry(c.inputs[0], false, 4), ctx.entry(c.inputs[1], false, wd === 'f32' ? 4 : 2), ctx.entry(c.outputs[0], true, 4)],
-      [u32(K), u32(N), u32(nblocks)], T * nblocks);
+      [u32(K), u32(N), u32(T), u32(Math.ceil(N / TN)), u32(count)], ceilDiv(count, wg));
   },
 };
 
@@ -328,30 +394,91 @@ const kvStore = {
 };
 
 // ---- attention ------------------------------------------------------------------------------
-// One workgroup per (query row, head). Pass 1: the maximum score over the visible keys.
-// Pass 2, over chunks of keys: the invocations form p_j = exp(s_j - max) into workgroup
-// memory, then each accumulates sum_j p_j v[j][d] for its own output dimensions d.
+// Two kernels. Short key ranges: one invocation per (query row, head) walks its keys once with
+// an online softmax (the running maximum rescales the sum and the accumulator when it grows),
+// without workgroup memory or barriers. Long key ranges: one workgroup of ATT_WG per (query
+// row, head); pass 1 finds the maximum score over the visible keys, pass 2, over chunks of
+// keys, forms p_j = exp(s_j - max) into workgroup memory, then each invocation accumulates
+// sum_j p_j v[j][d] for its own output dimensions d. Its reductions take two barriers each.
 
-const ATT_MAX_HD = 512, ATT_CHUNK = 1024;
+const ATT_MAX_HD = 512, ATT_CHUNK = 1024, ATT_WG = 64;
+// The per-invocation kernel's limits: head_dim (its private arrays) and, except on CPU
+// implementations, keys per query row (beyond them a GPU wants more invocations per row).
+const ATT_SMALL_HD = 256, ATT_SMALL_KEYS = 256;
 
-const ATTENTION = `${MATH_FNS}
-${ro(0, 'Q')}
+const ATT_PARAMS = ['t: u32', 'p: u32', 'h: u32', 'group: u32', 'hd: u32', 'kvw: u32', 'window: u32', 'scale: f32', 'cap: f32'];
+const ATT_BINDINGS = `${ro(0, 'Q')}
 ${ro(1, 'K')}
 ${ro(2, 'V')}
 ${rw(3, 'O')}
-${uniformDecl(4, ['t: u32', 'p: u32', 'h: u32', 'group: u32', 'hd: u32', 'kvw: u32', 'window: u32', 'scale: f32', 'cap: f32'])}
+${uniformDecl(4, ATT_PARAMS)}`;
+
+// The visible keys of query row t: first..last.
+const ATT_RANGE = `
+  let last = P.p - P.t + t;
+  var first = 0u;
+  if (P.window > 0u && last + 1u > P.window) { first = last + 1u - P.window; }`;
+
+function attentionSmallShader(hd, wg) {
+  return `${MATH_FNS}
+${ATT_BINDINGS}
+@compute @workgroup_size(${wg})
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let i = (${GROUP_INDEX}) * ${wg}u + lid;
+  if (i >= P.t * P.h) { return; }
+  let t = i / P.h;
+  let head = i % P.h;
+  let qbase = P.o0 + t * P.h * ${hd}u + head * ${hd}u;
+  let kvbase = (head / P.group) * ${hd}u;
+${ATT_RANGE}
+  var q: array<f32, ${hd}>;
+  var acc: array<f32, ${hd}>;
+  for (var d = 0u; d < ${hd}u; d++) { q[d] = Q[qbase + d]; acc[d] = 0.0; }
+  var m = -3.402823e38;
+  var sum = 0.0;
+  for (var j = first; j <= last; j++) {
+    let kr = P.o1 + j * P.kvw + kvbase;
+    var s = 0.0;
+    for (var d = 0u; d < ${hd}u; d++) { s += q[d] * K[kr + d]; }
+    s = s * P.scale;
+    if (P.cap > 0.0) { s = P.cap * tanh_acc(s / P.cap); }
+    if (s > m) {
+      let c = exp(m - s);
+      sum = sum * c;
+      for (var d = 0u; d < ${hd}u; d++) { acc[d] = acc[d] * c; }
+      m = s;
+    }
+    let p = exp(s - m);
+    sum += p;
+    let vr = P.o2 + j * P.kvw + kvbase;
+    for (var d = 0u; d < ${hd}u; d++) { acc[d] += p * V[vr + d]; }
+  }
+  let obase = P.o3 + t * P.h * ${hd}u + head * ${hd}u;
+  for (var d = 0u; d < ${hd}u; d++) { O[obase + d] = acc[d] / sum; }
+}`;
+}
+
+const ATT_PER = ATT_MAX_HD / ATT_WG;
+const ATTENTION = `${MATH_FNS}
+${ATT_BINDINGS}
 var<workgroup> qs: array<f32, ${ATT_MAX_HD}>;
 var<workgroup> ps: array<f32, ${ATT_CHUNK}>;
-${REDUCE}
-var<workgroup> redm: array<f32, ${WG}>;
-fn reduce_max(v: f32, lid: u32) -> f32 {
-  redm[lid] = v;
+var<workgroup> red: array<f32, ${ATT_WG}>;
+// Every invocation sums (or takes the maximum of) all the partials itself: two barriers.
+fn reduce_sum(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
   workgroupBarrier();
-  for (var s = ${WG / 2}u; s > 0u; s = s >> 1u) {
-    if (lid < s) { redm[lid] = max(redm[lid], redm[lid + s]); }
-    workgroupBarrier();
-  }
-  let r = redm[0];
+  var r = 0.0;
+  for (var i = 0u; i < ${ATT_WG}u; i++) { r += red[i]; }
+  workgroupBarrier();
+  return r;
+}
+fn reduce_max(v: f32, lid: u32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  var r = red[0];
+  for (var i = 1u; i < ${ATT_WG}u; i++) { r = max(r, red[i]); }
   workgroupBarrier();
   return r;
 }
@@ -363,32 +490,30 @@ fn score(j: u32, kbase: u32) -> f32 {
   if (P.cap > 0.0) { s = P.cap * tanh_acc(s / P.cap); }
   return s;
 }
-${ENTRY}
+${entry(ATT_WG)}
   let t = g / P.h;
   let head = g % P.h;
   let qbase = P.o0 + t * P.h * P.hd + head * P.hd;
   let kbase = (head / P.group) * P.hd;
-  for (var i = lid; i < P.hd; i += ${WG}u) { qs[i] = Q[qbase + i]; }
+  for (var i = lid; i < P.hd; i += ${ATT_WG}u) { qs[i] = Q[qbase + i]; }
   workgroupBarrier();
-  let last = P.p - P.t + t;
-  var first = 0u;
-  if (P.window > 0u && last + 1u > P.window) { first = last + 1u - P.window; }
+${ATT_RANGE}
   var m = -3.402823e38;
-  for (var j = first + lid; j <= last; j += ${WG}u) { m = max(m, score(j, kbase)); }
+  for (var j = first + lid; j <= last; j += ${ATT_WG}u) { m = max(m, score(j, kbase)); }
   let mx = reduce_max(m, lid);
-  var acc: array<f32, ${ATT_MAX_HD / WG}>;
-  for (var r = 0u; r < ${ATT_MAX_HD / WG}u; r++) { acc[r] = 0.0; }
+  var acc: array<f32, ${ATT_PER}>;
+  for (var r = 0u; r < ${ATT_PER}u; r++) { acc[r] = 0.0; }
   var sum = 0.0;
   for (var c0 = first; c0 <= last; c0 += ${ATT_CHUNK}u) {
     let c1 = min(last + 1u, c0 + ${ATT_CHUNK}u);
-    for (var j = c0 + lid; j < c1; j += ${WG}u) {
+    for (var j = c0 + lid; j < c1; j += ${ATT_WG}u) {
       let p = exp(score(j, kbase) - mx);
       ps[j - c0] = p;
       sum += p;
     }
     workgroupBarrier();
-    for (var r = 0u; r < ${ATT_MAX_HD / WG}u; r++) {
-      let d = lid + r * ${WG}u;
+    for (var r = 0u; r < ${ATT_PER}u; r++) {
+      let d = lid + r * ${ATT_WG}u;
       if (d < P.hd) {
         var a = acc[r];
         for (var j = c0; j < c1; j++) { a += ps[j - c0] * V[P.o2 + j * P.kvw + kbase + d]; }
@@ -399,8 +524,8 @@ ${ENTRY}
   }
   let total = reduce_sum(sum, lid);
   let obase = P.o3 + t * P.h * P.hd + head * P.hd;
-  for (var r = 0u; r < ${ATT_MAX_HD / WG}u; r++) {
-    let d = lid + r * ${WG}u;
+  for (var r = 0u; r < ${ATT_PER}u; r++) {
+    let d = lid + r * ${ATT_WG}u;
     if (d < P.hd) { O[obase + d] = acc[r] / total; }
   }
 }`;
@@ -417,11 +542,18 @@ const attention = {
     const T = c.inputs[0].shape[0], Pn = c.inputs[1].shape[0];
     const H = c.attrs.get('n_heads'), KV = c.attrs.get('n_kv_heads'), hd = c.attrs.get('head_dim');
     const window = c.attrs.get('window') ?? 0, cap = c.attrs.get('softcap') ?? 0;
-    ctx.runner.dispatch(ATTENTION,
-      [ctx.entry(c.inputs[0], false, 4), ctx.entry(c.inputs[1], false, 4), ctx.entry(c.inputs[2], false, 4),
-        ctx.entry(c.outputs[0], true, 4)],
-      [u32(T), u32(Pn), u32(H), u32(H / KV), u32(hd), u32(KV * hd), u32(window), f32(c.attrs.get('scale')), f32(cap)],
-      T * H);
+    const keys = window > 0 ? Math.min(window, Pn) : Pn;
+    const entries = [ctx.entry(c.inputs[0], false, 4), ctx.entry(c.inputs[1], false, 4), ctx.entry(c.inputs[2], false, 4),
+      ctx.entry(c.outputs[0], true, 4)];
+    const params = [u32(T), u32(Pn), u32(H), u32(H / KV), u32(hd), u32(KV * hd), u32(window), f32(c.attrs.get('scale')), f32(cap)];
+    const choice = KERNEL_CHOICE.attention;
+    const small = hd <= ATT_SMALL_HD && (choice === 'auto' ? keys <= ATT_SMALL_KEYS || ctx.runner.cpu : choice === 'invocation');
+    if (small) {
+      const n = T * H, wg = n >= 256 ? 64 : 16;
+      ctx.runner.dispatch(attentionSmallShader(hd, wg), entries, params, ceilDiv(n, wg));
+    } else {
+      ctx.runner.dispatch(ATTENTION, entries, params, T * H);
+    }
   },
 };
 

@@ -1,6 +1,7 @@
-// Dispatches compute kernels on a GPUDevice: pipelines cached by WGSL source, one uniform
-// buffer per dispatch, commands recorded into one pending encoder and submitted lazily
-// (flush()), so that consecutive op calls travel to the GPU together.
+// Dispatches compute kernels on a GPUDevice: pipelines cached by WGSL source, the dispatches'
+// uniforms in slots of one ring buffer (written with one writeBuffer when the commands are
+// submitted), commands recorded into one pending encoder and one compute pass, submitted
+// lazily (flush()), so that consecutive op calls travel to the GPU together.
 //
 // Tensors may start at any (element-aligned) byte offset: a binding covers the range from
 // the offset rounded down to minStorageBufferOffsetAlignment, and the kernel receives the
@@ -10,6 +11,7 @@
 // when written).
 
 export const MAX_GROUPS_PER_DIM = 65535;
+const UNIFORM_RING_BYTES = 64 * 1024;
 
 export function alignDown(x, a) { return x - (x % a); }
 export function alignUp(x, a) { return Math.ceil(x / a) * a; }
@@ -24,6 +26,17 @@ export class GpuRunner {
     this.encoder = null;
     this.transient = []; // buffers freed once the pending commands are submitted
     this.dispatches = 0;
+    this.pass = null; // the open compute pass of the pending encoder
+    this.uniformAlign = limits.minUniformBufferOffsetAlignment || 256;
+    this.ring = null; // created on first use
+    this.ringData = new ArrayBuffer(UNIFORM_RING_BYTES);
+    this.ringView = new DataView(this.ringData);
+    this.ringUsed = 0; // bytes of ringData that the pending commands use
+    // A CPU implementation (SwiftShader, lavapipe): it runs invocations as coroutines over a
+    // few cores, where barriers and idle invocations cost more than serial loops.
+    const info = device.adapterInfo ?? {};
+    this.cpu = Boolean(info.isFallbackAdapter) ||
+      /swiftshader|llvmpipe|lavapipe/i.test(`${info.architecture ?? ''} ${info.description ?? ''} ${info.device ?? ''}`);
   }
 
   pipeline(code) {
@@ -41,12 +54,26 @@ export class GpuRunner {
     return this.encoder;
   }
 
+  endPass() {
+    if (this.pass) { this.pass.end(); this.pass = null; }
+  }
+
+  computePass() {
+    if (!this.pass) this.pass = this.pendingEncoder().beginComputePass();
+    return this.pass;
+  }
+
   // Submits what is recorded; the GPU runs it in order with everything submitted before.
+  // The ring's bytes are written first: queue writes and submits run in call order, so the
+  // slots may be reused by the next commands.
   flush() {
     if (this.encoder) {
+      this.endPass();
+      if (this.ringUsed) this.device.queue.writeBuffer(this.ring, 0, this.ringData, 0, this.ringUsed);
       this.device.queue.submit([this.encoder.finish()]);
       this.encoder = null;
     }
+    this.ringUsed = 0;
     for (const b of this.transient) b.destroy();
     this.transient = [];
   }
@@ -63,19 +90,27 @@ export class GpuRunner {
   }
 
   // values: [kind, value] pairs, kind 'u' (u32), 'i' (i32) or 'f' (f32), in the order of the
-  // kernel's uniform struct (every member a 4-byte scalar).
+  // kernel's uniform struct (every member a 4-byte scalar). Returns the binding of a slot of
+  // the ring holding them; the caller has made room (uniformRoom).
   uniform(values) {
+    if (!this.ring)
+      this.ring = this.device.createBuffer({ size: UNIFORM_RING_BYTES, usage: GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST });
     const size = Math.max(16, alignUp(values.length * 4, 16));
-    const buf = this.device.createBuffer({ size, usage: GPUBufferUsage.UNIFORM, mappedAtCreation: true });
-    const view = new DataView(buf.getMappedRange());
+    const offset = this.ringUsed;
+    const view = this.ringView;
     values.forEach(([kind, v], i) => {
-      if (kind === 'f') view.setFloat32(i * 4, v, true);
-      else if (kind === 'i') view.setInt32(i * 4, v, true);
-      else view.setUint32(i * 4, v >>> 0, true);
+      if (kind === 'f') view.setFloat32(offset + i * 4, v, true);
+      else if (kind === 'i') view.setInt32(offset + i * 4, v, true);
+      else view.setUint32(offset + i * 4, v >>> 0, true);
     });
-    buf.unmap();
-    this.transient.push(buf);
-    return buf;
+    for (let i = values.length * 4; i < size; i += 4) view.setUint32(offset + i, 0, true);
+    this.ringUsed = alignUp(offset + size, this.uniformAlign);
+    return { buffer: this.ring, offset, size };
+  }
+
+  // Submits the pending commands when the ring lacks a slot of `count` values.
+  uniformRoom(count) {
+    if (this.ringUsed + Math.max(16, alignUp(count * 4, 16)) > UNIFORM_RING_BYTES) this.flush();
   }
 
   // Places the tensors of one dispatch. Each entry: {buffer: GPUBuffer, offset (bytes), bytes,
@@ -100,6 +135,7 @@ export class GpuRunner {
       const clo = alignDown(e.offset, 4);
       const size = hi - clo;
       const scratch = this.tempBuffer(size, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST);
+      this.endPass();
       enc.copyBufferToBuffer(e.buffer, clo, scratch, 0, size);
       if (e.writable) copyOut.push([scratch, e.buffer, clo, size]);
       placed.push({ src: scratch, lo: 0, hi: size, writable: e.writable,
@@ -110,25 +146,30 @@ export class GpuRunner {
 
   // Records one dispatch of `groups` workgroups (split over x and y when more than a
   // dimension takes). The kernel's uniform struct starts with one u32 per entry (its first
-  // element index), then `groups` as u32, then `params`.
+  // element index), then `groups` as u32, then `params`. `code` is the WGSL source, or a
+  // function from the entries' first element indices to it (for kernels with a variant that
+  // needs aligned tensors).
   dispatch(code, entries, params, groups) {
     if (groups <= 0) return;
+    this.uniformRoom(entries.length + 1 + params.length);
     const { placed, copyOut } = this.place(entries);
-    const pipeline = this.pipeline(code);
+    const pipeline = this.pipeline(typeof code === 'function' ? code(placed.map((p) => p.first)) : code);
     const uni = this.uniform([...placed.map((p) => ['u', p.first]), ['u', groups], ...params]);
     const layoutEntries = placed.map((p, i) => ({ binding: i, resource: p.binding }));
-    layoutEntries.push({ binding: placed.length, resource: { buffer: uni } });
+    layoutEntries.push({ binding: placed.length, resource: uni });
     const bindGroup = this.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries: layoutEntries });
-    const enc = this.pendingEncoder();
-    const pass = enc.beginComputePass();
+    const pass = this.computePass();
     pass.setPipeline(pipeline);
     pass.setBindGroup(0, bindGroup);
     const x = Math.min(groups, this.maxGroups);
     const y = Math.ceil(groups / x);
     if (y > this.maxGroups) throw new Error(`webgpu: ${groups} workgroups exceed this adapter's dispatch limits`);
     pass.dispatchWorkgroups(x, y);
-    pass.end();
-    for (const [scratch, dst, off, size] of copyOut) enc.copyBufferToBuffer(scratch, 0, dst, off, size);
+    if (copyOut.length) {
+      this.endPass();
+      const enc = this.pendingEncoder();
+      for (const [scratch, dst, off, size] of copyOut) enc.copyBufferToBuffer(scratch, 0, dst, off, size);
+    }
     this.dispatches++;
   }
 }

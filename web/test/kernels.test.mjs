@@ -5,6 +5,7 @@
 // no WebGPU adapter is available. `--only NAME` runs the cases whose label contains NAME.
 import { Device } from '../device.js';
 import { openNodeGpu } from '../node-gpu.mjs';
+import { KERNEL_CHOICE } from '../kernels/ops.js';
 import { Client, Arena, rng, weights, f32s, i32s, measure, SKIP } from './harness.mjs';
 
 const U = 2 ** -24;
@@ -110,6 +111,14 @@ function erfc(x) { // Abramowitz-Stegun-free: continued fraction via high-precis
 // ---- cases ----------------------------------------------------------------------------------
 const cases = [];
 const add = (label, fn) => cases.push({ label, fn });
+// A case for each of an op's kernels (KERNEL_CHOICE), whichever this adapter would pick.
+const addEach = (kind, label, fn) => {
+  for (const choice of ['invocation', 'workgroup'])
+    add(`${label} (${choice} kernel)`, async function (c, r) {
+      KERNEL_CHOICE[kind] = choice;
+      try { return await fn.call(this, c, r); } finally { KERNEL_CHOICE[kind] = 'auto'; }
+    });
+};
 
 async function check(label, arena, out, expected, tol) {
   const got = await arena.readF32(out);
@@ -124,6 +133,19 @@ async function check(label, arena, out, expected, tol) {
   const { E, worst } = measure(expected, got);
   if (!(E <= tol)) throw new Error(`E ${E.toExponential(2)} > tolerance ${tol.toExponential(2)} (worst at [${worst}]: expected ${expected[worst]}, got ${got[worst]})`);
   return `E ${E.toExponential(1)} (${(E / tol).toFixed(2)}x tol)`;
+}
+
+// An Arena whose tensors start on 16-byte boundaries (kernels take a vector-load path there).
+class AlignedArena extends Arena {
+  add(dtype, shape, bytes) {
+    const esize = dtype === 'f16' || dtype === 'bf16' ? 2 : 4;
+    const offset = Math.ceil(this.size / 16) * 16 + 16 * (1 + this.r.int(0, 3));
+    const n = shape.reduce((a, b) => a * b, 1);
+    const t = { buffer: 0, offset, dtype, shape, bytes: bytes ?? new Uint8Array(n * esize) };
+    this.size = offset + n * esize;
+    this.items.push(t);
+    return t;
+  }
 }
 
 for (const dtype of ['f32', 'f16', 'bf16']) {
@@ -145,7 +167,7 @@ for (const dtype of ['f32', 'f16', 'bf16']) {
     return check(this, a, o, ref.embedding(tab.values, ids.values, D), 'exact');
   });
   for (const [T, D, s, eps] of [[3, 67, 1, 1e-5], [2, 4099, 1, 1e-6], [4, 96, 3e-3, 1e-5], [300, 200, 3e4, 1e-5]])
-    add(`rmsnorm ${dtype} T=${T} D=${D} scale ${s}`, async (c, r) => {
+    addEach('rows', `rmsnorm ${dtype} T=${T} D=${D} scale ${s}`, async function (c, r) {
       const x = f32s(T * D, -s, s, r), w = weights(dtype, D, -2, 2, r);
       const a = new Arena(c, r);
       const tx = a.add('f32', [T, D], x.bytes), tw = a.add(dtype, [D], w.bytes), o = a.add('f32', [T, D]);
@@ -158,6 +180,15 @@ for (const dtype of ['f32', 'f16', 'bf16']) {
     add(`matmul ${dtype} T=${T} K=${K} N=${N}`, async (c, r) => {
       const x = f32s(T * K, -xs, xs, r), w = weights(dtype, N * K, -ws, ws, r);
       const a = new Arena(c, r);
+      const tx = a.add('f32', [T, K], x.bytes), tw = a.add(dtype, [N, K], w.bytes), o = a.add('f32', [T, N]);
+      await a.upload();
+      await c.run({ op: 'matmul', attrs: {}, inputs: [tx, tw], outputs: [o] });
+      return check(this, a, o, ref.matmul(x.values, w.values, T, K, N), floor(8, K));
+    });
+  for (const [T, K, N] of [[1, 64, 172], [5, 64, 37], [7, 256, 33], [3, 4, 8], [2, 1028, 5]])
+    add(`matmul ${dtype} T=${T} K=${K} N=${N} aligned`, async (c, r) => {
+      const x = f32s(T * K, -1, 1, r), w = weights(dtype, N * K, -1, 1, r);
+      const a = new AlignedArena(c, r);
       const tx = a.add('f32', [T, K], x.bytes), tw = a.add(dtype, [N, K], w.bytes), o = a.add('f32', [T, N]);
       await a.upload();
       await c.run({ op: 'matmul', attrs: {}, inputs: [tx, tw], outputs: [o] });
@@ -210,8 +241,8 @@ for (const [label, T, P, H, KV, hd, qk, window, cap] of [
   ['head_dim 84 over 150 keys', 2, 150, 4, 2, 84, 1, 0, 0], ['head_dim 256', 1, 30, 4, 2, 256, 1, 0, 0],
   ['window 16 decode', 1, 40, 4, 2, 16, 1, 16, 0], ['window 7 prefill', 30, 30, 2, 1, 24, 1, 7, 0],
   ['window 1', 4, 9, 2, 2, 8, 1, 1, 0], ['softcap 50', 3, 40, 4, 2, 128, 12, 0, 50],
-  ['softcap 20 window 10', 6, 33, 4, 2, 36, 4, 10, 20], ['prefill 1100 keys over chunks', 2, 1100, 2, 1, 8, 1, 0, 0]])
-  add(`attention ${label}`, async (c, r) => {
+  ['softcap 20 window 10', 6, 33, 4, 2, 36, 4, 10, 20], ['prefill 1100 keys over chunks', 2, 1100, 2, 1, 8, 1, 0, 0]]) {
+  addEach('attention', `attention ${label}`, async function (c, r) {
     const q = f32s(T * H * hd, -qk, qk, r), k = f32s(P * KV * hd, -qk, qk, r), v = f32s(P * KV * hd, -1, 1, r);
     const a = new Arena(c, r);
     const tq = a.add('f32', [T, H * hd], q.bytes), tk = a.add('f32', [P, KV * hd], k.bytes);
@@ -224,6 +255,7 @@ for (const [label, T, P, H, KV, hd, qk, window, cap] of [
     const keys = window ? Math.min(window, P) : P;
     return check(this, a, o, ref.attention(q.values, k.values, v.values, T, P, H, KV, hd, attrs.scale, window, cap), floor(8, keys * hd));
   });
+}
 
 const unary = {
   gelu0: [(x) => 0.5 * x * erfc(-x / Math.SQRT2), 64, 'gelu', { approx: 0 }],
@@ -265,7 +297,7 @@ for (const [op, [fn, cf, shape]] of Object.entries(binary))
     });
 
 for (const [T, N, lo, hi, eps] of [[3, 67, -1, 1, 1e-5], [2, 4099, -1, 1, 1e-6], [3, 300, 999, 1001, 1e-5], [4, 96, -3e-3, 3e-3, 1e-5]])
-  add(`layernorm T=${T} N=${N} x in [${lo}, ${hi}]`, async (c, r) => {
+  addEach('rows', `layernorm T=${T} N=${N} x in [${lo}, ${hi}]`, async function (c, r) {
     const x = f32s(T * N, lo, hi, r), w = f32s(N, -2, 2, r);
     const a = new Arena(c, r);
     const tx = a.add('f32', [T, N], x.bytes), tw = a.add('f32', [N], w.bytes), o = a.add('f32', [T, N]);
