@@ -64,6 +64,10 @@ export class Device {
     this.cacheBytes = this.hash ? (opts.cacheBytes ?? 512 * MiB) : 0;
     this.token = opts.token ?? '';
     this.runner = new GpuRunner(gpu, this.limits);
+    // Kernels that check their inputs on the GPU (token ids, cache rows) record the first
+    // failure here, [code, value, limit, extra]; READ and SYNC report it (checkStatus), so no
+    // RUN waits for the GPU to read an input back.
+    this.status = gpu.createBuffer({ size: 16, usage: GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_SRC | GPUBufferUsage.COPY_DST });
     this.cache = new Map(); // `${hash}:${size}` -> Uint8Array, oldest first
     this.cacheUsed = 0;
     this.constants = new Map();
@@ -198,7 +202,7 @@ export class Device {
         const limit = P.DEFAULT_FRAME_BYTES - P.CHUNK_HEADER_ROOM;
         if (m.size > limit)
           throw new Error(`read of ${m.size} bytes exceeds the frame limit; read in chunks of at most ${limit}`);
-        const data = await this.read(b, m.offset, m.size);
+        const data = await this.read(b, m.offset, m.size, true);
         this.throwGpuErrors();
         return P.encodeData(data);
       }
@@ -241,7 +245,7 @@ export class Device {
         return P.encodeOk();
       }
       case T.SYNC: {
-        await this.runner.finish();
+        await this.read(null, 0, 0, true);
         this.throwGpuErrors();
         return P.encodeOk();
       }
@@ -315,6 +319,7 @@ export class Device {
     return {
       runner: this.runner,
       native16: this.native16,
+      status: { buffer: this.status, offset: 0, bytes: 16, esize: 4, writable: true },
       entry: (t, writable, esize) => {
         const b = this.buffers.get(t.buffer);
         return { buffer: b.gpu, offset: t.offset, bytes: P.tensorBytes(t), esize, writable };
@@ -362,21 +367,43 @@ export class Device {
     this.runner.flush();
   }
 
-  async read(b, offset, size) {
-    if (size === 0) return new Uint8Array(0);
+  // `size` bytes of buffer b from `offset`, after all recorded work; with `checked`, the
+  // status of the GPU-side input checks comes back in the same copy, and a failure recorded
+  // there is thrown (and cleared) instead.
+  async read(b, offset, size, checked = false) {
+    if (size === 0 && !checked) return new Uint8Array(0);
     this.runner.flush();
     const lo = alignDown(offset, 4), hi = alignUp(offset + size, 4);
-    const staging = this.gpu.createBuffer({ size: hi - lo, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const span = size === 0 ? 0 : hi - lo;
+    const staging = this.gpu.createBuffer({ size: span + (checked ? 16 : 0), usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
     const enc = this.gpu.createCommandEncoder();
-    enc.copyBufferToBuffer(b.gpu, lo, staging, 0, hi - lo);
+    if (span) enc.copyBufferToBuffer(b.gpu, lo, staging, 0, span);
+    if (checked) enc.copyBufferToBuffer(this.status, 0, staging, span, 16);
     this.gpu.queue.submit([enc.finish()]);
     try {
       await staging.mapAsync(GPUMapMode.READ);
-      return new Uint8Array(staging.getMappedRange()).slice(offset - lo, offset - lo + size);
+      const mapped = staging.getMappedRange();
+      if (checked) {
+        const [code, value, limit, extra] = new Uint32Array(mapped, span, 4);
+        if (code !== 0) {
+          this.gpu.queue.writeBuffer(this.status, 0, new Uint32Array(4));
+          throw new Error(statusMessage(code, value, limit, extra));
+        }
+      }
+      return new Uint8Array(mapped).slice(offset - lo, offset - lo + size);
     } finally {
       staging.destroy();
     }
   }
+
+}
+
+// The failure a kernel recorded in the status buffer (kernels/ops.js, STATUS_FNS).
+function statusMessage(code, value, limit, extra) {
+  const signed = value | 0;
+  if (code === 1) return `embedding: token id ${signed} outside the vocabulary of ${limit}`;
+  if (code === 2) return `kv_store: rows ${signed}..${signed + extra} do not fit a cache of ${limit}`;
+  return `webgpu: a kernel reported failure ${code} (${value}, ${limit}, ${extra})`;
 }
 
 // Words 0..n of D (from o0) become S's bytes in [from, to) and keep D's elsewhere.

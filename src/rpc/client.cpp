@@ -58,15 +58,48 @@ class Client : public Backend {
   const TransferStats& stats() const { return stats_; }
 
   BufferId alloc(size_t bytes) override {
+    if (opts_.reuse_bytes > 0) {
+      std::lock_guard lock(mutex_);
+      if (auto it = spare_.find(bytes); it != spare_.end()) {
+        BufferId id = it->second;
+        spare_.erase(it);
+        spare_bytes_ -= bytes;
+        live_[id] = bytes;
+        return id;
+      }
+    }
     Message m;
     m.type = MsgType::Alloc;
     m.size = bytes;
-    return expect(m, MsgType::Allocated, timeout_ms_).id;
+    BufferId id;
+    try {
+      id = expect(m, MsgType::Allocated, timeout_ms_).id;
+    } catch (const Error&) {
+      // Refused (a memory cap, say): give the spare buffers back and ask once more.
+      if (!release_spares()) throw;
+      id = expect(m, MsgType::Allocated, timeout_ms_).id;
+    }
+    if (opts_.reuse_bytes > 0) {
+      std::lock_guard lock(mutex_);
+      live_[id] = bytes;
+    }
+    return id;
   }
 
   void free(BufferId id) override {
     std::lock_guard lock(mutex_);
     if (!lost_.empty()) return;
+    for (const auto& spare : spare_)
+      TAPML_REQUIRE(spare.second != id, where_ + ": buffer " + std::to_string(id) + " freed twice");
+    if (auto it = live_.find(id); it != live_.end()) {
+      size_t bytes = it->second;
+      live_.erase(it);
+      if (spare_bytes_ + bytes <= opts_.reuse_bytes) {
+        spare_.emplace(bytes, id);
+        spare_bytes_ += bytes;
+        return;
+      }
+    }
     Message m;
     m.type = MsgType::Free;
     m.id = id;
@@ -277,7 +310,27 @@ class Client : public Backend {
     transport_->close();
   }
 
+  // Frees the spare buffers on the device; false if there were none.
+  bool release_spares() {
+    std::lock_guard lock(mutex_);
+    if (spare_.empty() || !lost_.empty()) return false;
+    for (auto& [bytes, id] : spare_) {
+      Message m;
+      m.type = MsgType::Free;
+      m.id = id;
+      expect_locked(m, MsgType::Ok, timeout_ms_);
+    }
+    spare_.clear();
+    spare_bytes_ = 0;
+    return true;
+  }
+
   std::string where_;
+  // With ClientOptions::reuse_bytes: the sizes of the buffers in use, and freed buffers kept
+  // for the next alloc of the same size (by size), within reuse_bytes in all.
+  std::map<BufferId, size_t> live_;
+  std::multimap<size_t, BufferId> spare_;
+  size_t spare_bytes_ = 0;
   int timeout_ms_ = 5000, call_timeout_ms_ = 120000;
   uint64_t hash_min_ = 4096;
   size_t chunk_ = kDefaultFrameBytes - kChunkHeaderRoom;

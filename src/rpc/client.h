@@ -35,6 +35,11 @@ struct ClientOptions {
   int timeout_ms = 5000;         // a small request's reply
   int call_timeout_ms = 120000;  // a run's, a sync's or a bulk transfer's reply
   uint64_t hash_min = 4096;      // 0: no hash probe
+  // Freed buffers up to this many bytes in all are kept and handed out again by alloc() of
+  // the same size, without a round trip each (a decode step allocates and frees every
+  // intermediate); they are freed on the device when an ALLOC is refused. 0: every free
+  // frees.
+  size_t reuse_bytes = 0;
   // BackendInfo::device from the device's HELLO_OK (whose strings are not yet printable()).
   std::function<std::string(const HelloOk&)> describe;
 };

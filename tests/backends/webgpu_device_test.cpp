@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <iostream>
 #include <thread>
 
 #include "backend/registry.h"
@@ -163,7 +164,8 @@ INSTANTIATE_TEST_SUITE_P(Runners, WebGpuDevice, ::testing::Values("node", "chrom
                          [](const auto& info) { return info.param; });
 
 // The page shows the adapter, the connection and live counters; the test saves a screenshot
-// (webgpu_device_page.png in the working directory) and reads the page's text.
+// (webgpu_device_page.png in the tests' temporary folder, path printed) and reads the page's
+// text.
 TEST(WebGpuPage, ShowsTheDeviceAndLiveCounters) {
   register_builtin_backends();
   if (std::string why = testing::web_runner_unavailable("chromium"); !why.empty())
@@ -193,7 +195,9 @@ TEST(WebGpuPage, ShowsTheDeviceAndLiveCounters) {
   const std::string png = testing::devtools_screenshot_png(port);
   ASSERT_GT(png.size(), 2000u);
   EXPECT_EQ(png.substr(1, 3), "PNG");
-  std::ofstream("webgpu_device_page.png", std::ios::binary) << png;
+  const std::string shot = testing::temp_dir() + "/webgpu_device_page.png";
+  std::ofstream(shot, std::ios::binary) << png;
+  std::cout << "screenshot of the page: " << shot << "\n";
 }
 
 }  // namespace

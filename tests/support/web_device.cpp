@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -85,18 +86,28 @@ std::string http_get(int port, const std::string& path) {
   std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(port) +
                     "\r\nConnection: close\r\n\r\n";
   s.send_all(req.data(), req.size(), 5000);
+  // The answer's head, then its body by Content-Length (DevTools keeps the connection open).
   std::string all;
   char buf[4096];
+  size_t head_end = std::string::npos, length = std::string::npos;
   for (;;) {
+    if (head_end == std::string::npos && (head_end = all.find("\r\n\r\n")) != std::string::npos) {
+      std::string head = all.substr(0, head_end);
+      for (char& c : head) c = char(std::tolower(static_cast<unsigned char>(c)));
+      auto at = head.find("content-length:");
+      if (at != std::string::npos) length = std::stoul(head.substr(at + 15));
+    }
+    if (head_end != std::string::npos && length != std::string::npos &&
+        all.size() >= head_end + 4 + length)
+      break;
     pollfd p{s.fd(), POLLIN, 0};
     TAPML_REQUIRE(::poll(&p, 1, 5000) > 0, "DevTools: no answer to GET " + path);
     ssize_t n = ::read(s.fd(), buf, sizeof buf);
     if (n <= 0) break;
     all.append(buf, size_t(n));
   }
-  auto body = all.find("\r\n\r\n");
-  TAPML_REQUIRE(body != std::string::npos, "DevTools: malformed answer to GET " + path);
-  return all.substr(body + 4);
+  TAPML_REQUIRE(head_end != std::string::npos, "DevTools: malformed answer to GET " + path);
+  return all.substr(head_end + 4, length);
 }
 
 // One DevTools command on the first page target; its "result".

@@ -26,6 +26,17 @@ function uniformDecl(nBindings, fields) {
   return `struct Params {\n${headerFields(nBindings)}${fields.map((f) => `  ${f},\n`).join('')}}\n` +
     `@group(0) @binding(${nBindings}) var<uniform> P: Params;\n`;
 }
+// The status buffer of the device (device.js): the first failing invocation of any kernel
+// records [code, value, limit, extra]; READ and SYNC report it. Codes: 1 a token id outside
+// the vocabulary, 2 cache rows past its end.
+const statusDecl = (b) => `@group(0) @binding(${b}) var<storage, read_write> ST: array<atomic<u32>>;
+fn report(code: u32, value: u32, limit: u32, extra: u32) {
+  if (atomicCompareExchangeWeak(&ST[0], 0u, code).exchanged) {
+    atomicStore(&ST[1], value);
+    atomicStore(&ST[2], limit);
+    atomicStore(&ST[3], extra);
+  }
+}`;
 const ro = (b, name, type = 'f32') => `@group(0) @binding(${b}) var<storage, read> ${name}: array<${type}>;`;
 const rw = (b, name, type = 'f32') => `@group(0) @binding(${b}) var<storage, read_write> ${name}: array<${type}>;`;
 
@@ -274,11 +285,17 @@ function embeddingShader(dtype) {
 ${ro(0, 'T', 'u32')}
 ${ro(1, 'IDS', 'i32')}
 ${rw(2, 'O', 'u32')}
-${uniformDecl(3, ['n: u32', 'd: u32'])}
+${statusDecl(3)}
+${uniformDecl(4, ['n: u32', 'd: u32', 'v: u32'])}
 ${ENTRY}
   let i = g * ${WG}u + lid;
   if (i >= P.n) { return; }
-  let row = u32(IDS[P.o1 + i / P.d]);
+  let id = IDS[P.o1 + i / P.d];
+  if (id < 0 || u32(id) >= P.v) {
+    report(1u, bitcast<u32>(id), P.v, 0u);
+    return;
+  }
+  let row = u32(id);
   let src = row * P.d + i % P.d;
   O[P.o2 + i] = ${table};
 }`;
@@ -289,18 +306,13 @@ const embedding = {
     if (!['f32', 'f16', 'bf16'].includes(c.inputs[0].dtype)) return `no kernel for embedding with table ${c.inputs[0].dtype}`;
     return null;
   },
-  async check(ctx, c) {
-    const V = c.inputs[0].shape[0];
-    for (const id of await ctx.readI32(c.inputs[1]))
-      if (id < 0 || id >= V) throw new Error(`embedding: token id ${id} outside the vocabulary of ${V}`);
-  },
   encode(ctx, c) {
-    const D = c.inputs[0].shape[1];
+    const [V, D] = c.inputs[0].shape;
     const n = numel(c.outputs[0].shape);
     const td = c.inputs[0].dtype;
     ctx.runner.dispatch(embeddingShader(td),
-      [ctx.entry(c.inputs[0], false, td === 'f32' ? 4 : 2), ctx.entry(c.inputs[1], false, 4), ctx.entry(c.outputs[0], true, 4)],
-      [u32(n), u32(D)], ceilDiv(n, WG));
+      [ctx.entry(c.inputs[0], false, td === 'f32' ? 4 : 2), ctx.entry(c.inputs[1], false, 4), ctx.entry(c.outputs[0], true, 4), ctx.status],
+      [u32(n), u32(D), u32(V)], ceilDiv(n, WG));
   },
 };
 
@@ -367,29 +379,33 @@ const rope = {
 
 // ---- kv_store: rows pos.. of each cache receive k / v, bit for bit -----------------------
 
+// The rows start at pos, read on the GPU; a pos whose rows do not fit is reported (status
+// code 2) and nothing is written.
 const KV_STORE = `
 ${rw(0, 'C', 'u32')}
 ${ro(1, 'S', 'u32')}
-${uniformDecl(2, ['n: u32', 'dst: u32'])}
+${ro(2, 'POS', 'i32')}
+${statusDecl(3)}
+${uniformDecl(4, ['n: u32', 'c: u32', 't: u32', 's: u32'])}
 ${ENTRY}
   let i = g * ${WG}u + lid;
   if (i >= P.n) { return; }
-  C[P.o0 + P.dst + i] = S[P.o1 + i];
+  let pos = POS[P.o2];
+  if (pos < 0 || u32(pos) > P.s || P.t > P.s - u32(pos)) {
+    report(2u, bitcast<u32>(pos), P.s, P.t);
+    return;
+  }
+  C[P.o0 + u32(pos) * P.c + i] = S[P.o1 + i];
 }`;
 
 const kvStore = {
-  async check(ctx, c) {
-    const S = c.inputs[0].shape[0], T = c.inputs[2].shape[0];
-    const [pos] = await ctx.readI32(c.inputs[4]);
-    if (!(pos >= 0 && pos + T <= S)) throw new Error(`kv_store: rows ${pos}..${pos + T} do not fit a cache of ${S}`);
-    c.pos = pos;
-  },
   encode(ctx, c) {
-    const C = c.inputs[0].shape[1];
+    const S = c.inputs[0].shape[0], C = c.inputs[0].shape[1], T = c.inputs[2].shape[0];
     const n = numel(c.inputs[2].shape);
     for (let k = 0; k < 2; ++k)
-      ctx.runner.dispatch(KV_STORE, [ctx.entry(c.outputs[k], true, 4), ctx.entry(c.inputs[2 + k], false, 4)],
-        [u32(n), u32(c.pos * C)], ceilDiv(n, WG));
+      ctx.runner.dispatch(KV_STORE,
+        [ctx.entry(c.outputs[k], true, 4), ctx.entry(c.inputs[2 + k], false, 4), ctx.entry(c.inputs[4], false, 4), ctx.status],
+        [u32(n), u32(C), u32(T), u32(S)], ceilDiv(n, WG));
   },
 };
 

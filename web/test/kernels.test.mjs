@@ -308,16 +308,38 @@ for (const [T, N, lo, hi, eps] of [[3, 67, -1, 1, 1e-5], [2, 4099, -1, 1, 1e-6],
     return check(this, a, o, ref.layernorm(x.values, w.values, T, N, eps), floor(4, N) * Math.max(1, 2 * meanMag / spread));
   });
 
-// Errors reported, not crashes: a bad token id, a cache position out of range.
+// Errors reported, not crashes: a bad token id, a cache position out of range. The kernels
+// check on the GPU, so the RUN is accepted and the next SYNC (or READ) is the ERROR; the one
+// after it is clean again.
+async function failsAtSync(c, call, pattern) {
+  await c.run(call);
+  try { await c.sync(); } catch (e) {
+    if (!pattern.test(e.message)) throw e;
+    await c.sync();
+    return 'refused';
+  }
+  throw new Error('no error');
+}
 add('embedding id outside the vocabulary is an ERROR', async (c, r) => {
   const a = new Arena(c, r);
   const t0 = a.add('f32', [4, 8], f32s(32, -1, 1, r).bytes), t1 = a.add('i32', [2], i32s([1, 4]).bytes), o = a.add('f32', [2, 8]);
   await a.upload();
-  try { await c.run({ op: 'embedding', attrs: {}, inputs: [t0, t1], outputs: [o] }); } catch (e) {
-    if (/token id 4 outside the vocabulary of 4/.test(e.message)) return 'refused';
-    throw e;
-  }
-  throw new Error('no error');
+  return failsAtSync(c, { op: 'embedding', attrs: {}, inputs: [t0, t1], outputs: [o] }, /token id 4 outside the vocabulary of 4/);
+});
+add('a negative embedding id is an ERROR', async (c, r) => {
+  const a = new Arena(c, r);
+  const t0 = a.add('f32', [4, 8], f32s(32, -1, 1, r).bytes), t1 = a.add('i32', [2], i32s([-3, 0]).bytes), o = a.add('f32', [2, 8]);
+  await a.upload();
+  return failsAtSync(c, { op: 'embedding', attrs: {}, inputs: [t0, t1], outputs: [o] }, /token id -3 outside the vocabulary of 4/);
+});
+add('kv_store rows past the cache are an ERROR', async (c, r) => {
+  const a = new Arena(c, r);
+  const kc = a.add('f32', [6, 4]), vc = a.add('f32', [6, 4]);
+  const k = a.add('f32', [2, 4], f32s(8, -1, 1, r).bytes), v = a.add('f32', [2, 4], f32s(8, -1, 1, r).bytes);
+  const pos = a.add('i32', [1], i32s([5]).bytes);
+  await a.upload();
+  return failsAtSync(c, { op: 'kv_store', attrs: {}, inputs: [kc, vc, k, v, pos], outputs: [kc, vc] },
+    /kv_store: rows 5\.\.7 do not fit a cache of 6/);
 });
 
 // ---- main -----------------------------------------------------------------------------------

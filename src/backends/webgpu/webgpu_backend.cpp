@@ -246,6 +246,8 @@ std::unique_ptr<Backend> make_webgpu_backend(const BackendUri& uri) {
                               ? uri.int_param("call_timeout_ms", 0, o.timeout_ms, kDay)
                               : std::max(120000, o.timeout_ms));
   o.hash_min = uint64_t(uri.int_param("hash_min", 4096, 0, INT64_MAX));
+  // A round trip through the relay costs more than a buffer kept: reuse freed ones.
+  o.reuse_bytes = size_t(64) << 20;
   o.describe = [](const rpc::HelloOk& h) { return rpc::printable(h.device); };
   Target t;
   t.wait_ms =
