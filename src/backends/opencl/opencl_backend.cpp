@@ -34,7 +34,7 @@ struct TensorArg {
 };
 
 // One kernel of one program, as a call uses it: kernels/FILE.cl's NAME, built with the
-// weight dtype WTYPE; `group` work-items per work-group for the reducing kernels (0: any).
+// weight dtype WTYPE; `reduces`: a kernel with a fixed work-group size (its reductions).
 struct KernelKey {
   const char* file;
   const char* name;
