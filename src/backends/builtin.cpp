@@ -8,6 +8,9 @@
 #include "backends/ref/ref_backend.h"
 #include "backends/remote/tcp_backend.h"
 #include "backends/webgpu/webgpu_backend.h"
+#ifdef TAPML_WITH_OPENCL
+#include "backends/opencl/opencl_backend.h"
+#endif
 #ifdef TAPML_WITH_VULKAN
 #include "backends/vulkan/vulkan_backend.h"
 #endif
@@ -35,6 +38,12 @@ void register_builtin_backends() {
                      "Vulkan 1.1 compute: vulkan (device 0), vulkan:N or vulkan:NAME "
                      "(tapml info --backends lists the devices)",
                      make_vulkan_backend, vulkan_devices);
+#endif
+#ifdef TAPML_WITH_OPENCL
+    register_backend("opencl",
+                     "OpenCL 1.2+ (GPUs; CPUs through PoCL): opencl (the first GPU, else the "
+                     "first device), opencl:P or opencl:P:D (tapml info --backends lists them)",
+                     make_opencl_backend, opencl_devices);
 #endif
   });
 }

@@ -1,0 +1,70 @@
+// One work-group of WG items per (query row t, head h). Scores go to a scratch row of P
+// floats (keys can outnumber local memory); max and sum are tree-reduced in local memory,
+// and each output dimension's weighted sum over keys is split over the group's items and
+// reduced too, so long contexts keep f32 accuracy. Row t is query P - T + t (causal).
+// window (0: none) lets row t see keys last - window + 1 .. last; softcap (0: none) turns
+// each scaled score s into softcap * tanh(s / softcap). Key head of h: h / (H / KV).
+kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void attention(
+    global const uchar* qb, ulong qo, global const uchar* kb, ulong ko, global const uchar* vb,
+    ulong vo, global uchar* ob, ulong oo, global float* score, uint T, uint P, uint H, uint KV,
+    uint hd, float scale, uint window, float cap) {
+  local float red[WG];
+  uint g = get_group_id(0), tid = get_local_id(0);
+  uint t = g / H, h = g % H, kh = h / (H / KV);
+  uint last = P - T + t;
+  uint first = window != 0 && last + 1 > window ? last + 1 - window : 0;
+  global const float* q = CTENSOR(float, qb, qo) + (size_t)t * H * hd + (size_t)h * hd;
+  uint kw = KV * hd;
+  global const float* k = CTENSOR(float, kb, ko) + (size_t)kh * hd;
+  global const float* v = CTENSOR(float, vb, vo) + (size_t)kh * hd;
+  global float* s = score + (size_t)g * P;
+  float mx = -INFINITY;
+  for (uint j = first + tid; j <= last; j += WG) {
+    float dot = 0.0f;
+    global const float* kj = k + (size_t)j * kw;
+    for (uint i = 0; i < hd; ++i) dot += q[i] * kj[i];
+    dot *= scale;
+    if (cap > 0.0f) dot = cap * tanh_f32(dot / cap);
+    s[j] = dot;
+    mx = fmax(mx, dot);
+  }
+  red[tid] = mx;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (uint r = WG / 2; r > 0; r >>= 1) {
+    if (tid < r) red[tid] = fmax(red[tid], red[tid + r]);
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  mx = red[0];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  float sum = 0.0f;
+  for (uint j = first + tid; j <= last; j += WG) {
+    float e = exp(s[j] - mx);
+    s[j] = e;
+    sum += e;
+  }
+  red[tid] = sum;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (uint r = WG / 2; r > 0; r >>= 1) {
+    if (tid < r) red[tid] += red[tid + r];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  float inv = 1.0f / red[0];
+  barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+  // Items split into `lanes` groups over keys for each of `dims` output dimensions.
+  uint dims = min(hd, (uint)WG), lanes = WG / dims;
+  global float* out = TENSOR(float, ob, oo) + (size_t)t * H * hd + (size_t)h * hd;
+  for (uint i0 = 0; i0 < hd; i0 += dims) {
+    uint i = i0 + tid % dims, lane = tid / dims;
+    float acc = 0.0f;
+    if (lane < lanes && i < hd)
+      for (uint j = first + lane; j <= last; j += lanes) acc += s[j] * v[(size_t)j * kw + i];
+    red[tid] = acc;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (tid < dims && i < hd) {
+      float total = 0.0f;
+      for (uint l = 0; l < lanes; ++l) total += red[l * dims + tid];
+      out[i] = total * inv;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+}

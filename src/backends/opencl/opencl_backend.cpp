@@ -1,0 +1,648 @@
+// The opencl backend. One in-order queue per backend on the device's shared context; every
+// tensor is passed to a kernel as its buffer and byte offset, so a tensor may start at any
+// (element-aligned) offset the host chose. Kernels are enqueued without waiting; write()
+// and read() are blocking transfers on the same queue, so they see every earlier call.
+#include "backends/opencl/opencl_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <string_view>
+#include <type_traits>
+#include <unordered_map>
+
+#include "backend/kernel_table.h"
+#include "backends/opencl/cl_api.h"
+#include "backends/opencl/device.h"
+#include "core/error.h"
+
+namespace tapml {
+
+namespace {
+
+using namespace opencl;
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+int weight_code(DType t) { return t == DType::F16 ? 1 : t == DType::BF16 ? 2 : 0; }
+
+// A tensor as two kernel arguments: its buffer and its byte offset.
+struct TensorArg {
+  cl_mem mem;
+  cl_ulong offset;
+};
+
+// One kernel of one program, as a call uses it: kernels/FILE.cl's NAME, built with the
+// weight dtype WTYPE; `reduces`: a kernel with a fixed work-group size (its reductions).
+struct KernelKey {
+  const char* file;
+  const char* name;
+  int wtype = 0;
+  bool reduces = false;
+};
+
+// Work-items per group of the reducing kernels: a power of two, at most the device's limit.
+size_t group_size(size_t preferred, size_t device_max) {
+  size_t g = 1;
+  while (g * 2 <= std::min(preferred, device_max)) g *= 2;
+  return g;
+}
+
+class OpenClBackend final : public Backend {
+ public:
+  OpenClBackend(const ClApi& cl, const DeviceFacts& device, const BackendUri& uri)
+      : cl_(cl), device_(device), ctx_(DeviceContext::of(cl, device)) {
+    info_ = {uri.text, "opencl", device_.describe(), size_t(device_.max_alloc),
+             size_t(device_.global_memory)};
+    cl_int err = CL_SUCCESS;
+    queue_ = cl_.clCreateCommandQueue(ctx_->context(), device_.device, 0, &err);
+    check(err, "clCreateCommandQueue");
+    wg_ = group_size(128, device_.max_work_group);
+    matmul_wg_ = group_size(64, device_.max_work_group);
+    items_wg_ = group_size(64, device_.max_work_group);
+    dummy_ = create(16);
+
+    kernels_.add(Op::Embedding, this, &OpenClBackend::embedding);
+    kernels_.add(Op::RmsNorm, this, &OpenClBackend::rmsnorm);
+    kernels_.add(Op::Matmul, this, &OpenClBackend::matmul);
+    kernels_.add(Op::Rope, this, &OpenClBackend::rope, {}, {"freq_factors"});
+    kernels_.add(Op::KvStore, this, &OpenClBackend::kv_store);
+    kernels_.add(Op::Attention, this, &OpenClBackend::attention, {}, {"window", "softcap"});
+    kernels_.add(Op::Swiglu, this, &OpenClBackend::swiglu);
+    kernels_.add(Op::Add, this, &OpenClBackend::add);
+    kernels_.add(Op::Gelu, this, &OpenClBackend::gelu);
+    kernels_.add(Op::LayerNorm, this, &OpenClBackend::layernorm);
+    kernels_.add(Op::Bias, this, &OpenClBackend::bias);
+    kernels_.add(Op::Mul, this, &OpenClBackend::mul);
+    kernels_.add(Op::Scale, this, &OpenClBackend::scale);
+    kernels_.add(Op::Softcap, this, &OpenClBackend::softcap);
+    kernels_.add(Op::SigmoidGate, this, &OpenClBackend::sigmoid_gate);
+    kernels_.add(Op::MoeRoute, this, &OpenClBackend::moe_route);
+    kernels_.add(Op::MoeFfn, this, &OpenClBackend::moe_ffn);
+  }
+
+  ~OpenClBackend() override {
+    cl_.clFinish(queue_);
+    for (auto& [id, b] : buffers_) cl_.clReleaseMemObject(b.mem);
+    for (auto& [cap, list] : spare_)
+      for (cl_mem m : list) cl_.clReleaseMemObject(m);
+    for (auto& [key, m] : rope_tables_) cl_.clReleaseMemObject(m);
+    if (scratch_) cl_.clReleaseMemObject(scratch_);
+    cl_.clReleaseMemObject(dummy_);
+    for (auto& [key, k] : built_) cl_.clReleaseKernel(k);
+    cl_.clReleaseCommandQueue(queue_);
+  }
+
+  const BackendInfo& info() const override { return info_; }
+
+  BufferId alloc(size_t bytes) override {
+    TAPML_REQUIRE(bytes <= device_.max_alloc,
+                  "opencl: a buffer of " + std::to_string(bytes) +
+                      " bytes exceeds the device's CL_DEVICE_MAX_MEM_ALLOC_SIZE of " +
+                      std::to_string(device_.max_alloc));
+    const size_t cap = std::max<size_t>(256, (bytes + 255) / 256 * 256);
+    cl_mem m = nullptr;
+    auto it = spare_.find(cap);
+    if (it != spare_.end() && !it->second.empty()) {
+      m = it->second.back();
+      it->second.pop_back();
+    } else {
+      m = create(cap);
+    }
+    BufferId id = next_id_++;
+    buffers_[id] = {m, bytes, cap};
+    return id;
+  }
+
+  // Freed buffers are kept for reuse: a decode step frees and allocates the same sizes every
+  // time. A queued kernel may still use it; a later use is queued after that kernel.
+  void free(BufferId id) override {
+    auto it = buffers_.find(id);
+    TAPML_REQUIRE(it != buffers_.end(), "opencl: free of unknown buffer " + std::to_string(id));
+    spare_[it->second.capacity].push_back(it->second.mem);
+    buffers_.erase(it);
+    shadow_.erase(id);
+  }
+
+  void write(BufferId id, size_t offset, const void* src, size_t bytes) override {
+    const Buffer& b = buffer(id, offset, bytes, "write");
+    if (bytes > 0)
+      check(
+          cl_.clEnqueueWriteBuffer(queue_, b.mem, CL_TRUE, offset, bytes, src, 0, nullptr, nullptr),
+          "clEnqueueWriteBuffer");
+    if (bytes <= kShadowBytes) {
+      const std::byte* p = static_cast<const std::byte*>(src);
+      shadow_[id] = {offset, std::vector<std::byte>(p, p + bytes)};
+    } else {
+      shadow_.erase(id);
+    }
+  }
+
+  void read(BufferId id, size_t offset, void* dst, size_t bytes) override {
+    const Buffer& b = buffer(id, offset, bytes, "read");
+    if (bytes > 0)
+      check(
+          cl_.clEnqueueReadBuffer(queue_, b.mem, CL_TRUE, offset, bytes, dst, 0, nullptr, nullptr),
+          "clEnqueueReadBuffer");
+  }
+
+  void sync() override { check(cl_.clFinish(queue_), "clFinish"); }
+
+  Support supports(const OpCall& c) const override {
+    try {
+      validate(c);
+    } catch (const Error& e) {
+      return Support::no(e.what());
+    }
+    std::string why;
+    if (!kernels_.find(c, "opencl", &why)) return Support::no(why);
+    const std::string op(op_name(c.op));
+    auto fits = [&](const DeviceTensor& t, const char* what) -> Support {
+      const size_t align = dtype_size(t.dtype) == 2 ? 2 : 4;
+      if (t.offset % align)
+        return Support::no("opencl: " + op + " " + what + " at byte offset " +
+                           std::to_string(t.offset) + " is not " + std::to_string(align) +
+                           "-byte aligned");
+      if (t.nbytes() > device_.max_alloc)
+        return Support::no("opencl: " + op + " " + what + " " + t.shape.str() + " of " +
+                           std::to_string(t.nbytes()) +
+                           " bytes exceeds the device's CL_DEVICE_MAX_MEM_ALLOC_SIZE of " +
+                           std::to_string(device_.max_alloc));
+      if (uint64_t(t.shape.numel()) > UINT32_MAX)
+        return Support::no("opencl: " + op + " " + what + " " + t.shape.str() +
+                           " has more than 2^32 - 1 elements (the kernels index in 32 bits)");
+      return Support::yes();
+    };
+    for (auto& t : c.inputs)
+      if (Support s = fits(t, "input"); !s.ok) return s;
+    for (auto& t : c.outputs)
+      if (Support s = fits(t, "output"); !s.ok) return s;
+    if (c.op == Op::Attention || c.op == Op::MoeFfn) {
+      const size_t scratch = scratch_bytes(c);
+      if (scratch > device_.max_alloc)
+        return Support::no(
+            "opencl: " + op + (c.op == Op::Attention ? " scores need " : " activations need ") +
+            std::to_string(scratch) + " bytes, over the device's CL_DEVICE_MAX_MEM_ALLOC_SIZE of " +
+            std::to_string(device_.max_alloc));
+    }
+    for (const KernelKey& k : keys(c))
+      if (Support s = kernel_fits(k); !s.ok) return s;
+    return Support::yes();
+  }
+
+  void run(const OpCall& c) override {
+    for (auto& t : c.inputs) buffer(t.buffer, t.offset, t.nbytes(), "run");
+    for (auto& t : c.outputs) buffer(t.buffer, t.offset, t.nbytes(), "run");
+    if (Support s = supports(c); !s.ok) throw Error(s.reason);
+    for (auto& t : c.outputs) shadow_.erase(t.buffer);
+    kernels_.run(c, "opencl");
+  }
+
+ private:
+  struct Buffer {
+    cl_mem mem = nullptr;
+    size_t size = 0;      // as asked for
+    size_t capacity = 0;  // as allocated
+  };
+
+  cl_mem create(size_t bytes) {
+    cl_int err = CL_SUCCESS;
+    cl_mem m = cl_.clCreateBuffer(ctx_->context(), CL_MEM_READ_WRITE, bytes, nullptr, &err);
+    if (err == CL_MEM_OBJECT_ALLOCATION_FAILURE || err == CL_OUT_OF_RESOURCES ||
+        err == CL_OUT_OF_HOST_MEMORY)
+      throw Error("opencl: out of memory allocating " + std::to_string(bytes) + " bytes (" +
+                  cl_error_name(err) + ")");
+    check(err, "clCreateBuffer of " + std::to_string(bytes) + " bytes");
+    return m;
+  }
+
+  const Buffer& buffer(BufferId id, size_t offset, size_t bytes, const char* what) const {
+    auto it = buffers_.find(id);
+    TAPML_REQUIRE(it != buffers_.end(),
+                  std::string("opencl: ") + what + " of unknown buffer " + std::to_string(id));
+    TAPML_REQUIRE(offset <= it->second.size && bytes <= it->second.size - offset,
+                  std::string("opencl: ") + what + " of " + std::to_string(bytes) +
+                      " bytes at offset " + std::to_string(offset) + " lies outside buffer " +
+                      std::to_string(id) + " of " + std::to_string(it->second.size));
+    return it->second;
+  }
+
+  TensorArg arg(const DeviceTensor& t) const {
+    return {buffer(t.buffer, t.offset, t.nbytes(), "run").mem, cl_ulong(t.offset)};
+  }
+
+  // The kernels a call runs, for supports() to build and check before run() needs them.
+  static std::vector<KernelKey> keys(const OpCall& c) {
+    switch (c.op) {
+      case Op::Embedding:
+        return {{"embedding", "embedding", weight_code(c.inputs[0].dtype)}};
+      case Op::RmsNorm:
+        return {{"rmsnorm", "rmsnorm", weight_code(c.inputs[1].dtype), true}};
+      case Op::Matmul:
+        return {{"matmul", "matmul", weight_code(c.inputs[1].dtype), true}};
+      case Op::Rope:
+        return {{"rope", "rope"}};
+      case Op::KvStore:
+        return {{"kv_store", "kv_store"}};
+      case Op::Attention:
+        return {{"attention", "attention", 0, true}};
+      case Op::Gelu:
+        return {{"gelu", "gelu"}};
+      case Op::LayerNorm:
+        return {{"layernorm", "layernorm", 0, true}};
+      case Op::MoeRoute:
+        return {{"moe", "moe_route", 0, true}};
+      case Op::MoeFfn: {
+        const int w = weight_code(c.inputs[2].dtype);
+        return {{"moe", "moe_gate_up", w, true}, {"moe", "moe_down", w, true}};
+      }
+      case Op::Swiglu:
+        return {{"elementwise", "swiglu"}};
+      case Op::Add:
+        return {{"elementwise", "add"}};
+      case Op::Bias:
+        return {{"elementwise", "bias"}};
+      case Op::Mul:
+        return {{"elementwise", "mul"}};
+      case Op::Scale:
+        return {{"elementwise", "scale"}};
+      case Op::Softcap:
+        return {{"elementwise", "softcap"}};
+      case Op::SigmoidGate:
+        return {{"elementwise", "sigmoid_gate"}};
+      default:
+        return {};
+    }
+  }
+
+  size_t group_of(const KernelKey& k) const {
+    if (!k.reduces) return items_wg_;
+    return std::string_view(k.name) == "matmul" ? matmul_wg_ : wg_;
+  }
+
+  std::string options(const KernelKey& k) const {
+    std::string o = "-DWTYPE=" + std::to_string(k.wtype);
+    if (k.reduces) o += " -DWG=" + std::to_string(group_of(k));
+    if (std::string_view(k.file) == "rope" && device_.fp64) o += " -DROPE_F64";
+    return o;
+  }
+
+  // The kernel, built now if it was not (the device's program cache builds each program once).
+  cl_kernel kernel(const KernelKey& k) const {
+    const std::string key = std::string(k.name) + '\n' + options(k);
+    auto it = built_.find(key);
+    if (it != built_.end()) return it->second;
+    cl_program p = ctx_->program(k.file, options(k));
+    cl_int err = CL_SUCCESS;
+    cl_kernel kern = cl_.clCreateKernel(p, k.name, &err);
+    check(err, std::string("clCreateKernel (") + k.name + ")");
+    built_[key] = kern;
+    return kern;
+  }
+
+  // Builds the kernel and checks that the device can run it with the group size it needs.
+  Support kernel_fits(const KernelKey& k) const {
+    const std::string key = std::string(k.name) + '\n' + options(k);
+    auto it = fits_.find(key);
+    if (it != fits_.end()) return it->second;
+    return fits_[key] = measure_fit(k);
+  }
+
+  Support measure_fit(const KernelKey& k) const {
+    cl_kernel kern = nullptr;
+    try {
+      kern = kernel(k);
+    } catch (const Error& e) {
+      return Support::no(e.what());
+    }
+    const size_t want = group_of(k);
+    size_t most = 0;
+    cl_ulong local = 0;
+    cl_.clGetKernelWorkGroupInfo(kern, device_.device, CL_KERNEL_WORK_GROUP_SIZE, sizeof most,
+                                 &most, nullptr);
+    cl_.clGetKernelWorkGroupInfo(kern, device_.device, CL_KERNEL_LOCAL_MEM_SIZE, sizeof local,
+                                 &local, nullptr);
+    if (k.reduces && most > 0 && most < want)
+      return Support::no(std::string("opencl: kernel ") + k.name + " needs work-groups of " +
+                         std::to_string(want) + " items; the device allows " +
+                         std::to_string(most) + " for it (CL_KERNEL_WORK_GROUP_SIZE)");
+    if (local > device_.local_memory)
+      return Support::no(std::string("opencl: kernel ") + k.name + " needs " +
+                         std::to_string(local) +
+                         " bytes of local memory, over the device's CL_DEVICE_LOCAL_MEM_SIZE of " +
+                         std::to_string(device_.local_memory));
+    return Support::yes();
+  }
+
+  void set_args(cl_kernel, cl_uint) {}
+  template <class A, class... Rest>
+  void set_args(cl_kernel k, cl_uint i, const A& a, const Rest&... rest) {
+    if constexpr (std::is_same_v<A, TensorArg>) {
+      check(cl_.clSetKernelArg(k, i, sizeof(cl_mem), &a.mem), "clSetKernelArg");
+      check(cl_.clSetKernelArg(k, i + 1, sizeof(cl_ulong), &a.offset), "clSetKernelArg");
+      set_args(k, i + 2, rest...);
+    } else {
+      check(cl_.clSetKernelArg(k, i, sizeof(A), &a), "clSetKernelArg");
+      set_args(k, i + 1, rest...);
+    }
+  }
+
+  // Enqueues `groups` work-groups of the key's group size; nothing for none.
+  template <class... Args>
+  void launch(const KernelKey& key, int64_t groups, const Args&... args) {
+    if (groups <= 0) return;
+    cl_kernel k = kernel(key);
+    set_args(k, 0, args...);
+    const size_t local = group_of(key);
+    const size_t global = size_t(groups) * local;
+    cl_int r =
+        cl_.clEnqueueNDRangeKernel(queue_, k, 1, nullptr, &global, &local, 0, nullptr, nullptr);
+    check(r, std::string("clEnqueueNDRangeKernel (") + key.name + ", " + std::to_string(global) +
+                 " items)");
+  }
+  // One work-item per element of n.
+  template <class... Args>
+  void launch_items(const KernelKey& key, int64_t n, const Args&... args) {
+    launch(key, ceil_div(n, int64_t(items_wg_)), args...);
+  }
+
+  // Token ids and cache positions, checked on the host. They were usually just written by
+  // the host, so the copy kept by write() answers without waiting for queued kernels.
+  std::vector<int32_t> read_i32(const DeviceTensor& t) {
+    std::vector<int32_t> v(size_t(t.shape.numel()));
+    auto it = shadow_.find(t.buffer);
+    if (it != shadow_.end() && t.offset >= it->second.offset &&
+        t.offset + v.size() * 4 <= it->second.offset + it->second.bytes.size()) {
+      std::memcpy(v.data(), it->second.bytes.data() + (t.offset - it->second.offset), v.size() * 4);
+      return v;
+    }
+    read(t.buffer, t.offset, v.data(), v.size() * 4);
+    return v;
+  }
+
+  // rope's frequencies base^(-2i/rd), i < rd/2: as doubles, then as floats.
+  cl_mem rope_table(double base, int64_t rd) {
+    auto key = std::make_pair(base, rd);
+    auto it = rope_tables_.find(key);
+    if (it != rope_tables_.end()) return it->second;
+    const size_t half = size_t(rd / 2);
+    std::vector<std::byte> bytes(std::max<size_t>(half * 12, 16));
+    for (size_t i = 0; i < half; ++i) {
+      double f = std::pow(base, -2.0 * double(i) / double(rd));
+      float ff = float(f);
+      std::memcpy(bytes.data() + 8 * i, &f, 8);
+      std::memcpy(bytes.data() + 8 * half + 4 * i, &ff, 4);
+    }
+    cl_mem m = create(bytes.size());
+    check(cl_.clEnqueueWriteBuffer(queue_, m, CL_TRUE, 0, bytes.size(), bytes.data(), 0, nullptr,
+                                   nullptr),
+          "clEnqueueWriteBuffer");
+    return rope_tables_[key] = m;
+  }
+
+  // The scratch a call needs: attention's scores [T, H, P], moe_ffn's activations [T, E, H].
+  static size_t scratch_bytes(const OpCall& c) {
+    if (c.op == Op::MoeFfn)
+      return size_t(c.inputs[0].shape[0]) * size_t(c.inputs[1].shape[1]) *
+             size_t(c.inputs[2].shape[1]) * 4;
+    return size_t(c.inputs[0].shape[0]) * size_t(c.attrs.get_int("n_heads")) *
+           size_t(c.inputs[1].shape[0]) * 4;
+  }
+
+  // Calls run in queue order, so one scratch buffer serves them all; a released buffer
+  // lives on until the kernels queued on it have run.
+  cl_mem scratch(size_t bytes) {
+    if (scratch_capacity_ < std::max<size_t>(bytes, 4)) {
+      if (scratch_) cl_.clReleaseMemObject(scratch_);
+      scratch_capacity_ = std::max<size_t>(256, std::min<size_t>(bytes * 2, device_.max_alloc));
+      scratch_capacity_ = std::max(scratch_capacity_, bytes);
+      scratch_ = create(scratch_capacity_);
+    }
+    return scratch_;
+  }
+
+  static cl_uint u32(int64_t v) { return cl_uint(v); }
+
+  void check_ids(const OpCall& c) {
+    const int64_t V = c.inputs[0].shape[0];
+    // Checked before anything runs, so a bad id leaves the output untouched.
+    for (int32_t id : read_i32(c.inputs[1]))
+      TAPML_REQUIRE(id >= 0 && id < V, "embedding: token id " + std::to_string(id) +
+                                           " outside the vocabulary of " + std::to_string(V));
+  }
+
+  void embedding(const OpCall& c) {
+    check_ids(c);
+    const int64_t n = c.outputs[0].shape.numel();
+    launch_items(keys(c)[0], n, arg(c.inputs[0]), arg(c.inputs[1]), arg(c.outputs[0]), u32(n),
+                 u32(c.inputs[0].shape[1]));
+  }
+
+  void rmsnorm(const OpCall& c) {
+    launch(keys(c)[0], c.inputs[0].shape[0], arg(c.inputs[0]), arg(c.inputs[1]), arg(c.outputs[0]),
+           u32(c.inputs[0].shape[1]), cl_float(c.attrs.get("eps")));
+  }
+
+  void matmul(const OpCall& c) {
+    const int64_t T = c.inputs[0].shape[0], K = c.inputs[0].shape[1], N = c.inputs[1].shape[0];
+    launch(keys(c)[0], N * ceil_div(T, 4), arg(c.inputs[0]), arg(c.inputs[1]), arg(c.outputs[0]),
+           u32(T), u32(K), u32(N));
+  }
+
+  void rope(const OpCall& c) {
+    const int64_t T = c.inputs[0].shape[0], H = c.attrs.get_int("n_heads");
+    const int64_t hd = c.attrs.get_int("head_dim"), rd = c.attrs.get_int("rope_dim");
+    const bool factors = c.inputs.size() > 2;
+    cl_mem table = rope_table(c.attrs.get("base"), rd);
+    const TensorArg f = factors ? arg(c.inputs[2]) : TensorArg{dummy_, 0};
+    const int64_t n = T * H * (hd - rd / 2);
+    launch_items(keys(c)[0], n, arg(c.inputs[0]), arg(c.inputs[1]), arg(c.outputs[0]), table, f,
+                 u32(n), u32(H), u32(hd), u32(rd), u32(c.attrs.get_int("pairing") == 1),
+                 u32(factors));
+  }
+
+  void kv_store(const OpCall& c) {
+    const int64_t S = c.inputs[0].shape[0], C = c.inputs[0].shape[1];
+    const int64_t T = c.inputs[2].shape[0];
+    const int64_t pos = read_i32(c.inputs[4])[0];
+    TAPML_REQUIRE(pos >= 0 && pos + T <= S, "kv_store: rows " + std::to_string(pos) + ".." +
+                                                std::to_string(pos + T) +
+                                                " do not fit a cache of " + std::to_string(S));
+    launch_items(keys(c)[0], T * C, arg(c.outputs[0]), arg(c.outputs[1]), arg(c.inputs[2]),
+                 arg(c.inputs[3]), arg(c.inputs[4]), u32(T * C), u32(C));
+  }
+
+  void attention(const OpCall& c) {
+    const int64_t T = c.inputs[0].shape[0], P = c.inputs[1].shape[0];
+    const int64_t H = c.attrs.get_int("n_heads");
+    // A window of P or more keys, or none, hides no key (0); softcap 0 is none.
+    const double window = c.attrs.get_or("window", 0), softcap = c.attrs.get_or("softcap", 0);
+    const cl_uint w = window > 0 && window < double(P) ? cl_uint(window) : 0;
+    cl_mem s = scratch(scratch_bytes(c));
+    launch(keys(c)[0], T * H, arg(c.inputs[0]), arg(c.inputs[1]), arg(c.inputs[2]),
+           arg(c.outputs[0]), s, u32(T), u32(P), u32(H), u32(c.attrs.get_int("n_kv_heads")),
+           u32(c.attrs.get_int("head_dim")), cl_float(c.attrs.get("scale")), w, cl_float(softcap));
+  }
+
+  void binary(const OpCall& c) {
+    const int64_t n = c.inputs[0].shape.numel();
+    launch_items(keys(c)[0], n, arg(c.inputs[0]), arg(c.inputs[1]), arg(c.outputs[0]), u32(n));
+  }
+  void swiglu(const OpCall& c) { binary(c); }
+  void add(const OpCall& c) { binary(c); }
+  void mul(const OpCall& c) { binary(c); }
+
+  void bias(const OpCall& c) {
+    const int64_t n = c.inputs[0].shape.numel();
+    launch_items(keys(c)[0], n, arg(c.inputs[0]), arg(c.inputs[1]), arg(c.outputs[0]), u32(n),
+                 u32(c.inputs[0].shape[1]));
+  }
+
+  void sigmoid_gate(const OpCall& c) {
+    const int64_t n = c.inputs[0].shape.numel();
+    launch_items(keys(c)[0], n, arg(c.inputs[0]), arg(c.inputs[1]), arg(c.outputs[0]), u32(n),
+                 u32(c.inputs[0].shape[1]));
+  }
+
+  // s and cap rounded to f32, which the catalog allows (one more rounding).
+  void scale(const OpCall& c) {
+    const int64_t n = c.inputs[0].shape.numel();
+    launch_items(keys(c)[0], n, arg(c.inputs[0]), arg(c.outputs[0]), u32(n),
+                 cl_float(c.attrs.get("s")));
+  }
+
+  void softcap(const OpCall& c) {
+    const int64_t n = c.inputs[0].shape.numel();
+    launch_items(keys(c)[0], n, arg(c.inputs[0]), arg(c.outputs[0]), u32(n),
+                 cl_float(c.attrs.get("cap")));
+  }
+
+  void gelu(const OpCall& c) {
+    const int64_t n = c.inputs[0].shape.numel();
+    launch_items(keys(c)[0], n, arg(c.inputs[0]), arg(c.outputs[0]), u32(n),
+                 u32(c.attrs.get_int("approx") == 1));
+  }
+
+  void layernorm(const OpCall& c) {
+    launch(keys(c)[0], c.inputs[0].shape[0], arg(c.inputs[0]), arg(c.inputs[1]), arg(c.outputs[0]),
+           u32(c.inputs[0].shape[1]), cl_float(c.attrs.get("eps")));
+  }
+
+  void moe_route(const OpCall& c) {
+    launch(keys(c)[0], c.inputs[0].shape[0], arg(c.inputs[0]), arg(c.outputs[0]),
+           u32(c.inputs[0].shape[1]), u32(c.attrs.get_int("k")), u32(c.attrs.get_int("norm") == 1));
+  }
+
+  // Two kernels, both reading route on the device: moe_gate_up writes silu(gate x) * (up x)
+  // of every routed (token, expert) into scratch [T, E, H], and moe_down sums the
+  // route-weighted down projections of each token's experts.
+  void moe_ffn(const OpCall& c) {
+    const int64_t T = c.inputs[0].shape[0], D = c.inputs[0].shape[1];
+    const int64_t E = c.inputs[1].shape[1], H = c.inputs[2].shape[1];
+    if (T == 0) return;
+    cl_mem act = scratch(scratch_bytes(c));
+    const std::vector<KernelKey> k = keys(c);
+    launch(k[0], ceil_div(T, 4) * E * H, arg(c.inputs[0]), arg(c.inputs[1]), arg(c.inputs[2]),
+           arg(c.inputs[3]), act, u32(T), u32(D), u32(H), u32(E));
+    launch(k[1], ceil_div(T, 4) * D, act, arg(c.inputs[1]), arg(c.inputs[4]), arg(c.outputs[0]),
+           u32(T), u32(D), u32(H), u32(E));
+  }
+
+  const ClApi& cl_;
+  DeviceFacts device_;
+  std::shared_ptr<DeviceContext> ctx_;
+  BackendInfo info_;
+  cl_command_queue queue_ = nullptr;
+  size_t wg_ = 1, matmul_wg_ = 1, items_wg_ = 1;
+  KernelTable kernels_;
+  mutable std::map<std::string, cl_kernel> built_;  // by name and build options
+  mutable std::map<std::string, Support> fits_;     // kernel_fits() of each of them
+
+  std::unordered_map<BufferId, Buffer> buffers_;
+  std::unordered_map<size_t, std::vector<cl_mem>> spare_;
+  // The last small host write of each buffer, until a kernel writes that buffer.
+  struct Shadow {
+    size_t offset = 0;
+    std::vector<std::byte> bytes;
+  };
+  static constexpr size_t kShadowBytes = 4096;
+  std::unordered_map<BufferId, Shadow> shadow_;
+  std::map<std::pair<double, int64_t>, cl_mem> rope_tables_;
+  cl_mem scratch_ = nullptr, dummy_ = nullptr;
+  size_t scratch_capacity_ = 0;
+  BufferId next_id_ = 1;
+};
+
+// The device a URI names: opencl, opencl:P or opencl:P:D.
+DeviceFacts pick(const std::vector<std::vector<DeviceFacts>>& platforms, const BackendUri& uri) {
+  auto index = [&](const std::string& s, const char* what) {
+    TAPML_REQUIRE_USAGE(
+        !s.empty() && s.size() < 6 &&
+            std::all_of(s.begin(), s.end(), [](char ch) { return ch >= '0' && ch <= '9'; }),
+        "backend URI '" + uri.text + "': " + what + " '" + s +
+            "' is not an index (opencl[:PLATFORM[:DEVICE]]; see tapml info "
+            "--backends)");
+    return size_t(std::stoul(s));
+  };
+  auto first_gpu_else_first = [](const std::vector<DeviceFacts>& list) -> const DeviceFacts* {
+    for (const DeviceFacts& d : list)
+      if (d.gpu()) return &d;
+    return list.empty() ? nullptr : &list[0];
+  };
+  const std::string& target = uri.target;
+  if (target.empty()) {
+    for (const auto& list : platforms)
+      for (const DeviceFacts& d : list)
+        if (d.gpu()) return d;
+    for (const auto& list : platforms)
+      if (!list.empty()) return list[0];
+    throw Error("opencl: no OpenCL device found on " + std::to_string(platforms.size()) +
+                " platform(s)");
+  }
+  const size_t colon = target.find(':');
+  const size_t p = index(target.substr(0, colon), "platform");
+  TAPML_REQUIRE_USAGE(p < platforms.size(),
+                      "backend URI '" + uri.text + "': platform " + std::to_string(p) + " of " +
+                          std::to_string(platforms.size()) + " (see tapml info --backends)");
+  const std::vector<DeviceFacts>& list = platforms[p];
+  if (colon == std::string::npos) {
+    const DeviceFacts* d = first_gpu_else_first(list);
+    TAPML_REQUIRE(d, "opencl: platform " + std::to_string(p) + " has no device");
+    return *d;
+  }
+  const size_t d = index(target.substr(colon + 1), "device");
+  TAPML_REQUIRE_USAGE(d < list.size(), "backend URI '" + uri.text + "': device " +
+                                           std::to_string(d) + " of " +
+                                           std::to_string(list.size()) + " on platform " +
+                                           std::to_string(p) + " (see tapml info --backends)");
+  return list[d];
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> make_opencl_backend(const BackendUri& uri) {
+  uri.allow_params({});
+  std::string why;
+  const ClApi* cl = cl_api(&why);
+  TAPML_REQUIRE(cl, "opencl: " + why);
+  DeviceFacts device = pick(enumerate_devices(*cl), uri);
+  return std::make_unique<OpenClBackend>(*cl, device, uri);
+}
+
+std::vector<DeviceListing> opencl_devices() {
+  try {
+    std::string why;
+    const ClApi* cl = cl_api(&why);
+    if (!cl) return {{"", why}};
+    std::vector<DeviceListing> out;
+    for (const auto& list : enumerate_devices(*cl))
+      for (const DeviceFacts& d : list) out.push_back({d.uri(), d.describe()});
+    if (out.empty()) return {{"", "no OpenCL device on any platform"}};
+    return out;
+  } catch (const std::exception& e) {
+    return {{"", e.what()}};
+  }
+}
+
+}  // namespace tapml

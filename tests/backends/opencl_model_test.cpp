@@ -1,0 +1,124 @@
+// The opencl backend on a whole model (stories260K): llama2.c's golden tokens, a corpus
+// carved on ref that replays completely, and a migration that passes (and pins a fault
+// planted in one site). Skipped, saying why, where the build has no OpenCL or the machine
+// no OpenCL device.
+#include <gtest/gtest.h>
+
+#include <memory>
+#include <set>
+#include <string>
+
+#include "backend/registry.h"
+#include "backends/builtin.h"
+#ifdef TAPML_WITH_OPENCL
+#include "backends/opencl/opencl_backend.h"
+#include "migrate/migrate.h"
+#include "model/model_file.h"
+#include "replay/replay.h"
+#include "runtime/generate.h"
+#include "runtime/session.h"
+#include "support/carve.h"
+#include "support/golden.h"
+#include "support/shared.h"
+#include "tokenizer/load.h"
+#endif
+
+namespace tapml {
+namespace {
+
+#ifndef TAPML_WITH_OPENCL
+
+TEST(OpenClModel, Skipped) { GTEST_SKIP() << "built without OpenCL (TAPML_WITH_OPENCL is off)"; }
+
+#else
+
+// Why no OpenCL device can be opened here, or "" when one can.
+const std::string& unavailable() {
+  static std::string why = [] {
+    try {
+      make_opencl_backend(BackendUri::parse("opencl"));
+      return std::string();
+    } catch (const std::exception& e) {
+      return std::string(e.what());
+    }
+  }();
+  return why;
+}
+
+class OpenClModel : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    register_builtin_backends();
+    if (!unavailable().empty()) GTEST_SKIP() << "no OpenCL device: " << unavailable();
+  }
+};
+
+const ModelFile& stories() {
+  static ModelFile m = load_model(testing::shared_path("models/stories260K/stories260K.gguf"));
+  return m;
+}
+
+const Tokenizer& stories_tokenizer() {
+  static Tokenizer tok = load_tokenizer("", stories().gguf.get(), stories().config.vocab_size);
+  return tok;
+}
+
+MigrateOptions migrate_options(const std::string& target, int steps) {
+  MigrateOptions o;
+  o.target = target;
+  o.steps = steps;
+  o.prompts = {stories_tokenizer().encode("Once upon a time", true)};
+  o.stop_tokens = {stories_tokenizer().vocab().eos};
+  return o;
+}
+
+TEST_F(OpenClModel, StoriesGoldenTokens) {
+  ModelFile m = load_model(testing::shared_path("models/stories260K/stories260K.bin"));
+  Tokenizer tok = load_tokenizer(testing::shared_path("models/stories260K/tok512.bin"), nullptr,
+                                 m.config.vocab_size);
+  Session session(m, Placement("opencl"), 512);
+  for (const testing::Golden& g : testing::stories_goldens()) {
+    GenerateOptions o;
+    o.steps = g.steps;
+    o.stop_tokens = {tok.vocab().eos, tok.vocab().bos};
+    GenerateResult r = generate(session, tok.encode(g.prompt, true), o);
+    EXPECT_EQ(r.token_ids, g.token_ids) << g.file;
+  }
+}
+
+TEST_F(OpenClModel, CarvedStoriesCorpusReplaysCompletely) {
+  const std::string path = testing::temp_dir() + "/opencl_stories.db";
+  testing::carve_on_ref(stories(), path, stories_tokenizer().encode("Once upon a time", true), 16);
+  ReplayRun run = replay_corpus(path, "opencl", {});
+  std::set<Op> ops;
+  int passed = 0;
+  for (const TestResult& r : run.results) {
+    EXPECT_TRUE(r.pass) << "test " << r.id << " (" << op_name(r.op) << " at " << r.site
+                        << "): " << r.error << r.verdict.detail;
+    passed += r.pass;
+    ops.insert(r.op);
+  }
+  EXPECT_EQ(passed, int(run.results.size()));
+  EXPECT_GE(run.results.size(), 40u);
+  for (Op op : {Op::Embedding, Op::RmsNorm, Op::Matmul, Op::Rope, Op::KvStore, Op::Attention,
+                Op::Swiglu, Op::Add})
+    EXPECT_TRUE(ops.count(op)) << op_name(op) << " was not replayed";
+}
+
+TEST_F(OpenClModel, MigrationPassesAndPinsAFault) {
+  MigrateReport ok = migrate(stories(), migrate_options("opencl", 24));
+  EXPECT_EQ(ok.status, "pass") << ok.summary;
+  for (const SiteAttribution& s : ok.sites)
+    EXPECT_TRUE(s.info.target_supports) << s.info.unsupported_reason;
+
+  MigrateReport bad = migrate(
+      stories(), migrate_options("faulty:opencl?fault=rope_pairing&site=^blk\\.2\\.rope_k$", 24));
+  EXPECT_EQ(bad.status, "fail") << bad.summary;
+  ASSERT_EQ(bad.culprits.size(), 1u) << bad.summary;
+  EXPECT_EQ(bad.culprits[0].site, "blk.2.rope_k") << bad.summary;
+}
+
+#endif
+
+}  // namespace
+}  // namespace tapml
