@@ -90,14 +90,14 @@ TEST_P(WebGpuDevice, RunGivesTheGoldenTokens) {
 
 TEST_P(WebGpuDevice, MigrationPassesAndPinsAFault) {
   testing::WebDevice dev(GetParam());
-  MigrateReport ok = migrate(stories(), migrate_options(dev.uri(), 24));
+  MigrateReport ok = migrate(stories(), migrate_options(dev.uri(), 16));
   EXPECT_EQ(ok.status, "pass") << ok.summary;
   for (const SiteAttribution& s : ok.sites)
     EXPECT_TRUE(s.info.target_supports) << s.info.unsupported_reason;
 
   MigrateReport bad = migrate(
       stories(),
-      migrate_options("faulty:" + dev.uri("?fault=rope_pairing&site=^blk\\.2\\.rope_k$"), 24));
+      migrate_options("faulty:" + dev.uri("?fault=rope_pairing&site=^blk\\.2\\.rope_k$"), 16));
   EXPECT_EQ(bad.status, "fail") << bad.summary;
   ASSERT_EQ(bad.culprits.size(), 1u) << bad.summary;
   EXPECT_EQ(bad.culprits[0].site, "blk.2.rope_k") << bad.summary;
