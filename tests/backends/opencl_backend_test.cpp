@@ -19,6 +19,7 @@
 #include "backends/ref/ref_backend.h"
 #include "check/oracle.h"
 #include "core/error.h"
+#include "support/tensors.h"
 #ifdef TAPML_WITH_OPENCL
 #include "backends/opencl/opencl_backend.h"
 #endif
@@ -53,38 +54,10 @@ std::unique_ptr<Backend>& device(std::string* why = nullptr) {
     if (!device(&why_)) GTEST_SKIP() << "no OpenCL device: " << why_; \
   } while (0)
 
-Tensor f32_tensor(Shape shape, const std::vector<float>& v, DType dtype = DType::F32) {
-  Tensor t(dtype, shape);
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (dtype == DType::F32) {
-      std::memcpy(t.mutable_bytes() + 4 * i, &v[i], 4);
-    } else {
-      uint16_t h = dtype == DType::F16 ? f32_to_f16(v[i]) : f32_to_bf16(v[i]);
-      std::memcpy(t.mutable_bytes() + 2 * i, &h, 2);
-    }
-  }
-  return t;
-}
-
-Tensor i32_tensor(Shape shape, const std::vector<int32_t>& v) {
-  Tensor t(DType::I32, shape);
-  std::memcpy(t.mutable_bytes(), v.data(), v.size() * 4);
-  return t;
-}
-
-std::vector<float> normal(std::mt19937& gen, int64_t n, float sd = 1.0f) {
-  std::normal_distribution<float> d(0.0f, sd);
-  std::vector<float> v(static_cast<size_t>(n));
-  for (auto& x : v) x = d(gen);
-  return v;
-}
-
-std::vector<int32_t> ints(std::mt19937& gen, int64_t n, int32_t lo, int32_t hi) {
-  std::uniform_int_distribution<int32_t> d(lo, hi);
-  std::vector<int32_t> v(static_cast<size_t>(n));
-  for (auto& x : v) x = d(gen);
-  return v;
-}
+using testing::f32_tensor;
+using testing::i32_tensor;
+using testing::ints;
+using testing::normal;
 
 class OpenClVsRef : public ::testing::Test {
  protected:

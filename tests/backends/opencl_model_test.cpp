@@ -20,6 +20,7 @@
 #include "support/carve.h"
 #include "support/golden.h"
 #include "support/shared.h"
+#include "support/stories.h"
 #include "tokenizer/load.h"
 #endif
 
@@ -53,24 +54,8 @@ class OpenClModel : public ::testing::Test {
   }
 };
 
-const ModelFile& stories() {
-  static ModelFile m = load_model(testing::shared_path("models/stories260K/stories260K.gguf"));
-  return m;
-}
-
-const Tokenizer& stories_tokenizer() {
-  static Tokenizer tok = load_tokenizer("", stories().gguf.get(), stories().config.vocab_size);
-  return tok;
-}
-
-MigrateOptions migrate_options(const std::string& target, int steps) {
-  MigrateOptions o;
-  o.target = target;
-  o.steps = steps;
-  o.prompts = {stories_tokenizer().encode("Once upon a time", true)};
-  o.stop_tokens = {stories_tokenizer().vocab().eos};
-  return o;
-}
+using testing::stories;
+using testing::stories_tokenizer;
 
 TEST_F(OpenClModel, StoriesGoldenTokens) {
   ModelFile m = load_model(testing::shared_path("models/stories260K/stories260K.bin"));
@@ -106,13 +91,14 @@ TEST_F(OpenClModel, CarvedStoriesCorpusReplaysCompletely) {
 }
 
 TEST_F(OpenClModel, MigrationPassesAndPinsAFault) {
-  MigrateReport ok = migrate(stories(), migrate_options("opencl", 24));
+  MigrateReport ok = migrate(stories(), testing::stories_migrate_options("opencl", 24));
   EXPECT_EQ(ok.status, "pass") << ok.summary;
   for (const SiteAttribution& s : ok.sites)
     EXPECT_TRUE(s.info.target_supports) << s.info.unsupported_reason;
 
-  MigrateReport bad = migrate(
-      stories(), migrate_options("faulty:opencl?fault=rope_pairing&site=^blk\\.2\\.rope_k$", 24));
+  MigrateReport bad =
+      migrate(stories(), testing::stories_migrate_options(
+                             "faulty:opencl?fault=rope_pairing&site=^blk\\.2\\.rope_k$", 24));
   EXPECT_EQ(bad.status, "fail") << bad.summary;
   ASSERT_EQ(bad.culprits.size(), 1u) << bad.summary;
   EXPECT_EQ(bad.culprits[0].site, "blk.2.rope_k") << bad.summary;

@@ -21,30 +21,15 @@
 #include "support/carve.h"
 #include "support/golden.h"
 #include "support/shared.h"
+#include "support/stories.h"
 #include "support/web_device.h"
 #include "tokenizer/load.h"
 
 namespace tapml {
 namespace {
 
-const ModelFile& stories() {
-  static ModelFile m = load_model(testing::shared_path("models/stories260K/stories260K.gguf"));
-  return m;
-}
-
-const Tokenizer& stories_tokenizer() {
-  static Tokenizer tok = load_tokenizer("", stories().gguf.get(), stories().config.vocab_size);
-  return tok;
-}
-
-MigrateOptions migrate_options(const std::string& target, int steps) {
-  MigrateOptions o;
-  o.target = target;
-  o.steps = steps;
-  o.prompts = {stories_tokenizer().encode("Once upon a time", true)};
-  o.stop_tokens = {stories_tokenizer().vocab().eos};
-  return o;
-}
+using testing::stories;
+using testing::stories_tokenizer;
 
 class WebGpuDevice : public ::testing::TestWithParam<std::string> {
  protected:
@@ -90,14 +75,14 @@ TEST_P(WebGpuDevice, RunGivesTheGoldenTokens) {
 
 TEST_P(WebGpuDevice, MigrationPassesAndPinsAFault) {
   testing::WebDevice dev(GetParam());
-  MigrateReport ok = migrate(stories(), migrate_options(dev.uri(), 16));
+  MigrateReport ok = migrate(stories(), testing::stories_migrate_options(dev.uri(), 16));
   EXPECT_EQ(ok.status, "pass") << ok.summary;
   for (const SiteAttribution& s : ok.sites)
     EXPECT_TRUE(s.info.target_supports) << s.info.unsupported_reason;
 
   MigrateReport bad = migrate(
-      stories(),
-      migrate_options("faulty:" + dev.uri("?fault=rope_pairing&site=^blk\\.2\\.rope_k$"), 16));
+      stories(), testing::stories_migrate_options(
+                     "faulty:" + dev.uri("?fault=rope_pairing&site=^blk\\.2\\.rope_k$"), 16));
   EXPECT_EQ(bad.status, "fail") << bad.summary;
   ASSERT_EQ(bad.culprits.size(), 1u) << bad.summary;
   EXPECT_EQ(bad.culprits[0].site, "blk.2.rope_k") << bad.summary;
@@ -142,7 +127,7 @@ TEST_P(WebGpuDevice, CallsOverTheBindingLimitAreRefusedAndReportedAsCoverage) {
   EXPECT_NE(s.reason.find("maxStorageBufferBindingSize 65536"), std::string::npos) << s.reason;
   b.reset();
 
-  MigrateReport r = migrate(stories(), migrate_options(dev.uri(), 12));
+  MigrateReport r = migrate(stories(), testing::stories_migrate_options(dev.uri(), 12));
   EXPECT_EQ(r.status, "pass") << r.summary;
   int refused = 0, offered = 0;
   for (const SiteAttribution& site : r.sites) {
