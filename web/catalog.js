@@ -158,6 +158,31 @@ export const CATALOG = {
         `g must be [T, 1] with the rows of x ${describe(i[0])}, got ${describe(i[1])}`);
       return [i[0]];
     } },
+  moe_route: { inputs: ['logits'], outputs: ['route'], attrs: ['k', 'norm'], dtypes: [F32], inplace: [-1],
+    infer(i, a) {
+      const op = 'moe_route';
+      matrix(i[0], op, 'logits');
+      const k = getInt(a, 'k'), E = i[0].shape[1];
+      expect(k >= 1 && k <= E, op, `k must be 1..${E} (the experts of logits ${describe(i[0])}), got ${k}`);
+      const norm = get(a, 'norm');
+      expect(norm === 0 || norm === 1, op, 'norm must be 0 (p as is) or 1 (chosen p sum to 1)');
+      return [i[0]];
+    } },
+  moe_ffn: { inputs: ['x', 'route', 'gate', 'up', 'down'], outputs: ['out'], attrs: [],
+    dtypes: [F32, F32, WEIGHT, WEIGHT, WEIGHT], dtypeFollows: [-1, -1, -1, 2, 2], inplace: [-1],
+    infer(i) {
+      const op = 'moe_ffn';
+      matrix(i[0], op, 'x');
+      matrix(i[1], op, 'route');
+      expect(i[1].shape[0] === i[0].shape[0], op, `route ${describe(i[1])} does not have the rows of x ${describe(i[0])}`);
+      const D = i[0].shape[1], E = i[1].shape[1], g = i[2].shape;
+      expect(g.length === 3 && g[0] === E && g[1] > 0 && g[2] === D, op,
+        `gate must be [E, H, D] = [${E}, H, ${D}], got ${describe(i[2])}`);
+      const H = g[1];
+      expect(sameShape(i[3].shape, g), op, `up ${describe(i[3])} is not gate's shape [${g.join(', ')}]`);
+      expect(sameShape(i[4].shape, [E, D, H]), op, `down must be [E, D, H] = [${E}, ${D}, ${H}], got ${describe(i[4])}`);
+      return [i[0]];
+    } },
 };
 
 function dtypeList(ts) {
@@ -184,6 +209,9 @@ export function validateCall(call, bytesOf) {
   expect(n >= least && n <= most, name, `takes ${least === most ? most : `${least} to ${most}`} inputs, got ${n}`);
   call.inputs.forEach((x, i) => {
     expect(d.dtypes[i].includes(x.dtype), name, `${d.inputs[i]} must be ${dtypeList(d.dtypes[i])}, got ${describe(x)}`);
+    const lead = d.dtypeFollows ? d.dtypeFollows[i] : -1;
+    if (lead >= 0) expect(x.dtype === call.inputs[lead].dtype, name,
+      `${d.inputs[i]} must have ${d.inputs[lead]}'s dtype ${call.inputs[lead].dtype}, got ${describe(x)}`);
   });
   for (const k of call.attrs.keys()) expect(d.attrs.includes(k), name, `unknown attribute '${k}'`);
   let want;

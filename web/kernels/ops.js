@@ -9,8 +9,9 @@ import { numel } from '../protocol.js';
 
 const WG = 64;
 // Kernel choices that tests may force: for attention and the row reductions, 'auto',
-// 'invocation' (per row) or 'workgroup' (per row).
-export const KERNEL_CHOICE = { attention: 'auto', rows: 'auto' };
+// 'invocation' (per row) or 'workgroup' (per row); the most bytes of moe_ffn's scratch
+// activations per chunk of tokens.
+export const KERNEL_CHOICE = { attention: 'auto', rows: 'auto', moeActBytes: 64 * 1024 * 1024 };
 const ceilDiv = (a, b) => Math.ceil(a / b);
 const f32 = (v) => ['f', v];
 const u32 = (v) => ['u', v];
@@ -573,9 +574,158 @@ const attention = {
   },
 };
 
+// ---- mixture of experts -----------------------------------------------------------------------
+// moe_route: one invocation per token row. Expert e is chosen when fewer than k experts rank
+// above it: a larger logit, or an equal logit at a lower index (the catalog's tie rule, decided
+// on the logits, not on the rounded p). The row of route first receives p = exp(l - max) of
+// the chosen experts (0 elsewhere), then is scaled by 1 / (the sum of all p), or with norm by
+// 1 / (the sum of the chosen p).
+
+const MOE_ROUTE = `
+${ro(0, 'L')}
+${rw(1, 'R')}
+${uniformDecl(2, ['t: u32', 'e: u32', 'k: u32', 'norm: u32'])}
+@compute @workgroup_size(16)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+  let t = (${GROUP_INDEX}) * 16u + lid;
+  if (t >= P.t) { return; }
+  let l = P.o0 + t * P.e;
+  let r = P.o1 + t * P.e;
+  var mx = L[l];
+  for (var e = 1u; e < P.e; e++) { mx = max(mx, L[l + e]); }
+  var sum = 0.0;
+  var chosen = 0.0;
+  for (var e = 0u; e < P.e; e++) {
+    let le = L[l + e];
+    let p = exp(le - mx);
+    sum += p;
+    var above = 0u;
+    for (var j = 0u; j < P.e; j++) {
+      let lj = L[l + j];
+      if (lj > le || (lj == le && j < e)) { above++; }
+    }
+    var v = 0.0;
+    if (above < P.k) { v = p; chosen += p; }
+    R[r + e] = v;
+  }
+  let inv = 1.0 / select(sum, chosen, P.norm == 1u);
+  for (var e = 0u; e < P.e; e++) { R[r + e] = R[r + e] * inv; }
+}`;
+
+const moeRoute = {
+  encode(ctx, c) {
+    const [T, E] = c.inputs[0].shape;
+    ctx.runner.dispatch(MOE_ROUTE, [ctx.entry(c.inputs[0], false, 4), ctx.entry(c.outputs[0], true, 4)],
+      [u32(T), u32(E), u32(c.attrs.get('k')), u32(c.attrs.get('norm'))], ceilDiv(T, 16));
+  },
+};
+
+// moe_ffn in two kernels over a scratch act [tokens, E, H] (f32), a chunk of tokens at a time
+// so that act fits a binding. moe_gate_up: one invocation per (token t, expert e, row h),
+// act[t][e][h] = silu(gate_e[h] . x[t]) * (up_e[h] . x[t]); an invocation whose route[t][e] is
+// 0 returns at once, so an unchosen expert's weights (which may hold anything) are never read
+// and its act rows are never written. moe_down: one invocation per (token t, column d), the
+// sum over the experts e with route[t][e] != 0, in expert order, of
+// route[t][e] * (down_e[d] . act[t][e]).
+
+function moeGateUpShader(dtype, native16) {
+  const g = weightReader('gw', 'G', 2, dtype, native16), u = weightReader('uw', 'U', 3, dtype, native16);
+  return `${g.enable ? 'enable f16;' : ''}
+${HALF_FNS}
+${ro(0, 'X')}
+${ro(1, 'R')}
+${g.decl}
+${u.decl}
+${rw(4, 'ACT')}
+${uniformDecl(5, ['t0: u32', 'n: u32', 'd: u32', 'h: u32', 'e: u32'])}
+${g.fn}
+${u.fn}
+${ENTRY}
+  let i = g * ${WG}u + lid;
+  if (i >= P.n) { return; }
+  let h = i % P.h;
+  let e = (i / P.h) % P.e;
+  let tc = i / (P.h * P.e);
+  let t = P.t0 + tc;
+  if (R[P.o1 + t * P.e + e] == 0.0) { return; }
+  let xr = P.o0 + t * P.d;
+  let wr = (e * P.h + h) * P.d;
+  var ga = 0.0;
+  var ua = 0.0;
+  for (var k = 0u; k < P.d; k++) {
+    let xv = X[xr + k];
+    ga += xv * gw(P.o2 + wr + k);
+    ua += xv * uw(P.o3 + wr + k);
+  }
+  ACT[P.o4 + i] = ga / (1.0 + exp(-ga)) * ua;
+}`;
+}
+
+function moeDownShader(dtype, native16) {
+  const w = weightReader('dw', 'W', 2, dtype, native16);
+  return `${w.enable ? 'enable f16;' : ''}
+${HALF_FNS}
+${ro(0, 'ACT')}
+${ro(1, 'R')}
+${w.decl}
+${rw(3, 'O')}
+${uniformDecl(4, ['t0: u32', 'n: u32', 'd: u32', 'h: u32', 'e: u32'])}
+${w.fn}
+${ENTRY}
+  let i = g * ${WG}u + lid;
+  if (i >= P.n) { return; }
+  let d = i % P.d;
+  let tc = i / P.d;
+  let t = P.t0 + tc;
+  var acc = 0.0;
+  for (var e = 0u; e < P.e; e++) {
+    let r = R[P.o1 + t * P.e + e];
+    if (r == 0.0) { continue; }
+    let ar = P.o0 + (tc * P.e + e) * P.h;
+    let wr = P.o2 + (e * P.d + d) * P.h;
+    var s = 0.0;
+    for (var k = 0u; k < P.h; k++) { s += ACT[ar + k] * dw(wr + k); }
+    acc += r * s;
+  }
+  O[P.o3 + t * P.d + d] = acc;
+}`;
+}
+
+const moeFfn = {
+  supports(c) {
+    const E = c.inputs[1].shape[1], H = c.inputs[2].shape[1];
+    const most = KERNEL_CHOICE.moeActBytes / 4;
+    if (E * H > most) return `no kernel for moe_ffn with E*H = ${E * H} (at most ${most})`;
+    return null;
+  },
+  encode(ctx, c) {
+    const [T, D] = c.inputs[0].shape;
+    const E = c.inputs[1].shape[1], H = c.inputs[2].shape[1];
+    const wd = c.inputs[2].dtype, esize = wd === 'f32' ? 4 : 2;
+    const r = ctx.runner;
+    const limit = Math.min(KERNEL_CHOICE.moeActBytes, (r.limits.maxStorageBufferBindingSize || 128 * 1024 * 1024) - r.align);
+    const chunk = Math.max(1, Math.min(T, Math.floor(limit / (E * H * 4))));
+    const gateUp = moeGateUpShader(wd, ctx.native16), down = moeDownShader(wd, ctx.native16);
+    for (let t0 = 0; t0 < T; t0 += chunk) {
+      const tn = Math.min(chunk, T - t0);
+      const act = r.tempBuffer(tn * E * H * 4, GPUBufferUsage.STORAGE);
+      const actEntry = (writable) => ({ buffer: act, offset: 0, bytes: tn * E * H * 4, esize: 4, writable });
+      const n1 = tn * E * H;
+      r.dispatch(gateUp, [ctx.entry(c.inputs[0], false, 4), ctx.entry(c.inputs[1], false, 4),
+        ctx.entry(c.inputs[2], false, esize), ctx.entry(c.inputs[3], false, esize), actEntry(true)],
+      [u32(t0), u32(n1), u32(D), u32(H), u32(E)], ceilDiv(n1, WG));
+      const n2 = tn * D;
+      r.dispatch(down, [actEntry(false), ctx.entry(c.inputs[1], false, 4), ctx.entry(c.inputs[4], false, esize),
+        ctx.entry(c.outputs[0], true, 4)], [u32(t0), u32(n2), u32(D), u32(H), u32(E)], ceilDiv(n2, WG));
+    }
+  },
+};
+
 export const KERNELS = {
   embedding, rmsnorm, matmul, rope, kv_store: kvStore, attention,
   swiglu: elementwiseKernel('swiglu'), add: elementwiseKernel('add'), gelu: elementwiseKernel('gelu'),
   layernorm, bias: elementwiseKernel('bias'), mul: elementwiseKernel('mul'), scale: elementwiseKernel('scale'),
   softcap: elementwiseKernel('softcap'), sigmoid_gate: elementwiseKernel('sigmoid_gate'),
+  moe_route: moeRoute, moe_ffn: moeFfn,
 };

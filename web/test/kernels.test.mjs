@@ -89,6 +89,40 @@ const ref = {
     }
     return out;
   },
+  // The k largest logits, the lower index first among equals (a stable sort).
+  moe_route(l, T, E, k, norm) {
+    const out = new Float64Array(T * E);
+    for (let t = 0; t < T; ++t) {
+      const row = Array.from(l.slice(t * E, (t + 1) * E));
+      const mx = Math.max(...row), p = row.map((v) => Math.exp(v - mx)), sum = p.reduce((a, b) => a + b, 0);
+      const order = row.map((_, e) => e).sort((a, b) => row[b] - row[a] || a - b).slice(0, k);
+      const chosen = order.reduce((a, e) => a + p[e] / sum, 0);
+      for (const e of order) out[t * E + e] = norm ? p[e] / sum / chosen : p[e] / sum;
+    }
+    return out;
+  },
+  moe_ffn(x, route, gate, up, down, T, D, H, E) {
+    const out = new Float64Array(T * D), act = new Float64Array(H);
+    for (let t = 0; t < T; ++t)
+      for (let e = 0; e < E; ++e) {
+        const r = route[t * E + e];
+        if (r === 0) continue;
+        for (let h = 0; h < H; ++h) {
+          let g = 0, u = 0;
+          for (let d = 0; d < D; ++d) {
+            g += x[t * D + d] * gate[(e * H + h) * D + d];
+            u += x[t * D + d] * up[(e * H + h) * D + d];
+          }
+          act[h] = (g / (1 + Math.exp(-g))) * u;
+        }
+        for (let d = 0; d < D; ++d) {
+          let s = 0;
+          for (let h = 0; h < H; ++h) s += down[(e * D + d) * H + h] * act[h];
+          out[t * D + d] += r * s;
+        }
+      }
+    return out;
+  },
 };
 const sigmoid = (z) => (z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z)));
 function erfc(x) { // Abramowitz-Stegun-free: continued fraction via high-precision series
@@ -307,6 +341,134 @@ for (const [T, N, lo, hi, eps] of [[3, 67, -1, 1, 1e-5], [2, 4099, -1, 1, 1e-6],
     const spread = hi - lo, meanMag = Math.abs(lo + hi) / 2;
     return check(this, a, o, ref.layernorm(x.values, w.values, T, N, eps), floor(4, N) * Math.max(1, 2 * meanMag / spread));
   });
+
+// moe_route: logits uniform in [-s, s]; 'grid' rounds them to multiples of 0.5 (ties at the
+// k-th place in most rows), with row 0 all equal and row 1 holding three equal maxima;
+// 'ulp' makes neighbours one f32 ulp apart (they round to one p, the ranking must not).
+for (const [label, T, E, k, norm, s, kind] of [
+  ['Mixtral: E=8 top 2 normalized', 7, 8, 2, 1, 3], ['Qwen2-MoE: E=60 top 4', 3, 60, 4, 0, 3],
+  ['decode: E=67 top 6 normalized', 1, 67, 6, 1, 3], ['k = E', 2, 19, 19, 1, 3], ['k = 1', 5, 16, 1, 0, 3],
+  ['logits of +-80', 4, 8, 2, 0, 80], ['E=1', 3, 1, 1, 1, 3], ['300 tokens E=128 top 8', 300, 128, 8, 1, 4],
+  ['ties: the lower expert wins', 6, 16, 2, 0, 2, 'grid'], ['ties normalized', 6, 16, 2, 1, 2, 'grid'],
+  ['ties top 5', 9, 24, 5, 1, 2, 'grid'], ['one ulp apart', 4, 12, 3, 0, 1, 'ulp']])
+  add(`moe_route ${label} T=${T} E=${E} k=${k} norm=${norm}`, async (c, r) => {
+    const l = f32s(T * E, -s, s, r);
+    const f = new Float32Array(l.bytes.buffer);
+    if (kind === 'grid') {
+      for (let i = 0; i < T * E; ++i) f[i] = Math.round(f[i] * 2) / 2;
+      for (let e = 0; e < E; ++e) { f[e] = 0.25; f[E + e] = -1; }
+      f[E + 5] = f[E + 9] = f[E + 12] = 1.5;
+    } else if (kind === 'ulp') {
+      const u = new Uint32Array(f.buffer);
+      for (let i = 0; i < T * E; ++i) { f[i] = 0.75; u[i] += (i * 7) % 5; }
+    }
+    l.values = Float64Array.from(f);
+    const a = new Arena(c, r);
+    const tl = a.add('f32', [T, E], l.bytes), o = a.add('f32', [T, E]);
+    await a.upload();
+    await c.run({ op: 'moe_route', attrs: { k, norm }, inputs: [tl], outputs: [o] });
+    const want = ref.moe_route(l.values, T, E, k, norm);
+    const got = await a.readF32(o);
+    for (let i = 0; i < T * E; ++i)
+      if ((want[i] === 0) !== (got[i] === 0))
+        throw new Error(`token ${Math.floor(i / E)} expert ${i % E}: expected ${want[i]}, got ${got[i]} (a different choice)`);
+    return check(this, a, o, want, floor(4, E));
+  });
+
+// [T, E] route weights: k experts per row chosen at random with weights in [0.05, 1].
+function sparseRoute(T, E, k, r) {
+  const v = new Float32Array(T * E);
+  for (let t = 0; t < T; ++t) {
+    const order = [...Array(E).keys()];
+    for (let i = 0; i < k; ++i) { const j = i + r.int(0, E - i); [order[i], order[j]] = [order[j], order[i]]; }
+    for (let i = 0; i < k; ++i) v[t * E + order[i]] = r.uniform(0.05, 1);
+  }
+  return { values: Float64Array.from(v), bytes: new Uint8Array(v.buffer) };
+}
+
+// moe_ffn: the catalog's examples. 'poison': expert 0 chosen by every token, expert E-1 by
+// none and holding inf in its weights (a kernel that computes it gets NaN). 'dense': every
+// route weight non-zero. actBytes: a smaller scratch, so that the tokens go in chunks.
+for (const dtype of ['f32', 'f16', 'bf16'])
+  for (const [label, T, D, H, E, k, xs, kind, actBytes] of [
+    ['Mixtral-like: E=8 top 2', 5, 64, 48, 8, 2, 1], ['D=67 H=43 tails, E=4 top 2', 3, 67, 43, 4, 2, 1],
+    ['decode: E=16 top 4 D=128 H=96', 1, 128, 96, 16, 4, 1], ['9 tokens D=256 H=520', 9, 256, 520, 6, 2, 1],
+    ['unchosen expert holding inf', 4, 40, 24, 5, 2, 1, 'poison'], ['dense route', 3, 32, 20, 3, 3, 1, 'dense'],
+    ['large activations', 2, 48, 40, 4, 2, 30], ['E=1 H=1', 3, 5, 1, 1, 1, 1],
+    ['11 tokens in chunks of 3', 11, 24, 20, 6, 2, 1, null, 3 * 6 * 20 * 4]])
+    add(`moe_ffn ${dtype} ${label} T=${T} D=${D} H=${H} E=${E}`, async (c, r) => {
+      const wd = 1 / Math.sqrt(D), wh = 1 / Math.sqrt(H);
+      const x = f32s(T * D, -xs, xs, r);
+      let route;
+      if (kind === 'dense') route = f32s(T * E, 0.1, 1, r);
+      else route = sparseRoute(T, E, k, r);
+      if (kind === 'poison') {
+        const v = new Float32Array(route.bytes.buffer);
+        for (let t = 0; t < T; ++t) {
+          const row = v.subarray(t * E, (t + 1) * E);
+          if (row[E - 1] !== 0) { const z = row.findIndex((q, e) => q === 0 && e > 0); [row[E - 1], row[z]] = [row[z], row[E - 1]]; }
+          if (row[0] === 0) { const nz = row.findIndex((q) => q !== 0); [row[0], row[nz]] = [row[nz], row[0]]; }
+        }
+        route.values = Float64Array.from(v);
+      }
+      const gate = weights(dtype, E * H * D, -2 * wd, 2 * wd, r), up = weights(dtype, E * H * D, -2 * wd, 2 * wd, r);
+      const down = weights(dtype, E * D * H, -2 * wh, 2 * wh, r);
+      if (kind === 'poison')
+        for (const w of [gate, up, down]) {
+          const per = (H * D), inf = dtype === 'f32' ? null : dtype === 'f16' ? 0x7c00 : 0x7f80;
+          const view = dtype === 'f32' ? new Float32Array(w.bytes.buffer) : new Uint16Array(w.bytes.buffer);
+          for (let j = (E - 1) * per; j < E * per; j += 7) { view[j] = dtype === 'f32' ? Infinity : inf; w.values[j] = Infinity; }
+        }
+      const a = new Arena(c, r);
+      const tx = a.add('f32', [T, D], x.bytes), tr = a.add('f32', [T, E], route.bytes);
+      const tg = a.add(dtype, [E, H, D], gate.bytes), tu = a.add(dtype, [E, H, D], up.bytes);
+      const td = a.add(dtype, [E, D, H], down.bytes), o = a.add('f32', [T, D]);
+      await a.upload();
+      if (actBytes) KERNEL_CHOICE.moeActBytes = actBytes;
+      try {
+        await c.run({ op: 'moe_ffn', attrs: {}, inputs: [tx, tr, tg, tu, td], outputs: [o] });
+        await c.sync();
+      } finally { KERNEL_CHOICE.moeActBytes = 64 * 1024 * 1024; }
+      return check(this, a, o, ref.moe_ffn(x.values, route.values, gate.values, up.values, down.values, T, D, H, E), floor(8, Math.max(D, H)));
+    });
+
+// moe_route then moe_ffn, the route staying on the device.
+for (const [T, D, H, E, k, norm] of [[6, 32, 24, 8, 2, 1], [2, 40, 16, 60, 4, 0]])
+  add(`moe_route then moe_ffn T=${T} E=${E} k=${k} norm=${norm}`, async (c, r) => {
+    const l = f32s(T * E, -3, 3, r), x = f32s(T * D, -1, 1, r);
+    const gate = weights('f16', E * H * D, -0.3, 0.3, r), up = weights('f16', E * H * D, -0.3, 0.3, r);
+    const down = weights('f16', E * D * H, -0.3, 0.3, r);
+    const a = new Arena(c, r);
+    const tl = a.add('f32', [T, E], l.bytes), tr = a.add('f32', [T, E]), tx = a.add('f32', [T, D], x.bytes);
+    const tg = a.add('f16', [E, H, D], gate.bytes), tu = a.add('f16', [E, H, D], up.bytes);
+    const td = a.add('f16', [E, D, H], down.bytes), o = a.add('f32', [T, D]);
+    await a.upload();
+    await c.run({ op: 'moe_route', attrs: { k, norm }, inputs: [tl], outputs: [tr] });
+    await c.run({ op: 'moe_ffn', attrs: {}, inputs: [tx, tr, tg, tu, td], outputs: [o] });
+    const route = ref.moe_route(l.values, T, E, k, norm);
+    return check(this, a, o, ref.moe_ffn(x.values, route, gate.values, up.values, down.values, T, D, H, E), floor(8, Math.max(D, H) * E));
+  });
+add('moe_ffn with up of another dtype is refused', async (c, r) => {
+  const a = new Arena(c, r);
+  const tx = a.add('f32', [2, 8]), tr = a.add('f32', [2, 3]), tg = a.add('f16', [3, 4, 8]), tu = a.add('f32', [3, 4, 8]);
+  const td = a.add('f16', [3, 8, 4]), o = a.add('f32', [2, 8]);
+  await a.upload();
+  try { await c.run({ op: 'moe_ffn', attrs: {}, inputs: [tx, tr, tg, tu, td], outputs: [o] }); } catch (e) {
+    if (/moe_ffn: up must have gate's dtype f16, got f32 \[3, 4, 8\]/.test(e.message)) return 'refused';
+    throw e;
+  }
+  throw new Error('accepted');
+});
+add('moe_route with k > E is refused', async (c, r) => {
+  const a = new Arena(c, r);
+  const tl = a.add('f32', [2, 4]), o = a.add('f32', [2, 4]);
+  await a.upload();
+  try { await c.run({ op: 'moe_route', attrs: { k: 5, norm: 1 }, inputs: [tl], outputs: [o] }); } catch (e) {
+    if (/moe_route: k must be 1\.\.4 \(the experts of logits f32 \[2, 4\]\), got 5/.test(e.message)) return 'refused';
+    throw e;
+  }
+  throw new Error('accepted');
+});
 
 // Errors reported, not crashes: a bad token id, a cache position out of range. The kernels
 // check on the GPU, so the RUN is accepted and the next SYNC (or READ) is the ERROR; the one
