@@ -27,6 +27,9 @@ class ForwardingBackend : public Backend {
 
  protected:
   Backend& inner() const { return *inner_; }
+  // Destroys the inner backend now, for a wrapper whose own members must outlive it (the
+  // process serving it); only a destructor may call it.
+  void release_inner() { inner_.reset(); }
 
  private:
   std::unique_ptr<Backend> inner_;

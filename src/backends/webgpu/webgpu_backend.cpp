@@ -10,6 +10,7 @@
 #include <random>
 #include <regex>
 
+#include "backend/forwarding_backend.h"
 #include "backends/webgpu/device_process.h"
 #include "core/error.h"
 #include "rpc/client.h"
@@ -103,18 +104,14 @@ std::unique_ptr<Backend> connect(const Target& t, rpc::ClientOptions o,
   return rpc::connect_client(rpc::websocket_transport(std::move(ws)), std::move(o));
 }
 
-// A backend that owns what its device needs besides the session: the in-process relay and
-// the runner. Members are destroyed in reverse: the session first, then the runner, then
-// the relay.
-class LocalWebGpu : public Backend {
- public:
+// What a device started by this process needs besides its session: the in-process relay,
+// the runner, Chromium's fresh profile folder. Destroyed after the session (LocalWebGpu).
+struct LocalRunner {
   std::unique_ptr<rpc::WebRelay> relay;
   std::unique_ptr<DeviceProcess> runner;
-  std::filesystem::path profile;  // Chromium's fresh user data folder
-  std::unique_ptr<Backend> inner;
+  std::filesystem::path profile;
 
-  ~LocalWebGpu() override {
-    inner.reset();
+  ~LocalRunner() {
     runner.reset();
     relay.reset();
     if (!profile.empty()) {
@@ -122,18 +119,17 @@ class LocalWebGpu : public Backend {
       std::filesystem::remove_all(profile, ec);
     }
   }
-  const BackendInfo& info() const override { return inner->info(); }
-  BufferId alloc(size_t bytes) override { return inner->alloc(bytes); }
-  void free(BufferId id) override { inner->free(id); }
-  void write(BufferId id, size_t offset, const void* src, size_t bytes) override {
-    inner->write(id, offset, src, bytes);
-  }
-  void read(BufferId id, size_t offset, void* dst, size_t bytes) override {
-    inner->read(id, offset, dst, bytes);
-  }
-  Support supports(const OpCall& call) const override { return inner->supports(call); }
-  void run(const OpCall& call) override { inner->run(call); }
-  void sync() override { inner->sync(); }
+};
+
+// The session with a device this process started; ends the session before the runner.
+class LocalWebGpu : public ForwardingBackend {
+ public:
+  LocalWebGpu(std::unique_ptr<Backend> session, std::unique_ptr<LocalRunner> local)
+      : ForwardingBackend(std::move(session)), local_(std::move(local)) {}
+  ~LocalWebGpu() override { release_inner(); }
+
+ private:
+  std::unique_ptr<LocalRunner> local_;
 };
 
 std::string random_token() {
@@ -184,7 +180,7 @@ std::unique_ptr<Backend> start_local(const BackendUri& uri, rpc::ClientOptions o
       "backend URI '" + uri.text +
           "': limits must be NAME:VALUE[,NAME:VALUE...], e.g. "
           "limits=maxStorageBufferBindingSize:134217728");
-  auto b = std::make_unique<LocalWebGpu>();
+  auto b = std::make_unique<LocalRunner>();
   rpc::WebRelayOptions ro;
   ro.token = random_token();
   b->relay = std::make_unique<rpc::WebRelay>(ro);
@@ -219,13 +215,12 @@ std::unique_ptr<Backend> start_local(const BackendUri& uri, rpc::ClientOptions o
       throw Error(o.where + ": " + what + " " + *status + " before its device connected" + tail());
   };
   try {
-    b->inner = connect(t, o, alive);
+    return std::make_unique<LocalWebGpu>(connect(t, o, alive), std::move(b));
   } catch (const Error& e) {
     std::string msg = e.what();
     if (!runner.ended()) msg += " (" + what + " is still starting" + tail() + ")";
     throw Error(msg);
   }
-  return b;
 }
 
 }  // namespace
