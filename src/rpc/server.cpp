@@ -61,17 +61,6 @@ Message error_reply(const std::string& text) {
   return m;
 }
 
-// The numeric address of a peer, without its port.
-std::string peer_host(const sockaddr_storage& addr) {
-  char host[INET6_ADDRSTRLEN] = "?";
-  if (addr.ss_family == AF_INET)
-    ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(addr).sin_addr, host, sizeof host);
-  else if (addr.ss_family == AF_INET6)
-    ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(addr).sin6_addr, host,
-                sizeof host);
-  return host;
-}
-
 int ms_until(Clock::time_point deadline) {
   // Rounded up, so that a wait that times out has reached the deadline.
   auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
@@ -198,37 +187,17 @@ void Server::stop() {
 
 void Server::serve() {
   while (!stopping_) {
-    pollfd p{listener_.fd(), POLLIN, 0};
-    int r = ::poll(&p, 1, 100);
-    // Reap finished connections so a long-lived server does not accumulate threads; the
-    // joins happen outside the lock, which connection threads also take.
-    std::list<std::unique_ptr<Connection>> finished;
-    {
-      std::lock_guard lock(conn_mutex_);
-      for (auto it = connections_.begin(); it != connections_.end();) {
-        auto next = std::next(it);
-        if ((*it)->done) finished.splice(finished.end(), connections_, it);
-        it = next;
-      }
-    }
-    for (auto& c : finished) c->thread.join();
-    if (r <= 0 || stopping_) continue;
-    // Take every pending connection, so a burst cannot fill the listen backlog. Whether a
-    // client may stay is decided at HELLO (admit), so no connection is refused here.
-    for (;;) {
-      sockaddr_storage addr{};
-      socklen_t addr_len = sizeof addr;
-      int fd =
-          ::accept4(listener_.fd(), reinterpret_cast<sockaddr*>(&addr), &addr_len, SOCK_CLOEXEC);
-      if (fd < 0) break;
-      Socket s(fd);
-      int one = 1;
-      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    // Every pending connection is taken; whether a client may stay is decided at HELLO
+    // (admit), so no connection is refused here.
+    std::vector<Accepted> accepted = accept_pending(listener_, 100);
+    join_finished(connections_, conn_mutex_);
+    if (stopping_) break;
+    for (Accepted& a : accepted) {
       std::lock_guard lock(conn_mutex_);
       limit_handshakes();
       auto c = std::make_unique<Connection>();
-      c->socket = std::move(s);
-      c->peer = peer_host(addr);
+      c->socket = std::move(a.socket);
+      c->peer = std::move(a.peer);
       Connection* raw = c.get();
       ++stats_.connections;
       connections_.push_back(std::move(c));

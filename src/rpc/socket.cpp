@@ -138,8 +138,8 @@ std::pair<std::string, uint16_t> parse_host_port(const std::string& text) {
   }
   TAPML_REQUIRE_USAGE(!host.empty(), "'" + text + "': empty host (expected HOST:PORT)");
   TAPML_REQUIRE_USAGE(!port.empty() && port.size() <= 5 &&
-                    port.find_first_not_of("0123456789") == std::string::npos,
-                "'" + text + "': port must be a number (expected HOST:PORT)");
+                          port.find_first_not_of("0123456789") == std::string::npos,
+                      "'" + text + "': port must be a number (expected HOST:PORT)");
   int p = std::stoi(port);
   TAPML_REQUIRE_USAGE(p <= 65535, "'" + text + "': port above 65535");
   return {host, uint16_t(p)};
@@ -223,6 +223,28 @@ uint16_t bound_port(const Socket& s) {
   ::getsockname(s.fd(), reinterpret_cast<sockaddr*>(&ss), &len);
   if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
   return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+}
+
+std::vector<Accepted> accept_pending(const Socket& listener, int timeout_ms) {
+  std::vector<Accepted> out;
+  pollfd p{listener.fd(), POLLIN, 0};
+  if (::poll(&p, 1, timeout_ms) <= 0) return out;
+  for (;;) {
+    sockaddr_storage addr{};
+    socklen_t addr_len = sizeof addr;
+    int fd = ::accept4(listener.fd(), reinterpret_cast<sockaddr*>(&addr), &addr_len, SOCK_CLOEXEC);
+    if (fd < 0) break;
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    char host[INET6_ADDRSTRLEN] = "?";
+    if (addr.ss_family == AF_INET)
+      ::inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in&>(addr).sin_addr, host, sizeof host);
+    else if (addr.ss_family == AF_INET6)
+      ::inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6&>(addr).sin6_addr, host,
+                  sizeof host);
+    out.push_back({Socket(fd), host});
+  }
+  return out;
 }
 
 }  // namespace tapml::rpc

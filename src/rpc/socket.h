@@ -5,7 +5,11 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/error.h"
@@ -31,6 +35,8 @@ class Socket {
 
   int fd() const { return fd_; }
   bool open() const { return fd_ >= 0; }
+  // Gives up ownership of the fd (the caller closes it); the Socket is then closed.
+  int release() { return std::exchange(fd_, -1); }
   void close();
   // Wakes any thread blocked on this socket (shutdown(2)) without releasing the fd.
   void shutdown();
@@ -58,6 +64,32 @@ Socket connect_tcp(const std::string& host, uint16_t port, int timeout_ms);
 // Binds and listens; port 0 picks a free port (see bound_port).
 Socket listen_tcp(const std::string& host, uint16_t port);
 uint16_t bound_port(const Socket& s);
+
+struct Accepted {
+  Socket socket;     // TCP_NODELAY set
+  std::string peer;  // the peer's numeric address, without its port
+};
+// Waits up to timeout_ms for `listener` (non-blocking) to have connections and takes every one
+// pending, so
+// a burst cannot fill the listen backlog; none when the wait ends without any.
+std::vector<Accepted> accept_pending(const Socket& listener, int timeout_ms);
+
+// Joins the threads of the connections in `list` whose `done` is set and drops them (the
+// joins happen outside `mutex`, which connection threads also take), so a long-lived server
+// does not accumulate threads. C has `std::thread thread` and `std::atomic<bool> done`.
+template <class C>
+void join_finished(std::list<std::unique_ptr<C>>& list, std::mutex& mutex) {
+  std::list<std::unique_ptr<C>> finished;
+  {
+    std::lock_guard lock(mutex);
+    for (auto it = list.begin(); it != list.end();) {
+      auto next = std::next(it);
+      if ((*it)->done) finished.splice(finished.end(), list, it);
+      it = next;
+    }
+  }
+  for (auto& c : finished) c->thread.join();
+}
 // Splits "host:port" (a bare port means 127.0.0.1); throws Error if malformed.
 std::pair<std::string, uint16_t> parse_host_port(const std::string& text);
 bool is_loopback(const std::string& host);

@@ -148,27 +148,13 @@ void WebRelay::say(const std::string& line) {
 
 void WebRelay::serve() {
   while (!stopping_) {
-    pollfd p{listener_.fd(), POLLIN, 0};
-    int r = ::poll(&p, 1, 100);
-    std::list<std::unique_ptr<Connection>> finished;
-    {
-      std::lock_guard lock(mutex_);
-      for (auto it = connections_.begin(); it != connections_.end();) {
-        auto next = std::next(it);
-        if ((*it)->done) finished.splice(finished.end(), connections_, it);
-        it = next;
-      }
-    }
-    for (auto& c : finished) c->thread.join();
-    if (r <= 0 || stopping_) continue;
-    for (;;) {
-      int fd = ::accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC);
-      if (fd < 0) break;
-      int one = 1;
-      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    std::vector<Accepted> accepted = accept_pending(listener_, 100);
+    join_finished(connections_, mutex_);
+    if (stopping_) break;
+    for (Accepted& a : accepted) {
       std::lock_guard lock(mutex_);
       auto c = std::make_unique<Connection>();
-      c->fd = fd;
+      c->fd = a.socket.release();
       Connection* raw = c.get();
       connections_.push_back(std::move(c));
       raw->thread = std::thread([this, raw] {
