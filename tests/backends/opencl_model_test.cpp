@@ -72,36 +72,11 @@ TEST_F(OpenClModel, StoriesGoldenTokens) {
 }
 
 TEST_F(OpenClModel, CarvedStoriesCorpusReplaysCompletely) {
-  const std::string path = testing::temp_dir() + "/opencl_stories.db";
-  testing::carve_on_ref(stories(), path, stories_tokenizer().encode("Once upon a time", true), 16);
-  ReplayRun run = replay_corpus(path, "opencl", {});
-  std::set<Op> ops;
-  int passed = 0;
-  for (const TestResult& r : run.results) {
-    EXPECT_TRUE(r.pass) << "test " << r.id << " (" << op_name(r.op) << " at " << r.site
-                        << "): " << r.error << r.verdict.detail;
-    passed += r.pass;
-    ops.insert(r.op);
-  }
-  EXPECT_EQ(passed, int(run.results.size()));
-  EXPECT_GE(run.results.size(), 40u);
-  for (Op op : {Op::Embedding, Op::RmsNorm, Op::Matmul, Op::Rope, Op::KvStore, Op::Attention,
-                Op::Swiglu, Op::Add})
-    EXPECT_TRUE(ops.count(op)) << op_name(op) << " was not replayed";
+  testing::expect_stories_corpus_replays("opencl", testing::temp_dir() + "/opencl_stories.db");
 }
 
 TEST_F(OpenClModel, MigrationPassesAndPinsAFault) {
-  MigrateReport ok = migrate(stories(), testing::stories_migrate_options("opencl", 24));
-  EXPECT_EQ(ok.status, "pass") << ok.summary;
-  for (const SiteAttribution& s : ok.sites)
-    EXPECT_TRUE(s.info.target_supports) << s.info.unsupported_reason;
-
-  MigrateReport bad =
-      migrate(stories(), testing::stories_migrate_options(
-                             "faulty:opencl?fault=rope_pairing&site=^blk\\.2\\.rope_k$", 24));
-  EXPECT_EQ(bad.status, "fail") << bad.summary;
-  ASSERT_EQ(bad.culprits.size(), 1u) << bad.summary;
-  EXPECT_EQ(bad.culprits[0].site, "blk.2.rope_k") << bad.summary;
+  testing::expect_stories_migration_pins_a_fault("opencl", 24);
 }
 
 #endif

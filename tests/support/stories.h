@@ -14,4 +14,12 @@ const Tokenizer& stories_tokenizer();
 // Migrating stories260K onto `target` over `steps` positions of "Once upon a time".
 MigrateOptions stories_migrate_options(const std::string& target, int steps);
 
+// The whole-model checks of a backend (gtest expectations, failing the calling test):
+// a corpus carved on ref from "Once upon a time" (16 steps, into `db`) replays completely on
+// `target` and covers the Llama ops;
+void expect_stories_corpus_replays(const std::string& target, const std::string& db);
+// migrating onto `target` over `steps` positions passes with every site offered, and with
+// faulty:TARGET's rope_pairing planted at blk.2.rope_k fails naming exactly that site.
+void expect_stories_migration_pins_a_fault(const std::string& target, int steps);
+
 }  // namespace tapml::testing
