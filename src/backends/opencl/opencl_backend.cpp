@@ -12,6 +12,7 @@
 #include <type_traits>
 #include <unordered_map>
 
+#include "backend/host_shadow.h"
 #include "backend/kernel_table.h"
 #include "backends/opencl/cl_api.h"
 #include "backends/opencl/device.h"
@@ -122,7 +123,7 @@ class OpenClBackend final : public Backend {
     TAPML_REQUIRE(it != buffers_.end(), "opencl: free of unknown buffer " + std::to_string(id));
     spare_[it->second.capacity].push_back(it->second.mem);
     buffers_.erase(it);
-    shadow_.erase(id);
+    shadow_.forget(id);
   }
 
   void write(BufferId id, size_t offset, const void* src, size_t bytes) override {
@@ -131,12 +132,7 @@ class OpenClBackend final : public Backend {
       check(
           cl_.clEnqueueWriteBuffer(queue_, b.mem, CL_TRUE, offset, bytes, src, 0, nullptr, nullptr),
           "clEnqueueWriteBuffer");
-    if (bytes <= kShadowBytes) {
-      const std::byte* p = static_cast<const std::byte*>(src);
-      shadow_[id] = {offset, std::vector<std::byte>(p, p + bytes)};
-    } else {
-      shadow_.erase(id);
-    }
+    shadow_.wrote(id, offset, src, bytes);
   }
 
   void read(BufferId id, size_t offset, void* dst, size_t bytes) override {
@@ -195,7 +191,7 @@ class OpenClBackend final : public Backend {
     for (auto& t : c.inputs) buffer(t.buffer, t.offset, t.nbytes(), "run");
     for (auto& t : c.outputs) buffer(t.buffer, t.offset, t.nbytes(), "run");
     if (Support s = supports(c); !s.ok) throw Error(s.reason);
-    for (auto& t : c.outputs) shadow_.erase(t.buffer);
+    for (auto& t : c.outputs) shadow_.forget(t.buffer);
     kernels_.run(c, "opencl");
   }
 
@@ -371,13 +367,8 @@ class OpenClBackend final : public Backend {
   // the host, so the copy kept by write() answers without waiting for queued kernels.
   std::vector<int32_t> read_i32(const DeviceTensor& t) {
     std::vector<int32_t> v(size_t(t.shape.numel()));
-    auto it = shadow_.find(t.buffer);
-    if (it != shadow_.end() && t.offset >= it->second.offset &&
-        t.offset + v.size() * 4 <= it->second.offset + it->second.bytes.size()) {
-      std::memcpy(v.data(), it->second.bytes.data() + (t.offset - it->second.offset), v.size() * 4);
-      return v;
-    }
-    read(t.buffer, t.offset, v.data(), v.size() * 4);
+    if (!shadow_.read(t.buffer, t.offset, v.data(), v.size() * 4))
+      read(t.buffer, t.offset, v.data(), v.size() * 4);
     return v;
   }
 
@@ -561,13 +552,7 @@ class OpenClBackend final : public Backend {
 
   std::unordered_map<BufferId, Buffer> buffers_;
   std::unordered_map<size_t, std::vector<cl_mem>> spare_;
-  // The last small host write of each buffer, until a kernel writes that buffer.
-  struct Shadow {
-    size_t offset = 0;
-    std::vector<std::byte> bytes;
-  };
-  static constexpr size_t kShadowBytes = 4096;
-  std::unordered_map<BufferId, Shadow> shadow_;
+  HostShadow shadow_;
   std::map<std::pair<double, int64_t>, cl_mem> rope_tables_;
   cl_mem scratch_ = nullptr, dummy_ = nullptr;
   size_t scratch_capacity_ = 0;

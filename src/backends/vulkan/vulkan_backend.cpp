@@ -23,6 +23,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "backend/host_shadow.h"
 #include "backend/kernel_table.h"
 #include "core/dtype.h"
 #include "core/error.h"
@@ -385,7 +386,7 @@ class VulkanBackend final : public Backend {
     TAPML_REQUIRE(it != blocks_.end(), "vulkan: free of unknown buffer " + std::to_string(id));
     spare_[it->second.capacity].push_back(it->second);
     blocks_.erase(it);
-    shadow_.erase(id);
+    shadow_.forget(id);
   }
 
   struct Timer {
@@ -400,12 +401,7 @@ class VulkanBackend final : public Backend {
     const Block& b = block(id, offset, bytes, "write");
     flush();  // pending dispatches may still read the old contents
     upload(b, offset, src, bytes);
-    if (bytes <= kShadowBytes) {
-      const std::byte* p = static_cast<const std::byte*>(src);
-      shadow_[id] = {offset, std::vector<std::byte>(p, p + bytes)};
-    } else {
-      shadow_.erase(id);
-    }
+    shadow_.wrote(id, offset, src, bytes);
   }
 
   void read(BufferId id, size_t offset, void* dst, size_t bytes) override {
@@ -473,7 +469,7 @@ class VulkanBackend final : public Backend {
     for (auto& t : c.inputs) block(t.buffer, t.offset, t.nbytes(), "run");
     for (auto& t : c.outputs) block(t.buffer, t.offset, t.nbytes(), "run");
     if (Support s = supports(c); !s.ok) throw Error(s.reason);
-    for (auto& t : c.outputs) shadow_.erase(t.buffer);
+    for (auto& t : c.outputs) shadow_.forget(t.buffer);
     kernels_.run(c, "vulkan");
   }
 
@@ -818,13 +814,8 @@ class VulkanBackend final : public Backend {
   // the host, so the copy kept by write() answers without waiting for pending dispatches.
   std::vector<int32_t> read_i32(const DeviceTensor& t) {
     std::vector<int32_t> v(size_t(t.shape.numel()));
-    auto it = shadow_.find(t.buffer);
-    if (it != shadow_.end() && t.offset >= it->second.offset &&
-        t.offset + v.size() * 4 <= it->second.offset + it->second.bytes.size()) {
-      std::memcpy(v.data(), it->second.bytes.data() + (t.offset - it->second.offset), v.size() * 4);
-      return v;
-    }
-    read(t.buffer, t.offset, v.data(), v.size() * 4);
+    if (!shadow_.read(t.buffer, t.offset, v.data(), v.size() * 4))
+      read(t.buffer, t.offset, v.data(), v.size() * 4);
     return v;
   }
 
@@ -1025,13 +1016,7 @@ class VulkanBackend final : public Backend {
 
   std::unordered_map<BufferId, Block> blocks_;
   std::unordered_map<size_t, std::vector<Block>> spare_;
-  // The last small host write of each buffer, until a dispatch writes that buffer.
-  struct Shadow {
-    size_t offset = 0;
-    std::vector<std::byte> bytes;
-  };
-  static constexpr size_t kShadowBytes = 4096;
-  std::unordered_map<BufferId, Shadow> shadow_;
+  HostShadow shadow_;
   std::map<std::pair<double, int64_t>, Block> rope_tables_;
   Block scratch_, dummy_, staging_;
   BufferId next_id_ = 1;
