@@ -99,9 +99,9 @@ std::string name(DType t, int64_t a, int64_t b, int64_t c = -1) {
 
 TEST_F(OpenClVsRef, Matmul) {
   for (DType wt : kWeightTypes)
-    for (int64_t T : {1, 3, 4, 5, 13})
-      for (int64_t K : {1, 7, 67, 256, 4099})
-        for (int64_t N : {1, 5, 33})
+    for (int64_t T : {1, 3, 4, 5, 13, 16, 70})
+      for (int64_t K : {1, 7, 67, 256, 264, 4099})
+        for (int64_t N : {1, 5, 33, 67})
           compare("matmul", {},
                   {f32_tensor({T, K}, normal(gen_, T * K)),
                    f32_tensor({N, K}, normal(gen_, N * K), wt)},

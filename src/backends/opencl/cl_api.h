@@ -34,7 +34,9 @@ struct ClApi {
   X(clGetKernelWorkGroupInfo)  \
   X(clEnqueueNDRangeKernel)    \
   X(clFlush)                   \
-  X(clFinish)
+  X(clFinish)                  \
+  X(clGetEventProfilingInfo)   \
+  X(clReleaseEvent)
 #define TAPML_CL_POINTER(name) decltype(&::name) name = nullptr;
   TAPML_CL_FUNCTIONS(TAPML_CL_POINTER)
 #undef TAPML_CL_POINTER

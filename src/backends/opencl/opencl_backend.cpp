@@ -5,9 +5,13 @@
 #include "backends/opencl/opencl_backend.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <string_view>
 #include <type_traits>
 #include <unordered_map>
@@ -37,10 +41,20 @@ struct TensorArg {
 // One kernel of one program, as a call uses it: kernels/FILE.cl's NAME, built with the
 // weight dtype WTYPE; `reduces`: a kernel with a fixed work-group size (its reductions).
 struct KernelKey {
+  KernelKey(const char* file, const char* name, int wtype = 0, bool reduces = false,
+            size_t group = 0, std::string extra = "")
+      : file(file),
+        name(name),
+        wtype(wtype),
+        reduces(reduces),
+        group(group),
+        extra(std::move(extra)) {}
   const char* file;
   const char* name;
-  int wtype = 0;
-  bool reduces = false;
+  int wtype;
+  bool reduces;
+  size_t group;       // work-items per group, when the call chooses it (0: by name)
+  std::string extra;  // further build options (-D...)
 };
 
 // Work-items per group of the reducing kernels: a power of two, at most the device's limit.
@@ -57,10 +71,15 @@ class OpenClBackend final : public Backend {
     info_ = {uri.text, "opencl", device_.describe(), size_t(device_.max_alloc),
              size_t(device_.global_memory)};
     cl_int err = CL_SUCCESS;
-    queue_ = cl_.clCreateCommandQueue(ctx_->context(), device_.device, 0, &err);
+    stats_ = std::getenv("TAPML_OPENCL_STATS") != nullptr;
+    const char* fuse = std::getenv("TAPML_OPENCL_FUSE");
+    fuse_ = !(fuse && std::string_view(fuse) == "0");
+    queue_ = cl_.clCreateCommandQueue(ctx_->context(), device_.device,
+                                      stats_ ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
     check(err, "clCreateCommandQueue");
     wg_ = group_size(128, device_.max_work_group);
     matmul_wg_ = group_size(64, device_.max_work_group);
+    gemv_wg_ = group_size(128, device_.max_work_group);
     items_wg_ = group_size(64, device_.max_work_group);
     dummy_ = create(16);
 
@@ -84,7 +103,12 @@ class OpenClBackend final : public Backend {
   }
 
   ~OpenClBackend() override {
+    try {
+      flush_held();
+    } catch (...) {
+    }
     cl_.clFinish(queue_);
+    if (stats_) print_stats();
     for (auto& [id, b] : buffers_) cl_.clReleaseMemObject(b.mem);
     for (auto& [cap, list] : spare_)
       for (cl_mem m : list) cl_.clReleaseMemObject(m);
@@ -121,29 +145,42 @@ class OpenClBackend final : public Backend {
   void free(BufferId id) override {
     auto it = buffers_.find(id);
     TAPML_REQUIRE(it != buffers_.end(), "opencl: free of unknown buffer " + std::to_string(id));
+    if (holds(id)) flush_held();
     spare_[it->second.capacity].push_back(it->second.mem);
     buffers_.erase(it);
     shadow_.forget(id);
   }
 
   void write(BufferId id, size_t offset, const void* src, size_t bytes) override {
+    const auto start =
+        stats_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     const Buffer& b = buffer(id, offset, bytes, "write");
+    flush_held();
     if (bytes > 0)
       check(
           cl_.clEnqueueWriteBuffer(queue_, b.mem, CL_TRUE, offset, bytes, src, 0, nullptr, nullptr),
           "clEnqueueWriteBuffer");
     shadow_.wrote(id, offset, src, bytes);
+    if (stats_) transfer_s_ += seconds_since(start), transfers_ += 1;
   }
 
   void read(BufferId id, size_t offset, void* dst, size_t bytes) override {
+    const auto start =
+        stats_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     const Buffer& b = buffer(id, offset, bytes, "read");
+    flush_held();
     if (bytes > 0)
       check(
           cl_.clEnqueueReadBuffer(queue_, b.mem, CL_TRUE, offset, bytes, dst, 0, nullptr, nullptr),
           "clEnqueueReadBuffer");
+    if (stats_) transfer_s_ += seconds_since(start), transfers_ += 1;
   }
 
-  void sync() override { check(cl_.clFinish(queue_), "clFinish"); }
+  void sync() override {
+    flush_held();
+    check(cl_.clFinish(queue_), "clFinish");
+    if (stats_) drain_events();
+  }
 
   Support supports(const OpCall& c) const override {
     try {
@@ -188,14 +225,241 @@ class OpenClBackend final : public Backend {
   }
 
   void run(const OpCall& c) override {
+    const auto start =
+        stats_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+    run_call(c);
+    if (stats_) run_s_ += seconds_since(start);
+  }
+
+ private:
+  static double seconds_since(std::chrono::steady_clock::time_point start) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+
+  void run_call(const OpCall& c) {
     for (auto& t : c.inputs) buffer(t.buffer, t.offset, t.nbytes(), "run");
     for (auto& t : c.outputs) buffer(t.buffer, t.offset, t.nbytes(), "run");
     if (Support s = supports(c); !s.ok) throw Error(s.reason);
     for (auto& t : c.outputs) shadow_.forget(t.buffer);
+    if (fuse_ && hold(c)) return;
+    flush_held();
     kernels_.run(c, "opencl");
   }
 
- private:
+  // ---- Calls held back to run with their neighbours as one kernel ----
+  // A decode step is ~16 small kernels per layer, and on some drivers a launch costs more
+  // host time than its kernel takes (NVIDIA's OpenCL: 5-8 us each). So run() holds back an
+  // rmsnorm, up to three one-row matmuls on the same input, and a rope, and launches them
+  // with what follows as one kernel where the pattern allows:
+  //   rmsnorm, then matmuls of its output        gemv_fused, the norm computed in each group
+  //   matmuls of one input (q, k, v)             gemv_fused mode 0
+  //   matmul, matmul, swiglu of their outputs    gemv_fused mode 1 (gate, up)
+  //   matmul, add of its output and another      gemv_fused mode 2 (a residual)
+  //   rope, rope with the same positions         one rope launch (q, k)
+  // Any other call, write(), read(), sync(), and free() of a held call's buffer launch what
+  // is held first, so calls still run in order; every output of a held call is written, as
+  // unfused. TAPML_OPENCL_FUSE=0 turns holding off.
+  std::optional<OpCall> held_norm_, held_rope_;
+  std::vector<OpCall> held_mm_;
+
+  static bool same(const DeviceTensor& a, const DeviceTensor& b) {
+    return a.buffer == b.buffer && a.offset == b.offset && a.nbytes() == b.nbytes();
+  }
+  static bool overlap(const DeviceTensor& a, const DeviceTensor& b) {
+    return a.buffer == b.buffer && a.offset < b.offset + b.nbytes() &&
+           b.offset < a.offset + a.nbytes();
+  }
+  // Tensors the held gemv group reads from every group (so no fused output may touch them).
+  std::vector<DeviceTensor> shared_reads() const {
+    std::vector<DeviceTensor> r;
+    if (!held_mm_.empty()) r.push_back(held_mm_[0].inputs[0]);
+    if (norm_feeds_group()) r.push_back(held_norm_->inputs[0]), r.push_back(held_norm_->outputs[0]);
+    return r;
+  }
+  bool norm_feeds_group() const {
+    return held_norm_ && !held_mm_.empty() && same(held_norm_->outputs[0], held_mm_[0].inputs[0]);
+  }
+  bool touches_shared(const DeviceTensor& out) const {
+    for (const DeviceTensor& t : shared_reads())
+      if (overlap(out, t)) return true;
+    return false;
+  }
+
+  bool holds(BufferId id) const {
+    auto in = [&](const std::optional<OpCall>& c) {
+      if (!c) return false;
+      for (auto& t : c->inputs)
+        if (t.buffer == id) return true;
+      for (auto& t : c->outputs)
+        if (t.buffer == id) return true;
+      return false;
+    };
+    if (in(held_norm_) || in(held_rope_)) return true;
+    for (const OpCall& c : held_mm_)
+      if (in(std::optional<OpCall>(c))) return true;
+    return false;
+  }
+
+  KernelKey fused_key(const OpCall& first_mm, bool with_norm) const {
+    return {"matmul",
+            "gemv_fused",
+            weight_code(first_mm.inputs[1].dtype),
+            true,
+            0,
+            with_norm ? "-DNORM_K=" + std::to_string(first_mm.inputs[0].shape[1]) : ""};
+  }
+
+  // Holds c, or runs it fused with what is held; false: run it as it is (after flushing).
+  bool hold(const OpCall& c) {
+    switch (c.op) {
+      case Op::RmsNorm: {
+        flush_held();
+        const DeviceTensor &x = c.inputs[0], &w = c.inputs[1], &o = c.outputs[0];
+        if (x.shape[0] != 1 || w.dtype != DType::F32 || x.shape[1] > 8192 || x.shape[1] % 8 != 0 ||
+            overlap(x, o) || gemv_wg_ < 32)
+          return false;
+        held_norm_ = c;
+        return true;
+      }
+      case Op::Matmul: {
+        if (!gemv_ok(c) || !is_float_weight(c.inputs[1].dtype)) return false;
+        const DeviceTensor& out = c.outputs[0];
+        if (!held_mm_.empty()) {
+          const OpCall& first = held_mm_[0];
+          bool joins = held_mm_.size() < 3 && same(c.inputs[0], first.inputs[0]) &&
+                       c.inputs[1].dtype == first.inputs[1].dtype && !touches_shared(out);
+          for (const OpCall& m : held_mm_) joins = joins && !overlap(out, m.outputs[0]);
+          if (joins) {
+            held_mm_.push_back(c);
+            return true;
+          }
+          flush_held();
+        }
+        const bool after_norm = held_norm_ && same(held_norm_->outputs[0], c.inputs[0]) &&
+                                !overlap(out, held_norm_->inputs[0]) &&
+                                !overlap(out, held_norm_->outputs[0]) &&
+                                kernel_fits(fused_key(c, true)).ok;
+        if (!after_norm) flush_held();
+        if (!kernel_fits(fused_key(c, false)).ok) return false;
+        held_mm_.push_back(c);
+        return true;
+      }
+      case Op::Swiglu: {
+        if (held_mm_.size() == 2 && same(c.inputs[0], held_mm_[0].outputs[0]) &&
+            same(c.inputs[1], held_mm_[1].outputs[0]) && !touches_shared(c.outputs[0]) &&
+            (same(c.outputs[0], c.inputs[0]) || same(c.outputs[0], c.inputs[1]) ||
+             (!overlap(c.outputs[0], c.inputs[0]) && !overlap(c.outputs[0], c.inputs[1])))) {
+          launch_fused(1, nullptr, c.outputs[0]);
+          return true;
+        }
+        return false;
+      }
+      case Op::Add: {
+        if (held_mm_.size() != 1) return false;
+        const DeviceTensor& y = held_mm_[0].outputs[0];
+        const int which = same(c.inputs[1], y) ? 1 : same(c.inputs[0], y) ? 0 : -1;
+        if (which < 0) return false;
+        const DeviceTensor& r = c.inputs[1 - which];
+        const DeviceTensor& z = c.outputs[0];
+        if (overlap(r, y) || touches_shared(z) ||
+            !(same(z, y) || same(z, r) || (!overlap(z, y) && !overlap(z, r))))
+          return false;
+        launch_fused(2, &r, z);
+        return true;
+      }
+      case Op::Rope: {
+        if (held_rope_ && rope_pairs(*held_rope_, c)) {
+          OpCall first = std::move(*held_rope_);
+          held_rope_.reset();
+          rope_launch(first, &c);
+          return true;
+        }
+        flush_held();
+        held_rope_ = c;
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  static bool is_float_weight(DType t) {
+    return t == DType::F32 || t == DType::F16 || t == DType::BF16;
+  }
+
+  static bool rope_pairs(const OpCall& a, const OpCall& b) {
+    for (const char* k : {"head_dim", "rope_dim", "base", "pairing"})
+      if (a.attrs.get(k) != b.attrs.get(k)) return false;
+    if (a.inputs.size() != b.inputs.size() || !same(a.inputs[1], b.inputs[1])) return false;
+    if (a.inputs.size() > 2 && !same(a.inputs[2], b.inputs[2])) return false;
+    // b must not read or write what a writes, nor write what a reads.
+    return !overlap(b.inputs[0], a.outputs[0]) && !overlap(b.outputs[0], a.outputs[0]) &&
+           !overlap(b.outputs[0], a.inputs[0]) && !overlap(b.outputs[0], a.inputs[1]);
+  }
+
+  // Launches the held gemv group (with the held norm when it feeds it) as one gemv_fused:
+  // mode 0 plain, 1 with swiglu into `out`, 2 with `r` + the product into `out`.
+  void launch_fused(uint32_t mode, const DeviceTensor* r, const DeviceTensor& out) {
+    const bool norm = norm_feeds_group();
+    const OpCall& first = held_mm_[0];
+    const int64_t K = first.inputs[0].shape[1];
+    auto t = [&](size_t i) -> const DeviceTensor* {
+      return i < held_mm_.size() ? &held_mm_[i].inputs[1] : nullptr;
+    };
+    auto o = [&](size_t i) -> const DeviceTensor* {
+      return i < held_mm_.size() ? &held_mm_[i].outputs[0] : nullptr;
+    };
+    const DeviceTensor* x = norm ? &held_norm_->inputs[0] : &first.inputs[0];
+    const DeviceTensor* slots[10] = {x,
+                                     norm ? &held_norm_->inputs[1] : nullptr,
+                                     norm ? &held_norm_->outputs[0] : nullptr,
+                                     t(0),
+                                     o(0),
+                                     t(1),
+                                     o(1),
+                                     t(2),
+                                     mode ? &out : o(2),
+                                     r};
+    cl_mem mems[10];
+    cl_ulong16 off{};
+    for (int i = 0; i < 10; ++i) {
+      const TensorArg a = slots[i] ? arg(*slots[i]) : TensorArg{dummy_, 0};
+      mems[i] = a.mem;
+      off.s[i] = a.offset;
+    }
+    auto rows_of = [&](size_t i) {
+      return i < held_mm_.size() ? u32(held_mm_[i].inputs[1].shape[0]) : 0u;
+    };
+    cl_uint8 p{};
+    p.s[0] = u32(K);
+    p.s[1] = rows_of(0);
+    p.s[2] = rows_of(1);
+    p.s[3] = rows_of(2);
+    p.s[4] = mode;
+    const int64_t rows = mode == 0 ? int64_t(p.s[1]) + p.s[2] + p.s[3] : int64_t(p.s[1]);
+    const cl_float eps = norm ? cl_float(held_norm_->attrs.get("eps")) : 0.0f;
+    const KernelKey key = fused_key(first, norm);
+    held_mm_.clear();
+    if (norm) held_norm_.reset();
+    launch(key, ceil_div(rows, int64_t(gemv_rows())), mems[0], mems[1], mems[2], mems[3], mems[4],
+           mems[5], mems[6], mems[7], mems[8], mems[9], off, p, eps);
+  }
+
+  // Launches whatever is held, in call order.
+  void flush_held() {
+    if (!held_mm_.empty()) launch_fused(0, nullptr, held_mm_[0].outputs[0]);
+    if (held_norm_) {
+      OpCall c = std::move(*held_norm_);
+      held_norm_.reset();
+      kernels_.run(c, "opencl");
+    }
+    if (held_rope_) {
+      OpCall c = std::move(*held_rope_);
+      held_rope_.reset();
+      kernels_.run(c, "opencl");
+    }
+  }
+
   struct Buffer {
     cl_mem mem = nullptr;
     size_t size = 0;      // as asked for
@@ -228,20 +492,52 @@ class OpenClBackend final : public Backend {
     return {buffer(t.buffer, t.offset, t.nbytes(), "run").mem, cl_ulong(t.offset)};
   }
 
+  // Matmul's kernel: a one-row call whose weight rows start 16-byte aligned reads them 8
+  // at a time (gemv); 16 rows or more go through local-memory tiles, with the largest tile
+  // (group) that still gives every compute unit a group; the rest read each weight row once
+  // per 4 rows (matmul).
+  KernelKey matmul_key(const OpCall& c) const {
+    const int64_t T = c.inputs[0].shape[0], K = c.inputs[0].shape[1], N = c.inputs[1].shape[0];
+    const int w = weight_code(c.inputs[1].dtype);
+    if (gemv_ok(c)) return {"matmul", "gemv", w, true};
+    if (T >= 16)
+      for (size_t g : {256, 128, 64})
+        if (g <= device_.max_work_group &&
+            ceil_div(T, int64_t(g / 4)) * ceil_div(N, 64) >= int64_t(device_.compute_units))
+          return {"matmul", "matmul_tiled", w, true, g};
+    (void)K;
+    return {"matmul", "matmul", w, true};
+  }
+  static bool aligned16(const DeviceTensor& t) { return t.offset % 16 == 0; }
+  bool gemv_ok(const OpCall& c) const {
+    return c.op == Op::Matmul && c.inputs[0].shape[0] == 1 && c.inputs[0].shape[1] % 8 == 0 &&
+           aligned16(c.inputs[1]) && gemv_wg_ >= 8;
+  }
+  // Attention with the head size built in: q, k, v and out 16-byte aligned, head size a
+  // multiple of 4 up to 256.
+  bool attention_vec_ok(const OpCall& c) const {
+    const int64_t hd = c.attrs.get_int("head_dim");
+    return hd % 4 == 0 && hd <= 256 && hd / 4 <= int64_t(wg_) && aligned16(c.inputs[0]) &&
+           aligned16(c.inputs[1]) && aligned16(c.inputs[2]) && aligned16(c.outputs[0]);
+  }
+
   // The kernels a call runs, for supports() to build and check before run() needs them.
-  static std::vector<KernelKey> keys(const OpCall& c) {
+  std::vector<KernelKey> keys(const OpCall& c) const {
     switch (c.op) {
       case Op::Embedding:
         return {{"embedding", "embedding", weight_code(c.inputs[0].dtype)}};
       case Op::RmsNorm:
         return {{"rmsnorm", "rmsnorm", weight_code(c.inputs[1].dtype), true}};
       case Op::Matmul:
-        return {{"matmul", "matmul", weight_code(c.inputs[1].dtype), true}};
+        return {matmul_key(c)};
       case Op::Rope:
         return {{"rope", "rope"}};
       case Op::KvStore:
         return {{"kv_store", "kv_store"}};
       case Op::Attention:
+        if (attention_vec_ok(c))
+          return {{"attention", "attention_vec", 0, true, 0,
+                   "-DHD=" + std::to_string(c.attrs.get_int("head_dim"))}};
         return {{"attention", "attention", 0, true}};
       case Op::Gelu:
         return {{"gelu", "gelu"}};
@@ -273,13 +569,17 @@ class OpenClBackend final : public Backend {
   }
 
   size_t group_of(const KernelKey& k) const {
+    if (k.group) return k.group;
     if (!k.reduces) return items_wg_;
-    return std::string_view(k.name) == "matmul" ? matmul_wg_ : wg_;
+    const std::string_view name(k.name);
+    if (name == "gemv" || name == "gemv_fused") return gemv_wg_;
+    return name == "matmul" ? matmul_wg_ : wg_;
   }
 
   std::string options(const KernelKey& k) const {
     std::string o = "-DWTYPE=" + std::to_string(k.wtype);
     if (k.reduces) o += " -DWG=" + std::to_string(group_of(k));
+    if (!k.extra.empty()) o += " " + k.extra;
     if (std::string_view(k.file) == "rope" && device_.fp64) o += " -DROPE_F64";
     return o;
   }
@@ -352,10 +652,51 @@ class OpenClBackend final : public Backend {
     set_args(k, 0, args...);
     const size_t local = group_of(key);
     const size_t global = size_t(groups) * local;
-    cl_int r =
-        cl_.clEnqueueNDRangeKernel(queue_, k, 1, nullptr, &global, &local, 0, nullptr, nullptr);
+    const auto start =
+        stats_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+    cl_event done = nullptr;
+    cl_int r = cl_.clEnqueueNDRangeKernel(queue_, k, 1, nullptr, &global, &local, 0, nullptr,
+                                          stats_ ? &done : nullptr);
     check(r, std::string("clEnqueueNDRangeKernel (") + key.name + ", " + std::to_string(global) +
                  " items)");
+    if (stats_) {
+      enqueue_s_ += seconds_since(start);
+      pending_.push_back({key.name, done});
+      if (pending_.size() >= 4096) sync();
+    }
+  }
+
+  // TAPML_OPENCL_STATS=1: each kernel's device time from the queue's profiling events,
+  // gathered at sync() and printed when the backend closes.
+  struct KernelTime {
+    int64_t calls = 0;
+    double seconds = 0;
+  };
+  void drain_events() {
+    for (auto& [name, e] : pending_) {
+      cl_ulong t0 = 0, t1 = 0;
+      cl_.clGetEventProfilingInfo(e, CL_PROFILING_COMMAND_START, sizeof t0, &t0, nullptr);
+      cl_.clGetEventProfilingInfo(e, CL_PROFILING_COMMAND_END, sizeof t1, &t1, nullptr);
+      KernelTime& kt = kernel_times_[name];
+      kt.calls += 1;
+      kt.seconds += t1 > t0 ? double(t1 - t0) * 1e-9 : 0.0;
+      cl_.clReleaseEvent(e);
+    }
+    pending_.clear();
+  }
+  void print_stats() {
+    drain_events();
+    double total = 0;
+    int64_t calls = 0;
+    for (auto& [name, kt] : kernel_times_) total += kt.seconds, calls += kt.calls;
+    std::fprintf(stderr,
+                 "opencl stats: %lld kernels, %.3f s on the device; host: %.3f s in run() "
+                 "(%.3f s enqueueing), %lld blocking transfers %.3f s\n",
+                 (long long)calls, total, run_s_, enqueue_s_, (long long)transfers_, transfer_s_);
+    for (auto& [name, kt] : kernel_times_)
+      std::fprintf(stderr, "  %-16s %8lld calls %9.3f ms %8.2f us/call %5.1f%%\n", name.c_str(),
+                   (long long)kt.calls, kt.seconds * 1e3, kt.seconds * 1e6 / double(kt.calls),
+                   total > 0 ? 100 * kt.seconds / total : 0.0);
   }
   // One work-item per element of n.
   template <class... Args>
@@ -437,20 +778,37 @@ class OpenClBackend final : public Backend {
 
   void matmul(const OpCall& c) {
     const int64_t T = c.inputs[0].shape[0], K = c.inputs[0].shape[1], N = c.inputs[1].shape[0];
-    launch(keys(c)[0], N * ceil_div(T, 4), arg(c.inputs[0]), arg(c.inputs[1]), arg(c.outputs[0]),
-           u32(T), u32(K), u32(N));
+    const KernelKey key = keys(c)[0];
+    const std::string_view name(key.name);
+    if (name == "gemv")
+      launch(key, ceil_div(N, int64_t(gemv_rows())), arg(c.inputs[0]), arg(c.inputs[1]),
+             arg(c.outputs[0]), u32(K), u32(N));
+    else if (name == "matmul_tiled")
+      launch(key, ceil_div(T, int64_t(key.group / 4)) * ceil_div(N, 64), arg(c.inputs[0]),
+             arg(c.inputs[1]), arg(c.outputs[0]), u32(T), u32(K), u32(N));
+    else
+      launch(key, N * ceil_div(T, 4), arg(c.inputs[0]), arg(c.inputs[1]), arg(c.outputs[0]), u32(T),
+             u32(K), u32(N));
   }
+  // Weight rows per gemv group: one team of 32 items (or the whole group) per row.
+  size_t gemv_rows() const { return gemv_wg_ < 32 ? 1 : gemv_wg_ / 32; }
 
-  void rope(const OpCall& c) {
+  // One rope call, or two (q and k: same positions and frequencies) in one launch.
+  void rope(const OpCall& c) { rope_launch(c, nullptr); }
+  void rope_launch(const OpCall& c, const OpCall* second) {
     const int64_t T = c.inputs[0].shape[0], H = c.attrs.get_int("n_heads");
     const int64_t hd = c.attrs.get_int("head_dim"), rd = c.attrs.get_int("rope_dim");
     const bool factors = c.inputs.size() > 2;
     cl_mem table = rope_table(c.attrs.get("base"), rd);
     const TensorArg f = factors ? arg(c.inputs[2]) : TensorArg{dummy_, 0};
-    const int64_t n = T * H * (hd - rd / 2);
+    const int64_t n1 = T * H * (hd - rd / 2);
+    const int64_t H2 = second ? second->attrs.get_int("n_heads") : 0;
+    const int64_t n = n1 + T * H2 * (hd - rd / 2);
+    const TensorArg x2 = second ? arg(second->inputs[0]) : TensorArg{dummy_, 0};
+    const TensorArg o2 = second ? arg(second->outputs[0]) : TensorArg{dummy_, 0};
     launch_items(keys(c)[0], n, arg(c.inputs[0]), arg(c.inputs[1]), arg(c.outputs[0]), table, f,
                  u32(n), u32(H), u32(hd), u32(rd), u32(c.attrs.get_int("pairing") == 1),
-                 u32(factors));
+                 u32(factors), x2, o2, u32(n1), u32(H2));
   }
 
   void kv_store(const OpCall& c) {
@@ -545,7 +903,7 @@ class OpenClBackend final : public Backend {
   std::shared_ptr<DeviceContext> ctx_;
   BackendInfo info_;
   cl_command_queue queue_ = nullptr;
-  size_t wg_ = 1, matmul_wg_ = 1, items_wg_ = 1;
+  size_t wg_ = 1, matmul_wg_ = 1, gemv_wg_ = 1, items_wg_ = 1;
   KernelTable kernels_;
   mutable std::map<std::string, cl_kernel> built_;  // by name and build options
   mutable std::map<std::string, Support> fits_;     // kernel_fits() of each of them
@@ -557,6 +915,12 @@ class OpenClBackend final : public Backend {
   cl_mem scratch_ = nullptr, dummy_ = nullptr;
   size_t scratch_capacity_ = 0;
   BufferId next_id_ = 1;
+
+  bool stats_ = false, fuse_ = true;
+  std::vector<std::pair<std::string, cl_event>> pending_;
+  std::map<std::string, KernelTime> kernel_times_;
+  double enqueue_s_ = 0, run_s_ = 0, transfer_s_ = 0;
+  int64_t transfers_ = 0;
 };
 
 // The device a URI names: opencl, opencl:P or opencl:P:D.

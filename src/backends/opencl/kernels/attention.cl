@@ -68,3 +68,74 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void attention(
     barrier(CLK_LOCAL_MEM_FENCE);
   }
 }
+
+#ifdef HD
+// The same with the head size HD known when the program is built (a multiple of 4, at most
+// 256) and q, k, v 16-byte aligned: q lives in registers, each key's dot product is HD / 4
+// independent 16-byte loads, and the weighted sum over keys gives each item 4 dimensions of
+// one of WG / (HD / 4) key lanes, so a decode step's long serial loops become short ones.
+kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void attention_vec(
+    global const uchar* qb, ulong qo, global const uchar* kb, ulong ko, global const uchar* vb,
+    ulong vo, global uchar* ob, ulong oo, global float* score, uint T, uint P, uint H, uint KV,
+    uint hd_unused, float scale, uint window, float cap) {
+  local float red[WG];
+  local float4 part[WG];
+  uint g = get_group_id(0), tid = get_local_id(0);
+  uint t = g / H, h = g % H, kh = h / (H / KV);
+  uint last = P - T + t;
+  uint first = window != 0 && last + 1 > window ? last + 1 - window : 0;
+  global const float4* q = (global const float4*)(CTENSOR(float, qb, qo) + (size_t)t * H * HD +
+                                                  (size_t)h * HD);
+  uint kw4 = KV * HD / 4;
+  global const float4* k = (global const float4*)CTENSOR(float, kb, ko) + (size_t)kh * (HD / 4);
+  global const float4* v = (global const float4*)CTENSOR(float, vb, vo) + (size_t)kh * (HD / 4);
+  global float* s = score + (size_t)g * P;
+  float4 qv[HD / 4];
+  for (uint i = 0; i < HD / 4; ++i) qv[i] = q[i];
+  float mx = -INFINITY;
+  for (uint j = first + tid; j <= last; j += WG) {
+    global const float4* kj = k + (size_t)j * kw4;
+    float4 d = (float4)(0.0f);
+    for (uint i = 0; i < HD / 4; ++i) d = fma(qv[i], kj[i], d);
+    float dot = ((d.x + d.y) + (d.z + d.w)) * scale;
+    if (cap > 0.0f) dot = cap * tanh_f32(dot / cap);
+    s[j] = dot;
+    mx = fmax(mx, dot);
+  }
+  red[tid] = mx;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (uint r = WG / 2; r > 0; r >>= 1) {
+    if (tid < r) red[tid] = fmax(red[tid], red[tid + r]);
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  mx = red[0];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  float sum = 0.0f;
+  for (uint j = first + tid; j <= last; j += WG) {
+    float e = exp(s[j] - mx);
+    s[j] = e;
+    sum += e;
+  }
+  red[tid] = sum;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (uint r = WG / 2; r > 0; r >>= 1) {
+    if (tid < r) red[tid] += red[tid + r];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  float inv = 1.0f / red[0];
+  barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+  const uint dims = HD / 4, lanes = WG / dims;
+  uint i = tid % dims, lane = tid / dims;
+  float4 acc = (float4)(0.0f);
+  if (lane < lanes)
+    for (uint j = first + lane; j <= last; j += lanes) acc = fma((float4)(s[j]), v[(size_t)j * kw4 + i], acc);
+  part[tid] = acc;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (tid < dims) {
+    float4 total = (float4)(0.0f);
+    for (uint l = 0; l < lanes; ++l) total += part[l * dims + tid];
+    vstore4(total * inv, 0,
+            TENSOR(float, ob, oo) + (size_t)t * H * HD + (size_t)h * HD + 4 * tid);
+  }
+}
+#endif

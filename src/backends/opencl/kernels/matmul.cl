@@ -40,3 +40,257 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void matmul(
   }
   if (tid < rows) TENSOR(float, ob, oo)[(size_t)(t0 + tid) * N + n] = red[tid][0];
 }
+
+// Decode (one token row): out[n] = dot(x, w[n]), one team of TEAM items per weight row, WG /
+// TEAM rows per group. Each item reads 8 weights at a time as one 16-byte load, so the host
+// uses this only when K % 8 == 0 and the weights start 16-byte aligned; products are fused
+// multiply-adds in f32, the team's partial sums tree-reduced in local memory.
+#define TEAM (WG < 32 ? WG : 32)
+
+#if WTYPE == 1
+// An f16 bit pattern as f32: subnormals through an exact integer conversion (no f32
+// subnormal arithmetic, which a device may flush), normals by rebasing the exponent,
+// all-ones exponents (Inf, NaN) kept.
+inline float f16_bits(uint h) {
+  uint em = h & 0x7fffu;
+  float f = em < 0x400u ? (float)em * 0x1.0p-24f
+                        : as_float(em >= 0x7c00u ? (em << 13) | 0x7f800000u : (em << 13) + 0x38000000u);
+  return as_float(as_uint(f) | ((h & 0x8000u) << 16));
+}
+#endif
+
+inline float8 load_w8(global const W_T* w) {
+#if WTYPE == 0
+  global const float4* p = (global const float4*)w;
+  return (float8)(p[0], p[1]);
+#else
+  uint4 u = *(global const uint4*)w;
+#if WTYPE == 1
+  return (float8)(f16_bits(u.x & 0xffffu), f16_bits(u.x >> 16), f16_bits(u.y & 0xffffu),
+                  f16_bits(u.y >> 16), f16_bits(u.z & 0xffffu), f16_bits(u.z >> 16),
+                  f16_bits(u.w & 0xffffu), f16_bits(u.w >> 16));
+#else
+  return (float8)(as_float(u.x << 16), as_float(u.x & 0xffff0000u), as_float(u.y << 16),
+                  as_float(u.y & 0xffff0000u), as_float(u.z << 16), as_float(u.z & 0xffff0000u),
+                  as_float(u.w << 16), as_float(u.w & 0xffff0000u));
+#endif
+#endif
+}
+
+inline float dot8(float8 w, float8 x, float acc) {
+  acc = fma(w.s0, x.s0, acc);
+  acc = fma(w.s1, x.s1, acc);
+  acc = fma(w.s2, x.s2, acc);
+  acc = fma(w.s3, x.s3, acc);
+  acc = fma(w.s4, x.s4, acc);
+  acc = fma(w.s5, x.s5, acc);
+  acc = fma(w.s6, x.s6, acc);
+  return fma(w.s7, x.s7, acc);
+}
+
+// acc = dot(w[0..K), x[0..K)) over a team's lane: four 16-byte loads in flight per item
+// before their products (one at a time leaves too few bytes in flight per multiprocessor to
+// reach the memory's bandwidth). x may be global or local.
+#define ROW_DOT(acc, w, x, K, lane)                                                  \
+  {                                                                                  \
+    float acc2_ = 0.0f;                                                              \
+    uint k_ = (lane) * 8;                                                            \
+    for (; k_ + 3 * TEAM * 8 < (K); k_ += 4 * TEAM * 8) {                            \
+      float8 w0_ = load_w8((w) + k_), w1_ = load_w8((w) + k_ + TEAM * 8);            \
+      float8 w2_ = load_w8((w) + k_ + 2 * TEAM * 8), w3_ = load_w8((w) + k_ + 3 * TEAM * 8); \
+      acc = dot8(w0_, vload8(0, (x) + k_), acc);                                     \
+      acc2_ = dot8(w1_, vload8(0, (x) + k_ + TEAM * 8), acc2_);                      \
+      acc = dot8(w2_, vload8(0, (x) + k_ + 2 * TEAM * 8), acc);                      \
+      acc2_ = dot8(w3_, vload8(0, (x) + k_ + 3 * TEAM * 8), acc2_);                  \
+    }                                                                                \
+    for (; k_ < (K); k_ += TEAM * 8) acc = dot8(load_w8((w) + k_), vload8(0, (x) + k_), acc); \
+    acc += acc2_;                                                                    \
+  }
+
+kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void gemv(
+    global const uchar* xb, ulong xo, global const uchar* wb, ulong wo, global uchar* ob,
+    ulong oo, uint K, uint N) {
+  local float red[WG];
+  uint tid = get_local_id(0), lane = tid % TEAM;
+  uint n = get_group_id(0) * (WG / TEAM) + tid / TEAM;
+  float acc = 0.0f;
+  if (n < N) {
+    global const float* x = CTENSOR(float, xb, xo);
+    global const W_T* w = CTENSOR(W_T, wb, wo) + (size_t)n * K;
+    ROW_DOT(acc, w, x, K, lane);
+  }
+  red[tid] = acc;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (uint s = TEAM / 2; s > 0; s >>= 1) {
+    if (lane < s) red[tid] += red[tid + s];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  if (lane == 0 && n < N) TENSOR(float, ob, oo)[n] = red[tid];
+}
+
+// Prefill (many token rows): out = x w^T in tiles of TM = WG / 4 rows x 64 weight rows per
+// group of WG items (16 along the weight rows, WG / 16 along x's), each item 4 x 4 outputs;
+// both operands staged through local memory 16 K at a time (weights converted to f32 there),
+// so each weight element is read from global memory once per TM rows. Rows padded by 4
+// floats: the staging stores of one K column land in different banks, and each item still
+// reads 4 floats at once. The host picks WG (64 to 256) so that the tiles cover the device.
+#if WG >= 64
+#define TILE_N 64
+#define TILE_M (WG / 4)
+#define TILE_K 16
+kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void matmul_tiled(
+    global const uchar* xb, ulong xo, global const uchar* wb, ulong wo, global uchar* ob,
+    ulong oo, uint T, uint K, uint N) {
+  local float xs[TILE_K][TILE_M + 4];
+  local float ws[TILE_K][TILE_N + 4];
+  uint tid = get_local_id(0), tx = tid % 16, ty = tid / 16;
+  uint tiles_n = (N + TILE_N - 1) / TILE_N, g = get_group_id(0);
+  uint n0 = (g % tiles_n) * TILE_N, t0 = (g / tiles_n) * TILE_M;
+  global const float* x = CTENSOR(float, xb, xo);
+  global const W_T* w = CTENSOR(W_T, wb, wo);
+  float acc[4][4];
+  for (uint i = 0; i < 4; ++i)
+    for (uint j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+  for (uint k0 = 0; k0 < K; k0 += TILE_K) {
+    for (uint idx = tid; idx < TILE_M * TILE_K; idx += WG) {
+      uint r = idx / TILE_K, k = k0 + idx % TILE_K, t = t0 + r;
+      xs[idx % TILE_K][r] = t < T && k < K ? x[(size_t)t * K + k] : 0.0f;
+    }
+    for (uint idx = tid; idx < TILE_N * TILE_K; idx += WG) {
+      uint r = idx / TILE_K, k = k0 + idx % TILE_K, n = n0 + r;
+      ws[idx % TILE_K][r] = n < N && k < K ? LOAD_W(w, (size_t)n * K + k) : 0.0f;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint kk = 0; kk < TILE_K; ++kk) {
+      float4 a = vload4(0, &xs[kk][ty * 4]), b = vload4(0, &ws[kk][tx * 4]);
+      acc[0][0] = fma(a.x, b.x, acc[0][0]);
+      acc[0][1] = fma(a.x, b.y, acc[0][1]);
+      acc[0][2] = fma(a.x, b.z, acc[0][2]);
+      acc[0][3] = fma(a.x, b.w, acc[0][3]);
+      acc[1][0] = fma(a.y, b.x, acc[1][0]);
+      acc[1][1] = fma(a.y, b.y, acc[1][1]);
+      acc[1][2] = fma(a.y, b.z, acc[1][2]);
+      acc[1][3] = fma(a.y, b.w, acc[1][3]);
+      acc[2][0] = fma(a.z, b.x, acc[2][0]);
+      acc[2][1] = fma(a.z, b.y, acc[2][1]);
+      acc[2][2] = fma(a.z, b.z, acc[2][2]);
+      acc[2][3] = fma(a.z, b.w, acc[2][3]);
+      acc[3][0] = fma(a.w, b.x, acc[3][0]);
+      acc[3][1] = fma(a.w, b.y, acc[3][1]);
+      acc[3][2] = fma(a.w, b.z, acc[3][2]);
+      acc[3][3] = fma(a.w, b.w, acc[3][3]);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  global float* out = TENSOR(float, ob, oo);
+  for (uint i = 0; i < 4; ++i) {
+    uint t = t0 + ty * 4 + i;
+    if (t >= T) continue;
+    for (uint j = 0; j < 4; ++j) {
+      uint n = n0 + tx * 4 + j;
+      if (n < N) out[(size_t)t * N + n] = acc[i][j];
+    }
+  }
+}
+#endif
+
+// Decode matmuls fused with their neighbours (the backend holds calls back to find them):
+//   mode 0: up to three weight matrices on the same input row x, their rows numbered one
+//           after the other (q, k, v);
+//   mode 1: two of the same shape whose outputs feed swiglu: o2 = silu(o0) * o1, with o0 and
+//           o1 written too (gate, up);
+//   mode 2: one whose output is added to r: o2 = r + o0 (a residual).
+// NORM_K (defined): x is first rmsnorm(x, nw, eps) over its NORM_K values, the norm weight
+// f32, computed by every group exactly as the rmsnorm kernel does (same sums in the same
+// order) into local memory, and written to xn by group 0 as the held rmsnorm call would.
+// Offsets of x, nw, xn, w0, o0, w1, o1, w2, o2, r in `off`; p = (K, N0, N1, N2, mode).
+kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void gemv_fused(
+    global const uchar* xb, global const uchar* nwb, global uchar* xnb, global const uchar* w0b,
+    global uchar* o0b, global const uchar* w1b, global uchar* o1b, global const uchar* w2b,
+    global uchar* o2b, global const uchar* rb, ulong16 off, uint8 p, float eps) {
+  local float red[WG];
+  const uint K = p.s0, N0 = p.s1, N1 = p.s2, N2 = p.s3, mode = p.s4;
+  uint tid = get_local_id(0), lane = tid % TEAM;
+#ifdef NORM_K
+  local float xs[NORM_K];
+  {
+    global const float* xg = CTENSOR(float, xb, off.s0);
+    float ss = 0.0f;
+    for (uint d = tid; d < K; d += WG) ss += xg[d] * xg[d];
+    red[tid] = ss;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint s = WG / 2; s > 0; s >>= 1) {
+      if (tid < s) red[tid] += red[tid + s];
+      barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    float inv = 1.0f / sqrt(red[0] / (float)K + eps);
+    global const float* nw = CTENSOR(float, nwb, off.s1);
+    global float* xn = TENSOR(float, xnb, off.s2);
+    for (uint d = tid; d < K; d += WG) {
+      float v = xg[d] * inv * nw[d];
+      xs[d] = v;
+      if (get_group_id(0) == 0) xn[d] = v;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+#define X_PTR local const float*
+#define X_AT xs
+#else
+#define X_PTR global const float*
+#define X_AT CTENSOR(float, xb, off.s0)
+#endif
+  uint row = get_group_id(0) * (WG / TEAM) + tid / TEAM;
+  const uint rows = mode == 0 ? N0 + N1 + N2 : N0;
+  // This team's matrix (mode 0) and the row within it.
+  uint m = 0, n = row;
+  if (mode == 0 && n >= N0) {
+    n -= N0;
+    m = 1;
+    if (n >= N1) n -= N1, m = 2;
+  }
+  global const W_T* w = CTENSOR(W_T, m == 0 ? w0b : m == 1 ? w1b : w2b,
+                                m == 0 ? off.s3 : m == 1 ? off.s5 : off.s7) + (size_t)n * K;
+  global const W_T* wu = CTENSOR(W_T, w1b, off.s5) + (size_t)n * K;
+  X_PTR x = X_AT;
+  float acc = 0.0f, up = 0.0f;
+  if (row < rows) {
+    if (mode == 1) {
+      for (uint k = lane * 8; k < K; k += TEAM * 8) {
+        float8 xv = vload8(0, x + k);
+        acc = dot8(load_w8(w + k), xv, acc);
+        up = dot8(load_w8(wu + k), xv, up);
+      }
+    } else {
+      ROW_DOT(acc, w, x, K, lane);
+    }
+  }
+  red[tid] = acc;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (uint s = TEAM / 2; s > 0; s >>= 1) {
+    if (lane < s) red[tid] += red[tid + s];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  acc = red[tid];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (mode == 1) {
+    red[tid] = up;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (uint s = TEAM / 2; s > 0; s >>= 1) {
+      if (lane < s) red[tid] += red[tid + s];
+      barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    up = red[tid];
+  }
+  if (lane != 0 || row >= rows) return;
+  global float* o = TENSOR(float, m == 0 ? o0b : m == 1 ? o1b : o2b,
+                           m == 0 ? off.s4 : m == 1 ? off.s6 : off.s8);
+  o[n] = acc;
+  if (mode == 1) {
+    TENSOR(float, o1b, off.s6)[n] = up;
+    TENSOR(float, o2b, off.s8)[n] = acc / (1.0f + exp(-acc)) * up;
+  } else if (mode == 2) {
+    TENSOR(float, o2b, off.s8)[n] = CTENSOR(float, rb, off.s9)[n] + acc;
+  }
+}
+#undef X_PTR
+#undef X_AT

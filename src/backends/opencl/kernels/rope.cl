@@ -4,14 +4,26 @@
 // device with cl_khr_fp64) the angle pos * freq is formed and reduced modulo 2 pi in f64,
 // so large positions keep their accuracy. With factors != 0, freq is divided by the
 // optional freq_factors[i] first (in f64 where the angle is). n = T * H * (hd - rd/2).
+// Items from n1 on rotate a second tensor x2 (H2 heads) into o2 with the same positions and
+// frequencies: q and k in one launch.
 #ifdef ROPE_F64
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
 #endif
 kernel void rope(global const uchar* xb, ulong xo, global const uchar* pb, ulong po,
                  global uchar* ob, ulong oo, global const uchar* table, global const uchar* fb,
-                 ulong fo, uint n, uint H, uint hd, uint rd, uint neox, uint factors) {
+                 ulong fo, uint n, uint H, uint hd, uint rd, uint neox, uint factors,
+                 global const uchar* x2b, ulong x2o, global uchar* o2b, ulong o2o, uint n1,
+                 uint H2) {
   uint idx = get_global_id(0);
   if (idx >= n) return;
+  if (idx >= n1) {
+    idx -= n1;
+    H = H2;
+    xb = x2b;
+    xo = x2o;
+    ob = o2b;
+    oo = o2o;
+  }
   uint per_head = hd - rd / 2;
   uint i = idx % per_head, th = idx / per_head, t = th / H, h = th % H;
   size_t base = (size_t)t * H * hd + (size_t)h * hd;
