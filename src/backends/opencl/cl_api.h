@@ -36,7 +36,9 @@ struct ClApi {
   X(clFlush)                   \
   X(clFinish)                  \
   X(clGetEventProfilingInfo)   \
-  X(clReleaseEvent)
+  X(clReleaseEvent)            \
+  X(clEnqueueMapBuffer)        \
+  X(clEnqueueUnmapMemObject)
 #define TAPML_CL_POINTER(name) decltype(&::name) name = nullptr;
   TAPML_CL_FUNCTIONS(TAPML_CL_POINTER)
 #undef TAPML_CL_POINTER

@@ -1,7 +1,8 @@
 // The opencl backend. One in-order queue per backend on the device's shared context; every
 // tensor is passed to a kernel as its buffer and byte offset, so a tensor may start at any
-// (element-aligned) offset the host chose. Kernels are enqueued without waiting; write()
-// and read() are blocking transfers on the same queue, so they see every earlier call.
+// (element-aligned) offset the host chose. Kernels are enqueued without waiting, small
+// writes too (from a copy); read() is a blocking transfer on the same queue, so it sees
+// every earlier call.
 #include "backends/opencl/opencl_backend.h"
 
 #include <algorithm>
@@ -20,6 +21,7 @@
 #include "backend/kernel_table.h"
 #include "backends/opencl/cl_api.h"
 #include "backends/opencl/device.h"
+#include "backends/opencl/submitter.h"
 #include "core/error.h"
 
 namespace tapml {
@@ -71,17 +73,25 @@ class OpenClBackend final : public Backend {
     info_ = {uri.text, "opencl", device_.describe(), size_t(device_.max_alloc),
              size_t(device_.global_memory)};
     cl_int err = CL_SUCCESS;
-    stats_ = std::getenv("TAPML_OPENCL_STATS") != nullptr;
+    const char* stats = std::getenv("TAPML_OPENCL_STATS");
+    stats_ = stats != nullptr;
+    profile_ = stats_ && std::string_view(stats) != "host";
+    if (const char* t = std::getenv("TAPML_OPENCL_TILE_WG")) tile_wg_ = std::atoi(t);
+    if (const char* b = std::getenv("TAPML_OPENCL_BLOCKED")) blocked_ = std::string_view(b) != "0";
+    if (const char* r = std::getenv("TAPML_OPENCL_BLOCK_ROWS"))
+      block_rows_ = std::string_view(r) == "8" ? 8 : 4;
     const char* fuse = std::getenv("TAPML_OPENCL_FUSE");
     fuse_ = !(fuse && std::string_view(fuse) == "0");
     queue_ = cl_.clCreateCommandQueue(ctx_->context(), device_.device,
-                                      stats_ ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
+                                      profile_ ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
     check(err, "clCreateCommandQueue");
     wg_ = group_size(128, device_.max_work_group);
     matmul_wg_ = group_size(64, device_.max_work_group);
     gemv_wg_ = group_size(128, device_.max_work_group);
     items_wg_ = group_size(64, device_.max_work_group);
     dummy_ = create(16);
+    map_staging();
+    submitter_ = std::make_unique<Submitter>(cl_, queue_, profile_);
 
     kernels_.add(Op::Embedding, this, &OpenClBackend::embedding);
     kernels_.add(Op::RmsNorm, this, &OpenClBackend::rmsnorm);
@@ -105,15 +115,20 @@ class OpenClBackend final : public Backend {
   ~OpenClBackend() override {
     try {
       flush_held();
+      submitter_->finish();
     } catch (...) {
     }
-    cl_.clFinish(queue_);
     if (stats_) print_stats();
+    submitter_.reset();  // every command done; the thread stopped
     for (auto& [id, b] : buffers_) cl_.clReleaseMemObject(b.mem);
     for (auto& [cap, list] : spare_)
       for (cl_mem m : list) cl_.clReleaseMemObject(m);
     for (auto& [key, m] : rope_tables_) cl_.clReleaseMemObject(m);
     if (scratch_) cl_.clReleaseMemObject(scratch_);
+    if (staging_host_)
+      cl_.clEnqueueUnmapMemObject(queue_, staging_, staging_host_, 0, nullptr, nullptr);
+    cl_.clFinish(queue_);
+    if (staging_) cl_.clReleaseMemObject(staging_);
     cl_.clReleaseMemObject(dummy_);
     for (auto& [key, k] : built_) cl_.clReleaseKernel(k);
     cl_.clReleaseCommandQueue(queue_);
@@ -151,17 +166,45 @@ class OpenClBackend final : public Backend {
     shadow_.forget(id);
   }
 
+  // Small writes (token ids, positions) are queued without waiting, from pinned host memory
+  // (a CL_MEM_ALLOC_HOST_PTR buffer kept mapped), which drivers copy from asynchronously; a
+  // blocking write, or one from ordinary memory, waits for every queued kernel first, and
+  // a step's inputs are written between its kernels. Staging space is reused once the
+  // queue has drained (read(), sync()).
   void write(BufferId id, size_t offset, const void* src, size_t bytes) override {
     const auto start =
         stats_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     const Buffer& b = buffer(id, offset, bytes, "write");
     flush_held();
-    if (bytes > 0)
-      check(
-          cl_.clEnqueueWriteBuffer(queue_, b.mem, CL_TRUE, offset, bytes, src, 0, nullptr, nullptr),
-          "clEnqueueWriteBuffer");
+    if (bytes > 0 && staging_host_ && bytes <= kStagingBytes / 4) {
+      if (staging_used_ + bytes > kStagingBytes) sync();
+      std::byte* at = staging_host_ + staging_used_;
+      std::memcpy(at, src, bytes);
+      submitter_->write_async(b.mem, offset, bytes, at);
+      staging_used_ += (bytes + 63) / 64 * 64;
+    } else if (bytes > 0) {
+      submitter_->write(b.mem, offset, bytes, src);
+    }
     shadow_.wrote(id, offset, src, bytes);
-    if (stats_) transfer_s_ += seconds_since(start), transfers_ += 1;
+    if (stats_) write_s_ += seconds_since(start), writes_ += 1;
+  }
+  static constexpr size_t kStagingBytes = 1 << 20;
+  cl_mem staging_ = nullptr;
+  std::byte* staging_host_ = nullptr;  // null: the device gave no mapping; writes block
+  size_t staging_used_ = 0;
+  // After a blocking read or clFinish every queued write has been done.
+  void queue_drained() { staging_used_ = 0; }
+  void map_staging() {
+    cl_int err = CL_SUCCESS;
+    staging_ = cl_.clCreateBuffer(ctx_->context(), CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR,
+                                  kStagingBytes, nullptr, &err);
+    if (err != CL_SUCCESS) {
+      staging_ = nullptr;
+      return;
+    }
+    void* p = cl_.clEnqueueMapBuffer(queue_, staging_, CL_TRUE, CL_MAP_WRITE, 0, kStagingBytes, 0,
+                                     nullptr, nullptr, &err);
+    if (err == CL_SUCCESS) staging_host_ = static_cast<std::byte*>(p);
   }
 
   void read(BufferId id, size_t offset, void* dst, size_t bytes) override {
@@ -169,17 +212,17 @@ class OpenClBackend final : public Backend {
         stats_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     const Buffer& b = buffer(id, offset, bytes, "read");
     flush_held();
-    if (bytes > 0)
-      check(
-          cl_.clEnqueueReadBuffer(queue_, b.mem, CL_TRUE, offset, bytes, dst, 0, nullptr, nullptr),
-          "clEnqueueReadBuffer");
-    if (stats_) transfer_s_ += seconds_since(start), transfers_ += 1;
+    if (bytes > 0) {
+      submitter_->read(b.mem, offset, bytes, dst);
+      queue_drained();
+    }
+    if (stats_) read_s_ += seconds_since(start), reads_ += 1;
   }
 
   void sync() override {
     flush_held();
-    check(cl_.clFinish(queue_), "clFinish");
-    if (stats_) drain_events();
+    submitter_->finish();
+    queue_drained();
   }
 
   Support supports(const OpCall& c) const override {
@@ -493,18 +536,16 @@ class OpenClBackend final : public Backend {
   }
 
   // Matmul's kernel: a one-row call whose weight rows start 16-byte aligned reads them 8
-  // at a time (gemv); 16 rows or more go through local-memory tiles, with the largest tile
-  // (group) that still gives every compute unit a group; the rest read each weight row once
-  // per 4 rows (matmul).
+  // at a time (gemv); 4 rows or more, blocks of 4 rows x 4 weight rows per group
+  // (matmul_blocked); the rest, each weight row once per 4 rows (matmul).
   KernelKey matmul_key(const OpCall& c) const {
     const int64_t T = c.inputs[0].shape[0], K = c.inputs[0].shape[1], N = c.inputs[1].shape[0];
     const int w = weight_code(c.inputs[1].dtype);
     if (gemv_ok(c)) return {"matmul", "gemv", w, true};
-    if (T >= 16)
-      for (size_t g : {256, 128, 64})
-        if (g <= device_.max_work_group &&
-            ceil_div(T, int64_t(g / 4)) * ceil_div(N, 64) >= int64_t(device_.compute_units))
-          return {"matmul", "matmul_tiled", w, true, g};
+    if (T >= 16 && tile_wg_ > 0 && size_t(tile_wg_) <= device_.max_work_group)
+      return {"matmul", "matmul_tiled", w, true, size_t(tile_wg_)};
+    if (T >= 4 && N >= 4 && blocked_)
+      return {"matmul", "matmul_blocked", w, true, 0, "-DRB=" + std::to_string(block_rows_)};
     (void)K;
     return {"matmul", "matmul", w, true};
   }
@@ -631,73 +672,45 @@ class OpenClBackend final : public Backend {
     return Support::yes();
   }
 
-  void set_args(cl_kernel, cl_uint) {}
+  void pack(KernelArgs&) {}
   template <class A, class... Rest>
-  void set_args(cl_kernel k, cl_uint i, const A& a, const Rest&... rest) {
+  void pack(KernelArgs& out, const A& a, const Rest&... rest) {
     if constexpr (std::is_same_v<A, TensorArg>) {
-      check(cl_.clSetKernelArg(k, i, sizeof(cl_mem), &a.mem), "clSetKernelArg");
-      check(cl_.clSetKernelArg(k, i + 1, sizeof(cl_ulong), &a.offset), "clSetKernelArg");
-      set_args(k, i + 2, rest...);
+      out.add(&a.mem, sizeof(cl_mem));
+      out.add(&a.offset, sizeof(cl_ulong));
     } else {
-      check(cl_.clSetKernelArg(k, i, sizeof(A), &a), "clSetKernelArg");
-      set_args(k, i + 1, rest...);
+      out.add(&a, sizeof(A));
     }
+    pack(out, rest...);
   }
 
-  // Enqueues `groups` work-groups of the key's group size; nothing for none.
+  // Queues `groups` work-groups of the key's group size; nothing for none.
   template <class... Args>
   void launch(const KernelKey& key, int64_t groups, const Args&... args) {
     if (groups <= 0) return;
     cl_kernel k = kernel(key);
-    set_args(k, 0, args...);
+    KernelArgs packed;
+    pack(packed, args...);
     const size_t local = group_of(key);
-    const size_t global = size_t(groups) * local;
-    const auto start =
-        stats_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
-    cl_event done = nullptr;
-    cl_int r = cl_.clEnqueueNDRangeKernel(queue_, k, 1, nullptr, &global, &local, 0, nullptr,
-                                          stats_ ? &done : nullptr);
-    check(r, std::string("clEnqueueNDRangeKernel (") + key.name + ", " + std::to_string(global) +
-                 " items)");
-    if (stats_) {
-      enqueue_s_ += seconds_since(start);
-      pending_.push_back({key.name, done});
-      if (pending_.size() >= 4096) sync();
-    }
+    submitter_->launch(k, key.name, std::move(packed), size_t(groups) * local, local);
   }
 
   // TAPML_OPENCL_STATS=1: each kernel's device time from the queue's profiling events,
-  // gathered at sync() and printed when the backend closes.
-  struct KernelTime {
-    int64_t calls = 0;
-    double seconds = 0;
-  };
-  void drain_events() {
-    for (auto& [name, e] : pending_) {
-      cl_ulong t0 = 0, t1 = 0;
-      cl_.clGetEventProfilingInfo(e, CL_PROFILING_COMMAND_START, sizeof t0, &t0, nullptr);
-      cl_.clGetEventProfilingInfo(e, CL_PROFILING_COMMAND_END, sizeof t1, &t1, nullptr);
-      KernelTime& kt = kernel_times_[name];
-      kt.calls += 1;
-      kt.seconds += t1 > t0 ? double(t1 - t0) * 1e-9 : 0.0;
-      cl_.clReleaseEvent(e);
-    }
-    pending_.clear();
-  }
+  // printed when the backend closes (=host: host times only, no events).
   void print_stats() {
-    drain_events();
     double total = 0;
-    int64_t calls = 0;
-    for (auto& [name, kt] : kernel_times_) total += kt.seconds, calls += kt.calls;
+    for (auto& [name, kt] : submitter_->kernel_times()) total += kt.seconds;
     std::fprintf(stderr,
-                 "opencl stats: %lld kernels, %.3f s on the device; host: %.3f s in run() "
-                 "(%.3f s enqueueing), %lld blocking transfers %.3f s\n",
-                 (long long)calls, total, run_s_, enqueue_s_, (long long)transfers_, transfer_s_);
-    for (auto& [name, kt] : kernel_times_)
+                 "opencl stats: %lld kernels, %.3f s on the device; host: %.3f s in run(), "
+                 "%.3f s launching (its own thread), %lld writes %.3f s, %lld reads %.3f s\n",
+                 (long long)submitter_->launches(), total, run_s_, submitter_->enqueue_seconds(),
+                 (long long)writes_, write_s_, (long long)reads_, read_s_);
+    for (auto& [name, kt] : submitter_->kernel_times())
       std::fprintf(stderr, "  %-16s %8lld calls %9.3f ms %8.2f us/call %5.1f%%\n", name.c_str(),
                    (long long)kt.calls, kt.seconds * 1e3, kt.seconds * 1e6 / double(kt.calls),
                    total > 0 ? 100 * kt.seconds / total : 0.0);
   }
+
   // One work-item per element of n.
   template <class... Args>
   void launch_items(const KernelKey& key, int64_t n, const Args&... args) {
@@ -727,9 +740,7 @@ class OpenClBackend final : public Backend {
       std::memcpy(bytes.data() + 8 * half + 4 * i, &ff, 4);
     }
     cl_mem m = create(bytes.size());
-    check(cl_.clEnqueueWriteBuffer(queue_, m, CL_TRUE, 0, bytes.size(), bytes.data(), 0, nullptr,
-                                   nullptr),
-          "clEnqueueWriteBuffer");
+    submitter_->write(m, 0, bytes.size(), bytes.data());
     return rope_tables_[key] = m;
   }
 
@@ -746,7 +757,7 @@ class OpenClBackend final : public Backend {
   // lives on until the kernels queued on it have run.
   cl_mem scratch(size_t bytes) {
     if (scratch_capacity_ < std::max<size_t>(bytes, 4)) {
-      if (scratch_) cl_.clReleaseMemObject(scratch_);
+      if (scratch_) submitter_->release(scratch_);
       scratch_capacity_ = std::max<size_t>(256, std::min<size_t>(bytes * 2, device_.max_alloc));
       scratch_capacity_ = std::max(scratch_capacity_, bytes);
       scratch_ = create(scratch_capacity_);
@@ -783,6 +794,9 @@ class OpenClBackend final : public Backend {
     if (name == "gemv")
       launch(key, ceil_div(N, int64_t(gemv_rows())), arg(c.inputs[0]), arg(c.inputs[1]),
              arg(c.outputs[0]), u32(K), u32(N));
+    else if (name == "matmul_blocked")
+      launch(key, ceil_div(N, 4) * ceil_div(T, block_rows_), arg(c.inputs[0]), arg(c.inputs[1]),
+             arg(c.outputs[0]), u32(T), u32(K), u32(N));
     else if (name == "matmul_tiled")
       launch(key, ceil_div(T, int64_t(key.group / 4)) * ceil_div(N, 64), arg(c.inputs[0]),
              arg(c.inputs[1]), arg(c.outputs[0]), u32(T), u32(K), u32(N));
@@ -917,10 +931,13 @@ class OpenClBackend final : public Backend {
   BufferId next_id_ = 1;
 
   bool stats_ = false, fuse_ = true;
-  std::vector<std::pair<std::string, cl_event>> pending_;
-  std::map<std::string, KernelTime> kernel_times_;
-  double enqueue_s_ = 0, run_s_ = 0, transfer_s_ = 0;
-  int64_t transfers_ = 0;
+  double run_s_ = 0, write_s_ = 0, read_s_ = 0;
+  int64_t writes_ = 0, reads_ = 0;
+  std::unique_ptr<Submitter> submitter_;  // declared last: stopped before the rest goes
+  bool profile_ = false;  // kernel times from profiling events (TAPML_OPENCL_STATS, not =host)
+  bool blocked_ = true;
+  int block_rows_ = 4;  // token rows per matmul_blocked group (TAPML_OPENCL_BLOCK_ROWS: 4 or 8)
+  int tile_wg_ = 0;     // TAPML_OPENCL_TILE_WG: 64/128/256 tiles prefill with that group
 };
 
 // The device a URI names: opencl, opencl:P or opencl:P:D.

@@ -255,7 +255,16 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void gemv_fused(
   float acc = 0.0f, up = 0.0f;
   if (row < rows) {
     if (mode == 1) {
-      for (uint k = lane * 8; k < K; k += TEAM * 8) {
+      // Two chunks of each matrix in flight, as ROW_DOT keeps four of one.
+      uint k = lane * 8;
+      for (; k + TEAM * 8 < K; k += 2 * TEAM * 8) {
+        float8 g0 = load_w8(w + k), g1 = load_w8(w + k + TEAM * 8);
+        float8 u0 = load_w8(wu + k), u1 = load_w8(wu + k + TEAM * 8);
+        float8 x0 = vload8(0, x + k), x1 = vload8(0, x + k + TEAM * 8);
+        acc = dot8(g1, x1, dot8(g0, x0, acc));
+        up = dot8(u1, x1, dot8(u0, x0, up));
+      }
+      if (k < K) {
         float8 xv = vload8(0, x + k);
         acc = dot8(load_w8(w + k), xv, acc);
         up = dot8(load_w8(wu + k), xv, up);
@@ -294,3 +303,66 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void gemv_fused(
 }
 #undef X_PTR
 #undef X_AT
+
+// Prefill: one group of WG items per block of RB token rows x 4 weight rows, each item
+// RB x 4 partial dot products strided over K, 4 consecutive K at a time (vector loads),
+// reduced in local memory: RB + 4 loads per 16 RB products where `matmul` needs 5 per 4.
+// Groups are numbered weight block first: g % ceil(N / 4), token block g / ceil(N / 4).
+#if WTYPE == 0
+#define LOAD_W4(p, i) vload4(0, (p) + (i))
+#elif WTYPE == 1
+#define LOAD_W4(p, i) vload_half4(0, (p) + (i))
+#else
+#define LOAD_W4(p, i) as_float4(convert_uint4(vload4(0, (p) + (i))) << 16)
+#endif
+#ifndef RB
+#define RB 4
+#endif
+kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void matmul_blocked(
+    global const uchar* xb, ulong xo, global const uchar* wb, ulong wo, global uchar* ob,
+    ulong oo, uint T, uint K, uint N) {
+  local float red[RB * 4][WG];
+  uint tid = get_local_id(0), nb = (N + 3) / 4, g = get_group_id(0);
+  uint n0 = (g % nb) * 4, t0 = (g / nb) * RB;
+  uint nr = min(4u, N - n0), tr = min((uint)RB, T - t0);
+  global const float* x = CTENSOR(float, xb, xo) + (size_t)t0 * K;
+  global const W_T* w = CTENSOR(W_T, wb, wo) + (size_t)n0 * K;
+  // Rows past the end read row 0 again (their sums are never stored).
+  size_t xr[RB], wr[4];
+  for (uint i = 0; i < RB; ++i) xr[i] = (size_t)(i < tr ? i : 0) * K;
+  for (uint j = 0; j < 4; ++j) wr[j] = (size_t)(j < nr ? j : 0) * K;
+  float acc[RB][4];
+  for (uint i = 0; i < RB; ++i)
+    for (uint j = 0; j < 4; ++j) acc[i][j] = 0.0f;
+  uint k = tid * 4;
+  for (; k + 3 < K; k += 4 * WG) {
+    float4 b[4];
+    for (uint j = 0; j < 4; ++j) b[j] = LOAD_W4(w, wr[j] + k);
+    for (uint i = 0; i < RB; ++i) {
+      float4 a = vload4(0, x + xr[i] + k);
+      for (uint j = 0; j < 4; ++j) {
+        float s = acc[i][j];
+        s = fma(a.x, b[j].x, s);
+        s = fma(a.y, b[j].y, s);
+        s = fma(a.z, b[j].z, s);
+        acc[i][j] = fma(a.w, b[j].w, s);
+      }
+    }
+  }
+  // The last K % 4 (one item each), when K is not a multiple of 4.
+  for (k = (K / 4) * 4 + tid; k < K; k += WG)
+    for (uint i = 0; i < RB; ++i)
+      for (uint j = 0; j < 4; ++j) acc[i][j] = fma(x[xr[i] + k], LOAD_W(w, wr[j] + k), acc[i][j]);
+  for (uint i = 0; i < RB; ++i)
+    for (uint j = 0; j < 4; ++j) red[i * 4 + j][tid] = acc[i][j];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (uint s = WG / 2; s > 0; s >>= 1) {
+    if (tid < s)
+      for (uint r = 0; r < RB * 4; ++r) red[r][tid] += red[r][tid + s];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  for (uint e = tid; e < RB * 4; e += WG) {
+    uint i = e / 4, j = e % 4;
+    if (i < tr && j < nr) TENSOR(float, ob, oo)[(size_t)(t0 + i) * N + n0 + j] = red[e][0];
+  }
+}

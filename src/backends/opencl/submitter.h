@@ -1,0 +1,108 @@
+// The thread that talks to an OpenCL command queue. Some drivers take 5-10 us of host time
+// per kernel launch (NVIDIA's OpenCL on an H200: 6-8 us), as long as a decode step's own
+// bookkeeping; with the launches made here, the caller goes on to its next call while the
+// driver takes its time. Commands run in the order they were given, so the queue sees them
+// in call order; read(), write() and finish() wait for theirs. A failure inside the thread
+// is thrown from the next call (and every one after it: the queue's state is then unknown).
+//
+// Kernel arguments are set here only (clSetKernelArg is the one call that must not race on a
+// kernel object); kernels and buffers may be created on any thread.
+#pragma once
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backends/opencl/cl_api.h"
+
+namespace tapml::opencl {
+
+// A kernel's arguments by value, in order.
+class KernelArgs {
+ public:
+  void add(const void* p, size_t size);
+  size_t count() const { return sizes_.size(); }
+  const unsigned char* at(size_t i) const { return bytes_.data() + offsets_[i]; }
+  size_t size(size_t i) const { return sizes_[i]; }
+
+ private:
+  std::vector<unsigned char> bytes_;
+  std::vector<uint32_t> offsets_, sizes_;
+};
+
+class Submitter {
+ public:
+  // profile: the queue was made with CL_QUEUE_PROFILING_ENABLE; each kernel's device time
+  // is then gathered (kernel_times()).
+  Submitter(const ClApi& cl, cl_command_queue queue, bool profile);
+  ~Submitter();  // waits for every command, then stops the thread
+  Submitter(const Submitter&) = delete;
+  Submitter& operator=(const Submitter&) = delete;
+
+  void launch(cl_kernel kernel, const char* name, KernelArgs args, size_t global, size_t local);
+  // A write from memory that stays valid and unchanged until the next finish() or read()
+  // returns (pinned staging), not waited for.
+  void write_async(cl_mem mem, size_t offset, size_t bytes, const void* src);
+  void write(cl_mem mem, size_t offset, size_t bytes, const void* src);  // waits
+  void read(cl_mem mem, size_t offset, size_t bytes, void* dst);         // waits
+  void finish();                                                         // waits
+  // Releases the buffer once every earlier command has been enqueued (the queue keeps it
+  // alive while they run).
+  void release(cl_mem mem);
+
+  struct KernelTime {
+    int64_t calls = 0;
+    double seconds = 0;
+  };
+  // After finish(): each kernel's device time (profile only), and the host seconds spent
+  // in clSetKernelArg + clEnqueueNDRangeKernel.
+  const std::map<std::string, KernelTime>& kernel_times() const { return times_; }
+  double enqueue_seconds() const { return enqueue_s_; }
+  int64_t launches() const { return launches_; }
+
+ private:
+  struct Command {
+    enum Kind { Launch, WriteAsync, Write, Read, Finish, Release, Stop } kind = Finish;
+    cl_kernel kernel = nullptr;
+    const char* name = "";
+    KernelArgs args;
+    size_t global = 0, local = 0;
+    cl_mem mem = nullptr;
+    size_t offset = 0, bytes = 0;
+    const void* src = nullptr;
+    void* dst = nullptr;
+    uint64_t ticket = 0;  // for the commands a caller waits on
+  };
+
+  void push(Command c);
+  void push_and_wait(Command c);
+  void run();
+  void execute(Command& c);
+  void gather_events();
+  void throw_if_failed();  // with mu_ held
+
+  const ClApi& cl_;
+  cl_command_queue queue_;
+  bool profile_;
+
+  std::mutex mu_;
+  std::condition_variable work_, done_;
+  std::deque<Command> commands_;
+  uint64_t next_ticket_ = 1, done_ticket_ = 0;
+  std::string error_;
+
+  // The thread's own (read by the caller only after a wait).
+  std::vector<std::pair<const char*, cl_event>> events_;
+  std::map<std::string, KernelTime> times_;
+  double enqueue_s_ = 0;
+  int64_t launches_ = 0;
+
+  std::thread thread_;
+};
+
+}  // namespace tapml::opencl
