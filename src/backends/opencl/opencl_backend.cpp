@@ -76,7 +76,6 @@ class OpenClBackend final : public Backend {
     const char* stats = std::getenv("TAPML_OPENCL_STATS");
     stats_ = stats != nullptr;
     profile_ = stats_ && std::string_view(stats) != "host";
-    if (const char* t = std::getenv("TAPML_OPENCL_TILE_WG")) tile_wg_ = std::atoi(t);
     if (const char* b = std::getenv("TAPML_OPENCL_BLOCKED")) blocked_ = std::string_view(b) != "0";
     if (const char* r = std::getenv("TAPML_OPENCL_BLOCK_ROWS"))
       block_rows_ = std::string_view(r) == "8" ? 8 : 4;
@@ -542,8 +541,6 @@ class OpenClBackend final : public Backend {
     const int64_t T = c.inputs[0].shape[0], K = c.inputs[0].shape[1], N = c.inputs[1].shape[0];
     const int w = weight_code(c.inputs[1].dtype);
     if (gemv_ok(c)) return {"matmul", "gemv", w, true};
-    if (T >= 16 && tile_wg_ > 0 && size_t(tile_wg_) <= device_.max_work_group)
-      return {"matmul", "matmul_tiled", w, true, size_t(tile_wg_)};
     if (T >= 4 && N >= 4 && blocked_)
       return {"matmul", "matmul_blocked", w, true, 0, "-DRB=" + std::to_string(block_rows_)};
     (void)K;
@@ -797,9 +794,6 @@ class OpenClBackend final : public Backend {
     else if (name == "matmul_blocked")
       launch(key, ceil_div(N, 4) * ceil_div(T, block_rows_), arg(c.inputs[0]), arg(c.inputs[1]),
              arg(c.outputs[0]), u32(T), u32(K), u32(N));
-    else if (name == "matmul_tiled")
-      launch(key, ceil_div(T, int64_t(key.group / 4)) * ceil_div(N, 64), arg(c.inputs[0]),
-             arg(c.inputs[1]), arg(c.outputs[0]), u32(T), u32(K), u32(N));
     else
       launch(key, N * ceil_div(T, 4), arg(c.inputs[0]), arg(c.inputs[1]), arg(c.outputs[0]), u32(T),
              u32(K), u32(N));
@@ -937,7 +931,6 @@ class OpenClBackend final : public Backend {
   bool profile_ = false;  // kernel times from profiling events (TAPML_OPENCL_STATS, not =host)
   bool blocked_ = true;
   int block_rows_ = 4;  // token rows per matmul_blocked group (TAPML_OPENCL_BLOCK_ROWS: 4 or 8)
-  int tile_wg_ = 0;     // TAPML_OPENCL_TILE_WG: 64/128/256 tiles prefill with that group
 };
 
 // The device a URI names: opencl, opencl:P or opencl:P:D.
