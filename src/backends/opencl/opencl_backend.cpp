@@ -17,6 +17,7 @@
 #include <type_traits>
 #include <unordered_map>
 
+#include "backend/call_fusion.h"
 #include "backend/host_shadow.h"
 #include "backend/kernel_table.h"
 #include "backends/opencl/cl_api.h"
@@ -91,6 +92,7 @@ class OpenClBackend final : public Backend {
     dummy_ = create(16);
     map_staging();
     submitter_ = std::make_unique<Submitter>(cl_, queue_, profile_);
+    if (fuse_) start_fusion();
 
     kernels_.add(Op::Embedding, this, &OpenClBackend::embedding);
     kernels_.add(Op::RmsNorm, this, &OpenClBackend::rmsnorm);
@@ -159,7 +161,7 @@ class OpenClBackend final : public Backend {
   void free(BufferId id) override {
     auto it = buffers_.find(id);
     TAPML_REQUIRE(it != buffers_.end(), "opencl: free of unknown buffer " + std::to_string(id));
-    if (holds(id)) flush_held();
+    if (fusion_ && fusion_->holds(id)) flush_held();
     spare_[it->second.capacity].push_back(it->second.mem);
     buffers_.erase(it);
     shadow_.forget(id);
@@ -283,63 +285,33 @@ class OpenClBackend final : public Backend {
     for (auto& t : c.outputs) buffer(t.buffer, t.offset, t.nbytes(), "run");
     if (Support s = supports(c); !s.ok) throw Error(s.reason);
     for (auto& t : c.outputs) shadow_.forget(t.buffer);
-    if (fuse_ && hold(c)) return;
-    flush_held();
+    if (fusion_ && fusion_->offer(c)) return;
     kernels_.run(c, "opencl");
   }
 
-  // ---- Calls held back to run with their neighbours as one kernel ----
-  // A decode step is ~16 small kernels per layer, and on some drivers a launch costs more
-  // host time than its kernel takes (NVIDIA's OpenCL: 5-8 us each). So run() holds back an
-  // rmsnorm, up to three one-row matmuls on the same input, and a rope, and launches them
-  // with what follows as one kernel where the pattern allows:
-  //   rmsnorm, then matmuls of its output        gemv_fused, the norm computed in each group
-  //   matmuls of one input (q, k, v)             gemv_fused mode 0
-  //   matmul, matmul, swiglu of their outputs    gemv_fused mode 1 (gate, up)
-  //   matmul, add of its output and another      gemv_fused mode 2 (a residual)
-  //   rope, rope with the same positions         one rope launch (q, k)
-  // Any other call, write(), read(), sync(), and free() of a held call's buffer launch what
-  // is held first, so calls still run in order; every output of a held call is written, as
-  // unfused. TAPML_OPENCL_FUSE=0 turns holding off.
-  std::optional<OpCall> held_norm_, held_rope_;
-  std::vector<OpCall> held_mm_;
+  // ---- Calls held back to run with their neighbours as one kernel (backend/call_fusion.h):
+  // a one-row matmul group is one gemv_fused launch, a rope pair one rope launch.
+  // TAPML_OPENCL_FUSE=0 turns holding off.
+  std::unique_ptr<CallFusion> fusion_;
 
-  static bool same(const DeviceTensor& a, const DeviceTensor& b) {
-    return a.buffer == b.buffer && a.offset == b.offset && a.nbytes() == b.nbytes();
-  }
-  static bool overlap(const DeviceTensor& a, const DeviceTensor& b) {
-    return a.buffer == b.buffer && a.offset < b.offset + b.nbytes() &&
-           b.offset < a.offset + a.nbytes();
-  }
-  // Tensors the held gemv group reads from every group (so no fused output may touch them).
-  std::vector<DeviceTensor> shared_reads() const {
-    std::vector<DeviceTensor> r;
-    if (!held_mm_.empty()) r.push_back(held_mm_[0].inputs[0]);
-    if (norm_feeds_group()) r.push_back(held_norm_->inputs[0]), r.push_back(held_norm_->outputs[0]);
-    return r;
-  }
-  bool norm_feeds_group() const {
-    return held_norm_ && !held_mm_.empty() && same(held_norm_->outputs[0], held_mm_[0].inputs[0]);
-  }
-  bool touches_shared(const DeviceTensor& out) const {
-    for (const DeviceTensor& t : shared_reads())
-      if (overlap(out, t)) return true;
-    return false;
-  }
-
-  bool holds(BufferId id) const {
-    auto in = [&](const std::optional<OpCall>& c) {
-      if (!c) return false;
-      for (auto& t : c->inputs)
-        if (t.buffer == id) return true;
-      for (auto& t : c->outputs)
-        if (t.buffer == id) return true;
-      return false;
+  void start_fusion() {
+    CallFusion::Hooks h;
+    h.can_hold_norm = [this](const OpCall& c) {
+      const DeviceTensor &x = c.inputs[0], &w = c.inputs[1];
+      return x.shape[0] == 1 && w.dtype == DType::F32 && x.shape[1] <= 8192 &&
+             x.shape[1] % 8 == 0 && gemv_wg_ >= 32;
     };
-    if (in(held_norm_) || in(held_rope_)) return true;
-    for (const OpCall& c : held_mm_)
-      if (in(std::optional<OpCall>(c))) return true;
-    return false;
+    h.can_hold_matmul = [this](const OpCall& c, bool with_norm) {
+      return gemv_ok(c) && is_float_weight(c.inputs[1].dtype) &&
+             kernel_fits(fused_key(c, with_norm)).ok;
+    };
+    h.launch_group = [this](FusedGroup& g) { launch_fused(g); };
+    h.launch_rope = [this](const OpCall& c, const OpCall* second) { rope_launch(c, second); };
+    h.run = [this](const OpCall& c) { kernels_.run(c, "opencl"); };
+    fusion_ = std::make_unique<CallFusion>(std::move(h));
+  }
+  void flush_held() {
+    if (fusion_) fusion_->flush();
   }
 
   KernelKey fused_key(const OpCall& first_mm, bool with_norm) const {
@@ -351,117 +323,30 @@ class OpenClBackend final : public Backend {
             with_norm ? "-DNORM_K=" + std::to_string(first_mm.inputs[0].shape[1]) : ""};
   }
 
-  // Holds c, or runs it fused with what is held; false: run it as it is (after flushing).
-  bool hold(const OpCall& c) {
-    switch (c.op) {
-      case Op::RmsNorm: {
-        flush_held();
-        const DeviceTensor &x = c.inputs[0], &w = c.inputs[1], &o = c.outputs[0];
-        if (x.shape[0] != 1 || w.dtype != DType::F32 || x.shape[1] > 8192 || x.shape[1] % 8 != 0 ||
-            overlap(x, o) || gemv_wg_ < 32)
-          return false;
-        held_norm_ = c;
-        return true;
-      }
-      case Op::Matmul: {
-        if (!gemv_ok(c) || !is_float_weight(c.inputs[1].dtype)) return false;
-        const DeviceTensor& out = c.outputs[0];
-        if (!held_mm_.empty()) {
-          const OpCall& first = held_mm_[0];
-          bool joins = held_mm_.size() < 3 && same(c.inputs[0], first.inputs[0]) &&
-                       c.inputs[1].dtype == first.inputs[1].dtype && !touches_shared(out);
-          for (const OpCall& m : held_mm_) joins = joins && !overlap(out, m.outputs[0]);
-          if (joins) {
-            held_mm_.push_back(c);
-            return true;
-          }
-          flush_held();
-        }
-        const bool after_norm = held_norm_ && same(held_norm_->outputs[0], c.inputs[0]) &&
-                                !overlap(out, held_norm_->inputs[0]) &&
-                                !overlap(out, held_norm_->outputs[0]) &&
-                                kernel_fits(fused_key(c, true)).ok;
-        if (!after_norm) flush_held();
-        if (!kernel_fits(fused_key(c, false)).ok) return false;
-        held_mm_.push_back(c);
-        return true;
-      }
-      case Op::Swiglu: {
-        if (held_mm_.size() == 2 && same(c.inputs[0], held_mm_[0].outputs[0]) &&
-            same(c.inputs[1], held_mm_[1].outputs[0]) && !touches_shared(c.outputs[0]) &&
-            (same(c.outputs[0], c.inputs[0]) || same(c.outputs[0], c.inputs[1]) ||
-             (!overlap(c.outputs[0], c.inputs[0]) && !overlap(c.outputs[0], c.inputs[1])))) {
-          launch_fused(1, nullptr, c.outputs[0]);
-          return true;
-        }
-        return false;
-      }
-      case Op::Add: {
-        if (held_mm_.size() != 1) return false;
-        const DeviceTensor& y = held_mm_[0].outputs[0];
-        const int which = same(c.inputs[1], y) ? 1 : same(c.inputs[0], y) ? 0 : -1;
-        if (which < 0) return false;
-        const DeviceTensor& r = c.inputs[1 - which];
-        const DeviceTensor& z = c.outputs[0];
-        if (overlap(r, y) || touches_shared(z) ||
-            !(same(z, y) || same(z, r) || (!overlap(z, y) && !overlap(z, r))))
-          return false;
-        launch_fused(2, &r, z);
-        return true;
-      }
-      case Op::Rope: {
-        if (held_rope_ && rope_pairs(*held_rope_, c)) {
-          OpCall first = std::move(*held_rope_);
-          held_rope_.reset();
-          rope_launch(first, &c);
-          return true;
-        }
-        flush_held();
-        held_rope_ = c;
-        return true;
-      }
-      default:
-        return false;
-    }
-  }
-
   static bool is_float_weight(DType t) {
     return t == DType::F32 || t == DType::F16 || t == DType::BF16;
   }
 
-  static bool rope_pairs(const OpCall& a, const OpCall& b) {
-    for (const char* k : {"head_dim", "rope_dim", "base", "pairing"})
-      if (a.attrs.get(k) != b.attrs.get(k)) return false;
-    if (a.inputs.size() != b.inputs.size() || !same(a.inputs[1], b.inputs[1])) return false;
-    if (a.inputs.size() > 2 && !same(a.inputs[2], b.inputs[2])) return false;
-    // b must not read or write what a writes, nor write what a reads.
-    return !overlap(b.inputs[0], a.outputs[0]) && !overlap(b.outputs[0], a.outputs[0]) &&
-           !overlap(b.outputs[0], a.inputs[0]) && !overlap(b.outputs[0], a.inputs[1]);
-  }
-
-  // Launches the held gemv group (with the held norm when it feeds it) as one gemv_fused:
-  // mode 0 plain, 1 with swiglu into `out`, 2 with `r` + the product into `out`.
-  void launch_fused(uint32_t mode, const DeviceTensor* r, const DeviceTensor& out) {
-    const bool norm = norm_feeds_group();
-    const OpCall& first = held_mm_[0];
-    const int64_t K = first.inputs[0].shape[1];
-    auto t = [&](size_t i) -> const DeviceTensor* {
-      return i < held_mm_.size() ? &held_mm_[i].inputs[1] : nullptr;
-    };
-    auto o = [&](size_t i) -> const DeviceTensor* {
-      return i < held_mm_.size() ? &held_mm_[i].outputs[0] : nullptr;
-    };
-    const DeviceTensor* x = norm ? &held_norm_->inputs[0] : &first.inputs[0];
-    const DeviceTensor* slots[10] = {x,
-                                     norm ? &held_norm_->inputs[1] : nullptr,
-                                     norm ? &held_norm_->outputs[0] : nullptr,
-                                     t(0),
+  // A matmul group as one gemv_fused: mode 0 plain, 1 with swiglu, 2 with the residual add.
+  void launch_fused(const FusedGroup& g) {
+    const bool norm = g.norm.has_value();
+    const uint32_t mode = g.epilogue == FusedGroup::Swiglu ? 1
+                          : g.epilogue == FusedGroup::Add  ? 2
+                                                           : 0;
+    const std::vector<OpCall>& mm = g.matmuls;
+    const int64_t K = mm[0].inputs[0].shape[1];
+    auto w = [&](size_t i) { return i < mm.size() ? &mm[i].inputs[1] : nullptr; };
+    auto o = [&](size_t i) { return i < mm.size() ? &mm[i].outputs[0] : nullptr; };
+    const DeviceTensor* slots[10] = {norm ? &g.norm->inputs[0] : &mm[0].inputs[0],
+                                     norm ? &g.norm->inputs[1] : nullptr,
+                                     norm ? &g.norm->outputs[0] : nullptr,
+                                     w(0),
                                      o(0),
-                                     t(1),
+                                     w(1),
                                      o(1),
-                                     t(2),
-                                     mode ? &out : o(2),
-                                     r};
+                                     w(2),
+                                     mode ? &g.tail.outputs[0] : o(2),
+                                     mode == 2 ? &g.residual() : nullptr};
     cl_mem mems[10];
     cl_ulong16 off{};
     for (int i = 0; i < 10; ++i) {
@@ -469,9 +354,7 @@ class OpenClBackend final : public Backend {
       mems[i] = a.mem;
       off.s[i] = a.offset;
     }
-    auto rows_of = [&](size_t i) {
-      return i < held_mm_.size() ? u32(held_mm_[i].inputs[1].shape[0]) : 0u;
-    };
+    auto rows_of = [&](size_t i) { return i < mm.size() ? u32(mm[i].inputs[1].shape[0]) : 0u; };
     cl_uint8 p{};
     p.s[0] = u32(K);
     p.s[1] = rows_of(0);
@@ -479,27 +362,9 @@ class OpenClBackend final : public Backend {
     p.s[3] = rows_of(2);
     p.s[4] = mode;
     const int64_t rows = mode == 0 ? int64_t(p.s[1]) + p.s[2] + p.s[3] : int64_t(p.s[1]);
-    const cl_float eps = norm ? cl_float(held_norm_->attrs.get("eps")) : 0.0f;
-    const KernelKey key = fused_key(first, norm);
-    held_mm_.clear();
-    if (norm) held_norm_.reset();
-    launch(key, ceil_div(rows, int64_t(gemv_rows())), mems[0], mems[1], mems[2], mems[3], mems[4],
-           mems[5], mems[6], mems[7], mems[8], mems[9], off, p, eps);
-  }
-
-  // Launches whatever is held, in call order.
-  void flush_held() {
-    if (!held_mm_.empty()) launch_fused(0, nullptr, held_mm_[0].outputs[0]);
-    if (held_norm_) {
-      OpCall c = std::move(*held_norm_);
-      held_norm_.reset();
-      kernels_.run(c, "opencl");
-    }
-    if (held_rope_) {
-      OpCall c = std::move(*held_rope_);
-      held_rope_.reset();
-      kernels_.run(c, "opencl");
-    }
+    const cl_float eps = norm ? cl_float(g.norm->attrs.get("eps")) : 0.0f;
+    launch(fused_key(mm[0], norm), ceil_div(rows, int64_t(gemv_rows())), mems[0], mems[1], mems[2],
+           mems[3], mems[4], mems[5], mems[6], mems[7], mems[8], mems[9], off, p, eps);
   }
 
   struct Buffer {

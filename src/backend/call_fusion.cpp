@@ -1,0 +1,160 @@
+#include "backend/call_fusion.h"
+
+namespace tapml {
+
+namespace {
+
+bool same(const DeviceTensor& a, const DeviceTensor& b) {
+  return a.buffer == b.buffer && a.offset == b.offset && a.nbytes() == b.nbytes();
+}
+
+bool overlap(const DeviceTensor& a, const DeviceTensor& b) {
+  return a.buffer == b.buffer && a.offset < b.offset + b.nbytes() &&
+         b.offset < a.offset + a.nbytes();
+}
+
+bool uses(const OpCall& c, BufferId id) {
+  for (const DeviceTensor& t : c.inputs)
+    if (t.buffer == id) return true;
+  for (const DeviceTensor& t : c.outputs)
+    if (t.buffer == id) return true;
+  return false;
+}
+
+// Two rope calls that can run as one launch: the same positions, frequencies and pairing,
+// and b neither reads nor writes what a writes, nor writes what a reads.
+bool rope_pairs(const OpCall& a, const OpCall& b) {
+  for (const char* k : {"head_dim", "rope_dim", "base", "pairing"})
+    if (a.attrs.get(k) != b.attrs.get(k)) return false;
+  if (a.inputs.size() != b.inputs.size() || !same(a.inputs[1], b.inputs[1])) return false;
+  if (a.inputs.size() > 2 && !same(a.inputs[2], b.inputs[2])) return false;
+  return !overlap(b.inputs[0], a.outputs[0]) && !overlap(b.outputs[0], a.outputs[0]) &&
+         !overlap(b.outputs[0], a.inputs[0]) && !overlap(b.outputs[0], a.inputs[1]);
+}
+
+// An output that is exactly one of the inputs, or touches none of them.
+bool in_place_or_apart(const DeviceTensor& out, const DeviceTensor& a, const DeviceTensor& b) {
+  return same(out, a) || same(out, b) || (!overlap(out, a) && !overlap(out, b));
+}
+
+}  // namespace
+
+const DeviceTensor& FusedGroup::residual() const {
+  return same(tail.inputs[1], matmuls[0].outputs[0]) ? tail.inputs[0] : tail.inputs[1];
+}
+
+bool CallFusion::norm_feeds_group() const {
+  return norm_ && !matmuls_.empty() && same(norm_->outputs[0], matmuls_[0].inputs[0]);
+}
+
+// Every group of a fused launch reads the matmuls' input (and the norm's input and output),
+// so no output of the launch may touch them.
+bool CallFusion::touches_shared(const DeviceTensor& out) const {
+  if (!matmuls_.empty() && overlap(out, matmuls_[0].inputs[0])) return true;
+  return norm_feeds_group() && (overlap(out, norm_->inputs[0]) || overlap(out, norm_->outputs[0]));
+}
+
+bool CallFusion::holds(BufferId id) const {
+  if ((norm_ && uses(*norm_, id)) || (rope_ && uses(*rope_, id))) return true;
+  for (const OpCall& c : matmuls_)
+    if (uses(c, id)) return true;
+  return false;
+}
+
+void CallFusion::launch(FusedGroup::Epilogue e, const OpCall* tail) {
+  FusedGroup g;
+  g.epilogue = e;
+  if (norm_feeds_group()) {
+    g.norm = std::move(norm_);
+    norm_.reset();
+  }
+  g.matmuls = std::move(matmuls_);
+  matmuls_.clear();
+  if (tail) g.tail = *tail;
+  hooks_.launch_group(g);
+}
+
+void CallFusion::flush() {
+  if (!matmuls_.empty()) launch(FusedGroup::None, nullptr);
+  if (norm_) {
+    OpCall c = std::move(*norm_);
+    norm_.reset();
+    hooks_.run(c);
+  }
+  if (rope_) {
+    OpCall c = std::move(*rope_);
+    rope_.reset();
+    hooks_.launch_rope(c, nullptr);
+  }
+}
+
+bool CallFusion::offer(const OpCall& c) {
+  switch (c.op) {
+    case Op::RmsNorm:
+      flush();
+      if (overlap(c.inputs[0], c.outputs[0]) || !hooks_.can_hold_norm(c)) return false;
+      norm_ = c;
+      return true;
+    case Op::Matmul: {
+      const DeviceTensor& out = c.outputs[0];
+      if (!matmuls_.empty()) {
+        const OpCall& first = matmuls_[0];
+        bool joins = matmuls_.size() < 3 && same(c.inputs[0], first.inputs[0]) &&
+                     c.inputs[1].dtype == first.inputs[1].dtype && !touches_shared(out);
+        for (const OpCall& m : matmuls_) joins = joins && !overlap(out, m.outputs[0]);
+        if (joins && hooks_.can_hold_matmul(c, norm_feeds_group())) {
+          matmuls_.push_back(c);
+          return true;
+        }
+        flush();
+      }
+      const bool after_norm = norm_ && same(norm_->outputs[0], c.inputs[0]) &&
+                              !overlap(out, norm_->inputs[0]) && !overlap(out, norm_->outputs[0]) &&
+                              hooks_.can_hold_matmul(c, true);
+      if (!after_norm) flush();
+      if (!after_norm && !hooks_.can_hold_matmul(c, false)) return false;
+      matmuls_.push_back(c);
+      return true;
+    }
+    case Op::Swiglu:
+      if (matmuls_.size() == 2 && same(c.inputs[0], matmuls_[0].outputs[0]) &&
+          same(c.inputs[1], matmuls_[1].outputs[0]) && !touches_shared(c.outputs[0]) &&
+          in_place_or_apart(c.outputs[0], c.inputs[0], c.inputs[1])) {
+        launch(FusedGroup::Swiglu, &c);
+        return true;
+      }
+      flush();
+      return false;
+    case Op::Add: {
+      if (matmuls_.size() == 1) {
+        const DeviceTensor& y = matmuls_[0].outputs[0];
+        const int which = same(c.inputs[1], y) ? 1 : same(c.inputs[0], y) ? 0 : -1;
+        if (which >= 0) {
+          const DeviceTensor& r = c.inputs[size_t(1 - which)];
+          if (!overlap(r, y) && !touches_shared(c.outputs[0]) &&
+              in_place_or_apart(c.outputs[0], y, r)) {
+            launch(FusedGroup::Add, &c);
+            return true;
+          }
+        }
+      }
+      flush();
+      return false;
+    }
+    case Op::Rope:
+      if (rope_ && rope_pairs(*rope_, c)) {
+        OpCall first = std::move(*rope_);
+        rope_.reset();
+        hooks_.launch_rope(first, &c);
+        return true;
+      }
+      flush();
+      rope_ = c;
+      return true;
+    default:
+      flush();
+      return false;
+  }
+}
+
+}  // namespace tapml
