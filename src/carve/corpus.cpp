@@ -744,6 +744,67 @@ TestCase Corpus::load(int64_t id) const {
   return t;
 }
 
+std::vector<TestOutline> Corpus::outlines() const {
+  Db& db = *db_;
+  auto damaged = [&](int64_t id, const std::string& what) {
+    return Error(path_ + ": test " + std::to_string(id) + ": damaged: " + what);
+  };
+  Transaction tx(db, false);  // one snapshot for both queries
+  std::vector<TestOutline> out;
+  std::map<int64_t, size_t> index;
+  {
+    Query q(db,
+            "SELECT id, op, attrs, site, phase, prompt_index, kept_because FROM tests ORDER BY id",
+            "listing tests");
+    while (q.step()) {
+      TestOutline t;
+      t.id = q.integer(0);
+      std::optional<Op> op = find_op(q.text(1));
+      if (!op) throw damaged(t.id, "op '" + q.text(1) + "', which this build does not know");
+      t.op = *op;
+      if (!attrs_from_json(json::parse(q.text(2), nullptr, false), &t.attrs))
+        throw damaged(t.id, "bad attrs " + q.text(2));
+      try {
+        t.site = Site::parse(q.text(3));
+        t.phase = Phase::parse(q.text(4));
+      } catch (const Error& e) {
+        throw damaged(t.id, e.what());
+      }
+      t.prompt_index = int(q.integer(5));
+      t.kept_because = q.text(6);
+      index[t.id] = out.size();
+      out.push_back(std::move(t));
+    }
+  }
+  Query q(db, "SELECT test_id, role, idx, dtype, shape FROM tensors ORDER BY test_id, role, idx",
+          "listing tests' tensors");
+  while (q.step()) {
+    auto it = index.find(q.integer(0));
+    if (it == index.end()) continue;  // a tensor row of no test says nothing about coverage
+    TestOutline& t = out[it->second];
+    std::vector<TensorType>& list = q.text(1) == "in" ? t.inputs : t.outputs;
+    const std::string name = q.text(1) + "." + std::to_string(q.integer(2));
+    if (q.integer(2) != int64_t(list.size()))
+      throw damaged(t.id, "tensor " + name + " out of sequence");
+    TensorType type;
+    try {
+      type.dtype = dtype_from_name(q.text(3));
+    } catch (const Error&) {
+      throw damaged(t.id, name + " has dtype '" + q.text(3) + "'");
+    }
+    if (!shape_from_json(json::parse(q.text(4), nullptr, false), &type.shape))
+      throw damaged(t.id, name + " has shape " + q.text(4));
+    list.push_back(std::move(type));
+  }
+  tx.commit();
+  for (const TestOutline& t : out)
+    if (t.inputs.size() < op_def(t.op).required_inputs() ||
+        t.outputs.size() != op_def(t.op).outputs.size())
+      throw damaged(t.id, "it has " + std::to_string(t.inputs.size()) + " inputs and " +
+                              std::to_string(t.outputs.size()) + " outputs");
+  return out;
+}
+
 CorpusSummary Corpus::summary() const {
   Db& db = *db_;
   CorpusSummary s;

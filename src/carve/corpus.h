@@ -77,6 +77,9 @@ class Corpus {
   // file is gone or whose bytes no longer hash the same. Tensors stored by value own their
   // bytes; a weight stored by reference borrows the mapped model file (read-only).
   TestCase load(int64_t id) const;
+  // Every test without its tensor values (op, attributes, site, phase, dtypes, shapes), by
+  // id: what coverage is computed from, without reading tensor bytes.
+  std::vector<TestOutline> outlines() const;
   CorpusSummary summary() const;
 
   // Writes one test as a folder: tensors.safetensors (inputs "in.N.NAME", outputs

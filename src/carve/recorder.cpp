@@ -98,6 +98,17 @@ void Recorder::store(TestCase& t, const char* why) {
   stats_.tests_per_op[std::string(op_name(t.op))]++;
 }
 
+std::vector<TestOutline> Recorder::held() const {
+  std::vector<TestOutline> out;
+  for (auto& [sig, s] : slots_) {
+    for (const Held* h : {&s.max_input, &s.late_decode})
+      if (h->present) out.push_back(outline(h->test));
+    for (const Held& h : s.samples)
+      if (h.present) out.push_back(outline(h.test));
+  }
+  return out;
+}
+
 void Recorder::finish() {
   for (auto& [sig, s] : slots_) {
     std::vector<int64_t> stored{s.first_call};

@@ -41,6 +41,9 @@ class Recorder final : public CallObserver {
   void after_call(const CallEvent& e, Dispatcher& d) override;
   // Stores the representatives still held back. Call once at the end.
   void finish();
+  // The representatives held back so far, as outlines: with the corpus, what the carve has
+  // covered before finish().
+  std::vector<TestOutline> held() const;
   const CarveStats& stats() const { return stats_; }
 
  private:

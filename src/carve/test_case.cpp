@@ -19,4 +19,16 @@ std::string call_signature(Op op, const Attrs& attrs, const std::vector<Tensor>&
 
 std::string TestCase::signature() const { return call_signature(op, attrs, inputs, outputs); }
 
+TestOutline outline(const TestCase& t) {
+  TestOutline o{t.id, t.op, t.attrs, t.site, t.phase, t.prompt_index, {}, {}, t.kept_because};
+  for (const Tensor& x : t.inputs) o.inputs.push_back({x.dtype(), x.shape()});
+  for (const Tensor& x : t.outputs) o.outputs.push_back({x.dtype(), x.shape()});
+  return o;
+}
+
+bool is_twin(std::string_view kept_because) {
+  return kept_because.starts_with(kTwinReason) &&
+         (kept_because.size() == kTwinReason.size() || kept_because[kTwinReason.size()] == ':');
+}
+
 }  // namespace tapml

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/tensor.h"
@@ -36,5 +37,25 @@ struct TestCase {
 
 std::string call_signature(Op op, const Attrs& attrs, const std::vector<Tensor>& inputs,
                            const std::vector<Tensor>& outputs);
+
+// What a test is without its values: enough to say which shapes it exercises
+// (carve/coverage.h), and cheap to read for a whole corpus.
+struct TestOutline {
+  int64_t id = 0;
+  Op op = Op::Add;
+  Attrs attrs;
+  Site site;
+  Phase phase;
+  int prompt_index = 0;
+  std::vector<TensorType> inputs, outputs;
+  std::string kept_because;
+};
+TestOutline outline(const TestCase& t);
+
+// A synthetic twin is a test made from a carved one (`tapml carve --cover`: real values,
+// narrowed to a shape the model never produced) rather than recorded. Its kept_because
+// starts with this word, then says what it was made from: "twin: K 64 -> 63 of test 17".
+inline constexpr std::string_view kTwinReason = "twin";
+bool is_twin(std::string_view kept_because);
 
 }  // namespace tapml

@@ -8,6 +8,7 @@
 
 #include "carve/carve_run.h"
 #include "carve/corpus.h"
+#include "carve/coverage.h"
 #include "cli/commands.h"
 #include "cli/json_output.h"
 #include "cli/progress.h"
@@ -26,7 +27,7 @@ struct CarveArgs {
   PromptArgs prompts;
   std::vector<std::string> prompt_files;
   int steps = 256, keep = 3;
-  bool json = false, overwrite = false, by_reference = false;
+  bool json = false, overwrite = false, by_reference = false, cover = false;
   Verbosity verbosity;
 };
 
@@ -65,6 +66,7 @@ void carve(const CarveArgs& a, DevicePool& devices) {
   o.source = a.source;
   o.steps = a.steps;
   o.keep = a.keep;
+  o.cover = a.cover;
   o.stop_tokens = prompts.stop_tokens;
   o.pool = &devices;
   // Positions are the unit of progress; tests stored keep it moving through a long prefill.
@@ -81,7 +83,7 @@ void carve(const CarveArgs& a, DevicePool& devices) {
     done_before = int64_t(i) * a.steps + produced;
     progress.update(done_before, where + ", " + std::to_string(st.tests_kept) + " tests stored");
   };
-  CarveStats st;
+  CarveResult st;
   try {
     st = carve_to_file(model, prompts.ids, prompts.labels, o, a.out, a.overwrite, [&](Corpus& c) {
       if (a.by_reference) c.store_weights_by_reference(a.model);
@@ -98,7 +100,9 @@ void carve(const CarveArgs& a, DevicePool& devices) {
                      : ""));
   }
   progress.finish();
-  CorpusSummary sum = Corpus::open(a.out).summary();
+  Corpus corpus = Corpus::open(a.out);
+  CorpusSummary sum = corpus.summary();
+  Coverage coverage = measure_coverage(corpus.outlines());
   double seconds = std::chrono::duration<double>(clock::now() - t0).count();
   if (a.json) {
     nlohmann::json j;
@@ -111,6 +115,13 @@ void carve(const CarveArgs& a, DevicePool& devices) {
     j["blob_bytes"] = sum.blob_bytes;
     j["file_bytes"] = sum.file_bytes;
     j["seconds"] = seconds;
+    j["coverage"] = coverage_json(coverage, corpus_context(sum.meta));
+    if (st.cover.asked)
+      j["cover"] = {{"prefill", st.cover.plan.prefill},
+                    {"fills", st.cover.plan.fills},
+                    {"unreachable", st.cover.plan.unreachable},
+                    {"run_tests", st.cover.run_tests},
+                    {"twins", st.cover.twins}};
     print_json(j);
     return;
   }
@@ -123,6 +134,25 @@ void carve(const CarveArgs& a, DevicePool& devices) {
   std::printf("  tensor bytes stored %.2f MiB (%lld distinct values), file %.2f MiB, %.1f s\n",
               sum.blob_bytes / 1048576.0, (long long)sum.blobs, sum.file_bytes / 1048576.0,
               seconds);
+  if (st.cover.asked) {
+    const CoverRunPlan& p = st.cover.plan;
+    if (p.prefill > 0)
+      std::printf(
+          "  cover run: prefill %d tokens of prompt %d's sequence, %d more, %d decode step: %lld "
+          "tests\n",
+          p.prefill, st.cover.from_prompt + 1, p.chunk, p.decode, (long long)st.cover.run_tests);
+    std::printf("  cover twins (narrowed copies of carved tests): %lld\n",
+                (long long)st.cover.twins);
+    for (const std::string& c : p.unreachable)
+      std::printf("  cover run cannot reach %s: it does not fit the model's context\n", c.c_str());
+  }
+  std::vector<CoverageGap> gaps = coverage_gaps(coverage, corpus_context(sum.meta));
+  if (gaps.empty())
+    std::printf(
+        "coverage: every shape class it warns about is exercised (tapml corpus info "
+        "shows the table)\n");
+  else
+    std::printf("coverage (tapml corpus info shows the table):\n%s", gaps_text(gaps).c_str());
 }
 }  // namespace
 
@@ -132,7 +162,10 @@ void add_carve(CLI::App& app, DevicePool& devices) {
   c->footer(
       "Runs the model on the source backend (ref) over every prompt, prefill and each decode\n"
       "step, recording every op call; keeps a few representatives per signature (op,\n"
-      "attributes, dtypes, shapes) and calibrates each test's noise floor.\n"
+      "attributes, dtypes, shapes) and calibrates each test's noise floor. Ends with the\n"
+      "shape classes the corpus lacks (tapml corpus info shows its coverage table); --cover\n"
+      "adds a run over a longer, chunked prompt and narrowed twins of carved tests to fill\n"
+      "them.\n"
       "Example:\n"
       "  tapml carve --model stories260K.bin --tokenizer tok512.bin --prompt 'Once upon a time'\n"
       "              --prompt 'Lily and Tom' --out stories.corpus");
@@ -150,6 +183,8 @@ void add_carve(CLI::App& app, DevicePool& devices) {
   c->add_flag("--overwrite", a->overwrite, "replace an existing corpus file");
   c->add_flag("--weights-by-reference", a->by_reference,
               "store weights as references to the model file instead of copies");
+  c->add_flag("--cover", a->cover,
+              "fill missing shape classes: a cover run of the model and narrowed twins");
   c->add_flag("--json", a->json, "print the summary as JSON");
   add_verbosity(c, a->verbosity);
   c->callback([a, &devices] { carve(*a, devices); });

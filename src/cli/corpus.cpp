@@ -1,11 +1,14 @@
-// tapml corpus info|ls|export|import: look into a corpus of carved tests and move single
-// tests in and out of it as folders (safetensors + manifest.json) that numpy can read.
+// tapml corpus info|ls|export|import: look into a corpus of carved tests (info adds its
+// coverage: the shape classes each op's tests exercise, and warnings about those missing) and
+// move single tests in and out of it as folders (safetensors + manifest.json) that numpy can
+// read.
 #include "carve/corpus.h"
 
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
+#include "carve/coverage.h"
 #include "cli/commands.h"
 #include "cli/json_output.h"
 #include "core/error.h"
@@ -29,6 +32,7 @@ std::string mib(int64_t bytes) {
 void info(const CorpusArgs& a) {
   Corpus c = Corpus::open(a.corpus);
   CorpusSummary s = c.summary();
+  Coverage coverage = measure_coverage(c.outlines());
   if (a.json) {
     nlohmann::json j;
     j["path"] = c.path();
@@ -39,6 +43,7 @@ void info(const CorpusArgs& a) {
     j["referenced_bytes"] = s.referenced_bytes;
     j["file_bytes"] = s.file_bytes;
     j["meta"] = s.meta;
+    j["coverage"] = coverage_json(coverage, corpus_context(s.meta));
     print_json(j);
     return;
   }
@@ -50,6 +55,8 @@ void info(const CorpusArgs& a) {
   std::printf("), file %s\n", mib(s.file_bytes).c_str());
   for (auto& [op, n] : s.tests_per_op) std::printf("    %-12s %lld\n", op.c_str(), (long long)n);
   for (auto& [k, v] : s.meta) std::printf("  %s: %s\n", k.c_str(), v.c_str());
+  std::printf("%s%s", coverage_table(coverage).c_str(),
+              gaps_text(coverage_gaps(coverage, corpus_context(s.meta))).c_str());
 }
 
 void ls(const CorpusArgs& a) {
@@ -101,7 +108,8 @@ void add_corpus(CLI::App& app) {
     sub->add_option("--corpus", a->corpus, "corpus file")->required();
   };
 
-  CLI::App* i = c->add_subcommand("info", "Counts, sizes and metadata of a corpus");
+  CLI::App* i = c->add_subcommand(
+      "info", "Counts, sizes, metadata, and the shape classes each op's tests exercise");
   corpus_option(i);
   i->add_flag("--json", a->json, "print JSON");
   i->callback([a] { info(*a); });

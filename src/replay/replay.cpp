@@ -25,6 +25,7 @@ TestResult replay_test(Backend& target, const TestCase& test, const TolerancePol
   r.op = test.op;
   r.site = test.site.str();
   r.phase = test.phase.str();
+  r.twin = is_twin(test.kept_because);
   auto t0 = std::chrono::steady_clock::now();
   try {
     HostCallResult got = run_host_call(target, test.op, test.attrs, test.inputs, test.site.str());
@@ -167,8 +168,10 @@ ReplayRun replay_corpus(const std::string& corpus_path, const std::string& targe
   TolerancePolicy policy;
   for (size_t i = 0; i < mine.size(); ++i) {
     TestCase t = corpus.load(mine[i].id);
+    const bool twin = is_twin(t.kept_because);
     if (o.synthetic) t = synthesize(t, o.seed, *source, *plain_f32);
     run.results.push_back(replay_test(target, t, policy));
+    run.results.back().twin = twin;
     if (o.on_result) o.on_result(i + 1, mine.size(), run.results.back());
     if (run.results.back().failed() && o.fail_fast) break;
   }

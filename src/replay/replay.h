@@ -25,6 +25,9 @@ struct TestResult {
   // Then pass = false and error is empty.
   std::string not_offered;
   bool failed() const { return !pass && not_offered.empty(); }
+  // A synthetic twin (carve --cover: a carved test narrowed to a shape the model never
+  // produced), reported apart from the carved calls.
+  bool twin = false;
   double seconds = 0;
 };
 

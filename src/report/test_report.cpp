@@ -22,6 +22,23 @@ std::map<std::string, OpSummary> summarize(const std::vector<TestResult>& result
   return out;
 }
 
+namespace {
+
+struct TwinCount {
+  int64_t tests = 0, failed = 0;
+};
+TwinCount count_twins(const std::vector<TestResult>& results) {
+  TwinCount n;
+  for (const TestResult& r : results)
+    if (r.twin) {
+      n.tests++;
+      n.failed += r.failed();
+    }
+  return n;
+}
+
+}  // namespace
+
 nlohmann::json to_json(const ReplayRun& run) {
   nlohmann::json tests = nlohmann::json::array();
   for (const TestResult& r : run.results) {
@@ -38,6 +55,7 @@ nlohmann::json to_json(const ReplayRun& run) {
                      {"seconds", r.seconds}};
     if (!r.error.empty()) t["check"] = "error";
     if (!r.not_offered.empty()) t["check"] = "not offered";
+    if (r.twin) t["twin"] = true;
     nlohmann::json outs = nlohmann::json::array();
     for (const OutputVerdict& o : r.verdict.outputs)
       outs.push_back({{"check", check_name(o.failed)},
@@ -68,6 +86,12 @@ nlohmann::json to_json(const ReplayRun& run) {
     failed += s.failed;
     not_offered += s.not_offered;
   }
+  nlohmann::json summary = {{"tests", run.results.size()},
+                            {"failed", failed},
+                            {"not_offered", not_offered},
+                            {"per_op", per_op}};
+  if (TwinCount n = count_twins(run.results); n.tests > 0)
+    summary["twins"] = {{"tests", n.tests}, {"failed", n.failed}};
   return {{"format", "tapml-test-report"},
           {"version", kTestReportVersion},
           {"corpus", run.corpus},
@@ -75,11 +99,7 @@ nlohmann::json to_json(const ReplayRun& run) {
           {"synthetic", run.synthetic},
           {"shard", run.shard},
           {"shards", run.shards},
-          {"summary",
-           {{"tests", run.results.size()},
-            {"failed", failed},
-            {"not_offered", not_offered},
-            {"per_op", per_op}}},
+          {"summary", summary},
           {"tests", tests}};
 }
 
@@ -103,6 +123,7 @@ ReplayRun replay_run_from_json(const nlohmann::json& j, const std::string& from)
       r.site = t.at("site");
       r.phase = t.at("phase");
       r.pass = t.at("pass");
+      r.twin = t.value("twin", false);  // absent from reports of corpora without twins
       r.seconds = t.at("seconds");
       r.verdict.pass = r.pass;
       // JSON has no infinity: a non-numeric failure's ratio is written as null.
@@ -165,7 +186,7 @@ std::string junit_xml(const ReplayRun& run, const JunitOptions& options) {
     suite.name = op;
     JunitCase c;
     c.classname = op;
-    c.name = "#" + std::to_string(r.id) + " " + r.site + " " + r.phase;
+    c.name = "#" + std::to_string(r.id) + " " + r.site + " " + r.phase + (r.twin ? " twin" : "");
     c.seconds = r.seconds;
     if (!r.not_offered.empty()) {
       c.outcome = JunitOutcome::Skipped;
@@ -217,6 +238,11 @@ std::string summary_text(const ReplayRun& run) {
   if (not_offered > 0)
     out += ", " + std::to_string(not_offered) +
            " not offered (refused by the backend: not failures; first: " + refused + ")";
+  if (TwinCount n = count_twins(run.results); n.tests > 0)
+    out += "\n" + std::to_string(n.tests) +
+           " of the tests are synthetic twins (carve --cover: carved tests narrowed to shapes "
+           "the model never has), " +
+           std::to_string(n.failed) + " of them failed";
   return out + "\n";
 }
 
@@ -230,7 +256,7 @@ std::string replay_command(const TestResult& r, const std::string& corpus,
 std::string failure_text(const TestResult& r, const std::string& corpus, const std::string& backend,
                          bool synthetic, uint64_t seed) {
   return "FAIL #" + std::to_string(r.id) + " " + r.site + " (" + std::string(op_name(r.op)) + ", " +
-         r.phase + "): " + failure_what(r) +
+         r.phase + (r.twin ? ", synthetic twin" : "") + "): " + failure_what(r) +
          "\n  replay: " + replay_command(r, corpus, backend, synthetic, seed) + "\n";
 }
 

@@ -8,6 +8,7 @@
 
 #include "carve/corpus.h"
 #include "support/shared.h"
+#include "support/stories.h"
 
 namespace tapml {
 namespace {
@@ -114,6 +115,88 @@ TEST(CorpusCli, ExportThenImport) {
   r = run_command(tapml("corpus import --create --corpus " + q(fresh) + " --from " + q(folder)));
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "1\n");
+}
+
+// The first `n` ids of a real prompt, BOS first, as --prompt-ids takes them.
+std::string stories_prompt_ids(size_t n) {
+  std::vector<int> ids = testing::stories_tokenizer().encode("Once upon a time, there was", true);
+  std::string s;
+  for (size_t i = 0; i < n && i < ids.size(); ++i) {
+    if (i) s += ',';
+    s += std::to_string(ids[i]);
+  }
+  return s;
+}
+
+struct Carved {
+  std::string path, out;
+};
+// stories260K as llama2.c wrote it (its context, 512, reaches every class of attention).
+Carved carve_stories(const std::string& name, size_t tokens, const std::string& extra) {
+  std::string path = testing::temp_dir() + "/" + name;
+  auto r = run_command(tapml("carve --model " +
+                             q(testing::shared_path("models/stories260K/stories260K.bin")) +
+                             " --prompt-ids " + stories_prompt_ids(tokens) + " --steps 12 --out " +
+                             q(path) + " " + extra));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  return {path, r.out};
+}
+
+TEST(CorpusCli, CarveWarnsAndInfoPrintsTheCoverageTable) {
+  auto [path, out] = carve_stories("three.corpus", 3, "");
+  EXPECT_NE(out.find("warning: matmul: no test with T>=4 (a full 4-row block"), std::string::npos)
+      << out;
+  EXPECT_NE(out.find("note: matmul: no test with K%4!=0"), std::string::npos) << out;
+
+  auto r = run_command(tapml("corpus info --corpus " + q(path)));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("coverage: tests per shape class"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("  matmul: "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("T>=4 -"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("(T: 1, 3)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("warning: matmul: no test with T>=4"), std::string::npos) << r.out;
+
+  r = run_command(tapml("corpus info --json --corpus " + q(path)));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  bool found = false;
+  for (const auto& op : j["coverage"]["ops"])
+    if (op["op"] == "matmul")
+      for (const auto& g : op["groups"])
+        for (const auto& c : g["classes"])
+          if (c["class"] == "T>=4") {
+            found = true;
+            EXPECT_EQ(c["tests"], 0);
+            EXPECT_EQ(c["fill"], "run");
+          }
+  EXPECT_TRUE(found) << r.out;
+  bool warned = false;
+  for (const auto& g : j["coverage"]["gaps"])
+    warned = warned || (g["severity"] == "warning" && g["classes"][0] == "T>=4");
+  EXPECT_TRUE(warned) << j["coverage"]["gaps"].dump();
+
+  // A prompt of 6 tokens fills the 4-row block and its tail.
+  out = carve_stories("six.corpus", 6, "").out;
+  EXPECT_EQ(out.find("4-row block"), std::string::npos) << out;
+  // --cover fills every class this model can reach: no warning, no note.
+  out = carve_stories("cover.corpus", 3, "--cover").out;
+  EXPECT_EQ(out.find("warning:"), std::string::npos) << out;
+  EXPECT_EQ(out.find("note:"), std::string::npos) << out;
+  EXPECT_NE(out.find("cover run: prefill"), std::string::npos) << out;
+  EXPECT_NE(out.find("cover twins"), std::string::npos) << out;
+  EXPECT_NE(out.find("coverage: every shape class it warns about is exercised"), std::string::npos)
+      << out;
+}
+
+TEST(CorpusCli, InfoShowsTheCoverageOfACorpusMadeByHand) {
+  std::string path = make_corpus();
+  auto r = run_command(tapml("corpus info --corpus " + q(path)));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Two prefill matmuls of 2 rows and an add in decode; nothing else is claimed.
+  EXPECT_NE(r.out.find("prefill 2  decode -"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("T=1 -  T>=2 2  T>=4 -"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("prefill -  decode 1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("warning: matmul: no test with decode"), std::string::npos) << r.out;
 }
 
 TEST(CorpusCli, OneLineErrors) {
