@@ -16,6 +16,7 @@
 #include "backend/kernel_table.h"
 #include "backends/opencl/cl_api.h"
 #include "backends/opencl/device.h"
+#include "core/dtype.h"
 #include "core/error.h"
 
 namespace tapml {
@@ -35,13 +36,17 @@ struct TensorArg {
 };
 
 // One kernel of one program, as a call uses it: kernels/FILE.cl's NAME, built with the
-// weight dtype WTYPE; `reduces`: a kernel with a fixed work-group size (its reductions).
+// weight dtype WTYPE; `reduces`: a kernel with a fixed work-group size (its reductions);
+// `qtype`: the block type's ggml id (QTYPE) for the quantized kernels, else 0.
 struct KernelKey {
   const char* file;
   const char* name;
   int wtype = 0;
   bool reduces = false;
+  int qtype = 0;
 };
+
+int quant_code(DType t) { return int(*block_quant(t)); }
 
 // Work-items per group of the reducing kernels: a power of two, at most the device's limit.
 size_t group_size(size_t preferred, size_t device_max) {
@@ -81,6 +86,10 @@ class OpenClBackend final : public Backend {
     kernels_.add(Op::SigmoidGate, this, &OpenClBackend::sigmoid_gate);
     kernels_.add(Op::MoeRoute, this, &OpenClBackend::moe_route);
     kernels_.add(Op::MoeFfn, this, &OpenClBackend::moe_ffn);
+    // Quantized weights and tables, every block type by name (the table refuses the rest).
+    const std::vector<DType> blocks(std::begin(kBlockDTypes), std::end(kBlockDTypes));
+    kernels_.add(Op::Matmul, this, &OpenClBackend::matmul_quant, {{DType::F32}, blocks});
+    kernels_.add(Op::Embedding, this, &OpenClBackend::embedding_quant, {blocks, {DType::I32}});
   }
 
   ~OpenClBackend() override {
@@ -155,7 +164,8 @@ class OpenClBackend final : public Backend {
     if (!kernels_.find(c, "opencl", &why)) return Support::no(why);
     const std::string op(op_name(c.op));
     auto fits = [&](const DeviceTensor& t, const char* what) -> Support {
-      const size_t align = dtype_size(t.dtype) == 2 ? 2 : 4;
+      // Blocks are read byte by byte, so they may start at any byte.
+      const size_t align = is_block(t.dtype) ? 1 : dtype_size(t.dtype) == 2 ? 2 : 4;
       if (t.offset % align)
         return Support::no("opencl: " + op + " " + what + " at byte offset " +
                            std::to_string(t.offset) + " is not " + std::to_string(align) +
@@ -232,10 +242,14 @@ class OpenClBackend final : public Backend {
   static std::vector<KernelKey> keys(const OpCall& c) {
     switch (c.op) {
       case Op::Embedding:
+        if (is_block(c.inputs[0].dtype))
+          return {{"embedding_quant", "embedding_quant", 0, false, quant_code(c.inputs[0].dtype)}};
         return {{"embedding", "embedding", weight_code(c.inputs[0].dtype)}};
       case Op::RmsNorm:
         return {{"rmsnorm", "rmsnorm", weight_code(c.inputs[1].dtype), true}};
       case Op::Matmul:
+        if (is_block(c.inputs[1].dtype))
+          return {{"matmul_quant", "matmul_quant", 0, true, quant_code(c.inputs[1].dtype)}};
         return {{"matmul", "matmul", weight_code(c.inputs[1].dtype), true}};
       case Op::Rope:
         return {{"rope", "rope"}};
@@ -280,6 +294,7 @@ class OpenClBackend final : public Backend {
   std::string options(const KernelKey& k) const {
     std::string o = "-DWTYPE=" + std::to_string(k.wtype);
     if (k.reduces) o += " -DWG=" + std::to_string(group_of(k));
+    if (k.qtype) o += " -DQTYPE=" + std::to_string(k.qtype);
     if (std::string_view(k.file) == "rope" && device_.fp64) o += " -DROPE_F64";
     return o;
   }
@@ -430,6 +445,14 @@ class OpenClBackend final : public Backend {
                  u32(c.inputs[0].shape[1]));
   }
 
+  // A quantized table: one work-item per 16 elements of the output.
+  void embedding_quant(const OpCall& c) {
+    check_ids(c);
+    const int64_t D = c.inputs[0].shape[1], units = c.outputs[0].shape.numel() / 16;
+    launch_items(keys(c)[0], units, arg(c.inputs[0]), arg(c.inputs[1]), arg(c.outputs[0]),
+                 u32(units), u32(D), u32(row_bytes(c.inputs[0].dtype, D)));
+  }
+
   void rmsnorm(const OpCall& c) {
     launch(keys(c)[0], c.inputs[0].shape[0], arg(c.inputs[0]), arg(c.inputs[1]), arg(c.outputs[0]),
            u32(c.inputs[0].shape[1]), cl_float(c.attrs.get("eps")));
@@ -439,6 +462,12 @@ class OpenClBackend final : public Backend {
     const int64_t T = c.inputs[0].shape[0], K = c.inputs[0].shape[1], N = c.inputs[1].shape[0];
     launch(keys(c)[0], N * ceil_div(T, 4), arg(c.inputs[0]), arg(c.inputs[1]), arg(c.outputs[0]),
            u32(T), u32(K), u32(N));
+  }
+
+  void matmul_quant(const OpCall& c) {
+    const int64_t T = c.inputs[0].shape[0], K = c.inputs[0].shape[1], N = c.inputs[1].shape[0];
+    launch(keys(c)[0], N * ceil_div(T, 4), arg(c.inputs[0]), arg(c.inputs[1]), arg(c.outputs[0]),
+           u32(T), u32(K), u32(N), u32(row_bytes(c.inputs[1].dtype, K)));
   }
 
   void rope(const OpCall& c) {
