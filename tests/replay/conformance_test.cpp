@@ -1,8 +1,8 @@
 // The conformance suite: every catalog op x dtype combination x example passes on every
-// correct backend this build has (ref, cpu, vulkan where there is a device, a tcp:// device
-// serving cpu), and every injected fault fails cases of exactly the ops it breaks, so the
-// failure names the op. A refused combination is "not offered", not a failure; a kernel
-// that throws is one. The same seed gives the same cases whatever the op filter.
+// correct backend this build has (ref, cpu, vulkan and opencl where there is a device, a
+// tcp:// device serving cpu), and every injected fault fails cases of exactly the ops it
+// breaks, so the failure names the op. A refused combination is "not offered", not a failure; a
+// kernel that throws is one. The same seed gives the same cases whatever the op filter.
 #include "replay/conformance.h"
 
 #include <gtest/gtest.h>
@@ -21,6 +21,7 @@
 #include "report/conformance_report.h"
 #include "report/xml_parse.h"
 #include "rpc/server.h"
+#include "support/gpu_backends.h"
 #include "support/running_server.h"
 
 namespace tapml {
@@ -79,17 +80,19 @@ TEST(Conformance, CpuPasses) {
   }
 }
 
-TEST(Conformance, VulkanPasses) {
-  std::unique_ptr<Backend> vulkan;
-  try {
-    vulkan = open_backend("vulkan");
-  } catch (const std::exception& e) {
-    GTEST_SKIP() << "no Vulkan backend or device: " << e.what();
-  }
-  ConformanceRun run = shared().suite.run(*vulkan);
-  expect_passes(run, true);  // vulkan has block-type matmul and embedding kernels
+// vulkan and opencl, each with block-type matmul and embedding kernels.
+class GpuConformance : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(GpuConformance, Passes) {
+  REQUIRE_GPU_BACKEND(GetParam());
+  ConformanceRun run = shared().suite.run(*testing::gpu_backend(GetParam()));
+  expect_passes(run, true);
   std::printf("%s", conformance_table(run).c_str());
 }
+
+INSTANTIATE_TEST_SUITE_P(VulkanOrOpenCl, GpuConformance,
+                         ::testing::ValuesIn(testing::gpu_backend_uris()),
+                         [](const auto& info) { return info.param; });
 
 TEST(Conformance, TcpDeviceServingCpuPasses) {
   testing::RunningServer server("cpu");

@@ -23,6 +23,7 @@
 #include "backends/opencl/cl_api.h"
 #include "backends/opencl/device.h"
 #include "backends/opencl/submitter.h"
+#include "core/dtype.h"
 #include "core/error.h"
 
 namespace tapml {
@@ -42,7 +43,8 @@ struct TensorArg {
 };
 
 // One kernel of one program, as a call uses it: kernels/FILE.cl's NAME, built with the
-// weight dtype WTYPE; `reduces`: a kernel with a fixed work-group size (its reductions).
+// weight dtype WTYPE; `reduces`: a kernel with a fixed work-group size (its reductions);
+// `qtype`: the block type's ggml id (QTYPE) for the quantized kernels, else 0.
 struct KernelKey {
   KernelKey(const char* file, const char* name, int wtype = 0, bool reduces = false,
             size_t group = 0, std::string extra = "")
@@ -58,7 +60,17 @@ struct KernelKey {
   bool reduces;
   size_t group;       // work-items per group, when the call chooses it (0: by name)
   std::string extra;  // further build options (-D...)
+  int qtype = 0;
 };
+
+// A quantized kernel's key: the block type's ggml id as QTYPE.
+KernelKey quant_key(const char* file, const char* name, bool reduces, int qtype) {
+  KernelKey k(file, name, 0, reduces);
+  k.qtype = qtype;
+  return k;
+}
+
+int quant_code(DType t) { return int(*block_quant(t)); }
 
 // Work-items per group of the reducing kernels: a power of two, at most the device's limit.
 size_t group_size(size_t preferred, size_t device_max) {
@@ -111,6 +123,10 @@ class OpenClBackend final : public Backend {
     kernels_.add(Op::SigmoidGate, this, &OpenClBackend::sigmoid_gate);
     kernels_.add(Op::MoeRoute, this, &OpenClBackend::moe_route);
     kernels_.add(Op::MoeFfn, this, &OpenClBackend::moe_ffn);
+    // Quantized weights and tables, every block type by name (the table refuses the rest).
+    const std::vector<DType> blocks(std::begin(kBlockDTypes), std::end(kBlockDTypes));
+    kernels_.add(Op::Matmul, this, &OpenClBackend::matmul_quant, {{DType::F32}, blocks});
+    kernels_.add(Op::Embedding, this, &OpenClBackend::embedding_quant, {blocks, {DType::I32}});
   }
 
   ~OpenClBackend() override {
@@ -236,7 +252,8 @@ class OpenClBackend final : public Backend {
     if (!kernels_.find(c, "opencl", &why)) return Support::no(why);
     const std::string op(op_name(c.op));
     auto fits = [&](const DeviceTensor& t, const char* what) -> Support {
-      const size_t align = dtype_size(t.dtype) == 2 ? 2 : 4;
+      // Blocks are read byte by byte, so they may start at any byte.
+      const size_t align = is_block(t.dtype) ? 1 : dtype_size(t.dtype) == 2 ? 2 : 4;
       if (t.offset % align)
         return Support::no("opencl: " + op + " " + what + " at byte offset " +
                            std::to_string(t.offset) + " is not " + std::to_string(align) +
@@ -428,10 +445,15 @@ class OpenClBackend final : public Backend {
   std::vector<KernelKey> keys(const OpCall& c) const {
     switch (c.op) {
       case Op::Embedding:
+        if (is_block(c.inputs[0].dtype))
+          return {quant_key("embedding_quant", "embedding_quant", false,
+                            quant_code(c.inputs[0].dtype))};
         return {{"embedding", "embedding", weight_code(c.inputs[0].dtype)}};
       case Op::RmsNorm:
         return {{"rmsnorm", "rmsnorm", weight_code(c.inputs[1].dtype), true}};
       case Op::Matmul:
+        if (is_block(c.inputs[1].dtype))
+          return {quant_key("matmul_quant", "matmul_quant", true, quant_code(c.inputs[1].dtype))};
         return {matmul_key(c)};
       case Op::Rope:
         return {{"rope", "rope"}};
@@ -483,6 +505,7 @@ class OpenClBackend final : public Backend {
     std::string o = "-DWTYPE=" + std::to_string(k.wtype);
     if (k.reduces) o += " -DWG=" + std::to_string(group_of(k));
     if (!k.extra.empty()) o += " " + k.extra;
+    if (k.qtype) o += " -DQTYPE=" + std::to_string(k.qtype);
     if (std::string_view(k.file) == "rope" && device_.fp64) o += " -DROPE_F64";
     return o;
   }
@@ -644,6 +667,14 @@ class OpenClBackend final : public Backend {
                  u32(c.inputs[0].shape[1]));
   }
 
+  // A quantized table: one work-item per 16 elements of the output.
+  void embedding_quant(const OpCall& c) {
+    check_ids(c);
+    const int64_t D = c.inputs[0].shape[1], units = c.outputs[0].shape.numel() / 16;
+    launch_items(keys(c)[0], units, arg(c.inputs[0]), arg(c.inputs[1]), arg(c.outputs[0]),
+                 u32(units), u32(D), u32(row_bytes(c.inputs[0].dtype, D)));
+  }
+
   void rmsnorm(const OpCall& c) {
     launch(keys(c)[0], c.inputs[0].shape[0], arg(c.inputs[0]), arg(c.inputs[1]), arg(c.outputs[0]),
            u32(c.inputs[0].shape[1]), cl_float(c.attrs.get("eps")));
@@ -665,6 +696,12 @@ class OpenClBackend final : public Backend {
   }
   // Weight rows per gemv group: one team of 32 items (or the whole group) per row.
   size_t gemv_rows() const { return gemv_wg_ < 32 ? 1 : gemv_wg_ / 32; }
+
+  void matmul_quant(const OpCall& c) {
+    const int64_t T = c.inputs[0].shape[0], K = c.inputs[0].shape[1], N = c.inputs[1].shape[0];
+    launch(keys(c)[0], N * ceil_div(T, 4), arg(c.inputs[0]), arg(c.inputs[1]), arg(c.outputs[0]),
+           u32(T), u32(K), u32(N), u32(row_bytes(c.inputs[1].dtype, K)));
+  }
 
   // One rope call, or two (q and k: same positions and frequencies) in one launch.
   void rope(const OpCall& c) { rope_launch(c, nullptr); }

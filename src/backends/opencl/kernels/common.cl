@@ -64,3 +64,186 @@ inline float sigmoid_f32(float z) {
   float e = exp_f32(z);
   return e / (1.0f + e);
 }
+
+#ifdef QTYPE
+// ggml's quantized blocks (layouts in core/quant.h), for the programs built with -DQTYPE=ID
+// (ggml's type id), so that each type's program holds only its own decoder. Blocks of 18, 22,
+// 34, 110, 210 ... bytes sit at any byte offset, so they are read byte by byte. A row is cut
+// into units of 16 consecutive elements that share their scales; dequant_unit() returns one
+// unit with the arithmetic of core's dequantize_row: the same f32 operations in the same order
+// (FP_CONTRACT is off above, so no multiply-add is fused), and f16 fields converted exactly in
+// integer arithmetic.
+#define Q4_0 2
+#define Q4_1 3
+#define Q5_0 6
+#define Q5_1 7
+#define Q8_0 8
+#define Q2_K 10
+#define Q3_K 11
+#define Q4_K 12
+#define Q5_K 13
+#define Q6_K 14
+
+#if QTYPE == Q4_0
+#define QBLOCK_BYTES 18
+#elif QTYPE == Q4_1
+#define QBLOCK_BYTES 20
+#elif QTYPE == Q5_0
+#define QBLOCK_BYTES 22
+#elif QTYPE == Q5_1
+#define QBLOCK_BYTES 24
+#elif QTYPE == Q8_0
+#define QBLOCK_BYTES 34
+#elif QTYPE == Q2_K
+#define QBLOCK_BYTES 84
+#elif QTYPE == Q3_K
+#define QBLOCK_BYTES 110
+#elif QTYPE == Q4_K
+#define QBLOCK_BYTES 144
+#elif QTYPE == Q5_K
+#define QBLOCK_BYTES 176
+#elif QTYPE == Q6_K
+#define QBLOCK_BYTES 210
+#else
+#error "QTYPE is not a block type this backend decodes"
+#endif
+#define QBLOCK_UNITS (QTYPE >= Q2_K ? 16u : 2u)  // 16-element units per block
+
+// IEEE half bits to f32, exactly, subnormal halves included (ggml's small scales can be
+// subnormal halves, which a device may flush in its own conversion).
+inline float half_bits_to_f32(uint h) {
+  uint sign = (h & 0x8000u) << 16, e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
+  if (e == 0x1Fu) return as_float(sign | 0x7F800000u | (m << 13));
+  if (e == 0u) {
+    if (m == 0u) return as_float(sign);
+    // m * 2^-24: the leading one moves to bit 10; the f32 exponent is then msb + 103.
+    uint msb = 31u - clz(m);
+    return as_float(sign | ((msb + 103u) << 23) | (((m << (10u - msb)) & 0x3FFu) << 13));
+  }
+  return as_float(sign | ((e + 112u) << 23) | (m << 13));
+}
+inline float qhalf(global const uchar* p) { return half_bits_to_f32(p[0] | ((uint)p[1] << 8)); }
+
+#if QTYPE == Q8_0
+// x = qs[16 ub + l] * d, qs signed bytes.
+inline void dequant_block_unit(global const uchar* b, uint ub, float* v) {
+  float d = qhalf(b);
+  global const uchar* qs = b + 2 + 16u * ub;
+  for (uint l = 0; l < 16u; ++l) v[l] = (float)as_char(qs[l]) * d;
+}
+
+#elif QTYPE < Q2_K
+// Q4_0, Q4_1, Q5_0, Q5_1: unit ub (0, 1) holds elements 16 ub + l, the low (ub 0) or high
+// (ub 1) nibbles of qs[l], with the fifth bit, for Q5, in bit 16 ub + l of qh.
+// Q4_0/Q5_0: x = (q - 8 or 16) * d; Q4_1/Q5_1: x = q * d + m.
+#define QHAS_MIN (QTYPE == Q4_1 || QTYPE == Q5_1)
+#define QFIVE (QTYPE == Q5_0 || QTYPE == Q5_1)
+inline void dequant_block_unit(global const uchar* b, uint ub, float* v) {
+  float d = qhalf(b);
+#if QHAS_MIN
+  float m = qhalf(b + 2);
+  global const uchar* p = b + 4;
+#else
+  global const uchar* p = b + 2;
+#endif
+#if QFIVE
+  uint qh = p[0] | ((uint)p[1] << 8) | ((uint)p[2] << 16) | ((uint)p[3] << 24);
+  p += 4;
+#endif
+  for (uint l = 0; l < 16u; ++l) {
+    int q = (p[l] >> (4u * ub)) & 0xF;
+#if QFIVE
+    q |= (int)(((qh >> (l + 16u * ub)) & 1u) << 4);
+#endif
+#if QHAS_MIN
+    v[l] = (float)q * d + m;
+#else
+    v[l] = (float)(q - (QFIVE ? 16 : 8)) * d;
+#endif
+  }
+}
+
+#elif QTYPE == Q2_K
+// Unit g (0..15) takes the 2-bit plane at shift 2 ((g % 8) / 2) of bytes 16 (g % 2) + l of the
+// g / 8-th half's 32 quant bytes: x = (d * (sc & 15)) * q - dmin * (sc >> 4), sc = scales[g].
+inline void dequant_block_unit(global const uchar* b, uint g, float* v) {
+  uint sc = b[g], shift = ((g & 7u) >> 1) * 2u;
+  float d = qhalf(b + 80), dmin = qhalf(b + 82);
+  float dl = d * (float)(sc & 0xFu);
+  float ml = dmin * (float)(sc >> 4);
+  global const uchar* qs = b + 16 + (g >> 3) * 32u + (g & 1u) * 16u;
+  for (uint l = 0; l < 16u; ++l) v[l] = dl * (float)((qs[l] >> shift) & 3u) - ml;
+}
+
+#elif QTYPE == Q3_K
+// As Q2_K's planes; x = (d * (s_g - 32)) * (q - 4 * !(bit g / 2 of hmask[16 (g % 2) + l])),
+// s_g the 6-bit scale of group g (low nibbles in bytes 0..7, top 2 bits in bytes 8..11).
+inline void dequant_block_unit(global const uchar* b, uint g, float* v) {
+  global const uchar* sb = b + 96;
+  uint low = g < 8u ? sb[g] & 0xFu : sb[g - 8u] >> 4;
+  uint high = (sb[8u + (g & 3u)] >> (2u * (g >> 2))) & 3u;
+  float d = qhalf(b + 108);
+  float dl = d * (float)((int)(low | (high << 4)) - 32);
+  uint shift = ((g & 7u) >> 1) * 2u, bit = g >> 1;
+  global const uchar* qs = b + 32 + (g >> 3) * 32u + (g & 1u) * 16u;
+  global const uchar* hm = b + (g & 1u) * 16u;
+  for (uint l = 0; l < 16u; ++l) {
+    int q = (int)((qs[l] >> shift) & 3u) - (((hm[l] >> bit) & 1u) ? 0 : 4);
+    v[l] = dl * (float)q;
+  }
+}
+
+#elif QTYPE == Q4_K || QTYPE == Q5_K
+// Unit u (0..15) is half of group g = u / 2 (32 elements with their own 6-bit scale and min):
+// the low (g even) or high (g odd) nibbles of bytes 16 (u % 2) + l of the g / 2-th chunk of 32
+// quant bytes, for Q5_K plus 16 when bit g of qh[16 (u % 2) + l] is set.
+// x = (d * sc) * q - dmin * m.
+inline void dequant_block_unit(global const uchar* b, uint u, float* v) {
+  uint g = u >> 1, l0 = (u & 1u) * 16u, sc, mn;
+  global const uchar* sb = b + 4;
+  if (g < 4u) {
+    sc = sb[g] & 63u;
+    mn = sb[g + 4u] & 63u;
+  } else {
+    sc = (sb[g + 4u] & 0xFu) | ((sb[g - 4u] >> 6) << 4);
+    mn = (sb[g + 4u] >> 4) | ((sb[g] >> 6) << 4);
+  }
+  float d1 = qhalf(b) * (float)sc;
+  float m1 = qhalf(b + 2) * (float)mn;
+#if QTYPE == Q5_K
+  global const uchar* qs = b + 48 + (g >> 1) * 32u + l0;
+  global const uchar* qh = b + 16 + l0;
+#else
+  global const uchar* qs = b + 16 + (g >> 1) * 32u + l0;
+#endif
+  for (uint l = 0; l < 16u; ++l) {
+    uint q = (qs[l] >> (4u * (g & 1u))) & 0xFu;
+#if QTYPE == Q5_K
+    q += ((qh[l] >> g) & 1u) ? 16u : 0u;
+#endif
+    v[l] = d1 * (float)q - m1;
+  }
+}
+
+#else
+// Q6_K: unit u (0..15) holds elements 16 u + l: half n = u / 8, quarter c = (u % 8) / 2 of it,
+// byte l' = 16 (u % 2) + l; the low 4 bits are nibble c / 2 of ql[64 n + 32 (c % 2) + l'], the
+// high 2 bits at shift 2 c of qh[32 n + l']. x = (d * scales[u]) * (q - 32), scales signed.
+inline void dequant_block_unit(global const uchar* b, uint u, float* v) {
+  uint n = u >> 3, c = (u & 7u) >> 1, l0 = (u & 1u) * 16u;
+  float ds = qhalf(b + 208) * (float)as_char(b[192u + u]);
+  global const uchar* ql = b + 64u * n + 32u * (c & 1u) + l0;
+  global const uchar* qh = b + 128 + 32u * n + l0;
+  for (uint l = 0; l < 16u; ++l) {
+    uint lo = (ql[l] >> (4u * (c >> 1))) & 0xFu;
+    uint hi = (qh[l] >> (2u * c)) & 3u;
+    v[l] = ds * (float)((int)(lo | (hi << 4)) - 32);
+  }
+}
+#endif
+
+// Elements 16 u .. 16 u + 15 of the row whose blocks start at `row`.
+inline void dequant_unit(global const uchar* row, uint u, float* v) {
+  dequant_block_unit(row + (size_t)(u / QBLOCK_UNITS) * QBLOCK_BYTES, u % QBLOCK_UNITS, v);
+}
+#endif

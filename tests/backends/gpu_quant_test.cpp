@@ -1,9 +1,10 @@
-// The vulkan backend's quantized kernels against ref, judged by the oracle as a replay judges a
-// carved test: matmul with each of the ten block types as its weight (within the f32 matmul
-// tolerance, calibrated from ref?acc=f32's noise), embedding of a block-type table (bit-exact),
-// blocks at odd byte offsets, and stories260K quantized to each legacy type, carved on ref and
-// replayed on vulkan. Every test skips, saying why, where the build has no Vulkan or the
-// machine no Vulkan device.
+// The quantized kernels of the GPU backends (vulkan, opencl) against ref, from one source, judged
+// by the oracle as a replay judges a carved test: matmul with each of the ten block types as its
+// weight (within the f32 matmul tolerance, calibrated from ref?acc=f32's noise), embedding of a
+// block-type table (bit-exact), blocks at odd byte offsets, and stories260K quantized to each
+// legacy type, carved on ref and replayed on the backend. Each test runs once per backend
+// (VulkanOrOpenCl/GpuQuant.NAME/vulkan, .../opencl) and skips, saying why, where the build
+// lacks that backend or the machine a device for it.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -11,37 +12,31 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "backend/host_call.h"
 #include "backend/registry.h"
 #include "backends/builtin.h"
+#include "carve/corpus.h"
 #include "check/oracle.h"
 #include "core/dtype.h"
 #include "core/quant.h"
-#include "replay/replay.h"
-#ifdef TAPML_WITH_VULKAN
-#include "backends/vulkan/vulkan_backend.h"
-#include "carve/corpus.h"
-#include "carve/recorder.h"
 #include "model/model_file.h"
-#include "runtime/generate.h"
-#include "runtime/session.h"
+#include "replay/replay.h"
 #include "support/carve.h"
+#include "support/gpu_backends.h"
 #include "support/shared.h"
-#include "support/vulkan_device.h"
-#endif
 
 namespace tapml {
 namespace {
 
-#ifndef TAPML_WITH_VULKAN
-
-TEST(VulkanQuant, Skipped) { GTEST_SKIP() << "built without Vulkan (TAPML_WITH_VULKAN is off)"; }
-
-#else
-
-std::unique_ptr<Backend>& device() { return testing::vulkan_device(); }
+// The GPU backend of the parameter; the test is skipped, saying why, when it cannot be opened.
+class GpuQuant : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { REQUIRE_GPU_BACKEND(GetParam()); }
+  Backend& device() { return *testing::gpu_backend(GetParam()); }
+};
 
 std::string type_name(DType t) { return std::string(dtype_name(t)); }
 
@@ -85,8 +80,7 @@ std::string failure(const TestResult& r) { return r.error.empty() ? r.verdict.de
 // K: two lengths per block size (one block and three for the legacy types, one and two
 // super-blocks for the K-quants); T 1 and 5 (a full block of 4 token rows and one left over);
 // N 67, no multiple of anything the kernel tiles by.
-TEST(VulkanQuant, MatmulOfEveryBlockTypePassesTheOracle) {
-  REQUIRE_VULKAN_DEVICE();
+TEST_P(GpuQuant, MatmulOfEveryBlockTypePassesTheOracle) {
   std::mt19937 gen(11);
   TolerancePolicy policy;
   for (DType t : kBlockDTypes) {
@@ -96,12 +90,12 @@ TEST(VulkanQuant, MatmulOfEveryBlockTypePassesTheOracle) {
         for (int64_t N : {1, 67}) {
           TestCase c =
               reference_case(Op::Matmul, {activations(T, K, gen), quantized(t, N, K, gen)});
-          TestResult r = replay_test(*device(), c, policy);
+          TestResult r = replay_test(device(), c, policy);
           EXPECT_TRUE(r.pass) << type_name(t) << " T=" << T << " K=" << K << " N=" << N << ": "
                               << failure(r);
-          // vulkan keeps the activations in f32, so it meets the plain f32 tolerance too,
-          // without the 8-bit activation allowance replay grants (docs/oracle.md).
-          HostCallResult got = run_host_call(*device(), Op::Matmul, {}, c.inputs, "test");
+          // Both backends keep the activations in f32, so they meet the plain f32 tolerance
+          // too, without the 8-bit activation allowance replay grants (docs/oracle.md).
+          HostCallResult got = run_host_call(device(), Op::Matmul, {}, c.inputs, "test");
           Verdict strict =
               judge(policy, Op::Matmul, K, c.outputs, got.outputs, got.guards_intact, c.noise);
           EXPECT_TRUE(strict.pass)
@@ -111,11 +105,10 @@ TEST(VulkanQuant, MatmulOfEveryBlockTypePassesTheOracle) {
 }
 
 // The f32 tolerance is tight enough to see one wrong quantized value: the expected outputs
-// of a weight with one element changed by one step (its low bit flipped) fail on vulkan.
+// of a weight with one element changed by one step (its low bit flipped) fail on the device.
 // (The 8-bit activation allowance that replay adds for quantized weights is wider than one
 // step of one weight: see "Limits" in docs/oracle.md.)
-TEST(VulkanQuant, OneChangedQuantFailsTheOracle) {
-  REQUIRE_VULKAN_DEVICE();
+TEST_P(GpuQuant, OneChangedQuantFailsTheOracle) {
   std::mt19937 gen(12);
   TolerancePolicy policy;
   for (DType t : kBlockDTypes) {
@@ -135,15 +128,14 @@ TEST(VulkanQuant, OneChangedQuantFailsTheOracle) {
     }
     ASSERT_NE(changed.to_f32(), before) << type_name(t) << ": no byte changes one element";
     TestCase c = reference_case(Op::Matmul, {x, changed});
-    HostCallResult got = run_host_call(*device(), Op::Matmul, {}, {x, w}, "test");
+    HostCallResult got = run_host_call(device(), Op::Matmul, {}, {x, w}, "test");
     Verdict strict =
         judge(policy, Op::Matmul, K, c.outputs, got.outputs, got.guards_intact, c.noise);
     EXPECT_FALSE(strict.pass) << type_name(t) << ": a wrong weight passed: " << strict.detail;
   }
 }
 
-TEST(VulkanQuant, EmbeddingOfEveryBlockTypeIsBitExact) {
-  REQUIRE_VULKAN_DEVICE();
+TEST_P(GpuQuant, EmbeddingOfEveryBlockTypeIsBitExact) {
   std::mt19937 gen(13);
   TolerancePolicy policy;
   auto ref = open_backend("ref");
@@ -157,7 +149,7 @@ TEST(VulkanQuant, EmbeddingOfEveryBlockTypeIsBitExact) {
       ids[0] = 0, ids[1] = int32_t(V) - 1, ids[2] = 0;
       std::vector<Tensor> in{quantized(t, V, D, gen), Tensor::from_i32({T}, ids)};
       HostCallResult want = run_host_call(*ref, Op::Embedding, {}, in, "test");
-      HostCallResult got = run_host_call(*device(), Op::Embedding, {}, in, "test");
+      HostCallResult got = run_host_call(device(), Op::Embedding, {}, in, "test");
       ASSERT_EQ(got.outputs.size(), 1u);
       EXPECT_TRUE(got.guards_intact[0]) << type_name(t) << " D=" << D;
       ASSERT_EQ(got.outputs[0].nbytes(), want.outputs[0].nbytes());
@@ -171,16 +163,15 @@ TEST(VulkanQuant, EmbeddingOfEveryBlockTypeIsBitExact) {
                                 << first_diff % D << ") is " << g[first_diff] << ", ref "
                                 << w[first_diff];
       TestCase c = reference_case(Op::Embedding, in);
-      TestResult r = replay_test(*device(), c, policy);
+      TestResult r = replay_test(device(), c, policy);
       EXPECT_TRUE(r.pass) << type_name(t) << " D=" << D << ": " << failure(r);
     }
   }
 }
 
 // Blocks are read by byte address, so a weight may start at any byte of its buffer.
-TEST(VulkanQuant, BlocksAtOddByteOffsets) {
-  REQUIRE_VULKAN_DEVICE();
-  Backend& be = *device();
+TEST_P(GpuQuant, BlocksAtOddByteOffsets) {
+  Backend& be = device();
   auto ref = open_backend("ref");
   std::mt19937 gen(14);
   for (DType t : {DType::Q4_0, DType::Q3_K, DType::Q6_K}) {
@@ -216,14 +207,17 @@ TEST(VulkanQuant, BlocksAtOddByteOffsets) {
   }
 }
 
-// stories260K with every matrix whose rows hold whole blocks quantized (the K-quants' 256 do
-// not divide its 64-wide rows), carved on ref and replayed on vulkan: every test passes, and
-// the corpus does hold quantized matmul and embedding tests.
-class VulkanQuantStories : public ::testing::TestWithParam<DType> {};
+INSTANTIATE_TEST_SUITE_P(VulkanOrOpenCl, GpuQuant, ::testing::ValuesIn(testing::gpu_backend_uris()),
+                         [](const auto& info) { return info.param; });
 
-TEST_P(VulkanQuantStories, CarvedOnRefReplaysOnVulkan) {
-  REQUIRE_VULKAN_DEVICE();
-  const DType q = GetParam();
+// stories260K with every matrix whose rows hold whole blocks quantized (the K-quants' 256 do
+// not divide its 64-wide rows), carved on ref and replayed on the backend: every test passes,
+// and the corpus does hold quantized matmul and embedding tests.
+class GpuQuantStories : public ::testing::TestWithParam<std::tuple<std::string, DType>> {};
+
+TEST_P(GpuQuantStories, CarvedOnRefReplays) {
+  const auto& [uri, q] = GetParam();
+  REQUIRE_GPU_BACKEND(uri);
   ModelFile m = load_model(testing::shared_path("models/stories260K/stories260K.gguf"));
   int quantized_weights = 0;
   for (auto& [name, w] : m.weights)
@@ -233,7 +227,7 @@ TEST_P(VulkanQuantStories, CarvedOnRefReplaysOnVulkan) {
     }
   ASSERT_GE(quantized_weights, 20);
 
-  const std::string path = testing::temp_dir() + "/stories_" + type_name(q) + ".corpus";
+  const std::string path = testing::temp_dir() + "/stories_" + type_name(q) + "_" + uri + ".corpus";
   testing::carve_on_ref(m, path, {1, 403, 407, 261}, 12);
   Corpus corpus = Corpus::open(path);
   TolerancePolicy policy;
@@ -242,7 +236,7 @@ TEST_P(VulkanQuantStories, CarvedOnRefReplaysOnVulkan) {
     TestCase t = corpus.load(info.id);
     quant_matmuls += t.op == Op::Matmul && t.inputs[1].dtype() == q;
     quant_embeddings += t.op == Op::Embedding && t.inputs[0].dtype() == q;
-    TestResult r = replay_test(*device(), t, policy);
+    TestResult r = replay_test(*testing::gpu_backend(uri), t, policy);
     ++total;
     passed += r.pass;
     EXPECT_TRUE(r.pass) << "#" << info.id << " " << info.op << " " << info.site << ": "
@@ -253,12 +247,14 @@ TEST_P(VulkanQuantStories, CarvedOnRefReplaysOnVulkan) {
   EXPECT_GE(quant_embeddings, 1);
 }
 
-INSTANTIATE_TEST_SUITE_P(VulkanQuant, VulkanQuantStories,
-                         ::testing::Values(DType::Q8_0, DType::Q4_0, DType::Q4_1, DType::Q5_0,
-                                           DType::Q5_1),
-                         [](const auto& info) { return type_name(info.param); });
-
-#endif
+INSTANTIATE_TEST_SUITE_P(VulkanOrOpenCl, GpuQuantStories,
+                         ::testing::Combine(::testing::ValuesIn(testing::gpu_backend_uris()),
+                                            ::testing::Values(DType::Q8_0, DType::Q4_0, DType::Q4_1,
+                                                              DType::Q5_0, DType::Q5_1)),
+                         [](const auto& info) {
+                           return type_name(std::get<1>(info.param)) + "_" +
+                                  std::get<0>(info.param);
+                         });
 
 }  // namespace
 }  // namespace tapml
