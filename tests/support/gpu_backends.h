@@ -20,9 +20,9 @@ std::unique_ptr<Backend>& gpu_backend(const std::string& uri, std::string* why =
 }  // namespace tapml::testing
 
 // Skips the test, saying why, when the backend `uri` cannot be opened here.
-#define REQUIRE_GPU_BACKEND(uri)                      \
-  do {                                                \
-    std::string why_;                                 \
-    if (!::tapml::testing::gpu_backend(uri, &why_))   \
-      GTEST_SKIP() << "no " << (uri) << ": " << why_; \
+#define REQUIRE_GPU_BACKEND(uri)                               \
+  do {                                                         \
+    std::string why_;                                          \
+    if (!::tapml::testing::gpu_backend(uri, &why_))            \
+      GTEST_SKIP() << "cannot open " << (uri) << ": " << why_; \
   } while (0)
