@@ -24,6 +24,7 @@ struct MigrateArgs {
   PromptArgs prompts;
   int steps = 64;
   double nmse_threshold = 0;
+  bool fail_on_latent = false;
   Verbosity verbosity;
 };
 
@@ -67,6 +68,11 @@ void migrate_command(const MigrateArgs& a, DevicePool& devices,
   if (!a.html_out.empty()) std::printf("HTML report: %s\n", a.html_out.c_str());
   if (!a.json_out.empty()) std::printf("JSON report: %s\n", a.json_out.c_str());
   if (r.status != "pass") throw ExitCode{ExitStatus::kChecksFailed};
+  if (a.fail_on_latent && !r.latent.empty()) {
+    std::printf("exit status 1: %zu latent site%s and --fail-on-latent\n", r.latent.size(),
+                r.latent.size() == 1 ? "" : "s");
+    throw ExitCode{ExitStatus::kChecksFailed};
+  }
 }
 }  // namespace
 
@@ -80,8 +86,11 @@ void add_migrate(CLI::App& app, DevicePool& devices, const std::vector<std::stri
       "all-source run (NMSE against a threshold calibrated from a plain-f32 run (8-bit activations "
       "too for quantized weights), KL, top-1).\n"
       "Strategies: kinds (one op kind at a time), layers (layer by layer), bisect (delta\n"
-      "debugging over all sites), auto (kinds, then bisect inside the failing kind, then\n"
-      "isolated comparison of the culprits). Exit status 0 only for a pass.\n"
+      "debugging over all sites), auto (kinds, going on past a failing kind with it kept on\n"
+      "the source, then bisect inside each failing kind). Every call is also compared in\n"
+      "isolation: culprits are grouped by cause (one op, or one weight type their failing\n"
+      "calls share), and sites that fail alone but leave the output unchanged are listed as\n"
+      "latent. Exit status 0 only for a pass (and, with --fail-on-latent, no latent site).\n"
       "Example:\n"
       "  tapml migrate --model stories260K.gguf --backend "
       "'faulty:cpu?fault=rope_pairing&site=blk\\.2\\.'\n"
@@ -100,6 +109,8 @@ void add_migrate(CLI::App& app, DevicePool& devices, const std::vector<std::stri
                 "end-to-end NMSE a step may reach, above 0 (default: 100x that of a plain-f32 "
                 "run)")
       ->check(kPositive);
+  c->add_flag("--fail-on-latent", a->fail_on_latent,
+              "exit 1 also when the output passes but some site fails in isolation (latent)");
   c->add_option("--json", a->json_out, "write the JSON report here");
   c->add_option("--html", a->html_out, "write the HTML report here");
   add_verbosity(c, a->verbosity);

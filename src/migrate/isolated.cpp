@@ -1,5 +1,6 @@
 #include "migrate/isolated.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -33,6 +34,7 @@ void IsolatedComparator::restrict_sites(const std::string& regex) {
 void IsolatedComparator::before_call(const CallEvent& e, Dispatcher& d) {
   pending_ = site_filter_.search(e.call->site);
   pending_inputs_.clear();
+  pending_weight_dtypes_.clear();
   pending_target_.clear();
   pending_plain_.clear();
   if (!pending_) return;
@@ -48,6 +50,7 @@ void IsolatedComparator::before_call(const CallEvent& e, Dispatcher& d) {
     // The model's own tensor: no copy, and its bytes name it to the pool.
     const Tensor& w = d.weight_tensor(v);
     pending_inputs_.push_back(w);
+    pending_weight_dtypes_.push_back(w.dtype());
     pending_target_.emplace_back();
     pending_plain_.emplace_back();
   }
@@ -82,6 +85,15 @@ void IsolatedComparator::after_call(const CallEvent& e, Dispatcher& d) {
   s.calls++;
   compare(e, d, s);
   pending_inputs_.clear();
+}
+
+void IsolatedComparator::failed(SiteLocal& s) const {
+  s.failed++;
+  if (pending_weight_dtypes_.empty()) s.failed_without_weight = true;
+  for (DType t : pending_weight_dtypes_)
+    if (std::find(s.failed_weight_dtypes.begin(), s.failed_weight_dtypes.end(), t) ==
+        s.failed_weight_dtypes.end())
+      s.failed_weight_dtypes.push_back(t);
 }
 
 void IsolatedComparator::compare(const CallEvent& e, Dispatcher& d, SiteLocal& s) {
@@ -122,7 +134,7 @@ void IsolatedComparator::compare(const CallEvent& e, Dispatcher& d, SiteLocal& s
     if (size_t at = what.find(marker); at != std::string::npos)
       return unsupported(what.substr(at + marker.size()));
     calls_compared_++;
-    s.failed++;
+    failed(s);
     record(std::numeric_limits<double>::infinity(), 0, CheckKind::Pass,
            "the target failed to run the call: " + what, true);
     return;
@@ -148,7 +160,7 @@ void IsolatedComparator::compare(const CallEvent& e, Dispatcher& d, SiteLocal& s
   int64_t k = op_def(call.op).reduction_length(types, call.attrs);
   Verdict v = judge(policy_, call.op, k, expected, got.outputs, got.guards_intact, noise,
                     activation_allowance(policy_, call.op, pending_inputs_, expected));
-  if (!v.pass) s.failed++;
+  if (!v.pass) failed(s);
 
   // The output that set the verdict's worst ratio names the error.
   double error = 0, worst = -1;

@@ -35,6 +35,11 @@ struct SiteLocal {
   Phase worst_phase;
   // The worst call did not produce outputs: the target threw (worst_detail says what).
   bool worst_threw = false;
+  // The types of the model weights its failed calls read, each once in first-seen order, and
+  // whether some failed call read no weight: what tells a bug in reading one weight type
+  // (shared by several ops) from a bug in one op's arithmetic.
+  std::vector<DType> failed_weight_dtypes;
+  bool failed_without_weight = false;
   bool pass() const { return failed == 0 && unsupported == 0; }
   int64_t compared() const { return calls - unsupported; }
 };
@@ -59,6 +64,8 @@ class IsolatedComparator final : public CallObserver {
  private:
   SiteLocal& site(const CallEvent& e);
   void compare(const CallEvent& e, Dispatcher& d, SiteLocal& s);
+  // Counts a failed call of `s`, with the weight types it read.
+  void failed(SiteLocal& s) const;
   const std::vector<std::optional<DeviceTensor>>* resident(
       Backend& b, std::vector<std::optional<DeviceTensor>>& slots, const CallEvent& e,
       Dispatcher& d);
@@ -73,6 +80,7 @@ class IsolatedComparator final : public CallObserver {
   // Of the call in flight, taken before it runs: host values, and for each weight its copy
   // on the target and on plain_f32 (when there is a pool).
   std::vector<Tensor> pending_inputs_;
+  std::vector<DType> pending_weight_dtypes_;
   std::vector<std::optional<DeviceTensor>> pending_target_, pending_plain_;
   bool pending_ = false;
   int64_t calls_compared_ = 0;

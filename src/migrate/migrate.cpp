@@ -53,6 +53,62 @@ std::vector<std::string> minimal_failing_set(
   return c;
 }
 
+std::vector<CauseGroup> group_by_cause(std::vector<Culprit>& named,
+                                       const std::vector<SiteAttribution>& sites) {
+  std::map<std::string, const SiteAttribution*> by_site;
+  for (const SiteAttribution& a : sites) by_site[a.info.site.str()] = &a;
+  // Each op's named sites, and the one weight type all their failed calls read (nullopt when
+  // they read none, f32, or several).
+  std::vector<Op> ops;
+  std::map<Op, std::optional<DType>> reads;
+  for (const Culprit& c : named) {
+    const SiteAttribution* a = by_site.count(c.site) ? by_site.at(c.site) : nullptr;
+    const bool one_type = a && a->failed > 0 && !a->failed_without_weight &&
+                          a->failed_weight_dtypes.size() == 1 &&
+                          a->failed_weight_dtypes[0] != DType::F32;
+    std::optional<DType> type = one_type ? std::optional(a->failed_weight_dtypes[0]) : std::nullopt;
+    if (std::find(ops.begin(), ops.end(), c.op) == ops.end()) {
+      ops.push_back(c.op);
+      reads[c.op] = type;
+    } else if (reads[c.op] != type) {
+      reads[c.op] = std::nullopt;
+    }
+  }
+  std::map<DType, int> sharing;  // ops per weight type
+  for (Op op : ops)
+    if (reads[op]) sharing[*reads[op]]++;
+  std::vector<CauseGroup> groups;
+  std::map<Op, int> group_of;
+  for (Op op : ops) {
+    const std::optional<DType> type = reads[op];
+    if (type && sharing[*type] > 1) {
+      auto it = std::find_if(groups.begin(), groups.end(), [&](const CauseGroup& g) {
+        return g.cause == "weight_dtype" && g.dtype == *type;
+      });
+      if (it == groups.end()) {
+        groups.push_back({"", "weight_dtype", *type, {}, {}});
+        it = groups.end() - 1;
+      }
+      it->ops.push_back(op);
+      group_of[op] = int(it - groups.begin());
+    } else {
+      groups.push_back({std::string(op_name(op)), "op", DType::F32, {op}, {}});
+      group_of[op] = int(groups.size()) - 1;
+    }
+  }
+  for (CauseGroup& g : groups) {
+    if (g.cause != "weight_dtype") continue;
+    std::string names;
+    for (Op op : g.ops) names += (names.empty() ? "" : ", ") + std::string(op_name(op));
+    g.label = std::string(dtype_name(g.dtype)) + " weights (" + names + ")";
+  }
+  for (Culprit& c : named) {
+    c.group = group_of[c.op];
+    groups[size_t(c.group)].sites.push_back(c.site);
+  }
+  return groups;
+}
+
 namespace {
 
 using clock_type = std::chrono::steady_clock;
@@ -169,6 +225,14 @@ using Group = std::pair<std::string, std::vector<std::string>>;  // label, sites
 // left in the members and the report.
 class Migration {
  public:
+  // A group whose step broke the output: what passed before it, its sites, and the minimal
+  // failing set bisection found among them.
+  struct FailedGroup {
+    std::string label;
+    std::vector<std::string> base, sites, minimal;
+    int step = 0;
+  };
+
   Migration(const ModelFile& model, const MigrateOptions& o, DevicePool& pool, MigrateReport& r)
       : model_(model), o_(o), pool_(pool), r_(r) {}
 
@@ -247,11 +311,15 @@ class Migration {
     return out;
   }
 
-  // Moves the groups over one after another until the output breaks; the failing group and
-  // what passed before it are kept for bisection.
+  // Moves the groups over one after another. A group that breaks the output is kept for
+  // bisection with what passed before it; auto then goes on with that group left on the
+  // source, so a second, independent culprit in a later group is found too; the other
+  // strategies stop there and list the groups they did not run.
   void walk(const std::vector<Group>& groups) {
-    std::vector<std::string> placed;
-    for (const auto& [label, group] : groups) {
+    const bool go_on = o_.strategy == "auto";
+    std::vector<std::string> placed, kept_on_source;
+    for (size_t g = 0; g < groups.size(); ++g) {
+      const auto& [label, group] = groups[g];
       std::vector<std::string> next = placed;
       next.insert(next.end(), group.begin(), group.end());
       auto ts = clock_type::now();
@@ -262,41 +330,50 @@ class Migration {
                          next,
                          e,
                          ev_->passes(e),
-                         std::chrono::duration<double>(clock_type::now() - ts).count()};
+                         std::chrono::duration<double>(clock_type::now() - ts).count(),
+                         kept_on_source};
       say("step " + std::to_string(step.step) + " " + label + " (" + std::to_string(next.size()) +
-          " sites on the target): " + (step.pass ? "pass" : "FAIL") + ", " + describe(e));
+          " sites on the target" +
+          (kept_on_source.empty() ? "" : ", " + join(kept_on_source) + " kept on the source") +
+          "): " + (step.pass ? "pass" : "FAIL") + ", " + describe(e));
       r_.timeline.push_back(step);
-      if (!step.pass) {
-        all_pass_ = false;
-        base_ = placed;
-        failing_ = group;
-        return;
+      if (step.pass) {
+        placed = next;
+        continue;
       }
-      placed = next;
+      failed_.push_back({label, placed, group, {}, step.step});
+      kept_on_source.push_back(label);
+      if (go_on) continue;
+      for (size_t rest = g + 1; rest < groups.size(); ++rest)
+        r_.untested.push_back(groups[rest].first);
+      return;
     }
   }
 
-  // 4. Delta debugging inside the failing group (bisect, auto), with what passed before it
+  // 4. Delta debugging inside each failing group (bisect, auto), with what passed before it
   // kept on the target: a minimal set of sites that still breaks the output.
   void bisect() {
-    if (all_pass_ || o_.strategy == "kinds" || o_.strategy == "layers") return;
-    say("bisecting " + std::to_string(failing_.size()) + " sites");
-    r_.bisect_candidates = int(failing_.size());
-    int runs = 0;
-    minimal_ = minimal_failing_set(
-        failing_,
-        [&](const std::vector<std::string>& subset) {
-          ev_->set_activity("bisection run " + std::to_string(runs) + ", " +
-                            std::to_string(subset.size()) +
-                            (subset.size() == 1 ? " site" : " sites"));
-          std::vector<std::string> placed = base_;
-          placed.insert(placed.end(), subset.begin(), subset.end());
-          return !ev_->passes(ev_->evaluate_sites(placed));
-        },
-        &runs);
-    r_.bisect_runs = runs;
-    r_.bisect_culprits = minimal_;
-    say("bisection: " + join(minimal_) + " after " + std::to_string(runs) + " end-to-end runs");
+    if (o_.strategy == "kinds" || o_.strategy == "layers") return;
+    for (FailedGroup& f : failed_) {
+      say("bisecting " + std::to_string(f.sites.size()) + " sites of " + f.label);
+      int runs = 0;
+      f.minimal = minimal_failing_set(
+          f.sites,
+          [&](const std::vector<std::string>& subset) {
+            ev_->set_activity("bisection run " + std::to_string(runs) + ", " +
+                              std::to_string(subset.size()) +
+                              (subset.size() == 1 ? " site" : " sites"));
+            std::vector<std::string> placed = f.base;
+            placed.insert(placed.end(), subset.begin(), subset.end());
+            return !ev_->passes(ev_->evaluate_sites(placed));
+          },
+          &runs);
+      r_.bisections.push_back({f.label, int(f.sites.size()), runs, f.minimal});
+      r_.bisect_runs += runs;
+      r_.bisect_candidates += int(f.sites.size());
+      r_.bisect_culprits.insert(r_.bisect_culprits.end(), f.minimal.begin(), f.minimal.end());
+      say("bisection: " + join(f.minimal) + " after " + std::to_string(runs) + " end-to-end runs");
+    }
   }
 
   // 5. Each site's own error (every call re-run on the target with the source's inputs) and
@@ -338,6 +415,8 @@ class Migration {
         at.local_check = check_name(l.worst_check);
         at.calls = l.calls;
         at.failed = l.failed;
+        at.failed_weight_dtypes = l.failed_weight_dtypes;
+        at.failed_without_weight = l.failed_without_weight;
       }
       if (auto it = propagated.find(s.site.str()); it != propagated.end()) {
         at.propagated_error = it->second;
@@ -353,7 +432,87 @@ class Migration {
     return nullptr;
   }
 
-  // 6. The verdict: pass, or the culprit sites and ops with their evidence.
+  bool fails_alone(const std::string& site) const {
+    const SiteAttribution* a = attribution(site);
+    return a && a->failed > 0;
+  }
+
+  std::string isolated(const SiteAttribution& a) const {
+    return "isolated: fails " + std::to_string(a.failed) + " of " + std::to_string(a.calls) +
+           " calls (" + a.local_check +
+           // NaN, Inf, guard and exactness failures have no finite ratio to quote.
+           (std::isfinite(a.local_ratio) ? ", worst " + fmt(a.local_ratio) + "x tolerance"
+                                         : std::string()) +
+           ")";
+  }
+
+  // "rope at blk.2.rope_q, blk.2.rope_k (2 of 10 rope sites fail in isolation)": the named
+  // sites of `op` among `named`, and how many of its sites fail alone.
+  std::string op_scope(Op op, const std::vector<Culprit>& named) const {
+    const std::string name(op_name(op));
+    std::vector<std::string> all = supported_where([&](const SiteInfo& s) { return s.op == op; });
+    size_t failing_alone = 0;
+    for (const std::string& s : all) failing_alone += fails_alone(s);
+    std::vector<std::string> at;
+    for (const Culprit& c : named)
+      if (c.op == op) at.push_back(c.site);
+    std::string scope = failing_alone == all.size() && all.size() > 1
+                            ? "every " + name + " site fails in isolation"
+                            : std::to_string(failing_alone) + " of " + std::to_string(all.size()) +
+                                  " " + name + " sites fail in isolation";
+    return name + " at " + (at.size() > 6 ? std::to_string(at.size()) + " sites" : join(at)) +
+           " (" + scope + ")";
+  }
+
+  // What the named sites of each group are, "rope at ... (scope)" or for a weight type "f16
+  // weights in embedding at ... (...) and matmul at ... (...)", each with `verb` ("breaks
+  // the output"; none for latent sites).
+  std::string describe_groups(const std::vector<CauseGroup>& groups,
+                              const std::vector<Culprit>& named, const std::string& verb) const {
+    std::string out;
+    for (const CauseGroup& g : groups) {
+      std::vector<std::string> parts;
+      for (Op op : g.ops) parts.push_back(op_scope(op, named));
+      std::string piece;
+      if (g.cause == "weight_dtype") {
+        const std::string type(dtype_name(g.dtype));
+        // "breaks the output" -> "break the output": the weights are plural.
+        std::string plural = verb.rfind("breaks", 0) == 0 ? "break" + verb.substr(6) : verb;
+        piece = type + " weights " + (plural.empty() ? "" : plural + " ") + "in " +
+                join(parts, " and ") + ": every failing call reads " + type +
+                " weights, so one cause is likely, how the ops read them";
+      } else {
+        piece = parts.front() + (verb.empty() ? "" : " " + verb);
+      }
+      out += (out.empty() ? "" : "; ") + piece;
+    }
+    return out;
+  }
+
+  // The first step that ran with `site` on the target and passed.
+  const MigrationStep* passing_step_with(const std::string& site) const {
+    for (const MigrationStep& s : r_.timeline)
+      if (s.pass &&
+          std::find(s.target_sites.begin(), s.target_sites.end(), site) != s.target_sites.end())
+        return &s;
+    return nullptr;
+  }
+
+  // What the end-to-end runs showed of a site that fails alone but is no culprit.
+  std::string latent_evidence(const std::string& site) const {
+    if (const MigrationStep* s = passing_step_with(site))
+      return "the output passes with it on the target (step " + std::to_string(s->step) + " '" +
+             s->label + "': " + describe(s->e2e) + ")";
+    for (const FailedGroup& f : failed_)
+      if (std::find(f.sites.begin(), f.sites.end(), site) != f.sites.end())
+        return "not needed to break the output at step " + std::to_string(f.step) + " '" + f.label +
+               "' (bisection: it breaks with " + join(f.minimal) + " alone)";
+    return "not run end to end: the walk stopped at step " +
+           std::to_string(failed_.empty() ? 0 : failed_.back().step) + " before its group";
+  }
+
+  // 6. The verdict: pass, or the culprit sites and ops with their evidence; then every other
+  // site that fails in isolation, as latent.
   void judge() {
     if (supported_.empty()) {
       // Nothing could move, so nothing was shown to work: not a pass.
@@ -361,43 +520,98 @@ class Migration {
       r_.summary = o_.target + " supports none of the model's sites (see the coverage list)";
       return;
     }
-    if (all_pass_) {
+    std::vector<std::string> pieces, accumulating;
+    for (const FailedGroup& f : failed_)
+      if (!name_culprits(f))
+        accumulating.push_back(join(f.minimal.empty() ? f.sites : f.minimal) + " (step '" +
+                               f.label + "')");
+    if (!accumulating.empty())
+      pieces.push_back("the output breaks with " + join(accumulating, "; with ") + " on " +
+                       o_.target +
+                       ", but none of their calls fails in isolation: the error accumulates " +
+                       "over many calls, or the threshold is too tight (NMSE threshold " +
+                       fmt(r_.nmse_threshold) + ", a plain run (" + ev_->noise_reference() +
+                       ") reaches " + fmt(r_.noise_nmse) + ")");
+    r_.groups = group_by_cause(r_.culprits, r_.sites);
+    for (const CauseGroup& g : r_.groups)
+      for (Op op : g.ops)
+        if (std::find(r_.culprit_ops.begin(), r_.culprit_ops.end(), op) == r_.culprit_ops.end())
+          r_.culprit_ops.push_back(op);
+    // Culprits of groups with a site that fails alone, by cause; the groups whose sites pass
+    // alone said why in their own piece.
+    std::vector<CauseGroup> failing_alone;
+    for (const CauseGroup& g : r_.groups)
+      if (std::any_of(g.sites.begin(), g.sites.end(),
+                      [&](const std::string& s) { return fails_alone(s); }))
+        failing_alone.push_back(g);
+    if (!failing_alone.empty())
+      pieces.insert(pieces.begin(),
+                    describe_groups(failing_alone, r_.culprits, "breaks the output"));
+
+    for (const SiteAttribution& a : r_.sites) {
+      const std::string site = a.info.site.str();
+      if (a.failed == 0 || std::any_of(r_.culprits.begin(), r_.culprits.end(),
+                                       [&](const Culprit& c) { return c.site == site; }))
+        continue;
+      r_.latent.push_back({site, a.info.op, isolated(a) + "; " + latent_evidence(site)});
+    }
+    r_.latent_groups = group_by_cause(r_.latent, r_.sites);
+    std::string latent;
+    if (!r_.latent.empty()) {
+      // Latent sites of a strategy that stopped early may never have run end to end.
+      const bool all_ran = std::all_of(r_.latent.begin(), r_.latent.end(),
+                                       [&](const Culprit& c) { return passing_step_with(c.site); });
+      const bool one = r_.latent.size() == 1;
+      latent = std::to_string(r_.latent.size()) + (one ? " site fails" : " sites fail") +
+               " in isolation " +
+               (all_ran ? "without breaking the output"
+                : one   ? "but is not a culprit"
+                        : "but are not culprits") +
+               " (latent): " + describe_groups(r_.latent_groups, r_.latent, "");
+    }
+
+    if (failed_.empty()) {
       r_.status = "pass";
-      r_.summary = "every supported site runs on " + o_.target + " with the output unchanged (" +
-                   describe(r_.timeline.back().e2e) + " with all " +
-                   std::to_string(supported_.size()) + " sites on the target)";
+      const std::string full = describe(r_.timeline.back().e2e) + " with all " +
+                               std::to_string(supported_.size()) + " sites on the target";
+      r_.summary = latent.empty() ? "every supported site runs on " + o_.target +
+                                        " with the output unchanged (" + full + ")"
+                                  : "the output is unchanged with every supported site on " +
+                                        o_.target + " (" + full + "), but " + latent;
       return;
     }
     r_.status = "fail";
-    // Bisection gives a minimal set; kinds and layers give the failing group, narrowed to the
-    // sites that fail in isolation (or the whole group when none does).
-    std::vector<std::string> named = minimal_;
+    if (!latent.empty()) pieces.push_back(latent);
+    if (!r_.untested.empty())
+      pieces.push_back("not run end to end: " + join(r_.untested) +
+                       " (this strategy stops at the first failing step; auto goes on)");
+    r_.summary = join(pieces, "; ");
+  }
+
+  // Names the culprits of one group that broke the output. Bisection gives a minimal set;
+  // kinds and layers give the failing group, narrowed to the sites that fail in isolation (or
+  // the whole group when none does). Returns whether one of them fails alone.
+  bool name_culprits(const FailedGroup& f) {
+    std::vector<std::string> named = f.minimal;
     if (named.empty()) {
-      for (const std::string& s : failing_)
-        if (const SiteAttribution* a = attribution(s); a && a->failed > 0) named.push_back(s);
-      if (named.empty()) named = failing_;
+      for (const std::string& s : f.sites)
+        if (fails_alone(s)) named.push_back(s);
+      if (named.empty()) named = f.sites;
     }
-    const MigrationStep& broke = r_.timeline.back();
-    auto isolated = [&](const SiteAttribution* a) {
-      return "isolated: fails " + std::to_string(a->failed) + " of " + std::to_string(a->calls) +
-             " calls (" + a->local_check +
-             // NaN, Inf, guard and exactness failures have no finite ratio to quote.
-             (std::isfinite(a->local_ratio) ? ", worst " + fmt(a->local_ratio) + "x tolerance"
-                                            : std::string()) +
-             ")";
-    };
+    const MigrationStep& broke = r_.timeline[size_t(f.step)];
     auto add_culprit = [&](const std::string& site, std::string evidence) {
-      const Op op = info(site).op;
-      r_.culprits.push_back({site, op, std::move(evidence)});
-      if (std::find(r_.culprit_ops.begin(), r_.culprit_ops.end(), op) == r_.culprit_ops.end())
-        r_.culprit_ops.push_back(op);
+      if (std::any_of(r_.culprits.begin(), r_.culprits.end(),
+                      [&](const Culprit& c) { return c.site == site; }))
+        return;
+      r_.culprits.push_back({site, info(site).op, std::move(evidence)});
     };
     bool any_fails_alone = false;
+    std::vector<Op> ops;
     for (const std::string& site : named) {
       const SiteAttribution* a = attribution(site);
       std::string evidence;
       if (a && a->failed > 0) {
-        evidence = isolated(a);
+        evidence = isolated(*a);
         any_fails_alone = true;
       } else if (a && a->compared) {
         evidence =
@@ -406,42 +620,18 @@ class Migration {
       }
       evidence += "; end to end, step '" + broke.label + "': " + describe(broke.e2e);
       add_culprit(site, evidence);
+      if (std::find(ops.begin(), ops.end(), info(site).op) == ops.end())
+        ops.push_back(info(site).op);
     }
-    if (!any_fails_alone) {
-      r_.summary = "the output breaks with " + join(named) + " on " + o_.target +
-                   ", but none of their calls fails in isolation: the error accumulates over " +
-                   "many calls, or the threshold is too tight (NMSE threshold " +
-                   fmt(r_.nmse_threshold) + ", a plain run (" + ev_->noise_reference() +
-                   ") reaches " + fmt(r_.noise_nmse) + ")";
-      return;
-    }
+    if (!any_fails_alone) return false;
     // A fault at several sites: each site of the culprits' ops that fails in isolation is
     // named, though bisection needed only some of them to break the output.
-    const std::vector<Op> ops = r_.culprit_ops;
     for (Op op : ops)
       for (const std::string& site : supported_where([&](const SiteInfo& s) { return s.op == op; }))
-        if (const SiteAttribution* a = attribution(site);
-            a && a->failed > 0 && std::find(named.begin(), named.end(), site) == named.end())
-          add_culprit(site, isolated(a) + "; the output breaks with " + join(named) +
-                                " alone, and this site is wrong too");
-    for (Op op : r_.culprit_ops) {
-      const std::string name(op_name(op));
-      std::vector<std::string> all = supported_where([&](const SiteInfo& s) { return s.op == op; });
-      std::vector<std::string> failing_alone, at;
-      for (const std::string& s : all)
-        if (const SiteAttribution* a = attribution(s); a && a->failed > 0)
-          failing_alone.push_back(s);
-      for (const Culprit& c : r_.culprits)
-        if (c.op == op) at.push_back(c.site);
-      std::string scope = failing_alone.size() == all.size() && all.size() > 1
-                              ? "every " + name + " site fails in isolation"
-                              : std::to_string(failing_alone.size()) + " of " +
-                                    std::to_string(all.size()) + " " + name +
-                                    " sites fail in isolation";
-      r_.summary += (r_.summary.empty() ? "" : "; ") + name + " at " +
-                    (at.size() > 6 ? std::to_string(at.size()) + " sites" : join(at)) +
-                    " breaks the output (" + scope + ")";
-    }
+        if (fails_alone(site) && std::find(named.begin(), named.end(), site) == named.end())
+          add_culprit(site, isolated(*attribution(site)) + "; the output breaks with " +
+                                join(named) + " alone, and this site is wrong too");
+    return true;
   }
 
  public:
@@ -456,8 +646,7 @@ class Migration {
   std::vector<SiteInfo> infos_;
   std::vector<std::string> supported_;  // sites the target can run, in model order
   std::vector<Op> kinds_;               // their ops, in first-seen order
-  bool all_pass_ = true;
-  std::vector<std::string> base_, failing_, minimal_;
+  std::vector<FailedGroup> failed_;
 };
 
 }  // namespace

@@ -20,7 +20,7 @@ namespace {
 using nlohmann::json;
 
 constexpr const char* kFormat = "tapml-migrate-report";
-constexpr int kVersion = 1;
+constexpr int kOldestVersion = 1, kVersion = 2;
 
 // ---- reading the report leniently: a missing or mistyped field is "absent", never an error,
 // because the page should still show whatever the rest of the report holds.
@@ -257,6 +257,7 @@ std::string svg_open(const char* id, double w, double h, const std::string& labe
 
 struct Culprits {
   std::set<std::string> sites, ops;
+  std::set<std::string> latent;  // sites failing in isolation that are not culprits
 };
 
 Culprits culprits_of(const json& report) {
@@ -272,6 +273,8 @@ Culprits culprits_of(const json& report) {
   }
   for (const json& op : list(verdict, "culprit_ops")) c.ops.insert(text(op));
   for (const json& s : list(member(report, "bisect"), "culprits")) c.sites.insert(text(s));
+  for (const json& e : list(verdict, "latent"))
+    if (has(e, "site")) c.latent.insert(text(e, "site"));
   return c;
 }
 
@@ -360,6 +363,40 @@ std::string run_description(const json& step) {
   return s;
 }
 
+// Named sites ({site, op, evidence, group}) as lists: one per cause group when the report
+// groups them, else one list. `cls` is the class of each list.
+std::string named_lists(const json& named, const json& groups, const std::string& cls) {
+  auto item = [](const json& c) {
+    if (c.is_string()) return "<li><code>" + esc(text(c)) + "</code></li>";
+    std::string s = "<li><code>" + esc(c, "site") + "</code>";
+    if (has(c, "op")) s += " <span class=\"op-tag\">" + esc(c, "op") + "</span>";
+    if (has(c, "evidence")) s += "<div class=\"evidence\">" + esc(c, "evidence") + "</div>";
+    return s + "</li>";
+  };
+  auto group_of = [&](const json& c) {
+    const json& g = member(c, "group");
+    return g.is_number_integer() && g.get<int64_t>() >= 0 &&
+                   size_t(g.get<int64_t>()) < groups.size()
+               ? g.get<int64_t>()
+               : int64_t(-1);
+  };
+  std::string s;
+  for (size_t g = 0; g < groups.size(); g++) {
+    std::string items;
+    size_t n = 0;
+    for (const json& c : named)
+      if (group_of(c) == int64_t(g)) items += item(c), n++;
+    s += "<div class=\"cause\" data-cause=\"" + esc(groups[g], "cause") + "\"><h4>" +
+         esc(groups[g], "label") + " <span class=\"muted\">· " + std::to_string(n) + " site" +
+         (n == 1 ? "" : "s") + "</span></h4><ul class=\"" + cls + "\">" + items + "</ul></div>";
+  }
+  std::string ungrouped;
+  for (const json& c : named)
+    if (group_of(c) < 0) ungrouped += item(c);
+  if (!ungrouped.empty()) s += "<ul class=\"" + cls + "\">" + ungrouped + "</ul>";
+  return s;
+}
+
 std::string verdict_section(const json& r, const Culprits& culprits) {
   const json& v = member(r, "verdict");
   std::string status = status_of(r);
@@ -367,7 +404,13 @@ std::string verdict_section(const json& r, const Culprits& culprits) {
       "<section id=\"verdict\" class=\"verdict " + status + "\" data-status=\"" + status + "\">";
   const char* badge = status == "pass" ? "PASS" : status == "fail" ? "FAIL" : "NO VERDICT";
   s += "<div class=\"status\">" + std::string(badge) + "</div><div class=\"verdict-body\">";
-  if (status == "pass") {
+  const size_t latent = list(v, "latent").size();
+  if (status == "pass" && latent > 0) {
+    s += "<p class=\"headline\">The whole model runs on <code>" + esc(r, "target") +
+         "</code> and matches <code>" + esc(r, "source") + "</code>, but " +
+         std::to_string(latent) + (latent == 1 ? " site fails" : " sites fail") +
+         " in isolation (latent, listed below).</p>";
+  } else if (status == "pass") {
     s += "<p class=\"headline\">The whole model runs on <code>" + esc(r, "target") +
          "</code> and matches <code>" + esc(r, "source") + "</code>.</p>";
   } else if (status == "fail") {
@@ -383,19 +426,7 @@ std::string verdict_section(const json& r, const Culprits& culprits) {
   }
   const json& listed = list(v, "culprits");
   if (!listed.empty()) {
-    s += "<h3>Culprits</h3><ul class=\"culprits\">";
-    for (const json& c : listed) {
-      s += "<li>";
-      if (c.is_string()) {
-        s += "<code>" + esc(text(c)) + "</code>";
-      } else {
-        s += "<code>" + esc(c, "site") + "</code>";
-        if (has(c, "op")) s += " <span class=\"op-tag\">" + esc(c, "op") + "</span>";
-        if (has(c, "evidence")) s += "<div class=\"evidence\">" + esc(c, "evidence") + "</div>";
-      }
-      s += "</li>";
-    }
-    s += "</ul>";
+    s += "<h3>Culprits</h3>" + named_lists(listed, list(v, "groups"), "culprits");
   } else if (status == "fail" && !culprits.sites.empty()) {
     s += "<h3>Culprits</h3><ul class=\"culprits\">";
     for (const std::string& site : culprits.sites) s += "<li><code>" + esc(site) + "</code></li>";
@@ -409,12 +440,37 @@ std::string verdict_section(const json& r, const Culprits& culprits) {
           first = false;
     s += "</p>";
   }
+  const json& untested = list(v, "untested");
+  if (!untested.empty()) {
+    std::string names;
+    for (const json& u : untested) names += (names.empty() ? "" : ", ") + esc(text(u));
+    s += "<p class=\"untested\">Not run end to end (the strategy stops at its first failing "
+         "step; <code>--strategy auto</code> goes on): " +
+         names + ".</p>";
+  }
   const json& b = member(r, "bisect");
   if (number(b, "runs").value_or(0) > 0)
     s += "<p class=\"muted\">Bisection: " + esc(b, "runs") + " runs over " + esc(b, "candidates") +
          " candidate sites.</p>";
   s += "</div></section>";
   return s;
+}
+
+// Sites that fail in isolation but are not culprits, by cause; only for reports that list
+// them (version 2), where an empty list is itself a finding.
+std::string latent_section(const json& r) {
+  const json& v = member(r, "verdict");
+  if (!has(v, "latent")) return "";
+  const json& latent = list(v, "latent");
+  std::string body = latent.empty()
+                         ? "<p class=\"none\">No site outside the culprits fails in isolation.</p>"
+                         : named_lists(latent, list(v, "latent_groups"), "latent");
+  return "<section class=\"card\" id=\"latent\"><h2>Latent</h2><p class=\"what\">Sites "
+         "that fail in isolation (fed the source's inputs) but are not culprits: the output "
+         "stayed within the threshold with them on the target, or, where a strategy stopped "
+         "early, they were not run (each says which). Another model or prompt may meet "
+         "them.</p>" +
+         body + "</section>";
 }
 
 std::string timeline_chart(const json& r) {
@@ -870,8 +926,9 @@ std::string site_table(const json& r, const Culprits& culprits) {
     // The site column sorts by model order.
     s += "<tr" + (cls.empty() ? std::string() : " class=\"" + cls + "\"") + "><td data-v=\"" +
          std::to_string(i) + "\"><code>" + esc(name) + "</code>" +
-         (culprit ? " <span class=\"badge fail\">culprit</span>" : "") + "</td><td>" +
-         esc(site, "op") + "</td>" +
+         (culprit ? " <span class=\"badge fail\">culprit</span>" : "") +
+         (culprits.latent.count(name) ? " <span class=\"badge latent\">latent</span>" : "") +
+         "</td><td>" + esc(site, "op") + "</td>" +
          num_cell(block ? std::optional<double>(double(*block)) : std::nullopt,
                   block ? std::to_string(*block) : "—");
     s += num_cell(number(lo, "ratio"), esc(fmt(number(lo, "ratio")))) + "<td>";
@@ -1193,6 +1250,10 @@ table.data details summary { color: var(--muted); cursor: pointer; font-size: 12
          font-weight: 600; color: #fff; }
 .badge.pass { background: var(--pass); }
 .badge.fail { background: var(--fail); }
+.badge.latent { background: #9a6700; }
+.cause h4 { font-size: 13px; margin: 8px 0 2px; }
+ul.latent { margin: 0; padding-left: 18px; }
+ul.latent li { margin-bottom: 6px; }
 footer { color: var(--muted); font-size: 12px; text-align: center; }
 dl.steps { margin: 0; }
 dl.steps dt { font-weight: 600; margin-top: 8px; }
@@ -1228,9 +1289,10 @@ std::string migrate_html(const json& report) {
   TAPML_REQUIRE(format == kFormat, "migrate report: format '" + format + "', expected '" + kFormat +
                                        "' (the JSON written by tapml migrate)");
   const json& version = member(report, "version");
-  TAPML_REQUIRE(version.is_number_integer() && version.get<int64_t>() == kVersion,
+  TAPML_REQUIRE(version.is_number_integer() && version.get<int64_t>() >= kOldestVersion &&
+                    version.get<int64_t>() <= kVersion,
                 "migrate report: version " + text(version) + ", this build reads " +
-                    std::to_string(kVersion));
+                    std::to_string(kOldestVersion) + "-" + std::to_string(kVersion));
 
   Culprits culprits = culprits_of(report);
   std::string title = "TapML migrate";
@@ -1251,6 +1313,7 @@ std::string migrate_html(const json& report) {
        esc(title) + "</title><style>" + kStyle + "</style></head><body><main>";
   h += header_section(report);
   h += verdict_section(report, culprits);
+  h += latent_section(report);
   h += card("next-steps", "Next steps", "Commands to reproduce this report and to dig into it.",
             next_steps_section(report, culprits));
   h += card("timeline", "Migration timeline",

@@ -13,6 +13,28 @@ namespace {
 
 nlohmann::json number(double x) { return std::isfinite(x) ? nlohmann::json(x) : nlohmann::json(); }
 
+nlohmann::json named_json(const std::vector<Culprit>& named) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const Culprit& c : named)
+    out.push_back({{"site", c.site},
+                   {"op", std::string(op_name(c.op))},
+                   {"evidence", c.evidence},
+                   {"group", c.group}});
+  return out;
+}
+
+nlohmann::json groups_json(const std::vector<CauseGroup>& groups) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const CauseGroup& g : groups) {
+    nlohmann::json ops = nlohmann::json::array();
+    for (Op op : g.ops) ops.push_back(std::string(op_name(op)));
+    nlohmann::json j{{"label", g.label}, {"cause", g.cause}, {"ops", ops}, {"sites", g.sites}};
+    if (g.cause == "weight_dtype") j["dtype"] = std::string(dtype_name(g.dtype));
+    out.push_back(j);
+  }
+  return out;
+}
+
 nlohmann::json context_json(const ReportContext& c) {
   nlohmann::json j = nlohmann::json::object();
   if (!c.command.empty()) j["command"] = c.command;
@@ -53,6 +75,7 @@ nlohmann::json to_json(const MigrateReport& r, const std::optional<ReportContext
                         {"tokens_total", s.e2e.positions},
                         {"first_mismatch", s.e2e.first_mismatch},
                         {"finite", s.e2e.finite},
+                        {"kept_on_source", s.kept_on_source},
                         {"seconds", s.seconds}});
   nlohmann::json sites = nlohmann::json::array(), unsupported = nlohmann::json::array();
   for (const SiteAttribution& a : r.sites) {
@@ -78,11 +101,13 @@ nlohmann::json to_json(const MigrateReport& r, const std::optional<ReportContext
     }
     sites.push_back(site);
   }
-  nlohmann::json culprits = nlohmann::json::array(), culprit_ops = nlohmann::json::array();
-  for (const Culprit& c : r.culprits)
-    culprits.push_back(
-        {{"site", c.site}, {"op", std::string(op_name(c.op))}, {"evidence", c.evidence}});
+  nlohmann::json culprit_ops = nlohmann::json::array(), searches = nlohmann::json::array();
   for (Op op : r.culprit_ops) culprit_ops.push_back(std::string(op_name(op)));
+  for (const Bisection& b : r.bisections)
+    searches.push_back({{"label", b.label},
+                        {"candidates", b.candidates},
+                        {"runs", b.runs},
+                        {"culprits", b.culprits}});
   nlohmann::json j = {{"format", "tapml-migrate-report"},
                       {"version", kMigrateReportVersion},
                       {"model", r.model},
@@ -96,13 +121,18 @@ nlohmann::json to_json(const MigrateReport& r, const std::optional<ReportContext
                       {"bisect",
                        {{"runs", r.bisect_runs},
                         {"candidates", r.bisect_candidates},
-                        {"culprits", r.bisect_culprits}}},
+                        {"culprits", r.bisect_culprits},
+                        {"searches", searches}}},
                       {"sites", sites},
                       {"unsupported", unsupported},
                       {"verdict",
                        {{"status", r.status},
-                        {"culprits", culprits},
+                        {"culprits", named_json(r.culprits)},
                         {"culprit_ops", culprit_ops},
+                        {"groups", groups_json(r.groups)},
+                        {"latent", named_json(r.latent)},
+                        {"latent_groups", groups_json(r.latent_groups)},
+                        {"untested", r.untested},
                         {"summary", r.summary}}},
                       {"runs", r.runs},
                       {"seconds", r.seconds}};
@@ -120,8 +150,26 @@ std::string migrate_text(const MigrateReport& r) {
   std::snprintf(seconds, sizeof seconds, ", %.1f s\n", r.seconds);
   out += seconds;
   out += (r.status == "pass" ? "PASS: " : "FAIL: ") + r.summary + "\n";
-  for (const Culprit& c : r.culprits)
-    out += "  culprit " + c.site + " (" + std::string(op_name(c.op)) + "): " + c.evidence + "\n";
+  // Each group's heading, then its sites: "culprit SITE (op): evidence".
+  auto by_group = [&](const char* what, const std::vector<CauseGroup>& groups,
+                      const std::vector<Culprit>& named, const char* heading, const char* tail) {
+    for (size_t g = 0; g < groups.size(); ++g) {
+      const size_t n = groups[g].sites.size();
+      out += "  " + std::string(heading) + " " + groups[g].label + ", " + std::to_string(n) +
+             (n == 1 ? " site" : " sites") + tail + ":\n";
+      for (const Culprit& c : named)
+        if (c.group == int(g))
+          out += "    " + std::string(what) + " " + c.site + " (" + std::string(op_name(c.op)) +
+                 "): " + c.evidence + "\n";
+    }
+  };
+  by_group("culprit", r.groups, r.culprits, "cause", "");
+  by_group("latent", r.latent_groups, r.latent, "latent", " (fail in isolation, not culprits)");
+  if (!r.untested.empty()) {
+    out += "  not run end to end:";
+    for (const std::string& u : r.untested) out += " " + u + ";";
+    out.back() = '\n';
+  }
   for (const SiteAttribution& s : r.sites)
     if (!s.info.target_supports)
       out += "  not comparable: " + s.info.site.str() + " (" + std::string(op_name(s.info.op)) +

@@ -1,6 +1,7 @@
 // The canonical JSON of a migration (format "tapml-migrate-report", versioned): the
-// timeline, the bisection, per-site attribution, coverage, and the verdict with its culprits.
-// Infinite ratios and errors (NaN/Inf/guard failures) are written as null.
+// timeline, the bisections, per-site attribution, coverage, and the verdict with its culprits
+// grouped by cause, the latent sites (failing in isolation, output unchanged) and the groups
+// not run. Infinite ratios and errors (NaN/Inf/guard failures) are written as null.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -11,9 +12,12 @@
 
 namespace tapml {
 
-// Version 1 throughout: the optional "context" object was added without changing any other
-// field, so every reader of version 1 still reads every report.
-constexpr int kMigrateReportVersion = 1;
+// Version 2: the timeline goes on past a failing step (auto), each step saying which failed
+// groups it kept on the source ("kept_on_source"); "bisect" holds one search per failing
+// group ("searches", totals as before); the verdict adds "groups" (culprits by cause, each
+// culprit's "group" its index), "latent", "latent_groups" and "untested". Version 1 (no
+// continuation, one bisection, none of those fields) is still read by migrate_html.
+constexpr int kMigrateReportVersion = 2;
 
 // What a migration cannot know about itself: how its report was made, and carved tests that
 // reproduce its failure one op call at a time. Written as the report's "context" object
@@ -35,8 +39,8 @@ ReportContext report_context(int argc, const char* const* argv);
 
 nlohmann::json to_json(const MigrateReport& r,
                        const std::optional<ReportContext>& context = std::nullopt);
-// What `tapml migrate` prints: the runs made, the verdict, each culprit with its evidence,
-// and the sites the target could not run.
+// What `tapml migrate` prints: the runs made, the verdict, the culprits by cause with their
+// evidence, the latent sites, the groups not run and the sites the target could not run.
 std::string migrate_text(const MigrateReport& r);
 
 }  // namespace tapml

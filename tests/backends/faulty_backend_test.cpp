@@ -180,6 +180,89 @@ TEST_F(Faulty, RopePairingRunsTheOtherPairing) {
   }
 }
 
+TEST_F(Faulty, RopePositionRotatesOneStepLateSoQDotKIsUnchanged) {
+  const int64_t T = 4, H = 2, hd = 8;
+  for (int pairing : {0, 1}) {
+    Attrs a{{"n_heads", double(H)},
+            {"head_dim", double(hd)},
+            {"rope_dim", double(hd)},
+            {"base", 10000.0},
+            {"pairing", double(pairing)}};
+    const std::vector<float> q = normal(T * H * hd, 11), k = normal(T * H * hd, 12);
+    const std::vector<int32_t> pos{0, 1, 2, 7};
+    auto faulty_q = faulty("rope_position", "rope", a, {f32({T, H * hd}, q), i32({T}, pos)});
+    auto faulty_k = faulty("rope_position", "rope", a, {f32({T, H * hd}, k), i32({T}, pos)});
+    auto right_q = plain("rope", a, {f32({T, H * hd}, q), i32({T}, pos)});
+    auto right_k = plain("rope", a, {f32({T, H * hd}, k), i32({T}, pos)});
+    // Exactly the right kernel one position later, and far from the right answer...
+    EXPECT_EQ(faulty_q, plain("rope", a, {f32({T, H * hd}, q), i32({T}, {1, 2, 3, 8})}));
+    EXPECT_GT(max_abs_diff(faulty_q, right_q), 1e-2) << "pairing " << pairing;
+    // ...yet every q.k of a head, the only thing attention reads of them, is unchanged.
+    double worst = 0;
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t j = 0; j < T; ++j)
+        for (int64_t h = 0; h < H; ++h) {
+          double wrong = 0, right = 0;
+          for (int64_t i = 0; i < hd; ++i) {
+            const size_t qi = size_t(t * H * hd + h * hd + i), ki = size_t(j * H * hd + h * hd + i);
+            wrong += double(faulty_q[qi]) * faulty_k[ki];
+            right += double(right_q[qi]) * right_k[ki];
+          }
+          worst = std::max(worst, std::fabs(wrong - right));
+        }
+    EXPECT_LT(worst, 1e-5) << "pairing " << pairing;
+  }
+}
+
+TEST_F(Faulty, F16ReaderTruncatesF16WeightsToBf16AndPassesOtherTypes) {
+  const int64_t T = 3, K = 40, N = 5, V = 6;
+  const std::vector<float> x = normal(T * K, 13), w = normal(N * K, 14);
+  auto run = [&](const std::string& uri, const std::string& op, const std::vector<Tensor>& in) {
+    auto be = open_backend(uri);
+    return run_host_call(*be, parse_op(op), {}, in, "blk.0.test").outputs.at(0).to_f32();
+  };
+  // What the faulty reader sees: each f16 value cut to bf16 (low 16 bits of its f32 dropped).
+  const Tensor w16 = Tensor::from_f32_as(DType::F16, {N, K}, w);
+  std::vector<float> cut = w16.to_f32();
+  int changed = 0;
+  for (float& v : cut) {
+    uint32_t bits = 0;
+    std::memcpy(&bits, &v, 4);
+    const float before = v;
+    bits &= 0xFFFF0000u;
+    std::memcpy(&v, &bits, 4);
+    changed += v != before;
+  }
+  EXPECT_GT(changed, N * K / 2);  // most f16 values use their low mantissa bits
+  const Tensor xt = Tensor::from_f32({T, K}, x);
+  auto got = run("faulty:cpu?fault=f16_reader", "matmul", {xt, w16});
+  auto want = run("cpu", "matmul", {xt, Tensor::from_f32({N, K}, cut)});
+  EXPECT_LT(max_abs_diff(got, want), 1e-5);  // the truncated weights, summed correctly
+  EXPECT_GT(max_abs_diff(got, run("cpu", "matmul", {xt, w16})), 1e-4);
+  // The embedding's rows are those values exactly.
+  const std::vector<int32_t> ids{4, 0, 4};
+  auto rows =
+      run("faulty:cpu?fault=f16_reader", "embedding",
+          {Tensor::from_f32_as(DType::F16, {V, K}, normal(V * K, 15)), Tensor::from_i32({3}, ids)});
+  auto table = Tensor::from_f32_as(DType::F16, {V, K}, normal(V * K, 15)).to_f32();
+  for (size_t r = 0; r < ids.size(); ++r)
+    for (int64_t i = 0; i < K; ++i) {
+      uint32_t bits = 0;
+      std::memcpy(&bits, &table[size_t(ids[r] * K + i)], 4);
+      bits &= 0xFFFF0000u;
+      float v = 0;
+      std::memcpy(&v, &bits, 4);
+      ASSERT_EQ(rows[r * size_t(K) + size_t(i)], v) << "row " << r << " element " << i;
+    }
+  // f32 and bf16 weights are read right: the inner kernel's result, bit for bit.
+  for (DType t : {DType::F32, DType::BF16}) {
+    const Tensor wt = Tensor::from_f32_as(t, {N, K}, w);
+    EXPECT_EQ(run("faulty:cpu?fault=f16_reader", "matmul", {xt, wt}),
+              run("cpu", "matmul", {xt, wt}))
+        << dtype_name(t);
+  }
+}
+
 TEST_F(Faulty, RmsnormEpsIgnoredShowsOnRowsWithATinyMeanSquare) {
   const int64_t D = 8;
   std::vector<float> x = normal(2 * D, 8);
@@ -324,7 +407,7 @@ TEST_F(Faulty, InfoNamesInnerFaultAndSites) {
   EXPECT_EQ(be->info().device, "cpu with fault rope_pairing at sites blk\\.2\\.rope_q");
   EXPECT_EQ(open_backend("faulty:ref?fault=gqa_map")->info().device,
             "ref with fault gqa_map at every site");
-  EXPECT_EQ(known_faults().size(), 21u);
+  EXPECT_EQ(known_faults().size(), 23u);
 }
 
 TEST_F(Faulty, BadUrisSayWhatIsWrong) {

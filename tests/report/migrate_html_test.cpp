@@ -52,8 +52,8 @@ TEST(MigrateHtml, FailingSampleHasEverySectionAndTheCulprit) {
   EXPECT_NE(html.find("kinds: rope"), std::string::npos);             // a timeline label
   // The target URI holds '&', which must reach the page escaped.
   EXPECT_NE(html.find("fault=rope_pairing&amp;site="), std::string::npos);
-  // Six timeline steps, each a bar with a hover title.
-  EXPECT_EQ(count(html, "<g class=\"step "), 6u);
+  // Seven timeline steps, each a bar with a hover title.
+  EXPECT_EQ(count(html, "<g class=\"step "), 7u);
 }
 
 TEST(MigrateHtml, IsSelfContained) {
@@ -104,17 +104,78 @@ TEST(MigrateHtml, RejectsOtherFormatsAndVersions) {
   wrong["format"] = "tapml-test-report";
   EXPECT_THROW(migrate_html(wrong), Error);
   json newer = r;
-  newer["version"] = 2;
+  newer["version"] = 3;
   try {
     migrate_html(newer);
-    FAIL() << "version 2 accepted";
+    FAIL() << "version 3 accepted";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("version 2"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("version 3, this build reads 1-2"), std::string::npos)
+        << e.what();
   }
   json missing = r;
   missing.erase("version");
   EXPECT_THROW(migrate_html(missing), Error);
   EXPECT_THROW(migrate_html(json::array()), Error);
+}
+
+TEST(MigrateHtml, CulpritsAreShownByCauseAndLatentSitesInTheirOwnSection) {
+  json r = load_sample("sample_migrate_report.json");
+  json& v = r["verdict"];
+  v["culprits"] = json::array({{{"site", "token_embd"}, {"op", "embedding"}, {"group", 0}},
+                               {{"site", "blk.0.attn_q"}, {"op", "matmul"}, {"group", 0}},
+                               {{"site", "blk.3.ffn_act"}, {"op", "swiglu"}, {"group", 1}}});
+  v["groups"] = json::array(
+      {{{"label", "f16 weights (embedding, matmul)"}, {"cause", "weight_dtype"}, {"dtype", "f16"}},
+       {{"label", "swiglu"}, {"cause", "op"}}});
+  v["latent"] = json::array({{{"site", "blk.2.rope_k"},
+                              {"op", "rope"},
+                              {"evidence", "the output passes with it on the target"},
+                              {"group", 0}}});
+  v["latent_groups"] = json::array({{{"label", "rope"}, {"cause", "op"}}});
+  v["untested"] = json::array({"kinds: add"});
+  std::string html = migrate_html(r);
+  // One list per cause, in group order, each under its label with its count.
+  size_t f16 = html.find("<h4>f16 weights (embedding, matmul) <span class=\"muted\">· 2 sites");
+  size_t swiglu = html.find("<h4>swiglu <span class=\"muted\">· 1 site</span>");
+  ASSERT_NE(f16, std::string::npos) << html;
+  ASSERT_NE(swiglu, std::string::npos);
+  EXPECT_LT(f16, html.find("<code>blk.0.attn_q</code>"));
+  EXPECT_LT(html.find("<code>blk.0.attn_q</code>"), swiglu);
+  EXPECT_LT(swiglu, html.find("<code>blk.3.ffn_act</code>"));
+  EXPECT_NE(html.find("Not run end to end"), std::string::npos);
+  // The latent section lists the site with its evidence, and the site table marks it.
+  size_t latent = html.find("<section class=\"card\" id=\"latent\">");
+  ASSERT_NE(latent, std::string::npos);
+  EXPECT_NE(html.find("<ul class=\"latent\"><li><code>blk.2.rope_k</code>", latent),
+            std::string::npos);
+  EXPECT_NE(html.find("the output passes with it on the target", latent), std::string::npos);
+  EXPECT_NE(html.find("<code>blk.2.rope_k</code> <span class=\"badge latent\">latent</span>"),
+            std::string::npos);
+}
+
+TEST(MigrateHtml, APassWithLatentSitesSaysSoAndAPassWithoutSaysNone) {
+  json r = load_sample("sample_migrate_report_pass.json");
+  std::string clean = migrate_html(r);
+  EXPECT_NE(clean.find("No site outside the culprits fails in isolation."), std::string::npos);
+  EXPECT_EQ(clean.find("badge latent"), std::string::npos);
+  r["verdict"]["latent"] = json::array({{{"site", "blk.0.rope_q"}, {"op", "rope"}, {"group", 0}},
+                                        {{"site", "blk.0.rope_k"}, {"op", "rope"}, {"group", 0}}});
+  r["verdict"]["latent_groups"] = json::array({{{"label", "rope"}, {"cause", "op"}}});
+  std::string html = migrate_html(r);
+  EXPECT_NE(html.find("data-status=\"pass\""), std::string::npos);
+  EXPECT_NE(html.find("but 2 sites fail in isolation (latent, listed below)"), std::string::npos);
+  EXPECT_EQ(html.find("No site outside the culprits"), std::string::npos);
+  EXPECT_EQ(count(html, "<span class=\"badge latent\">latent</span>"), 2u);
+}
+
+TEST(MigrateHtml, AVersion1ReportStillRendersWithoutALatentSection) {
+  json r = load_sample("sample_migrate_report.json");
+  r["version"] = 1;
+  for (const char* key : {"groups", "latent", "latent_groups", "untested"}) r["verdict"].erase(key);
+  for (json& c : r["verdict"]["culprits"]) c.erase("group");
+  std::string html = migrate_html(r);
+  EXPECT_NE(html.find("<ul class=\"culprits\"><li><code>blk.2.rope_q</code>"), std::string::npos);
+  EXPECT_EQ(html.find("id=\"latent\""), std::string::npos);
 }
 
 TEST(MigrateHtml, MinimalReportStillRendersEveryChart) {

@@ -1,12 +1,12 @@
 // The faulty backend. A fault is injected in one of two ways:
 //   - by changing the call and letting the inner kernel run it (rope_pairing, rmsnorm_eps,
-//     kv_offset): the bug is then exactly "right kernel, wrong argument";
+//     kv_offset, rope_position): the bug is then exactly "right kernel, wrong argument";
 //   - by computing the op on the host with the reference loops, changed in the one place the
 //     bug lives (the rest), reading inputs from and writing outputs to the inner backend.
 // Host computation keeps the inner's numbers where a fault has no effect (K % 8 == 0 for
 // matmul_tail, a single KV head for gqa_map): such calls go to the inner kernel.
-// The quantized-weight faults are host computation too: the weight's rows dequantized with
-// the bug, then the f64 dot products (matmul) or the copy (embedding).
+// The quantized-weight faults and f16_reader are host computation too: the weight's rows
+// decoded with the bug, then the f64 dot products (matmul) or the copy (embedding).
 #include "backends/faulty/faulty_backend.h"
 
 #include <algorithm>
@@ -40,11 +40,13 @@ enum class Fault {
   SoftcapMissing,
   RouterAxis,
   MoeNorm,
+  RopePosition,
   NibbleOrder,
   KquantScale,
   MinSign,
   LastBlock,
-  Q6kHighBits
+  Q6kHighBits,
+  F16Reader
 };
 
 struct FaultDef {
@@ -70,11 +72,13 @@ const FaultDef kFaults[] = {
     {"softcap_missing", Fault::SoftcapMissing, {Op::Attention, Op::Softcap}},
     {"router_axis", Fault::RouterAxis, {Op::MoeRoute}},
     {"moe_norm", Fault::MoeNorm, {Op::MoeRoute}},
+    {"rope_position", Fault::RopePosition, {Op::Rope}},
     {"nibble_order", Fault::NibbleOrder, {Op::Matmul, Op::Embedding}},
     {"kquant_scale", Fault::KquantScale, {Op::Matmul, Op::Embedding}},
     {"q4_1_min_sign", Fault::MinSign, {Op::Matmul, Op::Embedding}},
     {"last_block", Fault::LastBlock, {Op::Matmul, Op::Embedding}},
     {"q6_k_high_bits", Fault::Q6kHighBits, {Op::Matmul, Op::Embedding}},
+    {"f16_reader", Fault::F16Reader, {Op::Matmul, Op::Embedding}},
 };
 
 // The block types a quantized-weight fault decodes wrongly; empty for the other faults.
@@ -95,8 +99,25 @@ std::vector<DType> block_types(Fault f) {
   }
 }
 
-// The input of a quantized-weight op that holds blocks: matmul's w, embedding's table.
-size_t block_input(Op op) { return op == Op::Matmul ? 1 : 0; }
+// The weight types a weight-reading fault decodes wrongly: the block types of a quantized-weight
+// fault, f16 for f16_reader; empty for the other faults.
+std::vector<DType> weight_types(Fault f) {
+  if (f == Fault::F16Reader) return {DType::F16};
+  return block_types(f);
+}
+
+// The input of matmul and embedding that holds the weight: matmul's w, embedding's table.
+size_t weight_input(Op op) { return op == Op::Matmul ? 1 : 0; }
+
+// An f16 value as f16_reader reads it: widened to f32, then cut to bf16 by dropping the low
+// 16 bits (truncation, not rounding), so the mantissa keeps 7 of its 10 bits.
+float through_bf16(float x) {
+  uint32_t bits = 0;
+  std::memcpy(&bits, &x, sizeof bits);
+  bits &= 0xFFFF0000u;
+  std::memcpy(&x, &bits, sizeof x);
+  return x;
+}
 
 // One block as the faulty decoder reads it, written as the bytes that ggml's decoder would
 // have to be given to compute the same values: the bug's one misread applied to its field,
@@ -248,7 +269,10 @@ class FaultyBackend final : public ForwardingBackend {
       case Fault::MinSign:
       case Fault::LastBlock:
       case Fault::Q6kHighBits:
-        return quantized(call);
+      case Fault::F16Reader:
+        return misread_weight(call);
+      case Fault::RopePosition:
+        return rope_one_position_late(call);
     }
   }
 
@@ -256,11 +280,11 @@ class FaultyBackend final : public ForwardingBackend {
   bool touches(const OpCall& call) const {
     bool op = std::find(fault_.ops.begin(), fault_.ops.end(), call.op) != fault_.ops.end();
     if (!op || !site_.search(call.site)) return false;
-    const std::vector<DType> types = block_types(fault_.fault);
+    const std::vector<DType> types = weight_types(fault_.fault);
     if (types.empty()) return true;
-    // A quantized-weight fault: only the block types it names (a malformed call goes to the
+    // A weight-reading fault: only the weight types it names (a malformed call goes to the
     // inner backend, which says what is wrong).
-    const size_t w = block_input(call.op);
+    const size_t w = weight_input(call.op);
     return w < call.inputs.size() &&
            std::find(types.begin(), types.end(), call.inputs[w].dtype) != types.end();
   }
@@ -391,11 +415,8 @@ class FaultyBackend final : public ForwardingBackend {
     int64_t S = call.inputs.at(0).shape[0], T = call.inputs.at(2).shape[0];
     int64_t shifted = std::min<int64_t>(int64_t(pos) + 1, S - T);  // never past the cache
     if (pos < 2 || shifted <= pos) return inner().run(call);
-    if (pos_buffer_ == 0) pos_buffer_ = inner().alloc(sizeof(int32_t));
-    int32_t p = int32_t(shifted);
-    inner().write(pos_buffer_, 0, &p, sizeof p);
     OpCall c = call;
-    c.inputs[4] = DeviceTensor{pos_buffer_, 0, DType::I32, Shape{1}};
+    c.inputs[4] = scratch_positions({int32_t(shifted)});
     inner().run(c);
   }
 
@@ -418,19 +439,44 @@ class FaultyBackend final : public ForwardingBackend {
     write_floats(c.outputs[0], out);
   }
 
-  // matmul or embedding over a block-type weight, dequantized with the fault's bug. Each row
-  // read is also dequantized correctly, to tell whether the bug changes anything here; if it
-  // changes nothing, the inner kernel runs the call.
-  void quantized(const OpCall& c) {
+  // One weight row of K elements as the inner kernel reads it (`right`) and as the fault's
+  // reader does (`wrong`); under last_block the two are equal (the kernel skips elements
+  // rather than misreading them). `bytes` may be changed.
+  void decode_row(DType t, std::vector<uint8_t>& bytes, std::vector<float>& right,
+                  std::vector<float>& wrong, int64_t K) const {
+    if (fault_.fault == Fault::F16Reader) {
+      for (int64_t k = 0; k < K; ++k) {
+        uint16_t h = 0;
+        std::memcpy(&h, bytes.data() + 2 * k, 2);
+        right[size_t(k)] = f16_to_f32(h);
+        wrong[size_t(k)] = through_bf16(right[size_t(k)]);
+      }
+      return;
+    }
+    const QuantType q = *block_quant(t);
+    dequantize_row(q, bytes.data(), right.data(), K);
+    if (fault_.fault == Fault::LastBlock) {
+      wrong = right;
+      return;
+    }
+    const size_t bb = quant_block_bytes(q);
+    for (size_t at = 0; at < bytes.size(); at += bb) misread(fault_.fault, q, bytes.data() + at);
+    dequantize_row(q, bytes.data(), wrong.data(), K);
+  }
+
+  // matmul or embedding over a weight the fault's reader gets wrong (a block type dequantized
+  // with the bug, or f16 under f16_reader). Each row read is also decoded correctly, to tell
+  // whether the bug changes anything here; if it changes nothing, the inner kernel runs the
+  // call.
+  void misread_weight(const OpCall& c) {
     check(c);
     const bool matmul = c.op == Op::Matmul;
-    const DeviceTensor& w = c.inputs[block_input(c.op)];
-    const QuantType q = *block_quant(w.dtype);
-    const int64_t K = w.shape[1], V = w.shape[0], qk = quant_block_elems(q);
-    const size_t rb = row_bytes(w.dtype, K), bb = quant_block_bytes(q);
+    const DeviceTensor& w = c.inputs[weight_input(c.op)];
+    const int64_t K = w.shape[1], V = w.shape[0];
+    const size_t rb = row_bytes(w.dtype, K);
     const bool last_block = fault_.fault == Fault::LastBlock;
     // Elements of a row the kernel uses: all but the last block under last_block.
-    const int64_t kept = last_block ? K - qk : K;
+    const int64_t kept = last_block ? K - quant_block_elems(*block_quant(w.dtype)) : K;
     inner().sync();
     // The weight rows this call reads: all of them (matmul) or the ids' (embedding).
     std::vector<int64_t> rows;
@@ -449,22 +495,16 @@ class FaultyBackend final : public ForwardingBackend {
     const int64_t T = matmul ? c.inputs[0].shape[0] : int64_t(rows.size());
     std::vector<float> x;
     if (matmul) x = read_floats(c.inputs[0]);
-    // matmul: [T, V] dot products; embedding: [T, K] dequantized rows.
+    // matmul: [T, V] dot products; embedding: [T, K] decoded rows.
     std::vector<float> out(static_cast<size_t>(T * (matmul ? V : K)));
-    std::vector<uint8_t> blocks(rb);
+    std::vector<uint8_t> bytes(rb);
     std::vector<float> right(static_cast<size_t>(K)), wrong(static_cast<size_t>(K));
     bool changes = false;
     for (size_t r = 0; r < rows.size(); ++r) {
-      inner().read(w.buffer, w.offset + size_t(rows[r]) * rb, blocks.data(), rb);
-      dequantize_row(q, blocks.data(), right.data(), K);
-      if (last_block) {
-        wrong = right;
-        for (int64_t k = kept; k < K; ++k) changes |= right[size_t(k)] != 0.0f;
-      } else {
-        for (size_t at = 0; at < rb; at += bb) misread(fault_.fault, q, blocks.data() + at);
-        dequantize_row(q, blocks.data(), wrong.data(), K);
-        changes |= wrong != right;
-      }
+      inner().read(w.buffer, w.offset + size_t(rows[r]) * rb, bytes.data(), rb);
+      decode_row(w.dtype, bytes, right, wrong, K);
+      changes |= wrong != right;
+      for (int64_t k = kept; k < K; ++k) changes |= right[size_t(k)] != 0.0f;
       if (!matmul) {
         std::copy(wrong.begin(), wrong.end(), out.begin() + int64_t(r) * K);
         continue;
@@ -485,6 +525,32 @@ class FaultyBackend final : public ForwardingBackend {
     }
     if (!changes) return inner().run(c);
     write_floats(c.outputs[0], out);
+  }
+
+  // rope with every position one late (pos + 1), as when a kernel indexes its angle table
+  // from 1. q and k both turn one step further, so q.k, and attention, stay as they were.
+  void rope_one_position_late(const OpCall& call) {
+    const DeviceTensor& pos_t = call.inputs.at(1);
+    TAPML_REQUIRE(pos_t.dtype == DType::I32, "faulty: rope pos must be i32");
+    std::vector<int32_t> pos(static_cast<size_t>(pos_t.shape.numel()));
+    inner().sync();  // also: no queued call still reads the scratch buffer rewritten below
+    inner().read(pos_t.buffer, pos_t.offset, pos.data(), pos.size() * sizeof(int32_t));
+    for (int32_t& p : pos) ++p;
+    OpCall c = call;
+    c.inputs[1] = scratch_positions(pos);
+    inner().run(c);
+  }
+
+  // `pos` in a buffer of the inner backend that this wrapper owns (grown as needed).
+  DeviceTensor scratch_positions(const std::vector<int32_t>& pos) {
+    const size_t bytes = std::max<size_t>(pos.size(), 1) * sizeof(int32_t);
+    if (pos_bytes_ < bytes) {
+      if (pos_buffer_ != 0) inner().free(pos_buffer_);
+      pos_buffer_ = inner().alloc(bytes);
+      pos_bytes_ = bytes;
+    }
+    inner().write(pos_buffer_, 0, pos.data(), pos.size() * sizeof(int32_t));
+    return DeviceTensor{pos_buffer_, 0, DType::I32, Shape{int64_t(pos.size())}};
   }
 
   void swiglu(const OpCall& c) {
@@ -588,7 +654,9 @@ class FaultyBackend final : public ForwardingBackend {
   BackendInfo info_;
   const FaultDef& fault_;
   Pattern site_;
-  BufferId pos_buffer_ = 0;  // kv_offset's shifted position, on the inner backend
+  // Shifted positions (kv_offset's, rope_position's) on the inner backend, and its size.
+  BufferId pos_buffer_ = 0;
+  size_t pos_bytes_ = 0;
 };
 
 }  // namespace

@@ -41,6 +41,10 @@
 //                 instead of over the experts; the top k are then chosen from that.
 //   moe_norm      moe_route: the chosen weights renormalized when they should not be, or
 //                 not when they should (norm flipped).
+//   rope_position rope: every position one late (pos + 1), as a kernel that indexes its angle
+//                 table from 1. q and k are both rotated one step too far, so q.k and hence
+//                 attention are unchanged: every rope call is wrong, the model's output is
+//                 not (latent: it shows wherever rotated values are used other than in q.k).
 // Quantized-weight faults act on matmul (weight) and embedding (table) calls whose block type
 // they name; other types, like other ops, go to the inner backend. Each is one bug in
 // dequantization, everything else as ggml decodes; matmul then sums in f64. Legacy blocks
@@ -62,9 +66,16 @@
 //                 row.
 //   q6_k_high_bits  Q6_K: in each half of 128 elements, elements l + 32 and l + 64 take each
 //                 other's top 2 bits (qh shifts 2 and 4 exchanged).
-// A call on which the bug changes no dequantized value (every byte's two nibbles equal, mins
-// of zero, a dropped block of zeros) goes to the inner kernel; embedding's unwritten elements
-// under last_block are an effect whatever their values.
+// f16_reader is the same kind of bug for f16 weights (other types, f32 and bf16 included, go to
+// the inner backend):
+//   f16_reader    matmul (w) and embedding (table): each f16 value widened and then cut to
+//                 bf16 by truncation (its mantissa's low 3 bits dropped), as a port that feeds
+//                 f16 weights to a bf16 unit might; relative error below 2^-7. One reader that
+//                 both ops share, so both break.
+// A call on which the bug changes no decoded value (every byte's two nibbles equal, mins of
+// zero, a dropped block of zeros; for f16_reader every value's low 3 mantissa bits zero) goes
+// to the inner kernel; embedding's unwritten elements under last_block are an effect whatever
+// their values.
 #pragma once
 #include <memory>
 #include <string>
