@@ -394,7 +394,9 @@ OutputVerdict judge_output(const TolerancePolicy& policy, Op op, int64_t k, cons
     d += "noise floor 0";
   else
     d += "uncalibrated";
-  if (allowed) d += "; 8-bit activation allowance " + sci(allowance);
+  if (allowed)
+    d += (op == Op::Matmul ? "; 8-bit activation allowance " : "; exp allowance ") +
+         sci(allowance);
   d += ")";
   if (m.worst_index >= 0)
     d += "; max abs " + sci(m.max_abs) + " at " + index_text(expected.shape(), m.worst_index);
@@ -405,6 +407,25 @@ OutputVerdict judge_output(const TolerancePolicy& policy, Op op, int64_t k, cons
 }
 
 }  // namespace
+
+std::vector<double> exp_allowance(const TolerancePolicy& policy, Op op,
+                                  std::span<const Tensor> inputs,
+                                  std::span<const Tensor> expected) {
+  if ((op != Op::Swiglu && op != Op::SigmoidGate) || expected.empty()) return {};
+  const std::vector<float> gate = inputs[op == Op::Swiglu ? 0 : 1].to_f32();
+  const Tensor& out = expected[0];
+  // sigmoid_gate has one gate per row of its output.
+  const int64_t per_gate = out.numel() / std::max<int64_t>(int64_t(gate.size()), 1);
+  double worst = 0, scale = 0;
+  for (int64_t i = 0; i < out.numel(); ++i) {
+    const double e = std::fabs(element(out, i)), x = gate[size_t(i / per_gate)];
+    if (!std::isfinite(e) || !std::isfinite(x)) continue;
+    scale = std::max(scale, e);
+    worst = std::max(worst, (3 + 2 * std::fabs(x)) / (1 + std::exp(x)) * e);
+  }
+  if (scale == 0) return {0};
+  return {policy.exp_multiple * kUnitF32 * worst / scale};
+}
 
 Verdict judge(const TolerancePolicy& policy, Op op, int64_t reduction_length,
               std::span<const Tensor> expected, std::span<const Tensor> actual,
