@@ -1,0 +1,240 @@
+// stress_bench: false alarms and misses of carved, synthetic and stress tests.
+//
+// For each model it carves a corpus on ref, then replays it on correct backends (cpu,
+// ref?acc=f32, vulkan, opencl, those this build and machine have: any failing test is a
+// false alarm) and on buggy ones (every Llama fault of the faulty backend, and naive_exp:
+// textbook f32 exp in softmax and sigmoid, the kernels of tests/support/naive_exp_backend.h),
+// with the carved inputs, with --synthetic inputs and with the default stress variants. A bug
+// is missed by a mode when no test of the ops it breaks fails there.
+//
+// Models: stories260K over the three golden prompts, and (unless --family "") a Llama family
+// model whose attn_norm and ffn_norm weights have a few channels scaled by --outlier-scale, so
+// that its own activations carry outlier features as large models' do.
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "backends/builtin.h"
+#include "backends/faulty/faulty_backend.h"
+#include "carve/carve_run.h"
+#include "carve/corpus.h"
+#include "check/oracle.h"
+#include "model/model_file.h"
+#include "replay/replay.h"
+#include "replay/stress.h"
+#include "support/naive_exp_backend.h"
+#include "tokenizer/load.h"
+
+namespace {
+
+using namespace tapml;
+
+const std::vector<std::string> kFaults = {"softmax_f16", "rope_pairing", "gqa_map",
+                                          "kv_offset",   "matmul_tail",  "rmsnorm_eps",
+                                          "silu_approx", "exp_overflow"};
+
+struct Target {
+  std::string uri;
+  bool correct = false;
+  std::set<Op> broken;  // the ops a buggy target gets wrong
+};
+
+struct Count {
+  int64_t failed = 0, of = 0;  // of the broken ops' tests (all tests for a correct target)
+  int64_t elsewhere = 0;       // failures of other ops under a buggy target
+  std::map<std::string, int64_t> checks;
+};
+
+const char* kModes[] = {"carved", "synthetic", "stress"};
+
+Count count(const ReplayRun& run, const Target& t, bool stress) {
+  Count c;
+  auto add = [&](Op op, bool failed, const TestResult& r) {
+    const bool mine = t.correct || t.broken.count(op);
+    if (mine) c.of++;
+    if (!failed) return;
+    (mine ? c.failed : c.elsewhere)++;
+    c.checks[r.error.empty() ? check_name(r.verdict.failed) : "error"]++;
+  };
+  if (stress)
+    for (const StressResult& s : run.stress) add(s.result.op, s.failed(), s.result);
+  else
+    for (const TestResult& r : run.results) add(r.op, r.failed(), r);
+  return c;
+}
+
+std::string cell(const Count& c, bool correct) {
+  std::string s = std::to_string(c.failed) + "/" + std::to_string(c.of);
+  if (!correct && c.failed == 0) s += " MISS";
+  if (!c.checks.empty()) {
+    auto top = std::max_element(c.checks.begin(), c.checks.end(),
+                                [](auto& a, auto& b) { return a.second < b.second; });
+    s += " " + top->first;
+  }
+  if (c.elsewhere) s += " +" + std::to_string(c.elsewhere) + " other";
+  return s;
+}
+
+std::vector<int> ids_of(const nlohmann::json& j) { return j.get<std::vector<int>>(); }
+
+// Channels of every attn_norm and ffn_norm weight scaled by `factor`: the normalized
+// activations then carry outlier features in those channels, into every projection.
+void plant_outliers(ModelFile& m, double factor, const std::vector<int64_t>& channels) {
+  for (auto& [name, w] : m.weights) {
+    if (name.find("attn_norm.weight") == std::string::npos &&
+        name.find("ffn_norm.weight") == std::string::npos)
+      continue;
+    std::vector<float> v = w.to_f32();
+    for (int64_t c : channels)
+      if (c < int64_t(v.size())) v[size_t(c)] *= float(factor);
+    w = Tensor::from_f32_as(w.dtype(), w.shape(), v);
+  }
+}
+
+std::map<std::string, double> own_range(const std::string& corpus_path) {
+  std::map<std::string, double> range;
+  Corpus c = Corpus::open(corpus_path);
+  for (const TestInfo& info : c.list()) {
+    TestCase t = c.load(info.id);
+    double& r = range[stressed_quantity(t.op)];
+    r = std::max(r, stressed_magnitude(t));
+  }
+  return range;
+}
+
+void bench_model(const std::string& label, const ModelFile& model,
+                 const std::vector<std::vector<int>>& prompts, int steps,
+                 const std::vector<Target>& targets, const std::string& work,
+                 std::map<std::string, std::vector<Count>>& totals) {
+  const std::string path = work + "/" + label + ".corpus";
+  auto plain = open_backend(kNoiseReference);
+  CarveOptions o;
+  o.steps = steps;
+  o.before_store = [&](TestCase& t) { calibrate_noise(t, *plain); };
+  const auto t0 = std::chrono::steady_clock::now();
+  CarveStats stats =
+      carve_to_file(model, prompts, std::vector<std::string>(prompts.size()), o, path, true);
+  std::printf("\n%s: %zu prompts x %d positions carved on ref: %lld tests (%.1f s); own range:",
+              label.c_str(), prompts.size(), steps, (long long)stats.tests_kept,
+              std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  for (auto& [q, r] : own_range(path)) std::printf(" |%s| <= %.3g", q.c_str(), r);
+  std::printf("\n%-34s %-24s %-22s %-22s %-24s\n", "backend", "broken ops", "carved", "synthetic",
+              "stress (variants)");
+  for (const Target& t : targets) {
+    std::string ops;
+    for (Op op : t.broken) ops += (ops.empty() ? "" : ",") + std::string(op_name(op));
+    std::vector<std::string> cells;
+    for (int mode = 0; mode < 3; ++mode) {
+      ReplayOptions ro;
+      ro.synthetic = mode == 1;
+      if (mode == 2) ro.stress = default_stress_variants();
+      const Count c = count(replay_corpus(path, t.uri, ro), t, mode == 2);
+      cells.push_back(cell(c, t.correct));
+      totals[(t.correct ? "correct " : "buggy ") + std::string(kModes[mode])].push_back(c);
+    }
+    std::printf("%-34s %-24s %-22s %-22s %-24s\n", t.uri.c_str(),
+                t.correct ? "(correct)" : ops.c_str(), cells[0].c_str(), cells[1].c_str(),
+                cells[2].c_str());
+    std::fflush(stdout);
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string shared = std::getenv("TAPML_SHARED") ? std::getenv("TAPML_SHARED") : "../shared";
+  std::string family = "llama";
+  std::vector<std::string> correct = {"cpu", kNoiseReference, "vulkan", "opencl"};
+  int steps = 64, family_steps = 32;
+  double outlier_scale = 40;
+  CLI::App app{"False alarms and misses of carved, synthetic and stress tests"};
+  app.add_option("--shared", shared, "the shared data folder")->capture_default_str();
+  app.add_option("--steps", steps, "positions carved per stories260K prompt")
+      ->capture_default_str();
+  app.add_option("--family", family, "family folder under models/families (\"\": none)")
+      ->capture_default_str();
+  app.add_option("--family-steps", family_steps, "positions carved from the family's prompt")
+      ->capture_default_str();
+  app.add_option("--outlier-scale", outlier_scale, "factor of the planted outlier channels")
+      ->capture_default_str();
+  app.add_option("--correct", correct, "correct backends (those that do not open are left out)");
+  CLI11_PARSE(app, argc, argv);
+
+  register_builtin_backends();
+  testing::register_naive_exp_backend();
+  std::vector<Target> targets;
+  for (const std::string& uri : correct) {
+    try {
+      open_backend(uri);
+      targets.push_back({uri, true, {}});
+    } catch (const std::exception& e) {
+      std::printf("(%s left out: %s)\n", uri.c_str(), e.what());
+    }
+  }
+  for (const std::string& f : kFaults) {
+    std::vector<Op> ops = fault_ops(f);
+    targets.push_back({"faulty:cpu?fault=" + f, false, {ops.begin(), ops.end()}});
+  }
+  targets.push_back({"naive_exp", false, {Op::Attention, Op::Swiglu, Op::SigmoidGate}});
+  std::printf("stress variants:");
+  for (const StressVariant& v : default_stress_variants()) std::printf(" %s", v.name().c_str());
+  std::printf("\n");
+
+  const std::string work = std::filesystem::temp_directory_path() / "tapml_stress_bench";
+  std::filesystem::create_directories(work);
+  std::map<std::string, std::vector<Count>> totals;
+
+  {
+    ModelFile stories = load_model(shared + "/models/stories260K/stories260K.gguf");
+    Tokenizer tok = load_tokenizer("", stories.gguf.get(), stories.config.vocab_size);
+    std::vector<std::vector<int>> prompts;
+    for (int i = 0; i < 3; ++i) {
+      std::ifstream f(shared + "/golden/stories260K/greedy_" + std::to_string(i) + ".json");
+      prompts.push_back(tok.encode(nlohmann::json::parse(f).at("prompt").get<std::string>(), true));
+    }
+    bench_model("stories260K", stories, prompts, steps, targets, work, totals);
+  }
+  if (!family.empty()) {
+    const std::string dir = shared + "/models/families/" + family;
+    ModelFile m = load_model(dir);
+    // Three of the 64 channels, as large models carry their outliers in a handful of
+    // feature dimensions.
+    plant_outliers(m, outlier_scale, {5, 23, 41});
+    std::ifstream f(dir + "/golden.json");
+    std::vector<int> prompt = ids_of(nlohmann::json::parse(f).at("prompt_ids"));
+    char label[64];
+    std::snprintf(label, sizeof label, "%s-outliers-x%g", family.c_str(), outlier_scale);
+    bench_model(label, m, {prompt}, family_steps, targets, work, totals);
+  }
+
+  std::printf("\n%-10s %-40s %-40s\n", "mode", "false alarms (correct backends)",
+              "bugs missed (buggy backends)");
+  for (const char* mode : kModes) {
+    int64_t alarms = 0, judged = 0, missed = 0, bugs = 0, elsewhere = 0;
+    for (const Count& c : totals["correct " + std::string(mode)]) {
+      alarms += c.failed;
+      judged += c.of;
+    }
+    for (const Count& c : totals["buggy " + std::string(mode)]) {
+      missed += c.failed == 0;
+      bugs++;
+      elsewhere += c.elsewhere;
+    }
+    char a[64], b[96];
+    std::snprintf(a, sizeof a, "%lld of %lld tests (%.2g%%)", (long long)alarms,
+                  (long long)judged, judged ? 100.0 * double(alarms) / double(judged) : 0.0);
+    std::snprintf(b, sizeof b, "%lld of %lld (%.0f%%); other ops failing: %lld", (long long)missed,
+                  (long long)bugs, bugs ? 100.0 * double(missed) / double(bugs) : 0.0,
+                  (long long)elsewhere);
+    std::printf("%-10s %-40s %-40s\n", mode, a, b);
+  }
+  return 0;
+}
