@@ -188,7 +188,8 @@ void add_test(CLI::App& app, DevicePool& devices) {
       "(text, --json \"robustness\", --junit suites robustness.OP) and do not change the exit\n"
       "status unless --stress-strict.\n"
       "  tapml test --corpus stories.corpus --backend vulkan --stress\n"
-      "  tapml test --corpus stories.corpus --backend vulkan --stress x40,prefix-8192 --op attention");
+      "  tapml test --corpus stories.corpus --backend vulkan --stress x40,prefix-8192 --op "
+      "attention");
   c->add_option("--corpus", a->corpus, "corpus file made by tapml carve");
   c->add_flag("--conformance", a->conformance,
               "run the conformance suite (every op x dtypes x example) instead of a corpus");

@@ -115,17 +115,17 @@ namespace tapml {
 
 namespace {
 
-void replay_stress(Backend& target, const TestCase& carved, const std::vector<StressVariant>& variants,
-                   Backend& source, Backend& plain_f32, const TolerancePolicy& policy,
-                   std::vector<StressResult>& out) {
-  const double carved_magnitude = stressed_magnitude(carved);
+void replay_stress(Backend& target, const TestCase& carved,
+                   const std::vector<StressVariant>& variants, Backend& source, Backend& plain_f32,
+                   const TolerancePolicy& policy, std::vector<StressResult>& out) {
+  const ValueRange carved_range = stressed_range(carved);
   for (const StressVariant& v : variants) {
     std::optional<StressCase> c = make_stress_case(carved, v, source, plain_f32);
     if (!c) continue;
     StressResult s;
     s.variant = v.name();
-    s.magnitude = c->magnitude;
-    s.carved_magnitude = carved_magnitude;
+    s.range = c->range;
+    s.carved_range = carved_range;
     s.skipped = c->skipped;
     if (s.skipped.empty()) {
       s.result = replay_test(target, c->test, policy);
@@ -204,7 +204,8 @@ ReplayRun replay_corpus(const std::string& corpus_path, const std::string& targe
     TestCase t = corpus.load(mine[i].id);
     if (o.synthetic) t = synthesize(t, o.seed, *source, *plain_f32);
     run.results.push_back(replay_test(target, t, policy));
-    if (!o.stress.empty()) replay_stress(target, t, o.stress, *source, *plain_f32, policy, run.stress);
+    if (!o.stress.empty())
+      replay_stress(target, t, o.stress, *source, *plain_f32, policy, run.stress);
     if (o.on_result) o.on_result(i + 1, mine.size(), run.results.back());
     if (run.results.back().failed() && o.fail_fast) break;
   }

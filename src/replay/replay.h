@@ -32,11 +32,11 @@ struct TestResult {
 
 // One stress variant of a carved test, judged like the test; robustness, not the verdict.
 struct StressResult {
-  TestResult result;  // id, op, site and phase are the carved test's
-  std::string variant;  // StressVariant::name()
-  double magnitude = 0;         // the stressed quantity's largest |value| in the variant
-  double carved_magnitude = 0;  // the same in the carved test
-  std::string skipped;          // why the variant was not judged, or ""
+  TestResult result;        // id, op, site and phase are the carved test's
+  std::string variant;      // StressVariant::name()
+  ValueRange range;         // the stressed quantity's values in the variant
+  ValueRange carved_range;  // the same in the carved test
+  std::string skipped;      // why the variant was not judged, or ""
   bool failed() const { return skipped.empty() && result.failed(); }
 };
 

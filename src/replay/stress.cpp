@@ -116,15 +116,28 @@ int64_t non_finite(const Tensor& t) {
   return n;
 }
 
+// The smallest and largest of the values added; [0, 0] for none.
+struct Extent {
+  double low = INFINITY, high = -INFINITY;
+  void add(double v) {
+    low = std::min(low, v);
+    high = std::max(high, v);
+  }
+  void add(const Tensor& t) {
+    for (float v : t.to_f32()) add(v);
+  }
+  ValueRange range() const { return low <= high ? ValueRange{low, high} : ValueRange{}; }
+};
+
 // The scores exp sees: scale * q.k over each row's visible keys, soft-capped when the call
 // caps them.
-double largest_score(const TestCase& t) {
+ValueRange score_range(const TestCase& t) {
   const std::vector<float> q = t.inputs[0].to_f32(), k = t.inputs[1].to_f32();
   const int64_t T = t.inputs[0].shape()[0], P = t.inputs[1].shape()[0];
   const int64_t H = t.attrs.get_int("n_heads"), KV = t.attrs.get_int("n_kv_heads");
   const int64_t hd = t.attrs.get_int("head_dim"), window = int64_t(t.attrs.get_or("window", 0));
   const double scale = t.attrs.get("scale"), cap = t.attrs.get_or("softcap", 0);
-  double big = 0;
+  Extent scores;
   for (int64_t row = 0; row < T; ++row) {
     const int64_t last = P - T + row;
     const int64_t first = window > 0 ? std::max<int64_t>(0, last - window + 1) : 0;
@@ -137,17 +150,11 @@ double largest_score(const TestCase& t) {
         for (int64_t i = 0; i < hd; ++i) s += double(qh[i]) * kj[i];
         s *= scale;
         if (cap > 0) s = cap * std::tanh(s / cap);
-        big = std::max(big, std::fabs(s));
+        scores.add(s);
       }
     }
   }
-  return big;
-}
-
-double largest_abs(const Tensor& t) {
-  double big = 0;
-  for (float v : t.to_f32()) big = std::max(big, double(std::fabs(v)));
-  return big;
+  return scores.range();
 }
 
 }  // namespace
@@ -219,21 +226,24 @@ const char* stressed_quantity(Op op) {
   }
 }
 
-double stressed_magnitude(const TestCase& t) {
-  switch (t.op) {
-    case Op::Attention:
-      return largest_score(t);
-    case Op::Swiglu:
-      return largest_abs(t.inputs[0]);
-    case Op::SigmoidGate:
-      return largest_abs(t.inputs[1]);
-    default: {
-      double big = 0;
-      for (size_t i = 0; i < t.inputs.size(); ++i)
-        if (stressable(t, i)) big = std::max(big, largest_abs(t.inputs[i]));
-      return big;
-    }
+double ValueRange::magnitude() const { return std::max(std::fabs(low), std::fabs(high)); }
+
+std::string ValueRange::str() const {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "[%.3g, %.3g]", low, high);
+  return buf;
+}
+
+ValueRange stressed_range(const TestCase& t) {
+  if (t.op == Op::Attention) return score_range(t);
+  Extent values;
+  if (t.op == Op::Swiglu || t.op == Op::SigmoidGate) {
+    values.add(t.inputs[t.op == Op::Swiglu ? 0 : 1]);
+  } else {
+    for (size_t i = 0; i < t.inputs.size(); ++i)
+      if (stressable(t, i)) values.add(t.inputs[i]);
   }
+  return values.range();
 }
 
 std::optional<StressCase> make_stress_case(const TestCase& carved, const StressVariant& v,
@@ -244,7 +254,8 @@ std::optional<StressCase> make_stress_case(const TestCase& carved, const StressV
   s.test.kept_because = "stress " + v.name();
   if (v.kind == Kind::LongPrefix) {
     if (carved.op != Op::Attention || carved.inputs[1].shape()[0] >= v.prefix) return {};
-    for (size_t i : {size_t(1), size_t(2)}) s.test.inputs[i] = longer_prefix(carved.inputs[i], v.prefix);
+    for (size_t i : {size_t(1), size_t(2)})
+      s.test.inputs[i] = longer_prefix(carved.inputs[i], v.prefix);
   } else {
     if (v.kind == Kind::NearEqual && carved.op == Op::MoeRoute) return {};
     bool changed = false;
@@ -264,14 +275,14 @@ std::optional<StressCase> make_stress_case(const TestCase& carved, const StressV
     }
     if (!changed) return {};
   }
-  s.magnitude = stressed_magnitude(s.test);
+  s.range = stressed_range(s.test);
   for (const Tensor& x : s.test.inputs)
     if (!all_finite(x)) {
       s.skipped = "the pushed inputs overflow their dtype";
       return s;
     }
-  s.test.outputs = run_host_call(source, s.test.op, s.test.attrs, s.test.inputs, s.test.site.str())
-                       .outputs;
+  s.test.outputs =
+      run_host_call(source, s.test.op, s.test.attrs, s.test.inputs, s.test.site.str()).outputs;
   const std::vector<Tensor> plain = calibrate_noise(s.test, plain_f32);
   for (size_t i = 0; i < s.test.outputs.size(); ++i) {
     const int64_t before = i < carved.outputs.size() ? non_finite(carved.outputs[i]) : 0;

@@ -55,15 +55,22 @@ std::vector<StressVariant> parse_stress_variants(const std::string& list);
 bool value_constrained(Op op, size_t input);
 
 // What a variant of `op` pushes: "score" (attention: scale * q.k as exp sees it, after any
-// soft cap), "gate" (swiglu, sigmoid_gate), else "activation" (the largest input value).
+// soft cap), "gate" (swiglu, sigmoid_gate), else "activation" (every input a variant changes).
 const char* stressed_quantity(Op op);
-// The largest |value| of that quantity over the test's inputs.
-double stressed_magnitude(const TestCase& test);
+
+// The smallest and largest values of that quantity.
+struct ValueRange {
+  double low = 0, high = 0;
+  double magnitude() const;  // max(|low|, |high|): what a level multiplies
+  // "[-152, 21.9]"
+  std::string str() const;
+};
+ValueRange stressed_range(const TestCase& test);
 
 struct StressCase {
-  TestCase test;         // the variant: inputs pushed, outputs from the source, noise floors
-  double magnitude = 0;  // stressed_magnitude(test)
-  std::string skipped;   // why the variant cannot be judged, or "" when it can
+  TestCase test;        // the variant: inputs pushed, outputs from the source, noise floors
+  ValueRange range;     // stressed_range(test)
+  std::string skipped;  // why the variant cannot be judged, or "" when it can
 };
 
 // The variant `v` of `carved`, or nullopt when it does not apply to the call: nothing to

@@ -87,8 +87,8 @@ nlohmann::json robustness_json(const ReplayRun& run) {
   for (const StressResult& s : run.stress) {
     nlohmann::json t = result_json(s.result);
     t["variant"] = s.variant;
-    t["magnitude"] = s.magnitude;
-    t["carved_magnitude"] = s.carved_magnitude;
+    t["range"] = {s.range.low, s.range.high};
+    t["carved_range"] = {s.carved_range.low, s.carved_range.high};
     t["skipped"] = s.skipped;
     if (!s.skipped.empty()) t["check"] = "skipped";
     tests.push_back(std::move(t));
@@ -98,13 +98,13 @@ nlohmann::json robustness_json(const ReplayRun& run) {
   for (const RobustnessRow& row : summarize_robustness(run)) {
     nlohmann::json& op = per_op[row.op];
     op["quantity"] = stressed_quantity(parse_op(row.op));
-    op["carved_magnitude"] = row.carved_magnitude;
+    op["carved_range"] = {row.carved_range.low, row.carved_range.high};
     op["variants"][row.variant] = {{"tests", row.tests},
                                    {"passed", row.passed},
                                    {"failed", row.failed},
                                    {"skipped", row.skipped},
                                    {"not_offered", row.not_offered},
-                                   {"magnitude", row.magnitude},
+                                   {"range", {row.range.low, row.range.high}},
                                    {"worst_ratio", row.worst_ratio}};
     failed += row.failed;
     skipped += row.skipped;
@@ -135,18 +135,18 @@ nlohmann::json to_json(const ReplayRun& run) {
     not_offered += s.not_offered;
   }
   nlohmann::json j{{"format", "tapml-test-report"},
-          {"version", kTestReportVersion},
-          {"corpus", run.corpus},
-          {"backend", run.backend},
-          {"synthetic", run.synthetic},
-          {"shard", run.shard},
-          {"shards", run.shards},
-          {"summary",
-           {{"tests", run.results.size()},
-            {"failed", failed},
-            {"not_offered", not_offered},
-            {"per_op", per_op}}},
-          {"tests", tests}};
+                   {"version", kTestReportVersion},
+                   {"corpus", run.corpus},
+                   {"backend", run.backend},
+                   {"synthetic", run.synthetic},
+                   {"shard", run.shard},
+                   {"shards", run.shards},
+                   {"summary",
+                    {{"tests", run.results.size()},
+                     {"failed", failed},
+                     {"not_offered", not_offered},
+                     {"per_op", per_op}}},
+                   {"tests", tests}};
   if (!run.stress_variants.empty()) j["robustness"] = robustness_json(run);
   return j;
 }
@@ -176,8 +176,8 @@ ReplayRun replay_run_from_json(const nlohmann::json& j, const std::string& from)
         if (!s.skipped.empty()) judged["check"] = "pass";
         s.result = result_from_json(judged);
         s.variant = t.at("variant");
-        s.magnitude = t.at("magnitude");
-        s.carved_magnitude = t.at("carved_magnitude");
+        s.range = {t.at("range")[0], t.at("range")[1]};
+        s.carved_range = {t.at("carved_range")[0], t.at("carved_range")[1]};
         run.stress.push_back(std::move(s));
       }
     }
@@ -200,9 +200,9 @@ ReplayRun merge_runs(const std::vector<ReplayRun>& shards) {
         s.corpus == all.corpus && s.backend == all.backend && s.synthetic == all.synthetic,
         "reports to merge come from different runs (" + s.corpus + " on " + s.backend + " vs " +
             all.corpus + " on " + all.backend + ")");
-    TAPML_REQUIRE(s.stress_variants == all.stress_variants,
-                  "reports to merge ran different stress variants (" + s.corpus + " on " +
-                      s.backend + ")");
+    TAPML_REQUIRE(
+        s.stress_variants == all.stress_variants,
+        "reports to merge ran different stress variants (" + s.corpus + " on " + s.backend + ")");
     for (const TestResult& r : s.results) {
       TAPML_REQUIRE(seen.insert(r.id).second,
                     "test " + std::to_string(r.id) + " appears in two reports to merge");
@@ -213,20 +213,21 @@ ReplayRun merge_runs(const std::vector<ReplayRun>& shards) {
   std::sort(all.results.begin(), all.results.end(),
             [](const TestResult& a, const TestResult& b) { return a.id < b.id; });
   // Each test's variants stay in the order they ran.
-  std::stable_sort(all.stress.begin(), all.stress.end(),
-                   [](const StressResult& a, const StressResult& b) {
-                     return a.result.id < b.result.id;
-                   });
+  std::stable_sort(
+      all.stress.begin(), all.stress.end(),
+      [](const StressResult& a, const StressResult& b) { return a.result.id < b.result.id; });
   return all;
 }
 
 namespace {
 
-// "884", "2.21e+04": a magnitude in three digits.
-std::string number(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.3g", v);
-  return buf;
+ValueRange cover(const ValueRange& a, const ValueRange& b) {
+  return {std::min(a.low, b.low), std::max(a.high, b.high)};
+}
+
+// "score [-152, 21.9]"
+std::string range_text(Op op, const ValueRange& r) {
+  return std::string(stressed_quantity(op)) + " " + r.str();
 }
 
 std::string failure_what(const TestResult& r) {
@@ -239,18 +240,18 @@ std::string failure_what(const TestResult& r) {
 std::vector<RobustnessRow> summarize_robustness(const ReplayRun& run) {
   // Keyed by op, then the variant's place in the run's list (unknown names last).
   std::map<std::pair<std::string, size_t>, RobustnessRow> rows;
-  std::map<std::string, double> carved;
+  std::map<std::string, ValueRange> carved;
   for (const StressResult& s : run.stress) {
     const std::string op(op_name(s.result.op));
-    const size_t place = size_t(
-        std::find(run.stress_variants.begin(), run.stress_variants.end(), s.variant) -
-        run.stress_variants.begin());
+    const size_t place =
+        size_t(std::find(run.stress_variants.begin(), run.stress_variants.end(), s.variant) -
+               run.stress_variants.begin());
     RobustnessRow& row = rows[{op, place}];
     row.op = op;
     row.variant = s.variant;
-    row.tests++;
-    row.magnitude = std::max(row.magnitude, s.magnitude);
-    carved[op] = std::max(carved[op], s.carved_magnitude);
+    row.range = row.tests++ == 0 ? s.range : cover(row.range, s.range);
+    if (auto [at, fresh] = carved.try_emplace(op, s.carved_range); !fresh)
+      at->second = cover(at->second, s.carved_range);
     if (!s.skipped.empty()) {
       row.skipped++;
       continue;
@@ -267,7 +268,7 @@ std::vector<RobustnessRow> summarize_robustness(const ReplayRun& run) {
   }
   std::vector<RobustnessRow> out;
   for (auto& [key, row] : rows) {
-    row.carved_magnitude = carved[row.op];
+    row.carved_range = carved[row.op];
     out.push_back(std::move(row));
   }
   return out;
@@ -318,8 +319,8 @@ std::string junit_xml(const ReplayRun& run, const JunitOptions& options) {
       c.outcome = JunitOutcome::Skipped;
       c.message = !s.skipped.empty() ? "not judged: " + s.skipped : "not offered: " + r.not_offered;
     } else if (s.failed()) {
-      const std::string what = "at " + s.variant + " (|" + stressed_quantity(r.op) + "| " +
-                               number(s.magnitude) + "): " + failure_what(r);
+      const std::string what =
+          "at " + s.variant + " (" + range_text(r.op, s.range) + "): " + failure_what(r);
       c.outcome = options.stress_strict ? JunitOutcome::Failure : JunitOutcome::Skipped;
       c.type = r.error.empty() ? check_name(r.verdict.failed) : "error";
       c.message = options.stress_strict
@@ -327,8 +328,9 @@ std::string junit_xml(const ReplayRun& run, const JunitOptions& options) {
                       : "robustness failure, not part of the verdict (--stress-strict makes it "
                         "one): " +
                             what;
-      c.body = what + "\nreplay: " +
-               replay_command(r, run.corpus, run.backend, false, 1, s.variant) + "\n";
+      c.body = what +
+               "\nreplay: " + replay_command(r, run.corpus, run.backend, false, 1, s.variant) +
+               "\n";
     }
     suite.cases.push_back(std::move(c));
   }
@@ -387,17 +389,15 @@ std::string robustness_text(const ReplayRun& run, int max_failures) {
   std::string out =
       "\nrobustness: stress variants of the carved tests, reported apart from the verdict "
       "above\n";
-  std::snprintf(line, sizeof line, "%-12s %-16s %7s %7s %7s %7s %22s %10s\n", "op", "variant",
-                "tests", "passed", "failed", "skipped", "largest", "worst/tol");
+  std::snprintf(line, sizeof line, "%-12s %-16s %7s %7s %7s %7s %10s  %s\n", "op", "variant",
+                "tests", "passed", "failed", "skipped", "worst/tol", "range");
   out += line;
   auto row_line = [&](const std::string& op, const std::string& variant, int64_t tests,
-                      int64_t passed, int64_t failed, int64_t skipped, double magnitude,
+                      int64_t passed, int64_t failed, int64_t skipped, const ValueRange& range,
                       double ratio) {
-    const std::string largest = std::string("|") + stressed_quantity(parse_op(op)) + "| " +
-                                number(magnitude);
-    std::snprintf(line, sizeof line, "%-12s %-16s %7lld %7lld %7lld %7lld %22s %10.3g\n",
-                  op.c_str(), variant.c_str(), (long long)tests, (long long)passed,
-                  (long long)failed, (long long)skipped, largest.c_str(), ratio);
+    std::snprintf(line, sizeof line, "%-12s %-16s %7lld %7lld %7lld %7lld %10.3g  %s\n", op.c_str(),
+                  variant.c_str(), (long long)tests, (long long)passed, (long long)failed,
+                  (long long)skipped, ratio, range_text(parse_op(op), range).c_str());
     out += line;
   };
   // One sentence per op: where it holds and where it breaks.
@@ -407,29 +407,26 @@ std::string robustness_text(const ReplayRun& run, int max_failures) {
   for (size_t i = 0; i < rows.size();) {
     const std::string op = rows[i].op;
     const OpSummary own = carved.count(op) ? carved.at(op) : OpSummary{};
-    row_line(op, "carved", own.tests, own.passed, own.failed, 0, rows[i].carved_magnitude,
-             own.worst_ratio);
+    const ValueRange own_range = rows[i].carved_range;
+    row_line(op, "carved", own.tests, own.passed, own.failed, 0, own_range, own.worst_ratio);
     std::string holds, fails;
     for (; i < rows.size() && rows[i].op == op; ++i) {
       const RobustnessRow& r = rows[i];
-      row_line(op, r.variant, r.tests, r.passed, r.failed, r.skipped, r.magnitude, r.worst_ratio);
+      row_line(op, r.variant, r.tests, r.passed, r.failed, r.skipped, r.range, r.worst_ratio);
       variants += r.tests;
       failed += r.failed;
       skipped += r.skipped;
-      const std::string at = r.variant + " (" + number(r.magnitude) + ")";
+      const std::string at = r.variant + " " + r.range.str();
       if (r.failed > 0)
         fails += (fails.empty() ? "" : ", ") + at + ": " + std::to_string(r.failed) + " of " +
                  std::to_string(r.tests) + " " + r.first_check;
       else if (r.passed > 0)
         holds += ", " + at;
     }
-    const std::string quantity = std::string("|") + stressed_quantity(parse_op(op)) + "|";
-    std::string own_range = own.failed > 0 ? "fails its own range (" + quantity + " up to " +
-                                                 number(rows[i - 1].carved_magnitude) +
-                                                 ": the verdict above)"
-                                           : "holds its own range (" + quantity + " up to " +
-                                                 number(rows[i - 1].carved_magnitude) + ")";
-    verdicts += "  " + op + ": " + own_range + holds;
+    verdicts += "  " + op + " (" + stressed_quantity(parse_op(op)) + "): " +
+                (own.failed > 0 ? "fails its own range " + own_range.str() + " (the verdict above)"
+                                : "holds its own range " + own_range.str()) +
+                holds;
     if (!fails.empty()) {
       verdicts += "; fails " + fails;
       failing_ops.push_back(op);
@@ -439,9 +436,10 @@ std::string robustness_text(const ReplayRun& run, int max_failures) {
   out += verdicts;
   std::string names;
   for (const std::string& op : failing_ops) names += (names.empty() ? "" : ", ") + op;
-  out += "robustness: " + std::to_string(variants) + " variants, " + std::to_string(failed) +
-         " failed" + (names.empty() ? "" : " (" + names + ")") + ", " + std::to_string(skipped) +
-         " skipped (the source itself overflows there)";
+  out += "robustness: " + std::to_string(variants) +
+         (variants == 1 ? " variant, " : " variants, ") + std::to_string(failed) + " failed" +
+         (names.empty() ? "" : " (" + names + ")") + ", " + std::to_string(skipped) +
+         " skipped (where the source or f32 itself cannot hold them)";
   out += failed > 0 ? "; not part of the verdict unless --stress-strict\n" : "\n";
 
   // The first failing variant of each op and variant, with the command that replays it.
@@ -456,10 +454,9 @@ std::string robustness_text(const ReplayRun& run, int max_failures) {
     }
     const TestResult& r = s.result;
     out += "ROBUSTNESS FAIL #" + std::to_string(r.id) + " " + r.site + " (" +
-           std::string(op_name(r.op)) + ", " + r.phase + ") at " + s.variant + " (|" +
-           stressed_quantity(r.op) + "| " + number(s.magnitude) + "): " + failure_what(r) +
-           "\n  replay: " + replay_command(r, run.corpus, run.backend, false, 1, s.variant) +
-           "\n";
+           std::string(op_name(r.op)) + ", " + r.phase + ") at " + s.variant + " (" +
+           range_text(r.op, s.range) + "): " + failure_what(r) +
+           "\n  replay: " + replay_command(r, run.corpus, run.backend, false, 1, s.variant) + "\n";
     ++listed;
   }
   if (more > 0)

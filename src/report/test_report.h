@@ -25,10 +25,10 @@ std::map<std::string, OpSummary> summarize(const std::vector<TestResult>& result
 struct RobustnessRow {
   std::string op, variant;
   int64_t tests = 0, passed = 0, failed = 0, skipped = 0, not_offered = 0;
-  double magnitude = 0;         // the largest stressed |value| the variant reached
-  double carved_magnitude = 0;  // the same in the op's carved tests (its own range)
-  double worst_ratio = 0;       // of the judged variants
-  std::string first_check;      // the deciding check of the first failing variant
+  ValueRange range;         // the stressed quantity's values over the variants
+  ValueRange carved_range;  // the same over the op's carved tests: its own range
+  double worst_ratio = 0;   // of the judged variants
+  std::string first_check;  // the deciding check of the first failing variant
 };
 // By op (alphabetical), then variant in the order the run asked for them.
 std::vector<RobustnessRow> summarize_robustness(const ReplayRun& run);
