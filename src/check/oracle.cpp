@@ -19,6 +19,11 @@ constexpr double kUnitF32 = 0x1p-24;
 // S when every expected element is zero, so that E stays finite and any difference shows.
 constexpr double kTinyScale = 1e-30;
 
+// What an exp whose result falls below the smallest normal f32 (2^-126) may return instead:
+// Vulkan and OpenCL let a kernel flush subnormals to zero, and fast exps clamp their argument
+// near ln(2^-126). 16 x 2^-126 covers both.
+constexpr double kSubnormalExpError = 0x1p-122;
+
 // The bits run_host_call fills a fresh output with (a quiet NaN with payload 0xDEAD): an
 // element that still holds them after the call was never written by the kernel.
 constexpr uint32_t kUnwrittenBits = 0x7FC0DEAD;
@@ -394,7 +399,8 @@ OutputVerdict judge_output(const TolerancePolicy& policy, Op op, int64_t k, cons
     d += "noise floor 0";
   else
     d += "uncalibrated";
-  if (allowed) d += "; 8-bit activation allowance " + sci(allowance);
+  if (allowed)
+    d += (op == Op::Matmul ? "; 8-bit activation allowance " : "; exp allowance ") + sci(allowance);
   d += ")";
   if (m.worst_index >= 0)
     d += "; max abs " + sci(m.max_abs) + " at " + index_text(expected.shape(), m.worst_index);
@@ -405,6 +411,29 @@ OutputVerdict judge_output(const TolerancePolicy& policy, Op op, int64_t k, cons
 }
 
 }  // namespace
+
+std::vector<double> exp_allowance(const TolerancePolicy& policy, Op op,
+                                  std::span<const Tensor> inputs,
+                                  std::span<const Tensor> expected) {
+  if ((op != Op::Swiglu && op != Op::SigmoidGate) || expected.empty()) return {};
+  // The sigmoid's argument and the factor it multiplies, per output element: swiglu's gate
+  // and gate * up; sigmoid_gate's one gate per row and x.
+  const std::vector<float> a = inputs[0].to_f32(), b = inputs[1].to_f32();
+  const Tensor& out = expected[0];
+  const int64_t cols =
+      op == Op::SigmoidGate ? out.numel() / std::max<int64_t>(1, int64_t(b.size())) : 1;
+  double worst = 0, scale = 0;
+  for (int64_t i = 0; i < out.numel(); ++i) {
+    const double e = std::fabs(element(out, i));
+    const double x = op == Op::Swiglu ? a[size_t(i)] : b[size_t(i / cols)];
+    const double factor = op == Op::Swiglu ? double(a[size_t(i)]) * b[size_t(i)] : a[size_t(i)];
+    if (!std::isfinite(e) || !std::isfinite(x) || !std::isfinite(factor)) continue;
+    scale = std::max(scale, e);
+    worst = std::max(worst, kUnitF32 * (3 + 2 * std::fabs(x)) / (1 + std::exp(x)) * e +
+                                kSubnormalExpError * std::fabs(factor));
+  }
+  return {policy.exp_multiple * worst / (scale > 0 ? scale : kTinyScale)};
+}
 
 Verdict judge(const TolerancePolicy& policy, Op op, int64_t reduction_length,
               std::span<const Tensor> expected, std::span<const Tensor> actual,

@@ -82,6 +82,9 @@ class TolerancePolicy {
   // allowance (docs/oracle.md, "Quantized weights").
   double activation_multiple = 2;
   double activation_floor = 1.0 / 1024;
+  // swiglu, sigmoid_gate: how many times the error of an exp within the Vulkan
+  // specification's precision a target may reach (exp_allowance).
+  double exp_multiple = 2;
   // Tolerance of an op (in units of E) before calibration, for reduction length K:
   // floor = unit * sqrt(K) * 2^-24 * factor(op), with factor larger for ops that use
   // transcendental functions. Never below `min_tolerance`.
@@ -109,10 +112,23 @@ std::vector<double> activation_allowance(const TolerancePolicy& policy, Op op,
                                          std::span<const Tensor> inputs,
                                          std::span<const Tensor> expected);
 
+// The error a sigmoid may carry when its exp is as precise as the Vulkan specification
+// requires (3 + 2|x| ulp for exp(x); OpenCL's and CUDA's fast exps are of the same form) and
+// may flush or clamp results below the smallest normal f32, per output in units of E, or
+// empty for ops without such a sigmoid. For swiglu and sigmoid_gate, whose outputs are
+// a * sigmoid(x) (a = gate * up, or x): an exp off by d (relative) moves sigmoid(x) by
+// d (1 - sigmoid(x)), and one below 2^-126 may be off by up to 16 x 2^-126 absolute, so the
+// allowance is exp_multiple * max over the elements of
+// (2^-24 (3 + 2|x|) (1 - sigmoid(x)) |expected| + 2^-122 |a|) / S. It matters only for gates
+// far beyond a small model's range (stress variants): rows whose gates are all strongly
+// negative give outputs that are all tiny, and E then sees the exp's own error in full.
+std::vector<double> exp_allowance(const TolerancePolicy& policy, Op op,
+                                  std::span<const Tensor> inputs, std::span<const Tensor> expected);
+
 // Judges every output. `guards_intact` may be empty (no guard information). `noise` holds
 // one floor per output or is empty. Reduction length and dtype come from the catalog.
-// `allowance` is empty or holds one activation_allowance per output; an output's tolerance
-// is then the larger of its own and its allowance.
+// `allowance` is empty or holds one activation_allowance or exp_allowance per output; an
+// output's tolerance is then the larger of its own and its allowance.
 Verdict judge(const TolerancePolicy& policy, Op op, int64_t reduction_length,
               std::span<const Tensor> expected, std::span<const Tensor> actual,
               const std::vector<bool>& guards_intact, std::span<const double> noise,

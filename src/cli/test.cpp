@@ -1,5 +1,6 @@
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -19,12 +20,13 @@ namespace tapml::cli {
 
 namespace {
 struct TestArgs {
-  std::string corpus, backend, op, site, json_out, junit_out, shard;
+  std::string corpus, backend, op, site, json_out, junit_out, shard, stress;
   int max_failures = 20;
   Verbosity verbosity;
   std::vector<int64_t> ids;
   std::vector<std::string> merge;
   bool fail_fast = false, synthetic = false, conformance = false, allow_partial = false;
+  bool stress_given = false, stress_strict = false;
   uint64_t seed = 1;
 };
 
@@ -44,6 +46,7 @@ void finish(const TestArgs& a, const ReplayRun& run) {
   if (!a.junit_out.empty()) {
     JunitOptions o;
     if (a.merge.empty()) o.seed = a.seed;  // merged shards do not say which seed they ran
+    o.stress_strict = a.stress_strict;
     write_output(a.junit_out, junit_xml(run, o));
   }
   // The summary first, then the failures, as many as asked for: a broken kernel can fail
@@ -61,7 +64,12 @@ void finish(const TestArgs& a, const ReplayRun& run) {
         "... and %lld more failures (--max-failures 0 lists all; %s)\n",
         (long long)(failed - a.max_failures),
         (a.json_out.empty() ? "--json FILE keeps every one" : "all are in " + a.json_out).c_str());
-  if (failed > 0) throw ExitCode{ExitStatus::kChecksFailed};
+  // Robustness comes after the verdict and, unless asked, leaves the exit status to it.
+  std::fputs(robustness_text(run, a.max_failures).c_str(), stdout);
+  const bool robustness_failed = std::any_of(run.stress.begin(), run.stress.end(),
+                                             [](const StressResult& s) { return s.failed(); });
+  if (failed > 0 || (a.stress_strict && robustness_failed))
+    throw ExitCode{ExitStatus::kChecksFailed};
 }
 
 void merge(const TestArgs& a) {
@@ -78,6 +86,8 @@ void conformance(const TestArgs& a, DevicePool& devices) {
                       : !a.shard.empty() ? "--shard"
                       : a.synthetic      ? "--synthetic"
                       : a.fail_fast      ? "--fail-fast"
+                      : a.stress_given   ? "--stress"
+                      : a.stress_strict  ? "--stress-strict"
                                          : "";
   TAPML_REQUIRE_USAGE(other.empty(),
                       "test: --conformance runs the op catalog's own examples, not a corpus; " +
@@ -121,6 +131,8 @@ void test(const TestArgs& a, DevicePool& devices) {
   o.ids = a.ids;
   o.synthetic = a.synthetic;
   o.seed = a.seed;
+  if (a.stress_given || a.stress_strict)
+    o.stress = a.stress.empty() ? default_stress_variants() : parse_stress_variants(a.stress);
   o.fail_fast = a.fail_fast;
   o.allow_partial = a.allow_partial;
   Progress progress("replaying " + a.corpus, "tests", 0, a.verbosity.quiet);
@@ -162,7 +174,22 @@ void add_test(CLI::App& app, DevicePool& devices) {
       "\"not offered\" with its reason; that is not a failure. Exit status 0 only when no case\n"
       "fails. --op, --seed, --json and --junit apply; the same seed gives the same cases.\n"
       "  tapml test --conformance --backend vulkan\n"
-      "  tapml test --conformance --backend tcp://192.168.1.20:7000 --op attention --json c.json");
+      "  tapml test --conformance --backend tcp://192.168.1.20:7000 --op attention --json c.json\n"
+      "\n"
+      "--stress adds robustness: variants of every carved test with its shapes, attributes,\n"
+      "ids and positions, but values a small model never reaches and large models do:\n"
+      "  xN              activations times N (attention scores and gates grow by N)\n"
+      "  near-equal-xN   each row near-equal values (three digits) at N times its range\n"
+      "  prefix-N        attention over N keys (the carved ones repeated before them)\n"
+      "Default: x10,x40,x100,x1000,near-equal-x10,prefix-4096 (past exp's overflow at 11.09\n"
+      "in f16 and 88.7 in f32; large models' outliers reach hundreds to thousands). Each\n"
+      "variant's expected outputs come from ref and its noise from ref?acc=f32; a variant\n"
+      "where those overflow is skipped. Results follow the verdict in a section of their own\n"
+      "(text, --json \"robustness\", --junit suites robustness.OP) and do not change the exit\n"
+      "status unless --stress-strict.\n"
+      "  tapml test --corpus stories.corpus --backend vulkan --stress\n"
+      "  tapml test --corpus stories.corpus --backend vulkan --stress x40,prefix-8192 --op "
+      "attention");
   c->add_option("--corpus", a->corpus, "corpus file made by tapml carve");
   c->add_flag("--conformance", a->conformance,
               "run the conformance suite (every op x dtypes x example) instead of a corpus");
@@ -189,7 +216,18 @@ void add_test(CLI::App& app, DevicePool& devices) {
   c->add_option("--seed", a->seed, "seed of --synthetic inputs and of --conformance examples")
       ->check(kSeed)
       ->capture_default_str();
-  c->callback([a, &devices] { test(*a, devices); });
+  CLI::Option* stress =
+      c->add_option("--stress", a->stress,
+                    "also run stress variants of every test (robustness, apart from the "
+                    "verdict): a comma-separated list of xN, near-equal-xN, prefix-N, or none "
+                    "for the default set")
+          ->expected(0, 1);
+  c->add_flag("--stress-strict", a->stress_strict,
+              "robustness failures fail the run too (exit 1); implies --stress");
+  c->callback([a, stress, &devices] {
+    a->stress_given = stress->count() > 0;
+    test(*a, devices);
+  });
 }
 
 }  // namespace tapml::cli

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -29,9 +30,11 @@ TestResult replay_test(Backend& target, const TestCase& test, const TolerancePol
   auto t0 = std::chrono::steady_clock::now();
   try {
     HostCallResult got = run_host_call(target, test.op, test.attrs, test.inputs, test.site.str());
-    r.verdict =
-        judge(policy, test.op, reduction_length(test), test.outputs, got.outputs, got.guards_intact,
-              test.noise, activation_allowance(policy, test.op, test.inputs, test.outputs));
+    std::vector<double> allowance =
+        activation_allowance(policy, test.op, test.inputs, test.outputs);
+    if (allowance.empty()) allowance = exp_allowance(policy, test.op, test.inputs, test.outputs);
+    r.verdict = judge(policy, test.op, reduction_length(test), test.outputs, got.outputs,
+                      got.guards_intact, test.noise, allowance);
     r.pass = r.verdict.pass;
   } catch (const std::exception& e) {
     // run_host_call words a refusal "NAME cannot run OP: REASON".
@@ -47,11 +50,12 @@ TestResult replay_test(Backend& target, const TestCase& test, const TolerancePol
   return r;
 }
 
-void calibrate_noise(TestCase& test, Backend& plain_f32) {
+std::vector<Tensor> calibrate_noise(TestCase& test, Backend& plain_f32) {
   HostCallResult got = run_host_call(plain_f32, test.op, test.attrs, test.inputs, test.site.str());
   test.noise.clear();
   for (size_t i = 0; i < got.outputs.size(); ++i)
     test.noise.push_back(measure(test.outputs[i], got.outputs[i], 0).error);
+  return std::move(got.outputs);
 }
 
 TestCase synthesize(const TestCase& carved, uint64_t seed, Backend& source, Backend& plain_f32) {
@@ -62,10 +66,6 @@ TestCase synthesize(const TestCase& carved, uint64_t seed, Backend& source, Back
   std::uniform_real_distribution<float> uniform(-1.0f, 1.0f);
   for (size_t i = 0; i < t.inputs.size(); ++i) {
     const Tensor& src = carved.inputs[i];
-    // Float inputs whose values the op's meaning constrains keep them too: rope's
-    // freq_factors divide frequencies (one near 0 would make the angles huge), and
-    // moe_ffn's route says by its zeros which experts run.
-    if ((carved.op == Op::Rope && i == 2) || (carved.op == Op::MoeFfn && i == 1)) continue;
     if (src.dtype() == DType::I32) {
       // Token ids index the table (input 0 of embedding); positions keep their real values,
       // which the op's contract constrains (cache rows, causal offsets).
@@ -77,6 +77,7 @@ TestCase synthesize(const TestCase& carved, uint64_t seed, Backend& source, Back
       }
       continue;
     }
+    if (value_constrained(carved.op, i)) continue;
     if (is_block(src.dtype())) {  // quantized from the same draws
       std::vector<float> v(size_t(src.numel()));
       for (float& y : v) y = uniform(rng);
@@ -113,6 +114,34 @@ TestCase synthesize(const TestCase& carved, uint64_t seed, Backend& source, Back
 
 namespace tapml {
 
+namespace {
+
+void replay_stress(Backend& target, const TestCase& carved,
+                   const std::vector<StressVariant>& variants, Backend& source, Backend& plain_f32,
+                   const TolerancePolicy& policy, std::vector<StressResult>& out) {
+  const ValueRange carved_range = stressed_range(carved);
+  for (const StressVariant& v : variants) {
+    std::optional<StressCase> c = make_stress_case(carved, v, source, plain_f32);
+    if (!c) continue;
+    StressResult s;
+    s.variant = v.name();
+    s.range = c->range;
+    s.carved_range = carved_range;
+    s.skipped = c->skipped;
+    if (s.skipped.empty()) {
+      s.result = replay_test(target, c->test, policy);
+    } else {
+      s.result.id = carved.id;
+      s.result.op = carved.op;
+      s.result.site = carved.site.str();
+      s.result.phase = carved.phase.str();
+    }
+    out.push_back(std::move(s));
+  }
+}
+
+}  // namespace
+
 ReplayRun replay_corpus(const std::string& corpus_path, const std::string& target_uri,
                         const ReplayOptions& o) {
   TAPML_REQUIRE(
@@ -131,8 +160,13 @@ ReplayRun replay_corpus(const std::string& corpus_path, const std::string& targe
   DevicePool own;
   DevicePool& pool = o.pool ? *o.pool : own;
   Backend& target = pool.open(target_uri);
-  Backend* source = o.synthetic ? &pool.open("ref") : nullptr;
-  Backend* plain_f32 = o.synthetic ? &pool.open(kNoiseReference) : nullptr;
+  if (o.synthetic && !o.stress.empty())
+    throw UsageError(
+        "stress variants derive from the carved inputs, synthetic tests replace them: give "
+        "--stress or --synthetic, not both");
+  const bool recompute = o.synthetic || !o.stress.empty();
+  Backend* source = recompute ? &pool.open("ref") : nullptr;
+  Backend* plain_f32 = recompute ? &pool.open(kNoiseReference) : nullptr;
   std::vector<TestInfo> tests = corpus.list(o.op_regex, o.site_regex);
   if (tests.empty() && (!o.op_regex.empty() || !o.site_regex.empty())) {
     // A filter that selects nothing would "pass" a corpus it never ran: name what is there.
@@ -164,7 +198,8 @@ ReplayRun replay_corpus(const std::string& corpus_path, const std::string& targe
   for (size_t i = 0; i < tests.size(); ++i)
     if (int(i % size_t(o.shards)) == o.shard - 1) mine.push_back(tests[i]);
 
-  ReplayRun run{corpus_path, target_uri, o.synthetic, o.shard, o.shards, {}};
+  ReplayRun run{corpus_path, target_uri, o.synthetic, o.shard, o.shards, {}, {}, {}};
+  for (const StressVariant& v : o.stress) run.stress_variants.push_back(v.name());
   TolerancePolicy policy;
   for (size_t i = 0; i < mine.size(); ++i) {
     TestCase t = corpus.load(mine[i].id);
@@ -172,6 +207,8 @@ ReplayRun replay_corpus(const std::string& corpus_path, const std::string& targe
     if (o.synthetic) t = synthesize(t, o.seed, *source, *plain_f32);
     run.results.push_back(replay_test(target, t, policy));
     run.results.back().twin = twin;
+    if (!o.stress.empty())
+      replay_stress(target, t, o.stress, *source, *plain_f32, policy, run.stress);
     if (o.on_result) o.on_result(i + 1, mine.size(), run.results.back());
     if (run.results.back().failed() && o.fail_fast) break;
   }

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <map>
 #include <set>
 
 #include "replay/replay.h"
@@ -19,6 +20,17 @@ const ModelFile& stories() {
 const Tokenizer& stories_tokenizer() {
   static Tokenizer tok = load_tokenizer("", stories().gguf.get(), stories().config.vocab_size);
   return tok;
+}
+
+const std::string& stories_corpus(int steps) {
+  static std::map<int, std::string> made;
+  auto [at, fresh] = made.try_emplace(steps);
+  if (fresh) {
+    at->second = temp_dir() + "/stories_" + std::to_string(steps) + ".corpus";
+    carve_on_ref(stories(), at->second, stories_tokenizer().encode("Once upon a time", true),
+                 steps);
+  }
+  return at->second;
 }
 
 MigrateOptions stories_migrate_options(const std::string& target, int steps) {

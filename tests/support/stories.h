@@ -11,6 +11,9 @@ namespace tapml::testing {
 
 const ModelFile& stories();
 const Tokenizer& stories_tokenizer();
+// A corpus carved on ref from "Once upon a time" over `steps` positions: carved once per
+// test binary and steps, in a temporary folder.
+const std::string& stories_corpus(int steps);
 // Migrating stories260K onto `target` over `steps` positions of "Once upon a time".
 MigrateOptions stories_migrate_options(const std::string& target, int steps);
 
