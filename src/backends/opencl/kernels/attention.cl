@@ -95,9 +95,17 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void attention_vec(
   float mx = -INFINITY;
   for (uint j = first + tid; j <= last; j += WG) {
     global const float4* kj = k + (size_t)j * kw4;
-    float4 d = (float4)(0.0f);
-    for (uint i = 0; i < HD / 4; ++i) d = fma(qv[i], kj[i], d);
-    float dot = ((d.x + d.y) + (d.z + d.w)) * scale;
+    // In the order of the plain kernel (and of ref?acc=f32): at large scores a score's
+    // rounding moves its weight by as much, and stress variants reach such scores.
+    float dot = 0.0f;
+    for (uint i = 0; i < HD / 4; ++i) {
+      float4 kk = kj[i];
+      dot += qv[i].x * kk.x;
+      dot += qv[i].y * kk.y;
+      dot += qv[i].z * kk.z;
+      dot += qv[i].w * kk.w;
+    }
+    dot *= scale;
     if (cap > 0.0f) dot = cap * tanh_f32(dot / cap);
     s[j] = dot;
     mx = fmax(mx, dot);
