@@ -66,32 +66,30 @@ void Submitter::launch(cl_kernel kernel, const char* name, KernelArgs args, size
   push(std::move(c));
 }
 
-void Submitter::write_async(cl_mem mem, size_t offset, size_t bytes, const void* src) {
+Submitter::Command Submitter::transfer(Command::Kind kind, cl_mem mem, size_t offset,
+                                       size_t bytes) {
   Command c;
-  c.kind = Command::WriteAsync;
+  c.kind = kind;
   c.mem = mem;
   c.offset = offset;
   c.bytes = bytes;
+  return c;
+}
+
+void Submitter::write_async(cl_mem mem, size_t offset, size_t bytes, const void* src) {
+  Command c = transfer(Command::WriteAsync, mem, offset, bytes);
   c.src = src;
   push(std::move(c));
 }
 
 void Submitter::write(cl_mem mem, size_t offset, size_t bytes, const void* src) {
-  Command c;
-  c.kind = Command::Write;
-  c.mem = mem;
-  c.offset = offset;
-  c.bytes = bytes;
+  Command c = transfer(Command::Write, mem, offset, bytes);
   c.src = src;
   push_and_wait(std::move(c));
 }
 
 void Submitter::read(cl_mem mem, size_t offset, size_t bytes, void* dst) {
-  Command c;
-  c.kind = Command::Read;
-  c.mem = mem;
-  c.offset = offset;
-  c.bytes = bytes;
+  Command c = transfer(Command::Read, mem, offset, bytes);
   c.dst = dst;
   push_and_wait(std::move(c));
 }

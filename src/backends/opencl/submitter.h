@@ -79,6 +79,7 @@ class Submitter {
     uint64_t ticket = 0;  // for the commands a caller waits on
   };
 
+  static Command transfer(Command::Kind kind, cl_mem mem, size_t offset, size_t bytes);
   void push(Command c);
   void push_and_wait(Command c);
   void run();

@@ -4,6 +4,36 @@
 // reduced too, so long contexts keep f32 accuracy. Row t is query P - T + t (causal).
 // window (0: none) lets row t see keys last - window + 1 .. last; softcap (0: none) turns
 // each scaled score s into softcap * tanh(s / softcap). Key head of h: h / (H / KV).
+// The softmax of a row's scores s[first..last] in place, given each item's running max
+// (items strided by WG): the row max and the sum of exponentials tree-reduced in `red`;
+// returns 1 / sum, with s[j] = e^(s[j] - max) visible to the whole group.
+inline float softmax_row(local float* red, global float* s, uint first, uint last, uint tid,
+                         float mx) {
+  red[tid] = mx;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (uint r = WG / 2; r > 0; r >>= 1) {
+    if (tid < r) red[tid] = fmax(red[tid], red[tid + r]);
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  mx = red[0];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  float sum = 0.0f;
+  for (uint j = first + tid; j <= last; j += WG) {
+    float e = exp(s[j] - mx);
+    s[j] = e;
+    sum += e;
+  }
+  red[tid] = sum;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (uint r = WG / 2; r > 0; r >>= 1) {
+    if (tid < r) red[tid] += red[tid + r];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  float inv = 1.0f / red[0];
+  barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+  return inv;
+}
+
 kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void attention(
     global const uchar* qb, ulong qo, global const uchar* kb, ulong ko, global const uchar* vb,
     ulong vo, global uchar* ob, ulong oo, global float* score, uint T, uint P, uint H, uint KV,
@@ -28,28 +58,7 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void attention(
     s[j] = dot;
     mx = fmax(mx, dot);
   }
-  red[tid] = mx;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint r = WG / 2; r > 0; r >>= 1) {
-    if (tid < r) red[tid] = fmax(red[tid], red[tid + r]);
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  mx = red[0];
-  barrier(CLK_LOCAL_MEM_FENCE);
-  float sum = 0.0f;
-  for (uint j = first + tid; j <= last; j += WG) {
-    float e = exp(s[j] - mx);
-    s[j] = e;
-    sum += e;
-  }
-  red[tid] = sum;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint r = WG / 2; r > 0; r >>= 1) {
-    if (tid < r) red[tid] += red[tid + r];
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  float inv = 1.0f / red[0];
-  barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+  float inv = softmax_row(red, s, first, last, tid, mx);
   // Items split into `lanes` groups over keys for each of `dims` output dimensions.
   uint dims = min(hd, (uint)WG), lanes = WG / dims;
   global float* out = TENSOR(float, ob, oo) + (size_t)t * H * hd + (size_t)h * hd;
@@ -110,28 +119,7 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void attention_vec(
     s[j] = dot;
     mx = fmax(mx, dot);
   }
-  red[tid] = mx;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint r = WG / 2; r > 0; r >>= 1) {
-    if (tid < r) red[tid] = fmax(red[tid], red[tid + r]);
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  mx = red[0];
-  barrier(CLK_LOCAL_MEM_FENCE);
-  float sum = 0.0f;
-  for (uint j = first + tid; j <= last; j += WG) {
-    float e = exp(s[j] - mx);
-    s[j] = e;
-    sum += e;
-  }
-  red[tid] = sum;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint r = WG / 2; r > 0; r >>= 1) {
-    if (tid < r) red[tid] += red[tid + r];
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  float inv = 1.0f / red[0];
-  barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+  float inv = softmax_row(red, s, first, last, tid, mx);
   const uint dims = HD / 4, lanes = WG / dims;
   uint i = tid % dims, lane = tid / dims;
   float4 acc = (float4)(0.0f);

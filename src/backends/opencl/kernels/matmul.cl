@@ -107,6 +107,20 @@ inline float dot8(float8 w, float8 x, float acc) {
     acc += acc2_;                                                                    \
   }
 
+// The sum of v over the items of this item's team (lane 0 of the team gets the whole sum;
+// every item of the group must call it). red: the group's WG floats.
+inline float team_sum(local float* red, uint tid, uint lane, float v) {
+  red[tid] = v;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (uint s = TEAM / 2; s > 0; s >>= 1) {
+    if (lane < s) red[tid] += red[tid + s];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  v = red[tid];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  return v;
+}
+
 kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void gemv(
     global const uchar* xb, ulong xo, global const uchar* wb, ulong wo, global uchar* ob,
     ulong oo, uint K, uint N) {
@@ -119,13 +133,8 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void gemv(
     global const W_T* w = CTENSOR(W_T, wb, wo) + (size_t)n * K;
     ROW_DOT(acc, w, x, K, lane);
   }
-  red[tid] = acc;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint s = TEAM / 2; s > 0; s >>= 1) {
-    if (lane < s) red[tid] += red[tid + s];
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  if (lane == 0 && n < N) TENSOR(float, ob, oo)[n] = red[tid];
+  acc = team_sum(red, tid, lane, acc);
+  if (lane == 0 && n < N) TENSOR(float, ob, oo)[n] = acc;
 }
 
 // Decode matmuls fused with their neighbours (the backend holds calls back to find them):
@@ -207,23 +216,8 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void gemv_fused(
       ROW_DOT(acc, w, x, K, lane);
     }
   }
-  red[tid] = acc;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint s = TEAM / 2; s > 0; s >>= 1) {
-    if (lane < s) red[tid] += red[tid + s];
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  acc = red[tid];
-  barrier(CLK_LOCAL_MEM_FENCE);
-  if (mode == 1) {
-    red[tid] = up;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = TEAM / 2; s > 0; s >>= 1) {
-      if (lane < s) red[tid] += red[tid + s];
-      barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    up = red[tid];
-  }
+  acc = team_sum(red, tid, lane, acc);
+  if (mode == 1) up = team_sum(red, tid, lane, up);
   if (lane != 0 || row >= rows) return;
   global float* o = TENSOR(float, m == 0 ? o0b : m == 1 ? o1b : o2b,
                            m == 0 ? off.s4 : m == 1 ? off.s6 : off.s8);
