@@ -334,9 +334,11 @@ class VulkanBackend final : public Backend {
     }
     if (std::getenv("TAPML_VULKAN_STATS"))
       std::fprintf(stderr,
-                   "vulkan stats: %llu dispatches, %llu submissions, %.3f s waiting, %llu "
-                   "allocations, %.3f s in run(), %.3f write, %.3f read, %.3f alloc\n",
-                   (unsigned long long)dispatches_, (unsigned long long)submissions_, wait_s_,
+                   "vulkan stats: %llu dispatches, %llu barriers, %llu submissions, %.3f s "
+                   "waiting, %llu allocations, %.3f s in run(), %.3f write, %.3f read, %.3f "
+                   "alloc\n",
+                   (unsigned long long)dispatches_, (unsigned long long)barriers_,
+                   (unsigned long long)submissions_, wait_s_,
                    (unsigned long long)allocations_, run_s_, write_s_, read_s_, alloc_s_);
     vkDeviceWaitIdle(device_);
     for (auto& [id, b] : blocks_) destroy(b);
@@ -918,6 +920,7 @@ class VulkanBackend final : public Backend {
                          VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT |
                              VK_PIPELINE_STAGE_HOST_BIT,
                          0, 1, &mb, 0, nullptr, 0, nullptr);
+    ++barriers_;
   }
 
   void flush() {
@@ -1010,7 +1013,7 @@ class VulkanBackend final : public Backend {
   std::array<Groups, kOpCount> groups_{};  // workgroups a call of each op needs
   bool recording_ = false;
   uint32_t batched_ = 0;
-  uint64_t dispatches_ = 0, submissions_ = 0,
+  uint64_t dispatches_ = 0, barriers_ = 0, submissions_ = 0,
            allocations_ = 0;  // TAPML_VULKAN_STATS=1 prints them at exit
   double wait_s_ = 0, run_s_ = 0, write_s_ = 0, read_s_ = 0, alloc_s_ = 0;
 

@@ -11,7 +11,8 @@
 // of every earlier run(). Limits of the device (storage buffer range, workgroup counts,
 // allocation size) are checked in supports(), which refuses a call it cannot take with the
 // reason instead of letting run() fail. TAPML_VULKAN_STATS=1 prints, when the backend is
-// destroyed, its dispatches, submissions, allocations and the seconds spent waiting.
+// destroyed, its dispatches, pipeline barriers, submissions, allocations and the seconds
+// spent waiting.
 #pragma once
 #include <memory>
 #include <string>
