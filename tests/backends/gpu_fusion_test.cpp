@@ -146,10 +146,10 @@ struct Maker {
   std::mt19937& gen;
   DType wtype;
   Program& p;
+  size_t front = 16;  // bytes before each weight: 16 keeps the 16-byte loads of the gemv paths
   View weight(int64_t n, int64_t k) {
-    // 16 bytes in front keep 16-byte alignment (the gemv paths) for every dtype.
     Tensor t = f32_tensor({n, k}, normal(gen, n * k, 0.2f), wtype);
-    return {p.add(t, 16), 16, wtype, {n, k}};
+    return {p.add(t, front), front, wtype, {n, k}};
   }
   View f32(Shape s, float sd = 1.0f) {
     return {p.add(f32_tensor(s, normal(gen, s.numel(), sd))), 0, DType::F32, s};
@@ -158,28 +158,34 @@ struct Maker {
   View pos(int32_t at) { return {p.add(i32_tensor({1}, {at})), 0, DType::I32, {1}}; }
 };
 
-Attrs rope_attrs(int heads) {
-  return {
-      {"n_heads", heads}, {"head_dim", 16}, {"rope_dim", 16}, {"base", 10000.0}, {"pairing", 0.0}};
+Attrs rope_attrs(int heads, int head_dim = 16) {
+  return {{"n_heads", heads},
+          {"head_dim", head_dim},
+          {"rope_dim", head_dim},
+          {"base", 10000.0},
+          {"pairing", 0.0}};
 }
 
-Program decode_block(std::mt19937& gen, DType wt) {
+// One layer's decode calls: width D (hd-wide heads: D / hd for q, 2 for k and v), feed-forward
+// width F, `front` bytes before each weight.
+Program decode_block_of(std::mt19937& gen, DType wt, int64_t D, int64_t F, int hd, size_t front) {
   Program p;
-  Maker m{gen, wt, p};
+  Maker m{gen, wt, p, front};
+  const int64_t KV = 2 * hd;
   View x = m.f32({1, D}), nw = m.f32({D}), nw2 = m.f32({D});
-  View wq = m.weight(D, D), wk = m.weight(32, D), wv = m.weight(32, D), wo = m.weight(D, D);
+  View wq = m.weight(D, D), wk = m.weight(KV, D), wv = m.weight(KV, D), wo = m.weight(D, D);
   View wg = m.weight(F, D), wu = m.weight(F, D), wd = m.weight(D, F);
   View pos = m.pos(5);
-  View h = m.out({1, D}), q = m.out({1, D}), k = m.out({1, 32}), v = m.out({1, 32});
-  View qr = m.out({1, D}), kr = m.out({1, 32}), o = m.out({1, D}), x2 = m.out({1, D});
+  View h = m.out({1, D}), q = m.out({1, D}), k = m.out({1, KV}), v = m.out({1, KV});
+  View qr = m.out({1, D}), kr = m.out({1, KV}), o = m.out({1, D}), x2 = m.out({1, D});
   View h2 = m.out({1, D}), g = m.out({1, F}), u = m.out({1, F}), s = m.out({1, F});
   View d = m.out({1, D}), x3 = m.out({1, D});
   p.call(Op::RmsNorm, {{"eps", 1e-5}}, {x, nw}, {h});
   p.call(Op::Matmul, {}, {h, wq}, {q});
   p.call(Op::Matmul, {}, {h, wk}, {k});
   p.call(Op::Matmul, {}, {h, wv}, {v});
-  p.call(Op::Rope, rope_attrs(4), {q, pos}, {qr});
-  p.call(Op::Rope, rope_attrs(2), {k, pos}, {kr});
+  p.call(Op::Rope, rope_attrs(int(D / hd), hd), {q, pos}, {qr});
+  p.call(Op::Rope, rope_attrs(2, hd), {k, pos}, {kr});
   p.call(Op::Matmul, {}, {qr, wo}, {o});
   p.call(Op::Add, {}, {x, o}, {x2});
   p.call(Op::RmsNorm, {{"eps", 1e-5}}, {x2, nw2}, {h2});
@@ -189,6 +195,14 @@ Program decode_block(std::mt19937& gen, DType wt) {
   p.call(Op::Matmul, {}, {s, wd}, {d});
   p.call(Op::Add, {}, {x2, d}, {x3});
   return p;
+}
+
+Program decode_block(std::mt19937& gen, DType wt) { return decode_block_of(gen, wt, D, F, 16, 16); }
+
+// Widths that are not a multiple of 8 and weights 4 bytes off 16-byte alignment: the paths
+// that read one weight at a time.
+Program odd_decode_block(std::mt19937& gen, DType wt) {
+  return decode_block_of(gen, wt, 36, 52, 12, 4);
 }
 
 Program near_misses(std::mt19937& gen, DType wt) {
@@ -275,6 +289,7 @@ Program views_and_in_place(std::mt19937& gen, DType wt) {
 using Sequence = Program (*)(std::mt19937&, DType);
 const std::pair<const char*, Sequence> kSequences[] = {
     {"decode block", decode_block},
+    {"decode block of odd widths", odd_decode_block},
     {"near misses", near_misses},
     {"write between held calls", host_write_between_held_calls},
     {"views and in-place calls", views_and_in_place},
@@ -344,6 +359,9 @@ class GpuFusion : public ::testing::TestWithParam<std::tuple<const char*, DType>
 };
 
 TEST_P(GpuFusion, ADecodeBlockMatchesRef) { check(decode_block, "decode block"); }
+TEST_P(GpuFusion, ADecodeBlockOfOddWidthsMatchesRef) {
+  check(odd_decode_block, "decode block of odd widths");
+}
 TEST_P(GpuFusion, NearMissesRunUnfusedAndStillMatch) { check(near_misses, "near misses"); }
 TEST_P(GpuFusion, AHostWriteBetweenHeldCallsIsOrdered) {
   check(host_write_between_held_calls, "write between held calls");

@@ -593,8 +593,7 @@ class VulkanBackend final : public Backend {
       const DeviceTensor &x = c.inputs[0], &w = c.inputs[1];
       const bool float_weight =
           w.dtype == DType::F32 || w.dtype == DType::F16 || w.dtype == DType::BF16;
-      return x.shape[0] == 1 && float_weight && w.offset % 16 == 0 && w.shape[0] > 0 &&
-             gemv_fits(x.shape[1], with_norm);
+      return x.shape[0] == 1 && float_weight && w.shape[0] > 0 && gemv_fits(x.shape[1], with_norm);
     };
     h.launch_group = [this](FusedGroup& g) { launch_fused(g); };
     h.launch_rope = [this](const OpCall& c, const OpCall* second) { rope_launch(c, second); };
@@ -605,11 +604,10 @@ class VulkanBackend final : public Backend {
     if (fusion_) fusion_->flush();
   }
 
-  // gemv_fused takes rows of K % 8 == 0 weights; with the norm, the normed row and the
-  // reduction arrays must fit the device's shared memory.
+  // gemv_fused's shared memory (with the norm, the normed row too) must fit the device's.
   bool gemv_fits(int64_t K, bool with_norm) const {
     const int64_t shared = (with_norm ? K + 1 : 1) * 4 + 2 * int64_t(gemv_rows_) * 128 * 4;
-    return K > 0 && K % 8 == 0 && shared <= int64_t(facts_.props.limits.maxComputeSharedMemorySize);
+    return K > 0 && shared <= int64_t(facts_.props.limits.maxComputeSharedMemorySize);
   }
 
   // A matmul group as one gemv_fused dispatch: mode 0 plain, 1 with swiglu, 2 with the
@@ -646,12 +644,15 @@ class VulkanBackend final : public Backend {
     p.f[0] = norm ? float(g.norm->attrs.get("eps")) : 0.0f;
     const int64_t rows = mode == 0 ? int64_t(p.u[1]) + p.u[2] + p.u[3] : int64_t(p.u[1]);
     const int64_t rows_per_group = int64_t(128 / gemv_team_) * gemv_rows_;
+    // 16-byte weight loads when every row starts 16-byte aligned.
+    bool vec8 = K % 8 == 0;
+    for (const OpCall& c : mm) vec8 = vec8 && c.inputs[1].offset % 16 == 0;
     const DType w = mm[0].inputs[1].dtype;
     const std::string name = "gemv_fused." + std::string(dtype_name(w)) + "." +
-                             std::to_string(norm ? K : 0);
+                             std::to_string(norm ? K : 0) + (vec8 ? ".vec8" : "");
     if (!pipelines_.count(name))
       lazy_[name] = {shader_code_.at("gemv_fused"),
-                     {uint32_t(norm ? K : 0), weight_code(w), gemv_team_, gemv_rows_},
+                     {uint32_t(norm ? K : 0), weight_code(w), gemv_team_, gemv_rows_, vec8},
                      true};
     ++fused_;
     dispatch(name, bind, p, ceil_div(rows, rows_per_group));

@@ -12,10 +12,11 @@
 // and written to xn by workgroup 0, as the held rmsnorm call would have.
 //
 // A workgroup is 128 / TEAM teams of TEAM invocations; a team computes ROWS consecutive rows:
-// each invocation takes 8 consecutive weights at a time (one 16-byte load of f16 or bf16, two
-// of f32), strided over K, and after one barrier for all ROWS rows the team's partial sums are
-// added by its first invocation. So K % 8 == 0 and every weight starts 16-byte aligned (the
-// host checks both). GPUs take TEAM 32 (a warp's loads side by side), ROWS 1; a CPU device
+// each invocation takes weights strided over K, and after one barrier for all ROWS rows the
+// team's partial sums are added by its first invocation. With VEC8 (K % 8 == 0 and every
+// weight 16-byte aligned) an invocation takes 8 consecutive weights at a time, one 16-byte load
+// of f16 or bf16, two of f32; else one at a time, from 32-bit words. GPUs take TEAM 32 (a
+// warp's loads side by side), ROWS 1; a CPU device
 // (lavapipe, which runs a barrier as a switch of every SIMD slice of the group) takes a team
 // of its SIMD width and several rows, so that a barrier serves many rows.
 // Bindings: x, nw, xn, w0, o0, w1, o1, w2, o2, r. u0 = K, u1..u3 = N0..N2, u4 = mode, u6 bit 0:
@@ -25,15 +26,20 @@ layout(constant_id = 0) const uint NORM_K = 0u;
 layout(constant_id = 1) const uint WTYPE = 0u;  // 0 f32, 1 f16, 2 bf16
 layout(constant_id = 2) const uint TEAM = 32u;
 layout(constant_id = 3) const uint ROWS = 1u;
+layout(constant_id = 4) const bool VEC8 = true;
 layout(local_size_x = 128) in;
 layout(binding = 0) readonly buffer X { float x[]; };
 layout(binding = 1) readonly buffer NW { float nw[]; };
 layout(binding = 2) writeonly buffer XN { float xn[]; };
+// The weights as 16-byte vectors (VEC8) and as 32-bit words.
 layout(binding = 3) readonly buffer W0 { uvec4 w0[]; };
+layout(binding = 3) readonly buffer W0s { uint w0s[]; };
 layout(binding = 4) writeonly buffer O0 { float o0[]; };
 layout(binding = 5) readonly buffer W1 { uvec4 w1[]; };
+layout(binding = 5) readonly buffer W1s { uint w1s[]; };
 layout(binding = 6) writeonly buffer O1 { float o1[]; };
 layout(binding = 7) readonly buffer W2 { uvec4 w2[]; };
+layout(binding = 7) readonly buffer W2s { uint w2s[]; };
 layout(binding = 8) writeonly buffer O2 { float o2[]; };
 layout(binding = 9) readonly buffer R { float r[]; };
 shared float xs[NORM_K + 1u];
@@ -63,6 +69,19 @@ void weights8(uint m, uint e, out vec4 a, out vec4 b) {
     }
   }
 }
+
+// Weight e of matrix m, counted from its first element (of any alignment its dtype allows).
+float weight1(uint m, uint e) {
+  uint o = pc.o[3u + 2u * m];
+  uint word_at = WTYPE == 0u ? o / 4u + e : (o / 2u + e) / 2u;
+  uint word = m == 0u ? w0s[word_at] : m == 1u ? w1s[word_at] : w2s[word_at];
+  if (WTYPE == 0u) return uintBitsToFloat(word);
+  uint bits = ((o / 2u + e) & 1u) != 0u ? word >> 16 : word & 0xFFFFu;
+  return WTYPE == 1u ? unpackHalf2x16(bits).x : uintBitsToFloat(bits << 16);
+}
+
+// Input k of the (normed) row.
+float input1(uint k) { return NORM_K > 0u ? xs[k] : x[pc.o[0] / 4u + k]; }
 
 // Inputs k .. k + 7 of the (normed) row.
 void inputs8(uint k, out vec4 a, out vec4 b) {
@@ -115,7 +134,7 @@ void main() {
     uint m, n;
     locate(row, m, n);
     float acc = 0.0, up = 0.0;
-    if (row < rows) {
+    if (row < rows && VEC8) {
       for (uint k = lane * 8u; k < K; k += TEAM * 8u) {
         vec4 xa, xb, wa, wb;
         inputs8(k, xa, xb);
@@ -125,6 +144,12 @@ void main() {
           weights8(1u, n * K + k, wa, wb);
           up += dot(wa, xa) + dot(wb, xb);
         }
+      }
+    } else if (row < rows) {
+      for (uint k = lane; k < K; k += TEAM) {
+        float xv = input1(k);
+        acc += weight1(m, n * K + k) * xv;
+        if (mode == 1u) up += weight1(1u, n * K + k) * xv;
       }
     }
     red[j * 128u + tid] = acc;
