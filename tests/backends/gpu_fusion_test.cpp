@@ -12,6 +12,7 @@
 // unordered (lavapipe runs dispatches one at a time, so results alone cannot show that).
 // A backend absent from the build or the machine skips, saying why.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -25,7 +26,6 @@
 #include <sstream>
 #include <string>
 #include <tuple>
-#include <unistd.h>
 #include <vector>
 
 #include "backend/registry.h"
@@ -240,7 +240,7 @@ Program host_write_between_held_calls(std::mt19937& gen, DType wt) {
   View x = m.f32({1, D}), nw = m.f32({D}), w = m.weight(40, D);
   View h = m.out({1, D}), a = m.out({1, 40}), b = m.out({1, 40});
   p.call(Op::RmsNorm, {{"eps", 1e-6}}, {x, nw}, {h});
-  p.call(Op::Matmul, {}, {h, w}, {a});                      // held with the norm
+  p.call(Op::Matmul, {}, {h, w}, {a});                          // held with the norm
   p.write(x.buffer, f32_tensor({1, D}, normal(gen, D, 3.0f)));  // x changes before anything ran
   p.call(Op::RmsNorm, {{"eps", 1e-6}}, {x, nw}, {h});
   p.call(Op::Matmul, {}, {h, w}, {b});
@@ -270,9 +270,9 @@ Program views_and_in_place(std::mt19937& gen, DType wt) {
   p.call(Op::Matmul, {}, {y, w}, {b});  // independent of the one before
   p.call(Op::Add, {}, {a, b}, {e});
   p.call(Op::RmsNorm, {{"eps", 1e-6}}, {e, nw}, {c});
-  p.call(Op::Add, {}, {x, y}, {e});                // overwrites what rmsnorm read
-  p.call(Op::Add, {}, {b_head, b_head}, {c_tail});  // overwrites the second half of c
-  p.call(Op::Matmul, {}, {c, w}, {d});             // reads all of c
+  p.call(Op::Add, {}, {x, y}, {e});                             // overwrites what rmsnorm read
+  p.call(Op::Add, {}, {b_head, b_head}, {c_tail});              // overwrites the second half of c
+  p.call(Op::Matmul, {}, {c, w}, {d});                          // reads all of c
   p.write(y.buffer, f32_tensor({1, D}, normal(gen, D, 2.0f)));  // add(x, y) above read y
   p.call(Op::Add, {}, {y, e}, {a});
   p.call(Op::KvStore, {}, {kc, vc, k, v, pos}, {kc, vc});
@@ -370,13 +370,13 @@ TEST_P(GpuFusion, ViewsAndInPlaceCallsKeepTheirOrder) {
   check(views_and_in_place, "views and in-place calls");
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    BackendsAndWeightTypes, GpuFusion,
-    ::testing::Combine(::testing::Values("opencl", "vulkan", "vulkan_team32"),
-                       ::testing::Values(DType::F32, DType::F16, DType::BF16)),
-    [](const auto& info) {
-      return std::string(std::get<0>(info.param)) + "_" + std::string(dtype_name(std::get<1>(info.param)));
-    });
+INSTANTIATE_TEST_SUITE_P(BackendsAndWeightTypes, GpuFusion,
+                         ::testing::Combine(::testing::Values("opencl", "vulkan", "vulkan_team32"),
+                                            ::testing::Values(DType::F32, DType::F16, DType::BF16)),
+                         [](const auto& info) {
+                           return std::string(std::get<0>(info.param)) + "_" +
+                                  std::string(dtype_name(std::get<1>(info.param)));
+                         });
 
 // ---- Vulkan under the validation layer's synchronization checks.
 
@@ -403,8 +403,8 @@ TEST(GpuFusion, VulkanBarriersPassSynchronizationValidation) {
   if (!has_validation_layer())
     GTEST_SKIP() << "VK_LAYER_KHRONOS_validation is not installed (Debian: "
                     "vulkan-validationlayers)";
-  const std::filesystem::path dir = std::filesystem::temp_directory_path() /
-                                    ("tapml-sync-" + std::to_string(getpid()));
+  const std::filesystem::path dir =
+      std::filesystem::temp_directory_path() / ("tapml-sync-" + std::to_string(getpid()));
   std::filesystem::create_directories(dir);
   const std::filesystem::path log = dir / "validation.log";
   {

@@ -1,12 +1,17 @@
-// The vulkan backend. One instance, device and queue per backend; one descriptor set layout
-// (six storage buffers) and one push-constant block shared by every pipeline, so binding a
-// call is the same code for every op. Buffers live in device-local memory; when that memory
-// is also host-visible (integrated GPUs, lavapipe) it is mapped and written directly, else
-// writes and reads go through a host-visible staging buffer.
+// The vulkan backend. One instance, device and queue per backend; two descriptor set layouts
+// (six storage buffers for most shaders, ten for the fused ones, where the device allows) and
+// one push-constant block shared by every pipeline, so binding a call is the same code for
+// every op. Buffers live in device-local memory; when that memory is also host-visible
+// (integrated GPUs, lavapipe) it is mapped and written directly, else writes and reads go
+// through a host-visible staging buffer.
 //
-// Calls are recorded into one command buffer, each dispatch followed by a full
-// compute-to-compute barrier (the model's calls form a chain), and submitted when the host
-// needs results: write(), read(), sync(), a check that reads a device value, or a full batch.
+// Calls are recorded into one command buffer and submitted when the host needs results:
+// read(), sync(), a large write, a check that reads a device value, or a full batch. A small
+// write is recorded too (vkCmdUpdateBuffer), in order with the dispatches. Barriers are
+// recorded only on hazards (Hazards below: a dispatch that reads or writes what was written
+// since the last barrier, or writes what was read since), and once at the end of a batch that
+// wrote anything, for the host. A decode step's calls form a chain, so fusing them (fewer,
+// larger dispatches: gemv_fused.comp, rope's *_pair variants) is what removes most barriers.
 #include "backends/vulkan/vulkan_backend.h"
 
 #include <vulkan/vulkan.h>
@@ -348,8 +353,8 @@ class VulkanBackend final : public Backend {
     // TAPML_VULKAN_GEMV=TEAM,ROWS sets them, to tune a new device (TEAM a power of 2 up to 128).
     if (const char* g = std::getenv("TAPML_VULKAN_GEMV")) {
       unsigned team = 0, rows = 0;
-      TAPML_REQUIRE_USAGE(std::sscanf(g, "%u,%u", &team, &rows) == 2 && team >= 1 &&
-                              team <= 128 && (team & (team - 1)) == 0 && rows >= 1 && rows <= 64,
+      TAPML_REQUIRE_USAGE(std::sscanf(g, "%u,%u", &team, &rows) == 2 && team >= 1 && team <= 128 &&
+                              (team & (team - 1)) == 0 && rows >= 1 && rows <= 64,
                           std::string("TAPML_VULKAN_GEMV='") + g +
                               "': want TEAM,ROWS with TEAM a power of 2 up to 128 and ROWS 1-64");
       gemv_team_ = team, gemv_rows_ = rows;
@@ -419,8 +424,8 @@ class VulkanBackend final : public Backend {
                    "s in run(), %.3f write, %.3f read, %.3f alloc\n",
                    (unsigned long long)dispatches_, (unsigned long long)fused_,
                    (unsigned long long)barriers_, (unsigned long long)submissions_,
-                   (unsigned long long)recorded_writes_, wait_s_,
-                   (unsigned long long)allocations_, run_s_, write_s_, read_s_, alloc_s_);
+                   (unsigned long long)recorded_writes_, wait_s_, (unsigned long long)allocations_,
+                   run_s_, write_s_, read_s_, alloc_s_);
     vkDeviceWaitIdle(device_);
     for (auto& [id, b] : blocks_) destroy(b);
     for (auto& [cap, list] : spare_)
@@ -489,8 +494,8 @@ class VulkanBackend final : public Backend {
     Timer timer{write_s_};
     const Block& b = block(id, offset, bytes, "write");
     if (fusion_ && fusion_->holds(id)) flush_held();
-    if (bytes > 0 && (recording_ || !direct_) && bytes <= kRecordedWriteBytes &&
-        offset % 4 == 0 && bytes % 4 == 0) {
+    if (bytes > 0 && (recording_ || !direct_) && bytes <= kRecordedWriteBytes && offset % 4 == 0 &&
+        bytes % 4 == 0) {
       begin();
       const Hazards::Access a{b.buffer, offset, offset + bytes, true};
       access({&a, 1});
@@ -584,21 +589,25 @@ class VulkanBackend final : public Backend {
   std::unique_ptr<CallFusion> fusion_;
 
   void start_fusion() {
-    CallFusion::Hooks h;
-    h.can_hold_norm = [this](const OpCall& c) {
-      const DeviceTensor &x = c.inputs[0], &w = c.inputs[1];
-      return x.shape[0] == 1 && w.dtype == DType::F32 && gemv_fits(x.shape[1], true);
+    auto float_weight = [](DType t) {
+      return t == DType::F32 || t == DType::F16 || t == DType::BF16;
     };
-    h.can_hold_matmul = [this](const OpCall& c, bool with_norm) {
-      const DeviceTensor &x = c.inputs[0], &w = c.inputs[1];
-      const bool float_weight =
-          w.dtype == DType::F32 || w.dtype == DType::F16 || w.dtype == DType::BF16;
-      return x.shape[0] == 1 && float_weight && w.shape[0] > 0 && gemv_fits(x.shape[1], with_norm);
-    };
-    h.launch_group = [this](FusedGroup& g) { launch_fused(g); };
-    h.launch_rope = [this](const OpCall& c, const OpCall* second) { rope_launch(c, second); };
-    h.run = [this](const OpCall& c) { kernels_.run(c, "vulkan"); };
-    fusion_ = std::make_unique<CallFusion>(std::move(h));
+    fusion_ = std::make_unique<CallFusion>(CallFusion::Hooks{
+        .can_hold_norm =
+            [this](const OpCall& c) {
+              return c.inputs[0].shape[0] == 1 && c.inputs[1].dtype == DType::F32 &&
+                     gemv_fits(c.inputs[0].shape[1], true);
+            },
+        .can_hold_matmul =
+            [this, float_weight](const OpCall& c, bool with_norm) {
+              const DeviceTensor &x = c.inputs[0], &w = c.inputs[1];
+              return x.shape[0] == 1 && float_weight(w.dtype) && w.shape[0] > 0 &&
+                     gemv_fits(x.shape[1], with_norm);
+            },
+        .launch_group = [this](FusedGroup& g) { launch_fused(g); },
+        .launch_rope = [this](const OpCall& c, const OpCall* second) { rope_launch(c, second); },
+        .run = [this](const OpCall& c) { kernels_.run(c, "vulkan"); },
+    });
   }
   void flush_held() {
     if (fusion_) fusion_->flush();
@@ -614,9 +623,9 @@ class VulkanBackend final : public Backend {
   // residual add (shaders/gemv_fused.comp).
   void launch_fused(const FusedGroup& g) {
     const bool norm = g.norm.has_value();
-    const uint32_t mode = g.epilogue == FusedGroup::Swiglu ? 1
-                          : g.epilogue == FusedGroup::Add  ? 2
-                                                           : 0;
+    static_assert(FusedGroup::None == 0 && FusedGroup::Swiglu == 1 && FusedGroup::Add == 2,
+                  "the shader's modes are the epilogues' values");
+    const uint32_t mode = uint32_t(g.epilogue);
     const std::vector<OpCall>& mm = g.matmuls;
     const int64_t K = mm[0].inputs[0].shape[1];
     std::vector<Binding> bind(kWideBindings);
@@ -780,7 +789,8 @@ class VulkanBackend final : public Backend {
   }
 
   void attention(const OpCall& c) {
-    std::vector<Binding> bind = bindings(c, {&c.inputs[0], &c.inputs[1], &c.inputs[2], &c.outputs[0]});
+    std::vector<Binding> bind =
+        bindings(c, {&c.inputs[0], &c.inputs[1], &c.inputs[2], &c.outputs[0]});
     const Block& s = scratch(scratch_bytes(c));
     bind.push_back({&s, 0, scratch_bytes(c), true});
     Params p;
@@ -1080,7 +1090,7 @@ class VulkanBackend final : public Backend {
 
   // `constants` are the shader's specialization constants 0, 1, ...
   const Pipeline& add_pipeline(const ShaderCode& code, const std::string& name,
-                                      const std::vector<uint32_t>& constants, bool wide) {
+                               const std::vector<uint32_t>& constants, bool wide) {
     VkShaderModuleCreateInfo smci{VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO};
     smci.codeSize = code.words * 4;
     smci.pCode = code.spirv;
@@ -1092,8 +1102,7 @@ class VulkanBackend final : public Backend {
     cpci.stage.module = module;
     cpci.stage.pName = "main";
     std::vector<VkSpecializationMapEntry> entries;
-    for (uint32_t i = 0; i < constants.size(); ++i)
-      entries.push_back({i, i * 4, sizeof(uint32_t)});
+    for (uint32_t i = 0; i < constants.size(); ++i) entries.push_back({i, i * 4, sizeof(uint32_t)});
     VkSpecializationInfo spec{uint32_t(entries.size()), entries.data(), constants.size() * 4,
                               constants.data()};
     if (!constants.empty()) cpci.stage.pSpecializationInfo = &spec;
