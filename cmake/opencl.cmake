@@ -63,7 +63,8 @@ function(tapml_opencl_configure target)
   endif()
   set_source_files_properties(${TAPML_OPENCL_SOURCES} PROPERTIES INCLUDE_DIRECTORIES "${includes}")
   file(GLOB users CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/src/backends/builtin.cpp
-       ${CMAKE_SOURCE_DIR}/tests/backends/opencl_*_test.cpp)
+       ${CMAKE_SOURCE_DIR}/tests/backends/opencl_*_test.cpp
+       ${CMAKE_SOURCE_DIR}/tests/backends/gpu_*_test.cpp)
   set_source_files_properties(${users} PROPERTIES COMPILE_DEFINITIONS TAPML_WITH_OPENCL)
   target_link_libraries(${target} PUBLIC ${CMAKE_DL_LIBS})
 endfunction()

@@ -19,12 +19,17 @@ foreach(comp ${TAPML_VULKAN_COMPS})
   get_filename_component(name ${comp} NAME_WE)
   list(APPEND TAPML_VULKAN_SHADERS ${name})
 endforeach()
-# rope_f64: the angle in f64; *_factors: rope's optional freq_factors; attention_options:
-# attention's optional window and softcap (calls without them keep the plain shaders).
+# VARIANT=SHADER:DEFINE[,DEFINE...]. rope_f64: the angle in f64; *_factors: rope's optional
+# freq_factors; *_pair: two tensors (q and k) in one dispatch; attention_options: attention's
+# optional window and softcap (calls without them keep the plain shaders).
 set(TAPML_VULKAN_VARIANTS
     rope_f64=rope:ROPE_F64
     rope_factors=rope:ROPE_FACTORS
-    rope_f64_factors=rope:ROPE_F64_FACTORS
+    rope_f64_factors=rope:ROPE_F64,ROPE_FACTORS
+    rope_pair=rope:ROPE_PAIR
+    rope_f64_pair=rope:ROPE_F64,ROPE_PAIR
+    rope_factors_pair=rope:ROPE_FACTORS,ROPE_PAIR
+    rope_f64_factors_pair=rope:ROPE_F64,ROPE_FACTORS,ROPE_PAIR
     attention_options=attention:ATTENTION_OPTIONS)
 foreach(v ${TAPML_VULKAN_VARIANTS})
   string(REGEX REPLACE "=.*" "" name ${v})
@@ -66,7 +71,8 @@ function(tapml_vulkan_configure target)
       foreach(v ${TAPML_VULKAN_VARIANTS})
         if(v MATCHES "^${name}=([^:]+):(.+)$")
           set(comp ${CMAKE_MATCH_1})
-          set(defs -D${CMAKE_MATCH_2})
+          string(REPLACE "," ";" names ${CMAKE_MATCH_2})
+          list(TRANSFORM names PREPEND -D OUTPUT_VARIABLE defs)
         endif()
       endforeach()
       add_custom_command(OUTPUT ${out}

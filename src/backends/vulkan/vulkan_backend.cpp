@@ -1,12 +1,17 @@
-// The vulkan backend. One instance, device and queue per backend; one descriptor set layout
-// (six storage buffers) and one push-constant block shared by every pipeline, so binding a
-// call is the same code for every op. Buffers live in device-local memory; when that memory
-// is also host-visible (integrated GPUs, lavapipe) it is mapped and written directly, else
-// writes and reads go through a host-visible staging buffer.
+// The vulkan backend. One instance, device and queue per backend; two descriptor set layouts
+// (six storage buffers for most shaders, ten for the fused ones, where the device allows) and
+// one push-constant block shared by every pipeline, so binding a call is the same code for
+// every op. Buffers live in device-local memory; when that memory is also host-visible
+// (integrated GPUs, lavapipe) it is mapped and written directly, else writes and reads go
+// through a host-visible staging buffer.
 //
-// Calls are recorded into one command buffer, each dispatch followed by a full
-// compute-to-compute barrier (the model's calls form a chain), and submitted when the host
-// needs results: write(), read(), sync(), a check that reads a device value, or a full batch.
+// Calls are recorded into one command buffer and submitted when the host needs results:
+// read(), sync(), a large write, a check that reads a device value, or a full batch. A small
+// write is recorded too (vkCmdUpdateBuffer), in order with the dispatches. Barriers are
+// recorded only on hazards (Hazards below: a dispatch that reads or writes what was written
+// since the last barrier, or writes what was read since), and once at the end of a batch that
+// wrote anything, for the host. A decode step's calls form a chain, so fusing them (fewer,
+// larger dispatches: gemv_fused.comp, rope's *_pair variants) is what removes most barriers.
 #include "backends/vulkan/vulkan_backend.h"
 
 #include <vulkan/vulkan.h>
@@ -23,6 +28,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "backend/call_fusion.h"
 #include "backend/host_shadow.h"
 #include "backend/kernel_table.h"
 #include "core/dtype.h"
@@ -41,13 +47,18 @@ struct ShaderCode {
 };
 #include "shader_table.inc"
 
-constexpr uint32_t kBindings = 6;
+// Storage buffers per dispatch: most shaders take 6 (within what every device offers), the
+// fused ones (gemv_fused, rope *_pair) 10, on devices that allow that many per stage.
+constexpr uint32_t kBindings = 6, kWideBindings = 10;
 constexpr uint32_t kMaxBatch = 512;  // dispatches per submission (descriptor pool size)
 constexpr size_t kStagingBytes = size_t(64) << 20;
+// A host write this small (vkCmdUpdateBuffer's limit) is recorded in order with the pending
+// dispatches instead of waiting for them: a decode step's token ids and positions.
+constexpr size_t kRecordedWriteBytes = 65536;
 
 // Mirrors the push-constant block of shaders/common.glsl.
 struct Params {
-  uint32_t o[6] = {};
+  uint32_t o[kWideBindings] = {};
   uint32_t u[8] = {};
   float f[2] = {};
 };
@@ -137,17 +148,21 @@ struct DeviceFacts {
   VkDeviceSize local_memory = 0;
   bool f64 = false;
   bool storage16 = false;
+  uint32_t subgroup = 0;  // invocations per subgroup
 };
 
 DeviceFacts device_facts(VkPhysicalDevice d) {
   DeviceFacts f;
+  VkPhysicalDeviceSubgroupProperties sub{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_SUBGROUP_PROPERTIES};
   VkPhysicalDeviceMaintenance3Properties m3{
       VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_MAINTENANCE_3_PROPERTIES};
+  m3.pNext = &sub;
   VkPhysicalDeviceProperties2 p2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
   p2.pNext = &m3;
   vkGetPhysicalDeviceProperties2(d, &p2);
   f.props = p2.properties;
   f.max_alloc = m3.maxMemoryAllocationSize;
+  f.subgroup = sub.subgroupSize;
   VkPhysicalDevice16BitStorageFeatures s16{
       VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_16BIT_STORAGE_FEATURES};
   VkPhysicalDeviceFeatures2 f2{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_FEATURES_2};
@@ -190,11 +205,69 @@ struct Block {
   std::byte* mapped = nullptr;
 };
 
-// One storage-buffer binding of a dispatch: `bytes` at `offset` of `block`.
+// One storage-buffer binding of a dispatch: `bytes` at `offset` of `block`, which the
+// dispatch writes or only reads. No block: the slot is unused.
 struct Binding {
   const Block* block = nullptr;
   size_t offset = 0;
   size_t bytes = 0;
+  bool written = false;
+};
+
+// The byte ranges of buffers that commands recorded since the last pipeline barrier read and
+// wrote. A command needs a barrier before it only when it reads or writes a range written
+// since then, or writes a range read since then; otherwise it may run alongside them. A
+// dispatch's range of a binding is the whole window bound (which the validation layer's
+// synchronization checks take as accessed too), a transfer's the bytes it writes.
+class Hazards {
+ public:
+  struct Access {
+    VkBuffer buffer;
+    size_t begin, end;
+    bool write;
+  };
+  bool conflict(std::span<const Access> next) const {
+    for (const Access& a : next) {
+      if (a.begin == a.end) continue;
+      for (const Access& w : written_)
+        if (overlap(a, w)) return true;
+      if (a.write)
+        for (const Access& r : read_)
+          if (overlap(a, r)) return true;
+    }
+    return false;
+  }
+  void add(std::span<const Access> next) {
+    for (const Access& a : next)
+      if (a.begin < a.end) (a.write ? written_ : read_).push_back(a);
+  }
+  bool unguarded_writes() const { return !written_.empty(); }
+  void clear() { written_.clear(), read_.clear(); }
+
+ private:
+  static bool overlap(const Access& a, const Access& b) {
+    return a.buffer == b.buffer && a.begin < b.end && b.begin < a.end;
+  }
+  std::vector<Access> written_, read_;
+};
+
+// A descriptor set layout of `bindings` storage buffers and its pipeline layout.
+struct Layout {
+  VkDescriptorSetLayout set = VK_NULL_HANDLE;
+  VkPipelineLayout pipeline = VK_NULL_HANDLE;
+  uint32_t bindings = 0;
+};
+
+struct Pipeline {
+  VkPipeline pipeline = VK_NULL_HANDLE;
+  bool wide = false;  // of the layout with kWideBindings
+};
+
+// A pipeline built on first use.
+struct LazyPipeline {
+  const ShaderCode* code = nullptr;
+  std::vector<uint32_t> constants;  // specialization constants 0, 1, ...
+  bool wide = false;
 };
 
 uint32_t weight_code(DType t) { return t == DType::F16 ? 1 : t == DType::BF16 ? 2 : 0; }
@@ -240,7 +313,7 @@ class VulkanBackend final : public Backend {
     VkFenceCreateInfo fci{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
     check(vkCreateFence(device_, &fci, nullptr, &fence_), "vkCreateFence");
 
-    VkDescriptorPoolSize ps{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kMaxBatch * kBindings};
+    VkDescriptorPoolSize ps{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kMaxBatch * kWideBindings};
     VkDescriptorPoolCreateInfo dpi{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
     dpi.maxSets = kMaxBatch;
     dpi.poolSizeCount = 1;
@@ -248,35 +321,46 @@ class VulkanBackend final : public Backend {
     check(vkCreateDescriptorPool(device_, &dpi, nullptr, &descriptor_pool_),
           "vkCreateDescriptorPool");
 
-    std::array<VkDescriptorSetLayoutBinding, kBindings> b{};
-    for (uint32_t i = 0; i < kBindings; ++i)
-      b[i] = {i, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 1, VK_SHADER_STAGE_COMPUTE_BIT, nullptr};
-    VkDescriptorSetLayoutCreateInfo lci{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO};
-    lci.bindingCount = kBindings;
-    lci.pBindings = b.data();
-    check(vkCreateDescriptorSetLayout(device_, &lci, nullptr, &set_layout_),
-          "vkCreateDescriptorSetLayout");
-    VkPushConstantRange range{VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(Params)};
-    VkPipelineLayoutCreateInfo plci{VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO};
-    plci.setLayoutCount = 1;
-    plci.pSetLayouts = &set_layout_;
-    plci.pushConstantRangeCount = 1;
-    plci.pPushConstantRanges = &range;
-    check(vkCreatePipelineLayout(device_, &plci, nullptr, &pipeline_layout_),
-          "vkCreatePipelineLayout");
+    const VkPhysicalDeviceLimits& limits = facts_.props.limits;
+    wide_ = limits.maxPerStageDescriptorStorageBuffers >= kWideBindings &&
+            limits.maxDescriptorSetStorageBuffers >= kWideBindings &&
+            limits.maxPerStageResources >= kWideBindings;
+    make_layout(kBindings, narrow_);
+    if (wide_) make_layout(kWideBindings, wide_layout_);
 
     // One pipeline per shader; rope's angle is computed in f64 where the device can. The
     // quantized shaders get one pipeline per block type (QTYPE, specialization constant 0),
-    // built on first use: most models use one or two of the ten types.
+    // built on first use: most models use one or two of the ten types. The fused shaders are
+    // built on first use too (gemv_fused: one pipeline per weight dtype and norm length).
     for (const ShaderCode& code : kShaders) {
       if (is_quant_shader(code.name)) {
         for (DType t : kBlockDTypes)
-          lazy_[quant_pipeline(code.name, t)] = {&code, uint32_t(*block_quant(t))};
+          lazy_[quant_pipeline(code.name, t)] = {&code, {uint32_t(*block_quant(t))}, false};
+      } else if (is_wide_shader(code.name)) {
+        shader_code_[code.name] = &code;
+        if (wide_) lazy_[code.name] = {&code, {}, true};
       } else {
-        add_pipeline(code);
+        add_pipeline(code, code.name, {}, false);
       }
     }
     rope_shader_ = facts_.f64 ? "rope_f64" : "rope";
+    // gemv_fused on a CPU device: a team of its SIMD width, 4 rows each (see the shader).
+    if (facts_.props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU) {
+      gemv_team_ = 8;
+      while (gemv_team_ > 1 && gemv_team_ > facts_.subgroup) gemv_team_ /= 2;
+      gemv_rows_ = 4;
+    }
+    // TAPML_VULKAN_GEMV=TEAM,ROWS sets them, to tune a new device (TEAM a power of 2 up to 128).
+    if (const char* g = std::getenv("TAPML_VULKAN_GEMV")) {
+      unsigned team = 0, rows = 0;
+      TAPML_REQUIRE_USAGE(std::sscanf(g, "%u,%u", &team, &rows) == 2 && team >= 1 && team <= 128 &&
+                              (team & (team - 1)) == 0 && rows >= 1 && rows <= 64,
+                          std::string("TAPML_VULKAN_GEMV='") + g +
+                              "': want TEAM,ROWS with TEAM a power of 2 up to 128 and ROWS 1-64");
+      gemv_team_ = team, gemv_rows_ = rows;
+    }
+    const char* fuse = std::getenv("TAPML_VULKAN_FUSE");
+    if (wide_ && !(fuse && std::string_view(fuse) == "0")) start_fusion();
 
     add_op(Op::Embedding, &VulkanBackend::embedding,
            [](const OpCall& c) { return ceil_div(c.outputs[0].shape.numel(), 128); });
@@ -323,21 +407,25 @@ class VulkanBackend final : public Backend {
       return blocks * std::max(E * H, D);
     });
 
-    dummy_ = make_block(256, false);
+    dummy_ = make_block(kMaxBatch * kWideBindings * dummy_stride(), false);
     if (!direct_) staging_ = make_block(kStagingBytes, true);
   }
 
   ~VulkanBackend() override {
     try {
+      flush_held();
       flush();
     } catch (...) {
     }
     if (std::getenv("TAPML_VULKAN_STATS"))
       std::fprintf(stderr,
-                   "vulkan stats: %llu dispatches, %llu submissions, %.3f s waiting, %llu "
-                   "allocations, %.3f s in run(), %.3f write, %.3f read, %.3f alloc\n",
-                   (unsigned long long)dispatches_, (unsigned long long)submissions_, wait_s_,
-                   (unsigned long long)allocations_, run_s_, write_s_, read_s_, alloc_s_);
+                   "vulkan stats: %llu dispatches (%llu fused), %llu barriers, %llu "
+                   "submissions, %llu writes recorded, %.3f s waiting, %llu allocations, %.3f "
+                   "s in run(), %.3f write, %.3f read, %.3f alloc\n",
+                   (unsigned long long)dispatches_, (unsigned long long)fused_,
+                   (unsigned long long)barriers_, (unsigned long long)submissions_,
+                   (unsigned long long)recorded_writes_, wait_s_, (unsigned long long)allocations_,
+                   run_s_, write_s_, read_s_, alloc_s_);
     vkDeviceWaitIdle(device_);
     for (auto& [id, b] : blocks_) destroy(b);
     for (auto& [cap, list] : spare_)
@@ -346,9 +434,11 @@ class VulkanBackend final : public Backend {
     destroy(scratch_);
     destroy(dummy_);
     destroy(staging_);
-    for (auto& [name, p] : pipelines_) vkDestroyPipeline(device_, p, nullptr);
-    vkDestroyPipelineLayout(device_, pipeline_layout_, nullptr);
-    vkDestroyDescriptorSetLayout(device_, set_layout_, nullptr);
+    for (auto& [name, p] : pipelines_) vkDestroyPipeline(device_, p.pipeline, nullptr);
+    for (Layout* l : {&narrow_, &wide_layout_}) {
+      if (l->pipeline) vkDestroyPipelineLayout(device_, l->pipeline, nullptr);
+      if (l->set) vkDestroyDescriptorSetLayout(device_, l->set, nullptr);
+    }
     vkDestroyDescriptorPool(device_, descriptor_pool_, nullptr);
     vkDestroyFence(device_, fence_, nullptr);
     vkDestroyCommandPool(device_, command_pool_, nullptr);
@@ -384,6 +474,7 @@ class VulkanBackend final : public Backend {
   void free(BufferId id) override {
     auto it = blocks_.find(id);
     TAPML_REQUIRE(it != blocks_.end(), "vulkan: free of unknown buffer " + std::to_string(id));
+    if (fusion_ && fusion_->holds(id)) flush_held();
     spare_[it->second.capacity].push_back(it->second);
     blocks_.erase(it);
     shadow_.forget(id);
@@ -396,22 +487,39 @@ class VulkanBackend final : public Backend {
       acc += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
   };
+  // A small write while dispatches are pending (or memory that is not mapped) is recorded in
+  // order with them, so a decode step's inputs cost no submission of their own; any other
+  // write waits for the pending dispatches, which may still read the old contents.
   void write(BufferId id, size_t offset, const void* src, size_t bytes) override {
     Timer timer{write_s_};
     const Block& b = block(id, offset, bytes, "write");
-    flush();  // pending dispatches may still read the old contents
-    upload(b, offset, src, bytes);
+    if (fusion_ && fusion_->holds(id)) flush_held();
+    if (bytes > 0 && (recording_ || !direct_) && bytes <= kRecordedWriteBytes && offset % 4 == 0 &&
+        bytes % 4 == 0) {
+      begin();
+      const Hazards::Access a{b.buffer, offset, offset + bytes, true};
+      access({&a, 1});
+      vkCmdUpdateBuffer(cmd_, b.buffer, offset, bytes, src);
+      ++recorded_writes_;
+    } else {
+      flush();
+      upload(b, offset, src, bytes);
+    }
     shadow_.wrote(id, offset, src, bytes);
   }
 
   void read(BufferId id, size_t offset, void* dst, size_t bytes) override {
     Timer timer{read_s_};
     const Block& b = block(id, offset, bytes, "read");
+    if (fusion_ && fusion_->holds(id)) flush_held();
     flush();
     download(b, offset, dst, bytes);
   }
 
-  void sync() override { flush(); }
+  void sync() override {
+    flush_held();
+    flush();
+  }
 
   Support supports(const OpCall& c) const override {
     try {
@@ -470,10 +578,95 @@ class VulkanBackend final : public Backend {
     for (auto& t : c.outputs) block(t.buffer, t.offset, t.nbytes(), "run");
     if (Support s = supports(c); !s.ok) throw Error(s.reason);
     for (auto& t : c.outputs) shadow_.forget(t.buffer);
+    if (fusion_ && fusion_->offer(c)) return;
     kernels_.run(c, "vulkan");
   }
 
  private:
+  // ---- Calls held back to run with their neighbours as one dispatch (backend/call_fusion.h):
+  // a one-row matmul group is one gemv_fused dispatch, a rope pair one rope *_pair dispatch.
+  // TAPML_VULKAN_FUSE=0 turns holding off.
+  std::unique_ptr<CallFusion> fusion_;
+
+  void start_fusion() {
+    auto float_weight = [](DType t) {
+      return t == DType::F32 || t == DType::F16 || t == DType::BF16;
+    };
+    fusion_ = std::make_unique<CallFusion>(CallFusion::Hooks{
+        .can_hold_norm =
+            [this](const OpCall& c) {
+              return c.inputs[0].shape[0] == 1 && c.inputs[1].dtype == DType::F32 &&
+                     gemv_fits(c.inputs[0].shape[1], true);
+            },
+        .can_hold_matmul =
+            [this, float_weight](const OpCall& c, bool with_norm) {
+              const DeviceTensor &x = c.inputs[0], &w = c.inputs[1];
+              return x.shape[0] == 1 && float_weight(w.dtype) && w.shape[0] > 0 &&
+                     gemv_fits(x.shape[1], with_norm);
+            },
+        .launch_group = [this](FusedGroup& g) { launch_fused(g); },
+        .launch_rope = [this](const OpCall& c, const OpCall* second) { rope_launch(c, second); },
+        .run = [this](const OpCall& c) { kernels_.run(c, "vulkan"); },
+    });
+  }
+  void flush_held() {
+    if (fusion_) fusion_->flush();
+  }
+
+  // gemv_fused's shared memory (with the norm, the normed row too) must fit the device's.
+  bool gemv_fits(int64_t K, bool with_norm) const {
+    const int64_t shared = (with_norm ? K + 1 : 1) * 4 + 2 * int64_t(gemv_rows_) * 128 * 4;
+    return K > 0 && shared <= int64_t(facts_.props.limits.maxComputeSharedMemorySize);
+  }
+
+  // A matmul group as one gemv_fused dispatch: mode 0 plain, 1 with swiglu, 2 with the
+  // residual add (shaders/gemv_fused.comp).
+  void launch_fused(const FusedGroup& g) {
+    const bool norm = g.norm.has_value();
+    static_assert(FusedGroup::None == 0 && FusedGroup::Swiglu == 1 && FusedGroup::Add == 2,
+                  "the shader's modes are the epilogues' values");
+    const uint32_t mode = uint32_t(g.epilogue);
+    const std::vector<OpCall>& mm = g.matmuls;
+    const int64_t K = mm[0].inputs[0].shape[1];
+    std::vector<Binding> bind(kWideBindings);
+    bind[0] = binding(norm ? g.norm->inputs[0] : mm[0].inputs[0], false);
+    if (norm) {
+      bind[1] = binding(g.norm->inputs[1], false);
+      bind[2] = binding(g.norm->outputs[0], true);
+    }
+    Params p;
+    for (size_t i = 0; i < mm.size(); ++i) {
+      bind[3 + 2 * i] = binding(mm[i].inputs[1], false);
+      bind[4 + 2 * i] = binding(mm[i].outputs[0], true);
+      p.u[1 + i] = uint32_t(mm[i].inputs[1].shape[0]);
+    }
+    auto same = [](const DeviceTensor& a, const DeviceTensor& b) {
+      return a.buffer == b.buffer && a.offset == b.offset && a.nbytes() == b.nbytes();
+    };
+    if (mode != 0) {
+      bind[8] = binding(g.tail.outputs[0], true);
+      p.u[6] = (same(g.tail.outputs[0], mm[0].outputs[0]) ? 1u : 0u) |
+               (mode == 1 && same(g.tail.outputs[0], mm[1].outputs[0]) ? 2u : 0u);
+    }
+    if (mode == 2) bind[9] = binding(g.residual(), false);
+    p.u[0] = uint32_t(K), p.u[4] = mode;
+    p.f[0] = norm ? float(g.norm->attrs.get("eps")) : 0.0f;
+    const int64_t rows = mode == 0 ? int64_t(p.u[1]) + p.u[2] + p.u[3] : int64_t(p.u[1]);
+    const int64_t rows_per_group = int64_t(128 / gemv_team_) * gemv_rows_;
+    // 16-byte weight loads when every row starts 16-byte aligned.
+    bool vec8 = K % 8 == 0;
+    for (const OpCall& c : mm) vec8 = vec8 && c.inputs[1].offset % 16 == 0;
+    const DType w = mm[0].inputs[1].dtype;
+    const std::string name = "gemv_fused." + std::string(dtype_name(w)) + "." +
+                             std::to_string(norm ? K : 0) + (vec8 ? ".vec8" : "");
+    if (!pipelines_.count(name))
+      lazy_[name] = {shader_code_.at("gemv_fused"),
+                     {uint32_t(norm ? K : 0), weight_code(w), gemv_team_, gemv_rows_, vec8},
+                     true};
+    ++fused_;
+    dispatch(name, bind, p, ceil_div(rows, rows_per_group));
+  }
+
   using Groups = int64_t (*)(const OpCall&);
   // `options`: the op's optional inputs and attributes the kernel implements.
   void add_op(Op op, void (VulkanBackend::*record)(const OpCall&), Groups groups,
@@ -483,11 +676,15 @@ class VulkanBackend final : public Backend {
   }
 
   // The storage-buffer bindings of one dispatch, in the shader's binding order.
-  std::vector<Binding> bindings(std::initializer_list<const DeviceTensor*> ts) {
+  // A tensor of `c` is written when it is one of c's outputs.
+  std::vector<Binding> bindings(const OpCall& c, std::initializer_list<const DeviceTensor*> ts) {
     std::vector<Binding> bind;
     for (const DeviceTensor* t : ts)
-      bind.push_back({&block(t->buffer, t->offset, t->nbytes(), "run"), t->offset, t->nbytes()});
+      bind.push_back(binding(*t, t >= c.outputs.data() && t < c.outputs.data() + c.outputs.size()));
     return bind;
+  }
+  Binding binding(const DeviceTensor& t, bool written) {
+    return {&block(t.buffer, t.offset, t.nbytes(), "run"), t.offset, t.nbytes(), written};
   }
 
   void record(const std::string& shader, const std::vector<Binding>& bind, const Params& p,
@@ -505,7 +702,7 @@ class VulkanBackend final : public Backend {
     Params p;
     p.u[0] = uint32_t(T), p.u[1] = uint32_t(c.inputs[0].shape[1]);
     p.u[7] = weight_code(c.inputs[0].dtype);
-    record("embedding", bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
+    record("embedding", bindings(c, {&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
   }
 
   // A quantized table: one invocation per 16 elements of the output.
@@ -519,7 +716,7 @@ class VulkanBackend final : public Backend {
     p.u[0] = uint32_t(T), p.u[1] = uint32_t(D), p.u[3] = uint32_t(row_bytes(c.inputs[0].dtype, D));
     if (int64_t groups = ceil_div(T * (D / 16), 128); groups > 0)
       dispatch(quant_pipeline("embedding_quant", c.inputs[0].dtype),
-               bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, groups);
+               bindings(c, {&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, groups);
   }
 
   void rmsnorm(const OpCall& c) {
@@ -527,7 +724,7 @@ class VulkanBackend final : public Backend {
     p.u[0] = uint32_t(c.inputs[0].shape[0]), p.u[1] = uint32_t(c.inputs[0].shape[1]);
     p.u[7] = weight_code(c.inputs[1].dtype);
     p.f[0] = float(c.attrs.get("eps"));
-    record("rmsnorm", bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
+    record("rmsnorm", bindings(c, {&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
   }
 
   void matmul(const OpCall& c) {
@@ -535,7 +732,7 @@ class VulkanBackend final : public Backend {
     p.u[0] = uint32_t(c.inputs[0].shape[0]), p.u[1] = uint32_t(c.inputs[0].shape[1]);
     p.u[2] = uint32_t(c.inputs[1].shape[0]);
     p.u[7] = weight_code(c.inputs[1].dtype);
-    record("matmul", bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
+    record("matmul", bindings(c, {&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
   }
 
   void matmul_quant(const OpCall& c) {
@@ -545,22 +742,36 @@ class VulkanBackend final : public Backend {
     p.u[2] = uint32_t(c.inputs[1].shape[0]);
     p.u[3] = uint32_t(row_bytes(c.inputs[1].dtype, K));
     record(quant_pipeline("matmul_quant", c.inputs[1].dtype),
-           bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
+           bindings(c, {&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
   }
 
-  // With freq_factors (binding 4), the rope_factors variant of the shader.
-  void rope(const OpCall& c) {
-    const int64_t rd = c.attrs.get_int("rope_dim");
-    std::vector<Binding> bind = bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]});
+  // With freq_factors (binding 4), the *_factors variant of the shader. With a second call
+  // (same positions, frequencies and pairing; call_fusion.h checked that), the *_pair
+  // variant rotates both: the second's invocations start after the first's.
+  void rope(const OpCall& c) { rope_launch(c, nullptr); }
+  void rope_launch(const OpCall& c, const OpCall* second) {
+    const int64_t rd = c.attrs.get_int("rope_dim"), hd = c.attrs.get_int("head_dim");
+    const int64_t T = c.inputs[0].shape[0], H = c.attrs.get_int("n_heads");
+    std::vector<Binding> bind = bindings(c, {&c.inputs[0], &c.inputs[1], &c.outputs[0]});
     const Block& table = rope_table(c.attrs.get("base"), rd);
-    bind.push_back({&table, 0, table.size});
+    bind.push_back({&table, 0, table.size, false});
     const bool factors = c.inputs.size() > 2;
-    if (factors) bind.push_back(bindings({&c.inputs[2]})[0]);
+    bind.push_back(factors ? binding(c.inputs[2], false) : Binding{});
     Params p;
-    p.u[0] = uint32_t(c.inputs[0].shape[0]), p.u[1] = uint32_t(c.attrs.get_int("n_heads"));
-    p.u[2] = uint32_t(c.attrs.get_int("head_dim")), p.u[3] = uint32_t(rd);
+    p.u[0] = uint32_t(T), p.u[1] = uint32_t(H);
+    p.u[2] = uint32_t(hd), p.u[3] = uint32_t(rd);
     p.u[4] = c.attrs.get_int("pairing") == 1 ? 1 : 0;
-    record(factors ? rope_shader_ + "_factors" : rope_shader_, bind, p, c);
+    std::string shader = factors ? rope_shader_ + "_factors" : rope_shader_;
+    int64_t items = T * H * (hd - rd / 2);
+    if (second) {
+      const int64_t H2 = second->attrs.get_int("n_heads");
+      bind.push_back(binding(second->inputs[0], false));
+      bind.push_back(binding(second->outputs[0], true));
+      p.u[5] = uint32_t(items), p.u[6] = uint32_t(H2);
+      items += T * H2 * (hd - rd / 2);
+      shader += "_pair";
+    }
+    if (int64_t groups = ceil_div(items, 128); groups > 0) dispatch(shader, bind, p, groups);
   }
 
   void kv_store(const OpCall& c) {
@@ -573,14 +784,15 @@ class VulkanBackend final : public Backend {
     Params p;
     p.u[0] = uint32_t(T * C), p.u[1] = uint32_t(C);
     record("kv_store",
-           bindings({&c.outputs[0], &c.outputs[1], &c.inputs[2], &c.inputs[3], &c.inputs[4]}), p,
+           bindings(c, {&c.outputs[0], &c.outputs[1], &c.inputs[2], &c.inputs[3], &c.inputs[4]}), p,
            c);
   }
 
   void attention(const OpCall& c) {
-    std::vector<Binding> bind = bindings({&c.inputs[0], &c.inputs[1], &c.inputs[2], &c.outputs[0]});
+    std::vector<Binding> bind =
+        bindings(c, {&c.inputs[0], &c.inputs[1], &c.inputs[2], &c.outputs[0]});
     const Block& s = scratch(scratch_bytes(c));
-    bind.push_back({&s, 0, scratch_bytes(c)});
+    bind.push_back({&s, 0, scratch_bytes(c), true});
     Params p;
     p.u[0] = uint32_t(c.inputs[0].shape[0]), p.u[1] = uint32_t(c.inputs[1].shape[0]);
     p.u[2] = uint32_t(c.attrs.get_int("n_heads")), p.u[3] = uint32_t(c.attrs.get_int("n_kv_heads"));
@@ -599,7 +811,7 @@ class VulkanBackend final : public Backend {
     Params p;
     p.u[0] = uint32_t(c.inputs[0].shape.numel());
     p.u[1] = function;
-    record("elementwise", bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
+    record("elementwise", bindings(c, {&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
   }
   void swiglu(const OpCall& c) { elementwise(c, 0); }
   void add(const OpCall& c) { elementwise(c, 1); }
@@ -610,7 +822,7 @@ class VulkanBackend final : public Backend {
     Params p;
     p.u[0] = uint32_t(c.inputs[0].shape.numel()), p.u[1] = 2;
     p.u[2] = uint32_t(c.inputs[0].shape[1]);
-    record("elementwise", bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
+    record("elementwise", bindings(c, {&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
   }
 
   // s rounded to f32, which the catalog allows (one more rounding).
@@ -618,34 +830,34 @@ class VulkanBackend final : public Backend {
     Params p;
     p.u[0] = uint32_t(c.inputs[0].shape.numel()), p.u[1] = 4;
     p.f[0] = float(c.attrs.get("s"));
-    record("elementwise", bindings({&c.inputs[0], &c.inputs[0], &c.outputs[0]}), p, c);
+    record("elementwise", bindings(c, {&c.inputs[0], &c.inputs[0], &c.outputs[0]}), p, c);
   }
 
   void softcap(const OpCall& c) {
     Params p;
     p.u[0] = uint32_t(c.inputs[0].shape.numel());
     p.f[0] = float(c.attrs.get("cap"));
-    record("softcap", bindings({&c.inputs[0], &c.outputs[0]}), p, c);
+    record("softcap", bindings(c, {&c.inputs[0], &c.outputs[0]}), p, c);
   }
 
   void sigmoid_gate(const OpCall& c) {
     Params p;
     p.u[0] = uint32_t(c.inputs[0].shape.numel()), p.u[1] = uint32_t(c.inputs[0].shape[1]);
-    record("sigmoid_gate", bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
+    record("sigmoid_gate", bindings(c, {&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
   }
 
   void layernorm(const OpCall& c) {
     Params p;
     p.u[0] = uint32_t(c.inputs[0].shape[0]), p.u[1] = uint32_t(c.inputs[0].shape[1]);
     p.f[0] = float(c.attrs.get("eps"));
-    record("layernorm", bindings({&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
+    record("layernorm", bindings(c, {&c.inputs[0], &c.inputs[1], &c.outputs[0]}), p, c);
   }
 
   void moe_route(const OpCall& c) {
     Params p;
     p.u[0] = uint32_t(c.inputs[0].shape[0]), p.u[1] = uint32_t(c.inputs[0].shape[1]);
     p.u[2] = uint32_t(c.attrs.get_int("k")), p.u[3] = c.attrs.get_int("norm") == 1 ? 1 : 0;
-    record("moe_route", bindings({&c.inputs[0], &c.outputs[0]}), p, c);
+    record("moe_route", bindings(c, {&c.inputs[0], &c.outputs[0]}), p, c);
   }
 
   // Two dispatches, both reading route on the device (the host never waits for it):
@@ -660,12 +872,11 @@ class VulkanBackend final : public Backend {
     p.u[0] = uint32_t(T), p.u[1] = uint32_t(D), p.u[2] = uint32_t(H), p.u[3] = uint32_t(E);
     p.u[7] = weight_code(c.inputs[2].dtype);
     const Block& act = scratch(scratch_bytes(c));
-    const Binding act_bind{&act, 0, scratch_bytes(c)};
-    std::vector<Binding> up = bindings({&c.inputs[0], &c.inputs[1], &c.inputs[2], &c.inputs[3]});
-    up.push_back(act_bind);
+    std::vector<Binding> up = bindings(c, {&c.inputs[0], &c.inputs[1], &c.inputs[2], &c.inputs[3]});
+    up.push_back({&act, 0, scratch_bytes(c), true});
     dispatch("moe_gate_up", up, p, ceil_div(T, 4) * E * H);
-    std::vector<Binding> down = bindings({&c.inputs[1], &c.inputs[4], &c.outputs[0]});
-    down.insert(down.begin(), act_bind);
+    std::vector<Binding> down = bindings(c, {&c.inputs[1], &c.inputs[4], &c.outputs[0]});
+    down.insert(down.begin(), {&act, 0, scratch_bytes(c), false});
     dispatch("moe_down", down, p, ceil_div(T, 4) * D);
   }
 
@@ -673,7 +884,7 @@ class VulkanBackend final : public Backend {
     Params p;
     p.u[0] = uint32_t(c.inputs[0].shape.numel());
     p.u[1] = c.attrs.get_int("approx") == 1 ? 1 : 0;
-    record("gelu", bindings({&c.inputs[0], &c.outputs[0]}), p, c);
+    record("gelu", bindings(c, {&c.inputs[0], &c.outputs[0]}), p, c);
   }
 
   static VkPhysicalDevice pick(const std::vector<VkPhysicalDevice>& devs, const BackendUri& uri) {
@@ -861,22 +1072,25 @@ class VulkanBackend final : public Backend {
   static bool is_quant_shader(std::string_view name) {
     return name == "matmul_quant" || name == "embedding_quant";
   }
+  // Shaders with more than kBindings bindings.
+  static bool is_wide_shader(std::string_view name) {
+    return name == "gemv_fused" || name.ends_with("_pair");
+  }
   static std::string quant_pipeline(const std::string& shader, DType t) {
     return shader + "." + std::string(dtype_name(t));
   }
 
   // The pipeline of `name`, built now if it is one of the lazily built ones.
-  VkPipeline pipeline(const std::string& name) {
+  const Pipeline& pipeline(const std::string& name) {
     auto it = pipelines_.find(name);
     if (it != pipelines_.end()) return it->second;
     const LazyPipeline& lazy = lazy_.at(name);
-    add_pipeline(*lazy.code, name, &lazy.qtype);
-    return pipelines_.at(name);
+    return add_pipeline(*lazy.code, name, lazy.constants, lazy.wide);
   }
 
-  // `qtype`, when given, is the shader's specialization constant 0.
-  void add_pipeline(const ShaderCode& code, const std::string& name = "",
-                    const uint32_t* qtype = nullptr) {
+  // `constants` are the shader's specialization constants 0, 1, ...
+  const Pipeline& add_pipeline(const ShaderCode& code, const std::string& name,
+                               const std::vector<uint32_t>& constants, bool wide) {
     VkShaderModuleCreateInfo smci{VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO};
     smci.codeSize = code.words * 4;
     smci.pCode = code.spirv;
@@ -887,15 +1101,39 @@ class VulkanBackend final : public Backend {
     cpci.stage.stage = VK_SHADER_STAGE_COMPUTE_BIT;
     cpci.stage.module = module;
     cpci.stage.pName = "main";
-    VkSpecializationMapEntry entry{0, 0, sizeof(uint32_t)};
-    VkSpecializationInfo spec{1, &entry, sizeof(uint32_t), qtype};
-    if (qtype) cpci.stage.pSpecializationInfo = &spec;
-    cpci.layout = pipeline_layout_;
+    std::vector<VkSpecializationMapEntry> entries;
+    for (uint32_t i = 0; i < constants.size(); ++i) entries.push_back({i, i * 4, sizeof(uint32_t)});
+    VkSpecializationInfo spec{uint32_t(entries.size()), entries.data(), constants.size() * 4,
+                              constants.data()};
+    if (!constants.empty()) cpci.stage.pSpecializationInfo = &spec;
+    cpci.layout = (wide ? wide_layout_ : narrow_).pipeline;
     VkPipeline pipeline;
     VkResult r = vkCreateComputePipelines(device_, VK_NULL_HANDLE, 1, &cpci, nullptr, &pipeline);
     vkDestroyShaderModule(device_, module, nullptr);
     check(r, (std::string("vkCreateComputePipelines (") + code.name + ")").c_str());
-    pipelines_[name.empty() ? std::string(code.name) : name] = pipeline;
+    return pipelines_[name] = {pipeline, wide};
+  }
+
+  // A descriptor set layout of `bindings` storage buffers and its pipeline layout, with the
+  // push-constant block every shader shares.
+  void make_layout(uint32_t bindings, Layout& layout) {
+    std::vector<VkDescriptorSetLayoutBinding> b(bindings);
+    for (uint32_t i = 0; i < bindings; ++i)
+      b[i] = {i, VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, 1, VK_SHADER_STAGE_COMPUTE_BIT, nullptr};
+    VkDescriptorSetLayoutCreateInfo lci{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_LAYOUT_CREATE_INFO};
+    lci.bindingCount = bindings;
+    lci.pBindings = b.data();
+    check(vkCreateDescriptorSetLayout(device_, &lci, nullptr, &layout.set),
+          "vkCreateDescriptorSetLayout");
+    VkPushConstantRange range{VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(Params)};
+    VkPipelineLayoutCreateInfo plci{VK_STRUCTURE_TYPE_PIPELINE_LAYOUT_CREATE_INFO};
+    plci.setLayoutCount = 1;
+    plci.pSetLayouts = &layout.set;
+    plci.pushConstantRangeCount = 1;
+    plci.pPushConstantRanges = &range;
+    check(vkCreatePipelineLayout(device_, &plci, nullptr, &layout.pipeline),
+          "vkCreatePipelineLayout");
+    layout.bindings = bindings;
   }
 
   void begin() {
@@ -906,7 +1144,8 @@ class VulkanBackend final : public Backend {
     recording_ = true;
   }
 
-  // Everything written so far (by shaders or copies) is visible to everything after.
+  // Everything written so far (by shaders or copies) is visible to everything after, the
+  // host included.
   void barrier() {
     VkMemoryBarrier mb{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
     mb.srcAccessMask = VK_ACCESS_SHADER_WRITE_BIT | VK_ACCESS_TRANSFER_WRITE_BIT;
@@ -918,10 +1157,21 @@ class VulkanBackend final : public Backend {
                          VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT | VK_PIPELINE_STAGE_TRANSFER_BIT |
                              VK_PIPELINE_STAGE_HOST_BIT,
                          0, 1, &mb, 0, nullptr, 0, nullptr);
+    ++barriers_;
+    hazards_.clear();
   }
 
+  // Records a barrier first if the next command depends on one recorded since the last.
+  void access(std::span<const Hazards::Access> next) {
+    if (hazards_.conflict(next)) barrier();
+    hazards_.add(next);
+  }
+
+  // Submits what is recorded and waits for it. Writes not yet followed by a barrier get one
+  // at the end, which makes them visible to the host and to the next submission.
   void flush() {
     if (!recording_) return;
+    if (hazards_.unguarded_writes()) barrier();
     recording_ = false;
     check(vkEndCommandBuffer(cmd_), "vkEndCommandBuffer");
     VkSubmitInfo si{VK_STRUCTURE_TYPE_SUBMIT_INFO};
@@ -935,33 +1185,48 @@ class VulkanBackend final : public Backend {
     check(vkResetFences(device_, 1, &fence_), "vkResetFences");
     check(vkResetCommandBuffer(cmd_, 0), "vkResetCommandBuffer");
     check(vkResetDescriptorPool(device_, descriptor_pool_, 0), "vkResetDescriptorPool");
+    hazards_.clear();
     batched_ = 0;
+  }
+
+  size_t dummy_stride() const {
+    return std::max<size_t>(4, facts_.props.limits.minStorageBufferOffsetAlignment);
   }
 
   void dispatch(const std::string& shader, const std::vector<Binding>& bind, Params p,
                 int64_t groups) {
     if (batched_ == kMaxBatch) flush();
+    const Pipeline& pipe = pipeline(shader);
+    const Layout& layout = pipe.wide ? wide_layout_ : narrow_;
+    TAPML_REQUIRE(bind.size() <= layout.bindings,
+                  "internal: " + shader + " given " + std::to_string(bind.size()) + " bindings");
     begin();
     VkDescriptorSetAllocateInfo dsai{VK_STRUCTURE_TYPE_DESCRIPTOR_SET_ALLOCATE_INFO};
     dsai.descriptorPool = descriptor_pool_;
     dsai.descriptorSetCount = 1;
-    dsai.pSetLayouts = &set_layout_;
+    dsai.pSetLayouts = &layout.set;
     VkDescriptorSet set;
     check(vkAllocateDescriptorSets(device_, &dsai, &set), "vkAllocateDescriptorSets");
     // Each tensor is bound through a window that starts at its offset rounded down to the
     // device's alignment; the shader adds the remainder, passed in bytes.
     const size_t align = std::max<size_t>(1, facts_.props.limits.minStorageBufferOffsetAlignment);
-    std::array<VkDescriptorBufferInfo, kBindings> infos{};
-    std::array<VkWriteDescriptorSet, kBindings> writes{};
-    for (uint32_t i = 0; i < kBindings; ++i) {
-      if (i < bind.size()) {
+    std::array<VkDescriptorBufferInfo, kWideBindings> infos{};
+    std::array<VkWriteDescriptorSet, kWideBindings> writes{};
+    std::array<Hazards::Access, kWideBindings> accesses{};
+    size_t n_access = 0;
+    for (uint32_t i = 0; i < layout.bindings; ++i) {
+      if (i < bind.size() && bind[i].block) {
         const Binding& b = bind[i];
         size_t start = b.offset / align * align;
         size_t end = std::min(b.block->capacity, (b.offset + b.bytes + 3) / 4 * 4);
         infos[i] = {b.block->buffer, start, std::max<size_t>(4, end - start)};
         p.o[i] = uint32_t(b.offset - start);
+        accesses[n_access++] = {b.block->buffer, start, start + infos[i].range, b.written};
       } else {
-        infos[i] = {dummy_.buffer, 0, VK_WHOLE_SIZE};
+        // An unused slot: 4 bytes of its own, so that no two slots of a batch alias (tools
+        // such as the validation layer's synchronization checks take every bound storage
+        // buffer as accessed; the shaders touch none of these).
+        infos[i] = {dummy_.buffer, (batched_ * kWideBindings + i) * dummy_stride(), 4};
       }
       writes[i] = {VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET};
       writes[i].dstSet = set;
@@ -970,16 +1235,16 @@ class VulkanBackend final : public Backend {
       writes[i].descriptorType = VK_DESCRIPTOR_TYPE_STORAGE_BUFFER;
       writes[i].pBufferInfo = &infos[i];
     }
-    vkUpdateDescriptorSets(device_, kBindings, writes.data(), 0, nullptr);
-    vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline(shader));
-    vkCmdBindDescriptorSets(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline_layout_, 0, 1, &set, 0,
+    vkUpdateDescriptorSets(device_, layout.bindings, writes.data(), 0, nullptr);
+    access({accesses.data(), n_access});
+    vkCmdBindPipeline(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, pipe.pipeline);
+    vkCmdBindDescriptorSets(cmd_, VK_PIPELINE_BIND_POINT_COMPUTE, layout.pipeline, 0, 1, &set, 0,
                             nullptr);
-    vkCmdPushConstants(cmd_, pipeline_layout_, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(Params), &p);
+    vkCmdPushConstants(cmd_, layout.pipeline, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof(Params), &p);
     // Counts past the x limit spill into y; the shaders skip the surplus groups.
     const int64_t max_x = std::min<int64_t>(facts_.props.limits.maxComputeWorkGroupCount[0], 65535);
     const int64_t gx = std::min(groups, max_x), gy = ceil_div(groups, gx);
     vkCmdDispatch(cmd_, uint32_t(gx), uint32_t(gy), 1);
-    barrier();
     ++batched_;
     ++dispatches_;
   }
@@ -997,20 +1262,20 @@ class VulkanBackend final : public Backend {
   VkCommandBuffer cmd_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;
   VkDescriptorPool descriptor_pool_ = VK_NULL_HANDLE;
-  VkDescriptorSetLayout set_layout_ = VK_NULL_HANDLE;
-  VkPipelineLayout pipeline_layout_ = VK_NULL_HANDLE;
-  std::map<std::string, VkPipeline> pipelines_;
-  struct LazyPipeline {
-    const ShaderCode* code = nullptr;
-    uint32_t qtype = 0;  // ggml's type id
-  };
+  Layout narrow_, wide_layout_;  // kBindings, kWideBindings (when wide_)
+  bool wide_ = false;            // the device takes kWideBindings storage buffers per dispatch
+  std::map<std::string, Pipeline> pipelines_;
   std::map<std::string, LazyPipeline> lazy_;
+  std::map<std::string, const ShaderCode*> shader_code_;  // the wide shaders, by name
+  Hazards hazards_;
   std::string rope_shader_;
   KernelTable kernels_;
   std::array<Groups, kOpCount> groups_{};  // workgroups a call of each op needs
   bool recording_ = false;
   uint32_t batched_ = 0;
-  uint64_t dispatches_ = 0, submissions_ = 0,
+  // gemv_fused's team size and rows per team: see shaders/gemv_fused.comp.
+  uint32_t gemv_team_ = 32, gemv_rows_ = 1;
+  uint64_t dispatches_ = 0, fused_ = 0, barriers_ = 0, submissions_ = 0, recorded_writes_ = 0,
            allocations_ = 0;  // TAPML_VULKAN_STATS=1 prints them at exit
   double wait_s_ = 0, run_s_ = 0, write_s_ = 0, read_s_ = 0, alloc_s_ = 0;
 

@@ -6,12 +6,21 @@
 // ref's) and accumulated in f32.
 //
 // URI: vulkan (device 0), vulkan:N (device index N), vulkan:NAME (first device whose name
-// contains NAME, case-insensitive). Calls run in order; they are batched into one command
-// buffer until write(), read(), sync() or a batch limit, so read() always sees the results
-// of every earlier run(). Limits of the device (storage buffer range, workgroup counts,
-// allocation size) are checked in supports(), which refuses a call it cannot take with the
-// reason instead of letting run() fail. TAPML_VULKAN_STATS=1 prints, when the backend is
-// destroyed, its dispatches, submissions, allocations and the seconds spent waiting.
+// contains NAME, case-insensitive). Calls run in order; they are recorded into one command
+// buffer and submitted when the host needs results (read(), sync(), a large write, a batch
+// limit), so read() always sees the results of every earlier run(); small writes (a decode
+// step's token ids and positions) are recorded in order with the calls, so a decode step is
+// one submission. A pipeline barrier is recorded only before a dispatch that depends on an
+// earlier one. One-row (decode) calls are held back and fused with their neighbours
+// (backend/call_fusion.h): rmsnorm into the matmuls of its output, up to three matmuls of one
+// input, gate/up with swiglu, a matmul with its residual add, rope of q and k; every output is
+// written as the unfused calls would write it. TAPML_VULKAN_FUSE=0 runs every call alone.
+// Limits of the device (storage buffer range, workgroup counts, allocation size, shared
+// memory, storage buffers per dispatch for the fused shaders) are checked in supports() and
+// before holding a call, which refuses a call it cannot take with the reason instead of
+// letting run() fail. TAPML_VULKAN_STATS=1 prints, when the backend is destroyed, its
+// dispatches (fused ones among them), pipeline barriers, submissions, writes recorded,
+// allocations and the seconds spent waiting.
 #pragma once
 #include <memory>
 #include <string>

@@ -6,7 +6,7 @@
 // with known accuracy, for the ops whose tolerance the driver's own would exceed.
 #extension GL_GOOGLE_include_directive : enable
 layout(push_constant) uniform Params {
-  uint o[6];   // byte offset of binding i's tensor inside its window
+  uint o[10];  // byte offset of binding i's tensor inside its window
   uint u[8];   // integer parameters; u[7] is the weight dtype (0 f32, 1 f16, 2 bf16)
   float f[2];  // float parameters
 } pc;

@@ -5,13 +5,10 @@
 // The angle pos * freq is formed and reduced modulo 2*pi in f64 where the device has it
 // (ROPE_F64), so large positions keep their accuracy; freq comes from a host-made table
 // (rd/2 doubles, then rd/2 floats). u0 = T, u1 = H, u2 = hd, u3 = rd, u4 = neox.
-// ROPE_FACTORS (variants rope_factors, and rope_f64_factors with ROPE_F64) divides each
-// frequency by the optional input freq_factors[i] (binding 4) before the angle is formed:
-// in f64 where the angle is, as the catalog's f64 pow(base, -2i/rd) / factor.
-#ifdef ROPE_F64_FACTORS
-#define ROPE_F64
-#define ROPE_FACTORS
-#endif
+// ROPE_FACTORS divides each frequency by the optional input freq_factors[i] (binding 4) before
+// the angle is formed: in f64 where the angle is, as the catalog's f64 pow(base, -2i/rd) /
+// factor. ROPE_PAIR: invocations from u5 on rotate a second tensor (binding 5, u6 heads) into
+// binding 6 with the same positions and frequencies: q and k in one dispatch.
 #ifdef ROPE_F64
 #extension GL_ARB_gpu_shader_fp64 : enable
 #endif
@@ -23,18 +20,47 @@ layout(binding = 3) readonly buffer Table { uint table[]; };
 #ifdef ROPE_FACTORS
 layout(binding = 4) readonly buffer Factors { float factors[]; };
 #endif
+#ifdef ROPE_PAIR
+layout(binding = 5) readonly buffer X2 { float x2[]; };
+layout(binding = 6) writeonly buffer Out2 { float out2[]; };
+#endif
+
+// Element i of the input head and of the output head (of the second tensor when `second`).
+float load(bool second, uint i) {
+#ifdef ROPE_PAIR
+  if (second) return x2[pc.o[5] / 4u + i];
+#endif
+  return x[pc.o[0] / 4u + i];
+}
+void store(bool second, uint i, float v) {
+#ifdef ROPE_PAIR
+  if (second) {
+    out2[pc.o[6] / 4u + i] = v;
+    return;
+  }
+#endif
+  outv[pc.o[2] / 4u + i] = v;
+}
+
 void main() {
   uint T = pc.u[0], H = pc.u[1], hd = pc.u[2], rd = pc.u[3];
   bool neox = pc.u[4] != 0u;
   uint per_head = hd - rd / 2u;
   uint idx = group_index() * 128u + gl_LocalInvocationID.x;
+  bool second = false;
+#ifdef ROPE_PAIR
+  if (idx >= pc.u[5]) {
+    idx -= pc.u[5];
+    H = pc.u[6];
+    second = true;
+  }
+#endif
   if (idx >= T * H * per_head) return;
   uint i = idx % per_head, th = idx / per_head, t = th / H, h = th % H;
-  uint W = H * hd;
-  uint xb = pc.o[0] / 4u + t * W + h * hd, ob = pc.o[2] / 4u + t * W + h * hd;
+  uint head = t * H * hd + h * hd;
   if (i >= rd / 2u) {
     uint d = rd + (i - rd / 2u);
-    outv[ob + d] = x[xb + d];
+    store(second, head + d, load(second, head + d));
     return;
   }
   int p = pos[pc.o[1] / 4u + t];
@@ -58,7 +84,7 @@ void main() {
 #endif
   float cs = cos(a), sn = sin(a);
   uint ia = neox ? i : 2u * i, ib = neox ? i + rd / 2u : 2u * i + 1u;
-  float ra = x[xb + ia], rb = x[xb + ib];
-  outv[ob + ia] = ra * cs - rb * sn;
-  outv[ob + ib] = ra * sn + rb * cs;
+  float ra = load(second, head + ia), rb = load(second, head + ib);
+  store(second, head + ia, ra * cs - rb * sn);
+  store(second, head + ib, ra * sn + rb * cs);
 }
