@@ -16,9 +16,9 @@
 // team's partial sums are added by its first invocation. With VEC8 (K % 8 == 0 and every
 // weight 16-byte aligned) an invocation takes 8 consecutive weights at a time, one 16-byte load
 // of f16 or bf16, two of f32; else one at a time, from 32-bit words. GPUs take TEAM 32 (a
-// warp's loads side by side), ROWS 1; a CPU device
-// (lavapipe, which runs a barrier as a switch of every SIMD slice of the group) takes a team
-// of its SIMD width and several rows, so that a barrier serves many rows.
+// warp's loads side by side), ROWS 1; a CPU device (lavapipe, which runs a barrier as a switch
+// of every SIMD slice of the group) takes a team of its SIMD width and several rows, so that
+// one barrier serves many rows.
 // Bindings: x, nw, xn, w0, o0, w1, o1, w2, o2, r. u0 = K, u1..u3 = N0..N2, u4 = mode, u6 bit 0:
 // o2 is o0, bit 1: o2 is o1 (an in-place epilogue: only o2 is written, so no order between
 // stores through two bindings is relied on). f0 = eps.
