@@ -247,3 +247,22 @@ inline void dequant_unit(global const uchar* row, uint u, float* v) {
   dequant_block_unit(row + (size_t)(u / QBLOCK_UNITS) * QBLOCK_BYTES, u % QBLOCK_UNITS, v);
 }
 #endif
+
+#ifdef WG
+// The ending of the matmuls that give each item partial sums of 4 token rows: the sums are
+// tree-reduced over the group and item r < rows stores row r's total at out[r * N].
+inline void store_rows4(local float (*red)[WG], uint tid, float a0, float a1, float a2, float a3,
+                        uint rows, global float* out, uint N) {
+  red[0][tid] = a0;
+  red[1][tid] = a1;
+  red[2][tid] = a2;
+  red[3][tid] = a3;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (uint s = WG / 2; s > 0; s >>= 1) {
+    if (tid < s)
+      for (uint r = 0; r < 4; ++r) red[r][tid] += red[r][tid + s];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  if (tid < rows) out[(size_t)tid * N] = red[tid][0];
+}
+#endif

@@ -24,15 +24,6 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void matmul_quant(
       if (rows > 3) acc3 += xu[3 * K + l] * v[l];
     }
   }
-  red[0][tid] = acc0;
-  red[1][tid] = acc1;
-  red[2][tid] = acc2;
-  red[3][tid] = acc3;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint s = WG / 2; s > 0; s >>= 1) {
-    if (tid < s)
-      for (uint r = 0; r < 4u; ++r) red[r][tid] += red[r][tid + s];
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  if (tid < rows) TENSOR(float, ob, oo)[(size_t)(t0 + tid) * N + n] = red[tid][0];
+  store_rows4(red, tid, acc0, acc1, acc2, acc3, rows, TENSOR(float, ob, oo) + (size_t)t0 * N + n,
+              N);
 }
