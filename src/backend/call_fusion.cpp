@@ -56,6 +56,7 @@ bool CallFusion::touches_shared(const DeviceTensor& out) const {
 
 bool CallFusion::holds(BufferId id) const {
   if ((norm_ && uses(*norm_, id)) || (rope_ && uses(*rope_, id))) return true;
+  if ((rope_k_ && uses(*rope_k_, id)) || (kv_ && uses(*kv_, id))) return true;
   for (const OpCall& c : matmuls_)
     if (uses(c, id)) return true;
   return false;
@@ -84,8 +85,41 @@ void CallFusion::flush() {
   if (rope_) {
     OpCall c = std::move(*rope_);
     rope_.reset();
-    hooks_.launch_rope(c, nullptr);
+    std::optional<OpCall> k = std::move(rope_k_);
+    rope_k_.reset();
+    hooks_.launch_rope(c, k ? &*k : nullptr);
   }
+  if (kv_) {
+    OpCall c = std::move(*kv_);
+    kv_.reset();
+    hooks_.run(c);
+  }
+}
+
+// The held rope pair and kv_store, and this attention, make a chain: attention's q is the
+// rotated q, its keys and values the first rows of the caches kv_store wrote, kv_store's k
+// the rotated k; one query row; and no output touches what another part of the chain reads
+// or writes (each head of the launch reads its inputs while other heads write).
+bool CallFusion::chain_fits(const OpCall& a) const {
+  const OpCall &q = *rope_, &k = *rope_k_, &kv = *kv_;
+  auto starts = [](const DeviceTensor& view, const DeviceTensor& whole) {
+    return view.buffer == whole.buffer && view.offset == whole.offset &&
+           view.nbytes() <= whole.nbytes();
+  };
+  if (!same(a.inputs[0], q.outputs[0]) || !starts(a.inputs[1], kv.outputs[0]) ||
+      !starts(a.inputs[2], kv.outputs[1]) || a.inputs[0].shape[0] != 1)
+    return false;
+  const DeviceTensor* read[] = {&q.inputs[0], &q.inputs[1], &k.inputs[0], &kv.inputs[3],
+                                q.inputs.size() > 2 ? &q.inputs[2] : &q.inputs[1]};
+  const DeviceTensor* written[] = {&q.outputs[0], &k.outputs[0], &kv.outputs[0], &kv.outputs[1],
+                                   &a.outputs[0]};
+  for (const DeviceTensor* w : written)
+    for (const DeviceTensor* r : read)
+      if (overlap(*w, *r)) return false;
+  for (const DeviceTensor* w : written)
+    for (const DeviceTensor* o : written)
+      if (w != o && overlap(*w, *o)) return false;
+  return true;
 }
 
 bool CallFusion::offer(const OpCall& c) {
@@ -142,7 +176,11 @@ bool CallFusion::offer(const OpCall& c) {
       return false;
     }
     case Op::Rope:
-      if (rope_ && rope_pairs(*rope_, c)) {
+      if (rope_ && !rope_k_ && rope_pairs(*rope_, c)) {
+        if (hooks_.launch_attention && c.inputs[0].shape[0] == 1) {
+          rope_k_ = c;
+          return true;
+        }
         OpCall first = std::move(*rope_);
         rope_.reset();
         hooks_.launch_rope(first, &c);
@@ -151,6 +189,26 @@ bool CallFusion::offer(const OpCall& c) {
       flush();
       rope_ = c;
       return true;
+    case Op::KvStore:
+      if (rope_k_ && !kv_ && same(c.inputs[2], rope_k_->outputs[0])) {
+        kv_ = c;
+        return true;
+      }
+      flush();
+      return false;
+    case Op::Attention:
+      if (kv_ && chain_fits(c)) {
+        AttentionChain chain{*rope_, *rope_k_, *kv_, c};
+        if (hooks_.can_launch_attention(chain)) {
+          rope_.reset();
+          rope_k_.reset();
+          kv_.reset();
+          hooks_.launch_attention(chain);
+          return true;
+        }
+      }
+      flush();
+      return false;
     default:
       flush();
       return false;

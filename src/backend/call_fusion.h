@@ -7,6 +7,8 @@
 //   matmul, matmul, swiglu of their outputs    one group with swiglu (gate, up)
 //   matmul, add of its output and another      one group with the add (a residual)
 //   rope, rope with the same positions         one rope launch (q, k)
+//   rope q, rope k, kv_store of k, attention   one launch (AttentionChain; one query row,
+//                                              where the backend offers it)
 // Anything else, and the backend's write(), read(), sync() and free() of a held buffer, flush
 // what is held first, so calls still run in order. A fused launch writes every output of
 // the calls it covers, as unfused calls would. The backend decides which calls it can take
@@ -30,6 +32,13 @@ struct FusedGroup {
   const DeviceTensor& residual() const;
 };
 
+// A decode step's attention from its rotary embedding on: rope q and rope k (one row, same
+// positions), kv_store of the rotated k (and v), attention of the rotated q over the caches'
+// first rows. The backend checks what only it can (the positions, its kernel's limits).
+struct AttentionChain {
+  OpCall rope_q, rope_k, kv_store, attention;
+};
+
 class CallFusion {
  public:
   struct Hooks {
@@ -42,6 +51,10 @@ class CallFusion {
     std::function<void(const OpCall&, const OpCall* second)> launch_rope;
     // A call as it is (a held call that found no partner).
     std::function<void(const OpCall&)> run;
+    // Optional (both or neither): whether the backend can launch this chain as one, and the
+    // launch. Without them a rope pair launches as soon as it is complete.
+    std::function<bool(const AttentionChain&)> can_launch_attention;
+    std::function<void(const AttentionChain&)> launch_attention;
   };
   explicit CallFusion(Hooks hooks) : hooks_(std::move(hooks)) {}
 
@@ -58,8 +71,11 @@ class CallFusion {
   bool touches_shared(const DeviceTensor& out) const;
   void launch(FusedGroup::Epilogue e, const OpCall* tail);
 
+  bool chain_fits(const OpCall& attention) const;
+
   Hooks hooks_;
   std::optional<OpCall> norm_, rope_;
+  std::optional<OpCall> rope_k_, kv_;  // held for an attention chain after a rope pair
   std::vector<OpCall> matmuls_;
 };
 

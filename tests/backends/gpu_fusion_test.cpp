@@ -166,18 +166,21 @@ Attrs rope_attrs(int heads, int head_dim = 16) {
           {"pairing", 0.0}};
 }
 
-// One layer's decode calls: width D (hd-wide heads: D / hd for q, 2 for k and v), feed-forward
+// One layer's decode calls: width D (hd-wide heads: D / hd for q, 2 or 1 for k and v), feed-forward
 // width F, `front` bytes before each weight.
 Program decode_block_of(std::mt19937& gen, DType wt, int64_t D, int64_t F, int hd, size_t front) {
   Program p;
   Maker m{gen, wt, p, front};
-  const int64_t KV = 2 * hd;
+  const int kv_heads = (D / hd) % 2 == 0 ? 2 : 1;
+  const int64_t KV = kv_heads * hd;
   View x = m.f32({1, D}), nw = m.f32({D}), nw2 = m.f32({D});
   View wq = m.weight(D, D), wk = m.weight(KV, D), wv = m.weight(KV, D), wo = m.weight(D, D);
   View wg = m.weight(F, D), wu = m.weight(F, D), wd = m.weight(D, F);
   View pos = m.pos(5);
+  View kc = m.f32({8, KV}), vc = m.f32({8, KV});  // rows 0..4 cached, 5 stored now
   View h = m.out({1, D}), q = m.out({1, D}), k = m.out({1, KV}), v = m.out({1, KV});
   View qr = m.out({1, D}), kr = m.out({1, KV}), o = m.out({1, D}), x2 = m.out({1, D});
+  View att = m.out({1, D});
   View h2 = m.out({1, D}), g = m.out({1, F}), u = m.out({1, F}), s = m.out({1, F});
   View d = m.out({1, D}), x3 = m.out({1, D});
   p.call(Op::RmsNorm, {{"eps", 1e-5}}, {x, nw}, {h});
@@ -185,8 +188,16 @@ Program decode_block_of(std::mt19937& gen, DType wt, int64_t D, int64_t F, int h
   p.call(Op::Matmul, {}, {h, wk}, {k});
   p.call(Op::Matmul, {}, {h, wv}, {v});
   p.call(Op::Rope, rope_attrs(int(D / hd), hd), {q, pos}, {qr});
-  p.call(Op::Rope, rope_attrs(2, hd), {k, pos}, {kr});
-  p.call(Op::Matmul, {}, {qr, wo}, {o});
+  p.call(Op::Rope, rope_attrs(kv_heads, hd), {k, pos}, {kr});
+  p.call(Op::KvStore, {}, {kc, vc, kr, v, pos}, {kc, vc});
+  p.call(Op::Attention,
+         {{"n_heads", double(D / hd)},
+          {"n_kv_heads", double(kv_heads)},
+          {"head_dim", double(hd)},
+          {"scale", 1.0 / std::sqrt(double(hd))}},
+         {qr, View{kc.buffer, 0, DType::F32, {6, KV}}, View{vc.buffer, 0, DType::F32, {6, KV}}},
+         {att});
+  p.call(Op::Matmul, {}, {att, wo}, {o});
   p.call(Op::Add, {}, {x, o}, {x2});
   p.call(Op::RmsNorm, {{"eps", 1e-5}}, {x2, nw2}, {h2});
   p.call(Op::Matmul, {}, {h2, wg}, {g});
@@ -286,6 +297,78 @@ Program views_and_in_place(std::mt19937& gen, DType wt) {
   return p;
 }
 
+// A decode step's rope q, rope k, kv_store and attention (held and launched as one where the
+// backend can) in the shapes that change its paths: grouped heads, partial and neox rope with
+// frequency factors, a window, a softcap, the first token alone, more keys than a work-group
+// has items; and near misses that must run call by call: rope at another position than
+// kv_store, attention over fewer rows than were stored, two query rows.
+struct ChainShape {
+  int H, KV, hd, rd, pairing, P;
+  double window, softcap;
+  bool factors;
+  int rope_pos = -1;  // >= 0: rope's position, not P - 1
+  int rows = 0;       // > 0: attention reads this many cache rows, not P
+  int T = 1;          // query rows
+};
+
+void attention_chain(Maker& m, const ChainShape& c) {
+  Program& p = m.p;
+  const int64_t Q = int64_t(c.H) * c.hd, C = int64_t(c.KV) * c.hd, S = c.P + 3;
+  const int pos0 = c.P - c.T;
+  View q = m.f32({c.T, Q}), k = m.f32({c.T, C}), v = m.f32({c.T, C});
+  View kc = m.f32({S, C}), vc = m.f32({S, C});
+  View kv_pos = m.pos(pos0);
+  std::vector<int32_t> rp(size_t(c.T));
+  for (int t = 0; t < c.T; ++t) rp[size_t(t)] = (c.rope_pos >= 0 ? c.rope_pos : pos0) + t;
+  View rope_pos{p.add(i32_tensor({c.T}, rp)), 0, DType::I32, {c.T}};
+  View qr = m.out({c.T, Q}), kr = m.out({c.T, C}), o = m.out({c.T, Q});
+  auto rope = [&](int heads) {
+    return Attrs{{"n_heads", double(heads)},
+                 {"head_dim", double(c.hd)},
+                 {"rope_dim", double(c.rd)},
+                 {"base", 10000.0},
+                 {"pairing", double(c.pairing)}};
+  };
+  const Attrs rq = rope(c.H), rk = rope(c.KV);
+  std::vector<View> qin{q, rope_pos}, kin{k, rope_pos};
+  if (c.factors) {
+    std::vector<float> f(size_t(c.rd / 2));
+    for (size_t i = 0; i < f.size(); ++i) f[i] = 1.0f + 0.5f * float(i % 3);
+    View fv{p.add(f32_tensor({c.rd / 2}, f)), 0, DType::F32, {c.rd / 2}};
+    qin.push_back(fv);
+    kin.push_back(fv);
+  }
+  p.call(Op::Rope, rq, qin, {qr});
+  p.call(Op::Rope, rk, kin, {kr});
+  p.call(Op::KvStore, {}, {kc, vc, kr, v, kv_pos}, {kc, vc});
+  const int rows = c.rows > 0 ? c.rows : c.P;
+  Attrs aa{{"n_heads", double(c.H)},
+           {"n_kv_heads", double(c.KV)},
+           {"head_dim", double(c.hd)},
+           {"scale", 1.0 / std::sqrt(double(c.hd))}};
+  if (c.window > 0) aa.set("window", c.window);
+  if (c.softcap > 0) aa.set("softcap", c.softcap);
+  p.call(Op::Attention, aa,
+         {qr, View{kc.buffer, 0, DType::F32, {rows, C}}, View{vc.buffer, 0, DType::F32, {rows, C}}},
+         {o});
+}
+
+Program attention_chains(std::mt19937& gen, DType wt) {
+  Program p;
+  Maker m{gen, wt, p};
+  const ChainShape shapes[] = {
+      {4, 2, 16, 16, 0, 6, 0, 0, false},
+      {4, 1, 32, 16, 1, 9, 3, 0, true},
+      {2, 2, 8, 8, 0, 1, 0, 5.0, true},
+      {4, 2, 16, 16, 0, 300, 0, 0, false},
+      {4, 2, 16, 16, 0, 7, 0, 0, false, 4},      // rope at 4, kv_store at 6
+      {4, 2, 16, 16, 0, 7, 0, 0, false, -1, 6},  // attention reads 6 of 7 rows
+      {4, 2, 16, 16, 0, 7, 0, 0, false, -1, 0, 2},
+  };
+  for (const ChainShape& c : shapes) attention_chain(m, c);
+  return p;
+}
+
 using Sequence = Program (*)(std::mt19937&, DType);
 const std::pair<const char*, Sequence> kSequences[] = {
     {"decode block", decode_block},
@@ -293,6 +376,7 @@ const std::pair<const char*, Sequence> kSequences[] = {
     {"near misses", near_misses},
     {"write between held calls", host_write_between_held_calls},
     {"views and in-place calls", views_and_in_place},
+    {"attention chains", attention_chains},
 };
 
 // ---- The backends.
@@ -368,6 +452,19 @@ TEST_P(GpuFusion, AHostWriteBetweenHeldCallsIsOrdered) {
 }
 TEST_P(GpuFusion, ViewsAndInPlaceCallsKeepTheirOrder) {
   check(views_and_in_place, "views and in-place calls");
+}
+// Held as one launch, the chain gives the very bits of its calls run one by one.
+TEST_P(GpuFusion, AttentionChainsMatchRefAndTheirCallsBitForBit) {
+  check(attention_chains, "attention chains");
+  const std::string kind = std::get<0>(GetParam());
+  std::string why;
+  Backend* fused = gpu(kind, true, &why);
+  Backend* plain = gpu(kind, false, &why);
+  if (!fused || !plain) GTEST_SKIP() << why;
+  std::mt19937 g1(5), g2(5);
+  const auto a = run(*fused, attention_chains(g1, DType::F32));
+  const auto b = run(*plain, attention_chains(g2, DType::F32));
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_TRUE(a[i] == b[i]) << "buffer " << i;
 }
 
 INSTANTIATE_TEST_SUITE_P(BackendsAndWeightTypes, GpuFusion,

@@ -103,15 +103,17 @@ std::string DeviceFacts::uri() const {
 std::string DeviceFacts::describe() const {
   auto yes = [](bool b) { return b ? "yes" : "no"; };
   char buf[1024];
-  std::snprintf(buf, sizeof buf,
-                "%s (%s, %s; platform %s; %s, %s): global memory %llu MiB, max allocation %llu "
-                "MiB, work-group size %zu, local memory %llu KiB, compute units %u; "
-                "cl_khr_fp16 %s, cl_khr_fp64 %s, cl_khr_subgroups %s, cl_khr_int64_base_atomics %s",
-                name.c_str(), vendor.c_str(), type_name(type), platform_name.c_str(),
-                version.c_str(), c_version.c_str(), (unsigned long long)(global_memory >> 20),
-                (unsigned long long)(max_alloc >> 20), max_work_group,
-                (unsigned long long)(local_memory >> 10), compute_units, yes(fp16), yes(fp64),
-                yes(subgroups), yes(int64_atomics));
+  std::snprintf(
+      buf, sizeof buf,
+      "%s (%s, %s; platform %s; %s, %s): global memory %llu MiB, max allocation %llu "
+      "MiB, work-group size %zu, local memory %llu KiB, compute units %u; "
+      "cl_khr_fp16 %s, cl_khr_fp64 %s, cl_khr_subgroups %s, cl_khr_int64_base_atomics %s, "
+      "cl_khr_command_buffer %s",
+      name.c_str(), vendor.c_str(), type_name(type), platform_name.c_str(), version.c_str(),
+      c_version.c_str(), (unsigned long long)(global_memory >> 20),
+      (unsigned long long)(max_alloc >> 20), max_work_group,
+      (unsigned long long)(local_memory >> 10), compute_units, yes(fp16), yes(fp64), yes(subgroups),
+      yes(int64_atomics), yes(has_extension(extensions, "cl_khr_command_buffer")));
   return buf;
 }
 

@@ -103,7 +103,15 @@ class OpenClBackend final : public Backend {
     items_wg_ = group_size(64, device_.max_work_group);
     dummy_ = create(16);
     map_staging();
-    submitter_ = std::make_unique<Submitter>(cl_, queue_, profile_);
+    Submitter::Options so;
+    so.profile = profile_;
+    // Measured on an H200 (NVIDIA's OpenCL): see bench/README.md. CPU devices keep the cores.
+    so.spin_us = device_.gpu() ? 200 : 0;
+    so.flush_when_idle = device_.gpu();
+    if (const char* v = std::getenv("TAPML_OPENCL_SPIN_US")) so.spin_us = std::atoi(v);
+    if (const char* v = std::getenv("TAPML_OPENCL_FLUSH"))
+      so.flush_when_idle = std::string_view(v) != "0";
+    submitter_ = std::make_unique<Submitter>(cl_, queue_, so);
     if (fuse_) start_fusion();
 
     kernels_.add(Op::Embedding, this, &OpenClBackend::embedding);
@@ -192,7 +200,8 @@ class OpenClBackend final : public Backend {
     const auto start =
         stats_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     const Buffer& b = buffer(id, offset, bytes, "write");
-    flush_held();
+    // Held calls that do not use the buffer may be launched after the write.
+    if (fusion_ && fusion_->holds(id)) flush_held();
     if (bytes > 0 && staging_host_ && bytes <= kStagingBytes / 4) {
       if (staging_used_ + bytes > kStagingBytes) sync();
       std::byte* at = staging_host_ + staging_used_;
@@ -325,10 +334,50 @@ class OpenClBackend final : public Backend {
     h.launch_group = [this](FusedGroup& g) { launch_fused(g); };
     h.launch_rope = [this](const OpCall& c, const OpCall* second) { rope_launch(c, second); };
     h.run = [this](const OpCall& c) { kernels_.run(c, "opencl"); };
+    h.can_launch_attention = [this](const AttentionChain& ch) { return can_chain(ch); };
+    h.launch_attention = [this](const AttentionChain& ch) { attention_chain(ch); };
     fusion_ = std::make_unique<CallFusion>(std::move(h));
   }
   void flush_held() {
     if (fusion_) fusion_->flush();
+  }
+
+  KernelKey chain_key(const OpCall& attention) const {
+    return {"attention", "attention_rope",
+            0,           true,
+            0,           "-DHD=" + std::to_string(attention.attrs.get_int("head_dim"))};
+  }
+
+  // The chain's one query row sits at position P - 1 for rope and kv_store alike (positions
+  // the host wrote, so known here without a read), the heads agree, and attention_vec's
+  // limits hold.
+  bool can_chain(const AttentionChain& ch) {
+    const OpCall &a = ch.attention, &q = ch.rope_q, &k = ch.rope_k;
+    const int64_t P = a.inputs[1].shape[0], hd = a.attrs.get_int("head_dim");
+    int32_t rope_pos = -1, kv_pos = -1;
+    if (!shadow_.read(q.inputs[1].buffer, q.inputs[1].offset, &rope_pos, 4) ||
+        !shadow_.read(ch.kv_store.inputs[4].buffer, ch.kv_store.inputs[4].offset, &kv_pos, 4))
+      return false;
+    return q.inputs[1].shape.numel() == 1 && rope_pos == P - 1 && kv_pos == P - 1 &&
+           q.attrs.get_int("head_dim") == hd &&
+           q.attrs.get_int("n_heads") == a.attrs.get_int("n_heads") &&
+           k.attrs.get_int("n_heads") == a.attrs.get_int("n_kv_heads") && attention_vec_ok(a) &&
+           aligned16(ch.kv_store.inputs[3]) && kernel_fits(chain_key(a)).ok;
+  }
+
+  void attention_chain(const AttentionChain& ch) {
+    const OpCall &a = ch.attention, &q = ch.rope_q, &kv = ch.kv_store;
+    const int64_t P = a.inputs[1].shape[0], H = a.attrs.get_int("n_heads");
+    const double window = a.attrs.get_or("window", 0), softcap = a.attrs.get_or("softcap", 0);
+    const cl_uint w = window > 0 && window < double(P) ? cl_uint(window) : 0;
+    const bool factors = q.inputs.size() > 2;
+    const int64_t rd = q.attrs.get_int("rope_dim");
+    launch(chain_key(a), H, arg(q.inputs[0]), arg(ch.rope_k.inputs[0]), arg(kv.inputs[3]),
+           arg(q.outputs[0]), arg(ch.rope_k.outputs[0]), arg(kv.outputs[0]), arg(kv.outputs[1]),
+           arg(a.outputs[0]), scratch(scratch_bytes(a)), rope_table(q.attrs.get("base"), rd),
+           factors ? arg(q.inputs[2]) : TensorArg{dummy_, 0}, u32(P), u32(H),
+           u32(a.attrs.get_int("n_kv_heads")), u32(rd), u32(q.attrs.get_int("pairing") == 1),
+           u32(factors), cl_float(a.attrs.get("scale")), w, cl_float(softcap));
   }
 
   KernelKey fused_key(const OpCall& first_mm, bool with_norm) const {
@@ -506,7 +555,8 @@ class OpenClBackend final : public Backend {
     if (k.reduces) o += " -DWG=" + std::to_string(group_of(k));
     if (!k.extra.empty()) o += " " + k.extra;
     if (k.qtype) o += " -DQTYPE=" + std::to_string(k.qtype);
-    if (std::string_view(k.file) == "rope" && device_.fp64) o += " -DROPE_F64";
+    if (std::string_view(k.name) == "rope" || std::string_view(k.name) == "attention_rope")
+      if (device_.fp64) o += " -DROPE_F64";
     return o;
   }
 
@@ -585,11 +635,14 @@ class OpenClBackend final : public Backend {
   void print_stats() {
     double total = 0;
     for (auto& [name, kt] : submitter_->kernel_times()) total += kt.seconds;
-    std::fprintf(stderr,
-                 "opencl stats: %lld kernels, %.3f s on the device; host: %.3f s in run(), "
-                 "%.3f s launching (its own thread), %lld writes %.3f s, %lld reads %.3f s\n",
-                 (long long)submitter_->launches(), total, run_s_, submitter_->enqueue_seconds(),
-                 (long long)writes_, write_s_, (long long)reads_, read_s_);
+    std::fprintf(
+        stderr,
+        "opencl stats: %lld kernels, %.3f s on the device; host: %.3f s in run(), "
+        "%.3f s launching (its own thread, %lld sleeps, %lld flushes), %lld writes %.3f s, "
+        "%lld reads %.3f s\n",
+        (long long)submitter_->launches(), total, run_s_, submitter_->enqueue_seconds(),
+        (long long)submitter_->sleeps(), (long long)submitter_->flushes(), (long long)writes_,
+        write_s_, (long long)reads_, read_s_);
     for (auto& [name, kt] : submitter_->kernel_times())
       std::fprintf(stderr, "  %-16s %8lld calls %9.3f ms %8.2f us/call %5.1f%%\n", name.c_str(),
                    (long long)kt.calls, kt.seconds * 1e3, kt.seconds * 1e6 / double(kt.calls),

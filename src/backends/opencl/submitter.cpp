@@ -16,8 +16,8 @@ void KernelArgs::add(const void* p, size_t size) {
   sizes_.push_back(uint32_t(size));
 }
 
-Submitter::Submitter(const ClApi& cl, cl_command_queue queue, bool profile)
-    : cl_(cl), queue_(queue), profile_(profile), thread_([this] { run(); }) {}
+Submitter::Submitter(const ClApi& cl, cl_command_queue queue, Options options)
+    : cl_(cl), queue_(queue), options_(options), thread_([this] { run(); }) {}
 
 Submitter::~Submitter() {
   Command stop;
@@ -35,12 +35,15 @@ void Submitter::throw_if_failed() {
 }
 
 void Submitter::push(Command c) {
+  bool wake;
   {
     std::lock_guard<std::mutex> lock(mu_);
     throw_if_failed();
     commands_.push_back(std::move(c));
+    pushed_.fetch_add(1, std::memory_order_release);
+    wake = sleeping_;
   }
-  work_.notify_one();
+  if (wake) work_.notify_one();
 }
 
 void Submitter::push_and_wait(Command c) {
@@ -49,7 +52,8 @@ void Submitter::push_and_wait(Command c) {
   const uint64_t ticket = next_ticket_++;
   c.ticket = ticket;
   commands_.push_back(std::move(c));
-  work_.notify_one();
+  pushed_.fetch_add(1, std::memory_order_release);
+  if (sleeping_) work_.notify_one();
   done_.wait(lock, [&] { return done_ticket_ >= ticket || !error_.empty(); });
   throw_if_failed();
 }
@@ -107,12 +111,42 @@ void Submitter::release(cl_mem mem) {
   push(std::move(c));
 }
 
+// With mu_ held and no commands: flushes the queue if asked, polls for spin_us, then sleeps
+// until a command comes.
+void Submitter::wait_for_work(std::unique_lock<std::mutex>& lock) {
+  if (options_.flush_when_idle && launched_since_flush_) {
+    lock.unlock();
+    cl_.clFlush(queue_);
+    ++flushes_;
+    launched_since_flush_ = false;
+    lock.lock();
+    if (!commands_.empty()) return;
+  }
+  if (options_.spin_us > 0) {
+    const uint64_t seen = pushed_.load(std::memory_order_acquire);
+    lock.unlock();
+    const auto until =
+        std::chrono::steady_clock::now() + std::chrono::microseconds(options_.spin_us);
+    bool came = false;
+    while (!came) {
+      for (int i = 0; i < 64 && !came; ++i) came = pushed_.load(std::memory_order_acquire) != seen;
+      if (!came && std::chrono::steady_clock::now() >= until) break;
+    }
+    lock.lock();
+    if (!commands_.empty()) return;
+  }
+  sleeping_ = true;
+  ++sleeps_;
+  work_.wait(lock, [&] { return !commands_.empty(); });
+  sleeping_ = false;
+}
+
 void Submitter::run() {
   std::deque<Command> batch;
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(mu_);
-      work_.wait(lock, [&] { return !commands_.empty(); });
+      if (commands_.empty()) wait_for_work(lock);
       batch.swap(commands_);
     }
     for (Command& c : batch) {
@@ -159,12 +193,13 @@ void Submitter::execute(Command& c) {
               std::string("clSetKernelArg (") + c.name + ", argument " + std::to_string(i) + ")");
       cl_event done = nullptr;
       check(cl_.clEnqueueNDRangeKernel(queue_, c.kernel, 1, nullptr, &c.global, &c.local, 0,
-                                       nullptr, profile_ ? &done : nullptr),
+                                       nullptr, options_.profile ? &done : nullptr),
             std::string("clEnqueueNDRangeKernel (") + c.name + ", " + std::to_string(c.global) +
                 " items)");
       enqueue_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       ++launches_;
-      if (profile_) {
+      launched_since_flush_ = true;
+      if (options_.profile) {
         events_.push_back({c.name, done});
         if (events_.size() >= 4096) {
           cl_.clFinish(queue_);

@@ -8,6 +8,7 @@
 // Kernel arguments are set here only (clSetKernelArg is the one call that must not race on a
 // kernel object); kernels and buffers may be created on any thread.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -37,9 +38,20 @@ class KernelArgs {
 
 class Submitter {
  public:
-  // profile: the queue was made with CL_QUEUE_PROFILING_ENABLE; each kernel's device time
-  // is then gathered (kernel_times()).
-  Submitter(const ClApi& cl, cl_command_queue queue, bool profile);
+  struct Options {
+    // The queue was made with CL_QUEUE_PROFILING_ENABLE; each kernel's device time is then
+    // gathered (kernel_times()).
+    bool profile = false;
+    // Out of commands, the thread polls for this long before it sleeps: waking a sleeping
+    // thread costs the caller a system call and the thread tens of microseconds, per launch
+    // when the caller is a little slower than the driver. 0 on CPU devices, whose own
+    // threads need the cores.
+    int spin_us = 0;
+    // Out of commands, clFlush: drivers may hold queued kernels back until a flush or a
+    // blocking call, leaving the device idle while the step is still being built.
+    bool flush_when_idle = false;
+  };
+  Submitter(const ClApi& cl, cl_command_queue queue, Options options);
   ~Submitter();  // waits for every command, then stops the thread
   Submitter(const Submitter&) = delete;
   Submitter& operator=(const Submitter&) = delete;
@@ -64,6 +76,8 @@ class Submitter {
   const std::map<std::string, KernelTime>& kernel_times() const { return times_; }
   double enqueue_seconds() const { return enqueue_s_; }
   int64_t launches() const { return launches_; }
+  int64_t sleeps() const { return sleeps_; }    // times the thread slept waiting for work
+  int64_t flushes() const { return flushes_; }  // clFlush calls when idle
 
  private:
   struct Command {
@@ -86,22 +100,26 @@ class Submitter {
   void execute(Command& c);
   void gather_events();
   void throw_if_failed();  // with mu_ held
+  void wait_for_work(std::unique_lock<std::mutex>& lock);
 
   const ClApi& cl_;
   cl_command_queue queue_;
-  bool profile_;
+  Options options_;
 
   std::mutex mu_;
   std::condition_variable work_, done_;
   std::deque<Command> commands_;
   uint64_t next_ticket_ = 1, done_ticket_ = 0;
   std::string error_;
+  bool sleeping_ = false;            // the thread waits on work_ (with mu_)
+  std::atomic<uint64_t> pushed_{0};  // commands ever pushed, polled without the lock
 
   // The thread's own (read by the caller only after a wait).
   std::vector<std::pair<const char*, cl_event>> events_;
   std::map<std::string, KernelTime> times_;
   double enqueue_s_ = 0;
-  int64_t launches_ = 0;
+  int64_t launches_ = 0, sleeps_ = 0, flushes_ = 0;
+  bool launched_since_flush_ = false;
 
   std::thread thread_;
 };

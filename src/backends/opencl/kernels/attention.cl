@@ -83,37 +83,35 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void attention(
 // 256) and q, k, v 16-byte aligned: q lives in registers, each key's dot product is HD / 4
 // independent 16-byte loads, and the weighted sum over keys gives each item 4 dimensions of
 // one of WG / (HD / 4) key lanes, so a decode step's long serial loops become short ones.
-kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void attention_vec(
-    global const uchar* qb, ulong qo, global const uchar* kb, ulong ko, global const uchar* vb,
-    ulong vo, global uchar* ob, ulong oo, global float* score, uint T, uint P, uint H, uint KV,
-    uint hd_unused, float scale, uint window, float cap) {
-  local float red[WG];
-  local float4 part[WG];
-  uint g = get_group_id(0), tid = get_local_id(0);
-  uint t = g / H, h = g % H, kh = h / (H / KV);
-  uint last = P - T + t;
-  uint first = window != 0 && last + 1 > window ? last + 1 - window : 0;
-  global const float4* q = (global const float4*)(CTENSOR(float, qb, qo) + (size_t)t * H * HD +
-                                                  (size_t)h * HD);
-  uint kw4 = KV * HD / 4;
-  global const float4* k = (global const float4*)CTENSOR(float, kb, ko) + (size_t)kh * (HD / 4);
-  global const float4* v = (global const float4*)CTENSOR(float, vb, vo) + (size_t)kh * (HD / 4);
-  global float* s = score + (size_t)g * P;
-  float4 qv[HD / 4];
-  for (uint i = 0; i < HD / 4; ++i) qv[i] = q[i];
+// q . key row, in the order of the plain kernel (and of ref?acc=f32): at large scores a
+// score's rounding moves its weight by as much, and stress variants reach such scores.
+#define DOT_ROW(qv, kj, dot)              \
+  do {                                    \
+    dot = 0.0f;                           \
+    for (uint i = 0; i < HD / 4; ++i) {   \
+      float4 kk = (kj)[i];                \
+      dot += qv[i].x * kk.x;              \
+      dot += qv[i].y * kk.y;              \
+      dot += qv[i].z * kk.z;              \
+      dot += qv[i].w * kk.w;              \
+    }                                     \
+  } while (0)
+
+// One head's attention over keys first..last (rows of k and v kw4 float4s apart) into out.
+// Key row new_row (none: UINT_MAX) is read from knew and vnew instead of the caches: the
+// attention chain's own new row, which another group may still be writing to the caches.
+inline void attend_vec(local float* red, local float4* part, const float4* qv,
+                       global const float4* k, global const float4* v, uint kw4,
+                       global float* s, uint first, uint last, uint new_row,
+                       local const float4* knew, global const float4* vnew, float scale,
+                       float cap, global float* out, uint tid) {
   float mx = -INFINITY;
   for (uint j = first + tid; j <= last; j += WG) {
-    global const float4* kj = k + (size_t)j * kw4;
-    // In the order of the plain kernel (and of ref?acc=f32): at large scores a score's
-    // rounding moves its weight by as much, and stress variants reach such scores.
-    float dot = 0.0f;
-    for (uint i = 0; i < HD / 4; ++i) {
-      float4 kk = kj[i];
-      dot += qv[i].x * kk.x;
-      dot += qv[i].y * kk.y;
-      dot += qv[i].z * kk.z;
-      dot += qv[i].w * kk.w;
-    }
+    float dot;
+    if (j == new_row)
+      DOT_ROW(qv, knew, dot);
+    else
+      DOT_ROW(qv, k + (size_t)j * kw4, dot);
     dot *= scale;
     if (cap > 0.0f) dot = cap * tanh_f32(dot / cap);
     s[j] = dot;
@@ -124,14 +122,98 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void attention_vec(
   uint i = tid % dims, lane = tid / dims;
   float4 acc = (float4)(0.0f);
   if (lane < lanes)
-    for (uint j = first + lane; j <= last; j += lanes) acc = fma((float4)(s[j]), v[(size_t)j * kw4 + i], acc);
+    for (uint j = first + lane; j <= last; j += lanes) {
+      global const float4* vj = j == new_row ? vnew : v + (size_t)j * kw4;
+      acc = fma((float4)(s[j]), vj[i], acc);
+    }
   part[tid] = acc;
   barrier(CLK_LOCAL_MEM_FENCE);
   if (tid < dims) {
     float4 total = (float4)(0.0f);
     for (uint l = 0; l < lanes; ++l) total += part[l * dims + tid];
-    vstore4(total * inv, 0,
-            TENSOR(float, ob, oo) + (size_t)t * H * HD + (size_t)h * HD + 4 * tid);
+    vstore4(total * inv, tid, out);
   }
+}
+
+kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void attention_vec(
+    global const uchar* qb, ulong qo, global const uchar* kb, ulong ko, global const uchar* vb,
+    ulong vo, global uchar* ob, ulong oo, global float* score, uint T, uint P, uint H, uint KV,
+    uint hd_unused, float scale, uint window, float cap) {
+  local float red[WG];
+  local float4 part[WG];
+  local float4 none[1];
+  uint g = get_group_id(0), tid = get_local_id(0);
+  uint t = g / H, h = g % H, kh = h / (H / KV);
+  uint last = P - T + t;
+  uint first = window != 0 && last + 1 > window ? last + 1 - window : 0;
+  global const float4* q = (global const float4*)(CTENSOR(float, qb, qo) + (size_t)t * H * HD +
+                                                  (size_t)h * HD);
+  uint kw4 = KV * HD / 4;
+  global const float4* k = (global const float4*)CTENSOR(float, kb, ko) + (size_t)kh * (HD / 4);
+  global const float4* v = (global const float4*)CTENSOR(float, vb, vo) + (size_t)kh * (HD / 4);
+  float4 qv[HD / 4];
+  for (uint i = 0; i < HD / 4; ++i) qv[i] = q[i];
+  attend_vec(red, part, qv, k, v, kw4, score + (size_t)g * P, first, last, UINT_MAX, none, v,
+             scale, cap, TENSOR(float, ob, oo) + (size_t)t * H * HD + (size_t)h * HD, tid);
+}
+
+// A decode step's rope q, rope k, kv_store and attention as one launch, one group per head
+// h (one query row at position pos = P - 1): the group rotates its q head (into qo) and its
+// key head (the first group of each key head writes ko and both caches' row pos), then
+// attends over the caches' rows 0..pos - 1 and its own rotated key and v for row pos. Same
+// arithmetic as rope and attention_vec, so the same bits.
+kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void attention_rope(
+    global const uchar* qb, ulong qo, global const uchar* kb, ulong ko, global const uchar* vb,
+    ulong vo, global uchar* qrb, ulong qro, global uchar* krb, ulong kro, global uchar* kcb,
+    ulong kco, global uchar* vcb, ulong vco, global uchar* ob, ulong oo, global float* score,
+    global const uchar* table, global const uchar* fb, ulong fo, uint P, uint H, uint KV,
+    uint rd, uint neox, uint factors, float scale, uint window, float cap) {
+  local float red[WG];
+  local float4 part[WG];
+  local float4 qr[HD / 4], kr[HD / 4];
+  uint h = get_group_id(0), tid = get_local_id(0), kh = h / (H / KV);
+  bool writes_key = h % (H / KV) == 0;
+  uint pos = P - 1, first = window != 0 && P > window ? P - window : 0;
+  global const float* qin = CTENSOR(float, qb, qo) + (size_t)h * HD;
+  global const float* kin = CTENSOR(float, kb, ko) + (size_t)kh * HD;
+  global float* qout = TENSOR(float, qrb, qro) + (size_t)h * HD;
+  global float* kout = TENSOR(float, krb, kro) + (size_t)kh * HD;
+  local float* ql = (local float*)qr;
+  local float* kl = (local float*)kr;
+  for (uint i = tid; i < HD - rd / 2; i += WG) {
+    if (i >= rd / 2) {
+      uint d = rd + (i - rd / 2);
+      ql[d] = qin[d];
+      kl[d] = kin[d];
+      continue;
+    }
+    float a = rope_angle((int)pos, i, rd, table, fb, fo, factors);
+    float cs = cos(a), sn = sin(a);
+    uint ia = neox ? i : 2 * i, ib = neox ? i + rd / 2 : 2 * i + 1;
+    float ra = qin[ia], rb = qin[ib];
+    ql[ia] = ra * cs - rb * sn;
+    ql[ib] = ra * sn + rb * cs;
+    ra = kin[ia];
+    rb = kin[ib];
+    kl[ia] = ra * cs - rb * sn;
+    kl[ib] = ra * sn + rb * cs;
+  }
+  barrier(CLK_LOCAL_MEM_FENCE);
+  uint kw4 = KV * HD / 4;
+  global float4* kc = (global float4*)TENSOR(float, kcb, kco) + (size_t)kh * (HD / 4);
+  global float4* vc = (global float4*)TENSOR(float, vcb, vco) + (size_t)kh * (HD / 4);
+  global const float4* vin = (global const float4*)CTENSOR(float, vb, vo) + (size_t)kh * (HD / 4);
+  for (uint i = tid; i < HD / 4; i += WG) {
+    vstore4(qr[i], i, qout);
+    if (writes_key) {
+      vstore4(kr[i], i, kout);
+      kc[(size_t)pos * kw4 + i] = kr[i];
+      vc[(size_t)pos * kw4 + i] = vin[i];
+    }
+  }
+  float4 qv[HD / 4];
+  for (uint i = 0; i < HD / 4; ++i) qv[i] = qr[i];
+  attend_vec(red, part, qv, kc, vc, kw4, score + (size_t)h * P, first, pos, pos, kr, vin, scale,
+             cap, TENSOR(float, ob, oo) + (size_t)h * HD, tid);
 }
 #endif

@@ -26,6 +26,32 @@
 #define LOAD_W(p, i) ((p)[i])
 #endif
 
+#ifdef ROPE_F64
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+#endif
+// rope's angle for pair i < rd/2 at position p: freq from a host-made table (rd/2 doubles,
+// then rd/2 floats), divided by freq_factors[i] when factors != 0. With ROPE_F64 (a device
+// with cl_khr_fp64) the angle p * freq is formed and reduced modulo 2 pi in f64, so large
+// positions keep their accuracy. rope.cl and the attention chain use it alike, so a fused
+// rope gives the same bits.
+inline float rope_angle(int p, uint i, uint rd, global const uchar* table,
+                        global const uchar* fb, ulong fo, uint factors) {
+#ifdef ROPE_F64
+  double freq = ((global const double*)table)[i];
+  if (factors) freq /= (double)CTENSOR(float, fb, fo)[i];
+  double theta = (double)p * freq;
+  const double two_pi = 6.283185307179586476925286766559;
+  double r = theta - two_pi * floor(theta / two_pi + 0.5);
+  return (float)r;
+#else
+  float freq = ((global const float*)(table + (size_t)(rd / 2) * 8))[i];
+  if (factors) freq /= CTENSOR(float, fb, fo)[i];
+  float theta = (float)p * freq;
+  const float two_pi = 6.28318530717958647692f;
+  return theta - two_pi * floor(theta / two_pi + 0.5f);
+#endif
+}
+
 // exp within 2 ulp: Cody-Waite reduction by ln 2 (n * 0.693359375 is exact for |n| < 2^8)
 // and Cephes' expf polynomial.
 inline float exp_f32(float y) {
