@@ -40,7 +40,6 @@ void Submitter::push(Command c) {
     std::lock_guard<std::mutex> lock(mu_);
     throw_if_failed();
     commands_.push_back(std::move(c));
-    pushed_.fetch_add(1, std::memory_order_release);
     wake = sleeping_;
   }
   if (wake) work_.notify_one();
@@ -52,7 +51,6 @@ void Submitter::push_and_wait(Command c) {
   const uint64_t ticket = next_ticket_++;
   c.ticket = ticket;
   commands_.push_back(std::move(c));
-  pushed_.fetch_add(1, std::memory_order_release);
   if (sleeping_) work_.notify_one();
   done_.wait(lock, [&] { return done_ticket_ >= ticket || !error_.empty(); });
   throw_if_failed();
@@ -111,27 +109,14 @@ void Submitter::release(cl_mem mem) {
   push(std::move(c));
 }
 
-// With mu_ held and no commands: flushes the queue if asked, polls for spin_us, then sleeps
-// until a command comes.
+// With mu_ held and no commands: flushes the queue if asked, then sleeps until a command
+// comes (a push wakes the thread only when it sleeps).
 void Submitter::wait_for_work(std::unique_lock<std::mutex>& lock) {
   if (options_.flush_when_idle && launched_since_flush_) {
     lock.unlock();
     cl_.clFlush(queue_);
     ++flushes_;
     launched_since_flush_ = false;
-    lock.lock();
-    if (!commands_.empty()) return;
-  }
-  if (options_.spin_us > 0) {
-    const uint64_t seen = pushed_.load(std::memory_order_acquire);
-    lock.unlock();
-    const auto until =
-        std::chrono::steady_clock::now() + std::chrono::microseconds(options_.spin_us);
-    bool came = false;
-    while (!came) {
-      for (int i = 0; i < 64 && !came; ++i) came = pushed_.load(std::memory_order_acquire) != seen;
-      if (!came && std::chrono::steady_clock::now() >= until) break;
-    }
     lock.lock();
     if (!commands_.empty()) return;
   }

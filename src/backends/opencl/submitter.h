@@ -8,7 +8,6 @@
 // Kernel arguments are set here only (clSetKernelArg is the one call that must not race on a
 // kernel object); kernels and buffers may be created on any thread.
 #pragma once
-#include <atomic>
 #include <condition_variable>
 #include <cstddef>
 #include <cstdint>
@@ -42,13 +41,10 @@ class Submitter {
     // The queue was made with CL_QUEUE_PROFILING_ENABLE; each kernel's device time is then
     // gathered (kernel_times()).
     bool profile = false;
-    // Out of commands, the thread polls for this long before it sleeps: waking a sleeping
-    // thread costs the caller a system call and the thread tens of microseconds, per launch
-    // when the caller is a little slower than the driver. 0 on CPU devices, whose own
-    // threads need the cores.
-    int spin_us = 0;
     // Out of commands, clFlush: drivers may hold queued kernels back until a flush or a
-    // blocking call, leaving the device idle while the step is still being built.
+    // blocking call, leaving the device idle while the step is still being built. (Polling
+    // for the next command instead of sleeping was measured too, on an H200: slower, as it
+    // then flushes after nearly every launch.)
     bool flush_when_idle = false;
   };
   Submitter(const ClApi& cl, cl_command_queue queue, Options options);
@@ -111,8 +107,7 @@ class Submitter {
   std::deque<Command> commands_;
   uint64_t next_ticket_ = 1, done_ticket_ = 0;
   std::string error_;
-  bool sleeping_ = false;            // the thread waits on work_ (with mu_)
-  std::atomic<uint64_t> pushed_{0};  // commands ever pushed, polled without the lock
+  bool sleeping_ = false;  // the thread waits on work_ (with mu_)
 
   // The thread's own (read by the caller only after a wait).
   std::vector<std::pair<const char*, cl_event>> events_;
