@@ -1,7 +1,8 @@
 // Kernel throughput through the Backend interface, as the runtime calls it: matmul as a
 // decode GEMV (T=1, bound by weight bytes) and as a prefill (T=64, bound by FLOPs) at the
-// size of a ~100M-parameter model (K=768, N=2048/3072), plus decode attention and the
-// thread pool's dispatch cost.
+// size of a ~100M-parameter model (K=768, N=2048/3072), which stay in cache between
+// iterations, and as decode meets them: weights streamed from memory (gemv_*_stream, N=32768,
+// 48-96 MB, like an output layer); plus decode attention and the thread pool's dispatch cost.
 // ref runs only a small case: it is the f64 reference, orders of magnitude slower.
 //
 // Counters: FLOP/s (2*T*N*K per matmul) and bytes_per_second (weights + activations read
@@ -115,6 +116,14 @@ BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_f16, "cpu", DType::F16)->Apply([](auto* b)
 BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_bf16, "cpu", DType::BF16)->Apply([](auto* b) {
   model_sizes(b, 1);
 });
+BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_stream_f32, "cpu", DType::F32)
+    ->Args({1, 768, 32768})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_stream_f16, "cpu", DType::F16)
+    ->Args({1, 768, 32768})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu1_f32, "cpu?threads=1", DType::F32)->Apply([](auto* b) {
   model_sizes(b, 1);
 });

@@ -150,6 +150,15 @@ HWY_INLINE void tile(const float* HWY_RESTRICT x, const W* HWY_RESTRICT w, int64
     for (int t = 0; t < RT; ++t)
       for (int r = 0; r < RN; ++r) acc2[t][r] = hn::Zero(df);
     for (; k + 2 * L <= K; k += 2 * L) {
+      // One x row (decode) reads each weight once, and on its own a core keeps too few
+      // misses in flight to reach the memory's bandwidth: ask for the same columns of the
+      // next RN rows (the next tile), spread over this tile's loop so that the fetches
+      // overlap the arithmetic. (A burst of prefetches per tile stalled the core: streamed
+      // GEMV 27-35 -> 40-47 GB/s on a 2-core VM, kernels_bench gemv_cpu_stream_*.)
+      if constexpr (RT == 1)
+        for (int r = 0; r < RN; ++r)
+          for (int64_t b = 0; b < 2 * L * int64_t(sizeof(W)); b += 64)
+            __builtin_prefetch(reinterpret_cast<const char*>(w + (r + RN) * K + k) + b);
       VF w0[RN], w1[RN];
       for (int r = 0; r < RN; ++r) {
         w0[r] = load_weights(df, w + r * K + k);
@@ -184,15 +193,6 @@ HWY_INLINE void tile(const float* HWY_RESTRICT x, const W* HWY_RESTRICT w, int64
     }
 }
 
-// Asks for the `bytes` that follow `p` by kPrefetchAhead to be brought into L1: a GEMV
-// (decode) reads each weight once, and on its own a core keeps too few cache misses in
-// flight to reach the memory bandwidth (measured: 1.4-2x faster decode on a 2-core VM).
-constexpr int64_t kPrefetchAhead = 4096;
-HWY_INLINE void prefetch_ahead(const void* p, int64_t bytes) {
-  const char* ahead = static_cast<const char*>(p) + kPrefetchAhead;
-  for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(ahead + o);
-}
-
 // Columns [n0, n1) of `rt` (1..kTileT) x rows, RN weight rows at a time.
 template <int RN, class W>
 HWY_INLINE void tile_columns(int rt, const float* x, const W* w, int64_t K, int64_t n0, int64_t n1,
@@ -201,8 +201,6 @@ HWY_INLINE void tile_columns(int rt, const float* x, const W* w, int64_t K, int6
     constexpr int RT = decltype(rt_tag)::value;
     int64_t n = n0;
     for (; n + RN <= n1; n += RN) {
-      // One x row: the weights are streamed once, at memory speed if they are fetched ahead.
-      if constexpr (RT == 1) prefetch_ahead(w + n * K, RN * K * int64_t(sizeof(W)));
       tile<RT, RN>(x, w + n * K, K, out + n, ldo);
     }
     for (; n < n1; ++n) tile<RT, 1>(x, w + n * K, K, out + n, ldo);
