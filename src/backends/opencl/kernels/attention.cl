@@ -120,24 +120,13 @@ inline void attend_vec(local float* red, local float4* part, const float4* qv,
   float inv = softmax_row(red, s, first, last, tid, mx);
   const uint dims = HD / 4, lanes = WG / dims;
   uint i = tid % dims, lane = tid / dims;
-  // Four keys per step, their rows loaded before any is used: one at a time, each step
-  // waited for its load.
-  float4 acc = (float4)(0.0f), acc2 = (float4)(0.0f);
+  float4 acc = (float4)(0.0f);
   if (lane < lanes)
-    for (uint j = first + lane; j <= last; j += 4 * lanes) {
-      float4 r[4], w[4];
-      for (uint u = 0; u < 4; ++u) {
-        uint ju = j + u * lanes;
-        global const float4* vj = ju == new_row ? vnew : v + (size_t)ju * kw4;
-        r[u] = ju <= last ? vj[i] : (float4)(0.0f);
-        w[u] = ju <= last ? (float4)(s[ju]) : (float4)(0.0f);
-      }
-      acc = fma(w[0], r[0], acc);
-      acc2 = fma(w[1], r[1], acc2);
-      acc = fma(w[2], r[2], acc);
-      acc2 = fma(w[3], r[3], acc2);
+    for (uint j = first + lane; j <= last; j += lanes) {
+      global const float4* vj = j == new_row ? vnew : v + (size_t)j * kw4;
+      acc = fma((float4)(s[j]), vj[i], acc);
     }
-  part[tid] = acc + acc2;
+  part[tid] = acc;
   barrier(CLK_LOCAL_MEM_FENCE);
   if (tid < dims) {
     float4 total = (float4)(0.0f);

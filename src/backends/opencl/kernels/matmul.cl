@@ -82,22 +82,20 @@ inline float dot8(float8 w, float8 x, float acc) {
 // acc = dot(w[0..K), x[0..K)) over a team's lane: four 16-byte loads in flight per item
 // before their products (one at a time leaves too few bytes in flight per multiprocessor to
 // reach the memory's bandwidth). x may be global or local.
-#define ROW_DOT(acc, w, x, K, lane)                                                      \
-  {                                                                                      \
-    float acc2_ = 0.0f;                                                                  \
-    for (uint k_ = (lane) * 8; k_ < (K); k_ += 4 * TEAM * 8) {                           \
-      const bool h1_ = k_ + TEAM * 8 < (K), h2_ = k_ + 2 * TEAM * 8 < (K),               \
-                 h3_ = k_ + 3 * TEAM * 8 < (K);                                          \
-      float8 w0_ = load_w8((w) + k_);                                                    \
-      float8 w1_ = h1_ ? load_w8((w) + k_ + TEAM * 8) : (float8)(0.0f);                  \
-      float8 w2_ = h2_ ? load_w8((w) + k_ + 2 * TEAM * 8) : (float8)(0.0f);              \
-      float8 w3_ = h3_ ? load_w8((w) + k_ + 3 * TEAM * 8) : (float8)(0.0f);              \
-      acc = dot8(w0_, vload8(0, (x) + k_), acc);                                         \
-      if (h1_) acc2_ = dot8(w1_, vload8(0, (x) + k_ + TEAM * 8), acc2_);                 \
-      if (h2_) acc = dot8(w2_, vload8(0, (x) + k_ + 2 * TEAM * 8), acc);                 \
-      if (h3_) acc2_ = dot8(w3_, vload8(0, (x) + k_ + 3 * TEAM * 8), acc2_);             \
-    }                                                                                    \
-    acc += acc2_;                                                                        \
+#define ROW_DOT(acc, w, x, K, lane)                                                  \
+  {                                                                                  \
+    float acc2_ = 0.0f;                                                              \
+    uint k_ = (lane) * 8;                                                            \
+    for (; k_ + 3 * TEAM * 8 < (K); k_ += 4 * TEAM * 8) {                            \
+      float8 w0_ = load_w8((w) + k_), w1_ = load_w8((w) + k_ + TEAM * 8);            \
+      float8 w2_ = load_w8((w) + k_ + 2 * TEAM * 8), w3_ = load_w8((w) + k_ + 3 * TEAM * 8); \
+      acc = dot8(w0_, vload8(0, (x) + k_), acc);                                     \
+      acc2_ = dot8(w1_, vload8(0, (x) + k_ + TEAM * 8), acc2_);                      \
+      acc = dot8(w2_, vload8(0, (x) + k_ + 2 * TEAM * 8), acc);                      \
+      acc2_ = dot8(w3_, vload8(0, (x) + k_ + 3 * TEAM * 8), acc2_);                  \
+    }                                                                                \
+    for (; k_ < (K); k_ += TEAM * 8) acc = dot8(load_w8((w) + k_), vload8(0, (x) + k_), acc); \
+    acc += acc2_;                                                                    \
   }
 
 // The sum of v over the items of this item's team (lane 0 of the team gets the whole sum;
@@ -191,21 +189,19 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void gemv_fused(
   float acc = 0.0f, up = 0.0f;
   if (row < rows) {
     if (mode == 1) {
-      // Two chunks of each matrix in flight, as ROW_DOT keeps four of one (the second
-      // only where the row has it, loaded before either is used).
-      for (uint k = lane * 8; k < K; k += 2 * TEAM * 8) {
-        const bool h1 = k + TEAM * 8 < K;
-        float8 g0 = load_w8(w + k), u0 = load_w8(wu + k);
-        float8 g1 = h1 ? load_w8(w + k + TEAM * 8) : (float8)(0.0f);
-        float8 u1 = h1 ? load_w8(wu + k + TEAM * 8) : (float8)(0.0f);
-        float8 x0 = vload8(0, x + k);
-        acc = dot8(g0, x0, acc);
-        up = dot8(u0, x0, up);
-        if (h1) {
-          float8 x1 = vload8(0, x + k + TEAM * 8);
-          acc = dot8(g1, x1, acc);
-          up = dot8(u1, x1, up);
-        }
+      // Two chunks of each matrix in flight, as ROW_DOT keeps four of one.
+      uint k = lane * 8;
+      for (; k + TEAM * 8 < K; k += 2 * TEAM * 8) {
+        float8 g0 = load_w8(w + k), g1 = load_w8(w + k + TEAM * 8);
+        float8 u0 = load_w8(wu + k), u1 = load_w8(wu + k + TEAM * 8);
+        float8 x0 = vload8(0, x + k), x1 = vload8(0, x + k + TEAM * 8);
+        acc = dot8(g1, x1, dot8(g0, x0, acc));
+        up = dot8(u1, x1, dot8(u0, x0, up));
+      }
+      if (k < K) {
+        float8 xv = vload8(0, x + k);
+        acc = dot8(load_w8(w + k), xv, acc);
+        up = dot8(load_w8(wu + k), xv, up);
       }
     } else {
       ROW_DOT(acc, w, x, K, lane);
