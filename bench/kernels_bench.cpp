@@ -1,14 +1,16 @@
 // Kernel throughput through the Backend interface, as the runtime calls it: matmul as a
 // decode GEMV (T=1, bound by weight bytes) and as a prefill (T=64, bound by FLOPs) at the
 // size of a ~100M-parameter model (K=768, N=2048/3072), which stay in cache between
-// iterations, and as decode meets them: weights streamed from memory (gemv_*_stream, N=32768,
-// 48-96 MB, like an output layer); plus decode attention and the thread pool's dispatch cost.
-// ref runs only a small case: it is the f64 reference, orders of magnitude slower.
+// iterations, and as decode meets them (gemv_*_cold: K x N, each iteration another copy of
+// the weight, none in cache; N=32768 is an output layer; cpu2: 2 threads); plus decode attention
+// and the thread pool's dispatch cost. ref runs only a small case: it is the f64 reference, orders
+// of magnitude slower.
 //
 // Counters: FLOP/s (2*T*N*K per matmul) and bytes_per_second (weights + activations read
 // and written once).
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
@@ -68,6 +70,37 @@ void BM_Matmul(benchmark::State& state, const char* uri, DType wt) {
   state.SetLabel(be->info().device);
 }
 
+// Decode as a model meets it: one x row against weights that are not in any cache, each
+// iteration the next of enough copies to fill 1 GiB (server CPUs have L3 caches of 300 MB).
+void BM_MatmulCold(benchmark::State& state, const char* uri, DType wt) {
+  const int64_t K = state.range(0), N = state.range(1);
+  auto be = open(uri);
+  const int64_t bytes_of_w = N * K * int64_t(dtype_size(wt));
+  const int64_t copies = std::max<int64_t>(2, (int64_t(1) << 30) / bytes_of_w);
+  std::vector<OpCall> calls;
+  const DeviceTensor x = upload(*be, DType::F32, Shape{1, K}, 1);
+  const DeviceTensor out{be->alloc(size_t(N) * 4), 0, DType::F32, Shape{1, N}};
+  const DeviceTensor w = upload(*be, wt, Shape{N, K}, 2);
+  std::vector<std::byte> bytes(static_cast<size_t>(bytes_of_w));
+  be->read(w.buffer, 0, bytes.data(), bytes.size());
+  for (int64_t i = 0; i < copies; ++i) {
+    DeviceTensor c = w;
+    if (i > 0) {
+      c.buffer = be->alloc(bytes.size());
+      be->write(c.buffer, 0, bytes.data(), bytes.size());
+    }
+    calls.push_back({Op::Matmul, {}, {x, c}, {out}, "bench"});
+  }
+  size_t next = 0;
+  for (auto _ : state) {
+    be->run(calls[next]);
+    be->sync();
+    next = (next + 1) % calls.size();
+  }
+  state.SetBytesProcessed(bytes_of_w * state.iterations());
+  state.SetLabel(be->info().device);
+}
+
 void BM_AttentionDecode(benchmark::State& state, const char* uri) {
   const int64_t P = state.range(0), H = 12, KV = 12, hd = 64;
   auto be = open(uri);
@@ -116,14 +149,16 @@ BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_f16, "cpu", DType::F16)->Apply([](auto* b)
 BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_bf16, "cpu", DType::BF16)->Apply([](auto* b) {
   model_sizes(b, 1);
 });
-BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_stream_f32, "cpu", DType::F32)
-    ->Args({1, 768, 32768})
-    ->UseRealTime()
-    ->Unit(benchmark::kMicrosecond);
-BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_stream_f16, "cpu", DType::F16)
-    ->Args({1, 768, 32768})
-    ->UseRealTime()
-    ->Unit(benchmark::kMicrosecond);
+void decode_sizes(benchmark::internal::Benchmark* b) {
+  b->Args({768, 768})->Args({768, 2048})->Args({2048, 768})->Args({768, 32768});
+  b->UseRealTime()->Unit(benchmark::kMicrosecond);
+}
+BENCHMARK_CAPTURE(BM_MatmulCold, gemv_cpu_cold_f32, "cpu", DType::F32)->Apply(decode_sizes);
+BENCHMARK_CAPTURE(BM_MatmulCold, gemv_cpu_cold_f16, "cpu", DType::F16)->Apply(decode_sizes);
+BENCHMARK_CAPTURE(BM_MatmulCold, gemv_cpu2_cold_f32, "cpu?threads=2", DType::F32)
+    ->Apply(decode_sizes);
+BENCHMARK_CAPTURE(BM_MatmulCold, gemv_cpu2_cold_f16, "cpu?threads=2", DType::F16)
+    ->Apply(decode_sizes);
 BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu1_f32, "cpu?threads=1", DType::F32)->Apply([](auto* b) {
   model_sizes(b, 1);
 });

@@ -5,8 +5,12 @@
 #include "backends/cpu/cpu_backend.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <map>
 #include <optional>
 #include <string>
 #include <thread>
@@ -48,6 +52,7 @@ class CpuBackend final : public HostBackend {
                      "host CPU, " + std::to_string(threads) + " thread" +
                          (threads == 1 ? "" : "s") + ", SIMD " + cpu::simd_target()}),
         pool_(threads) {
+    stats_ = std::getenv("TAPML_CPU_STATS") != nullptr;
     const std::vector<DType> blocks(std::begin(kBlockDTypes), std::end(kBlockDTypes));
     kernels().add(Op::Embedding, this, &CpuBackend::embedding);
     kernels().add(Op::Embedding, this, &CpuBackend::embedding_quant, {blocks, {DType::I32}});
@@ -70,7 +75,38 @@ class CpuBackend final : public HostBackend {
     kernels().add(Op::MoeFfn, this, &CpuBackend::moe_ffn);
   }
 
+  // TAPML_CPU_STATS=1: each op's calls and wall time, printed when the backend closes.
+  void run(const OpCall& c) override {
+    if (!stats_) return HostBackend::run(c);
+    const auto start = std::chrono::steady_clock::now();
+    HostBackend::run(c);
+    OpTime& t =
+        times_[std::string(op_name(c.op)) +
+               (c.inputs.empty() || c.inputs[0].shape.rank() < 2 || c.inputs[0].shape[0] != 1
+                    ? ""
+                    : " (1 row)")];
+    t.calls += 1;
+    t.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  }
+  ~CpuBackend() override {
+    if (!stats_) return;
+    double total = 0;
+    for (auto& [name, t] : times_) total += t.seconds;
+    std::fprintf(stderr, "cpu stats: %.3f s in run()\n", total);
+    for (auto& [name, t] : times_)
+      std::fprintf(stderr, "  %-20s %8lld calls %9.3f ms %8.2f us/call %5.1f%%\n", name.c_str(),
+                   (long long)t.calls, t.seconds * 1e3, t.seconds * 1e6 / double(t.calls),
+                   total > 0 ? 100 * t.seconds / total : 0.0);
+  }
+
  private:
+  struct OpTime {
+    int64_t calls = 0;
+    double seconds = 0;
+  };
+  bool stats_ = false;
+  std::map<std::string, OpTime> times_;
+
   // fn(begin, end) over [0, units), on the pool only when the total work is worth it.
   template <class F>
   void split(int64_t units, int64_t work_per_unit, F&& fn) {

@@ -152,13 +152,14 @@ HWY_INLINE void tile(const float* HWY_RESTRICT x, const W* HWY_RESTRICT w, int64
     for (; k + 2 * L <= K; k += 2 * L) {
       // One x row (decode) reads each weight once, and on its own a core keeps too few
       // misses in flight to reach the memory's bandwidth: ask for the same columns of the
-      // next RN rows (the next tile), spread over this tile's loop so that the fetches
-      // overlap the arithmetic. (A burst of prefetches per tile stalled the core: streamed
-      // GEMV 27-35 -> 40-47 GB/s on a 2-core VM, kernels_bench gemv_cpu_stream_*.)
+      // next RN rows (the next tile) into L2, spread over this tile's loop so that the
+      // fetches overlap the arithmetic. A burst of prefetches into L1 per tile stalled the
+      // core once its fill buffers were full (kernels_bench gemv_cpu2_cold_f16 on a 16-core
+      // Xeon: 20-23 GB/s with the burst, 20-36 spread into L2; none at all: 11-14).
       if constexpr (RT == 1)
         for (int r = 0; r < RN; ++r)
           for (int64_t b = 0; b < 2 * L * int64_t(sizeof(W)); b += 64)
-            __builtin_prefetch(reinterpret_cast<const char*>(w + (r + RN) * K + k) + b);
+            __builtin_prefetch(reinterpret_cast<const char*>(w + (r + RN) * K + k) + b, 0, 2);
       VF w0[RN], w1[RN];
       for (int r = 0; r < RN; ++r) {
         w0[r] = load_weights(df, w + r * K + k);

@@ -94,7 +94,20 @@ inline float dot8(float8 w, float8 x, float acc) {
       acc = dot8(w2_, vload8(0, (x) + k_ + 2 * TEAM * 8), acc);                      \
       acc2_ = dot8(w3_, vload8(0, (x) + k_ + 3 * TEAM * 8), acc2_);                  \
     }                                                                                \
-    for (; k_ < (K); k_ += TEAM * 8) acc = dot8(load_w8((w) + k_), vload8(0, (x) + k_), acc); \
+    /* The last 1-3 chunks of this lane's share, loaded together too. */                    \
+    if (k_ + 2 * TEAM * 8 < (K)) {                                                   \
+      float8 w0_ = load_w8((w) + k_), w1_ = load_w8((w) + k_ + TEAM * 8);            \
+      float8 w2_ = load_w8((w) + k_ + 2 * TEAM * 8);                                 \
+      acc = dot8(w0_, vload8(0, (x) + k_), acc);                                     \
+      acc2_ = dot8(w1_, vload8(0, (x) + k_ + TEAM * 8), acc2_);                      \
+      acc = dot8(w2_, vload8(0, (x) + k_ + 2 * TEAM * 8), acc);                      \
+    } else if (k_ + TEAM * 8 < (K)) {                                                \
+      float8 w0_ = load_w8((w) + k_), w1_ = load_w8((w) + k_ + TEAM * 8);            \
+      acc = dot8(w0_, vload8(0, (x) + k_), acc);                                     \
+      acc2_ = dot8(w1_, vload8(0, (x) + k_ + TEAM * 8), acc2_);                      \
+    } else if (k_ < (K)) {                                                           \
+      acc = dot8(load_w8((w) + k_), vload8(0, (x) + k_), acc);                       \
+    }                                                                                \
     acc += acc2_;                                                                    \
   }
 
