@@ -198,7 +198,7 @@ Header parse_header(const uint8_t* base, uint64_t size, const std::string& path)
     const uint64_t want = want_bits / 8;
     if (e.end - e.begin != want)
       throw fail(what + " holds " + str(e.end - e.begin) + " bytes but " + e.dtype + " " +
-                 Shape(e.shape).str() + " needs " + str(want));
+                 shown_items(e.shape) + " needs " + str(want));
     h.entries.push_back(std::move(e));
   }
 
@@ -265,6 +265,10 @@ Tensor File::tensor(const std::string& name) const {
   if (!dtype_of_file_name(e->dtype, &dtype))
     throw Error(path_ + ": tensor " + quote_name(e->name) + " has dtype " + e->dtype +
                 "; TapML reads F32, F16, BF16 and I32");
+  if (e->shape.size() > Shape::kMaxRank)
+    throw Error(path_ + ": tensor " + quote_name(e->name) + " has " +
+                std::to_string(e->shape.size()) + " dimensions; TapML reads at most " +
+                std::to_string(Shape::kMaxRank));
   const uint8_t* p = data_ + e->begin;
   Tensor t(dtype, Shape(e->shape), p, owner_);
   // Typed access through a misaligned pointer is undefined; the spec does not require the

@@ -220,6 +220,20 @@ TEST(SafetensorsFile, UnusedUnsupportedDtypesLoad) {
   EXPECT_TRUE(contains(error_of([&] { read(path); }), "tensor 'pos' has dtype I64"));
 }
 
+// A tensor of more dimensions than TapML's shapes hold is listed but refused when read, with
+// the file, the tensor and the reason.
+TEST(SafetensorsFile, TooManyDimensionsAreRefusedWhenRead) {
+  std::string path = testing::temp_dir() + "/rank9.safetensors";
+  write_bytes(path, file_bytes(R"({"x":{"dtype":"F32","shape":[1,1,1,1,1,1,1,1,1],)"
+                               R"("data_offsets":[0,4]}})",
+                               std::string(4, '\0')));
+  File f = File::open(path);
+  ASSERT_EQ(f.entries().size(), 1u);
+  std::string e = error_of([&] { f.tensor("x"); });
+  EXPECT_TRUE(contains(e, "9 dimensions")) << e;
+  EXPECT_TRUE(contains(e, path)) << e;
+}
+
 // ---------------------------------------------------------------------------------------
 // Hostile headers: each gives one line naming the file and what is wrong.
 
