@@ -1,5 +1,4 @@
 #version 450
-#include "common.glsl"
 // One workgroup per (query row t, head h). Scores go to a scratch row of P floats (keys can
 // outnumber shared memory); max and sum are tree-reduced in shared memory, and each output
 // dimension's weighted sum over keys is split over the workgroup's invocations and
@@ -9,13 +8,87 @@
 // u5 = window (0: none; row t then sees keys last - window + 1 .. last), f1 = softcap (0:
 // none; each scaled score s becomes softcap * tanh(s / softcap), tanh_f32 from common.glsl).
 // Without it the shader is the one calls without those attributes have always run.
+//
+// ATTENTION_ROPE (the attention_rope* variants, ROPE_F64 and ROPE_FACTORS as for rope.comp):
+// a decode step's rope q, rope k, kv_store and attention as one dispatch (call_fusion.h's
+// AttentionChain), with the options. One query row at position pos = P - 1 (T = 1), one
+// workgroup per head h: binding 0 is q before rope; the workgroup rotates its q head (into
+// binding 9) and its key head kh (binding 7) into shared memory, and the first workgroup of
+// each key head (h % (H / KV) == 0) also writes the rotated k head (binding 10) and row pos of
+// both caches (bindings 1 and 2: k rotated, v copied from binding 8). It then attends over
+// cache rows first..pos - 1 and, for row pos, its own rotated key and v, since another
+// workgroup may still be writing that row. Rope arithmetic as rope.comp's (rope_angle() at
+// bindings 5, 6), attention's as below, so the same bits as the four calls one by one.
+// u6 = rope_dim, u7 = neox (no weights here).
+#ifdef ATTENTION_ROPE
+#define ATTENTION_OPTIONS
+#define ROPE_TABLE_BINDING 5
+#define ROPE_FACTORS_BINDING 6
+#define CACHE_ACCESS  // row pos is written
+#else
+#define CACHE_ACCESS readonly
+#endif
+#include "common.glsl"
 layout(local_size_x = 128) in;
 layout(binding = 0) readonly buffer Q { float q[]; };
-layout(binding = 1) readonly buffer K { float k[]; };
-layout(binding = 2) readonly buffer V { float v[]; };
+layout(binding = 1) CACHE_ACCESS buffer K { float k[]; };
+layout(binding = 2) CACHE_ACCESS buffer V { float v[]; };
 layout(binding = 3) writeonly buffer Out { float outv[]; };
 layout(binding = 4) buffer S { float score[]; };
 shared float red[128];
+#ifdef ATTENTION_ROPE
+// The head size's bound (the backend checks it).
+const uint MAX_HEAD_DIM = 256u;
+layout(binding = 7) readonly buffer KIn { float kin[]; };
+layout(binding = 8) readonly buffer VIn { float vin[]; };
+layout(binding = 9) writeonly buffer QOut { float qout[]; };
+layout(binding = 10) writeonly buffer KOut { float kout[]; };
+shared float qr[MAX_HEAD_DIM], kr[MAX_HEAD_DIM];
+
+// Rotates q head h and key head kh at position pos into qr and kr, as rope.comp would, and
+// writes them out (the key and both caches' row pos only when writes_key).
+void rotate_heads(uint h, uint kh, uint hd, uint pos, uint kw, uint tid, bool writes_key) {
+  uint rd = pc.u[6];
+  bool neox = pc.u[7] != 0u;
+  uint qi = pc.o[0] / 4u + h * hd, ki = pc.o[7] / 4u + kh * hd;
+  for (uint i = tid; i < hd - rd / 2u; i += 128u) {
+    if (i >= rd / 2u) {
+      uint d = rd + (i - rd / 2u);
+      qr[d] = q[qi + d];
+      kr[d] = kin[ki + d];
+      continue;
+    }
+    float a = rope_angle(int(pos), i, rd);
+    float cs = cos(a), sn = sin(a);
+    uint ia = neox ? i : 2u * i, ib = neox ? i + rd / 2u : 2u * i + 1u;
+    float ra = q[qi + ia], rb = q[qi + ib];
+    qr[ia] = ra * cs - rb * sn;
+    qr[ib] = ra * sn + rb * cs;
+    ra = kin[ki + ia];
+    rb = kin[ki + ib];
+    kr[ia] = ra * cs - rb * sn;
+    kr[ib] = ra * sn + rb * cs;
+  }
+  barrier();
+  uint row = pos * kw + kh * hd, vi = pc.o[8] / 4u + kh * hd;
+  for (uint i = tid; i < hd; i += 128u) {
+    qout[pc.o[9] / 4u + h * hd + i] = qr[i];
+    if (writes_key) {
+      kout[pc.o[10] / 4u + kh * hd + i] = kr[i];
+      k[pc.o[1] / 4u + row + i] = kr[i];
+      v[pc.o[2] / 4u + row + i] = vin[vi + i];
+    }
+  }
+}
+// q[i] of this head; element i of key row j and of value row j of this key head.
+#define Q_AT(i) qr[i]
+#define K_AT(j, i) (j == last ? kr[i] : k[kb + j * kw + i])
+#define V_AT(j, i) (j == last ? vin[pc.o[8] / 4u + kh * hd + i] : v[vb + j * kw + i])
+#else
+#define Q_AT(i) q[qb + i]
+#define K_AT(j, i) k[kb + j * kw + i]
+#define V_AT(j, i) v[vb + j * kw + i]
+#endif
 void main() {
   uint g = group_index();
   uint T = pc.u[0], P = pc.u[1], H = pc.u[2], KV = pc.u[3], hd = pc.u[4];
@@ -34,10 +107,13 @@ void main() {
   uint kw = KV * hd;
   uint kb = pc.o[1] / 4u + kh * hd, vb = pc.o[2] / 4u + kh * hd;
   uint sb = pc.o[4] / 4u + g * P;
+#ifdef ATTENTION_ROPE
+  rotate_heads(h, kh, hd, last, kw, tid, h % (H / KV) == 0u);
+#endif
   float mx = -1.0 / 0.0;
   for (uint j = first + tid; j <= last; j += 128u) {
     float s = 0.0;
-    for (uint i = 0u; i < hd; ++i) s += q[qb + i] * k[kb + j * kw + i];
+    for (uint i = 0u; i < hd; ++i) s += Q_AT(i) * K_AT(j, i);
     s *= pc.f[0];
 #ifdef ATTENTION_OPTIONS
     if (cap > 0.0) s = cap * tanh_f32(s / cap);
@@ -75,7 +151,7 @@ void main() {
     uint i = i0 + tid % dims, lane = tid / dims;
     float acc = 0.0;
     if (lane < lanes && i < hd)
-      for (uint j = first + lane; j <= last; j += lanes) acc += score[sb + j] * v[vb + j * kw + i];
+      for (uint j = first + lane; j <= last; j += lanes) acc += score[sb + j] * V_AT(j, i);
     red[tid] = acc;
     barrier();
     if (tid < dims && i < hd) {
