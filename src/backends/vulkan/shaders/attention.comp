@@ -80,15 +80,21 @@ void rotate_heads(uint h, uint kh, uint hd, uint pos, uint kw, uint tid, bool wr
     }
   }
 }
-// q[i] of this head; element i of key row j and of value row j of this key head.
 #define Q_AT(i) qr[i]
-#define K_AT(j, i) (j == last ? kr[i] : k[kb + j * kw + i])
-#define V_AT(j, i) (j == last ? vin[pc.o[8] / 4u + kh * hd + i] : v[vb + j * kw + i])
 #else
 #define Q_AT(i) q[qb + i]
-#define K_AT(j, i) k[kb + j * kw + i]
-#define V_AT(j, i) v[vb + j * kw + i]
 #endif
+
+// A key's score from its dot product with q: scaled, then capped (ATTENTION_OPTIONS).
+float scaled_score(float dot) {
+  float s = dot * pc.f[0];
+#ifdef ATTENTION_OPTIONS
+  float cap = pc.f[1];
+  if (cap > 0.0) s = cap * tanh_f32(s / cap);
+#endif
+  return s;
+}
+
 void main() {
   uint g = group_index();
   uint T = pc.u[0], P = pc.u[1], H = pc.u[2], KV = pc.u[3], hd = pc.u[4];
@@ -99,7 +105,6 @@ void main() {
 #ifdef ATTENTION_OPTIONS
   uint window = pc.u[5];
   uint first = window != 0u && last + 1u > window ? last + 1u - window : 0u;
-  float cap = pc.f[1];
 #else
   const uint first = 0u;
 #endif
@@ -110,17 +115,32 @@ void main() {
 #ifdef ATTENTION_ROPE
   rotate_heads(h, kh, hd, last, kw, tid, h % (H / KV) == 0u);
 #endif
-  float mx = -1.0 / 0.0;
-  for (uint j = first + tid; j <= last; j += 128u) {
-    float s = 0.0;
-    for (uint i = 0u; i < hd; ++i) s += Q_AT(i) * K_AT(j, i);
-    s *= pc.f[0];
-#ifdef ATTENTION_OPTIONS
-    if (cap > 0.0) s = cap * tanh_f32(s / cap);
+  // Keys first..last. A chain reads rows before last from the caches and row last, the last
+  // of the invocation that has it, from its own rotated key and v: the same values in the
+  // same order, with no per-key choice inside the loops.
+#ifdef ATTENTION_ROPE
+  const uint cached_end = last;
+#else
+  const uint cached_end = last + 1u;
 #endif
+  float mx = -1.0 / 0.0;
+  uint j = first + tid;
+  for (; j < cached_end; j += 128u) {
+    float s = 0.0;
+    for (uint i = 0u; i < hd; ++i) s += Q_AT(i) * k[kb + j * kw + i];
+    s = scaled_score(s);
     score[sb + j] = s;
     mx = max(mx, s);
   }
+#ifdef ATTENTION_ROPE
+  if (j == last) {
+    float s = 0.0;
+    for (uint i = 0u; i < hd; ++i) s += qr[i] * kr[i];
+    s = scaled_score(s);
+    score[sb + j] = s;
+    mx = max(mx, s);
+  }
+#endif
   red[tid] = mx;
   barrier();
   for (uint s = 64u; s > 0u; s >>= 1) {
@@ -150,8 +170,13 @@ void main() {
   for (uint i0 = 0u; i0 < hd; i0 += dims) {
     uint i = i0 + tid % dims, lane = tid / dims;
     float acc = 0.0;
-    if (lane < lanes && i < hd)
-      for (uint j = first + lane; j <= last; j += lanes) acc += score[sb + j] * V_AT(j, i);
+    if (lane < lanes && i < hd) {
+      uint j = first + lane;
+      for (; j < cached_end; j += lanes) acc += score[sb + j] * v[vb + j * kw + i];
+#ifdef ATTENTION_ROPE
+      if (j == last) acc += score[sb + j] * vin[pc.o[8] / 4u + kh * hd + i];
+#endif
+    }
     red[tid] = acc;
     barrier();
     if (tid < dims && i < hd) {
