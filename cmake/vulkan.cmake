@@ -21,7 +21,8 @@ foreach(comp ${TAPML_VULKAN_COMPS})
 endforeach()
 # VARIANT=SHADER:DEFINE[,DEFINE...]. rope_f64: the angle in f64; *_factors: rope's optional
 # freq_factors; *_pair: two tensors (q and k) in one dispatch; attention_options: attention's
-# optional window and softcap (calls without them keep the plain shaders).
+# optional window and softcap (calls without them keep the plain shaders); attention_rope*:
+# a decode step's rope q, rope k, kv_store and attention in one dispatch.
 set(TAPML_VULKAN_VARIANTS
     rope_f64=rope:ROPE_F64
     rope_factors=rope:ROPE_FACTORS
@@ -30,7 +31,11 @@ set(TAPML_VULKAN_VARIANTS
     rope_f64_pair=rope:ROPE_F64,ROPE_PAIR
     rope_factors_pair=rope:ROPE_FACTORS,ROPE_PAIR
     rope_f64_factors_pair=rope:ROPE_F64,ROPE_FACTORS,ROPE_PAIR
-    attention_options=attention:ATTENTION_OPTIONS)
+    attention_options=attention:ATTENTION_OPTIONS
+    attention_rope=attention:ATTENTION_ROPE
+    attention_rope_f64=attention:ATTENTION_ROPE,ROPE_F64
+    attention_rope_factors=attention:ATTENTION_ROPE,ROPE_FACTORS
+    attention_rope_f64_factors=attention:ATTENTION_ROPE,ROPE_F64,ROPE_FACTORS)
 foreach(v ${TAPML_VULKAN_VARIANTS})
   string(REGEX REPLACE "=.*" "" name ${v})
   list(APPEND TAPML_VULKAN_SHADERS ${name})

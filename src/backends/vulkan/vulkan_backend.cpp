@@ -1,5 +1,5 @@
 // The vulkan backend. One instance, device and queue per backend; two descriptor set layouts
-// (six storage buffers for most shaders, ten for the fused ones, where the device allows) and
+// (six storage buffers for most shaders, eleven for the fused ones, where the device allows) and
 // one push-constant block shared by every pipeline, so binding a call is the same code for
 // every op. Buffers live in device-local memory; when that memory is also host-visible
 // (integrated GPUs, lavapipe) it is mapped and written directly, else writes and reads go
@@ -11,7 +11,8 @@
 // recorded only on hazards (Hazards below: a dispatch that reads or writes what was written
 // since the last barrier, or writes what was read since), and once at the end of a batch that
 // wrote anything, for the host. A decode step's calls form a chain, so fusing them (fewer,
-// larger dispatches: gemv_fused.comp, rope's *_pair variants) is what removes most barriers.
+// larger dispatches: gemv_fused.comp, rope's *_pair variants, attention's attention_rope*) is
+// what removes most barriers.
 #include "backends/vulkan/vulkan_backend.h"
 
 #include <vulkan/vulkan.h>
@@ -48,8 +49,11 @@ struct ShaderCode {
 #include "shader_table.inc"
 
 // Storage buffers per dispatch: most shaders take 6 (within what every device offers), the
-// fused ones (gemv_fused, rope *_pair) 10, on devices that allow that many per stage.
-constexpr uint32_t kBindings = 6, kWideBindings = 10;
+// fused ones (gemv_fused, rope *_pair, attention_rope*) up to 11, on devices that allow that
+// many per stage.
+constexpr uint32_t kBindings = 6, kWideBindings = 11;
+// The largest head an attention_rope* dispatch takes (attention.comp's MAX_HEAD_DIM).
+constexpr int64_t kChainMaxHeadDim = 256;
 constexpr uint32_t kMaxBatch = 512;  // dispatches per submission (descriptor pool size)
 constexpr size_t kStagingBytes = size_t(64) << 20;
 // A host write this small (vkCmdUpdateBuffer's limit) is recorded in order with the pending
@@ -584,7 +588,8 @@ class VulkanBackend final : public Backend {
 
  private:
   // ---- Calls held back to run with their neighbours as one dispatch (backend/call_fusion.h):
-  // a one-row matmul group is one gemv_fused dispatch, a rope pair one rope *_pair dispatch.
+  // a one-row matmul group is one gemv_fused dispatch, a rope pair one rope *_pair dispatch,
+  // a decode step's rope pair, kv_store and attention one attention_rope* dispatch.
   // TAPML_VULKAN_FUSE=0 turns holding off.
   std::unique_ptr<CallFusion> fusion_;
 
@@ -607,10 +612,52 @@ class VulkanBackend final : public Backend {
         .launch_group = [this](FusedGroup& g) { launch_fused(g); },
         .launch_rope = [this](const OpCall& c, const OpCall* second) { rope_launch(c, second); },
         .run = [this](const OpCall& c) { kernels_.run(c, "vulkan"); },
+        .can_launch_attention = [this](const AttentionChain& ch) { return can_chain(ch); },
+        .launch_attention = [this](const AttentionChain& ch) { attention_chain(ch); },
     });
   }
   void flush_held() {
     if (fusion_) fusion_->flush();
+  }
+
+  // The chain's one query row sits at position P - 1 for rope and kv_store alike (positions
+  // the host wrote, so known here without a read), the heads agree, and the head fits the
+  // shader's shared memory (attention.comp's MAX_HEAD_DIM).
+  bool can_chain(const AttentionChain& ch) {
+    const OpCall &a = ch.attention, &q = ch.rope_q, &k = ch.rope_k;
+    const int64_t P = a.inputs[1].shape[0], hd = a.attrs.get_int("head_dim");
+    int32_t rope_pos = -1, kv_pos = -1;
+    if (q.inputs[1].shape.numel() != 1 ||
+        !shadow_.read(q.inputs[1].buffer, q.inputs[1].offset, &rope_pos, 4) ||
+        !shadow_.read(ch.kv_store.inputs[4].buffer, ch.kv_store.inputs[4].offset, &kv_pos, 4))
+      return false;
+    return rope_pos == P - 1 && kv_pos == P - 1 && hd <= kChainMaxHeadDim &&
+           q.attrs.get_int("head_dim") == hd &&
+           q.attrs.get_int("n_heads") == a.attrs.get_int("n_heads") &&
+           k.attrs.get_int("n_heads") == a.attrs.get_int("n_kv_heads");
+  }
+
+  // The chain as one attention_rope* dispatch (shaders/attention.comp with ATTENTION_ROPE):
+  // attention's bindings and parameters, then rope's table and factors, k and v before the
+  // chain, and rope's outputs.
+  void attention_chain(const AttentionChain& ch) {
+    const OpCall &a = ch.attention, &q = ch.rope_q, &k = ch.rope_k, &kv = ch.kv_store;
+    const bool factors = q.inputs.size() > 2;
+    const int64_t rd = q.attrs.get_int("rope_dim");
+    std::vector<Binding> bind =
+        attention_bindings(a, q.inputs[0], kv.outputs[0], kv.outputs[1], true);
+    const Block& table = rope_table(q.attrs.get("base"), rd);
+    bind.push_back({&table, 0, table.size, false});
+    bind.push_back(factors ? binding(q.inputs[2], false) : Binding{});
+    bind.push_back(binding(k.inputs[0], false));
+    bind.push_back(binding(kv.inputs[3], false));
+    bind.push_back(binding(q.outputs[0], true));
+    bind.push_back(binding(k.outputs[0], true));
+    Params p = attention_params(a);
+    p.u[6] = uint32_t(rd), p.u[7] = q.attrs.get_int("pairing") == 1 ? 1 : 0;
+    ++fused_;
+    dispatch("attention_" + rope_shader_ + (factors ? "_factors" : ""), bind, p,
+             a.attrs.get_int("n_heads"));
   }
 
   // gemv_fused's shared memory (with the norm, the normed row too) must fit the device's.
@@ -789,21 +836,35 @@ class VulkanBackend final : public Backend {
   }
 
   void attention(const OpCall& c) {
-    std::vector<Binding> bind =
-        bindings(c, {&c.inputs[0], &c.inputs[1], &c.inputs[2], &c.outputs[0]});
+    const Params p = attention_params(c);
+    // Calls that use neither window nor softcap run the plain shader, as before the options
+    // existed.
+    record(p.u[5] != 0 || p.f[1] > 0 ? "attention_options" : "attention",
+           attention_bindings(c, c.inputs[0], c.inputs[1], c.inputs[2], false), p, c);
+  }
+  // Bindings 0-4 of attention.comp: q, the keys and values (in a chain the whole caches,
+  // which it writes), the output and the scores.
+  std::vector<Binding> attention_bindings(const OpCall& c, const DeviceTensor& q,
+                                          const DeviceTensor& k, const DeviceTensor& v,
+                                          bool writes_kv) {
     const Block& s = scratch(scratch_bytes(c));
-    bind.push_back({&s, 0, scratch_bytes(c), true});
+    return {binding(q, false),
+            binding(k, writes_kv),
+            binding(v, writes_kv),
+            binding(c.outputs[0], true),
+            {&s, 0, scratch_bytes(c), true}};
+  }
+  Params attention_params(const OpCall& c) {
     Params p;
     p.u[0] = uint32_t(c.inputs[0].shape[0]), p.u[1] = uint32_t(c.inputs[1].shape[0]);
     p.u[2] = uint32_t(c.attrs.get_int("n_heads")), p.u[3] = uint32_t(c.attrs.get_int("n_kv_heads"));
     p.u[4] = uint32_t(c.attrs.get_int("head_dim"));
     p.f[0] = float(c.attrs.get("scale"));
-    // A window of P or more keys, or none, hides no key (0); softcap 0 is none. Calls that
-    // use neither run the plain shader, as before the options existed.
+    // A window of P or more keys, or none, hides no key (0); softcap 0 is none.
     const double window = c.attrs.get_or("window", 0), softcap = c.attrs.get_or("softcap", 0);
     p.u[5] = window > 0 && window < double(c.inputs[1].shape[0]) ? uint32_t(window) : 0;
     p.f[1] = float(softcap);
-    record(p.u[5] != 0 || softcap > 0 ? "attention_options" : "attention", bind, p, c);
+    return p;
   }
 
   // swiglu, add and mul (bias and scale below too) share one shader; u[1] picks the function.
@@ -1074,7 +1135,7 @@ class VulkanBackend final : public Backend {
   }
   // Shaders with more than kBindings bindings.
   static bool is_wide_shader(std::string_view name) {
-    return name == "gemv_fused" || name.ends_with("_pair");
+    return name == "gemv_fused" || name.ends_with("_pair") || name.starts_with("attention_rope");
   }
   static std::string quant_pipeline(const std::string& shader, DType t) {
     return shader + "." + std::string(dtype_name(t));

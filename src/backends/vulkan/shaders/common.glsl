@@ -3,10 +3,14 @@
 // a linear workgroup index over a 2-D grid (counts past maxComputeWorkGroupCount[0] spill
 // into y), and a reader for weights of any float dtype from a uint buffer, which needs no
 // 16-bit storage feature: f16 via unpackHalf2x16, bf16 via a shift; and exp, tanh and sigmoid
-// with known accuracy, for the ops whose tolerance the driver's own would exceed.
+// with known accuracy, for the ops whose tolerance the driver's own would exceed; and rope's
+// angle, for the shaders that define ROPE_TABLE_BINDING.
 #extension GL_GOOGLE_include_directive : enable
+#ifdef ROPE_F64
+#extension GL_ARB_gpu_shader_fp64 : enable
+#endif
 layout(push_constant) uniform Params {
-  uint o[10];  // byte offset of binding i's tensor inside its window
+  uint o[11];  // byte offset of binding i's tensor inside its window
   uint u[8];   // integer parameters; u[7] is the weight dtype (0 f32, 1 f16, 2 bf16)
   float f[2];  // float parameters
 } pc;
@@ -70,6 +74,40 @@ float sigmoid_f32(float z) {
   float e = exp_f32(z);
   return e / (1.0 + e);
 }
+
+#ifdef ROPE_TABLE_BINDING
+// rope's angle for pair i < rd/2 at position p, for rope.comp and the attention chain alike
+// (so a fused rope gives the same bits): freq from a host-made table at binding
+// ROPE_TABLE_BINDING (rd/2 doubles, then rd/2 floats), divided by freq_factors[i] (binding
+// ROPE_FACTORS_BINDING) with ROPE_FACTORS. With ROPE_F64 (a device with shaderFloat64) the
+// angle p * freq is formed and reduced modulo 2 pi in f64, so large positions keep their
+// accuracy, and the division by the factor is in f64 too, as the catalog's f64
+// pow(base, -2i/rd) / factor.
+layout(binding = ROPE_TABLE_BINDING) readonly buffer RopeTable { uint rope_table[]; };
+#ifdef ROPE_FACTORS
+layout(binding = ROPE_FACTORS_BINDING) readonly buffer RopeFactors { float rope_factors[]; };
+#endif
+float rope_angle(int p, uint i, uint rd) {
+#ifdef ROPE_F64
+  double freq = packDouble2x32(uvec2(rope_table[2u * i], rope_table[2u * i + 1u]));
+#ifdef ROPE_FACTORS
+  freq /= double(rope_factors[pc.o[ROPE_FACTORS_BINDING] / 4u + i]);
+#endif
+  double theta = double(p) * freq;
+  const double two_pi = 6.283185307179586476925286766559LF;
+  double r = theta - two_pi * floor(theta / two_pi + 0.5LF);
+  return float(r);
+#else
+  float freq = uintBitsToFloat(rope_table[rd + i]);
+#ifdef ROPE_FACTORS
+  freq /= rope_factors[pc.o[ROPE_FACTORS_BINDING] / 4u + i];
+#endif
+  float theta = float(p) * freq;
+  const float two_pi = 6.28318530717958647692;
+  return theta - two_pi * floor(theta / two_pi + 0.5);
+#endif
+}
+#endif
 
 #ifdef QUANT_BINDING
 // ggml's quantized blocks (layouts in core/quant.h), for the shaders that define QUANT_BINDING

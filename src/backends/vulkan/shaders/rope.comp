@@ -1,25 +1,18 @@
 #version 450
+#define ROPE_TABLE_BINDING 3
+#define ROPE_FACTORS_BINDING 4
 #include "common.glsl"
-// One invocation per (row, head, i), i < hd - rd/2: i < rd/2 rotates pair i, the rest copy
-// one unrotated element. Whole pairs per invocation keep in-place calls (out == x) safe.
-// The angle pos * freq is formed and reduced modulo 2*pi in f64 where the device has it
-// (ROPE_F64), so large positions keep their accuracy; freq comes from a host-made table
-// (rd/2 doubles, then rd/2 floats). u0 = T, u1 = H, u2 = hd, u3 = rd, u4 = neox.
-// ROPE_FACTORS divides each frequency by the optional input freq_factors[i] (binding 4) before
-// the angle is formed: in f64 where the angle is, as the catalog's f64 pow(base, -2i/rd) /
-// factor. ROPE_PAIR: invocations from u5 on rotate a second tensor (binding 5, u6 heads) into
-// binding 6 with the same positions and frequencies: q and k in one dispatch.
-#ifdef ROPE_F64
-#extension GL_ARB_gpu_shader_fp64 : enable
-#endif
+// One invocation per (row, head, i), i < hd - rd/2: i < rd/2 rotates pair i by rope_angle()
+// (common.glsl), the rest copy one unrotated element. Whole pairs per invocation keep in-place
+// calls (out == x) safe. u0 = T, u1 = H, u2 = hd, u3 = rd, u4 = neox.
+// ROPE_F64: the angle in f64 (where the device has it); ROPE_FACTORS: each frequency divided
+// by the optional input freq_factors[i] (binding 4). ROPE_PAIR: invocations from u5 on rotate
+// a second tensor (binding 5, u6 heads) into binding 6 with the same positions and
+// frequencies: q and k in one dispatch.
 layout(local_size_x = 128) in;
 layout(binding = 0) readonly buffer X { float x[]; };
 layout(binding = 1) readonly buffer Pos { int pos[]; };
 layout(binding = 2) writeonly buffer Out { float outv[]; };
-layout(binding = 3) readonly buffer Table { uint table[]; };
-#ifdef ROPE_FACTORS
-layout(binding = 4) readonly buffer Factors { float factors[]; };
-#endif
 #ifdef ROPE_PAIR
 layout(binding = 5) readonly buffer X2 { float x2[]; };
 layout(binding = 6) writeonly buffer Out2 { float out2[]; };
@@ -63,25 +56,7 @@ void main() {
     store(second, head + d, load(second, head + d));
     return;
   }
-  int p = pos[pc.o[1] / 4u + t];
-#ifdef ROPE_F64
-  double freq = packDouble2x32(uvec2(table[2u * i], table[2u * i + 1u]));
-#ifdef ROPE_FACTORS
-  freq /= double(factors[pc.o[4] / 4u + i]);
-#endif
-  double theta = double(p) * freq;
-  const double two_pi = 6.283185307179586476925286766559LF;
-  double r = theta - two_pi * floor(theta / two_pi + 0.5LF);
-  float a = float(r);
-#else
-  float freq = uintBitsToFloat(table[rd + i]);
-#ifdef ROPE_FACTORS
-  freq /= factors[pc.o[4] / 4u + i];
-#endif
-  float theta = float(p) * freq;
-  const float two_pi = 6.28318530717958647692;
-  float a = theta - two_pi * floor(theta / two_pi + 0.5);
-#endif
+  float a = rope_angle(pos[pc.o[1] / 4u + t], i, rd);
   float cs = cos(a), sn = sin(a);
   uint ia = neox ? i : 2u * i, ib = neox ? i + rd / 2u : 2u * i + 1u;
   float ra = load(second, head + ia), rb = load(second, head + ib);
