@@ -9,28 +9,15 @@
 // returns 1 / sum, with s[j] = e^(s[j] - max) visible to the whole group.
 inline float softmax_row(local float* red, global float* s, uint first, uint last, uint tid,
                          float mx) {
-  red[tid] = mx;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint r = WG / 2; r > 0; r >>= 1) {
-    if (tid < r) red[tid] = fmax(red[tid], red[tid + r]);
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  mx = red[0];
-  barrier(CLK_LOCAL_MEM_FENCE);
+  mx = group_max(red, tid, mx);
   float sum = 0.0f;
   for (uint j = first + tid; j <= last; j += WG) {
     float e = exp(s[j] - mx);
     s[j] = e;
     sum += e;
   }
-  red[tid] = sum;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint r = WG / 2; r > 0; r >>= 1) {
-    if (tid < r) red[tid] += red[tid + r];
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  float inv = 1.0f / red[0];
-  barrier(CLK_LOCAL_MEM_FENCE | CLK_GLOBAL_MEM_FENCE);
+  float inv = 1.0f / group_sum(red, tid, sum);
+  barrier(CLK_GLOBAL_MEM_FENCE);
   return inv;
 }
 
@@ -188,15 +175,12 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void attention_rope(
       continue;
     }
     float a = rope_angle((int)pos, i, rd, table, fb, fo, factors);
-    float cs = cos(a), sn = sin(a);
     uint ia = neox ? i : 2 * i, ib = neox ? i + rd / 2 : 2 * i + 1;
-    float ra = qin[ia], rb = qin[ib];
-    ql[ia] = ra * cs - rb * sn;
-    ql[ib] = ra * sn + rb * cs;
-    ra = kin[ia];
-    rb = kin[ib];
-    kl[ia] = ra * cs - rb * sn;
-    kl[ib] = ra * sn + rb * cs;
+    float2 q = rope_rotate(qin[ia], qin[ib], a), k = rope_rotate(kin[ia], kin[ib], a);
+    ql[ia] = q.x;
+    ql[ib] = q.y;
+    kl[ia] = k.x;
+    kl[ib] = k.y;
   }
   barrier(CLK_LOCAL_MEM_FENCE);
   uint kw4 = KV * HD / 4;

@@ -52,6 +52,12 @@ inline float rope_angle(int p, uint i, uint rd, global const uchar* table,
 #endif
 }
 
+// A rope pair (ra, rb) rotated by angle a.
+inline float2 rope_rotate(float ra, float rb, float a) {
+  float cs = cos(a), sn = sin(a);
+  return (float2)(ra * cs - rb * sn, ra * sn + rb * cs);
+}
+
 // exp within 2 ulp: Cody-Waite reduction by ln 2 (n * 0.693359375 is exact for |n| < 2^8)
 // and Cephes' expf polynomial.
 inline float exp_f32(float y) {
@@ -275,6 +281,32 @@ inline void dequant_unit(global const uchar* row, uint u, float* v) {
 #endif
 
 #ifdef WG
+// Every item's v summed (or its max taken) over the work-group, tree-reduced pairwise in
+// red (WG floats, so long rows keep their accuracy); every item gets the result, and red is
+// free again on return. Every item of the group must call it.
+inline float group_sum(local float* red, uint tid, float v) {
+  red[tid] = v;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (uint s = WG / 2; s > 0; s >>= 1) {
+    if (tid < s) red[tid] += red[tid + s];
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  v = red[0];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  return v;
+}
+inline float group_max(local float* red, uint tid, float v) {
+  red[tid] = v;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  for (uint s = WG / 2; s > 0; s >>= 1) {
+    if (tid < s) red[tid] = fmax(red[tid], red[tid + s]);
+    barrier(CLK_LOCAL_MEM_FENCE);
+  }
+  v = red[0];
+  barrier(CLK_LOCAL_MEM_FENCE);
+  return v;
+}
+
 // The ending of the matmuls that give each item partial sums of 4 token rows: the sums are
 // tree-reduced over the group and item r < rows stores row r's total at out[r * N].
 inline void store_rows4(local float (*red)[WG], uint tid, float a0, float a1, float a2, float a3,

@@ -13,14 +13,7 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void layernorm(
   global float* out = TENSOR(float, ob, oo) + (size_t)t * N;
   float s = 0.0f;
   for (uint i = tid; i < N; i += WG) s += x[i];
-  red[tid] = s;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint h = WG / 2; h > 0; h >>= 1) {
-    if (tid < h) red[tid] += red[tid + h];
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  float m0 = red[0] / (float)N;
-  barrier(CLK_LOCAL_MEM_FENCE);
+  float m0 = group_sum(red, tid, s) / (float)N;
   float s1 = 0.0f, s2 = 0.0f;
   for (uint i = tid; i < N; i += WG) {
     float d = x[i] - m0;

@@ -164,13 +164,7 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void gemv_fused(
     global const float* xg = CTENSOR(float, xb, off.s0);
     float ss = 0.0f;
     for (uint d = tid; d < K; d += WG) ss += xg[d] * xg[d];
-    red[tid] = ss;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (uint s = WG / 2; s > 0; s >>= 1) {
-      if (tid < s) red[tid] += red[tid + s];
-      barrier(CLK_LOCAL_MEM_FENCE);
-    }
-    float inv = 1.0f / sqrt(red[0] / (float)K + eps);
+    float inv = 1.0f / sqrt(group_sum(red, tid, ss) / (float)K + eps);
     global const float* nw = CTENSOR(float, nwb, off.s1);
     global float* xn = TENSOR(float, xnb, off.s2);
     for (uint d = tid; d < K; d += WG) {

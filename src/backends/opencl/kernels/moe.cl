@@ -22,14 +22,7 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void moe_route(
   global float* route = TENSOR(float, ob, oo) + (size_t)t * E;
   float mx = -INFINITY;
   for (uint e = tid; e < E; e += WG) mx = fmax(mx, l[e]);
-  red[tid] = mx;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint h = WG / 2; h > 0; h >>= 1) {
-    if (tid < h) red[tid] = fmax(red[tid], red[tid + h]);
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  mx = red[0];
-  barrier(CLK_LOCAL_MEM_FENCE);
+  mx = group_max(red, tid, mx);
   float sum = 0.0f, chosen = 0.0f;
   for (uint e = tid; e < E; e += WG) {
     float p = exp_f32(l[e] - mx);

@@ -10,12 +10,6 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void rmsnorm(
   global float* out = TENSOR(float, ob, oo) + (size_t)t * D;
   float ss = 0.0f;
   for (uint d = tid; d < D; d += WG) ss += x[d] * x[d];
-  red[tid] = ss;
-  barrier(CLK_LOCAL_MEM_FENCE);
-  for (uint s = WG / 2; s > 0; s >>= 1) {
-    if (tid < s) red[tid] += red[tid + s];
-    barrier(CLK_LOCAL_MEM_FENCE);
-  }
-  float inv = 1.0f / sqrt(red[0] / (float)D + eps);
+  float inv = 1.0f / sqrt(group_sum(red, tid, ss) / (float)D + eps);
   for (uint d = tid; d < D; d += WG) out[d] = x[d] * inv * LOAD_W(w, d);
 }

@@ -29,9 +29,8 @@ kernel void rope(global const uchar* xb, ulong xo, global const uchar* pb, ulong
     return;
   }
   float a = rope_angle(CTENSOR(int, pb, po)[t], i, rd, table, fb, fo, factors);
-  float cs = cos(a), sn = sin(a);
   uint ia = neox ? i : 2 * i, ib = neox ? i + rd / 2 : 2 * i + 1;
-  float ra = x[ia], rb = x[ib];
-  out[ia] = ra * cs - rb * sn;
-  out[ib] = ra * sn + rb * cs;
+  float2 r = rope_rotate(x[ia], x[ib], a);  // both read before either is written (in place)
+  out[ia] = r.x;
+  out[ib] = r.y;
 }
