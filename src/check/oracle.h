@@ -125,6 +125,12 @@ std::vector<double> activation_allowance(const TolerancePolicy& policy, Op op,
 std::vector<double> exp_allowance(const TolerancePolicy& policy, Op op,
                                   std::span<const Tensor> inputs, std::span<const Tensor> expected);
 
+// What an op's outputs may err beyond their tolerance: activation_allowance where it
+// applies, else exp_allowance (empty for ops with neither). Every comparison of a target
+// against the source (replay, isolated comparison in migrate) asks here.
+std::vector<double> allowance(const TolerancePolicy& policy, Op op, std::span<const Tensor> inputs,
+                              std::span<const Tensor> expected);
+
 // Judges every output. `guards_intact` may be empty (no guard information). `noise` holds
 // one floor per output or is empty. Reduction length and dtype come from the catalog.
 // `allowance` is empty or holds one activation_allowance or exp_allowance per output; an

@@ -159,7 +159,7 @@ void IsolatedComparator::compare(const CallEvent& e, Dispatcher& d, SiteLocal& s
   for (const Tensor& x : pending_inputs_) types.push_back({x.dtype(), x.shape()});
   int64_t k = op_def(call.op).reduction_length(types, call.attrs);
   Verdict v = judge(policy_, call.op, k, expected, got.outputs, got.guards_intact, noise,
-                    activation_allowance(policy_, call.op, pending_inputs_, expected));
+                    allowance(policy_, call.op, pending_inputs_, expected));
   if (!v.pass) failed(s);
 
   // The output that set the verdict's worst ratio names the error.

@@ -30,11 +30,9 @@ TestResult replay_test(Backend& target, const TestCase& test, const TolerancePol
   auto t0 = std::chrono::steady_clock::now();
   try {
     HostCallResult got = run_host_call(target, test.op, test.attrs, test.inputs, test.site.str());
-    std::vector<double> allowance =
-        activation_allowance(policy, test.op, test.inputs, test.outputs);
-    if (allowance.empty()) allowance = exp_allowance(policy, test.op, test.inputs, test.outputs);
-    r.verdict = judge(policy, test.op, reduction_length(test), test.outputs, got.outputs,
-                      got.guards_intact, test.noise, allowance);
+    r.verdict =
+        judge(policy, test.op, reduction_length(test), test.outputs, got.outputs, got.guards_intact,
+              test.noise, allowance(policy, test.op, test.inputs, test.outputs));
     r.pass = r.verdict.pass;
   } catch (const std::exception& e) {
     // run_host_call words a refusal "NAME cannot run OP: REASON".
