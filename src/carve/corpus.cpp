@@ -81,7 +81,7 @@ bool attrs_from_json(const json& j, Attrs* out) {
 
 // A shape as JSON; false when malformed or absurd.
 bool shape_from_json(const json& j, Shape* out) {
-  if (!j.is_array() || j.size() > 8) return false;
+  if (!j.is_array() || j.size() > Shape::kMaxRank) return false;
   std::vector<int64_t> dims;
   uint64_t numel = 1;
   for (const json& d : j) {

@@ -34,7 +34,6 @@ class Writer {
   }
   void bytes(const std::vector<uint8_t>& d) { out.insert(out.end(), d.begin(), d.end()); }
   void tensor(const DeviceTensor& t) {
-    TAPML_REQUIRE(t.shape.rank() <= kMaxRank, "rpc: tensor rank above " + std::to_string(kMaxRank));
     u64(t.buffer);
     u64(t.offset);
     u8(dtype_code(t.dtype));

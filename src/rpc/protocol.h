@@ -33,7 +33,7 @@ constexpr uint32_t kChunkHeaderRoom = 64;
 constexpr size_t kMaxString = 4096;
 constexpr size_t kMaxAttrs = 64;
 constexpr size_t kMaxTensors = 16;
-constexpr size_t kMaxRank = 8;
+constexpr size_t kMaxRank = Shape::kMaxRank;  // what a Shape holds
 constexpr size_t kMaxListItems = 1024;
 constexpr int64_t kMaxDim = int64_t(1) << 40;
 
