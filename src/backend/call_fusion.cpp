@@ -43,6 +43,33 @@ const DeviceTensor& FusedGroup::residual() const {
   return same(tail.inputs[1], matmuls[0].outputs[0]) ? tail.inputs[0] : tail.inputs[1];
 }
 
+const DeviceTensor& AttentionChain::residual() const {
+  return same(add->inputs[1], proj->outputs[0]) ? add->inputs[0] : add->inputs[1];
+}
+
+namespace {
+
+// What a chain's launch reads, and what it writes.
+std::vector<const DeviceTensor*> chain_reads(const AttentionChain& ch) {
+  std::vector<const DeviceTensor*> out;
+  for (const OpCall* c : {&ch.rope_q, &ch.rope_k, &ch.kv_store, &ch.attention})
+    for (const DeviceTensor& t : c->inputs) out.push_back(&t);
+  return out;
+}
+std::vector<const DeviceTensor*> chain_writes(const AttentionChain& ch) {
+  std::vector<const DeviceTensor*> out;
+  for (const OpCall* c : {&ch.rope_q, &ch.rope_k, &ch.kv_store, &ch.attention})
+    for (const DeviceTensor& t : c->outputs) out.push_back(&t);
+  return out;
+}
+bool overlaps_any(const DeviceTensor& t, const std::vector<const DeviceTensor*>& others) {
+  for (const DeviceTensor* o : others)
+    if (overlap(t, *o)) return true;
+  return false;
+}
+
+}  // namespace
+
 bool CallFusion::norm_feeds_group() const {
   return norm_ && !matmuls_.empty() && same(norm_->outputs[0], matmuls_[0].inputs[0]);
 }
@@ -55,6 +82,12 @@ bool CallFusion::touches_shared(const DeviceTensor& out) const {
 }
 
 bool CallFusion::holds(BufferId id) const {
+  if (chain_) {
+    for (const OpCall* c :
+         {&chain_->rope_q, &chain_->rope_k, &chain_->kv_store, &chain_->attention})
+      if (uses(*c, id)) return true;
+    if (chain_->proj && uses(*chain_->proj, id)) return true;
+  }
   if ((norm_ && uses(*norm_, id)) || (rope_ && uses(*rope_, id))) return true;
   if ((rope_k_ && uses(*rope_k_, id)) || (kv_ && uses(*kv_, id))) return true;
   for (const OpCall& c : matmuls_)
@@ -75,7 +108,18 @@ void CallFusion::launch(FusedGroup::Epilogue e, const OpCall* tail) {
   hooks_.launch_group(g);
 }
 
+void CallFusion::release_chain() {
+  AttentionChain ch = std::move(*chain_);
+  chain_.reset();
+  std::optional<OpCall> proj = std::move(ch.proj);
+  ch.proj.reset();
+  ch.add.reset();
+  hooks_.launch_attention(ch);
+  if (proj && !offer(*proj)) hooks_.run(*proj);
+}
+
 void CallFusion::flush() {
+  if (chain_) release_chain();
   if (!matmuls_.empty()) launch(FusedGroup::None, nullptr);
   if (norm_) {
     OpCall c = std::move(*norm_);
@@ -122,7 +166,48 @@ bool CallFusion::chain_fits(const OpCall& a) const {
   return true;
 }
 
+// A matmul of the held chain's attention output whose output and weight touch nothing the
+// chain writes (its heads read the weight while others write), nor its output anything the
+// chain reads.
+bool CallFusion::proj_fits(const OpCall& m) const {
+  const AttentionChain& ch = *chain_;
+  const DeviceTensor& y = m.outputs[0];
+  return !ch.proj && same(m.inputs[0], ch.attention.outputs[0]) &&
+         !overlaps_any(y, chain_reads(ch)) && !overlaps_any(y, chain_writes(ch)) &&
+         !overlaps_any(m.inputs[1], chain_writes(ch));
+}
+
+// An add of the held projection's output y and a residual r that the chain does not write,
+// its output y, r, or apart from both and from everything the chain and projection touch.
+bool CallFusion::add_fits(const OpCall& c) const {
+  const AttentionChain& ch = *chain_;
+  const DeviceTensor& y = ch.proj->outputs[0];
+  const int which = same(c.inputs[1], y) ? 1 : same(c.inputs[0], y) ? 0 : -1;
+  if (which < 0) return false;
+  const DeviceTensor& r = c.inputs[size_t(1 - which)];
+  const DeviceTensor& out = c.outputs[0];
+  return !overlap(r, y) && !overlaps_any(r, chain_writes(ch)) && in_place_or_apart(out, y, r) &&
+         !overlaps_any(out, chain_reads(ch)) && !overlaps_any(out, chain_writes(ch)) &&
+         !overlap(out, ch.proj->inputs[1]);
+}
+
 bool CallFusion::offer(const OpCall& c) {
+  if (chain_) {
+    if (c.op == Op::Matmul && proj_fits(c)) {
+      chain_->proj = c;
+      return true;
+    }
+    if (c.op == Op::Add && chain_->proj && add_fits(c)) {
+      AttentionChain ch = *chain_;
+      ch.add = c;
+      if (hooks_.can_launch_attention(ch)) {
+        chain_.reset();
+        hooks_.launch_attention(ch);
+        return true;
+      }
+    }
+    release_chain();
+  }
   switch (c.op) {
     case Op::RmsNorm:
       flush();
@@ -203,7 +288,7 @@ bool CallFusion::offer(const OpCall& c) {
           rope_.reset();
           rope_k_.reset();
           kv_.reset();
-          hooks_.launch_attention(chain);
+          chain_ = std::move(chain);  // launched with the next call, perhaps with it
           return true;
         }
       }

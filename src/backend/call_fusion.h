@@ -9,6 +9,8 @@
 //   rope, rope with the same positions         one rope launch (q, k)
 //   rope q, rope k, kv_store of k, attention   one launch (AttentionChain; one query row,
 //                                              where the backend offers it)
+//   that chain, the matmul of its output and   one launch, where the backend takes them in
+//   the add of that and a residual             (the output projection, split over heads)
 // Anything else, and the backend's write(), read(), sync() and free() of a held buffer, flush
 // what is held first, so calls still run in order. A fused launch writes every output of
 // the calls it covers, as unfused calls would. The backend decides which calls it can take
@@ -35,8 +37,13 @@ struct FusedGroup {
 // A decode step's attention from its rotary embedding on: rope q and rope k (one row, same
 // positions), kv_store of the rotated k (and v), attention of the rotated q over the caches'
 // first rows. The backend checks what only it can (the positions, its kernel's limits).
+// With `proj` and `add` set, also the output projection (a one-row matmul of attention's
+// output) and the residual add of its output: the backend is asked again with them.
 struct AttentionChain {
   OpCall rope_q, rope_k, kv_store, attention;
+  std::optional<OpCall> proj, add;
+  // Add: its input that is not proj's output.
+  const DeviceTensor& residual() const;
 };
 
 class CallFusion {
@@ -72,10 +79,15 @@ class CallFusion {
   void launch(FusedGroup::Epilogue e, const OpCall* tail);
 
   bool chain_fits(const OpCall& attention) const;
+  bool proj_fits(const OpCall& matmul) const;
+  bool add_fits(const OpCall& add) const;
+  // Launches the held chain without its projection, which goes on as an ordinary call.
+  void release_chain();
 
   Hooks hooks_;
   std::optional<OpCall> norm_, rope_;
-  std::optional<OpCall> rope_k_, kv_;  // held for an attention chain after a rope pair
+  std::optional<OpCall> rope_k_, kv_;    // held for an attention chain after a rope pair
+  std::optional<AttentionChain> chain_;  // a launchable chain, held for its projection
   std::vector<OpCall> matmuls_;
 };
 

@@ -94,6 +94,7 @@ class OpenClBackend final : public Backend {
       block_rows_ = std::string_view(r) == "8" ? 8 : 4;
     const char* fuse = std::getenv("TAPML_OPENCL_FUSE");
     fuse_ = !(fuse && std::string_view(fuse) == "0");
+    if (const char* m = std::getenv("TAPML_OPENCL_PROJ_MAX")) proj_max_ = std::atoll(m);
     queue_ = cl_.clCreateCommandQueue(ctx_->context(), device_.device,
                                       profile_ ? CL_QUEUE_PROFILING_ENABLE : 0, &err);
     check(err, "clCreateCommandQueue");
@@ -149,6 +150,8 @@ class OpenClBackend final : public Backend {
       for (cl_mem m : list) cl_.clReleaseMemObject(m);
     for (auto& [key, m] : rope_tables_) cl_.clReleaseMemObject(m);
     if (scratch_) cl_.clReleaseMemObject(scratch_);
+    if (partials_) cl_.clReleaseMemObject(partials_);
+    if (done_) cl_.clReleaseMemObject(done_);
     if (staging_host_)
       cl_.clEnqueueUnmapMemObject(queue_, staging_, staging_host_, 0, nullptr, nullptr);
     cl_.clFinish(queue_);
@@ -341,10 +344,28 @@ class OpenClBackend final : public Backend {
     if (fusion_) fusion_->flush();
   }
 
-  KernelKey chain_key(const OpCall& attention) const {
-    return {"attention", "attention_rope",
-            0,           true,
-            0,           "-DHD=" + std::to_string(attention.attrs.get_int("head_dim"))};
+  // With the output projection: -DPROJ and its weight's dtype.
+  KernelKey chain_key(const AttentionChain& ch) const {
+    const std::string hd = "-DHD=" + std::to_string(ch.attention.attrs.get_int("head_dim"));
+    if (!ch.proj) return {"attention", "attention_rope", 0, true, 0, hd};
+    return {"attention", "attention_rope", weight_code(ch.proj->inputs[1].dtype), true,
+            0,           hd + " -DPROJ"};
+  }
+
+  // The projection taken into the chain: a float weight [D, H * hd] whose rows start 16-byte
+  // aligned, hd % 8 == 0, f32 activations, and at most proj_max_ partial sums (H * D) for
+  // the last group to add up (TAPML_OPENCL_PROJ_MAX; 0 keeps the projection out).
+  bool can_project(const AttentionChain& ch) const {
+    const OpCall &a = ch.attention, &m = *ch.proj, &add = *ch.add;
+    const DeviceTensor& w = m.inputs[1];
+    const int64_t H = a.attrs.get_int("n_heads"), hd = a.attrs.get_int("head_dim");
+    const int64_t D = w.shape[0];
+    auto row_f32 = [&](const DeviceTensor& t) {
+      return t.dtype == DType::F32 && t.shape.rank() == 2 && t.shape[0] == 1 && t.shape[1] == D;
+    };
+    return is_float_weight(w.dtype) && w.shape.rank() == 2 && w.shape[1] == H * hd && hd % 8 == 0 &&
+           aligned16(w) && row_f32(m.outputs[0]) && row_f32(ch.residual()) &&
+           row_f32(add.outputs[0]) && H * D <= proj_max_;
   }
 
   // The chain's one query row sits at position P - 1 for rope and kv_store alike (positions
@@ -361,7 +382,8 @@ class OpenClBackend final : public Backend {
            q.attrs.get_int("head_dim") == hd &&
            q.attrs.get_int("n_heads") == a.attrs.get_int("n_heads") &&
            k.attrs.get_int("n_heads") == a.attrs.get_int("n_kv_heads") && attention_vec_ok(a) &&
-           aligned16(ch.kv_store.inputs[3]) && kernel_fits(chain_key(a)).ok;
+           aligned16(ch.kv_store.inputs[3]) && (!ch.proj || can_project(ch)) &&
+           kernel_fits(chain_key(ch)).ok;
   }
 
   void attention_chain(const AttentionChain& ch) {
@@ -371,12 +393,37 @@ class OpenClBackend final : public Backend {
     const cl_uint w = window > 0 && window < double(P) ? cl_uint(window) : 0;
     const bool factors = q.inputs.size() > 2;
     const int64_t rd = q.attrs.get_int("rope_dim");
-    launch(chain_key(a), H, arg(q.inputs[0]), arg(ch.rope_k.inputs[0]), arg(kv.inputs[3]),
-           arg(q.outputs[0]), arg(ch.rope_k.outputs[0]), arg(kv.outputs[0]), arg(kv.outputs[1]),
-           arg(a.outputs[0]), scratch(scratch_bytes(a)), rope_table(q.attrs.get("base"), rd),
-           factors ? arg(q.inputs[2]) : TensorArg{dummy_, 0}, u32(P), u32(H),
-           u32(a.attrs.get_int("n_kv_heads")), u32(rd), u32(q.attrs.get_int("pairing") == 1),
-           u32(factors), cl_float(a.attrs.get("scale")), w, cl_float(softcap));
+    auto go = [&](const auto&... proj) {
+      launch(chain_key(ch), H, arg(q.inputs[0]), arg(ch.rope_k.inputs[0]), arg(kv.inputs[3]),
+             arg(q.outputs[0]), arg(ch.rope_k.outputs[0]), arg(kv.outputs[0]), arg(kv.outputs[1]),
+             arg(a.outputs[0]), scratch(scratch_bytes(a)), rope_table(q.attrs.get("base"), rd),
+             factors ? arg(q.inputs[2]) : TensorArg{dummy_, 0}, u32(P), u32(H),
+             u32(a.attrs.get_int("n_kv_heads")), u32(rd), u32(q.attrs.get_int("pairing") == 1),
+             u32(factors), cl_float(a.attrs.get("scale")), w, cl_float(softcap), proj...);
+    };
+    if (!ch.proj) return go();
+    const int64_t D = ch.proj->inputs[1].shape[0];
+    go(arg(ch.proj->inputs[1]), arg(ch.proj->outputs[0]), arg(ch.residual()),
+       arg(ch.add->outputs[0]), partials(size_t(H * D) * 4), done_counter(), u32(D));
+  }
+
+  // The projection's per-head partial sums: one buffer, like scratch (calls run in order).
+  cl_mem partials(size_t bytes) {
+    if (partial_capacity_ < bytes) {
+      if (partials_) submitter_->release(partials_);
+      partial_capacity_ = std::max<size_t>(bytes, 4096);
+      partials_ = create(partial_capacity_);
+    }
+    return partials_;
+  }
+  // The count of groups done; 0 between launches (the last group of each sets it back).
+  cl_mem done_counter() {
+    if (!done_) {
+      done_ = create(16);
+      const uint32_t zero[4] = {0, 0, 0, 0};
+      submitter_->write(done_, 0, sizeof zero, zero);
+    }
+    return done_;
   }
 
   KernelKey fused_key(const OpCall& first_mm, bool with_norm) const {
@@ -874,8 +921,9 @@ class OpenClBackend final : public Backend {
   std::unordered_map<size_t, std::vector<cl_mem>> spare_;
   HostShadow shadow_;
   std::map<std::pair<double, int64_t>, cl_mem> rope_tables_;
-  cl_mem scratch_ = nullptr, dummy_ = nullptr;
-  size_t scratch_capacity_ = 0;
+  cl_mem scratch_ = nullptr, dummy_ = nullptr, partials_ = nullptr, done_ = nullptr;
+  size_t scratch_capacity_ = 0, partial_capacity_ = 0;
+  int64_t proj_max_ = int64_t(1) << 20;
   BufferId next_id_ = 1;
 
   bool stats_ = false, fuse_ = true;

@@ -624,6 +624,7 @@ class VulkanBackend final : public Backend {
   // the host wrote, so known here without a read), the heads agree, and the head fits the
   // shader's shared memory (attention.comp's MAX_HEAD_DIM).
   bool can_chain(const AttentionChain& ch) {
+    if (ch.proj) return false;  // the output projection is not taken in here
     const OpCall &a = ch.attention, &q = ch.rope_q, &k = ch.rope_k;
     const int64_t P = a.inputs[1].shape[0], hd = a.attrs.get_int("head_dim");
     int32_t rope_pos = -1, kv_pos = -1;

@@ -154,7 +154,14 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void attention_rope(
     ulong vo, global uchar* qrb, ulong qro, global uchar* krb, ulong kro, global uchar* kcb,
     ulong kco, global uchar* vcb, ulong vco, global uchar* ob, ulong oo, global float* score,
     global const uchar* table, global const uchar* fb, ulong fo, uint P, uint H, uint KV,
-    uint rd, uint neox, uint factors, float scale, uint window, float cap) {
+    uint rd, uint neox, uint factors, float scale, uint window, float cap
+#ifdef PROJ
+    ,
+    global const uchar* wb, ulong wo, global uchar* yb, ulong yo, global const uchar* rb,
+    ulong ro, global uchar* xb, ulong xo, global float* partial, global volatile uint* done,
+    uint D
+#endif
+) {
   local float red[WG];
   local float4 part[WG];
   local float4 qr[HD / 4], kr[HD / 4];
@@ -199,5 +206,46 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void attention_rope(
   for (uint i = 0; i < HD / 4; ++i) qv[i] = qr[i];
   attend_vec(red, part, qv, kc, vc, kw4, score + (size_t)h * P, first, pos, pos, kr, vin, scale,
              cap, TENSOR(float, ob, oo) + (size_t)h * HD, tid);
+#ifdef PROJ
+  // The output projection y = a W^T (W: D rows of H * HD) split over heads: this group's
+  // head output times its HD columns of W, for every row, into partial[h][0..D). The group
+  // that finishes last (a device-wide counter) sums the H partials in head order into y and
+  // x = r + y, and sets the counter back to 0 for the next launch. HD % 8 == 0 and W's rows
+  // 16-byte aligned (the host checks).
+  barrier(CLK_GLOBAL_MEM_FENCE);
+  global const float* ah = CTENSOR(float, ob, oo) + (size_t)h * HD;
+  float8 av[HD / 8];
+  for (uint i = 0; i < HD / 8; ++i) av[i] = vload8(i, ah);
+  global const W_T* w = CTENSOR(W_T, wb, wo) + (size_t)h * HD;
+  const size_t row = (size_t)H * HD;
+  global float* mine = partial + (size_t)h * D;
+  for (uint r = tid; r < D; r += WG) {
+    global const W_T* wr = w + r * row;
+    float acc = 0.0f;
+    for (uint i = 0; i < HD / 8; ++i) acc = dot8(load_w8(wr + 8 * i), av[i], acc);
+    mine[r] = acc;
+  }
+  // Partials reach the device before the count that says so; the last group reads them
+  // past its own cache (volatile).
+  mem_fence(CLK_GLOBAL_MEM_FENCE);
+  barrier(CLK_GLOBAL_MEM_FENCE);
+  local uint last;
+  if (tid == 0) last = atomic_inc(done) == H - 1;
+  barrier(CLK_LOCAL_MEM_FENCE);
+  if (!last) return;
+  mem_fence(CLK_GLOBAL_MEM_FENCE);
+  global volatile const float* all = partial;
+  global float* y = TENSOR(float, yb, yo);
+  global const float* res = CTENSOR(float, rb, ro);
+  global float* x = TENSOR(float, xb, xo);
+  for (uint r = tid; r < D; r += WG) {
+    float sum = 0.0f;
+    for (uint g = 0; g < H; ++g) sum += all[(size_t)g * D + r];
+    float rv = res[r];
+    y[r] = sum;
+    x[r] = rv + sum;
+  }
+  if (tid == 0) *done = 0;
+#endif
 }
 #endif

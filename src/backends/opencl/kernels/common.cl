@@ -26,6 +26,49 @@
 #define LOAD_W(p, i) ((p)[i])
 #endif
 
+// Eight weights from 16 bytes (w 16-byte aligned) as f32, and their fused dot product with
+// eight values: the gemv kernels' and the attention chain's projection's inner step.
+#if WTYPE == 1
+// An f16 bit pattern as f32: subnormals through an exact integer conversion (no f32
+// subnormal arithmetic, which a device may flush), normals by rebasing the exponent,
+// all-ones exponents (Inf, NaN) kept.
+inline float f16_bits(uint h) {
+  uint em = h & 0x7fffu;
+  float f = em < 0x400u ? (float)em * 0x1.0p-24f
+                        : as_float(em >= 0x7c00u ? (em << 13) | 0x7f800000u : (em << 13) + 0x38000000u);
+  return as_float(as_uint(f) | ((h & 0x8000u) << 16));
+}
+#endif
+
+inline float8 load_w8(global const W_T* w) {
+#if WTYPE == 0
+  global const float4* p = (global const float4*)w;
+  return (float8)(p[0], p[1]);
+#else
+  uint4 u = *(global const uint4*)w;
+#if WTYPE == 1
+  return (float8)(f16_bits(u.x & 0xffffu), f16_bits(u.x >> 16), f16_bits(u.y & 0xffffu),
+                  f16_bits(u.y >> 16), f16_bits(u.z & 0xffffu), f16_bits(u.z >> 16),
+                  f16_bits(u.w & 0xffffu), f16_bits(u.w >> 16));
+#else
+  return (float8)(as_float(u.x << 16), as_float(u.x & 0xffff0000u), as_float(u.y << 16),
+                  as_float(u.y & 0xffff0000u), as_float(u.z << 16), as_float(u.z & 0xffff0000u),
+                  as_float(u.w << 16), as_float(u.w & 0xffff0000u));
+#endif
+#endif
+}
+
+inline float dot8(float8 w, float8 x, float acc) {
+  acc = fma(w.s0, x.s0, acc);
+  acc = fma(w.s1, x.s1, acc);
+  acc = fma(w.s2, x.s2, acc);
+  acc = fma(w.s3, x.s3, acc);
+  acc = fma(w.s4, x.s4, acc);
+  acc = fma(w.s5, x.s5, acc);
+  acc = fma(w.s6, x.s6, acc);
+  return fma(w.s7, x.s7, acc);
+}
+
 #ifdef ROPE_F64
 #pragma OPENCL EXTENSION cl_khr_fp64 : enable
 #endif
