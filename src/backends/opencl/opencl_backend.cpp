@@ -101,6 +101,7 @@ class OpenClBackend final : public Backend {
     wg_ = group_size(128, device_.max_work_group);
     matmul_wg_ = group_size(64, device_.max_work_group);
     gemv_wg_ = group_size(128, device_.max_work_group);
+    proj_wg_ = group_size(256, device_.max_work_group);
     items_wg_ = group_size(64, device_.max_work_group);
     dummy_ = create(16);
     map_staging();
@@ -348,13 +349,14 @@ class OpenClBackend final : public Backend {
   KernelKey chain_key(const AttentionChain& ch) const {
     const std::string hd = "-DHD=" + std::to_string(ch.attention.attrs.get_int("head_dim"));
     if (!ch.proj) return {"attention", "attention_rope", 0, true, 0, hd};
-    return {"attention", "attention_rope", weight_code(ch.proj->inputs[1].dtype), true,
-            0,           hd + " -DPROJ"};
+    // Twice the usual group: H groups read all of W, so each needs many loads in flight.
+    return {"attention", "attention_rope", weight_code(ch.proj->inputs[1].dtype),
+            true,        proj_wg_,         hd + " -DPROJ"};
   }
 
   // The projection taken into the chain: a float weight [D, H * hd] whose rows start 16-byte
-  // aligned, hd % 8 == 0, f32 activations, and at most proj_max_ partial sums (H * D) for
-  // the last group to add up (TAPML_OPENCL_PROJ_MAX; 0 keeps the projection out).
+  // aligned, hd % 8 == 0, D % 4 == 0, f32 activations, and at most proj_max_ partial sums (H * D)
+  // for the last group to add up (TAPML_OPENCL_PROJ_MAX; 0 keeps the projection out).
   bool can_project(const AttentionChain& ch) const {
     const OpCall &a = ch.attention, &m = *ch.proj, &add = *ch.add;
     const DeviceTensor& w = m.inputs[1];
@@ -364,7 +366,7 @@ class OpenClBackend final : public Backend {
       return t.dtype == DType::F32 && t.shape.rank() == 2 && t.shape[0] == 1 && t.shape[1] == D;
     };
     return is_float_weight(w.dtype) && w.shape.rank() == 2 && w.shape[1] == H * hd && hd % 8 == 0 &&
-           aligned16(w) && row_f32(m.outputs[0]) && row_f32(ch.residual()) &&
+           D % 4 == 0 && aligned16(w) && row_f32(m.outputs[0]) && row_f32(ch.residual()) &&
            row_f32(add.outputs[0]) && H * D <= proj_max_;
   }
 
@@ -912,7 +914,7 @@ class OpenClBackend final : public Backend {
   std::shared_ptr<DeviceContext> ctx_;
   BackendInfo info_;
   cl_command_queue queue_ = nullptr;
-  size_t wg_ = 1, matmul_wg_ = 1, gemv_wg_ = 1, items_wg_ = 1;
+  size_t wg_ = 1, matmul_wg_ = 1, gemv_wg_ = 1, items_wg_ = 1, proj_wg_ = 1;
   KernelTable kernels_;
   mutable std::map<std::string, cl_kernel> built_;  // by name and build options
   mutable std::map<std::string, Support> fits_;     // kernel_fits() of each of them

@@ -210,8 +210,8 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void attention_rope(
   // The output projection y = a W^T (W: D rows of H * HD) split over heads: this group's
   // head output times its HD columns of W, for every row, into partial[h][0..D). The group
   // that finishes last (a device-wide counter) sums the H partials in head order into y and
-  // x = r + y, and sets the counter back to 0 for the next launch. HD % 8 == 0 and W's rows
-  // 16-byte aligned (the host checks).
+  // x = r + y, and sets the counter back to 0 for the next launch. HD % 8 == 0, D % 4 == 0
+  // and W's rows 16-byte aligned (the host checks).
   barrier(CLK_GLOBAL_MEM_FENCE);
   global const float* ah = CTENSOR(float, ob, oo) + (size_t)h * HD;
   float8 av[HD / 8];
@@ -234,16 +234,24 @@ kernel __attribute__((reqd_work_group_size(WG, 1, 1))) void attention_rope(
   barrier(CLK_LOCAL_MEM_FENCE);
   if (!last) return;
   mem_fence(CLK_GLOBAL_MEM_FENCE);
-  global volatile const float* all = partial;
+  // Four rows per item (D % 4 == 0), eight heads' loads issued before their sums: volatile
+  // loads are not merged or moved, so written one by one they would wait one by one.
+  global volatile const float4* all = (global volatile const float4*)partial;
   global float* y = TENSOR(float, yb, yo);
   global const float* res = CTENSOR(float, rb, ro);
   global float* x = TENSOR(float, xb, xo);
-  for (uint r = tid; r < D; r += WG) {
-    float sum = 0.0f;
-    for (uint g = 0; g < H; ++g) sum += all[(size_t)g * D + r];
-    float rv = res[r];
-    y[r] = sum;
-    x[r] = rv + sum;
+  const uint D4 = D / 4;
+  for (uint c = tid; c < D4; c += WG) {
+    float4 sum = (float4)(0.0f);
+    for (uint g0 = 0; g0 < H; g0 += 8) {
+      float4 v[8];
+      for (uint j = 0; j < 8; ++j)
+        if (g0 + j < H) v[j] = all[(size_t)(g0 + j) * D4 + c];
+      for (uint j = 0; j < 8 && g0 + j < H; ++j) sum += v[j];
+    }
+    float4 rv = vload4(c, res);
+    vstore4(sum, c, y);
+    vstore4(rv + sum, c, x);
   }
   if (tid == 0) *done = 0;
 #endif
