@@ -22,7 +22,8 @@ endforeach()
 # VARIANT=SHADER:DEFINE[,DEFINE...]. rope_f64: the angle in f64; *_factors: rope's optional
 # freq_factors; *_pair: two tensors (q and k) in one dispatch; attention_options: attention's
 # optional window and softcap (calls without them keep the plain shaders); attention_rope*:
-# a decode step's rope q, rope k, kv_store and attention in one dispatch.
+# a decode step's rope q, rope k, kv_store and attention in one dispatch; attention_rope*_proj:
+# with the output projection and residual add too.
 set(TAPML_VULKAN_VARIANTS
     rope_f64=rope:ROPE_F64
     rope_factors=rope:ROPE_FACTORS
@@ -35,7 +36,11 @@ set(TAPML_VULKAN_VARIANTS
     attention_rope=attention:ATTENTION_ROPE
     attention_rope_f64=attention:ATTENTION_ROPE,ROPE_F64
     attention_rope_factors=attention:ATTENTION_ROPE,ROPE_FACTORS
-    attention_rope_f64_factors=attention:ATTENTION_ROPE,ROPE_F64,ROPE_FACTORS)
+    attention_rope_f64_factors=attention:ATTENTION_ROPE,ROPE_F64,ROPE_FACTORS
+    attention_rope_proj=attention:ATTENTION_ROPE,ATTENTION_PROJ
+    attention_rope_f64_proj=attention:ATTENTION_ROPE,ROPE_F64,ATTENTION_PROJ
+    attention_rope_factors_proj=attention:ATTENTION_ROPE,ROPE_FACTORS,ATTENTION_PROJ
+    attention_rope_f64_factors_proj=attention:ATTENTION_ROPE,ROPE_F64,ROPE_FACTORS,ATTENTION_PROJ)
 foreach(v ${TAPML_VULKAN_VARIANTS})
   string(REGEX REPLACE "=.*" "" name ${v})
   list(APPEND TAPML_VULKAN_SHADERS ${name})

@@ -1,9 +1,9 @@
-// The vulkan backend. One instance, device and queue per backend; two descriptor set layouts
-// (six storage buffers for most shaders, eleven for the fused ones, where the device allows) and
-// one push-constant block shared by every pipeline, so binding a call is the same code for
-// every op. Buffers live in device-local memory; when that memory is also host-visible
-// (integrated GPUs, lavapipe) it is mapped and written directly, else writes and reads go
-// through a host-visible staging buffer.
+// The vulkan backend. One instance, device and queue per backend; three descriptor set layouts
+// (six storage buffers for most shaders, eleven for the fused ones, seventeen for the attention
+// chain with its output projection, where the device allows) and one push-constant block shared
+// by every pipeline, so binding a call is the same code for every op. Buffers live in device-local
+// memory; when that memory is also host-visible (integrated GPUs, lavapipe) it is mapped and
+// written directly, else writes and reads go through a host-visible staging buffer.
 //
 // Calls are recorded into one command buffer and submitted when the host needs results:
 // read(), sync(), a large write, a check that reads a device value, or a full batch. A small
@@ -49,9 +49,9 @@ struct ShaderCode {
 #include "shader_table.inc"
 
 // Storage buffers per dispatch: most shaders take 6 (within what every device offers), the
-// fused ones (gemv_fused, rope *_pair, attention_rope*) up to 11, on devices that allow that
-// many per stage.
-constexpr uint32_t kBindings = 6, kWideBindings = 11;
+// fused ones (gemv_fused, rope *_pair, attention_rope*) up to 11, and the attention chain with
+// its output projection (attention_rope*_proj) 17, on devices that allow that many per stage.
+constexpr uint32_t kBindings = 6, kWideBindings = 11, kProjBindings = 17;
 // The largest head an attention_rope* dispatch takes (attention.comp's MAX_HEAD_DIM).
 constexpr int64_t kChainMaxHeadDim = 256;
 constexpr uint32_t kMaxBatch = 512;  // dispatches per submission (descriptor pool size)
@@ -62,10 +62,11 @@ constexpr size_t kRecordedWriteBytes = 65536;
 
 // Mirrors the push-constant block of shaders/common.glsl.
 struct Params {
-  uint32_t o[kWideBindings] = {};
-  uint32_t u[8] = {};
+  uint32_t o[kProjBindings] = {};
+  uint32_t u[10] = {};
   float f[2] = {};
 };
+static_assert(sizeof(Params) <= 128, "within the push-constant bytes every device offers");
 
 void check(VkResult r, const char* what) {
   if (r != VK_SUCCESS)
@@ -264,14 +265,14 @@ struct Layout {
 
 struct Pipeline {
   VkPipeline pipeline = VK_NULL_HANDLE;
-  bool wide = false;  // of the layout with kWideBindings
+  uint32_t bindings = 0;  // of the layout with this many bindings
 };
 
 // A pipeline built on first use.
 struct LazyPipeline {
   const ShaderCode* code = nullptr;
   std::vector<uint32_t> constants;  // specialization constants 0, 1, ...
-  bool wide = false;
+  uint32_t bindings = 0;
 };
 
 uint32_t weight_code(DType t) { return t == DType::F16 ? 1 : t == DType::BF16 ? 2 : 0; }
@@ -317,7 +318,7 @@ class VulkanBackend final : public Backend {
     VkFenceCreateInfo fci{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
     check(vkCreateFence(device_, &fci, nullptr, &fence_), "vkCreateFence");
 
-    VkDescriptorPoolSize ps{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kMaxBatch * kWideBindings};
+    VkDescriptorPoolSize ps{VK_DESCRIPTOR_TYPE_STORAGE_BUFFER, kMaxBatch * kProjBindings};
     VkDescriptorPoolCreateInfo dpi{VK_STRUCTURE_TYPE_DESCRIPTOR_POOL_CREATE_INFO};
     dpi.maxSets = kMaxBatch;
     dpi.poolSizeCount = 1;
@@ -326,25 +327,34 @@ class VulkanBackend final : public Backend {
           "vkCreateDescriptorPool");
 
     const VkPhysicalDeviceLimits& limits = facts_.props.limits;
-    wide_ = limits.maxPerStageDescriptorStorageBuffers >= kWideBindings &&
-            limits.maxDescriptorSetStorageBuffers >= kWideBindings &&
-            limits.maxPerStageResources >= kWideBindings;
+    auto allows = [&](uint32_t n) {
+      return limits.maxPerStageDescriptorStorageBuffers >= n &&
+             limits.maxDescriptorSetStorageBuffers >= n && limits.maxPerStageResources >= n;
+    };
+    wide_ = allows(kWideBindings);
+    proj_ = allows(kProjBindings);
     make_layout(kBindings, narrow_);
     if (wide_) make_layout(kWideBindings, wide_layout_);
+    if (proj_) make_layout(kProjBindings, proj_layout_);
 
     // One pipeline per shader; rope's angle is computed in f64 where the device can. The
     // quantized shaders get one pipeline per block type (QTYPE, specialization constant 0),
     // built on first use: most models use one or two of the ten types. The fused shaders are
-    // built on first use too (gemv_fused: one pipeline per weight dtype and norm length).
+    // built on first use too (gemv_fused: one pipeline per weight dtype and norm length; the
+    // chain with its projection: one per weight dtype, WTYPE, specialization constant 0).
     for (const ShaderCode& code : kShaders) {
       if (is_quant_shader(code.name)) {
         for (DType t : kBlockDTypes)
-          lazy_[quant_pipeline(code.name, t)] = {&code, {uint32_t(*block_quant(t))}, false};
+          lazy_[quant_pipeline(code.name, t)] = {&code, {uint32_t(*block_quant(t))}, kBindings};
+      } else if (is_proj_shader(code.name)) {
+        if (proj_)
+          for (DType t : {DType::F32, DType::F16, DType::BF16})
+            lazy_[proj_pipeline(code.name, t)] = {&code, {weight_code(t)}, kProjBindings};
       } else if (is_wide_shader(code.name)) {
         shader_code_[code.name] = &code;
-        if (wide_) lazy_[code.name] = {&code, {}, true};
+        if (wide_) lazy_[code.name] = {&code, {}, kWideBindings};
       } else {
-        add_pipeline(code, code.name, {}, false);
+        add_pipeline(code, code.name, {}, kBindings);
       }
     }
     rope_shader_ = facts_.f64 ? "rope_f64" : "rope";
@@ -364,6 +374,7 @@ class VulkanBackend final : public Backend {
       gemv_team_ = team, gemv_rows_ = rows;
     }
     const char* fuse = std::getenv("TAPML_VULKAN_FUSE");
+    if (const char* m = std::getenv("TAPML_VULKAN_PROJ_MAX")) proj_max_ = std::atoll(m);
     if (wide_ && !(fuse && std::string_view(fuse) == "0")) start_fusion();
 
     add_op(Op::Embedding, &VulkanBackend::embedding,
@@ -411,7 +422,7 @@ class VulkanBackend final : public Backend {
       return blocks * std::max(E * H, D);
     });
 
-    dummy_ = make_block(kMaxBatch * kWideBindings * dummy_stride(), false);
+    dummy_ = make_block(kMaxBatch * kProjBindings * dummy_stride(), false);
     if (!direct_) staging_ = make_block(kStagingBytes, true);
   }
 
@@ -436,10 +447,12 @@ class VulkanBackend final : public Backend {
       for (Block& b : list) destroy(b);
     for (auto& [key, b] : rope_tables_) destroy(b);
     destroy(scratch_);
+    destroy(partials_);
+    destroy(done_);
     destroy(dummy_);
     destroy(staging_);
     for (auto& [name, p] : pipelines_) vkDestroyPipeline(device_, p.pipeline, nullptr);
-    for (Layout* l : {&narrow_, &wide_layout_}) {
+    for (Layout* l : {&narrow_, &wide_layout_, &proj_layout_}) {
       if (l->pipeline) vkDestroyPipelineLayout(device_, l->pipeline, nullptr);
       if (l->set) vkDestroyDescriptorSetLayout(device_, l->set, nullptr);
     }
@@ -589,7 +602,8 @@ class VulkanBackend final : public Backend {
  private:
   // ---- Calls held back to run with their neighbours as one dispatch (backend/call_fusion.h):
   // a one-row matmul group is one gemv_fused dispatch, a rope pair one rope *_pair dispatch,
-  // a decode step's rope pair, kv_store and attention one attention_rope* dispatch.
+  // a decode step's rope pair, kv_store and attention one attention_rope* dispatch, with the
+  // output projection and residual add after it where they fit (attention_rope*_proj).
   // TAPML_VULKAN_FUSE=0 turns holding off.
   std::unique_ptr<CallFusion> fusion_;
 
@@ -624,7 +638,7 @@ class VulkanBackend final : public Backend {
   // the host wrote, so known here without a read), the heads agree, and the head fits the
   // shader's shared memory (attention.comp's MAX_HEAD_DIM).
   bool can_chain(const AttentionChain& ch) {
-    if (ch.proj) return false;  // the output projection is not taken in here
+    if (ch.proj && !can_project(ch)) return false;
     const OpCall &a = ch.attention, &q = ch.rope_q, &k = ch.rope_k;
     const int64_t P = a.inputs[1].shape[0], hd = a.attrs.get_int("head_dim");
     int32_t rope_pos = -1, kv_pos = -1;
@@ -638,9 +652,32 @@ class VulkanBackend final : public Backend {
            k.attrs.get_int("n_heads") == a.attrs.get_int("n_kv_heads");
   }
 
+  // The projection taken into the chain (attention.comp with ATTENTION_PROJ): a float weight
+  // [D, H * hd] whose rows the shader reads 16 bytes at a time (hd % 8 == 0, W 16-byte
+  // aligned), y, r and x f32 rows of D, the device's bindings for it, and at most proj_max_
+  // partial sums (H * D) in a block the device can bind, for the last workgroup to add up.
+  bool can_project(const AttentionChain& ch) const {
+    const OpCall &a = ch.attention, &m = *ch.proj;
+    const DeviceTensor& w = m.inputs[1];
+    const int64_t H = a.attrs.get_int("n_heads"), hd = a.attrs.get_int("head_dim");
+    const int64_t D = w.shape[0];
+    auto row_f32 = [&](const DeviceTensor& t) {
+      return t.dtype == DType::F32 && t.shape.rank() == 2 && t.shape[0] == 1 && t.shape[1] == D;
+    };
+    const bool float_weight =
+        w.dtype == DType::F32 || w.dtype == DType::F16 || w.dtype == DType::BF16;
+    const size_t partial_bytes = size_t(H * D) * 4;
+    return proj_ && ch.add && float_weight && w.shape.rank() == 2 && w.shape[1] == H * hd &&
+           hd % 8 == 0 && w.offset % 16 == 0 && D > 0 && row_f32(m.outputs[0]) &&
+           row_f32(ch.residual()) && row_f32(ch.add->outputs[0]) && H * D <= proj_max_ &&
+           partial_bytes + 4 <= facts_.props.limits.maxStorageBufferRange &&
+           partial_bytes <= facts_.max_alloc;
+  }
+
   // The chain as one attention_rope* dispatch (shaders/attention.comp with ATTENTION_ROPE):
   // attention's bindings and parameters, then rope's table and factors, k and v before the
-  // chain, and rope's outputs.
+  // chain, and rope's outputs; with the projection (ATTENTION_PROJ), its weight, y, the
+  // residual, x, the partial sums and the count of workgroups done.
   void attention_chain(const AttentionChain& ch) {
     const OpCall &a = ch.attention, &q = ch.rope_q, &k = ch.rope_k, &kv = ch.kv_store;
     const bool factors = q.inputs.size() > 2;
@@ -656,9 +693,48 @@ class VulkanBackend final : public Backend {
     bind.push_back(binding(k.outputs[0], true));
     Params p = attention_params(a);
     p.u[6] = uint32_t(rd), p.u[7] = q.attrs.get_int("pairing") == 1 ? 1 : 0;
+    std::string shader = "attention_" + rope_shader_ + (factors ? "_factors" : "");
+    const int64_t H = a.attrs.get_int("n_heads");
+    if (ch.proj) {
+      const DeviceTensor &w = ch.proj->inputs[1], &y = ch.proj->outputs[0];
+      const DeviceTensor& x = ch.add->outputs[0];
+      const int64_t D = w.shape[0];
+      const bool x_is_y = x.buffer == y.buffer && x.offset == y.offset;
+      const size_t partial_bytes = size_t(H * D) * 4;
+      const Block& sums = partials(partial_bytes);
+      const Block& done = done_counter();
+      bind.push_back(binding(w, false));
+      bind.push_back(binding(y, true));
+      bind.push_back(binding(ch.residual(), false));
+      bind.push_back(binding(x, true));
+      bind.push_back({&sums, 0, partial_bytes, true});
+      bind.push_back({&done, 0, 4, true});
+      p.u[8] = uint32_t(D), p.u[9] = x_is_y ? 1 : 0;
+      shader = proj_pipeline(shader + "_proj", w.dtype);
+    }
     ++fused_;
-    dispatch("attention_" + rope_shader_ + (factors ? "_factors" : ""), bind, p,
-             a.attrs.get_int("n_heads"));
+    dispatch(shader, bind, p, H);
+  }
+
+  // The projection's per-head partial sums. Dispatches run one after another, so one block
+  // serves a whole batch, as scratch does.
+  const Block& partials(size_t bytes) {
+    if (partials_.capacity < bytes) {
+      flush();
+      destroy(partials_);
+      partials_ = make_block(std::max<size_t>(4096, bytes), false);
+    }
+    return partials_;
+  }
+  // The count of the projection's workgroups done: 0 between dispatches (the last workgroup
+  // of each sets it back).
+  const Block& done_counter() {
+    if (!done_.buffer) {
+      done_ = make_block(256, false);
+      const uint32_t zero[4] = {};
+      upload(done_, 0, zero, sizeof zero);
+    }
+    return done_;
   }
 
   // gemv_fused's shared memory (with the norm, the normed row too) must fit the device's.
@@ -710,7 +786,7 @@ class VulkanBackend final : public Backend {
     if (!pipelines_.count(name))
       lazy_[name] = {shader_code_.at("gemv_fused"),
                      {uint32_t(norm ? K : 0), weight_code(w), gemv_team_, gemv_rows_, vec8},
-                     true};
+                     kWideBindings};
     ++fused_;
     dispatch(name, bind, p, ceil_div(rows, rows_per_group));
   }
@@ -1138,8 +1214,14 @@ class VulkanBackend final : public Backend {
   static bool is_wide_shader(std::string_view name) {
     return name == "gemv_fused" || name.ends_with("_pair") || name.starts_with("attention_rope");
   }
+  static bool is_proj_shader(std::string_view name) {
+    return name.starts_with("attention_rope") && name.ends_with("_proj");
+  }
   static std::string quant_pipeline(const std::string& shader, DType t) {
     return shader + "." + std::string(dtype_name(t));
+  }
+  static std::string proj_pipeline(const std::string& shader, DType weight) {
+    return shader + "." + std::string(dtype_name(weight));
   }
 
   // The pipeline of `name`, built now if it is one of the lazily built ones.
@@ -1147,12 +1229,18 @@ class VulkanBackend final : public Backend {
     auto it = pipelines_.find(name);
     if (it != pipelines_.end()) return it->second;
     const LazyPipeline& lazy = lazy_.at(name);
-    return add_pipeline(*lazy.code, name, lazy.constants, lazy.wide);
+    return add_pipeline(*lazy.code, name, lazy.constants, lazy.bindings);
+  }
+
+  const Layout& layout(uint32_t bindings) const {
+    return bindings == kProjBindings   ? proj_layout_
+           : bindings == kWideBindings ? wide_layout_
+                                       : narrow_;
   }
 
   // `constants` are the shader's specialization constants 0, 1, ...
   const Pipeline& add_pipeline(const ShaderCode& code, const std::string& name,
-                               const std::vector<uint32_t>& constants, bool wide) {
+                               const std::vector<uint32_t>& constants, uint32_t bindings) {
     VkShaderModuleCreateInfo smci{VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO};
     smci.codeSize = code.words * 4;
     smci.pCode = code.spirv;
@@ -1168,12 +1256,12 @@ class VulkanBackend final : public Backend {
     VkSpecializationInfo spec{uint32_t(entries.size()), entries.data(), constants.size() * 4,
                               constants.data()};
     if (!constants.empty()) cpci.stage.pSpecializationInfo = &spec;
-    cpci.layout = (wide ? wide_layout_ : narrow_).pipeline;
+    cpci.layout = layout(bindings).pipeline;
     VkPipeline pipeline;
     VkResult r = vkCreateComputePipelines(device_, VK_NULL_HANDLE, 1, &cpci, nullptr, &pipeline);
     vkDestroyShaderModule(device_, module, nullptr);
     check(r, (std::string("vkCreateComputePipelines (") + code.name + ")").c_str());
-    return pipelines_[name] = {pipeline, wide};
+    return pipelines_[name] = {pipeline, bindings};
   }
 
   // A descriptor set layout of `bindings` storage buffers and its pipeline layout, with the
@@ -1259,7 +1347,7 @@ class VulkanBackend final : public Backend {
                 int64_t groups) {
     if (batched_ == kMaxBatch) flush();
     const Pipeline& pipe = pipeline(shader);
-    const Layout& layout = pipe.wide ? wide_layout_ : narrow_;
+    const Layout& layout = this->layout(pipe.bindings);
     TAPML_REQUIRE(bind.size() <= layout.bindings,
                   "internal: " + shader + " given " + std::to_string(bind.size()) + " bindings");
     begin();
@@ -1272,9 +1360,9 @@ class VulkanBackend final : public Backend {
     // Each tensor is bound through a window that starts at its offset rounded down to the
     // device's alignment; the shader adds the remainder, passed in bytes.
     const size_t align = std::max<size_t>(1, facts_.props.limits.minStorageBufferOffsetAlignment);
-    std::array<VkDescriptorBufferInfo, kWideBindings> infos{};
-    std::array<VkWriteDescriptorSet, kWideBindings> writes{};
-    std::array<Hazards::Access, kWideBindings> accesses{};
+    std::array<VkDescriptorBufferInfo, kProjBindings> infos{};
+    std::array<VkWriteDescriptorSet, kProjBindings> writes{};
+    std::array<Hazards::Access, kProjBindings> accesses{};
     size_t n_access = 0;
     for (uint32_t i = 0; i < layout.bindings; ++i) {
       if (i < bind.size() && bind[i].block) {
@@ -1288,7 +1376,7 @@ class VulkanBackend final : public Backend {
         // An unused slot: 4 bytes of its own, so that no two slots of a batch alias (tools
         // such as the validation layer's synchronization checks take every bound storage
         // buffer as accessed; the shaders touch none of these).
-        infos[i] = {dummy_.buffer, (batched_ * kWideBindings + i) * dummy_stride(), 4};
+        infos[i] = {dummy_.buffer, (batched_ * kProjBindings + i) * dummy_stride(), 4};
       }
       writes[i] = {VK_STRUCTURE_TYPE_WRITE_DESCRIPTOR_SET};
       writes[i].dstSet = set;
@@ -1324,8 +1412,9 @@ class VulkanBackend final : public Backend {
   VkCommandBuffer cmd_ = VK_NULL_HANDLE;
   VkFence fence_ = VK_NULL_HANDLE;
   VkDescriptorPool descriptor_pool_ = VK_NULL_HANDLE;
-  Layout narrow_, wide_layout_;  // kBindings, kWideBindings (when wide_)
-  bool wide_ = false;            // the device takes kWideBindings storage buffers per dispatch
+  Layout narrow_, wide_layout_, proj_layout_;  // kBindings, kWideBindings, kProjBindings
+  bool wide_ = false;  // the device takes kWideBindings storage buffers per dispatch
+  bool proj_ = false;  // and kProjBindings
   std::map<std::string, Pipeline> pipelines_;
   std::map<std::string, LazyPipeline> lazy_;
   std::map<std::string, const ShaderCode*> shader_code_;  // the wide shaders, by name
@@ -1345,7 +1434,10 @@ class VulkanBackend final : public Backend {
   std::unordered_map<size_t, std::vector<Block>> spare_;
   HostShadow shadow_;
   std::map<std::pair<double, int64_t>, Block> rope_tables_;
-  Block scratch_, dummy_, staging_;
+  Block scratch_, partials_, done_, dummy_, staging_;
+  // The most partial sums (H * D) a chain's projection may leave for its last workgroup to add
+  // up (TAPML_VULKAN_PROJ_MAX; 0 keeps the projection out of the chain).
+  int64_t proj_max_ = int64_t(1) << 20;
   BufferId next_id_ = 1;
 };
 

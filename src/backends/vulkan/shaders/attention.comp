@@ -20,6 +20,17 @@
 // workgroup may still be writing that row. Rope arithmetic as rope.comp's (rope_angle() at
 // bindings 5, 6), attention's as below, so the same bits as the four calls one by one.
 // u6 = rope_dim, u7 = neox (no weights here).
+//
+// ATTENTION_PROJ (the attention_rope*_proj variants, with ATTENTION_ROPE): also the output
+// projection y = a W^T (W [D, H * hd] at binding 11, of dtype WTYPE, specialization constant
+// 0) and the residual add x = r + y (y, r, x: bindings 12, 13, 14, one row of D). Each head's
+// workgroup multiplies its output by its hd columns of W, for every row, into partial[h][0..D)
+// (binding 15), then counts itself done on a device counter (binding 16). The workgroup that
+// counts last sums the H partials in head order (the same bits whichever finishes last) into
+// y and x, and sets the counter back to 0 for the next dispatch. No workgroup waits for
+// another, so any order or concurrency of workgroups gives the same result. Weights are read
+// 16 bytes at a time: hd % 8 == 0 and W 16-byte aligned (the backend checks). u8 = D, u9 = 1
+// when x is y (then only x is written, so no order between two bindings' stores is relied on).
 #ifdef ATTENTION_ROPE
 #define ATTENTION_OPTIONS
 #define ROPE_TABLE_BINDING 5
@@ -81,6 +92,70 @@ void rotate_heads(uint h, uint kh, uint hd, uint pos, uint kw, uint tid, bool wr
   }
 }
 #define Q_AT(i) qr[i]
+#ifdef ATTENTION_PROJ
+layout(constant_id = 0) const uint WTYPE = 0u;  // 0 f32, 1 f16, 2 bf16
+layout(binding = 11) readonly buffer W { uvec4 w[]; };
+layout(binding = 12) writeonly buffer Y { float y[]; };
+layout(binding = 13) readonly buffer R { float res[]; };
+layout(binding = 14) writeonly buffer X { float x[]; };
+// Written and read by different workgroups of one dispatch.
+layout(binding = 15) coherent buffer Partial { float partial[]; };
+layout(binding = 16) coherent buffer Done { uint done; };
+shared float ao[MAX_HEAD_DIM];  // this head's attention output
+shared bool last_group;
+
+// Weights e .. e + 7 (e % 8 == 0) of W, counted from its first element, as gemv_fused reads them.
+void weights8(uint e, out vec4 a, out vec4 b) {
+  uint base = pc.o[11] / 16u;
+  if (WTYPE == 0u) {
+    a = uintBitsToFloat(w[base + e / 4u]);
+    b = uintBitsToFloat(w[base + e / 4u + 1u]);
+  } else {
+    uvec4 u = w[base + e / 8u];
+    if (WTYPE == 1u) {
+      a = vec4(unpackHalf2x16(u.x), unpackHalf2x16(u.y));
+      b = vec4(unpackHalf2x16(u.z), unpackHalf2x16(u.w));
+    } else {
+      a = uintBitsToFloat(uvec4(u.x << 16, u.x & 0xFFFF0000u, u.y << 16, u.y & 0xFFFF0000u));
+      b = uintBitsToFloat(uvec4(u.z << 16, u.z & 0xFFFF0000u, u.w << 16, u.w & 0xFFFF0000u));
+    }
+  }
+}
+
+// Head h's share of the projection, then, in the workgroup that finishes last, the sum of
+// every head's share and the residual add.
+void project(uint h, uint H, uint hd, uint tid) {
+  uint D = pc.u[8], pb = pc.o[15] / 4u;
+  for (uint r = tid; r < D; r += 128u) {
+    uint e = r * H * hd + h * hd;
+    float acc = 0.0;
+    for (uint i = 0u; i < hd; i += 8u) {
+      vec4 wa, wb;
+      weights8(e + i, wa, wb);
+      acc += dot(wa, vec4(ao[i], ao[i + 1u], ao[i + 2u], ao[i + 3u])) +
+             dot(wb, vec4(ao[i + 4u], ao[i + 5u], ao[i + 6u], ao[i + 7u]));
+    }
+    partial[pb + h * D + r] = acc;
+  }
+  // The partials are available device-wide before the count that says they are done; the
+  // last workgroup makes the others' visible before it reads them.
+  memoryBarrierBuffer();
+  barrier();
+  if (tid == 0u) last_group = atomicAdd(done, 1u) == H - 1u;
+  barrier();
+  if (!last_group) return;
+  memoryBarrierBuffer();
+  bool x_is_y = pc.u[9] != 0u;
+  for (uint r = tid; r < D; r += 128u) {
+    float sum = 0.0;
+    for (uint g = 0u; g < H; ++g) sum += partial[pb + g * D + r];
+    float rv = res[pc.o[13] / 4u + r];
+    if (!x_is_y) y[pc.o[12] / 4u + r] = sum;
+    x[pc.o[14] / 4u + r] = rv + sum;
+  }
+  if (tid == 0u) done = 0u;
+}
+#endif
 #else
 #define Q_AT(i) q[qb + i]
 #endif
@@ -182,8 +257,15 @@ void main() {
     if (tid < dims && i < hd) {
       float total = 0.0;
       for (uint l = 0u; l < lanes; ++l) total += red[l * dims + tid];
-      outv[ob + i] = total * inv;
+      float o = total * inv;
+      outv[ob + i] = o;
+#ifdef ATTENTION_PROJ
+      ao[i] = o;
+#endif
     }
     barrier();
   }
+#ifdef ATTENTION_PROJ
+  project(h, H, hd, tid);
+#endif
 }
