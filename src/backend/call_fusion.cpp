@@ -283,7 +283,7 @@ bool CallFusion::offer(const OpCall& c) {
       return false;
     case Op::Attention:
       if (kv_ && chain_fits(c)) {
-        AttentionChain chain{*rope_, *rope_k_, *kv_, c};
+        AttentionChain chain{*rope_, *rope_k_, *kv_, c, std::nullopt, std::nullopt};
         if (hooks_.can_launch_attention(chain)) {
           rope_.reset();
           rope_k_.reset();
