@@ -25,114 +25,22 @@
 #include "backends/ref/ref_backend.h"
 #include "core/error.h"
 #include "core/tensor.h"
+#include "support/call_program.h"
 #include "support/tensors.h"
 
 namespace tapml {
 namespace {
 
+using testing::decode_block_of;
 using testing::f32_tensor;
 using testing::i32_tensor;
+using testing::Maker;
 using testing::normal;
-
-// A call sequence over numbered buffers: each buffer starts with a host tensor's bytes; a
-// step is a call on views of the buffers, a host write into one or a host read of one.
-struct View {
-  int buffer;
-  size_t offset;  // bytes
-  DType dtype;
-  Shape shape;
-};
-struct Step {
-  Op op = Op::Add;
-  Attrs attrs;
-  std::vector<View> in, out;
-  int write_buffer = -1;  // >= 0: a host write of `data` into this buffer instead of a call
-  int read_buffer = -1;   // >= 0: a host read of this buffer instead of a call
-  std::vector<std::byte> data;
-};
-struct Program {
-  std::vector<std::vector<std::byte> > buffers;
-  std::vector<Step> steps;
-
-  int add(const Tensor& t, size_t extra_front = 0) {
-    std::vector<std::byte> b(extra_front + t.nbytes());
-    std::memcpy(b.data() + extra_front, t.bytes(), t.nbytes());
-    buffers.push_back(std::move(b));
-    return int(buffers.size()) - 1;
-  }
-  int zeros(size_t bytes) {
-    buffers.emplace_back(bytes);
-    return int(buffers.size()) - 1;
-  }
-  void call(Op op, Attrs a, std::vector<View> in, std::vector<View> out) {
-    Step s;
-    s.op = op;
-    s.attrs = std::move(a);
-    s.in = std::move(in);
-    s.out = std::move(out);
-    steps.push_back(std::move(s));
-  }
-  void write(int buffer, const Tensor& t) {
-    Step s;
-    s.write_buffer = buffer;
-    s.data.assign(t.bytes(), t.bytes() + t.nbytes());
-    steps.push_back(std::move(s));
-  }
-  void read(int buffer) {
-    Step s;
-    s.read_buffer = buffer;
-    steps.push_back(std::move(s));
-  }
-};
-
-// Runs the program and returns what the host reads between calls, then every buffer's final
-// bytes.
-std::vector<std::vector<std::byte> > run(Backend& b, const Program& p) {
-  std::vector<BufferId> ids;
-  for (const auto& bytes : p.buffers) {
-    ids.push_back(b.alloc(bytes.size()));
-    b.write(ids.back(), 0, bytes.data(), bytes.size());
-  }
-  auto dev = [&](const View& v) {
-    return DeviceTensor{ids[size_t(v.buffer)], v.offset, v.dtype, v.shape};
-  };
-  std::vector<std::vector<std::byte> > out;
-  for (const Step& s : p.steps) {
-    if (s.write_buffer >= 0) {
-      b.write(ids[size_t(s.write_buffer)], 0, s.data.data(), s.data.size());
-      continue;
-    }
-    if (s.read_buffer >= 0) {
-      out.emplace_back(p.buffers[size_t(s.read_buffer)].size());
-      b.read(ids[size_t(s.read_buffer)], 0, out.back().data(), out.back().size());
-      continue;
-    }
-    OpCall c{s.op, s.attrs, {}, {}, "test"};
-    for (const View& v : s.in) c.inputs.push_back(dev(v));
-    for (const View& v : s.out) c.outputs.push_back(dev(v));
-    b.run(c);
-  }
-  for (size_t i = 0; i < ids.size(); ++i) {
-    out.emplace_back(p.buffers[i].size());
-    b.read(ids[i], 0, out.back().data(), out.back().size());
-    b.free(ids[i]);
-  }
-  return out;
-}
-
-// The largest |a - e| / max(1, |e|) over the f32 values of a buffer.
-double worst_error(const std::vector<std::byte>& got, const std::vector<std::byte>& want) {
-  double worst = 0;
-  for (size_t i = 0; i + 4 <= want.size(); i += 4) {
-    float g, w;
-    std::memcpy(&g, got.data() + i, 4);
-    std::memcpy(&w, want.data() + i, 4);
-    if (std::isnan(w) != std::isnan(g)) return INFINITY;
-    if (std::isnan(w)) continue;
-    worst = std::max(worst, std::fabs(double(g) - double(w)) / std::max(1.0, std::fabs(double(w))));
-  }
-  return worst;
-}
+using testing::Program;
+using testing::rope_attrs;
+using testing::run;
+using testing::View;
+using testing::worst_error;
 
 // A cpu backend with `threads` threads and fusion on or off (and TAPML_CPU_STATS when asked).
 std::unique_ptr<Backend> open_cpu(bool fuse, int threads, bool stats = false) {
@@ -146,117 +54,27 @@ std::unique_ptr<Backend> open_cpu(bool fuse, int threads, bool stats = false) {
 
 // ---- The sequences.
 
-struct Maker {
-  std::mt19937& gen;
-  DType wtype;
-  Program& p;
-  View weight(int64_t n, int64_t k) {
-    Tensor t = f32_tensor({n, k}, normal(gen, n * k, 0.2f), wtype);
-    return {p.add(t), 0, wtype, {n, k}};
-  }
-  View f32(Shape s, float sd = 1.0f) {
-    return {p.add(f32_tensor(s, normal(gen, s.numel(), sd))), 0, DType::F32, s};
-  }
-  View out(Shape s) { return {p.zeros(size_t(s.numel()) * 4), 0, DType::F32, s}; }
-  View pos(int32_t at) { return {p.add(i32_tensor({1}, {at})), 0, DType::I32, {1}}; }
-};
-
-Attrs rope_attrs(int heads, int head_dim) {
-  return {{"n_heads", heads},
-          {"head_dim", head_dim},
-          {"rope_dim", head_dim},
-          {"base", 10000.0},
-          {"pairing", 0.0}};
-}
-
-// One layer's decode calls: width D (hd-wide heads: D / hd for q, 2 or 1 for k and v),
-// feed-forward width F. in_place: the residual adds write into the residual, and swiglu
-// into the gate.
-Program decode_block_of(std::mt19937& gen, DType wt, int64_t D, int64_t F, int hd, bool in_place) {
-  Program p;
-  Maker m{gen, wt, p};
-  const int kv_heads = (D / hd) % 2 == 0 ? 2 : 1;
-  const int64_t KV = kv_heads * hd;
-  View x = m.f32({1, D}), nw = m.f32({D}), nw2 = m.f32({D});
-  View wq = m.weight(D, D), wk = m.weight(KV, D), wv = m.weight(KV, D), wo = m.weight(D, D);
-  View wg = m.weight(F, D), wu = m.weight(F, D), wd = m.weight(D, F);
-  View pos = m.pos(5);
-  View kc = m.f32({8, KV}), vc = m.f32({8, KV});  // rows 0..4 cached, 5 stored now
-  View h = m.out({1, D}), q = m.out({1, D}), k = m.out({1, KV}), v = m.out({1, KV});
-  View qr = m.out({1, D}), kr = m.out({1, KV}), o = m.out({1, D});
-  View x2 = in_place ? x : m.out({1, D});
-  View att = m.out({1, D});
-  View h2 = m.out({1, D}), g = m.out({1, F}), u = m.out({1, F});
-  View s = in_place ? g : m.out({1, F});
-  View d = m.out({1, D});
-  View x3 = in_place ? x2 : m.out({1, D});
-  p.call(Op::RmsNorm, {{"eps", 1e-5}}, {x, nw}, {h});
-  p.call(Op::Matmul, {}, {h, wq}, {q});
-  p.call(Op::Matmul, {}, {h, wk}, {k});
-  p.call(Op::Matmul, {}, {h, wv}, {v});
-  p.call(Op::Rope, rope_attrs(int(D / hd), hd), {q, pos}, {qr});
-  p.call(Op::Rope, rope_attrs(kv_heads, hd), {k, pos}, {kr});
-  p.call(Op::KvStore, {}, {kc, vc, kr, v, pos}, {kc, vc});
-  p.call(Op::Attention,
-         {{"n_heads", double(D / hd)},
-          {"n_kv_heads", double(kv_heads)},
-          {"head_dim", double(hd)},
-          {"scale", 1.0 / std::sqrt(double(hd))}},
-         {qr, View{kc.buffer, 0, DType::F32, {6, KV}}, View{vc.buffer, 0, DType::F32, {6, KV}}},
-         {att});
-  p.call(Op::Matmul, {}, {att, wo}, {o});
-  p.call(Op::Add, {}, {x, o}, {x2});
-  p.call(Op::RmsNorm, {{"eps", 1e-5}}, {x2, nw2}, {h2});
-  p.call(Op::Matmul, {}, {h2, wg}, {g});
-  p.call(Op::Matmul, {}, {h2, wu}, {u});
-  p.call(Op::Swiglu, {}, {g, u}, {s});
-  p.call(Op::Matmul, {}, {s, wd}, {d});
-  p.call(Op::Add, {}, {d, x2}, {x3});  // the matmul's output first this time
-  return p;
-}
-
 // Small enough that every call runs on the calling thread.
 Program decode_block(std::mt19937& gen, DType wt) {
-  return decode_block_of(gen, wt, 64, 96, 16, false);
+  return decode_block_of(gen, wt, {64, 96, 16, 0, false, true});
 }
 // Every matmul group large enough for the pool, widths not a multiple of the 4-row tile
 // (F = 1030), and the residual adds and swiglu in place.
 Program wide_decode_block(std::mt19937& gen, DType wt) {
-  return decode_block_of(gen, wt, 260, 1030, 20, true);
+  return decode_block_of(gen, wt, {260, 1030, 20, 0, true, true});
 }
 // Widths that are not a multiple of 4 or 8, on the calling thread.
 Program odd_decode_block(std::mt19937& gen, DType wt) {
-  return decode_block_of(gen, wt, 36, 52, 12, false);
+  return decode_block_of(gen, wt, {36, 52, 12, 0, false, true});
 }
 
 // Matmuls of K = 1024 (N * K over the pool's threshold for N >= 64).
 Program near_misses(std::mt19937& gen, DType wt) {
-  Program p;
-  Maker m{gen, wt, p};
   constexpr int64_t D = 1024, N = 70;
-  View x = m.f32({1, D}), y = m.f32({1, D}), nw = m.f32({D});
-  View w1 = m.weight(N, D), w2 = m.weight(N, D), w3 = m.weight(N, D), w4 = m.weight(N, D);
-  View h = m.out({1, D}), a = m.out({1, N}), b = m.out({1, N}), c = m.out({1, N});
-  View e = m.out({1, N}), s = m.out({1, N}), s2 = m.out({1, N}), z = m.out({1, N});
-  // A norm, then a matmul of another input.
-  p.call(Op::RmsNorm, {{"eps", 1e-6}}, {x, nw}, {h});
-  p.call(Op::Matmul, {}, {y, w1}, {a});
-  // Four matmuls of one input: three together, then one more.
-  p.call(Op::Matmul, {}, {h, w1}, {a});
-  p.call(Op::Matmul, {}, {h, w2}, {b});
-  p.call(Op::Matmul, {}, {h, w3}, {c});
-  p.call(Op::Matmul, {}, {h, w4}, {e});
-  // swiglu with its operands swapped (up, gate): not the fused pattern.
-  p.call(Op::Matmul, {}, {x, w1}, {a});
-  p.call(Op::Matmul, {}, {x, w2}, {b});
-  p.call(Op::Swiglu, {}, {b, a}, {s});
-  // gate and up of another input with swiglu: the fused pattern again.
-  p.call(Op::Matmul, {}, {y, w3}, {c});
-  p.call(Op::Matmul, {}, {y, w4}, {e});
-  p.call(Op::Swiglu, {}, {c, e}, {s2});
-  // An add of a matmul's output and that matmul's input.
-  p.call(Op::Matmul, {}, {s2, View{w1.buffer, w1.offset, w1.dtype, {N, N}}}, {z});
-  p.call(Op::Add, {}, {z, s2}, {a});
+  testing::NearMisses n = testing::near_misses_of(gen, wt, D, N, 0);
+  Program& p = n.p;
+  Maker m{gen, wt, p, 0};
+  const View y = n.y, w2 = n.w2, w3 = n.w3, a = n.a, z = n.z;
   // An add in place into the matmul's output.
   p.call(Op::Matmul, {}, {y, w2}, {z});
   p.call(Op::Add, {}, {a, z}, {z});
@@ -272,7 +90,7 @@ Program near_misses(std::mt19937& gen, DType wt) {
 // row of a weight, which a group computed range by range would read after the write.
 Program outputs_over_weights(std::mt19937& gen, DType) {
   Program p;
-  Maker m{gen, DType::F32, p};
+  Maker m{gen, DType::F32, p, 0};
   constexpr int64_t D = 512, N = 160;
   View x = m.f32({1, D}), r = m.f32({1, N});
   const int big = p.add(f32_tensor({3 * N, D}, normal(gen, 3 * N * D, 0.05f)));
@@ -296,7 +114,7 @@ Program outputs_over_weights(std::mt19937& gen, DType) {
 
 Program host_access_between_held_calls(std::mt19937& gen, DType wt) {
   Program p;
-  Maker m{gen, wt, p};
+  Maker m{gen, wt, p, 0};
   constexpr int64_t D = 256, N = 300;
   View x = m.f32({1, D}), nw = m.f32({D}), w = m.weight(N, D), w2 = m.weight(N, D);
   View h = m.out({1, D}), a = m.out({1, N}), b = m.out({1, N}), c = m.out({1, N});
