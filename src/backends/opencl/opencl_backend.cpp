@@ -14,6 +14,7 @@
 #include <map>
 #include <optional>
 #include <string_view>
+#include <tuple>
 #include <type_traits>
 #include <unordered_map>
 
@@ -608,25 +609,38 @@ class OpenClBackend final : public Backend {
     return o;
   }
 
+  // A key's fields as they are, for the lookups of every launch: options() and the name
+  // joined into one string cost more host time than a launch should (NVIDIA's driver already
+  // takes several microseconds). A name is a string literal, compared by address; two
+  // literals of one name at two addresses only make two entries for one kernel.
+  using KeyFields = std::tuple<const char*, int, bool, size_t, std::string, int>;
+  static KeyFields fields(const KernelKey& k) {
+    return {k.name, k.wtype, k.reduces, k.group, k.extra, k.qtype};
+  }
+
   // The kernel, built now if it was not (the device's program cache builds each program once).
   cl_kernel kernel(const KernelKey& k) const {
+    KeyFields f = fields(k);
+    if (auto hit = kernel_of_.find(f); hit != kernel_of_.end()) return hit->second;
     const std::string key = std::string(k.name) + '\n' + options(k);
     auto it = built_.find(key);
-    if (it != built_.end()) return it->second;
+    if (it != built_.end()) return kernel_of_[std::move(f)] = it->second;
     cl_program p = ctx_->program(k.file, options(k));
     cl_int err = CL_SUCCESS;
     cl_kernel kern = cl_.clCreateKernel(p, k.name, &err);
     check(err, std::string("clCreateKernel (") + k.name + ")");
     built_[key] = kern;
-    return kern;
+    return kernel_of_[std::move(f)] = kern;
   }
 
   // Builds the kernel and checks that the device can run it with the group size it needs.
   Support kernel_fits(const KernelKey& k) const {
+    KeyFields f = fields(k);
+    if (auto hit = fit_of_.find(f); hit != fit_of_.end()) return hit->second;
     const std::string key = std::string(k.name) + '\n' + options(k);
     auto it = fits_.find(key);
-    if (it != fits_.end()) return it->second;
-    return fits_[key] = measure_fit(k);
+    if (it == fits_.end()) it = fits_.emplace(key, measure_fit(k)).first;
+    return fit_of_[std::move(f)] = it->second;
   }
 
   Support measure_fit(const KernelKey& k) const {
@@ -916,8 +930,10 @@ class OpenClBackend final : public Backend {
   cl_command_queue queue_ = nullptr;
   size_t wg_ = 1, matmul_wg_ = 1, gemv_wg_ = 1, items_wg_ = 1, proj_wg_ = 1;
   KernelTable kernels_;
-  mutable std::map<std::string, cl_kernel> built_;  // by name and build options
-  mutable std::map<std::string, Support> fits_;     // kernel_fits() of each of them
+  mutable std::map<std::string, cl_kernel> built_;    // by name and build options
+  mutable std::map<std::string, Support> fits_;       // kernel_fits() of each of them
+  mutable std::map<KeyFields, cl_kernel> kernel_of_;  // the same, by the key's fields
+  mutable std::map<KeyFields, Support> fit_of_;
 
   std::unordered_map<BufferId, Buffer> buffers_;
   std::unordered_map<size_t, std::vector<cl_mem>> spare_;

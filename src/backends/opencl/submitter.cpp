@@ -173,14 +173,19 @@ void Submitter::execute(Command& c) {
   switch (c.kind) {
     case Command::Launch: {
       const auto start = std::chrono::steady_clock::now();
+      // The messages are made only on failure: a launch sets up to 30 arguments, and this
+      // thread must keep ahead of kernels that take a few microseconds.
       for (size_t i = 0; i < c.args.count(); ++i)
-        check(cl_.clSetKernelArg(c.kernel, cl_uint(i), c.args.size(i), c.args.at(i)),
-              std::string("clSetKernelArg (") + c.name + ", argument " + std::to_string(i) + ")");
+        if (cl_int r = cl_.clSetKernelArg(c.kernel, cl_uint(i), c.args.size(i), c.args.at(i));
+            r != CL_SUCCESS)
+          check(r,
+                std::string("clSetKernelArg (") + c.name + ", argument " + std::to_string(i) + ")");
       cl_event done = nullptr;
-      check(cl_.clEnqueueNDRangeKernel(queue_, c.kernel, 1, nullptr, &c.global, &c.local, 0,
-                                       nullptr, options_.profile ? &done : nullptr),
-            std::string("clEnqueueNDRangeKernel (") + c.name + ", " + std::to_string(c.global) +
-                " items)");
+      if (cl_int r = cl_.clEnqueueNDRangeKernel(queue_, c.kernel, 1, nullptr, &c.global, &c.local,
+                                                0, nullptr, options_.profile ? &done : nullptr);
+          r != CL_SUCCESS)
+        check(r, std::string("clEnqueueNDRangeKernel (") + c.name + ", " +
+                     std::to_string(c.global) + " items)");
       enqueue_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       ++launches_;
       launched_since_flush_ = true;
