@@ -1,5 +1,7 @@
 #include "backend/call_fusion.h"
 
+#include <array>
+
 namespace tapml {
 
 namespace {
@@ -49,22 +51,21 @@ const DeviceTensor& AttentionChain::residual() const {
 
 namespace {
 
-// What a chain's launch reads, and what it writes.
-std::vector<const DeviceTensor*> chain_reads(const AttentionChain& ch) {
-  std::vector<const DeviceTensor*> out;
-  for (const OpCall* c : {&ch.rope_q, &ch.rope_k, &ch.kv_store, &ch.attention})
-    for (const DeviceTensor& t : c->inputs) out.push_back(&t);
-  return out;
+// The four calls of a chain.
+std::array<const OpCall*, 4> chain_calls(const AttentionChain& ch) {
+  return {&ch.rope_q, &ch.rope_k, &ch.kv_store, &ch.attention};
 }
-std::vector<const DeviceTensor*> chain_writes(const AttentionChain& ch) {
-  std::vector<const DeviceTensor*> out;
-  for (const OpCall* c : {&ch.rope_q, &ch.rope_k, &ch.kv_store, &ch.attention})
-    for (const DeviceTensor& t : c->outputs) out.push_back(&t);
-  return out;
+// Whether t overlaps an input (reads) or an output (writes) of the chain's calls.
+bool chain_reads(const AttentionChain& ch, const DeviceTensor& t) {
+  for (const OpCall* c : chain_calls(ch))
+    for (const DeviceTensor& in : c->inputs)
+      if (overlap(t, in)) return true;
+  return false;
 }
-bool overlaps_any(const DeviceTensor& t, const std::vector<const DeviceTensor*>& others) {
-  for (const DeviceTensor* o : others)
-    if (overlap(t, *o)) return true;
+bool chain_writes(const AttentionChain& ch, const DeviceTensor& t) {
+  for (const OpCall* c : chain_calls(ch))
+    for (const DeviceTensor& out : c->outputs)
+      if (overlap(t, out)) return true;
   return false;
 }
 
@@ -83,8 +84,7 @@ bool CallFusion::touches_shared(const DeviceTensor& out) const {
 
 bool CallFusion::holds(BufferId id) const {
   if (chain_) {
-    for (const OpCall* c :
-         {&chain_->rope_q, &chain_->rope_k, &chain_->kv_store, &chain_->attention})
+    for (const OpCall* c : chain_calls(*chain_))
       if (uses(*c, id)) return true;
     if (chain_->proj && uses(*chain_->proj, id)) return true;
   }
@@ -172,9 +172,8 @@ bool CallFusion::chain_fits(const OpCall& a) const {
 bool CallFusion::proj_fits(const OpCall& m) const {
   const AttentionChain& ch = *chain_;
   const DeviceTensor& y = m.outputs[0];
-  return !ch.proj && same(m.inputs[0], ch.attention.outputs[0]) &&
-         !overlaps_any(y, chain_reads(ch)) && !overlaps_any(y, chain_writes(ch)) &&
-         !overlaps_any(m.inputs[1], chain_writes(ch));
+  return !ch.proj && same(m.inputs[0], ch.attention.outputs[0]) && !chain_reads(ch, y) &&
+         !chain_writes(ch, y) && !chain_writes(ch, m.inputs[1]);
 }
 
 // An add of the held projection's output y and a residual r that the chain does not write,
@@ -186,9 +185,8 @@ bool CallFusion::add_fits(const OpCall& c) const {
   if (which < 0) return false;
   const DeviceTensor& r = c.inputs[size_t(1 - which)];
   const DeviceTensor& out = c.outputs[0];
-  return !overlap(r, y) && !overlaps_any(r, chain_writes(ch)) && in_place_or_apart(out, y, r) &&
-         !overlaps_any(out, chain_reads(ch)) && !overlaps_any(out, chain_writes(ch)) &&
-         !overlap(out, ch.proj->inputs[1]);
+  return !overlap(r, y) && !chain_writes(ch, r) && in_place_or_apart(out, y, r) &&
+         !chain_reads(ch, out) && !chain_writes(ch, out) && !overlap(out, ch.proj->inputs[1]);
 }
 
 bool CallFusion::offer(const OpCall& c) {
@@ -198,13 +196,14 @@ bool CallFusion::offer(const OpCall& c) {
       return true;
     }
     if (c.op == Op::Add && chain_->proj && add_fits(c)) {
-      AttentionChain ch = *chain_;
-      ch.add = c;
-      if (hooks_.can_launch_attention(ch)) {
+      chain_->add = c;
+      if (hooks_.can_launch_attention(*chain_)) {
+        AttentionChain ch = std::move(*chain_);
         chain_.reset();
         hooks_.launch_attention(ch);
         return true;
       }
+      chain_->add.reset();
     }
     release_chain();
   }
