@@ -355,20 +355,16 @@ class OpenClBackend final : public Backend {
             true,        proj_wg_,         hd + " -DPROJ"};
   }
 
-  // The projection taken into the chain: a float weight [D, H * hd] whose rows start 16-byte
-  // aligned, hd % 8 == 0, D % 4 == 0, f32 activations, and at most proj_max_ partial sums (H * D)
-  // for the last group to add up (TAPML_OPENCL_PROJ_MAX; 0 keeps the projection out).
+  // The projection taken into the chain: a float weight whose rows start 16-byte aligned,
+  // hd % 8 == 0, D % 4 == 0, and at most proj_max_ partial sums (H * D) for the last group to
+  // add up (TAPML_OPENCL_PROJ_MAX; 0 keeps the projection out). The shapes and dtypes of the
+  // projection and the add follow from their calls, validated before they were offered.
   bool can_project(const AttentionChain& ch) const {
-    const OpCall &a = ch.attention, &m = *ch.proj, &add = *ch.add;
-    const DeviceTensor& w = m.inputs[1];
-    const int64_t H = a.attrs.get_int("n_heads"), hd = a.attrs.get_int("head_dim");
-    const int64_t D = w.shape[0];
-    auto row_f32 = [&](const DeviceTensor& t) {
-      return t.dtype == DType::F32 && t.shape.rank() == 2 && t.shape[0] == 1 && t.shape[1] == D;
-    };
-    return is_float_weight(w.dtype) && w.shape.rank() == 2 && w.shape[1] == H * hd && hd % 8 == 0 &&
-           D % 4 == 0 && aligned16(w) && row_f32(m.outputs[0]) && row_f32(ch.residual()) &&
-           row_f32(add.outputs[0]) && H * D <= proj_max_;
+    const DeviceTensor& w = ch.proj->inputs[1];
+    const int64_t H = ch.attention.attrs.get_int("n_heads");
+    const int64_t hd = ch.attention.attrs.get_int("head_dim"), D = w.shape[0];
+    return is_float_weight(w.dtype) && hd % 8 == 0 && D % 4 == 0 && aligned16(w) &&
+           H * D <= proj_max_;
   }
 
   // The chain's one query row sits at position P - 1 for rope and kv_store alike (positions
@@ -609,11 +605,10 @@ class OpenClBackend final : public Backend {
     return o;
   }
 
-  // A key's fields as they are, for the lookups of every launch: options() and the name
-  // joined into one string cost more host time than a launch should (NVIDIA's driver already
-  // takes several microseconds). A name is a string literal, compared by address; two
-  // literals of one name at two addresses only make two entries for one kernel.
-  using KeyFields = std::tuple<const char*, int, bool, size_t, std::string, int>;
+  // Kernels are found by the key's fields as they are: joining the name and options() into
+  // one string for every launch cost more host time than a launch should (NVIDIA's driver
+  // already takes several microseconds). The fields decide the build options.
+  using KeyFields = std::tuple<std::string_view, int, bool, size_t, std::string, int>;
   static KeyFields fields(const KernelKey& k) {
     return {k.name, k.wtype, k.reduces, k.group, k.extra, k.qtype};
   }
@@ -621,26 +616,20 @@ class OpenClBackend final : public Backend {
   // The kernel, built now if it was not (the device's program cache builds each program once).
   cl_kernel kernel(const KernelKey& k) const {
     KeyFields f = fields(k);
-    if (auto hit = kernel_of_.find(f); hit != kernel_of_.end()) return hit->second;
-    const std::string key = std::string(k.name) + '\n' + options(k);
-    auto it = built_.find(key);
-    if (it != built_.end()) return kernel_of_[std::move(f)] = it->second;
+    if (auto it = built_.find(f); it != built_.end()) return it->second;
     cl_program p = ctx_->program(k.file, options(k));
     cl_int err = CL_SUCCESS;
     cl_kernel kern = cl_.clCreateKernel(p, k.name, &err);
     check(err, std::string("clCreateKernel (") + k.name + ")");
-    built_[key] = kern;
-    return kernel_of_[std::move(f)] = kern;
+    return built_[std::move(f)] = kern;
   }
 
   // Builds the kernel and checks that the device can run it with the group size it needs.
   Support kernel_fits(const KernelKey& k) const {
     KeyFields f = fields(k);
-    if (auto hit = fit_of_.find(f); hit != fit_of_.end()) return hit->second;
-    const std::string key = std::string(k.name) + '\n' + options(k);
-    auto it = fits_.find(key);
-    if (it == fits_.end()) it = fits_.emplace(key, measure_fit(k)).first;
-    return fit_of_[std::move(f)] = it->second;
+    if (auto it = fits_.find(f); it != fits_.end()) return it->second;
+    Support s = measure_fit(k);
+    return fits_[std::move(f)] = s;
   }
 
   Support measure_fit(const KernelKey& k) const {
@@ -930,10 +919,8 @@ class OpenClBackend final : public Backend {
   cl_command_queue queue_ = nullptr;
   size_t wg_ = 1, matmul_wg_ = 1, gemv_wg_ = 1, items_wg_ = 1, proj_wg_ = 1;
   KernelTable kernels_;
-  mutable std::map<std::string, cl_kernel> built_;    // by name and build options
-  mutable std::map<std::string, Support> fits_;       // kernel_fits() of each of them
-  mutable std::map<KeyFields, cl_kernel> kernel_of_;  // the same, by the key's fields
-  mutable std::map<KeyFields, Support> fit_of_;
+  mutable std::map<KeyFields, cl_kernel> built_;  // by the key's fields
+  mutable std::map<KeyFields, Support> fits_;     // kernel_fits() of each of them
 
   std::unordered_map<BufferId, Buffer> buffers_;
   std::unordered_map<size_t, std::vector<cl_mem>> spare_;
