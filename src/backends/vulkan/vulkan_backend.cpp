@@ -63,7 +63,7 @@ constexpr size_t kRecordedWriteBytes = 65536;
 // Mirrors the push-constant block of shaders/common.glsl.
 struct Params {
   uint32_t o[kProjBindings] = {};
-  uint32_t u[10] = {};
+  uint32_t u[9] = {};
   float f[2] = {};
 };
 static_assert(sizeof(Params) <= 128, "within the push-constant bytes every device offers");
@@ -608,9 +608,6 @@ class VulkanBackend final : public Backend {
   std::unique_ptr<CallFusion> fusion_;
 
   void start_fusion() {
-    auto float_weight = [](DType t) {
-      return t == DType::F32 || t == DType::F16 || t == DType::BF16;
-    };
     fusion_ = std::make_unique<CallFusion>(CallFusion::Hooks{
         .can_hold_norm =
             [this](const OpCall& c) {
@@ -618,9 +615,9 @@ class VulkanBackend final : public Backend {
                      gemv_fits(c.inputs[0].shape[1], true);
             },
         .can_hold_matmul =
-            [this, float_weight](const OpCall& c, bool with_norm) {
+            [this](const OpCall& c, bool with_norm) {
               const DeviceTensor &x = c.inputs[0], &w = c.inputs[1];
-              return x.shape[0] == 1 && float_weight(w.dtype) && w.shape[0] > 0 &&
+              return x.shape[0] == 1 && is_float_weight(w.dtype) && w.shape[0] > 0 &&
                      gemv_fits(x.shape[1], with_norm);
             },
         .launch_group = [this](FusedGroup& g) { launch_fused(g); },
@@ -632,6 +629,10 @@ class VulkanBackend final : public Backend {
   }
   void flush_held() {
     if (fusion_) fusion_->flush();
+  }
+
+  static bool is_float_weight(DType t) {
+    return t == DType::F32 || t == DType::F16 || t == DType::BF16;
   }
 
   // The chain's one query row sits at position P - 1 for rope and kv_store alike (positions
@@ -653,24 +654,17 @@ class VulkanBackend final : public Backend {
   }
 
   // The projection taken into the chain (attention.comp with ATTENTION_PROJ): a float weight
-  // [D, H * hd] whose rows the shader reads 16 bytes at a time (hd % 8 == 0, W 16-byte
-  // aligned), y, r and x f32 rows of D, the device's bindings for it, and at most proj_max_
-  // partial sums (H * D) in a block the device can bind, for the last workgroup to add up.
+  // whose rows the shader reads 16 bytes at a time (hd % 8 == 0, W 16-byte aligned), the
+  // device's bindings for it, and at most proj_max_ partial sums (H * D) in a block the device
+  // can bind, for the last workgroup to add up. The shapes and dtypes of the projection and
+  // the add follow from their calls, validated before they were offered.
   bool can_project(const AttentionChain& ch) const {
-    const OpCall &a = ch.attention, &m = *ch.proj;
-    const DeviceTensor& w = m.inputs[1];
-    const int64_t H = a.attrs.get_int("n_heads"), hd = a.attrs.get_int("head_dim");
-    const int64_t D = w.shape[0];
-    auto row_f32 = [&](const DeviceTensor& t) {
-      return t.dtype == DType::F32 && t.shape.rank() == 2 && t.shape[0] == 1 && t.shape[1] == D;
-    };
-    const bool float_weight =
-        w.dtype == DType::F32 || w.dtype == DType::F16 || w.dtype == DType::BF16;
+    const DeviceTensor& w = ch.proj->inputs[1];
+    const int64_t H = ch.attention.attrs.get_int("n_heads");
+    const int64_t hd = ch.attention.attrs.get_int("head_dim"), D = w.shape[0];
     const size_t partial_bytes = size_t(H * D) * 4;
-    return proj_ && ch.add && float_weight && w.shape.rank() == 2 && w.shape[1] == H * hd &&
-           hd % 8 == 0 && w.offset % 16 == 0 && D > 0 && row_f32(m.outputs[0]) &&
-           row_f32(ch.residual()) && row_f32(ch.add->outputs[0]) && H * D <= proj_max_ &&
-           partial_bytes + 4 <= facts_.props.limits.maxStorageBufferRange &&
+    return proj_ && is_float_weight(w.dtype) && hd % 8 == 0 && w.offset % 16 == 0 &&
+           H * D <= proj_max_ && partial_bytes + 4 <= facts_.props.limits.maxStorageBufferRange &&
            partial_bytes <= facts_.max_alloc;
   }
 
@@ -699,7 +693,6 @@ class VulkanBackend final : public Backend {
       const DeviceTensor &w = ch.proj->inputs[1], &y = ch.proj->outputs[0];
       const DeviceTensor& x = ch.add->outputs[0];
       const int64_t D = w.shape[0];
-      const bool x_is_y = x.buffer == y.buffer && x.offset == y.offset;
       const size_t partial_bytes = size_t(H * D) * 4;
       const Block& sums = partials(partial_bytes);
       const Block& done = done_counter();
@@ -709,7 +702,7 @@ class VulkanBackend final : public Backend {
       bind.push_back(binding(x, true));
       bind.push_back({&sums, 0, partial_bytes, true});
       bind.push_back({&done, 0, 4, true});
-      p.u[8] = uint32_t(D), p.u[9] = x_is_y ? 1 : 0;
+      p.u[8] = uint32_t(D);
       shader = proj_pipeline(shader + "_proj", w.dtype);
     }
     ++fused_;

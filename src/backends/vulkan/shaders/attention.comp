@@ -29,8 +29,7 @@
 // counts last sums the H partials in head order (the same bits whichever finishes last) into
 // y and x, and sets the counter back to 0 for the next dispatch. No workgroup waits for
 // another, so any order or concurrency of workgroups gives the same result. Weights are read
-// 16 bytes at a time: hd % 8 == 0 and W 16-byte aligned (the backend checks). u8 = D, u9 = 1
-// when x is y (then only x is written, so no order between two bindings' stores is relied on).
+// 16 bytes at a time: hd % 8 == 0 and W 16-byte aligned (the backend checks). u8 = D.
 #ifdef ATTENTION_ROPE
 #define ATTENTION_OPTIONS
 #define ROPE_TABLE_BINDING 5
@@ -145,12 +144,11 @@ void project(uint h, uint H, uint hd, uint tid) {
   barrier();
   if (!last_group) return;
   memoryBarrierBuffer();
-  bool x_is_y = pc.u[9] != 0u;
   for (uint r = tid; r < D; r += 128u) {
     float sum = 0.0;
     for (uint g = 0u; g < H; ++g) sum += partial[pb + g * D + r];
     float rv = res[pc.o[13] / 4u + r];
-    if (!x_is_y) y[pc.o[12] / 4u + r] = sum;
+    y[pc.o[12] / 4u + r] = sum;
     x[pc.o[14] / 4u + r] = rv + sum;
   }
   if (tid == 0u) done = 0u;

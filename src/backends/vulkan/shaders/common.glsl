@@ -1,5 +1,5 @@
 // Shared by every TapML compute shader: one push-constant block for all ops (byte offsets of
-// each bound tensor inside its descriptor window, ten integer and two float parameters),
+// each bound tensor inside its descriptor window, nine integer and two float parameters),
 // a linear workgroup index over a 2-D grid (counts past maxComputeWorkGroupCount[0] spill
 // into y), and a reader for weights of any float dtype from a uint buffer, which needs no
 // 16-bit storage feature: f16 via unpackHalf2x16, bf16 via a shift; and exp, tanh and sigmoid
@@ -11,7 +11,7 @@
 #endif
 layout(push_constant) uniform Params {
   uint o[17];  // byte offset of binding i's tensor inside its window
-  uint u[10];  // integer parameters; u[7] is the weight dtype (0 f32, 1 f16, 2 bf16)
+  uint u[9];   // integer parameters; u[7] is the weight dtype (0 f32, 1 f16, 2 bf16)
   float f[2];  // float parameters
 } pc;
 
