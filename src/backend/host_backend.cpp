@@ -102,7 +102,7 @@ void HostBackend::run(const OpCall& call) {
   };
   for (auto& t : call.inputs) check(t);
   for (auto& t : call.outputs) check(t);
-  kernels_.run(call, info_.name);
+  execute(call);
 }
 
 }  // namespace tapml

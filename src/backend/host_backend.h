@@ -23,8 +23,8 @@ class HostBackend : public Backend {
   void read(BufferId id, size_t offset, void* dst, size_t bytes) override;
   // validate(call), then a kernel for its op and dtypes.
   Support supports(const OpCall& call) const override;
-  // Checks that every tensor lies inside its buffer, then runs the kernel. Expects a call
-  // that supports() accepts.
+  // Checks that every tensor lies inside its buffer, then execute()s it. Expects a call that
+  // supports() accepts.
   void run(const OpCall& call) override;
 
   size_t bytes_allocated() const { return allocated_; }
@@ -37,6 +37,9 @@ class HostBackend : public Backend {
     return reinterpret_cast<T*>(ptr(t));
   }
   KernelTable& kernels() { return kernels_; }
+  // A call that run() has checked: its kernel. A subclass may hold it back to run later with
+  // its neighbours.
+  virtual void execute(const OpCall& call) { kernels_.run(call, info_.name); }
 
   BackendInfo info_;
 

@@ -82,37 +82,33 @@ class CpuBackend final : public HostBackend {
     const char* fuse = std::getenv("TAPML_CPU_FUSE");
     if (!fuse || std::string_view(fuse) != "0") start_fusion();
     const std::vector<DType> blocks(std::begin(kBlockDTypes), std::end(kBlockDTypes));
-    add_kernel(Op::Embedding, &CpuBackend::embedding);
-    add_kernel(Op::Embedding, &CpuBackend::embedding_quant, {blocks, {DType::I32}});
-    add_kernel(Op::RmsNorm, &CpuBackend::rmsnorm);
-    add_kernel(Op::Matmul, &CpuBackend::matmul);
-    add_kernel(Op::Matmul, &CpuBackend::matmul_quant, {{DType::F32}, blocks});
-    add_kernel(Op::Rope, &CpuBackend::rope, {}, {"freq_factors"});
-    add_kernel(Op::KvStore, &CpuBackend::kv_store);
-    add_kernel(Op::Attention, &CpuBackend::attention, {}, {"window", "softcap"});
-    add_kernel(Op::Swiglu, &CpuBackend::swiglu);
-    add_kernel(Op::Add, &CpuBackend::add);
-    add_kernel(Op::Gelu, &CpuBackend::gelu);
-    add_kernel(Op::LayerNorm, &CpuBackend::layernorm);
-    add_kernel(Op::Bias, &CpuBackend::bias);
-    add_kernel(Op::Mul, &CpuBackend::mul);
-    add_kernel(Op::Scale, &CpuBackend::scale);
-    add_kernel(Op::Softcap, &CpuBackend::softcap);
-    add_kernel(Op::SigmoidGate, &CpuBackend::sigmoid_gate);
-    add_kernel(Op::MoeRoute, &CpuBackend::moe_route);
-    add_kernel(Op::MoeFfn, &CpuBackend::moe_ffn);
+    kernels().add(Op::Embedding, this, &CpuBackend::embedding);
+    kernels().add(Op::Embedding, this, &CpuBackend::embedding_quant, {blocks, {DType::I32}});
+    kernels().add(Op::RmsNorm, this, &CpuBackend::rmsnorm);
+    kernels().add(Op::Matmul, this, &CpuBackend::matmul);
+    kernels().add(Op::Matmul, this, &CpuBackend::matmul_quant, {{DType::F32}, blocks});
+    kernels().add(Op::Rope, this, &CpuBackend::rope, {}, {"freq_factors"});
+    kernels().add(Op::KvStore, this, &CpuBackend::kv_store);
+    kernels().add(Op::Attention, this, &CpuBackend::attention, {}, {"window", "softcap"});
+    kernels().add(Op::Swiglu, this, &CpuBackend::swiglu);
+    kernels().add(Op::Add, this, &CpuBackend::add);
+    kernels().add(Op::Gelu, this, &CpuBackend::gelu);
+    kernels().add(Op::LayerNorm, this, &CpuBackend::layernorm);
+    kernels().add(Op::Bias, this, &CpuBackend::bias);
+    kernels().add(Op::Mul, this, &CpuBackend::mul);
+    kernels().add(Op::Scale, this, &CpuBackend::scale);
+    kernels().add(Op::Softcap, this, &CpuBackend::softcap);
+    kernels().add(Op::SigmoidGate, this, &CpuBackend::sigmoid_gate);
+    kernels().add(Op::MoeRoute, this, &CpuBackend::moe_route);
+    kernels().add(Op::MoeFfn, this, &CpuBackend::moe_ffn);
   }
 
-  // HostBackend::run checks the call's tensors against their buffers and finds its kernel,
-  // which enter() then offers to the fusion: a call is held only once it has passed every
-  // check it would have run with, so errors are thrown by the call that has them.
-  void run(const OpCall& c) override {
-    struct Reset {
-      bool& flag;
-      ~Reset() { flag = false; }
-    } reset{offer_};
-    offer_ = fusion_ != nullptr;
-    HostBackend::run(c);
+  // HostBackend::run checks the call's tensors against their buffers before this offers it
+  // to the fusion, so a call is held only once it has passed those checks, and errors are
+  // thrown by the call that has them.
+  void execute(const OpCall& c) override {
+    if (fusion_ && fusion_->offer(c)) return;
+    run_kernel(c);
   }
 
   // Held calls read and write host memory when they run, so they run before the memory of a
@@ -170,25 +166,14 @@ class CpuBackend final : public HostBackend {
     t.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 
-  using Kernel = void (CpuBackend::*)(const OpCall&);
-  // Kernels are entered through enter(), which offers the call that run() was given.
-  void add_kernel(Op op, Kernel k, std::vector<std::vector<DType>> dtypes = {},
-                  std::vector<std::string> options = {}) {
-    kernels().add(
-        op, [this, k](const OpCall& c) { enter(c, k); }, std::move(dtypes), std::move(options));
-  }
-  void enter(const OpCall& c, Kernel k) {
-    if (offer_) {
-      offer_ = false;  // the calls the fusion launches now run as they are
-      if (fusion_->offer(c)) return;
-    }
-    timed(stats_ ? stats_key(c) : std::string(), [&] { (this->*k)(c); });
+  // A call's kernel, timed under its name with TAPML_CPU_STATS.
+  void run_kernel(const OpCall& c) {
+    timed(stats_ ? stats_key(c) : std::string(), [&] { kernels().run(c, info_.name); });
   }
 
   // ---- Held calls (backend/call_fusion.h). The rmsnorm before a group runs on its own (it
   // is cheap and usually inline); rope pairs run call by call.
   std::unique_ptr<CallFusion> fusion_;
-  bool offer_ = false;  // the next kernel entered is run()'s call, to be offered
 
   void start_fusion() {
     CallFusion::Hooks h;
@@ -199,10 +184,10 @@ class CpuBackend final : public HostBackend {
     };
     h.launch_group = [this](FusedGroup& g) { launch_group(g); };
     h.launch_rope = [this](const OpCall& c, const OpCall* second) {
-      kernels().run(c, info_.name);
-      if (second) kernels().run(*second, info_.name);
+      run_kernel(c);
+      if (second) run_kernel(*second);
     };
-    h.run = [this](const OpCall& c) { kernels().run(c, info_.name); };
+    h.run = [this](const OpCall& c) { run_kernel(c); };
     fusion_ = std::make_unique<CallFusion>(std::move(h));
   }
 
@@ -219,8 +204,8 @@ class CpuBackend final : public HostBackend {
       if (g.epilogue != FusedGroup::None) apart = apart && !overlap(g.tail.outputs[0], m.inputs[1]);
     }
     if (!apart) {
-      for (const OpCall& m : g.matmuls) kernels().run(m, info_.name);
-      if (g.epilogue != FusedGroup::None) kernels().run(g.tail, info_.name);
+      for (const OpCall& m : g.matmuls) run_kernel(m);
+      if (g.epilogue != FusedGroup::None) run_kernel(g.tail);
       return;
     }
     std::string key;
