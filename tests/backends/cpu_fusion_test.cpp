@@ -170,6 +170,24 @@ INSTANTIATE_TEST_SUITE_P(WeightTypes, CpuFusion,
                          ::testing::Values(DType::F32, DType::F16, DType::BF16),
                          [](const auto& info) { return std::string(dtype_name(info.param)); });
 
+// A cpu backend at 2 threads with x [1, K] and w [N, K] written to buffers of their own and
+// a buffer for the matmul's output y [1, N].
+struct MatmulBuffers {
+  std::unique_ptr<Backend> backend;
+  DeviceTensor x, w, y;
+  MatmulBuffers(bool fuse, const Tensor& xt, const Tensor& wt) : backend(open_cpu(fuse, 2)) {
+    const int64_t N = wt.shape()[0];
+    auto load = [&](const Tensor& t) {
+      const BufferId id = backend->alloc(t.nbytes());
+      backend->write(id, 0, t.bytes(), t.nbytes());
+      return DeviceTensor{id, 0, t.dtype(), t.shape()};
+    };
+    x = load(xt);
+    w = load(wt);
+    y = {backend->alloc(size_t(N) * 4), 0, DType::F32, {1, N}};
+  }
+};
+
 // A held matmul whose weight is freed and its memory handed out again (and overwritten)
 // before anything reads the matmul's output: the matmul runs before the free.
 TEST(CpuFusionHeld, AFreedWeightIsReadBeforeItGoes) {
@@ -179,15 +197,10 @@ TEST(CpuFusionHeld, AFreedWeightIsReadBeforeItGoes) {
   const Tensor w = f32_tensor({N, K}, normal(gen, N * K, 0.1f));
   std::vector<float> got[2];
   for (bool fuse : {true, false}) {
-    auto b = open_cpu(fuse, 2);
-    const BufferId bx = b->alloc(x.nbytes()), bw = b->alloc(w.nbytes()), by = b->alloc(N * 4);
-    b->write(bx, 0, x.bytes(), x.nbytes());
-    b->write(bw, 0, w.bytes(), w.nbytes());
-    b->run({Op::Matmul,
-            {},
-            {{bx, 0, DType::F32, {1, K}}, {bw, 0, DType::F32, {N, K}}},
-            {{by, 0, DType::F32, {1, N}}},
-            "test"});
+    MatmulBuffers m(fuse, x, w);
+    Backend* b = m.backend.get();
+    const BufferId bw = m.w.buffer, by = m.y.buffer;
+    b->run({Op::Matmul, {}, {m.x, m.w}, {m.y}, "test"});
     b->free(bw);
     const BufferId again = b->alloc(w.nbytes());
     const std::vector<std::byte> zeros(w.nbytes());
@@ -209,12 +222,11 @@ TEST(CpuFusionHeld, ErrorsComeFromTheCallThatHasThem) {
   std::string message[2];
   std::vector<float> y[2];
   for (bool fuse : {true, false}) {
-    auto b = open_cpu(fuse, 2);
-    const BufferId bx = b->alloc(x.nbytes()), bw = b->alloc(w.nbytes()), by = b->alloc(N * 4);
-    b->write(bx, 0, x.bytes(), x.nbytes());
-    b->write(bw, 0, w.bytes(), w.nbytes());
-    const DeviceTensor tx{bx, 0, DType::F32, {1, K}}, tw{bw, 0, DType::F32, {N, K}};
-    b->run({Op::Matmul, {}, {tx, tw}, {{by, 0, DType::F32, {1, N}}}, "test"});
+    MatmulBuffers m(fuse, x, w);
+    Backend* b = m.backend.get();
+    const DeviceTensor &tx = m.x, &tw = m.w;
+    const BufferId by = m.y.buffer;
+    b->run({Op::Matmul, {}, {tx, tw}, {m.y}, "test"});
     // The second matmul's output lies past the end of its buffer.
     try {
       b->run({Op::Matmul, {}, {tx, tw}, {{by, 8, DType::F32, {1, N}}}, "test"});
