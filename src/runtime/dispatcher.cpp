@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 
 #include "core/error.h"
 
@@ -55,10 +56,14 @@ Dispatcher::~Dispatcher() {
   weight_vals_.clear();
 }
 
-Backend& Dispatcher::backend(const std::string& uri) {
+Backend& Dispatcher::backend(const std::string& uri) { return *open(uri).first; }
+
+std::pair<Backend*, TransferStats*> Dispatcher::open(const std::string& uri) {
+  if (last_.first && uri == last_uri_) return last_;
   Backend& b = pool_.open(uri);
-  stats_[uri];
-  return b;
+  last_ = {&b, &stats_[uri]};  // map entries stay where they are
+  last_uri_ = uri;
+  return last_;
 }
 
 Val Dispatcher::add_value(Value v) {
@@ -150,24 +155,22 @@ void Dispatcher::end_step() {
   while (!values_.empty() && !values_.back().storage) values_.pop_back();
 }
 
-DeviceTensor Dispatcher::place(Val v, const std::string& uri) {
+DeviceTensor Dispatcher::place(Val v, Backend& b, TransferStats& st) {
   Value& val = value(v);
   Storage& s = *val.storage;
-  Backend& b = backend(uri);
   if (s.kind == Storage::Kind::Weight) {
     // The device keeps the pool's copy; this dispatcher owns none.
     bool uploaded = false;
     DeviceTensor t = pool_.weight(b, s.host, &uploaded);
     if (uploaded) {
-      stats_[uri].weight_uploads++;
-      stats_[uri].weight_bytes += int64_t(s.bytes);
+      st.weight_uploads++;
+      st.weight_bytes += int64_t(s.bytes);
     }
     return DeviceTensor{t.buffer, t.offset + val.offset, val.type.dtype, val.type.shape};
   }
   auto it = s.copies.find(&b);
   if (it == s.copies.end()) {
     BufferId id = b.alloc(s.bytes);
-    TransferStats& st = stats_[uri];
     try {
       if (!s.host.empty()) {
         b.write(id, 0, s.host.bytes(), s.bytes);
@@ -198,10 +201,12 @@ DeviceTensor Dispatcher::place(Val v, const std::string& uri) {
 
 std::vector<Val> Dispatcher::call(const Site& where, Op op, const Attrs& attrs,
                                   const std::vector<Val>& inputs) {
-  const std::string site = where.str();
+  OpCall c{op, attrs, {}, {}, where.str()};
+  const std::string& site = c.site;
   const std::string& uri = placement_.uri_for(site, op);
   const OpDef& def = op_def(op);
   std::vector<TensorType> in_types;
+  in_types.reserve(inputs.size());
   for (Val v : inputs) in_types.push_back(type(v));
   std::vector<TensorType> out_types;
   try {
@@ -210,11 +215,14 @@ std::vector<Val> Dispatcher::call(const Site& where, Op op, const Attrs& attrs,
     throw Error(site + ": " + e.what());
   }
 
-  Backend& b = backend(uri);
-  OpCall c{op, attrs, {}, {}, site};
-  for (Val v : inputs) c.inputs.push_back(place(v, uri));
+  auto [bp, st] = open(uri);
+  Backend& b = *bp;
+  c.inputs.reserve(inputs.size());
+  for (Val v : inputs) c.inputs.push_back(place(v, b, *st));
 
   std::vector<Val> outputs;
+  outputs.reserve(out_types.size());
+  c.outputs.reserve(out_types.size());
   for (size_t i = 0; i < out_types.size(); ++i) {
     int alias = def.inplace_of[i];
     if (alias >= 0) {
@@ -247,13 +255,16 @@ std::vector<Val> Dispatcher::call(const Site& where, Op op, const Attrs& attrs,
     throw Error(why);
   }
 
-  CallEvent ev{next_call_++, where, phase_, uri, &c, inputs, outputs};
-  for (CallObserver* o : observers_) o->before_call(ev, *this);
-  b.run(c);
-  stats_[uri].calls++;
+  // The event copies the call's site and values: made only for observers.
+  const uint64_t index = next_call_++;
+  std::optional<CallEvent> ev;
+  if (!observers_.empty()) ev = CallEvent{index, where, phase_, uri, &c, inputs, outputs};
+  for (CallObserver* o : observers_) o->before_call(*ev, *this);
+  b.run_supported(c);
+  st->calls++;
   for (size_t i = 0; i < outputs.size(); ++i)
     if (def.inplace_of[i] >= 0) value(outputs[i]).storage->written_on(&b);
-  for (CallObserver* o : observers_) o->after_call(ev, *this);
+  for (CallObserver* o : observers_) o->after_call(*ev, *this);
   return outputs;
 }
 
@@ -271,6 +282,18 @@ Tensor Dispatcher::read(Val v) {
     b->sync();
     b->read(id, val.offset, out.mutable_bytes(), out.nbytes());
   }
+  return out;
+}
+
+std::vector<float> Dispatcher::read_f32(Val v) {
+  const Value& val = value(v);
+  const Storage& s = *val.storage;
+  if (val.type.dtype != DType::F32 || !s.host.empty() || s.zero || s.copies.empty())
+    return read(v).to_f32();
+  std::vector<float> out(size_t(val.type.shape.numel()));
+  auto [b, id] = *s.copies.begin();
+  b->sync();
+  b->read(id, val.offset, out.data(), out.size() * sizeof(float));
   return out;
 }
 

@@ -70,6 +70,9 @@ class Dispatcher final : public Emitter {
 
   // Copies a value to the host (from wherever a valid copy lives).
   Tensor read(Val v);
+  // The same as floats (to_f32), read straight into the result when the value is f32: a
+  // decode step's logits, read once per token.
+  std::vector<float> read_f32(Val v);
   // The model weight a value is (its GGUF name), or "" for anything else, a part of a
   // weight (rows) or a weight read as another shape (reshape) included: those are not the
   // tensor the model file holds under that name.
@@ -102,8 +105,11 @@ class Dispatcher final : public Emitter {
   Val add_value(Value v);
   Value& value(Val v);
   const Value& value(Val v) const;
-  // A device tensor for `v` on backend `uri`, moving bytes there first if needed.
-  DeviceTensor place(Val v, const std::string& uri);
+  // The backend for a URI and its transfer counters (the last one asked for is kept: a
+  // model's calls mostly go to one backend, and this is asked once per call and input).
+  std::pair<Backend*, TransferStats*> open(const std::string& uri);
+  // A device tensor for `v` on backend `b`, moving bytes there first if needed.
+  DeviceTensor place(Val v, Backend& b, TransferStats& st);
 
   const std::map<std::string, Tensor>& weights_;
   Placement placement_;
@@ -115,6 +121,8 @@ class Dispatcher final : public Emitter {
   std::vector<CallObserver*> observers_;
   Phase phase_;
   uint64_t next_call_ = 0;
+  std::string last_uri_;
+  std::pair<Backend*, TransferStats*> last_{nullptr, nullptr};
 };
 
 }  // namespace tapml

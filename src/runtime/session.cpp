@@ -51,7 +51,7 @@ std::vector<float> Session::forward(std::span<const int32_t> tokens, bool all_lo
   std::vector<float> logits;
   try {
     Val out = arch_.forward(model_.config, dispatcher_, cache_, tokens, pos_, all_logits);
-    logits = dispatcher_.read(out).to_f32();
+    logits = dispatcher_.read_f32(out);
   } catch (...) {
     dispatcher_.end_step();
     throw;
