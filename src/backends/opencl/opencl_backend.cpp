@@ -11,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <deque>
 #include <map>
 #include <optional>
 #include <string_view>
@@ -113,6 +114,11 @@ class OpenClBackend final : public Backend {
     so.flush_when_idle = device_.gpu();
     if (const char* v = std::getenv("TAPML_OPENCL_FLUSH"))
       so.flush_when_idle = std::string_view(v) != "0";
+    if (const char* v = std::getenv("TAPML_OPENCL_FLUSH_EVERY")) so.flush_every = std::atoi(v);
+    if (const char* v = std::getenv("TAPML_OPENCL_COPIES")) {
+      copies_on_ = std::string_view(v) != "0";
+      so.skip_unchanged_args = copies_on_;
+    }
     submitter_ = std::make_unique<Submitter>(cl_, queue_, so);
     if (fuse_) start_fusion();
 
@@ -160,6 +166,8 @@ class OpenClBackend final : public Backend {
     if (staging_) cl_.clReleaseMemObject(staging_);
     cl_.clReleaseMemObject(dummy_);
     for (auto& [key, k] : built_) cl_.clReleaseKernel(k);
+    for (auto& [key, c] : copies_)
+      for (size_t i = 1; i < c.kernels.size(); ++i) cl_.clReleaseKernel(c.kernels[i]);
     cl_.clReleaseCommandQueue(queue_);
   }
 
@@ -174,8 +182,8 @@ class OpenClBackend final : public Backend {
     cl_mem m = nullptr;
     auto it = spare_.find(cap);
     if (it != spare_.end() && !it->second.empty()) {
-      m = it->second.back();
-      it->second.pop_back();
+      m = it->second.front();
+      it->second.pop_front();
     } else {
       m = create(cap);
     }
@@ -185,7 +193,10 @@ class OpenClBackend final : public Backend {
   }
 
   // Freed buffers are kept for reuse: a decode step frees and allocates the same sizes every
-  // time. A queued kernel may still use it; a later use is queued after that kernel.
+  // time. A queued kernel may still use it; a later use is queued after that kernel. First
+  // freed, first reused: a step frees its buffers in the order it made them, so the next step
+  // gets the same buffer for each call, and its launches repeat their arguments (copy_of).
+
   void free(BufferId id) override {
     auto it = buffers_.find(id);
     TAPML_REQUIRE(it != buffers_.end(), "opencl: free of unknown buffer " + std::to_string(id));
@@ -223,7 +234,10 @@ class OpenClBackend final : public Backend {
   std::byte* staging_host_ = nullptr;  // null: the device gave no mapping; writes block
   size_t staging_used_ = 0;
   // After a blocking read or clFinish every queued write has been done.
-  void queue_drained() { staging_used_ = 0; }
+  void queue_drained() {
+    staging_used_ = 0;
+    next_round();
+  }
   void map_staging() {
     cl_int err = CL_SUCCESS;
     staging_ = cl_.clCreateBuffer(ctx_->context(), CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR,
@@ -298,22 +312,30 @@ class OpenClBackend final : public Backend {
     return Support::yes();
   }
 
-  void run(const OpCall& c) override {
-    const auto start =
-        stats_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
-    run_call(c);
-    if (stats_) run_s_ += seconds_since(start);
-  }
+  void run(const OpCall& c) override { timed_run(c, true); }
+  void run_supported(const OpCall& c) override { timed_run(c, false); }
 
  private:
+  void timed_run(const OpCall& c, bool check) {
+    const auto start =
+        stats_ ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+    run_call(c, check);
+    if (stats_) {
+      run_s_ += seconds_since(start);
+      ++runs_;
+    }
+  }
+
   static double seconds_since(std::chrono::steady_clock::time_point start) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   }
 
-  void run_call(const OpCall& c) {
+  // check: whether supports() must still be asked (not when the caller just did).
+  void run_call(const OpCall& c, bool check) {
     for (auto& t : c.inputs) buffer(t.buffer, t.offset, t.nbytes(), "run");
     for (auto& t : c.outputs) buffer(t.buffer, t.offset, t.nbytes(), "run");
-    if (Support s = supports(c); !s.ok) throw Error(s.reason);
+    if (check)
+      if (Support s = supports(c); !s.ok) throw Error(s.reason);
     for (auto& t : c.outputs) shadow_.forget(t.buffer);
     if (fusion_ && fusion_->offer(c)) return;
     kernels_.run(c, "opencl");
@@ -613,6 +635,35 @@ class OpenClBackend final : public Backend {
     return {k.name, k.wtype, k.reduces, k.group, k.extra, k.qtype};
   }
 
+  // Launches of a kernel take copies of its kernel object in turn, from the first again after
+  // each read() or sync() (a decode step ends with one): a step's n-th launch of a kernel then
+  // finds on its object the arguments of the previous step's n-th launch, mostly the same
+  // buffers, and the submitter sets only those that changed. TAPML_OPENCL_COPIES=0: one object.
+  struct Copies {
+    std::vector<cl_kernel> kernels;  // [0] is kernel()'s
+    size_t next = 0;
+    uint64_t round = 0;
+  };
+  static constexpr size_t kMaxCopies = 64;
+  cl_kernel copy_of(const KernelKey& key) {
+    if (!copies_on_) return kernel(key);
+    Copies& c = copies_[fields(key)];
+    if (c.round != round_) c.round = round_, c.next = 0;
+    const size_t i = c.next++ % kMaxCopies;
+    if (i == c.kernels.size()) {
+      if (i == 0) {
+        c.kernels.push_back(kernel(key));
+      } else {
+        cl_int err = CL_SUCCESS;
+        cl_kernel k = cl_.clCreateKernel(ctx_->program(key.file, options(key)), key.name, &err);
+        check(err, std::string("clCreateKernel (") + key.name + ")");
+        c.kernels.push_back(k);
+      }
+    }
+    return c.kernels[i];
+  }
+  void next_round() { ++round_; }
+
   // The kernel, built now if it was not (the device's program cache builds each program once).
   cl_kernel kernel(const KernelKey& k) const {
     KeyFields f = fields(k);
@@ -674,7 +725,7 @@ class OpenClBackend final : public Backend {
   template <class... Args>
   void launch(const KernelKey& key, int64_t groups, const Args&... args) {
     if (groups <= 0) return;
-    cl_kernel k = kernel(key);
+    cl_kernel k = copy_of(key);
     KernelArgs packed;
     pack(packed, args...);
     const size_t local = group_of(key);
@@ -688,12 +739,15 @@ class OpenClBackend final : public Backend {
     for (auto& [name, kt] : submitter_->kernel_times()) total += kt.seconds;
     std::fprintf(
         stderr,
-        "opencl stats: %lld kernels, %.3f s on the device; host: %.3f s in run(), "
-        "%.3f s launching (its own thread, %lld sleeps, %lld flushes), %lld writes %.3f s, "
+        "opencl stats: %lld kernels, %.3f s on the device; host: %lld calls %.3f s in run(), "
+        "%.3f s launching (its own thread, %lld sleeps, %lld flushes; %lld arguments set, %lld "
+        "unchanged), %lld writes %.3f s, "
         "%lld reads %.3f s\n",
-        (long long)submitter_->launches(), total, run_s_, submitter_->enqueue_seconds(),
-        (long long)submitter_->sleeps(), (long long)submitter_->flushes(), (long long)writes_,
-        write_s_, (long long)reads_, read_s_);
+        (long long)submitter_->launches(), total, (long long)runs_, run_s_,
+        submitter_->enqueue_seconds(), (long long)submitter_->sleeps(),
+        (long long)submitter_->flushes(), (long long)submitter_->args_set(),
+        (long long)submitter_->args_skipped(), (long long)writes_, write_s_, (long long)reads_,
+        read_s_);
     for (auto& [name, kt] : submitter_->kernel_times())
       std::fprintf(stderr, "  %-16s %8lld calls %9.3f ms %8.2f us/call %5.1f%%\n", name.c_str(),
                    (long long)kt.calls, kt.seconds * 1e3, kt.seconds * 1e6 / double(kt.calls),
@@ -920,10 +974,13 @@ class OpenClBackend final : public Backend {
   size_t wg_ = 1, matmul_wg_ = 1, gemv_wg_ = 1, items_wg_ = 1, proj_wg_ = 1;
   KernelTable kernels_;
   mutable std::map<KeyFields, cl_kernel> built_;  // by the key's fields
-  mutable std::map<KeyFields, Support> fits_;     // kernel_fits() of each of them
+  std::map<KeyFields, Copies> copies_;
+  uint64_t round_ = 0;
+  bool copies_on_ = true;
+  mutable std::map<KeyFields, Support> fits_;  // kernel_fits() of each of them
 
   std::unordered_map<BufferId, Buffer> buffers_;
-  std::unordered_map<size_t, std::vector<cl_mem>> spare_;
+  std::unordered_map<size_t, std::deque<cl_mem>> spare_;
   HostShadow shadow_;
   std::map<std::pair<double, int64_t>, cl_mem> rope_tables_;
   cl_mem scratch_ = nullptr, dummy_ = nullptr, partials_ = nullptr, done_ = nullptr;
@@ -933,6 +990,7 @@ class OpenClBackend final : public Backend {
 
   bool stats_ = false, fuse_ = true;
   double run_s_ = 0, write_s_ = 0, read_s_ = 0;
+  int64_t runs_ = 0;
   int64_t writes_ = 0, reads_ = 0;
   std::unique_ptr<Submitter> submitter_;  // declared last: stopped before the rest goes
   bool profile_ = false;  // kernel times from profiling events (TAPML_OPENCL_STATS, not =host)

@@ -9,11 +9,14 @@
 namespace tapml::opencl {
 
 void KernelArgs::add(const void* p, size_t size) {
-  const size_t at = (bytes_.size() + 15) / 16 * 16;
-  bytes_.resize(at + size);
-  std::memcpy(bytes_.data() + at, p, size);
-  offsets_.push_back(uint32_t(at));
-  sizes_.push_back(uint32_t(size));
+  const size_t at = (used_ + 15) / 16 * 16;  // vector types (cl_ulong16...) keep their alignment
+  TAPML_REQUIRE(count_ < kMaxArgs && at + size <= kMaxBytes,
+                "internal: opencl kernel argument " + std::to_string(count_) + " of " +
+                    std::to_string(size) + " bytes does not fit KernelArgs");
+  std::memcpy(bytes_ + at, p, size);
+  offsets_[count_] = uint16_t(at);
+  sizes_[count_++] = uint16_t(size);
+  used_ = at + size;
 }
 
 Submitter::Submitter(const ClApi& cl, cl_command_queue queue, Options options)
@@ -112,11 +115,11 @@ void Submitter::release(cl_mem mem) {
 // With mu_ held and no commands: flushes the queue if asked, then sleeps until a command
 // comes (a push wakes the thread only when it sleeps).
 void Submitter::wait_for_work(std::unique_lock<std::mutex>& lock) {
-  if (options_.flush_when_idle && launched_since_flush_) {
+  if (options_.flush_when_idle && launched_since_flush_ > 0) {
     lock.unlock();
     cl_.clFlush(queue_);
     ++flushes_;
-    launched_since_flush_ = false;
+    launched_since_flush_ = 0;
     lock.lock();
     if (!commands_.empty()) return;
   }
@@ -175,11 +178,26 @@ void Submitter::execute(Command& c) {
       const auto start = std::chrono::steady_clock::now();
       // The messages are made only on failure: a launch sets up to 30 arguments, and this
       // thread must keep ahead of kernels that take a few microseconds.
-      for (size_t i = 0; i < c.args.count(); ++i)
+      KernelArgs* last = nullptr;
+      if (options_.skip_unchanged_args) {
+        auto [it, fresh] = last_args_.try_emplace(c.kernel);
+        if (!fresh) last = &it->second;
+      }
+      for (size_t i = 0; i < c.args.count(); ++i) {
+        if (last && i < last->count() && last->size(i) == c.args.size(i) &&
+            std::memcmp(last->at(i), c.args.at(i), c.args.size(i)) == 0) {
+          ++args_skipped_;
+          continue;
+        }
+        ++args_set_;
         if (cl_int r = cl_.clSetKernelArg(c.kernel, cl_uint(i), c.args.size(i), c.args.at(i));
-            r != CL_SUCCESS)
+            r != CL_SUCCESS) {
+          last_args_.erase(c.kernel);  // what is set on the object is no longer known
           check(r,
                 std::string("clSetKernelArg (") + c.name + ", argument " + std::to_string(i) + ")");
+        }
+      }
+      if (options_.skip_unchanged_args) last_args_[c.kernel] = c.args;
       cl_event done = nullptr;
       if (cl_int r = cl_.clEnqueueNDRangeKernel(queue_, c.kernel, 1, nullptr, &c.global, &c.local,
                                                 0, nullptr, options_.profile ? &done : nullptr);
@@ -188,7 +206,11 @@ void Submitter::execute(Command& c) {
                      std::to_string(c.global) + " items)");
       enqueue_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       ++launches_;
-      launched_since_flush_ = true;
+      if (++launched_since_flush_ == options_.flush_every) {
+        cl_.clFlush(queue_);
+        ++flushes_;
+        launched_since_flush_ = 0;
+      }
       if (options_.profile) {
         events_.push_back({c.name, done});
         if (events_.size() >= 4096) {

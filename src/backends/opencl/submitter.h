@@ -16,23 +16,27 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "backends/opencl/cl_api.h"
 
 namespace tapml::opencl {
 
-// A kernel's arguments by value, in order.
+// A kernel's arguments by value, in order, kept inline (a decode step packs ~50 launches'
+// arguments; no allocation per launch).
 class KernelArgs {
  public:
+  static constexpr size_t kMaxArgs = 64, kMaxBytes = 1024;
   void add(const void* p, size_t size);
-  size_t count() const { return sizes_.size(); }
-  const unsigned char* at(size_t i) const { return bytes_.data() + offsets_[i]; }
+  size_t count() const { return count_; }
+  const unsigned char* at(size_t i) const { return bytes_ + offsets_[i]; }
   size_t size(size_t i) const { return sizes_[i]; }
 
  private:
-  std::vector<unsigned char> bytes_;
-  std::vector<uint32_t> offsets_, sizes_;
+  alignas(16) unsigned char bytes_[kMaxBytes];
+  uint16_t offsets_[kMaxArgs], sizes_[kMaxArgs];
+  size_t count_ = 0, used_ = 0;
 };
 
 class Submitter {
@@ -46,6 +50,13 @@ class Submitter {
     // for the next command instead of sleeping was measured too, on an H200: slower, as it
     // then flushes after nearly every launch.)
     bool flush_when_idle = false;
+    // Also clFlush after every this many launches (0: never): the device starts on a step's
+    // first kernels while the thread is still launching its last ones.
+    int flush_every = 0;
+    // Arguments equal to those a kernel object was last launched with are not set again
+    // (they stay set on the object): the backend launches a decode step's n-th call of a
+    // kernel on the same copy of it each step, so most arguments repeat.
+    bool skip_unchanged_args = true;
   };
   Submitter(const ClApi& cl, cl_command_queue queue, Options options);
   ~Submitter();  // waits for every command, then stops the thread
@@ -72,8 +83,10 @@ class Submitter {
   const std::map<std::string, KernelTime>& kernel_times() const { return times_; }
   double enqueue_seconds() const { return enqueue_s_; }
   int64_t launches() const { return launches_; }
-  int64_t sleeps() const { return sleeps_; }    // times the thread slept waiting for work
-  int64_t flushes() const { return flushes_; }  // clFlush calls when idle
+  int64_t args_set() const { return args_set_; }          // clSetKernelArg calls
+  int64_t args_skipped() const { return args_skipped_; }  // arguments already set
+  int64_t sleeps() const { return sleeps_; }              // times the thread slept waiting for work
+  int64_t flushes() const { return flushes_; }            // clFlush calls when idle
 
  private:
   struct Command {
@@ -110,11 +123,13 @@ class Submitter {
   bool sleeping_ = false;  // the thread waits on work_ (with mu_)
 
   // The thread's own (read by the caller only after a wait).
+  std::unordered_map<cl_kernel, KernelArgs> last_args_;
+  int64_t args_set_ = 0, args_skipped_ = 0;
   std::vector<std::pair<const char*, cl_event>> events_;
   std::map<std::string, KernelTime> times_;
   double enqueue_s_ = 0;
   int64_t launches_ = 0, sleeps_ = 0, flushes_ = 0;
-  bool launched_since_flush_ = false;
+  int launched_since_flush_ = 0;
 
   std::thread thread_;
 };
