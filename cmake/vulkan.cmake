@@ -23,7 +23,8 @@ endforeach()
 # freq_factors; *_pair: two tensors (q and k) in one dispatch; attention_options: attention's
 # optional window and softcap (calls without them keep the plain shaders); attention_rope*:
 # a decode step's rope q, rope k, kv_store and attention in one dispatch; attention_rope*_proj:
-# with the output projection and residual add too.
+# with the output projection and residual add too; gemv_fused_ffn: gate, up and swiglu with the
+# down projection and residual add after them.
 set(TAPML_VULKAN_VARIANTS
     rope_f64=rope:ROPE_F64
     rope_factors=rope:ROPE_FACTORS
@@ -40,7 +41,8 @@ set(TAPML_VULKAN_VARIANTS
     attention_rope_proj=attention:ATTENTION_ROPE,ATTENTION_PROJ
     attention_rope_f64_proj=attention:ATTENTION_ROPE,ROPE_F64,ATTENTION_PROJ
     attention_rope_factors_proj=attention:ATTENTION_ROPE,ROPE_FACTORS,ATTENTION_PROJ
-    attention_rope_f64_factors_proj=attention:ATTENTION_ROPE,ROPE_F64,ROPE_FACTORS,ATTENTION_PROJ)
+    attention_rope_f64_factors_proj=attention:ATTENTION_ROPE,ROPE_F64,ROPE_FACTORS,ATTENTION_PROJ
+    gemv_fused_ffn=gemv_fused:GEMV_FFN)
 foreach(v ${TAPML_VULKAN_VARIANTS})
   string(REGEX REPLACE "=.*" "" name ${v})
   list(APPEND TAPML_VULKAN_SHADERS ${name})

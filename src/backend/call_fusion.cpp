@@ -42,6 +42,7 @@ bool in_place_or_apart(const DeviceTensor& out, const DeviceTensor& a, const Dev
 }  // namespace
 
 const DeviceTensor& FusedGroup::residual() const {
+  if (add) return same(add->inputs[1], down->outputs[0]) ? add->inputs[0] : add->inputs[1];
   return same(tail.inputs[1], matmuls[0].outputs[0]) ? tail.inputs[0] : tail.inputs[1];
 }
 
@@ -69,6 +70,28 @@ bool chain_writes(const AttentionChain& ch, const DeviceTensor& t) {
   return false;
 }
 
+// The calls of a group without its down projection and add: the norm, the matmuls, the tail.
+std::vector<const OpCall*> group_calls(const FusedGroup& g) {
+  std::vector<const OpCall*> calls;
+  if (g.norm) calls.push_back(&*g.norm);
+  for (const OpCall& m : g.matmuls) calls.push_back(&m);
+  if (g.epilogue != FusedGroup::None) calls.push_back(&g.tail);
+  return calls;
+}
+// Whether t overlaps an input (reads) or an output (writes) of the group's calls.
+bool group_reads(const FusedGroup& g, const DeviceTensor& t) {
+  for (const OpCall* c : group_calls(g))
+    for (const DeviceTensor& in : c->inputs)
+      if (overlap(t, in)) return true;
+  return false;
+}
+bool group_writes(const FusedGroup& g, const DeviceTensor& t) {
+  for (const OpCall* c : group_calls(g))
+    for (const DeviceTensor& out : c->outputs)
+      if (overlap(t, out)) return true;
+  return false;
+}
+
 }  // namespace
 
 bool CallFusion::norm_feeds_group() const {
@@ -83,6 +106,11 @@ bool CallFusion::touches_shared(const DeviceTensor& out) const {
 }
 
 bool CallFusion::holds(BufferId id) const {
+  if (ffn_) {
+    for (const OpCall* c : group_calls(*ffn_))
+      if (uses(*c, id)) return true;
+    if (ffn_->down && uses(*ffn_->down, id)) return true;
+  }
   if (chain_) {
     for (const OpCall* c : chain_calls(*chain_))
       if (uses(*c, id)) return true;
@@ -95,7 +123,7 @@ bool CallFusion::holds(BufferId id) const {
   return false;
 }
 
-void CallFusion::launch(FusedGroup::Epilogue e, const OpCall* tail) {
+FusedGroup CallFusion::take_group(FusedGroup::Epilogue e, const OpCall* tail) {
   FusedGroup g;
   g.epilogue = e;
   if (norm_feeds_group()) {
@@ -105,6 +133,11 @@ void CallFusion::launch(FusedGroup::Epilogue e, const OpCall* tail) {
   g.matmuls = std::move(matmuls_);
   matmuls_.clear();
   if (tail) g.tail = *tail;
+  return g;
+}
+
+void CallFusion::launch(FusedGroup::Epilogue e, const OpCall* tail) {
+  FusedGroup g = take_group(e, tail);
   hooks_.launch_group(g);
 }
 
@@ -118,8 +151,19 @@ void CallFusion::release_chain() {
   if (proj && !offer(*proj)) hooks_.run(*proj);
 }
 
+void CallFusion::release_ffn() {
+  FusedGroup g = std::move(*ffn_);
+  ffn_.reset();
+  std::optional<OpCall> down = std::move(g.down);
+  g.down.reset();
+  g.add.reset();
+  hooks_.launch_group(g);
+  if (down && !offer(*down)) hooks_.run(*down);
+}
+
 void CallFusion::flush() {
   if (chain_) release_chain();
+  if (ffn_) release_ffn();
   if (!matmuls_.empty()) launch(FusedGroup::None, nullptr);
   if (norm_) {
     OpCall c = std::move(*norm_);
@@ -189,7 +233,48 @@ bool CallFusion::add_fits(const OpCall& c) const {
          !chain_reads(ch, out) && !chain_writes(ch, out) && !overlap(out, ch.proj->inputs[1]);
 }
 
+// A one-row matmul of the held swiglu group's output whose output and weight touch nothing the
+// group writes (parts of the launch read the weight while others write), nor its output
+// anything the group reads.
+bool CallFusion::down_fits(const OpCall& m) const {
+  const FusedGroup& g = *ffn_;
+  const DeviceTensor& y = m.outputs[0];
+  return !g.down && same(m.inputs[0], g.tail.outputs[0]) && m.inputs[0].shape[0] == 1 &&
+         !group_reads(g, y) && !group_writes(g, y) && !group_writes(g, m.inputs[1]);
+}
+
+// An add of the held down projection's output y and a residual r that the group does not
+// write, its output y, r, or apart from both and from everything the group and the down
+// projection touch.
+bool CallFusion::ffn_add_fits(const OpCall& c) const {
+  const FusedGroup& g = *ffn_;
+  const DeviceTensor& y = g.down->outputs[0];
+  const int which = same(c.inputs[1], y) ? 1 : same(c.inputs[0], y) ? 0 : -1;
+  if (which < 0) return false;
+  const DeviceTensor& r = c.inputs[size_t(1 - which)];
+  const DeviceTensor& out = c.outputs[0];
+  return !overlap(r, y) && !group_writes(g, r) && in_place_or_apart(out, y, r) &&
+         !group_reads(g, out) && !group_writes(g, out) && !overlap(out, g.down->inputs[1]);
+}
+
 bool CallFusion::offer(const OpCall& c) {
+  if (ffn_) {
+    if (c.op == Op::Matmul && down_fits(c)) {
+      ffn_->down = c;
+      return true;
+    }
+    if (c.op == Op::Add && ffn_->down && ffn_add_fits(c)) {
+      ffn_->add = c;
+      if (hooks_.can_launch_ffn(*ffn_)) {
+        FusedGroup g = std::move(*ffn_);
+        ffn_.reset();
+        hooks_.launch_group(g);
+        return true;
+      }
+      ffn_->add.reset();
+    }
+    release_ffn();
+  }
   if (chain_) {
     if (c.op == Op::Matmul && proj_fits(c)) {
       chain_->proj = c;
@@ -238,6 +323,11 @@ bool CallFusion::offer(const OpCall& c) {
       if (matmuls_.size() == 2 && same(c.inputs[0], matmuls_[0].outputs[0]) &&
           same(c.inputs[1], matmuls_[1].outputs[0]) && !touches_shared(c.outputs[0]) &&
           in_place_or_apart(c.outputs[0], c.inputs[0], c.inputs[1])) {
+        if (hooks_.can_launch_ffn) {
+          // Launched with the next call, perhaps with it and the one after.
+          ffn_ = take_group(FusedGroup::Swiglu, &c);
+          return true;
+        }
         launch(FusedGroup::Swiglu, &c);
         return true;
       }

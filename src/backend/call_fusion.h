@@ -11,6 +11,8 @@
 //                                              where the backend offers it)
 //   that chain, the matmul of its output and   one launch, where the backend takes them in
 //   the add of that and a residual             (the output projection, split over heads)
+//   a swiglu group, the matmul of its output   one launch, where the backend takes them in
+//   and the add of that and a residual         (the down projection, split over hidden rows)
 // Anything else, and the backend's write(), read(), sync() and free() of a held buffer, flush
 // what is held first, so calls still run in order. A fused launch writes every output of
 // the calls it covers, as unfused calls would. The backend decides which calls it can take
@@ -30,7 +32,11 @@ struct FusedGroup {
   std::optional<OpCall> norm;   // rmsnorm whose output is the matmuls' input, or none
   std::vector<OpCall> matmuls;  // 1-3 matmuls of one input; Swiglu: 2 (gate, up); Add: 1
   OpCall tail;                  // the swiglu or add call (epilogue != None)
-  // Add: the tail's input that is not the matmul's output.
+  // Swiglu, where the backend takes them in (Hooks::can_launch_ffn): the one-row matmul of
+  // the swiglu's output (the down projection) and the add of its output and a residual.
+  std::optional<OpCall> down, add;
+  // Add: the tail's input that is not the matmul's output; with `add`, add's input that is
+  // not down's output.
   const DeviceTensor& residual() const;
 };
 
@@ -62,6 +68,10 @@ class CallFusion {
     // launch. Without them a rope pair launches as soon as it is complete.
     std::function<bool(const AttentionChain&)> can_launch_attention;
     std::function<void(const AttentionChain&)> launch_attention;
+    // Optional: whether the backend can launch this swiglu group with its `down` and `add`
+    // (launch_group then gets it). With it a complete swiglu group is held for them; without
+    // it the group launches as soon as it is complete.
+    std::function<bool(const FusedGroup&)> can_launch_ffn;
   };
   explicit CallFusion(Hooks hooks) : hooks_(std::move(hooks)) {}
 
@@ -76,6 +86,7 @@ class CallFusion {
  private:
   bool norm_feeds_group() const;
   bool touches_shared(const DeviceTensor& out) const;
+  FusedGroup take_group(FusedGroup::Epilogue e, const OpCall* tail);
   void launch(FusedGroup::Epilogue e, const OpCall* tail);
 
   bool chain_fits(const OpCall& attention) const;
@@ -84,10 +95,17 @@ class CallFusion {
   // Launches the held chain without its projection, which goes on as an ordinary call.
   void release_chain();
 
+  bool down_fits(const OpCall& matmul) const;
+  bool ffn_add_fits(const OpCall& add) const;
+  // Launches the held swiglu group without its down projection, which goes on as an ordinary
+  // call.
+  void release_ffn();
+
   Hooks hooks_;
   std::optional<OpCall> norm_, rope_;
   std::optional<OpCall> rope_k_, kv_;    // held for an attention chain after a rope pair
   std::optional<AttentionChain> chain_;  // a launchable chain, held for its projection
+  std::optional<FusedGroup> ffn_;        // a complete swiglu group, held for its down projection
   std::vector<OpCall> matmuls_;
 };
 

@@ -1,6 +1,7 @@
 // The opencl and vulkan backends hold decode calls back and launch neighbours as one kernel
 // (rmsnorm into the matmuls of its output, q/k/v matmuls together, gate/up with swiglu, a
-// matmul with its residual add, rope of q and k together), and vulkan records a pipeline
+// matmul with its residual add, rope of q and k together; on vulkan also gate/up/swiglu with
+// the down projection and residual add after them), and vulkan records a pipeline
 // barrier only where a dispatch depends on an earlier one. These tests run whole call
 // sequences without reading between calls (as a model step does) on each backend and on ref
 // and compare every buffer afterwards: the patterns that fuse, the near-misses that must not
@@ -14,6 +15,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -254,6 +256,69 @@ Program projected_chains(std::mt19937& gen, DType wt) {
   return p;
 }
 
+// A feed-forward block: gate, up and swiglu (after their norm or not), the down projection of
+// the swiglu's output and the residual add (launched as one where the backend takes them in:
+// each workgroup's slice of hidden rows times those columns of the down weight, summed by the
+// last workgroup), in widths that are and are not a multiple of 8 or of a workgroup's slice,
+// weights on and off 16-byte alignment; and the near misses that must not be: a residual that
+// the swiglu wrote, or the norm, a down projection of another input, a projection followed
+// by something else. kFfnBlocksFused of them fuse.
+enum FfnTail { Fresh, ResidualFirst, NotAnAdd, OtherInput, ResidualIsSwiglu, ResidualIsNorm };
+struct FfnCase {
+  int64_t D, F;
+  size_t front;
+  FfnTail tail;
+  bool norm = true;
+};
+constexpr FfnCase kFfnCases[] = {
+    {64, 200, 16, Fresh},            // F a multiple of 8, not of a slice
+    {37, 52, 16, Fresh},             // every weight read one at a time
+    {72, 520, 4, ResidualFirst},     // weights 4 bytes off 16-byte alignment
+    {48, 96, 16, Fresh, false},      // gate and up of a row without its norm
+    {136, 264, 16, Fresh},           // more rows of D than a workgroup has invocations
+    {64, 64, 16, ResidualIsSwiglu},  // near misses from here on
+    {64, 96, 16, ResidualIsNorm},
+    {64, 96, 16, OtherInput},
+    {64, 96, 16, NotAnAdd},
+};
+constexpr int kFfnBlocksFused = 5;
+
+// summed: where given, the buffers of the down projections' outputs and the adds'.
+Program ffn_blocks_of(std::mt19937& gen, DType wt, std::vector<int>* summed) {
+  Program p;
+  for (const FfnCase& c : kFfnCases) {
+    Maker m{gen, wt, p, c.front};
+    View x = m.f32({1, c.D}), nw = m.f32({c.D});
+    View wg = m.weight(c.F, c.D), wu = m.weight(c.F, c.D), wd = m.weight(c.D, c.F);
+    View h = m.out({1, c.D}), g = m.out({1, c.F}), u = m.out({1, c.F}), s = m.out({1, c.F});
+    View y = m.out({1, c.D}), out = m.out({1, c.D});
+    if (summed) summed->insert(summed->end(), {y.buffer, out.buffer});
+    if (c.norm) p.call(Op::RmsNorm, {{"eps", 1e-5}}, {x, nw}, {h});
+    p.call(Op::Matmul, {}, {c.norm ? h : x, wg}, {g});
+    p.call(Op::Matmul, {}, {c.norm ? h : x, wu}, {u});
+    p.call(Op::Swiglu, {}, {g, u}, {s});
+    p.call(Op::Matmul, {}, {c.tail == OtherInput ? g : s, wd}, {y});
+    switch (c.tail) {
+      case NotAnAdd:
+        p.call(Op::Mul, {}, {y, x}, {out});
+        break;
+      case ResidualFirst:
+        p.call(Op::Add, {}, {x, y}, {out});
+        break;
+      case ResidualIsSwiglu:
+        p.call(Op::Add, {}, {y, s}, {out});
+        break;
+      case ResidualIsNorm:
+        p.call(Op::Add, {}, {y, h}, {out});
+        break;
+      default:
+        p.call(Op::Add, {}, {y, x}, {out});
+    }
+  }
+  return p;
+}
+Program ffn_blocks(std::mt19937& gen, DType wt) { return ffn_blocks_of(gen, wt, nullptr); }
+
 using Sequence = Program (*)(std::mt19937&, DType);
 const std::pair<const char*, Sequence> kSequences[] = {
     {"decode block", decode_block},
@@ -263,6 +328,7 @@ const std::pair<const char*, Sequence> kSequences[] = {
     {"views and in-place calls", views_and_in_place},
     {"attention chains", attention_chains},
     {"attention chains with their projection", projected_chains},
+    {"feed-forward blocks with their down projection", ffn_blocks},
 };
 
 // ---- The backends.
@@ -342,6 +408,9 @@ TEST_P(GpuFusion, ViewsAndInPlaceCallsKeepTheirOrder) {
 TEST_P(GpuFusion, AttentionChainsWithTheirProjectionMatchRef) {
   check(projected_chains, "attention chains with their projection");
 }
+TEST_P(GpuFusion, FeedForwardBlocksWithTheirDownProjectionMatchRef) {
+  check(ffn_blocks, "feed-forward blocks with their down projection");
+}
 // Held as one launch, the chain gives the very bits of its calls run one by one.
 TEST_P(GpuFusion, AttentionChainsMatchRefAndTheirCallsBitForBit) {
   check(attention_chains, "attention chains");
@@ -363,6 +432,98 @@ INSTANTIATE_TEST_SUITE_P(BackendsAndWeightTypes, GpuFusion,
                            return std::string(std::get<0>(info.param)) + "_" +
                                   std::string(dtype_name(std::get<1>(info.param)));
                          });
+
+// ---- Vulkan's dispatch counts.
+
+#ifdef TAPML_WITH_VULKAN
+// The dispatches p takes on a fresh vulkan backend of `kind` (open_gpu's) with fusion on and
+// TAPML_VULKAN_FFN_MAX=ffn_max (null: the default), as TAPML_VULKAN_STATS=1 reports them when
+// the backend goes (it reads the variable then); -1 with the reason in *why when there is no
+// such backend.
+int vulkan_dispatches(const std::string& kind, Sequence make, const char* ffn_max,
+                      std::string* why) {
+  if (ffn_max) setenv("TAPML_VULKAN_FFN_MAX", ffn_max, 1);
+  auto b = open_gpu(kind, true, why);
+  unsetenv("TAPML_VULKAN_FFN_MAX");
+  if (!b) return -1;
+  std::mt19937 gen(3);
+  run(*b, make(gen, DType::F16));
+  setenv("TAPML_VULKAN_STATS", "1", 1);
+  ::testing::internal::CaptureStderr();
+  b.reset();
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  unsetenv("TAPML_VULKAN_STATS");
+  const size_t at = log.find(" dispatches (");
+  if (at == std::string::npos) {
+    ADD_FAILURE() << "no dispatch count in:\n" << log;
+    return -1;
+  }
+  const size_t from = log.rfind(' ', at - 1) + 1;
+  return std::stoi(log.substr(from, at - from));
+}
+#endif
+
+// Each feed-forward block whose down projection and residual add fit is one dispatch fewer
+// than with them kept out (TAPML_VULKAN_FFN_MAX=0): the decode blocks' and those of
+// ffn_blocks that are not near misses; sequences whose blocks all miss take as many either
+// way. GPU-shaped gemv_fused (vulkan_team32) takes other slices, so it is counted too.
+TEST(GpuFusion, VulkanFeedForwardBlocksTakeOneDispatchFewer) {
+#ifndef TAPML_WITH_VULKAN
+  GTEST_SKIP() << "built without vulkan (TAPML_WITH_VULKAN is off)";
+#else
+  const std::tuple<const char*, Sequence, int> cases[] = {
+      {"decode block", decode_block, 1},
+      {"decode block of odd widths", odd_decode_block, 1},
+      {"feed-forward blocks", ffn_blocks, kFfnBlocksFused},
+      {"near misses", near_misses, 0},
+      {"attention chains with their projection", projected_chains, 0},
+  };
+  for (const char* kind : {"vulkan", "vulkan_team32"}) {
+    for (const auto& [what, make, fewer] : cases) {
+      SCOPED_TRACE(std::string(kind) + ": " + what);
+      std::string why;
+      const int fused = vulkan_dispatches(kind, make, nullptr, &why);
+      if (fused < 0) GTEST_SKIP() << why;
+      const int kept_out = vulkan_dispatches(kind, make, "0", &why);
+      EXPECT_EQ(kept_out - fused, fewer) << fused << " dispatches, " << kept_out << " without";
+    }
+  }
+#endif
+}
+
+// The down projection and add taken in change only the order of the down projection's sums:
+// every other output (the norm, gate, up and swiglu, computed as the swiglu group computes
+// them alone) is the same bits as with them kept out, and the sums stay within 2e-4.
+TEST(GpuFusion, VulkanFeedForwardBlocksChangeOnlyTheDownSums) {
+#ifndef TAPML_WITH_VULKAN
+  GTEST_SKIP() << "built without vulkan (TAPML_WITH_VULKAN is off)";
+#else
+  for (const char* kind : {"vulkan", "vulkan_team32"}) {
+    for (DType wt : {DType::F32, DType::BF16}) {
+      SCOPED_TRACE(std::string(kind) + " " + std::string(dtype_name(wt)));
+      std::vector<std::vector<std::byte> > got[2];
+      std::vector<int> summed;
+      for (int kept_out : {0, 1}) {
+        std::string why;
+        if (kept_out) setenv("TAPML_VULKAN_FFN_MAX", "0", 1);
+        auto b = open_gpu(kind, true, &why);
+        unsetenv("TAPML_VULKAN_FFN_MAX");
+        if (!b) GTEST_SKIP() << why;
+        std::mt19937 gen(9);
+        summed.clear();
+        got[kept_out] = run(*b, ffn_blocks_of(gen, wt, &summed));
+      }
+      ASSERT_EQ(got[0].size(), got[1].size());
+      for (size_t i = 0; i < got[0].size(); ++i) {
+        if (std::find(summed.begin(), summed.end(), int(i)) != summed.end())
+          EXPECT_LT(worst_error(got[0][i], got[1][i]), 2e-4) << "buffer " << i;
+        else
+          EXPECT_TRUE(got[0][i] == got[1][i]) << "buffer " << i;
+      }
+    }
+  }
+#endif
+}
 
 // ---- Vulkan under the validation layer's synchronization checks.
 

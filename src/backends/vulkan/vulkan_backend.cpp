@@ -1,9 +1,10 @@
 // The vulkan backend. One instance, device and queue per backend; three descriptor set layouts
 // (six storage buffers for most shaders, eleven for the fused ones, seventeen for the attention
-// chain with its output projection, where the device allows) and one push-constant block shared
-// by every pipeline, so binding a call is the same code for every op. Buffers live in device-local
-// memory; when that memory is also host-visible (integrated GPUs, lavapipe) it is mapped and
-// written directly, else writes and reads go through a host-visible staging buffer.
+// chain with its output projection and the feed-forward block with its down projection, where
+// the device allows) and one push-constant block shared by every pipeline, so binding a call is
+// the same code for every op. Buffers live in device-local memory; when that memory is also
+// host-visible (integrated GPUs, lavapipe) it is mapped and written directly, else writes and
+// reads go through a host-visible staging buffer.
 //
 // Calls are recorded into one command buffer and submitted when the host needs results:
 // read(), sync(), a large write, a check that reads a device value, or a full batch. A small
@@ -25,6 +26,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <numeric>
 #include <span>
 #include <string_view>
 #include <unordered_map>
@@ -50,7 +52,8 @@ struct ShaderCode {
 
 // Storage buffers per dispatch: most shaders take 6 (within what every device offers), the
 // fused ones (gemv_fused, rope *_pair, attention_rope*) up to 11, and the attention chain with
-// its output projection (attention_rope*_proj) 17, on devices that allow that many per stage.
+// its output projection (attention_rope*_proj) and the feed-forward block with its down
+// projection (gemv_fused_ffn) 17, on devices that allow that many per stage.
 constexpr uint32_t kBindings = 6, kWideBindings = 11, kProjBindings = 17;
 // The largest head an attention_rope* dispatch takes (attention.comp's MAX_HEAD_DIM).
 constexpr int64_t kChainMaxHeadDim = 256;
@@ -346,6 +349,8 @@ class VulkanBackend final : public Backend {
       if (is_quant_shader(code.name)) {
         for (DType t : kBlockDTypes)
           lazy_[quant_pipeline(code.name, t)] = {&code, {uint32_t(*block_quant(t))}, kBindings};
+      } else if (code.name == std::string_view("gemv_fused_ffn")) {
+        shader_code_[code.name] = &code;  // its pipelines are made in launch_fused()
       } else if (is_proj_shader(code.name)) {
         if (proj_)
           for (DType t : {DType::F32, DType::F16, DType::BF16})
@@ -375,6 +380,7 @@ class VulkanBackend final : public Backend {
     }
     const char* fuse = std::getenv("TAPML_VULKAN_FUSE");
     if (const char* m = std::getenv("TAPML_VULKAN_PROJ_MAX")) proj_max_ = std::atoll(m);
+    if (const char* m = std::getenv("TAPML_VULKAN_FFN_MAX")) ffn_max_ = std::atoll(m);
     if (wide_ && !(fuse && std::string_view(fuse) == "0")) start_fusion();
 
     add_op(Op::Embedding, &VulkanBackend::embedding,
@@ -603,12 +609,13 @@ class VulkanBackend final : public Backend {
   // ---- Calls held back to run with their neighbours as one dispatch (backend/call_fusion.h):
   // a one-row matmul group is one gemv_fused dispatch, a rope pair one rope *_pair dispatch,
   // a decode step's rope pair, kv_store and attention one attention_rope* dispatch, with the
-  // output projection and residual add after it where they fit (attention_rope*_proj).
-  // TAPML_VULKAN_FUSE=0 turns holding off.
+  // output projection and residual add after it where they fit (attention_rope*_proj), and
+  // gate, up and swiglu with the down projection and residual add after them where they fit
+  // (gemv_fused_ffn). TAPML_VULKAN_FUSE=0 turns holding off.
   std::unique_ptr<CallFusion> fusion_;
 
   void start_fusion() {
-    fusion_ = std::make_unique<CallFusion>(CallFusion::Hooks{
+    CallFusion::Hooks hooks{
         .can_hold_norm =
             [this](const OpCall& c) {
               return c.inputs[0].shape[0] == 1 && c.inputs[1].dtype == DType::F32 &&
@@ -625,7 +632,12 @@ class VulkanBackend final : public Backend {
         .run = [this](const OpCall& c) { kernels_.run(c, "vulkan"); },
         .can_launch_attention = [this](const AttentionChain& ch) { return can_chain(ch); },
         .launch_attention = [this](const AttentionChain& ch) { attention_chain(ch); },
-    });
+    };
+    // Without the 17-binding layout, or with TAPML_VULKAN_FFN_MAX=0, a swiglu group launches
+    // as soon as it is complete, as it would without this.
+    if (proj_ && ffn_max_ > 0)
+      hooks.can_launch_ffn = [this](const FusedGroup& g) { return can_ffn(g); };
+    fusion_ = std::make_unique<CallFusion>(std::move(hooks));
   }
   void flush_held() {
     if (fusion_) fusion_->flush();
@@ -709,8 +721,8 @@ class VulkanBackend final : public Backend {
     dispatch(shader, bind, p, H);
   }
 
-  // The projection's per-head partial sums. Dispatches run one after another, so one block
-  // serves a whole batch, as scratch does.
+  // The projection's per-head partial sums (and gemv_fused_ffn's per-workgroup ones).
+  // Dispatches run one after another, so one block serves a whole batch, as scratch does.
   const Block& partials(size_t bytes) {
     if (partials_.capacity < bytes) {
       flush();
@@ -719,8 +731,8 @@ class VulkanBackend final : public Backend {
     }
     return partials_;
   }
-  // The count of the projection's workgroups done: 0 between dispatches (the last workgroup
-  // of each sets it back).
+  // The count of the projection's (or gemv_fused_ffn's) workgroups done: 0 between dispatches
+  // (the last workgroup of each sets it back).
   const Block& done_counter() {
     if (!done_.buffer) {
       done_ = make_block(256, false);
@@ -730,14 +742,48 @@ class VulkanBackend final : public Backend {
     return done_;
   }
 
-  // gemv_fused's shared memory (with the norm, the normed row too) must fit the device's.
-  bool gemv_fits(int64_t K, bool with_norm) const {
-    const int64_t shared = (with_norm ? K + 1 : 1) * 4 + 2 * int64_t(gemv_rows_) * 128 * 4;
+  // gemv_fused's shared memory (with the norm, the normed row too; gemv_fused_ffn: a slice of
+  // h and a flag too) must fit the device's.
+  bool gemv_fits(int64_t K, bool with_norm, int64_t slice = 0) const {
+    const int64_t shared = (with_norm ? K + 1 : 1) * 4 + 2 * int64_t(gemv_rows_) * 128 * 4 +
+                           (slice > 0 ? slice * 4 + 4 : 0);
     return K > 0 && shared <= int64_t(facts_.props.limits.maxComputeSharedMemorySize);
   }
 
+  // Rows of h that each workgroup of gemv_fused_ffn computes: whole passes of its teams' rows
+  // (4 on a GPU, 64 on a CPU device), a multiple of 8 (for 16-byte loads of the down weight),
+  // at least 32 and enough that there are at most 64 workgroups. The last workgroup reads
+  // every workgroup's D partial sums on its own, so their number is what the fusion costs: 64
+  // x D is 192 KiB for the 125M model's D of 768 and 512 KiB for a D of 2048 (F = 5632,
+  // 88-row slices). Fewer, larger slices would cut that further but leave a GPU's gate and up
+  // rows to fewer workgroups; 64 still fill the compute units of integrated GPUs, and lavapipe
+  // runs a few threads.
+  int64_t ffn_slice(int64_t F) const {
+    const int64_t pass = int64_t(128 / gemv_team_) * gemv_rows_, step = std::lcm(pass, int64_t(8));
+    return ceil_div(std::max<int64_t>(32, ceil_div(F, 64)), step) * step;
+  }
+
+  // The down projection and residual add taken into a swiglu group (gemv_fused_ffn): a weight
+  // of the gate and up weights' dtype (the shader has one WTYPE), shared memory for the slice,
+  // and at most ffn_max_ partial sums (workgroups x D) in a block the device can bind, for the
+  // last workgroup to add up. The 17-binding layout was checked before the hook was set; the
+  // shapes and dtypes of the calls follow from their validation.
+  bool can_ffn(const FusedGroup& g) const {
+    const DeviceTensor& wd = g.down->inputs[1];
+    const int64_t K = g.matmuls[0].inputs[0].shape[1], D = wd.shape[0], F = wd.shape[1];
+    const int64_t slice = ffn_slice(F), groups = ceil_div(F, slice);
+    const size_t partial_bytes = size_t(groups * D) * 4;
+    return wd.dtype == g.matmuls[0].inputs[1].dtype && D > 0 && F > 0 &&
+           gemv_fits(K, g.norm.has_value(), slice) && groups * D <= ffn_max_ &&
+           partial_bytes + 4 <= facts_.props.limits.maxStorageBufferRange &&
+           partial_bytes <= facts_.max_alloc;
+  }
+
   // A matmul group as one gemv_fused dispatch: mode 0 plain, 1 with swiglu, 2 with the
-  // residual add (shaders/gemv_fused.comp).
+  // residual add (shaders/gemv_fused.comp); a swiglu group with its down projection and
+  // residual add as one gemv_fused_ffn dispatch, which binds the down weight where mode 1
+  // leaves w2 and the residual at r, then y, the add's output, the partial sums and the
+  // count of workgroups done.
   void launch_fused(const FusedGroup& g) {
     const bool norm = g.norm.has_value();
     static_assert(FusedGroup::None == 0 && FusedGroup::Swiglu == 1 && FusedGroup::Add == 2,
@@ -765,7 +811,7 @@ class VulkanBackend final : public Backend {
       p.u[6] = (same(g.tail.outputs[0], mm[0].outputs[0]) ? 1u : 0u) |
                (mode == 1 && same(g.tail.outputs[0], mm[1].outputs[0]) ? 2u : 0u);
     }
-    if (mode == 2) bind[9] = binding(g.residual(), false);
+    if (mode == 2 || g.down) bind[9] = binding(g.residual(), false);
     p.u[0] = uint32_t(K), p.u[4] = mode;
     p.f[0] = norm ? float(g.norm->attrs.get("eps")) : 0.0f;
     const int64_t rows = mode == 0 ? int64_t(p.u[1]) + p.u[2] + p.u[3] : int64_t(p.u[1]);
@@ -774,14 +820,37 @@ class VulkanBackend final : public Backend {
     bool vec8 = K % 8 == 0;
     for (const OpCall& c : mm) vec8 = vec8 && c.inputs[1].offset % 16 == 0;
     const DType w = mm[0].inputs[1].dtype;
-    const std::string name = "gemv_fused." + std::string(dtype_name(w)) + "." +
-                             std::to_string(norm ? K : 0) + (vec8 ? ".vec8" : "");
+    std::string name = "gemv_fused." + std::string(dtype_name(w)) + "." +
+                       std::to_string(norm ? K : 0) + (vec8 ? ".vec8" : "");
+    std::vector<uint32_t> constants = {uint32_t(norm ? K : 0), weight_code(w), gemv_team_,
+                                       gemv_rows_, vec8};
+    int64_t groups = ceil_div(rows, rows_per_group);
+    if (g.down) {
+      const DeviceTensor& wd = g.down->inputs[1];
+      const int64_t D = wd.shape[0], F = wd.shape[1], slice = ffn_slice(F);
+      groups = ceil_div(F, slice);
+      const size_t partial_bytes = size_t(groups * D) * 4;
+      const Block& sums = partials(partial_bytes);
+      const Block& done = done_counter();
+      bind.resize(14);
+      bind[7] = binding(wd, false);
+      bind[10] = binding(g.down->outputs[0], true);
+      bind[11] = binding(g.add->outputs[0], true);
+      bind[12] = {&sums, 0, partial_bytes, true};
+      bind[13] = {&done, 0, 4, true};
+      p.u[5] = uint32_t(D);
+      // The down weight's rows read 16 bytes at a time from each slice's first column.
+      const bool down_vec8 = F % 8 == 0 && wd.offset % 16 == 0;
+      name = "gemv_fused_ffn" + name.substr(name.find('.')) + "." + std::to_string(slice) +
+             (down_vec8 ? ".down_vec8" : "");
+      constants.push_back(uint32_t(slice));
+      constants.push_back(down_vec8);
+    }
     if (!pipelines_.count(name))
-      lazy_[name] = {shader_code_.at("gemv_fused"),
-                     {uint32_t(norm ? K : 0), weight_code(w), gemv_team_, gemv_rows_, vec8},
-                     kWideBindings};
+      lazy_[name] = {shader_code_.at(g.down ? "gemv_fused_ffn" : "gemv_fused"), constants,
+                     g.down ? kProjBindings : kWideBindings};
     ++fused_;
-    dispatch(name, bind, p, ceil_div(rows, rows_per_group));
+    dispatch(name, bind, p, groups);
   }
 
   using Groups = int64_t (*)(const OpCall&);
@@ -1431,6 +1500,10 @@ class VulkanBackend final : public Backend {
   // The most partial sums (H * D) a chain's projection may leave for its last workgroup to add
   // up (TAPML_VULKAN_PROJ_MAX; 0 keeps the projection out of the chain).
   int64_t proj_max_ = int64_t(1) << 20;
+  // The most partial sums (workgroups x D) a feed-forward block's down projection may leave
+  // for its last workgroup to add up (TAPML_VULKAN_FFN_MAX; 0 keeps the down projection out
+  // of the gate/up/swiglu dispatch). ffn_slice() keeps models of D up to 4096 within it.
+  int64_t ffn_max_ = int64_t(1) << 18;
   BufferId next_id_ = 1;
 };
 
