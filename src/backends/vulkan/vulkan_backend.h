@@ -13,8 +13,11 @@
 // one submission. A pipeline barrier is recorded only before a dispatch that depends on an
 // earlier one. One-row (decode) calls are held back and fused with their neighbours
 // (backend/call_fusion.h): rmsnorm into the matmuls of its output, up to three matmuls of one
-// input, gate/up with swiglu, a matmul with its residual add, rope of q and k; every output is
-// written as the unfused calls would write it. TAPML_VULKAN_FUSE=0 runs every call alone.
+// input, gate/up with swiglu, a matmul with its residual add, rope of q and k, a decode
+// step's rope, kv_store and attention with the output projection and its residual add
+// (TAPML_VULKAN_PROJ_MAX=0: without them), and gate/up with swiglu, the down projection and
+// its residual add (TAPML_VULKAN_FFN_MAX=0: without the last two); every output is written as
+// the unfused calls would write it. TAPML_VULKAN_FUSE=0 runs every call alone.
 // Limits of the device (storage buffer range, workgroup counts, allocation size, shared
 // memory, storage buffers per dispatch for the fused shaders) are checked in supports() and
 // before holding a call, which refuses a call it cannot take with the reason instead of
