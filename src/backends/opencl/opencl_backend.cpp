@@ -114,7 +114,6 @@ class OpenClBackend final : public Backend {
     so.flush_when_idle = device_.gpu();
     if (const char* v = std::getenv("TAPML_OPENCL_FLUSH"))
       so.flush_when_idle = std::string_view(v) != "0";
-    if (const char* v = std::getenv("TAPML_OPENCL_FLUSH_EVERY")) so.flush_every = std::atoi(v);
     if (const char* v = std::getenv("TAPML_OPENCL_COPIES")) {
       copies_on_ = std::string_view(v) != "0";
       so.skip_unchanged_args = copies_on_;

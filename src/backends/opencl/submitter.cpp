@@ -115,11 +115,11 @@ void Submitter::release(cl_mem mem) {
 // With mu_ held and no commands: flushes the queue if asked, then sleeps until a command
 // comes (a push wakes the thread only when it sleeps).
 void Submitter::wait_for_work(std::unique_lock<std::mutex>& lock) {
-  if (options_.flush_when_idle && launched_since_flush_ > 0) {
+  if (options_.flush_when_idle && launched_since_flush_) {
     lock.unlock();
     cl_.clFlush(queue_);
     ++flushes_;
-    launched_since_flush_ = 0;
+    launched_since_flush_ = false;
     lock.lock();
     if (!commands_.empty()) return;
   }
@@ -206,11 +206,7 @@ void Submitter::execute(Command& c) {
                      std::to_string(c.global) + " items)");
       enqueue_s_ += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       ++launches_;
-      if (++launched_since_flush_ == options_.flush_every) {
-        cl_.clFlush(queue_);
-        ++flushes_;
-        launched_since_flush_ = 0;
-      }
+      launched_since_flush_ = true;
       if (options_.profile) {
         events_.push_back({c.name, done});
         if (events_.size() >= 4096) {
