@@ -52,44 +52,53 @@ const DeviceTensor& AttentionChain::residual() const {
 
 namespace {
 
-// The four calls of a chain.
-std::array<const OpCall*, 4> chain_calls(const AttentionChain& ch) {
-  return {&ch.rope_q, &ch.rope_k, &ch.kv_store, &ch.attention};
-}
-// Whether t overlaps an input (reads) or an output (writes) of the chain's calls.
-bool chain_reads(const AttentionChain& ch, const DeviceTensor& t) {
-  for (const OpCall* c : chain_calls(ch))
+// Whether t overlaps an input (reads) or an output (writes) of any of the calls.
+template <class Calls>
+bool reads_any(const Calls& calls, const DeviceTensor& t) {
+  for (const OpCall* c : calls)
     for (const DeviceTensor& in : c->inputs)
       if (overlap(t, in)) return true;
   return false;
 }
-bool chain_writes(const AttentionChain& ch, const DeviceTensor& t) {
-  for (const OpCall* c : chain_calls(ch))
+template <class Calls>
+bool writes_any(const Calls& calls, const DeviceTensor& t) {
+  for (const OpCall* c : calls)
     for (const DeviceTensor& out : c->outputs)
       if (overlap(t, out)) return true;
   return false;
 }
 
-// The calls of a group without its down projection and add: the norm, the matmuls, the tail.
-std::vector<const OpCall*> group_calls(const FusedGroup& g) {
-  std::vector<const OpCall*> calls;
-  if (g.norm) calls.push_back(&*g.norm);
-  for (const OpCall& m : g.matmuls) calls.push_back(&m);
-  if (g.epilogue != FusedGroup::None) calls.push_back(&g.tail);
-  return calls;
+// The four calls of a chain.
+std::array<const OpCall*, 4> chain_calls(const AttentionChain& ch) {
+  return {&ch.rope_q, &ch.rope_k, &ch.kv_store, &ch.attention};
 }
-// Whether t overlaps an input (reads) or an output (writes) of the group's calls.
+bool chain_reads(const AttentionChain& ch, const DeviceTensor& t) {
+  return reads_any(chain_calls(ch), t);
+}
+bool chain_writes(const AttentionChain& ch, const DeviceTensor& t) {
+  return writes_any(chain_calls(ch), t);
+}
+
+// The calls of a group without its down projection and add: the norm, the matmuls (at most
+// three), the tail. Asked on every offer while a group is held, so kept off the heap.
+struct GroupCalls {
+  std::array<const OpCall*, 5> calls{};
+  size_t n = 0;
+  const OpCall* const* begin() const { return calls.data(); }
+  const OpCall* const* end() const { return calls.data() + n; }
+};
+GroupCalls group_calls(const FusedGroup& g) {
+  GroupCalls out;
+  if (g.norm) out.calls[out.n++] = &*g.norm;
+  for (const OpCall& m : g.matmuls) out.calls[out.n++] = &m;
+  if (g.epilogue != FusedGroup::None) out.calls[out.n++] = &g.tail;
+  return out;
+}
 bool group_reads(const FusedGroup& g, const DeviceTensor& t) {
-  for (const OpCall* c : group_calls(g))
-    for (const DeviceTensor& in : c->inputs)
-      if (overlap(t, in)) return true;
-  return false;
+  return reads_any(group_calls(g), t);
 }
 bool group_writes(const FusedGroup& g, const DeviceTensor& t) {
-  for (const OpCall* c : group_calls(g))
-    for (const DeviceTensor& out : c->outputs)
-      if (overlap(t, out)) return true;
-  return false;
+  return writes_any(group_calls(g), t);
 }
 
 }  // namespace
