@@ -164,9 +164,8 @@ class OpenClBackend final : public Backend {
     cl_.clFinish(queue_);
     if (staging_) cl_.clReleaseMemObject(staging_);
     cl_.clReleaseMemObject(dummy_);
-    for (auto& [key, k] : built_) cl_.clReleaseKernel(k);
-    for (auto& [key, c] : copies_)
-      for (size_t i = 1; i < c.kernels.size(); ++i) cl_.clReleaseKernel(c.kernels[i]);
+    for (auto& [key, c] : built_)
+      for (cl_kernel k : c.kernels) cl_.clReleaseKernel(k);
     cl_.clReleaseCommandQueue(queue_);
   }
 
@@ -195,7 +194,6 @@ class OpenClBackend final : public Backend {
   // time. A queued kernel may still use it; a later use is queued after that kernel. First
   // freed, first reused: a step frees its buffers in the order it made them, so the next step
   // gets the same buffer for each call, and its launches repeat their arguments (copy_of).
-
   void free(BufferId id) override {
     auto it = buffers_.find(id);
     TAPML_REQUIRE(it != buffers_.end(), "opencl: free of unknown buffer " + std::to_string(id));
@@ -235,7 +233,7 @@ class OpenClBackend final : public Backend {
   // After a blocking read or clFinish every queued write has been done.
   void queue_drained() {
     staging_used_ = 0;
-    next_round();
+    ++round_;  // a step's end: launches start over at each kernel's first copy
   }
   void map_staging() {
     cl_int err = CL_SUCCESS;
@@ -428,14 +426,7 @@ class OpenClBackend final : public Backend {
   }
 
   // The projection's per-head partial sums: one buffer, like scratch (calls run in order).
-  cl_mem partials(size_t bytes) {
-    if (partial_capacity_ < bytes) {
-      if (partials_) submitter_->release(partials_);
-      partial_capacity_ = std::max<size_t>(bytes, 4096);
-      partials_ = create(partial_capacity_);
-    }
-    return partials_;
-  }
+  cl_mem partials(size_t bytes) { return at_least(partials_, partial_capacity_, bytes); }
   // The count of groups done; 0 between launches (the last group of each sets it back).
   cl_mem done_counter() {
     if (!done_) {
@@ -634,44 +625,40 @@ class OpenClBackend final : public Backend {
     return {k.name, k.wtype, k.reduces, k.group, k.extra, k.qtype};
   }
 
+  // A kernel's objects: the first is kernel()'s; launches take them in turn (copy_of).
+  struct Copies {
+    std::vector<cl_kernel> kernels;
+    size_t next = 0;     // the one the next launch takes
+    uint64_t round = 0;  // of `next`
+  };
+  static constexpr size_t kMaxCopies = 64;
+
+  cl_kernel create_kernel(const KernelKey& k) const {
+    cl_int err = CL_SUCCESS;
+    cl_kernel kern = cl_.clCreateKernel(ctx_->program(k.file, options(k)), k.name, &err);
+    check(err, std::string("clCreateKernel (") + k.name + ")");
+    return kern;
+  }
+  Copies& copies(const KernelKey& k) const {
+    Copies& c = built_[fields(k)];
+    if (c.kernels.empty()) c.kernels.push_back(create_kernel(k));
+    return c;
+  }
+
+  // The kernel, built now if it was not (the device's program cache builds each program once).
+  cl_kernel kernel(const KernelKey& k) const { return copies(k).kernels[0]; }
+
   // Launches of a kernel take copies of its kernel object in turn, from the first again after
   // each read() or sync() (a decode step ends with one): a step's n-th launch of a kernel then
   // finds on its object the arguments of the previous step's n-th launch, mostly the same
   // buffers, and the submitter sets only those that changed. TAPML_OPENCL_COPIES=0: one object.
-  struct Copies {
-    std::vector<cl_kernel> kernels;  // [0] is kernel()'s
-    size_t next = 0;
-    uint64_t round = 0;
-  };
-  static constexpr size_t kMaxCopies = 64;
-  cl_kernel copy_of(const KernelKey& key) {
-    if (!copies_on_) return kernel(key);
-    Copies& c = copies_[fields(key)];
+  cl_kernel copy_of(const KernelKey& k) {
+    Copies& c = copies(k);
+    if (!copies_on_) return c.kernels[0];
     if (c.round != round_) c.round = round_, c.next = 0;
     const size_t i = c.next++ % kMaxCopies;
-    if (i == c.kernels.size()) {
-      if (i == 0) {
-        c.kernels.push_back(kernel(key));
-      } else {
-        cl_int err = CL_SUCCESS;
-        cl_kernel k = cl_.clCreateKernel(ctx_->program(key.file, options(key)), key.name, &err);
-        check(err, std::string("clCreateKernel (") + key.name + ")");
-        c.kernels.push_back(k);
-      }
-    }
+    if (i == c.kernels.size()) c.kernels.push_back(create_kernel(k));
     return c.kernels[i];
-  }
-  void next_round() { ++round_; }
-
-  // The kernel, built now if it was not (the device's program cache builds each program once).
-  cl_kernel kernel(const KernelKey& k) const {
-    KeyFields f = fields(k);
-    if (auto it = built_.find(f); it != built_.end()) return it->second;
-    cl_program p = ctx_->program(k.file, options(k));
-    cl_int err = CL_SUCCESS;
-    cl_kernel kern = cl_.clCreateKernel(p, k.name, &err);
-    check(err, std::string("clCreateKernel (") + k.name + ")");
-    return built_[std::move(f)] = kern;
   }
 
   // Builds the kernel and checks that the device can run it with the group size it needs.
@@ -797,14 +784,18 @@ class OpenClBackend final : public Backend {
 
   // Calls run in queue order, so one scratch buffer serves them all; a released buffer
   // lives on until the kernels queued on it have run.
-  cl_mem scratch(size_t bytes) {
-    if (scratch_capacity_ < std::max<size_t>(bytes, 4)) {
-      if (scratch_) submitter_->release(scratch_);
-      scratch_capacity_ = std::max<size_t>(256, std::min<size_t>(bytes * 2, device_.max_alloc));
-      scratch_capacity_ = std::max(scratch_capacity_, bytes);
-      scratch_ = create(scratch_capacity_);
+  cl_mem scratch(size_t bytes) { return at_least(scratch_, scratch_capacity_, bytes); }
+
+  // A buffer of at least `bytes` in `m` (made anew, up to twice as large, when it is not;
+  // queued kernels keep the old one alive until they are done).
+  cl_mem at_least(cl_mem& m, size_t& capacity, size_t bytes) {
+    if (capacity < std::max<size_t>(bytes, 4)) {
+      if (m) submitter_->release(m);
+      capacity = std::max<size_t>(256, std::min<size_t>(bytes * 2, device_.max_alloc));
+      capacity = std::max(capacity, bytes);
+      m = create(capacity);
     }
-    return scratch_;
+    return m;
   }
 
   static cl_uint u32(int64_t v) { return cl_uint(v); }
@@ -972,9 +963,8 @@ class OpenClBackend final : public Backend {
   cl_command_queue queue_ = nullptr;
   size_t wg_ = 1, matmul_wg_ = 1, gemv_wg_ = 1, items_wg_ = 1, proj_wg_ = 1;
   KernelTable kernels_;
-  mutable std::map<KeyFields, cl_kernel> built_;  // by the key's fields
-  std::map<KeyFields, Copies> copies_;
-  uint64_t round_ = 0;
+  mutable std::map<KeyFields, Copies> built_;  // by the key's fields
+  uint64_t round_ = 0;                         // read()s and sync()s so far
   bool copies_on_ = true;
   mutable std::map<KeyFields, Support> fits_;  // kernel_fits() of each of them
 
