@@ -681,8 +681,7 @@ class VulkanBackend final : public Backend {
     const int64_t hd = ch.attention.attrs.get_int("head_dim"), D = w.shape[0];
     const size_t partial_bytes = size_t(H * D) * 4;
     return proj_ && is_float_weight(w.dtype) && hd % 8 == 0 && w.offset % 16 == 0 &&
-           H * D <= proj_max_ && partial_bytes + 4 <= facts_.props.limits.maxStorageBufferRange &&
-           partial_bytes <= facts_.max_alloc;
+           H * D <= proj_max_ && partials_fit(partial_bytes);
   }
 
   // The chain as one attention_rope* dispatch (shaders/attention.comp with ATTENTION_ROPE):
@@ -727,14 +726,10 @@ class VulkanBackend final : public Backend {
   }
 
   // The projection's per-head partial sums (and gemv_fused_ffn's per-workgroup ones).
-  // Dispatches run one after another, so one block serves a whole batch, as scratch does.
-  const Block& partials(size_t bytes) {
-    if (partials_.capacity < bytes) {
-      flush();
-      destroy(partials_);
-      partials_ = make_block(std::max<size_t>(4096, bytes), false);
-    }
-    return partials_;
+  const Block& partials(size_t bytes) { return at_least(partials_, bytes); }
+  // Whether that many bytes of partial sums make a block the device can allocate and bind.
+  bool partials_fit(size_t bytes) const {
+    return bytes + 4 <= facts_.props.limits.maxStorageBufferRange && bytes <= facts_.max_alloc;
   }
   // The count of the projection's (or gemv_fused_ffn's) workgroups done: 0 between dispatches
   // (the last workgroup of each sets it back).
@@ -780,8 +775,7 @@ class VulkanBackend final : public Backend {
     const size_t partial_bytes = size_t(groups * D) * 4;
     return wd.dtype == g.matmuls[0].inputs[1].dtype && D > 0 && F > 0 &&
            gemv_fits(K, g.norm.has_value(), slice) && groups * D <= ffn_max_ &&
-           partial_bytes + 4 <= facts_.props.limits.maxStorageBufferRange &&
-           partial_bytes <= facts_.max_alloc;
+           partials_fit(partial_bytes);
   }
 
   // A matmul group as one gemv_fused dispatch: mode 0 plain, 1 with swiglu, 2 with the
@@ -1265,13 +1259,18 @@ class VulkanBackend final : public Backend {
 
   // Attention scores and moe_ffn activations. Dispatches run one after another, so one scratch
   // block serves a whole batch; growing it waits for the batch that may still use the old one.
-  const Block& scratch(size_t bytes) {
-    if (scratch_.capacity < std::max<size_t>(bytes, 4)) {
+  const Block& scratch(size_t bytes) { return at_least(scratch_, bytes); }
+
+  // A block of at least `bytes` in `b`, made anew (up to twice as large) when it is not; what is
+  // recorded still uses the old one, so that is submitted first. Dispatches run one after
+  // another, so one block serves a whole batch.
+  const Block& at_least(Block& b, size_t bytes) {
+    if (b.capacity < std::max<size_t>(bytes, 4)) {
       flush();
-      destroy(scratch_);
-      scratch_ = make_block(std::max<size_t>(256, bytes * 2), false);
+      destroy(b);
+      b = make_block(std::max({size_t(256), bytes, std::min(bytes * 2, facts_.max_alloc)}), false);
     }
-    return scratch_;
+    return b;
   }
 
   static bool is_quant_shader(std::string_view name) {
