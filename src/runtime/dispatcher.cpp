@@ -268,32 +268,32 @@ std::vector<Val> Dispatcher::call(const Site& where, Op op, const Attrs& attrs,
   return outputs;
 }
 
-Tensor Dispatcher::read(Val v) {
-  const Value& val = value(v);
+void Dispatcher::read_into(const Value& val, void* dst, size_t bytes) {
   const Storage& s = *val.storage;
-  Tensor out(val.type.dtype, val.type.shape);
   if (!s.host.empty()) {
-    std::memcpy(out.mutable_bytes(), s.host.bytes() + val.offset, out.nbytes());
+    std::memcpy(dst, s.host.bytes() + val.offset, bytes);
   } else if (s.zero) {
-    // already zero
+    std::memset(dst, 0, bytes);
   } else {
     TAPML_REQUIRE(!s.copies.empty(), "internal: value '" + s.name + "' holds no data anywhere");
     auto [b, id] = *s.copies.begin();
     b->sync();
-    b->read(id, val.offset, out.mutable_bytes(), out.nbytes());
+    b->read(id, val.offset, dst, bytes);
   }
+}
+
+Tensor Dispatcher::read(Val v) {
+  const Value& val = value(v);
+  Tensor out(val.type.dtype, val.type.shape);
+  read_into(val, out.mutable_bytes(), out.nbytes());
   return out;
 }
 
 std::vector<float> Dispatcher::read_f32(Val v) {
   const Value& val = value(v);
-  const Storage& s = *val.storage;
-  if (val.type.dtype != DType::F32 || !s.host.empty() || s.zero || s.copies.empty())
-    return read(v).to_f32();
+  if (val.type.dtype != DType::F32) return read(v).to_f32();
   std::vector<float> out(size_t(val.type.shape.numel()));
-  auto [b, id] = *s.copies.begin();
-  b->sync();
-  b->read(id, val.offset, out.data(), out.size() * sizeof(float));
+  read_into(val, out.data(), out.size() * sizeof(float));
   return out;
 }
 

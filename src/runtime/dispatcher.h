@@ -108,6 +108,8 @@ class Dispatcher final : public Emitter {
   // The backend for a URI and its transfer counters (the last one asked for is kept: a
   // model's calls mostly go to one backend, and this is asked once per call and input).
   std::pair<Backend*, TransferStats*> open(const std::string& uri);
+  // Copies the value's bytes to dst (from wherever a valid copy lives).
+  void read_into(const Value& val, void* dst, size_t bytes);
   // A device tensor for `v` on backend `b`, moving bytes there first if needed.
   DeviceTensor place(Val v, Backend& b, TransferStats& st);
 
