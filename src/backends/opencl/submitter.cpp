@@ -176,13 +176,10 @@ void Submitter::execute(Command& c) {
   switch (c.kind) {
     case Command::Launch: {
       const auto start = std::chrono::steady_clock::now();
-      // The messages are made only on failure: a launch sets up to 30 arguments, and this
-      // thread must keep ahead of kernels that take a few microseconds.
-      KernelArgs* last = nullptr;
-      if (options_.skip_unchanged_args) {
-        auto [it, fresh] = last_args_.try_emplace(c.kernel);
-        if (!fresh) last = &it->second;
-      }
+      // Messages are made only on failure: this thread must keep ahead of kernels that take
+      // a few microseconds. `last`: what the object was last launched with (none yet: empty).
+      KernelArgs* last =
+          options_.skip_unchanged_args ? &last_args_.try_emplace(c.kernel).first->second : nullptr;
       for (size_t i = 0; i < c.args.count(); ++i) {
         if (last && i < last->count() && last->size(i) == c.args.size(i) &&
             std::memcmp(last->at(i), c.args.at(i), c.args.size(i)) == 0) {
@@ -197,7 +194,7 @@ void Submitter::execute(Command& c) {
                 std::string("clSetKernelArg (") + c.name + ", argument " + std::to_string(i) + ")");
         }
       }
-      if (options_.skip_unchanged_args) last_args_[c.kernel] = c.args;
+      if (last) *last = c.args;
       cl_event done = nullptr;
       if (cl_int r = cl_.clEnqueueNDRangeKernel(queue_, c.kernel, 1, nullptr, &c.global, &c.local,
                                                 0, nullptr, options_.profile ? &done : nullptr);
