@@ -13,12 +13,12 @@ std::vector<TensorType> types(const std::vector<DeviceTensor>& ts) {
   return out;
 }
 
+}  // namespace
+
 bool overlap(const DeviceTensor& a, const DeviceTensor& b) {
   return a.buffer == b.buffer && a.nbytes() > 0 && b.nbytes() > 0 &&
          a.offset < b.offset + b.nbytes() && b.offset < a.offset + a.nbytes();
 }
-
-}  // namespace
 
 void validate(const OpCall& call) {
   std::vector<TensorType> in = types(call.inputs), out = types(call.outputs);

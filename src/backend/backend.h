@@ -43,6 +43,8 @@ struct OpCall {
 // overwrites, and no other output overlapping an input or another output in the same buffer.
 // Throws Error("OP: what is wrong").
 void validate(const OpCall& call);
+// Whether two tensors share a byte (an empty tensor shares none).
+bool overlap(const DeviceTensor& a, const DeviceTensor& b);
 
 struct Support {
   bool ok = true;

@@ -10,11 +10,6 @@ bool same(const DeviceTensor& a, const DeviceTensor& b) {
   return a.buffer == b.buffer && a.offset == b.offset && a.nbytes() == b.nbytes();
 }
 
-bool overlap(const DeviceTensor& a, const DeviceTensor& b) {
-  return a.buffer == b.buffer && a.offset < b.offset + b.nbytes() &&
-         b.offset < a.offset + a.nbytes();
-}
-
 bool uses(const OpCall& c, BufferId id) {
   for (const DeviceTensor& t : c.inputs)
     if (t.buffer == id) return true;

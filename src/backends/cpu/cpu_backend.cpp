@@ -59,11 +59,6 @@ constexpr int64_t kInlineWork = 64 * 1024;
 // boundaries gives every row the same tile, and so the same bits, whatever the range.
 constexpr int64_t kGroup = 4;
 
-bool overlap(const DeviceTensor& a, const DeviceTensor& b) {
-  return a.buffer == b.buffer && a.offset < b.offset + b.nbytes() &&
-         b.offset < a.offset + a.nbytes();
-}
-
 // The key of a call in TAPML_CPU_STATS.
 std::string stats_key(const OpCall& c) {
   const bool one_row =
