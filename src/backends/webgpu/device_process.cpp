@@ -77,6 +77,10 @@ std::optional<std::string> DeviceProcess::ended() {
     status_ = "killed by signal " + std::to_string(WTERMSIG(status));
   else
     status_ = "ended";
+  // What it printed last may still sit in the pipe: let the reader take it (until the pipe's
+  // end, which a child it left behind may hold open, so for a second at most), so that the
+  // error naming this end shows it.
+  for (int i = 0; i < 200 && !output_closed_; ++i) ::usleep(5000);
   return status_;
 }
 
@@ -107,6 +111,7 @@ void DeviceProcess::read_output(int fd) {
     }
   }
   ::close(fd);
+  output_closed_ = true;
 }
 
 }  // namespace tapml

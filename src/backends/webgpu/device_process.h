@@ -38,6 +38,7 @@ class DeviceProcess {
   std::optional<std::string> status_;
   std::thread reader_;
   std::atomic<bool> stop_reading_{false};
+  std::atomic<bool> output_closed_{false};  // the reader has seen the pipe's end
   mutable std::mutex mutex_;
   std::deque<std::string> lines_;
   std::string partial_;
