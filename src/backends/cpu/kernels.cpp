@@ -41,15 +41,18 @@ namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
 
-// Weight rows a matmul tile reads at once when it has several x rows: x86 with AVX-512 has
-// 32 vector registers (4 x rows * 4 weight rows = 16 accumulators fit), others 16.
+// A matmul tile with several x rows keeps kTileT x kTileN accumulators: each weight vector
+// loaded serves kTileT x rows, each x vector kTileN weight rows. x86 with AVX-512 has 32
+// vector registers: 6 x 4 = 24 accumulators, 10 loads per 24 FMAs (4 x 4 needed 8 per 16, and
+// streamed each weight from L2 once per 4 rows instead of 6: on a 16-core Xeon the 125M f32
+// prefill went from about 2,400 to 2,700 tok/s at 8 threads). Others have 16: 4 x 2.
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr int kTileT = 6;
 constexpr int kTileN = 4;
 #else
+constexpr int kTileT = 4;
 constexpr int kTileN = 2;
 #endif
-// x rows per tile: each weight vector loaded (and converted) once serves this many tokens.
-constexpr int kTileT = 4;
 // A GEMV (one x row) reads 4 weight rows at once: independent accumulator chains.
 constexpr int kGemvN = 4;
 
@@ -194,64 +197,43 @@ HWY_INLINE void tile(const float* HWY_RESTRICT x, const W* HWY_RESTRICT w, int64
     }
 }
 
-// Columns [n0, n1) of `rt` (1..kTileT) x rows, RN weight rows at a time.
-template <int RN, class W>
+// Columns [n0, n1) of RT x rows, RN weight rows at a time.
+template <int RT, int RN, class W>
+HWY_INLINE void tile_columns_rt(const float* x, const W* w, int64_t K, int64_t n0, int64_t n1,
+                                float* out, int64_t ldo) {
+  int64_t n = n0;
+  for (; n + RN <= n1; n += RN) tile<RT, RN>(x, w + n * K, K, out + n, ldo);
+  for (; n < n1; ++n) tile<RT, 1>(x, w + n * K, K, out + n, ldo);
+}
+
+// The same for a run-time rt in 1..MaxRT.
+template <int MaxRT, int RN, class W>
 HWY_INLINE void tile_columns(int rt, const float* x, const W* w, int64_t K, int64_t n0, int64_t n1,
                              float* out, int64_t ldo) {
-  auto run = [&](auto rt_tag) {
-    constexpr int RT = decltype(rt_tag)::value;
-    int64_t n = n0;
-    for (; n + RN <= n1; n += RN) {
-      tile<RT, RN>(x, w + n * K, K, out + n, ldo);
-    }
-    for (; n < n1; ++n) tile<RT, 1>(x, w + n * K, K, out + n, ldo);
-  };
-  switch (rt) {
-    case 1:
-      return run(std::integral_constant<int, 1>());
-    case 2:
-      return run(std::integral_constant<int, 2>());
-    case 3:
-      return run(std::integral_constant<int, 3>());
-    default:
-      return run(std::integral_constant<int, 4>());
+  if constexpr (MaxRT > 1) {
+    if (rt < MaxRT) return tile_columns<MaxRT - 1, RN>(rt, x, w, K, n0, n1, out, ldo);
   }
+  tile_columns_rt<MaxRT, RN>(x, w, K, n0, n1, out, ldo);
 }
 
-template <class W>
-HWY_INLINE void widen(const W* src, int64_t n, float* dst) {
-  const DF df;
-  const int64_t L = int64_t(hn::Lanes(df));
-  int64_t i = 0;
-  for (; i + L <= n; i += L) hn::StoreU(load_weights(df, src + i), df, dst + i);
-  for (; i < n; ++i) dst[i] = scalar_weight(src + i);
-}
-
+// Prefill: take the weights a chunk of rows at a time, small enough to stay in L2 while
+// every block of kTileT x rows passes over it, so each weight is fetched from memory once.
+// 16-bit weights are widened in registers by each tile: widening a chunk into an f32 copy
+// once doubled the bytes each tile streams from L2 (kernels_bench and e2e_bench on AVX2:
+// 125M f16 prefill at one thread about 5-10% slower that way).
 template <class W>
 void matmul_typed(const MatmulArgs& a, const W* w, int64_t n0, int64_t n1) {
   const int64_t T = a.T, K = a.K, N = a.N;
-  if (T == 1) return tile_columns<kGemvN>(1, a.x, w, K, n0, n1, a.out, N);
-  if (T <= kTileT) return tile_columns<kTileN>(int(T), a.x, w, K, n0, n1, a.out, N);
-  // Prefill: take the weights a chunk of rows at a time, small enough to stay in L2 while
-  // every block of x rows passes over it, so each weight is fetched from memory once.
-  // 16-bit weights are widened once per chunk instead of once per block of x rows.
+  if (T == 1) return tile_columns_rt<1, kGemvN>(a.x, w, K, n0, n1, a.out, N);
+  if (T <= kTileT) return tile_columns<kTileT, kTileN>(int(T), a.x, w, K, n0, n1, a.out, N);
   constexpr int64_t kChunkBytes = 96 * 1024;
-  const int64_t chunk = std::max<int64_t>(kTileN, kChunkBytes / (K * 4) / kTileN * kTileN);
-  thread_local std::vector<float> widened;
+  const int64_t chunk =
+      std::max<int64_t>(kTileN, kChunkBytes / (K * int64_t(sizeof(W))) / kTileN * kTileN);
   for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
     const int64_t c1 = std::min(n1, c0 + chunk);
-    const float* wc;
-    if constexpr (std::is_same_v<W, float>) {
-      wc = w + c0 * K;
-    } else {
-      widened.resize(size_t((c1 - c0) * K));
-      widen(w + c0 * K, (c1 - c0) * K, widened.data());
-      wc = widened.data();
-    }
     for (int64_t t = 0; t < T; t += kTileT) {
       const int rt = int(std::min<int64_t>(kTileT, T - t));
-      // wc holds rows c0..c1; shift so that column indices stay absolute.
-      tile_columns<kTileN>(rt, a.x + t * K, wc - c0 * K, K, c0, c1, a.out + t * N, N);
+      tile_columns<kTileT, kTileN>(rt, a.x + t * K, w, K, c0, c1, a.out + t * N, N);
     }
   }
 }
@@ -351,6 +333,15 @@ void AttentionRange(const AttentionArgs& a, int64_t task_begin, int64_t task_end
     const float inv = 1.0f / sum_lanes(df, vsum);
     weighted_rows(s, n, a.v + first * kw + kh * a.hd, kw, a.hd, inv, a.out + t * qw + h * a.hd);
   }
+}
+
+template <class W>
+HWY_INLINE void widen(const W* src, int64_t n, float* dst) {
+  const DF df;
+  const int64_t L = int64_t(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + L <= n; i += L) hn::StoreU(load_weights(df, src + i), df, dst + i);
+  for (; i < n; ++i) dst[i] = scalar_weight(src + i);
 }
 
 void ConvertToF32(const void* src, WeightType type, int64_t n, float* dst) {
