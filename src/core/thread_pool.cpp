@@ -46,9 +46,9 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
-void ThreadPool::dispatch(int64_t n, Task task, void* ctx) {
+void ThreadPool::dispatch(int64_t n, int64_t max_ranges, Task task, void* ctx) {
   std::lock_guard caller(caller_mutex_);
-  int64_t ranges = std::min<int64_t>(n, threads_);
+  int64_t ranges = std::min<int64_t>(n, max_ranges);
   task_ = task;
   ctx_ = ctx;
   n_ = n;
@@ -68,7 +68,8 @@ void ThreadPool::dispatch(int64_t n, Task task, void* ctx) {
   work_on(generation);
   inside_pool_ = false;
 
-  // Ranges are near-equal, so the wait for the last worker is short: spin, then yield.
+  // Ranges are near-equal and claimed by whoever is free, so the wait for the last one is
+  // short: spin, then yield.
   for (int spins = 0; done_.load(std::memory_order_acquire) < ranges; ++spins) {
     if (spins < 4096)
       cpu_relax();

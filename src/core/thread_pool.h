@@ -1,13 +1,17 @@
 // A small persistent thread pool for data-parallel loops. parallel_for(n, fn) splits [0, n)
 // into at most size() contiguous, near-equal ranges and calls fn(begin, end) once per range,
 // on the calling thread and on the workers; it returns when all ranges are done and rethrows
-// the first exception a range threw. ThreadPool(1) runs everything inline.
+// the first exception a range threw. ThreadPool(1) runs everything inline. With
+// ranges_per_thread > 1 there are that many times more ranges, claimed by whichever thread is
+// free: a thread that is slow (a busy neighbour on a shared machine) then holds up the loop by
+// one small range instead of a whole share.
 //
 // Decode steps issue many small loops, so a dispatch must be cheap: idle workers spin for a
 // short while before sleeping on a condition variable, and the caller works on ranges too.
 // One parallel_for at a time per pool (concurrent callers are serialized); a parallel_for
 // issued from inside a range runs inline.
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -31,7 +35,7 @@ class ThreadPool {
   int size() const { return threads_; }
 
   template <class F>
-  void parallel_for(int64_t n, F&& fn) {
+  void parallel_for(int64_t n, F&& fn, int ranges_per_thread = 1) {
     if (n <= 0) return;
     if (threads_ == 1 || n == 1 || inside_pool_) {
       fn(int64_t(0), n);
@@ -39,14 +43,15 @@ class ThreadPool {
     }
     using Fn = std::remove_reference_t<F>;
     dispatch(
-        n, [](void* ctx, int64_t b, int64_t e) { (*static_cast<Fn*>(ctx))(b, e); },
+        n, std::min<int64_t>(int64_t(threads_) * std::max(1, ranges_per_thread), kMaxRanges),
+        [](void* ctx, int64_t b, int64_t e) { (*static_cast<Fn*>(ctx))(b, e); },
         const_cast<void*>(static_cast<const void*>(&fn)));
   }
 
  private:
   using Task = void (*)(void* ctx, int64_t begin, int64_t end);
 
-  void dispatch(int64_t n, Task task, void* ctx);
+  void dispatch(int64_t n, int64_t max_ranges, Task task, void* ctx);
   void worker_loop();
   // Claims and runs ranges of the job published as `generation` until none is left.
   void work_on(uint64_t generation);
@@ -56,6 +61,7 @@ class ThreadPool {
   // it woke for in a single compare-exchange; a late worker can never touch a newer job.
   static constexpr int kRangeBits = 12;  // up to 4095 ranges, > the 1024-thread limit
   static constexpr uint64_t kRangeMask = (uint64_t(1) << kRangeBits) - 1;
+  static constexpr int64_t kMaxRanges = int64_t(kRangeMask);
   static uint64_t generation_of(uint64_t w) { return w >> (2 * kRangeBits); }
 
   int threads_;

@@ -1,14 +1,14 @@
-// The cpu backend holds one-row matmuls back so that neighbours share one pool dispatch (q,
-// k and v of one input; gate and up with the swiglu of their outputs; a matmul with the
-// residual add of its output). These tests run whole call sequences without reading between
-// calls (as a model step does) with fusion on and off (TAPML_CPU_FUSE=0) and require the very
-// same bits from both, and results close to ref: the patterns that fuse, near misses that
-// must not (another input, swapped operands, a fourth matmul, an output over a weight of its
-// group), host writes and reads between held calls, a buffer freed while a call that reads it
-// is held, in-place calls, widths that are not a multiple of the kernels' tile and sizes that
-// do and do not go to the thread pool, all three weight dtypes. Errors must come from the
-// call that has them, with the same message, and fused groups show under their own names in
-// TAPML_CPU_STATS.
+// The cpu backend holds matmuls back so that neighbours share one pool dispatch (q, k and v
+// of one input; gate and up with the swiglu of their outputs; a matmul with the residual
+// add of its output), for one row (decode) and for many (prefill). These tests run whole call
+// sequences without reading between calls (as a model step does) with fusion on and off
+// (TAPML_CPU_FUSE=0) and require the very same bits from both, and results close to ref: the
+// patterns that fuse, near misses that must not (another input, swapped operands, a fourth matmul,
+// an output over a weight of its group), host writes and reads between held calls, a buffer freed
+// while a call that reads it is held, in-place calls, widths that are not a multiple of the
+// kernels' tile and sizes that do and do not go to the thread pool, all three weight dtypes. Errors
+// must come from the call that has them, with the same message, and fused groups show under their
+// own names in TAPML_CPU_STATS.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -68,6 +68,15 @@ Program odd_decode_block(std::mt19937& gen, DType wt) {
   return decode_block_of(gen, wt, {36, 52, 12, 0, false, true});
 }
 
+// The same layer as a prefill of 7 tokens (not a multiple of any tile), in place, and of 3
+// tokens with odd widths.
+Program wide_prefill_block(std::mt19937& gen, DType wt) {
+  return decode_block_of(gen, wt, {260, 1030, 20, 0, true, true, 7});
+}
+Program odd_prefill_block(std::mt19937& gen, DType wt) {
+  return decode_block_of(gen, wt, {36, 52, 12, 0, false, false, 3});
+}
+
 // Matmuls of K = 1024 (N * K over the pool's threshold for N >= 64).
 Program near_misses(std::mt19937& gen, DType wt) {
   constexpr int64_t D = 1024, N = 70;
@@ -78,7 +87,7 @@ Program near_misses(std::mt19937& gen, DType wt) {
   // An add in place into the matmul's output.
   p.call(Op::Matmul, {}, {y, w2}, {z});
   p.call(Op::Add, {}, {a, z}, {z});
-  // Two rows: not held.
+  // Two rows, the add in place into the residual: held like one row.
   View xx = m.f32({2, D}), yy = m.out({2, N}), rr = m.f32({2, N});
   p.call(Op::Matmul, {}, {xx, w3}, {yy});
   p.call(Op::Add, {}, {yy, rr}, {rr});
@@ -162,6 +171,8 @@ class CpuFusion : public ::testing::TestWithParam<DType> {
 TEST_P(CpuFusion, ADecodeBlockIsBitForBitCallByCall) { check(decode_block); }
 TEST_P(CpuFusion, AWideDecodeBlockInPlaceIsBitForBitCallByCall) { check(wide_decode_block); }
 TEST_P(CpuFusion, ADecodeBlockOfOddWidthsIsBitForBitCallByCall) { check(odd_decode_block); }
+TEST_P(CpuFusion, AWidePrefillBlockInPlaceIsBitForBitCallByCall) { check(wide_prefill_block); }
+TEST_P(CpuFusion, APrefillBlockOfOddWidthsIsBitForBitCallByCall) { check(odd_prefill_block); }
 TEST_P(CpuFusion, NearMissesStillMatch) { check(near_misses); }
 TEST_P(CpuFusion, OutputsOverWeightsOfTheirGroupKeepTheCallOrder) { check(outputs_over_weights); }
 TEST_P(CpuFusion, HostAccessBetweenHeldCallsIsOrdered) { check(host_access_between_held_calls); }
@@ -268,6 +279,20 @@ TEST(CpuFusionHeld, StatsNameTheFusedGroups) {
   // o+add, gate/up+swiglu and down+add.
   EXPECT_EQ(dispatches(log[0]), 5);
   EXPECT_EQ(dispatches(log[1]), 4);
+}
+
+// A prefill's groups too, under names without "(1 row)".
+TEST(CpuFusionHeld, StatsNameThePrefillGroups) {
+  auto b = open_cpu(true, 2, true);
+  std::mt19937 gen(6);
+  run(*b, wide_prefill_block(gen, DType::F32));
+  ::testing::internal::CaptureStderr();
+  b.reset();
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  for (const char* name : {"matmul x3 ", "matmul x2+swiglu ", "matmul+add "})
+    EXPECT_NE(log.find(name), std::string::npos) << name << " in\n" << log;
+  EXPECT_EQ(log.find("(1 row)"), std::string::npos) << log;
+  EXPECT_EQ(log.find("  swiglu "), std::string::npos) << log;
 }
 
 }  // namespace

@@ -16,17 +16,20 @@
 namespace tapml {
 namespace {
 
-// Every index of [0, n) is visited exactly once, in at most size() ranges.
-void expect_covers(ThreadPool& pool, int64_t n) {
+// Every index of [0, n) is visited exactly once, in at most size() * pieces ranges.
+void expect_covers(ThreadPool& pool, int64_t n, int pieces = 1) {
   std::vector<std::atomic<int>> hits(size_t(std::max<int64_t>(n, 1)));
   std::atomic<int> calls{0};
-  pool.parallel_for(n, [&](int64_t b, int64_t e) {
-    EXPECT_LT(b, e);
-    calls.fetch_add(1);
-    for (int64_t i = b; i < e; ++i) hits[size_t(i)].fetch_add(1);
-  });
+  pool.parallel_for(
+      n,
+      [&](int64_t b, int64_t e) {
+        EXPECT_LT(b, e);
+        calls.fetch_add(1);
+        for (int64_t i = b; i < e; ++i) hits[size_t(i)].fetch_add(1);
+      },
+      pieces);
   for (int64_t i = 0; i < n; ++i) ASSERT_EQ(hits[size_t(i)].load(), 1) << "n=" << n << " i=" << i;
-  EXPECT_LE(calls.load(), std::min<int64_t>(n, pool.size()));
+  EXPECT_LE(calls.load(), std::min<int64_t>(n, int64_t(pool.size()) * std::max(pieces, 1)));
   if (n > 0) {
     EXPECT_GE(calls.load(), 1);
   }
@@ -37,6 +40,32 @@ TEST(ThreadPool, CoversEveryIndexOnce) {
     ThreadPool pool(threads);
     EXPECT_EQ(pool.size(), threads);
     for (int64_t n : {0, 1, 2, 3, 4, 7, 64, 1000, 100003}) expect_covers(pool, n);
+  }
+}
+
+TEST(ThreadPool, SeveralRangesPerThreadCoverEveryIndexOnce) {
+  for (int threads : {1, 2, 3, 5}) {
+    ThreadPool pool(threads);
+    for (int pieces : {0, 1, 4, 5000})
+      for (int64_t n : {0, 1, 2, 7, 19, 20, 21, 64, 1000, 100003}) expect_covers(pool, n, pieces);
+  }
+}
+
+TEST(ThreadPool, SeveralRangesPerThreadAreNearEqualAndAllRun) {
+  ThreadPool pool(4);
+  std::mutex m;
+  std::vector<int64_t> sizes;
+  pool.parallel_for(
+      103,
+      [&](int64_t b, int64_t e) {
+        std::lock_guard lock(m);
+        sizes.push_back(e - b);
+      },
+      4);
+  ASSERT_EQ(sizes.size(), 16u);
+  for (int64_t s : sizes) {
+    EXPECT_GE(s, 6);
+    EXPECT_LE(s, 7);
   }
 }
 

@@ -96,7 +96,11 @@ View Maker::f32(Shape s, float sd) {
   return {p.add(f32_tensor(s, normal(gen, s.numel(), sd))), 0, DType::F32, s};
 }
 View Maker::out(Shape s) { return {p.zeros(size_t(s.numel()) * 4), 0, DType::F32, s}; }
-View Maker::pos(int32_t at) { return {p.add(i32_tensor({1}, {at})), 0, DType::I32, {1}}; }
+View Maker::pos(int32_t at, int64_t rows) {
+  std::vector<int32_t> ids(static_cast<size_t>(rows));
+  for (int64_t i = 0; i < rows; ++i) ids[size_t(i)] = at + int32_t(i);
+  return {p.add(i32_tensor({rows}, ids)), 0, DType::I32, {rows}};
+}
 
 Attrs rope_attrs(int heads, int head_dim) {
   return {{"n_heads", heads},
@@ -112,20 +116,21 @@ Program decode_block_of(std::mt19937& gen, DType wt, const BlockShape& b) {
   Program p;
   Maker m{gen, wt, p, b.front};
   const int kv_heads = (D / hd) % 2 == 0 ? 2 : 1;
-  const int64_t KV = kv_heads * hd;
-  View x = m.f32({1, D}), nw = m.f32({D}), nw2 = m.f32({D});
+  const int64_t KV = kv_heads * hd, T = b.rows;
+  View x = m.f32({T, D}), nw = m.f32({D}), nw2 = m.f32({D});
   View wq = m.weight(D, D), wk = m.weight(KV, D), wv = m.weight(KV, D), wo = m.weight(D, D);
   View wg = m.weight(F, D), wu = m.weight(F, D), wd = m.weight(D, F);
-  View pos = m.pos(5);
-  View kc = m.f32({8, KV}), vc = m.f32({8, KV});  // rows 0..4 cached, 5 stored now
-  View h = m.out({1, D}), q = m.out({1, D}), k = m.out({1, KV}), v = m.out({1, KV});
-  View qr = m.out({1, D}), kr = m.out({1, KV}), o = m.out({1, D});
-  View x2 = b.in_place ? x : m.out({1, D});
-  View att = m.out({1, D});
-  View h2 = m.out({1, D}), g = m.out({1, F}), u = m.out({1, F});
-  View s = b.in_place ? g : m.out({1, F});
-  View d = m.out({1, D});
-  View x3 = b.in_place ? x2 : m.out({1, D});
+  View pos = m.pos(5, T);
+  // rows 0..4 cached, 5..4+T stored now
+  View kc = m.f32({8 + T, KV}), vc = m.f32({8 + T, KV});
+  View h = m.out({T, D}), q = m.out({T, D}), k = m.out({T, KV}), v = m.out({T, KV});
+  View qr = m.out({T, D}), kr = m.out({T, KV}), o = m.out({T, D});
+  View x2 = b.in_place ? x : m.out({T, D});
+  View att = m.out({T, D});
+  View h2 = m.out({T, D}), g = m.out({T, F}), u = m.out({T, F});
+  View s = b.in_place ? g : m.out({T, F});
+  View d = m.out({T, D});
+  View x3 = b.in_place ? x2 : m.out({T, D});
   p.call(Op::RmsNorm, {{"eps", 1e-5}}, {x, nw}, {h});
   p.call(Op::Matmul, {}, {h, wq}, {q});
   p.call(Op::Matmul, {}, {h, wk}, {k});
@@ -138,7 +143,8 @@ Program decode_block_of(std::mt19937& gen, DType wt, const BlockShape& b) {
           {"n_kv_heads", double(kv_heads)},
           {"head_dim", double(hd)},
           {"scale", 1.0 / std::sqrt(double(hd))}},
-         {qr, View{kc.buffer, 0, DType::F32, {6, KV}}, View{vc.buffer, 0, DType::F32, {6, KV}}},
+         {qr, View{kc.buffer, 0, DType::F32, {5 + T, KV}},
+          View{vc.buffer, 0, DType::F32, {5 + T, KV}}},
          {att});
   p.call(Op::Matmul, {}, {att, wo}, {o});
   p.call(Op::Add, {}, {x, o}, {x2});

@@ -58,7 +58,7 @@ struct Maker {
   View weight(int64_t n, int64_t k);
   View f32(Shape s, float sd = 1.0f);
   View out(Shape s);
-  View pos(int32_t at);
+  View pos(int32_t at, int64_t rows = 1);  // rows positions at, at + 1, ...
 };
 
 Attrs rope_attrs(int heads, int head_dim = 16);
@@ -66,13 +66,15 @@ Attrs rope_attrs(int heads, int head_dim = 16);
 // One layer's decode calls: width D (hd-wide heads: D / hd for q, 2 or 1 for k and v),
 // feed-forward width F, weights `front` bytes into their buffers. in_place: the residual
 // adds write into the residual and swiglu into the gate; matmul_first: the second residual
-// add takes the matmul's output as its first operand.
+// add takes the matmul's output as its first operand. rows > 1: a prefill of that many
+// tokens instead (positions 5.., attention causal over the cache).
 struct BlockShape {
   int64_t D, F;
   int hd;
   size_t front = 16;
   bool in_place = false;
   bool matmul_first = false;
+  int64_t rows = 1;
 };
 Program decode_block_of(std::mt19937& gen, DType wt, const BlockShape& s);
 

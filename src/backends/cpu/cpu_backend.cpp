@@ -55,6 +55,12 @@ std::optional<WeightType> weight_type(DType t) {
 // calling thread: a pool dispatch costs about a microsecond, more than such an op.
 constexpr int64_t kInlineWork = 64 * 1024;
 
+// Work per thread (multiply-adds) from which a loop is cut into kFinePieces ranges per
+// thread: a 125M model's prefill matmuls have millions per thread, its decode GEMVs tens of
+// thousands, where the extra claims would cost more than they balance.
+constexpr int64_t kLongShare = 1 << 20;
+constexpr int kFinePieces = 4;
+
 // Output features per unit of a matmul's split: the kernels' tile height. A split at these
 // boundaries gives every row the same tile, and so the same bits, whatever the range.
 constexpr int64_t kGroup = 4;
@@ -174,8 +180,7 @@ class CpuBackend final : public HostBackend {
     CallFusion::Hooks h;
     h.can_hold_norm = [](const OpCall&) { return false; };
     h.can_hold_matmul = [](const OpCall& c, bool) {
-      return c.inputs[0].shape[0] == 1 && c.inputs[0].dtype == DType::F32 &&
-             weight_type(c.inputs[1].dtype).has_value();
+      return c.inputs[0].dtype == DType::F32 && weight_type(c.inputs[1].dtype).has_value();
     };
     h.launch_group = [this](FusedGroup& g) { launch_group(g); };
     h.launch_rope = [this](const OpCall& c, const OpCall* second) {
@@ -209,34 +214,37 @@ class CpuBackend final : public HostBackend {
             : g.epilogue == FusedGroup::Add  ? "matmul+add"
             : g.matmuls.size() == 1          ? "matmul"
                                              : "matmul x" + std::to_string(g.matmuls.size());
-      key += " (1 row)";
+      if (g.matmuls[0].inputs[0].shape[0] == 1) key += " (1 row)";
     }
     timed(key, [&] { matmul_group(g); });
   }
 
-  // One dispatch for the group. Swiglu: unit i is rows 4i.. of both gate and up, then the
-  // swiglu of those elements. Otherwise the matmuls' units follow one another, and with Add
-  // a range adds the rows it has just computed.
+  // One dispatch for the group, of T rows each. Swiglu: unit i is rows 4i.. of both gate and
+  // up, then the swiglu of those elements in every row. Otherwise the matmuls' units follow
+  // one another, and with Add a range adds the elements it has just computed.
   void matmul_group(const FusedGroup& g) {
     const size_t n = g.matmuls.size();
+    const int64_t T = g.matmuls[0].inputs[0].shape[0];
     cpu::MatmulArgs m[3];
     int64_t first[4] = {0};  // each matmul's first unit
     for (size_t i = 0; i < n; ++i) {
       const OpCall& c = g.matmuls[i];
       const DeviceTensor& w = c.inputs[1];
-      m[i] = {data<float>(c.inputs[0]), ptr(w),    wtype(w), data<float>(c.outputs[0]), 1,
+      m[i] = {data<float>(c.inputs[0]), ptr(w),    wtype(w), data<float>(c.outputs[0]), T,
               c.inputs[0].shape[1],     w.shape[0]};
       first[i + 1] = first[i] + (m[i].N + kGroup - 1) / kGroup;
     }
     const int64_t K = m[0].K;
+    if (T == 0) return;
     if (g.epilogue == FusedGroup::Swiglu) {
       const int64_t N = m[0].N;
       float* out = data<float>(g.tail.outputs[0]);
-      split(first[1], 2 * kGroup * K, [&](int64_t b, int64_t e) {
+      split(first[1], 2 * kGroup * K * T, [&](int64_t b, int64_t e) {
         const int64_t n0 = b * kGroup, n1 = std::min(N, e * kGroup);
         cpu::matmul_range(m[0], n0, n1);
         cpu::matmul_range(m[1], n0, n1);
-        cpu::swiglu(m[0].out + n0, m[1].out + n0, out + n0, n1 - n0);
+        for (int64_t t = 0; t < T; ++t)
+          cpu::swiglu(m[0].out + t * N + n0, m[1].out + t * N + n0, out + t * N + n0, n1 - n0);
       });
       return;
     }
@@ -244,19 +252,23 @@ class CpuBackend final : public HostBackend {
     const float* a = with_add ? data<float>(g.tail.inputs[0]) : nullptr;
     const float* b = with_add ? data<float>(g.tail.inputs[1]) : nullptr;
     float* out = with_add ? data<float>(g.tail.outputs[0]) : nullptr;
-    split(first[n], kGroup * K, [&](int64_t begin, int64_t end) {
+    split(first[n], kGroup * K * T, [&](int64_t begin, int64_t end) {
       for (size_t i = 0; i < n; ++i) {
         const int64_t lo = std::max(begin, first[i]), hi = std::min(end, first[i + 1]);
         if (lo >= hi) continue;
-        const int64_t n0 = (lo - first[i]) * kGroup,
-                      n1 = std::min(m[i].N, (hi - first[i]) * kGroup);
+        const int64_t N = m[i].N, n0 = (lo - first[i]) * kGroup,
+                      n1 = std::min(N, (hi - first[i]) * kGroup);
         cpu::matmul_range(m[i], n0, n1);
-        if (with_add) cpu::add(a + n0, b + n0, out + n0, n1 - n0);
+        if (with_add)
+          for (int64_t t = 0; t < T; ++t)
+            cpu::add(a + t * N + n0, b + t * N + n0, out + t * N + n0, n1 - n0);
       }
     });
   }
 
-  // fn(begin, end) over [0, units), on the pool only when the total work is worth it.
+  // fn(begin, end) over [0, units), on the pool only when the total work is worth it. Loops
+  // whose share per thread is long (prefill) take kFinePieces ranges per thread, claimed by
+  // whichever thread is free, so that one thread slowed by a neighbour does not hold up all.
   template <class F>
   void split(int64_t units, int64_t work_per_unit, F&& fn) {
     if (units <= 0) return;
@@ -264,7 +276,8 @@ class CpuBackend final : public HostBackend {
       fn(int64_t(0), units);
     } else {
       dispatches_ += 1;
-      pool_.parallel_for(units, fn);
+      const bool long_share = units * work_per_unit / pool_.size() >= kLongShare;
+      pool_.parallel_for(units, fn, long_share ? kFinePieces : 1);
     }
   }
 
