@@ -4,7 +4,7 @@ GGUF file, same thread count, in one run; prefill and decode tokens/s (medians) 
 
     bench/peer_bench.py [--peer DIR] [--backend cpu|opencl|URI] [--threads N]
                         [--models 125m,1b] [--types f32,f16,q8_0,q4_k_m] [--file PATH ...]
-                        [-p 128] [-n 32] [-r 5]
+                        [-p 128] [-n 32] [-r 5] [--inner 1]
 
 The models are made by bench's make_random_gguf (seed 1: "125m" is dim 768, 12 layers, 12
 heads, 4 KV heads, FFN 2048, vocab 32000; "1b" is dim 2048, 22 layers, 32 heads, 4 KV heads,
@@ -22,7 +22,9 @@ single-token steps) and reports tokens/s; TapML's e2e_bench runs a prefill of th
 tokens and G decode steps after a warm-up. The two engines take turns, R rounds of one
 measurement each, so that a slow spell of a shared machine falls on both; the table shows
 the medians over the rounds and the median of the per-round ratios (> 1: TapML is faster),
-with their spread (min-max) because single rounds on shared machines vary by +-30%.
+with their spread (min-max) because single rounds on shared machines vary by +-30%. With
+--inner N each round measures N times and takes llama-bench's mean and e2e_bench's median:
+a 125M prefill at 16 threads lasts ~30 ms, and one such sample says little.
 """
 import argparse
 import json
@@ -70,19 +72,19 @@ def model_file(cache, build, peer, name, qtype):
     return out
 
 
-def peer_speed(peer, path, backend, threads, p, n):
+def peer_speed(peer, path, backend, threads, p, n, inner=1):
     where = ["-ngl", "0", "-nopo", "1"] if backend == "cpu" else ["-ngl", "99", "-fa", "1"]
     def one(pp, tg):
         out = run([os.path.join(peer, "llama-bench"), "-m", path, "-t", str(threads), "-p", str(pp),
-                   "-n", str(tg), "-r", "1", "-o", "json"] + where)
+                   "-n", str(tg), "-r", str(inner), "-o", "json"] + where)
         return json.loads(out)[0]["avg_ts"]
     return one(p, 0), one(0, n)
 
 
-def tapml_speed(build, path, backend, threads, p, n):
+def tapml_speed(build, path, backend, threads, p, n, inner=1):
     uri = f"cpu?threads={threads}" if backend == "cpu" else backend
     out = run([os.path.join(build, "bench", "e2e_bench"), "--model", path, "--backend", uri,
-               "-p", str(p), "-g", str(n), "-r", "1"])
+               "-p", str(p), "-g", str(n), "-r", str(inner)])
     j = json.loads(out.strip().splitlines()[-1])
     return j["prefill_tok_s"], j["decode_tok_s"]
 
@@ -121,9 +123,12 @@ def main():
     ap.add_argument("-p", type=int, default=128)
     ap.add_argument("-n", type=int, default=32)
     ap.add_argument("-r", type=int, default=5, help="alternating rounds")
+    ap.add_argument("--inner", type=int, default=1, help="measurements per engine per round")
     a = ap.parse_args()
     cache = os.environ.get("TAPML_BENCH_CACHE", os.path.expanduser("~/.cache/tapml-bench"))
     os.makedirs(cache, exist_ok=True)
+    if a.r < 1 or a.inner < 1 or a.p < 1 or a.n < 1:
+        sys.exit("peer_bench: -r, --inner, -p and -n must be at least 1")
     models = [m for m in a.models.split(",") if m]
     types = [t for t in a.types.split(",") if t]
     for m in models:
@@ -145,7 +150,8 @@ def main():
     jobs += [(os.path.basename(f), lambda f=f: f) for f in a.file]
     print(machine())
     print(f"backend {a.backend}, threads {a.threads}, prefill P={a.p}, decode G={a.n}, {a.r} "
-          "alternating rounds; medians, tokens/s; ratio = median of the rounds' ratios (min-max)")
+          f"alternating rounds of {a.inner} measurement(s); medians, tokens/s; ratio = median of "
+          "the rounds' ratios (min-max)")
     print(f"{'model':<16} {'llama.cpp pp':>12} {'tg':>8} {'tapml pp':>9} {'tg':>8} "
           f"{'ratio pp':>17} {'ratio tg':>17}")
     med = statistics.median
@@ -154,8 +160,8 @@ def main():
         rounds = []
         for r in range(a.r):
             print(f"  {label}: round {r + 1}/{a.r}", end="\r", file=sys.stderr, flush=True)
-            rounds.append(peer_speed(a.peer, path, a.backend, a.threads, a.p, a.n) +
-                          tapml_speed(a.build, path, a.backend, a.threads, a.p, a.n))
+            rounds.append(peer_speed(a.peer, path, a.backend, a.threads, a.p, a.n, a.inner) +
+                          tapml_speed(a.build, path, a.backend, a.threads, a.p, a.n, a.inner))
         pp_peer, tg_peer, pp_t, tg_t = (med(col) for col in zip(*rounds))
         r_pp = [x[2] / x[0] for x in rounds]
         r_tg = [x[3] / x[1] for x in rounds]
