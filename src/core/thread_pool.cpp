@@ -54,8 +54,7 @@ void ThreadPool::dispatch(int64_t n, int64_t max_ranges, Task task, void* ctx) {
   n_ = n;
   error_ = nullptr;
   done_.store(0, std::memory_order_relaxed);
-  const uint64_t generation =
-      (generation_of(work_.load(std::memory_order_relaxed)) + 1) & 0xFFFFFFFFu;
+  uint64_t generation = generation_of(work_.load(std::memory_order_relaxed)) + 1;
   // Publishing the new word releases the job fields above to whoever claims a range of it.
   // seq_cst (with sleepers_ below) makes sure a worker going to sleep either sees the new
   // generation or is counted and notified.
@@ -81,16 +80,16 @@ void ThreadPool::dispatch(int64_t n, int64_t max_ranges, Task task, void* ctx) {
 }
 
 void ThreadPool::work_on(uint64_t generation) {
+  uint64_t w = work_.load(std::memory_order_acquire);
   for (;;) {
-    // Cheap check first, so that threads that find the job done do not count the field up.
-    uint64_t w = work_.load(std::memory_order_acquire);
-    if (generation_of(w) != generation || (w & kRangeMask) >= ((w >> kRangeBits) & kRangeMask))
-      return;
-    w = work_.fetch_add(1, std::memory_order_acq_rel);
+    if (generation_of(w) != generation) return;
     uint64_t next = w & kRangeMask, ranges = (w >> kRangeBits) & kRangeMask;
     if (next >= ranges) return;
-    // The claimed range keeps its job alive (the caller waits for it), so the job's fields
-    // are stable until done_ is bumped; whichever job that is, it was published before w.
+    if (!work_.compare_exchange_weak(w, w + 1, std::memory_order_acq_rel,
+                                     std::memory_order_acquire))
+      continue;
+    // The claimed range keeps the job alive (the caller waits for it), so its fields are
+    // stable until done_ is bumped.
     int64_t begin = int64_t(next) * n_ / int64_t(ranges);
     int64_t end = int64_t(next + 1) * n_ / int64_t(ranges);
     try {
@@ -100,7 +99,7 @@ void ThreadPool::work_on(uint64_t generation) {
       if (!error_) error_ = std::current_exception();
     }
     done_.fetch_add(1, std::memory_order_acq_rel);
-    generation = generation_of(w);
+    w = work_.load(std::memory_order_acquire);
   }
 }
 

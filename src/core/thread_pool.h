@@ -57,14 +57,11 @@ class ThreadPool {
   void work_on(uint64_t generation);
 
   // work_ packs the job generation (high bits), the number of ranges and the next unclaimed
-  // range. A thread claims a range with one fetch_add and learns from the word it got which
-  // job the range belongs to (a late worker may so run a range of a newer job: its fields
-  // were published before the word). No compare-exchange loop: with 16 threads those retried
-  // each other for microseconds per dispatch. Claims past the last range only count up the
-  // field: at most one per thread per job, so 16 bits never overflow (kMaxRanges + threads).
-  static constexpr int kRangeBits = 16;
+  // range. One word lets a worker claim a range and check that it still belongs to the job
+  // it woke for in a single compare-exchange; a late worker can never touch a newer job.
+  static constexpr int kRangeBits = 12;  // up to 4095 ranges, > the 1024-thread limit
   static constexpr uint64_t kRangeMask = (uint64_t(1) << kRangeBits) - 1;
-  static constexpr int64_t kMaxRanges = 4095;
+  static constexpr int64_t kMaxRanges = int64_t(kRangeMask);
   static uint64_t generation_of(uint64_t w) { return w >> (2 * kRangeBits); }
 
   int threads_;
