@@ -186,7 +186,7 @@ BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_small_f32, "cpu", DType::F32)
     ->Args({1, 768, 256})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
-BENCHMARK(BM_PoolDispatch)->Arg(2)->Arg(4)->UseRealTime();
+BENCHMARK(BM_PoolDispatch)->Arg(2)->Arg(4)->Arg(8)->Arg(16)->UseRealTime();
 BENCHMARK_CAPTURE(BM_AttentionDecode, cpu, "cpu")
     ->Arg(512)
     ->UseRealTime()
