@@ -51,6 +51,27 @@ TEST(ThreadPool, SeveralRangesPerThreadCoverEveryIndexOnce) {
   }
 }
 
+// Jobs of one range per thread (each thread's own) and of more ranges (a shared counter)
+// back to back, so that workers late for one job meet the next of the other kind.
+TEST(ThreadPool, OwnedAndSharedRangesInTurnCoverEveryIndexOnce) {
+  for (int threads : {2, 3, 8}) {
+    ThreadPool pool(threads);
+    std::vector<std::atomic<int>> hits(64);
+    for (int i = 0; i < 3000; ++i) {
+      const int64_t n = 1 + i % 40;
+      const int pieces = i % 3 == 0 ? 4 : 1;
+      pool.parallel_for(
+          n,
+          [&](int64_t b, int64_t e) {
+            for (int64_t k = b; k < e; ++k) hits[size_t(k)].fetch_add(1);
+          },
+          pieces);
+      for (int64_t k = 0; k < 64; ++k)
+        ASSERT_EQ(hits[size_t(k)].exchange(0), k < n ? 1 : 0) << "job " << i << " index " << k;
+    }
+  }
+}
+
 TEST(ThreadPool, SeveralRangesPerThreadAreNearEqualAndAllRun) {
   ThreadPool pool(4);
   std::mutex m;
