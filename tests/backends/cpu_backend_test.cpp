@@ -211,6 +211,35 @@ TEST_F(CpuVsRef, Rope) {
       }
 }
 
+// One-row calls back to back at one position, as a decode step makes them, with what the
+// backend may keep from the call before changing in between: the base, the rotated
+// dimensions, the frequency factors (values, in a buffer of the same size), the position.
+TEST_F(CpuVsRef, OneRowRopesInARowWithOtherParameters) {
+  const int64_t H = 2, hd = 32;
+  struct Step {
+    double base;
+    int64_t rd;
+    float factor;  // 0: no factors input
+    int32_t pos;
+  };
+  for (Step st : {Step{10000, 32, 0, 9}, Step{10000, 32, 0, 9}, Step{500000, 32, 0, 9},
+                  Step{500000, 16, 0, 9}, Step{500000, 16, 2, 9}, Step{500000, 16, 3, 9},
+                  Step{500000, 16, 3, 10}, Step{10000, 32, 0, 10}, Step{10000, 32, 0, 9}}) {
+    Attrs attrs{{"n_heads", double(H)},
+                {"head_dim", double(hd)},
+                {"rope_dim", double(st.rd)},
+                {"base", st.base},
+                {"pairing", 0.0}};
+    std::vector<Input> in = {from_f32({1, H * hd}, rng_.normal(H * hd)), from_i32({1}, {st.pos})};
+    if (st.factor > 0)
+      in.push_back(from_f32({st.rd / 2}, std::vector<float>(size_t(st.rd / 2), st.factor)));
+    compare("rope", attrs, in,
+            dims({{"base", int64_t(st.base)}, {"rd", st.rd}, {"pos", st.pos}}) + " factor " +
+                std::to_string(st.factor),
+            1e-6);
+  }
+}
+
 TEST_F(CpuVsRef, KvStore) {
   const int64_t S = 16, C = 12;
   for (int64_t T : {1, 3, 16})

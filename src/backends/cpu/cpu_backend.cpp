@@ -388,6 +388,46 @@ class CpuBackend final : public HostBackend {
     });
   }
 
+  // The rotary frequencies of the last rope call's base, dimensions and factors, and the
+  // cosines and sines of the last one-row call's position: a decode step's q and k (and every
+  // layer's) share them, and std::pow, cos and sin were most of a one-row rope's time.
+  struct RopeCache {
+    double base = 0;
+    std::vector<float> factors;
+    std::vector<double> freq;
+    bool row_valid = false;
+    int32_t row_pos = 0;
+    std::vector<double> cs, sn;
+  };
+  RopeCache rope_cache_;
+
+  const std::vector<double>& rope_freq(double base, int64_t half, const float* factors) {
+    RopeCache& rc = rope_cache_;
+    const bool same = rc.base == base && int64_t(rc.freq.size()) == half &&
+                      (factors ? rc.factors.size() == size_t(half) &&
+                                     std::equal(factors, factors + half, rc.factors.begin())
+                               : rc.factors.empty());
+    if (same) return rc.freq;
+    rc.base = base;
+    rc.factors = factors ? std::vector<float>(factors, factors + half) : std::vector<float>();
+    rc.freq.resize(size_t(half));
+    const double rd = double(2 * half);
+    for (int64_t i = 0; i < half; ++i) {
+      rc.freq[size_t(i)] = std::pow(base, -2.0 * double(i) / rd);
+      if (factors) rc.freq[size_t(i)] /= factors[i];
+    }
+    rc.row_valid = false;
+    return rc.freq;
+  }
+
+  static void rope_angles(const std::vector<double>& freq, int32_t pos, double* cs, double* sn) {
+    for (size_t i = 0; i < freq.size(); ++i) {
+      const double theta = double(pos) * freq[i];
+      cs[i] = std::cos(theta);
+      sn[i] = std::sin(theta);
+    }
+  }
+
   void rope(const OpCall& c) {
     const float* x = data<float>(c.inputs[0]);
     const int32_t* pos = data<int32_t>(c.inputs[1]);
@@ -395,23 +435,31 @@ class CpuBackend final : public HostBackend {
     const int64_t T = c.inputs[0].shape[0], W = c.inputs[0].shape[1];
     const int64_t H = c.attrs.get_int("n_heads"), hd = c.attrs.get_int("head_dim");
     const int64_t half = c.attrs.get_int("rope_dim") / 2;
-    const double rd = double(2 * half), base = c.attrs.get("base");
     const bool neox = c.attrs.get_int("pairing") == 1;
     const float* factors = c.inputs.size() > 2 ? data<float>(c.inputs[2]) : nullptr;
-    std::vector<double> freq(static_cast<size_t>(half));
-    for (int64_t i = 0; i < half; ++i) {
-      freq[size_t(i)] = std::pow(base, -2.0 * double(i) / rd);
-      if (factors) freq[size_t(i)] /= factors[i];
+    const std::vector<double>& freq = rope_freq(c.attrs.get("base"), half, factors);
+    // One row: its angles from the cache when the last one-row call had the same position.
+    RopeCache& rc = rope_cache_;
+    if (T == 1 && !(rc.row_valid && rc.row_pos == pos[0])) {
+      rc.cs.resize(size_t(half));
+      rc.sn.resize(size_t(half));
+      rope_angles(freq, pos[0], rc.cs.data(), rc.sn.data());
+      rc.row_valid = true;
+      rc.row_pos = pos[0];
     }
     split(T, 4 * W, [&](int64_t b, int64_t e) {
-      std::vector<double> cs(static_cast<size_t>(half)), sn(static_cast<size_t>(half));
+      std::vector<double> cs_row, sn_row;
       std::vector<float> row(static_cast<size_t>(W));
       for (int64_t t = b; t < e; ++t) {
         // One sin/cos per pair and row, shared by all heads.
-        for (int64_t i = 0; i < half; ++i) {
-          const double theta = double(pos[t]) * freq[size_t(i)];
-          cs[size_t(i)] = std::cos(theta);
-          sn[size_t(i)] = std::sin(theta);
+        const double* cs = rc.cs.data();
+        const double* sn = rc.sn.data();
+        if (T > 1) {
+          cs_row.resize(size_t(half));
+          sn_row.resize(size_t(half));
+          rope_angles(freq, pos[t], cs_row.data(), sn_row.data());
+          cs = cs_row.data();
+          sn = sn_row.data();
         }
         std::memcpy(row.data(), x + t * W, size_t(W) * 4);  // out may alias x
         for (int64_t h = 0; h < H; ++h) {
@@ -420,8 +468,8 @@ class CpuBackend final : public HostBackend {
           if (o != r) std::memcpy(o, r, size_t(hd) * 4);
           for (int64_t i = 0; i < half; ++i) {
             const int64_t p = neox ? i : 2 * i, q = neox ? i + half : 2 * i + 1;
-            o[p] = float(r[p] * cs[size_t(i)] - r[q] * sn[size_t(i)]);
-            o[q] = float(r[p] * sn[size_t(i)] + r[q] * cs[size_t(i)]);
+            o[p] = float(r[p] * cs[i] - r[q] * sn[i]);
+            o[q] = float(r[p] * sn[i] + r[q] * cs[i]);
           }
         }
       }
