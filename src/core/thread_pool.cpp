@@ -28,6 +28,18 @@ inline void cpu_relax() {
 // between two kernels of one decode step, short enough not to burn a core when idle.
 constexpr auto kSpinTime = std::chrono::microseconds(200);
 
+// The caller's wait for ranges that others run: they are near-equal, so the wait is short;
+// spin, then yield.
+template <class Done>
+void wait_until(Done done) {
+  for (int spins = 0; !done(); ++spins) {
+    if (spins < 4096)
+      cpu_relax();
+    else
+      std::this_thread::yield();
+  }
+}
+
 }  // namespace
 
 ThreadPool::ThreadPool(int threads) : threads_(threads) {
@@ -82,24 +94,14 @@ void ThreadPool::dispatch(int64_t n, int64_t max_ranges, Task task, void* ctx) {
         run_range(r, ranges);
         continue;
       }
-      for (int spins = 0; st.load(std::memory_order_acquire) != (g | kDone); ++spins) {
-        if (spins < 4096)
-          cpu_relax();
-        else
-          std::this_thread::yield();
-      }
+      wait_until([&] { return st.load(std::memory_order_acquire) == (g | kDone); });
     }
     inside_pool_ = false;
   } else {
     work_on(generation);
     inside_pool_ = false;
     // Ranges are near-equal, so the wait for the last worker is short: spin, then yield.
-    for (int spins = 0; done_.load(std::memory_order_acquire) < ranges; ++spins) {
-      if (spins < 4096)
-        cpu_relax();
-      else
-        std::this_thread::yield();
-    }
+    wait_until([&] { return done_.load(std::memory_order_acquire) >= ranges; });
   }
   if (error_) std::rethrow_exception(std::exchange(error_, nullptr));
 }
