@@ -219,7 +219,7 @@ HWY_INLINE void tile_columns(int rt, const float* x, const W* w, int64_t K, int6
 // Prefill: take the weights a chunk of rows at a time, small enough to stay in L2 while
 // every block of kTileT x rows passes over it, so each weight is fetched from memory once.
 // 16-bit weights are widened in registers by each tile: widening a chunk into an f32 copy
-// once doubled the bytes each tile streams from L2 (kernels_bench and e2e_bench on AVX2:
+// once doubled the bytes each tile streams from L2 (e2e_bench on this 2-core AVX-512 VM:
 // 125M f16 prefill at one thread about 5-10% slower that way).
 template <class W>
 void matmul_typed(const MatmulArgs& a, const W* w, int64_t n0, int64_t n1) {
