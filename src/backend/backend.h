@@ -72,7 +72,10 @@ class Backend {
   virtual void write(BufferId id, size_t offset, const void* src, size_t bytes) = 0;
   virtual void read(BufferId id, size_t offset, void* dst, size_t bytes) = 0;
 
-  // Whether run(call) would work, and why not. Must not throw for well-formed calls.
+  // Whether run(call) would work, and why not. Must not throw for well-formed calls. The
+  // answer must follow from the call's op, attributes, site, tensor types and how its tensors
+  // overlap, not from which buffers they are: the dispatcher asks once for a call that repeats
+  // the one at the same place of the previous step.
   virtual Support supports(const OpCall& call) const = 0;
   // Runs the call; outputs are readable after sync() (immediately for host backends).
   virtual void run(const OpCall& call) = 0;

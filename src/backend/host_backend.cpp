@@ -12,10 +12,10 @@ namespace {
 // 64-byte alignment keeps every row start usable by wide SIMD loads.
 constexpr size_t kAlign = 64;
 constexpr size_t kSpareLimit = size_t(256) << 20;
-void free_aligned(std::byte* p) { std::free(p); }
 }  // namespace
 
 HostBackend::~HostBackend() {
+  for (Block& b : blocks_) std::free(b.bytes);
   for (auto& [size, ptrs] : spare_)
     for (std::byte* p : ptrs) std::free(p);
 }
@@ -35,46 +35,71 @@ BufferId HostBackend::alloc(size_t bytes) {
   }
   TAPML_REQUIRE(p != nullptr,
                 info_.name + ": out of host memory allocating " + std::to_string(bytes) + " bytes");
-  BufferId id = next_id_++;
-  Block& b = blocks_[id];
-  b.bytes = {p, free_aligned};
+  uint32_t slot;
+  if (!free_slots_.empty()) {
+    slot = free_slots_.back();
+    free_slots_.pop_back();
+  } else {
+    try {
+      blocks_.emplace_back();
+    } catch (...) {
+      std::free(p);
+      throw;
+    }
+    slot = uint32_t(blocks_.size() - 1);
+  }
+  Block& b = blocks_[slot];
+  b.bytes = p;
   b.size = bytes;
   b.capacity = rounded;
   allocated_ += bytes;
-  return id;
+  return (BufferId(b.generation) << 32) | (BufferId(slot) + 1);
 }
 
 void HostBackend::free(BufferId id) {
-  auto it = blocks_.find(id);
-  TAPML_REQUIRE(it != blocks_.end(), info_.name + ": free of unknown buffer " + std::to_string(id));
-  Block& b = it->second;
+  const size_t slot = slot_of(id, "free");
+  Block& b = blocks_[slot];
   allocated_ -= b.size;
+  bool kept = false;
   if (spare_bytes_ + b.capacity <= kSpareLimit) {
-    spare_[b.capacity].push_back(b.bytes.release());
-    spare_bytes_ += b.capacity;
+    try {
+      spare_[b.capacity].push_back(b.bytes);
+      spare_bytes_ += b.capacity;
+      kept = true;
+    } catch (...) {
+    }
   }
-  blocks_.erase(it);
+  if (!kept) std::free(b.bytes);
+  b.bytes = nullptr;
+  b.size = b.capacity = 0;
+  b.generation++;
+  try {
+    free_slots_.push_back(uint32_t(slot));
+  } catch (...) {
+  }  // the slot stays unused
 }
 
-const HostBackend::Block& HostBackend::block(BufferId id, const char* what) const {
-  auto it = blocks_.find(id);
-  TAPML_REQUIRE(it != blocks_.end(),
-                info_.name + ": " + what + " of unknown buffer " + std::to_string(id));
-  return it->second;
+size_t HostBackend::slot_of(BufferId id, const char* what) const {
+  const uint64_t slot = (id & 0xffffffffu) - 1;
+  if (slot < blocks_.size()) {
+    const Block& b = blocks_[slot];
+    if (b.bytes && b.generation == uint32_t(id >> 32)) return size_t(slot);
+  }
+  throw Error(info_.name + ": " + what + " of unknown buffer " + std::to_string(id));
 }
 
 void HostBackend::write(BufferId id, size_t offset, const void* src, size_t bytes) {
   const Block& b = block(id, "write");
   TAPML_REQUIRE(offset <= b.size && bytes <= b.size - offset,
                 info_.name + ": write past the end of buffer " + std::to_string(id));
-  if (bytes) std::memcpy(b.bytes.get() + offset, src, bytes);
+  if (bytes) std::memcpy(b.bytes + offset, src, bytes);
 }
 
 void HostBackend::read(BufferId id, size_t offset, void* dst, size_t bytes) {
   const Block& b = block(id, "read");
   TAPML_REQUIRE(offset <= b.size && bytes <= b.size - offset,
                 info_.name + ": read past the end of buffer " + std::to_string(id));
-  if (bytes) std::memcpy(dst, b.bytes.get() + offset, bytes);
+  if (bytes) std::memcpy(dst, b.bytes + offset, bytes);
 }
 
 Support HostBackend::supports(const OpCall& call) const {
@@ -89,7 +114,7 @@ Support HostBackend::supports(const OpCall& call) const {
 }
 
 std::byte* HostBackend::ptr(const DeviceTensor& t) const {
-  return block(t.buffer, "access").bytes.get() + t.offset;
+  return block(t.buffer, "access").bytes + t.offset;
 }
 
 void HostBackend::run(const OpCall& call) {

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <memory>
 #include <unordered_map>
+#include <vector>
 
 #include "backend/backend.h"
 #include "backend/kernel_table.h"
@@ -45,14 +46,19 @@ class HostBackend : public Backend {
 
  private:
   struct Block {
-    std::unique_ptr<std::byte[], void (*)(std::byte*)> bytes{nullptr, nullptr};
+    std::byte* bytes = nullptr;  // null: a free slot
     size_t size = 0;
     size_t capacity = 0;  // rounded allocation size
+    uint32_t generation = 0;
   };
-  const Block& block(BufferId id, const char* what) const;
+  // The slot of a live buffer (Error naming `what` for any other id).
+  size_t slot_of(BufferId id, const char* what) const;
+  const Block& block(BufferId id, const char* what) const { return blocks_[slot_of(id, what)]; }
   KernelTable kernels_;
-  std::unordered_map<BufferId, Block> blocks_;
-  BufferId next_id_ = 1;
+  // Buffers by slot; an id is the slot + 1 in its low 32 bits and the slot's generation
+  // above them, so an id used after its free() is refused even once the slot is reused.
+  std::vector<Block> blocks_;
+  std::vector<uint32_t> free_slots_;
   size_t allocated_ = 0;
   // Freed allocations kept for reuse by capacity: a decode step frees and allocates the
   // same activation sizes every time, and the C allocator dominated small models.

@@ -13,38 +13,83 @@ namespace tapml {
 // only valid copy.
 struct Dispatcher::Storage {
   enum class Kind { Weight, Input, Activation, Persistent };
+  Dispatcher* owner = nullptr;
+  uint32_t refs = 0;
   Kind kind = Kind::Activation;
   std::string name;
   size_t bytes = 0;
   Tensor host;        // a valid host copy, when not empty
   bool zero = false;  // contents are all zero and exist nowhere yet
-  std::map<Backend*, BufferId> copies;
+  // Backends holding a valid copy (usually one; the first is read from).
+  std::vector<std::pair<Backend*, BufferId>> copies;
+  // A weight's copy on the last backend asked (the pool keeps it while the pool lives).
+  Backend* weight_on = nullptr;
+  DeviceTensor weight_copy;
 
-  ~Storage() {
-    for (auto& [b, id] : copies) {
-      try {
-        b->free(id);
-      } catch (...) {
-      }  // a dead remote device must not abort teardown
-    }
+  ~Storage() { drop_copies(nullptr); }
+  const BufferId* copy_on(const Backend* b) const {
+    for (const auto& [on, id] : copies)
+      if (on == b) return &id;
+    return nullptr;
   }
-  // Keeps only the copy on `keep` (after it was written there).
-  void written_on(Backend* keep) {
-    for (auto it = copies.begin(); it != copies.end();) {
-      if (it->first == keep) {
-        ++it;
+  // Frees every copy but the one on `keep`.
+  void drop_copies(const Backend* keep) noexcept {
+    size_t kept = 0;
+    for (auto& c : copies) {
+      if (c.first == keep) {
+        copies[kept++] = c;
         continue;
       }
       try {
-        it->first->free(it->second);
+        c.first->free(c.second);
       } catch (...) {
-      }
-      it = copies.erase(it);
+      }  // a dead remote device must not abort teardown
     }
+    copies.resize(kept);
+  }
+  // Keeps only the copy on `keep` (after it was written there).
+  void written_on(Backend* keep) {
+    drop_copies(keep);
     host = Tensor();
     zero = false;
   }
 };
+
+Dispatcher::StorageRef::StorageRef(Storage* s) : s_(s) {
+  if (s_) ++s_->refs;
+}
+Dispatcher::StorageRef::StorageRef(const StorageRef& o) : s_(o.s_) {
+  if (s_) ++s_->refs;
+}
+void Dispatcher::StorageRef::reset() {
+  Storage* s = std::exchange(s_, nullptr);
+  if (!s || --s->refs > 0) return;
+  s->drop_copies(nullptr);
+  s->host = Tensor();
+  s->zero = false;
+  s->weight_on = nullptr;
+  // Kept for reuse, with its name's and copy list's capacity; the dispatcher frees them.
+  try {
+    s->owner->spare_storage_.emplace_back(s);
+  } catch (...) {
+    delete s;
+  }
+}
+
+Dispatcher::StorageRef Dispatcher::new_storage(int kind, const std::string& name, size_t bytes) {
+  std::unique_ptr<Storage> s;
+  if (!spare_storage_.empty()) {
+    s = std::move(spare_storage_.back());
+    spare_storage_.pop_back();
+  } else {
+    s = std::make_unique<Storage>();
+    s->owner = this;
+  }
+  s->kind = Storage::Kind(kind);
+  s->name = name;
+  s->bytes = bytes;
+  return StorageRef(s.release());
+}
 
 Dispatcher::Dispatcher(const std::map<std::string, Tensor>& weights, Placement placement,
                        DevicePool& pool)
@@ -88,10 +133,7 @@ Val Dispatcher::weight(const std::string& name) {
   if (auto it = weight_vals_.find(name); it != weight_vals_.end()) return it->second;
   auto it = weights_.find(name);
   TAPML_REQUIRE(it != weights_.end(), "the model has no weight '" + name + "'");
-  auto s = std::make_shared<Storage>();
-  s->kind = Storage::Kind::Weight;
-  s->name = name;
-  s->bytes = it->second.nbytes();
+  StorageRef s = new_storage(int(Storage::Kind::Weight), name, it->second.nbytes());
   s->host = it->second;
   Val v = add_value({{it->second.dtype(), it->second.shape()}, s, 0, false});
   weight_vals_[name] = v;
@@ -99,20 +141,14 @@ Val Dispatcher::weight(const std::string& name) {
 }
 
 Val Dispatcher::input(const std::string& name, Tensor data) {
-  auto s = std::make_shared<Storage>();
-  s->kind = Storage::Kind::Input;
-  s->name = name;
-  s->bytes = data.nbytes();
+  StorageRef s = new_storage(int(Storage::Kind::Input), name, data.nbytes());
   TensorType t{data.dtype(), data.shape()};
   s->host = std::move(data);
   return add_value({t, s, 0, true});
 }
 
 Val Dispatcher::persistent(const std::string& name, DType dtype, Shape shape) {
-  auto s = std::make_shared<Storage>();
-  s->kind = Storage::Kind::Persistent;
-  s->name = name;
-  s->bytes = tensor_bytes(dtype, shape);
+  StorageRef s = new_storage(int(Storage::Kind::Persistent), name, tensor_bytes(dtype, shape));
   s->zero = true;
   return add_value({{dtype, std::move(shape)}, s, 0, false});
 }
@@ -149,6 +185,7 @@ Val Dispatcher::reshape(Val v, Shape shape) {
 }
 
 void Dispatcher::end_step() {
+  step_call_ = 0;
   for (uint32_t id : step_values_) values_[id - 1].storage.reset();
   step_values_.clear();
   // Drop freed slots at the tail so ids stay small across many steps.
@@ -160,16 +197,20 @@ DeviceTensor Dispatcher::place(Val v, Backend& b, TransferStats& st) {
   Storage& s = *val.storage;
   if (s.kind == Storage::Kind::Weight) {
     // The device keeps the pool's copy; this dispatcher owns none.
-    bool uploaded = false;
-    DeviceTensor t = pool_.weight(b, s.host, &uploaded);
-    if (uploaded) {
-      st.weight_uploads++;
-      st.weight_bytes += int64_t(s.bytes);
+    if (s.weight_on != &b) {
+      bool uploaded = false;
+      s.weight_copy = pool_.weight(b, s.host, &uploaded);
+      s.weight_on = &b;
+      if (uploaded) {
+        st.weight_uploads++;
+        st.weight_bytes += int64_t(s.bytes);
+      }
     }
+    const DeviceTensor& t = s.weight_copy;
     return DeviceTensor{t.buffer, t.offset + val.offset, val.type.dtype, val.type.shape};
   }
-  auto it = s.copies.find(&b);
-  if (it == s.copies.end()) {
+  const BufferId* have = s.copy_on(&b);
+  if (!have) {
     BufferId id = b.alloc(s.bytes);
     try {
       if (!s.host.empty()) {
@@ -182,7 +223,7 @@ DeviceTensor Dispatcher::place(Val v, Backend& b, TransferStats& st) {
           b.write(id, off, zeros.data(), std::min(zeros.size(), s.bytes - off));
       } else {
         TAPML_REQUIRE(!s.copies.empty(), "internal: value '" + s.name + "' holds no data anywhere");
-        auto [src, src_id] = *s.copies.begin();
+        auto [src, src_id] = s.copies.front();
         std::vector<std::byte> tmp(s.bytes);
         src->sync();
         src->read(src_id, 0, tmp.data(), s.bytes);
@@ -190,39 +231,88 @@ DeviceTensor Dispatcher::place(Val v, Backend& b, TransferStats& st) {
         st.activation_moves++;
         st.activation_bytes += int64_t(s.bytes);
       }
+      s.copies.emplace_back(&b, id);
     } catch (...) {
       b.free(id);
       throw;
     }
-    it = s.copies.emplace(&b, id).first;
+    have = &s.copies.back().second;
   }
-  return DeviceTensor{it->second, val.offset, val.type.dtype, val.type.shape};
+  return DeviceTensor{*have, val.offset, val.type.dtype, val.type.shape};
+}
+
+void Dispatcher::alias_of(const std::vector<Val>& inputs,
+                          std::vector<std::pair<size_t, size_t>>& out) const {
+  out.resize(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const Value& v = value(inputs[i]);
+    size_t first = i;
+    for (size_t j = 0; j < i; ++j)
+      if (value(inputs[j]).storage == v.storage) {
+        first = j;
+        break;
+      }
+    out[i] = {first, v.offset};
+  }
+}
+
+bool Dispatcher::plan_matches(const CallPlan& plan, const std::vector<Val>& inputs) const {
+  if (plan.in_types.size() != inputs.size()) return false;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const Value& v = value(inputs[i]);
+    if (!(v.type == plan.in_types[i]) || v.offset != plan.in_alias[i].second) return false;
+    size_t first = i;
+    for (size_t j = 0; j < i; ++j)
+      if (value(inputs[j]).storage == v.storage) {
+        first = j;
+        break;
+      }
+    if (first != plan.in_alias[i].first) return false;
+  }
+  return true;
 }
 
 std::vector<Val> Dispatcher::call(const Site& where, Op op, const Attrs& attrs,
                                   const std::vector<Val>& inputs) {
-  OpCall c{op, attrs, {}, {}, where.str()};
-  const std::string& site = c.site;
-  const std::string& uri = placement_.uri_for(site, op);
-  const OpDef& def = op_def(op);
-  std::vector<TensorType> in_types;
-  in_types.reserve(inputs.size());
-  for (Val v : inputs) in_types.push_back(type(v));
-  std::vector<TensorType> out_types;
-  try {
-    out_types = infer_outputs(op, in_types, attrs);
-  } catch (const Error& e) {
-    throw Error(site + ": " + e.what());
+  // Plans are kept for the first calls of a step only, so a caller that never ends a step
+  // does not grow them without bound.
+  constexpr size_t kMaxPlans = size_t(1) << 16;
+  const size_t at = step_call_++;
+  std::optional<CallPlan> scratch;
+  if (at < kMaxPlans && plans_.size() <= at) plans_.resize(at + 1);
+  CallPlan& plan = at < kMaxPlans ? plans_[at] : scratch.emplace();
+  OpCall& c = plan.call;
+  if (!(plan.valid && c.op == op && plan.site == where && c.attrs == attrs &&
+        plan_matches(plan, inputs))) {
+    plan.valid = false;
+    plan.site = where;
+    c.op = op;
+    c.attrs = attrs;
+    c.site = where.str();
+    plan.in_types.clear();
+    for (Val v : inputs) plan.in_types.push_back(type(v));
+    alias_of(inputs, plan.in_alias);
+    plan.uri = &placement_.uri_for(c.site, op);
+    try {
+      plan.out_types = infer_outputs(op, plan.in_types, attrs);
+    } catch (const Error& e) {
+      throw Error(c.site + ": " + e.what());
+    }
   }
+  const bool checked = plan.valid;
+  const std::string& site = c.site;
+  const std::string& uri = *plan.uri;
+  const OpDef& def = op_def(op);
+  const std::vector<TensorType>& out_types = plan.out_types;
+  c.inputs.clear();
+  c.outputs.clear();
 
   auto [bp, st] = open(uri);
   Backend& b = *bp;
-  c.inputs.reserve(inputs.size());
   for (Val v : inputs) c.inputs.push_back(place(v, b, *st));
 
   std::vector<Val> outputs;
   outputs.reserve(out_types.size());
-  c.outputs.reserve(out_types.size());
   for (size_t i = 0; i < out_types.size(); ++i) {
     int alias = def.inplace_of[i];
     if (alias >= 0) {
@@ -231,18 +321,16 @@ std::vector<Val> Dispatcher::call(const Site& where, Op op, const Attrs& attrs,
       outputs.push_back(add_value(std::move(shared)));
       c.outputs.push_back(c.inputs[size_t(alias)]);
     } else {
-      auto s = std::make_shared<Storage>();
-      s->kind = Storage::Kind::Activation;
-      s->name = site;
-      s->bytes = tensor_bytes(out_types[i].dtype, out_types[i].shape);
+      StorageRef s = new_storage(int(Storage::Kind::Activation), site,
+                                 tensor_bytes(out_types[i].dtype, out_types[i].shape));
       BufferId id = b.alloc(s->bytes);
-      s->copies.emplace(&b, id);
+      s->copies.emplace_back(&b, id);
       outputs.push_back(add_value({out_types[i], s, 0, true}));
       c.outputs.push_back(DeviceTensor{id, 0, out_types[i].dtype, out_types[i].shape});
     }
   }
 
-  Support sup = b.supports(c);
+  Support sup = checked ? Support::yes() : b.supports(c);
   if (!sup.ok) {
     std::string why =
         site + ": backend '" + uri + "' cannot run " + std::string(def.name) + ": " + sup.reason;
@@ -254,6 +342,7 @@ std::vector<Val> Dispatcher::call(const Site& where, Op op, const Attrs& attrs,
       }
     throw Error(why);
   }
+  plan.valid = true;
 
   // The event copies the call's site and values: made only for observers.
   const uint64_t index = next_call_++;
@@ -276,7 +365,7 @@ void Dispatcher::read_into(const Value& val, void* dst, size_t bytes) {
     std::memset(dst, 0, bytes);
   } else {
     TAPML_REQUIRE(!s.copies.empty(), "internal: value '" + s.name + "' holds no data anywhere");
-    auto [b, id] = *s.copies.begin();
+    auto [b, id] = s.copies.front();
     b->sync();
     b->read(id, val.offset, dst, bytes);
   }

@@ -4,6 +4,7 @@
 // readable, before any in-place write) and after it (outputs readable), and runs it.
 #pragma once
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <memory>
 #include <string>
@@ -95,12 +96,60 @@ class Dispatcher final : public Emitter {
 
  private:
   struct Storage;  // bytes of a value on the backends that hold a valid copy
+  // A counted reference to a Storage; the last one gives it back to the dispatcher's spares
+  // (its buffers freed), so a decode step's outputs reuse the previous step's records.
+  class StorageRef {
+   public:
+    StorageRef() = default;
+    explicit StorageRef(Storage* s);
+    StorageRef(const StorageRef& o);
+    StorageRef(StorageRef&& o) noexcept : s_(o.s_) { o.s_ = nullptr; }
+    StorageRef& operator=(StorageRef o) noexcept {
+      std::swap(s_, o.s_);
+      return *this;
+    }
+    ~StorageRef() { reset(); }
+    void reset();
+    Storage* get() const { return s_; }
+    Storage* operator->() const { return s_; }
+    Storage& operator*() const { return *s_; }
+    explicit operator bool() const { return s_ != nullptr; }
+    bool operator==(const StorageRef& o) const { return s_ == o.s_; }
+
+   private:
+    Storage* s_ = nullptr;
+  };
   struct Value {
     TensorType type;
-    std::shared_ptr<Storage> storage;
+    StorageRef storage;
     size_t offset = 0;  // bytes into the storage
     bool step_scoped = true;
   };
+  // A Storage of this kind, from the spares when there is one.
+  StorageRef new_storage(int kind, const std::string& name, size_t bytes);
+
+  // What the call at the same place in the previous step worked out, kept while a call
+  // repeats it (same op, site, attributes, input types and input aliasing): a decode step
+  // makes the same calls in the same order, and working these out again (the site's text,
+  // placement, output types, the backend's support check) was most of a small model's
+  // host time per call. Valid once the backend has accepted the call.
+  struct CallPlan {
+    bool valid = false;
+    Site site;
+    std::vector<TensorType> in_types;
+    // Per input: the first input sharing its storage (itself when none) and its offset, so
+    // a call whose inputs alias differently (what validate() checks) is worked out again.
+    std::vector<std::pair<size_t, size_t>> in_alias;
+    const std::string* uri = nullptr;  // owned by placement_
+    std::vector<TensorType> out_types;
+    // The op, attributes and site's text as the backend gets them; the tensors are filled
+    // in on each call (the vectors keep their capacity).
+    OpCall call;
+  };
+  // Whether `plan` was made for this call's inputs.
+  bool plan_matches(const CallPlan& plan, const std::vector<Val>& inputs) const;
+  // The aliasing record of CallPlan::in_alias for these inputs, into `out`.
+  void alias_of(const std::vector<Val>& inputs, std::vector<std::pair<size_t, size_t>>& out) const;
 
   Val add_value(Value v);
   Value& value(Val v);
@@ -121,8 +170,11 @@ class Dispatcher final : public Emitter {
   std::vector<uint32_t> step_values_;
   std::unordered_map<std::string, Val> weight_vals_;
   std::vector<CallObserver*> observers_;
+  std::vector<std::unique_ptr<Storage>> spare_storage_;
   Phase phase_;
   uint64_t next_call_ = 0;
+  std::deque<CallPlan> plans_;  // by call number within the step (references stay valid)
+  size_t step_call_ = 0;
   std::string last_uri_;
   std::pair<Backend*, TransferStats*> last_{nullptr, nullptr};
 };

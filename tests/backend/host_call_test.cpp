@@ -89,6 +89,28 @@ TEST(HostCall, BadCallsAreErrors) {
   }
 }
 
+TEST(HostBackend, AFreedBufferIdStaysUnknownWhenItsSlotIsReused) {
+  BrokenAdd b(BrokenAdd::Bug::None);
+  const float one = 1.0f;
+  BufferId first = b.alloc(64);
+  b.free(first);
+  BufferId second = b.alloc(64);  // takes the freed slot
+  EXPECT_NE(second, first);
+  EXPECT_NE(second, BufferId(0));
+  EXPECT_THROW(b.write(first, 0, &one, sizeof one), Error);
+  EXPECT_THROW(b.free(first), Error);
+  b.write(second, 0, &one, sizeof one);
+  float back = 0;
+  b.read(second, 0, &back, sizeof back);
+  EXPECT_EQ(back, 1.0f);
+  // Ids that were never handed out, the slot bits of a live id with another generation.
+  for (BufferId bad : {BufferId(0), BufferId(77), second + (BufferId(5) << 32)})
+    EXPECT_THROW(b.read(bad, 0, &back, sizeof back), Error) << bad;
+  EXPECT_EQ(b.bytes_allocated(), size_t(64));
+  b.free(second);
+  EXPECT_EQ(b.bytes_allocated(), size_t(0));
+}
+
 TEST(RefBackend, F32AccumulationIsCloseButNotTheSame) {
   auto ref = open_backend("ref");
   auto f32 = open_backend("ref?acc=f32");

@@ -2,6 +2,9 @@
 
 #include <gtest/gtest.h>
 
+#include "backend/forwarding_backend.h"
+#include "backend/registry.h"
+#include "backends/builtin.h"
 #include "core/error.h"
 #include "runtime/generate.h"
 #include "runtime/session.h"
@@ -179,6 +182,68 @@ TEST(Dispatcher, AReshapeViewFeedsAnOpTheSameBytes) {
     EXPECT_THROW(d.reshape(w, Shape{-4, -6}), Error);
     d.end_step();
   }
+}
+
+// ref, counting support checks and refusing additions of more than two rows.
+class CountsChecks final : public ForwardingBackend {
+ public:
+  explicit CountsChecks(int* checks) : ForwardingBackend(make_backend("ref")), checks_(checks) {}
+  Support supports(const OpCall& c) const override {
+    ++*checks_;
+    if (c.op == Op::Add && c.inputs[0].shape[0] > 2) return Support::no("more than two rows");
+    return ForwardingBackend::supports(c);
+  }
+
+ private:
+  int* checks_;
+};
+
+TEST(Dispatcher, ARepeatedCallIsCheckedOnceAChangedOneAgain) {
+  static int checks = 0;
+  register_builtin_backends();
+  register_backend("counts_checks", "test",
+                   [](const BackendUri&) { return std::make_unique<CountsChecks>(&checks); });
+  checks = 0;
+  const std::map<std::string, Tensor> weights;
+  DevicePool pool;
+  Dispatcher d(weights, Placement("counts_checks"), pool);
+  auto step = [&](const Site& site, Op op, const Attrs& attrs, Shape shape, bool twice) {
+    Val a = d.input("a", counting_f32(shape, 1));
+    Val b = d.input("b", counting_f32(shape, 10));
+    Tensor out = d.read(d.call(site, op, attrs,
+                               twice           ? std::vector<Val>{a, a}
+                               : op == Op::Add ? std::vector<Val>{a, b}
+                                               : std::vector<Val>{a})[0]);
+    d.end_step();
+    return out.data<float>()[1];  // the second element: a = 2, b = 11
+  };
+  const Site s{0, "sum"};
+  EXPECT_EQ(step(s, Op::Add, {}, Shape{1, 4}, false), 13.0f);
+  EXPECT_EQ(checks, 1);
+  EXPECT_EQ(step(s, Op::Add, {}, Shape{1, 4}, false), 13.0f);
+  EXPECT_EQ(checks, 1);  // the same call at the same place: not asked again
+  // Other input types are asked again, and refused, naming the site.
+  try {
+    step(s, Op::Add, {}, Shape{3, 4}, false);
+    ADD_FAILURE() << "three rows were not refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("blk.0.sum"), std::string::npos) << e.what();
+  }
+  d.end_step();
+  EXPECT_EQ(checks, 2);
+  EXPECT_EQ(step(s, Op::Add, {}, Shape{1, 4}, false), 13.0f);
+  EXPECT_EQ(checks, 3);
+  // The same value twice (inputs aliasing differently), another site, other attributes:
+  // each asked again, and run with what this call gave.
+  EXPECT_EQ(step(s, Op::Add, {}, Shape{1, 4}, true), 4.0f);
+  EXPECT_EQ(checks, 4);
+  EXPECT_EQ(step(Site{1, "sum"}, Op::Add, {}, Shape{1, 4}, true), 4.0f);
+  EXPECT_EQ(checks, 5);
+  EXPECT_EQ(step(s, Op::Scale, {{"s", 2.0}}, Shape{1, 4}, false), 4.0f);
+  EXPECT_EQ(step(s, Op::Scale, {{"s", 3.0}}, Shape{1, 4}, false), 6.0f);
+  EXPECT_EQ(checks, 7);
+  EXPECT_EQ(step(s, Op::Scale, {{"s", 3.0}}, Shape{1, 4}, false), 6.0f);
+  EXPECT_EQ(checks, 7);
 }
 
 TEST(Site, CanonicalFormsRoundTrip) {
