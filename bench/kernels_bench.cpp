@@ -102,7 +102,7 @@ void BM_MatmulCold(benchmark::State& state, const char* uri, DType wt) {
 }
 
 void BM_AttentionDecode(benchmark::State& state, const char* uri) {
-  const int64_t P = state.range(0), H = 12, KV = 12, hd = 64;
+  const int64_t P = state.range(0), H = 12, KV = state.range(1), hd = 64;
   auto be = open(uri);
   OpCall call{Op::Attention,
               {{"n_heads", double(H)},
@@ -187,12 +187,19 @@ BENCHMARK_CAPTURE(BM_Matmul, gemv_cpu_small_f32, "cpu", DType::F32)
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_PoolDispatch)->Arg(2)->Arg(4)->Arg(8)->Arg(16)->UseRealTime();
+// Args: keys P, KV heads (12 query heads of 64). {160, 4} is the random 125M model's decode
+// step at the end of a 128 + 32 token run.
 BENCHMARK_CAPTURE(BM_AttentionDecode, cpu, "cpu")
-    ->Arg(512)
+    ->Args({512, 12})
+    ->Args({160, 4})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_AttentionDecode, cpu1, "cpu?threads=1")
+    ->Args({160, 4})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_AttentionDecode, ref, "ref")
-    ->Arg(512)
+    ->Args({512, 12})
     ->UseRealTime()
     ->Unit(benchmark::kMicrosecond);
 

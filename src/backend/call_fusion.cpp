@@ -98,6 +98,34 @@ bool group_writes(const FusedGroup& g, const DeviceTensor& t) {
 
 }  // namespace
 
+OpCall CallFusion::copy_of(const OpCall& c) {
+  if (spare_.empty()) return c;
+  OpCall o = std::move(spare_.back());
+  spare_.pop_back();
+  o = c;
+  return o;
+}
+
+void CallFusion::recycle(OpCall& c) {
+  constexpr size_t kMaxSpare = 16;
+  if (spare_.size() < kMaxSpare) spare_.push_back(std::move(c));
+}
+
+void CallFusion::recycle(std::optional<OpCall>& c) {
+  if (c) recycle(*c);
+  c.reset();
+}
+
+void CallFusion::recycle(FusedGroup& g) {
+  recycle(g.norm);
+  for (OpCall& m : g.matmuls) recycle(m);
+  g.matmuls.clear();
+  if (matmuls_.empty() && matmuls_.capacity() < g.matmuls.capacity()) matmuls_.swap(g.matmuls);
+  if (g.epilogue != FusedGroup::None) recycle(g.tail);
+  recycle(g.down);
+  recycle(g.add);
+}
+
 bool CallFusion::norm_feeds_group() const {
   return norm_ && !matmuls_.empty() && same(norm_->outputs[0], matmuls_[0].inputs[0]);
 }
@@ -136,13 +164,14 @@ FusedGroup CallFusion::take_group(FusedGroup::Epilogue e, const OpCall* tail) {
   }
   g.matmuls = std::move(matmuls_);
   matmuls_.clear();
-  if (tail) g.tail = *tail;
+  if (tail) g.tail = copy_of(*tail);
   return g;
 }
 
 void CallFusion::launch(FusedGroup::Epilogue e, const OpCall* tail) {
   FusedGroup g = take_group(e, tail);
   hooks_.launch_group(g);
+  recycle(g);
 }
 
 void CallFusion::release_chain() {
@@ -162,7 +191,9 @@ void CallFusion::release_ffn() {
   g.down.reset();
   g.add.reset();
   hooks_.launch_group(g);
+  recycle(g);
   if (down && !offer(*down)) hooks_.run(*down);
+  recycle(down);
 }
 
 void CallFusion::flush() {
@@ -173,6 +204,7 @@ void CallFusion::flush() {
     OpCall c = std::move(*norm_);
     norm_.reset();
     hooks_.run(c);
+    recycle(c);
   }
   if (rope_) {
     OpCall c = std::move(*rope_);
@@ -180,11 +212,14 @@ void CallFusion::flush() {
     std::optional<OpCall> k = std::move(rope_k_);
     rope_k_.reset();
     hooks_.launch_rope(c, k ? &*k : nullptr);
+    recycle(c);
+    recycle(k);
   }
   if (kv_) {
     OpCall c = std::move(*kv_);
     kv_.reset();
     hooks_.run(c);
+    recycle(c);
   }
 }
 
@@ -264,18 +299,19 @@ bool CallFusion::ffn_add_fits(const OpCall& c) const {
 bool CallFusion::offer(const OpCall& c) {
   if (ffn_) {
     if (c.op == Op::Matmul && down_fits(c)) {
-      ffn_->down = c;
+      ffn_->down = copy_of(c);
       return true;
     }
     if (c.op == Op::Add && ffn_->down && ffn_add_fits(c)) {
-      ffn_->add = c;
+      ffn_->add = copy_of(c);
       if (hooks_.can_launch_ffn(*ffn_)) {
         FusedGroup g = std::move(*ffn_);
         ffn_.reset();
         hooks_.launch_group(g);
+        recycle(g);
         return true;
       }
-      ffn_->add.reset();
+      recycle(ffn_->add);
     }
     release_ffn();
   }
@@ -300,7 +336,7 @@ bool CallFusion::offer(const OpCall& c) {
     case Op::RmsNorm:
       flush();
       if (overlap(c.inputs[0], c.outputs[0]) || !hooks_.can_hold_norm(c)) return false;
-      norm_ = c;
+      norm_ = copy_of(c);
       return true;
     case Op::Matmul: {
       const DeviceTensor& out = c.outputs[0];
@@ -310,7 +346,7 @@ bool CallFusion::offer(const OpCall& c) {
                      c.inputs[1].dtype == first.inputs[1].dtype && !touches_shared(out);
         for (const OpCall& m : matmuls_) joins = joins && !overlap(out, m.outputs[0]);
         if (joins && hooks_.can_hold_matmul(c, norm_feeds_group())) {
-          matmuls_.push_back(c);
+          matmuls_.push_back(copy_of(c));
           return true;
         }
         flush();
@@ -320,7 +356,7 @@ bool CallFusion::offer(const OpCall& c) {
                               hooks_.can_hold_matmul(c, true);
       if (!after_norm) flush();
       if (!after_norm && !hooks_.can_hold_matmul(c, false)) return false;
-      matmuls_.push_back(c);
+      matmuls_.push_back(copy_of(c));
       return true;
     }
     case Op::Swiglu:
@@ -356,20 +392,21 @@ bool CallFusion::offer(const OpCall& c) {
     case Op::Rope:
       if (rope_ && !rope_k_ && rope_pairs(*rope_, c)) {
         if (hooks_.launch_attention && c.inputs[0].shape[0] == 1) {
-          rope_k_ = c;
+          rope_k_ = copy_of(c);
           return true;
         }
         OpCall first = std::move(*rope_);
         rope_.reset();
         hooks_.launch_rope(first, &c);
+        recycle(first);
         return true;
       }
       flush();
-      rope_ = c;
+      rope_ = copy_of(c);
       return true;
     case Op::KvStore:
       if (rope_k_ && !kv_ && same(c.inputs[2], rope_k_->outputs[0])) {
-        kv_ = c;
+        kv_ = copy_of(c);
         return true;
       }
       flush();

@@ -101,7 +101,16 @@ class CallFusion {
   // call.
   void release_ffn();
 
+  // A copy of c in a recycled OpCall: held calls are copied on every decode step, and copies
+  // into kept vectors and strings reuse their capacity instead of allocating.
+  OpCall copy_of(const OpCall& c);
+  void recycle(OpCall& c);
+  void recycle(std::optional<OpCall>& c);
+  // The calls of a launched group, and its matmul list's capacity for the next group.
+  void recycle(FusedGroup& g);
+
   Hooks hooks_;
+  std::vector<OpCall> spare_;
   std::optional<OpCall> norm_, rope_;
   std::optional<OpCall> rope_k_, kv_;    // held for an attention chain after a rope pair
   std::optional<AttentionChain> chain_;  // a launchable chain, held for its projection

@@ -1,5 +1,6 @@
 #include "model/decoder.h"
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -172,23 +173,38 @@ class Pass {
     return e_.call(site, op, a, in)[0];
   }
   Val weight(const std::string& name) { return e_.weight(name); }
+  // The weight named after a site: "blk.3.attn_q" + ".weight". The name is built in a kept
+  // buffer: a decode step asks for every weight of the model, by name.
+  Val weight(const Site& site, const char* suffix) {
+    name_.clear();
+    if (site.layer >= 0) {
+      char digits[16];
+      auto [end, ec] = std::to_chars(digits, digits + sizeof digits, site.layer);
+      name_ += "blk.";
+      name_.append(digits, end);
+      name_ += '.';
+    }
+    name_ += site.role;
+    name_ += suffix;
+    return e_.weight(name_);
+  }
 
-  // RMSNorm or LayerNorm (+ bias) of x with the weights NAME.weight (NAME.bias).
-  Val norm(const Site& site, Val x, const std::string& name) {
-    if (c_.norm == NormKind::Rms)
-      return one(site, Op::RmsNorm, {{"eps", c_.norm_eps}}, {x, weight(name + ".weight")});
-    Val y = one(site, Op::LayerNorm, {{"eps", c_.norm_eps}}, {x, weight(name + ".weight")});
+  // RMSNorm or LayerNorm (+ bias) of x with the weights named after the site (.weight, .bias).
+  Val norm(const Site& site, Val x) {
+    if (c_.norm == NormKind::Rms) return one(site, Op::RmsNorm, eps_, {x, weight(site, ".weight")});
+    Val y = one(site, Op::LayerNorm, eps_, {x, weight(site, ".weight")});
     if (!c_.norm_bias) return y;
-    return one(bias_site(site), Op::Bias, {}, {y, weight(name + ".bias")});
+    return one(bias_site(site), Op::Bias, {}, {y, weight(site, ".bias")});
   }
   // x w^T (+ b). `w` and `b` may be views of fused weights.
   Val linear(const Site& site, Val x, Val w, std::optional<Val> b) {
     Val y = one(site, Op::Matmul, {}, {x, w});
     return b ? one(bias_site(site), Op::Bias, {}, {y, *b}) : y;
   }
-  Val linear(const Site& site, Val x, const std::string& name, bool bias) {
-    return linear(site, x, weight(name + ".weight"),
-                  bias ? std::optional<Val>(weight(name + ".bias")) : std::nullopt);
+  // With the weights named after the site.
+  Val linear(const Site& site, Val x, bool bias) {
+    Val w = weight(site, ".weight");
+    return linear(site, x, w, bias ? std::optional<Val>(weight(site, ".bias")) : std::nullopt);
   }
   Val scale(const Site& site, Val x, double s) { return one(site, Op::Scale, {{"s", s}}, {x}); }
 
@@ -196,6 +212,8 @@ class Pass {
 
   const ModelConfig& c_;
   Emitter& e_;
+  const Attrs eps_{{"eps", c_.norm_eps}};
+  std::string name_;
 };
 
 }  // namespace
@@ -270,9 +288,9 @@ Val Decoder::forward(const ModelConfig& cfg, Emitter& e, std::span<const Val> ca
         k = part("attn_k", Q, KV);
         v = part("attn_v", Q + KV, KV);
       } else {
-        q = p.linear(at("attn_q"), h, name("attn_q"), cfg.qkv_bias);
-        k = p.linear(at("attn_k"), h, name("attn_k"), cfg.qkv_bias);
-        v = p.linear(at("attn_v"), h, name("attn_v"), cfg.qkv_bias);
+        q = p.linear(at("attn_q"), h, cfg.qkv_bias);
+        k = p.linear(at("attn_k"), h, cfg.qkv_bias);
+        v = p.linear(at("attn_v"), h, cfg.qkv_bias);
       }
       if (cfg.qk_norm != QkNorm::None) {
         const Attrs eps{{"eps", cfg.norm_eps}};
@@ -298,7 +316,7 @@ Val Decoder::forward(const ModelConfig& cfg, Emitter& e, std::span<const Val> ca
       // Attention reads only the used prefix of the cache.
       Val keys = e.rows(stored[0], 0, pos + T), values = e.rows(stored[1], 0, pos + T);
       Val a = p.one(at("attn"), Op::Attention, attn_attrs(l), {q, keys, values});
-      return p.linear(at("attn_output"), a, name("attn_output"), cfg.attn_out_bias);
+      return p.linear(at("attn_output"), a, cfg.attn_out_bias);
     };
 
     // The feed-forward part on h.
@@ -319,8 +337,8 @@ Val Decoder::forward(const ModelConfig& cfg, Emitter& e, std::span<const Val> ca
             gate = part("ffn_gate", 0);
             up = part("ffn_up", H);
           } else {
-            gate = p.linear(at("ffn_gate"), h, name("ffn_gate"), cfg.ffn_bias);
-            up = p.linear(at("ffn_up"), h, name("ffn_up"), cfg.ffn_bias);
+            gate = p.linear(at("ffn_gate"), h, cfg.ffn_bias);
+            up = p.linear(at("ffn_up"), h, cfg.ffn_bias);
           }
           Val act;
           if (cfg.ffn == FfnKind::SwiGlu) {
@@ -329,15 +347,15 @@ Val Decoder::forward(const ModelConfig& cfg, Emitter& e, std::span<const Val> ca
             Val g = p.one(at("ffn_act"), Op::Gelu, {{"approx", cfg.gelu_approx}}, {gate});
             act = p.one(at("ffn_gated"), Op::Mul, {}, {g, up});
           }
-          return p.linear(at("ffn_down"), act, name("ffn_down"), cfg.ffn_bias);
+          return p.linear(at("ffn_down"), act, cfg.ffn_bias);
         }
         case FfnKind::Gelu: {
-          Val up = p.linear(at("ffn_up"), h, name("ffn_up"), cfg.ffn_bias);
+          Val up = p.linear(at("ffn_up"), h, cfg.ffn_bias);
           Val act = p.one(at("ffn_act"), Op::Gelu, {{"approx", cfg.gelu_approx}}, {up});
-          return p.linear(at("ffn_down"), act, name("ffn_down"), cfg.ffn_bias);
+          return p.linear(at("ffn_down"), act, cfg.ffn_bias);
         }
         case FfnKind::Moe: {
-          Val logits = p.linear(at("ffn_gate_inp"), h, name("ffn_gate_inp"), false);
+          Val logits = p.linear(at("ffn_gate_inp"), h, false);
           Val route =
               p.one(at("ffn_route"), Op::MoeRoute,
                     {{"k", cfg.n_experts_used}, {"norm", cfg.experts_norm ? 1 : 0}}, {logits});
@@ -346,12 +364,12 @@ Val Decoder::forward(const ModelConfig& cfg, Emitter& e, std::span<const Val> ca
                            e.weight(name("ffn_up_exps") + ".weight"),
                            e.weight(name("ffn_down_exps") + ".weight")});
           if (!cfg.shared_expert_dim) return out;
-          Val g = p.linear(at("ffn_gate_shexp"), h, name("ffn_gate_shexp"), false);
-          Val u = p.linear(at("ffn_up_shexp"), h, name("ffn_up_shexp"), false);
+          Val g = p.linear(at("ffn_gate_shexp"), h, false);
+          Val u = p.linear(at("ffn_up_shexp"), h, false);
           Val s = p.one(at("ffn_act_shexp"), Op::Swiglu, {}, {g, u});
-          s = p.linear(at("ffn_down_shexp"), s, name("ffn_down_shexp"), false);
+          s = p.linear(at("ffn_down_shexp"), s, false);
           if (cfg.shared_expert_gate) {
-            Val gl = p.linear(at("ffn_gate_inp_shexp"), h, name("ffn_gate_inp_shexp"), false);
+            Val gl = p.linear(at("ffn_gate_inp_shexp"), h, false);
             s = p.one(at("ffn_shexp_gate"), Op::SigmoidGate, {}, {s, gl});
           }
           return p.one(at("ffn_shexp_add"), Op::Add, {}, {out, s});
@@ -367,25 +385,25 @@ Val Decoder::forward(const ModelConfig& cfg, Emitter& e, std::span<const Val> ca
     };
 
     if (cfg.block == BlockKind::Parallel) {
-      Val h = p.norm(at("attn_norm"), x, name("attn_norm"));
+      Val h = p.norm(at("attn_norm"), x);
       Val a = attention(h);
-      Val h2 = cfg.second_norm ? p.norm(at("ffn_norm"), x, name("ffn_norm")) : h;
+      Val h2 = cfg.second_norm ? p.norm(at("ffn_norm"), x) : h;
       Val f = ffn(h2);
       x = residual("attn_residual", x, a);
       x = residual("ffn_residual", x, f);
     } else {
-      Val h = cfg.pre_norms ? p.norm(at("attn_norm"), x, name("attn_norm")) : x;
+      Val h = cfg.pre_norms ? p.norm(at("attn_norm"), x) : x;
       Val a = attention(h);
-      if (cfg.post_norms) a = p.norm(at("post_attention_norm"), a, name("post_attention_norm"));
+      if (cfg.post_norms) a = p.norm(at("post_attention_norm"), a);
       x = residual("attn_residual", x, a);
-      h = cfg.pre_norms ? p.norm(at("ffn_norm"), x, name("ffn_norm")) : x;
+      h = cfg.pre_norms ? p.norm(at("ffn_norm"), x) : x;
       Val f = ffn(h);
-      if (cfg.post_norms) f = p.norm(at("post_ffw_norm"), f, name("post_ffw_norm"));
+      if (cfg.post_norms) f = p.norm(at("post_ffw_norm"), f);
       x = residual("ffn_residual", x, f);
     }
   }
   if (!all_logits && T > 1) x = e.rows(x, T - 1, 1);
-  x = p.norm({-1, "output_norm"}, x, "output_norm");
+  x = p.norm({-1, "output_norm"}, x);
   Val classifier = e.weight(cfg.shared_classifier ? "token_embd.weight" : "output.weight");
   Val logits =
       p.linear({-1, "output"}, x, classifier,

@@ -449,7 +449,8 @@ class CpuBackend final : public HostBackend {
     }
     split(T, 4 * W, [&](int64_t b, int64_t e) {
       std::vector<double> cs_row, sn_row;
-      std::vector<float> row(static_cast<size_t>(W));
+      thread_local std::vector<float> row;  // kept: a decode step ropes twice per layer
+      row.resize(static_cast<size_t>(W));
       for (int64_t t = b; t < e; ++t) {
         // One sin/cos per pair and row, shared by all heads.
         const double* cs = rc.cs.data();
