@@ -79,9 +79,11 @@ class Backend {
   virtual Support supports(const OpCall& call) const = 0;
   // Runs the call; outputs are readable after sync() (immediately for host backends).
   virtual void run(const OpCall& call) = 0;
-  // run(call) for a call that supports() has just accepted and that has not changed since (the
-  // dispatcher asks first, to name the site in its error). A backend whose run() repeats the
-  // whole check may skip it here: on a decode step that check is a large share of host time.
+  // run(call) for a call that supports() has accepted: just now, or for the same call at the
+  // same place of an earlier step (same op, attributes, site, types and overlaps; see
+  // supports()). The dispatcher asks first, to name the site in its error. A backend whose
+  // run() repeats the whole check may skip it here: on a decode step that check is a large
+  // share of host time.
   virtual void run_supported(const OpCall& call) { run(call); }
   virtual void sync() {}
 };

@@ -108,7 +108,11 @@ OpCall CallFusion::copy_of(const OpCall& c) {
 
 void CallFusion::recycle(OpCall& c) {
   constexpr size_t kMaxSpare = 16;
-  if (spare_.size() < kMaxSpare) spare_.push_back(std::move(c));
+  if (spare_.size() >= kMaxSpare) return;
+  try {
+    spare_.push_back(std::move(c));
+  } catch (...) {
+  }  // called after launches: running out of memory here must not lose held calls
 }
 
 void CallFusion::recycle(std::optional<OpCall>& c) {

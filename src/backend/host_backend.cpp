@@ -40,6 +40,10 @@ BufferId HostBackend::alloc(size_t bytes) {
     slot = free_slots_.back();
     free_slots_.pop_back();
   } else {
+    if (blocks_.size() >= 0xffffffffu) {
+      std::free(p);
+      throw Error(info_.name + ": too many buffers at once");
+    }
     try {
       blocks_.emplace_back();
     } catch (...) {
@@ -72,7 +76,8 @@ void HostBackend::free(BufferId id) {
   if (!kept) std::free(b.bytes);
   b.bytes = nullptr;
   b.size = b.capacity = 0;
-  b.generation++;
+  // A slot whose generation would wrap is retired: its old ids must never match again.
+  if (++b.generation == 0xffffffffu) return;
   try {
     free_slots_.push_back(uint32_t(slot));
   } catch (...) {

@@ -16,6 +16,8 @@ class HostBackend : public Backend {
  public:
   explicit HostBackend(BackendInfo info) : info_(std::move(info)) {}
   ~HostBackend() override;
+  HostBackend(const HostBackend&) = delete;  // owns its buffers' memory
+  HostBackend& operator=(const HostBackend&) = delete;
   const BackendInfo& info() const override { return info_; }
 
   BufferId alloc(size_t bytes) override;
