@@ -1,6 +1,5 @@
 #include "model/decoder.h"
 
-#include <charconv>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -177,14 +176,7 @@ class Pass {
   // buffer: a decode step asks for every weight of the model, by name.
   Val weight(const Site& site, const char* suffix) {
     name_.clear();
-    if (site.layer >= 0) {
-      char digits[16];
-      auto [end, ec] = std::to_chars(digits, digits + sizeof digits, site.layer);
-      name_ += "blk.";
-      name_.append(digits, end);
-      name_ += '.';
-    }
-    name_ += site.role;
+    site.append_to(name_);
     name_ += suffix;
     return e_.weight(name_);
   }
@@ -271,15 +263,14 @@ Val Decoder::forward(const ModelConfig& cfg, Emitter& e, std::span<const Val> ca
 
   for (int l = 0; l < cfg.n_layers; ++l) {
     auto at = [&](const std::string& role) { return Site{l, role}; };
-    auto name = [&](const std::string& role) { return at(role).str(); };
 
     // Attention on h.
     auto attention = [&](Val h) {
       Val q, k, v;
       if (cfg.qkv_fused) {
-        Val w = e.weight(name("attn_qkv") + ".weight");
+        Val w = p.weight(at("attn_qkv"), ".weight");
         std::optional<Val> b;
-        if (cfg.qkv_bias) b = e.weight(name("attn_qkv") + ".bias");
+        if (cfg.qkv_bias) b = p.weight(at("attn_qkv"), ".bias");
         auto part = [&](const char* role, int64_t first, int64_t n) {
           return p.linear(at(role), h, e.rows(w, first, n),
                           b ? std::optional<Val>(e.rows(*b, first, n)) : std::nullopt);
@@ -293,12 +284,11 @@ Val Decoder::forward(const ModelConfig& cfg, Emitter& e, std::span<const Val> ca
         v = p.linear(at("attn_v"), h, cfg.qkv_bias);
       }
       if (cfg.qk_norm != QkNorm::None) {
-        const Attrs eps{{"eps", cfg.norm_eps}};
         auto qk = [&](Val t, const char* role, int heads) {
-          Val w = e.weight(name(role) + ".weight");
-          if (cfg.qk_norm == QkNorm::Whole) return p.one(at(role), Op::RmsNorm, eps, {t, w});
+          Val w = p.weight(at(role), ".weight");
+          if (cfg.qk_norm == QkNorm::Whole) return p.one(at(role), Op::RmsNorm, p.eps_, {t, w});
           Val per_head = e.reshape(t, Shape{T * heads, cfg.head_dim});
-          Val y = p.one(at(role), Op::RmsNorm, eps, {per_head, w});
+          Val y = p.one(at(role), Op::RmsNorm, p.eps_, {per_head, w});
           return e.reshape(y, Shape{T, int64_t(heads) * cfg.head_dim});
         };
         q = qk(q, "attn_q_norm", cfg.n_heads);
@@ -327,9 +317,9 @@ Val Decoder::forward(const ModelConfig& cfg, Emitter& e, std::span<const Val> ca
           Val gate, up;
           if (cfg.gate_up_fused) {
             const int64_t H = cfg.hidden_dim;
-            Val w = e.weight(name("ffn_up") + ".weight");
+            Val w = p.weight(at("ffn_up"), ".weight");
             std::optional<Val> b;
-            if (cfg.ffn_bias) b = e.weight(name("ffn_up") + ".bias");
+            if (cfg.ffn_bias) b = p.weight(at("ffn_up"), ".bias");
             auto part = [&](const char* role, int64_t first) {
               return p.linear(at(role), h, e.rows(w, first, H),
                               b ? std::optional<Val>(e.rows(*b, first, H)) : std::nullopt);
@@ -359,10 +349,10 @@ Val Decoder::forward(const ModelConfig& cfg, Emitter& e, std::span<const Val> ca
           Val route =
               p.one(at("ffn_route"), Op::MoeRoute,
                     {{"k", cfg.n_experts_used}, {"norm", cfg.experts_norm ? 1 : 0}}, {logits});
-          Val out = p.one(at("ffn_moe"), Op::MoeFfn, {},
-                          {h, route, e.weight(name("ffn_gate_exps") + ".weight"),
-                           e.weight(name("ffn_up_exps") + ".weight"),
-                           e.weight(name("ffn_down_exps") + ".weight")});
+          Val out = p.one(
+              at("ffn_moe"), Op::MoeFfn, {},
+              {h, route, p.weight(at("ffn_gate_exps"), ".weight"),
+               p.weight(at("ffn_up_exps"), ".weight"), p.weight(at("ffn_down_exps"), ".weight")});
           if (!cfg.shared_expert_dim) return out;
           Val g = p.linear(at("ffn_gate_shexp"), h, false);
           Val u = p.linear(at("ffn_up_shexp"), h, false);

@@ -21,7 +21,20 @@ int parse_count(std::string_view digits) {
 }  // namespace
 
 std::string Site::str() const {
-  return layer >= 0 ? std::string(kBlock) + std::to_string(layer) + "." + role : role;
+  std::string out;
+  append_to(out);
+  return out;
+}
+
+void Site::append_to(std::string& out) const {
+  if (layer >= 0) {
+    char digits[16];
+    auto [end, ec] = std::to_chars(digits, digits + sizeof digits, layer);
+    out += kBlock;
+    out.append(digits, end);
+    out += '.';
+  }
+  out += role;
 }
 
 Site Site::parse(std::string_view text) {

@@ -16,6 +16,8 @@ struct Site {
   std::string role;
 
   std::string str() const;
+  // Appends str() to out (no string of its own: for names built in a kept buffer).
+  void append_to(std::string& out) const;
   // The inverse of str(): "blk.N.ROLE" gives {N, ROLE}; any other text is a role outside the
   // blocks. Throws Error for an empty site or an empty role.
   static Site parse(std::string_view text);
@@ -31,6 +33,8 @@ struct Phase {
   static Phase decode(int step);
   bool is_prefill() const { return decode_step == 0; }
   std::string str() const;
+  // Appends str() to out (no string of its own: for names built in a kept buffer).
+  void append_to(std::string& out) const;
   // The inverse of str(); throws Error for anything else.
   static Phase parse(std::string_view text);
   auto operator<=>(const Phase&) const = default;
