@@ -12,10 +12,9 @@ namespace tapml {
 // inputs start there) and on any number of backends; a write on one backend makes that the
 // only valid copy.
 struct Dispatcher::Storage {
-  enum class Kind { Weight, Input, Activation, Persistent };
   Dispatcher* owner = nullptr;
   uint32_t refs = 0;
-  Kind kind = Kind::Activation;
+  StorageKind kind = StorageKind::Activation;
   std::string name;
   size_t bytes = 0;
   Tensor host;        // a valid host copy, when not empty
@@ -76,7 +75,8 @@ void Dispatcher::StorageRef::reset() {
   }
 }
 
-Dispatcher::StorageRef Dispatcher::new_storage(int kind, const std::string& name, size_t bytes) {
+Dispatcher::StorageRef Dispatcher::new_storage(StorageKind kind, const std::string& name,
+                                               size_t bytes) {
   std::unique_ptr<Storage> s;
   if (!spare_storage_.empty()) {
     s = std::move(spare_storage_.back());
@@ -85,7 +85,7 @@ Dispatcher::StorageRef Dispatcher::new_storage(int kind, const std::string& name
     s = std::make_unique<Storage>();
     s->owner = this;
   }
-  s->kind = Storage::Kind(kind);
+  s->kind = kind;
   s->name = name;
   s->bytes = bytes;
   return StorageRef(s.release());
@@ -133,7 +133,7 @@ Val Dispatcher::weight(const std::string& name) {
   if (auto it = weight_vals_.find(name); it != weight_vals_.end()) return it->second;
   auto it = weights_.find(name);
   TAPML_REQUIRE(it != weights_.end(), "the model has no weight '" + name + "'");
-  StorageRef s = new_storage(int(Storage::Kind::Weight), name, it->second.nbytes());
+  StorageRef s = new_storage(StorageKind::Weight, name, it->second.nbytes());
   s->host = it->second;
   Val v = add_value({{it->second.dtype(), it->second.shape()}, s, 0, false});
   weight_vals_[name] = v;
@@ -141,14 +141,14 @@ Val Dispatcher::weight(const std::string& name) {
 }
 
 Val Dispatcher::input(const std::string& name, Tensor data) {
-  StorageRef s = new_storage(int(Storage::Kind::Input), name, data.nbytes());
+  StorageRef s = new_storage(StorageKind::Input, name, data.nbytes());
   TensorType t{data.dtype(), data.shape()};
   s->host = std::move(data);
   return add_value({t, s, 0, true});
 }
 
 Val Dispatcher::persistent(const std::string& name, DType dtype, Shape shape) {
-  StorageRef s = new_storage(int(Storage::Kind::Persistent), name, tensor_bytes(dtype, shape));
+  StorageRef s = new_storage(StorageKind::Persistent, name, tensor_bytes(dtype, shape));
   s->zero = true;
   return add_value({{dtype, std::move(shape)}, s, 0, false});
 }
@@ -195,7 +195,7 @@ void Dispatcher::end_step() {
 DeviceTensor Dispatcher::place(Val v, Backend& b, TransferStats& st) {
   Value& val = value(v);
   Storage& s = *val.storage;
-  if (s.kind == Storage::Kind::Weight) {
+  if (s.kind == StorageKind::Weight) {
     // The device keeps the pool's copy; this dispatcher owns none.
     if (s.weight_on != &b) {
       bool uploaded = false;
@@ -241,46 +241,26 @@ DeviceTensor Dispatcher::place(Val v, Backend& b, TransferStats& st) {
   return DeviceTensor{*have, val.offset, val.type.dtype, val.type.shape};
 }
 
-void Dispatcher::alias_of(const std::vector<Val>& inputs,
-                          std::vector<std::pair<size_t, size_t>>& out) const {
-  out.resize(inputs.size());
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    const Value& v = value(inputs[i]);
-    size_t first = i;
-    for (size_t j = 0; j < i; ++j)
-      if (value(inputs[j]).storage == v.storage) {
-        first = j;
-        break;
-      }
-    out[i] = {first, v.offset};
-  }
+std::pair<size_t, size_t> Dispatcher::alias_of(const std::vector<Val>& inputs, size_t i) const {
+  const Value& v = value(inputs[i]);
+  for (size_t j = 0; j < i; ++j)
+    if (value(inputs[j]).storage == v.storage) return {j, v.offset};
+  return {i, v.offset};
 }
 
 bool Dispatcher::plan_matches(const CallPlan& plan, const std::vector<Val>& inputs) const {
   if (plan.in_types.size() != inputs.size()) return false;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    const Value& v = value(inputs[i]);
-    if (!(v.type == plan.in_types[i]) || v.offset != plan.in_alias[i].second) return false;
-    size_t first = i;
-    for (size_t j = 0; j < i; ++j)
-      if (value(inputs[j]).storage == v.storage) {
-        first = j;
-        break;
-      }
-    if (first != plan.in_alias[i].first) return false;
-  }
+  for (size_t i = 0; i < inputs.size(); ++i)
+    if (!(type(inputs[i]) == plan.in_types[i]) || alias_of(inputs, i) != plan.in_alias[i])
+      return false;
   return true;
 }
 
 std::vector<Val> Dispatcher::call(const Site& where, Op op, const Attrs& attrs,
                                   const std::vector<Val>& inputs) {
-  // Plans are kept for the first calls of a step only, so a caller that never ends a step
-  // does not grow them without bound.
-  constexpr size_t kMaxPlans = size_t(1) << 16;
   const size_t at = step_call_++;
-  std::optional<CallPlan> scratch;
-  if (at < kMaxPlans && plans_.size() <= at) plans_.resize(at + 1);
-  CallPlan& plan = at < kMaxPlans ? plans_[at] : scratch.emplace();
+  if (plans_.size() <= at) plans_.resize(at + 1);
+  CallPlan& plan = plans_[at];
   OpCall& c = plan.call;
   if (!(plan.valid && c.op == op && plan.site == where && c.attrs == attrs &&
         plan_matches(plan, inputs))) {
@@ -290,8 +270,11 @@ std::vector<Val> Dispatcher::call(const Site& where, Op op, const Attrs& attrs,
     c.attrs = attrs;
     c.site = where.str();
     plan.in_types.clear();
-    for (Val v : inputs) plan.in_types.push_back(type(v));
-    alias_of(inputs, plan.in_alias);
+    plan.in_alias.clear();
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      plan.in_types.push_back(type(inputs[i]));
+      plan.in_alias.push_back(alias_of(inputs, i));
+    }
     plan.uri = &placement_.uri_for(c.site, op);
     try {
       plan.out_types = infer_outputs(op, plan.in_types, attrs);
@@ -321,7 +304,7 @@ std::vector<Val> Dispatcher::call(const Site& where, Op op, const Attrs& attrs,
       outputs.push_back(add_value(std::move(shared)));
       c.outputs.push_back(c.inputs[size_t(alias)]);
     } else {
-      StorageRef s = new_storage(int(Storage::Kind::Activation), site,
+      StorageRef s = new_storage(StorageKind::Activation, site,
                                  tensor_bytes(out_types[i].dtype, out_types[i].shape));
       BufferId id = b.alloc(s->bytes);
       s->copies.emplace_back(&b, id);
@@ -390,7 +373,7 @@ std::string Dispatcher::weight_name(Val v) const {
   const Value& val = value(v);
   const Storage& s = *val.storage;
   const bool whole = val.offset == 0 && val.type.shape == s.host.shape();
-  return s.kind == Storage::Kind::Weight && whole ? s.name : std::string();
+  return s.kind == StorageKind::Weight && whole ? s.name : std::string();
 }
 
 const Tensor& Dispatcher::weight_tensor(Val v) const {

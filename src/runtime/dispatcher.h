@@ -96,6 +96,7 @@ class Dispatcher final : public Emitter {
 
  private:
   struct Storage;  // bytes of a value on the backends that hold a valid copy
+  enum class StorageKind { Weight, Input, Activation, Persistent };
   // A counted reference to a Storage; the last one gives it back to the dispatcher's spares
   // (its buffers freed), so a decode step's outputs reuse the previous step's records.
   class StorageRef {
@@ -126,7 +127,7 @@ class Dispatcher final : public Emitter {
     bool step_scoped = true;
   };
   // A Storage of this kind, from the spares when there is one.
-  StorageRef new_storage(int kind, const std::string& name, size_t bytes);
+  StorageRef new_storage(StorageKind kind, const std::string& name, size_t bytes);
 
   // What the call at the same place in the previous step worked out, kept while a call
   // repeats it (same op, site, attributes, input types and input aliasing): a decode step
@@ -148,8 +149,8 @@ class Dispatcher final : public Emitter {
   };
   // Whether `plan` was made for this call's inputs.
   bool plan_matches(const CallPlan& plan, const std::vector<Val>& inputs) const;
-  // The aliasing record of CallPlan::in_alias for these inputs, into `out`.
-  void alias_of(const std::vector<Val>& inputs, std::vector<std::pair<size_t, size_t>>& out) const;
+  // CallPlan::in_alias's entry for input i: the first input sharing its storage, its offset.
+  std::pair<size_t, size_t> alias_of(const std::vector<Val>& inputs, size_t i) const;
 
   Val add_value(Value v);
   Value& value(Val v);
