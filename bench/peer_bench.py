@@ -4,7 +4,7 @@ GGUF file, same thread count, in one run; prefill and decode tokens/s (medians) 
 
     bench/peer_bench.py [--peer DIR] [--backend cpu|opencl|URI] [--threads N]
                         [--models 125m,1b] [--types f32,f16,q8_0,q4_k_m] [--file PATH ...]
-                        [-p 128] [-n 32] [-r 5] [--inner 1]
+                        [-p 128] [-n 32] [--depth P] [-r 5] [--inner 1]
 
 The models are made by bench's make_random_gguf (seed 1: "125m" is dim 768, 12 layers, 12
 heads, 4 KV heads, FFN 2048, vocab 32000; "1b" is dim 2048, 22 layers, 32 heads, 4 KV heads,
@@ -17,9 +17,14 @@ and -nopo 1 so a GPU build offloads nothing); any other backend URI (opencl, vul
 is compared with llama-bench on its GPU (-ngl 99 -fa 1, the peer built with its GPU backend).
 The first lines name the CPU, the GPU (nvidia-smi) and the load average.
 
-llama-bench runs `-p P -n 0` (prefill: one batch of P tokens) and `-p 0 -n G` (decode: G
-single-token steps) and reports tokens/s; TapML's e2e_bench runs a prefill of the same P
-tokens and G decode steps after a warm-up. The two engines take turns, R rounds of one
+llama-bench runs `-p P -n 0` (prefill: one batch of P tokens) and `-p 0 -n G -d P` (decode: G
+single-token steps after P tokens already in the cache, filled untimed) and reports tokens/s;
+TapML's e2e_bench runs a prefill of the same P tokens and then G decode steps, after a
+warm-up, so both engines decode at the same positions P .. P+G-1 and attend over the same
+prefix. (Without -d, llama-bench decodes from an empty cache, less attention work per token:
+on the 125M f16 model at 2 threads its decode at depth 0 is up to ~20% faster than at depth
+128.) --depth D decodes llama.cpp at depth D instead (0: llama-bench's default), for a
+comparison with figures taken that way. The two engines take turns, R rounds of one
 measurement each, so that a slow spell of a shared machine falls on both; the table shows
 the medians over the rounds and the median of the per-round ratios (> 1: TapML is faster),
 with their spread (min-max) because single rounds on shared machines vary by +-30%. With
@@ -72,13 +77,13 @@ def model_file(cache, build, peer, name, qtype):
     return out
 
 
-def peer_speed(peer, path, backend, threads, p, n, inner=1):
+def peer_speed(peer, path, backend, threads, p, n, depth, inner=1):
     where = ["-ngl", "0", "-nopo", "1"] if backend == "cpu" else ["-ngl", "99", "-fa", "1"]
-    def one(pp, tg):
+    def one(pp, tg, d):
         out = run([os.path.join(peer, "llama-bench"), "-m", path, "-t", str(threads), "-p", str(pp),
-                   "-n", str(tg), "-r", str(inner), "-o", "json"] + where)
+                   "-n", str(tg), "-d", str(d), "-r", str(inner), "-o", "json"] + where)
         return json.loads(out)[0]["avg_ts"]
-    return one(p, 0), one(0, n)
+    return one(p, 0, 0), one(0, n, depth)
 
 
 def tapml_speed(build, path, backend, threads, p, n, inner=1):
@@ -122,6 +127,8 @@ def main():
     ap.add_argument("--file", action="append", default=[], help="a GGUF file of your own (repeatable)")
     ap.add_argument("-p", type=int, default=128)
     ap.add_argument("-n", type=int, default=32)
+    ap.add_argument("--depth", type=int, default=None,
+                    help="tokens in llama.cpp's cache before its decode (default P, as TapML's)")
     ap.add_argument("-r", type=int, default=5, help="alternating rounds")
     ap.add_argument("--inner", type=int, default=1, help="measurements per engine per round")
     a = ap.parse_args()
@@ -129,6 +136,9 @@ def main():
     os.makedirs(cache, exist_ok=True)
     if a.r < 1 or a.inner < 1 or a.p < 1 or a.n < 1:
         sys.exit("peer_bench: -r, --inner, -p and -n must be at least 1")
+    depth = a.p if a.depth is None else a.depth
+    if depth < 0:
+        sys.exit("peer_bench: --depth must be 0 or more")
     models = [m for m in a.models.split(",") if m]
     types = [t for t in a.types.split(",") if t]
     for m in models:
@@ -149,7 +159,7 @@ def main():
             for m in models for t in types]
     jobs += [(os.path.basename(f), lambda f=f: f) for f in a.file]
     print(machine())
-    print(f"backend {a.backend}, threads {a.threads}, prefill P={a.p}, decode G={a.n}, {a.r} "
+    print(f"backend {a.backend}, threads {a.threads}, prefill P={a.p}, decode G={a.n} (llama.cpp at depth {depth}), {a.r} "
           f"alternating rounds of {a.inner} measurement(s); medians, tokens/s; ratio = median of "
           "the rounds' ratios (min-max)")
     print(f"{'model':<16} {'llama.cpp pp':>12} {'tg':>8} {'tapml pp':>9} {'tg':>8} "
@@ -160,7 +170,7 @@ def main():
         rounds = []
         for r in range(a.r):
             print(f"  {label}: round {r + 1}/{a.r}", end="\r", file=sys.stderr, flush=True)
-            rounds.append(peer_speed(a.peer, path, a.backend, a.threads, a.p, a.n, a.inner) +
+            rounds.append(peer_speed(a.peer, path, a.backend, a.threads, a.p, a.n, depth, a.inner) +
                           tapml_speed(a.build, path, a.backend, a.threads, a.p, a.n, a.inner))
         pp_peer, tg_peer, pp_t, tg_t = (med(col) for col in zip(*rounds))
         r_pp = [x[2] / x[0] for x in rounds]
