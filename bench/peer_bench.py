@@ -22,8 +22,8 @@ single-token steps after P tokens already in the cache, filled untimed) and repo
 TapML's e2e_bench runs a prefill of the same P tokens and then G decode steps, after a
 warm-up, so both engines decode at the same positions P .. P+G-1 and attend over the same
 prefix. (Without -d, llama-bench decodes from an empty cache, less attention work per token:
-on the 125M f16 model at 2 threads its decode at depth 0 is up to ~20% faster than at depth
-128.) --depth D decodes llama.cpp at depth D instead (0: llama-bench's default), for a
+the 125M f16 model at 2 threads on a 2-core VM decoded 136-173 tok/s at depth 0 and 134-144
+at depth 128, three alternating rounds.) --depth D decodes llama.cpp at depth D instead (0: llama-bench's default), for a
 comparison with figures taken that way. The two engines take turns, R rounds of one
 measurement each, so that a slow spell of a shared machine falls on both; the table shows
 the medians over the rounds and the median of the per-round ratios (> 1: TapML is faster),
