@@ -183,11 +183,13 @@ class Pass {
 
   // RMSNorm or LayerNorm (+ bias) of x with the weights named after the site (.weight, .bias).
   Val norm(const Site& site, Val x) {
-    if (c_.norm == NormKind::Rms) return one(site, Op::RmsNorm, eps_, {x, weight(site, ".weight")});
+    if (c_.norm == NormKind::Rms) return rms_norm(site, x, weight(site, ".weight"));
     Val y = one(site, Op::LayerNorm, eps_, {x, weight(site, ".weight")});
     if (!c_.norm_bias) return y;
     return one(bias_site(site), Op::Bias, {}, {y, weight(site, ".bias")});
   }
+  // RMSNorm of x's rows with the model's eps.
+  Val rms_norm(const Site& site, Val x, Val w) { return one(site, Op::RmsNorm, eps_, {x, w}); }
   // x w^T (+ b). `w` and `b` may be views of fused weights.
   Val linear(const Site& site, Val x, Val w, std::optional<Val> b) {
     Val y = one(site, Op::Matmul, {}, {x, w});
@@ -286,9 +288,9 @@ Val Decoder::forward(const ModelConfig& cfg, Emitter& e, std::span<const Val> ca
       if (cfg.qk_norm != QkNorm::None) {
         auto qk = [&](Val t, const char* role, int heads) {
           Val w = p.weight(at(role), ".weight");
-          if (cfg.qk_norm == QkNorm::Whole) return p.one(at(role), Op::RmsNorm, p.eps_, {t, w});
+          if (cfg.qk_norm == QkNorm::Whole) return p.rms_norm(at(role), t, w);
           Val per_head = e.reshape(t, Shape{T * heads, cfg.head_dim});
-          Val y = p.one(at(role), Op::RmsNorm, p.eps_, {per_head, w});
+          Val y = p.rms_norm(at(role), per_head, w);
           return e.reshape(y, Shape{T, int64_t(heads) * cfg.head_dim});
         };
         q = qk(q, "attn_q_norm", cfg.n_heads);

@@ -33,8 +33,6 @@ struct Phase {
   static Phase decode(int step);
   bool is_prefill() const { return decode_step == 0; }
   std::string str() const;
-  // Appends str() to out (no string of its own: for names built in a kept buffer).
-  void append_to(std::string& out) const;
   // The inverse of str(); throws Error for anything else.
   static Phase parse(std::string_view text);
   auto operator<=>(const Phase&) const = default;
