@@ -251,7 +251,7 @@ std::pair<size_t, size_t> Dispatcher::alias_of(const std::vector<Val>& inputs, s
 bool Dispatcher::plan_matches(const CallPlan& plan, const std::vector<Val>& inputs) const {
   if (plan.in_types.size() != inputs.size()) return false;
   for (size_t i = 0; i < inputs.size(); ++i)
-    if (!(type(inputs[i]) == plan.in_types[i]) || alias_of(inputs, i) != plan.in_alias[i])
+    if (!(value(inputs[i]).type == plan.in_types[i]) || alias_of(inputs, i) != plan.in_alias[i])
       return false;
   return true;
 }
