@@ -5,6 +5,7 @@ GGUF file, same thread count, in one run; prefill and decode tokens/s (medians) 
     bench/peer_bench.py [--peer DIR] [--backend cpu|opencl|URI] [--threads N]
                         [--models 125m,1b] [--types f32,f16,q8_0,q4_k_m] [--file PATH ...]
                         [-p 128] [-n 32] [--depth P] [-r 5] [--inner 1]
+                        [--peer-args '--no-host 1']
 
 The models are made by bench's make_random_gguf (seed 1: "125m" is dim 768, 12 layers, 12
 heads, 4 KV heads, FFN 2048, vocab 32000; "1b" is dim 2048, 22 layers, 32 heads, 4 KV heads,
@@ -29,11 +30,14 @@ measurement each, so that a slow spell of a shared machine falls on both; the ta
 the medians over the rounds and the median of the per-round ratios (> 1: TapML is faster),
 with their spread (min-max) because single rounds on shared machines vary by +-30%. With
 --inner N each round measures N times and takes llama-bench's mean and e2e_bench's median:
-a 125M prefill at 16 threads lasts ~30 ms, and one such sample says little.
+a 125M prefill at 16 threads lasts ~30 ms, and one such sample says little. --peer-args
+passes more options to every llama-bench call (how a build's placement of weights or cache
+changes its speed: '--no-host 1', '-mmp 0', '-nkvo 1').
 """
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -77,8 +81,9 @@ def model_file(cache, build, peer, name, qtype):
     return out
 
 
-def peer_speed(peer, path, backend, threads, p, n, depth, inner=1):
+def peer_speed(peer, path, backend, threads, p, n, depth, inner=1, extra=()):
     where = ["-ngl", "0", "-nopo", "1"] if backend == "cpu" else ["-ngl", "99", "-fa", "1"]
+    where += list(extra)
     def one(pp, tg, d):
         out = run([os.path.join(peer, "llama-bench"), "-m", path, "-t", str(threads), "-p", str(pp),
                    "-n", str(tg), "-d", str(d), "-r", str(inner), "-o", "json"] + where)
@@ -131,11 +136,17 @@ def main():
                     help="tokens in llama.cpp's cache before its decode (default P, as TapML's)")
     ap.add_argument("-r", type=int, default=5, help="alternating rounds")
     ap.add_argument("--inner", type=int, default=1, help="measurements per engine per round")
+    ap.add_argument("--peer-args", default="",
+                    help="more llama-bench options, one string (e.g. '--no-host 1' or '-mmp 0')")
     a = ap.parse_args()
     cache = os.environ.get("TAPML_BENCH_CACHE", os.path.expanduser("~/.cache/tapml-bench"))
     os.makedirs(cache, exist_ok=True)
     if a.r < 1 or a.inner < 1 or a.p < 1 or a.n < 1:
         sys.exit("peer_bench: -r, --inner, -p and -n must be at least 1")
+    try:
+        peer_args = shlex.split(a.peer_args)
+    except ValueError as e:
+        sys.exit(f"peer_bench: --peer-args: {e}")
     depth = a.p if a.depth is None else a.depth
     if depth < 0:
         sys.exit("peer_bench: --depth must be 0 or more")
@@ -159,6 +170,8 @@ def main():
             for m in models for t in types]
     jobs += [(os.path.basename(f), lambda f=f: f) for f in a.file]
     print(machine())
+    if peer_args:
+        print(f"llama-bench also given: {shlex.join(peer_args)}")
     print(f"backend {a.backend}, threads {a.threads}, prefill P={a.p}, decode G={a.n} (llama.cpp at depth {depth}), {a.r} "
           f"alternating rounds of {a.inner} measurement(s); medians, tokens/s; ratio = median of "
           "the rounds' ratios (min-max)")
@@ -170,7 +183,8 @@ def main():
         rounds = []
         for r in range(a.r):
             print(f"  {label}: round {r + 1}/{a.r}", end="\r", file=sys.stderr, flush=True)
-            rounds.append(peer_speed(a.peer, path, a.backend, a.threads, a.p, a.n, depth, a.inner) +
+            rounds.append(peer_speed(a.peer, path, a.backend, a.threads, a.p, a.n, depth, a.inner,
+                                     peer_args) +
                           tapml_speed(a.build, path, a.backend, a.threads, a.p, a.n, a.inner))
         pp_peer, tg_peer, pp_t, tg_t = (med(col) for col in zip(*rounds))
         r_pp = [x[2] / x[0] for x in rounds]
