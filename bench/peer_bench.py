@@ -5,7 +5,7 @@ GGUF file, same thread count, in one run; prefill and decode tokens/s (medians) 
     bench/peer_bench.py [--peer DIR] [--backend cpu|opencl|URI] [--threads N]
                         [--models 125m,1b] [--types f32,f16,q8_0,q4_k_m] [--file PATH ...]
                         [-p 128] [-n 32] [--depth P] [-r 5] [--inner 1]
-                        [--peer-args '--no-host 1']
+                        [--stat median,best] [--peer-args '--no-host 1']
 
 The models are made by bench's make_random_gguf (seed 1: "125m" is dim 768, 12 layers, 12
 heads, 4 KV heads, FFN 2048, vocab 32000; "1b" is dim 2048, 22 layers, 32 heads, 4 KV heads,
@@ -24,15 +24,18 @@ TapML's e2e_bench runs a prefill of the same P tokens and then G decode steps, a
 warm-up, so both engines decode at the same positions P .. P+G-1 and attend over the same
 prefix. (Without -d, llama-bench decodes from an empty cache, less attention work per token:
 the 125M f16 model at 2 threads on a 2-core VM decoded 136-173 tok/s at depth 0 and 134-144
-at depth 128, three alternating rounds.) --depth D decodes llama.cpp at depth D instead (0: llama-bench's default), for a
-comparison with figures taken that way. The two engines take turns, R rounds of one
-measurement each, so that a slow spell of a shared machine falls on both; the table shows
-the medians over the rounds and the median of the per-round ratios (> 1: TapML is faster),
+at depth 128, three alternating rounds.) --depth D decodes llama.cpp at depth D instead (0:
+llama-bench's default), for a comparison with figures taken that way. The two engines take
+turns, R rounds of one measurement each, so that a slow spell of a shared machine falls on
+both; the table shows the medians over the rounds and the median of the per-round ratios (> 1: TapML is faster),
 with their spread (min-max) because single rounds on shared machines vary by +-30%. With
 --inner N each round measures N times and takes llama-bench's mean and e2e_bench's median:
-a 125M prefill at 16 threads lasts ~30 ms, and one such sample says little. --peer-args
-passes more options to every llama-bench call (how a build's placement of weights or cache
-changes its speed: '--no-host 1', '-mmp 0', '-nkvo 1').
+a 125M prefill at 16 threads lasts ~30 ms, and one such sample says little. --stat best takes
+each engine's fastest measurement of a round instead (llama-bench's samples, e2e_bench's
+runs): on a machine whose neighbours slow single runs by 2x at random, the fastest run is the
+least disturbed one, for both engines alike. --stat median,best prints both tables from the
+same rounds. --peer-args passes more options to every llama-bench call (how a build's
+placement of weights or cache changes its speed: '--no-host 1', '-mmp 0', '-nkvo 1').
 """
 import argparse
 import json
@@ -81,22 +84,33 @@ def model_file(cache, build, peer, name, qtype):
     return out
 
 
-def peer_speed(peer, path, backend, threads, p, n, depth, inner=1, extra=()):
+def peer_samples(peer, path, backend, threads, p, n, depth, inner=1, extra=()):
+    """llama-bench's tokens/s, every measurement: (prefill samples, decode samples)."""
     where = ["-ngl", "0", "-nopo", "1"] if backend == "cpu" else ["-ngl", "99", "-fa", "1"]
     where += list(extra)
     def one(pp, tg, d):
         out = run([os.path.join(peer, "llama-bench"), "-m", path, "-t", str(threads), "-p", str(pp),
                    "-n", str(tg), "-d", str(d), "-r", str(inner), "-o", "json"] + where)
-        return json.loads(out)[0]["avg_ts"]
+        return json.loads(out)[0]["samples_ts"]
     return one(p, 0, 0), one(0, n, depth)
 
 
-def tapml_speed(build, path, backend, threads, p, n, inner=1):
+def tapml_samples(build, path, backend, threads, p, n, inner=1):
+    """e2e_bench's tokens/s, every run: (prefill runs, decode runs)."""
     uri = f"cpu?threads={threads}" if backend == "cpu" else backend
     out = run([os.path.join(build, "bench", "e2e_bench"), "--model", path, "--backend", uri,
                "-p", str(p), "-g", str(n), "-r", str(inner)])
     j = json.loads(out.strip().splitlines()[-1])
-    return j["prefill_tok_s"], j["decode_tok_s"]
+    return j["prefill_runs"], j["decode_runs"]
+
+
+# How one round's measurements of an engine become one figure: "median" is what each tool
+# reports itself (llama-bench the mean of its samples, e2e_bench the median of its runs),
+# "best" the fastest measurement of each.
+STATS = {
+    "median": (statistics.mean, statistics.median),
+    "best": (max, max),
+}
 
 
 def machine():
@@ -136,6 +150,9 @@ def main():
                     help="tokens in llama.cpp's cache before its decode (default P, as TapML's)")
     ap.add_argument("-r", type=int, default=5, help="alternating rounds")
     ap.add_argument("--inner", type=int, default=1, help="measurements per engine per round")
+    ap.add_argument("--stat", default="median",
+                    help="per round and engine, of the --inner measurements: median "
+                         "(llama-bench: mean), best (the fastest), or both: median,best")
     ap.add_argument("--peer-args", default="",
                     help="more llama-bench options, one string (e.g. '--no-host 1' or '-mmp 0')")
     a = ap.parse_args()
@@ -143,6 +160,9 @@ def main():
     os.makedirs(cache, exist_ok=True)
     if a.r < 1 or a.inner < 1 or a.p < 1 or a.n < 1:
         sys.exit("peer_bench: -r, --inner, -p and -n must be at least 1")
+    stats = [x for x in a.stat.split(",") if x]
+    if not stats or any(x not in STATS for x in stats):
+        sys.exit(f"peer_bench: --stat {a.stat!r}: give median, best or median,best")
     try:
         peer_args = shlex.split(a.peer_args)
     except ValueError as e:
@@ -173,9 +193,10 @@ def main():
     if peer_args:
         print(f"llama-bench also given: {shlex.join(peer_args)}")
     print(f"backend {a.backend}, threads {a.threads}, prefill P={a.p}, decode G={a.n} (llama.cpp at depth {depth}), {a.r} "
-          f"alternating rounds of {a.inner} measurement(s); medians, tokens/s; ratio = median of "
-          "the rounds' ratios (min-max)")
-    print(f"{'model':<16} {'llama.cpp pp':>12} {'tg':>8} {'tapml pp':>9} {'tg':>8} "
+          f"alternating rounds of {a.inner} measurement(s); per round and engine the {' or the '.join(stats)} "
+          "of them (median: llama-bench's mean, e2e_bench's median; best: the fastest); medians over "
+          "the rounds, tokens/s; ratio = median of the rounds' ratios (min-max)")
+    print(f"{'model':<24} {'llama.cpp pp':>12} {'tg':>8} {'tapml pp':>9} {'tg':>8} "
           f"{'ratio pp':>17} {'ratio tg':>17}")
     med = statistics.median
     for label, make in jobs:
@@ -183,15 +204,19 @@ def main():
         rounds = []
         for r in range(a.r):
             print(f"  {label}: round {r + 1}/{a.r}", end="\r", file=sys.stderr, flush=True)
-            rounds.append(peer_speed(a.peer, path, a.backend, a.threads, a.p, a.n, depth, a.inner,
-                                     peer_args) +
-                          tapml_speed(a.build, path, a.backend, a.threads, a.p, a.n, a.inner))
-        pp_peer, tg_peer, pp_t, tg_t = (med(col) for col in zip(*rounds))
-        r_pp = [x[2] / x[0] for x in rounds]
-        r_tg = [x[3] / x[1] for x in rounds]
-        print(f"{label:<16} {pp_peer:12.1f} {tg_peer:8.2f} {pp_t:9.1f} {tg_t:8.2f} "
-              f"{med(r_pp):5.2f} ({spread(r_pp):>10}) {med(r_tg):5.2f} ({spread(r_tg):>10})",
-              flush=True)
+            rounds.append(peer_samples(a.peer, path, a.backend, a.threads, a.p, a.n, depth, a.inner,
+                                       peer_args) +
+                          tapml_samples(a.build, path, a.backend, a.threads, a.p, a.n, a.inner))
+        for stat in stats:
+            of_peer, of_tapml = STATS[stat]
+            figures = [(of_peer(x[0]), of_peer(x[1]), of_tapml(x[2]), of_tapml(x[3])) for x in rounds]
+            pp_peer, tg_peer, pp_t, tg_t = (med(col) for col in zip(*figures))
+            r_pp = [x[2] / x[0] for x in figures]
+            r_tg = [x[3] / x[1] for x in figures]
+            row = label if len(stats) == 1 else f"{label} [{stat}]"
+            print(f"{row:<24} {pp_peer:12.1f} {tg_peer:8.2f} {pp_t:9.1f} {tg_t:8.2f} "
+                  f"{med(r_pp):5.2f} ({spread(r_pp):>10}) {med(r_tg):5.2f} ({spread(r_tg):>10})",
+                  flush=True)
 
 
 if __name__ == "__main__":
