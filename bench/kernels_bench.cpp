@@ -174,6 +174,18 @@ BENCHMARK_CAPTURE(BM_Matmul, prefill_cpu_f16, "cpu", DType::F16)->Apply([](auto*
 BENCHMARK_CAPTURE(BM_Matmul, prefill_cpu1_f32, "cpu?threads=1", DType::F32)->Apply([](auto* b) {
   model_sizes(b, 64);
 });
+// A 125M model's prefill of 128 tokens: the up projection and the down projection (K=2048).
+void prefill_sizes(benchmark::internal::Benchmark* b) {
+  b->Args({128, 768, 2048})
+      ->Args({128, 2048, 768})
+      ->Args({128, 5632, 2048})
+      ->UseRealTime()
+      ->Unit(benchmark::kMicrosecond);
+}
+BENCHMARK_CAPTURE(BM_Matmul, prefill128_cpu1_f32, "cpu?threads=1", DType::F32)
+    ->Apply(prefill_sizes);
+BENCHMARK_CAPTURE(BM_Matmul, prefill128_cpu1_f16, "cpu?threads=1", DType::F16)
+    ->Apply(prefill_sizes);
 BENCHMARK_CAPTURE(BM_Matmul, gemv_ref_f32, "ref", DType::F32)
     ->Args({1, 768, 256})
     ->UseRealTime()

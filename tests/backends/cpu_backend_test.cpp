@@ -145,12 +145,14 @@ TEST_F(CpuVsRef, Matmul) {
 
 TEST_F(CpuVsRef, MatmulLargeEnoughToThread) {
   // Several weight chunks per thread (prefill path), ranges not aligned to chunks, K with a
-  // remainder after whole vectors.
+  // remainder after whole vectors; a K long enough to be cut into blocks (partial dot
+  // products added up), with a last row tile and a last column of their own.
   for (DType wt : kWeightTypes)
     for (auto [T, K, N] : {std::tuple<int64_t, int64_t, int64_t>{1, 768, 301},
                            {64, 200, 150},
                            {9, 1030, 70},
-                           {6, 24, 2000}}) {
+                           {6, 24, 2000},
+                           {13, 3100, 9}}) {
       auto x = rng_.normal(T * K), w = rng_.normal(N * K, 0.05f);
       compare("matmul", {}, {from_f32({T, K}, x), from_f32({N, K}, w, wt)},
               std::string(dtype_name(wt)) + " " + dims({{"T", T}, {"K", K}, {"N", N}}));
@@ -564,6 +566,11 @@ TEST_F(CpuVsRef, EveryCompiledSimdTarget) {
         compare("matmul", {},
                 {from_f32({T, K}, rng_.normal(T * K)), from_f32({N, K}, rng_.normal(N * K), wt)},
                 name + " " + std::string(dtype_name(wt)) + " T=" + std::to_string(T));
+        if (T == 7)  // prefill rows over a K cut into blocks on every target
+          compare("matmul", {},
+                  {from_f32({T, 2500}, rng_.normal(T * 2500)),
+                   from_f32({9, 2500}, rng_.normal(9 * 2500), wt)},
+                  name + " " + std::string(dtype_name(wt)) + " T=7 K=2500");
         compare("rmsnorm", {{"eps", 1e-5}},
                 {from_f32({T, 45}, rng_.normal(T * 45)), from_f32({45}, rng_.normal(45), wt)},
                 name + " " + std::string(dtype_name(wt)));

@@ -137,10 +137,11 @@ HWY_INLINE void sum_lanes_of(DF df, const VF* v, float* out) {
   for (; i < n; ++i) out[i] = sum_lanes(df, v[i]);
 }
 
-// out[t * ldo + r] = dot(x row t, w row r) for RT x rows and RN weight rows, all of length K.
+// out[t * ldo + r] = dot(x row t, w row r) for RT x rows and RN weight rows, each K long and
+// ld apart; with accumulate, added to what out holds.
 template <int RT, int RN, class W>
-HWY_INLINE void tile(const float* HWY_RESTRICT x, const W* HWY_RESTRICT w, int64_t K,
-                     float* HWY_RESTRICT out, int64_t ldo) {
+HWY_INLINE void tile(const float* HWY_RESTRICT x, const W* HWY_RESTRICT w, int64_t K, int64_t ld,
+                     float* HWY_RESTRICT out, int64_t ldo, bool accumulate) {
   const DF df;
   const int64_t L = int64_t(hn::Lanes(df));
   VF acc[RT][RN];
@@ -162,14 +163,14 @@ HWY_INLINE void tile(const float* HWY_RESTRICT x, const W* HWY_RESTRICT w, int64
       if constexpr (RT == 1)
         for (int r = 0; r < RN; ++r)
           for (int64_t b = 0; b < 2 * L * int64_t(sizeof(W)); b += 64)
-            __builtin_prefetch(reinterpret_cast<const char*>(w + (r + RN) * K + k) + b, 0, 2);
+            __builtin_prefetch(reinterpret_cast<const char*>(w + (r + RN) * ld + k) + b, 0, 2);
       VF w0[RN], w1[RN];
       for (int r = 0; r < RN; ++r) {
-        w0[r] = load_weights(df, w + r * K + k);
-        w1[r] = load_weights(df, w + r * K + k + L);
+        w0[r] = load_weights(df, w + r * ld + k);
+        w1[r] = load_weights(df, w + r * ld + k + L);
       }
       for (int t = 0; t < RT; ++t) {
-        const VF x0 = hn::LoadU(df, x + t * K + k), x1 = hn::LoadU(df, x + t * K + k + L);
+        const VF x0 = hn::LoadU(df, x + t * ld + k), x1 = hn::LoadU(df, x + t * ld + k + L);
         for (int r = 0; r < RN; ++r) {
           acc[t][r] = hn::MulAdd(x0, w0[r], acc[t][r]);
           acc2[t][r] = hn::MulAdd(x1, w1[r], acc2[t][r]);
@@ -181,9 +182,9 @@ HWY_INLINE void tile(const float* HWY_RESTRICT x, const W* HWY_RESTRICT w, int64
   }
   for (; k + L <= K; k += L) {
     VF wv[RN];
-    for (int r = 0; r < RN; ++r) wv[r] = load_weights(df, w + r * K + k);
+    for (int r = 0; r < RN; ++r) wv[r] = load_weights(df, w + r * ld + k);
     for (int t = 0; t < RT; ++t) {
-      const VF xv = hn::LoadU(df, x + t * K + k);
+      const VF xv = hn::LoadU(df, x + t * ld + k);
       for (int r = 0; r < RN; ++r) acc[t][r] = hn::MulAdd(xv, wv[r], acc[t][r]);
     }
   }
@@ -192,28 +193,29 @@ HWY_INLINE void tile(const float* HWY_RESTRICT x, const W* HWY_RESTRICT w, int64
   for (int t = 0; t < RT; ++t)
     for (int r = 0; r < RN; ++r) {
       float s = sums[t * RN + r];
-      for (int64_t kk = k; kk < K; ++kk) s += x[t * K + kk] * scalar_weight(w + r * K + kk);
-      out[t * ldo + r] = s;
+      for (int64_t kk = k; kk < K; ++kk) s += x[t * ld + kk] * scalar_weight(w + r * ld + kk);
+      out[t * ldo + r] = accumulate ? out[t * ldo + r] + s : s;
     }
 }
 
 // Columns [n0, n1) of RT x rows, RN weight rows at a time.
 template <int RT, int RN, class W>
-HWY_INLINE void tile_columns_rt(const float* x, const W* w, int64_t K, int64_t n0, int64_t n1,
-                                float* out, int64_t ldo) {
+HWY_INLINE void tile_columns_rt(const float* x, const W* w, int64_t K, int64_t ld, int64_t n0,
+                                int64_t n1, float* out, int64_t ldo, bool accumulate) {
   int64_t n = n0;
-  for (; n + RN <= n1; n += RN) tile<RT, RN>(x, w + n * K, K, out + n, ldo);
-  for (; n < n1; ++n) tile<RT, 1>(x, w + n * K, K, out + n, ldo);
+  for (; n + RN <= n1; n += RN) tile<RT, RN>(x, w + n * ld, K, ld, out + n, ldo, accumulate);
+  for (; n < n1; ++n) tile<RT, 1>(x, w + n * ld, K, ld, out + n, ldo, accumulate);
 }
 
 // The same for a run-time rt in 1..MaxRT.
 template <int MaxRT, int RN, class W>
-HWY_INLINE void tile_columns(int rt, const float* x, const W* w, int64_t K, int64_t n0, int64_t n1,
-                             float* out, int64_t ldo) {
+HWY_INLINE void tile_columns(int rt, const float* x, const W* w, int64_t K, int64_t ld, int64_t n0,
+                             int64_t n1, float* out, int64_t ldo, bool accumulate) {
   if constexpr (MaxRT > 1) {
-    if (rt < MaxRT) return tile_columns<MaxRT - 1, RN>(rt, x, w, K, n0, n1, out, ldo);
+    if (rt < MaxRT)
+      return tile_columns<MaxRT - 1, RN>(rt, x, w, K, ld, n0, n1, out, ldo, accumulate);
   }
-  tile_columns_rt<MaxRT, RN>(x, w, K, n0, n1, out, ldo);
+  tile_columns_rt<MaxRT, RN>(x, w, K, ld, n0, n1, out, ldo, accumulate);
 }
 
 // Prefill: take the weights a chunk of rows at a time, small enough to stay in L2 while
@@ -221,19 +223,36 @@ HWY_INLINE void tile_columns(int rt, const float* x, const W* w, int64_t K, int6
 // 16-bit weights are widened in registers by each tile: widening a chunk into an f32 copy
 // once doubled the bytes each tile streams from L2 (e2e_bench on this 2-core AVX-512 VM:
 // 125M f16 prefill at one thread about 5-10% slower that way).
+// A K longer than kCutK is cut into blocks of at most kBlockK, so that a tile's kTileT x rows
+// (24 KB) stay in L1 while the weights stream from L2; later blocks add their partial dot
+// products to out. Uncut, a tile over a long K reads both from L2: kernels_bench prefill128
+// at one thread on a Zen 5 VM (1 MB L2), K=5632: f32 94-97 -> 135 GFLOP/s, f16 165 -> 175;
+// K=2048: f32 118-138 -> 155-162, f16 the same. But on the 16-core Emerald Rapids host (2 MB
+// L2), cutting K=2048 bought nothing end to end (125M prefill at 8 threads, six alternating
+// rounds, new/old: f32 0.97, f16 0.95, spreads +-10%), so K up to 2048 stays whole.
+constexpr int64_t kBlockK = 24 * 1024 / (kTileT * int64_t(sizeof(float)));
+constexpr int64_t kCutK = 2048;
 template <class W>
 void matmul_typed(const MatmulArgs& a, const W* w, int64_t n0, int64_t n1) {
   const int64_t T = a.T, K = a.K, N = a.N;
-  if (T == 1) return tile_columns_rt<1, kGemvN>(a.x, w, K, n0, n1, a.out, N);
-  if (T <= kTileT) return tile_columns<kTileT, kTileN>(int(T), a.x, w, K, n0, n1, a.out, N);
+  if (T == 1) return tile_columns_rt<1, kGemvN>(a.x, w, K, K, n0, n1, a.out, N, false);
+  if (T <= kTileT)
+    return tile_columns<kTileT, kTileN>(int(T), a.x, w, K, K, n0, n1, a.out, N, false);
+  const int64_t lanes = int64_t(hn::Lanes(DF()));
+  const int64_t blocks = K > kCutK ? (K + kBlockK - 1) / kBlockK : 1;
+  const int64_t kc = blocks == 1 ? K : ((K + blocks - 1) / blocks + lanes - 1) / lanes * lanes;
   constexpr int64_t kChunkBytes = 96 * 1024;
   const int64_t chunk =
-      std::max<int64_t>(kTileN, kChunkBytes / (K * int64_t(sizeof(W))) / kTileN * kTileN);
+      std::max<int64_t>(kTileN, kChunkBytes / (kc * int64_t(sizeof(W))) / kTileN * kTileN);
   for (int64_t c0 = n0; c0 < n1; c0 += chunk) {
     const int64_t c1 = std::min(n1, c0 + chunk);
-    for (int64_t t = 0; t < T; t += kTileT) {
-      const int rt = int(std::min<int64_t>(kTileT, T - t));
-      tile_columns<kTileT, kTileN>(rt, a.x + t * K, w, K, c0, c1, a.out + t * N, N);
+    for (int64_t k0 = 0; k0 < K; k0 += kc) {
+      const int64_t klen = std::min(kc, K - k0);
+      for (int64_t t = 0; t < T; t += kTileT) {
+        const int rt = int(std::min<int64_t>(kTileT, T - t));
+        tile_columns<kTileT, kTileN>(rt, a.x + t * K + k0, w + k0, klen, K, c0, c1, a.out + t * N,
+                                     N, k0 > 0);
+      }
     }
   }
 }
