@@ -43,7 +43,7 @@ double median(std::vector<double> xs) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model_path, label;
+  std::string model_path, label, kv_cache = "f32";
   std::vector<std::string> backends;
   int prompt_len = 128, gen_tokens = 32, reps = 5, warmup = 1;
   CLI::App app{"End-to-end prefill/decode tokens per second of TapML backends"};
@@ -63,6 +63,9 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0, 100))
       ->capture_default_str();
   app.add_option("--label", label, "model label for the output (default: the path)");
+  app.add_option("--kv-cache", kv_cache, "KV cache dtype: f32 or f16")
+      ->check(CLI::IsMember({"f32", "f16"}))
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   if (label.empty()) label = model_path;
 
@@ -80,7 +83,7 @@ int main(int argc, char** argv) {
     const int context = run.steps;
 
     for (const std::string& uri : backends) {
-      Session session(model, Placement(uri), context);
+      Session session(model, Placement(uri), context, kv_cache == "f16" ? DType::F16 : DType::F32);
       for (int i = 0; i < warmup; ++i) generate(session, prompt, run);
       std::vector<double> prefill, decode;
       GenerateResult last;
@@ -96,6 +99,7 @@ int main(int argc, char** argv) {
       j["prompt_tokens"] = prompt_len;
       j["gen_tokens"] = gen_tokens;
       j["reps"] = reps;
+      j["kv_cache"] = kv_cache;
       j["prefill_tok_s"] = median(prefill);
       j["decode_tok_s"] = median(decode);
       j["prefill_runs"] = prefill;

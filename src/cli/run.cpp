@@ -1,6 +1,6 @@
-#include <optional>
 #include <cstdio>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "cli/commands.h"
 #include "cli/json_output.h"
@@ -17,7 +17,7 @@ namespace tapml::cli {
 
 namespace {
 struct RunArgs {
-  std::string model, backend = "cpu", logits_out;
+  std::string model, backend = "cpu", logits_out, kv_cache = "f32";
   PromptArgs prompt;
   std::vector<std::string> place;
   int steps = 256;
@@ -28,6 +28,7 @@ struct RunArgs {
 
 void run(const RunArgs& a, DevicePool& devices) {
   check_outputs({{a.logits_out, "--logits-out"}});
+  const DType kv = a.kv_cache == "f16" ? DType::F16 : DType::F32;
   Placement placement(a.backend);
   check_usage([&] {
     for (const std::string& rule : a.place) placement.add_rule(rule);
@@ -41,12 +42,12 @@ void run(const RunArgs& a, DevicePool& devices) {
   check_usage([&] {
     placement.check_rules(model_sites(model));
     if (a.steps > context) context = a.steps;
-    check_cache_memory(model, context);
+    check_cache_memory(model, context, kv);
   });
   if (context > model.config.max_seq_len)
     std::fprintf(stderr, "note: %s declares a context of %d positions; running %d\n",
                  a.model.c_str(), model.config.max_seq_len, context);
-  Session session(model, placement, devices, context);
+  Session session(model, placement, devices, context, kv);
 
   GenerateOptions o;
   o.steps = a.steps;
@@ -91,6 +92,7 @@ void run(const RunArgs& a, DevicePool& devices) {
     j["backend"] = a.backend;
     j["place"] = a.place;
     j["steps"] = a.steps;
+    j["kv_cache"] = a.kv_cache;
     j["prompt"] = prompts.labels[0];
     j["token_ids"] = r.token_ids;
     if (tok) j["text"] = tok->decode(r.token_ids);
@@ -140,6 +142,12 @@ void add_run(CLI::App& app, DevicePool& devices) {
   c->add_option("--backend", a->backend, backend_help("default backend URI"))
       ->capture_default_str();
   c->add_option("--place", a->place, "placement rule REGEX=BACKEND (repeatable)");
+  c->add_option("--kv-cache", a->kv_cache,
+                "dtype of the KV cache: f32, or f16 (half the memory; every key and value "
+                "rounded to f16). cpu and ref run an f16 cache; with another backend, place "
+                "its ops on cpu: --place 'kv_store|attention=cpu'")
+      ->check(CLI::IsMember({"f32", "f16"}))
+      ->capture_default_str();
   c->add_flag("--json", a->json, "print one JSON object (token_ids, text, speeds)");
   c->add_option("--logits-out", a->logits_out,
                 "write every position's f32 logits, row-major [positions, vocab]");

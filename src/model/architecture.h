@@ -187,8 +187,9 @@ class Architecture {
   virtual void check(const ModelConfig& c) const = 0;
   // Every weight forward() reads, in GGUF order.
   virtual std::vector<WeightSpec> weights(const ModelConfig& c) const = 0;
-  // The persistent state for `context` positions, in the order forward() takes it.
-  virtual std::vector<CacheSpec> cache(const ModelConfig& c, int context) const = 0;
+  // The persistent state for `context` positions, in the order forward() takes it; keys and
+  // values held as `kv` (f32, or f16 for a half-precision cache).
+  virtual std::vector<CacheSpec> cache(const ModelConfig& c, int context, DType kv) const = 0;
   // Runs `tokens` (T rows) at positions pos .. pos+T-1, updating `cache`. Returns the logits:
   // [T, vocab] when all_logits, else [1, vocab] for the last row. Sites are named after the
   // GGUF tensors (token_embd, blk.N.attn_q, ...) plus the weightless ops' (blk.N.rope_q,

@@ -149,14 +149,16 @@ std::vector<WeightSpec> Decoder::weights(const ModelConfig& c) const {
   return specs;
 }
 
-// Per layer a [context, n_kv_heads*head_dim] f32 tensor for keys and one for values, in
+// Per layer a [context, n_kv_heads*head_dim] tensor of `kv` for keys and one for values, in
 // that order: k of layer 0, v of layer 0, k of layer 1, ...
-std::vector<CacheSpec> Decoder::cache(const ModelConfig& c, int context) const {
+std::vector<CacheSpec> Decoder::cache(const ModelConfig& c, int context, DType kv) const {
+  TAPML_REQUIRE_USAGE(kv == DType::F32 || kv == DType::F16,
+                      "a KV cache holds f32 or f16, not " + std::string(dtype_name(kv)));
   Shape shape{context, int64_t(c.n_kv_heads) * c.head_dim};
   std::vector<CacheSpec> out;
   for (int l = 0; l < c.n_layers; ++l) {
-    out.push_back({"blk." + std::to_string(l) + ".k_cache", DType::F32, shape});
-    out.push_back({"blk." + std::to_string(l) + ".v_cache", DType::F32, shape});
+    out.push_back({"blk." + std::to_string(l) + ".k_cache", kv, shape});
+    out.push_back({"blk." + std::to_string(l) + ".v_cache", kv, shape});
   }
   return out;
 }

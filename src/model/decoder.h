@@ -30,7 +30,7 @@ class Decoder : public Architecture {
   ModelConfig config_from_gguf(const gguf::File& f) const override;
   void check(const ModelConfig& c) const override;
   std::vector<WeightSpec> weights(const ModelConfig& c) const override;
-  std::vector<CacheSpec> cache(const ModelConfig& c, int context) const override;
+  std::vector<CacheSpec> cache(const ModelConfig& c, int context, DType kv) const override;
   Val forward(const ModelConfig& c, Emitter& e, std::span<const Val> cache,
               std::span<const int32_t> tokens, int pos, bool all_logits) const override;
 

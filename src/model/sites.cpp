@@ -63,7 +63,7 @@ std::vector<SiteCall> model_sites(const ModelFile& model) {
   TypeEmitter e(model);
   const int context = 4;
   std::vector<Val> cache;
-  for (const CacheSpec& c : arch.cache(model.config, context))
+  for (const CacheSpec& c : arch.cache(model.config, context, DType::F32))  // sites: any dtype
     cache.push_back(e.add({c.dtype, c.shape}));
   const std::vector<int32_t> prefill = {0, 0}, decode = {0};
   arch.forward(model.config, e, cache, prefill, 0, true);

@@ -1,9 +1,9 @@
-// attention  (q [T, H*hd] f32, k [P, KV*hd] f32, v [P, KV*hd] f32)
+// attention  (q [T, H*hd] f32, k [P, KV*hd] f32|f16, v [P, KV*hd] like k)
 //            attrs n_heads, n_kv_heads, head_dim, scale [, window, softcap]
 //            -> out [T, H*hd] f32
-//   k/v are the used prefix of the cache: the T query rows sit at absolute positions
-//   P-T .. P-1, and row t attends to keys 0 .. P-T+t (causal). Query head h reads KV head
-//   h / (H / KV) (grouped-query attention). out = softmax(q k^T * scale) v per head.
+//   k/v are the used prefix of the cache (f16 for a half-precision cache): the T query rows sit at
+//   absolute positions P-T .. P-1, and row t attends to keys 0 .. P-T+t (causal). Query head h
+//   reads KV head h / (H / KV) (grouped-query attention). out = softmax(q k^T * scale) v per head.
 //   Optional, absent or 0 meaning off:
 //   window (an integer): a query at position i sees key j only if j <= i and i - j < window
 //     (the sliding window of Mistral, Gemma 2 and Starcoder2, as transformers applies it);
@@ -51,7 +51,7 @@ int64_t reduction(Types in, const Attrs& a) {
   return std::max<int64_t>(keys, 1) * a.get_int("head_dim");
 }
 
-std::vector<OpExample> examples(std::span<const DType>, std::mt19937_64& rng) {
+std::vector<OpExample> examples(std::span<const DType> dtypes, std::mt19937_64& rng) {
   // qk_scale spreads q and k so that scaled scores reach about qk_scale^2 * sqrt(hd).
   auto call = [&](std::string label, int64_t T, int64_t P, int64_t H, int64_t KV, int64_t hd,
                   double qk) {
@@ -61,8 +61,8 @@ std::vector<OpExample> examples(std::span<const DType>, std::mt19937_64& rng) {
                       {"head_dim", double(hd)},
                       {"scale", 1.0 / std::sqrt(double(hd))}},
                      {uniform(DType::F32, {T, H * hd}, -qk, qk, rng),
-                      uniform(DType::F32, {P, KV * hd}, -qk, qk, rng),
-                      uniform(DType::F32, {P, KV * hd}, -1, 1, rng)}};
+                      uniform(dtypes[1], {P, KV * hd}, -qk, qk, rng),
+                      uniform(dtypes[1], {P, KV * hd}, -1, 1, rng)}};
   };
   auto windowed = [&](std::string label, int64_t T, int64_t P, int64_t H, int64_t KV, int64_t hd,
                       double qk, int64_t window, double softcap) {
@@ -106,13 +106,14 @@ OpDef define_attention() {
           {"q", "k", "v"},
           {"out"},
           {"n_heads", "n_kv_heads", "head_dim", "scale", "window", "softcap"},
-          {{DType::F32}, {DType::F32}, {DType::F32}},
+          {{DType::F32}, {DType::F32, DType::F16}, {DType::F32, DType::F16}},
           {-1},
           infer,
           reduction,
           {2, 8, false},
           examples};
   d.optional_attrs = 2;
+  d.dtype_follows = {-1, -1, 1};  // an f16 cache holds both k and v
   return d;
 }
 

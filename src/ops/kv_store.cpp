@@ -1,7 +1,7 @@
-// kv_store  (k_cache [S, C] f32, v_cache [S, C] f32, k [T, C] f32, v [T, C] f32, pos [1] i32)
-//           -> k_cache, v_cache
-//   IN PLACE: rows pos..pos+T-1 of each cache receive k / v; pos+T <= S. A copy: the caches
-//   must come out bit-exact, other rows untouched.
+// kv_store  (k_cache [S, C] f32|f16, v_cache [S, C] like k_cache, k [T, C] f32, v [T, C] f32,
+//            pos [1] i32) -> k_cache, v_cache
+//   IN PLACE: rows pos..pos+T-1 of each cache receive k / v; pos+T <= S. A copy, rounded to
+//   nearest even into an f16 cache: the caches must come out bit-exact, other rows untouched.
 #include "ops/rules.h"
 
 namespace tapml::ops {
@@ -20,13 +20,13 @@ std::vector<TensorType> infer(Types in, const Attrs&) {
   return {in[0], in[1]};
 }
 
-std::vector<OpExample> examples(std::span<const DType>, std::mt19937_64& rng) {
+std::vector<OpExample> examples(std::span<const DType> dtypes, std::mt19937_64& rng) {
   // The caches start full of other values, so a row written to the wrong place shows.
   auto call = [&](std::string label, int64_t S, int64_t C, int64_t T, int32_t pos) {
     return OpExample{
         std::move(label),
         {},
-        {uniform(DType::F32, {S, C}, -1, 1, rng), uniform(DType::F32, {S, C}, -1, 1, rng),
+        {uniform(dtypes[0], {S, C}, -1, 1, rng), uniform(dtypes[0], {S, C}, -1, 1, rng),
          uniform(DType::F32, {T, C}, -1, 1, rng), uniform(DType::F32, {T, C}, -1, 1, rng),
          counting(1, pos)}};
   };
@@ -43,12 +43,19 @@ OpDef define_kv_store() {
           {"k_cache", "v_cache", "k", "v", "pos"},
           {"k_cache", "v_cache"},
           {},
-          {{DType::F32}, {DType::F32}, {DType::F32}, {DType::F32}, {DType::I32}},
+          {{DType::F32, DType::F16},
+           {DType::F32, DType::F16},
+           {DType::F32},
+           {DType::F32},
+           {DType::I32}},
           {0, 1},
           infer,
           no_reduction,
           {0, 0, true},
-          examples};
+          examples,
+          0,
+          0,
+          {-1, 0, -1, -1, -1}};
 }
 
 }  // namespace tapml::ops

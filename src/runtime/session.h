@@ -12,19 +12,24 @@
 
 namespace tapml {
 
-// The bytes of the state a session of `model` keeps for `context` positions (its cache).
-uint64_t cache_bytes(const ModelFile& model, int context);
+// The bytes of the state a session of `model` keeps for `context` positions (its cache),
+// keys and values held as `kv`.
+uint64_t cache_bytes(const ModelFile& model, int context, DType kv = DType::F32);
 // UsageError when that exceeds the memory budget (core/memory.h), naming both.
-void check_cache_memory(const ModelFile& model, int context);
+void check_cache_memory(const ModelFile& model, int context, DType kv = DType::F32);
 
 class Session {
  public:
   // `model` and `pool` must outlive the session. `context` sizes the KV cache in positions;
   // 0 means the context length the model file declares. A larger one is allowed (files
-  // often declare less than the model can run, e.g. converted checkpoints).
-  Session(const ModelFile& model, Placement placement, DevicePool& pool, int context = 0);
+  // often declare less than the model can run, e.g. converted checkpoints). `kv_cache`: the
+  // dtype keys and values are kept in, f32 or f16 (half the memory and the bytes attention
+  // reads; every stored key and value rounded to f16).
+  Session(const ModelFile& model, Placement placement, DevicePool& pool, int context = 0,
+          DType kv_cache = DType::F32);
   // The same with devices of its own (opened for this session alone).
-  Session(const ModelFile& model, Placement placement, int context = 0);
+  Session(const ModelFile& model, Placement placement, int context = 0,
+          DType kv_cache = DType::F32);
 
   // Feeds `tokens` at the current position as one batch and advances. Returns the logits,
   // row-major: every row's when all_logits, else the last row's only.
@@ -40,7 +45,7 @@ class Session {
 
  private:
   Session(std::unique_ptr<DevicePool> own, DevicePool* pool, const ModelFile& model,
-          Placement placement, int context);
+          Placement placement, int context, DType kv_cache);
 
   std::unique_ptr<DevicePool> own_pool_;  // when not given one; declared before its user
   const ModelFile& model_;

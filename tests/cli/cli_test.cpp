@@ -60,6 +60,20 @@ TEST(Cli, RunJsonGivesGoldenTokens) {
   }
 }
 
+TEST(Cli, RunWithAnF16KvCacheGivesGoldenTokens) {
+  testing::Golden g = testing::stories_goldens().at(2);
+  auto r = run_command(tapml("run --model " + q(stories_bin()) + " --tokenizer " + q(tok512()) +
+                             " --prompt " + q(g.prompt) + " --steps " + std::to_string(g.steps) +
+                             " --json --kv-cache f16"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j.at("kv_cache"), "f16");
+  EXPECT_EQ(j.at("token_ids").get<std::vector<int>>(), g.token_ids);
+  expect_one_line_error(run_command(tapml("run --model " + q(stories_bin()) + " --tokenizer " +
+                                          q(tok512()) + " --prompt hi --kv-cache f8")),
+                        "--kv-cache");
+}
+
 TEST(Cli, RunGgufWithPlacementAndLogits) {
   std::vector<float> want;
   testing::Golden g = testing::stories_logits_golden(&want);

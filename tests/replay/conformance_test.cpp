@@ -43,20 +43,33 @@ bool has_block_input(const ConformanceResult& r) {
   return r.dtypes.find("=q") != std::string::npos;
 }
 
+// Whether a case stores into or attends over an f16 (half-precision) KV cache.
+bool has_half_cache(const ConformanceResult& r) {
+  return (r.op == Op::KvStore && r.dtypes.find("k_cache=f16") != std::string::npos) ||
+         (r.op == Op::Attention && r.dtypes.find("k=f16") != std::string::npos);
+}
+
 // Every case was run and none failed; the table says what did. A backend without block-type
-// kernels (`blocks` false) must refuse exactly the cases with a block-type input.
-void expect_passes(const ConformanceRun& run, bool blocks = false) {
+// kernels (`blocks` false) must refuse exactly the cases with a block-type input, one without
+// f16 KV cache kernels (`half_cache` false) exactly those with an f16 cache.
+void expect_passes(const ConformanceRun& run, bool blocks = false, bool half_cache = true) {
   ConformanceTotals t = totals(run);
   EXPECT_EQ(t.cases, int64_t(shared().suite.size()));
   EXPECT_EQ(t.failed, 0) << conformance_table(run);
-  int64_t block_cases = 0;
+  int64_t block_cases = 0, half_cache_cases = 0;
   for (const ConformanceResult& r : run.results) {
+    if (has_half_cache(r)) {
+      ++half_cache_cases;
+      EXPECT_EQ(r.status == CaseStatus::NotOffered, !half_cache) << r.dtypes << " " << r.label;
+    }
     if (!has_block_input(r)) continue;
     ++block_cases;
     if (!blocks) EXPECT_EQ(r.status, CaseStatus::NotOffered) << r.dtypes << " " << r.label;
   }
   EXPECT_GT(block_cases, 0);
-  EXPECT_EQ(t.not_offered, blocks ? 0 : block_cases) << conformance_table(run);
+  EXPECT_GT(half_cache_cases, 0);
+  EXPECT_EQ(t.not_offered, (blocks ? 0 : block_cases) + (half_cache ? 0 : half_cache_cases))
+      << conformance_table(run);
   EXPECT_EQ(t.passed, t.cases - t.not_offered) << conformance_table(run);
   // Every op of the catalog and each of its dtype combinations has a line.
   size_t combos = 0;
@@ -80,13 +93,14 @@ TEST(Conformance, CpuPasses) {
   }
 }
 
-// vulkan and opencl, each with block-type matmul and embedding kernels.
+// vulkan and opencl, each with block-type matmul and embedding kernels; their kv_store and
+// attention take f32 caches only, and refuse f16 ones.
 class GpuConformance : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(GpuConformance, Passes) {
   REQUIRE_GPU_BACKEND(GetParam());
   ConformanceRun run = shared().suite.run(*testing::gpu_backend(GetParam()));
-  expect_passes(run, true);
+  expect_passes(run, true, false);
   std::printf("%s", conformance_table(run).c_str());
 }
 

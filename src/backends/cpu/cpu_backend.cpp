@@ -483,19 +483,31 @@ class CpuBackend final : public HostBackend {
     TAPML_REQUIRE(p >= 0 && p + T <= S, "kv_store: rows " + std::to_string(p) + ".." +
                                             std::to_string(p + T) + " do not fit a cache of " +
                                             std::to_string(S));
-    for (int cache = 0; cache < 2; ++cache)
-      std::memmove(data<float>(c.outputs[cache]) + p * C, data<float>(c.inputs[2 + cache]),
-                   size_t(T * C) * 4);
+    for (int cache = 0; cache < 2; ++cache) {
+      const float* src = data<float>(c.inputs[2 + cache]);
+      if (c.outputs[cache].dtype == DType::F16)
+        elementwise(T * C, 1, [&](int64_t b, int64_t e) {
+          cpu::store_f16(src + b, e - b, data<uint16_t>(c.outputs[cache]) + p * C + b);
+        });
+      else
+        std::memmove(data<float>(c.outputs[cache]) + p * C, src, size_t(T * C) * 4);
+    }
   }
 
   void attention(const OpCall& c) {
-    cpu::AttentionArgs a{data<float>(c.inputs[0]),    data<float>(c.inputs[1]),
-                         data<float>(c.inputs[2]),    data<float>(c.outputs[0]),
-                         c.inputs[0].shape[0],        c.inputs[1].shape[0],
-                         c.attrs.get_int("n_heads"),  c.attrs.get_int("n_kv_heads"),
-                         c.attrs.get_int("head_dim"), float(c.attrs.get("scale"))};
+    cpu::AttentionArgs a{data<float>(c.inputs[0]),
+                         ptr(c.inputs[1]),
+                         ptr(c.inputs[2]),
+                         data<float>(c.outputs[0]),
+                         c.inputs[0].shape[0],
+                         c.inputs[1].shape[0],
+                         c.attrs.get_int("n_heads"),
+                         c.attrs.get_int("n_kv_heads"),
+                         c.attrs.get_int("head_dim"),
+                         float(c.attrs.get("scale"))};
     a.window = int64_t(c.attrs.get_or("window", 0));
     a.softcap = float(c.attrs.get_or("softcap", 0));
+    a.kv_f16 = c.inputs[1].dtype == DType::F16;
     const int64_t keys = a.window > 0 ? std::min(a.P, a.window) : a.P;
     // Tasks are (head, row); a task reads up to P keys and values of head_dim each.
     split(a.T * a.H, 2 * keys * a.hd, [&](int64_t b, int64_t e) { cpu::attention_range(a, b, e); });

@@ -268,25 +268,28 @@ void MatmulRange(const MatmulArgs& a, int64_t n0, int64_t n1) {
   }
 }
 
-HWY_INLINE float dot(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, int64_t n) {
+// b is f32, or an f16 cache row widened in registers.
+template <class W = float>
+HWY_INLINE float dot(const float* HWY_RESTRICT a, const W* HWY_RESTRICT b, int64_t n) {
   const DF df;
   const int64_t L = int64_t(hn::Lanes(df));
   VF s0 = hn::Zero(df), s1 = hn::Zero(df), s2 = hn::Zero(df), s3 = hn::Zero(df);
   int64_t i = 0;
   for (; i + 4 * L <= n; i += 4 * L) {
-    s0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), s0);
-    s1 = hn::MulAdd(hn::LoadU(df, a + i + L), hn::LoadU(df, b + i + L), s1);
-    s2 = hn::MulAdd(hn::LoadU(df, a + i + 2 * L), hn::LoadU(df, b + i + 2 * L), s2);
-    s3 = hn::MulAdd(hn::LoadU(df, a + i + 3 * L), hn::LoadU(df, b + i + 3 * L), s3);
+    s0 = hn::MulAdd(hn::LoadU(df, a + i), load_weights(df, b + i), s0);
+    s1 = hn::MulAdd(hn::LoadU(df, a + i + L), load_weights(df, b + i + L), s1);
+    s2 = hn::MulAdd(hn::LoadU(df, a + i + 2 * L), load_weights(df, b + i + 2 * L), s2);
+    s3 = hn::MulAdd(hn::LoadU(df, a + i + 3 * L), load_weights(df, b + i + 3 * L), s3);
   }
-  for (; i + L <= n; i += L) s0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), s0);
+  for (; i + L <= n; i += L) s0 = hn::MulAdd(hn::LoadU(df, a + i), load_weights(df, b + i), s0);
   float s = sum_lanes(df, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3)));
-  for (; i < n; ++i) s += a[i] * b[i];
+  for (; i < n; ++i) s += a[i] * scalar_weight(b + i);
   return s;
 }
 
-// out[i] = inv * sum_j p[j] * v[j * ldv + i] for i < hd.
-HWY_INLINE void weighted_rows(const float* HWY_RESTRICT p, int64_t n, const float* HWY_RESTRICT v,
+// out[i] = inv * sum_j p[j] * v[j * ldv + i] for i < hd; v f32 or f16.
+template <class W>
+HWY_INLINE void weighted_rows(const float* HWY_RESTRICT p, int64_t n, const W* HWY_RESTRICT v,
                               int64_t ldv, int64_t hd, float inv, float* HWY_RESTRICT out) {
   const DF df;
   const int64_t L = int64_t(hn::Lanes(df));
@@ -296,11 +299,11 @@ HWY_INLINE void weighted_rows(const float* HWY_RESTRICT p, int64_t n, const floa
     VF a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
     for (int64_t j = 0; j < n; ++j) {
       const VF pj = hn::Set(df, p[j]);
-      const float* vr = v + j * ldv + i;
-      a0 = hn::MulAdd(pj, hn::LoadU(df, vr), a0);
-      a1 = hn::MulAdd(pj, hn::LoadU(df, vr + L), a1);
-      a2 = hn::MulAdd(pj, hn::LoadU(df, vr + 2 * L), a2);
-      a3 = hn::MulAdd(pj, hn::LoadU(df, vr + 3 * L), a3);
+      const W* vr = v + j * ldv + i;
+      a0 = hn::MulAdd(pj, load_weights(df, vr), a0);
+      a1 = hn::MulAdd(pj, load_weights(df, vr + L), a1);
+      a2 = hn::MulAdd(pj, load_weights(df, vr + 2 * L), a2);
+      a3 = hn::MulAdd(pj, load_weights(df, vr + 3 * L), a3);
     }
     hn::StoreU(hn::Mul(a0, vinv), df, out + i);
     hn::StoreU(hn::Mul(a1, vinv), df, out + i + L);
@@ -310,17 +313,19 @@ HWY_INLINE void weighted_rows(const float* HWY_RESTRICT p, int64_t n, const floa
   for (; i + L <= hd; i += L) {
     VF a0 = hn::Zero(df);
     for (int64_t j = 0; j < n; ++j)
-      a0 = hn::MulAdd(hn::Set(df, p[j]), hn::LoadU(df, v + j * ldv + i), a0);
+      a0 = hn::MulAdd(hn::Set(df, p[j]), load_weights(df, v + j * ldv + i), a0);
     hn::StoreU(hn::Mul(a0, vinv), df, out + i);
   }
   for (; i < hd; ++i) {
     float s = 0;
-    for (int64_t j = 0; j < n; ++j) s += p[j] * v[j * ldv + i];
+    for (int64_t j = 0; j < n; ++j) s += p[j] * scalar_weight(v + j * ldv + i);
     out[i] = s * inv;
   }
 }
 
-void AttentionRange(const AttentionArgs& a, int64_t task_begin, int64_t task_end) {
+template <class W>
+void attention_typed(const AttentionArgs& a, const W* k, const W* v, int64_t task_begin,
+                     int64_t task_end) {
   const DF df;
   const int64_t L = int64_t(hn::Lanes(df));
   const int64_t qw = a.H * a.hd, kw = a.KV * a.hd, group = a.H / a.KV;
@@ -335,7 +340,7 @@ void AttentionRange(const AttentionArgs& a, int64_t task_begin, int64_t task_end
     const int64_t first = a.window > 0 ? std::max<int64_t>(0, last - a.window + 1) : 0;
     const int64_t n = last - first + 1;
     const float* qh = a.q + t * qw + h * a.hd;
-    const float* kb = a.k + first * kw + kh * a.hd;
+    const W* kb = k + first * kw + kh * a.hd;
     float mx = -INFINITY;
     for (int64_t j = 0; j < n; ++j) {
       s[j] = dot(qh, kb + j * kw, a.hd) * a.scale;
@@ -350,8 +355,38 @@ void AttentionRange(const AttentionArgs& a, int64_t task_begin, int64_t task_end
       vsum = hn::Add(vsum, hn::IfThenElseZero(hn::FirstN(df, size_t(n - j)), e));
     }
     const float inv = 1.0f / sum_lanes(df, vsum);
-    weighted_rows(s, n, a.v + first * kw + kh * a.hd, kw, a.hd, inv, a.out + t * qw + h * a.hd);
+    weighted_rows(s, n, v + first * kw + kh * a.hd, kw, a.hd, inv, a.out + t * qw + h * a.hd);
   }
+}
+
+void AttentionRange(const AttentionArgs& a, int64_t task_begin, int64_t task_end) {
+  if (a.kv_f16)
+    return attention_typed(a, static_cast<const hwy::float16_t*>(a.k),
+                           static_cast<const hwy::float16_t*>(a.v), task_begin, task_end);
+  attention_typed(a, static_cast<const float*>(a.k), static_cast<const float*>(a.v), task_begin,
+                  task_end);
+}
+
+// dst[i] = src[i] rounded to the nearest f16 (even on ties), as core's f32_to_f16 does,
+// NaN included (one canonical quiet NaN): the cache holds what the reference would store.
+void StoreF16(const float* src, int64_t n, uint16_t* dst) {
+  int64_t i = 0;
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+  // F16C rounds to nearest even, overflows to inf and makes subnormals as IEEE says; only
+  // NaN differs (it keeps payload bits), so a vector holding one is redone element-wise.
+  const DF df;
+  const hn::Rebind<hwy::float16_t, DF> dh;
+  const int64_t L = int64_t(hn::Lanes(df));
+  for (; i + L <= n; i += L) {
+    const VF v = hn::LoadU(df, src + i);
+    if (!hn::AllFalse(df, hn::IsNaN(v))) {
+      for (int64_t j = i; j < i + L; ++j) dst[j] = f32_to_f16(src[j]);
+      continue;
+    }
+    hn::StoreU(hn::DemoteTo(dh, v), dh, reinterpret_cast<hwy::float16_t*>(dst + i));
+  }
+#endif
+  for (; i < n; ++i) dst[i] = f32_to_f16(src[i]);
 }
 
 template <class W>
@@ -588,6 +623,7 @@ namespace tapml::cpu {
 
 HWY_EXPORT(MatmulRange);
 HWY_EXPORT(AttentionRange);
+HWY_EXPORT(StoreF16);
 HWY_EXPORT(ConvertToF32);
 HWY_EXPORT(SumSquares);
 HWY_EXPORT(ScaleMul);
@@ -605,6 +641,9 @@ void matmul_range(const MatmulArgs& a, int64_t n_begin, int64_t n_end) {
 }
 void attention_range(const AttentionArgs& a, int64_t task_begin, int64_t task_end) {
   HWY_DYNAMIC_DISPATCH(AttentionRange)(a, task_begin, task_end);
+}
+void store_f16(const float* src, int64_t n, uint16_t* dst) {
+  HWY_DYNAMIC_DISPATCH(StoreF16)(src, n, dst);
 }
 void convert_to_f32(const void* src, WeightType type, int64_t n, float* dst) {
   HWY_DYNAMIC_DISPATCH(ConvertToF32)(src, type, n, dst);

@@ -53,15 +53,18 @@ void quant_matmul_range(const QuantMatmulArgs& a, int64_t n_begin, int64_t n_end
 // holds whole causal triangles (balanced work) and shares K/V rows.
 struct AttentionArgs {
   const float* q;  // [T, H*hd]
-  const float* k;  // [P, KV*hd]
-  const float* v;  // [P, KV*hd]
+  const void* k;   // [P, KV*hd], f32, or f16 when kv_f16
+  const void* v;   // [P, KV*hd], as k
   float* out;      // [T, H*hd]
   int64_t T, P, H, KV, hd;
   float scale;
-  int64_t window = 0;  // 0: none; else keys i - window < j <= i
-  float softcap = 0;   // 0: none; else scores become softcap * tanh(score / softcap)
+  int64_t window = 0;   // 0: none; else keys i - window < j <= i
+  float softcap = 0;    // 0: none; else scores become softcap * tanh(score / softcap)
+  bool kv_f16 = false;  // k and v hold f16 (a half-precision KV cache)
 };
 void attention_range(const AttentionArgs& a, int64_t task_begin, int64_t task_end);
+// dst[i] = src[i] as f16, rounded to nearest even (bit-identical to core's f32_to_f16).
+void store_f16(const float* src, int64_t n, uint16_t* dst);
 
 // dst[i] = src[i] as f32.
 void convert_to_f32(const void* src, WeightType type, int64_t n, float* dst);

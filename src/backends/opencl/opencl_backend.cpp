@@ -125,8 +125,11 @@ class OpenClBackend final : public Backend {
     kernels_.add(Op::RmsNorm, this, &OpenClBackend::rmsnorm);
     kernels_.add(Op::Matmul, this, &OpenClBackend::matmul);
     kernels_.add(Op::Rope, this, &OpenClBackend::rope, {}, {"freq_factors"});
-    kernels_.add(Op::KvStore, this, &OpenClBackend::kv_store);
-    kernels_.add(Op::Attention, this, &OpenClBackend::attention, {}, {"window", "softcap"});
+    // f32 caches only: an f16 cache is refused, not read as f32.
+    kernels_.add(Op::KvStore, this, &OpenClBackend::kv_store,
+                 {{DType::F32}, {DType::F32}, {DType::F32}, {DType::F32}, {DType::I32}});
+    kernels_.add(Op::Attention, this, &OpenClBackend::attention,
+                 {{DType::F32}, {DType::F32}, {DType::F32}}, {"window", "softcap"});
     kernels_.add(Op::Swiglu, this, &OpenClBackend::swiglu);
     kernels_.add(Op::Add, this, &OpenClBackend::add);
     kernels_.add(Op::Gelu, this, &OpenClBackend::gelu);

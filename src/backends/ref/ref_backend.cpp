@@ -193,16 +193,31 @@ class RefBackend final : public HostBackend {
                                             std::to_string(p + T) + " do not fit a cache of " +
                                             std::to_string(S));
     for (int cache = 0; cache < 2; ++cache) {
-      float* dst = data<float>(c.outputs[cache]);
       const float* src = data<float>(c.inputs[2 + cache]);
-      for (int64_t i = 0; i < T * C; ++i) dst[p * C + i] = src[i];
+      if (c.outputs[cache].dtype == DType::F16) {
+        uint16_t* dst = data<uint16_t>(c.outputs[cache]);
+        for (int64_t i = 0; i < T * C; ++i) dst[p * C + i] = f32_to_f16(src[i]);
+      } else {
+        float* dst = data<float>(c.outputs[cache]);
+        for (int64_t i = 0; i < T * C; ++i) dst[p * C + i] = src[i];
+      }
     }
+  }
+
+  // A cache tensor's elements as f32: the data itself, or widened into `copy` (f16).
+  const float* cache_f32(const DeviceTensor& t, std::vector<float>& copy) const {
+    if (t.dtype == DType::F32) return data<float>(t);
+    const Weights w = weights(t);
+    copy.resize(size_t(t.shape.numel()));
+    for (size_t i = 0; i < copy.size(); ++i) copy[i] = float(w(int64_t(i)));
+    return copy.data();
   }
 
   void attention(const OpCall& c) {
     const float* q = data<float>(c.inputs[0]);
-    const float* k = data<float>(c.inputs[1]);
-    const float* v = data<float>(c.inputs[2]);
+    std::vector<float> k_copy, v_copy;
+    const float* k = cache_f32(c.inputs[1], k_copy);
+    const float* v = cache_f32(c.inputs[2], v_copy);
     float* out = data<float>(c.outputs[0]);
     int64_t T = c.inputs[0].shape[0], P = c.inputs[1].shape[0];
     int64_t H = c.attrs.get_int("n_heads"), KV = c.attrs.get_int("n_kv_heads");

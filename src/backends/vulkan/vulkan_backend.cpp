@@ -401,11 +401,13 @@ class VulkanBackend final : public Backend {
                              128);
            },
            {"freq_factors"});
+    // f32 caches only: an f16 cache is refused, not read as f32.
     add_op(Op::KvStore, &VulkanBackend::kv_store,
-           [](const OpCall& c) { return ceil_div(c.inputs[2].shape.numel(), 128); });
+           [](const OpCall& c) { return ceil_div(c.inputs[2].shape.numel(), 128); }, {},
+           {{DType::F32}, {DType::F32}, {DType::F32}, {DType::F32}, {DType::I32}});
     add_op(Op::Attention, &VulkanBackend::attention,
            [](const OpCall& c) { return c.inputs[0].shape[0] * c.attrs.get_int("n_heads"); },
-           {"window", "softcap"});
+           {"window", "softcap"}, {{DType::F32}, {DType::F32}, {DType::F32}});
     auto elementwise_groups = [](const OpCall& c) {
       return ceil_div(c.inputs[0].shape.numel(), 128);
     };
@@ -855,8 +857,8 @@ class VulkanBackend final : public Backend {
   using Groups = int64_t (*)(const OpCall&);
   // `options`: the op's optional inputs and attributes the kernel implements.
   void add_op(Op op, void (VulkanBackend::*record)(const OpCall&), Groups groups,
-              std::vector<std::string> options = {}) {
-    kernels_.add(op, this, record, {}, std::move(options));
+              std::vector<std::string> options = {}, std::vector<std::vector<DType>> dtypes = {}) {
+    kernels_.add(op, this, record, std::move(dtypes), std::move(options));
     groups_[size_t(op)] = groups;
   }
 
