@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "model/model_file.h"
 #include "runtime/generate.h"
 #include "runtime/placement.h"
@@ -83,7 +84,7 @@ int main(int argc, char** argv) {
     const int context = run.steps;
 
     for (const std::string& uri : backends) {
-      Session session(model, Placement(uri), context, kv_cache == "f16" ? DType::F16 : DType::F32);
+      Session session(model, Placement(uri), context, dtype_from_name(kv_cache));
       for (int i = 0; i < warmup; ++i) generate(session, prompt, run);
       std::vector<double> prefill, decode;
       GenerateResult last;

@@ -27,8 +27,9 @@ the 125M f16 model at 2 threads on a 2-core VM decoded 136-173 tok/s at depth 0 
 at depth 128, three alternating rounds.) --depth D decodes llama.cpp at depth D instead (0:
 llama-bench's default), for a comparison with figures taken that way. The two engines take
 turns, R rounds of one measurement each, so that a slow spell of a shared machine falls on
-both; the table shows the medians over the rounds and the median of the per-round ratios (> 1: TapML is faster),
-with their spread (min-max) because single rounds on shared machines vary by +-30%. With
+both; the table shows the medians over the rounds and the median of the per-round ratios
+(> 1: TapML is faster), with their spread (min-max) because single rounds on shared machines
+vary by +-30%. With
 --inner N each round measures N times and takes llama-bench's mean and e2e_bench's median:
 a 125M prefill at 16 threads lasts ~30 ms, and one such sample says little. --stat best takes
 each engine's fastest measurement of a round instead (llama-bench's samples, e2e_bench's
@@ -192,10 +193,11 @@ def main():
     print(machine())
     if peer_args:
         print(f"llama-bench also given: {shlex.join(peer_args)}")
-    print(f"backend {a.backend}, threads {a.threads}, prefill P={a.p}, decode G={a.n} (llama.cpp at depth {depth}), {a.r} "
-          f"alternating rounds of {a.inner} measurement(s); per round and engine the {' or the '.join(stats)} "
-          "of them (median: llama-bench's mean, e2e_bench's median; best: the fastest); medians over "
-          "the rounds, tokens/s; ratio = median of the rounds' ratios (min-max)")
+    print(f"backend {a.backend}, threads {a.threads}, prefill P={a.p}, decode G={a.n} "
+          f"(llama.cpp at depth {depth}), {a.r} alternating rounds of {a.inner} measurement(s); "
+          f"per round and engine the {' or the '.join(stats)} of them (median: llama-bench's "
+          "mean, e2e_bench's median; best: the fastest); medians over the rounds, tokens/s; "
+          "ratio = median of the rounds' ratios (min-max)")
     print(f"{'model':<24} {'llama.cpp pp':>12} {'tg':>8} {'tapml pp':>9} {'tg':>8} "
           f"{'ratio pp':>17} {'ratio tg':>17}")
     med = statistics.median

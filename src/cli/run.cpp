@@ -6,6 +6,7 @@
 #include "cli/json_output.h"
 #include "cli/prompts.h"
 #include "core/atomic_file.h"
+#include "core/dtype.h"
 #include "core/error.h"
 #include "model/model_file.h"
 #include "model/sites.h"
@@ -28,7 +29,7 @@ struct RunArgs {
 
 void run(const RunArgs& a, DevicePool& devices) {
   check_outputs({{a.logits_out, "--logits-out"}});
-  const DType kv = a.kv_cache == "f16" ? DType::F16 : DType::F32;
+  const DType kv = dtype_from_name(a.kv_cache);  // f32 or f16: --kv-cache checks it
   Placement placement(a.backend);
   check_usage([&] {
     for (const std::string& rule : a.place) placement.add_rule(rule);
