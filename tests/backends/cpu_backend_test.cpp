@@ -152,7 +152,13 @@ TEST_F(CpuVsRef, MatmulLargeEnoughToThread) {
                            {64, 200, 150},
                            {9, 1030, 70},
                            {6, 24, 2000},
-                           {13, 3100, 9}}) {
+                           {13, 3100, 9},
+                           // Many rows (x transposed, outer-product tiles): a last token
+                           // vector of its own (33), two blocks of tokens (200), K in
+                           // three blocks (3000), a last tile of fewer weight rows (37).
+                           {33, 67, 37},
+                           {200, 130, 29},
+                           {40, 3000, 37}}) {
       auto x = rng_.normal(T * K), w = rng_.normal(N * K, 0.05f);
       compare("matmul", {}, {from_f32({T, K}, x), from_f32({N, K}, w, wt)},
               std::string(dtype_name(wt)) + " " + dims({{"T", T}, {"K", K}, {"N", N}}));
@@ -566,6 +572,11 @@ TEST_F(CpuVsRef, EveryCompiledSimdTarget) {
         compare("matmul", {},
                 {from_f32({T, K}, rng_.normal(T * K)), from_f32({N, K}, rng_.normal(N * K), wt)},
                 name + " " + std::string(dtype_name(wt)) + " T=" + std::to_string(T));
+        if (T == 7)  // many rows, x transposed, K in blocks, on every target
+          compare("matmul", {},
+                  {from_f32({45, 1500}, rng_.normal(45 * 1500)),
+                   from_f32({N, 1500}, rng_.normal(N * 1500), wt)},
+                  name + " " + std::string(dtype_name(wt)) + " T=45 K=1500");
         if (T == 7)  // prefill rows over a K cut into blocks on every target
           compare("matmul", {},
                   {from_f32({T, 2500}, rng_.normal(T * 2500)),
@@ -629,6 +640,11 @@ TEST(CpuBackend, OneThreadMatchesThree) {
                              from_f32({N, K}, rng.normal(N * K), wt)};
     expect_close(run_op(*three, "matmul", {}, in)[0], run_op(*one, "matmul", {}, in)[0], 1e-6,
                  "matmul");
+    // Many rows: every output one chain of FMAs along K, the same bits however split.
+    const int64_t Tm = 70, Km = 1100, Nm = 301;
+    in = {from_f32({Tm, Km}, rng.normal(Tm * Km)), from_f32({Nm, Km}, rng.normal(Nm * Km), wt)};
+    expect_close(run_op(*three, "matmul", {}, in)[0], run_op(*one, "matmul", {}, in)[0], 0,
+                 "matmul, many rows");
   }
   const int64_t H = 8, KV = 2, hd = 64, T = 9, P = 120;
   Attrs attrs{{"n_heads", double(H)},

@@ -236,11 +236,14 @@ class CpuBackend final : public HostBackend {
     }
     const int64_t K = m[0].K;
     if (T == 0) return;
+    const int64_t unit = transpose_x(m, n);
+    if (unit != kGroup)
+      for (size_t i = 0; i < n; ++i) first[i + 1] = first[i] + (m[i].N + unit - 1) / unit;
     if (g.epilogue == FusedGroup::Swiglu) {
       const int64_t N = m[0].N;
       float* out = data<float>(g.tail.outputs[0]);
-      split(first[1], 2 * kGroup * K * T, [&](int64_t b, int64_t e) {
-        const int64_t n0 = b * kGroup, n1 = std::min(N, e * kGroup);
+      split(first[1], 2 * unit * K * T, [&](int64_t b, int64_t e) {
+        const int64_t n0 = b * unit, n1 = std::min(N, e * unit);
         cpu::matmul_range(m[0], n0, n1);
         cpu::matmul_range(m[1], n0, n1);
         for (int64_t t = 0; t < T; ++t)
@@ -252,12 +255,12 @@ class CpuBackend final : public HostBackend {
     const float* a = with_add ? data<float>(g.tail.inputs[0]) : nullptr;
     const float* b = with_add ? data<float>(g.tail.inputs[1]) : nullptr;
     float* out = with_add ? data<float>(g.tail.outputs[0]) : nullptr;
-    split(first[n], kGroup * K * T, [&](int64_t begin, int64_t end) {
+    split(first[n], unit * K * T, [&](int64_t begin, int64_t end) {
       for (size_t i = 0; i < n; ++i) {
         const int64_t lo = std::max(begin, first[i]), hi = std::min(end, first[i + 1]);
         if (lo >= hi) continue;
-        const int64_t N = m[i].N, n0 = (lo - first[i]) * kGroup,
-                      n1 = std::min(N, (hi - first[i]) * kGroup);
+        const int64_t N = m[i].N, n0 = (lo - first[i]) * unit,
+                      n1 = std::min(N, (hi - first[i]) * unit);
         cpu::matmul_range(m[i], n0, n1);
         if (with_add)
           for (int64_t t = 0; t < T; ++t)
@@ -382,10 +385,32 @@ class CpuBackend final : public HostBackend {
                       c.inputs[0].shape[1],
                       w.shape[0]};
     if (a.T == 0) return;
-    // Split over output features in groups of 4 rows, the kernels' tile height.
-    split((a.N + kGroup - 1) / kGroup, kGroup * a.T * a.K, [&](int64_t b, int64_t e) {
-      cpu::matmul_range(a, b * kGroup, std::min(a.N, e * kGroup));
+    // Split over output features in units of whole tiles.
+    const int64_t unit = transpose_x(&a, 1);
+    split((a.N + unit - 1) / unit, unit * a.T * a.K,
+          [&](int64_t b, int64_t e) { cpu::matmul_range(a, b * unit, std::min(a.N, e * unit)); });
+  }
+
+  // Matmuls of many rows (all of m[0..n) read the same x) take x transposed, once for all
+  // of them, split over K: their outer-product kernels read it so. Returns the unit of
+  // output features to split them at.
+  int64_t transpose_x(cpu::MatmulArgs* m, size_t n) {
+    const int64_t T = m[0].T, K = m[0].K;
+    if (T < cpu::kManyRows) return kGroup;
+    const int64_t ld = cpu::transposed_width(T);
+    // Aligned to a cache line, so that the kernels' token vectors never straddle two.
+    xt_.resize(size_t(K * ld + cpu::kXtAlign));
+    float* xt = xt_.data();
+    while (reinterpret_cast<uintptr_t>(xt) % (cpu::kXtAlign * sizeof(float)) != 0) ++xt;
+    constexpr int64_t kStrip = 16;
+    split((K + kStrip - 1) / kStrip, kStrip * T, [&](int64_t b, int64_t e) {
+      cpu::transpose_rows(m[0].x, T, K, b * kStrip, std::min(K, e * kStrip), xt, ld);
     });
+    for (size_t i = 0; i < n; ++i) {
+      m[i].xt = xt;
+      m[i].ldxt = ld;
+    }
+    return cpu::kManyRowsUnit;
   }
 
   // The rotary frequencies of the last rope call's base, dimensions and factors, and the
@@ -683,6 +708,7 @@ class CpuBackend final : public HostBackend {
 
   ThreadPool pool_;
   std::vector<float> scratch_;
+  std::vector<float> xt_;              // many-row matmuls' x, transposed
   cpu::QuantActivations activations_;  // matmul_quant's quantized x, kept between calls
 };
 

@@ -218,8 +218,10 @@ HWY_INLINE void tile_columns(int rt, const float* x, const W* w, int64_t K, int6
   tile_columns_rt<MaxRT, RN>(x, w, K, ld, n0, n1, out, ldo, accumulate);
 }
 
-// Prefill: take the weights a chunk of rows at a time, small enough to stay in L2 while
-// every block of kTileT x rows passes over it, so each weight is fetched from memory once.
+// Rows without a transposed x (fewer than kManyRows, or a mixture-of-experts batch): take the
+// weights a chunk of rows at a time, small enough to stay in L2 while every block of kTileT x
+// rows passes over it, so each weight is fetched from memory once. (The figures below are from
+// when this path ran every prefill, 128 rows included.)
 // 16-bit weights are widened in registers by each tile: widening a chunk into an f32 copy
 // once doubled the bytes each tile streams from L2 (e2e_bench on this 2-core AVX-512 VM:
 // 125M f16 prefill at one thread about 5-10% slower that way).
@@ -254,17 +256,6 @@ void matmul_typed(const MatmulArgs& a, const W* w, int64_t n0, int64_t n1) {
                                      N, k0 > 0);
       }
     }
-  }
-}
-
-void MatmulRange(const MatmulArgs& a, int64_t n0, int64_t n1) {
-  switch (a.wtype) {
-    case WeightType::F32:
-      return matmul_typed(a, static_cast<const float*>(a.w), n0, n1);
-    case WeightType::F16:
-      return matmul_typed(a, static_cast<const hwy::float16_t*>(a.w), n0, n1);
-    case WeightType::BF16:
-      return matmul_typed(a, static_cast<const hwy::bfloat16_t*>(a.w), n0, n1);
   }
 }
 
@@ -391,11 +382,141 @@ void StoreF16(const float* src, int64_t n, uint16_t* dst) {
 
 template <class W>
 HWY_INLINE void widen(const W* src, int64_t n, float* dst) {
+  if constexpr (std::is_same_v<W, float>) {
+    std::memcpy(dst, src, size_t(n) * sizeof(float));
+    return;
+  }
   const DF df;
   const int64_t L = int64_t(hn::Lanes(df));
   int64_t i = 0;
   for (; i + L <= n; i += L) hn::StoreU(load_weights(df, src + i), df, dst + i);
   for (; i < n; ++i) dst[i] = scalar_weight(src + i);
+}
+
+// Many rows (prefill) with x transposed, xt[k * ldxt + t], zero past T (see kernels.h). An
+// outer-product tile: RN weight rows x V vectors of tokens in registers, and each step along
+// K broadcasts one weight per row and loads V token vectors, RN x V FMAs with no horizontal
+// sums at the end. Per block of K every output is one chain of FMAs along k, and the blocks'
+// sums are added in order: the same bits whatever the range or the tile.
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr int kXtN = 12;  // 12 x 2 = 24 accumulators of the 32 registers
+#else
+constexpr int kXtN = 6;  // 6 x 2 = 12 of 16
+#endif
+static_assert(kManyRowsUnit % kXtN == 0, "a split unit holds whole tiles");
+
+// A block of K is at most kXtK long. The tile's weight rows are copied (16-bit ones widened)
+// into a buffer kXtLd floats apart: a stride known when compiling lets one pointer address
+// every row (with twelve run-time row pointers the compiler spilled them and reloaded one per
+// FMA), and the extra cache line keeps the rows out of one L1 set.
+constexpr int64_t kXtK = 1024, kXtLd = kXtK + 16;
+
+// The next tile's weight rows (rows of them, ld bytes apart, k_bytes per k), fetched into L2
+// while this tile computes; p null for none. Copied only when needed, the rows came from
+// memory with the core idle (kernels_bench prefill128_cpu1_f32 on a Zen 5 VM, K=5632:
+// 27 -> 19 ms).
+struct Prefetch {
+  const char* p = nullptr;
+  int64_t ld = 0, k_bytes = 0;
+  int rows = 0;
+};
+
+template <int RN, int V>
+HWY_INLINE void xt_tile(const float* HWY_RESTRICT w, const float* HWY_RESTRICT xt, int64_t ldxt,
+                        int64_t kc, int64_t nt, float* HWY_RESTRICT out, int64_t ldo,
+                        bool accumulate, const Prefetch& pf) {
+  const DF df;
+  const int64_t L = int64_t(hn::Lanes(df));
+  VF acc[RN][V];
+  for (int r = 0; r < RN; ++r)
+    for (int v = 0; v < V; ++v) acc[r][v] = hn::Zero(df);
+  for (int64_t k = 0; k < kc; ++k) {
+    if (pf.p && k % 16 == 0)
+      for (int r = 0; r < pf.rows; ++r) __builtin_prefetch(pf.p + r * pf.ld + k * pf.k_bytes, 0, 2);
+    VF xv[V];
+    for (int v = 0; v < V; ++v) xv[v] = hn::LoadU(df, xt + k * ldxt + v * L);
+    for (int r = 0; r < RN; ++r) {
+      const VF wv = hn::Set(df, w[r * kXtLd + k]);
+      for (int v = 0; v < V; ++v) acc[r][v] = hn::MulAdd(wv, xv[v], acc[r][v]);
+    }
+  }
+  // Back to out's layout, token t of the tile being row t of out: through a buffer, so that
+  // out is written a row (RN outputs side by side) at a time. Written straight from the
+  // registers, a column of out's rows a whole row apart thrashed one L1 set (kernels_bench
+  // prefill128_cpu1_f32 on a Zen 5 VM, K=768 N=2048: 2.7-2.8 ms, through the buffer 2.0-2.1).
+  HWY_ALIGN float cols[RN][V * kMaxLanes] = {};  // (zeroed: the compiler cannot see nt <= V * L)
+  for (int r = 0; r < RN; ++r)
+    for (int v = 0; v < V; ++v) hn::Store(acc[r][v], df, cols[r] + v * L);
+  for (int64_t t = 0; t < nt; ++t) {
+    float* o = out + t * ldo;
+    if (accumulate)
+      for (int r = 0; r < RN; ++r) o[r] += cols[r][t];
+    else
+      for (int r = 0; r < RN; ++r) o[r] = cols[r][t];
+  }
+}
+
+// The tiles of rn (1..MaxRN) weight rows over tokens [0, nt) of one block of xt.
+template <int MaxRN>
+HWY_INLINE void xt_rows(int rn, const float* w, const float* xt, int64_t ldxt, int64_t kc,
+                        int64_t nt, float* out, int64_t ldo, bool accumulate, Prefetch pf) {
+  if constexpr (MaxRN > 1) {
+    if (rn < MaxRN) return xt_rows<MaxRN - 1>(rn, w, xt, ldxt, kc, nt, out, ldo, accumulate, pf);
+  }
+  // The first tile of tokens (over the whole block of K) fetches the next rows.
+  const int64_t L = int64_t(hn::Lanes(DF()));
+  int64_t t = 0;
+  for (; t + L < nt; t += 2 * L) {
+    xt_tile<MaxRN, 2>(w, xt + t, ldxt, kc, std::min(2 * L, nt - t), out + t * ldo, ldo, accumulate,
+                      pf);
+    pf.p = nullptr;
+  }
+  if (t < nt) xt_tile<MaxRN, 1>(w, xt + t, ldxt, kc, nt - t, out + t * ldo, ldo, accumulate, pf);
+}
+
+// Blocks of K and of tokens sized so that one block of xt (kc x tb floats) stays in L2 while
+// every tile of weight rows passes over it; 16-bit weights are widened a tile of rows at a
+// time into a buffer that serves all the block's tokens.
+template <class W>
+void matmul_xt(const MatmulArgs& a, const W* w, int64_t n0, int64_t n1) {
+  const int64_t T = a.T, K = a.K, N = a.N;
+  constexpr int64_t kBlockTokens = 128, kBlockFloats = 128 * 1024;
+  const int64_t tb = std::min<int64_t>(a.ldxt, kBlockTokens);
+  const int64_t kmax = std::min(kXtK, kBlockFloats / tb);
+  const int64_t blocks = (K + kmax - 1) / kmax;
+  const int64_t kc = (K + blocks - 1) / blocks;
+  thread_local std::vector<float> wide;
+  wide.resize(size_t(kXtN * kXtLd));
+  for (int64_t k0 = 0; k0 < K; k0 += kc) {
+    const int64_t klen = std::min(kc, K - k0);
+    for (int64_t t0 = 0; t0 < T; t0 += tb) {
+      const int64_t nt = std::min(tb, T - t0);
+      for (int64_t n = n0; n < n1; n += kXtN) {
+        const int rn = int(std::min<int64_t>(kXtN, n1 - n));
+        for (int r = 0; r < rn; ++r) widen(w + (n + r) * K + k0, klen, wide.data() + r * kXtLd);
+        Prefetch pf;
+        if (n + kXtN < n1)
+          pf = {reinterpret_cast<const char*>(w + (n + kXtN) * K + k0), K * int64_t(sizeof(W)),
+                int64_t(sizeof(W)), int(std::min<int64_t>(kXtN, n1 - n - kXtN))};
+        xt_rows<kXtN>(rn, wide.data(), a.xt + k0 * a.ldxt + t0, a.ldxt, klen, nt,
+                      a.out + t0 * N + n, N, k0 > 0, pf);
+      }
+    }
+  }
+}
+
+void MatmulRange(const MatmulArgs& a, int64_t n0, int64_t n1) {
+  switch (a.wtype) {
+    case WeightType::F32:
+      if (a.xt) return matmul_xt(a, static_cast<const float*>(a.w), n0, n1);
+      return matmul_typed(a, static_cast<const float*>(a.w), n0, n1);
+    case WeightType::F16:
+      if (a.xt) return matmul_xt(a, static_cast<const hwy::float16_t*>(a.w), n0, n1);
+      return matmul_typed(a, static_cast<const hwy::float16_t*>(a.w), n0, n1);
+    case WeightType::BF16:
+      if (a.xt) return matmul_xt(a, static_cast<const hwy::bfloat16_t*>(a.w), n0, n1);
+      return matmul_typed(a, static_cast<const hwy::bfloat16_t*>(a.w), n0, n1);
+  }
 }
 
 void ConvertToF32(const void* src, WeightType type, int64_t n, float* dst) {
@@ -674,6 +795,20 @@ void softcap(const float* x, float cap, float* out, int64_t n) {
   HWY_DYNAMIC_DISPATCH(Softcap)(x, cap, out, n);
 }
 const char* simd_target() { return HWY_DYNAMIC_DISPATCH(SimdTarget)(); }
+
+int64_t transposed_width(int64_t T) { return (T + kXtAlign - 1) / kXtAlign * kXtAlign; }
+
+void transpose_rows(const float* x, int64_t T, int64_t K, int64_t k0, int64_t k1, float* xt,
+                    int64_t ldxt) {
+  // 16 columns of x at a time: one cache line of each row read, 16 rows of xt written.
+  constexpr int64_t kStrip = 16;
+  for (int64_t kb = k0; kb < k1; kb += kStrip) {
+    const int64_t ke = std::min(k1, kb + kStrip);
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t k = kb; k < ke; ++k) xt[k * ldxt + t] = x[t * K + k];
+    for (int64_t k = kb; k < ke; ++k) std::fill(xt + k * ldxt + T, xt + (k + 1) * ldxt, 0.0f);
+  }
+}
 
 }  // namespace tapml::cpu
 #endif  // HWY_ONCE

@@ -14,14 +14,28 @@ namespace tapml::cpu {
 enum class WeightType : int { F32, F16, BF16 };
 
 // out[t][n] = sum_k x[t][k] * w[n][k] for all t < T and n in [n_begin, n_end).
+// With xt set (many rows, T >= kManyRows), the kernel reads x transposed instead.
 struct MatmulArgs {
   const float* x;  // [T, K]
   const void* w;   // [N, K] of `wtype`
   WeightType wtype;
   float* out;  // [T, N]
   int64_t T, K, N;
+  const float* xt = nullptr;  // [K, ldxt]: xt[k * ldxt + t] = x[t][k], 0 for t >= T
+  int64_t ldxt = 0;           // transposed_width(T)
 };
 void matmul_range(const MatmulArgs& a, int64_t n_begin, int64_t n_end);
+
+// Many-row matmuls (prefill) run outer-product tiles over x transposed: from kManyRows rows,
+// the caller fills xt with transpose_rows (split over K as it likes) and splits the output
+// features in units of kManyRowsUnit (whole tiles; any split gives the same bits).
+constexpr int64_t kManyRows = 32;
+constexpr int64_t kManyRowsUnit = 12;
+constexpr int64_t kXtAlign = 16;  // xt's rows are padded to a multiple of this
+int64_t transposed_width(int64_t T);
+// xt rows [k0, k1): xt[k * ldxt + t] = x[t * K + k] for t < T, 0 for T <= t < ldxt.
+void transpose_rows(const float* x, int64_t T, int64_t K, int64_t k0, int64_t k1, float* xt,
+                    int64_t ldxt);
 
 // Token rows in ggml's 8-bit activation blocks for a weight of some quantized type
 // (activations_as_q8): per row, K values, a scale per 32 values and, per group of 16, the
