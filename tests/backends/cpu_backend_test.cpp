@@ -416,7 +416,8 @@ TEST_F(CpuVsRef, MoeFfn) {
   std::mt19937 gen(7);
   for (DType wt : kWeightTypes)
     for (Case c : {Case{1, 64, 48, 8, 2}, Case{5, 67, 43, 4, 2}, Case{13, 128, 96, 8, 3},
-                   Case{3, 16, 8, 3, 3}, Case{40, 72, 200, 6, 2}, Case{2, 1, 1, 2, 1}}) {
+                   Case{3, 16, 8, 3, 3}, Case{40, 72, 200, 6, 2}, Case{2, 1, 1, 2, 1},
+                   Case{90, 72, 100, 2, 1}}) {  // about 45 rows per expert: x transposed
       const float sd = 1.0f / std::sqrt(float(c.D)), sh = 1.0f / std::sqrt(float(c.H));
       compare("moe_ffn", {},
               {from_f32({c.T, c.D}, rng_.normal(c.T * c.D)),

@@ -683,18 +683,21 @@ class CpuBackend final : public HostBackend {
       y.resize(size_t(n * D));
       for (int64_t i = 0; i < n; ++i)
         std::memcpy(xs.data() + i * D, x + tokens[size_t(i)] * D, size_t(D) * 4);
-      const cpu::MatmulArgs ga{xs.data(), gate + size_t(e) * expert_bytes, type, g.data(), n, D, H};
-      const cpu::MatmulArgs ua{xs.data(), up + size_t(e) * expert_bytes, type, u.data(), n, D, H};
-      split((H + kGroup - 1) / kGroup, 2 * kGroup * n * D, [&](int64_t b, int64_t end) {
-        cpu::matmul_range(ga, b * kGroup, std::min(H, end * kGroup));
-        cpu::matmul_range(ua, b * kGroup, std::min(H, end * kGroup));
+      cpu::MatmulArgs gu[2] = {
+          {xs.data(), gate + size_t(e) * expert_bytes, type, g.data(), n, D, H},
+          {xs.data(), up + size_t(e) * expert_bytes, type, u.data(), n, D, H}};
+      const int64_t unit = transpose_x(gu, 2);
+      split((H + unit - 1) / unit, 2 * unit * n * D, [&](int64_t b, int64_t end) {
+        cpu::matmul_range(gu[0], b * unit, std::min(H, end * unit));
+        cpu::matmul_range(gu[1], b * unit, std::min(H, end * unit));
       });
       elementwise(n * H, 8, [&](int64_t b, int64_t end) {
         cpu::swiglu(g.data() + b, u.data() + b, g.data() + b, end - b);
       });
-      const cpu::MatmulArgs da{g.data(), down + size_t(e) * expert_bytes, type, y.data(), n, H, D};
-      split((D + kGroup - 1) / kGroup, kGroup * n * H, [&](int64_t b, int64_t end) {
-        cpu::matmul_range(da, b * kGroup, std::min(D, end * kGroup));
+      cpu::MatmulArgs da{g.data(), down + size_t(e) * expert_bytes, type, y.data(), n, H, D};
+      const int64_t down_unit = transpose_x(&da, 1);
+      split((D + down_unit - 1) / down_unit, down_unit * n * H, [&](int64_t b, int64_t end) {
+        cpu::matmul_range(da, b * down_unit, std::min(D, end * down_unit));
       });
       for (int64_t i = 0; i < n; ++i) {
         const int64_t t = tokens[size_t(i)];

@@ -218,10 +218,10 @@ HWY_INLINE void tile_columns(int rt, const float* x, const W* w, int64_t K, int6
   tile_columns_rt<MaxRT, RN>(x, w, K, ld, n0, n1, out, ldo, accumulate);
 }
 
-// Rows without a transposed x (fewer than kManyRows, or a mixture-of-experts batch): take the
-// weights a chunk of rows at a time, small enough to stay in L2 while every block of kTileT x
-// rows passes over it, so each weight is fetched from memory once. (The figures below are from
-// when this path ran every prefill, 128 rows included.)
+// Rows without a transposed x (fewer than kManyRows): take the weights a chunk of rows at a
+// time, small enough to stay in L2 while every block of kTileT x rows passes over it, so each
+// weight is fetched from memory once. (The figures below are from when this path ran every
+// prefill, 128 rows included.)
 // 16-bit weights are widened in registers by each tile: widening a chunk into an f32 copy
 // once doubled the bytes each tile streams from L2 (e2e_bench on this 2-core AVX-512 VM:
 // 125M f16 prefill at one thread about 5-10% slower that way).
