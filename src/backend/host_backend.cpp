@@ -1,7 +1,9 @@
 #include "backend/host_backend.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <new>
 
 #include "core/error.h"
@@ -11,13 +13,26 @@ namespace tapml {
 namespace {
 // 64-byte alignment keeps every row start usable by wide SIMD loads.
 constexpr size_t kAlign = 64;
-constexpr size_t kSpareLimit = size_t(256) << 20;
+// Spares are kept up to the live peak, or up to this much when the peak is lower.
+constexpr size_t kSpareFloor = size_t(256) << 20;
 }  // namespace
 
 HostBackend::~HostBackend() {
   for (Block& b : blocks_) std::free(b.bytes);
   for (auto& [size, ptrs] : spare_)
     for (std::byte* p : ptrs) std::free(p);
+}
+
+void HostBackend::trim_spares(size_t more) {
+  const size_t bound = std::max({kSpareFloor, peak_, live_ + more});
+  for (auto it = spare_.begin(); it != spare_.end() && live_ + spare_bytes_ + more > bound;) {
+    while (!it->second.empty() && live_ + spare_bytes_ + more > bound) {
+      std::free(it->second.back());
+      it->second.pop_back();
+      spare_bytes_ -= it->first;
+    }
+    it = it->second.empty() ? spare_.erase(it) : std::next(it);
+  }
 }
 
 BufferId HostBackend::alloc(size_t bytes) {
@@ -31,6 +46,7 @@ BufferId HostBackend::alloc(size_t bytes) {
     it->second.pop_back();
     spare_bytes_ -= rounded;
   } else {
+    trim_spares(rounded);
     p = static_cast<std::byte*>(std::aligned_alloc(kAlign, rounded));
   }
   TAPML_REQUIRE(p != nullptr,
@@ -57,6 +73,8 @@ BufferId HostBackend::alloc(size_t bytes) {
   b.size = bytes;
   b.capacity = rounded;
   allocated_ += bytes;
+  live_ += rounded;
+  peak_ = std::max(peak_, live_);
   return (BufferId(b.generation) << 32) | (BufferId(slot) + 1);
 }
 
@@ -64,8 +82,9 @@ void HostBackend::free(BufferId id) {
   const size_t slot = slot_of(id, "free");
   Block& b = blocks_[slot];
   allocated_ -= b.size;
+  live_ -= b.capacity;
   bool kept = false;
-  if (spare_bytes_ + b.capacity <= kSpareLimit) {
+  if (live_ + spare_bytes_ + b.capacity <= std::max(kSpareFloor, peak_)) {
     try {
       spare_[b.capacity].push_back(b.bytes);
       spare_bytes_ += b.capacity;

@@ -31,6 +31,8 @@ class HostBackend : public Backend {
   void run(const OpCall& call) override;
 
   size_t bytes_allocated() const { return allocated_; }
+  // Live buffers and freed ones kept for reuse, as allocated (rounded up).
+  size_t bytes_held() const { return live_ + spare_bytes_; }
 
  protected:
   // The host address of a tensor (already bounds-checked by run()).
@@ -63,9 +65,16 @@ class HostBackend : public Backend {
   std::vector<uint32_t> free_slots_;
   size_t allocated_ = 0;
   // Freed allocations kept for reuse by capacity: a decode step frees and allocates the
-  // same activation sizes every time, and the C allocator dominated small models.
+  // same activation sizes every time, and the C allocator dominated small models; a long
+  // prefill's activations, handed back to the system after each forward, were faulted in
+  // again by the next. Live plus spare capacity stays within the larger of the live peak
+  // and a floor: a miss first frees spares of other sizes to make room.
   std::unordered_map<size_t, std::vector<std::byte*>> spare_;
   size_t spare_bytes_ = 0;
+  size_t live_ = 0;  // capacity of the live buffers
+  size_t peak_ = 0;  // the most live_ has been
+  // Frees spare allocations until live + spare + `more` fits the bound.
+  void trim_spares(size_t more);
 };
 
 }  // namespace tapml

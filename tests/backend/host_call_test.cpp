@@ -111,6 +111,27 @@ TEST(HostBackend, AFreedBufferIdStaysUnknownWhenItsSlotIsReused) {
   EXPECT_EQ(b.bytes_allocated(), size_t(0));
 }
 
+TEST(HostBackend, FreedBuffersAreReusedAndHeldOnlyUpToTheLivePeak) {
+  BrokenAdd b(BrokenAdd::Bug::None);
+  constexpr size_t kMiB = size_t(1) << 20;
+  // Not touched, so never faulted in: only the bookkeeping is exercised.
+  BufferId big = b.alloc(300 * kMiB), small = b.alloc(kMiB);
+  EXPECT_EQ(b.bytes_held(), 301 * kMiB);
+  b.free(big);
+  b.free(small);
+  EXPECT_EQ(b.bytes_held(), 301 * kMiB);  // both kept: within the peak
+  big = b.alloc(300 * kMiB);              // the same size again: the kept one
+  EXPECT_EQ(b.bytes_held(), 301 * kMiB);
+  b.free(big);
+  // Another size: spares go until live + spare + the new one fit the peak (301 MiB).
+  BufferId other = b.alloc(200 * kMiB);
+  EXPECT_LE(b.bytes_held(), 301 * kMiB);
+  EXPECT_GE(b.bytes_held(), 200 * kMiB);
+  b.free(other);
+  EXPECT_LE(b.bytes_held(), 301 * kMiB);
+  EXPECT_EQ(b.bytes_allocated(), size_t(0));
+}
+
 TEST(RefBackend, F32AccumulationIsCloseButNotTheSame) {
   auto ref = open_backend("ref");
   auto f32 = open_backend("ref?acc=f32");
