@@ -127,6 +127,22 @@ void BM_AttentionDecode(benchmark::State& state, const char* uri) {
   state.SetLabel(be->info().device);
 }
 
+// A prefill's rmsnorm (T rows of 768), in cache between iterations: the elementwise ops'
+// throughput, bound by memory traffic (x read, out written).
+void BM_RmsNorm(benchmark::State& state, const char* uri) {
+  const int64_t T = state.range(0), D = 768;
+  auto be = open(uri);
+  OpCall call{Op::RmsNorm, {{"eps", 1e-5}}, {}, {}, "bench"};
+  call.inputs = {upload(*be, DType::F32, Shape{T, D}, 1), upload(*be, DType::F32, Shape{D}, 2)};
+  call.outputs = {{be->alloc(size_t(T * D) * 4), 0, DType::F32, Shape{T, D}}};
+  for (auto _ : state) {
+    be->run(call);
+    be->sync();
+  }
+  state.SetBytesProcessed(int64_t(2 * T * D * 4) * state.iterations());
+  state.SetLabel(be->info().device);
+}
+
 // The cost of waking the pool for a trivial loop: what every multi-threaded op of a decode
 // step pays on top of its work.
 void BM_PoolDispatch(benchmark::State& state) {
@@ -186,6 +202,11 @@ BENCHMARK_CAPTURE(BM_Matmul, prefill128_cpu1_f32, "cpu?threads=1", DType::F32)
     ->Apply(prefill_sizes);
 BENCHMARK_CAPTURE(BM_Matmul, prefill128_cpu1_f16, "cpu?threads=1", DType::F16)
     ->Apply(prefill_sizes);
+BENCHMARK_CAPTURE(BM_RmsNorm, prefill_cpu1, "cpu?threads=1")
+    ->Arg(128)
+    ->Arg(1024)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_Matmul, gemv_ref_f32, "ref", DType::F32)
     ->Args({1, 768, 256})
     ->UseRealTime()
