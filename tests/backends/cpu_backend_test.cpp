@@ -153,12 +153,13 @@ TEST_F(CpuVsRef, MatmulLargeEnoughToThread) {
                            {9, 1030, 70},
                            {6, 24, 2000},
                            {13, 3100, 9},
-                           // Many rows (x transposed, outer-product tiles): a last token
-                           // vector of its own (33), two blocks of tokens (200), K in
-                           // three blocks (3000), a last tile of fewer weight rows (37).
-                           {33, 67, 37},
-                           {200, 130, 29},
-                           {40, 3000, 37}}) {
+                           // Many rows and at least 384 output rows per thread (x
+                           // transposed, outer-product tiles): a last token vector of its
+                           // own (33), two blocks of tokens (200), K in three blocks
+                           // (2100), a last tile of fewer weight rows (1157, 1155).
+                           {33, 67, 1160},
+                           {200, 130, 1155},
+                           {40, 2100, 1157}}) {
       auto x = rng_.normal(T * K), w = rng_.normal(N * K, 0.05f);
       compare("matmul", {}, {from_f32({T, K}, x), from_f32({N, K}, w, wt)},
               std::string(dtype_name(wt)) + " " + dims({{"T", T}, {"K", K}, {"N", N}}));
@@ -417,7 +418,7 @@ TEST_F(CpuVsRef, MoeFfn) {
   for (DType wt : kWeightTypes)
     for (Case c : {Case{1, 64, 48, 8, 2}, Case{5, 67, 43, 4, 2}, Case{13, 128, 96, 8, 3},
                    Case{3, 16, 8, 3, 3}, Case{40, 72, 200, 6, 2}, Case{2, 1, 1, 2, 1},
-                   Case{90, 72, 100, 2, 1}}) {  // about 45 rows per expert: x transposed
+                   Case{90, 1160, 600, 2, 1}}) {  // about 45 rows per expert: x transposed
       const float sd = 1.0f / std::sqrt(float(c.D)), sh = 1.0f / std::sqrt(float(c.H));
       compare("moe_ffn", {},
               {from_f32({c.T, c.D}, rng_.normal(c.T * c.D)),
@@ -575,9 +576,9 @@ TEST_F(CpuVsRef, EveryCompiledSimdTarget) {
                 name + " " + std::string(dtype_name(wt)) + " T=" + std::to_string(T));
         if (T == 7)  // many rows, x transposed, K in blocks, on every target
           compare("matmul", {},
-                  {from_f32({45, 1500}, rng_.normal(45 * 1500)),
-                   from_f32({N, 1500}, rng_.normal(N * 1500), wt)},
-                  name + " " + std::string(dtype_name(wt)) + " T=45 K=1500");
+                  {from_f32({33, 1100}, rng_.normal(33 * 1100)),
+                   from_f32({770, 1100}, rng_.normal(770 * 1100), wt)},
+                  name + " " + std::string(dtype_name(wt)) + " T=33 K=1100 N=770");
         if (T == 7)  // prefill rows over a K cut into blocks on every target
           compare("matmul", {},
                   {from_f32({T, 2500}, rng_.normal(T * 2500)),
@@ -641,8 +642,9 @@ TEST(CpuBackend, OneThreadMatchesThree) {
                              from_f32({N, K}, rng.normal(N * K), wt)};
     expect_close(run_op(*three, "matmul", {}, in)[0], run_op(*one, "matmul", {}, in)[0], 1e-6,
                  "matmul");
-    // Many rows: every output one chain of FMAs along K, the same bits however split.
-    const int64_t Tm = 70, Km = 1100, Nm = 301;
+    // Many rows, 400 output rows per thread at three threads: the outer-product kernel at
+    // both counts, the same bits however split.
+    const int64_t Tm = 70, Km = 1100, Nm = 1201;
     in = {from_f32({Tm, Km}, rng.normal(Tm * Km)), from_f32({Nm, Km}, rng.normal(Nm * Km), wt)};
     expect_close(run_op(*three, "matmul", {}, in)[0], run_op(*one, "matmul", {}, in)[0], 0,
                  "matmul, many rows");
@@ -657,11 +659,13 @@ TEST(CpuBackend, OneThreadMatchesThree) {
                            from_f32({P, KV * hd}, rng.normal(P * KV * hd))};
   expect_close(run_op(*three, "attention", attrs, in)[0], run_op(*one, "attention", attrs, in)[0],
                1e-6, "attention");
+  // (H=150: gate and up are 300 rows, too few per thread for the outer-product kernel at
+  // one thread as at three, which would sum in another order.)
   std::vector<Input> moe = {from_f32({33, 96}, rng.normal(33 * 96)),
                             from_f32({33, 5}, rng.normal(33 * 5)),
-                            from_f32({5, 300, 96}, rng.normal(5 * 300 * 96, 0.1f)),
-                            from_f32({5, 300, 96}, rng.normal(5 * 300 * 96, 0.1f)),
-                            from_f32({5, 96, 300}, rng.normal(5 * 96 * 300, 0.06f))};
+                            from_f32({5, 150, 96}, rng.normal(5 * 150 * 96, 0.1f)),
+                            from_f32({5, 150, 96}, rng.normal(5 * 150 * 96, 0.1f)),
+                            from_f32({5, 96, 150}, rng.normal(5 * 96 * 150, 0.06f))};
   // Bit for bit: the experts' rows are added in expert order whatever the split.
   EXPECT_EQ(run_op(*three, "moe_ffn", {}, moe)[0], run_op(*one, "moe_ffn", {}, moe)[0]);
   std::vector<Input> norm = {from_f32({40, 4000}, rng.normal(160000)),

@@ -65,6 +65,10 @@ constexpr int kFinePieces = 4;
 // boundaries gives every row the same tile, and so the same bits, whatever the range.
 constexpr int64_t kGroup = 4;
 
+// Output rows per thread from which many-row matmuls take the outer-product kernel (see
+// transpose_x).
+constexpr int64_t kXtRowsPerThread = 384;
+
 // The key of a call in TAPML_CPU_STATS.
 std::string stats_key(const OpCall& c) {
   const bool one_row =
@@ -225,7 +229,7 @@ class CpuBackend final : public HostBackend {
   void matmul_group(const FusedGroup& g) {
     const size_t n = g.matmuls.size();
     const int64_t T = g.matmuls[0].inputs[0].shape[0];
-    cpu::MatmulArgs m[3];
+    cpu::MatmulArgs m[3]{};
     int64_t first[4] = {0};  // each matmul's first unit
     for (size_t i = 0; i < n; ++i) {
       const OpCall& c = g.matmuls[i];
@@ -393,10 +397,20 @@ class CpuBackend final : public HostBackend {
 
   // Matmuls of many rows (all of m[0..n) read the same x) take x transposed, once for all
   // of them, split over K: their outer-product kernels read it so. Returns the unit of
-  // output features to split them at.
+  // output features to split them at. Only where every thread gets kXtRowsPerThread output
+  // rows or more: each thread pulls all of the transposed x into its caches, and its first
+  // tile's weights come unprefetched, costs a thin share does not repay. On the 16-core
+  // Emerald Rapids host at 16 threads (125M f32 prefill, TAPML_CPU_STATS, 10 prefills each)
+  // the outer-product kernel took longer than the dot-product tiles for every group: 768
+  // rows (48 per thread) +35%, 1,280 (80) +26%, 4,096 (256) +4.5%; whole prefills there, 3
+  // alternating rounds: 16 threads f32 0.88-0.93 of the old, f16 0.91-0.96; 8 threads f32
+  // 0.93-1.05, f16 0.97-1.10. On the 2-core Zen 5 VM (384 and more rows per thread) it is
+  // the faster, f32 prefill +15%.
   int64_t transpose_x(cpu::MatmulArgs* m, size_t n) {
     const int64_t T = m[0].T, K = m[0].K;
-    if (T < cpu::kManyRows) return kGroup;
+    int64_t rows = 0;
+    for (size_t i = 0; i < n; ++i) rows += m[i].N;
+    if (T < cpu::kManyRows || rows < kXtRowsPerThread * int64_t(pool_.size())) return kGroup;
     const int64_t ld = cpu::transposed_width(T);
     // Aligned to a cache line, so that the kernels' token vectors never straddle two.
     xt_.resize(size_t(K * ld + cpu::kXtAlign));

@@ -28,7 +28,8 @@ void matmul_range(const MatmulArgs& a, int64_t n_begin, int64_t n_end);
 
 // Many-row matmuls (prefill) run outer-product tiles over x transposed: from kManyRows rows,
 // the caller fills xt with transpose_rows (split over K as it likes) and splits the output
-// features in units of kManyRowsUnit (whole tiles; any split gives the same bits).
+// features in units of kManyRowsUnit (whole tiles; any split gives the same bits, though not
+// the same as the dot-product tiles', which sum in another order).
 constexpr int64_t kManyRows = 32;
 constexpr int64_t kManyRowsUnit = 12;
 constexpr int64_t kXtAlign = 16;  // xt's rows are padded to a multiple of this
