@@ -223,26 +223,25 @@ class CpuBackend final : public HostBackend {
     timed(key, [&] { matmul_group(g); });
   }
 
-  // One dispatch for the group, of T rows each. Swiglu: unit i is rows 4i.. of both gate and
-  // up, then the swiglu of those elements in every row. Otherwise the matmuls' units follow
+  // One dispatch for the group, of T rows each, split in units of transpose_x's size (4 or
+  // 12 output rows). Swiglu: unit i is the same rows of both gate and up, then the swiglu of
+  // those elements in every row. Otherwise the matmuls' units follow
   // one another, and with Add a range adds the elements it has just computed.
   void matmul_group(const FusedGroup& g) {
     const size_t n = g.matmuls.size();
     const int64_t T = g.matmuls[0].inputs[0].shape[0];
+    if (T == 0) return;
     cpu::MatmulArgs m[3]{};
-    int64_t first[4] = {0};  // each matmul's first unit
     for (size_t i = 0; i < n; ++i) {
       const OpCall& c = g.matmuls[i];
       const DeviceTensor& w = c.inputs[1];
       m[i] = {data<float>(c.inputs[0]), ptr(w),    wtype(w), data<float>(c.outputs[0]), T,
               c.inputs[0].shape[1],     w.shape[0]};
-      first[i + 1] = first[i] + (m[i].N + kGroup - 1) / kGroup;
     }
     const int64_t K = m[0].K;
-    if (T == 0) return;
     const int64_t unit = transpose_x(m, n);
-    if (unit != kGroup)
-      for (size_t i = 0; i < n; ++i) first[i + 1] = first[i] + (m[i].N + unit - 1) / unit;
+    int64_t first[4] = {0};  // each matmul's first unit
+    for (size_t i = 0; i < n; ++i) first[i + 1] = first[i] + (m[i].N + unit - 1) / unit;
     if (g.epilogue == FusedGroup::Swiglu) {
       const int64_t N = m[0].N;
       float* out = data<float>(g.tail.outputs[0]);
@@ -416,7 +415,7 @@ class CpuBackend final : public HostBackend {
     xt_.resize(size_t(K * ld + cpu::kXtAlign));
     float* xt = xt_.data();
     while (reinterpret_cast<uintptr_t>(xt) % (cpu::kXtAlign * sizeof(float)) != 0) ++xt;
-    constexpr int64_t kStrip = 16;
+    constexpr int64_t kStrip = cpu::kTransposeStrip;
     split((K + kStrip - 1) / kStrip, kStrip * T, [&](int64_t b, int64_t e) {
       cpu::transpose_rows(m[0].x, T, K, b * kStrip, std::min(K, e * kStrip), xt, ld);
     });

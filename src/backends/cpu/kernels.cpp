@@ -505,17 +505,21 @@ void matmul_xt(const MatmulArgs& a, const W* w, int64_t n0, int64_t n1) {
   }
 }
 
+// The outer-product kernel when the caller transposed x, the dot-product tiles otherwise.
+template <class W>
+void matmul_weights(const MatmulArgs& a, const W* w, int64_t n0, int64_t n1) {
+  if (a.xt) return matmul_xt(a, w, n0, n1);
+  matmul_typed(a, w, n0, n1);
+}
+
 void MatmulRange(const MatmulArgs& a, int64_t n0, int64_t n1) {
   switch (a.wtype) {
     case WeightType::F32:
-      if (a.xt) return matmul_xt(a, static_cast<const float*>(a.w), n0, n1);
-      return matmul_typed(a, static_cast<const float*>(a.w), n0, n1);
+      return matmul_weights(a, static_cast<const float*>(a.w), n0, n1);
     case WeightType::F16:
-      if (a.xt) return matmul_xt(a, static_cast<const hwy::float16_t*>(a.w), n0, n1);
-      return matmul_typed(a, static_cast<const hwy::float16_t*>(a.w), n0, n1);
+      return matmul_weights(a, static_cast<const hwy::float16_t*>(a.w), n0, n1);
     case WeightType::BF16:
-      if (a.xt) return matmul_xt(a, static_cast<const hwy::bfloat16_t*>(a.w), n0, n1);
-      return matmul_typed(a, static_cast<const hwy::bfloat16_t*>(a.w), n0, n1);
+      return matmul_weights(a, static_cast<const hwy::bfloat16_t*>(a.w), n0, n1);
   }
 }
 
@@ -800,10 +804,8 @@ int64_t transposed_width(int64_t T) { return (T + kXtAlign - 1) / kXtAlign * kXt
 
 void transpose_rows(const float* x, int64_t T, int64_t K, int64_t k0, int64_t k1, float* xt,
                     int64_t ldxt) {
-  // 16 columns of x at a time: one cache line of each row read, 16 rows of xt written.
-  constexpr int64_t kStrip = 16;
-  for (int64_t kb = k0; kb < k1; kb += kStrip) {
-    const int64_t ke = std::min(k1, kb + kStrip);
+  for (int64_t kb = k0; kb < k1; kb += kTransposeStrip) {
+    const int64_t ke = std::min(k1, kb + kTransposeStrip);
     for (int64_t t = 0; t < T; ++t)
       for (int64_t k = kb; k < ke; ++k) xt[k * ldxt + t] = x[t * K + k];
     for (int64_t k = kb; k < ke; ++k) std::fill(xt + k * ldxt + T, xt + (k + 1) * ldxt, 0.0f);

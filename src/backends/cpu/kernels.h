@@ -34,7 +34,10 @@ constexpr int64_t kManyRows = 32;
 constexpr int64_t kManyRowsUnit = 12;
 constexpr int64_t kXtAlign = 16;  // xt's rows are padded to a multiple of this
 int64_t transposed_width(int64_t T);
-// xt rows [k0, k1): xt[k * ldxt + t] = x[t * K + k] for t < T, 0 for T <= t < ldxt.
+// xt rows [k0, k1): xt[k * ldxt + t] = x[t * K + k] for t < T, 0 for T <= t < ldxt; worked
+// kTransposeStrip columns of x at a time (one cache line of each x row read, as many rows of
+// xt written), so ranges split at multiples of it touch no line twice.
+constexpr int64_t kTransposeStrip = 16;
 void transpose_rows(const float* x, int64_t T, int64_t K, int64_t k0, int64_t k1, float* xt,
                     int64_t ldxt);
 
