@@ -18,6 +18,7 @@
 
 #include "core/dtype.h"
 #include "model/model_file.h"
+#include "runtime/device_pool.h"
 #include "runtime/generate.h"
 #include "runtime/placement.h"
 #include "runtime/session.h"
@@ -84,7 +85,8 @@ int main(int argc, char** argv) {
     const int context = run.steps;
 
     for (const std::string& uri : backends) {
-      Session session(model, Placement(uri), context, dtype_from_name(kv_cache));
+      DevicePool pool;
+      Session session(model, Placement(uri), pool, context, dtype_from_name(kv_cache));
       for (int i = 0; i < warmup; ++i) generate(session, prompt, run);
       std::vector<double> prefill, decode;
       GenerateResult last;
@@ -96,6 +98,9 @@ int main(int argc, char** argv) {
       nlohmann::json j;
       j["engine"] = "tapml";
       j["backend"] = uri;
+      // What each device the placement opened is (an OpenCL loader can hand "opencl" a CPU
+      // driver): uri -> description.
+      for (const std::string& u : pool.uris()) j["devices"][u] = pool.open(u).info().device;
       j["model"] = label;
       j["prompt_tokens"] = prompt_len;
       j["gen_tokens"] = gen_tokens;

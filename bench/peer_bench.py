@@ -16,7 +16,10 @@ llama-quantize, so both engines read the very same blocks; --file adds a GGUF of
 --backend cpu (default) compares TapML's cpu backend with llama-bench on the CPU (-ngl 0,
 and -nopo 1 so a GPU build offloads nothing); any other backend URI (opencl, vulkan, ...)
 is compared with llama-bench on its GPU (-ngl 99 -fa 1, the peer built with its GPU backend).
-The first lines name the CPU, the GPU (nvidia-smi) and the load average.
+The first lines name the CPU, the GPU (nvidia-smi) and the load average; the last two what
+each engine said it ran on (llama-bench's backends and GPU, the device of each TapML backend
+URI), so that an OpenCL loader handing "opencl" a CPU driver, or a peer built without its GPU
+backend, is seen rather than read as a ratio.
 
 llama-bench runs `-p P -n 0` (prefill: one batch of P tokens) and `-p 0 -n G -d P` (decode: G
 single-token steps after P tokens already in the cache, filled untimed) and reports tokens/s;
@@ -85,6 +88,12 @@ def model_file(cache, build, peer, name, qtype):
     return out
 
 
+# What each engine said it ran on, printed once per run: a misconfigured driver (an OpenCL
+# loader that found only a CPU driver, a llama.cpp built without its GPU backend) shows here
+# rather than as a baffling ratio.
+DEVICES = {}
+
+
 def peer_samples(peer, path, backend, threads, p, n, depth, inner=1, extra=()):
     """llama-bench's tokens/s, every measurement: (prefill samples, decode samples)."""
     where = ["-ngl", "0", "-nopo", "1"] if backend == "cpu" else ["-ngl", "99", "-fa", "1"]
@@ -92,7 +101,10 @@ def peer_samples(peer, path, backend, threads, p, n, depth, inner=1, extra=()):
     def one(pp, tg, d):
         out = run([os.path.join(peer, "llama-bench"), "-m", path, "-t", str(threads), "-p", str(pp),
                    "-n", str(tg), "-d", str(d), "-r", str(inner), "-o", "json"] + where)
-        return json.loads(out)[0]["samples_ts"]
+        j = json.loads(out)[0]
+        DEVICES.setdefault("llama.cpp", f"backends {j.get('backends', '?')}, "
+                                        f"GPU {j.get('gpu_info') or 'none'}, {j.get('cpu_info', '?')}")
+        return j["samples_ts"]
     return one(p, 0, 0), one(0, n, depth)
 
 
@@ -102,6 +114,7 @@ def tapml_samples(build, path, backend, threads, p, n, inner=1):
     out = run([os.path.join(build, "bench", "e2e_bench"), "--model", path, "--backend", uri,
                "-p", str(p), "-g", str(n), "-r", str(inner)])
     j = json.loads(out.strip().splitlines()[-1])
+    DEVICES.setdefault("tapml", "; ".join(f"{u}: {d}" for u, d in j.get("devices", {}).items()))
     return j["prefill_runs"], j["decode_runs"]
 
 
@@ -219,6 +232,9 @@ def main():
             print(f"{row:<24} {pp_peer:12.1f} {tg_peer:8.2f} {pp_t:9.1f} {tg_t:8.2f} "
                   f"{med(r_pp):5.2f} ({spread(r_pp):>10}) {med(r_tg):5.2f} ({spread(r_tg):>10})",
                   flush=True)
+    for engine in ("llama.cpp", "tapml"):
+        if engine in DEVICES:
+            print(f"{engine} ran on: {DEVICES[engine]}")
 
 
 if __name__ == "__main__":
