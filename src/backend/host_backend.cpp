@@ -6,6 +6,8 @@
 #include <iterator>
 #include <new>
 
+#include <sys/mman.h>
+
 #include "core/error.h"
 
 namespace tapml {
@@ -15,6 +17,23 @@ namespace {
 constexpr size_t kAlign = 64;
 // Spares are kept up to the live peak, or up to this much when the peak is lower.
 constexpr size_t kSpareFloor = size_t(256) << 20;
+// From this size a buffer starts on a 2 MiB boundary and asks the kernel for transparent huge
+// pages (where it grants them only on request, Debian's and Ubuntu's default): one fault per
+// 2 MiB instead of per 4 KiB, fewer TLB misses while matmuls stream weights. 2-core VM, 125M
+// f32 e2e_bench -p 1024 -r 3: 424K page faults -> 59K, 7.7 -> 5.7 s wall, prefill +3%.
+constexpr size_t kHugePage = size_t(2) << 20, kHugeFrom = 2 * kHugePage;
+
+std::byte* allocate(size_t rounded) {
+  if (rounded < kHugeFrom) return static_cast<std::byte*>(std::aligned_alloc(kAlign, rounded));
+  void* p = nullptr;
+  if (posix_memalign(&p, kHugePage, rounded) != 0) return nullptr;
+#ifdef MADV_HUGEPAGE
+  // Advice: where it is refused (no THP, a kernel without it) the pages are ordinary ones.
+  const size_t page = 4096;
+  ::madvise(p, (rounded + page - 1) / page * page, MADV_HUGEPAGE);
+#endif
+  return static_cast<std::byte*>(p);
+}
 }  // namespace
 
 HostBackend::~HostBackend() {
@@ -47,7 +66,7 @@ BufferId HostBackend::alloc(size_t bytes) {
     spare_bytes_ -= rounded;
   } else {
     trim_spares(rounded);
-    p = static_cast<std::byte*>(std::aligned_alloc(kAlign, rounded));
+    p = allocate(rounded);
   }
   TAPML_REQUIRE(p != nullptr,
                 info_.name + ": out of host memory allocating " + std::to_string(bytes) + " bytes");
