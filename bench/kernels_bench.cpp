@@ -72,14 +72,14 @@ void BM_Matmul(benchmark::State& state, const char* uri, DType wt) {
 
 // Decode as a model meets it: one x row against weights that are not in any cache, each
 // iteration the next of enough copies to fill 1 GiB (server CPUs have L3 caches of 300 MB).
-void BM_MatmulCold(benchmark::State& state, const char* uri, DType wt) {
-  const int64_t K = state.range(0), N = state.range(1);
+void cold_matmul(benchmark::State& state, const char* uri, DType wt, int64_t T, int64_t K,
+                 int64_t N) {
   auto be = open(uri);
   const int64_t bytes_of_w = N * K * int64_t(dtype_size(wt));
   const int64_t copies = std::max<int64_t>(2, (int64_t(1) << 30) / bytes_of_w);
   std::vector<OpCall> calls;
-  const DeviceTensor x = upload(*be, DType::F32, Shape{1, K}, 1);
-  const DeviceTensor out{be->alloc(size_t(N) * 4), 0, DType::F32, Shape{1, N}};
+  const DeviceTensor x = upload(*be, DType::F32, Shape{T, K}, 1);
+  const DeviceTensor out{be->alloc(size_t(T * N) * 4), 0, DType::F32, Shape{T, N}};
   const DeviceTensor w = upload(*be, wt, Shape{N, K}, 2);
   std::vector<std::byte> bytes(static_cast<size_t>(bytes_of_w));
   be->read(w.buffer, 0, bytes.data(), bytes.size());
@@ -98,7 +98,21 @@ void BM_MatmulCold(benchmark::State& state, const char* uri, DType wt) {
     next = (next + 1) % calls.size();
   }
   state.SetBytesProcessed(bytes_of_w * state.iterations());
+  state.counters["FLOP/s"] = benchmark::Counter(double(2 * T * K * N) * double(state.iterations()),
+                                                benchmark::Counter::kIsRate);
   state.SetLabel(be->info().device);
+}
+
+// Weights cold (a new copy each call, 1 GiB of them in turn, as a model's layers come), x
+// [1, K]: a decode step's matmul.
+void BM_MatmulCold(benchmark::State& state, const char* uri, DType wt) {
+  cold_matmul(state, uri, wt, 1, state.range(0), state.range(1));
+}
+
+// The same for T rows of x: a prefill's matmul as a forward pass meets it, its weights fresh
+// from memory (warm, the same weights every call, they stay in the last-level cache).
+void BM_MatmulColdRows(benchmark::State& state, const char* uri, DType wt) {
+  cold_matmul(state, uri, wt, state.range(0), state.range(1), state.range(2));
 }
 
 void BM_AttentionDecode(benchmark::State& state, const char* uri) {
@@ -202,6 +216,22 @@ BENCHMARK_CAPTURE(BM_Matmul, prefill128_cpu1_f32, "cpu?threads=1", DType::F32)
     ->Apply(prefill_sizes);
 BENCHMARK_CAPTURE(BM_Matmul, prefill128_cpu1_f16, "cpu?threads=1", DType::F16)
     ->Apply(prefill_sizes);
+// The same projections for a prompt of 1024 tokens: per token, a long prefill's matmuls.
+BENCHMARK_CAPTURE(BM_MatmulColdRows, prefill_cpu2_cold_f32, "cpu?threads=2", DType::F32)
+    ->Args({128, 768, 2048})
+    ->Args({1024, 768, 2048})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Matmul, prefill_cpu2_f32, "cpu?threads=2", DType::F32)
+    ->Args({128, 768, 2048})
+    ->Args({1024, 768, 2048})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
+BENCHMARK_CAPTURE(BM_Matmul, prefill1024_cpu1_f32, "cpu?threads=1", DType::F32)
+    ->Args({1024, 768, 2048})
+    ->Args({1024, 2048, 768})
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_RmsNorm, prefill_cpu1, "cpu?threads=1")
     ->Arg(128)
     ->Arg(1024)

@@ -412,7 +412,7 @@ class CpuBackend final : public HostBackend {
     if (T < cpu::kManyRows || rows < kXtRowsPerThread * int64_t(pool_.size())) return kGroup;
     const int64_t ld = cpu::transposed_width(T);
     // Aligned to a cache line, so that the kernels' token vectors never straddle two.
-    xt_.resize(size_t(K * ld + cpu::kXtAlign));
+    xt_.resize(size_t(cpu::transposed_floats(T, K) + cpu::kXtAlign));
     float* xt = xt_.data();
     while (reinterpret_cast<uintptr_t>(xt) % (cpu::kXtAlign * sizeof(float)) != 0) ++xt;
     constexpr int64_t kStrip = cpu::kTransposeStrip;

@@ -480,8 +480,8 @@ HWY_INLINE void xt_rows(int rn, const float* w, const float* xt, int64_t ldxt, i
 template <class W>
 void matmul_xt(const MatmulArgs& a, const W* w, int64_t n0, int64_t n1) {
   const int64_t T = a.T, K = a.K, N = a.N;
-  constexpr int64_t kBlockTokens = 128, kBlockFloats = 128 * 1024;
-  const int64_t tb = std::min<int64_t>(a.ldxt, kBlockTokens);
+  constexpr int64_t kBlockFloats = 128 * 1024;
+  const int64_t tb = a.ldxt;  // a panel of tokens
   const int64_t kmax = std::min(kXtK, kBlockFloats / tb);
   const int64_t blocks = (K + kmax - 1) / kmax;
   const int64_t kc = (K + blocks - 1) / blocks;
@@ -498,7 +498,7 @@ void matmul_xt(const MatmulArgs& a, const W* w, int64_t n0, int64_t n1) {
         if (n + kXtN < n1)
           pf = {reinterpret_cast<const char*>(w + (n + kXtN) * K + k0), K * int64_t(sizeof(W)),
                 int64_t(sizeof(W)), int(std::min<int64_t>(kXtN, n1 - n - kXtN))};
-        xt_rows<kXtN>(rn, wide.data(), a.xt + k0 * a.ldxt + t0, a.ldxt, klen, nt,
+        xt_rows<kXtN>(rn, wide.data(), a.xt + t0 * K + k0 * tb, tb, klen, nt,
                       a.out + t0 * N + n, N, k0 > 0, pf);
       }
     }
@@ -800,15 +800,27 @@ void softcap(const float* x, float cap, float* out, int64_t n) {
 }
 const char* simd_target() { return HWY_DYNAMIC_DISPATCH(SimdTarget)(); }
 
-int64_t transposed_width(int64_t T) { return (T + kXtAlign - 1) / kXtAlign * kXtAlign; }
+int64_t transposed_width(int64_t T) {
+  return std::min(kXtPanel, (T + kXtAlign - 1) / kXtAlign * kXtAlign);
+}
+
+int64_t transposed_floats(int64_t T, int64_t K) {
+  const int64_t w = transposed_width(T);
+  return (T + w - 1) / w * K * w;
+}
 
 void transpose_rows(const float* x, int64_t T, int64_t K, int64_t k0, int64_t k1, float* xt,
                     int64_t ldxt) {
-  for (int64_t kb = k0; kb < k1; kb += kTransposeStrip) {
-    const int64_t ke = std::min(k1, kb + kTransposeStrip);
-    for (int64_t t = 0; t < T; ++t)
-      for (int64_t k = kb; k < ke; ++k) xt[k * ldxt + t] = x[t * K + k];
-    for (int64_t k = kb; k < ke; ++k) std::fill(xt + k * ldxt + T, xt + (k + 1) * ldxt, 0.0f);
+  for (int64_t t0 = 0; t0 < T; t0 += ldxt) {
+    float* panel = xt + t0 * K;  // (t0 / ldxt) * K * ldxt
+    const int64_t nt = std::min(ldxt, T - t0);
+    for (int64_t kb = k0; kb < k1; kb += kTransposeStrip) {
+      const int64_t ke = std::min(k1, kb + kTransposeStrip);
+      for (int64_t t = 0; t < nt; ++t)
+        for (int64_t k = kb; k < ke; ++k) panel[k * ldxt + t] = x[(t0 + t) * K + k];
+      for (int64_t k = kb; k < ke; ++k)
+        std::fill(panel + k * ldxt + nt, panel + (k + 1) * ldxt, 0.0f);
+    }
   }
 }
 

@@ -21,8 +21,10 @@ struct MatmulArgs {
   WeightType wtype;
   float* out;  // [T, N]
   int64_t T, K, N;
-  const float* xt = nullptr;  // [K, ldxt]: xt[k * ldxt + t] = x[t][k], 0 for t >= T
-  int64_t ldxt = 0;           // transposed_width(T)
+  // Panels of ldxt tokens, each [K, ldxt]: x[t][k] at xt[(t / ldxt) * K * ldxt + k * ldxt +
+  // t % ldxt], 0 for t >= T (see transpose_rows).
+  const float* xt = nullptr;
+  int64_t ldxt = 0;  // transposed_width(T)
 };
 void matmul_range(const MatmulArgs& a, int64_t n_begin, int64_t n_end);
 
@@ -32,9 +34,15 @@ void matmul_range(const MatmulArgs& a, int64_t n_begin, int64_t n_end);
 // the same as the dot-product tiles', which sum in another order).
 constexpr int64_t kManyRows = 32;
 constexpr int64_t kManyRowsUnit = 12;
-constexpr int64_t kXtAlign = 16;  // xt's rows are padded to a multiple of this
-int64_t transposed_width(int64_t T);
-// xt rows [k0, k1): xt[k * ldxt + t] = x[t * K + k] for t < T, 0 for T <= t < ldxt; worked
+constexpr int64_t kXtAlign = 16;  // a panel's rows are padded to a multiple of this
+// x transposed is kept in panels of at most kXtPanel tokens, K rows of transposed_width(T)
+// floats each, one after another: the kernel works a panel at a time, and a panel's rows lie
+// together (rows of all T tokens, 4 KB apart from T = 1024 on, put each k of a block in
+// another page).
+constexpr int64_t kXtPanel = 128;
+int64_t transposed_width(int64_t T);             // min(kXtPanel, T rounded up to kXtAlign)
+int64_t transposed_floats(int64_t T, int64_t K);  // the whole of xt
+// Rows [k0, k1) of every panel: x[t * K + k] for t < T, 0 for t >= T; worked
 // kTransposeStrip columns of x at a time (one cache line of each x row read, as many rows of
 // xt written), so ranges split at multiples of it touch no line twice.
 constexpr int64_t kTransposeStrip = 16;
