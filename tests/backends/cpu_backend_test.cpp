@@ -295,6 +295,31 @@ TEST_F(CpuVsRef, Attention) {
       }
 }
 
+// From 16 query rows the prefill takes tiles of 8 rows over the keys transposed: rows that
+// end a tile early (T % 8), head dims of a vector and a scalar tail, long cached prefixes,
+// f16 caches.
+TEST_F(CpuVsRef, AttentionPrefillTiles) {
+  struct Case {
+    int64_t H, KV, hd;
+  };
+  for (Case c : {Case{8, 4, 16}, Case{8, 2, 20}, Case{12, 4, 64}, Case{4, 1, 3}, Case{2, 2, 128}})
+    for (int64_t T : {16, 23, 40})
+      for (int64_t extra : {0, 9, 100})
+        for (DType kv : {DType::F32, DType::F16}) {
+          const int64_t P = T + extra;
+          Attrs attrs{{"n_heads", double(c.H)},
+                      {"n_kv_heads", double(c.KV)},
+                      {"head_dim", double(c.hd)},
+                      {"scale", 1.0 / std::sqrt(double(c.hd))}};
+          compare("attention", attrs,
+                  {from_f32({T, c.H * c.hd}, rng_.normal(T * c.H * c.hd)),
+                   from_f32({P, c.KV * c.hd}, rng_.normal(P * c.KV * c.hd), kv),
+                   from_f32({P, c.KV * c.hd}, rng_.normal(P * c.KV * c.hd), kv)},
+                  dims({{"H", c.H}, {"KV", c.KV}, {"hd", c.hd}, {"T", T}, {"P", P}}) + " " +
+                      std::string(dtype_name(kv)));
+        }
+}
+
 TEST_F(CpuVsRef, AttentionWithPeakedScores) {
   // Large scores make the softmax nearly one-hot: checks the max subtraction.
   const int64_t H = 4, KV = 2, hd = 32, T = 3, P = 50;
@@ -437,9 +462,10 @@ TEST_F(CpuVsRef, AttentionWithWindowAndSoftcap) {
     int64_t T, extra, window;
     double softcap;
   };
-  for (Case c : {Case{1, 40, 16, 0}, Case{1, 40, 1, 0}, Case{7, 0, 3, 0}, Case{7, 30, 5, 0},
-                 Case{30, 0, 7, 0}, Case{5, 10, 100, 0}, Case{3, 20, 0, 50}, Case{6, 27, 10, 20},
-                 Case{1, 300, 64, 30}}) {
+  for (Case c :
+       {Case{1, 40, 16, 0}, Case{1, 40, 1, 0}, Case{7, 0, 3, 0}, Case{7, 30, 5, 0},
+        Case{30, 0, 7, 0}, Case{5, 10, 100, 0}, Case{3, 20, 0, 50}, Case{6, 27, 10, 20},
+        Case{1, 300, 64, 30}, Case{37, 50, 12, 0}, Case{20, 0, 0, 30}, Case{44, 100, 30, 20}}) {
     const int64_t H = 8, KV = 2, hd = 36, P = c.T + c.extra;
     Attrs attrs{{"n_heads", double(H)},
                 {"n_kv_heads", double(KV)},
@@ -597,6 +623,13 @@ TEST_F(CpuVsRef, EveryCompiledSimdTarget) {
             {from_f32({3, 144}, rng_.normal(3 * 144)), from_f32({20, 72}, rng_.normal(20 * 72)),
              from_f32({20, 72}, rng_.normal(20 * 72))},
             name);
+    // 19 rows: the prefill's tiles, one of them short; f32 and f16 caches.
+    for (DType kv : {DType::F32, DType::F16})
+      compare(
+          "attention", attrs,
+          {from_f32({19, 144}, rng_.normal(19 * 144)), from_f32({25, 72}, rng_.normal(25 * 72), kv),
+           from_f32({25, 72}, rng_.normal(25 * 72), kv)},
+          name + " tiles " + std::string(dtype_name(kv)));
     compare("swiglu", {},
             {from_f32({3, 29}, rng_.normal(87, 4.0f)), from_f32({3, 29}, rng_.normal(87))}, name);
     compare("add", {}, {from_f32({3, 29}, rng_.normal(87)), from_f32({3, 29}, rng_.normal(87))},
@@ -659,6 +692,13 @@ TEST(CpuBackend, OneThreadMatchesThree) {
                            from_f32({P, KV * hd}, rng.normal(P * KV * hd))};
   expect_close(run_op(*three, "attention", attrs, in)[0], run_op(*one, "attention", attrs, in)[0],
                1e-6, "attention");
+  // A prefill's tiles: each task computes alone, the same bits however split.
+  const int64_t Tp = 45, Pp = 170;
+  in = {from_f32({Tp, H * hd}, rng.normal(Tp * H * hd)),
+        from_f32({Pp, KV * hd}, rng.normal(Pp * KV * hd)),
+        from_f32({Pp, KV * hd}, rng.normal(Pp * KV * hd))};
+  expect_close(run_op(*three, "attention", attrs, in)[0], run_op(*one, "attention", attrs, in)[0],
+               0, "attention, prefill tiles");
   // (H=150: gate and up are 300 rows, too few per thread for the outer-product kernel at
   // one thread as at three, which would sum in another order.)
   std::vector<Input> moe = {from_f32({33, 96}, rng.normal(33 * 96)),

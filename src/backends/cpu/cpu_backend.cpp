@@ -547,6 +547,20 @@ class CpuBackend final : public HostBackend {
     a.softcap = float(c.attrs.get_or("softcap", 0));
     a.kv_f16 = c.inputs[1].dtype == DType::F16;
     const int64_t keys = a.window > 0 ? std::min(a.P, a.window) : a.P;
+    if (a.T >= 2 * cpu::kAttentionTileRows) {
+      // Prefill: the keys transposed once (split over their rows), then tiles of query rows
+      // (2-core VM, 125M f32, 2 threads, TAPML_CPU_STATS: P=1024 25.8 -> 8.8 ms a layer,
+      // P=128 515 -> 301 us; per query row and key a dot product and a horizontal sum before).
+      a.ldkt = cpu::transposed_keys_width(a.P);
+      kt_.resize(size_t(a.KV * a.hd * a.ldkt));
+      a.kt = kt_.data();
+      split(a.KV * a.hd, a.P,
+            [&](int64_t b, int64_t e) { cpu::transpose_keys(a, b, e, kt_.data()); });
+      const int64_t R = cpu::kAttentionTileRows, blocks = (a.T + R - 1) / R;
+      split(a.H * blocks, 2 * R * keys * a.hd,
+            [&](int64_t b, int64_t e) { cpu::attention_tiles_range(a, b, e); });
+      return;
+    }
     // Tasks are (head, row); a task reads up to P keys and values of head_dim each.
     split(a.T * a.H, 2 * keys * a.hd, [&](int64_t b, int64_t e) { cpu::attention_range(a, b, e); });
   }
@@ -724,6 +738,7 @@ class CpuBackend final : public HostBackend {
 
   ThreadPool pool_;
   std::vector<float> scratch_;
+  std::vector<float> kt_;              // prefill attention's keys, transposed
   std::vector<float> xt_;              // many-row matmuls' x, transposed
   cpu::QuantActivations activations_;  // matmul_quant's quantized x, kept between calls
 };

@@ -350,6 +350,177 @@ void attention_typed(const AttentionArgs& a, const W* k, const W* v, int64_t tas
   }
 }
 
+// Prefill attention a tile of query rows at a time (see kernels.h): the scores of R rows
+// over a run of keys as outer products of q (one broadcast per row) and the transposed keys
+// (V vectors of keys), no horizontal sums; softmax per row; then RP rows' outputs at once,
+// each value row loaded once for all of them.
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+constexpr int kScoreV = 2, kPvRows = 4;  // 8 x 2 score and 4 x 4 output accumulators
+#else
+constexpr int kScoreV = 1, kPvRows = 2;  // of 16 registers: 8 x 1 and 2 x 4
+#endif
+constexpr int kScoreRows = int(kAttentionTileRows);
+
+// s[r * lds + j] = sum_d qb[r * hd + d] * kt[d * ldkt + j], j < kScoreV * L.
+HWY_INLINE void score_tile(const float* HWY_RESTRICT qb, int64_t hd, const float* HWY_RESTRICT kt,
+                           int64_t ldkt, float* HWY_RESTRICT s, int64_t lds) {
+  const DF df;
+  const int64_t L = int64_t(hn::Lanes(df));
+  VF acc[kScoreRows][kScoreV];
+  for (int r = 0; r < kScoreRows; ++r)
+    for (int v = 0; v < kScoreV; ++v) acc[r][v] = hn::Zero(df);
+  for (int64_t d = 0; d < hd; ++d) {
+    VF kv[kScoreV];
+    for (int v = 0; v < kScoreV; ++v) kv[v] = hn::LoadU(df, kt + d * ldkt + v * L);
+    for (int r = 0; r < kScoreRows; ++r) {
+      const VF qv = hn::Set(df, qb[r * hd + d]);
+      for (int v = 0; v < kScoreV; ++v) acc[r][v] = hn::MulAdd(qv, kv[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < kScoreRows; ++r)
+    for (int v = 0; v < kScoreV; ++v) hn::StoreU(acc[r][v], df, s + r * lds + v * L);
+}
+
+// out[r][i0 + i] = inv[r] * sum_j p[r * lds + j] * v[j * ldv + i0 + i] for CV vectors of i.
+template <int CV, class W>
+HWY_INLINE void pv_tile(const float* HWY_RESTRICT p, int64_t lds, int64_t n,
+                        const W* HWY_RESTRICT v, int64_t ldv, const float* inv, int rows,
+                        float* const* out) {
+  const DF df;
+  const int64_t L = int64_t(hn::Lanes(df));
+  VF acc[kPvRows][CV];
+  for (int r = 0; r < kPvRows; ++r)
+    for (int c = 0; c < CV; ++c) acc[r][c] = hn::Zero(df);
+  for (int64_t j = 0; j < n; ++j) {
+    VF vv[CV];
+    for (int c = 0; c < CV; ++c) vv[c] = load_weights(df, v + j * ldv + c * L);
+    for (int r = 0; r < kPvRows; ++r) {
+      const VF pr = hn::Set(df, p[r * lds + j]);
+      for (int c = 0; c < CV; ++c) acc[r][c] = hn::MulAdd(pr, vv[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < CV; ++c)
+      hn::StoreU(hn::Mul(acc[r][c], hn::Set(df, inv[r])), df, out[r] + c * L);
+}
+
+template <class W>
+void attention_tiles(const AttentionArgs& a, const W* v, int64_t task_begin, int64_t task_end) {
+  const DF df;
+  const int64_t L = int64_t(hn::Lanes(df));
+  const int64_t R = kScoreRows, step = kScoreV * L;
+  const int64_t qw = a.H * a.hd, kw = a.KV * a.hd, group = a.H / a.KV, hd = a.hd;
+  const int64_t blocks = (a.T + R - 1) / R;
+  thread_local std::vector<float> qbuf, scores;
+  qbuf.resize(size_t(R * hd));
+  for (int64_t task = task_begin; task < task_end; ++task) {
+    const int64_t h = task / blocks, t0 = task % blocks * R, kh = h / group;
+    const int nr = int(std::min(R, a.T - t0));
+    // Keys j_lo .. j_hi cover every row's; each row's own are first_r .. last_r.
+    auto last_of = [&](int64_t r) { return a.P - a.T + t0 + r; };
+    auto first_of = [&](int64_t r) {
+      return a.window > 0 ? std::max<int64_t>(0, last_of(r) - a.window + 1) : int64_t(0);
+    };
+    const int64_t j_lo = first_of(0), n = last_of(nr - 1) - j_lo + 1;
+    const int64_t lds = (n + step - 1) / step * step + step;
+    scores.resize(size_t(R * lds));
+    float* s = scores.data();
+    for (int r = 0; r < R; ++r)
+      for (int64_t d = 0; d < hd; ++d)
+        qbuf[size_t(r * hd + d)] = r < nr ? a.q[(t0 + r) * qw + h * hd + d] : 0.0f;
+    const float* kt = a.kt + kh * hd * a.ldkt + j_lo;
+    for (int64_t j = 0; j < n; j += step) score_tile(qbuf.data(), hd, kt + j, a.ldkt, s + j, lds);
+    float inv[kScoreRows] = {};
+    for (int r = 0; r < nr; ++r) {
+      float* sr = s + r * lds;
+      const int64_t o = first_of(r) - j_lo, m = last_of(r) - first_of(r) + 1;
+      const VF vscale = hn::Set(df, a.scale);
+      VF vmx = hn::Set(df, -INFINITY);
+      int64_t j = o;
+      for (; j + L <= o + m; j += L) {
+        const VF x = hn::Mul(hn::LoadU(df, sr + j), vscale);
+        hn::StoreU(x, df, sr + j);
+        vmx = hn::Max(vmx, x);
+      }
+      float mx = hn::GetLane(hn::MaxOfLanes(df, vmx));
+      for (; j < o + m; ++j) {
+        sr[j] *= a.scale;
+        mx = std::max(mx, sr[j]);
+      }
+      if (a.softcap > 0) {
+        mx = -INFINITY;
+        for (j = o; j < o + m; ++j) {
+          sr[j] = a.softcap * std::tanh(sr[j] / a.softcap);
+          mx = std::max(mx, sr[j]);
+        }
+      }
+      const VF vm = hn::Set(df, mx);
+      VF vsum = hn::Zero(df);
+      for (j = o; j < o + m; j += L) {
+        const VF e = hn::Exp(df, hn::Sub(hn::LoadU(df, sr + j), vm));
+        hn::StoreU(e, df, sr + j);
+        vsum = hn::Add(vsum, hn::IfThenElseZero(hn::FirstN(df, size_t(o + m - j)), e));
+      }
+      inv[r] = 1.0f / sum_lanes(df, vsum);
+      // Keys outside the row's own weigh nothing in the shared pass over values.
+      std::fill(sr, sr + o, 0.0f);
+      std::fill(sr + o + m, sr + n, 0.0f);
+    }
+    const W* vb = v + j_lo * kw + kh * hd;
+    for (int r0 = 0; r0 < nr; r0 += kPvRows) {
+      const int rows = std::min(kPvRows, nr - r0);
+      float* out[kPvRows];
+      for (int r = 0; r < kPvRows; ++r)
+        out[r] = a.out + (t0 + r0 + std::min(r, rows - 1)) * qw + h * hd;
+      const float* p = s + r0 * lds;
+      int64_t i = 0;
+      float* o4[kPvRows];
+      for (; i + 4 * L <= hd; i += 4 * L) {
+        for (int r = 0; r < kPvRows; ++r) o4[r] = out[r] + i;
+        pv_tile<4>(p, lds, n, vb + i, kw, inv + r0, rows, o4);
+      }
+      for (; i + L <= hd; i += L) {
+        for (int r = 0; r < kPvRows; ++r) o4[r] = out[r] + i;
+        pv_tile<1>(p, lds, n, vb + i, kw, inv + r0, rows, o4);
+      }
+      for (; i < hd; ++i)
+        for (int r = 0; r < rows; ++r) {
+          float acc = 0;
+          for (int64_t j = 0; j < n; ++j) acc += p[r * lds + j] * scalar_weight(vb + j * kw + i);
+          out[r][i] = acc * inv[r0 + r];
+        }
+    }
+  }
+}
+
+void AttentionTilesRange(const AttentionArgs& a, int64_t task_begin, int64_t task_end) {
+  if (a.kv_f16)
+    return attention_tiles(a, static_cast<const hwy::float16_t*>(a.v), task_begin, task_end);
+  attention_tiles(a, static_cast<const float*>(a.v), task_begin, task_end);
+}
+
+// kt rows [row_begin, row_end), row kh * hd + d: key element kh * hd + d of every position,
+// widened, zero from P on.
+template <class W>
+void transpose_keys_typed(const AttentionArgs& a, const W* k, int64_t row_begin, int64_t row_end,
+                          float* kt) {
+  const int64_t kw = a.KV * a.hd;
+  constexpr int64_t kKeys = 16;
+  for (int64_t j0 = 0; j0 < a.P; j0 += kKeys) {
+    const int64_t j1 = std::min(a.P, j0 + kKeys);
+    for (int64_t row = row_begin; row < row_end; ++row)
+      for (int64_t j = j0; j < j1; ++j) kt[row * a.ldkt + j] = scalar_weight(k + j * kw + row);
+  }
+  for (int64_t row = row_begin; row < row_end; ++row)
+    std::fill(kt + row * a.ldkt + a.P, kt + (row + 1) * a.ldkt, 0.0f);
+}
+
+void TransposeKeys(const AttentionArgs& a, int64_t row_begin, int64_t row_end, float* kt) {
+  if (a.kv_f16)
+    return transpose_keys_typed(a, static_cast<const hwy::float16_t*>(a.k), row_begin, row_end, kt);
+  transpose_keys_typed(a, static_cast<const float*>(a.k), row_begin, row_end, kt);
+}
+
 void AttentionRange(const AttentionArgs& a, int64_t task_begin, int64_t task_end) {
   if (a.kv_f16)
     return attention_typed(a, static_cast<const hwy::float16_t*>(a.k),
@@ -401,7 +572,7 @@ HWY_INLINE void widen(const W* src, int64_t n, float* dst) {
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
 constexpr int kXtN = 12;  // 12 x 2 = 24 accumulators of the 32 registers
 #else
-constexpr int kXtN = 6;  // 6 x 2 = 12 of 16
+constexpr int kXtN = 6;                  // 6 x 2 = 12 of 16
 #endif
 static_assert(kManyRowsUnit % kXtN == 0, "a split unit holds whole tiles");
 
@@ -498,8 +669,8 @@ void matmul_xt(const MatmulArgs& a, const W* w, int64_t n0, int64_t n1) {
         if (n + kXtN < n1)
           pf = {reinterpret_cast<const char*>(w + (n + kXtN) * K + k0), K * int64_t(sizeof(W)),
                 int64_t(sizeof(W)), int(std::min<int64_t>(kXtN, n1 - n - kXtN))};
-        xt_rows<kXtN>(rn, wide.data(), a.xt + t0 * K + k0 * tb, tb, klen, nt,
-                      a.out + t0 * N + n, N, k0 > 0, pf);
+        xt_rows<kXtN>(rn, wide.data(), a.xt + t0 * K + k0 * tb, tb, klen, nt, a.out + t0 * N + n, N,
+                      k0 > 0, pf);
       }
     }
   }
@@ -748,6 +919,8 @@ namespace tapml::cpu {
 
 HWY_EXPORT(MatmulRange);
 HWY_EXPORT(AttentionRange);
+HWY_EXPORT(AttentionTilesRange);
+HWY_EXPORT(TransposeKeys);
 HWY_EXPORT(StoreF16);
 HWY_EXPORT(ConvertToF32);
 HWY_EXPORT(SumSquares);
@@ -766,6 +939,15 @@ void matmul_range(const MatmulArgs& a, int64_t n_begin, int64_t n_end) {
 }
 void attention_range(const AttentionArgs& a, int64_t task_begin, int64_t task_end) {
   HWY_DYNAMIC_DISPATCH(AttentionRange)(a, task_begin, task_end);
+}
+void attention_tiles_range(const AttentionArgs& a, int64_t task_begin, int64_t task_end) {
+  HWY_DYNAMIC_DISPATCH(AttentionTilesRange)(a, task_begin, task_end);
+}
+void transpose_keys(const AttentionArgs& a, int64_t row_begin, int64_t row_end, float* kt) {
+  HWY_DYNAMIC_DISPATCH(TransposeKeys)(a, row_begin, row_end, kt);
+}
+int64_t transposed_keys_width(int64_t P) {
+  return (P + 2 * kXtAlign + kXtAlign - 1) / kXtAlign * kXtAlign;
 }
 void store_f16(const float* src, int64_t n, uint16_t* dst) {
   HWY_DYNAMIC_DISPATCH(StoreF16)(src, n, dst);

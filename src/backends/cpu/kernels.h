@@ -40,7 +40,7 @@ constexpr int64_t kXtAlign = 16;  // a panel's rows are padded to a multiple of 
 // together (rows of all T tokens, 4 KB apart from T = 1024 on, put each k of a block in
 // another page).
 constexpr int64_t kXtPanel = 128;
-int64_t transposed_width(int64_t T);             // min(kXtPanel, T rounded up to kXtAlign)
+int64_t transposed_width(int64_t T);              // min(kXtPanel, T rounded up to kXtAlign)
 int64_t transposed_floats(int64_t T, int64_t K);  // the whole of xt
 // Rows [k0, k1) of every panel: x[t * K + k] for t < T, 0 for t >= T; worked
 // kTransposeStrip columns of x at a time (one cache line of each x row read, as many rows of
@@ -87,8 +87,21 @@ struct AttentionArgs {
   int64_t window = 0;   // 0: none; else keys i - window < j <= i
   float softcap = 0;    // 0: none; else scores become softcap * tanh(score / softcap)
   bool kv_f16 = false;  // k and v hold f16 (a half-precision KV cache)
+  // For attention_tiles_range: the keys transposed by transpose_keys, per KV head hd rows of
+  // ldkt floats, kt[(kh * hd + d) * ldkt + j] = k[j][kh * hd + d] (widened), 0 for j >= P.
+  const float* kt = nullptr;
+  int64_t ldkt = 0;  // transposed_keys_width(P)
 };
 void attention_range(const AttentionArgs& a, int64_t task_begin, int64_t task_end);
+// Prefill, from kAttentionTileRows * 2 rows: tasks h * ceil(T / kAttentionTileRows) + b, the
+// query rows b * kAttentionTileRows .. of head h, scored as outer products over kt (see
+// kernels.cpp). The same bits however the tasks are split; not those of attention_range.
+constexpr int64_t kAttentionTileRows = 8;
+void attention_tiles_range(const AttentionArgs& a, int64_t task_begin, int64_t task_end);
+// kt's rows [row_begin, row_end) of KV * hd (split over rows as the caller likes).
+void transpose_keys(const AttentionArgs& a, int64_t row_begin, int64_t row_end, float* kt);
+// kt's row length for P positions: room past P for whole vectors of keys from any start.
+int64_t transposed_keys_width(int64_t P);
 // dst[i] = src[i] as f16, rounded to nearest even (bit-identical to core's f32_to_f16).
 void store_f16(const float* src, int64_t n, uint16_t* dst);
 
