@@ -1,12 +1,13 @@
 #include "backend/host_backend.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <iterator>
 #include <new>
-
-#include <sys/mman.h>
+#include <string_view>
 
 #include "core/error.h"
 
@@ -23,8 +24,18 @@ constexpr size_t kSpareFloor = size_t(256) << 20;
 // f32 e2e_bench -p 1024 -r 3: 424K page faults -> 59K, 7.7 -> 5.7 s wall, prefill +3%.
 constexpr size_t kHugePage = size_t(2) << 20, kHugeFrom = 2 * kHugePage;
 
+// TAPML_HUGE_PAGES=0 keeps ordinary pages (to measure what the huge ones buy).
+bool huge_pages_wanted() {
+  static const bool wanted = [] {
+    const char* v = std::getenv("TAPML_HUGE_PAGES");
+    return !(v && std::string_view(v) == "0");
+  }();
+  return wanted;
+}
+
 std::byte* allocate(size_t rounded) {
-  if (rounded < kHugeFrom) return static_cast<std::byte*>(std::aligned_alloc(kAlign, rounded));
+  if (rounded < kHugeFrom || !huge_pages_wanted())
+    return static_cast<std::byte*>(std::aligned_alloc(kAlign, rounded));
   void* p = nullptr;
   if (posix_memalign(&p, kHugePage, rounded) != 0) return nullptr;
 #ifdef MADV_HUGEPAGE
