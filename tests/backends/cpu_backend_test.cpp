@@ -19,6 +19,7 @@
 #include "backends/cpu/kernels.h"
 #include "backends/ref/ref_backend.h"
 #include "core/error.h"
+#include "support/call_program.h"
 
 namespace tapml {
 namespace {
@@ -275,42 +276,19 @@ TEST_F(CpuVsRef, KvStoreRejectsBadPositions) {
   }
 }
 
+// One query row per task below 16 rows; from 16 the prefill's tiles of 8 rows over the keys
+// transposed: rows that end a tile early (T % 8), head dims of a vector and a scalar tail,
+// long cached prefixes, f32 and f16 caches.
 TEST_F(CpuVsRef, Attention) {
   struct Case {
     int64_t H, KV, hd;
   };
-  for (Case c : {Case{8, 4, 16}, Case{8, 2, 20}, Case{8, 8, 64}, Case{4, 1, 3}, Case{2, 2, 128}})
-    for (int64_t T : {1, 7})
-      for (int64_t extra : {0, 5, 33}) {
-        const int64_t P = T + extra;
-        Attrs attrs{{"n_heads", double(c.H)},
-                    {"n_kv_heads", double(c.KV)},
-                    {"head_dim", double(c.hd)},
-                    {"scale", 1.0 / std::sqrt(double(c.hd))}};
-        compare("attention", attrs,
-                {from_f32({T, c.H * c.hd}, rng_.normal(T * c.H * c.hd)),
-                 from_f32({P, c.KV * c.hd}, rng_.normal(P * c.KV * c.hd)),
-                 from_f32({P, c.KV * c.hd}, rng_.normal(P * c.KV * c.hd))},
-                dims({{"H", c.H}, {"KV", c.KV}, {"hd", c.hd}, {"T", T}, {"P", P}}));
-      }
-}
-
-// From 16 query rows the prefill takes tiles of 8 rows over the keys transposed: rows that
-// end a tile early (T % 8), head dims of a vector and a scalar tail, long cached prefixes,
-// f16 caches.
-TEST_F(CpuVsRef, AttentionPrefillTiles) {
-  struct Case {
-    int64_t H, KV, hd;
-  };
   for (Case c : {Case{8, 4, 16}, Case{8, 2, 20}, Case{12, 4, 64}, Case{4, 1, 3}, Case{2, 2, 128}})
-    for (int64_t T : {16, 23, 40})
+    for (int64_t T : {1, 7, 16, 23, 40})
       for (int64_t extra : {0, 9, 100})
         for (DType kv : {DType::F32, DType::F16}) {
           const int64_t P = T + extra;
-          Attrs attrs{{"n_heads", double(c.H)},
-                      {"n_kv_heads", double(c.KV)},
-                      {"head_dim", double(c.hd)},
-                      {"scale", 1.0 / std::sqrt(double(c.hd))}};
+          const Attrs attrs = testing::attention_attrs(c.H, c.KV, c.hd);
           compare("attention", attrs,
                   {from_f32({T, c.H * c.hd}, rng_.normal(T * c.H * c.hd)),
                    from_f32({P, c.KV * c.hd}, rng_.normal(P * c.KV * c.hd), kv),

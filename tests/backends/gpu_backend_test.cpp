@@ -26,6 +26,7 @@
 #include "model/model_file.h"
 #include "runtime/generate.h"
 #include "runtime/session.h"
+#include "support/call_program.h"
 #include "support/golden.h"
 #include "support/gpu_backends.h"
 #include "support/shared.h"
@@ -36,6 +37,7 @@
 namespace tapml {
 namespace {
 
+using testing::attention_attrs;
 using testing::f32_tensor;
 using testing::i32_tensor;
 using testing::ints;
@@ -208,10 +210,7 @@ TEST_P(GpuVsRef, Attention) {
     for (int64_t T : {1, 7})
       for (int64_t extra : {0, 5, 33, 1500}) {
         const int64_t P = T + extra;
-        Attrs attrs{{"n_heads", double(c.H)},
-                    {"n_kv_heads", double(c.KV)},
-                    {"head_dim", double(c.hd)},
-                    {"scale", 1.0 / std::sqrt(double(c.hd))}};
+        const Attrs attrs = attention_attrs(c.H, c.KV, c.hd);
         compare("attention", attrs,
                 {f32_tensor({T, c.H * c.hd}, normal(gen_, T * c.H * c.hd)),
                  f32_tensor({P, c.KV * c.hd}, normal(gen_, P * c.KV * c.hd)),

@@ -110,6 +110,13 @@ Attrs rope_attrs(int heads, int head_dim) {
           {"pairing", 0.0}};
 }
 
+Attrs attention_attrs(int64_t heads, int64_t kv_heads, int64_t head_dim) {
+  return {{"n_heads", double(heads)},
+          {"n_kv_heads", double(kv_heads)},
+          {"head_dim", double(head_dim)},
+          {"scale", 1.0 / std::sqrt(double(head_dim))}};
+}
+
 Program decode_block_of(std::mt19937& gen, DType wt, const BlockShape& b) {
   const int64_t D = b.D, F = b.F;
   const int hd = b.hd;
@@ -138,11 +145,7 @@ Program decode_block_of(std::mt19937& gen, DType wt, const BlockShape& b) {
   p.call(Op::Rope, rope_attrs(int(D / hd), hd), {q, pos}, {qr});
   p.call(Op::Rope, rope_attrs(kv_heads, hd), {k, pos}, {kr});
   p.call(Op::KvStore, {}, {kc, vc, kr, v, pos}, {kc, vc});
-  p.call(Op::Attention,
-         {{"n_heads", double(D / hd)},
-          {"n_kv_heads", double(kv_heads)},
-          {"head_dim", double(hd)},
-          {"scale", 1.0 / std::sqrt(double(hd))}},
+  p.call(Op::Attention, attention_attrs(D / hd, kv_heads, hd),
          {qr, View{kc.buffer, 0, DType::F32, {5 + T, KV}},
           View{vc.buffer, 0, DType::F32, {5 + T, KV}}},
          {att});

@@ -62,6 +62,8 @@ struct Maker {
 };
 
 Attrs rope_attrs(int heads, int head_dim = 16);
+// attention's attributes with the usual scale, 1/sqrt(head_dim).
+Attrs attention_attrs(int64_t heads, int64_t kv_heads, int64_t head_dim);
 
 // One layer's decode calls: width D (hd-wide heads: D / hd for q, 2 or 1 for k and v),
 // feed-forward width F, weights `front` bytes into their buffers. in_place: the residual
