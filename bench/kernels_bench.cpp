@@ -110,7 +110,8 @@ void BM_MatmulCold(benchmark::State& state, const char* uri, DType wt) {
 }
 
 // The same for T rows of x: a prefill's matmul as a forward pass meets it, its weights fresh
-// from memory (warm, the same weights every call, they stay in the last-level cache).
+// from memory (BM_Matmul calls it with the same weights each time, which stay in the
+// last-level cache).
 void BM_MatmulColdRows(benchmark::State& state, const char* uri, DType wt) {
   cold_matmul(state, uri, wt, state.range(0), state.range(1), state.range(2));
 }

@@ -114,7 +114,8 @@ def tapml_samples(build, path, backend, threads, p, n, inner=1):
     out = run([os.path.join(build, "bench", "e2e_bench"), "--model", path, "--backend", uri,
                "-p", str(p), "-g", str(n), "-r", str(inner)])
     j = json.loads(out.strip().splitlines()[-1])
-    DEVICES.setdefault("tapml", "; ".join(f"{u}: {d}" for u, d in j.get("devices", {}).items()))
+    DEVICES.setdefault("tapml", "; ".join(f"{u}: {d}" for u, d in j.get("devices", {}).items())
+                       or "not reported (an e2e_bench older than its 'devices' field)")
     return j["prefill_runs"], j["decode_runs"]
 
 

@@ -298,6 +298,41 @@ TEST_F(CpuVsRef, Attention) {
         }
 }
 
+// A value row a query must not see (a later position; before its window) stays out of its
+// output even when it holds inf, as an f16 cache stores anything past 65504: a prefill's
+// tiles share passes over keys between rows, and 0 * inf would be NaN.
+TEST_F(CpuVsRef, AttentionRowsNeverTouchValuesTheyDoNotSee) {
+  const int64_t H = 2, KV = 1, hd = 20, T = 24, P = 24;
+  for (DType kv : {DType::F32, DType::F16})
+    for (int64_t window : {0, 2}) {
+      Attrs attrs = testing::attention_attrs(H, KV, hd);
+      if (window) attrs.set("window", double(window));
+      const int64_t bad = window ? 8 : P - 1;  // the value row holding inf
+      std::vector<float> v = rng_.normal(P * KV * hd);
+      for (int64_t i = 0; i < hd; ++i) v[size_t(bad * hd + i)] = INFINITY;
+      const std::vector<Input> in = {from_f32({T, H * hd}, rng_.normal(T * H * hd)),
+                                     from_f32({P, KV * hd}, rng_.normal(P * KV * hd), kv),
+                                     from_f32({P, KV * hd}, v, kv)};
+      const std::vector<float> got = run_op(*cpu_, "attention", attrs, in)[0];
+      const std::vector<float> want = run_op(*ref_, "attention", attrs, in)[0];
+      const std::string what =
+          "window " + std::to_string(window) + " " + std::string(dtype_name(kv));
+      for (int64_t t = 0; t < T; ++t) {
+        // Row t sees keys max(0, t - window + 1) .. t.
+        const bool sees = bad <= t && (window == 0 || t - bad < window);
+        for (int64_t i = 0; i < H * hd; ++i) {
+          const float g = got[size_t(t * H * hd + i)], w = want[size_t(t * H * hd + i)];
+          if (sees) {
+            EXPECT_FALSE(std::isfinite(g)) << what << " row " << t;
+          } else {
+            ASSERT_TRUE(std::isfinite(g)) << what << " row " << t << " element " << i;
+            EXPECT_NEAR(g, w, 1e-5 * (1 + std::fabs(w))) << what << " row " << t;
+          }
+        }
+      }
+    }
+}
+
 TEST_F(CpuVsRef, AttentionWithPeakedScores) {
   // Large scores make the softmax nearly one-hot: checks the max subtraction.
   const int64_t H = 4, KV = 2, hd = 32, T = 3, P = 50;

@@ -360,6 +360,8 @@ constexpr int kScoreV = 2, kPvRows = 4;  // 8 x 2 score and 4 x 4 output accumul
 constexpr int kScoreV = 1, kPvRows = 2;  // of 16 registers: 8 x 1 and 2 x 4
 #endif
 constexpr int kScoreRows = int(kAttentionTileRows);
+static_assert(kScoreV * kMaxLanes <= 2 * kXtAlign,
+              "transposed_keys_width leaves room for one step of keys read past P");
 
 // s[r * lds + j] = sum_d qb[r * hd + d] * kt[d * ldkt + j], j < kScoreV * L.
 HWY_INLINE void score_tile(const float* HWY_RESTRICT qb, int64_t hd, const float* HWY_RESTRICT kt,
@@ -381,17 +383,18 @@ HWY_INLINE void score_tile(const float* HWY_RESTRICT qb, int64_t hd, const float
     for (int v = 0; v < kScoreV; ++v) hn::StoreU(acc[r][v], df, s + r * lds + v * L);
 }
 
-// out[r][i0 + i] = inv[r] * sum_j p[r * lds + j] * v[j * ldv + i0 + i] for CV vectors of i.
+// sums[r * hd + c * L + i] = sum over keys [jb, je) of p[r * lds + j] * v[j * ldv + c * L + i],
+// for kPvRows rows and CV vectors of i.
 template <int CV, class W>
-HWY_INLINE void pv_tile(const float* HWY_RESTRICT p, int64_t lds, int64_t n,
-                        const W* HWY_RESTRICT v, int64_t ldv, const float* inv, int rows,
-                        float* const* out) {
+HWY_INLINE void pv_tile(const float* HWY_RESTRICT p, int64_t lds, int64_t jb, int64_t je,
+                        const W* HWY_RESTRICT v, int64_t ldv, float* HWY_RESTRICT sums,
+                        int64_t hd) {
   const DF df;
   const int64_t L = int64_t(hn::Lanes(df));
   VF acc[kPvRows][CV];
   for (int r = 0; r < kPvRows; ++r)
     for (int c = 0; c < CV; ++c) acc[r][c] = hn::Zero(df);
-  for (int64_t j = 0; j < n; ++j) {
+  for (int64_t j = jb; j < je; ++j) {
     VF vv[CV];
     for (int c = 0; c < CV; ++c) vv[c] = load_weights(df, v + j * ldv + c * L);
     for (int r = 0; r < kPvRows; ++r) {
@@ -399,9 +402,24 @@ HWY_INLINE void pv_tile(const float* HWY_RESTRICT p, int64_t lds, int64_t n,
       for (int c = 0; c < CV; ++c) acc[r][c] = hn::MulAdd(pr, vv[c], acc[r][c]);
     }
   }
-  for (int r = 0; r < rows; ++r)
-    for (int c = 0; c < CV; ++c)
-      hn::StoreU(hn::Mul(acc[r][c], hn::Set(df, inv[r])), df, out[r] + c * L);
+  for (int r = 0; r < kPvRows; ++r)
+    for (int c = 0; c < CV; ++c) hn::StoreU(acc[r][c], df, sums + r * hd + c * L);
+}
+
+// sum[i] += sum over keys [jb, je) of p[j] * v[j * ldv + i], i < hd: one row's own keys.
+template <class W>
+HWY_INLINE void pv_row(const float* HWY_RESTRICT p, int64_t jb, int64_t je, const W* HWY_RESTRICT v,
+                       int64_t ldv, int64_t hd, float* HWY_RESTRICT sum) {
+  const DF df;
+  const int64_t L = int64_t(hn::Lanes(df));
+  for (int64_t j = jb; j < je; ++j) {
+    const VF pj = hn::Set(df, p[j]);
+    int64_t i = 0;
+    for (; i + L <= hd; i += L)
+      hn::StoreU(hn::MulAdd(pj, load_weights(df, v + j * ldv + i), hn::LoadU(df, sum + i)), df,
+                 sum + i);
+    for (; i < hd; ++i) sum[i] += p[j] * scalar_weight(v + j * ldv + i);
+  }
 }
 
 template <class W>
@@ -411,7 +429,7 @@ void attention_tiles(const AttentionArgs& a, const W* v, int64_t task_begin, int
   const int64_t R = kScoreRows, step = kScoreV * L;
   const int64_t qw = a.H * a.hd, kw = a.KV * a.hd, group = a.H / a.KV, hd = a.hd;
   const int64_t blocks = (a.T + R - 1) / R;
-  thread_local std::vector<float> qbuf, scores;
+  thread_local std::vector<float> qbuf, scores, sums;
   qbuf.resize(size_t(R * hd));
   for (int64_t task = task_begin; task < task_end; ++task) {
     const int64_t h = task / blocks, t0 = task % blocks * R, kh = h / group;
@@ -462,33 +480,45 @@ void attention_tiles(const AttentionArgs& a, const W* v, int64_t task_begin, int
         vsum = hn::Add(vsum, hn::IfThenElseZero(hn::FirstN(df, size_t(o + m - j)), e));
       }
       inv[r] = 1.0f / sum_lanes(df, vsum);
-      // Keys outside the row's own weigh nothing in the shared pass over values.
-      std::fill(sr, sr + o, 0.0f);
-      std::fill(sr + o + m, sr + n, 0.0f);
     }
+    // Values: rows of a group share one pass over the keys all of them see; each row then
+    // adds its own keys outside those (a causal edge, a window's start). No row multiplies a
+    // value row it must not see, not even by 0 (an inf there would make it NaN).
     const W* vb = v + j_lo * kw + kh * hd;
+    sums.resize(size_t(kPvRows * hd));
     for (int r0 = 0; r0 < nr; r0 += kPvRows) {
       const int rows = std::min(kPvRows, nr - r0);
-      float* out[kPvRows];
-      for (int r = 0; r < kPvRows; ++r)
-        out[r] = a.out + (t0 + r0 + std::min(r, rows - 1)) * qw + h * hd;
+      auto own_begin = [&](int r) { return first_of(r0 + r) - j_lo; };
+      auto own_end = [&](int r) { return last_of(r0 + r) - j_lo + 1; };
+      int64_t jb = own_begin(rows - 1), je = own_end(0);  // keys every row of the group sees
+      const bool shared = jb < je;
+      if (!shared) jb = je = 0;
       const float* p = s + r0 * lds;
+      float* sum = sums.data();
       int64_t i = 0;
-      float* o4[kPvRows];
-      for (; i + 4 * L <= hd; i += 4 * L) {
-        for (int r = 0; r < kPvRows; ++r) o4[r] = out[r] + i;
-        pv_tile<4>(p, lds, n, vb + i, kw, inv + r0, rows, o4);
-      }
-      for (; i + L <= hd; i += L) {
-        for (int r = 0; r < kPvRows; ++r) o4[r] = out[r] + i;
-        pv_tile<1>(p, lds, n, vb + i, kw, inv + r0, rows, o4);
-      }
+      for (; i + 4 * L <= hd; i += 4 * L) pv_tile<4>(p, lds, jb, je, vb + i, kw, sum + i, hd);
+      for (; i + L <= hd; i += L) pv_tile<1>(p, lds, jb, je, vb + i, kw, sum + i, hd);
       for (; i < hd; ++i)
         for (int r = 0; r < rows; ++r) {
           float acc = 0;
-          for (int64_t j = 0; j < n; ++j) acc += p[r * lds + j] * scalar_weight(vb + j * kw + i);
-          out[r][i] = acc * inv[r0 + r];
+          for (int64_t j = jb; j < je; ++j) acc += p[r * lds + j] * scalar_weight(vb + j * kw + i);
+          sum[r * hd + i] = acc;
         }
+      for (int r = 0; r < rows; ++r) {
+        float* sr = sum + r * hd;
+        const float* pr = p + r * lds;
+        if (shared) {
+          pv_row(pr, own_begin(r), jb, vb, kw, hd, sr);
+          pv_row(pr, je, own_end(r), vb, kw, hd, sr);
+        } else {
+          pv_row(pr, own_begin(r), own_end(r), vb, kw, hd, sr);
+        }
+        float* o = a.out + (t0 + r0 + r) * qw + h * hd;
+        const VF vinv = hn::Set(df, inv[r0 + r]);
+        int64_t k = 0;
+        for (; k + L <= hd; k += L) hn::StoreU(hn::Mul(hn::LoadU(df, sr + k), vinv), df, o + k);
+        for (; k < hd; ++k) o[k] = sr[k] * inv[r0 + r];
+      }
     }
   }
 }
@@ -564,11 +594,12 @@ HWY_INLINE void widen(const W* src, int64_t n, float* dst) {
   for (; i < n; ++i) dst[i] = scalar_weight(src + i);
 }
 
-// Many rows (prefill) with x transposed, xt[k * ldxt + t], zero past T (see kernels.h). An
-// outer-product tile: RN weight rows x V vectors of tokens in registers, and each step along
-// K broadcasts one weight per row and loads V token vectors, RN x V FMAs with no horizontal
-// sums at the end. Per block of K every output is one chain of FMAs along k, and the blocks'
-// sums are added in order: the same bits whatever the range or the tile.
+// Many rows (prefill) with x transposed, a panel of ldxt tokens at a time, xt[k * ldxt + t]
+// within it, zero past T (see kernels.h). An outer-product tile: RN weight rows x V vectors
+// of tokens in registers, and each step along K broadcasts one weight per row and loads V
+// token vectors, RN x V FMAs with no horizontal sums at the end. Per block of K every output
+// is one chain of FMAs along k, and the blocks' sums are added in order: the same bits
+// whatever the range or the tile.
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
 constexpr int kXtN = 12;  // 12 x 2 = 24 accumulators of the 32 registers
 #else
