@@ -40,6 +40,7 @@ CarveResult carve_model(const ModelFile& model, const std::vector<std::vector<in
   corpus.set_meta("prompts", json_text(nlohmann::json(prompt_texts)));
   corpus.set_meta("steps", std::to_string(o.steps));
   corpus.set_meta("keep", std::to_string(o.keep));
+  corpus.set_meta("kv_cache", std::string(dtype_name(o.kv_cache)));
   // What a deployment of the model reaches: coverage tells classes past it apart.
   const int context = model.config.max_seq_len > 0 ? model.config.max_seq_len : o.steps;
   corpus.set_meta("context", std::to_string(context));
@@ -47,7 +48,8 @@ CarveResult carve_model(const ModelFile& model, const std::vector<std::vector<in
   Recorder recorder(corpus, o.keep, o.before_store);
   DevicePool own;
   DevicePool& pool = o.pool ? *o.pool : own;
-  Session session(model, Placement(o.source), pool, std::max(model.config.max_seq_len, o.steps));
+  Session session(model, Placement(o.source), pool, std::max(model.config.max_seq_len, o.steps),
+                  o.kv_cache);
   session.dispatcher().add_observer(&recorder);
   CarveResult result;
   std::vector<int> longest;  // the longest token sequence of the runs: where a cover run reads

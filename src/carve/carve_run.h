@@ -11,6 +11,7 @@
 #include "carve/corpus.h"
 #include "carve/cover.h"
 #include "carve/recorder.h"
+#include "core/dtype.h"
 #include "model/model_file.h"
 #include "runtime/device_pool.h"
 
@@ -20,6 +21,7 @@ struct CarveOptions {
   std::string source = "ref";
   int steps = 256;
   int keep = 3;
+  DType kv_cache = DType::F32;  // the source run's KV cache (f16: half precision)
   std::vector<int> stop_tokens;
   // Fill the shape classes the prompts missed (carve/cover.h).
   bool cover = false;

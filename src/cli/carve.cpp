@@ -13,6 +13,7 @@
 #include "cli/json_output.h"
 #include "cli/progress.h"
 #include "cli/prompts.h"
+#include "core/dtype.h"
 #include "core/error.h"
 #include "model/model_file.h"
 #include "replay/replay.h"
@@ -23,7 +24,7 @@ namespace tapml::cli {
 
 namespace {
 struct CarveArgs {
-  std::string model, out, source = "ref";
+  std::string model, out, source = "ref", kv_cache = "f32";
   PromptArgs prompts;
   std::vector<std::string> prompt_files;
   int steps = 256, keep = 3;
@@ -66,6 +67,7 @@ void carve(const CarveArgs& a, DevicePool& devices) {
   o.source = a.source;
   o.steps = a.steps;
   o.keep = a.keep;
+  o.kv_cache = dtype_from_name(a.kv_cache);
   o.cover = a.cover;
   o.stop_tokens = prompts.stop_tokens;
   o.pool = &devices;
@@ -180,6 +182,9 @@ void add_carve(CLI::App& app, DevicePool& devices) {
       ->check(CLI::Range(1, 1000))
       ->capture_default_str();
   c->add_option("--source", a->source, "source backend URI")->capture_default_str();
+  add_kv_cache_option(c, a->kv_cache,
+                      "the corpus then holds f16-cache kv_store and attention tests, which a "
+                      "target without f16 cache kernels reports as not offered");
   c->add_flag("--overwrite", a->overwrite, "replace an existing corpus file");
   c->add_flag("--weights-by-reference", a->by_reference,
               "store weights as references to the model file instead of copies");

@@ -67,6 +67,17 @@ inline const CLI::Validator kPositive(
     },
     "POSITIVE");
 
+// --kv-cache f32|f16 into `kv_cache`: the dtype every run of the command keeps keys and
+// values in. `where` ends the help (what happens on a backend without f16 cache kernels).
+inline void add_kv_cache_option(CLI::App* c, std::string& kv_cache, const std::string& where) {
+  c->add_option("--kv-cache", kv_cache,
+                "dtype of the KV cache: f32, or f16 (half the memory; every key and value "
+                "rounded to f16). cpu and ref run an f16 cache; " +
+                    where)
+      ->check(CLI::IsMember({"f32", "f16"}))
+      ->capture_default_str();
+}
+
 // "backend URI: ref, cpu, vulkan, ... (tapml info --backends lists them)": the kinds this
 // build registered, for --backend's help.
 std::string backend_help(const std::string& what = "backend URI");

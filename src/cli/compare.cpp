@@ -10,6 +10,7 @@
 #include "cli/progress.h"
 #include "cli/prompts.h"
 #include "core/atomic_file.h"
+#include "core/dtype.h"
 #include "core/error.h"
 #include "model/model_file.h"
 #include "model/sites.h"
@@ -21,7 +22,7 @@ namespace tapml::cli {
 
 namespace {
 struct CompareArgs {
-  std::string model, backend, source = "ref", site, json_out;
+  std::string model, backend, source = "ref", site, json_out, kv_cache = "f32";
   Verbosity verbosity;
   PromptArgs prompts;
   int steps = 64;
@@ -39,6 +40,7 @@ void compare(const CompareArgs& a, DevicePool& devices) {
   o.target = a.backend;
   o.site_regex = a.site;
   o.steps = a.steps;
+  o.kv_cache = dtype_from_name(a.kv_cache);
   o.stop_tokens = prompts.stop_tokens;
   o.pool = &devices;
   o.prompts = prompts.ids;
@@ -81,6 +83,9 @@ void add_compare(CLI::App& app, DevicePool& devices) {
   c->add_option("--steps", a->steps, "positions per prompt, prompt included")
       ->check(CLI::Range(1, 1 << 20))
       ->capture_default_str();
+  add_kv_cache_option(
+      c, a->kv_cache,
+      "a target without f16 cache kernels refuses kv_store and attention calls (not comparable)");
   c->add_option("--site", a->site, "only sites matching this regular expression");
   c->add_option("--json", a->json_out, "write the JSON report here");
   add_verbosity(c, a->verbosity);

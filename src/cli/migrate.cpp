@@ -9,6 +9,7 @@
 #include "cli/progress.h"
 #include "cli/prompts.h"
 #include "core/atomic_file.h"
+#include "core/dtype.h"
 #include "core/error.h"
 #include "model/model_file.h"
 #include "report/migrate_html.h"
@@ -20,7 +21,8 @@ namespace tapml::cli {
 
 namespace {
 struct MigrateArgs {
-  std::string model, backend, source = "ref", strategy = "auto", json_out, html_out;
+  std::string model, backend, source = "ref", strategy = "auto", json_out, html_out,
+                              kv_cache = "f32";
   PromptArgs prompts;
   int steps = 64;
   double nmse_threshold = 0;
@@ -38,6 +40,7 @@ void migrate_command(const MigrateArgs& a, DevicePool& devices,
   o.target = a.backend;
   o.strategy = a.strategy;
   o.steps = a.steps;
+  o.kv_cache = dtype_from_name(a.kv_cache);
   o.nmse_threshold = a.nmse_threshold;
   o.prompts = prompts.ids;
   o.stop_tokens = prompts.stop_tokens;
@@ -105,6 +108,9 @@ void add_migrate(CLI::App& app, DevicePool& devices, const std::vector<std::stri
   c->add_option("--steps", a->steps, "positions per prompt, prompt included")
       ->check(CLI::Range(2, 1 << 20))
       ->capture_default_str();
+  add_kv_cache_option(c, a->kv_cache,
+                      "a target without f16 cache kernels refuses kv_store and attention (those "
+                      "sites stay on the source)");
   c->add_option("--nmse-threshold", a->nmse_threshold,
                 "end-to-end NMSE a step may reach, above 0 (default: 100x that of a plain-f32 "
                 "run)")

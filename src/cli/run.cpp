@@ -143,12 +143,9 @@ void add_run(CLI::App& app, DevicePool& devices) {
   c->add_option("--backend", a->backend, backend_help("default backend URI"))
       ->capture_default_str();
   c->add_option("--place", a->place, "placement rule REGEX=BACKEND (repeatable)");
-  c->add_option("--kv-cache", a->kv_cache,
-                "dtype of the KV cache: f32, or f16 (half the memory; every key and value "
-                "rounded to f16). cpu and ref run an f16 cache; with another backend, place "
-                "its ops on cpu: --place 'kv_store|attention=cpu'")
-      ->check(CLI::IsMember({"f32", "f16"}))
-      ->capture_default_str();
+  add_kv_cache_option(c, a->kv_cache,
+                      "with another backend, place its ops on cpu: --place "
+                      "'kv_store|attention=cpu'");
   c->add_flag("--json", a->json, "print one JSON object (token_ids, text, speeds)");
   c->add_option("--logits-out", a->logits_out,
                 "write every position's f32 logits, row-major [positions, vocab]");

@@ -30,7 +30,8 @@ CompareReport compare_model(const ModelFile& model, const CompareOptions& o) {
   IsolatedComparator cmp(pool.open(o.target), pool.open(kNoiseReference), &pool);
   if (!o.site_regex.empty()) cmp.restrict_sites(o.site_regex);
 
-  Session session(model, Placement(o.source), pool, std::max(model.config.max_seq_len, o.steps));
+  Session session(model, Placement(o.source), pool, std::max(model.config.max_seq_len, o.steps),
+                  o.kv_cache);
   session.dispatcher().add_observer(&cmp);
   for (size_t i = 0; i < o.prompts.size(); ++i) {
     GenerateOptions g;
@@ -48,6 +49,7 @@ CompareReport compare_model(const ModelFile& model, const CompareOptions& o) {
   r.source = o.source;
   r.target = o.target;
   r.steps = o.steps;
+  r.kv_cache = dtype_name(o.kv_cache);
   r.sites = cmp.sites();
   r.calls_compared = cmp.calls_compared();
   return r;

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "migrate/isolated.h"
 #include "model/model_file.h"
 #include "runtime/device_pool.h"
@@ -19,7 +20,8 @@ struct CompareOptions {
   std::string site_regex;                 // only these sites (searched); empty: all
   std::vector<std::vector<int>> prompts;  // token ids, BOS first
   std::vector<int> stop_tokens;
-  int steps = 64;  // positions per prompt, prompt included
+  int steps = 64;               // positions per prompt, prompt included
+  DType kv_cache = DType::F32;  // the source run's KV cache (f16: half precision)
   // Called now and then with (prompt index, prompt count, tokens produced, calls compared).
   std::function<void(size_t, size_t, int, int64_t)> progress;
   // The process's devices; null: the comparison opens its own.
@@ -30,6 +32,7 @@ struct CompareReport {
   std::string model, source, target;
   std::vector<std::string> prompt_texts;  // filled by the caller, for the report
   int steps = 0;
+  std::string kv_cache = "f32";  // the source run's KV cache dtype
   std::vector<SiteLocal> sites;  // in first-call order
   int64_t calls_compared = 0;
 

@@ -132,11 +132,12 @@ class Evaluator {
   Evaluator(const ModelFile& model, const MigrateOptions& o, DevicePool& pool)
       : model_(model), o_(o), pool_(pool) {
     for (const auto& prompt : o.prompts) {
-      sequences_.push_back(source_sequence(model, pool, o.source, prompt, o.steps, o.stop_tokens));
+      sequences_.push_back(
+          source_sequence(model, pool, o.kv_cache, o.source, prompt, o.steps, o.stop_tokens));
       prompt_lens_.push_back(int(prompt.size()));
       TAPML_REQUIRE(sequences_.back().size() > prompt.size(),
                     "migrate: the source run produced no token after the prompt");
-      sources_.push_back(run_trace(model, pool, Placement(o.source), sequences_.back(),
+      sources_.push_back(run_trace(model, pool, o.kv_cache, Placement(o.source), sequences_.back(),
                                    prompt_lens_.back(), false));
     }
   }
@@ -145,9 +146,9 @@ class Evaluator {
     EndToEnd all;
     int64_t before = 0;
     for (size_t i = 0; i < sequences_.size(); ++i) {
-      all.merge(
-          compare_logits(sources_[i], run_trace(model_, pool_, p, sequences_[i], prompt_lens_[i],
-                                                false, nullptr, positions(before))));
+      all.merge(compare_logits(
+          sources_[i], run_trace(model_, pool_, o_.kv_cache, p, sequences_[i], prompt_lens_[i],
+                                 false, nullptr, positions(before))));
       before += int64_t(sequences_[i].size()) - 1;
     }
     ++runs_;
@@ -263,8 +264,8 @@ class Migration {
 
   // 2. Every site in model order, and whether the target can run it.
   void list_coverage() {
-    infos_ =
-        list_sites(model_, pool_, o_.source, o_.target, ev_->sequences()[0], ev_->prompt_lens()[0]);
+    infos_ = list_sites(model_, pool_, o_.kv_cache, o_.source, o_.target, ev_->sequences()[0],
+                        ev_->prompt_lens()[0]);
     for (const SiteInfo& s : infos_) {
       if (!s.target_supports) continue;
       supported_.push_back(s.site.str());
@@ -389,11 +390,11 @@ class Migration {
       const std::vector<int>& seq = ev_->sequences()[i];
       const int len = ev_->prompt_lens()[i];
       ev_->set_activity("isolated comparison of every call");
-      Trace a = run_trace(model_, pool_, Placement(o_.source), seq, len, true, &iso,
+      Trace a = run_trace(model_, pool_, o_.kv_cache, Placement(o_.source), seq, len, true, &iso,
                           ev_->positions(before));
       ev_->set_activity("propagated error, everything on the target");
-      Trace b =
-          run_trace(model_, pool_, all_target, seq, len, true, nullptr, ev_->positions(before));
+      Trace b = run_trace(model_, pool_, o_.kv_cache, all_target, seq, len, true, nullptr,
+                          ev_->positions(before));
       before += int64_t(seq.size()) - 1;
       for (size_t c = 0; c < std::min(a.calls.size(), b.calls.size()); ++c) {
         if (a.calls[c].first != b.calls[c].first) break;  // the runs diverged in structure
@@ -670,6 +671,7 @@ MigrateReport migrate(const ModelFile& model, const MigrateOptions& o) {
   r.target = o.target;
   r.strategy = o.strategy;
   r.steps = o.steps;
+  r.kv_cache = dtype_name(o.kv_cache);
   Migration m(model, o, pool, r);
   m.run();
   r.runs = m.runs();

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "check/oracle.h"
+#include "core/dtype.h"
 #include "migrate/trace.h"
 #include "model/model_file.h"
 #include "runtime/device_pool.h"
@@ -39,7 +40,8 @@ struct MigrateOptions {
   std::vector<std::vector<int>> prompts;  // token ids, BOS first
   std::vector<int> stop_tokens;
   int steps = 64;
-  double nmse_threshold = 0;  // 0: calibrate
+  DType kv_cache = DType::F32;  // every run's KV cache (f16: half precision)
+  double nmse_threshold = 0;    // 0: calibrate
   double noise_multiple = 100;
   // A model with quantized weights: the threshold is this many times the NMSE of
   // ref?acc=q8 (twice its error, the oracle's activation_multiple, squared), not
@@ -106,6 +108,7 @@ struct MigrateReport {
   std::string model, source, target, strategy;
   std::vector<std::string> prompt_texts;
   int steps = 0;
+  std::string kv_cache = "f32";  // every run's KV cache dtype
   double nmse_threshold = 0, noise_nmse = 0;
   std::vector<MigrationStep> timeline;
   // Totals over `bisections` (one per group that broke the output).

@@ -52,23 +52,24 @@ class SiteLister final : public CallObserver {
 
 }  // namespace
 
-std::vector<int> source_sequence(const ModelFile& model, DevicePool& pool,
+std::vector<int> source_sequence(const ModelFile& model, DevicePool& pool, DType kv_cache,
                                  const std::string& source, const std::vector<int>& prompt,
                                  int steps, const std::vector<int>& stop_tokens) {
-  Session s(model, Placement(source), pool, context_for(model, size_t(steps)));
+  Session s(model, Placement(source), pool, context_for(model, size_t(steps)), kv_cache);
   GenerateOptions o;
   o.steps = steps;
   o.stop_tokens = stop_tokens;
   return generate(s, prompt, o).token_ids;
 }
 
-Trace run_trace(const ModelFile& model, DevicePool& pool, const Placement& placement,
-                const std::vector<int>& sequence, int prompt_len, bool capture_calls,
-                CallObserver* observer, const std::function<void(int)>& on_position) {
+Trace run_trace(const ModelFile& model, DevicePool& pool, DType kv_cache,
+                const Placement& placement, const std::vector<int>& sequence, int prompt_len,
+                bool capture_calls, CallObserver* observer,
+                const std::function<void(int)>& on_position) {
   TAPML_REQUIRE(prompt_len >= 1 && size_t(prompt_len) < sequence.size(),
                 "run_trace: the sequence must extend past the prompt");
   Trace t;
-  Session s(model, placement, pool, context_for(model, sequence.size()));
+  Session s(model, placement, pool, context_for(model, sequence.size()), kv_cache);
   CallCapture capture(t);
   if (capture_calls) s.dispatcher().add_observer(&capture);
   if (observer) s.dispatcher().add_observer(observer);
@@ -86,11 +87,11 @@ Trace run_trace(const ModelFile& model, DevicePool& pool, const Placement& place
   return t;
 }
 
-std::vector<SiteInfo> list_sites(const ModelFile& model, DevicePool& pool,
+std::vector<SiteInfo> list_sites(const ModelFile& model, DevicePool& pool, DType kv_cache,
                                  const std::string& source, const std::string& target,
                                  const std::vector<int>& sequence, int prompt_len) {
   std::vector<SiteInfo> sites;
-  Session s(model, Placement(source), pool, context_for(model, sequence.size()));
+  Session s(model, Placement(source), pool, context_for(model, sequence.size()), kv_cache);
   SiteLister lister(pool.open(target), sites);
   s.dispatcher().add_observer(&lister);
   // A prefill and one decode step show every site and both phases' shapes.

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "core/dtype.h"
 #include "model/model_file.h"
 #include "runtime/device_pool.h"
 #include "runtime/dispatcher.h"
@@ -29,7 +30,8 @@ struct Trace {
 };
 
 // The sequence the source produces: prompt ids, then greedy ids up to `steps` positions.
-std::vector<int> source_sequence(const ModelFile& model, DevicePool& pool,
+// Every run keeps its KV cache as `kv_cache` (f32 or f16).
+std::vector<int> source_sequence(const ModelFile& model, DevicePool& pool, DType kv_cache,
                                  const std::string& source, const std::vector<int>& prompt,
                                  int steps, const std::vector<int>& stop_tokens);
 
@@ -37,12 +39,13 @@ std::vector<int> source_sequence(const ModelFile& model, DevicePool& pool,
 // id per decode step, keeping every position's logits (the last id is not fed).
 // `observer`, when given, watches every call of the run; `on_position` hears the number of
 // positions done after the prefill and after each decode step.
-Trace run_trace(const ModelFile& model, DevicePool& pool, const Placement& placement,
-                const std::vector<int>& sequence, int prompt_len, bool capture_calls,
-                CallObserver* observer = nullptr, const std::function<void(int)>& on_position = {});
+Trace run_trace(const ModelFile& model, DevicePool& pool, DType kv_cache,
+                const Placement& placement, const std::vector<int>& sequence, int prompt_len,
+                bool capture_calls, CallObserver* observer = nullptr,
+                const std::function<void(int)>& on_position = {});
 
 // Every site of the model in first-call order, with whether `target` can run its calls.
-std::vector<SiteInfo> list_sites(const ModelFile& model, DevicePool& pool,
+std::vector<SiteInfo> list_sites(const ModelFile& model, DevicePool& pool, DType kv_cache,
                                  const std::string& source, const std::string& target,
                                  const std::vector<int>& sequence, int prompt_len);
 

@@ -52,6 +52,7 @@ nlohmann::json to_json(const CompareReport& r) {
           {"target", r.target},
           {"prompts", r.prompt_texts},
           {"steps", r.steps},
+          {"kv_cache", r.kv_cache},
           {"sites", sites},
           {"summary",
            {{"sites", r.sites.size()},

@@ -321,6 +321,7 @@ std::string header_section(const json& r) {
     item("prompts", p);
   }
   if (has(r, "steps")) item("steps", esc(r, "steps"));
+  if (has(r, "kv_cache") && text(r, "kv_cache") != "f32") item("KV cache", esc(r, "kv_cache"));
   if (has(r, "runs")) item("model runs", esc(r, "runs"));
   if (auto t = number(r, "seconds")) item("time", esc(fmt_seconds(*t)));
   const json& th = member(r, "thresholds");
@@ -979,6 +980,8 @@ std::string run_flags(const json& r) {
                                    : " --prompt " + shell_word(t);
     }
   if (has(r, "steps")) s += " --steps " + shell_word(text(r, "steps"));
+  if (has(r, "kv_cache") && text(r, "kv_cache") != "f32")
+    s += " --kv-cache " + shell_word(text(r, "kv_cache"));
   return s;
 }
 

@@ -116,6 +116,7 @@ nlohmann::json to_json(const MigrateReport& r, const std::optional<ReportContext
                       {"strategy", r.strategy},
                       {"prompts", r.prompt_texts},
                       {"steps", r.steps},
+                      {"kv_cache", r.kv_cache},
                       {"thresholds", {{"nmse", r.nmse_threshold}, {"noise_nmse", r.noise_nmse}}},
                       {"timeline", timeline},
                       {"bisect",

@@ -76,6 +76,27 @@ TEST(CarveCli, ReportsCallsSeenAndTestsKept) {
   EXPECT_NE(r.err.find("--overwrite"), std::string::npos) << r.err;
 }
 
+// --kv-cache f16 carves the half-precision cache's kv_store and attention calls: the corpus
+// says so, cpu passes them, and a backend without f16 cache kernels refuses exactly those.
+TEST(CarveCli, AnF16KvCacheCarvesHalfCacheTests) {
+  const std::string p = testing::temp_dir() + "/stories-f16-cache.corpus";
+  auto r =
+      run_command(tapml("carve --model " + q(shared_path("models/stories260K/stories260K.bin")) +
+                        " --tokenizer " + q(shared_path("models/stories260K/tok512.bin")) +
+                        " --prompt 'Once upon a time' --steps 24 --kv-cache f16 --out " + q(p)));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto info = run_command(tapml("corpus info --corpus " + q(p)));
+  EXPECT_NE(info.out.find("kv_cache: f16"), std::string::npos) << info.out;
+  EXPECT_NE(info.out.find("q:f32 k:f16 v:f16"), std::string::npos) << info.out;
+  auto cpu = run_command(tapml("test --corpus " + q(p) + " --backend cpu"));
+  EXPECT_EQ(cpu.exit_code, 0) << cpu.out << cpu.err;
+  EXPECT_NE(cpu.out.find(" 0 failed"), std::string::npos) << cpu.out;
+  // The faulty backend's kv_offset stores keys one row off: its kv_store tests fail.
+  auto bad =
+      run_command(tapml("test --corpus " + q(p) + " --backend 'faulty:cpu?fault=kv_offset'"));
+  EXPECT_EQ(bad.exit_code, 1) << bad.out << bad.err;
+}
+
 TEST(CarveCli, CorrectBackendsPassEveryTest) {
   for (const char* backend : {"ref", "cpu"}) {
     int rc = -1;

@@ -44,6 +44,29 @@ TEST(MigrateCli, FaultIsPinnedInTextJsonAndHtml) {
   EXPECT_GT(std::filesystem::file_size(dir + "/m.html"), 10000u);
 }
 
+// With --kv-cache f16 every run keeps an f16 cache: a fault in attention is pinned there as
+// with f32, the report says which cache ran, and its rerun command repeats the flag.
+TEST(MigrateCli, AnF16KvCacheRunsEveryRunWithIt) {
+  std::string dir = testing::temp_dir();
+  auto r = run_command(tapml("migrate --model " + model() +
+                             " --backend 'faulty:cpu?fault=gqa_map' --steps 24 --kv-cache f16 "
+                             "--prompt 'Once upon a time' --json " +
+                             shell_quote(dir + "/m16.json") + " --html " +
+                             shell_quote(dir + "/m16.html")));
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  std::ifstream f(dir + "/m16.json");
+  nlohmann::json j = nlohmann::json::parse(f);
+  EXPECT_EQ(j["kv_cache"], "f16");
+  EXPECT_EQ(j["verdict"]["culprit_ops"], nlohmann::json::array({"attention"}));
+  std::ifstream h(dir + "/m16.html");
+  const std::string html((std::istreambuf_iterator<char>(h)), std::istreambuf_iterator<char>());
+  EXPECT_NE(html.find("--kv-cache f16"), std::string::npos);
+  auto ok = run_command(
+      tapml("migrate --model " + model() + " --backend cpu --steps 24 --kv-cache f16 --quiet"));
+  EXPECT_EQ(ok.exit_code, 0) << ok.out << ok.err;
+  EXPECT_NE(ok.out.find("PASS"), std::string::npos) << ok.out;
+}
+
 TEST(MigrateCli, DemoPinsItsInjectedFaultAndSaysWhereTheReportIs) {
   std::string dir = testing::temp_dir() + "/demo";
   auto r = run_command("TAPML_SHARED=" + shell_quote(shared_path("")) + " " +
