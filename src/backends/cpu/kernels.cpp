@@ -314,6 +314,20 @@ HWY_INLINE void weighted_rows(const float* HWY_RESTRICT p, int64_t n, const W* H
   }
 }
 
+// s[j] = exp(s[j] - mx) for j < n, whole vectors at a time (lanes past n are written too,
+// and left out of the sum); returns 1 / the sum: a softmax's weights before that scale.
+HWY_INLINE float exp_and_inverse_sum(DF df, float* HWY_RESTRICT s, int64_t n, float mx) {
+  const int64_t L = int64_t(hn::Lanes(df));
+  const VF vmx = hn::Set(df, mx);
+  VF vsum = hn::Zero(df);
+  for (int64_t j = 0; j < n; j += L) {
+    const VF e = hn::Exp(df, hn::Sub(hn::LoadU(df, s + j), vmx));
+    hn::StoreU(e, df, s + j);
+    vsum = hn::Add(vsum, hn::IfThenElseZero(hn::FirstN(df, size_t(n - j)), e));
+  }
+  return 1.0f / sum_lanes(df, vsum);
+}
+
 template <class W>
 void attention_typed(const AttentionArgs& a, const W* k, const W* v, int64_t task_begin,
                      int64_t task_end) {
@@ -338,14 +352,7 @@ void attention_typed(const AttentionArgs& a, const W* k, const W* v, int64_t tas
       if (a.softcap > 0) s[j] = a.softcap * std::tanh(s[j] / a.softcap);
       mx = std::max(mx, s[j]);
     }
-    const VF vmx = hn::Set(df, mx);
-    VF vsum = hn::Zero(df);
-    for (int64_t j = 0; j < n; j += L) {
-      const VF e = hn::Exp(df, hn::Sub(hn::LoadU(df, s + j), vmx));
-      hn::StoreU(e, df, s + j);
-      vsum = hn::Add(vsum, hn::IfThenElseZero(hn::FirstN(df, size_t(n - j)), e));
-    }
-    const float inv = 1.0f / sum_lanes(df, vsum);
+    const float inv = exp_and_inverse_sum(df, s, n, mx);
     weighted_rows(s, n, v + first * kw + kh * a.hd, kw, a.hd, inv, a.out + t * qw + h * a.hd);
   }
 }
@@ -452,34 +459,30 @@ void attention_tiles(const AttentionArgs& a, const W* v, int64_t task_begin, int
     for (int r = 0; r < nr; ++r) {
       float* sr = s + r * lds;
       const int64_t o = first_of(r) - j_lo, m = last_of(r) - first_of(r) + 1;
-      const VF vscale = hn::Set(df, a.scale);
-      VF vmx = hn::Set(df, -INFINITY);
+      // Scaled (and capped) scores of the row's own keys, and their maximum.
+      float mx = -INFINITY;
       int64_t j = o;
-      for (; j + L <= o + m; j += L) {
-        const VF x = hn::Mul(hn::LoadU(df, sr + j), vscale);
-        hn::StoreU(x, df, sr + j);
-        vmx = hn::Max(vmx, x);
-      }
-      float mx = hn::GetLane(hn::MaxOfLanes(df, vmx));
-      for (; j < o + m; ++j) {
-        sr[j] *= a.scale;
-        mx = std::max(mx, sr[j]);
-      }
       if (a.softcap > 0) {
-        mx = -INFINITY;
-        for (j = o; j < o + m; ++j) {
-          sr[j] = a.softcap * std::tanh(sr[j] / a.softcap);
+        for (; j < o + m; ++j) {
+          const float x = sr[j] * a.scale;
+          sr[j] = a.softcap * std::tanh(x / a.softcap);
+          mx = std::max(mx, sr[j]);
+        }
+      } else {
+        const VF vscale = hn::Set(df, a.scale);
+        VF vmx = hn::Set(df, -INFINITY);
+        for (; j + L <= o + m; j += L) {
+          const VF x = hn::Mul(hn::LoadU(df, sr + j), vscale);
+          hn::StoreU(x, df, sr + j);
+          vmx = hn::Max(vmx, x);
+        }
+        mx = hn::GetLane(hn::MaxOfLanes(df, vmx));
+        for (; j < o + m; ++j) {
+          sr[j] *= a.scale;
           mx = std::max(mx, sr[j]);
         }
       }
-      const VF vm = hn::Set(df, mx);
-      VF vsum = hn::Zero(df);
-      for (j = o; j < o + m; j += L) {
-        const VF e = hn::Exp(df, hn::Sub(hn::LoadU(df, sr + j), vm));
-        hn::StoreU(e, df, sr + j);
-        vsum = hn::Add(vsum, hn::IfThenElseZero(hn::FirstN(df, size_t(o + m - j)), e));
-      }
-      inv[r] = 1.0f / sum_lanes(df, vsum);
+      inv[r] = exp_and_inverse_sum(df, sr + o, m, mx);
     }
     // Values: rows of a group share one pass over the keys all of them see; each row then
     // adds its own keys outside those (a causal edge, a window's start). No row multiplies a
