@@ -21,7 +21,8 @@ constexpr size_t kSpareFloor = size_t(256) << 20;
 // From this size a buffer starts on a 2 MiB boundary and asks the kernel for transparent huge
 // pages (where it grants them only on request, Debian's and Ubuntu's default): one fault per
 // 2 MiB instead of per 4 KiB, fewer TLB misses while matmuls stream weights. 2-core VM, 125M
-// f32 e2e_bench -p 1024 -r 3: 424K page faults -> 59K, 7.7 -> 5.7 s wall, prefill +3%.
+// f32 e2e_bench -p 1024 -r 3: 424K page faults -> 172K, 7.7 -> 5.5-5.9 s wall, prefill +9%;
+// on a 16-core Xeon no difference outside its noise (TAPML_HUGE_PAGES=0 to compare).
 constexpr size_t kHugePage = size_t(2) << 20, kHugeFrom = 2 * kHugePage;
 
 // TAPML_HUGE_PAGES=0 keeps ordinary pages (to measure what the huge ones buy).
@@ -40,8 +41,8 @@ std::byte* allocate(size_t rounded) {
   if (posix_memalign(&p, kHugePage, rounded) != 0) return nullptr;
 #ifdef MADV_HUGEPAGE
   // Advice: where it is refused (no THP, a kernel without it) the pages are ordinary ones.
-  const size_t page = 4096;
-  ::madvise(p, (rounded + page - 1) / page * page, MADV_HUGEPAGE);
+  // p is 2 MiB aligned; the kernel rounds the length up to whole pages.
+  ::madvise(p, rounded, MADV_HUGEPAGE);
 #endif
   return static_cast<std::byte*>(p);
 }
